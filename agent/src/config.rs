@@ -1,0 +1,250 @@
+//! The agent's TOML configuration. Parsing is strict (unknown keys are errors),
+//! and validation reports every problem at once, each with its key, so
+//! `caretaker-agent check-config` can be used as `ExecStartPre`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::collectors;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Base URL of the collector, e.g. `https://collector.example:8443`. Must be https.
+    pub collector_url: String,
+    /// The collector's CA certificate (PEM). Only servers signed by it are trusted.
+    pub ca_file: PathBuf,
+    /// Where the agent keeps its credential, sequence state and spool.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Enrollment token; `run` enrolls with it when no credential is stored yet.
+    #[serde(default)]
+    pub enrollment_token: Option<String>,
+    /// Seconds between two reports.
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u32,
+    /// Name shown as the `host` label; the OS host name when unset.
+    #[serde(default)]
+    pub host_name: Option<String>,
+    /// Operator labels sent with every report: `customer`, `site`, `role`, ...
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Collectors to run; all of them when unset.
+    #[serde(default = "default_collectors")]
+    pub collectors: Vec<String>,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub push: PushConfig,
+    /// Root of the proc filesystem (tests point it at captured trees).
+    #[serde(default = "default_proc_root")]
+    pub proc_root: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Most reports kept while the collector is unreachable; the oldest are dropped (and counted) beyond it.
+    #[serde(default = "default_spool_max_reports")]
+    pub max_reports: usize,
+    /// Most bytes kept on disk for unsent reports.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            max_reports: default_spool_max_reports(),
+            max_bytes: default_spool_max_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Time allowed for one request to the collector.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// First wait after a failed send; doubles (with jitter) up to `max_backoff_secs`.
+    #[serde(default = "default_min_backoff_ms")]
+    pub min_backoff_ms: u64,
+    /// Longest wait between two attempts.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: default_timeout_secs(),
+            min_backoff_ms: default_min_backoff_ms(),
+            max_backoff_secs: default_max_backoff_secs(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/caretaker")
+}
+fn default_interval_secs() -> u32 {
+    15
+}
+fn default_collectors() -> Vec<String> {
+    collectors::ALL.iter().map(|s| s.to_string()).collect()
+}
+fn default_spool_max_reports() -> usize {
+    10_000
+}
+fn default_spool_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_timeout_secs() -> u64 {
+    10
+}
+fn default_min_backoff_ms() -> u64 {
+    500
+}
+fn default_max_backoff_secs() -> u64 {
+    60
+}
+fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {file}: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: {} problem(s):\n  {}", .problems.len(), .problems.join("\n  "))]
+    Invalid { file: PathBuf, problems: Vec<String> },
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.into(),
+            source,
+        })?;
+        Self::parse(&text, file)
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.into(),
+                problems,
+            })
+        }
+    }
+
+    /// Every semantic problem, each naming its key.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match reqwest::Url::parse(&self.collector_url) {
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+            Ok(_) => p.push(format!(
+                "collector_url: {:?} must be an https:// URL with a host",
+                self.collector_url
+            )),
+            Err(e) => p.push(format!("collector_url: {:?} is not a URL: {e}", self.collector_url)),
+        }
+        if !(1..=86_400).contains(&self.interval_secs) {
+            p.push(format!("interval_secs: {} is outside 1..=86400", self.interval_secs));
+        }
+        if self.host_name.as_deref().is_some_and(|h| h.is_empty() || h.len() > 256) {
+            p.push("host_name: must be 1 to 256 bytes".into());
+        }
+        for (k, v) in &self.labels {
+            if !caretaker_shared::wire::is_label_name(k) {
+                p.push(format!("labels.{k}: not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"));
+            } else if k == "host" {
+                p.push("labels.host: reserved; set host_name instead".into());
+            }
+            if v.len() > 256 {
+                p.push(format!("labels.{k}: value longer than 256 bytes"));
+            }
+        }
+        for c in &self.collectors {
+            if !collectors::ALL.contains(&c.as_str()) {
+                p.push(format!(
+                    "collectors: unknown collector {c:?} (known: {})",
+                    collectors::ALL.join(", ")
+                ));
+            }
+        }
+        if self.spool.max_reports == 0 {
+            p.push("spool.max_reports: must be at least 1".into());
+        }
+        if self.spool.max_bytes < 64 * 1024 {
+            p.push("spool.max_bytes: must be at least 65536".into());
+        }
+        if self.push.timeout_secs == 0 {
+            p.push("push.timeout_secs: must be at least 1".into());
+        }
+        if self.push.min_backoff_ms == 0 || self.push.min_backoff_ms > self.push.max_backoff_secs.saturating_mul(1000) {
+            p.push("push.min_backoff_ms: must be at least 1 and at most push.max_backoff_secs".into());
+        }
+        p
+    }
+
+    /// The `host` label value.
+    pub fn host(&self) -> String {
+        self.host_name
+            .clone()
+            .or_else(sysinfo::System::host_name)
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, String> {
+        Config::parse(s, Path::new("agent.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("collector_url = \"https://127.0.0.1:8443\"\nca_file = \"/etc/caretaker/ca.pem\"\n");
+        let c = c.map_err(|e| panic!("{e}")).unwrap_or_else(|_| unreachable!());
+        assert_eq!(c.interval_secs, 15);
+        assert_eq!(c.collectors.len(), collectors::ALL.len());
+        assert_eq!(c.spool.max_reports, 10_000);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_line() {
+        let e = parse("collector_url = \"https://x\"\nca_file = \"/c\"\nintervall_secs = 5\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("agent.toml: TOML parse error at line 3"), "{e}");
+        assert!(e.contains("unknown field `intervall_secs`"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = parse(
+            "collector_url = \"http://x\"\nca_file = \"/c\"\ninterval_secs = 0\ncollectors = [\"cpu\", \"gpu\"]\n[labels]\nhost = \"x\"\n",
+        )
+        .err()
+        .unwrap_or_default();
+        assert_eq!(
+            e,
+            "agent.toml: 4 problem(s):\n  collector_url: \"http://x\" must be an https:// URL with a host\n  interval_secs: 0 is outside 1..=86400\n  labels.host: reserved; set host_name instead\n  collectors: unknown collector \"gpu\" (known: cpu, memory, system, filesystem, diskio, network)"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The Caretaker agent: collects host metrics, spools reports on disk and
+//! delivers them to the collector over TLS. `main.rs` is only the CLI.
+
+pub mod collectors;
+pub mod config;
+pub mod push;
+pub mod report;
+pub mod run;
+pub mod spool;
+pub mod state;

@@ -1,0 +1,193 @@
+//! `caretaker-agent`: parse the command line, load the config, run.
+//! Exit codes: 0 ok, 1 failure, 2 bad usage or bad input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use caretaker_agent::config::{Config, ConfigError};
+use caretaker_agent::report::{AgentStatus, Reporter};
+use caretaker_agent::state::Credential;
+use caretaker_agent::{push, run};
+use clap::{Parser, Subcommand};
+
+const DEFAULT_CONFIG: &str = "/etc/caretaker/agent.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "caretaker-agent",
+    version,
+    about = "Caretaker agent: watches this host and reports to the collector."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Collect and report every interval until stopped (SIGTERM/SIGINT).
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Enroll with a collector once, storing this agent's credential in the state dir.
+    Enroll {
+        /// Collector base URL (https://HOST:PORT).
+        #[arg(long)]
+        collector: String,
+        /// Enrollment token printed by `caretaker-collector init`.
+        #[arg(long)]
+        token: String,
+        /// The collector's CA certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Where to store the credential (the `state_dir` of the agent's config).
+        #[arg(long, default_value = "/var/lib/caretaker")]
+        state_dir: PathBuf,
+        /// Name to enroll under; the OS host name when unset.
+        #[arg(long)]
+        host_name: Option<String>,
+        /// Replace an existing credential.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Collect once and print the report as JSON; needs no collector.
+    Once {
+        /// Print the report on stdout (the only output this command has).
+        #[arg(long)]
+        print: bool,
+        /// Optional config for labels, host name and collectors.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config and exit (0 valid, 2 invalid); usable as ExecStartPre.
+    CheckConfig {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("caretaker-agent: {e:#}");
+            if e.chain().any(|c| c.is::<ConfigError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // One thread: the agent is small and mostly waits.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+        .context("starting the runtime")
+}
+
+fn dispatch(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::CheckConfig { config } => {
+            Config::load(&config)?;
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+        Command::Once { print, config } => {
+            let cfg = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::parse(
+                    "collector_url = \"https://localhost\"\nca_file = \"/dev/null\"\n",
+                    "(defaults)".as_ref(),
+                )?,
+            };
+            let mut reporter = Reporter::new(&cfg);
+            // A short baseline so CPU usage means something.
+            std::thread::sleep(Duration::from_millis(250));
+            let agent_id = Credential::load(&cfg.state_dir)
+                .ok()
+                .flatten()
+                .map(|c| c.agent_id)
+                .unwrap_or_else(|| "unenrolled".into());
+            // seq 0 marks a report that is printed, never sent.
+            let report = reporter.build(&agent_id, 0, AgentStatus::default(), Vec::new());
+            if print {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
+        }
+        Command::Enroll {
+            collector,
+            token,
+            ca,
+            state_dir,
+            host_name,
+            force,
+        } => {
+            if !force && Credential::load(&state_dir)?.is_some() {
+                anyhow::bail!(
+                    "already enrolled (credential in {}); pass --force to replace it",
+                    Credential::path(&state_dir).display()
+                );
+            }
+            let host = host_name
+                .or_else(sysinfo::System::host_name)
+                .unwrap_or_else(|| "unknown".into());
+            runtime()?.block_on(async {
+                let client = push::client(&ca, Duration::from_secs(10))?;
+                let r = push::enroll(&client, &collector, &token, &host).await?;
+                let cred = Credential {
+                    agent_id: r.agent_id,
+                    secret: r.credential,
+                    collector_url: collector.clone(),
+                };
+                cred.save(&state_dir)?;
+                println!(
+                    "enrolled as {} with {collector}; credential in {}",
+                    cred.agent_id,
+                    Credential::path(&state_dir).display()
+                );
+                Ok(())
+            })
+        }
+        Command::Run { config } => {
+            let cfg = Config::load(&config)?;
+            runtime()?.block_on(async {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("stopping");
+                    let _ = tx.send(true);
+                });
+                run::run(cfg, rx).await
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Talking to the collector over HTTPS: enrollment and report delivery. The
+//! client trusts only the collector's CA (pinned from the config), never the
+//! system's root store.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("cannot read the CA file {path}: {source}")]
+    Ca { path: String, source: std::io::Error },
+    #[error("the CA file {path} holds no usable PEM certificate{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    BadCa {
+        path: String,
+        source: Option<reqwest::Error>,
+    },
+    #[error("cannot build the HTTPS client: {0}")]
+    Client(reqwest::Error),
+    #[error("collector unreachable: {0}")]
+    Unreachable(reqwest::Error),
+    #[error("collector refused enrollment ({status}): {reason}")]
+    Refused { status: u16, reason: String },
+}
+
+/// Builds the HTTPS client, trusting only the given CA.
+pub fn client(ca_file: &Path, timeout: Duration) -> Result<reqwest::Client, PushError> {
+    let pem = std::fs::read(ca_file).map_err(|source| PushError::Ca {
+        path: ca_file.display().to_string(),
+        source,
+    })?;
+    let bad = |source| PushError::BadCa {
+        path: ca_file.display().to_string(),
+        source,
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(Some(e)))?;
+    if certs.is_empty() {
+        return Err(bad(None));
+    }
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false);
+    for ca in certs {
+        builder = builder.add_root_certificate(ca);
+    }
+    builder
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("caretaker-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(PushError::Client)
+}
+
+/// What the collector's error bodies look like (see docs/protocol.md).
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn reason(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    match resp.bytes().await {
+        Ok(b) => match serde_json::from_slice::<ErrorBody>(&b) {
+            Ok(e) => format!("{}: {}", e.error, e.reason),
+            Err(_) => String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned(),
+        },
+        Err(_) => status.to_string(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnrollRequest<'a> {
+    pub token: &'a str,
+    pub host: &'a str,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnrollResponse {
+    pub agent_id: String,
+    pub credential: String,
+}
+
+pub async fn enroll(
+    client: &reqwest::Client,
+    collector_url: &str,
+    token: &str,
+    host: &str,
+) -> Result<EnrollResponse, PushError> {
+    let url = format!("{}/api/v1/enroll", collector_url.trim_end_matches('/'));
+    let resp = client
+        .post(url)
+        .json(&EnrollRequest { token, host })
+        .send()
+        .await
+        .map_err(PushError::Unreachable)?;
+    let status = resp.status();
+    if status.is_success() {
+        resp.json().await.map_err(PushError::Unreachable)
+    } else {
+        Err(PushError::Refused {
+            status: status.as_u16(),
+            reason: reason(resp).await,
+        })
+    }
+}
+
+/// The result of offering one report.
+#[derive(Debug, PartialEq)]
+pub enum Delivery {
+    /// Applied now, or already applied earlier (409): either way it is done.
+    Delivered { duplicate: bool },
+    /// The collector will never accept this report (400, 413): drop it, count it.
+    Rejected { status: u16, reason: String },
+    /// Try again later (network, 401, 429, 5xx).
+    Retry { reason: String },
+}
+
+pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: &str, gzip_body: Vec<u8>) -> Delivery {
+    let url = format!("{}/api/v1/reports", collector_url.trim_end_matches('/'));
+    let resp = client
+        .post(url)
+        .bearer_auth(secret)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(reqwest::header::CONTENT_ENCODING, "gzip")
+        .body(gzip_body)
+        .send()
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            return Delivery::Retry {
+                reason: format!("collector unreachable: {e}"),
+            };
+        }
+    };
+    match resp.status().as_u16() {
+        200..=299 => Delivery::Delivered { duplicate: false },
+        409 => Delivery::Delivered { duplicate: true },
+        s @ (400 | 413 | 415) => Delivery::Rejected {
+            status: s,
+            reason: reason(resp).await,
+        },
+        s => Delivery::Retry {
+            reason: format!("collector answered {s}: {}", reason(resp).await),
+        },
+    }
+}

@@ -1,0 +1,227 @@
+//! The collector's TOML configuration (`serve --config FILE`). Strict parsing,
+//! every problem reported at once with its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to serve HTTPS on (API, agent ingest and /metrics).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Data directory made by `caretaker-collector init`: store, CA, certificates, tokens.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub hosts: HostsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest request body accepted, as sent (compressed).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest report accepted once decompressed (guards against gzip bombs).
+    #[serde(default = "default_max_decompressed_bytes")]
+    pub max_decompressed_bytes: usize,
+    /// Requests handled at once; more wait.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Time allowed to receive one request body.
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            max_decompressed_bytes: default_max_decompressed_bytes(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            body_timeout_secs: default_body_timeout_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostsConfig {
+    /// A host counts as down (`caretaker_host_up` 0) after this many missed intervals.
+    #[serde(default = "default_down_after_intervals")]
+    pub down_after_intervals: u32,
+}
+
+impl Default for HostsConfig {
+    fn default() -> Self {
+        Self {
+            down_after_intervals: default_down_after_intervals(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit: survives power loss.
+    Full,
+    /// fsync at checkpoints: survives a crash of the collector, not of the machine.
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite `synchronous` setting.
+    #[serde(default = "default_synchronous")]
+    pub synchronous: Synchronous,
+    /// How long the per-report log (agent, sequence, times) is kept.
+    #[serde(default = "default_report_log_retention_hours")]
+    pub report_log_retention_hours: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: default_synchronous(),
+            report_log_retention_hours: default_report_log_retention_hours(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/caretaker-collector")
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_decompressed_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_concurrent_requests() -> usize {
+    1024
+}
+fn default_body_timeout_secs() -> u64 {
+    30
+}
+fn default_down_after_intervals() -> u32 {
+    3
+}
+fn default_synchronous() -> Synchronous {
+    Synchronous::Full
+}
+fn default_report_log_retention_hours() -> u32 {
+    24
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            ingest: IngestConfig::default(),
+            hosts: HostsConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {file}: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: {} problem(s):\n  {}", .problems.len(), .problems.join("\n  "))]
+    Invalid { file: PathBuf, problems: Vec<String> },
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.into(),
+            source,
+        })?;
+        Self::parse(&text, file)
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.into(),
+                problems,
+            })
+        }
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.ingest.max_body_bytes < 1024 {
+            p.push("ingest.max_body_bytes: must be at least 1024".into());
+        }
+        if self.ingest.max_decompressed_bytes < self.ingest.max_body_bytes {
+            p.push("ingest.max_decompressed_bytes: must be at least ingest.max_body_bytes".into());
+        }
+        if self.ingest.max_concurrent_requests == 0 {
+            p.push("ingest.max_concurrent_requests: must be at least 1".into());
+        }
+        if self.ingest.body_timeout_secs == 0 {
+            p.push("ingest.body_timeout_secs: must be at least 1".into());
+        }
+        if self.hosts.down_after_intervals == 0 {
+            p.push("hosts.down_after_intervals: must be at least 1".into());
+        }
+        if self.store.report_log_retention_hours == 0 {
+            p.push("store.report_log_retention_hours: must be at least 1".into());
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::parse("", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.hosts.down_after_intervals == 3 && c.store.synchronous == Synchronous::Full));
+        let e = Config::parse(
+            "[hosts]\ndown_after_intervals = 0\n[ingest]\nmax_body_bytes = 10\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "c.toml: 2 problem(s):\n  ingest.max_body_bytes: must be at least 1024\n  hosts.down_after_intervals: must be at least 1"
+            )
+        );
+        let e = Config::parse("[store]\nsynchronous = \"sometimes\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("line 2") && e.contains("unknown variant `sometimes`")),
+            "{e:?}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! The collector's in-memory view of its hosts: what the API and `/metrics`
+//! read. The store is the record; this is rebuilt from it at start-up and
+//! updated by the store writer after each commit, so readers never touch
+//! SQLite and never see a change that was not committed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use caretaker_shared::wire::{Inventory, Sample};
+use serde::Serialize;
+
+/// One host (one enrolled agent) as last reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub agent_id: String,
+    pub host: String,
+    pub labels: BTreeMap<String, String>,
+    pub enrolled_at_ms: i64,
+    pub interval_secs: u32,
+    /// Highest sequence number applied.
+    pub last_seq: u64,
+    /// Reports applied since enrollment.
+    pub reports_applied: u64,
+    /// Sequence numbers never received (dropped from a full agent spool).
+    pub seq_gaps: u64,
+    /// When the collector last received a report (ms).
+    pub last_seen_ms: Option<i64>,
+    /// When the agent collected its newest applied report (ms).
+    pub last_collected_at_ms: Option<i64>,
+    /// Samples of the newest report, sorted by metric (catalogue metrics only).
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+    pub inventory: Option<Inventory>,
+}
+
+impl Host {
+    pub fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// Up while a report arrived within `down_after` intervals.
+    pub fn is_up(&self, now_ms: i64, down_after_intervals: u32) -> bool {
+        let window = i64::from(self.interval_secs.max(1)) * 1000 * i64::from(down_after_intervals);
+        self.last_seen_ms.is_some_and(|t| now_ms - t <= window)
+    }
+
+    /// The samples of one metric (they are sorted by metric).
+    pub fn samples_of(&self, metric: &str) -> &[Sample] {
+        let start = self.samples.partition_point(|s| s.metric.as_str() < metric);
+        let end = start + self.samples[start..].partition_point(|s| s.metric == metric);
+        &self.samples[start..end]
+    }
+}
+
+/// Sorts samples so [`Host::samples_of`] can find a metric's range.
+pub fn sort_samples(samples: &mut [Sample]) {
+    samples.sort_by(|a, b| a.metric.cmp(&b.metric));
+}
+
+#[derive(Debug, Default)]
+pub struct Fleet {
+    hosts: RwLock<HashMap<String, Arc<Host>>>,
+    /// Credential hash → agent id.
+    credentials: RwLock<HashMap<String, String>>,
+    /// Hashes of API tokens.
+    api_tokens: RwLock<HashSet<String>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fleet {
+    pub fn agent_for_credential(&self, credential_hash: &str) -> Option<String> {
+        read(&self.credentials).get(credential_hash).cloned()
+    }
+
+    pub fn add_credential(&self, credential_hash: String, agent_id: String) {
+        write(&self.credentials).insert(credential_hash, agent_id);
+    }
+
+    pub fn is_api_token(&self, token_hash: &str) -> bool {
+        read(&self.api_tokens).contains(token_hash)
+    }
+
+    pub fn add_api_token(&self, token_hash: String) {
+        write(&self.api_tokens).insert(token_hash);
+    }
+
+    pub fn put(&self, host: Host) {
+        write(&self.hosts).insert(host.agent_id.clone(), Arc::new(host));
+    }
+
+    pub fn get(&self, agent_id: &str) -> Option<Arc<Host>> {
+        read(&self.hosts).get(agent_id).cloned()
+    }
+
+    /// Every host, sorted by host name then id; the lock is held only to clone pointers.
+    pub fn snapshot(&self) -> Vec<Arc<Host>> {
+        let mut v: Vec<Arc<Host>> = read(&self.hosts).values().cloned().collect();
+        v.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| a.agent_id.cmp(&b.agent_id)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(metric: &str, v: f64) -> Sample {
+        Sample {
+            metric: metric.into(),
+            labels: BTreeMap::new(),
+            value: v,
+        }
+    }
+
+    #[test]
+    fn samples_of_finds_the_range() {
+        let mut samples = vec![s("b", 1.0), s("a", 2.0), s("b", 3.0), s("c", 4.0)];
+        sort_samples(&mut samples);
+        let h = Host {
+            agent_id: "x".into(),
+            host: "h".into(),
+            labels: BTreeMap::new(),
+            enrolled_at_ms: 0,
+            interval_secs: 10,
+            last_seq: 1,
+            reports_applied: 1,
+            seq_gaps: 0,
+            last_seen_ms: Some(1_000_000),
+            last_collected_at_ms: None,
+            samples,
+            inventory: None,
+        };
+        assert_eq!(
+            h.samples_of("b").iter().map(|s| s.value).collect::<Vec<_>>(),
+            [1.0, 3.0]
+        );
+        assert!(h.samples_of("zz").is_empty());
+        assert!(h.is_up(1_000_000 + 30_000, 3));
+        assert!(!h.is_up(1_000_000 + 30_001, 3));
+    }
+}

@@ -1,0 +1,95 @@
+//! The API's one error type. Client errors carry what was wrong (and where)
+//! and are not logged as errors; internal errors are logged once and answered
+//! with a generic body.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use caretaker_shared::wire::WireError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized(String),
+    Malformed { path: String, reason: String },
+    Invalid(Vec<WireError>),
+    TooLarge(String),
+    UnsupportedEncoding(String),
+    Duplicate { seq: u64, last_seq: u64 },
+    NotFound(String),
+    BadRequest(String),
+    Internal(String),
+}
+
+impl ApiError {
+    /// The `reason` label for `caretaker_ingest_reports_rejected`.
+    pub fn reject_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Malformed { .. } | ApiError::BadRequest(_) => "malformed",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::Internal(_) => "internal",
+            ApiError::Duplicate { .. } | ApiError::NotFound(_) => return None,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Unauthorized(reason) => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "reason": reason}),
+            ),
+            ApiError::Malformed { path, reason } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "malformed", "path": path, "reason": reason}),
+            ),
+            ApiError::Invalid(problems) => {
+                let first = problems.first().map(|p| p.path.clone()).unwrap_or_default();
+                let reason = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
+                let list: Vec<_> = problems
+                    .iter()
+                    .map(|p| json!({"path": p.path, "reason": p.reason}))
+                    .collect();
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "invalid", "path": first, "reason": reason, "problems": list}),
+                )
+            }
+            ApiError::TooLarge(reason) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "too_large", "reason": reason}),
+            ),
+            ApiError::UnsupportedEncoding(reason) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": "unsupported_encoding", "reason": reason}),
+            ),
+            ApiError::Duplicate { seq, last_seq } => (
+                StatusCode::CONFLICT,
+                json!({"error": "duplicate", "reason": format!("sequence {seq} was already applied (last applied: {last_seq})"), "seq": seq, "last_seq": last_seq}),
+            ),
+            ApiError::NotFound(reason) => (StatusCode::NOT_FOUND, json!({"error": "not_found", "reason": reason})),
+            ApiError::BadRequest(reason) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "bad_request", "reason": reason}),
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal", "reason": "internal error; see the collector's log"}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

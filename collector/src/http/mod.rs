@@ -1,0 +1,70 @@
+//! The collector's HTTP surface, one module per resource. [`app`] builds the
+//! whole router from the state, apart from `main`, so tests drive it without a
+//! socket.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+
+use crate::config::Config;
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::store::Writer;
+
+pub mod enroll;
+pub mod error;
+pub mod hosts;
+pub mod reports;
+
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub fleet: Arc<Fleet>,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+    /// Read-only connection pool of one, for API queries that need the store.
+    pub reader: Arc<std::sync::Mutex<rusqlite::Connection>>,
+}
+
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.ingest.max_concurrent_requests;
+    Router::new()
+        .merge(reports::router())
+        .merge(enroll::router())
+        .merge(hosts::router())
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(limit))
+        .with_state(state)
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let m = state.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || m.render())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}

@@ -1,0 +1,150 @@
+//! `POST /api/v1/reports`: agent ingest. Order of checks: credential (401),
+//! encoding (415), size as sent (413), decompression and size once
+//! decompressed (400/413), JSON decoding with the field path (400),
+//! validation with every problem's path (400), the credential matches the
+//! report's agent id (401), then exactly-once application by the store writer
+//! (200, or 409 for a sequence number already applied). A rejected report
+//! changes nothing.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use caretaker_shared::wire;
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::{AppState, bearer};
+use crate::pki;
+use crate::store::{self, Applied, DecompressError, Encoding, Incoming};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/reports", post(ingest))
+}
+
+async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let result = handle(&state, &headers, body).await;
+    state.metrics.latency.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(seq) => {
+            state.metrics.accepted.inc();
+            Json(json!({"status": "applied", "seq": seq})).into_response()
+        }
+        Err(e) => {
+            match (&e, e.reject_reason()) {
+                (ApiError::Duplicate { .. }, _) => {
+                    state.metrics.duplicate.inc();
+                }
+                (_, Some(reason)) => {
+                    state.metrics.reject(reason);
+                    tracing::debug!(?e, "report rejected");
+                }
+                _ => {}
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<axum::body::Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "body not received within {} s",
+            timeout.as_secs()
+        ))),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::TooLarge(format!("body larger than {limit} bytes")))
+        }
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64, ApiError> {
+    let secret = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer credential".into()))?;
+    let agent_id = state
+        .fleet
+        .agent_for_credential(&pki::hash_secret(secret))
+        .ok_or_else(|| ApiError::Unauthorized("unknown credential".into()))?;
+
+    let encoding = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?")) {
+        None | Some("identity") => Encoding::Identity,
+        Some("gzip") => Encoding::Gzip,
+        Some(other) => {
+            return Err(ApiError::UnsupportedEncoding(format!(
+                "content-encoding {other:?}; use gzip or identity"
+            )));
+        }
+    };
+    let cfg = &state.config.ingest;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    {
+        if len > cfg.max_body_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "body of {len} bytes is larger than {} bytes",
+                cfg.max_body_bytes
+            )));
+        }
+    }
+    let body = read_body(body, cfg.max_body_bytes, Duration::from_secs(cfg.body_timeout_secs)).await?;
+
+    // Decompressing and parsing are CPU work: keep them off the async workers.
+    let limit = cfg.max_decompressed_bytes;
+    let parsed = tokio::task::spawn_blocking(move || -> Result<(wire::Report, axum::body::Bytes), ApiError> {
+        let json = store::decompress(&body, encoding, limit).map_err(|e| match e {
+            DecompressError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
+            DecompressError::Corrupt(_) => ApiError::Malformed {
+                path: ".".into(),
+                reason: e.to_string(),
+            },
+        })?;
+        let report = wire::decode(&json).map_err(|e| ApiError::Malformed {
+            path: e.path,
+            reason: e.reason,
+        })?;
+        report.validate().map_err(ApiError::Invalid)?;
+        Ok((report, body))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (report, body) = parsed;
+
+    if report.agent_id != agent_id {
+        return Err(ApiError::Unauthorized(format!(
+            "the credential does not belong to agent {:?}",
+            report.agent_id
+        )));
+    }
+    let unknown = report.samples.len() - report.known_samples().count();
+    if unknown > 0 {
+        state
+            .metrics
+            .ignored
+            .get_or_create(&vec![("reason".to_string(), "unknown_metric".to_string())])
+            .inc_by(unknown as u64);
+    }
+    let seq = report.seq;
+    let outcome = state
+        .writer
+        .apply(Incoming {
+            agent_id,
+            report,
+            body: body.to_vec(),
+            encoding,
+            received_at_ms: caretaker_shared::now_ms(),
+        })
+        .await?;
+    match outcome {
+        Applied::Applied { seq } => Ok(seq),
+        Applied::Duplicate { last_seq, .. } => Err(ApiError::Duplicate { seq, last_seq }),
+    }
+}

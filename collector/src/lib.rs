@@ -1,0 +1,10 @@
+//! The Caretaker collector: enrollment and ingest over TLS, the SQLite store,
+//! the hosts API and `/metrics`. `main.rs` is only the CLI.
+
+pub mod config;
+pub mod fleet;
+pub mod http;
+pub mod metrics;
+pub mod pki;
+pub mod serve;
+pub mod store;

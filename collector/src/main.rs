@@ -1,0 +1,129 @@
+//! `caretaker-collector`: parse the command line, load the config, run.
+//! Exit codes: 0 ok, 1 failure, 2 bad usage or bad input.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use caretaker_collector::config::{Config, ConfigError};
+use caretaker_collector::pki::Paths;
+use caretaker_collector::serve;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "caretaker-collector",
+    version,
+    about = "Caretaker collector: receives agent reports, keeps the record, serves the API and /metrics."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory: CA, server certificate, enrollment and API tokens, store.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// DNS names and IP addresses the server certificate is valid for
+        /// (repeatable). Default: localhost, 127.0.0.1, ::1 and this host's name.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+    /// Serve agents, the API and /metrics over HTTPS until SIGTERM/SIGINT.
+    Serve {
+        /// Config file (TOML); the flags below override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a config file and exit (0 valid, 2 invalid).
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("caretaker-collector: {e:#}");
+            if e.chain().any(|c| c.is::<ConfigError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Init { data_dir, mut sans } => {
+            if sans.is_empty() {
+                sans = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+                if let Some(h) = hostname() {
+                    sans.push(h);
+                }
+            }
+            let made = serve::init(&data_dir, &sans)?;
+            let p = Paths::new(&data_dir);
+            println!("initialized {}", data_dir.display());
+            println!("  CA certificate (give to agents): {}", p.ca_cert.display());
+            println!("  server certificate for: {}", sans.join(", "));
+            println!(
+                "  enrollment token: {} (also in {})",
+                made.enrollment_token,
+                p.enrollment_token.display()
+            );
+            println!("  API token: {} (also in {})", made.api_token, p.api_token.display());
+            Ok(())
+        }
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => {
+            let mut cfg = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(serve::serve(cfg))
+        }
+        Command::CheckConfig { config } => {
+            Config::load(&config)?;
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

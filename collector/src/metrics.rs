@@ -1,0 +1,205 @@
+//! `/metrics`: the collector's own counters plus every host's latest samples,
+//! rendered as OpenMetrics text with `prometheus-client`. Names, units, help
+//! and labels all come from the shared catalogue. Per-host series are encoded
+//! at scrape time from a snapshot of the fleet (a `Collector` impl), so there
+//! is no second copy of the samples to keep in sync.
+
+use std::sync::Arc;
+
+use caretaker_shared::catalogue::{self, CATALOGUE, Kind, MetricDef, Source, Unit};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{self, Registry};
+
+use crate::fleet::Fleet;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub accepted: Counter,
+    pub duplicate: Counter,
+    pub rejected: Family<Labels, Counter>,
+    pub ignored: Family<Labels, Counter>,
+    pub latency: Histogram,
+}
+
+fn unit(u: Unit) -> Option<registry::Unit> {
+    match u {
+        Unit::None => None,
+        Unit::Bytes => Some(registry::Unit::Bytes),
+        Unit::Seconds => Some(registry::Unit::Seconds),
+        Unit::Ratio => Some(registry::Unit::Other("ratio".into())),
+    }
+}
+
+fn def(name: &str) -> Result<&'static MetricDef, String> {
+    catalogue::lookup(name).ok_or_else(|| format!("{name} is missing from the catalogue"))
+}
+
+fn register(registry: &mut Registry, name: &str, metric: impl registry::Metric) -> Result<(), String> {
+    let d = def(name)?;
+    match unit(d.unit) {
+        // prometheus-client adds the final full stop itself.
+        Some(u) => registry.register_with_unit(d.base_name(), d.help.trim_end_matches('.'), u, metric),
+        None => registry.register(d.base_name(), d.help.trim_end_matches('.'), metric),
+    }
+    Ok(())
+}
+
+impl Metrics {
+    pub fn new(fleet: Arc<Fleet>, down_after_intervals: u32) -> Result<Self, String> {
+        let mut registry = Registry::default();
+        let m = Self {
+            accepted: Counter::default(),
+            duplicate: Counter::default(),
+            rejected: Family::default(),
+            ignored: Family::default(),
+            // 0.25 ms .. ~4 s
+            latency: Histogram::new(exponential_buckets(0.00025, 2.0, 15)),
+            registry: Registry::default(),
+        };
+        register(&mut registry, "caretaker_ingest_reports_accepted", m.accepted.clone())?;
+        register(&mut registry, "caretaker_ingest_reports_duplicate", m.duplicate.clone())?;
+        register(&mut registry, "caretaker_ingest_reports_rejected", m.rejected.clone())?;
+        register(&mut registry, "caretaker_ingest_samples_ignored", m.ignored.clone())?;
+        register(&mut registry, "caretaker_ingest_latency_seconds", m.latency.clone())?;
+        // Every reason exists from the start, at 0, so rates and dashboards work.
+        for r in catalogue::REJECT_REASONS {
+            let _ = m.rejected.get_or_create(&vec![("reason".to_string(), r.to_string())]);
+        }
+        let _ = m
+            .ignored
+            .get_or_create(&vec![("reason".to_string(), "unknown_metric".to_string())]);
+        registry.register_collector(Box::new(HostSeries {
+            fleet,
+            down_after_intervals,
+        }));
+        Ok(Self { registry, ..m })
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        debug_assert!(catalogue::REJECT_REASONS.contains(&reason));
+        self.rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(64 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Encodes per-host series and fleet gauges at scrape time.
+#[derive(Debug)]
+struct HostSeries {
+    fleet: Arc<Fleet>,
+    down_after_intervals: u32,
+}
+
+fn metric_type(k: Kind) -> MetricType {
+    match k {
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Counter => MetricType::Counter,
+        Kind::Histogram => MetricType::Histogram,
+    }
+}
+
+impl Collector for HostSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let hosts = self.fleet.snapshot();
+        let now = caretaker_shared::now_ms();
+        for d in CATALOGUE.iter().filter(|d| d.source == Source::Agent) {
+            let u = unit(d.unit);
+            let mut family = encoder.encode_descriptor(d.base_name(), d.help, u.as_ref(), metric_type(d.kind))?;
+            for h in &hosts {
+                for s in h.samples_of(d.name) {
+                    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(3 + s.labels.len());
+                    labels.push(("host", &h.host));
+                    labels.push(("customer", h.label("customer")));
+                    labels.push(("site", h.label("site")));
+                    labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                    let mut enc = family.encode_family(&labels)?;
+                    match d.kind {
+                        Kind::Counter => enc.encode_counter::<(), _, f64>(&s.value, None)?,
+                        _ => enc.encode_gauge(&s.value)?,
+                    }
+                }
+            }
+        }
+        let mut up_count = 0i64;
+        {
+            let d = catalogue::lookup("caretaker_host_up").ok_or(std::fmt::Error)?;
+            let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+            for h in &hosts {
+                let up = h.is_up(now, self.down_after_intervals);
+                up_count += i64::from(up);
+                let labels = [
+                    ("host", h.host.as_str()),
+                    ("customer", h.label("customer")),
+                    ("site", h.label("site")),
+                ];
+                family.encode_family(&labels)?.encode_gauge(&i64::from(up))?;
+            }
+        }
+        {
+            let d = catalogue::lookup("caretaker_host_last_seen_timestamp_seconds").ok_or(std::fmt::Error)?;
+            let u = unit(d.unit);
+            let mut family = encoder.encode_descriptor(d.base_name(), d.help, u.as_ref(), MetricType::Gauge)?;
+            for h in &hosts {
+                if let Some(t) = h.last_seen_ms {
+                    let labels = [
+                        ("host", h.host.as_str()),
+                        ("customer", h.label("customer")),
+                        ("site", h.label("site")),
+                    ];
+                    family.encode_family(&labels)?.encode_gauge(&(t as f64 / 1000.0))?;
+                }
+            }
+        }
+        for (name, v) in [
+            ("caretaker_hosts_known", hosts.len() as i64),
+            ("caretaker_hosts_up", up_count),
+        ] {
+            let d = catalogue::lookup(name).ok_or(std::fmt::Error)?;
+            let g = prometheus_client::metrics::gauge::ConstGauge::new(v);
+            let family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+            g.encode(family)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_collector_metric_is_rendered_from_the_catalogue() {
+        let m = Metrics::new(Arc::new(Fleet::default()), 3);
+        let Ok(m) = m else { panic!("metrics: {:?}", m.err()) };
+        m.accepted.inc();
+        m.reject("malformed");
+        let text = m.render().unwrap_or_default();
+        for d in CATALOGUE.iter().filter(|d| d.source == Source::Collector) {
+            assert!(
+                text.contains(&format!("# TYPE {} ", d.name)),
+                "{} missing:\n{text}",
+                d.name
+            );
+        }
+        assert!(text.contains("caretaker_ingest_reports_accepted_total 1"), "{text}");
+        assert!(
+            text.contains("caretaker_ingest_reports_rejected_total{reason=\"malformed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("caretaker_hosts_known 0"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,127 @@
+//! `caretaker-collector init` and `serve`: wiring the pieces together.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::config::Config;
+use crate::fleet::Fleet;
+use crate::http::{AppState, app};
+use crate::metrics::Metrics;
+use crate::pki::{self, Paths};
+use crate::store::{self, Writer};
+
+/// rustls needs one crypto provider per process; ring builds with a C compiler only.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Creates a data directory: CA, server certificate, tokens, and the store
+/// holding the tokens' hashes. Returns the tokens.
+pub fn init(data_dir: &Path, names: &[String]) -> anyhow::Result<pki::Initialized> {
+    let paths = Paths::new(data_dir);
+    if paths.ca_key.exists() {
+        anyhow::bail!(
+            "{} is already initialized ({} exists); nothing changed",
+            data_dir.display(),
+            paths.ca_key.display()
+        );
+    }
+    let made = pki::init(data_dir, names)?;
+    let conn = store::open(&paths.database, crate::config::Synchronous::Full)?;
+    store::add_enrollment_token(&conn, &pki::hash_secret(&made.enrollment_token))?;
+    store::add_api_token(&conn, &pki::hash_secret(&made.api_token), "init")?;
+    Ok(made)
+}
+
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let paths = Paths::new(&cfg.data_dir);
+    for f in [&paths.server_cert, &paths.server_key, &paths.database] {
+        if !f.exists() {
+            anyhow::bail!(
+                "{} is missing: run `caretaker-collector init --data-dir {}` first",
+                f.display(),
+                cfg.data_dir.display()
+            );
+        }
+    }
+    let fleet = Arc::new(Fleet::default());
+    let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
+    let hosts = store::load_fleet(&conn, &fleet).context("loading hosts from the store")?;
+    let reader = store::open(&paths.database, cfg.store.synchronous).context("opening the store for reading")?;
+    let (writer, writer_thread) = Writer::start(conn, fleet.clone()).context("starting the store writer")?;
+    let metrics =
+        Arc::new(Metrics::new(fleet.clone(), cfg.hosts.down_after_intervals).map_err(|e| anyhow::anyhow!(e))?);
+    let tls = RustlsConfig::from_pem_file(&paths.server_cert, &paths.server_key)
+        .await
+        .with_context(|| {
+            format!(
+                "loading {} and {}",
+                paths.server_cert.display(),
+                paths.server_key.display()
+            )
+        })?;
+    let cfg = Arc::new(cfg);
+    let state = AppState {
+        fleet,
+        writer: writer.clone(),
+        metrics,
+        config: cfg.clone(),
+        reader: Arc::new(Mutex::new(reader)),
+    };
+
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let pruner = {
+        let writer = writer.clone();
+        let keep_ms = i64::from(cfg.store.report_log_retention_hours) * 3_600_000;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                writer.prune(caretaker_shared::now_ms() - keep_ms).await;
+            }
+        })
+    };
+    drop(writer);
+
+    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), hosts, "collector serving");
+    let mut server = axum_server::bind_rustls(cfg.listen, tls).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    server.serve(app(state).into_make_service()).await.context("serving")?;
+    pruner.abort();
+    let _ = pruner.await;
+    // The router (and with it the last writer handle) is gone: the writer
+    // drains what it has and stops.
+    tokio::task::spawn_blocking(move || writer_thread.join()).await.ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

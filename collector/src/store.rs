@@ -1,0 +1,621 @@
+//! The SQLite store: the collector's record of agents, their newest reports,
+//! the report log, events and inventory versions. One file in the data
+//! directory, WAL mode, migrations in code.
+//!
+//! All writes go through one writer thread ([`Writer`]) that takes jobs from a
+//! channel and commits them in batches: many reports share one transaction
+//! (and one fsync), each inside its own savepoint so one bad job fails alone.
+//! A job is answered only after its commit, so an acknowledged report is on
+//! disk, and a report is applied entirely or not at all.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use caretaker_shared::wire::{self, Inventory, Report};
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Synchronous;
+use crate::fleet::{Fleet, Host, sort_samples};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("stored report of agent {agent_id} cannot be read: {reason}")]
+    Corrupt { agent_id: String, reason: String },
+    #[error("the store writer has stopped")]
+    WriterGone,
+    #[error("agent {0} is not enrolled")]
+    UnknownAgent(String),
+    #[error("transaction failed: {0}")]
+    Transaction(String),
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        r#"
+CREATE TABLE enrollment_tokens (
+    token_hash TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE api_tokens (
+    token_hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE agents (
+    agent_id TEXT PRIMARY KEY,
+    credential_hash TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    enrolled_at_ms INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    interval_secs INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    reports_applied INTEGER NOT NULL DEFAULT 0,
+    seq_gaps INTEGER NOT NULL DEFAULT 0,
+    last_seen_ms INTEGER,
+    last_collected_at_ms INTEGER
+);
+-- The newest report of each agent, as received (possibly gzip), so a restart
+-- rebuilds the latest samples exactly.
+CREATE TABLE host_latest (
+    agent_id TEXT PRIMARY KEY REFERENCES agents(agent_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    encoding TEXT NOT NULL CHECK (encoding IN ('identity', 'gzip')),
+    body BLOB NOT NULL
+);
+CREATE TABLE report_log (
+    agent_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    collected_at_ms INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX report_log_received ON report_log(received_at_ms);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(agent_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    labels TEXT NOT NULL
+);
+CREATE INDEX events_agent_time ON events(agent_id, at_ms);
+CREATE TABLE inventory (
+    agent_id TEXT NOT NULL REFERENCES agents(agent_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    collected_at_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+);
+"#,
+    )])
+}
+
+/// Opens (creating and migrating) the store.
+pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrations().to_latest(&mut conn)?;
+    Ok(conn)
+}
+
+pub fn add_enrollment_token(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO enrollment_tokens(token_hash, created_at_ms) VALUES (?1, ?2)",
+        params![token_hash, caretaker_shared::now_ms()],
+    )?;
+    Ok(())
+}
+
+pub fn add_api_token(conn: &Connection, token_hash: &str, name: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO api_tokens(token_hash, name, created_at_ms) VALUES (?1, ?2, ?3)",
+        params![token_hash, name, caretaker_shared::now_ms()],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+impl Encoding {
+    fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+        }
+    }
+}
+
+/// Decompresses a stored or received body, refusing more than `limit` bytes.
+pub fn decompress(body: &[u8], encoding: Encoding, limit: usize) -> Result<Vec<u8>, DecompressError> {
+    match encoding {
+        Encoding::Identity => Ok(body.to_vec()),
+        Encoding::Gzip => {
+            let mut out = Vec::with_capacity(body.len() * 4);
+            flate2::read::GzDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| DecompressError::Corrupt(e.to_string()))?;
+            if out.len() > limit {
+                Err(DecompressError::TooLarge(limit))
+            } else {
+                Ok(out)
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecompressError {
+    #[error("body is not valid gzip: {0}")]
+    Corrupt(String),
+    #[error("report is larger than {0} bytes once decompressed")]
+    TooLarge(usize),
+}
+
+/// Rebuilds the fleet from the store at start-up.
+pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError> {
+    for h in conn
+        .prepare("SELECT token_hash FROM api_tokens")?
+        .query_map([], |r| r.get::<_, String>(0))?
+    {
+        fleet.add_api_token(h?);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
+                a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
+                (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1)
+         FROM agents a LEFT JOIN host_latest l ON l.agent_id = a.agent_id",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let agent_id: String = r.get(0)?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            agent_id: agent_id.clone(),
+            reason,
+        };
+        let labels: BTreeMap<String, String> =
+            serde_json::from_str(&r.get::<_, String>(4)?).map_err(|e| corrupt(e.to_string()))?;
+        let mut samples = Vec::new();
+        if let Some(body) = r.get::<_, Option<Vec<u8>>>(12)? {
+            let enc = if r.get::<_, String>(11)? == "gzip" {
+                Encoding::Gzip
+            } else {
+                Encoding::Identity
+            };
+            let json = decompress(&body, enc, usize::MAX / 2).map_err(|e| corrupt(e.to_string()))?;
+            let report = wire::decode(&json).map_err(|e| corrupt(e.to_string()))?;
+            samples = report.known_samples().cloned().collect();
+            sort_samples(&mut samples);
+        }
+        let inventory: Option<Inventory> = match r.get::<_, Option<String>>(13)? {
+            Some(doc) => Some(serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?),
+            None => None,
+        };
+        fleet.add_credential(r.get(1)?, agent_id.clone());
+        fleet.put(Host {
+            agent_id: agent_id.clone(),
+            host: r.get(2)?,
+            labels,
+            enrolled_at_ms: r.get(3)?,
+            interval_secs: r.get(5)?,
+            last_seq: r.get::<_, i64>(6)? as u64,
+            reports_applied: r.get::<_, i64>(7)? as u64,
+            seq_gaps: r.get::<_, i64>(8)? as u64,
+            last_seen_ms: r.get(9)?,
+            last_collected_at_ms: r.get(10)?,
+            samples,
+            inventory,
+        });
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A report that passed authentication and validation.
+pub struct Incoming {
+    pub agent_id: String,
+    pub report: Report,
+    pub body: Vec<u8>,
+    pub encoding: Encoding,
+    pub received_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied {
+        seq: u64,
+    },
+    /// Already applied: the agent may forget it.
+    Duplicate {
+        seq: u64,
+        last_seq: u64,
+    },
+}
+
+pub struct Enrollment {
+    pub token_hash: String,
+    pub agent_id: String,
+    pub credential_hash: String,
+    pub host: String,
+}
+
+enum Job {
+    Apply(Box<Incoming>, oneshot::Sender<Result<Applied, StoreError>>),
+    /// Answers whether the token was valid (and the agent created).
+    Enroll(Enrollment, oneshot::Sender<Result<bool, StoreError>>),
+    Prune {
+        older_than_ms: i64,
+    },
+}
+
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+impl Writer {
+    /// Starts the writer thread on `conn`; it ends when every handle is dropped.
+    pub fn start(conn: Connection, fleet: Arc<Fleet>) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx, fleet))?;
+        Ok((Self { tx }, handle))
+    }
+
+    pub async fn apply(&self, incoming: Incoming) -> Result<Applied, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Apply(Box::new(incoming), reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub async fn enroll(&self, e: Enrollment) -> Result<bool, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Enroll(e, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub async fn prune(&self, older_than_ms: i64) {
+        let _ = self.tx.send(Job::Prune { older_than_ms }).await;
+    }
+}
+
+/// What a job changes in the fleet once committed.
+enum Effect {
+    Host(Box<Host>),
+    Credential { hash: String, agent_id: String },
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let n = batch.len();
+        run_batch(&mut conn, batch, &fleet);
+        tracing::trace!(
+            jobs = n,
+            micros = started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet) {
+    let mut tx = match conn.transaction() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin a transaction");
+            let msg = e.to_string();
+            batch
+                .into_iter()
+                .for_each(|job| reply_err(job, StoreError::Transaction(msg.clone())));
+            return;
+        }
+    };
+    // Each job runs in its own savepoint; results wait for the commit.
+    let mut done: Vec<(Job, Result<Option<Effect>, StoreError>)> = Vec::with_capacity(batch.len());
+    for job in batch {
+        let r = (|| -> Result<Option<Effect>, StoreError> {
+            let sp = tx.savepoint()?;
+            let effect = match &job {
+                Job::Apply(inc, _) => apply(&sp, inc)?,
+                Job::Enroll(e, _) => enroll(&sp, e)?,
+                Job::Prune { older_than_ms } => {
+                    let n = sp.execute(
+                        "DELETE FROM report_log WHERE received_at_ms < ?1",
+                        params![older_than_ms],
+                    )?;
+                    tracing::debug!(rows = n, "pruned the report log");
+                    None
+                }
+            };
+            sp.commit()?;
+            Ok(effect)
+        })();
+        done.push((job, r));
+    }
+    if let Err(e) = tx.commit() {
+        tracing::error!(error = %e, "commit failed; the batch is not applied");
+        let msg = e.to_string();
+        done.into_iter()
+            .for_each(|(job, _)| reply_err(job, StoreError::Transaction(msg.clone())));
+        return;
+    }
+    for (job, r) in done {
+        match (job, r) {
+            (Job::Apply(inc, reply), Ok(effect)) => {
+                let answer = match effect {
+                    Some(Effect::Host(h)) => {
+                        let seq = h.last_seq;
+                        fleet.put(*h);
+                        Applied::Applied { seq }
+                    }
+                    _ => {
+                        let last_seq = fleet.get(&inc.agent_id).map_or(0, |h| h.last_seq);
+                        Applied::Duplicate {
+                            seq: inc.report.seq,
+                            last_seq,
+                        }
+                    }
+                };
+                let _ = reply.send(Ok(answer));
+            }
+            (Job::Enroll(_, reply), Ok(effect)) => {
+                let ok = match effect {
+                    Some(Effect::Credential { hash, agent_id }) => {
+                        fleet.add_credential(hash, agent_id);
+                        true
+                    }
+                    _ => false,
+                };
+                let _ = reply.send(Ok(ok));
+            }
+            (Job::Prune { .. }, _) => {}
+            (job, Err(e)) => {
+                tracing::error!(error = %e, "store job failed");
+                reply_err(job, e);
+            }
+        }
+    }
+}
+
+fn reply_err(job: Job, e: StoreError) {
+    match job {
+        Job::Apply(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
+        Job::Enroll(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
+        Job::Prune { .. } => {}
+    }
+}
+
+/// Applies one report inside the batch's transaction. `None` means a replay.
+fn apply(conn: &Connection, inc: &Incoming) -> Result<Option<Effect>, StoreError> {
+    let r = &inc.report;
+    let row = conn
+        .query_row(
+            "SELECT last_seq, reports_applied, seq_gaps, enrolled_at_ms FROM agents WHERE agent_id = ?1",
+            params![inc.agent_id],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)? as u64,
+                    row.get::<_, i64>(1)? as u64,
+                    row.get::<_, i64>(2)? as u64,
+                    row.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((last_seq, applied, gaps, enrolled_at_ms)) = row else {
+        return Err(StoreError::UnknownAgent(inc.agent_id.clone()));
+    };
+    if r.seq <= last_seq {
+        return Ok(None);
+    }
+    let gaps = gaps + (r.seq - last_seq - 1);
+    let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
+    conn.prepare_cached(
+        "UPDATE agents SET host = ?2, labels = ?3, interval_secs = ?4, last_seq = ?5, reports_applied = ?6,
+                seq_gaps = ?7, last_seen_ms = ?8, last_collected_at_ms = ?9 WHERE agent_id = ?1",
+    )?
+    .execute(params![
+        inc.agent_id,
+        r.host,
+        labels,
+        r.interval_secs,
+        r.seq as i64,
+        (applied + 1) as i64,
+        gaps as i64,
+        inc.received_at_ms,
+        r.collected_at_ms
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO host_latest(agent_id, seq, encoding, body) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(agent_id) DO UPDATE SET seq = excluded.seq, encoding = excluded.encoding, body = excluded.body",
+    )?
+    .execute(params![inc.agent_id, r.seq as i64, inc.encoding.as_str(), inc.body])?;
+    conn.prepare_cached(
+        "INSERT INTO report_log(agent_id, seq, collected_at_ms, received_at_ms, samples) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        inc.agent_id,
+        r.seq as i64,
+        r.collected_at_ms,
+        inc.received_at_ms,
+        r.samples.len() as i64
+    ])?;
+    if !r.events.is_empty() {
+        let mut ins = conn.prepare_cached(
+            "INSERT INTO events(agent_id, seq, at_ms, kind, severity, message, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for e in &r.events {
+            let severity = serde_json::to_value(e.severity)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let labels = serde_json::to_string(&e.labels).unwrap_or_else(|_| "{}".into());
+            ins.execute(params![
+                inc.agent_id,
+                r.seq as i64,
+                e.at_ms,
+                e.kind,
+                severity,
+                e.message,
+                labels
+            ])?;
+        }
+    }
+    let previous = fleet_inventory_doc(conn, &inc.agent_id)?;
+    let mut inventory = previous
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Inventory>(d).ok());
+    if let Some(inv) = &r.inventory {
+        let doc = serde_json::to_string(inv).unwrap_or_default();
+        if previous.as_deref() != Some(doc.as_str()) {
+            conn.prepare_cached("INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![inc.agent_id, r.seq as i64, r.collected_at_ms, doc])?;
+        }
+        inventory = Some(inv.clone());
+    }
+    let mut samples: Vec<_> = r.known_samples().cloned().collect();
+    sort_samples(&mut samples);
+    Ok(Some(Effect::Host(Box::new(Host {
+        agent_id: inc.agent_id.clone(),
+        host: r.host.clone(),
+        labels: r.labels.clone(),
+        enrolled_at_ms,
+        interval_secs: r.interval_secs,
+        last_seq: r.seq,
+        reports_applied: applied + 1,
+        seq_gaps: gaps,
+        last_seen_ms: Some(inc.received_at_ms),
+        last_collected_at_ms: Some(r.collected_at_ms),
+        samples,
+        inventory,
+    }))))
+}
+
+fn fleet_inventory_doc(conn: &Connection, agent_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT doc FROM inventory WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row(params![agent_id], |r| r.get(0))
+        .optional()?)
+}
+
+fn enroll(conn: &Connection, e: &Enrollment) -> Result<Option<Effect>, StoreError> {
+    let known: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM enrollment_tokens WHERE token_hash = ?1",
+            params![e.token_hash],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_none() {
+        return Ok(None);
+    }
+    conn.execute(
+        "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![e.agent_id, e.credential_hash, e.host, caretaker_shared::now_ms()],
+    )?;
+    Ok(Some(Effect::Credential {
+        hash: e.credential_hash.clone(),
+        agent_id: e.agent_id.clone(),
+    }))
+}
+
+/// Recent report log entries of one agent, newest first (for the API).
+#[derive(Debug, serde::Serialize)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub collected_at_ms: i64,
+    pub received_at_ms: i64,
+    pub samples: u64,
+}
+
+pub fn report_log(conn: &Connection, agent_id: &str, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, collected_at_ms, received_at_ms, samples FROM report_log WHERE agent_id = ?1 ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![agent_id, limit], |r| {
+        Ok(LogEntry {
+            seq: r.get::<_, i64>(0)? as u64,
+            collected_at_ms: r.get(1)?,
+            received_at_ms: r.get(2)?,
+            samples: r.get::<_, i64>(3)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let _ = enc.write_all(&vec![b'a'; 10_000_000]);
+        let bomb = enc.finish().unwrap_or_default();
+        assert!(bomb.len() < 20_000);
+        assert_eq!(
+            decompress(&bomb, Encoding::Gzip, 1_000_000),
+            Err(DecompressError::TooLarge(1_000_000))
+        );
+        assert!(matches!(
+            decompress(b"not gzip", Encoding::Gzip, 100),
+            Err(DecompressError::Corrupt(_))
+        ));
+    }
+}

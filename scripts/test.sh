@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the decoder fuzz properties and the end-to-end
+# tests that drive the real binaries (and a real Prometheus when available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The end-to-end tests spawn the binaries: build them first.
+cargo build --workspace --bins --quiet
+# Real Prometheus/promtool when installed (.ci/run installs them); once these
+# are set, a Prometheus that cannot run fails the test instead of skipping it.
+if [ -z "${CARETAKER_TEST_PROMETHEUS:-}" ] && command -v prometheus >/dev/null; then
+  export CARETAKER_TEST_PROMETHEUS="$(command -v prometheus)"
+fi
+if [ -z "${CARETAKER_TEST_PROMTOOL:-}" ] && command -v promtool >/dev/null; then
+  export CARETAKER_TEST_PROMTOOL="$(command -v promtool)"
+fi
+exec cargo test --workspace "$@"

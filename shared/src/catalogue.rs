@@ -1,0 +1,498 @@
+//! The metric catalogue: every metric Caretaker reports or exposes, with its
+//! unit, help text and labels. The agent may only send samples named here, and
+//! the collector's `/metrics` renders exactly these families, so a dashboard
+//! query written against this list keeps working.
+//!
+//! Naming follows Prometheus conventions: `caretaker_<thing>_<unit>`; counters
+//! are listed by family name and exposed with a `_total` suffix.
+
+/// Labels the collector adds to every per-host series. Agents must not send them.
+pub const HOST_LABELS: [&str; 3] = ["host", "customer", "site"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    None,
+    Bytes,
+    Seconds,
+    Ratio,
+}
+
+impl Unit {
+    /// The suffix a family name carries for this unit (OpenMetrics requires it).
+    pub fn suffix(self) -> Option<&'static str> {
+        match self {
+            Unit::None => None,
+            Unit::Bytes => Some("bytes"),
+            Unit::Seconds => Some("seconds"),
+            Unit::Ratio => Some("ratio"),
+        }
+    }
+}
+
+/// Who produces the values of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Sent by agents as samples; exposed per host with [`HOST_LABELS`] prepended.
+    Agent,
+    /// Computed by the collector itself.
+    Collector,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    /// Family name, including the unit suffix, without `_total`.
+    pub name: &'static str,
+    pub kind: Kind,
+    pub unit: Unit,
+    pub source: Source,
+    pub help: &'static str,
+    /// Labels of each sample, beyond [`HOST_LABELS`] for agent metrics.
+    pub labels: &'static [&'static str],
+}
+
+impl MetricDef {
+    /// The family name without the unit suffix, as `prometheus-client` wants it
+    /// (it appends the unit itself).
+    pub fn base_name(&self) -> &'static str {
+        match self.unit.suffix() {
+            Some(s) => self
+                .name
+                .strip_suffix(s)
+                .and_then(|n| n.strip_suffix('_'))
+                .unwrap_or(self.name),
+            None => self.name,
+        }
+    }
+
+    /// The name of the sample line Prometheus stores (`_total` for counters).
+    pub fn sample_name(&self) -> String {
+        match self.kind {
+            Kind::Counter => format!("{}_total", self.name),
+            _ => self.name.to_string(),
+        }
+    }
+}
+
+macro_rules! m {
+    ($name:literal, $kind:ident, $unit:ident, $src:ident, [$($l:literal),*], $help:literal) => {
+        MetricDef {
+            name: $name,
+            kind: Kind::$kind,
+            unit: Unit::$unit,
+            source: Source::$src,
+            help: $help,
+            labels: &[$($l),*],
+        }
+    };
+}
+
+/// Every metric, once.
+pub static CATALOGUE: &[MetricDef] = &[
+    // --- system, sent by the agent -------------------------------------------------
+    m!(
+        "caretaker_cpu_usage_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        [],
+        "Busy share of all CPUs over the last interval (0-1)."
+    ),
+    m!(
+        "caretaker_cpu_core_usage_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["cpu"],
+        "Busy share of one logical CPU over the last interval (0-1)."
+    ),
+    m!("caretaker_cpu_cores", Gauge, None, Agent, [], "Number of logical CPUs."),
+    m!("caretaker_load1", Gauge, None, Agent, [], "1-minute load average."),
+    m!("caretaker_load5", Gauge, None, Agent, [], "5-minute load average."),
+    m!("caretaker_load15", Gauge, None, Agent, [], "15-minute load average."),
+    m!(
+        "caretaker_memory_total_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        [],
+        "Physical memory (MemTotal)."
+    ),
+    m!(
+        "caretaker_memory_available_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        [],
+        "Memory available for new work without swapping (MemAvailable)."
+    ),
+    m!(
+        "caretaker_memory_used_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        [],
+        "Memory in use (total minus available)."
+    ),
+    m!("caretaker_swap_total_bytes", Gauge, Bytes, Agent, [], "Swap space."),
+    m!(
+        "caretaker_swap_used_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        [],
+        "Swap space in use."
+    ),
+    m!(
+        "caretaker_filesystem_size_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["mountpoint", "device", "fstype"],
+        "Filesystem size."
+    ),
+    m!(
+        "caretaker_filesystem_free_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["mountpoint", "device", "fstype"],
+        "Free space, including blocks reserved for root."
+    ),
+    m!(
+        "caretaker_filesystem_avail_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["mountpoint", "device", "fstype"],
+        "Space available to unprivileged users."
+    ),
+    m!(
+        "caretaker_filesystem_files",
+        Gauge,
+        None,
+        Agent,
+        ["mountpoint", "device", "fstype"],
+        "Inodes in the filesystem."
+    ),
+    m!(
+        "caretaker_filesystem_files_free",
+        Gauge,
+        None,
+        Agent,
+        ["mountpoint", "device", "fstype"],
+        "Free inodes."
+    ),
+    m!(
+        "caretaker_filesystem_readonly",
+        Gauge,
+        None,
+        Agent,
+        ["mountpoint", "device", "fstype"],
+        "1 when the filesystem is mounted read-only."
+    ),
+    m!(
+        "caretaker_disk_read_bytes",
+        Counter,
+        Bytes,
+        Agent,
+        ["device"],
+        "Bytes read from a block device."
+    ),
+    m!(
+        "caretaker_disk_written_bytes",
+        Counter,
+        Bytes,
+        Agent,
+        ["device"],
+        "Bytes written to a block device."
+    ),
+    m!(
+        "caretaker_disk_reads_completed",
+        Counter,
+        None,
+        Agent,
+        ["device"],
+        "Reads completed by a block device."
+    ),
+    m!(
+        "caretaker_disk_writes_completed",
+        Counter,
+        None,
+        Agent,
+        ["device"],
+        "Writes completed by a block device."
+    ),
+    m!(
+        "caretaker_disk_io_time_seconds",
+        Counter,
+        Seconds,
+        Agent,
+        ["device"],
+        "Time a block device spent doing I/O."
+    ),
+    m!(
+        "caretaker_network_receive_bytes",
+        Counter,
+        Bytes,
+        Agent,
+        ["interface"],
+        "Bytes received on a network interface."
+    ),
+    m!(
+        "caretaker_network_transmit_bytes",
+        Counter,
+        Bytes,
+        Agent,
+        ["interface"],
+        "Bytes sent on a network interface."
+    ),
+    m!(
+        "caretaker_network_receive_packets",
+        Counter,
+        None,
+        Agent,
+        ["interface"],
+        "Packets received on a network interface."
+    ),
+    m!(
+        "caretaker_network_transmit_packets",
+        Counter,
+        None,
+        Agent,
+        ["interface"],
+        "Packets sent on a network interface."
+    ),
+    m!(
+        "caretaker_network_receive_errors",
+        Counter,
+        None,
+        Agent,
+        ["interface"],
+        "Receive errors on a network interface."
+    ),
+    m!(
+        "caretaker_network_transmit_errors",
+        Counter,
+        None,
+        Agent,
+        ["interface"],
+        "Transmit errors on a network interface."
+    ),
+    m!(
+        "caretaker_network_receive_drops",
+        Counter,
+        None,
+        Agent,
+        ["interface"],
+        "Received packets dropped on a network interface."
+    ),
+    m!(
+        "caretaker_network_transmit_drops",
+        Counter,
+        None,
+        Agent,
+        ["interface"],
+        "Outgoing packets dropped on a network interface."
+    ),
+    m!(
+        "caretaker_uptime_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        [],
+        "Time since the host booted."
+    ),
+    m!("caretaker_processes", Gauge, None, Agent, [], "Number of processes."),
+    m!(
+        "caretaker_host_info",
+        Gauge,
+        None,
+        Agent,
+        ["hostname", "kernel", "os"],
+        "Host facts as labels; the value is always 1."
+    ),
+    // --- the agent about itself ----------------------------------------------------
+    m!(
+        "caretaker_agent_info",
+        Gauge,
+        None,
+        Agent,
+        ["version"],
+        "Agent version as a label; the value is always 1."
+    ),
+    m!(
+        "caretaker_agent_collector_success",
+        Gauge,
+        None,
+        Agent,
+        ["collector"],
+        "1 when the collector's last run succeeded."
+    ),
+    m!(
+        "caretaker_agent_collector_duration_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["collector"],
+        "Time the collector's last run took."
+    ),
+    m!(
+        "caretaker_agent_spool_depth",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "Reports waiting in the agent's on-disk spool when this report was made."
+    ),
+    m!(
+        "caretaker_agent_spool_dropped",
+        Counter,
+        None,
+        Agent,
+        [],
+        "Reports the agent dropped because its spool was full."
+    ),
+    m!(
+        "caretaker_agent_reports_rejected",
+        Counter,
+        None,
+        Agent,
+        [],
+        "Reports the collector refused as malformed or too large, which the agent then discarded."
+    ),
+    // --- computed by the collector -------------------------------------------------
+    m!(
+        "caretaker_host_up",
+        Gauge,
+        None,
+        Collector,
+        ["host", "customer", "site"],
+        "1 while the host reports; 0 once it missed 3 intervals."
+    ),
+    m!(
+        "caretaker_host_last_seen_timestamp_seconds",
+        Gauge,
+        Seconds,
+        Collector,
+        ["host", "customer", "site"],
+        "When the collector last received a report from the host."
+    ),
+    m!(
+        "caretaker_hosts_known",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "Hosts (enrolled agents) known to the collector."
+    ),
+    m!(
+        "caretaker_hosts_up",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "Hosts currently reporting."
+    ),
+    m!(
+        "caretaker_ingest_reports_accepted",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Reports applied to the store."
+    ),
+    m!(
+        "caretaker_ingest_reports_duplicate",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Reports whose sequence number was already applied (replays)."
+    ),
+    m!(
+        "caretaker_ingest_reports_rejected",
+        Counter,
+        None,
+        Collector,
+        ["reason"],
+        "Reports refused, by reason."
+    ),
+    m!(
+        "caretaker_ingest_samples_ignored",
+        Counter,
+        None,
+        Collector,
+        ["reason"],
+        "Samples accepted on the wire but not exposed, by reason."
+    ),
+    m!(
+        "caretaker_ingest_latency_seconds",
+        Histogram,
+        Seconds,
+        Collector,
+        [],
+        "Time from receiving a report to answering it."
+    ),
+];
+
+/// Reasons for `caretaker_ingest_reports_rejected`; a closed set keeps label values bounded.
+pub const REJECT_REASONS: &[&str] = &[
+    "unauthorized",
+    "malformed",
+    "invalid",
+    "too_large",
+    "unsupported_encoding",
+    "internal",
+];
+
+/// Looks a metric up by family name.
+pub fn lookup(name: &str) -> Option<&'static MetricDef> {
+    CATALOGUE.iter().find(|m| m.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_prefixed_and_carry_their_unit() {
+        let mut seen = HashSet::new();
+        for m in CATALOGUE {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.starts_with("caretaker_"), "{}", m.name);
+            assert!(
+                !m.name.ends_with("_total"),
+                "{}: counters are listed without _total",
+                m.name
+            );
+            if let Some(s) = m.unit.suffix() {
+                assert!(m.name.ends_with(&format!("_{s}")), "{} must end with _{s}", m.name);
+                assert_ne!(m.base_name(), m.name);
+            }
+            assert!(!m.help.is_empty());
+            if m.source == Source::Agent {
+                for l in m.labels {
+                    assert!(!HOST_LABELS.contains(l), "{} uses reserved label {l}", m.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counters_expose_total() {
+        let m = lookup("caretaker_network_receive_bytes").map(|m| m.sample_name());
+        assert_eq!(m.as_deref(), Some("caretaker_network_receive_bytes_total"));
+        assert_eq!(
+            lookup("caretaker_memory_total_bytes").map(|m| m.base_name()),
+            Some("caretaker_memory_total")
+        );
+    }
+}

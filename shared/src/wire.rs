@@ -1,0 +1,412 @@
+//! The report an agent sends to the collector: the one contract between them.
+//!
+//! A report is JSON (optionally gzip-compressed on the wire, see
+//! `docs/protocol.md`). It is versioned by [`PROTOCOL_VERSION`] and changes only
+//! additively: a reader ignores fields it does not know, so a newer agent can
+//! talk to an older collector. Each report carries the agent's id and a
+//! per-agent sequence number that grows by one per report; the collector
+//! applies each (agent, sequence) exactly once.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalogue::{self, HOST_LABELS, Source};
+
+/// The wire version this build writes and the newest it reads.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Bounds that keep one report from exhausting the collector. They are part of
+/// the contract: an agent never produces more.
+pub mod limits {
+    pub const MAX_SAMPLES: usize = 20_000;
+    pub const MAX_EVENTS: usize = 1_000;
+    pub const MAX_LABELS: usize = 16;
+    pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+    pub const MAX_TEXT_BYTES: usize = 4_096;
+    pub const MAX_ID_BYTES: usize = 128;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Wire version, [`PROTOCOL_VERSION`] when written by this build.
+    pub version: u32,
+    /// Id the collector gave the agent at enrollment.
+    pub agent_id: String,
+    /// Per-agent sequence number, starting at 1, one more for every report.
+    pub seq: u64,
+    /// When collection for this report started (ms since the Unix epoch).
+    pub collected_at_ms: i64,
+    /// The agent's collection interval, so the collector knows when a host is late.
+    pub interval_secs: u32,
+    /// Host name as the agent presents it (the `host` label).
+    pub host: String,
+    /// Operator labels from the agent's config: `customer`, `site`, `role`, ...
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub samples: Vec<Sample>,
+    #[serde(default)]
+    pub events: Vec<Event>,
+    /// Present when the agent's inventory changed or on its first report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+}
+
+/// One value of a catalogue metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Family name from the catalogue.
+    pub metric: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// Something that happened on the host (a collector failed, a database went down, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at_ms: i64,
+    /// Machine-readable kind, e.g. `collector_failed`.
+    pub kind: String,
+    pub severity: Severity,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the host is made of. Grows additively as collectors learn more.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub kernel: String,
+    pub arch: String,
+    pub cpu_model: String,
+    pub cpu_cores: u32,
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub filesystems: Vec<FilesystemInfo>,
+    #[serde(default)]
+    pub network_interfaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilesystemInfo {
+    pub mountpoint: String,
+    pub device: String,
+    pub fstype: String,
+    pub size_bytes: u64,
+}
+
+/// Why a report could not be read or accepted, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct WireError {
+    /// JSON path of the offending field (`.` for the document itself).
+    pub path: String,
+    pub reason: String,
+}
+
+impl WireError {
+    fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Parses a report from JSON bytes, naming the field path on error.
+pub fn decode(bytes: &[u8]) -> Result<Report, WireError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde_json's message ends with "at line L column C"; keep it, it helps.
+        WireError::new(if path.is_empty() { ".".into() } else { path }, inner.to_string())
+    })
+}
+
+fn check_labels(path: &str, labels: &BTreeMap<String, String>, errors: &mut Vec<WireError>) {
+    if labels.len() > limits::MAX_LABELS {
+        errors.push(WireError::new(path, format!("more than {} labels", limits::MAX_LABELS)));
+    }
+    for (k, v) in labels {
+        if !is_label_name(k) {
+            errors.push(WireError::new(format!("{path}.{k}"), "not a valid label name"));
+        }
+        if v.len() > limits::MAX_LABEL_VALUE_BYTES {
+            errors.push(WireError::new(
+                format!("{path}.{k}"),
+                format!("value longer than {} bytes", limits::MAX_LABEL_VALUE_BYTES),
+            ));
+        }
+    }
+}
+
+/// Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
+pub fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    !s.starts_with("__") && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Report {
+    /// Checks everything serde cannot: version, bounds, label names, values.
+    /// Returns every problem at once, each with its path. Samples of metrics the
+    /// catalogue does not know are not an error (a newer agent may send them);
+    /// see [`Report::known_samples`].
+    pub fn validate(&self) -> Result<(), Vec<WireError>> {
+        let mut errors = Vec::new();
+        if self.version == 0 || self.version > PROTOCOL_VERSION {
+            errors.push(WireError::new(
+                "version",
+                format!(
+                    "unsupported version {} (this build reads 1..={PROTOCOL_VERSION})",
+                    self.version
+                ),
+            ));
+        }
+        if self.agent_id.is_empty() || self.agent_id.len() > limits::MAX_ID_BYTES {
+            errors.push(WireError::new("agent_id", "must be 1 to 128 bytes"));
+        }
+        if self.seq == 0 {
+            errors.push(WireError::new("seq", "must be at least 1"));
+        }
+        if self.collected_at_ms <= 0 {
+            errors.push(WireError::new("collected_at_ms", "must be a positive Unix time in ms"));
+        }
+        if self.interval_secs == 0 {
+            errors.push(WireError::new("interval_secs", "must be at least 1"));
+        }
+        if self.host.is_empty() || self.host.len() > limits::MAX_LABEL_VALUE_BYTES {
+            errors.push(WireError::new("host", "must be 1 to 256 bytes"));
+        }
+        check_labels("labels", &self.labels, &mut errors);
+        if self.samples.len() > limits::MAX_SAMPLES {
+            errors.push(WireError::new(
+                "samples",
+                format!("more than {} samples", limits::MAX_SAMPLES),
+            ));
+        }
+        for (i, s) in self.samples.iter().enumerate() {
+            let path = format!("samples[{i}]");
+            if !s.value.is_finite() {
+                errors.push(WireError::new(format!("{path}.value"), "must be a finite number"));
+            }
+            check_labels(&format!("{path}.labels"), &s.labels, &mut errors);
+            for reserved in HOST_LABELS {
+                if s.labels.contains_key(reserved) {
+                    errors.push(WireError::new(
+                        format!("{path}.labels.{reserved}"),
+                        "reserved: the collector sets this label",
+                    ));
+                }
+            }
+            if let Some(def) = catalogue::lookup(&s.metric) {
+                if def.source != Source::Agent {
+                    errors.push(WireError::new(
+                        format!("{path}.metric"),
+                        "is computed by the collector, not sent",
+                    ));
+                } else if s.labels.len() != def.labels.len() || def.labels.iter().any(|l| !s.labels.contains_key(*l)) {
+                    errors.push(WireError::new(
+                        format!("{path}.labels"),
+                        format!("{} takes exactly the labels {:?}", def.name, def.labels),
+                    ));
+                }
+            }
+        }
+        if self.events.len() > limits::MAX_EVENTS {
+            errors.push(WireError::new(
+                "events",
+                format!("more than {} events", limits::MAX_EVENTS),
+            ));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            let path = format!("events[{i}]");
+            if e.kind.is_empty() || e.kind.len() > limits::MAX_ID_BYTES {
+                errors.push(WireError::new(format!("{path}.kind"), "must be 1 to 128 bytes"));
+            }
+            if e.message.len() > limits::MAX_TEXT_BYTES {
+                errors.push(WireError::new(format!("{path}.message"), "longer than 4096 bytes"));
+            }
+            check_labels(&format!("{path}.labels"), &e.labels, &mut errors);
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// Samples whose metric the catalogue knows; the rest are counted and ignored.
+    pub fn known_samples(&self) -> impl Iterator<Item = &Sample> {
+        self.samples.iter().filter(|s| catalogue::lookup(&s.metric).is_some())
+    }
+
+    /// The value of label `name`, or "" when the agent did not set it.
+    pub fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample_report() -> Report {
+        Report {
+            version: PROTOCOL_VERSION,
+            agent_id: "a1".into(),
+            seq: 1,
+            collected_at_ms: 1_700_000_000_000,
+            interval_secs: 15,
+            host: "db01".into(),
+            labels: [("customer".to_string(), "acme".to_string())].into(),
+            samples: vec![
+                Sample {
+                    metric: "caretaker_load1".into(),
+                    labels: BTreeMap::new(),
+                    value: 0.5,
+                },
+                Sample {
+                    metric: "caretaker_network_receive_bytes".into(),
+                    labels: [("interface".to_string(), "eth0".to_string())].into(),
+                    value: 12345.0,
+                },
+            ],
+            events: vec![Event {
+                at_ms: 1_700_000_000_000,
+                kind: "collector_failed".into(),
+                severity: Severity::Warning,
+                message: "boom".into(),
+                labels: BTreeMap::new(),
+            }],
+            inventory: Some(Inventory::default()),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = sample_report();
+        let bytes = serde_json::to_vec(&r).unwrap_or_default();
+        assert_eq!(decode(&bytes), Ok(r.clone()));
+        assert_eq!(r.validate(), Ok(()));
+    }
+
+    #[test]
+    fn decode_names_the_field() {
+        let err = decode(br#"{"version":1,"agent_id":"a","seq":"x"}"#).err();
+        assert_eq!(err.map(|e| e.path), Some("seq".to_string()));
+        let err = decode(br#"{"version":1,"agent_id":"a","seq":1,"collected_at_ms":1,"interval_secs":1,"host":"h","samples":[{"metric":"m","value":"v"}]}"#).err();
+        assert_eq!(err.map(|e| e.path), Some("samples[0].value".to_string()));
+        assert_eq!(decode(b"").err().map(|e| e.path), Some(".".to_string()));
+    }
+
+    #[test]
+    fn unknown_fields_are_tolerated() {
+        let mut v = serde_json::to_value(sample_report()).unwrap_or_default();
+        v["from_the_future"] = serde_json::json!({"x": 1});
+        let bytes = serde_json::to_vec(&v).unwrap_or_default();
+        assert!(decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn validate_reports_every_problem_with_its_path() {
+        let mut r = sample_report();
+        r.version = 99;
+        r.seq = 0;
+        r.samples[1].labels.clear();
+        r.samples[0].labels.insert("host".into(), "x".into());
+        r.samples.push(Sample {
+            metric: "caretaker_host_up".into(),
+            labels: BTreeMap::new(),
+            value: 1.0,
+        });
+        let paths: Vec<String> = r
+            .validate()
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                "version",
+                "seq",
+                "samples[0].labels.host",
+                "samples[0].labels",
+                "samples[1].labels",
+                "samples[2].metric"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_metrics_are_skipped_not_rejected() {
+        let mut r = sample_report();
+        r.samples.push(Sample {
+            metric: "caretaker_from_the_future".into(),
+            labels: BTreeMap::new(),
+            value: 1.0,
+        });
+        assert_eq!(r.validate(), Ok(()));
+        assert_eq!(r.known_samples().count(), 2);
+    }
+
+    #[test]
+    fn label_names() {
+        assert!(is_label_name("mountpoint"));
+        assert!(is_label_name("_x1"));
+        assert!(!is_label_name("__reserved"));
+        assert!(!is_label_name("1a"));
+        assert!(!is_label_name("a-b"));
+        assert!(!is_label_name(""));
+    }
+
+    // Fuzzing the decoder: arbitrary bytes and mutated valid reports must give
+    // Ok or a WireError, never a panic, and validation must never panic either.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn decode_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(r) = decode(&bytes) {
+                let _ = r.validate();
+            }
+        }
+
+        #[test]
+        fn decode_never_panics_on_mutated_reports(
+            cut in 0usize..400,
+            flips in proptest::collection::vec((0usize..400, any::<u8>()), 0..8),
+        ) {
+            let mut bytes = serde_json::to_vec(&sample_report()).unwrap_or_default();
+            for (at, b) in flips {
+                if at < bytes.len() { bytes[at] = b; }
+            }
+            bytes.truncate(cut.max(1));
+            if let Ok(r) = decode(&bytes) {
+                let _ = r.validate();
+            }
+        }
+
+        #[test]
+        fn decode_never_panics_on_hostile_json(s in "[\\[\\]{}\",:0-9a-z.eE+-]{0,300}") {
+            if let Ok(r) = decode(s.as_bytes()) {
+                let _ = r.validate();
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `caretaker-collector` and `caretaker-agent`
+//! binaries, over TLS on loopback, with real SQLite files.
+
+mod cli;
+mod crash;
+mod end_to_end;
+mod ingest;
+mod prometheus;
+mod spool;
+mod util;

@@ -1,0 +1,306 @@
+//! Spawning the real binaries: a collector in a temporary data directory on a
+//! free loopback port, and agents enrolled to it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// `target/<profile>/<name>`, next to the test binary's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub struct Collector {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub child: Option<Child>,
+    pub enrollment_token: String,
+    pub api_token: String,
+    pub client: reqwest::Client,
+    log: PathBuf,
+}
+
+impl Collector {
+    /// `init` + `serve` in `dir`.
+    pub async fn start(dir: &Path) -> Collector {
+        let data = dir.join("data");
+        let out = Command::new(bin("caretaker-collector"))
+            .args(["init", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap_or_else(|e| panic!("init: {e}"));
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |f: &str| {
+            std::fs::read_to_string(data.join(f))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let client = caretaker_tests::client(&data.join("ca.pem")).unwrap_or_else(|e| panic!("client: {e}"));
+        let mut c = Collector {
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            child: None,
+            enrollment_token: read("enrollment-token"),
+            api_token: read("api-token"),
+            client,
+            log: dir.join("collector.log"),
+        };
+        c.spawn().await;
+        c
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `serve` (again) and waits until it answers.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("log: {e}"));
+        let child = Command::new(bin("caretaker-collector"))
+            .args(["serve", "--data-dir"])
+            .arg(self.data_dir())
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .env("CARETAKER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("serve: {e}"));
+        self.child = Some(child);
+        let url = format!("{}/healthz", self.url());
+        let client = self.client.clone();
+        let log = self.log.clone();
+        eventually(
+            &format!("collector on {url} (log {})", log.display()),
+            Duration::from_secs(20),
+            || {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    client
+                        .get(&url)
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let status = c.wait();
+            assert!(
+                status.as_ref().is_ok_and(|s| s.success()),
+                "collector did not stop cleanly: {status:?}; log {}",
+                self.log.display()
+            );
+        }
+    }
+
+    pub async fn api(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth(&self.api_token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn metrics(&self) -> String {
+        let resp = self.client.get(format!("{}/metrics", self.url())).send().await;
+        match resp {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => panic!("GET /metrics: {e}"),
+        }
+    }
+
+    /// The value of one exposed sample line (exact name and label text).
+    pub async fn metric_value(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    pub async fn host(&self, agent_id: &str) -> Value {
+        self.api(&format!("/api/v1/hosts/{agent_id}")).await
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Agent {
+    pub state_dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Writes a config enrolling with the collector's token and starts `run`.
+    pub fn start(dir: &Path, collector: &Collector, interval_secs: u32, extra: &str) -> Agent {
+        let state_dir = dir.join("agent-state");
+        let config = dir.join("agent.toml");
+        let text = format!(
+            "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nenrollment_token = \"{}\"\ninterval_secs = {interval_secs}\nhost_name = \"e2e-host\"\n{extra}\n[labels]\ncustomer = \"acme\"\nsite = \"hq\"\nrole = \"db\"\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
+            collector.url(),
+            collector.data_dir().join("ca.pem").display(),
+            state_dir.display(),
+            collector.enrollment_token,
+        );
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("config: {e}"));
+        let mut a = Agent {
+            state_dir,
+            config,
+            child: None,
+            log: dir.join("agent.log"),
+        };
+        a.spawn();
+        a
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("log: {e}"));
+        let child = Command::new(bin("caretaker-agent"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("CARETAKER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("agent: {e}"));
+        self.child = Some(child);
+    }
+
+    pub fn agent_id(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.state_dir.join("credential.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v["agent_id"].as_str().map(String::from)
+    }
+
+    pub fn spool_depth(&self) -> usize {
+        std::fs::read_dir(self.state_dir.join("spool"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "report"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits for the agent to enroll and for its first report to be applied.
+pub async fn wait_for_host(collector: &Collector, agent: &Agent) -> String {
+    let id = eventually("agent enrollment", Duration::from_secs(20), || async {
+        agent.agent_id()
+    })
+    .await;
+    let url = format!("/api/v1/hosts/{id}");
+    eventually("first report", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            let resp = collector
+                .client
+                .get(format!("{}{url}", collector.url()))
+                .bearer_auth(&collector.api_token)
+                .send()
+                .await
+                .ok()?;
+            resp.status().is_success().then_some(())
+        }
+    })
+    .await;
+    id
+}
