@@ -8,7 +8,7 @@
 //! A job is answered only after its commit, so an acknowledged report is on
 //! disk, and a report is applied entirely or not at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -241,7 +241,12 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
 /// A report that passed authentication and validation.
 pub struct Incoming {
     pub agent_id: String,
+    /// The report, with its samples moved to `samples`.
     pub report: Report,
+    /// The report's catalogue samples, sorted by metric (see [`sort_samples`]).
+    pub samples: Vec<wire::Sample>,
+    /// Samples in the report as sent, known or not.
+    pub sample_count: usize,
     pub body: Vec<u8>,
     pub encoding: Encoding,
     pub received_at_ms: i64,
@@ -358,16 +363,29 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet) {
     };
     // Each job runs in its own savepoint; results wait for the commit.
     let mut done: Vec<(Job, Result<Option<Effect>, StoreError>)> = Vec::with_capacity(batch.len());
-    for job in batch {
+    // Inventories set by earlier jobs of this batch (the fleet sees them only after the commit).
+    let mut inventories: HashMap<String, Option<Inventory>> = HashMap::new();
+    for mut job in batch {
         let r = (|| -> Result<Option<Effect>, StoreError> {
             let sp = tx.savepoint()?;
-            let effect = match &job {
-                Job::Apply(inc, _) => apply(&sp, inc)?,
+            let effect = match &mut job {
+                Job::Apply(inc, _) => {
+                    let previous = match inventories.get(&inc.agent_id) {
+                        Some(inv) => inv.clone(),
+                        None => fleet.get(&inc.agent_id).and_then(|h| h.inventory.clone()),
+                    };
+                    let samples = std::mem::take(&mut inc.samples);
+                    let effect = apply(&sp, inc, samples, previous)?;
+                    if let Some(Effect::Host(h)) = &effect {
+                        inventories.insert(h.agent_id.clone(), h.inventory.clone());
+                    }
+                    effect
+                }
                 Job::Enroll(e, _) => enroll(&sp, e)?,
                 Job::Prune { older_than_ms } => {
                     let n = sp.execute(
                         "DELETE FROM report_log WHERE received_at_ms < ?1",
-                        params![older_than_ms],
+                        params![*older_than_ms],
                     )?;
                     tracing::debug!(rows = n, "pruned the report log");
                     None
@@ -436,7 +454,12 @@ fn reply_err(job: Job, e: StoreError) {
 }
 
 /// Applies one report inside the batch's transaction. `None` means a replay.
-fn apply(conn: &Connection, inc: &Incoming) -> Result<Option<Effect>, StoreError> {
+fn apply(
+    conn: &Connection,
+    inc: &Incoming,
+    samples: Vec<wire::Sample>,
+    previous_inventory: Option<Inventory>,
+) -> Result<Option<Effect>, StoreError> {
     let r = &inc.report;
     let row = conn
         .query_row(
@@ -511,20 +534,16 @@ fn apply(conn: &Connection, inc: &Incoming) -> Result<Option<Effect>, StoreError
             ])?;
         }
     }
-    let previous = fleet_inventory_doc(conn, &inc.agent_id)?;
-    let mut inventory = previous
-        .as_deref()
-        .and_then(|d| serde_json::from_str::<Inventory>(d).ok());
+    // The fleet holds the newest inventory; only a changed one is stored again.
+    let mut inventory = previous_inventory;
     if let Some(inv) = &r.inventory {
-        let doc = serde_json::to_string(inv).unwrap_or_default();
-        if previous.as_deref() != Some(doc.as_str()) {
+        if inventory.as_ref() != Some(inv) {
+            let doc = serde_json::to_string(inv).unwrap_or_default();
             conn.prepare_cached("INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![inc.agent_id, r.seq as i64, r.collected_at_ms, doc])?;
         }
         inventory = Some(inv.clone());
     }
-    let mut samples: Vec<_> = r.known_samples().cloned().collect();
-    sort_samples(&mut samples);
     Ok(Some(Effect::Host(Box::new(Host {
         agent_id: inc.agent_id.clone(),
         host: r.host.clone(),
@@ -539,13 +558,6 @@ fn apply(conn: &Connection, inc: &Incoming) -> Result<Option<Effect>, StoreError
         samples,
         inventory,
     }))))
-}
-
-fn fleet_inventory_doc(conn: &Connection, agent_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT doc FROM inventory WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row(params![agent_id], |r| r.get(0))
-        .optional()?)
 }
 
 fn enroll(conn: &Connection, e: &Enrollment) -> Result<Option<Effect>, StoreError> {

@@ -452,9 +452,11 @@ pub const REJECT_REASONS: &[&str] = &[
     "internal",
 ];
 
-/// Looks a metric up by family name.
+/// Looks a metric up by family name (hashed: ingest calls this per sample).
 pub fn lookup(name: &str) -> Option<&'static MetricDef> {
-    CATALOGUE.iter().find(|m| m.name == name)
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static MetricDef>> =
+        std::sync::OnceLock::new();
+    INDEX.get_or_init(|| CATALOGUE.iter().map(|m| (m.name, m)).collect()).get(name).copied()
 }
 
 #[cfg(test)]

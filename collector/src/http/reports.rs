@@ -14,12 +14,14 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use caretaker_shared::catalogue::lookup;
 use caretaker_shared::wire;
 use http_body_util::BodyExt;
 use serde_json::json;
 
 use super::error::ApiError;
 use super::{AppState, bearer};
+use crate::fleet::sort_samples;
 use crate::pki;
 use crate::store::{self, Applied, DecompressError, Encoding, Incoming};
 
@@ -99,7 +101,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
 
     // Decompressing and parsing are CPU work: keep them off the async workers.
     let limit = cfg.max_decompressed_bytes;
-    let parsed = tokio::task::spawn_blocking(move || -> Result<(wire::Report, axum::body::Bytes), ApiError> {
+    type Parsed = (wire::Report, Vec<wire::Sample>, usize, axum::body::Bytes);
+    let parsed = tokio::task::spawn_blocking(move || -> Result<Parsed, ApiError> {
         let json = store::decompress(&body, encoding, limit).map_err(|e| match e {
             DecompressError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
             DecompressError::Corrupt(_) => ApiError::Malformed {
@@ -107,16 +110,19 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
                 reason: e.to_string(),
             },
         })?;
-        let report = wire::decode(&json).map_err(|e| ApiError::Malformed {
-            path: e.path,
-            reason: e.reason,
-        })?;
+        let mut report = wire::decode(&json).map_err(|e| ApiError::Malformed { path: e.path, reason: e.reason })?;
         report.validate().map_err(ApiError::Invalid)?;
-        Ok((report, body))
+        // Samples of metrics this build does not know (from a newer agent) are
+        // counted and left out; the rest are sorted for /metrics.
+        let count = report.samples.len();
+        let mut samples: Vec<wire::Sample> =
+            std::mem::take(&mut report.samples).into_iter().filter(|s| lookup(&s.metric).is_some()).collect();
+        sort_samples(&mut samples);
+        Ok((report, samples, count, body))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let (report, body) = parsed;
+    let (report, samples, sample_count, body) = parsed;
 
     if report.agent_id != agent_id {
         return Err(ApiError::Unauthorized(format!(
@@ -124,7 +130,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
             report.agent_id
         )));
     }
-    let unknown = report.samples.len() - report.known_samples().count();
+    let unknown = sample_count - samples.len();
     if unknown > 0 {
         state
             .metrics
@@ -138,6 +144,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
         .apply(Incoming {
             agent_id,
             report,
+            samples,
+            sample_count,
             body: body.to_vec(),
             encoding,
             received_at_ms: caretaker_shared::now_ms(),
