@@ -115,42 +115,28 @@ fn default_proc_root() -> PathBuf {
     PathBuf::from("/proc")
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
-    #[error("{file}: {message}")]
-    Parse { file: PathBuf, message: String },
-    #[error("{file}: {} problem(s):\n  {}", .problems.len(), .problems.join("\n  "))]
-    Invalid { file: PathBuf, problems: Vec<String> },
-}
+use caretaker_shared::config::Checked;
+pub use caretaker_shared::config::ConfigError;
 
 impl Config {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.into(),
-            source,
-        })?;
-        Self::parse(&text, file)
+        caretaker_shared::config::load(file)
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.into(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        let problems = cfg.problems();
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid {
-                file: file.into(),
-                problems,
-            })
-        }
+        caretaker_shared::config::parse(text, file)
     }
 
-    /// Every semantic problem, each naming its key.
+    /// The `host` label value.
+    pub fn host(&self) -> String {
+        self.host_name
+            .clone()
+            .or_else(sysinfo::System::host_name)
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+impl Checked for Config {
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         match reqwest::Url::parse(&self.collector_url) {
@@ -198,14 +184,6 @@ impl Config {
             p.push("push.min_backoff_ms: must be at least 1 and at most push.max_backoff_secs".into());
         }
         p
-    }
-
-    /// The `host` label value.
-    pub fn host(&self) -> String {
-        self.host_name
-            .clone()
-            .or_else(sysinfo::System::host_name)
-            .unwrap_or_else(|| "unknown".into())
     }
 }
 

@@ -136,42 +136,21 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
-    #[error("{file}: {message}")]
-    Parse { file: PathBuf, message: String },
-    #[error("{file}: {} problem(s):\n  {}", .problems.len(), .problems.join("\n  "))]
-    Invalid { file: PathBuf, problems: Vec<String> },
-}
+use caretaker_shared::config::Checked;
+pub use caretaker_shared::config::ConfigError;
 
 impl Config {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.into(),
-            source,
-        })?;
-        Self::parse(&text, file)
+        caretaker_shared::config::load(file)
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.into(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        let problems = cfg.problems();
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid {
-                file: file.into(),
-                problems,
-            })
-        }
+        caretaker_shared::config::parse(text, file)
     }
+}
 
-    pub fn problems(&self) -> Vec<String> {
+impl Checked for Config {
+    fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.ingest.max_body_bytes < 1024 {
             p.push("ingest.max_body_bytes: must be at least 1024".into());

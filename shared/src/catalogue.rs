@@ -456,7 +456,10 @@ pub const REJECT_REASONS: &[&str] = &[
 pub fn lookup(name: &str) -> Option<&'static MetricDef> {
     static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static MetricDef>> =
         std::sync::OnceLock::new();
-    INDEX.get_or_init(|| CATALOGUE.iter().map(|m| (m.name, m)).collect()).get(name).copied()
+    INDEX
+        .get_or_init(|| CATALOGUE.iter().map(|m| (m.name, m)).collect())
+        .get(name)
+        .copied()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! agent fills and the collector exposes, so names cannot drift apart.
 
 pub mod catalogue;
+pub mod config;
 pub mod wire;
 
 /// Milliseconds since the Unix epoch, the one time unit on the wire.

@@ -110,13 +110,18 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
                 reason: e.to_string(),
             },
         })?;
-        let mut report = wire::decode(&json).map_err(|e| ApiError::Malformed { path: e.path, reason: e.reason })?;
+        let mut report = wire::decode(&json).map_err(|e| ApiError::Malformed {
+            path: e.path,
+            reason: e.reason,
+        })?;
         report.validate().map_err(ApiError::Invalid)?;
         // Samples of metrics this build does not know (from a newer agent) are
         // counted and left out; the rest are sorted for /metrics.
         let count = report.samples.len();
-        let mut samples: Vec<wire::Sample> =
-            std::mem::take(&mut report.samples).into_iter().filter(|s| lookup(&s.metric).is_some()).collect();
+        let mut samples: Vec<wire::Sample> = std::mem::take(&mut report.samples)
+            .into_iter()
+            .filter(|s| lookup(&s.metric).is_some())
+            .collect();
         sort_samples(&mut samples);
         Ok((report, samples, count, body))
     })

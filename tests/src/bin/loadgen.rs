@@ -49,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
     let http = client(&a.ca)?;
     let mut agents = Vec::new();
     for i in 0..a.agents {
-        agents.push(enroll(&http, &a.url, &a.token, &format!("load-{i}")).await.context("enrolling")?);
+        agents.push(
+            enroll(&http, &a.url, &a.token, &format!("load-{i}"))
+                .await
+                .context("enrolling")?,
+        );
     }
     // Pre-build every body on all cores.
     let started_build = Instant::now();
