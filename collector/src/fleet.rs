@@ -52,9 +52,13 @@ impl Host {
     }
 }
 
-/// Sorts samples so [`Host::samples_of`] can find a metric's range.
-pub fn sort_samples(samples: &mut [Sample]) {
-    samples.sort_by(|a, b| a.metric.cmp(&b.metric));
+/// Keeps the samples whose metric the catalogue knows (a newer agent may send
+/// others) and sorts them so [`Host::samples_of`] can find a metric's range.
+pub fn catalogue_samples(samples: Vec<Sample>) -> Vec<Sample> {
+    let mut kept: Vec<Sample> =
+        samples.into_iter().filter(|s| caretaker_shared::catalogue::lookup(&s.metric).is_some()).collect();
+    kept.sort_by(|a, b| a.metric.cmp(&b.metric));
+    kept
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +125,7 @@ mod tests {
     #[test]
     fn samples_of_finds_the_range() {
         let mut samples = vec![s("b", 1.0), s("a", 2.0), s("b", 3.0), s("c", 4.0)];
-        sort_samples(&mut samples);
+        samples.sort_by(|a, b| a.metric.cmp(&b.metric));
         let h = Host {
             agent_id: "x".into(),
             host: "h".into(),

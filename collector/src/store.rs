@@ -20,7 +20,7 @@ use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Synchronous;
-use crate::fleet::{Fleet, Host, sort_samples};
+use crate::fleet::{Fleet, Host, catalogue_samples};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -211,8 +211,7 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
             };
             let json = decompress(&body, enc, usize::MAX / 2).map_err(|e| corrupt(e.to_string()))?;
             let report = wire::decode(&json).map_err(|e| corrupt(e.to_string()))?;
-            samples = report.known_samples().cloned().collect();
-            sort_samples(&mut samples);
+            samples = catalogue_samples(report.samples);
         }
         let inventory: Option<Inventory> = match r.get::<_, Option<String>>(13)? {
             Some(doc) => Some(serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?),
@@ -243,7 +242,7 @@ pub struct Incoming {
     pub agent_id: String,
     /// The report, with its samples moved to `samples`.
     pub report: Report,
-    /// The report's catalogue samples, sorted by metric (see [`sort_samples`]).
+    /// The report's catalogue samples, sorted by metric (see [`catalogue_samples`]).
     pub samples: Vec<wire::Sample>,
     /// Samples in the report as sent, known or not.
     pub sample_count: usize,

@@ -14,14 +14,13 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use caretaker_shared::catalogue::lookup;
 use caretaker_shared::wire;
 use http_body_util::BodyExt;
 use serde_json::json;
 
 use super::error::ApiError;
 use super::{AppState, bearer};
-use crate::fleet::sort_samples;
+use crate::fleet::catalogue_samples;
 use crate::pki;
 use crate::store::{self, Applied, DecompressError, Encoding, Incoming};
 
@@ -118,11 +117,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
         // Samples of metrics this build does not know (from a newer agent) are
         // counted and left out; the rest are sorted for /metrics.
         let count = report.samples.len();
-        let mut samples: Vec<wire::Sample> = std::mem::take(&mut report.samples)
-            .into_iter()
-            .filter(|s| lookup(&s.metric).is_some())
-            .collect();
-        sort_samples(&mut samples);
+        let samples = catalogue_samples(std::mem::take(&mut report.samples));
         Ok((report, samples, count, body))
     })
     .await
