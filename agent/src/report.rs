@@ -2,7 +2,6 @@
 //! (or hourly), the inventory.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 
 use caretaker_shared::wire::{Event, Inventory, PROTOCOL_VERSION, Report, Sample};
@@ -15,6 +14,10 @@ use crate::config::Config;
 /// collector that lost it (or a new one) gets it back.
 const INVENTORY_EVERY_MS: i64 = 3_600_000;
 
+/// How often the inventory is rebuilt to look for changes. It statvfs()es
+/// every mount, so it is not redone every cycle.
+const INVENTORY_CHECK_MS: i64 = 300_000;
+
 pub struct Reporter {
     collectors: Vec<Box<dyn Collector>>,
     roots: Roots,
@@ -22,7 +25,9 @@ pub struct Reporter {
     labels: BTreeMap<String, String>,
     interval_secs: u32,
     inventory_sys: sysinfo::System,
-    last_inventory: Option<(u64, i64)>,
+    /// The inventory last sent, and when.
+    last_inventory: Option<(Inventory, i64)>,
+    inventory_checked_at: Option<i64>,
 }
 
 /// Agent-side numbers that go into every report.
@@ -48,6 +53,7 @@ impl Reporter {
                 RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()),
             ),
             last_inventory: None,
+            inventory_checked_at: None,
         }
     }
 
@@ -70,6 +76,25 @@ impl Reporter {
         }
     }
 
+    /// The inventory when it changed since it was last sent, or is an hour old
+    /// at the collector; looked at every [`INVENTORY_CHECK_MS`].
+    fn inventory_if_due(&mut self, now: i64) -> Option<Inventory> {
+        if self.inventory_checked_at.is_some_and(|t| now - t < INVENTORY_CHECK_MS) {
+            return None;
+        }
+        self.inventory_checked_at = Some(now);
+        let inv = self.inventory();
+        let send = match &self.last_inventory {
+            Some((last, sent_at)) => *last != inv || now - sent_at >= INVENTORY_EVERY_MS,
+            None => true,
+        };
+        if !send {
+            return None;
+        }
+        self.last_inventory = Some((inv.clone(), now));
+        Some(inv)
+    }
+
     /// Runs every collector and assembles the report.
     pub fn build(&mut self, agent_id: &str, seq: u64, status: AgentStatus, mut events: Vec<Event>) -> Report {
         let now = caretaker_shared::now_ms();
@@ -87,17 +112,7 @@ impl Reporter {
         ));
         samples.push(agent("caretaker_agent_reports_rejected", status.rejected_total as f64));
 
-        let inv = self.inventory();
-        let mut h = DefaultHasher::new();
-        format!("{inv:?}").hash(&mut h);
-        let hash = h.finish();
-        let send_inventory = match self.last_inventory {
-            Some((last, at)) => last != hash || now - at >= INVENTORY_EVERY_MS,
-            None => true,
-        };
-        if send_inventory {
-            self.last_inventory = Some((hash, now));
-        }
+        let inventory = self.inventory_if_due(now);
         Report {
             version: PROTOCOL_VERSION,
             agent_id: agent_id.to_string(),
@@ -108,7 +123,7 @@ impl Reporter {
             labels: self.labels.clone(),
             samples,
             events,
-            inventory: send_inventory.then_some(inv),
+            inventory,
         }
     }
 }
@@ -164,5 +179,27 @@ mod tests {
         assert!(second.inventory.is_none(), "unchanged inventory is not resent");
         let body = encode_gzip(&second).unwrap_or_default();
         assert_eq!(&body[..2], &[0x1f, 0x8b]);
+    }
+
+    #[test]
+    fn inventory_is_checked_every_few_minutes_and_resent_hourly() {
+        let cfg = Config::parse(
+            "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/x\"\n",
+            Path::new("t.toml"),
+        );
+        let Ok(cfg) = cfg else { panic!("config") };
+        let mut r = Reporter::new(&cfg);
+        let t0 = 1_000_000;
+        assert!(r.inventory_if_due(t0).is_some(), "first report");
+        assert!(
+            r.inventory_if_due(t0 + 1_000).is_none(),
+            "not rebuilt within the check interval"
+        );
+        assert!(
+            r.inventory_if_due(t0 + INVENTORY_CHECK_MS).is_none(),
+            "rebuilt, unchanged"
+        );
+        assert_eq!(r.inventory_checked_at, Some(t0 + INVENTORY_CHECK_MS));
+        assert!(r.inventory_if_due(t0 + INVENTORY_EVERY_MS).is_some(), "resent hourly");
     }
 }

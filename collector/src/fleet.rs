@@ -55,8 +55,10 @@ impl Host {
 /// Keeps the samples whose metric the catalogue knows (a newer agent may send
 /// others) and sorts them so [`Host::samples_of`] can find a metric's range.
 pub fn catalogue_samples(samples: Vec<Sample>) -> Vec<Sample> {
-    let mut kept: Vec<Sample> =
-        samples.into_iter().filter(|s| caretaker_shared::catalogue::lookup(&s.metric).is_some()).collect();
+    let mut kept: Vec<Sample> = samples
+        .into_iter()
+        .filter(|s| caretaker_shared::catalogue::lookup(&s.metric).is_some())
+        .collect();
     kept.sort_by(|a, b| a.metric.cmp(&b.metric));
     kept
 }
