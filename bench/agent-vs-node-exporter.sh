@@ -48,7 +48,7 @@ TOKEN=$(cat "$W/data/api-token")
 reports=$(curl -fs --cacert "$W/data/ca.pem" -H "Authorization: Bearer $TOKEN" https://127.0.0.1:18557/api/v1/hosts | jq '.hosts[0].reports_applied')
 awk -v a=$((a1-a0)) -v n=$((n1-n0)) -v c="$CYCLES" -v t="$TICK" -v ar="$arss" -v nr="$nrss" -v rep="$reports" 'BEGIN {
   am = a*1000/t/c; nm = n*1000/t/c;
-  printf "cycles %d at %ss; reports applied %d\n", c, ENVIRON["INTERVAL"], rep;
+  printf "cycles %d; reports applied %d\n", c, rep;
   printf "caretaker-agent : peak RSS %6.1f MiB, CPU %.2f ms per cycle\n", ar/1024, am;
   printf "node_exporter   : peak RSS %6.1f MiB, CPU %.2f ms per scrape\n", nr/1024, nm;
   printf "ratio agent/node_exporter CPU: %.2f\n", (nm > 0 ? am/nm : 0);
