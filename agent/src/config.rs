@@ -38,6 +38,9 @@ pub struct Config {
     pub spool: SpoolConfig,
     #[serde(default)]
     pub push: PushConfig,
+    /// Disk health through smartctl (the `smart` collector).
+    #[serde(default)]
+    pub smart: crate::smart::SmartConfig,
     /// Root of the proc filesystem (tests point it at captured trees).
     #[serde(default = "default_proc_root")]
     pub proc_root: PathBuf,
@@ -183,6 +186,7 @@ impl Checked for Config {
         if self.push.min_backoff_ms == 0 || self.push.min_backoff_ms > self.push.max_backoff_secs.saturating_mul(1000) {
             p.push("push.min_backoff_ms: must be at least 1 and at most push.max_backoff_secs".into());
         }
+        p.extend(self.smart.problems());
         p
     }
 }
@@ -222,7 +226,7 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(
             e,
-            "agent.toml: 4 problem(s):\n  collector_url: \"http://x\" must be an https:// URL with a host\n  interval_secs: 0 is outside 1..=86400\n  labels.host: reserved; set host_name instead\n  collectors: unknown collector \"gpu\" (known: cpu, memory, system, filesystem, diskio, network)"
+            "agent.toml: 4 problem(s):\n  collector_url: \"http://x\" must be an https:// URL with a host\n  interval_secs: 0 is outside 1..=86400\n  labels.host: reserved; set host_name instead\n  collectors: unknown collector \"gpu\" (known: cpu, memory, system, filesystem, diskio, network, smart)"
         );
     }
 }

@@ -2,9 +2,11 @@
 //! delivers them to the collector over TLS. `main.rs` is only the CLI.
 
 pub mod collectors;
+pub mod command;
 pub mod config;
 pub mod push;
 pub mod report;
 pub mod run;
+pub mod smart;
 pub mod spool;
 pub mod state;

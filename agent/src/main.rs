@@ -62,6 +62,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Read one smartctl JSON output and print the parsed disk and its verdict
+    /// as JSON (exit 0), or say why the file is not smartctl JSON (exit 2).
+    DiskHealth {
+        /// Output of `smartctl --json -x DEVICE` saved to a file (`-` for stdin).
+        #[arg(long)]
+        smartctl_json: PathBuf,
+    },
     /// Validate the config and exit (0 valid, 2 invalid); usable as ExecStartPre.
     CheckConfig {
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -80,7 +87,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caretaker-agent: {e:#}");
-            if e.chain().any(|c| c.is::<ConfigError>()) {
+            if e.chain().any(|c| c.is::<ConfigError>() || c.is::<BadInput>()) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -88,6 +95,11 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Input the user gave that cannot be used (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // One thread: the agent is small and mostly waits.
@@ -114,6 +126,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 )?,
             };
             let mut reporter = Reporter::new(&cfg);
+            if reporter.smart_enabled() {
+                // One disk pass, now: `once` does not wait for the worker's interval.
+                reporter.smart_state().publish(caretaker_agent::smart::scan(&cfg.smart));
+            }
             // A short baseline so CPU usage means something.
             std::thread::sleep(Duration::from_millis(250));
             let agent_id = Credential::load(&cfg.state_dir)
@@ -126,6 +142,19 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             if print {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
+            Ok(())
+        }
+        Command::DiskHealth { smartctl_json } => {
+            let bytes = if smartctl_json.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading stdin")?;
+                b
+            } else {
+                std::fs::read(&smartctl_json).map_err(|e| BadInput(format!("{}: {e}", smartctl_json.display())))?
+            };
+            let disk = caretaker_shared::smartctl::parse(&String::from_utf8_lossy(&bytes))
+                .map_err(|e| BadInput(format!("{}: {e}", smartctl_json.display())))?;
+            println!("{}", serde_json::to_string_pretty(&disk)?);
             Ok(())
         }
         Command::Enroll {

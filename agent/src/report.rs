@@ -42,6 +42,7 @@ impl Reporter {
     pub fn new(cfg: &Config) -> Self {
         let roots = Roots {
             proc_root: cfg.proc_root.clone(),
+            smart: Default::default(),
         };
         Self {
             collectors: collectors::build(&cfg.collectors, &roots),
@@ -74,6 +75,16 @@ impl Reporter {
             filesystems: collectors::filesystem::inventory(&self.roots.proc_root),
             network_interfaces: network::interface_names(&self.roots.proc_root),
         }
+    }
+
+    /// Whether the `smart` collector is configured.
+    pub fn smart_enabled(&self) -> bool {
+        self.collectors.iter().any(|c| c.name() == "smart")
+    }
+
+    /// Where the smartctl worker publishes its scans.
+    pub fn smart_state(&self) -> std::sync::Arc<crate::smart::SmartState> {
+        self.roots.smart.clone()
     }
 
     /// The inventory when it changed since it was last sent, or is an hour old
@@ -124,6 +135,8 @@ impl Reporter {
             samples,
             events,
             inventory,
+            // A finished disk scan goes out once; the samples repeat every report.
+            disks: self.roots.smart.take_unsent().map(|s| (*s).clone()),
         }
     }
 }

@@ -113,7 +113,16 @@ async fn collect_loop(
     shared: &Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let reporter = Arc::new(Mutex::new(Reporter::new(cfg)));
+    let reporter = Reporter::new(cfg);
+    // smartctl runs on its own thread and interval; dropping `_smart` stops it.
+    let _smart = if reporter.smart_enabled() {
+        let (stop, _handle) = crate::smart::spawn_worker(cfg.smart.clone(), reporter.smart_state())
+            .context("starting the disk-health worker")?;
+        Some(stop)
+    } else {
+        None
+    };
+    let reporter = Arc::new(Mutex::new(reporter));
     // CPU usage is a difference: give the first report a short baseline.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let mut tick = tokio::time::interval(Duration::from_secs(u64::from(cfg.interval_secs)));

@@ -22,6 +22,7 @@ pub enum Unit {
     Bytes,
     Seconds,
     Ratio,
+    Celsius,
 }
 
 impl Unit {
@@ -32,6 +33,7 @@ impl Unit {
             Unit::Bytes => Some("bytes"),
             Unit::Seconds => Some("seconds"),
             Unit::Ratio => Some("ratio"),
+            Unit::Celsius => Some("celsius"),
         }
     }
 }
@@ -236,6 +238,183 @@ pub static CATALOGUE: &[MetricDef] = &[
         Agent,
         ["device"],
         "Time a block device spent doing I/O."
+    ),
+    // --- disk health (smartctl), sent by the agent ------------------------------
+    m!(
+        "caretaker_disk_info",
+        Gauge,
+        None,
+        Agent,
+        ["disk", "device", "model", "serial", "firmware", "protocol", "state"],
+        "One per disk seen by smartctl, keyed by WWN or serial; state is ok, standby, unreadable or unsupported. Always 1."
+    ),
+    m!(
+        "caretaker_disk_health_verdict",
+        Gauge,
+        None,
+        Agent,
+        ["disk", "verdict"],
+        "1 for the disk's current verdict (healthy, warning, failing, unknown), 0 for the others."
+    ),
+    m!(
+        "caretaker_disk_verdict_reasons",
+        Gauge,
+        None,
+        Agent,
+        ["disk"],
+        "Number of reasons behind the disk's verdict."
+    ),
+    m!(
+        "caretaker_disk_smart_passed",
+        Gauge,
+        None,
+        Agent,
+        ["disk"],
+        "1 when the drive's own SMART overall assessment passed, 0 when it failed."
+    ),
+    m!(
+        "caretaker_disk_temperature_celsius",
+        Gauge,
+        Celsius,
+        Agent,
+        ["disk"],
+        "Drive temperature."
+    ),
+    m!(
+        "caretaker_disk_temperature_trip_celsius",
+        Gauge,
+        Celsius,
+        Agent,
+        ["disk"],
+        "The drive's own temperature trip point, where it reports one."
+    ),
+    m!(
+        "caretaker_disk_power_on_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["disk"],
+        "Power-on time the drive reports (counted in hours by the drive)."
+    ),
+    m!(
+        "caretaker_disk_ata_attribute_raw",
+        Gauge,
+        None,
+        Agent,
+        ["disk", "attribute"],
+        "Decoded raw count of a key ATA SMART attribute (reallocated_sectors, pending_sectors, ...); vendor-packed values are decoded."
+    ),
+    m!(
+        "caretaker_disk_ata_error_log_entries",
+        Gauge,
+        None,
+        Agent,
+        ["disk"],
+        "Errors in the ATA device error log."
+    ),
+    m!(
+        "caretaker_disk_self_test_failed",
+        Gauge,
+        None,
+        Agent,
+        ["disk"],
+        "1 when the most recent SMART self-test failed."
+    ),
+    m!(
+        "caretaker_disk_nvme_percentage_used_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["disk"],
+        "NVMe rated endurance used (1 = 100 %; may exceed 1)."
+    ),
+    m!(
+        "caretaker_disk_nvme_available_spare_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["disk"],
+        "NVMe spare capacity left."
+    ),
+    m!(
+        "caretaker_disk_nvme_available_spare_threshold_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["disk"],
+        "NVMe spare capacity below which the drive warns."
+    ),
+    m!(
+        "caretaker_disk_nvme_critical_warning",
+        Gauge,
+        None,
+        Agent,
+        ["disk", "bit"],
+        "1 for each NVMe critical_warning bit set (spare_below_threshold, temperature, reliability_degraded, media_read_only, volatile_backup_failed, persistent_memory_read_only), 0 otherwise."
+    ),
+    m!(
+        "caretaker_disk_nvme_media_errors",
+        Counter,
+        None,
+        Agent,
+        ["disk"],
+        "NVMe unrecovered data integrity errors."
+    ),
+    m!(
+        "caretaker_disk_nvme_error_log_entries",
+        Counter,
+        None,
+        Agent,
+        ["disk"],
+        "NVMe error information log entries (noisy; not a failure signal alone)."
+    ),
+    m!(
+        "caretaker_disk_nvme_unsafe_shutdowns",
+        Counter,
+        None,
+        Agent,
+        ["disk"],
+        "NVMe unsafe shutdowns."
+    ),
+    m!(
+        "caretaker_disk_nvme_written_bytes",
+        Counter,
+        Bytes,
+        Agent,
+        ["disk"],
+        "Bytes written to the NVMe drive over its life."
+    ),
+    m!(
+        "caretaker_disk_scsi_grown_defects",
+        Gauge,
+        None,
+        Agent,
+        ["disk"],
+        "SCSI grown defect list length."
+    ),
+    m!(
+        "caretaker_disk_scsi_uncorrected_errors",
+        Counter,
+        None,
+        Agent,
+        ["disk"],
+        "SCSI uncorrected read, write and verify errors."
+    ),
+    m!(
+        "caretaker_disk_scan_timestamp_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        [],
+        "When the agent's last disk-health scan finished."
+    ),
+    m!(
+        "caretaker_disk_scan_success",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "1 when the agent's last disk-health scan could run smartctl at all."
     ),
     m!(
         "caretaker_network_receive_bytes",

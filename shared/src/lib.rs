@@ -4,6 +4,8 @@
 
 pub mod catalogue;
 pub mod config;
+pub mod disk_health;
+pub mod smartctl;
 pub mod wire;
 
 /// Milliseconds since the Unix epoch, the one time unit on the wire.

@@ -25,6 +25,9 @@ pub mod limits {
     pub const MAX_LABEL_VALUE_BYTES: usize = 256;
     pub const MAX_TEXT_BYTES: usize = 4_096;
     pub const MAX_ID_BYTES: usize = 128;
+    pub const MAX_DISKS: usize = 1_024;
+    pub const MAX_ATTRIBUTES: usize = 256;
+    pub const MAX_SELF_TESTS: usize = 64;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +54,23 @@ pub struct Report {
     /// Present when the agent's inventory changed or on its first report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Inventory>,
+    /// Present when the agent finished a disk-health scan since its last
+    /// report (smartctl runs on its own, slower interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disks: Option<DiskScan>,
+}
+
+/// The result of one pass of smartctl over the host's disks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DiskScan {
+    /// When the scan finished (ms since the Unix epoch).
+    pub scanned_at_ms: i64,
+    /// Every device found or configured, read or not (an unreadable one says why).
+    #[serde(default)]
+    pub disks: Vec<crate::disk_health::Disk>,
+    /// Why the scan as a whole failed (smartctl missing, discovery failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One value of a catalogue metric.
@@ -251,6 +271,9 @@ impl Report {
             }
             check_labels(&format!("{path}.labels"), &e.labels, &mut errors);
         }
+        if let Some(scan) = &self.disks {
+            check_disks(scan, &mut errors);
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
@@ -262,6 +285,56 @@ impl Report {
     /// The value of label `name`, or "" when the agent did not set it.
     pub fn label(&self, name: &str) -> &str {
         self.labels.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+fn check_disks(scan: &DiskScan, errors: &mut Vec<WireError>) {
+    if scan.disks.len() > limits::MAX_DISKS {
+        errors.push(WireError::new(
+            "disks.disks",
+            format!("more than {} disks", limits::MAX_DISKS),
+        ));
+    }
+    if scan.error.as_ref().is_some_and(|e| e.len() > limits::MAX_TEXT_BYTES) {
+        errors.push(WireError::new("disks.error", "longer than 4096 bytes"));
+    }
+    let mut keys = std::collections::HashSet::new();
+    for (i, d) in scan.disks.iter().enumerate() {
+        let path = format!("disks.disks[{i}]");
+        if d.key.is_empty() || d.key.len() > limits::MAX_LABEL_VALUE_BYTES {
+            errors.push(WireError::new(format!("{path}.key"), "must be 1 to 256 bytes"));
+        } else if !keys.insert((d.key.as_str(), d.device.as_str(), d.device_type.as_str())) {
+            errors.push(WireError::new(format!("{path}.key"), "the same disk is listed twice"));
+        }
+        for (field, v) in [
+            ("device", &d.device),
+            ("device_type", &d.device_type),
+            ("model", &d.model),
+            ("serial", &d.serial),
+            ("wwn", &d.wwn),
+            ("firmware", &d.firmware),
+        ] {
+            if v.len() > limits::MAX_LABEL_VALUE_BYTES {
+                errors.push(WireError::new(format!("{path}.{field}"), "longer than 256 bytes"));
+            }
+        }
+        if d.message.len() > limits::MAX_TEXT_BYTES {
+            errors.push(WireError::new(format!("{path}.message"), "longer than 4096 bytes"));
+        }
+        if let Some(a) = &d.ata {
+            if a.attributes.len() > limits::MAX_ATTRIBUTES {
+                errors.push(WireError::new(
+                    format!("{path}.ata.attributes"),
+                    "more than 256 attributes",
+                ));
+            }
+            if a.self_tests.len() > limits::MAX_SELF_TESTS {
+                errors.push(WireError::new(
+                    format!("{path}.ata.self_tests"),
+                    "more than 64 self-tests",
+                ));
+            }
+        }
     }
 }
 
@@ -299,6 +372,7 @@ mod tests {
                 labels: BTreeMap::new(),
             }],
             inventory: Some(Inventory::default()),
+            disks: None,
         }
     }
 

@@ -47,6 +47,7 @@ pub fn synthetic_report(agent_id: &str, host: &str, seq: u64, n: usize) -> Repor
         samples,
         events: Vec::new(),
         inventory: None,
+        disks: None,
     }
 }
 

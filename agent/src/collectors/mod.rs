@@ -14,12 +14,15 @@ pub mod diskio;
 pub mod filesystem;
 pub mod memory;
 pub mod network;
+pub mod smart;
 pub mod system;
 
 /// Where collectors read the host from; tests point these at captured trees.
 #[derive(Debug, Clone)]
 pub struct Roots {
     pub proc_root: PathBuf,
+    /// The latest disk-health scan, filled by the smartctl worker.
+    pub smart: std::sync::Arc<crate::smart::SmartState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,8 @@ pub enum CollectError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot parse {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
+    #[error("{tool}: {reason}")]
+    Tool { tool: String, reason: String },
 }
 
 /// Reads a file under a root, naming it in the error.
@@ -45,7 +50,7 @@ pub trait Collector: Send {
 }
 
 /// Names of every collector, in the order they run.
-pub const ALL: &[&str] = &["cpu", "memory", "system", "filesystem", "diskio", "network"];
+pub const ALL: &[&str] = &["cpu", "memory", "system", "filesystem", "diskio", "network", "smart"];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
 pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
@@ -59,6 +64,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "filesystem" => Box::new(filesystem::Filesystems::new(roots)),
                 "diskio" => Box::new(diskio::DiskIo::new(roots)),
                 "network" => Box::new(network::Network::new(roots)),
+                "smart" => Box::new(smart::Smart::new(roots.smart.clone())),
                 _ => return None,
             })
         })
@@ -145,6 +151,7 @@ mod tests {
     fn a_failing_collector_does_not_sink_the_others() {
         let roots = Roots {
             proc_root: "/proc".into(),
+            smart: Default::default(),
         };
         let mut list = build(&["memory".to_string()], &roots);
         list.insert(0, Box::new(Failing));
