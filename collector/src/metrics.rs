@@ -34,6 +34,7 @@ fn unit(u: Unit) -> Option<registry::Unit> {
         Unit::Bytes => Some(registry::Unit::Bytes),
         Unit::Seconds => Some(registry::Unit::Seconds),
         Unit::Ratio => Some(registry::Unit::Other("ratio".into())),
+        Unit::Celsius => Some(registry::Unit::Celsius),
     }
 }
 
