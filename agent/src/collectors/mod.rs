@@ -12,6 +12,7 @@ use caretaker_shared::wire::{Event, Sample, Severity};
 pub mod command;
 pub mod cpu;
 pub mod diskio;
+pub mod edac;
 pub mod filesystem;
 pub mod memory;
 pub mod network;
@@ -163,7 +164,7 @@ pub trait Collector: Send {
 }
 
 /// Names of every collector, in the order they run.
-pub const ALL: &[&str] = &["cpu", "memory", "system", "filesystem", "diskio", "network"];
+pub const ALL: &[&str] = &["cpu", "memory", "system", "filesystem", "diskio", "network", "edac"];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
 pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
@@ -177,6 +178,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "filesystem" => Box::new(filesystem::Filesystems::new(roots)),
                 "diskio" => Box::new(diskio::DiskIo::new(roots)),
                 "network" => Box::new(network::Network::new(roots)),
+                "edac" => Box::new(edac::Edac::new(roots)),
                 _ => return None,
             })
         })
