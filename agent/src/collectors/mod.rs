@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod diskio;
 pub mod edac;
 pub mod filesystem;
+pub mod mdraid;
 pub mod memory;
 pub mod network;
 pub mod system;
@@ -164,7 +165,16 @@ pub trait Collector: Send {
 }
 
 /// Names of every collector, in the order they run.
-pub const ALL: &[&str] = &["cpu", "memory", "system", "filesystem", "diskio", "network", "edac"];
+pub const ALL: &[&str] = &[
+    "cpu",
+    "memory",
+    "system",
+    "filesystem",
+    "diskio",
+    "network",
+    "edac",
+    "mdraid",
+];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
 pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
@@ -179,6 +189,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "diskio" => Box::new(diskio::DiskIo::new(roots)),
                 "network" => Box::new(network::Network::new(roots)),
                 "edac" => Box::new(edac::Edac::new(roots)),
+                "mdraid" => Box::new(mdraid::MdRaid::new(roots)),
                 _ => return None,
             })
         })
