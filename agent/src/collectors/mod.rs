@@ -17,6 +17,7 @@ pub mod filesystem;
 pub mod mdraid;
 pub mod memory;
 pub mod network;
+pub mod oom;
 pub mod system;
 
 /// Where collectors read the host from; tests point these at captured trees
@@ -174,6 +175,7 @@ pub const ALL: &[&str] = &[
     "network",
     "edac",
     "mdraid",
+    "oom",
 ];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
@@ -190,6 +192,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "network" => Box::new(network::Network::new(roots)),
                 "edac" => Box::new(edac::Edac::new(roots)),
                 "mdraid" => Box::new(mdraid::MdRaid::new(roots)),
+                "oom" => Box::new(oom::Oom::new(roots)),
                 _ => return None,
             })
         })
