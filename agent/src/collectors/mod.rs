@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod diskio;
 pub mod edac;
 pub mod filesystem;
+pub mod hwmon;
 pub mod mdraid;
 pub mod memory;
 pub mod network;
@@ -175,6 +176,7 @@ pub const ALL: &[&str] = &[
     "network",
     "edac",
     "mdraid",
+    "hwmon",
     "oom",
 ];
 
@@ -192,6 +194,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "network" => Box::new(network::Network::new(roots)),
                 "edac" => Box::new(edac::Edac::new(roots)),
                 "mdraid" => Box::new(mdraid::MdRaid::new(roots)),
+                "hwmon" => Box::new(hwmon::Hwmon::new(roots)),
                 "oom" => Box::new(oom::Oom::new(roots)),
                 _ => return None,
             })
