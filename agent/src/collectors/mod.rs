@@ -20,6 +20,7 @@ pub mod memory;
 pub mod network;
 pub mod oom;
 pub mod system;
+pub mod thermal;
 
 /// Where collectors read the host from; tests point these at captured trees
 /// (and at stand-in programs for the commands).
@@ -177,6 +178,7 @@ pub const ALL: &[&str] = &[
     "edac",
     "mdraid",
     "hwmon",
+    "thermal",
     "oom",
 ];
 
@@ -195,6 +197,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "edac" => Box::new(edac::Edac::new(roots)),
                 "mdraid" => Box::new(mdraid::MdRaid::new(roots)),
                 "hwmon" => Box::new(hwmon::Hwmon::new(roots)),
+                "thermal" => Box::new(thermal::Thermal::new(roots)),
                 "oom" => Box::new(oom::Oom::new(roots)),
                 _ => return None,
             })
