@@ -20,6 +20,7 @@ pub mod memory;
 pub mod network;
 pub mod oom;
 pub mod system;
+pub mod systemd;
 pub mod thermal;
 
 /// Where collectors read the host from; tests point these at captured trees
@@ -180,6 +181,7 @@ pub const ALL: &[&str] = &[
     "hwmon",
     "thermal",
     "oom",
+    "systemd",
 ];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
@@ -199,6 +201,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "hwmon" => Box::new(hwmon::Hwmon::new(roots)),
                 "thermal" => Box::new(thermal::Thermal::new(roots)),
                 "oom" => Box::new(oom::Oom::new(roots)),
+                "systemd" => Box::new(systemd::Systemd::new(roots)),
                 _ => return None,
             })
         })
