@@ -22,6 +22,7 @@ pub mod oom;
 pub mod system;
 pub mod systemd;
 pub mod thermal;
+pub mod timesync;
 
 /// Where collectors read the host from; tests point these at captured trees
 /// (and at stand-in programs for the commands).
@@ -182,6 +183,7 @@ pub const ALL: &[&str] = &[
     "thermal",
     "oom",
     "systemd",
+    "timesync",
 ];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
@@ -202,6 +204,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "thermal" => Box::new(thermal::Thermal::new(roots)),
                 "oom" => Box::new(oom::Oom::new(roots)),
                 "systemd" => Box::new(systemd::Systemd::new(roots)),
+                "timesync" => Box::new(timesync::TimeSync::new(roots)),
                 _ => return None,
             })
         })
