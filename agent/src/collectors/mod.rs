@@ -19,6 +19,7 @@ pub mod mdraid;
 pub mod memory;
 pub mod network;
 pub mod oom;
+pub mod reboot;
 pub mod system;
 pub mod systemd;
 pub mod thermal;
@@ -184,6 +185,7 @@ pub const ALL: &[&str] = &[
     "oom",
     "systemd",
     "timesync",
+    "reboot",
 ];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
@@ -205,6 +207,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "oom" => Box::new(oom::Oom::new(roots)),
                 "systemd" => Box::new(systemd::Systemd::new(roots)),
                 "timesync" => Box::new(timesync::TimeSync::new(roots)),
+                "reboot" => Box::new(reboot::Reboot::new(roots)),
                 _ => return None,
             })
         })
