@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Most bytes kept of a tool's stdout; smartctl `-x` of a big disk is ~150 KB.
@@ -47,16 +48,26 @@ impl Output {
     }
 }
 
-fn drain(r: impl Read + Send + 'static, cap: u64) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let mut r = r.take(cap);
-        let _ = r.read_to_end(&mut buf);
-        // Keep reading (and discarding) so the child never blocks on a full pipe.
-        let mut rest = r.into_inner();
-        let _ = std::io::copy(&mut rest, &mut std::io::sink());
-        buf
-    })
+/// Reads a pipe to its end on its own thread, so a child that writes more
+/// than the pipe holds is not blocked while we wait for it to exit.
+fn drain(r: impl Read + Send + 'static, cap: u64) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("command-output".into())
+        .spawn(move || {
+            let mut buf = Vec::new();
+            let mut r = r.take(cap);
+            // A read error leaves what was read so far; the exit status tells the rest.
+            let _ = r.read_to_end(&mut buf);
+            let _ = tx.send(buf);
+            // Keep reading (and discarding) so the child never blocks on a full pipe.
+            let mut rest = r.into_inner();
+            let _ = std::io::copy(&mut rest, &mut std::io::sink());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to read command output");
+    }
+    rx
 }
 
 /// Runs `program args...` and waits at most `timeout` for it.
@@ -66,7 +77,10 @@ pub fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<Output, C
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Plain, untranslated output without a pager, whatever the agent's environment.
         .env("LC_ALL", "C")
+        .env("SYSTEMD_PAGER", "")
+        .env("SYSTEMD_COLORS", "0")
         .spawn()
         .map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
@@ -104,11 +118,15 @@ pub fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<Output, C
             }
         }
     };
-    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    // The pipes close when the child exits, unless it left a background
+    // process holding them; do not wait for that one.
+    let grace = Duration::from_secs(1);
+    let collect =
+        |rx: Option<mpsc::Receiver<Vec<u8>>>| rx.and_then(|rx| rx.recv_timeout(grace).ok()).unwrap_or_default();
     Ok(Output {
         code: status.code(),
-        stdout: join(out),
-        stderr: join(err),
+        stdout: collect(out),
+        stderr: collect(err),
     })
 }
 

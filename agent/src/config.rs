@@ -44,6 +44,24 @@ pub struct Config {
     /// Root of the proc filesystem (tests point it at captured trees).
     #[serde(default = "default_proc_root")]
     pub proc_root: PathBuf,
+    /// Root of the sysfs filesystem (tests point it at captured trees).
+    #[serde(default = "default_sys_root")]
+    pub sys_root: PathBuf,
+    /// Root of the runtime state directory, where flag files such as `reboot-required` live.
+    #[serde(default = "default_run_root")]
+    pub run_root: PathBuf,
+    /// Directory holding the installed kernels (`vmlinuz-<release>`).
+    #[serde(default = "default_boot_root")]
+    pub boot_root: PathBuf,
+    /// The `systemctl` program used to list failed units; a bare name is looked up in `PATH`.
+    #[serde(default = "default_systemctl_path")]
+    pub systemctl_path: PathBuf,
+    /// The `timedatectl` program used to read the clock's synchronisation; a bare name is looked up in `PATH`.
+    #[serde(default = "default_timedatectl_path")]
+    pub timedatectl_path: PathBuf,
+    /// Seconds an external command (`systemctl`, `timedatectl`) may run before it is killed.
+    #[serde(default = "default_command_timeout_secs")]
+    pub command_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +135,24 @@ fn default_max_backoff_secs() -> u64 {
 fn default_proc_root() -> PathBuf {
     PathBuf::from("/proc")
 }
+fn default_sys_root() -> PathBuf {
+    PathBuf::from("/sys")
+}
+fn default_run_root() -> PathBuf {
+    PathBuf::from("/run")
+}
+fn default_boot_root() -> PathBuf {
+    PathBuf::from("/boot")
+}
+fn default_systemctl_path() -> PathBuf {
+    PathBuf::from("systemctl")
+}
+fn default_timedatectl_path() -> PathBuf {
+    PathBuf::from("timedatectl")
+}
+fn default_command_timeout_secs() -> u64 {
+    5
+}
 
 use caretaker_shared::config::Checked;
 pub use caretaker_shared::config::ConfigError;
@@ -174,6 +210,12 @@ impl Checked for Config {
                 ));
             }
         }
+        if !(1..=60).contains(&self.command_timeout_secs) {
+            p.push(format!(
+                "command_timeout_secs: {} is outside 1..=60",
+                self.command_timeout_secs
+            ));
+        }
         if self.spool.max_reports == 0 {
             p.push("spool.max_reports: must be at least 1".into());
         }
@@ -226,7 +268,10 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(
             e,
-            "agent.toml: 4 problem(s):\n  collector_url: \"http://x\" must be an https:// URL with a host\n  interval_secs: 0 is outside 1..=86400\n  labels.host: reserved; set host_name instead\n  collectors: unknown collector \"gpu\" (known: cpu, memory, system, filesystem, diskio, network, smart)"
+            format!(
+                "agent.toml: 4 problem(s):\n  collector_url: \"http://x\" must be an https:// URL with a host\n  interval_secs: 0 is outside 1..=86400\n  labels.host: reserved; set host_name instead\n  collectors: unknown collector \"gpu\" (known: {})",
+                collectors::ALL.join(", ")
+            )
         );
     }
 }

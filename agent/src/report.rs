@@ -42,6 +42,12 @@ impl Reporter {
     pub fn new(cfg: &Config) -> Self {
         let roots = Roots {
             proc_root: cfg.proc_root.clone(),
+            sys_root: cfg.sys_root.clone(),
+            run_root: cfg.run_root.clone(),
+            boot_root: cfg.boot_root.clone(),
+            systemctl: cfg.systemctl_path.clone(),
+            timedatectl: cfg.timedatectl_path.clone(),
+            command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs),
             smart: Default::default(),
         };
         Self {

@@ -497,6 +497,215 @@ pub static CATALOGUE: &[MetricDef] = &[
         ["hostname", "kernel", "os"],
         "Host facts as labels; the value is always 1."
     ),
+    // --- hardware and OS signals, sent by the agent ----------------------------------
+    m!(
+        "caretaker_edac_correctable_errors",
+        Counter,
+        None,
+        Agent,
+        ["controller"],
+        "Corrected memory errors counted by an EDAC memory controller."
+    ),
+    m!(
+        "caretaker_edac_uncorrectable_errors",
+        Counter,
+        None,
+        Agent,
+        ["controller"],
+        "Uncorrectable memory errors counted by an EDAC memory controller."
+    ),
+    m!(
+        "caretaker_edac_dimm_correctable_errors",
+        Counter,
+        None,
+        Agent,
+        ["controller", "dimm", "label"],
+        "Corrected memory errors on one DIMM (or csrow channel) of an EDAC memory controller."
+    ),
+    m!(
+        "caretaker_edac_dimm_uncorrectable_errors",
+        Counter,
+        None,
+        Agent,
+        ["controller", "dimm", "label"],
+        "Uncorrectable memory errors on one DIMM (or csrow channel) of an EDAC memory controller."
+    ),
+    m!(
+        "caretaker_md_active",
+        Gauge,
+        None,
+        Agent,
+        ["device", "level"],
+        "1 when the software RAID array is active, 0 when inactive."
+    ),
+    m!(
+        "caretaker_md_disks_required",
+        Gauge,
+        None,
+        Agent,
+        ["device"],
+        "Member disks the software RAID array is built for."
+    ),
+    m!(
+        "caretaker_md_disks",
+        Gauge,
+        None,
+        Agent,
+        ["device", "state"],
+        "Member disks of a software RAID array by state: active (in sync), missing (required but not in sync), failed, spare."
+    ),
+    m!(
+        "caretaker_md_degraded",
+        Gauge,
+        None,
+        Agent,
+        ["device"],
+        "1 when the software RAID array has fewer disks in sync than it requires."
+    ),
+    m!(
+        "caretaker_md_sync_action",
+        Gauge,
+        None,
+        Agent,
+        ["device", "action"],
+        "1 for the array's current sync action (idle, resync, recovery, check, repair, reshape, pending), 0 for the others."
+    ),
+    m!(
+        "caretaker_md_sync_progress_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["device"],
+        "Progress of the running or pending resync, recovery, check or reshape (0-1)."
+    ),
+    m!(
+        "caretaker_hwmon_temperature_celsius",
+        Gauge,
+        Celsius,
+        Agent,
+        ["chip", "sensor"],
+        "Temperature reported by a hardware monitoring sensor."
+    ),
+    m!(
+        "caretaker_hwmon_temperature_max_celsius",
+        Gauge,
+        Celsius,
+        Agent,
+        ["chip", "sensor"],
+        "High-temperature threshold of a hardware monitoring sensor."
+    ),
+    m!(
+        "caretaker_hwmon_temperature_crit_celsius",
+        Gauge,
+        Celsius,
+        Agent,
+        ["chip", "sensor"],
+        "Critical-temperature threshold of a hardware monitoring sensor."
+    ),
+    m!(
+        "caretaker_hwmon_fan_rpm",
+        Gauge,
+        None,
+        Agent,
+        ["chip", "sensor"],
+        "Fan speed in revolutions per minute."
+    ),
+    m!(
+        "caretaker_hwmon_fan_min_rpm",
+        Gauge,
+        None,
+        Agent,
+        ["chip", "sensor"],
+        "Lowest fan speed before the chip raises an alarm, in revolutions per minute."
+    ),
+    m!(
+        "caretaker_hwmon_alarm",
+        Gauge,
+        None,
+        Agent,
+        ["chip", "sensor", "kind"],
+        "1 while a hardware monitoring alarm or fault flag is raised (kind: alarm, min, max, lcrit, crit, emergency, fault)."
+    ),
+    m!(
+        "caretaker_cpu_core_throttles",
+        Counter,
+        None,
+        Agent,
+        ["package", "core"],
+        "Times a CPU core was throttled for being too hot."
+    ),
+    m!(
+        "caretaker_cpu_package_throttles",
+        Counter,
+        None,
+        Agent,
+        ["package"],
+        "Times a CPU package was throttled for being too hot."
+    ),
+    m!(
+        "caretaker_oom_kills",
+        Counter,
+        None,
+        Agent,
+        [],
+        "Processes killed by the kernel's out-of-memory killer since boot."
+    ),
+    m!(
+        "caretaker_systemd_units_failed",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "systemd units in the failed state."
+    ),
+    m!(
+        "caretaker_systemd_unit_failed",
+        Gauge,
+        None,
+        Agent,
+        ["unit"],
+        "One sample, always 1, per systemd unit in the failed state."
+    ),
+    m!(
+        "caretaker_time_synchronized",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "1 when the system clock is synchronised (systemd NTPSynchronized)."
+    ),
+    m!(
+        "caretaker_time_ntp_enabled",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "1 when a network time service is enabled (systemd NTP)."
+    ),
+    m!(
+        "caretaker_reboot_required",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "1 when the package manager asks for a reboot (the reboot-required flag file exists)."
+    ),
+    m!(
+        "caretaker_reboot_required_packages",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "Packages that asked for the pending reboot."
+    ),
+    m!(
+        "caretaker_kernel_newer_installed",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "1 when a newer kernel than the running one is installed under /boot."
+    ),
     // --- the agent about itself ----------------------------------------------------
     m!(
         "caretaker_agent_info",
@@ -677,6 +886,10 @@ mod tests {
         assert_eq!(
             lookup("caretaker_memory_total_bytes").map(|m| m.base_name()),
             Some("caretaker_memory_total")
+        );
+        assert_eq!(
+            lookup("caretaker_hwmon_temperature_celsius").map(|m| m.base_name()),
+            Some("caretaker_hwmon_temperature")
         );
     }
 }

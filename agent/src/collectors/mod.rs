@@ -5,24 +5,61 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use caretaker_shared::wire::{Event, Sample, Severity};
 
+pub mod command;
 pub mod cpu;
 pub mod diskio;
+pub mod edac;
 pub mod filesystem;
+pub mod hwmon;
+pub mod mdraid;
 pub mod memory;
 pub mod network;
+pub mod oom;
+pub mod reboot;
 pub mod smart;
 pub mod system;
+pub mod systemd;
+pub mod thermal;
+pub mod timesync;
 
-/// Where collectors read the host from; tests point these at captured trees.
+/// Where collectors read the host from; tests point these at captured trees
+/// (and at stand-in programs for the commands).
 #[derive(Debug, Clone)]
 pub struct Roots {
     pub proc_root: PathBuf,
     /// The latest disk-health scan, filled by the smartctl worker.
     pub smart: std::sync::Arc<crate::smart::SmartState>,
+    pub sys_root: PathBuf,
+    /// `/run`, for the flag files daemons and package managers leave there.
+    pub run_root: PathBuf,
+    /// `/boot`, to see which kernels are installed.
+    pub boot_root: PathBuf,
+    /// The `systemctl` program (a bare name is looked up in `PATH`).
+    pub systemctl: PathBuf,
+    /// The `timedatectl` program (a bare name is looked up in `PATH`).
+    pub timedatectl: PathBuf,
+    /// Longest time an external command may run before it is killed.
+    pub command_timeout: Duration,
+}
+
+impl Default for Roots {
+    /// The real host.
+    fn default() -> Self {
+        Self {
+            proc_root: "/proc".into(),
+            sys_root: "/sys".into(),
+            run_root: "/run".into(),
+            boot_root: "/boot".into(),
+            systemctl: "systemctl".into(),
+            timedatectl: "timedatectl".into(),
+            command_timeout: Duration::from_secs(5),
+            smart: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +70,96 @@ pub enum CollectError {
     Parse { path: PathBuf, reason: String },
     #[error("{tool}: {reason}")]
     Tool { tool: String, reason: String },
+    #[error("command {program}: {reason}")]
+    Command { program: PathBuf, reason: String },
+}
+
+/// Reads a file that may legitimately be absent: `Ok(None)` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<String>, CollectError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CollectError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The entries of a directory whose names start with `prefix`, in natural
+/// order (`cpu2` before `cpu10`); `Ok(None)` when the directory does not exist.
+pub fn entries(dir: &Path, prefix: &str) -> Result<Option<Vec<(String, PathBuf)>>, CollectError> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CollectError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|source| CollectError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort_by_cached_key(|(name, _)| natural_key(name));
+    Ok(Some(out))
+}
+
+/// `temp12_input` → ("temp", 12, "_input"): the first run of digits compares as a number.
+fn natural_key(name: &str) -> (String, u64, String) {
+    let start = name.find(|c: char| c.is_ascii_digit()).unwrap_or(name.len());
+    let len = name[start..]
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(name.len() - start);
+    let number = name[start..start + len].parse().unwrap_or(0);
+    (name[..start].to_string(), number, name[start + len..].to_string())
+}
+
+/// Parses a sysfs file holding one integer (`"42\n"`).
+pub fn parse_integer<T: std::str::FromStr>(text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let t = text.trim();
+    t.parse().map_err(|e| format!("{t:?} is not an integer: {e}"))
+}
+
+/// Reads a sysfs file holding one integer, naming the file in the error.
+pub fn read_integer<T: std::str::FromStr>(path: &Path) -> Result<T, CollectError>
+where
+    T::Err: std::fmt::Display,
+{
+    parse_integer(&read_to_string(path)?).map_err(|reason| CollectError::Parse {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Longest label value taken from host text (DIMM labels, sensor labels, unit
+/// names); the wire allows 256 bytes and a series name should stay readable.
+const MAX_HOST_LABEL_BYTES: usize = 128;
+
+/// A label value from text the host controls: trimmed, control characters
+/// replaced, cut to [`MAX_HOST_LABEL_BYTES`] on a character boundary.
+pub fn host_label(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.trim().chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > MAX_HOST_LABEL_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Reads a file under a root, naming it in the error.
@@ -50,7 +177,23 @@ pub trait Collector: Send {
 }
 
 /// Names of every collector, in the order they run.
-pub const ALL: &[&str] = &["cpu", "memory", "system", "filesystem", "diskio", "network", "smart"];
+pub const ALL: &[&str] = &[
+    "cpu",
+    "memory",
+    "system",
+    "filesystem",
+    "diskio",
+    "network",
+    "edac",
+    "mdraid",
+    "hwmon",
+    "thermal",
+    "oom",
+    "systemd",
+    "timesync",
+    "reboot",
+    "smart",
+];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
 pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
@@ -64,6 +207,14 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "filesystem" => Box::new(filesystem::Filesystems::new(roots)),
                 "diskio" => Box::new(diskio::DiskIo::new(roots)),
                 "network" => Box::new(network::Network::new(roots)),
+                "edac" => Box::new(edac::Edac::new(roots)),
+                "mdraid" => Box::new(mdraid::MdRaid::new(roots)),
+                "hwmon" => Box::new(hwmon::Hwmon::new(roots)),
+                "thermal" => Box::new(thermal::Thermal::new(roots)),
+                "oom" => Box::new(oom::Oom::new(roots)),
+                "systemd" => Box::new(systemd::Systemd::new(roots)),
+                "timesync" => Box::new(timesync::TimeSync::new(roots)),
+                "reboot" => Box::new(reboot::Reboot::new(roots)),
                 "smart" => Box::new(smart::Smart::new(roots.smart.clone())),
                 _ => return None,
             })
@@ -149,10 +300,7 @@ mod tests {
 
     #[test]
     fn a_failing_collector_does_not_sink_the_others() {
-        let roots = Roots {
-            proc_root: "/proc".into(),
-            smart: Default::default(),
-        };
+        let roots = Roots::default();
         let mut list = build(&["memory".to_string()], &roots);
         list.insert(0, Box::new(Failing));
         let (samples, events) = run_all(&mut list, 1);
@@ -174,5 +322,26 @@ mod tests {
             samples.iter().any(|s| s.metric == "caretaker_load1"),
             "partial data kept"
         );
+    }
+
+    #[test]
+    fn numbered_names_sort_as_numbers() {
+        let mut v = ["cpu10", "cpu2", "cpufreq", "cpu1", "temp10_input", "temp9_input"];
+        v.sort_by_cached_key(|n| natural_key(n));
+        assert_eq!(v, ["cpu1", "cpu2", "cpu10", "cpufreq", "temp9_input", "temp10_input"]);
+    }
+
+    #[test]
+    fn host_labels_are_bounded_and_printable() {
+        assert_eq!(host_label("  DIMM\tA1\n"), "DIMM A1");
+        let long = "é".repeat(100);
+        let l = host_label(&long);
+        assert!(l.len() <= MAX_HOST_LABEL_BYTES && l.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn integers_name_the_bad_text() {
+        assert_eq!(parse_integer::<u64>(" 42\n"), Ok(42));
+        assert!(parse_integer::<u64>("x").is_err_and(|e| e.starts_with("\"x\" is not an integer")));
     }
 }
