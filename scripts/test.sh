@@ -13,4 +13,13 @@ fi
 if [ -z "${CARETAKER_TEST_PROMTOOL:-}" ] && command -v promtool >/dev/null; then
   export CARETAKER_TEST_PROMTOOL="$(command -v promtool)"
 fi
+# The real smartctl (smartmontools; .ci/run installs it).
+if [ -z "${CARETAKER_TEST_SMARTCTL:-}" ] && command -v smartctl >/dev/null; then
+  export CARETAKER_TEST_SMARTCTL="$(command -v smartctl)"
+fi
+# Every smartctl fixture, including those the project may not carry, when the
+# shared fixture folder sits beside the checkout.
+if [ -z "${CARETAKER_SMARTCTL_FIXTURES:-}" ] && [ -f ../shared/fixtures/smartctl/MANIFEST.tsv ]; then
+  export CARETAKER_SMARTCTL_FIXTURES="$(cd ../shared/fixtures/smartctl && pwd)"
+fi
 exec cargo test --workspace "$@"

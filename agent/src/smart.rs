@@ -194,9 +194,8 @@ pub fn read_device(cfg: &SmartConfig, dev: &ScannedDevice) -> Disk {
     let code = out.code.and_then(|c| u8::try_from(c).ok()).unwrap_or(0);
     match smartctl::parse(&String::from_utf8_lossy(&out.stdout)) {
         Ok(mut d) => {
-            if d.device.is_empty() {
-                d.device = dev.name.clone();
-            }
+            // The device we asked for is the one that answered.
+            d.device = dev.name.clone();
             if d.device_type.is_empty() || dev.kind.contains(',') {
                 d.device_type = dev.kind.clone();
             }

@@ -2,6 +2,7 @@
 //! the hosts API and `/metrics`. `main.rs` is only the CLI.
 
 pub mod config;
+pub mod disks;
 pub mod fleet;
 pub mod http;
 pub mod metrics;

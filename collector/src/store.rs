@@ -39,8 +39,9 @@ pub enum StoreError {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
 CREATE TABLE enrollment_tokens (
     token_hash TEXT PRIMARY KEY,
     created_at_ms INTEGER NOT NULL
@@ -99,7 +100,9 @@ CREATE TABLE inventory (
     PRIMARY KEY (agent_id, seq)
 );
 "#,
-    )])
+        ),
+        M::up(crate::disks::MIGRATION),
+    ])
 }
 
 /// Opens (creating and migrating) the store.
@@ -542,6 +545,9 @@ fn apply(
                 .execute(params![inc.agent_id, r.seq as i64, r.collected_at_ms, doc])?;
         }
         inventory = Some(inv.clone());
+    }
+    if let Some(scan) = &r.disks {
+        crate::disks::record_scan(conn, &inc.agent_id, scan)?;
     }
     Ok(Some(Effect::Host(Box::new(Host {
         agent_id: inc.agent_id.clone(),

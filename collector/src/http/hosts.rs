@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/hosts/{agent_id}/reports", get(reports))
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers) {
         Some(t) if state.fleet.is_api_token(&pki::hash_secret(t)) => Ok(()),
         Some(_) => Err(ApiError::Unauthorized("unknown API token".into())),

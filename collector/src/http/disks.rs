@@ -1,0 +1,87 @@
+//! `GET /api/v1/disks` (every current disk, worst verdict first; `?agent_id=`
+//! narrows it to one host) and `GET /api/v1/hosts/{agent_id}/disks/{key}` (one
+//! disk's latest full reading and its history, also after the disk left the
+//! host). Needs the API token.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::hosts::authorize;
+use crate::disks;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/disks", get(list))
+        .route("/api/v1/hosts/{agent_id}/disks/{key}", get(one))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    agent_id: Option<String>,
+}
+
+/// Runs a store read off the async runtime on the reader connection.
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let reader = state.reader.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::from)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    if let Some(a) = &q.agent_id
+        && state.fleet.get(a).is_none()
+    {
+        return Err(ApiError::NotFound(format!("no host with agent id {a:?}")));
+    }
+    let rows = read(&state, move |c| disks::list(c, q.agent_id.as_deref())).await?;
+    Ok(Json(json!({ "disks": rows })))
+}
+
+#[derive(Deserialize)]
+struct OneQuery {
+    limit: Option<u32>,
+}
+
+async fn one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((agent_id, key)): Path<(String, String)>,
+    Query(q): Query<OneQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let limit = q.limit.unwrap_or(1_000).min(100_000);
+    let (a, k) = (agent_id.clone(), key.clone());
+    let found = read(&state, move |c| disks::one(c, &a, &k, limit)).await?;
+    let Some((current, history)) = found else {
+        return Err(ApiError::NotFound(format!(
+            "no disk {key:?} was ever seen on the host with agent id {agent_id:?}"
+        )));
+    };
+    let (summary, disk) = current.unzip();
+    // A disk that left the host keeps its history; `present` says which it is.
+    Ok(Json(json!({
+        "present": summary.is_some(),
+        "summary": summary,
+        "disk": disk,
+        "history": history,
+    })))
+}
