@@ -3,6 +3,7 @@
 
 pub mod collectors;
 pub mod config;
+pub mod inventory;
 pub mod push;
 pub mod report;
 pub mod run;

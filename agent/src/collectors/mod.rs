@@ -20,6 +20,21 @@ pub mod system;
 #[derive(Debug, Clone)]
 pub struct Roots {
     pub proc_root: PathBuf,
+    /// Read by the inventory only.
+    pub sys_root: PathBuf,
+    /// Read by the inventory only.
+    pub etc_root: PathBuf,
+}
+
+impl Roots {
+    /// The host's own `/proc`, `/sys` and `/etc`.
+    pub fn host() -> Self {
+        Self {
+            proc_root: "/proc".into(),
+            sys_root: "/sys".into(),
+            etc_root: "/etc".into(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +158,7 @@ mod tests {
 
     #[test]
     fn a_failing_collector_does_not_sink_the_others() {
-        let roots = Roots {
-            proc_root: "/proc".into(),
-        };
+        let roots = Roots::host();
         let mut list = build(&["memory".to_string()], &roots);
         list.insert(0, Box::new(Failing));
         let (samples, events) = run_all(&mut list, 1);

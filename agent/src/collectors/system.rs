@@ -97,6 +97,7 @@ mod tests {
     fn unreadable_proc_root_is_an_error_naming_it() {
         let mut s = System::new(&Roots {
             proc_root: "/nonexistent/proc".into(),
+            ..Roots::host()
         });
         let mut out = Samples::default();
         let err = s.collect(&mut out).err().map(|e| e.to_string()).unwrap_or_default();
