@@ -21,7 +21,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/hosts/{agent_id}/reports", get(reports))
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Checks the API token; every read endpoint (hosts, assets) needs it.
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers) {
         Some(t) if state.fleet.is_api_token(&pki::hash_secret(t)) => Ok(()),
         Some(_) => Err(ApiError::Unauthorized("unknown API token".into())),

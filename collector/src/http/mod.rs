@@ -13,6 +13,7 @@ use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::store::Writer;
 
+pub mod assets;
 pub mod enroll;
 pub mod error;
 pub mod hosts;
@@ -36,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .merge(reports::router())
         .merge(enroll::router())
         .merge(hosts::router())
+        .merge(assets::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))
