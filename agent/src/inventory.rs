@@ -286,16 +286,17 @@ pub fn parse_meminfo_total(text: &str) -> Option<u64> {
 fn read_dmi(sys: &Path) -> DmiInfo {
     let d = sys.join("class/dmi/id");
     // product_serial is mode 0400: as non-root it is simply missing here.
+    let f = |name: &str| clean_dmi(&field(&d.join(name)));
     DmiInfo {
-        sys_vendor: field(&d.join("sys_vendor")),
-        product_name: field(&d.join("product_name")),
-        product_serial: clean_dmi(&field(&d.join("product_serial"))),
-        board_vendor: field(&d.join("board_vendor")),
-        board_name: field(&d.join("board_name")),
-        bios_vendor: field(&d.join("bios_vendor")),
-        bios_version: field(&d.join("bios_version")),
-        bios_date: field(&d.join("bios_date")),
-        chassis_type: field(&d.join("chassis_type")),
+        sys_vendor: f("sys_vendor"),
+        product_name: f("product_name"),
+        product_serial: f("product_serial"),
+        board_vendor: f("board_vendor"),
+        board_name: f("board_name"),
+        bios_vendor: f("bios_vendor"),
+        bios_version: f("bios_version"),
+        bios_date: f("bios_date"),
+        chassis_type: f("chassis_type"),
     }
 }
 
