@@ -164,8 +164,14 @@ mod tests {
 
     #[test]
     fn inventory_is_checked_every_few_minutes_and_resent_hourly() {
+        // A captured tree: this machine's processes and mounts may change
+        // between two builds (other tests start database servers).
+        let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory/server");
         let cfg = Config::parse(
-            "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/x\"\n",
+            &format!(
+                "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/x\"\nproc_root = \"{0}/proc\"\nsys_root = \"{0}/sys\"\netc_root = \"{0}/etc\"\n[inventory]\nprobe_versions = false\ndmidecode = false\n",
+                tree.display()
+            ),
             Path::new("t.toml"),
         );
         let Ok(cfg) = cfg else { panic!("config") };
