@@ -72,7 +72,17 @@ fn drain(r: impl Read + Send + 'static, cap: u64) -> mpsc::Receiver<Vec<u8>> {
 
 /// Runs `program args...` and waits at most `timeout` for it.
 pub fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<Output, CommandError> {
-    let mut child = Command::new(program)
+    run_as(program, None, args, timeout)
+}
+
+/// [`run`], with `argv[0]` set to `arg0` (multi-call binaries such as Debian's
+/// `redis-server`, a link to `redis-check-rdb`, answer by that name).
+pub fn run_as(program: &Path, arg0: Option<&str>, args: &[&str], timeout: Duration) -> Result<Output, CommandError> {
+    let mut cmd = Command::new(program);
+    if let Some(a) = arg0 {
+        std::os::unix::process::CommandExt::arg0(&mut cmd, a);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

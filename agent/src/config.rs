@@ -62,6 +62,36 @@ pub struct Config {
     /// Seconds an external command (`systemctl`, `timedatectl`) may run before it is killed.
     #[serde(default = "default_command_timeout_secs")]
     pub command_timeout_secs: u64,
+    /// Root of `/etc`, read for the inventory (`os-release`, `machine-id`).
+    #[serde(default = "default_etc_root")]
+    pub etc_root: PathBuf,
+    /// How the inventory is gathered.
+    #[serde(default)]
+    pub inventory: InventoryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// Run found database servers with `--version` to learn their versions.
+    #[serde(default = "default_true")]
+    pub probe_versions: bool,
+    /// Run `dmidecode -t 17` (when installed) for the memory modules.
+    #[serde(default = "default_true")]
+    pub dmidecode: bool,
+    /// Time allowed for one such command before it is killed.
+    #[serde(default = "default_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            probe_versions: default_true(),
+            dmidecode: default_true(),
+            command_timeout_ms: default_command_timeout_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +183,15 @@ fn default_timedatectl_path() -> PathBuf {
 fn default_command_timeout_secs() -> u64 {
     5
 }
+fn default_etc_root() -> PathBuf {
+    PathBuf::from("/etc")
+}
+fn default_true() -> bool {
+    true
+}
+fn default_command_timeout_ms() -> u64 {
+    2_000
+}
 
 use caretaker_shared::config::Checked;
 pub use caretaker_shared::config::ConfigError;
@@ -222,6 +261,12 @@ impl Checked for Config {
         if self.spool.max_bytes < 64 * 1024 {
             p.push("spool.max_bytes: must be at least 65536".into());
         }
+        if !(1..=60_000).contains(&self.inventory.command_timeout_ms) {
+            p.push(format!(
+                "inventory.command_timeout_ms: {} is outside 1..=60000",
+                self.inventory.command_timeout_ms
+            ));
+        }
         if self.push.timeout_secs == 0 {
             p.push("push.timeout_secs: must be at least 1".into());
         }
@@ -248,6 +293,28 @@ mod tests {
         assert_eq!(c.interval_secs, 15);
         assert_eq!(c.collectors.len(), collectors::ALL.len());
         assert_eq!(c.spool.max_reports, 10_000);
+        assert_eq!(c.sys_root, PathBuf::from("/sys"));
+        assert_eq!(c.etc_root, PathBuf::from("/etc"));
+        assert!(c.inventory.probe_versions && c.inventory.dmidecode);
+        assert_eq!(c.inventory.command_timeout_ms, 2_000);
+    }
+
+    #[test]
+    fn inventory_settings_are_read_and_checked() {
+        let c = parse(
+            "collector_url = \"https://x\"\nca_file = \"/c\"\nsys_root = \"/t/sys\"\n[inventory]\nprobe_versions = false\n",
+        );
+        let c = c.map_err(|e| panic!("{e}")).unwrap_or_else(|_| unreachable!());
+        assert_eq!(c.sys_root, PathBuf::from("/t/sys"));
+        assert!(!c.inventory.probe_versions);
+        let e = parse("collector_url = \"https://x\"\nca_file = \"/c\"\n[inventory]\ncommand_timeout_ms = 0\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("inventory.command_timeout_ms: 0 is outside"), "{e}");
+        let e = parse("collector_url = \"https://x\"\nca_file = \"/c\"\n[inventory]\nversions = false\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("unknown field `versions`"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod collectors;
 pub mod command;
 pub mod config;
+pub mod inventory;
 pub mod push;
 pub mod report;
 pub mod run;

@@ -1,21 +1,21 @@
-//! Builds one report from the collectors: samples, events and, when it changed
-//! (or hourly), the inventory.
+//! Builds one report from the collectors: samples, events and, when its
+//! content hash changed (or hourly), the inventory ([`crate::inventory`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use caretaker_shared::wire::{Event, Inventory, PROTOCOL_VERSION, Report, Sample};
-use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind};
 
-use crate::collectors::{self, Collector, Roots, network, system};
+use crate::collectors::{self, Collector, Roots};
 use crate::config::Config;
+use crate::inventory::{self, Probes};
 
 /// Resend the inventory at least this often even when unchanged, so a
 /// collector that lost it (or a new one) gets it back.
 const INVENTORY_EVERY_MS: i64 = 3_600_000;
 
 /// How often the inventory is rebuilt to look for changes. It statvfs()es
-/// every mount, so it is not redone every cycle.
+/// every mount and walks sysfs and /proc, so it is not redone every cycle.
 const INVENTORY_CHECK_MS: i64 = 300_000;
 
 pub struct Reporter {
@@ -24,9 +24,9 @@ pub struct Reporter {
     host: String,
     labels: BTreeMap<String, String>,
     interval_secs: u32,
-    inventory_sys: sysinfo::System,
-    /// The inventory last sent, and when.
-    last_inventory: Option<(Inventory, i64)>,
+    probes: Probes,
+    /// Content hash of the inventory last sent, and when.
+    last_inventory: Option<(String, i64)>,
     inventory_checked_at: Option<i64>,
 }
 
@@ -49,6 +49,7 @@ impl Reporter {
             timedatectl: cfg.timedatectl_path.clone(),
             command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs),
             smart: Default::default(),
+            etc_root: cfg.etc_root.clone(),
         };
         Self {
             collectors: collectors::build(&cfg.collectors, &roots),
@@ -56,30 +57,9 @@ impl Reporter {
             host: cfg.host(),
             labels: cfg.labels.clone(),
             interval_secs: cfg.interval_secs,
-            inventory_sys: sysinfo::System::new_with_specifics(
-                RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()),
-            ),
+            probes: Probes::new(&cfg.inventory),
             last_inventory: None,
             inventory_checked_at: None,
-        }
-    }
-
-    fn inventory(&mut self) -> Inventory {
-        self.inventory_sys
-            .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        let facts = system::host_facts();
-        let cpus = self.inventory_sys.cpus();
-        Inventory {
-            hostname: facts.hostname,
-            os_name: facts.os_name,
-            os_version: facts.os_version,
-            kernel: facts.kernel,
-            arch: facts.arch,
-            cpu_model: cpus.first().map(|c| c.brand().trim().to_string()).unwrap_or_default(),
-            cpu_cores: cpus.len() as u32,
-            memory_bytes: self.inventory_sys.total_memory(),
-            filesystems: collectors::filesystem::inventory(&self.roots.proc_root),
-            network_interfaces: network::interface_names(&self.roots.proc_root),
         }
     }
 
@@ -93,22 +73,22 @@ impl Reporter {
         self.roots.smart.clone()
     }
 
-    /// The inventory when it changed since it was last sent, or is an hour old
-    /// at the collector; looked at every [`INVENTORY_CHECK_MS`].
+    /// The inventory when its content hash changed since it was last sent, or
+    /// it is an hour old at the collector; looked at every [`INVENTORY_CHECK_MS`].
     fn inventory_if_due(&mut self, now: i64) -> Option<Inventory> {
         if self.inventory_checked_at.is_some_and(|t| now - t < INVENTORY_CHECK_MS) {
             return None;
         }
         self.inventory_checked_at = Some(now);
-        let inv = self.inventory();
+        let inv = inventory::build(&self.roots, &mut self.probes);
         let send = match &self.last_inventory {
-            Some((last, sent_at)) => *last != inv || now - sent_at >= INVENTORY_EVERY_MS,
+            Some((hash, sent_at)) => *hash != inv.content_hash || now - sent_at >= INVENTORY_EVERY_MS,
             None => true,
         };
         if !send {
             return None;
         }
-        self.last_inventory = Some((inv.clone(), now));
+        self.last_inventory = Some((inv.content_hash.clone(), now));
         Some(inv)
     }
 
@@ -202,8 +182,14 @@ mod tests {
 
     #[test]
     fn inventory_is_checked_every_few_minutes_and_resent_hourly() {
+        // A captured tree: this machine's processes and mounts may change
+        // between two builds (other tests start database servers).
+        let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory/server");
         let cfg = Config::parse(
-            "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/x\"\n",
+            &format!(
+                "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/x\"\nproc_root = \"{0}/proc\"\nsys_root = \"{0}/sys\"\netc_root = \"{0}/etc\"\n[inventory]\nprobe_versions = false\ndmidecode = false\n",
+                tree.display()
+            ),
             Path::new("t.toml"),
         );
         let Ok(cfg) = cfg else { panic!("config") };
@@ -220,5 +206,22 @@ mod tests {
         );
         assert_eq!(r.inventory_checked_at, Some(t0 + INVENTORY_CHECK_MS));
         assert!(r.inventory_if_due(t0 + INVENTORY_EVERY_MS).is_some(), "resent hourly");
+    }
+
+    #[test]
+    fn a_changed_inventory_is_sent_at_the_next_check() {
+        let cfg = Config::parse(
+            "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/x\"\n[inventory]\nprobe_versions = false\n",
+            Path::new("t.toml"),
+        );
+        let Ok(cfg) = cfg else { panic!("config") };
+        let mut r = Reporter::new(&cfg);
+        let t0 = 1_000_000;
+        let first = r.inventory_if_due(t0).map(|i| i.content_hash).unwrap_or_default();
+        assert_eq!(first.len(), 64, "carries its content hash");
+        // As if the host had changed since: the hash sent last differs.
+        r.last_inventory = Some(("an older hash".into(), t0));
+        let again = r.inventory_if_due(t0 + INVENTORY_CHECK_MS);
+        assert_eq!(again.map(|i| i.content_hash), Some(first));
     }
 }

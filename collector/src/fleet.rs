@@ -31,6 +31,10 @@ pub struct Host {
     #[serde(skip)]
     pub samples: Vec<Sample>,
     pub inventory: Option<Inventory>,
+    /// When the current inventory version was first collected (ms).
+    pub inventory_at_ms: Option<i64>,
+    /// Asset changes stored for the host (see `assets`).
+    pub asset_changes: u64,
 }
 
 impl Host {
@@ -141,6 +145,8 @@ mod tests {
             last_collected_at_ms: None,
             samples,
             inventory: None,
+            inventory_at_ms: None,
+            asset_changes: 0,
         };
         assert_eq!(
             h.samples_of("b").iter().map(|s| s.value).collect::<Vec<_>>(),

@@ -1,6 +1,7 @@
 //! The Caretaker collector: enrollment and ingest over TLS, the SQLite store,
-//! the hosts API and `/metrics`. `main.rs` is only the CLI.
+//! the hosts and assets API and `/metrics`. `main.rs` is only the CLI.
 
+pub mod assets;
 pub mod config;
 pub mod disks;
 pub mod fleet;

@@ -164,6 +164,38 @@ impl Collector for HostSeries {
                 }
             }
         }
+        {
+            let d = catalogue::lookup("caretaker_inventory_info").ok_or(std::fmt::Error)?;
+            let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+            for h in &hosts {
+                let Some(inv) = &h.inventory else { continue };
+                let labels = [
+                    ("host", h.host.as_str()),
+                    ("customer", h.label("customer")),
+                    ("site", h.label("site")),
+                    ("vendor", inv.dmi.sys_vendor.as_str()),
+                    ("product", inv.dmi.product_name.as_str()),
+                    ("serial", inv.dmi.product_serial.as_str()),
+                    ("os", inv.os_name.as_str()),
+                    ("kernel", inv.kernel.as_str()),
+                ];
+                family.encode_family(&labels)?.encode_gauge(&1i64)?;
+            }
+        }
+        {
+            let d = catalogue::lookup("caretaker_asset_changes").ok_or(std::fmt::Error)?;
+            let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Counter)?;
+            for h in hosts.iter().filter(|h| h.inventory.is_some()) {
+                let labels = [
+                    ("host", h.host.as_str()),
+                    ("customer", h.label("customer")),
+                    ("site", h.label("site")),
+                ];
+                family
+                    .encode_family(&labels)?
+                    .encode_counter::<(), _, u64>(&h.asset_changes, None)?;
+            }
+        }
         for (name, v) in [
             ("caretaker_hosts_known", hosts.len() as i64),
             ("caretaker_hosts_up", up_count),

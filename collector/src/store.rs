@@ -1,5 +1,6 @@
 //! The SQLite store: the collector's record of agents, their newest reports,
-//! the report log, events and inventory versions. One file in the data
+//! the report log, events, inventory versions and the dated changes between
+//! them (the asset archive). One file in the data
 //! directory, WAL mode, migrations in code.
 //!
 //! All writes go through one writer thread ([`Writer`]) that takes jobs from a
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::assets;
 use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host, catalogue_samples};
 
@@ -102,6 +104,25 @@ CREATE TABLE inventory (
 "#,
         ),
         M::up(crate::disks::MIGRATION),
+        // The asset archive: what changed between two inventory versions, one
+        // row per change, dated by the report that brought the new version.
+        M::up(
+            r#"
+CREATE TABLE asset_changes (
+    agent_id TEXT NOT NULL REFERENCES agents(agent_id) ON DELETE CASCADE,
+    at_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    old TEXT NOT NULL,
+    new TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (agent_id, seq, idx)
+) WITHOUT ROWID;
+CREATE INDEX asset_changes_agent_time ON asset_changes(agent_id, at_ms);
+"#,
+        ),
     ])
 }
 
@@ -192,7 +213,9 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
     let mut stmt = conn.prepare(
         "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
                 a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
-                (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1)
+                (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
+                (SELECT collected_at_ms FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
+                (SELECT COUNT(*) FROM asset_changes c WHERE c.agent_id = a.agent_id)
          FROM agents a LEFT JOIN host_latest l ON l.agent_id = a.agent_id",
     )?;
     let mut rows = stmt.query([])?;
@@ -234,6 +257,8 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
             last_collected_at_ms: r.get(10)?,
             samples,
             inventory,
+            inventory_at_ms: r.get(14)?,
+            asset_changes: r.get::<_, i64>(15)? as u64,
         });
         n += 1;
     }
@@ -366,20 +391,20 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet) {
     // Each job runs in its own savepoint; results wait for the commit.
     let mut done: Vec<(Job, Result<Option<Effect>, StoreError>)> = Vec::with_capacity(batch.len());
     // Inventories set by earlier jobs of this batch (the fleet sees them only after the commit).
-    let mut inventories: HashMap<String, Option<Inventory>> = HashMap::new();
+    let mut inventories: HashMap<String, AssetState> = HashMap::new();
     for mut job in batch {
         let r = (|| -> Result<Option<Effect>, StoreError> {
             let sp = tx.savepoint()?;
             let effect = match &mut job {
                 Job::Apply(inc, _) => {
                     let previous = match inventories.get(&inc.agent_id) {
-                        Some(inv) => inv.clone(),
-                        None => fleet.get(&inc.agent_id).and_then(|h| h.inventory.clone()),
+                        Some(state) => state.clone(),
+                        None => fleet.get(&inc.agent_id).map(|h| AssetState::of(&h)).unwrap_or_default(),
                     };
                     let samples = std::mem::take(&mut inc.samples);
                     let effect = apply(&sp, inc, samples, previous)?;
                     if let Some(Effect::Host(h)) = &effect {
-                        inventories.insert(h.agent_id.clone(), h.inventory.clone());
+                        inventories.insert(h.agent_id.clone(), AssetState::of(h));
                     }
                     effect
                 }
@@ -455,12 +480,31 @@ fn reply_err(job: Job, e: StoreError) {
     }
 }
 
+/// A host's newest inventory, when that version was collected, and how many
+/// asset changes are stored for it.
+#[derive(Debug, Clone, Default)]
+struct AssetState {
+    inventory: Option<Inventory>,
+    at_ms: Option<i64>,
+    changes: u64,
+}
+
+impl AssetState {
+    fn of(h: &Host) -> Self {
+        Self {
+            inventory: h.inventory.clone(),
+            at_ms: h.inventory_at_ms,
+            changes: h.asset_changes,
+        }
+    }
+}
+
 /// Applies one report inside the batch's transaction. `None` means a replay.
 fn apply(
     conn: &Connection,
     inc: &Incoming,
     samples: Vec<wire::Sample>,
-    previous_inventory: Option<Inventory>,
+    previous: AssetState,
 ) -> Result<Option<Effect>, StoreError> {
     let r = &inc.report;
     let row = conn
@@ -536,15 +580,38 @@ fn apply(
             ])?;
         }
     }
-    // The fleet holds the newest inventory; only a changed one is stored again.
-    let mut inventory = previous_inventory;
+    // The fleet holds the newest inventory; only a changed one is stored again,
+    // with what changed since the version before it.
+    let mut assets = previous;
     if let Some(inv) = &r.inventory {
-        if inventory.as_ref() != Some(inv) {
+        if assets.inventory.as_ref() != Some(inv) {
             let doc = serde_json::to_string(inv).unwrap_or_default();
             conn.prepare_cached("INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![inc.agent_id, r.seq as i64, r.collected_at_ms, doc])?;
+            if let Some(old) = &assets.inventory {
+                let changes = assets::diff(old, inv);
+                let mut ins = conn.prepare_cached(
+                    "INSERT INTO asset_changes(agent_id, at_ms, seq, idx, kind, subject, old, new, summary)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for (i, c) in changes.iter().enumerate() {
+                    ins.execute(params![
+                        inc.agent_id,
+                        r.collected_at_ms,
+                        r.seq as i64,
+                        i as i64,
+                        c.kind,
+                        c.subject,
+                        c.old,
+                        c.new,
+                        c.summary
+                    ])?;
+                }
+                assets.changes += changes.len() as u64;
+            }
+            assets.at_ms = Some(r.collected_at_ms);
         }
-        inventory = Some(inv.clone());
+        assets.inventory = Some(inv.clone());
     }
     if let Some(scan) = &r.disks {
         crate::disks::record_scan(conn, &inc.agent_id, scan)?;
@@ -561,7 +628,9 @@ fn apply(
         last_seen_ms: Some(inc.received_at_ms),
         last_collected_at_ms: Some(r.collected_at_ms),
         samples,
-        inventory,
+        inventory: assets.inventory,
+        inventory_at_ms: assets.at_ms,
+        asset_changes: assets.changes,
     }))))
 }
 
@@ -607,6 +676,47 @@ pub fn report_log(conn: &Connection, agent_id: &str, limit: u32) -> Result<Vec<L
             samples: r.get::<_, i64>(3)? as u64,
         })
     })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One stored asset change (for the API).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AssetChange {
+    pub at_ms: i64,
+    /// Sequence number of the report that brought the new inventory.
+    pub seq: u64,
+    pub kind: String,
+    pub subject: String,
+    pub old: String,
+    pub new: String,
+    pub summary: String,
+}
+
+/// The asset changes of one agent, newest first (in a report, in diff order).
+pub fn asset_changes(conn: &Connection, agent_id: &str, limit: u32) -> Result<Vec<AssetChange>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at_ms, seq, kind, subject, old, new, summary FROM asset_changes WHERE agent_id = ?1
+         ORDER BY seq DESC, idx ASC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![agent_id, limit], |r| {
+        Ok(AssetChange {
+            at_ms: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            kind: r.get(2)?,
+            subject: r.get(3)?,
+            old: r.get(4)?,
+            new: r.get(5)?,
+            summary: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stored inventory versions of one agent: (seq, collected_at_ms), newest first.
+pub fn inventory_versions(conn: &Connection, agent_id: &str) -> Result<Vec<(u64, i64)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, collected_at_ms FROM inventory WHERE agent_id = ?1 ORDER BY seq DESC")?;
+    let rows = stmt.query_map(params![agent_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -755,6 +755,25 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "Reports the collector refused as malformed or too large, which the agent then discarded."
     ),
+    // --- inventory ---
+    m!(
+        "caretaker_inventory_info",
+        Gauge,
+        None,
+        Collector,
+        [
+            "host", "customer", "site", "vendor", "product", "serial", "os", "kernel"
+        ],
+        "The host's asset identity from its newest inventory; always 1."
+    ),
+    m!(
+        "caretaker_asset_changes",
+        Counter,
+        None,
+        Collector,
+        ["host", "customer", "site"],
+        "Changes between the host's inventory versions kept in the asset archive."
+    ),
     // --- computed by the collector -------------------------------------------------
     m!(
         "caretaker_host_up",

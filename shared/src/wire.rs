@@ -118,6 +118,111 @@ pub struct Inventory {
     pub filesystems: Vec<FilesystemInfo>,
     #[serde(default)]
     pub network_interfaces: Vec<String>,
+    /// `/etc/machine-id`: stays with the OS installation, not the hardware.
+    #[serde(default)]
+    pub machine_id: String,
+    /// Vendor, model, serial and firmware from the DMI (SMBIOS) tables.
+    #[serde(default)]
+    pub dmi: DmiInfo,
+    /// CPU packages (sockets); 0 when unknown.
+    #[serde(default)]
+    pub cpu_sockets: u32,
+    /// Physical cores over all sockets; 0 when unknown. (`cpu_cores` counts logical CPUs.)
+    #[serde(default)]
+    pub cpu_physical_cores: u32,
+    /// Logical CPUs (hardware threads); 0 when unknown.
+    #[serde(default)]
+    pub cpu_threads: u32,
+    /// Memory modules where the host lets them be read (EDAC or dmidecode).
+    #[serde(default)]
+    pub memory_modules: Vec<MemoryModule>,
+    #[serde(default)]
+    pub disks: Vec<DiskInfo>,
+    /// Physical network interfaces (virtual ones are only in `network_interfaces`).
+    #[serde(default)]
+    pub nics: Vec<NicInfo>,
+    /// Database servers found running on the host.
+    #[serde(default)]
+    pub databases: Vec<DatabaseServer>,
+    /// SHA-256 (hex) of this inventory's canonical JSON with this field empty;
+    /// the agent resends the inventory when it changes. Empty from older agents.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_hash: String,
+}
+
+/// The machine's DMI identity (`/sys/class/dmi/id`). Strings are empty when unknown
+/// or unreadable (the serial is readable by root only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DmiInfo {
+    pub sys_vendor: String,
+    pub product_name: String,
+    pub product_serial: String,
+    pub board_vendor: String,
+    pub board_name: String,
+    pub bios_vendor: String,
+    pub bios_version: String,
+    pub bios_date: String,
+    /// SMBIOS chassis type number as the kernel shows it (`1` other, `17` main server chassis, ...).
+    pub chassis_type: String,
+}
+
+/// One installed memory module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryModule {
+    /// Slot name, e.g. `DIMM_A1` or `CPU_SrcID#0_MC#0_Chan#0_DIMM#0`.
+    pub locator: String,
+    pub size_bytes: u64,
+    /// Memory type, e.g. `DDR4` or `Registered-DDR4`.
+    pub kind: String,
+    pub manufacturer: String,
+    pub part_number: String,
+    pub serial: String,
+}
+
+/// One disk. Strings are empty when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiskInfo {
+    /// Kernel name: `sda`, `nvme0n1`, ...
+    pub name: String,
+    pub model: String,
+    pub serial: String,
+    /// World-wide name or other stable id (`naa.…`, `eui.…`).
+    pub wwn: String,
+    pub firmware: String,
+    pub capacity_bytes: u64,
+    /// Spinning disk; `None` when unknown.
+    pub rotational: Option<bool>,
+    /// `nvme`, `sata`, `sas`, `scsi`, `virtio`, `usb`, ... or empty.
+    pub interface: String,
+}
+
+/// One physical network interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NicInfo {
+    pub name: String,
+    pub mac: String,
+    /// Link speed in Mb/s; `None` when down or unknown.
+    pub speed_mbps: Option<u32>,
+    /// Kernel driver, e.g. `ixgbe`.
+    pub driver: String,
+    /// `up`, `down`, `unknown`, ...
+    pub operstate: String,
+}
+
+/// A database server process found on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseServer {
+    /// `postgresql`, `mariadb`, `mysql` or `redis`.
+    pub kind: String,
+    /// e.g. `15.20`; empty when not probed or not recognised.
+    pub version: String,
+    /// Lowest TCP port it listens on, when known.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -443,6 +548,17 @@ mod tests {
         });
         assert_eq!(r.validate(), Ok(()));
         assert_eq!(r.known_samples().count(), 2);
+    }
+
+    #[test]
+    fn an_inventory_from_an_older_agent_still_decodes() {
+        let old = br#"{"hostname":"h","os_name":"Debian","os_version":"12","kernel":"6.1.0-18-amd64","arch":"x86_64","cpu_model":"Xeon","cpu_cores":8,"memory_bytes":1024,"filesystems":[],"network_interfaces":["eth0"]}"#;
+        let inv: Result<Inventory, _> = serde_json::from_slice(old);
+        let Ok(inv) = inv else { panic!("{inv:?}") };
+        assert_eq!(inv.kernel, "6.1.0-18-amd64");
+        assert!(inv.disks.is_empty() && inv.content_hash.is_empty());
+        let partial: Result<DiskInfo, _> = serde_json::from_str(r#"{"name":"sda","future":1}"#);
+        assert_eq!(partial.map(|d| d.rotational).ok(), Some(None));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Roots {
     pub timedatectl: PathBuf,
     /// Longest time an external command may run before it is killed.
     pub command_timeout: Duration,
+    /// `/etc`, read by the inventory (`os-release`, `machine-id`).
+    pub etc_root: PathBuf,
 }
 
 impl Default for Roots {
@@ -58,6 +60,7 @@ impl Default for Roots {
             timedatectl: "timedatectl".into(),
             command_timeout: Duration::from_secs(5),
             smart: Default::default(),
+            etc_root: "/etc".into(),
         }
     }
 }

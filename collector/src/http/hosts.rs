@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/hosts/{agent_id}/reports", get(reports))
 }
 
+/// Checks the API token; every read endpoint (hosts, assets, disks) needs it.
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers) {
         Some(t) if state.fleet.is_api_token(&pki::hash_secret(t)) => Ok(()),

@@ -13,6 +13,7 @@ use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::store::Writer;
 
+pub mod assets;
 pub mod disks;
 pub mod enroll;
 pub mod error;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .merge(enroll::router())
         .merge(hosts::router())
         .merge(disks::router())
+        .merge(assets::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

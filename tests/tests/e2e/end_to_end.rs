@@ -37,6 +37,24 @@ async fn agent_reports_this_host_to_the_collector() {
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) as u64;
     assert_eq!(h["inventory"]["cpu_cores"].as_u64(), Some(nproc));
 
+    // The asset archive has the host's configuration, and no change yet.
+    let assets = collector.api("/api/v1/assets").await;
+    let a = &assets["assets"][0];
+    assert_eq!(a["agent_id"], id.as_str());
+    assert_eq!(a["customer"], "acme");
+    assert_eq!(a["memory_bytes"].as_f64(), Some(meminfo_total_bytes()));
+    assert_eq!(a["changes"], 0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    assert_eq!(a["kernel"], kernel.trim());
+    let asset = collector.api("/api/v1/assets/e2e-host").await;
+    assert_eq!(asset["agent_id"], id.as_str());
+    assert_eq!(
+        asset["inventory"]["content_hash"].as_str().map(str::len),
+        Some(64),
+        "{asset}"
+    );
+    assert_eq!(asset["changes"], serde_json::json!([]));
+
     // /metrics carries the host's series with host/customer/site labels.
     let l = "host=\"e2e-host\",customer=\"acme\",site=\"hq\"";
     let mem = collector

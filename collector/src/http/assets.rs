@@ -1,0 +1,404 @@
+//! `GET /api/v1/assets` and `/api/v1/assets/{host}`: the asset archive. The
+//! list is one line per host (identity, OS, CPU, memory, disks, how many
+//! changes); one host gives its current configuration (the newest inventory),
+//! the stored inventory versions and the dated list of changes, newest first.
+//! Needs the API token, like the hosts API.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::hosts::authorize;
+use crate::fleet::Host;
+use crate::store;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/assets", get(list))
+        .route("/api/v1/assets/{host}", get(one))
+}
+
+fn line(h: &Host) -> Value {
+    let inv = h.inventory.as_ref();
+    let dmi = inv.map(|i| &i.dmi);
+    json!({
+        "host": h.host,
+        "agent_id": h.agent_id,
+        "customer": h.label("customer"),
+        "site": h.label("site"),
+        "vendor": dmi.map(|d| d.sys_vendor.as_str()).unwrap_or(""),
+        "product": dmi.map(|d| d.product_name.as_str()).unwrap_or(""),
+        "serial": dmi.map(|d| d.product_serial.as_str()).unwrap_or(""),
+        "os": inv.map(|i| i.os_name.as_str()).unwrap_or(""),
+        "os_version": inv.map(|i| i.os_version.as_str()).unwrap_or(""),
+        "kernel": inv.map(|i| i.kernel.as_str()).unwrap_or(""),
+        "cpu": inv.map(|i| i.cpu_model.as_str()).unwrap_or(""),
+        "cpu_sockets": inv.map_or(0, |i| i.cpu_sockets),
+        "cpu_threads": inv.map_or(0, |i| i.cpu_threads.max(i.cpu_cores)),
+        "memory_bytes": inv.map_or(0, |i| i.memory_bytes),
+        "disk_count": inv.map_or(0, |i| i.disks.len()),
+        "inventory_collected_at_ms": h.inventory_at_ms,
+        "changes": h.asset_changes,
+    })
+}
+
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let assets: Vec<Value> = state.fleet.snapshot().iter().map(|h| line(h)).collect();
+    Ok(Json(json!({ "assets": assets })))
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    limit: Option<u32>,
+}
+
+/// A host by agent id, else by host name (which must then be unique).
+fn find(state: &AppState, key: &str) -> Result<std::sync::Arc<Host>, ApiError> {
+    if let Some(h) = state.fleet.get(key) {
+        return Ok(h);
+    }
+    let mut named: Vec<_> = state.fleet.snapshot().into_iter().filter(|h| h.host == key).collect();
+    match named.len() {
+        0 => Err(ApiError::NotFound(format!(
+            "no host named {key:?} and no agent with that id"
+        ))),
+        1 => Ok(named.remove(0)),
+        _ => Err(ApiError::BadRequest(format!(
+            "{} agents report the host name {key:?} ({}); ask by agent id",
+            named.len(),
+            named.iter().map(|h| h.agent_id.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+async fn one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Query(q): Query<ChangesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let h = find(&state, &key)?;
+    let limit = q.limit.unwrap_or(1_000).min(100_000);
+    let reader = state.reader.clone();
+    let agent_id = h.agent_id.clone();
+    // SQLite reads block: keep them off the async workers.
+    let (changes, versions) = tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        Ok::<_, store::StoreError>((
+            store::asset_changes(&conn, &agent_id, limit)?,
+            store::inventory_versions(&conn, &agent_id)?,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut v = line(&h);
+    v["labels"] = json!(h.labels);
+    v["inventory"] = serde_json::to_value(&h.inventory).unwrap_or(Value::Null);
+    v["versions"] = versions
+        .iter()
+        .map(|(seq, at)| json!({"seq": seq, "collected_at_ms": at}))
+        .collect();
+    v["change_count"] = v["changes"].take();
+    v["changes"] = serde_json::to_value(&changes).unwrap_or_else(|_| json!([]));
+    Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use caretaker_shared::wire::{DiskInfo, Inventory, PROTOCOL_VERSION, Report};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{Config, Synchronous};
+    use crate::fleet::Fleet;
+    use crate::metrics::Metrics;
+    use crate::pki::hash_secret;
+    use crate::store::{Encoding, Enrollment, Incoming, Writer};
+
+    const API_TOKEN: &str = "api-token-for-tests";
+
+    struct Harness {
+        state: AppState,
+        db: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn harness() -> Harness {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = dir.path().join("store.db");
+        let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
+        let conn = open();
+        let fleet = Arc::new(Fleet::default());
+        let setup = store::add_enrollment_token(&conn, &hash_secret("enroll"))
+            .and_then(|_| store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests"))
+            .and_then(|_| store::load_fleet(&conn, &fleet));
+        assert!(setup.is_ok(), "{setup:?}");
+        let reader = open();
+        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+        for (id, host) in [("a1", "db01"), ("a2", "web01"), ("a3", "web01")] {
+            let ok = writer
+                .enroll(Enrollment {
+                    token_hash: hash_secret("enroll"),
+                    agent_id: id.into(),
+                    credential_hash: hash_secret(&format!("cred-{id}")),
+                    host: host.into(),
+                })
+                .await;
+            assert!(matches!(ok, Ok(true)), "{ok:?}");
+        }
+        let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
+        let state = AppState {
+            fleet,
+            writer,
+            metrics,
+            config: Arc::new(Config::default()),
+            reader: Arc::new(Mutex::new(reader)),
+        };
+        Harness { state, db, _dir: dir }
+    }
+
+    fn disk(name: &str, serial: &str) -> DiskInfo {
+        DiskInfo {
+            name: name.into(),
+            model: "ST4000NM0035-1V4".into(),
+            serial: serial.into(),
+            capacity_bytes: 4_000_787_030_016,
+            rotational: Some(true),
+            interface: "sata".into(),
+            ..DiskInfo::default()
+        }
+    }
+
+    fn inventory(sdb_serial: &str) -> Inventory {
+        let mut inv = Inventory {
+            hostname: "db01".into(),
+            os_name: "Debian GNU/Linux 12 (bookworm)".into(),
+            os_version: "12".into(),
+            kernel: "6.1.0-18-amd64".into(),
+            cpu_model: "Intel(R) Xeon(R) Silver 4210R CPU @ 2.40GHz".into(),
+            cpu_cores: 40,
+            cpu_threads: 40,
+            memory_bytes: 64 << 30,
+            disks: vec![disk("sda", "ZC1A0001"), disk("sdb", sdb_serial)],
+            ..Inventory::default()
+        };
+        inv.dmi.sys_vendor = "Dell Inc.".into();
+        inv.dmi.product_name = "PowerEdge R640".into();
+        inv.dmi.product_serial = "7XK2H93".into();
+        inv.content_hash = format!("hash-of-{sdb_serial}");
+        inv
+    }
+
+    async fn report(state: &AppState, agent_id: &str, host: &str, seq: u64, at_ms: i64, inv: Option<Inventory>) {
+        let r = Report {
+            version: PROTOCOL_VERSION,
+            agent_id: agent_id.into(),
+            seq,
+            collected_at_ms: at_ms,
+            interval_secs: 15,
+            host: host.into(),
+            labels: BTreeMap::from([("customer".into(), "acme".into()), ("site".into(), "hq".into())]),
+            samples: vec![],
+            events: vec![],
+            inventory: inv,
+            disks: None,
+        };
+        let body = serde_json::to_vec(&r).unwrap_or_default();
+        let applied = state
+            .writer
+            .apply(Incoming {
+                agent_id: agent_id.into(),
+                report: r,
+                samples: vec![],
+                sample_count: 0,
+                body,
+                encoding: Encoding::Identity,
+                received_at_ms: at_ms,
+            })
+            .await;
+        assert!(applied.is_ok(), "{applied:?}");
+    }
+
+    async fn get(state: &AppState, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::get(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = crate::http::app(state.clone())
+            .oneshot(req.body(Body::empty()).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Two reports whose inventories differ by one disk serial, an unchanged
+    /// hourly resend, and a third without inventory: one dated change.
+    async fn swap_a_disk(state: &AppState) {
+        report(state, "a1", "db01", 1, 1_700_000_000_000, Some(inventory("ZC1B0002"))).await;
+        report(state, "a1", "db01", 2, 1_700_000_015_000, None).await;
+        report(state, "a1", "db01", 3, 1_700_003_600_000, Some(inventory("ZC1B0002"))).await;
+        report(state, "a1", "db01", 4, 1_700_086_400_000, Some(inventory("ZC9X0003"))).await;
+        report(state, "a1", "db01", 5, 1_700_086_415_000, None).await;
+        // Two more hosts, sharing a name, that never sent an inventory.
+        report(state, "a2", "web01", 1, 1_700_000_000_000, None).await;
+        report(state, "a3", "web01", 1, 1_700_000_000_000, None).await;
+    }
+
+    #[tokio::test]
+    async fn a_swapped_disk_is_one_dated_change_with_both_serials() {
+        let h = harness().await;
+        swap_a_disk(&h.state).await;
+        let (status, v) = get(&h.state, "/api/v1/assets/db01", Some(API_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["agent_id"], "a1");
+        assert_eq!(
+            v["inventory"]["disks"][1]["serial"], "ZC9X0003",
+            "current configuration"
+        );
+        assert_eq!(v["inventory_collected_at_ms"], 1_700_086_400_000i64);
+        assert_eq!(v["change_count"], 1);
+        let changes = v["changes"].as_array().cloned().unwrap_or_default();
+        assert_eq!(changes.len(), 1, "{v}");
+        let c = &changes[0];
+        assert_eq!(c["at_ms"], 1_700_086_400_000i64);
+        assert_eq!(c["kind"], "disk_replaced");
+        assert_eq!(c["old"], "ZC1B0002");
+        assert_eq!(c["new"], "ZC9X0003");
+        assert_eq!(c["summary"], "disk sdb serial ZC1B0002 replaced by ZC9X0003");
+        let versions: Vec<u64> = v["versions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["seq"].as_u64()).collect())
+            .unwrap_or_default();
+        assert_eq!(versions, [4, 1], "two versions stored, newest first");
+        // By agent id too.
+        let (status, by_id) = get(&h.state, "/api/v1/assets/a1", Some(API_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(by_id["changes"], v["changes"]);
+    }
+
+    #[tokio::test]
+    async fn changes_are_listed_newest_first() {
+        let h = harness().await;
+        swap_a_disk(&h.state).await;
+        let mut inv = inventory("ZC9X0003");
+        inv.kernel = "6.1.0-21-amd64".into();
+        inv.content_hash = "newer".into();
+        report(&h.state, "a1", "db01", 6, 1_700_100_000_000, Some(inv)).await;
+        let (_, v) = get(&h.state, "/api/v1/assets/db01", Some(API_TOKEN)).await;
+        let kinds: Vec<&str> = v["changes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["kind"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(kinds, ["kernel_changed", "disk_replaced"]);
+        assert_eq!(v["changes"][0]["summary"], "kernel 6.1.0-18-amd64 → 6.1.0-21-amd64");
+        let (_, v) = get(&h.state, "/api/v1/assets/db01?limit=1", Some(API_TOKEN)).await;
+        assert_eq!(v["changes"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[tokio::test]
+    async fn the_list_has_one_line_per_host() {
+        let h = harness().await;
+        swap_a_disk(&h.state).await;
+        let (status, v) = get(&h.state, "/api/v1/assets", Some(API_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let list = v["assets"].as_array().cloned().unwrap_or_default();
+        assert_eq!(list.len(), 3, "hosts without an inventory are listed too");
+        let db = list.iter().find(|a| a["agent_id"] == "a1").cloned().unwrap_or_default();
+        assert_eq!(db["host"], "db01");
+        assert_eq!(db["customer"], "acme");
+        assert_eq!(db["site"], "hq");
+        assert_eq!(db["vendor"], "Dell Inc.");
+        assert_eq!(db["product"], "PowerEdge R640");
+        assert_eq!(db["serial"], "7XK2H93");
+        assert_eq!(db["os"], "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(db["kernel"], "6.1.0-18-amd64");
+        assert_eq!(db["cpu"], "Intel(R) Xeon(R) Silver 4210R CPU @ 2.40GHz");
+        assert_eq!(db["memory_bytes"], 64u64 << 30);
+        assert_eq!(db["disk_count"], 2);
+        assert_eq!(db["changes"], 1);
+        assert_eq!(db["inventory_collected_at_ms"], 1_700_086_400_000i64);
+        let web = list.iter().find(|a| a["agent_id"] == "a2").cloned().unwrap_or_default();
+        assert_eq!(web["disk_count"], 0);
+        assert_eq!(web["inventory_collected_at_ms"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn unknown_ambiguous_and_unauthorized() {
+        let h = harness().await;
+        swap_a_disk(&h.state).await;
+        let (status, v) = get(&h.state, "/api/v1/assets/nosuchhost", Some(API_TOKEN)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(v["reason"], "no host named \"nosuchhost\" and no agent with that id");
+        let (status, v) = get(&h.state, "/api/v1/assets/web01", Some(API_TOKEN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(v["reason"].as_str().unwrap_or("").contains("a2, a3"), "{v}");
+        let (status, v) = get(&h.state, "/api/v1/assets/a2", Some(API_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "by id it is unambiguous");
+        assert_eq!(v["inventory"], Value::Null);
+        assert_eq!(v["changes"], serde_json::json!([]));
+        for uri in ["/api/v1/assets", "/api/v1/assets/db01"] {
+            let (status, _) = get(&h.state, uri, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            let (status, _) = get(&h.state, uri, Some("wrong")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_archive_survives_a_restart() {
+        let h = harness().await;
+        swap_a_disk(&h.state).await;
+        let conn = store::open(&h.db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
+        let fleet = Fleet::default();
+        assert!(store::load_fleet(&conn, &fleet).is_ok());
+        let host = fleet.get("a1").unwrap_or_else(|| panic!("a1 not loaded"));
+        assert_eq!(host.asset_changes, 1);
+        assert_eq!(host.inventory_at_ms, Some(1_700_086_400_000));
+        assert_eq!(
+            host.inventory.as_ref().map(|i| i.disks[1].serial.as_str()),
+            Some("ZC9X0003")
+        );
+        let versions = store::inventory_versions(&conn, "a1").unwrap_or_default();
+        assert_eq!(versions, [(4, 1_700_086_400_000), (1, 1_700_000_000_000)]);
+        let changes = store::asset_changes(&conn, "a1", 10).unwrap_or_default();
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].seq, changes[0].kind.as_str()), (4, "disk_replaced"));
+    }
+
+    #[tokio::test]
+    async fn metrics_carry_the_asset_identity() {
+        let h = harness().await;
+        swap_a_disk(&h.state).await;
+        let text = h.state.metrics.render().unwrap_or_default();
+        assert!(
+            text.contains(
+                "caretaker_inventory_info{host=\"db01\",customer=\"acme\",site=\"hq\",vendor=\"Dell Inc.\",product=\"PowerEdge R640\",serial=\"7XK2H93\",os=\"Debian GNU/Linux 12 (bookworm)\",kernel=\"6.1.0-18-amd64\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("caretaker_asset_changes_total{host=\"db01\",customer=\"acme\",site=\"hq\"} 1"),
+            "{text}"
+        );
+    }
+}
