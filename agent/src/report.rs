@@ -80,7 +80,13 @@ impl Reporter {
             return None;
         }
         self.inventory_checked_at = Some(now);
-        let inv = inventory::build(&self.roots, &mut self.probes);
+        let mut inv = inventory::build(&self.roots, &mut self.probes);
+        // smartctl knows serials sysfs hides (SATA) and disks behind controllers.
+        if let Some(scan) = self.roots.smart.latest() {
+            let ids: Vec<_> = scan.disks.iter().filter_map(crate::smart::identity).collect();
+            inventory::merge_disk_identity(&mut inv.disks, &ids);
+            inv.content_hash = inventory::content_hash(&inv);
+        }
         let send = match &self.last_inventory {
             Some((hash, sent_at)) => *hash != inv.content_hash || now - sent_at >= INVENTORY_EVERY_MS,
             None => true,
@@ -109,6 +115,11 @@ impl Reporter {
         ));
         samples.push(agent("caretaker_agent_reports_rejected", status.rejected_total as f64));
 
+        let scan = self.roots.smart.take_unsent();
+        if scan.is_some() {
+            // A new disk scan may show a replaced disk: look at the inventory now.
+            self.inventory_checked_at = None;
+        }
         let inventory = self.inventory_if_due(now);
         Report {
             version: PROTOCOL_VERSION,
@@ -122,7 +133,7 @@ impl Reporter {
             events,
             inventory,
             // A finished disk scan goes out once; the samples repeat every report.
-            disks: self.roots.smart.take_unsent().map(|s| (*s).clone()),
+            disks: scan.map(|s| (*s).clone()),
         }
     }
 }

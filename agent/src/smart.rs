@@ -217,6 +217,31 @@ pub fn read_device(cfg: &SmartConfig, dev: &ScannedDevice) -> Disk {
     }
 }
 
+/// What a read disk tells the inventory about itself: model, serial, WWN,
+/// firmware, capacity. `None` for a disk that told nothing (unread).
+pub fn identity(d: &Disk) -> Option<caretaker_shared::wire::DiskInfo> {
+    if d.serial.is_empty() && d.wwn.is_empty() && d.model.is_empty() {
+        return None;
+    }
+    let base = d.device.trim_start_matches("/dev/");
+    // Disks behind a controller share a device name; the type tells them apart.
+    let name = if d.device_type.contains(',') {
+        format!("{base} {}", d.device_type)
+    } else {
+        base.to_string()
+    };
+    Some(caretaker_shared::wire::DiskInfo {
+        name,
+        model: d.model.clone(),
+        serial: d.serial.clone(),
+        wwn: d.wwn.clone(),
+        firmware: d.firmware.clone(),
+        capacity_bytes: d.capacity_bytes.unwrap_or(0),
+        rotational: d.rotation_rpm.map(|r| r > 0),
+        interface: String::new(),
+    })
+}
+
 /// One full pass: discover, then read every device, one at a time.
 pub fn scan(cfg: &SmartConfig) -> DiskScan {
     let (disks, error) = match discover(cfg) {
@@ -366,6 +391,23 @@ mod tests {
         assert_eq!(d.verdict.level, caretaker_shared::disk_health::Level::Unknown);
         assert!(d.message.contains("bridge said no"), "{}", d.message);
         assert_eq!(d.exit_status, 2);
+    }
+
+    #[test]
+    fn identity_names_disks_behind_a_controller_apart() {
+        let d = Disk {
+            device: "/dev/bus/0".into(),
+            device_type: "megaraid,3".into(),
+            serial: "S1".into(),
+            rotation_rpm: Some(7200),
+            ..Disk::default()
+        };
+        let i = identity(&d).unwrap_or_default();
+        assert_eq!(
+            (i.name.as_str(), i.serial.as_str(), i.rotational),
+            ("bus/0 megaraid,3", "S1", Some(true))
+        );
+        assert!(identity(&Disk::default()).is_none(), "an unread disk tells nothing");
     }
 
     #[test]

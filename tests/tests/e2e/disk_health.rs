@@ -318,3 +318,59 @@ fn disk_health_cli_prints_the_disk_or_refuses_non_smartctl_input() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Replacing a disk (a stand-in fixture swap to another serial and WWN) makes
+/// exactly one dated change in the asset archive, with old and new serial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_disk_is_one_dated_change_in_the_asset_archive() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = dir.path().join("fake-smartctl");
+    let script = stand_in(&fake);
+    show(&fake, &wd_with(0, Some("WD-OLD0001")));
+    // An empty sysfs: the disk list is what smartctl says.
+    let sys = dir.path().join("empty-sys");
+    std::fs::create_dir_all(&sys).unwrap_or_else(|e| panic!("{e}"));
+    let extra = format!("sys_root = \"{}\"\n{}", sys.display(), smart_config(&script));
+    let collector = Collector::start(dir.path()).await;
+    let agent = Agent::start(dir.path(), &collector, 1, &extra);
+    let id = wait_for_host(&collector, &agent).await;
+
+    let serial_of_sda = |asset: &Value| -> Option<String> {
+        asset["inventory"]["disks"]
+            .as_array()?
+            .iter()
+            .find(|d| d["name"] == "sda")
+            .and_then(|d| d["serial"].as_str().map(String::from))
+    };
+    let before = eventually("the disk in the inventory", Duration::from_secs(30), || async {
+        let a = collector.api(&format!("/api/v1/assets/{id}")).await;
+        (serial_of_sda(&a).as_deref() == Some("WD-OLD0001")).then_some(a)
+    })
+    .await;
+    let changes_before = before["changes"].as_array().map_or(0, Vec::len);
+
+    show(&fake, &wd_with(0, Some("WD-NEW0002")));
+    let after = eventually("the replacement in the inventory", Duration::from_secs(30), || async {
+        let a = collector.api(&format!("/api/v1/assets/{id}")).await;
+        (serial_of_sda(&a).as_deref() == Some("WD-NEW0002")).then_some(a)
+    })
+    .await;
+    // Let a few more reports (and inventory checks) pass: still one change.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_more = collector.api(&format!("/api/v1/assets/{id}")).await;
+    let changes = after_more["changes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(changes.len(), changes_before + 1, "{after}");
+    let c = &changes[0]; // newest first
+    assert_eq!(c["kind"], "disk_replaced", "{c}");
+    assert_eq!(c["subject"], "sda");
+    assert_eq!(c["old"], "WD-OLD0001");
+    assert_eq!(c["new"], "WD-NEW0002");
+    assert!(c["at_ms"].as_i64().unwrap_or(0) > 0, "dated: {c}");
+    assert_eq!(c["summary"], "disk sda serial WD-OLD0001 replaced by WD-NEW0002");
+
+    // The disk-health list follows: the new disk is current, the old one's
+    // history is kept.
+    let disks = disks_of(&collector, &id).await;
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    assert_eq!(disks[0]["serial"], "WD-NEW0002");
+}
