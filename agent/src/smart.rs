@@ -83,10 +83,9 @@ fn default_true() -> bool {
 impl SmartConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if !(10..=7 * 86_400).contains(&self.interval_secs) && self.interval_secs != 1 {
-            // 1 s exists for tests; anything between is a typo.
+        if !(1..=7 * 86_400).contains(&self.interval_secs) {
             p.push(format!(
-                "smart.interval_secs: {} is outside 10..=604800",
+                "smart.interval_secs: {} is outside 1..=604800",
                 self.interval_secs
             ));
         }
@@ -408,6 +407,28 @@ mod tests {
             ("bus/0 megaraid,3", "S1", Some(true))
         );
         assert!(identity(&Disk::default()).is_none(), "an unread disk tells nothing");
+    }
+
+    #[test]
+    fn bad_smart_settings_are_all_reported() {
+        let cfg = SmartConfig {
+            interval_secs: 0,
+            timeout_secs: 0,
+            devices: vec![DeviceOverride {
+                name: "sda".into(),
+                kind: Some("megaraid, 0".into()),
+            }],
+            ..SmartConfig::default()
+        };
+        assert_eq!(
+            cfg.problems(),
+            vec![
+                "smart.interval_secs: 0 is outside 1..=604800".to_string(),
+                "smart.timeout_secs: 0 is outside 1..=600".to_string(),
+                "smart.devices[0].name: \"sda\" must be an absolute device path".to_string(),
+                "smart.devices[0].type: \"megaraid, 0\" is not a smartctl device type".to_string(),
+            ]
+        );
     }
 
     #[test]

@@ -400,6 +400,12 @@ fn check_disks(scan: &DiskScan, errors: &mut Vec<WireError>) {
             format!("more than {} disks", limits::MAX_DISKS),
         ));
     }
+    if scan.scanned_at_ms <= 0 {
+        errors.push(WireError::new(
+            "disks.scanned_at_ms",
+            "must be a positive Unix time in ms",
+        ));
+    }
     if scan.error.as_ref().is_some_and(|e| e.len() > limits::MAX_TEXT_BYTES) {
         errors.push(WireError::new("disks.error", "longer than 4096 bytes"));
     }
@@ -479,6 +485,45 @@ mod tests {
             inventory: Some(Inventory::default()),
             disks: None,
         }
+    }
+
+    #[test]
+    fn a_disk_scan_is_checked_disk_by_disk() {
+        use crate::disk_health::Disk;
+        let mut r = sample_report();
+        let disk = |key: &str| Disk {
+            key: key.into(),
+            device: "/dev/sda".into(),
+            ..Disk::default()
+        };
+        r.disks = Some(DiskScan {
+            scanned_at_ms: 0,
+            disks: vec![disk("wwn-0x1"), disk("wwn-0x1"), disk("")],
+            error: None,
+        });
+        let errors: Vec<String> = r
+            .validate()
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                "disks.scanned_at_ms: must be a positive Unix time in ms",
+                "disks.disks[1].key: the same disk is listed twice",
+                "disks.disks[2].key: must be 1 to 256 bytes",
+            ]
+        );
+        // A scan from an agent the collector decodes back field for field.
+        r.disks = Some(DiskScan {
+            scanned_at_ms: 5,
+            disks: vec![disk("wwn-0x1")],
+            error: None,
+        });
+        let json = serde_json::to_vec(&r).unwrap_or_default();
+        assert_eq!(decode(&json).ok(), Some(r));
     }
 
     #[test]
