@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use caretaker_shared::disk_health::{Disk, verdict};
+use caretaker_shared::disk_health::{Disk, KEY_ATA_ATTRIBUTES, verdict};
 use caretaker_shared::wire::DiskScan;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -60,17 +60,8 @@ pub fn key_values(d: &Disk) -> BTreeMap<&'static str, i64> {
     put("power_on_hours", d.power_on_hours.map(|h| h as i64));
     put("temperature_c", d.temperature_c);
     if let Some(a) = &d.ata {
-        for (id, name) in [
-            (5u8, "reallocated_sectors"),
-            (10, "spin_retries"),
-            (187, "reported_uncorrectable"),
-            (188, "command_timeouts"),
-            (196, "reallocation_events"),
-            (197, "pending_sectors"),
-            (198, "offline_uncorrectable"),
-            (199, "udma_crc_errors"),
-        ] {
-            put(name, a.attribute(id).and_then(|a| a.decoded).map(|x| x as i64));
+        for (id, name) in KEY_ATA_ATTRIBUTES {
+            put(name, a.attribute(*id).and_then(|a| a.decoded).map(|x| x as i64));
         }
         put("ata_error_log_entries", a.error_log_count.map(|x| x as i64));
         put(

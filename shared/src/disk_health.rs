@@ -364,8 +364,9 @@ pub fn disk_key(wwn: &str, model: &str, serial: &str, device: &str) -> String {
     }
 }
 
-/// ATA attributes judged on their raw count, with the reason code each gives.
-const ATA_COUNTED: &[(u8, &str)] = &[
+/// The ATA attributes judged on their raw count, with the name each goes by
+/// in reasons, metrics (`attribute` label) and the collector's history.
+pub const KEY_ATA_ATTRIBUTES: &[(u8, &str)] = &[
     (5, "reallocated_sectors"),
     (10, "spin_retries"),
     (187, "reported_uncorrectable"),
@@ -450,7 +451,7 @@ pub fn verdict(d: &Disk) -> Verdict {
                 _ => {}
             }
         }
-        for (id, code) in ATA_COUNTED {
+        for (id, code) in KEY_ATA_ATTRIBUTES {
             if let Some(v) = ata.attribute(*id).and_then(|a| a.decoded).filter(|v| *v > 0) {
                 warn(&mut r, code, Some(v as i64));
             }

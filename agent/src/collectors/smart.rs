@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use caretaker_shared::disk_health::{Disk, Level, NvmeWarning};
+use caretaker_shared::disk_health::{Disk, KEY_ATA_ATTRIBUTES, Level, NvmeWarning};
 
 use super::{CollectError, Collector, Samples};
 use crate::smart::SmartState;
@@ -22,18 +22,6 @@ impl Smart {
         Self { state }
     }
 }
-
-/// Key ATA attributes exposed as `caretaker_disk_ata_attribute_raw`.
-const KEY_ATTRIBUTES: &[(u8, &str)] = &[
-    (5, "reallocated_sectors"),
-    (10, "spin_retries"),
-    (187, "reported_uncorrectable"),
-    (188, "command_timeouts"),
-    (196, "reallocation_events"),
-    (197, "pending_sectors"),
-    (198, "offline_uncorrectable"),
-    (199, "udma_crc_errors"),
-];
 
 const NVME_BITS: [NvmeWarning; 6] = [
     NvmeWarning::SpareBelowThreshold,
@@ -99,7 +87,7 @@ pub fn disk_samples(d: &Disk, out: &mut Samples) {
         out.push("caretaker_disk_power_on_seconds", &disk, h as f64 * 3600.0);
     }
     if let Some(a) = &d.ata {
-        for (id, name) in KEY_ATTRIBUTES {
+        for (id, name) in KEY_ATA_ATTRIBUTES {
             if let Some(v) = a.attribute(*id).and_then(|a| a.decoded) {
                 out.push(
                     "caretaker_disk_ata_attribute_raw",
