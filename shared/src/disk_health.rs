@@ -205,12 +205,7 @@ impl NvmeWarning {
             VolatileBackupFailed,
             PersistentMemoryReadOnly,
         ];
-        let mut out: Vec<NvmeWarning> = bits
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| byte & (1 << i) != 0)
-            .map(|(_, w)| *w)
-            .collect();
+        let mut out = set_bits(byte, &bits);
         if byte & 0xC0 != 0 {
             out.push(Reserved);
         }
@@ -293,22 +288,30 @@ pub enum ExitBit {
 impl ExitBit {
     pub fn decode(status: u8) -> Vec<ExitBit> {
         use ExitBit::*;
-        [
-            CommandLineError,
-            DeviceOpenFailed,
-            SmartCommandFailed,
-            DiskFailing,
-            PrefailAtThreshold,
-            ThresholdInPast,
-            ErrorLogHasErrors,
-            SelfTestErrors,
-        ]
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| status & (1 << i) != 0)
-        .map(|(_, b)| b)
-        .collect()
+        set_bits(
+            status,
+            &[
+                CommandLineError,
+                DeviceOpenFailed,
+                SmartCommandFailed,
+                DiskFailing,
+                PrefailAtThreshold,
+                ThresholdInPast,
+                ErrorLogHasErrors,
+                SelfTestErrors,
+            ],
+        )
     }
+}
+
+/// The flags of `table` whose bit (by position, bit 0 first) is set in `byte`.
+fn set_bits<T: Copy>(byte: u8, table: &[T]) -> Vec<T> {
+    table
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| byte & (1 << i) != 0)
+        .map(|(_, t)| *t)
+        .collect()
 }
 
 /// One disk as read by smartctl, in Caretaker's own terms.
