@@ -200,6 +200,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         "1 when the filesystem is mounted read-only."
     ),
     m!(
+        "caretaker_filesystem_remounted_readonly",
+        Gauge,
+        None,
+        Agent,
+        ["mountpoint", "device", "fstype"],
+        "1 when a filesystem fstab mounts read-write is read-only (remounted after an error); only for mounts fstab lists."
+    ),
+    m!(
         "caretaker_disk_read_bytes",
         Counter,
         Bytes,

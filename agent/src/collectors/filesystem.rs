@@ -2,23 +2,43 @@
 //! read-only flag. Mounts come from `<proc_root>/mounts`; sizes from
 //! `statvfs(2)` (sysinfo gives no inode counts). Pseudo filesystems and the
 //! kernel's own trees (`/proc`, `/sys`, `/dev`) are skipped.
+//!
+//! A filesystem the kernel remounted read-only after an error (ext4
+//! `errors=remount-ro`) looks like any read-only mount; it is told apart by
+//! `<etc_root>/fstab`, which mounts it read-write: that is
+//! `caretaker_filesystem_remounted_readonly 1`.
 
 use std::path::{Path, PathBuf};
 
 use caretaker_shared::wire::FilesystemInfo;
 
-use super::{CollectError, Collector, Roots, Samples, read_to_string};
+use super::{CollectError, Collector, Roots, Samples, read_optional, read_to_string};
 
 pub struct Filesystems {
     mounts: PathBuf,
+    fstab: PathBuf,
 }
 
 impl Filesystems {
     pub fn new(roots: &Roots) -> Self {
         Self {
             mounts: roots.proc_root.join("mounts"),
+            fstab: roots.etc_root.join("fstab"),
         }
     }
+}
+
+/// Mount points `fstab` mounts read-write (no `ro` option), unescaped.
+pub fn fstab_read_write(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (point, options) = (f.get(1)?, f.get(3).copied().unwrap_or("defaults"));
+            (*point != "none" && !options.split(',').any(|o| o == "ro")).then(|| unescape(point))
+        })
+        .collect()
 }
 
 const PSEUDO_FS: &[&str] = &[
@@ -167,6 +187,14 @@ impl Collector for Filesystems {
             reason,
         })?;
         let mut first_error = None;
+        // No fstab (a container, say) means no opinion on how a mount should be.
+        let read_write = match read_optional(&self.fstab) {
+            Ok(t) => t.map(|t| fstab_read_write(&t)).unwrap_or_default(),
+            Err(e) => {
+                first_error = Some(e);
+                Vec::new()
+            }
+        };
         for m in mounts {
             // One unreadable mount (stale NFS, permissions) must not hide the others.
             let u = match statvfs(Path::new(&m.mountpoint)) {
@@ -189,11 +217,12 @@ impl Collector for Filesystems {
             out.push("caretaker_filesystem_avail_bytes", &l, u.avail_bytes as f64);
             out.push("caretaker_filesystem_files", &l, u.files as f64);
             out.push("caretaker_filesystem_files_free", &l, u.files_free as f64);
-            out.push(
-                "caretaker_filesystem_readonly",
-                &l,
-                if m.readonly || u.readonly { 1.0 } else { 0.0 },
-            );
+            let readonly = m.readonly || u.readonly;
+            out.push("caretaker_filesystem_readonly", &l, if readonly { 1.0 } else { 0.0 });
+            if read_write.contains(&m.mountpoint) {
+                let remounted = if readonly { 1.0 } else { 0.0 };
+                out.push("caretaker_filesystem_remounted_readonly", &l, remounted);
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -230,6 +259,46 @@ tmpfs /run tmpfs rw,nosuid,nodev,size=2468408k,mode=755 0 0
                 ("/srv/backup disk", "/dev/vdc", false)
             ]
         );
+    }
+
+    // Debian's installer writes fstab like this (UUIDs shortened).
+    const FSTAB: &str = "# /etc/fstab: static file system information.
+#
+# <file system> <mount point>   <type>  <options>       <dump>  <pass>
+UUID=1b2c / ext4 errors=remount-ro 0 1
+UUID=3d4e /srv/backup\\040disk ext4 defaults 0 2
+UUID=5f60 /media/iso iso9660 ro,user,noauto 0 0
+UUID=7a8b none swap sw 0 0
+";
+
+    #[test]
+    fn fstab_read_write_mounts() {
+        assert_eq!(fstab_read_write(FSTAB), vec!["/", "/srv/backup disk"]);
+    }
+
+    #[test]
+    fn a_filesystem_remounted_read_only_is_flagged() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (proc_root, etc_root) = (dir.path().join("proc"), dir.path().join("etc"));
+        std::fs::create_dir_all(&proc_root).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&etc_root).unwrap_or_else(|e| panic!("{e}"));
+        // The kernel remounted / read-only after an ext4 error.
+        std::fs::write(proc_root.join("mounts"), "/dev/vda / ext4 ro,relatime,discard 0 0\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(etc_root.join("fstab"), FSTAB).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Filesystems::new(&Roots {
+            proc_root,
+            etc_root,
+            ..Roots::default()
+        });
+        let mut out = Samples::default();
+        assert!(c.collect(&mut out).is_ok());
+        let v = out
+            .0
+            .iter()
+            .find(|s| s.metric == "caretaker_filesystem_remounted_readonly")
+            .map(|s| s.value);
+        assert_eq!(v, Some(1.0));
     }
 
     #[test]
