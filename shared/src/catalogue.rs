@@ -520,7 +520,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Agent,
         ["controller", "dimm", "label"],
-        "Corrected memory errors on one DIMM (or csrow channel) of an EDAC memory controller."
+        "Corrected memory errors on one DIMM (or csrow channel, or csrow) of an EDAC memory controller."
     ),
     m!(
         "caretaker_edac_dimm_uncorrectable_errors",
@@ -528,7 +528,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Agent,
         ["controller", "dimm", "label"],
-        "Uncorrectable memory errors on one DIMM (or csrow channel) of an EDAC memory controller."
+        "Uncorrectable memory errors on one DIMM (or csrow without channel counts) of an EDAC memory controller."
     ),
     m!(
         "caretaker_md_active",
