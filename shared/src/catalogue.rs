@@ -624,7 +624,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Agent,
         ["chip", "sensor", "kind"],
-        "1 while a hardware monitoring alarm or fault flag is raised (kind: alarm, min, max, lcrit, crit, emergency, fault)."
+        "1 while a hardware monitoring alarm or fault flag is raised on a temperature, fan, voltage or chassis intrusion sensor (kind: alarm, min, max, lcrit, crit, emergency, fault)."
     ),
     m!(
         "caretaker_cpu_core_throttles",
