@@ -528,7 +528,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Agent,
         ["controller", "dimm", "label"],
-        "Corrected memory errors on one DIMM (or csrow channel) of an EDAC memory controller."
+        "Corrected memory errors on one DIMM (or csrow channel, or csrow) of an EDAC memory controller."
     ),
     m!(
         "caretaker_edac_dimm_uncorrectable_errors",
@@ -536,7 +536,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Agent,
         ["controller", "dimm", "label"],
-        "Uncorrectable memory errors on one DIMM (or csrow channel) of an EDAC memory controller."
+        "Uncorrectable memory errors on one DIMM (or csrow without channel counts) of an EDAC memory controller."
     ),
     m!(
         "caretaker_md_active",
@@ -632,7 +632,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Agent,
         ["chip", "sensor", "kind"],
-        "1 while a hardware monitoring alarm or fault flag is raised (kind: alarm, min, max, lcrit, crit, emergency, fault)."
+        "1 while a hardware monitoring alarm or fault flag is raised on a temperature, fan, voltage or chassis intrusion sensor (kind: alarm, min, max, lcrit, crit, emergency, fault)."
     ),
     m!(
         "caretaker_cpu_core_throttles",

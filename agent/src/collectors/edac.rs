@@ -5,6 +5,8 @@
 //! corrupted data. Per DIMM, newer kernels have `dimm*/` (or `rank*/`)
 //! directories; older ones only `csrow*/ch*_ce_count`, which carries no
 //! per-channel UE count, so only corrected errors are reported for those.
+//! A csrow without channel files is reported as a whole from its own
+//! `ce_count` and `ue_count`.
 //! Most virtual machines and many hosts have no EDAC driver: no directory,
 //! no samples, no failure.
 
@@ -27,7 +29,7 @@ impl Edac {
 /// One DIMM (or csrow channel) of a controller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dimm {
-    /// `dimm0`, `rank3` or `csrow0_ch1`.
+    /// `dimm0`, `rank3`, `csrow0_ch1`, or `csrow0` for a row without channel files.
     pub name: String,
     /// The board's name for the slot (`dimm_label`), empty when unset.
     pub label: String,
@@ -78,7 +80,24 @@ fn dimms(mc: &Path, first: &mut Option<CollectError>) -> Vec<Dimm> {
         return out;
     }
     for (row, dir) in keep(first, entries(mc, "csrow")).flatten().unwrap_or_default() {
-        for (file, path) in keep(first, entries(&dir, "ch")).flatten().unwrap_or_default() {
+        let channels = keep(first, entries(&dir, "ch")).flatten().unwrap_or_default();
+        if !channels.iter().any(|(file, _)| file.ends_with("_ce_count")) {
+            // Some drivers give the row's counts only; dropping them would
+            // hide its uncorrectable errors, which the controller total
+            // alone does not place.
+            let ce = keep(first, read_integer(&dir.join("ce_count")));
+            let ue = keep(first, read_integer(&dir.join("ue_count")));
+            if let (Some(correctable), Some(ue)) = (ce, ue) {
+                out.push(Dimm {
+                    name: row.clone(),
+                    label: String::new(),
+                    correctable,
+                    uncorrectable: Some(ue),
+                });
+            }
+            continue;
+        }
+        for (file, path) in channels {
             let Some(ch) = file.strip_suffix("_ce_count") else {
                 continue;
             };
@@ -159,8 +178,10 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/edac/sys")
     }
 
-    // The fixture follows a Skylake server (skx_edac, `dimm*` directories) with
-    // errors on one DIMM, and an older i5000 controller with only `csrow*`.
+    // The fixture is hand-written, after a Skylake server (skx_edac, `dimm*`
+    // directories) with errors on one DIMM, and an older i5000 controller with
+    // only `csrow*`; no capture with `dimm*` directories was found under a
+    // licence we can carry. `tests/real_trees.rs` covers a captured tree.
     #[test]
     fn counts_per_controller_and_dimm() {
         let (r, s) = collect(&fixture());
@@ -180,6 +201,20 @@ mod tests {
                 "caretaker_edac_dimm_correctable_errors{controller=mc1,dimm=csrow0_ch1,label=mc#1csrow#0channel#1} 0",
                 "caretaker_edac_dimm_correctable_errors{controller=mc1,dimm=csrow1_ch0,label=} 0",
             ]
+        );
+    }
+
+    // node_exporter's captured mc0 has `csrow0/ce_count` and `ue_count` but
+    // no `ch*_ce_count`: the row's 4 uncorrectable errors were dropped.
+    #[test]
+    fn csrow_without_channel_counts_is_reported_as_a_row() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real/node_exporter-sys/sys");
+        let (r, s) = collect(&root);
+        assert!(r.is_ok(), "{r:?}");
+        let rows = rows(&s);
+        assert!(
+            rows.contains(&"caretaker_edac_dimm_uncorrectable_errors{controller=mc0,dimm=csrow0,label=} 4".to_string()),
+            "{rows:#?}"
         );
     }
 

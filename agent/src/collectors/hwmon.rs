@@ -1,6 +1,9 @@
 //! Temperatures, fan speeds and alarm flags from the kernel's hardware
 //! monitoring drivers, `<sys_root>/class/hwmon/hwmon*/`. An overheating CPU
-//! or a stopped fan shows here long before it shows as a crash. Each chip is
+//! or a stopped fan shows here long before it shows as a crash. Voltage
+//! (`in*`) and chassis intrusion sensors give only their alarm flags: a
+//! supply rail out of range or an opened case is worth a look, while the
+//! raw voltages mean little without the board's own scaling. Each chip is
 //! labelled by its `name` file; when two chips share a name (two NVMe drives)
 //! the device it belongs to is added, so series do not collide. Sensors are
 //! labelled by their `*_label` file, else by their file prefix (`temp3`).
@@ -50,14 +53,31 @@ const ATTRIBUTES: &[&str] = &[
     "fault",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Kind {
+    #[default]
     Temp,
     Fan,
+    /// Voltage input: alarms only.
+    In,
+    /// Chassis intrusion switch: alarms only.
+    Intrusion,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Temp => "temp",
+            Kind::Fan => "fan",
+            Kind::In => "in",
+            Kind::Intrusion => "intrusion",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sensor {
+    pub kind: Kind,
     /// `temp3`, `fan2`: the file prefix.
     pub id: String,
     /// The `*_label` text, when the driver gives one.
@@ -73,14 +93,19 @@ pub struct Sensor {
 
 /// `temp12_crit_alarm` → (Temp, 12, "crit_alarm").
 fn split_attribute(file: &str) -> Option<(Kind, u32, &str)> {
-    let (kind, rest) = if let Some(r) = file.strip_prefix("temp") {
-        (Kind::Temp, r)
-    } else {
-        (Kind::Fan, file.strip_prefix("fan")?)
-    };
+    // `intrusion` before `in`, which is its prefix.
+    let (kind, rest) = [Kind::Temp, Kind::Fan, Kind::Intrusion, Kind::In]
+        .into_iter()
+        .find_map(|k| file.strip_prefix(k.prefix()).map(|r| (k, r)))?;
     let (n, attr) = rest.split_once('_')?;
     let n = n.parse().ok()?;
-    ATTRIBUTES.contains(&attr).then_some((kind, n, attr))
+    let wanted = match kind {
+        Kind::Temp | Kind::Fan => ATTRIBUTES.contains(&attr),
+        // Their readings are not reported, so only the flags (and the
+        // name for the flags' label) are opened.
+        Kind::In | Kind::Intrusion => attr == "label" || ALARMS.iter().any(|(a, _)| *a == attr),
+    };
+    wanted.then_some((kind, n, attr))
 }
 
 /// True for the files [`parse_sensors`] uses, so the collector opens no others.
@@ -99,7 +124,8 @@ pub fn parse_sensors(files: &[(String, String)]) -> (Vec<Sensor>, Vec<(String, S
             continue;
         };
         let s = by_id.entry((kind, n)).or_insert_with(|| Sensor {
-            id: format!("{}{n}", if kind == Kind::Temp { "temp" } else { "fan" }),
+            kind,
+            id: format!("{}{n}", kind.prefix()),
             ..Sensor::default()
         });
         if attr == "label" {
@@ -245,7 +271,7 @@ impl Collector for Hwmon {
             };
             for (s, sensor) in chip.sensors.iter().zip(sensor_names(&chip.sensors)) {
                 let l = [("chip", label.as_str()), ("sensor", sensor.as_str())];
-                if s.id.starts_with("temp") {
+                if s.kind == Kind::Temp {
                     let metrics = [
                         ("caretaker_hwmon_temperature_celsius", s.input),
                         ("caretaker_hwmon_temperature_max_celsius", s.max),
@@ -256,7 +282,7 @@ impl Collector for Hwmon {
                             out.push(metric, &l, v);
                         }
                     }
-                } else {
+                } else if s.kind == Kind::Fan {
                     let metrics = [
                         ("caretaker_hwmon_fan_rpm", s.input),
                         ("caretaker_hwmon_fan_min_rpm", s.min),
@@ -339,6 +365,7 @@ mod tests {
                     ..Sensor::default()
                 },
                 Sensor {
+                    kind: Kind::Fan,
                     id: "fan2".into(),
                     input: Some(0.0),
                     min: Some(300.0),
@@ -362,6 +389,38 @@ mod tests {
         assert_eq!(sensors.iter().map(|s| s.input).collect::<Vec<_>>(), [None, Some(40.0)]);
     }
 
+    // node_exporter's captured nct6779 raises `in1_alarm` and both
+    // `intrusion*_alarm` flags; only temperature and fan files were read.
+    #[test]
+    fn voltage_and_intrusion_alarms_are_reported() {
+        let (sensors, bad) = parse_sensors(&files(&[
+            ("in1_alarm", "1\n"),
+            ("in1_input", "1024\n"),
+            ("in1_beep", "0\n"),
+            ("intrusion0_alarm", "1\n"),
+            ("intrusion0_beep", "0\n"),
+        ]));
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            sensors,
+            [
+                Sensor {
+                    kind: Kind::In,
+                    id: "in1".into(),
+                    alarms: vec![("alarm", true)],
+                    ..Sensor::default()
+                },
+                Sensor {
+                    kind: Kind::Intrusion,
+                    id: "intrusion0".into(),
+                    alarms: vec![("alarm", true)],
+                    ..Sensor::default()
+                },
+            ]
+        );
+        assert!(!is_wanted("in1_input"), "voltages are not opened");
+    }
+
     #[test]
     fn duplicate_sensor_labels_get_their_id() {
         let (sensors, _) = parse_sensors(&files(&[
@@ -372,9 +431,11 @@ mod tests {
         assert_eq!(sensor_names(&sensors), ["Core 0 (temp1)", "Core 0 (temp2)", "temp3"]);
     }
 
-    // The fixture follows a desktop board: coretemp with one core over its
-    // critical point, an nct6775 super-I/O with a stopped fan, two NVMe drives
-    // and an ACPI thermal zone.
+    // The fixture is hand-written, after a desktop board: coretemp with one
+    // core over its critical point, an nct6775 super-I/O with a stopped fan,
+    // two NVMe drives and an ACPI thermal zone. No capture shows a raised
+    // temperature alarm or two same-named NVMe chips; `tests/real_trees.rs`
+    // runs the captured node_exporter tree.
     #[test]
     fn collects_a_captured_tree() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hwmon/sys");

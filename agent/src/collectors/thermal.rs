@@ -151,8 +151,10 @@ mod tests {
         assert!(!is_cpu_dir("cpufreq") && !is_cpu_dir("cpuidle") && !is_cpu_dir("cpu"));
     }
 
-    // Two cores with hyper-threading on one package (cpu0/cpu2 and cpu1/cpu3),
-    // laid out as on an Intel host with core 0 throttled 12 times.
+    // Hand-written: two cores with hyper-threading on one package (cpu0/cpu2
+    // and cpu1/cpu3), laid out as on an Intel host with core 0 throttled 12
+    // times. The captured tree in `tests/real_trees.rs` has no hyper-threads,
+    // so the sibling dedupe is only covered here.
     #[test]
     fn one_counter_per_core_and_package() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/thermal/sys");
