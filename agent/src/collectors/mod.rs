@@ -227,9 +227,20 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
 
 /// A small builder so collectors write `out.push("name", &[("k", v)], value)`.
 #[derive(Debug, Default)]
-pub struct Samples(pub Vec<Sample>);
+pub struct Samples(pub Vec<Sample>, pub Vec<Event>);
 
 impl Samples {
+    /// Something that happened (a database went down), for the report's events.
+    pub fn event(&mut self, kind: &str, severity: Severity, message: String, labels: &[(&str, &str)]) {
+        self.1.push(Event {
+            at_ms: caretaker_shared::now_ms(),
+            kind: kind.to_string(),
+            severity,
+            message,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        });
+    }
+
     pub fn push(&mut self, metric: &str, labels: &[(&str, &str)], value: f64) {
         debug_assert!(caretaker_shared::catalogue::lookup(metric).is_some(), "{metric}");
         self.0.push(Sample {
@@ -280,6 +291,7 @@ pub fn run_all(collectors: &mut [Box<dyn Collector>], now_ms: i64) -> (Vec<Sampl
             secs,
         );
     }
+    events.append(&mut out.1);
     (out.0, events)
 }
 
