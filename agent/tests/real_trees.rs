@@ -41,15 +41,7 @@ fn sys_roots(tree: &str) -> Roots {
     }
 }
 
-fn rows(samples: &[Sample]) -> Vec<String> {
-    samples
-        .iter()
-        .map(|s| {
-            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("{}{{{}}} {}", s.metric, labels.join(","), s.value)
-        })
-        .collect()
-}
+use caretaker_agent::collectors::sample_rows as rows;
 
 fn value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples

@@ -164,15 +164,7 @@ mod tests {
         (r, out.0)
     }
 
-    fn rows(samples: &[Sample]) -> Vec<String> {
-        samples
-            .iter()
-            .map(|s| {
-                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{}{{{}}} {}", s.metric, labels.join(","), s.value)
-            })
-            .collect()
-    }
+    use crate::collectors::sample_rows as rows;
 
     fn fixture() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/edac/sys")

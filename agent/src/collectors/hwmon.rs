@@ -321,15 +321,7 @@ mod tests {
         (r, out.0)
     }
 
-    fn rows(samples: &[Sample]) -> Vec<String> {
-        samples
-            .iter()
-            .map(|s| {
-                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{}{{{}}} {}", s.metric, labels.join(","), s.value)
-            })
-            .collect()
-    }
+    use crate::collectors::sample_rows as rows;
 
     fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect()

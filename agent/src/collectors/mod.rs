@@ -251,6 +251,18 @@ impl Samples {
     }
 }
 
+/// Samples as `metric{label=value,...} value` lines: a readable form for
+/// tests and debugging that compares as plain text.
+pub fn sample_rows(samples: &[Sample]) -> Vec<String> {
+    samples
+        .iter()
+        .map(|s| {
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{}{{{}}} {}", s.metric, labels.join(","), s.value)
+        })
+        .collect()
+}
+
 /// Runs every collector, isolating failures, and returns samples and events.
 pub fn run_all(collectors: &mut [Box<dyn Collector>], now_ms: i64) -> (Vec<Sample>, Vec<Event>) {
     let mut out = Samples::default();

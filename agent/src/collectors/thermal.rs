@@ -135,15 +135,7 @@ mod tests {
         (r, out.0)
     }
 
-    fn rows(samples: &[Sample]) -> Vec<String> {
-        samples
-            .iter()
-            .map(|s| {
-                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{}{{{}}} {}", s.metric, labels.join(","), s.value)
-            })
-            .collect()
-    }
+    use crate::collectors::sample_rows as rows;
 
     #[test]
     fn cpu_directories() {
