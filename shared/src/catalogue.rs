@@ -714,6 +714,74 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "1 when a newer kernel than the running one is installed under /boot."
     ),
+    // --- databases, sent by the agent (every kind) ------------------------------
+    m!(
+        "caretaker_db_up",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "1 when the agent's last poll of the database succeeded, 0 when it failed (see caretaker_db_error)."
+    ),
+    m!(
+        "caretaker_db_error",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "class"],
+        "While the database is down: 1 for the class of the last error (refused, auth_failed, timeout, unreachable, query, protocol, config), 0 for the others."
+    ),
+    m!(
+        "caretaker_db_poll_duration_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "Time the agent's last poll of the database took."
+    ),
+    m!(
+        "caretaker_db_last_poll_timestamp_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "When the agent last polled the database."
+    ),
+    m!(
+        "caretaker_db_info",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "version"],
+        "The server's version as a label; the value is always 1."
+    ),
+    m!(
+        "caretaker_db_uptime_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "Time since the database server started."
+    ),
+    m!(
+        "caretaker_db_connections",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Client connections open now (PostgreSQL backends, MariaDB threads connected, Redis clients)."
+    ),
+    m!(
+        "caretaker_db_max_connections",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "The server's connection limit (max_connections, maxclients)."
+    ),
+    // --- PostgreSQL, sent by the agent ----------------------------------------------
+    // --- MariaDB/MySQL, sent by the agent ------------------------------------------
+    // --- Redis, sent by the agent --------------------------------------------------
     // --- the agent about itself ----------------------------------------------------
     m!(
         "caretaker_agent_info",
