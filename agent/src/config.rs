@@ -41,6 +41,9 @@ pub struct Config {
     /// Disk health through smartctl (the `smart` collector).
     #[serde(default)]
     pub smart: crate::smart::SmartConfig,
+    /// Database servers to watch (the `databases` collector), each `[[databases]]`.
+    #[serde(default)]
+    pub databases: Vec<crate::databases::DbTarget>,
     /// Root of the proc filesystem (tests point it at captured trees).
     #[serde(default = "default_proc_root")]
     pub proc_root: PathBuf,
@@ -274,6 +277,12 @@ impl Checked for Config {
             p.push("push.min_backoff_ms: must be at least 1 and at most push.max_backoff_secs".into());
         }
         p.extend(self.smart.problems());
+        for (i, d) in self.databases.iter().enumerate() {
+            p.extend(d.problems(&format!("databases[{i}]")));
+            if self.databases[..i].iter().any(|o| o.name == d.name) {
+                p.push(format!("databases[{i}].name: {:?} is used twice", d.name));
+            }
+        }
         p
     }
 }

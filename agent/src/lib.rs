@@ -4,6 +4,7 @@
 pub mod collectors;
 pub mod command;
 pub mod config;
+pub mod databases;
 pub mod inventory;
 pub mod push;
 pub mod report;

@@ -130,6 +130,18 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 // One disk pass, now: `once` does not wait for the worker's interval.
                 reporter.smart_state().publish(caretaker_agent::smart::scan(&cfg.smart));
             }
+            if cfg.collectors.iter().any(|c| c == "databases") && !cfg.databases.is_empty() {
+                // One poll of every database, side by side, before the report.
+                let state = reporter.db_state();
+                runtime()?.block_on(async {
+                    let mut polls = tokio::task::JoinSet::new();
+                    for t in cfg.databases.clone() {
+                        let state = state.clone();
+                        polls.spawn(async move { caretaker_agent::databases::poll_and_publish(&t, &state).await });
+                    }
+                    polls.join_all().await;
+                });
+            }
             // A short baseline so CPU usage means something.
             std::thread::sleep(Duration::from_millis(250));
             let agent_id = Credential::load(&cfg.state_dir)

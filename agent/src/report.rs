@@ -49,6 +49,7 @@ impl Reporter {
             timedatectl: cfg.timedatectl_path.clone(),
             command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs),
             smart: Default::default(),
+            databases: Default::default(),
             etc_root: cfg.etc_root.clone(),
         };
         Self {
@@ -66,6 +67,11 @@ impl Reporter {
     /// Whether the `smart` collector is configured.
     pub fn smart_enabled(&self) -> bool {
         self.collectors.iter().any(|c| c.name() == "smart")
+    }
+
+    /// Where the database pollers publish their readings.
+    pub fn db_state(&self) -> std::sync::Arc<crate::databases::DbState> {
+        self.roots.databases.clone()
     }
 
     /// Where the smartctl worker publishes its scans.

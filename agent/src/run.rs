@@ -122,6 +122,9 @@ async fn collect_loop(
     } else {
         None
     };
+    if cfg.collectors.iter().any(|c| c == "databases") {
+        crate::databases::spawn_pollers(&cfg.databases, reporter.db_state());
+    }
     let reporter = Arc::new(Mutex::new(reporter));
     // CPU usage is a difference: give the first report a short baseline.
     tokio::time::sleep(Duration::from_millis(250)).await;

@@ -714,6 +714,210 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "1 when a newer kernel than the running one is installed under /boot."
     ),
+    // --- databases, sent by the agent (every kind) ------------------------------
+    m!(
+        "caretaker_db_up",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "1 when the agent's last poll of the database succeeded, 0 when it failed (see caretaker_db_error)."
+    ),
+    m!(
+        "caretaker_db_error",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "class"],
+        "While the database is down: 1 for the class of the last error (refused, auth_failed, timeout, unreachable, query, protocol, config), 0 for the others."
+    ),
+    m!(
+        "caretaker_db_poll_duration_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "Time the agent's last poll of the database took."
+    ),
+    m!(
+        "caretaker_db_last_poll_timestamp_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "When the agent last polled the database."
+    ),
+    m!(
+        "caretaker_db_info",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "version"],
+        "The server's version as a label; the value is always 1."
+    ),
+    m!(
+        "caretaker_db_uptime_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "Time since the database server started."
+    ),
+    m!(
+        "caretaker_db_connections",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Client connections open now (PostgreSQL backends, MariaDB threads connected, Redis clients)."
+    ),
+    m!(
+        "caretaker_db_max_connections",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "The server's connection limit (max_connections, maxclients)."
+    ),
+    // --- PostgreSQL, sent by the agent ----------------------------------------------
+    m!(
+        "caretaker_pg_database_size_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["db", "kind", "database"],
+        "Disk space a database takes (pg_database_size)."
+    ),
+    m!(
+        "caretaker_pg_commits",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind", "database"],
+        "Transactions committed in a database (pg_stat_database.xact_commit)."
+    ),
+    m!(
+        "caretaker_pg_rollbacks",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind", "database"],
+        "Transactions rolled back in a database (pg_stat_database.xact_rollback)."
+    ),
+    m!(
+        "caretaker_pg_deadlocks",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind", "database"],
+        "Deadlocks detected in a database (pg_stat_database.deadlocks)."
+    ),
+    m!(
+        "caretaker_pg_cache_hit_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["db", "kind", "database"],
+        "Share of block reads of a database served from shared buffers since its statistics were reset: blks_hit / (blks_hit + blks_read)."
+    ),
+    m!(
+        "caretaker_pg_database_frozen_xid_age",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "database"],
+        "Transactions since a database was last frozen (age(datfrozenxid)); at about 2 billion the server stops accepting writes to avoid wraparound."
+    ),
+    m!(
+        "caretaker_pg_frozen_xid_age",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "The highest age(datfrozenxid) over all databases, templates included: the distance to transaction ID wraparound."
+    ),
+    m!(
+        "caretaker_pg_oldest_transaction_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "Age of the oldest open transaction of a client session (0 when none); long ones block vacuum and hold locks."
+    ),
+    m!(
+        "caretaker_pg_oldest_idle_in_transaction_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "How long the longest 'idle in transaction' session has been idle (0 when none): an application that forgot to commit."
+    ),
+    m!(
+        "caretaker_pg_replication_role",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "role"],
+        "1 for the server's current role (primary, standby), 0 for the other."
+    ),
+    m!(
+        "caretaker_pg_replicas",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "On a primary: WAL senders connected (pg_stat_replication rows), standbys and base backups."
+    ),
+    m!(
+        "caretaker_pg_replica_state",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "replica", "state"],
+        "On a primary, per connected replica: 1 for its WAL sender state (startup, catchup, streaming, backup, stopping), 0 for the others."
+    ),
+    m!(
+        "caretaker_pg_replica_replay_lag_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind", "replica"],
+        "On a primary, per connected replica: time between a commit and its replay on the replica (replay_lag; 0 when streaming and caught up)."
+    ),
+    m!(
+        "caretaker_pg_replica_lag_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["db", "kind", "replica"],
+        "On a primary, per connected replica: WAL written but not yet replayed there."
+    ),
+    m!(
+        "caretaker_pg_standby_replay_lag_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "On a standby: time since the last replayed transaction was committed on the primary (grows while the primary is idle)."
+    ),
+    m!(
+        "caretaker_pg_wal_archive_failures",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Failed attempts to archive a WAL file (pg_stat_archiver.failed_count)."
+    ),
+    m!(
+        "caretaker_pg_checkpoints",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind", "reason"],
+        "Checkpoints by reason: timed (checkpoint_timeout) or requested (WAL volume, manual); many requested ones mean max_wal_size is too small."
+    ),
+    // --- MariaDB/MySQL, sent by the agent ------------------------------------------
+    // --- Redis, sent by the agent --------------------------------------------------
     // --- the agent about itself ----------------------------------------------------
     m!(
         "caretaker_agent_info",

@@ -11,6 +11,7 @@ use caretaker_shared::wire::{Event, Sample, Severity};
 
 pub mod command;
 pub mod cpu;
+pub mod databases;
 pub mod diskio;
 pub mod edac;
 pub mod filesystem;
@@ -33,6 +34,8 @@ pub struct Roots {
     pub proc_root: PathBuf,
     /// The latest disk-health scan, filled by the smartctl worker.
     pub smart: std::sync::Arc<crate::smart::SmartState>,
+    /// The latest poll of each database, filled by the database pollers.
+    pub databases: std::sync::Arc<crate::databases::DbState>,
     pub sys_root: PathBuf,
     /// `/run`, for the flag files daemons and package managers leave there.
     pub run_root: PathBuf,
@@ -60,6 +63,7 @@ impl Default for Roots {
             timedatectl: "timedatectl".into(),
             command_timeout: Duration::from_secs(5),
             smart: Default::default(),
+            databases: Default::default(),
             etc_root: "/etc".into(),
         }
     }
@@ -196,6 +200,7 @@ pub const ALL: &[&str] = &[
     "timesync",
     "reboot",
     "smart",
+    "databases",
 ];
 
 /// The one list of collectors. Unknown names are rejected by config validation.
@@ -219,6 +224,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "timesync" => Box::new(timesync::TimeSync::new(roots)),
                 "reboot" => Box::new(reboot::Reboot::new(roots)),
                 "smart" => Box::new(smart::Smart::new(roots.smart.clone())),
+                "databases" => Box::new(databases::Databases::new(roots.databases.clone())),
                 _ => return None,
             })
         })
