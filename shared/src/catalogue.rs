@@ -917,6 +917,102 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Checkpoints by reason: timed (checkpoint_timeout) or requested (WAL volume, manual); many requested ones mean max_wal_size is too small."
     ),
     // --- MariaDB/MySQL, sent by the agent ------------------------------------------
+    m!(
+        "caretaker_mysql_threads_running",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Threads executing a statement now (Threads_running)."
+    ),
+    m!(
+        "caretaker_mysql_aborted_connects",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Failed attempts to connect to the server: bad password, no privilege, broken handshake (Aborted_connects)."
+    ),
+    m!(
+        "caretaker_mysql_slow_queries",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Queries that took longer than long_query_time (Slow_queries)."
+    ),
+    m!(
+        "caretaker_mysql_innodb_buffer_pool_hit_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["db", "kind"],
+        "Share of InnoDB logical reads served from the buffer pool since the server started: 1 - Innodb_buffer_pool_reads / Innodb_buffer_pool_read_requests."
+    ),
+    m!(
+        "caretaker_mysql_innodb_deadlocks",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "InnoDB deadlocks (MariaDB Innodb_deadlocks; MySQL INNODB_METRICS lock_deadlocks)."
+    ),
+    m!(
+        "caretaker_mysql_innodb_oldest_transaction_age_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "Age of the oldest open InnoDB transaction (information_schema.INNODB_TRX); 0 when none is open. Needs the PROCESS privilege."
+    ),
+    m!(
+        "caretaker_mysql_replica",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "1 when the server is configured as a replica (SHOW REPLICA STATUS returns a row), 0 when not. Needs REPLICATION CLIENT (MariaDB: SLAVE MONITOR)."
+    ),
+    m!(
+        "caretaker_mysql_replica_io_running",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "channel"],
+        "1 when the replica's I/O thread (receiving from the source) is running, 0 when stopped or still connecting. channel: the replication channel, empty for the default one."
+    ),
+    m!(
+        "caretaker_mysql_replica_sql_running",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "channel"],
+        "1 when the replica's SQL thread (applying events) is running."
+    ),
+    m!(
+        "caretaker_mysql_replica_lag_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind", "channel"],
+        "How far the replica is behind its source (Seconds_Behind_Master/Source); absent while a replication thread is stopped."
+    ),
+    m!(
+        "caretaker_mysql_replica_last_io_error_number",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "channel"],
+        "Error number of the I/O thread's last error (Last_IO_Errno), 0 for none."
+    ),
+    m!(
+        "caretaker_mysql_replica_last_sql_error_number",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "channel"],
+        "Error number of the SQL thread's last error (Last_SQL_Errno), 0 for none."
+    ),
     // --- Redis, sent by the agent --------------------------------------------------
     // --- the agent about itself ----------------------------------------------------
     m!(
