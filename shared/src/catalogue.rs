@@ -1014,6 +1014,142 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Error number of the SQL thread's last error (Last_SQL_Errno), 0 for none."
     ),
     // --- Redis, sent by the agent --------------------------------------------------
+    m!(
+        "caretaker_redis_memory_used_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["db", "kind"],
+        "Memory Redis has allocated for data and overhead (used_memory)."
+    ),
+    m!(
+        "caretaker_redis_memory_max_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["db", "kind"],
+        "The maxmemory limit; 0 means no limit is set (Redis then grows until the host runs out)."
+    ),
+    m!(
+        "caretaker_redis_evicted_keys",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Keys removed to stay under maxmemory (evicted_keys)."
+    ),
+    m!(
+        "caretaker_redis_rejected_connections",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Connections refused because maxclients was reached (rejected_connections)."
+    ),
+    m!(
+        "caretaker_redis_blocked_clients",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Clients waiting in a blocking call (BLPOP, XREAD BLOCK, WAIT...)."
+    ),
+    m!(
+        "caretaker_redis_rdb_last_save_ok",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "1 when the last RDB snapshot (BGSAVE) succeeded, 0 when it failed (rdb_last_bgsave_status)."
+    ),
+    m!(
+        "caretaker_redis_rdb_last_save_age_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "Time since the last successful RDB snapshot, or since the server started when it never saved (rdb_last_save_time)."
+    ),
+    m!(
+        "caretaker_redis_rdb_changes_since_last_save",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Writes not yet in an RDB snapshot (rdb_changes_since_last_save)."
+    ),
+    m!(
+        "caretaker_redis_aof_enabled",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "1 when the append-only file is on."
+    ),
+    m!(
+        "caretaker_redis_aof_last_write_ok",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "1 when the last write to the append-only file succeeded (aof_last_write_status)."
+    ),
+    m!(
+        "caretaker_redis_aof_last_rewrite_ok",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "1 when the last append-only file rewrite succeeded (aof_last_bgrewrite_status)."
+    ),
+    m!(
+        "caretaker_redis_replication_role",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind", "role"],
+        "1 for the server's replication role (primary or replica; Redis says master or slave), 0 for the other."
+    ),
+    m!(
+        "caretaker_redis_connected_replicas",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Replicas connected to this server (connected_slaves)."
+    ),
+    m!(
+        "caretaker_redis_primary_link_up",
+        Gauge,
+        None,
+        Agent,
+        ["db", "kind"],
+        "On a replica: 1 when its link to the primary is up (master_link_status), else 0. Absent on a primary."
+    ),
+    m!(
+        "caretaker_redis_primary_last_io_age_seconds",
+        Gauge,
+        Seconds,
+        Agent,
+        ["db", "kind"],
+        "On a replica with its link up: time since it last heard from the primary (master_last_io_seconds_ago)."
+    ),
+    m!(
+        "caretaker_redis_keyspace_hits",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Key lookups that found the key (keyspace_hits)."
+    ),
+    m!(
+        "caretaker_redis_keyspace_misses",
+        Counter,
+        None,
+        Agent,
+        ["db", "kind"],
+        "Key lookups that did not find the key (keyspace_misses)."
+    ),
     // --- the agent about itself ----------------------------------------------------
     m!(
         "caretaker_agent_info",
