@@ -25,6 +25,8 @@ pub struct Reporter {
     labels: BTreeMap<String, String>,
     interval_secs: u32,
     probes: Probes,
+    /// The configured databases, whose versions the inventory lists.
+    db_targets: Vec<crate::databases::DbTarget>,
     /// Content hash of the inventory last sent, and when.
     last_inventory: Option<(String, i64)>,
     inventory_checked_at: Option<i64>,
@@ -59,6 +61,7 @@ impl Reporter {
             labels: cfg.labels.clone(),
             interval_secs: cfg.interval_secs,
             probes: Probes::new(&cfg.inventory),
+            db_targets: cfg.databases.clone(),
             last_inventory: None,
             inventory_checked_at: None,
         }
@@ -87,6 +90,12 @@ impl Reporter {
         }
         self.inventory_checked_at = Some(now);
         let mut inv = inventory::build(&self.roots, &mut self.probes);
+        // The databases the agent polls know their own versions.
+        if !self.db_targets.is_empty() {
+            let polled = crate::databases::inventory_entries(&self.db_targets, &self.roots.databases);
+            crate::databases::merge_inventory(&mut inv.databases, polled);
+            inv.content_hash = inventory::content_hash(&inv);
+        }
         // smartctl knows serials sysfs hides (SATA) and disks behind controllers.
         if let Some(scan) = self.roots.smart.latest() {
             let ids: Vec<_> = scan.disks.iter().filter_map(crate::smart::identity).collect();

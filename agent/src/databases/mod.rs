@@ -298,6 +298,53 @@ impl DbState {
     }
 }
 
+/// What the configured databases told about themselves, for the inventory:
+/// kind, the version the server reports, and the port it was reached on.
+pub fn inventory_entries(targets: &[DbTarget], state: &DbState) -> Vec<caretaker_shared::wire::DatabaseServer> {
+    let readings = state.snapshot();
+    targets
+        .iter()
+        .filter_map(|t| {
+            let samples = readings.get(&t.name)?.result.as_ref().ok()?;
+            let version = samples
+                .iter()
+                .find(|s| s.metric == "caretaker_db_info")
+                .and_then(|s| s.labels.get("version"))?;
+            Some(caretaker_shared::wire::DatabaseServer {
+                kind: t.kind.as_str().to_string(),
+                version: version.clone(),
+                port: t.host_port().map(|(_, p)| p),
+            })
+        })
+        .collect()
+}
+
+/// Adds servers the agent polls to the inventory's list, and their version
+/// where the process probe found none. A server found both ways (same kind and
+/// port) is listed once.
+pub fn merge_inventory(
+    found: &mut Vec<caretaker_shared::wire::DatabaseServer>,
+    polled: Vec<caretaker_shared::wire::DatabaseServer>,
+) {
+    for p in polled {
+        match found
+            .iter_mut()
+            .find(|f| f.kind == p.kind && (f.port == p.port || f.port.is_none()))
+        {
+            Some(f) => {
+                if f.version.is_empty() {
+                    f.version = p.version;
+                }
+                if f.port.is_none() {
+                    f.port = p.port;
+                }
+            }
+            None => found.push(p),
+        }
+    }
+    found.sort_by(|a, b| a.kind.cmp(&b.kind).then(a.port.cmp(&b.port)));
+}
+
 /// Polls `t` once and records the result.
 pub async fn poll_and_publish(t: &DbTarget, state: &DbState) {
     let started = Instant::now();
@@ -338,6 +385,55 @@ pub fn spawn_pollers(targets: &[DbTarget], state: Arc<DbState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polled_servers_join_the_inventory_once() {
+        use caretaker_shared::wire::{DatabaseServer, Sample};
+        let state = DbState::default();
+        let info = Sample {
+            metric: "caretaker_db_info".into(),
+            labels: [("db", "pg"), ("kind", "postgresql"), ("version", "15.19")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: 1.0,
+        };
+        for (name, kind) in [("pg", DbKind::Postgresql), ("cache", DbKind::Redis)] {
+            state.publish(
+                name,
+                Reading {
+                    kind,
+                    at_ms: 1,
+                    duration: Duration::ZERO,
+                    result: if name == "pg" {
+                        Ok(vec![info.clone()])
+                    } else {
+                        Err(("refused", "x".into()))
+                    },
+                },
+            );
+        }
+        let targets = [
+            DbTarget::new("pg", DbKind::Postgresql, "127.0.0.1:5432"),
+            DbTarget::new("cache", DbKind::Redis, "127.0.0.1:6379"),
+        ];
+        let polled = inventory_entries(&targets, &state);
+        let mut found = vec![DatabaseServer {
+            kind: "postgresql".into(),
+            version: String::new(),
+            port: Some(5432),
+        }];
+        merge_inventory(&mut found, polled);
+        assert_eq!(
+            found,
+            vec![DatabaseServer {
+                kind: "postgresql".into(),
+                version: "15.19".into(),
+                port: Some(5432),
+            }],
+            "a down server adds nothing; a found one gets its version"
+        );
+    }
 
     #[test]
     fn secrets_do_not_print() {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod databases;
 mod disk_health;
 mod end_to_end;
 mod ingest;
