@@ -350,4 +350,30 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn database_targets_are_checked_and_their_secrets_hidden() {
+        let base = "collector_url = \"https://x\"\nca_file = \"/c\"\n";
+        let e = parse(&format!(
+            "{base}[[databases]]\nname = \"pg\"\nkind = \"postgresql\"\naddress = \"db1\"\npassword = \"hunter2\"\npassword_file = \"/p\"\n[[databases]]\nname = \"pg\"\nkind = \"redis\"\naddress = \"127.0.0.1:6379\"\nconnect_timeout_ms = 0\n"
+        ))
+        .err()
+        .unwrap_or_default();
+        assert_eq!(
+            e,
+            "agent.toml: 4 problem(s):\n  databases[0].address: \"db1\" is neither HOST:PORT nor a socket path\n  databases[0]: set password or password_file, not both\n  databases[1].connect_timeout_ms: 0 is outside 1..=600000\n  databases[1].name: \"pg\" is used twice"
+        );
+        assert!(!e.contains("hunter2"));
+        let e = parse(&format!(
+            "{base}[[databases]]\nname = \"x\"\nkind = \"oracle\"\naddress = \"127.0.0.1:1521\"\n"
+        ))
+        .err()
+        .unwrap_or_default();
+        assert!(e.contains("line 5") && e.contains("unknown variant `oracle`"), "{e}");
+        let c = parse(&format!(
+            "{base}[[databases]]\nname = \"pg\"\nkind = \"postgresql\"\naddress = \"127.0.0.1:5432\"\npassword = \"hunter2\"\n"
+        ));
+        let shown = format!("{:?}", c.map(|c| c.databases));
+        assert!(shown.contains("***") && !shown.contains("hunter2"), "{shown}");
+    }
 }
