@@ -703,6 +703,16 @@ fn find_databases(proc_root: &Path, probes: &mut Probes) -> Vec<DatabaseServer> 
         if s.port.is_none() && has_listener {
             continue;
         }
+        // A process whose binary cannot be read (a backend that exited while
+        // we looked) belongs to a server already seen, not to a new one:
+        // counting it made servers appear and vanish between two inventories.
+        if exe.as_os_str().is_empty()
+            && servers
+                .iter()
+                .any(|(o, e)| o.kind == s.kind && !e.as_os_str().is_empty())
+        {
+            continue;
+        }
         if seen.insert((s.kind.clone(), exe.clone(), s.port)) {
             out.push(s.clone());
         }
@@ -1021,5 +1031,36 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(r.ok().as_deref(), Some("mysh\n"));
+    }
+
+    #[test]
+    fn a_vanishing_backend_is_not_a_second_server() {
+        // Regression: a PostgreSQL backend that exited between reading its
+        // `comm` and its `exe` was listed as a server of its own, so the
+        // asset archive saw a server "removed" in the next inventory.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let proc_root = dir.path();
+        for (pid, exe) in [("100", Some("/usr/lib/postgresql/15/bin/postgres")), ("101", None)] {
+            let p = proc_root.join(pid);
+            std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(p.join("comm"), "postgres\n").unwrap_or_else(|e| panic!("{e}"));
+            if let Some(exe) = exe {
+                std::os::unix::fs::symlink(exe, p.join("exe")).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        let mut probes = Probes::new(&InventoryConfig {
+            probe_versions: false,
+            dmidecode: false,
+            command_timeout_ms: 100,
+        });
+        let found = find_databases(proc_root, &mut probes);
+        assert_eq!(
+            found,
+            vec![DatabaseServer {
+                kind: "postgresql".into(),
+                version: String::new(),
+                port: None,
+            }]
+        );
     }
 }

@@ -7,12 +7,9 @@
 //! `CARETAKER_TEST_MARIADB` and `CARETAKER_TEST_REDIS` (`.ci/run` sets them);
 //! without them the test says so and does nothing.
 
-use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::util::{Agent, Collector, bin, eventually, wait_for_host};
+use crate::util::{Agent, Collector, eventually, once_print, wait_for_host};
 
 struct Servers {
     postgres: String,
@@ -165,27 +162,17 @@ async fn live_and_dead_databases_in_metrics_while_reports_keep_coming() {
 fn a_down_database_is_an_event_and_the_rest_of_the_report_arrives() {
     let Some(s) = servers() else { return };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = dir.path().join("once.toml");
     let (silent, _h) = silent_server();
-    std::fs::write(
-        &cfg,
-        format!(
-            "collector_url = \"https://localhost\"\nca_file = \"/dev/null\"\nstate_dir = \"{}\"\ncollectors = [\"memory\", \"databases\"]\n{}",
-            dir.path().join("state").display(),
+    let started = std::time::Instant::now();
+    let report = once_print(
+        dir.path(),
+        &format!(
+            "collectors = [\"memory\", \"databases\"]\n{}",
             targets(&s, closed_port(), silent)
         ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let started = std::time::Instant::now();
-    let out = Command::new(bin("caretaker-agent"))
-        .args(["once", "--print", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    );
     // Polls run side by side: the silent server costs its timeout once, not per database.
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
     let events = report["events"].as_array().cloned().unwrap_or_default();
     let down: Vec<(String, String)> = events
         .iter()

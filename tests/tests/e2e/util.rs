@@ -304,3 +304,24 @@ pub async fn wait_for_host(collector: &Collector, agent: &Agent) -> String {
     .await;
     id
 }
+
+/// Runs `caretaker-agent once --print` with a config made of `body` (after the
+/// needed collector URL, CA and a state dir under `dir`) and returns the report.
+pub fn once_print(dir: &Path, body: &str) -> Value {
+    let cfg = dir.join("once.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "collector_url = \"https://localhost\"\nca_file = \"/dev/null\"\nstate_dir = \"{}\"\n{body}",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(bin("caretaker-agent"))
+        .args(["once", "--print", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
