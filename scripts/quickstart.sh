@@ -13,7 +13,8 @@ BIN=$PWD/target/release
 mkdir -p "$HOME_DIR"
 [ -f "$DATA/ca.key" ] || "$BIN/caretaker-collector" init --data-dir "$DATA" >"$HOME_DIR/init.txt"
 
-cat >"$HOME_DIR/agent.toml" <<TOML
+# Written once: edits (labels, [[databases]], [smart]) survive the next start.
+[ -f "$HOME_DIR/agent.toml" ] || cat >"$HOME_DIR/agent.toml" <<TOML
 collector_url = "https://$LISTEN"
 ca_file = "$DATA/ca.pem"
 state_dir = "$HOME_DIR/agent"
@@ -42,6 +43,9 @@ cat <<TXT
 Caretaker is running: collector on https://$LISTEN, agent reporting every 15 s.
   metrics:   curl --cacert $DATA/ca.pem https://$LISTEN/metrics
   hosts API: curl --cacert $DATA/ca.pem -H "Authorization: Bearer $TOKEN" https://$LISTEN/api/v1/hosts
+  assets:    curl --cacert $DATA/ca.pem -H "Authorization: Bearer $TOKEN" https://$LISTEN/api/v1/assets
+  disks:     curl --cacert $DATA/ca.pem -H "Authorization: Bearer $TOKEN" https://$LISTEN/api/v1/disks
+             (disk health needs smartmontools >= 7; run as root to read the disks)
   logs:      $HOME_DIR/collector.log, $HOME_DIR/agent.log
   enroll another agent: caretaker-agent enroll --collector https://$LISTEN --token $(cat "$DATA/enrollment-token") --ca $DATA/ca.pem
 Ctrl-C stops both.
