@@ -432,6 +432,26 @@ mod tests {
     }
 
     #[test]
+    fn a_hung_smartctl_is_killed_and_the_disk_is_unreadable() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let script = dir.path().join("smartctl");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap_or_else(|e| panic!("{e}"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = SmartConfig {
+            smartctl_path: script,
+            timeout_secs: 1,
+            ..SmartConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let d = read_device(&cfg, &dev("/dev/sdz", "sat"));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(d.state, ReadState::Unreadable);
+        assert!(d.message.contains("did not finish within 1 s"), "{}", d.message);
+        assert_eq!(d.verdict.level, caretaker_shared::disk_health::Level::Unknown);
+    }
+
+    #[test]
     fn a_scan_is_sent_once() {
         let s = SmartState::default();
         assert!(s.take_unsent().is_none());
