@@ -62,7 +62,8 @@ pub struct Config {
     /// The `timedatectl` program used to read the clock's synchronisation; a bare name is looked up in `PATH`.
     #[serde(default = "default_timedatectl_path")]
     pub timedatectl_path: PathBuf,
-    /// Seconds an external command (`systemctl`, `timedatectl`) may run before it is killed.
+    /// Seconds an external command (`systemctl`, `timedatectl`, the inventory's
+    /// `--version` and `dmidecode` probes) may run before it is killed.
     #[serde(default = "default_command_timeout_secs")]
     pub command_timeout_secs: u64,
     /// Root of `/etc`, read for the inventory (`os-release`, `machine-id`).
@@ -82,9 +83,6 @@ pub struct InventoryConfig {
     /// Run `dmidecode -t 17` (when installed) for the memory modules.
     #[serde(default = "default_true")]
     pub dmidecode: bool,
-    /// Time allowed for one such command before it is killed.
-    #[serde(default = "default_command_timeout_ms")]
-    pub command_timeout_ms: u64,
 }
 
 impl Default for InventoryConfig {
@@ -92,7 +90,6 @@ impl Default for InventoryConfig {
         Self {
             probe_versions: default_true(),
             dmidecode: default_true(),
-            command_timeout_ms: default_command_timeout_ms(),
         }
     }
 }
@@ -192,9 +189,6 @@ fn default_etc_root() -> PathBuf {
 fn default_true() -> bool {
     true
 }
-fn default_command_timeout_ms() -> u64 {
-    2_000
-}
 
 use caretaker_shared::config::Checked;
 pub use caretaker_shared::config::ConfigError;
@@ -264,12 +258,6 @@ impl Checked for Config {
         if self.spool.max_bytes < 64 * 1024 {
             p.push("spool.max_bytes: must be at least 65536".into());
         }
-        if !(1..=60_000).contains(&self.inventory.command_timeout_ms) {
-            p.push(format!(
-                "inventory.command_timeout_ms: {} is outside 1..=60000",
-                self.inventory.command_timeout_ms
-            ));
-        }
         if self.push.timeout_secs == 0 {
             p.push("push.timeout_secs: must be at least 1".into());
         }
@@ -305,7 +293,7 @@ mod tests {
         assert_eq!(c.sys_root, PathBuf::from("/sys"));
         assert_eq!(c.etc_root, PathBuf::from("/etc"));
         assert!(c.inventory.probe_versions && c.inventory.dmidecode);
-        assert_eq!(c.inventory.command_timeout_ms, 2_000);
+        assert_eq!(c.command_timeout_secs, 5);
     }
 
     #[test]
@@ -316,10 +304,10 @@ mod tests {
         let c = c.map_err(|e| panic!("{e}")).unwrap_or_else(|_| unreachable!());
         assert_eq!(c.sys_root, PathBuf::from("/t/sys"));
         assert!(!c.inventory.probe_versions);
-        let e = parse("collector_url = \"https://x\"\nca_file = \"/c\"\n[inventory]\ncommand_timeout_ms = 0\n")
+        let e = parse("collector_url = \"https://x\"\nca_file = \"/c\"\ncommand_timeout_secs = 0\n")
             .err()
             .unwrap_or_default();
-        assert!(e.contains("inventory.command_timeout_ms: 0 is outside"), "{e}");
+        assert!(e.contains("command_timeout_secs: 0 is outside"), "{e}");
         let e = parse("collector_url = \"https://x\"\nca_file = \"/c\"\n[inventory]\nversions = false\n")
             .err()
             .unwrap_or_default();

@@ -37,21 +37,24 @@ pub enum CommandError {
 #[derive(Debug)]
 pub struct Probes {
     cfg: InventoryConfig,
+    timeout: Duration,
     versions: HashMap<(PathBuf, Option<SystemTime>), String>,
     dmidecode: Option<Vec<MemoryModule>>,
 }
 
 impl Probes {
-    pub fn new(cfg: &InventoryConfig) -> Self {
+    /// `timeout` bounds each probe command (the agent's `command_timeout_secs`).
+    pub fn new(cfg: &InventoryConfig, timeout: Duration) -> Self {
         Self {
             cfg: cfg.clone(),
+            timeout,
             versions: HashMap::new(),
             dmidecode: None,
         }
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.command_timeout_ms)
+        self.timeout
     }
 }
 
@@ -1048,11 +1051,13 @@ mod tests {
                 std::os::unix::fs::symlink(exe, p.join("exe")).unwrap_or_else(|e| panic!("{e}"));
             }
         }
-        let mut probes = Probes::new(&InventoryConfig {
-            probe_versions: false,
-            dmidecode: false,
-            command_timeout_ms: 100,
-        });
+        let mut probes = Probes::new(
+            &InventoryConfig {
+                probe_versions: false,
+                dmidecode: false,
+            },
+            Duration::from_millis(100),
+        );
         let found = find_databases(proc_root, &mut probes);
         assert_eq!(
             found,

@@ -60,7 +60,7 @@ impl Reporter {
             host: cfg.host(),
             labels: cfg.labels.clone(),
             interval_secs: cfg.interval_secs,
-            probes: Probes::new(&cfg.inventory),
+            probes: Probes::new(&cfg.inventory, std::time::Duration::from_secs(cfg.command_timeout_secs)),
             db_targets: cfg.databases.clone(),
             last_inventory: None,
             inventory_checked_at: None,

@@ -18,7 +18,6 @@ fn offline() -> InventoryConfig {
     InventoryConfig {
         probe_versions: false,
         dmidecode: false,
-        command_timeout_ms: 2_000,
     }
 }
 
@@ -31,7 +30,7 @@ fn inventory_of_a_captured_server() {
         etc_root: root.join("etc"),
         ..Roots::default()
     };
-    let inv = build(&roots, &mut Probes::new(&offline()));
+    let inv = build(&roots, &mut Probes::new(&offline(), std::time::Duration::from_secs(2)));
 
     assert_eq!(inv.hostname, "db01");
     assert_eq!(inv.os_name, "Debian GNU/Linux 12 (bookworm)");
@@ -147,7 +146,7 @@ fn inventory_of_a_captured_server() {
     );
 
     assert_eq!(inv.content_hash, content_hash(&inv));
-    let again = build(&roots, &mut Probes::new(&offline()));
+    let again = build(&roots, &mut Probes::new(&offline(), std::time::Duration::from_secs(2)));
     assert_eq!(again.content_hash, inv.content_hash, "same tree, same hash");
 }
 
@@ -159,7 +158,7 @@ fn a_missing_tree_gives_an_empty_inventory_not_an_error() {
         etc_root: "/nonexistent/etc".into(),
         ..Roots::default()
     };
-    let inv = build(&roots, &mut Probes::new(&offline()));
+    let inv = build(&roots, &mut Probes::new(&offline(), std::time::Duration::from_secs(2)));
     assert!(inv.disks.is_empty() && inv.nics.is_empty() && inv.databases.is_empty());
     assert_eq!(inv.dmi, Default::default());
     assert_eq!(inv.machine_id, "");
@@ -167,7 +166,10 @@ fn a_missing_tree_gives_an_empty_inventory_not_an_error() {
 
 #[test]
 fn inventory_of_this_machine() {
-    let inv = build(&Roots::default(), &mut Probes::new(&InventoryConfig::default()));
+    let inv = build(
+        &Roots::default(),
+        &mut Probes::new(&InventoryConfig::default(), std::time::Duration::from_secs(5)),
+    );
     assert!(!inv.kernel.is_empty());
     assert!(!inv.os_name.is_empty());
     assert!(inv.memory_bytes > 0);
