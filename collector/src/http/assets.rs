@@ -89,11 +89,12 @@ async fn one(
     let reader = state.reader.clone();
     let agent_id = h.agent_id.clone();
     // SQLite reads block: keep them off the async workers.
-    let (changes, versions) = tokio::task::spawn_blocking(move || {
+    let (changes, versions, disks) = tokio::task::spawn_blocking(move || {
         let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
         Ok::<_, store::StoreError>((
             store::asset_changes(&conn, &agent_id, limit)?,
             store::inventory_versions(&conn, &agent_id)?,
+            crate::disks::list(&conn, Some(&agent_id))?,
         ))
     })
     .await
@@ -107,6 +108,8 @@ async fn one(
         .collect();
     v["change_count"] = v["changes"].take();
     v["changes"] = serde_json::to_value(&changes).unwrap_or_else(|_| json!([]));
+    // The engineer reading the asset sees its disks' health beside their identity.
+    v["disk_health"] = serde_json::to_value(&disks).unwrap_or_else(|_| json!([]));
     Ok(Json(v))
 }
 

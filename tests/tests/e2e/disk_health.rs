@@ -374,4 +374,9 @@ async fn a_replaced_disk_is_one_dated_change_in_the_asset_archive() {
     let disks = disks_of(&collector, &id).await;
     assert_eq!(disks.len(), 1, "{disks:?}");
     assert_eq!(disks[0]["serial"], "WD-NEW0002");
+    // The asset page carries the disks' health too.
+    let health = after_more["disk_health"].as_array().cloned().unwrap_or_default();
+    assert_eq!(health.len(), 1, "{after_more}");
+    assert_eq!(health[0]["serial"], "WD-NEW0002");
+    assert_eq!(health[0]["verdict"], "healthy");
 }
