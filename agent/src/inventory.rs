@@ -106,9 +106,16 @@ pub fn build(roots: &Roots, probes: &mut Probes) -> Inventory {
 /// SHA-256 (hex) of the inventory's JSON with `content_hash` left empty.
 /// serde writes struct fields in declaration order and the lists are sorted by
 /// [`build`], so equal inventories give equal hashes.
+///
+/// A NIC's link state and negotiated speed are left out: they are state, not
+/// configuration, and a flapping link must not make a new asset version.
 pub fn content_hash(inv: &Inventory) -> String {
     let mut copy = inv.clone();
     copy.content_hash.clear();
+    for n in &mut copy.nics {
+        n.operstate.clear();
+        n.speed_mbps = None;
+    }
     let json = serde_json::to_vec(&copy).unwrap_or_default();
     hex::encode(Sha256::digest(&json))
 }
@@ -1067,5 +1074,23 @@ mod tests {
                 port: None,
             }]
         );
+    }
+
+    #[test]
+    fn a_link_going_down_is_not_a_new_configuration() {
+        let mut inv = Inventory::default();
+        inv.nics.push(caretaker_shared::wire::NicInfo {
+            name: "eno1".into(),
+            mac: "b0:26:28:aa:bb:c0".into(),
+            speed_mbps: Some(1000),
+            driver: "tg3".into(),
+            operstate: "up".into(),
+        });
+        let h = content_hash(&inv);
+        inv.nics[0].operstate = "down".into();
+        inv.nics[0].speed_mbps = None;
+        assert_eq!(content_hash(&inv), h);
+        inv.nics[0].mac = "b0:26:28:aa:bb:ff".into();
+        assert_ne!(content_hash(&inv), h, "a new MAC is a new configuration");
     }
 }

@@ -13,6 +13,17 @@ use std::collections::BTreeMap;
 use caretaker_shared::wire::{DatabaseServer, DiskInfo, Inventory, MemoryModule, NicInfo};
 use serde::Serialize;
 
+/// Whether two inventories describe the same configuration. Agents that send
+/// a content hash leave state (a NIC's link) out of it, so the hashes decide;
+/// for older agents, the documents themselves.
+pub fn same_configuration(old: &Inventory, new: &Inventory) -> bool {
+    if !old.content_hash.is_empty() && !new.content_hash.is_empty() {
+        old.content_hash == new.content_hash
+    } else {
+        old == new
+    }
+}
+
 /// One change between two inventory versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
@@ -693,5 +704,20 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(64 << 30), "64 GiB");
         assert_eq!(bytes(480_103_981_056), "447.1 GiB");
+    }
+
+    #[test]
+    fn same_configuration_follows_the_hash_when_both_have_one() {
+        let mut a = server();
+        a.content_hash = "h1".into();
+        let mut b = a.clone();
+        b.nics[0].operstate = "down".into();
+        assert!(same_configuration(&a, &b), "state only: same hash, same configuration");
+        b.content_hash = "h2".into();
+        assert!(!same_configuration(&a, &b));
+        let mut old = server();
+        old.content_hash.clear();
+        assert!(!same_configuration(&old, &b), "no hash: the documents decide");
+        assert!(same_configuration(&old, &old.clone()));
     }
 }

@@ -584,7 +584,11 @@ fn apply(
     // with what changed since the version before it.
     let mut assets = previous;
     if let Some(inv) = &r.inventory {
-        if assets.inventory.as_ref() != Some(inv) {
+        if !assets
+            .inventory
+            .as_ref()
+            .is_some_and(|old| assets::same_configuration(old, inv))
+        {
             let doc = serde_json::to_string(inv).unwrap_or_default();
             conn.prepare_cached("INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![inc.agent_id, r.seq as i64, r.collected_at_ms, doc])?;
