@@ -38,6 +38,14 @@ pub enum StoreError {
     UnknownAgent(String),
     #[error("transaction failed: {0}")]
     Transaction(String),
+    #[error("stored item {id} cannot be read: {reason}")]
+    CorruptItem { id: i64, reason: String },
+    #[error("no item {0}")]
+    NoSuchItem(i64),
+    #[error("{key} already has an active item ({id})")]
+    ActiveItemExists { key: String, id: i64 },
+    #[error(transparent)]
+    Lifecycle(#[from] crate::cases::LifecycleError),
 }
 
 fn migrations() -> Migrations<'static> {
@@ -123,6 +131,8 @@ CREATE TABLE asset_changes (
 CREATE INDEX asset_changes_agent_time ON asset_changes(agent_id, at_ms);
 "#,
         ),
+        // Findings and cases with their append-only log.
+        M::up(crate::cases::store::MIGRATION),
     ])
 }
 

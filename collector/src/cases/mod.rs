@@ -1,0 +1,12 @@
+//! Findings (latent risks) and cases (faults): their lifecycle as a pure state
+//! machine ([`lifecycle`]) and its SQLite persistence ([`store`]), the model
+//! of `shared/CASES.md`. The rule language, the HTTP API and the wiring into
+//! ingest build on these two and live elsewhere.
+
+pub mod lifecycle;
+pub mod store;
+
+pub use lifecycle::{
+    Action, CancelReason, Decision, HoldReason, IdentityKey, Item, ItemKind, LifecycleError, Policy, Severity, Signal,
+    Status,
+};
