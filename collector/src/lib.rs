@@ -9,5 +9,6 @@ pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod pki;
+pub mod rules;
 pub mod serve;
 pub mod store;

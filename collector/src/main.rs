@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use caretaker_collector::config::{Config, ConfigError};
 use caretaker_collector::pki::Paths;
+use caretaker_collector::rules::{self, RulesInvalid};
 use caretaker_collector::serve;
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Detection rules: the built-in pack plus an operator's rule directory.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate the built-in rules plus every *.toml in DIR and exit (0 valid,
+    /// 2 invalid, with every problem as FILE:LINE: rule NAME: reason).
+    Check { dir: PathBuf },
+    /// Print the rules in force: name, kind, outcome, severity, metric.
+    List { dir: Option<PathBuf> },
 }
 
 fn main() -> ExitCode {
@@ -66,7 +81,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caretaker-collector: {e:#}");
-            if e.chain().any(|c| c.is::<ConfigError>()) {
+            if e.chain().any(|c| c.is::<ConfigError>() || c.is::<RulesInvalid>()) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -123,7 +138,46 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             println!("{}: ok", config.display());
             Ok(())
         }
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => {
+            let set = load_rules(Some(&dir))?;
+            let builtin = set.builtin_count();
+            println!(
+                "{} rules ok ({builtin} built-in, {} from {})",
+                set.rules.len(),
+                set.rules.len() - builtin,
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Rules {
+            command: RulesCommand::List { dir },
+        } => {
+            for r in load_rules(dir.as_deref())?.rules {
+                println!(
+                    "{} {} {} {} {}",
+                    r.name,
+                    r.condition.kind(),
+                    r.outcome.as_str(),
+                    r.severity.as_str(),
+                    r.target.name()
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+/// Loads the rules, printing every problem on its own line: an operator fixes
+/// them all in one go, and editors can jump to `FILE:LINE`.
+fn load_rules(dir: Option<&std::path::Path>) -> anyhow::Result<rules::RuleSet> {
+    rules::load(dir).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        RulesInvalid(errors.len()).into()
+    })
 }
 
 fn hostname() -> Option<String> {
