@@ -81,3 +81,25 @@ fn missing_directory_exits_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn list_prints_one_line_per_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("site.toml"), GOOD).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"))
+        .args(["rules", "list"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), caretaker_collector::rules::builtin().len() + 1);
+    assert!(
+        stdout.contains("host_unreachable absence case critical host\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("site_db_down state case critical caretaker_db_up\n"),
+        "{stdout}"
+    );
+}

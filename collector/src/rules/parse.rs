@@ -176,6 +176,8 @@ pub fn parse_file(text: &str, file: &Path) -> Result<Vec<Rule>, Vec<RuleError>> 
     if errors.list.is_empty() {
         Ok(rules)
     } else {
+        // Checks run field group by field group; the operator reads top-down.
+        errors.list.sort_by_key(|e| e.line);
         Err(errors.list)
     }
 }
@@ -199,6 +201,7 @@ fn parse_whole(text: &str, errors: &mut Errors<'_>) -> Result<Vec<Rule>, Vec<Rul
     if errors.list.is_empty() {
         Ok(rules)
     } else {
+        errors.list.sort_by_key(|e| e.line);
         Err(std::mem::take(&mut errors.list))
     }
 }

@@ -323,3 +323,36 @@ fn kind_specific_checks() {
         ["r.toml:5: rule h: after_intervals must be a whole number from 1, not 0"]
     );
 }
+
+#[test]
+fn type_errors_and_unknown_top_level_keys() {
+    assert_eq!(
+        errors("[[rules]]\nname = \"x\"\n"),
+        ["r.toml:1: unknown field `rules`, expected `rule`"]
+    );
+    let text = format!(
+        "{}\n{}",
+        good("a").replace("equals = 0", "equals = \"zero\""),
+        good("b")
+    );
+    assert_eq!(
+        errors(&text),
+        ["r.toml:5: rule a: invalid type: string \"zero\", expected f64"]
+    );
+}
+
+#[test]
+fn problems_come_in_line_order_including_subtables() {
+    let text = threshold("")
+        .replace("op = \">\"", "op = \"==\"")
+        .replace("{host}: {value}", "{host")
+        + "[rule.match]\ncpu = \"0\"\n";
+    assert_eq!(
+        errors(&text),
+        [
+            "r.toml:5: rule t: op must be >, >=, < or <=, not \"==\"",
+            "r.toml:9: rule t: summary: unclosed { in \"{host\"",
+            "r.toml:11: rule t: label \"cpu\" is not a label of caretaker_pg_oldest_transaction_seconds (its labels: db, kind)",
+        ]
+    );
+}
