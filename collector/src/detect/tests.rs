@@ -411,3 +411,155 @@ fn replay_is_deterministic() {
     assert!(one.len() > 100);
     assert_eq!(one, two);
 }
+
+#[test]
+fn other_state_rules() {
+    state_rule(
+        "filesystem_remounted_readonly",
+        "caretaker_filesystem_remounted_readonly",
+        &[("mountpoint", "/data")],
+        1.0,
+        0.0,
+    );
+    state_rule(
+        "disk_warning",
+        "caretaker_disk_health_verdict",
+        &[("disk", "sdc"), ("verdict", "warning")],
+        1.0,
+        0.0,
+    );
+    state_rule("clock_not_synchronised", "caretaker_time_synchronized", &[], 0.0, 1.0);
+    state_rule("reboot_required", "caretaker_reboot_required", &[], 1.0, 0.0);
+}
+
+/// An increase rule opens one item when its counter grows once and stays
+/// quiet on a constant counter that is reset once.
+fn increase_rule(rule: &str, metric: &str, labels: &[(&str, &str)]) {
+    let ev = run(&counter_stream(metric, labels, |i| if i < 100 { 5.0 } else { 9.0 }));
+    assert_eq!(count(&ev, rule, "opened"), 1, "{rule}: {ev:#?}");
+    let quiet = run(&counter_stream(metric, labels, |i| if i < 300 { 50.0 } else { 0.0 }));
+    assert_eq!(any(&quiet, rule), 0, "{rule}: {quiet:#?}");
+}
+
+#[test]
+fn other_increase_rules() {
+    let ata = "caretaker_disk_ata_attribute_raw";
+    increase_rule(
+        "disk_pending_sectors_grew",
+        ata,
+        &[("disk", "sda"), ("attribute", "pending_sectors")],
+    );
+    increase_rule(
+        "disk_crc_errors_grew",
+        ata,
+        &[("disk", "sda"), ("attribute", "udma_crc_errors")],
+    );
+    increase_rule(
+        "nvme_media_errors_grew",
+        "caretaker_disk_nvme_media_errors",
+        &[("disk", "nvme0n1")],
+    );
+    increase_rule(
+        "edac_correctable_errors_grew",
+        "caretaker_edac_correctable_errors",
+        &[("controller", "mc0")],
+    );
+    increase_rule("oom_kills_grew", "caretaker_oom_kills", &[]);
+    increase_rule(
+        "redis_evictions_grew",
+        "caretaker_redis_evicted_keys",
+        &[("db", "cache")],
+    );
+}
+
+#[test]
+fn pg_long_transaction() {
+    let l = [("db", "main")];
+    let m = "caretaker_pg_oldest_transaction_seconds";
+    // A transaction open from minute 10 to minute 100: over an hour from
+    // minute 70, firing from minute 80 (for 10 min).
+    let s = Stream::default()
+        .host("pg1", 60, T0, 180, |i, _| {
+            let age = if (10..100).contains(&i) {
+                (i - 10) as f64 * 60.0
+            } else {
+                5.0
+            };
+            vec![sample(m, &l, age)]
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "pg_long_transaction", "opened"), 1, "{ev:#?}");
+    let o = ev.iter().find(|e| e.rule == "pg_long_transaction").unwrap();
+    assert_eq!(o.at_ms, T0 + 81 * MIN);
+    // Spikes over an hour that never last 10 minutes.
+    let s = Stream::default()
+        .host("pg1", 60, T0, 300, |i, _| {
+            vec![sample(m, &l, if i % 12 < 8 { 100.0 } else { 4000.0 })]
+        })
+        .build();
+    assert_eq!(any(&run(&s), "pg_long_transaction"), 0);
+}
+
+#[test]
+fn disk_temperature_at_trip_point() {
+    let l = [("disk", "sda")];
+    let temps = |t: f64| {
+        vec![
+            sample("caretaker_disk_temperature_celsius", &l, t),
+            sample("caretaker_disk_temperature_trip_celsius", &l, 70.0),
+        ]
+    };
+    let s = Stream::default()
+        .host("nas1", 60, T0, 120, |i, _| {
+            temps(if (30..60).contains(&i) { 72.0 } else { 45.0 })
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "disk_temperature_at_trip_point", "opened"), 1, "{ev:#?}");
+    let s = Stream::default()
+        .host("nas1", 60, T0, 300, |i, _| temps(60.0 + 8.0 * noise(i)))
+        .build();
+    assert_eq!(any(&run(&s), "disk_temperature_at_trip_point"), 0);
+}
+
+#[test]
+fn a_pending_threshold_does_not_complete_across_a_silence() {
+    // 3 % free for 2 minutes, silent for an hour, back at 3 %: the 5 minutes
+    // of `for` count from the return, not from before the silence.
+    let s = Stream::default()
+        .host("web1", 60, T0, 3, |_, _| fs(0.03))
+        .host("web1", 60, T0 + HOUR, 10, |_, _| fs(0.03))
+        .build();
+    let ev = run(&s);
+    let o = ev.iter().find(|e| e.rule == "filesystem_almost_full").unwrap();
+    assert_eq!(o.event, "opened");
+    assert_eq!(o.at_ms, T0 + HOUR + 5 * MIN, "{ev:#?}");
+}
+
+#[test]
+fn engine_emits_clears_for_every_covered_series() {
+    let mut engine = super::Engine::new(rules::load(None).unwrap());
+    let r = report(
+        "h",
+        60,
+        T0,
+        vec![
+            sample("caretaker_db_up", &[("db", "a")], 1.0),
+            sample("caretaker_db_up", &[("db", "b")], 0.0),
+        ],
+    );
+    let signals: Vec<_> = engine
+        .observe(&r, T0)
+        .into_iter()
+        .filter(|s| s.rule == "database_down")
+        .collect();
+    assert_eq!(signals.len(), 2);
+    assert!(!signals[0].firing && signals[0].key.component == "a");
+    assert!(signals[1].firing && signals[1].key.component == "b");
+    assert_eq!(signals[1].evidence["value"], 0.0);
+    assert_eq!(signals[1].evidence["at_ms"], T0);
+    // The engine is pure: a tick long after marks the host unreachable.
+    let t = engine.tick(T0 + 10 * MIN);
+    assert!(t.iter().any(|s| s.rule == "host_unreachable" && s.firing));
+}
