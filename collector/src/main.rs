@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use std::io::Write;
+
+use caretaker_collector::cases::Policy;
 use caretaker_collector::config::{Config, ConfigError};
+use caretaker_collector::detect::{self, ReplayError};
 use caretaker_collector::pki::Paths;
 use caretaker_collector::rules::{self, RulesInvalid};
 use caretaker_collector::serve;
@@ -54,6 +58,15 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Replay a JSON-lines file of reports through the rules and the cases
+    /// lifecycle in virtual time; print every item change as a JSON line.
+    Replay {
+        #[arg(long)]
+        input: PathBuf,
+        /// Operator rule directory, on top of the built-in pack.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Detection rules: the built-in pack plus an operator's rule directory.
     Rules {
         #[command(subcommand)]
@@ -81,7 +94,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caretaker-collector: {e:#}");
-            if e.chain().any(|c| c.is::<ConfigError>() || c.is::<RulesInvalid>()) {
+            let bad_input = e.chain().any(|c| {
+                c.is::<ConfigError>()
+                    || c.is::<RulesInvalid>()
+                    || c.downcast_ref::<ReplayError>().is_some_and(ReplayError::is_bad_input)
+            });
+            if bad_input {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -132,6 +150,18 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?
                 .block_on(serve::serve(cfg))
+        }
+        Command::Replay { input, rules } => {
+            let set = load_rules(rules.as_deref())?;
+            let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
+            let events = detect::replay_lines(std::io::BufReader::new(file), set, &Policy::default())?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for e in events {
+                serde_json::to_writer(&mut out, &e)?;
+                writeln!(out)?;
+            }
+            out.flush()?;
+            Ok(())
         }
         Command::CheckConfig { config } => {
             Config::load(&config)?;

@@ -154,6 +154,15 @@ pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreEr
     Ok(conn)
 }
 
+/// A migrated store in memory, for replays and tests: nothing outlives the
+/// connection, so the same input always starts from the same empty state.
+pub fn open_in_memory() -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_in_memory()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrations().to_latest(&mut conn)?;
+    Ok(conn)
+}
+
 pub fn add_enrollment_token(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR IGNORE INTO enrollment_tokens(token_hash, created_at_ms) VALUES (?1, ?2)",

@@ -1,0 +1,429 @@
+//! The rule evaluator: turns the reports agents send into [`Signal`]s for the
+//! findings and cases lifecycle ([`crate::cases`]).
+//!
+//! The [`Engine`] is pure: it has no clock and does no I/O. Time comes only
+//! from the arguments of [`Engine::observe`] and [`Engine::tick`], so the same
+//! stream of reports always gives the same signals. That is what makes
+//! [`replay`] (and the tests built on it) deterministic, and lets live ingest
+//! drive it with wall-clock time later.
+//!
+//! # What it keeps
+//!
+//! Per host: its customer label, report interval, last report time, whether it
+//! is unreachable, and per *source* (a metric, or `metric/divide_by` for rules
+//! that divide) and label set a bounded history of `(at_ms, value)`. A series
+//! keeps only as far back as the longest window of the rules reading it, and
+//! at most [`MAX_POINTS`] points: when reports come faster than
+//! `window / MAX_POINTS`, the newest point is overwritten instead of appended
+//! (a counter drop is always appended, so resets stay visible). One point is
+//! 16 bytes, so a series costs at most ~8 KiB plus its labels; a host with a
+//! few hundred watched series stays in the low megabytes. Per rule and series
+//! it keeps the evaluation state: since when a threshold holds and whether the
+//! rule is firing (hysteresis).
+//!
+//! # Semantics
+//!
+//! Every evaluation of a rule on a series present in a report emits a signal,
+//! firing or not: the lifecycle is idempotent and needs the clears. A series
+//! missing from a report is not evaluated (its absence is no evidence).
+//! - `threshold`: the value (or `metric / divide_by`, same labels, same
+//!   report) satisfies `op value` continuously for `for` → firing, until the
+//!   value is on the safe side of `clear` (or of `value` without `clear`).
+//! - `increase`: newest − oldest in the window ≥ `min_increase`; a drop (a
+//!   counter reset) restarts the window, so the increase is never negative.
+//! - `forecast`: a least-squares line over the window (≥ 3 points spanning
+//!   ≥ ¼ of the window) moving toward `reaches` and reaching it within
+//!   `within` from now. A value already past `reaches` is left to threshold
+//!   rules: the forecast then says nothing new.
+//! - `state`: value == `equals`.
+//! - `absence` on `host`: [`Engine::tick`] fires when the host's last report is
+//!   older than `after_intervals` × its interval, and clears after it reports.
+//!
+//! # Storm suppression
+//!
+//! While a host is unreachable its one `host_unreachable` case stands for
+//! everything else on it: `tick` emits nothing but the absence signal for it,
+//! and when it comes back, thresholds that were only pending before the
+//! silence start their `for` afresh, so the gap cannot complete a `for` and
+//! open a case for a fault nobody observed.
+
+mod replay;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use caretaker_shared::wire::Report;
+use serde_json::json;
+
+use crate::cases::{IdentityKey, Signal};
+use crate::rules::{Condition, Op, Rule, RuleSet, Target};
+
+pub use replay::{ReplayError, ReplayEvent, replay, replay_lines};
+
+/// Most points kept per series.
+pub const MAX_POINTS: usize = 512;
+
+type Labels = BTreeMap<String, String>;
+
+/// A series within a host: the source name and the labels.
+type SeriesKey = (String, Labels);
+
+#[derive(Debug, Default)]
+struct Series {
+    points: VecDeque<(i64, f64)>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct EvalState {
+    /// Since when the threshold condition has held (not yet firing).
+    since_ms: Option<i64>,
+    firing: bool,
+}
+
+/// What the engine remembers about one host.
+#[derive(Debug, Default)]
+pub struct HostState {
+    customer: String,
+    interval_ms: i64,
+    last_report_ms: i64,
+    unreachable: bool,
+    series: BTreeMap<SeriesKey, Series>,
+    /// Keyed by rule index and the series labels.
+    eval: BTreeMap<(usize, Labels), EvalState>,
+}
+
+/// The rule evaluator. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    rules: RuleSet,
+    hosts: HashMap<String, HostState>,
+    /// Per source: how far back its history must reach (ms), and whether an
+    /// increase rule reads it (then drops must be kept: they are resets).
+    retention: HashMap<String, (i64, bool)>,
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The series name a rule reads: divided rules read the ratio.
+fn source(rule: &Rule) -> Option<String> {
+    let Target::Metric(m) = rule.target else {
+        return None;
+    };
+    let div = match &rule.condition {
+        Condition::Threshold { divide_by, .. } | Condition::Forecast { divide_by, .. } => divide_by.as_deref(),
+        _ => None,
+    };
+    Some(match div {
+        Some(d) => format!("{m}/{d}"),
+        None => m.to_string(),
+    })
+}
+
+fn window_ms(rule: &Rule) -> i64 {
+    match &rule.condition {
+        Condition::Increase { window, .. } | Condition::Forecast { window, .. } => ms(*window),
+        _ => 0,
+    }
+}
+
+fn compare(op: Op, v: f64, bound: f64) -> bool {
+    match op {
+        Op::Gt => v > bound,
+        Op::Ge => v >= bound,
+        Op::Lt => v < bound,
+        Op::Le => v <= bound,
+    }
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet) -> Engine {
+        let mut retention: HashMap<String, (i64, bool)> = HashMap::new();
+        for r in &rules.rules {
+            if let Some(s) = source(r) {
+                let w = retention.entry(s).or_insert((0, false));
+                w.0 = w.0.max(window_ms(r));
+                w.1 |= matches!(r.condition, Condition::Increase { .. });
+            }
+        }
+        Engine {
+            rules,
+            hosts: HashMap::new(),
+            retention,
+        }
+    }
+
+    /// Takes one report received at `at_ms` and returns the signals of every
+    /// rule on every series it covers.
+    pub fn observe(&mut self, report: &Report, at_ms: i64) -> Vec<Signal> {
+        let mut out = Vec::new();
+        let host = self.hosts.entry(report.host.clone()).or_default();
+        host.customer = report.labels.get("customer").cloned().unwrap_or_default();
+        host.interval_ms = i64::from(report.interval_secs).saturating_mul(1000);
+        host.last_report_ms = at_ms;
+        if host.unreachable {
+            host.unreachable = false;
+            // The gap must not complete a pending `for` (see the module docs).
+            for st in host.eval.values_mut() {
+                if !st.firing {
+                    st.since_ms = None;
+                }
+            }
+        }
+        // Counters travel as their family name; accept `_total` too.
+        let mut current: BTreeMap<(&str, &Labels), f64> = BTreeMap::new();
+        for s in &report.samples {
+            let name = s.metric.strip_suffix("_total").unwrap_or(&s.metric);
+            current.insert((name, &s.labels), s.value);
+        }
+        for (idx, rule) in self.rules.rules.iter().enumerate() {
+            let Some(src) = source(rule) else {
+                // Absence: a report is the host being present.
+                out.push(absence_signal(rule, &report.host, host, false, at_ms));
+                continue;
+            };
+            let Target::Metric(metric) = rule.target else {
+                continue;
+            };
+            let divide_by = match &rule.condition {
+                Condition::Threshold { divide_by, .. } | Condition::Forecast { divide_by, .. } => divide_by.as_deref(),
+                _ => None,
+            };
+            let (retention, keep_drops) = self.retention.get(&src).copied().unwrap_or((0, false));
+            for ((name, labels), value) in &current {
+                if *name != metric || !rule.matches.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    continue;
+                }
+                let value = match divide_by {
+                    None => *value,
+                    Some(d) => match current.get(&(d, *labels)) {
+                        Some(den) if *den != 0.0 => value / den,
+                        _ => continue,
+                    },
+                };
+                let series = host.series.entry((src.clone(), (*labels).clone())).or_default();
+                series.push(at_ms, value, retention, keep_drops);
+                let state = host.eval.entry((idx, (*labels).clone())).or_default();
+                let (firing, detail) = evaluate(rule, series, state, value, at_ms);
+                let component = rule
+                    .component
+                    .as_ref()
+                    .and_then(|c| labels.get(c))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut evidence = json!({
+                    "rule": rule.name,
+                    "metric": src,
+                    "labels": labels,
+                    "value": value,
+                    "at_ms": at_ms,
+                });
+                if let (Some(e), serde_json::Value::Object(d)) = (evidence.as_object_mut(), detail) {
+                    e.extend(d);
+                }
+                out.push(Signal {
+                    key: IdentityKey {
+                        customer: host.customer.clone(),
+                        asset: report.host.clone(),
+                        check: rule.name.clone(),
+                        component,
+                    },
+                    kind: rule.outcome,
+                    severity: rule.severity,
+                    rule: rule.name.clone(),
+                    firing,
+                    at_ms,
+                    evidence,
+                });
+            }
+        }
+        out
+    }
+
+    /// Advances virtual time to `now_ms`: the absence rules, for every host
+    /// (in host-name order, so the output is deterministic).
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Signal> {
+        let mut names: Vec<&String> = self.hosts.keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        let mut now_unreachable = Vec::new();
+        for name in names {
+            let Some(host) = self.hosts.get(name) else {
+                continue;
+            };
+            let mut silent = false;
+            for rule in &self.rules.rules {
+                let Condition::Absence { after_intervals } = rule.condition else {
+                    continue;
+                };
+                let limit = host.interval_ms.saturating_mul(i64::from(after_intervals));
+                let firing = now_ms.saturating_sub(host.last_report_ms) > limit;
+                silent |= firing;
+                out.push(absence_signal(rule, name, host, firing, now_ms));
+            }
+            if silent != host.unreachable {
+                now_unreachable.push((name.clone(), silent));
+            }
+        }
+        for (name, silent) in now_unreachable {
+            if let Some(h) = self.hosts.get_mut(&name) {
+                h.unreachable = silent;
+            }
+        }
+        out
+    }
+}
+
+fn absence_signal(rule: &Rule, name: &str, host: &HostState, firing: bool, at_ms: i64) -> Signal {
+    let after = match rule.condition {
+        Condition::Absence { after_intervals } => after_intervals,
+        _ => 0,
+    };
+    Signal {
+        key: IdentityKey {
+            customer: host.customer.clone(),
+            asset: name.to_string(),
+            check: rule.name.clone(),
+            component: String::new(),
+        },
+        kind: rule.outcome,
+        severity: rule.severity,
+        rule: rule.name.clone(),
+        firing,
+        at_ms,
+        evidence: json!({
+            "rule": rule.name,
+            "metric": rule.target.name(),
+            "labels": {},
+            "last_report_ms": host.last_report_ms,
+            "interval_secs": host.interval_ms / 1000,
+            "after_intervals": after,
+            "at_ms": at_ms,
+        }),
+    }
+}
+
+impl Series {
+    /// Appends a point, keeping at most [`MAX_POINTS`] spread over
+    /// `retention_ms`, and drops what is older than that. With `keep_drops`
+    /// a fall in value is always appended, so a counter reset stays visible.
+    fn push(&mut self, at_ms: i64, value: f64, retention_ms: i64, keep_drops: bool) {
+        let spacing = retention_ms / MAX_POINTS as i64;
+        let n = self.points.len();
+        // Overwrite the newest point when it is too close to the one before,
+        // so the series keeps the newest value without growing.
+        let overwrite = n >= 2
+            && at_ms.saturating_sub(self.points[n - 2].0) < spacing
+            && !(keep_drops && self.points.back().is_some_and(|&(_, last)| value < last));
+        if overwrite {
+            self.points.pop_back();
+        }
+        self.points.push_back((at_ms, value));
+        let oldest = at_ms.saturating_sub(retention_ms);
+        while self.points.len() > 1 && self.points.front().is_some_and(|&(t, _)| t < oldest) {
+            self.points.pop_front();
+        }
+        while self.points.len() > MAX_POINTS {
+            self.points.pop_front();
+        }
+    }
+
+    fn in_window(&self, now_ms: i64, window_ms: i64) -> impl Iterator<Item = &(i64, f64)> {
+        let from = now_ms.saturating_sub(window_ms);
+        self.points.iter().filter(move |(t, _)| *t >= from)
+    }
+}
+
+/// Evaluates one rule on one series after its newest point; returns whether it
+/// fires and the kind-specific evidence.
+fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_ms: i64) -> (bool, serde_json::Value) {
+    match &rule.condition {
+        Condition::Threshold {
+            op,
+            value: bound,
+            clear,
+            for_,
+            ..
+        } => {
+            if state.firing {
+                let clear_bound = clear.unwrap_or(*bound);
+                if !compare(*op, value, clear_bound) {
+                    state.firing = false;
+                    state.since_ms = None;
+                }
+            }
+            if !state.firing {
+                if compare(*op, value, *bound) {
+                    let since = *state.since_ms.get_or_insert(at_ms);
+                    if at_ms.saturating_sub(since) >= ms(*for_) {
+                        state.firing = true;
+                    }
+                } else {
+                    state.since_ms = None;
+                }
+            }
+            (
+                state.firing,
+                json!({"op": op.as_str(), "threshold": bound, "clear": clear, "for_secs": for_.as_secs()}),
+            )
+        }
+        Condition::Increase { window, min_increase } => {
+            let pts: Vec<&(i64, f64)> = series.in_window(at_ms, ms(*window)).collect();
+            // A drop is a counter reset: count only from the newest one.
+            let start = pts.windows(2).rposition(|w| w[1].1 < w[0].1).map_or(0, |i| i + 1);
+            let oldest = pts.get(start).map_or(value, |p| p.1);
+            let increase = (value - oldest).max(0.0);
+            state.firing = increase >= *min_increase;
+            (
+                state.firing,
+                json!({"increase": increase, "from": oldest, "window_secs": window.as_secs()}),
+            )
+        }
+        Condition::Forecast {
+            window,
+            reaches,
+            within,
+            ..
+        } => {
+            let w = ms(*window);
+            let pts: Vec<&(i64, f64)> = series.in_window(at_ms, w).collect();
+            let span = match (pts.first(), pts.last()) {
+                (Some(a), Some(b)) => b.0 - a.0,
+                _ => 0,
+            };
+            let mut eta = None;
+            if pts.len() >= 3 && span.saturating_mul(4) >= w {
+                // Seconds relative to now keep the fit well-conditioned.
+                let xs: Vec<f64> = pts.iter().map(|p| (p.0 - at_ms) as f64 / 1000.0).collect();
+                let n = xs.len() as f64;
+                let mx = xs.iter().sum::<f64>() / n;
+                let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+                let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+                let sxy: f64 = xs.iter().zip(&pts).map(|(x, p)| (x - mx) * (p.1 - my)).sum();
+                if sxx > 0.0 {
+                    let slope = sxy / sxx;
+                    let now_fit = my - slope * mx;
+                    let gap = reaches - now_fit;
+                    if slope != 0.0 && gap.signum() == slope.signum() {
+                        eta = Some((gap / slope, slope, now_fit));
+                    }
+                }
+            }
+            state.firing = eta.is_some_and(|(secs, _, _)| secs <= within.as_secs_f64());
+            let detail = match eta {
+                Some((secs, slope, fit)) => json!({"eta_secs": secs, "slope_per_sec": slope, "fitted_now": fit,
+                    "reaches": reaches, "window_secs": window.as_secs(), "points": pts.len()}),
+                None => json!({"reaches": reaches, "window_secs": window.as_secs(), "points": pts.len()}),
+            };
+            (state.firing, detail)
+        }
+        Condition::State { equals } => {
+            state.firing = value == *equals;
+            (state.firing, json!({"equals": equals}))
+        }
+        Condition::Absence { .. } => (false, serde_json::Value::Null),
+    }
+}

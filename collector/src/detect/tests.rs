@@ -1,0 +1,565 @@
+//! Replays of built streams through the built-in rules: each priority rule
+//! fires exactly once on a faulty stream and never on a healthy but noisy one;
+//! plus flapping, reopening, silence and determinism.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use caretaker_shared::wire::{PROTOCOL_VERSION, Report, Sample};
+
+use super::{ReplayEvent, replay};
+use crate::cases::Policy;
+use crate::rules;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const T0: i64 = 1_800_000_000_000;
+
+/// Builds the reports of one or more hosts over virtual time.
+#[derive(Default)]
+struct Stream {
+    reports: Vec<(i64, Report)>,
+}
+
+fn sample(metric: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+    Sample {
+        metric: metric.to_string(),
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        value,
+    }
+}
+
+impl Stream {
+    /// `steps` reports of `host`, every `interval_secs`, from `start_ms`;
+    /// `samples(i, at_ms)` gives the samples of step `i`.
+    fn host(
+        mut self,
+        host: &str,
+        interval_secs: u32,
+        start_ms: i64,
+        steps: usize,
+        samples: impl Fn(usize, i64) -> Vec<Sample>,
+    ) -> Stream {
+        for i in 0..steps {
+            let at = start_ms + i as i64 * i64::from(interval_secs) * 1000;
+            self.reports.push((at, report(host, interval_secs, at, samples(i, at))));
+        }
+        self
+    }
+
+    /// Reports in time order (stable, so same-time reports keep their order).
+    fn build(mut self) -> Vec<(i64, Report)> {
+        self.reports.sort_by_key(|(t, _)| *t);
+        self.reports
+    }
+}
+
+fn report(host: &str, interval_secs: u32, at: i64, samples: Vec<Sample>) -> Report {
+    Report {
+        version: PROTOCOL_VERSION,
+        agent_id: format!("agent-{host}"),
+        seq: 1,
+        collected_at_ms: at,
+        interval_secs,
+        host: host.to_string(),
+        labels: BTreeMap::from([("customer".to_string(), "acme".to_string())]),
+        samples,
+        events: Vec::new(),
+        inventory: None,
+        disks: None,
+    }
+}
+
+fn run(reports: &[(i64, Report)]) -> Vec<ReplayEvent> {
+    replay(reports, rules::load(None).unwrap(), &Policy::default()).unwrap()
+}
+
+fn count(events: &[ReplayEvent], rule: &str, event: &str) -> usize {
+    events.iter().filter(|e| e.rule == rule && e.event == event).count()
+}
+
+/// Any event at all for `rule`.
+fn any(events: &[ReplayEvent], rule: &str) -> usize {
+    events.iter().filter(|e| e.rule == rule).count()
+}
+
+/// Deterministic noise in [-1, 1].
+fn noise(i: usize) -> f64 {
+    ((i as f64) * 1.7).sin()
+}
+
+fn fs(avail_ratio: f64) -> Vec<Sample> {
+    let l = [("mountpoint", "/var"), ("device", "/dev/sda1")];
+    vec![
+        sample("caretaker_filesystem_avail_bytes", &l, avail_ratio * 1e12),
+        sample("caretaker_filesystem_size_bytes", &l, 1e12),
+    ]
+}
+
+#[test]
+fn filesystem_almost_full_fires_once_with_hysteresis() {
+    // Healthy for an hour, then 3 % free, then wobbling between 4 and 7 %:
+    // under the 8 % clear mark, so the case stays open.
+    let s = Stream::default()
+        .host("web1", 60, T0, 240, |i, _| {
+            fs(match i {
+                0..60 => 0.5,
+                60..90 => 0.03,
+                _ => 0.055 + 0.015 * noise(i),
+            })
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "filesystem_almost_full", "opened"), 1, "{ev:#?}");
+    assert_eq!(any(&ev, "filesystem_almost_full"), 1, "{ev:#?}");
+    let opened = ev.iter().find(|e| e.rule == "filesystem_almost_full").unwrap();
+    assert_eq!(opened.key, "acme/web1/filesystem_almost_full//var");
+    // Not before `for` (5 min) has passed.
+    assert!(opened.at_ms >= T0 + 65 * MIN);
+}
+
+#[test]
+fn filesystem_almost_full_quiet_on_noise_above_threshold() {
+    let s = Stream::default()
+        .host("web1", 60, T0, 600, |i, _| fs(0.12 + 0.06 * noise(i)))
+        .build();
+    assert_eq!(any(&run(&s), "filesystem_almost_full"), 0);
+}
+
+#[test]
+fn filesystem_fills_within_7d_fires_once_on_a_steady_fall() {
+    // 60 % free, falling 8 %/day: empty in ~7.5 days at first, sooner later.
+    let s = Stream::default()
+        .host("db1", 600, T0, 6 * 24 * 2, |i, _| {
+            fs(0.6 - 0.08 * (i as f64) / 144.0 + 0.002 * noise(i))
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "filesystem_fills_within_7d", "opened"), 1, "{ev:#?}");
+    assert_eq!(any(&ev, "filesystem_fills_within_7d"), 1, "{ev:#?}");
+}
+
+#[test]
+fn filesystem_fills_within_7d_quiet_on_flat_noise() {
+    let s = Stream::default()
+        .host("db1", 600, T0, 6 * 24 * 4, |i, _| fs(0.4 + 0.05 * noise(i)))
+        .build();
+    assert_eq!(any(&run(&s), "filesystem_fills_within_7d"), 0);
+}
+
+fn state_stream(
+    metric: &str,
+    labels: &[(&str, &str)],
+    bad: f64,
+    good: f64,
+    fault: std::ops::Range<usize>,
+) -> Vec<(i64, Report)> {
+    Stream::default()
+        .host("app1", 60, T0, 180, |i, _| {
+            vec![sample(metric, labels, if fault.contains(&i) { bad } else { good })]
+        })
+        .build()
+}
+
+/// A state rule opens one item for a 20-minute fault and stays quiet when the
+/// metric only ever shows the healthy value (noise in other label values).
+fn state_rule(rule: &str, metric: &str, labels: &[(&str, &str)], bad: f64, good: f64) {
+    let ev = run(&state_stream(metric, labels, bad, good, 60..80));
+    assert_eq!(count(&ev, rule, "opened"), 1, "{rule}: {ev:#?}");
+    let starts = ev
+        .iter()
+        .filter(|e| e.rule == rule && matches!(e.event, "opened" | "reopened" | "recurrence"))
+        .count();
+    assert_eq!(starts, 1, "{rule}: {ev:#?}");
+    let quiet = run(&state_stream(metric, labels, bad, good, 0..0));
+    assert_eq!(any(&quiet, rule), 0, "{rule}: {quiet:#?}");
+}
+
+#[test]
+fn disk_failing() {
+    state_rule(
+        "disk_failing",
+        "caretaker_disk_health_verdict",
+        &[("disk", "sda"), ("verdict", "failing")],
+        1.0,
+        0.0,
+    );
+    // The "passed" verdict at 1 is healthy noise for disk_failing.
+    let s = state_stream(
+        "caretaker_disk_health_verdict",
+        &[("disk", "sda"), ("verdict", "passed")],
+        1.0,
+        1.0,
+        0..0,
+    );
+    assert_eq!(any(&run(&s), "disk_failing"), 0);
+}
+
+#[test]
+fn md_array_degraded() {
+    state_rule(
+        "md_array_degraded",
+        "caretaker_md_degraded",
+        &[("device", "md0")],
+        1.0,
+        0.0,
+    );
+}
+
+#[test]
+fn database_down() {
+    state_rule("database_down", "caretaker_db_up", &[("db", "main")], 0.0, 1.0);
+}
+
+#[test]
+fn systemd_unit_failed() {
+    state_rule(
+        "systemd_unit_failed",
+        "caretaker_systemd_unit_failed",
+        &[("unit", "nginx.service")],
+        1.0,
+        0.0,
+    );
+}
+
+fn counter_stream(metric: &str, labels: &[(&str, &str)], value: impl Fn(usize) -> f64) -> Vec<(i64, Report)> {
+    Stream::default()
+        .host("store1", 300, T0, 12 * 48, |i, _| {
+            vec![sample(metric, labels, value(i))]
+        })
+        .build()
+}
+
+#[test]
+fn disk_reallocated_sectors_grew() {
+    let l = [("disk", "sdb"), ("attribute", "reallocated_sectors")];
+    let m = "caretaker_disk_ata_attribute_raw";
+    // 8 sectors, 2 more after 10 hours, then stable for 38 hours.
+    let ev = run(&counter_stream(m, &l, |i| if i < 120 { 8.0 } else { 10.0 }));
+    assert_eq!(count(&ev, "disk_reallocated_sectors_grew", "opened"), 1, "{ev:#?}");
+    // A high but constant count, and a counter reset (drop to 0): never an increase.
+    let quiet = run(&counter_stream(m, &l, |i| if i < 200 { 40.0 } else { 0.0 }));
+    assert_eq!(any(&quiet, "disk_reallocated_sectors_grew"), 0, "{quiet:#?}");
+    // Another attribute growing is not this rule's business.
+    let other = [("disk", "sdb"), ("attribute", "power_on_hours")];
+    let quiet = run(&counter_stream(m, &other, |i| i as f64));
+    assert_eq!(any(&quiet, "disk_reallocated_sectors_grew"), 0);
+}
+
+#[test]
+fn edac_uncorrectable_errors_grew() {
+    let l = [("controller", "mc0")];
+    let m = "caretaker_edac_uncorrectable_errors";
+    let ev = run(&counter_stream(m, &l, |i| if i < 100 { 0.0 } else { 1.0 }));
+    assert_eq!(count(&ev, "edac_uncorrectable_errors_grew", "opened"), 1, "{ev:#?}");
+    // A reset and a constant count never fire; the `_total` spelling is accepted.
+    let quiet = run(&counter_stream("caretaker_edac_uncorrectable_errors_total", &l, |i| {
+        if i < 50 { 3.0 } else { 0.0 }
+    }));
+    assert_eq!(any(&quiet, "edac_uncorrectable_errors_grew"), 0, "{quiet:#?}");
+}
+
+#[test]
+fn nvme_wear_out_within_90d() {
+    let l = [("disk", "nvme0n1")];
+    let m = "caretaker_disk_nvme_percentage_used_ratio";
+    // Daily reports; 40 % used, +1 %/day: 60 days to go once the trend shows.
+    let s = Stream::default()
+        .host("nvme1", 86_400, T0, 60, |i, _| {
+            vec![sample(m, &l, 0.4 + 0.01 * i as f64)]
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "nvme_wear_out_within_90d", "opened"), 1, "{ev:#?}");
+    assert_eq!(any(&ev, "nvme_wear_out_within_90d"), 1);
+    // 10 % used, creeping 0.01 %/day with noise: centuries to go.
+    let s = Stream::default()
+        .host("nvme1", 86_400, T0, 60, |i, _| {
+            vec![sample(m, &l, 0.1 + 0.0001 * i as f64 + 0.001 * noise(i))]
+        })
+        .build();
+    assert_eq!(any(&run(&s), "nvme_wear_out_within_90d"), 0);
+}
+
+#[test]
+fn host_unreachable_opens_one_case_and_no_others() {
+    // web1 reports for an hour, is silent for an hour, and comes back; its
+    // database is down when it comes back only after the silence ended, so
+    // nothing but the unreachable case may open during the silence.
+    let s = Stream::default()
+        .host("web1", 60, T0, 60, |_, _| {
+            vec![sample("caretaker_db_up", &[("db", "main")], 1.0)]
+        })
+        .host("web1", 60, T0 + 2 * HOUR, 60, |_, _| {
+            vec![sample("caretaker_db_up", &[("db", "main")], 1.0)]
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "host_unreachable", "opened"), 1, "{ev:#?}");
+    let opened: Vec<_> = ev.iter().filter(|e| e.event == "opened").collect();
+    assert_eq!(opened.len(), 1, "{ev:#?}");
+    let o = opened[0];
+    // Noticed after 3 missed intervals, not at the end of the silence.
+    assert!(
+        o.at_ms > T0 + 59 * MIN + 3 * MIN && o.at_ms <= T0 + 59 * MIN + 5 * MIN,
+        "{o:?}"
+    );
+    // It recovers after the host is back and resolves after the quiet period.
+    assert_eq!(count(&ev, "host_unreachable", "recovered"), 1, "{ev:#?}");
+    assert_eq!(count(&ev, "host_unreachable", "resolved"), 1, "{ev:#?}");
+}
+
+#[test]
+fn host_unreachable_quiet_on_jittered_reports() {
+    // Reports every 60 s, but every seventh one 90 s late: under 3 intervals.
+    let mut st = Stream::default();
+    let mut t = T0;
+    for i in 0..300 {
+        t += if i % 7 == 0 { 150_000 } else { 60_000 };
+        st.reports.push((t, report("web1", 60, t, Vec::new())));
+    }
+    assert_eq!(any(&run(&st.build()), "host_unreachable"), 0);
+}
+
+#[test]
+fn flapping_around_a_threshold_is_one_case_marked_flapping() {
+    // 6 hours of a database going down and up every 10 minutes.
+    let s = Stream::default()
+        .host("db1", 60, T0, 6 * 60, |i, _| {
+            vec![sample(
+                "caretaker_db_up",
+                &[("db", "main")],
+                if (i / 10) % 2 == 1 { 0.0 } else { 1.0 },
+            )]
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "database_down", "opened"), 1, "{ev:#?}");
+    assert_eq!(count(&ev, "database_down", "reopened"), 0);
+    assert_eq!(count(&ev, "database_down", "recurrence"), 0);
+    assert_eq!(count(&ev, "database_down", "resolved"), 0);
+    assert!(count(&ev, "database_down", "flapping") >= 1, "{ev:#?}");
+    let ids: std::collections::BTreeSet<i64> = ev.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 1);
+}
+
+#[test]
+fn filesystem_flapping_across_its_threshold_is_one_flapping_case() {
+    // 6 hours of a filesystem swinging between 3 % and 10 % free every 10
+    // minutes: past both the threshold (for 5 min) and the clear mark.
+    let s = Stream::default()
+        .host("web1", 60, T0, 6 * 60, |i, _| {
+            fs(if (i / 10) % 2 == 1 { 0.03 } else { 0.10 })
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "filesystem_almost_full", "opened"), 1, "{ev:#?}");
+    assert_eq!(count(&ev, "filesystem_almost_full", "reopened"), 0);
+    assert_eq!(count(&ev, "filesystem_almost_full", "recurrence"), 0);
+    assert!(count(&ev, "filesystem_almost_full", "flapping") >= 1, "{ev:#?}");
+}
+
+#[test]
+fn a_cleared_fault_resolves_then_reopens_the_same_case() {
+    // Down 20 min, up 2 hours (resolved after the 30-minute quiet period),
+    // down again within the reopen window.
+    let s = Stream::default()
+        .host("db1", 60, T0, 200, |i, _| {
+            let down = (10..30).contains(&i) || (150..170).contains(&i);
+            vec![sample(
+                "caretaker_db_up",
+                &[("db", "main")],
+                if down { 0.0 } else { 1.0 },
+            )]
+        })
+        .build();
+    let ev = run(&s);
+    let names: Vec<&str> = ev.iter().map(|e| e.event).collect();
+    assert_eq!(
+        names,
+        ["opened", "recovered", "resolved", "reopened", "recovered"],
+        "{ev:#?}"
+    );
+    assert!(ev.iter().all(|e| e.id == ev[0].id));
+    let resolved = ev.iter().find(|e| e.event == "resolved").unwrap();
+    assert!(resolved.at_ms >= T0 + 30 * MIN + 30 * MIN);
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let s = Stream::default()
+        .host("a", 60, T0, 300, |i, _| {
+            let mut v = fs(0.04 + 0.1 * noise(i).abs());
+            v.push(sample(
+                "caretaker_db_up",
+                &[("db", "x")],
+                if i % 13 < 4 { 0.0 } else { 1.0 },
+            ));
+            v
+        })
+        .host("b", 60, T0 + 30 * MIN, 100, |i, _| {
+            vec![sample(
+                "caretaker_md_degraded",
+                &[("device", "md1")],
+                (i % 40 > 30) as u8 as f64,
+            )]
+        })
+        .build();
+    let one = serde_json::to_string(&run(&s)).unwrap();
+    let two = serde_json::to_string(&run(&s)).unwrap();
+    assert!(one.len() > 100);
+    assert_eq!(one, two);
+}
+
+#[test]
+fn other_state_rules() {
+    state_rule(
+        "filesystem_remounted_readonly",
+        "caretaker_filesystem_remounted_readonly",
+        &[("mountpoint", "/data")],
+        1.0,
+        0.0,
+    );
+    state_rule(
+        "disk_warning",
+        "caretaker_disk_health_verdict",
+        &[("disk", "sdc"), ("verdict", "warning")],
+        1.0,
+        0.0,
+    );
+    state_rule("clock_not_synchronised", "caretaker_time_synchronized", &[], 0.0, 1.0);
+    state_rule("reboot_required", "caretaker_reboot_required", &[], 1.0, 0.0);
+}
+
+/// An increase rule opens one item when its counter grows once and stays
+/// quiet on a constant counter that is reset once.
+fn increase_rule(rule: &str, metric: &str, labels: &[(&str, &str)]) {
+    let ev = run(&counter_stream(metric, labels, |i| if i < 100 { 5.0 } else { 9.0 }));
+    assert_eq!(count(&ev, rule, "opened"), 1, "{rule}: {ev:#?}");
+    let quiet = run(&counter_stream(metric, labels, |i| if i < 300 { 50.0 } else { 0.0 }));
+    assert_eq!(any(&quiet, rule), 0, "{rule}: {quiet:#?}");
+}
+
+#[test]
+fn other_increase_rules() {
+    let ata = "caretaker_disk_ata_attribute_raw";
+    increase_rule(
+        "disk_pending_sectors_grew",
+        ata,
+        &[("disk", "sda"), ("attribute", "pending_sectors")],
+    );
+    increase_rule(
+        "disk_crc_errors_grew",
+        ata,
+        &[("disk", "sda"), ("attribute", "udma_crc_errors")],
+    );
+    increase_rule(
+        "nvme_media_errors_grew",
+        "caretaker_disk_nvme_media_errors",
+        &[("disk", "nvme0n1")],
+    );
+    increase_rule(
+        "edac_correctable_errors_grew",
+        "caretaker_edac_correctable_errors",
+        &[("controller", "mc0")],
+    );
+    increase_rule("oom_kills_grew", "caretaker_oom_kills", &[]);
+    increase_rule(
+        "redis_evictions_grew",
+        "caretaker_redis_evicted_keys",
+        &[("db", "cache")],
+    );
+}
+
+#[test]
+fn pg_long_transaction() {
+    let l = [("db", "main")];
+    let m = "caretaker_pg_oldest_transaction_seconds";
+    // A transaction open from minute 10 to minute 100: over an hour from
+    // minute 70, firing from minute 80 (for 10 min).
+    let s = Stream::default()
+        .host("pg1", 60, T0, 180, |i, _| {
+            let age = if (10..100).contains(&i) {
+                (i - 10) as f64 * 60.0
+            } else {
+                5.0
+            };
+            vec![sample(m, &l, age)]
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "pg_long_transaction", "opened"), 1, "{ev:#?}");
+    let o = ev.iter().find(|e| e.rule == "pg_long_transaction").unwrap();
+    assert_eq!(o.at_ms, T0 + 81 * MIN);
+    // Spikes over an hour that never last 10 minutes.
+    let s = Stream::default()
+        .host("pg1", 60, T0, 300, |i, _| {
+            vec![sample(m, &l, if i % 12 < 8 { 100.0 } else { 4000.0 })]
+        })
+        .build();
+    assert_eq!(any(&run(&s), "pg_long_transaction"), 0);
+}
+
+#[test]
+fn disk_temperature_at_trip_point() {
+    let l = [("disk", "sda")];
+    let temps = |t: f64| {
+        vec![
+            sample("caretaker_disk_temperature_celsius", &l, t),
+            sample("caretaker_disk_temperature_trip_celsius", &l, 70.0),
+        ]
+    };
+    let s = Stream::default()
+        .host("nas1", 60, T0, 120, |i, _| {
+            temps(if (30..60).contains(&i) { 72.0 } else { 45.0 })
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "disk_temperature_at_trip_point", "opened"), 1, "{ev:#?}");
+    let s = Stream::default()
+        .host("nas1", 60, T0, 300, |i, _| temps(60.0 + 8.0 * noise(i)))
+        .build();
+    assert_eq!(any(&run(&s), "disk_temperature_at_trip_point"), 0);
+}
+
+#[test]
+fn a_pending_threshold_does_not_complete_across_a_silence() {
+    // 3 % free for 2 minutes, silent for an hour, back at 3 %: the 5 minutes
+    // of `for` count from the return, not from before the silence.
+    let s = Stream::default()
+        .host("web1", 60, T0, 3, |_, _| fs(0.03))
+        .host("web1", 60, T0 + HOUR, 10, |_, _| fs(0.03))
+        .build();
+    let ev = run(&s);
+    let o = ev.iter().find(|e| e.rule == "filesystem_almost_full").unwrap();
+    assert_eq!(o.event, "opened");
+    assert_eq!(o.at_ms, T0 + HOUR + 5 * MIN, "{ev:#?}");
+}
+
+#[test]
+fn engine_emits_clears_for_every_covered_series() {
+    let mut engine = super::Engine::new(rules::load(None).unwrap());
+    let r = report(
+        "h",
+        60,
+        T0,
+        vec![
+            sample("caretaker_db_up", &[("db", "a")], 1.0),
+            sample("caretaker_db_up", &[("db", "b")], 0.0),
+        ],
+    );
+    let signals: Vec<_> = engine
+        .observe(&r, T0)
+        .into_iter()
+        .filter(|s| s.rule == "database_down")
+        .collect();
+    assert_eq!(signals.len(), 2);
+    assert!(!signals[0].firing && signals[0].key.component == "a");
+    assert!(signals[1].firing && signals[1].key.component == "b");
+    assert_eq!(signals[1].evidence["value"], 0.0);
+    assert_eq!(signals[1].evidence["at_ms"], T0);
+    // The engine is pure: a tick long after marks the host unreachable.
+    let t = engine.tick(T0 + 10 * MIN);
+    assert!(t.iter().any(|s| s.rule == "host_unreachable" && s.firing));
+}

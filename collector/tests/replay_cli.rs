@@ -1,0 +1,70 @@
+//! `caretaker-collector replay`: JSON lines of item changes on a good input,
+//! exit 2 naming the line on a bad one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn line(at: i64, up: f64) -> String {
+    format!(
+        r#"{{"version":1,"agent_id":"a1","seq":1,"collected_at_ms":{at},"interval_secs":60,"host":"db1","labels":{{"customer":"acme"}},"samples":[{{"metric":"caretaker_db_up","labels":{{"db":"main"}},"value":{up}}}]}}"#
+    )
+}
+
+fn replay(input: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, input).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"))
+        .arg("replay")
+        .arg("--input")
+        .arg(&path)
+        .env("CARETAKER_LOG", "off")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn prints_item_changes_and_is_deterministic() {
+    let t0 = 1_800_000_000_000_i64;
+    let mut input = String::new();
+    for i in 0..60 {
+        let down = (10..30).contains(&i);
+        let at = t0 + i * 60_000;
+        // Both input forms: a bare report and a timed one.
+        if i % 2 == 0 {
+            input.push_str(&line(at, if down { 0.0 } else { 1.0 }));
+        } else {
+            input.push_str(&format!(
+                r#"{{"at_ms":{at},"report":{}}}"#,
+                line(at, if down { 0.0 } else { 1.0 })
+            ));
+        }
+        input.push('\n');
+    }
+    let (code, stdout, stderr) = replay(&input);
+    assert_eq!(code, 0, "{stderr}");
+    let events: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 2, "{stdout}");
+    assert_eq!(events[0]["event"], "opened");
+    assert_eq!(events[0]["key"], "acme/db1/database_down/main");
+    assert_eq!(events[0]["kind"], "case");
+    assert_eq!(events[0]["severity"], "critical");
+    assert_eq!(events[0]["at_ms"], t0 + 10 * 60_000);
+    assert_eq!(events[1]["event"], "recovered");
+    assert_eq!(replay(&input).1, stdout);
+}
+
+#[test]
+fn bad_line_exits_2_naming_it() {
+    let input = format!("{}\nnot json\n", line(1_800_000_000_000, 1.0));
+    let (code, stdout, stderr) = replay(&input);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("line 2"), "{stderr}");
+}
