@@ -85,6 +85,9 @@ pub struct StoreConfig {
     /// How long the per-report log (agent, sequence, times) is kept.
     #[serde(default = "default_report_log_retention_hours")]
     pub report_log_retention_hours: u32,
+    /// How long raw report bodies are kept for `export-reports`; 0 keeps none.
+    #[serde(default = "default_raw_report_retention_hours")]
+    pub raw_report_retention_hours: u32,
 }
 
 impl Default for StoreConfig {
@@ -92,6 +95,7 @@ impl Default for StoreConfig {
         Self {
             synchronous: default_synchronous(),
             report_log_retention_hours: default_report_log_retention_hours(),
+            raw_report_retention_hours: default_raw_report_retention_hours(),
         }
     }
 }
@@ -123,6 +127,13 @@ fn default_synchronous() -> Synchronous {
 fn default_report_log_retention_hours() -> u32 {
     24
 }
+/// A week: enough to try a new rule on the last few days' traffic.
+fn default_raw_report_retention_hours() -> u32 {
+    168
+}
+/// A year of raw reports is already many gigabytes for a modest fleet; longer
+/// is more likely a typo (minutes or days given as hours) than a wish.
+pub const MAX_RAW_REPORT_RETENTION_HOURS: u32 = 24 * 366;
 
 impl Default for Config {
     fn default() -> Self {
@@ -170,6 +181,11 @@ impl Checked for Config {
         if self.store.report_log_retention_hours == 0 {
             p.push("store.report_log_retention_hours: must be at least 1".into());
         }
+        if self.store.raw_report_retention_hours > MAX_RAW_REPORT_RETENTION_HOURS {
+            p.push(format!(
+                "store.raw_report_retention_hours: must be from 0 (keep none) to {MAX_RAW_REPORT_RETENTION_HOURS}"
+            ));
+        }
         p
     }
 }
@@ -181,7 +197,9 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let c = Config::parse("", Path::new("c.toml"));
-        assert!(c.is_ok_and(|c| c.hosts.down_after_intervals == 3 && c.store.synchronous == Synchronous::Full));
+        assert!(c.is_ok_and(|c| c.hosts.down_after_intervals == 3
+            && c.store.synchronous == Synchronous::Full
+            && c.store.raw_report_retention_hours == 168));
         let e = Config::parse(
             "[hosts]\ndown_after_intervals = 0\n[ingest]\nmax_body_bytes = 10\n",
             Path::new("c.toml"),
@@ -202,5 +220,27 @@ mod tests {
                 .is_some_and(|e| e.contains("line 2") && e.contains("unknown variant `sometimes`")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn raw_report_retention_range() {
+        let c = Config::parse("[store]\nraw_report_retention_hours = 0\n", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.store.raw_report_retention_hours == 0), "0 keeps none");
+        let e = Config::parse(
+            "[store]\nraw_report_retention_hours = 9000\nreport_log_retention_hours = 0\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "c.toml: 2 problem(s):\n  store.report_log_retention_hours: must be at least 1\n  store.raw_report_retention_hours: must be from 0 (keep none) to 8784"
+            )
+        );
+        let e = Config::parse("[store]\nraw_report_retention_hours = -1\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("raw_report_retention_hours") || e.contains("line 2")));
     }
 }

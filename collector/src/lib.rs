@@ -6,6 +6,7 @@ pub mod cases;
 pub mod config;
 pub mod detect;
 pub mod disks;
+pub mod export;
 pub mod fleet;
 pub mod http;
 pub mod metrics;

@@ -11,6 +11,7 @@ use std::io::Write;
 use caretaker_collector::cases::Policy;
 use caretaker_collector::config::{Config, ConfigError};
 use caretaker_collector::detect::{self, ReplayError};
+use caretaker_collector::export;
 use caretaker_collector::pki::Paths;
 use caretaker_collector::rules::{self, RulesInvalid};
 use caretaker_collector::serve;
@@ -66,6 +67,24 @@ enum Command {
         /// Operator rule directory, on top of the built-in pack.
         #[arg(long)]
         rules: Option<PathBuf>,
+    },
+    /// Write the raw reports kept in the store as JSON lines for `replay`,
+    /// ordered by receive time. Safe to run while `serve` is running.
+    ExportReports {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Reports received at or after TIME: RFC 3339 or ms since the epoch.
+        #[arg(long, value_name = "TIME", value_parser = export::parse_time)]
+        since: Option<i64>,
+        /// Reports received before TIME: RFC 3339 or ms since the epoch.
+        #[arg(long, value_name = "TIME", value_parser = export::parse_time)]
+        until: Option<i64>,
+        /// Only reports from this host name.
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        /// Output file; `-` (the default) is standard output.
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
     },
     /// Detection rules: the built-in pack plus an operator's rule directory.
     Rules {
@@ -161,6 +180,46 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 writeln!(out)?;
             }
             out.flush()?;
+            Ok(())
+        }
+        Command::ExportReports {
+            data_dir,
+            since,
+            until,
+            host,
+            output,
+        } => {
+            let database = Paths::new(&data_dir).database;
+            if !database.exists() {
+                anyhow::bail!(
+                    "{} does not exist: is {} a collector data directory?",
+                    database.display(),
+                    data_dir.display()
+                );
+            }
+            let conn = caretaker_collector::store::open_read_only(&database)
+                .with_context(|| format!("opening {}", database.display()))?;
+            let filter = export::ExportFilter {
+                since_ms: since,
+                until_ms: until,
+                host,
+            };
+            let n = if output.as_os_str() == "-" {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let n = export::export(&conn, &filter, &mut out)?;
+                out.flush()?;
+                n
+            } else {
+                let file = std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?;
+                let mut out = std::io::BufWriter::new(file);
+                let n = export::export(&conn, &filter, &mut out).with_context(|| format!("{}", output.display()))?;
+                out.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("writing {}", output.display()))?;
+                n
+            };
+            tracing::info!(reports = n, "exported");
             Ok(())
         }
         Command::CheckConfig { config } => {

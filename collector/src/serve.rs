@@ -53,7 +53,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
     let hosts = store::load_fleet(&conn, &fleet).context("loading hosts from the store")?;
     let reader = store::open(&paths.database, cfg.store.synchronous).context("opening the store for reading")?;
-    let (writer, writer_thread) = Writer::start(conn, fleet.clone()).context("starting the store writer")?;
+    let options = store::WriterOptions {
+        keep_raw_reports: cfg.store.raw_report_retention_hours > 0,
+    };
+    let (writer, writer_thread) =
+        Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
     let metrics =
         Arc::new(Metrics::new(fleet.clone(), cfg.hosts.down_after_intervals).map_err(|e| anyhow::anyhow!(e))?);
     let tls = RustlsConfig::from_pem_file(&paths.server_cert, &paths.server_key)
@@ -83,12 +87,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     let pruner = {
         let writer = writer.clone();
-        let keep_ms = i64::from(cfg.store.report_log_retention_hours) * 3_600_000;
+        let keep_log_ms = i64::from(cfg.store.report_log_retention_hours) * 3_600_000;
+        let keep_raw_ms = i64::from(cfg.store.raw_report_retention_hours) * 3_600_000;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                writer.prune(caretaker_shared::now_ms() - keep_ms).await;
+                let now = caretaker_shared::now_ms();
+                // With a retention of 0 this also clears raw reports kept
+                // under an earlier, longer setting.
+                writer
+                    .prune(store::Prune {
+                        report_log_before_ms: now - keep_log_ms,
+                        raw_reports_before_ms: now - keep_raw_ms,
+                    })
+                    .await;
             }
         })
     };

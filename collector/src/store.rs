@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caretaker_shared::wire::{self, Inventory, Report};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
@@ -46,6 +46,8 @@ pub enum StoreError {
     ActiveItemExists { key: String, id: i64 },
     #[error(transparent)]
     Lifecycle(#[from] crate::cases::LifecycleError),
+    #[error("the store has no {0} table: run `caretaker-collector serve` of this version once to upgrade it")]
+    Outdated(&'static str),
 }
 
 fn migrations() -> Migrations<'static> {
@@ -133,6 +135,22 @@ CREATE INDEX asset_changes_agent_time ON asset_changes(agent_id, at_ms);
         ),
         // Findings and cases with their append-only log.
         M::up(crate::cases::store::MIGRATION),
+        // Raw reports as received (possibly gzip), kept for
+        // `store.raw_report_retention_hours` so `export-reports` can feed
+        // past traffic to `replay` when trying a new rule.
+        M::up(
+            r#"
+CREATE TABLE raw_reports (
+    agent_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    encoding TEXT NOT NULL CHECK (encoding IN ('identity', 'gzip')),
+    body BLOB NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+);
+CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
+"#,
+        ),
     ])
 }
 
@@ -163,6 +181,15 @@ pub fn open_in_memory() -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Opens an existing store read-only, without migrating it: for tools that
+/// run beside `serve`. WAL mode lets this reader see every committed report
+/// while the writer carries on.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
 pub fn add_enrollment_token(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR IGNORE INTO enrollment_tokens(token_hash, created_at_ms) VALUES (?1, ?2)",
@@ -190,6 +217,15 @@ impl Encoding {
         match self {
             Encoding::Identity => "identity",
             Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The encoding of a stored body; the schema allows only the two names.
+    fn from_stored(s: &str) -> Self {
+        if s == "gzip" {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
         }
     }
 }
@@ -249,11 +285,7 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
             serde_json::from_str(&r.get::<_, String>(4)?).map_err(|e| corrupt(e.to_string()))?;
         let mut samples = Vec::new();
         if let Some(body) = r.get::<_, Option<Vec<u8>>>(12)? {
-            let enc = if r.get::<_, String>(11)? == "gzip" {
-                Encoding::Gzip
-            } else {
-                Encoding::Identity
-            };
+            let enc = Encoding::from_stored(&r.get::<_, String>(11)?);
             let json = decompress(&body, enc, usize::MAX / 2).map_err(|e| corrupt(e.to_string()))?;
             let report = wire::decode(&json).map_err(|e| corrupt(e.to_string()))?;
             samples = catalogue_samples(report.samples);
@@ -321,9 +353,14 @@ enum Job {
     Apply(Box<Incoming>, oneshot::Sender<Result<Applied, StoreError>>),
     /// Answers whether the token was valid (and the agent created).
     Enroll(Enrollment, oneshot::Sender<Result<bool, StoreError>>),
-    Prune {
-        older_than_ms: i64,
-    },
+    Prune(Prune),
+}
+
+/// What the prune job deletes: rows received before these times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    pub report_log_before_ms: i64,
+    pub raw_reports_before_ms: i64,
 }
 
 /// Handle to the writer thread; cheap to clone.
@@ -332,16 +369,39 @@ pub struct Writer {
     tx: mpsc::Sender<Job>,
 }
 
+/// How the writer treats raw report bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Store each applied report's body in `raw_reports`. Off when the
+    /// retention is 0: rows that would be pruned at once are not written.
+    pub keep_raw_reports: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self { keep_raw_reports: true }
+    }
+}
+
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
 
 impl Writer {
     /// Starts the writer thread on `conn`; it ends when every handle is dropped.
     pub fn start(conn: Connection, fleet: Arc<Fleet>) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        Self::start_with(conn, fleet, WriterOptions::default())
+    }
+
+    /// [`Writer::start`] with explicit options.
+    pub fn start_with(
+        conn: Connection,
+        fleet: Arc<Fleet>,
+        options: WriterOptions,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, fleet))?;
+            .spawn(move || writer_loop(conn, rx, fleet, options))?;
         Ok((Self { tx }, handle))
     }
 
@@ -363,8 +423,8 @@ impl Writer {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    pub async fn prune(&self, older_than_ms: i64) {
-        let _ = self.tx.send(Job::Prune { older_than_ms }).await;
+    pub async fn prune(&self, prune: Prune) {
+        let _ = self.tx.send(Job::Prune(prune)).await;
     }
 }
 
@@ -374,7 +434,7 @@ enum Effect {
     Credential { hash: String, agent_id: String },
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>, options: WriterOptions) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -385,7 +445,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
         }
         let started = Instant::now();
         let n = batch.len();
-        run_batch(&mut conn, batch, &fleet);
+        run_batch(&mut conn, batch, &fleet, options);
         tracing::trace!(
             jobs = n,
             micros = started.elapsed().as_micros() as u64,
@@ -395,7 +455,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
     tracing::debug!("store writer stopped");
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet) {
+fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: WriterOptions) {
     let mut tx = match conn.transaction() {
         Ok(t) => t,
         Err(e) => {
@@ -421,19 +481,23 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet) {
                         None => fleet.get(&inc.agent_id).map(|h| AssetState::of(&h)).unwrap_or_default(),
                     };
                     let samples = std::mem::take(&mut inc.samples);
-                    let effect = apply(&sp, inc, samples, previous)?;
+                    let effect = apply(&sp, inc, samples, previous, options)?;
                     if let Some(Effect::Host(h)) = &effect {
                         inventories.insert(h.agent_id.clone(), AssetState::of(h));
                     }
                     effect
                 }
                 Job::Enroll(e, _) => enroll(&sp, e)?,
-                Job::Prune { older_than_ms } => {
-                    let n = sp.execute(
+                Job::Prune(p) => {
+                    let log = sp.execute(
                         "DELETE FROM report_log WHERE received_at_ms < ?1",
-                        params![*older_than_ms],
+                        params![p.report_log_before_ms],
                     )?;
-                    tracing::debug!(rows = n, "pruned the report log");
+                    let raw = sp.execute(
+                        "DELETE FROM raw_reports WHERE received_at_ms < ?1",
+                        params![p.raw_reports_before_ms],
+                    )?;
+                    tracing::debug!(report_log = log, raw_reports = raw, "pruned");
                     None
                 }
             };
@@ -478,7 +542,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet) {
                 };
                 let _ = reply.send(Ok(ok));
             }
-            (Job::Prune { .. }, _) => {}
+            (Job::Prune(_), _) => {}
             (job, Err(e)) => {
                 tracing::error!(error = %e, "store job failed");
                 reply_err(job, e);
@@ -495,7 +559,7 @@ fn reply_err(job: Job, e: StoreError) {
         Job::Enroll(_, reply) => {
             let _ = reply.send(Err(e));
         }
-        Job::Prune { .. } => {}
+        Job::Prune(_) => {}
     }
 }
 
@@ -524,6 +588,7 @@ fn apply(
     inc: &Incoming,
     samples: Vec<wire::Sample>,
     previous: AssetState,
+    options: WriterOptions,
 ) -> Result<Option<Effect>, StoreError> {
     let r = &inc.report;
     let row = conn
@@ -578,6 +643,20 @@ fn apply(
         inc.received_at_ms,
         r.samples.len() as i64
     ])?;
+    if options.keep_raw_reports {
+        // The body as received: gzip stays gzip, so keeping it costs what the
+        // agent sent and no time re-encoding.
+        conn.prepare_cached(
+            "INSERT INTO raw_reports(agent_id, seq, received_at_ms, encoding, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            inc.agent_id,
+            r.seq as i64,
+            inc.received_at_ms,
+            inc.encoding.as_str(),
+            inc.body
+        ])?;
+    }
     if !r.events.is_empty() {
         let mut ins = conn.prepare_cached(
             "INSERT INTO events(agent_id, seq, at_ms, kind, severity, message, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -743,6 +822,62 @@ pub fn inventory_versions(conn: &Connection, agent_id: &str) -> Result<Vec<(u64,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// One stored raw report, its body as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawReport {
+    pub agent_id: String,
+    pub seq: u64,
+    pub received_at_ms: i64,
+    pub encoding: Encoding,
+    pub body: Vec<u8>,
+}
+
+/// Calls `f` for each raw report received in `[since_ms, until_ms)` (either
+/// end open when `None`), ordered by (received_at_ms, agent_id, seq), one row
+/// at a time so a week of reports never sits in memory at once.
+pub fn for_each_raw_report<E: From<StoreError>>(
+    conn: &Connection,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    mut f: impl FnMut(RawReport) -> Result<(), E>,
+) -> Result<(), E> {
+    let present: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'raw_reports'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(StoreError::from)?;
+    if present.is_none() {
+        return Err(StoreError::Outdated("raw_reports").into());
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT agent_id, seq, received_at_ms, encoding, body FROM raw_reports
+             WHERE received_at_ms >= ?1 AND received_at_ms < ?2
+             ORDER BY received_at_ms, agent_id, seq",
+        )
+        .map_err(StoreError::from)?;
+    let mut rows = stmt
+        .query(params![since_ms.unwrap_or(i64::MIN), until_ms.unwrap_or(i64::MAX)])
+        .map_err(StoreError::from)?;
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        let raw = (|| -> rusqlite::Result<RawReport> {
+            Ok(RawReport {
+                agent_id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                received_at_ms: r.get(2)?,
+                encoding: Encoding::from_stored(&r.get::<_, String>(3)?),
+                body: r.get(4)?,
+            })
+        })()
+        .map_err(StoreError::from)?;
+        f(raw)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,5 +902,127 @@ mod tests {
             decompress(b"not gzip", Encoding::Gzip, 100),
             Err(DecompressError::Corrupt(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn report_json(seq: u64, at_ms: i64) -> Vec<u8> {
+        format!(
+            r#"{{"version":1,"agent_id":"a1","seq":{seq},"collected_at_ms":{at_ms},"interval_secs":60,"host":"db1","labels":{{}},"samples":[]}}"#
+        )
+        .into_bytes()
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn enrolled() -> (Connection, Fleet) {
+        let mut conn = open_in_memory().unwrap();
+        let fleet = Fleet::default();
+        add_enrollment_token(&conn, "t").unwrap();
+        let (reply, _rx) = oneshot::channel();
+        let e = Enrollment {
+            token_hash: "t".into(),
+            agent_id: "a1".into(),
+            credential_hash: "c".into(),
+            host: "db1".into(),
+        };
+        run_batch(&mut conn, vec![Job::Enroll(e, reply)], &fleet, WriterOptions::default());
+        (conn, fleet)
+    }
+
+    fn apply_one(conn: &mut Connection, fleet: &Fleet, seq: u64, at_ms: i64, gz: bool, options: WriterOptions) {
+        let json = report_json(seq, at_ms);
+        let (body, encoding) = if gz {
+            (gzip(&json), Encoding::Gzip)
+        } else {
+            (json.clone(), Encoding::Identity)
+        };
+        let report = wire::decode(&json).unwrap();
+        let (reply, mut rx) = oneshot::channel();
+        let inc = Incoming {
+            agent_id: "a1".into(),
+            report,
+            samples: vec![],
+            sample_count: 0,
+            body,
+            encoding,
+            received_at_ms: at_ms,
+        };
+        run_batch(conn, vec![Job::Apply(Box::new(inc), reply)], fleet, options);
+        assert!(matches!(rx.try_recv(), Ok(Ok(Applied::Applied { .. }))));
+    }
+
+    fn raw(conn: &Connection) -> Vec<RawReport> {
+        let mut all = Vec::new();
+        for_each_raw_report(conn, None, None, |r| -> Result<(), StoreError> {
+            all.push(r);
+            Ok(())
+        })
+        .unwrap();
+        all
+    }
+
+    #[test]
+    fn raw_reports_are_kept_as_received_and_pruned() {
+        let (mut conn, fleet) = enrolled();
+        let keep = WriterOptions::default();
+        apply_one(&mut conn, &fleet, 1, 1_000, true, keep);
+        apply_one(&mut conn, &fleet, 2, 2_000, false, keep);
+        apply_one(&mut conn, &fleet, 3, 3_000, true, keep);
+        let all = raw(&conn);
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(all[0].encoding, Encoding::Gzip, "gzip stays gzip");
+        assert_eq!(all[0].body, gzip(&report_json(1, 1_000)));
+        assert_eq!(all[1].encoding, Encoding::Identity);
+        assert_eq!(all[1].body, report_json(2, 2_000));
+
+        let mut window = Vec::new();
+        for_each_raw_report(&conn, Some(2_000), Some(3_000), |r| -> Result<(), StoreError> {
+            window.push(r.seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(window, [2], "since is inclusive, until exclusive");
+
+        let prune = Prune {
+            report_log_before_ms: 0,
+            raw_reports_before_ms: 2_500,
+        };
+        run_batch(&mut conn, vec![Job::Prune(prune)], &fleet, keep);
+        assert_eq!(raw(&conn).iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
+        let log: i64 = conn
+            .query_row("SELECT COUNT(*) FROM report_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(log, 3, "the report log has its own retention");
+    }
+
+    #[test]
+    fn zero_retention_keeps_none() {
+        let (mut conn, fleet) = enrolled();
+        let none = WriterOptions {
+            keep_raw_reports: false,
+        };
+        apply_one(&mut conn, &fleet, 1, 1_000, true, none);
+        apply_one(&mut conn, &fleet, 2, 2_000, false, none);
+        assert!(raw(&conn).is_empty());
+        let latest: i64 = conn.query_row("SELECT seq FROM host_latest", [], |r| r.get(0)).unwrap();
+        assert_eq!(latest, 2, "the rest of the report is still applied");
+    }
+
+    #[test]
+    fn an_old_store_is_named_outdated() {
+        let conn = Connection::open_in_memory().unwrap();
+        let r = for_each_raw_report(&conn, None, None, |_| -> Result<(), StoreError> { Ok(()) });
+        assert!(matches!(r, Err(StoreError::Outdated("raw_reports"))));
     }
 }
