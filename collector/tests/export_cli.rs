@@ -37,8 +37,8 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 
 /// Initializes a data directory and applies a database outage on db1 and a
 /// healthy web1, half the bodies gzip. Returns the reports with their receive
-/// times, in the order export writes them.
-async fn populate(dir: &Path) -> Vec<(i64, Report)> {
+/// times, in the order export writes them, and the still running writer.
+async fn populate_open(dir: &Path) -> (Vec<(i64, Report)>, Writer, std::thread::JoinHandle<()>) {
     let made = caretaker_collector::serve::init(dir, &["localhost".into()]).unwrap();
     let conn = store::open(
         &Paths::new(dir).database,
@@ -88,6 +88,12 @@ async fn populate(dir: &Path) -> Vec<(i64, Report)> {
             assert!(matches!(applied, Applied::Applied { .. }));
         }
     }
+    (sent, writer, thread)
+}
+
+/// [`populate_open`], with the writer stopped.
+async fn populate(dir: &Path) -> Vec<(i64, Report)> {
+    let (sent, writer, thread) = populate_open(dir).await;
     drop(writer);
     tokio::task::spawn_blocking(move || thread.join())
         .await
@@ -197,4 +203,21 @@ async fn bad_times_and_missing_stores() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stdout.is_empty());
     assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_beside_a_running_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // The writer's connection stays open, as under `serve`: the WAL is live.
+    let (_sent, writer, thread) = populate_open(&dir).await;
+    assert!(Paths::new(&dir).database.with_extension("db-wal").exists());
+    let (code, all, stderr) = export(&["--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(all.lines().count(), 2 * N as usize);
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .unwrap()
+        .unwrap();
 }
