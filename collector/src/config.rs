@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cases::Policy;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -21,6 +23,110 @@ pub struct Config {
     pub hosts: HostsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub detect: DetectConfig,
+}
+
+/// Live detection: where operator rules live, how often time-driven rules
+/// and the lifecycle are ticked, and the lifecycle's timing knobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Operator rules (`*.toml`) beside the built-in pack; watched for changes.
+    #[serde(default)]
+    pub rules_dir: Option<PathBuf>,
+    /// How often absence rules and the lifecycle timers are evaluated.
+    #[serde(default = "default_tick_secs")]
+    pub tick_secs: u64,
+    #[serde(default = "default_min_hold_secs")]
+    pub min_hold_secs: u64,
+    #[serde(default = "default_quiet_period_secs")]
+    pub quiet_period_secs: u64,
+    #[serde(default = "default_reopen_window_secs")]
+    pub reopen_window_secs: u64,
+    #[serde(default = "default_flap_changes")]
+    pub flap_changes: u32,
+    #[serde(default = "default_flap_window_secs")]
+    pub flap_window_secs: u64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            rules_dir: None,
+            tick_secs: default_tick_secs(),
+            min_hold_secs: default_min_hold_secs(),
+            quiet_period_secs: default_quiet_period_secs(),
+            reopen_window_secs: default_reopen_window_secs(),
+            flap_changes: default_flap_changes(),
+            flap_window_secs: default_flap_window_secs(),
+        }
+    }
+}
+
+/// Longest accepted lifecycle duration: a year is already far past any use,
+/// and it keeps the millisecond arithmetic far from overflow.
+const MAX_DURATION_SECS: u64 = 366 * 24 * 3600;
+
+impl DetectConfig {
+    /// The lifecycle policy these knobs describe.
+    pub fn policy(&self) -> Policy {
+        let ms = |s: u64| i64::try_from(s.min(MAX_DURATION_SECS) * 1000).unwrap_or(i64::MAX);
+        Policy {
+            min_hold_ms: ms(self.min_hold_secs),
+            quiet_period_ms: ms(self.quiet_period_secs),
+            reopen_window_ms: ms(self.reopen_window_secs),
+            flap_changes: self.flap_changes,
+            flap_window_ms: ms(self.flap_window_secs),
+        }
+    }
+
+    fn problems(&self, p: &mut Vec<String>) {
+        if self.tick_secs == 0 || self.tick_secs > 3600 {
+            p.push("detect.tick_secs: must be between 1 and 3600".into());
+        }
+        for (name, v) in [
+            ("min_hold_secs", self.min_hold_secs),
+            ("quiet_period_secs", self.quiet_period_secs),
+            ("reopen_window_secs", self.reopen_window_secs),
+        ] {
+            if v > MAX_DURATION_SECS {
+                p.push(format!("detect.{name}: must be at most {MAX_DURATION_SECS}"));
+            }
+        }
+        if self.flap_changes == 0 {
+            p.push("detect.flap_changes: must be at least 1".into());
+        }
+        if self.flap_window_secs == 0 || self.flap_window_secs > MAX_DURATION_SECS {
+            p.push(format!(
+                "detect.flap_window_secs: must be between 1 and {MAX_DURATION_SECS}"
+            ));
+        }
+        if let Some(d) = &self.rules_dir {
+            if !d.is_dir() {
+                p.push(format!("detect.rules_dir: {} is not a directory", d.display()));
+            }
+        }
+    }
+}
+
+fn default_tick_secs() -> u64 {
+    15
+}
+fn default_min_hold_secs() -> u64 {
+    (Policy::default().min_hold_ms / 1000) as u64
+}
+fn default_quiet_period_secs() -> u64 {
+    (Policy::default().quiet_period_ms / 1000) as u64
+}
+fn default_reopen_window_secs() -> u64 {
+    (Policy::default().reopen_window_ms / 1000) as u64
+}
+fn default_flap_changes() -> u32 {
+    Policy::default().flap_changes
+}
+fn default_flap_window_secs() -> u64 {
+    (Policy::default().flap_window_ms / 1000) as u64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +249,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             hosts: HostsConfig::default(),
             store: StoreConfig::default(),
+            detect: DetectConfig::default(),
         }
     }
 }
@@ -186,6 +293,7 @@ impl Checked for Config {
                 "store.raw_report_retention_hours: must be from 0 (keep none) to {MAX_RAW_REPORT_RETENTION_HOURS}"
             ));
         }
+        self.detect.problems(&mut p);
         p
     }
 }
@@ -212,6 +320,22 @@ mod tests {
                 "c.toml: 2 problem(s):\n  ingest.max_body_bytes: must be at least 1024\n  hosts.down_after_intervals: must be at least 1"
             )
         );
+        let e = Config::parse(
+            "[detect]\ntick_secs = 0\nflap_changes = 0\nrules_dir = \"/nonexistent/rules\"\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("3 problem(s)")
+                && e.contains("detect.tick_secs")
+                && e.contains("detect.flap_changes")
+                && e.contains("detect.rules_dir")),
+            "{e:?}"
+        );
+        let c = Config::parse("[detect]\nmin_hold_secs = 10\n", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.detect.policy().min_hold_ms == 10_000
+            && c.detect.policy().quiet_period_ms == Policy::default().quiet_period_ms));
         let e = Config::parse("[store]\nsynchronous = \"sometimes\"\n", Path::new("c.toml"))
             .err()
             .map(|e| e.to_string());

@@ -4,7 +4,7 @@
 //! at scrape time from a snapshot of the fleet (a `Collector` impl), so there
 //! is no second copy of the samples to keep in sync.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use caretaker_shared::catalogue::{self, CATALOGUE, Kind, MetricDef, Source, Unit};
 use prometheus_client::collector::Collector;
@@ -15,6 +15,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{self, Registry};
 
+use crate::cases::ItemKind;
+use crate::cases::store::OpenCount;
 use crate::fleet::Fleet;
 
 type Labels = Vec<(String, String)>;
@@ -26,6 +28,16 @@ pub struct Metrics {
     pub rejected: Family<Labels, Counter>,
     pub ignored: Family<Labels, Counter>,
     pub latency: Histogram,
+    /// Detection: transitions by event, evaluation time, rule file problems,
+    /// reports dropped from a full queue.
+    pub transitions: Family<Labels, Counter>,
+    pub evaluation: Histogram,
+    pub rule_file_errors: Counter,
+    pub dropped: Counter,
+    /// Active findings and cases, as the store writer counted them after the
+    /// last detection job (so a scrape costs no query; it lags by at most
+    /// one tick).
+    pub open: Arc<Mutex<Vec<OpenCount>>>,
 }
 
 fn unit(u: Unit) -> Option<registry::Unit> {
@@ -62,8 +74,22 @@ impl Metrics {
             ignored: Family::default(),
             // 0.25 ms .. ~4 s
             latency: Histogram::new(exponential_buckets(0.00025, 2.0, 15)),
+            transitions: Family::default(),
+            // 10 µs .. ~0.3 s
+            evaluation: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
+            rule_file_errors: Counter::default(),
+            dropped: Counter::default(),
+            open: Arc::new(Mutex::new(Vec::new())),
             registry: Registry::default(),
         };
+        register(&mut registry, "caretaker_item_transitions", m.transitions.clone())?;
+        register(&mut registry, "caretaker_rule_evaluation_seconds", m.evaluation.clone())?;
+        register(&mut registry, "caretaker_rule_file_errors", m.rule_file_errors.clone())?;
+        register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
+        for e in catalogue::TRANSITION_EVENTS {
+            let _ = m.transitions.get_or_create(&vec![("event".to_string(), e.to_string())]);
+        }
+        registry.register_collector(Box::new(OpenItems { open: m.open.clone() }));
         register(&mut registry, "caretaker_ingest_reports_accepted", m.accepted.clone())?;
         register(&mut registry, "caretaker_ingest_reports_duplicate", m.duplicate.clone())?;
         register(&mut registry, "caretaker_ingest_reports_rejected", m.rejected.clone())?;
@@ -94,6 +120,32 @@ impl Metrics {
         let mut out = String::with_capacity(64 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// Encodes the active findings and cases gauges from the writer's last count.
+#[derive(Debug)]
+struct OpenItems {
+    open: Arc<Mutex<Vec<OpenCount>>>,
+}
+
+impl Collector for OpenItems {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, kind) in [
+            ("caretaker_findings_open", ItemKind::Finding),
+            ("caretaker_cases_open", ItemKind::Case),
+        ] {
+            let d = catalogue::lookup(name).ok_or(std::fmt::Error)?;
+            let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+            for c in open.iter().filter(|c| c.kind == kind) {
+                let labels = [("severity", c.severity.as_str()), ("customer", c.customer.as_str())];
+                family
+                    .encode_family(&labels)?
+                    .encode_gauge(&i64::try_from(c.count).unwrap_or(i64::MAX))?;
+            }
+        }
+        Ok(())
     }
 }
 

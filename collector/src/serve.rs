@@ -49,6 +49,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             );
         }
     }
+    // Broken rules refuse the start, like a broken config: running with a
+    // silently partial rule set would hide exactly the faults the operator
+    // wrote rules for. Every problem is printed as FILE:LINE.
+    let rules = crate::rules::load(cfg.detect.rules_dir.as_deref()).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+            tracing::error!(problem = %e, "rule file rejected");
+        }
+        crate::rules::RulesInvalid(errors.len())
+    })?;
     let fleet = Arc::new(Fleet::default());
     let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
     let hosts = store::load_fleet(&conn, &fleet).context("loading hosts from the store")?;
@@ -69,8 +79,23 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 paths.server_key.display()
             )
         })?;
+    let (detect, detector) = crate::detect::live::start(
+        rules.clone(),
+        writer.clone(),
+        metrics.clone(),
+        cfg.detect.policy(),
+        Duration::from_secs(cfg.detect.tick_secs),
+    );
+    // Kept alive for as long as we serve: dropping it stops the watching.
+    let _watcher = match &cfg.detect.rules_dir {
+        Some(dir) => Some(
+            crate::detect::watch::watch(dir.clone(), rules, detect.clone()).context("watching the rules directory")?,
+        ),
+        None => None,
+    };
     let cfg = Arc::new(cfg);
     let state = AppState {
+        detect: Some(detect),
         fleet,
         writer: writer.clone(),
         metrics,
@@ -117,6 +142,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     server.serve(app(state).into_make_service()).await.context("serving")?;
     pruner.abort();
     let _ = pruner.await;
+    // The detection task holds a writer handle: stop it so the writer can end.
+    detector.abort();
+    let _ = detector.await;
     // The router (and with it the last writer handle) is gone: the writer
     // drains what it has and stops.
     tokio::task::spawn_blocking(move || writer_thread.join()).await.ok();

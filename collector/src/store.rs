@@ -354,6 +354,28 @@ enum Job {
     /// Answers whether the token was valid (and the agent created).
     Enroll(Enrollment, oneshot::Sender<Result<bool, StoreError>>),
     Prune(Prune),
+    /// Signals of the live rule engine for the findings and cases store,
+    /// answered with what each did (in order).
+    Signals(
+        Vec<crate::cases::Signal>,
+        crate::cases::Policy,
+        oneshot::Sender<Result<DetectWrite, StoreError>>,
+    ),
+    /// Runs the lifecycle timers (`cases::store::tick_all`).
+    TickCases(
+        i64,
+        crate::cases::Policy,
+        oneshot::Sender<Result<DetectWrite, StoreError>>,
+    ),
+}
+
+/// What a detection job changed in the cases store, for /metrics: the
+/// transitions it made and the active items once committed. Counting here,
+/// in the one writer, keeps the gauges exact without a query per scrape.
+#[derive(Debug, Clone, Default)]
+pub struct DetectWrite {
+    pub transitions: Vec<&'static str>,
+    pub open: Vec<crate::cases::store::OpenCount>,
 }
 
 /// What the prune job deletes: rows received before these times.
@@ -423,6 +445,30 @@ impl Writer {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Writes the live engine's signals to the cases store.
+    pub async fn signals(
+        &self,
+        signals: Vec<crate::cases::Signal>,
+        policy: crate::cases::Policy,
+    ) -> Result<DetectWrite, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Signals(signals, policy, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs the lifecycle timers at `now_ms`.
+    pub async fn tick_cases(&self, now_ms: i64, policy: crate::cases::Policy) -> Result<DetectWrite, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::TickCases(now_ms, policy, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     pub async fn prune(&self, prune: Prune) {
         let _ = self.tx.send(Job::Prune(prune)).await;
     }
@@ -432,6 +478,7 @@ impl Writer {
 enum Effect {
     Host(Box<Host>),
     Credential { hash: String, agent_id: String },
+    Detect(DetectWrite),
 }
 
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>, options: WriterOptions) {
@@ -500,6 +547,18 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                     tracing::debug!(report_log = log, raw_reports = raw, "pruned");
                     None
                 }
+                Job::Signals(signals, policy, _) => {
+                    let mark = crate::cases::store::log_high_water(&sp)?;
+                    for s in signals.iter() {
+                        crate::cases::store::apply_signal(&sp, s, policy)?;
+                    }
+                    Some(Effect::Detect(detect_write(&sp, mark)?))
+                }
+                Job::TickCases(now_ms, policy, _) => {
+                    let mark = crate::cases::store::log_high_water(&sp)?;
+                    crate::cases::store::tick_all(&sp, policy, *now_ms)?;
+                    Some(Effect::Detect(detect_write(&sp, mark)?))
+                }
             };
             sp.commit()?;
             Ok(effect)
@@ -543,12 +602,26 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                 let _ = reply.send(Ok(ok));
             }
             (Job::Prune(_), _) => {}
+            (Job::Signals(_, _, reply), Ok(effect)) | (Job::TickCases(_, _, reply), Ok(effect)) => {
+                let w = match effect {
+                    Some(Effect::Detect(w)) => w,
+                    _ => DetectWrite::default(),
+                };
+                let _ = reply.send(Ok(w));
+            }
             (job, Err(e)) => {
                 tracing::error!(error = %e, "store job failed");
                 reply_err(job, e);
             }
         }
     }
+}
+
+fn detect_write(conn: &Connection, mark: i64) -> Result<DetectWrite, StoreError> {
+    Ok(DetectWrite {
+        transitions: crate::cases::store::transitions_since(conn, mark)?,
+        open: crate::cases::store::open_counts(conn)?,
+    })
 }
 
 fn reply_err(job: Job, e: StoreError) {
@@ -560,6 +633,9 @@ fn reply_err(job: Job, e: StoreError) {
             let _ = reply.send(Err(e));
         }
         Job::Prune(_) => {}
+        Job::Signals(_, _, reply) | Job::TickCases(_, _, reply) => {
+            let _ = reply.send(Err(e));
+        }
     }
 }
 

@@ -1291,6 +1291,54 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "Time from receiving a report to answering it."
     ),
+    m!(
+        "caretaker_findings_open",
+        Gauge,
+        None,
+        Collector,
+        ["severity", "customer"],
+        "Active findings (latent risks), by severity and customer."
+    ),
+    m!(
+        "caretaker_cases_open",
+        Gauge,
+        None,
+        Collector,
+        ["severity", "customer"],
+        "Active cases (faults), by severity and customer."
+    ),
+    m!(
+        "caretaker_item_transitions",
+        Counter,
+        None,
+        Collector,
+        ["event"],
+        "Finding and case transitions made by detection, by event (opened, reopened, recovered, resolved, changed)."
+    ),
+    m!(
+        "caretaker_rule_evaluation_seconds",
+        Histogram,
+        Seconds,
+        Collector,
+        [],
+        "Time to evaluate the rules on one report or one tick."
+    ),
+    m!(
+        "caretaker_rule_file_errors",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Problems found in rule files on reload; the previous rules stayed active."
+    ),
+    m!(
+        "caretaker_detect_evaluations_dropped",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Reports not evaluated by detection because its queue was full."
+    ),
 ];
 
 /// Reasons for `caretaker_ingest_reports_rejected`; a closed set keeps label values bounded.
@@ -1302,6 +1350,9 @@ pub const REJECT_REASONS: &[&str] = &[
     "unsupported_encoding",
     "internal",
 ];
+
+/// Events of `caretaker_item_transitions`; a closed set keeps label values bounded.
+pub const TRANSITION_EVENTS: &[&str] = &["opened", "reopened", "recovered", "resolved", "changed"];
 
 /// Looks a metric up by family name (hashed: ingest calls this per sample).
 pub fn lookup(name: &str) -> Option<&'static MetricDef> {

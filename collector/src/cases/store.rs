@@ -83,6 +83,85 @@ pub struct LogEntry {
     pub comment: Option<String>,
 }
 
+/// Active items of one kind, severity and customer (for /metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCount {
+    pub kind: ItemKind,
+    pub severity: String,
+    pub customer: String,
+    pub count: u64,
+}
+
+/// Counts the active items by kind, severity and customer.
+pub fn open_counts(conn: &Connection) -> Result<Vec<OpenCount>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT kind, severity, customer, COUNT(*) FROM items WHERE status NOT IN {INACTIVE} \
+         GROUP BY kind, severity, customer"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, severity, customer, count) = row?;
+        if let Some(kind) = ItemKind::parse(&kind) {
+            out.push(OpenCount {
+                kind,
+                severity,
+                customer,
+                count: u64::try_from(count).unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The newest log row's id, so [`transitions_since`] can name what a job did.
+pub fn log_high_water(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM item_log", [], |r| r.get(0))?)
+}
+
+/// The transitions logged after row `after`, named by event: `opened`,
+/// `reopened`, `recovered`, `resolved`, or `changed` for any other status
+/// change. Log rows that keep the status (occurrences) are no transition.
+pub fn transitions_since(conn: &Connection, after: i64) -> Result<Vec<&'static str>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT from_status, to_status FROM item_log WHERE id > ?1 ORDER BY id")?;
+    let rows = stmt.query_map(params![after], |r| {
+        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (from, to) = row?;
+        let base = |s: &str| s.split(':').next().unwrap_or("").to_string();
+        let to_base = base(&to);
+        let event = match from.as_deref().map(base) {
+            None => "opened",
+            Some(f) if f == to_base => continue,
+            Some(f)
+                if matches!(f.as_str(), "recovered" | "resolved" | "closed" | "fixed" | "verified")
+                    && !matches!(
+                        to_base.as_str(),
+                        "recovered" | "resolved" | "closed" | "fixed" | "verified" | "cancelled"
+                    ) =>
+            {
+                "reopened"
+            }
+            Some(_) => match to_base.as_str() {
+                "recovered" => "recovered",
+                "resolved" => "resolved",
+                _ => "changed",
+            },
+        };
+        out.push(event);
+    }
+    Ok(out)
+}
+
 /// Which items [`list`] returns; every field narrows, `Default` lists all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {

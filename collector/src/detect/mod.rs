@@ -47,7 +47,9 @@
 //! silence start their `for` afresh, so the gap cannot complete a `for` and
 //! open a case for a fault nobody observed.
 
+pub mod live;
 mod replay;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -158,6 +160,19 @@ impl Engine {
 
     /// Takes one report received at `at_ms` and returns the signals of every
     /// rule on every series it covers.
+    /// Swaps in a new rule set, keeping every host's history. The per-rule
+    /// evaluation state is dropped because it is keyed by rule index, which a
+    /// new set renumbers: a pending `for` starts afresh, and since every
+    /// evaluation emits a signal, firing items are confirmed at the next report.
+    pub fn replace_rules(&mut self, rules: RuleSet) {
+        let mut hosts = std::mem::take(&mut self.hosts);
+        for h in hosts.values_mut() {
+            h.eval.clear();
+        }
+        *self = Engine::new(rules);
+        self.hosts = hosts;
+    }
+
     pub fn observe(&mut self, report: &Report, at_ms: i64) -> Vec<Signal> {
         let mut out = Vec::new();
         let host = self.hosts.entry(report.host.clone()).or_default();

@@ -169,6 +169,7 @@ mod tests {
             metrics,
             config: Arc::new(Config::default()),
             reader: Arc::new(Mutex::new(reader)),
+            detect: None,
         };
         Harness { state, db, _dir: dir }
     }

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::store::Writer;
 
 pub mod assets;
+pub mod cases;
 pub mod disks;
 pub mod enroll;
 pub mod error;
@@ -30,6 +31,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Read-only connection pool of one, for API queries that need the store.
     pub reader: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// The live detection task, fed with every committed report; `None`
+    /// where detection does not run (handler tests).
+    pub detect: Option<crate::detect::live::DetectHandle>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -40,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .merge(hosts::router())
         .merge(disks::router())
         .merge(assets::router())
+        .merge(cases::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

@@ -139,6 +139,14 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
             .inc_by(unknown as u64);
     }
     let seq = report.seq;
+    // The engine reads the samples from the report itself; the copy is made
+    // only when detection runs, and handed over only once committed.
+    let for_detect = state.detect.as_ref().map(|_| {
+        let mut r = report.clone();
+        r.samples = samples.clone();
+        r
+    });
+    let received_at_ms = caretaker_shared::now_ms();
     let outcome = state
         .writer
         .apply(Incoming {
@@ -148,11 +156,16 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
             sample_count,
             body: body.to_vec(),
             encoding,
-            received_at_ms: caretaker_shared::now_ms(),
+            received_at_ms,
         })
         .await?;
     match outcome {
-        Applied::Applied { seq } => Ok(seq),
+        Applied::Applied { seq } => {
+            if let (Some(d), Some(r)) = (&state.detect, for_detect) {
+                d.submit(r, received_at_ms);
+            }
+            Ok(seq)
+        }
         Applied::Duplicate { last_seq, .. } => Err(ApiError::Duplicate { seq, last_seq }),
     }
 }

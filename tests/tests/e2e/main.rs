@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod databases;
+mod detection;
 mod disk_health;
 mod end_to_end;
 mod ingest;

@@ -58,6 +58,8 @@ pub struct Collector {
     pub enrollment_token: String,
     pub api_token: String,
     pub client: reqwest::Client,
+    /// A config file passed to `serve --config`, when set before [`Collector::spawn`].
+    pub config: Option<PathBuf>,
     log: PathBuf,
 }
 
@@ -89,8 +91,21 @@ impl Collector {
             enrollment_token: read("enrollment-token"),
             api_token: read("api-token"),
             client,
+            config: None,
             log: dir.join("collector.log"),
         };
+        c.spawn().await;
+        c
+    }
+
+    /// Like [`Collector::start`], serving with the config `toml`.
+    pub async fn start_with_config(dir: &Path, toml: &str) -> Collector {
+        let file = dir.join("collector.toml");
+        std::fs::write(&file, toml).unwrap_or_else(|e| panic!("config: {e}"));
+        // Start once without it to init, then restart with it: init needs no config.
+        let mut c = Collector::start(dir).await;
+        c.stop();
+        c.config = Some(file);
         c.spawn().await;
         c
     }
@@ -110,8 +125,13 @@ impl Collector {
             .append(true)
             .open(&self.log)
             .unwrap_or_else(|e| panic!("log: {e}"));
-        let child = Command::new(bin("caretaker-collector"))
-            .args(["serve", "--data-dir"])
+        let mut cmd = Command::new(bin("caretaker-collector"));
+        cmd.arg("serve");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
+            .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .env("CARETAKER_LOG", "info")

@@ -1,0 +1,350 @@
+//! `GET /api/v1/findings`, `/api/v1/cases` and `/api/v1/{findings,cases}/{id}`:
+//! what live detection found. Lists take the filters `status` (`active`, the
+//! default, `all`, or a status name such as `recovered`), `severity` (the
+//! minimum), `host` and `customer`; one item comes with its evidence and its
+//! log (every occurrence and transition). Needs the API token.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::hosts::authorize;
+use crate::cases::store::{self as cases_store, Filter, LogEntry};
+use crate::cases::{Item, ItemKind, Severity, Status};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/findings", get(list_findings))
+        .route("/api/v1/findings/{id}", get(one_finding))
+        .route("/api/v1/cases", get(list_cases))
+        .route("/api/v1/cases/{id}", get(one_case))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    severity: Option<String>,
+    host: Option<String>,
+    customer: Option<String>,
+}
+
+/// Which statuses a list keeps, beyond what the store filters.
+enum StatusFilter {
+    Active,
+    All,
+    Named(&'static str),
+}
+
+fn parse_status(kind: ItemKind, s: Option<&str>) -> Result<StatusFilter, ApiError> {
+    match s {
+        None | Some("active") => Ok(StatusFilter::Active),
+        Some("all") => Ok(StatusFilter::All),
+        Some(name) => {
+            // A name alone (`on_hold`) or with its reason (`on_hold:parts`);
+            // matching is on the name, so both select the same items.
+            let base = name.split(':').next().unwrap_or(name);
+            let known = [
+                Status::New,
+                Status::Assigned,
+                Status::InProgress,
+                Status::Recovered,
+                Status::Resolved,
+                Status::Closed,
+                Status::Open,
+                Status::Planned,
+                Status::AcceptedRisk,
+                Status::Fixed,
+                Status::Verified,
+            ]
+            .into_iter()
+            .map(|s| (s.name(), s.kind()))
+            .chain([("on_hold", ItemKind::Case), ("cancelled", ItemKind::Case)])
+            .find(|(n, k)| *n == base && *k == kind);
+            match known {
+                Some((n, _)) => Ok(StatusFilter::Named(n)),
+                None => Err(ApiError::BadRequest(format!(
+                    "status: {name:?} is not active, all, or a {} status",
+                    kind.as_str()
+                ))),
+            }
+        }
+    }
+}
+
+fn item_json(item: &Item) -> Value {
+    let mut v = serde_json::to_value(item).unwrap_or_else(|_| json!({}));
+    v["status"] = json!(item.status.to_string());
+    v["active"] = json!(item.status.is_active());
+    v["host"] = json!(item.key.asset);
+    v["customer"] = json!(item.key.customer);
+    v
+}
+
+fn log_json(e: &LogEntry) -> Value {
+    json!({
+        "at_ms": e.at_ms,
+        "actor": e.actor,
+        "from_status": e.from_status.map(|s| s.to_string()),
+        "to_status": e.to_status.to_string(),
+        "comment": e.comment,
+    })
+}
+
+async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let status = parse_status(kind, q.status.as_deref())?;
+    let severity_min = match q.severity.as_deref() {
+        None => None,
+        Some(s) => {
+            Some(Severity::parse(s).ok_or_else(|| ApiError::BadRequest(format!("severity: {s:?} is not a severity")))?)
+        }
+    };
+    let filter = Filter {
+        kind: Some(kind),
+        status_active_only: matches!(status, StatusFilter::Active),
+        severity_min,
+        customer: q.customer,
+        asset: q.host,
+    };
+    let reader = state.reader.clone();
+    let items = tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        cases_store::list(&conn, &filter)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let items: Vec<Value> = items
+        .iter()
+        .filter(|i| match status {
+            StatusFilter::Named(n) => i.status.name() == n,
+            _ => true,
+        })
+        .map(item_json)
+        .collect();
+    let key = match kind {
+        ItemKind::Finding => "findings",
+        ItemKind::Case => "cases",
+    };
+    Ok(Json(json!({ key: items })))
+}
+
+async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let what = kind.as_str();
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{what} id: {id:?} is not a number")))?;
+    let reader = state.reader.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        cases_store::get(&conn, id)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    match found {
+        Some((item, log)) if item.kind == kind => {
+            let mut v = item_json(&item);
+            v["log"] = json!(log.iter().map(log_json).collect::<Vec<_>>());
+            Ok(Json(v))
+        }
+        _ => Err(ApiError::NotFound(format!("no {what} with id {id}"))),
+    }
+}
+
+async fn list_findings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    list(state, headers, ItemKind::Finding, q).await
+}
+
+async fn list_cases(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    list(state, headers, ItemKind::Case, q).await
+}
+
+async fn one_finding(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    one(state, headers, ItemKind::Finding, id).await
+}
+
+async fn one_case(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    one(state, headers, ItemKind::Case, id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::cases::{IdentityKey, Policy, Signal};
+    use crate::config::{Config, Synchronous};
+    use crate::fleet::Fleet;
+    use crate::metrics::Metrics;
+    use crate::pki::hash_secret;
+    use crate::store::{self, Writer};
+
+    const API_TOKEN: &str = "api-token-for-tests";
+
+    async fn state(dir: &tempfile::TempDir) -> AppState {
+        let db = dir.path().join("store.db");
+        let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
+        let conn = open();
+        let fleet = Arc::new(Fleet::default());
+        let setup = store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests")
+            .and_then(|_| store::load_fleet(&conn, &fleet));
+        assert!(setup.is_ok(), "{setup:?}");
+        let reader = open();
+        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
+        AppState {
+            fleet,
+            writer,
+            metrics,
+            config: Arc::new(Config::default()),
+            reader: Arc::new(Mutex::new(reader)),
+            detect: None,
+        }
+    }
+
+    fn signal(kind: ItemKind, check: &str, asset: &str, severity: Severity, firing: bool, at_ms: i64) -> Signal {
+        Signal {
+            key: IdentityKey {
+                customer: "acme".into(),
+                asset: asset.into(),
+                check: check.into(),
+                component: "/srv".into(),
+            },
+            kind,
+            severity,
+            rule: check.into(),
+            firing,
+            at_ms,
+            evidence: json!({"value": 0.97}),
+        }
+    }
+
+    async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
+        let req = Request::get(uri)
+            .header("authorization", format!("Bearer {API_TOKEN}"))
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = super::super::app(state.clone())
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn lists_filters_and_details() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = state(&dir).await;
+        let p = Policy::default();
+        let out = state
+            .writer
+            .signals(
+                vec![
+                    signal(
+                        ItemKind::Case,
+                        "filesystem_almost_full",
+                        "db01",
+                        Severity::Critical,
+                        true,
+                        1_000,
+                    ),
+                    signal(ItemKind::Case, "load_high", "web01", Severity::Warning, true, 1_000),
+                    signal(
+                        ItemKind::Finding,
+                        "filesystem_fills_within_7d",
+                        "db01",
+                        Severity::Warning,
+                        true,
+                        1_000,
+                    ),
+                ],
+                p,
+            )
+            .await;
+        assert!(
+            out.as_ref()
+                .is_ok_and(|w| w.transitions == ["opened"; 3] && w.open.len() == 3),
+            "{out:?}"
+        );
+
+        let (s, v) = get(&state, "/api/v1/cases").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["cases"].as_array().map(Vec::len), Some(2), "{v}");
+        let (_, v) = get(&state, "/api/v1/cases?severity=critical").await;
+        assert_eq!(v["cases"][0]["key"]["check"], "filesystem_almost_full", "{v}");
+        assert_eq!(v["cases"].as_array().map(Vec::len), Some(1));
+        let (_, v) = get(&state, "/api/v1/cases?host=web01&customer=acme&status=new").await;
+        assert_eq!(v["cases"].as_array().map(Vec::len), Some(1), "{v}");
+        let (_, v) = get(&state, "/api/v1/cases?customer=other&status=all").await;
+        assert_eq!(v["cases"].as_array().map(Vec::len), Some(0), "{v}");
+        let (_, v) = get(&state, "/api/v1/findings").await;
+        assert_eq!(v["findings"].as_array().map(Vec::len), Some(1), "{v}");
+        let id = v["findings"][0]["id"].as_i64().unwrap_or(0);
+
+        let (s, v) = get(&state, &format!("/api/v1/findings/{id}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["evidence"]["value"], 0.97, "{v}");
+        assert_eq!(v["log"][0]["to_status"], "open", "{v}");
+        // A finding's id is not a case.
+        let (s, v) = get(&state, &format!("/api/v1/cases/{id}")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(v.to_string().contains(&format!("no case with id {id}")), "{v}");
+
+        let (s, v) = get(&state, "/api/v1/cases?severity=dire").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(v.to_string().contains("severity"), "{v}");
+        let (s, v) = get(&state, "/api/v1/findings?status=new").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains("status"), "{v}");
+        let (s, _) = get(&state, "/api/v1/cases/abc").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn needs_the_api_token() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = state(&dir).await;
+        let req = Request::get("/api/v1/cases")
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = super::super::app(state)
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+}
