@@ -43,17 +43,7 @@ fn sys_roots(tree: &str) -> Roots {
 
 use caretaker_agent::collectors::sample_rows as rows;
 
-fn value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples
-        .iter()
-        .find(|s| {
-            s.metric == metric
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-}
+use caretaker_agent::collectors::sample_value as value;
 
 /// (device, active, level, required, in sync, failed, spare, action,
 /// progress in per mille).

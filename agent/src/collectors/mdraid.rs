@@ -442,17 +442,7 @@ mod tests {
         (r, out.0)
     }
 
-    fn value(samples: &[caretaker_shared::wire::Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        samples
-            .iter()
-            .find(|s| {
-                s.metric == metric
-                    && labels
-                        .iter()
-                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
-    }
+    use crate::collectors::sample_value as value;
 
     #[test]
     fn collects_a_recovering_array() {

@@ -269,6 +269,19 @@ pub fn sample_rows(samples: &[Sample]) -> Vec<String> {
         .collect()
 }
 
+/// The value of the first sample of `metric` carrying all of `labels`.
+pub fn sample_value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.metric == metric
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
 /// Runs every collector, isolating failures, and returns samples and events.
 pub fn run_all(collectors: &mut [Box<dyn Collector>], now_ms: i64) -> (Vec<Sample>, Vec<Event>) {
     let mut out = Samples::default();
