@@ -48,6 +48,12 @@ pub struct DetectConfig {
     pub flap_changes: u32,
     #[serde(default = "default_flap_window_secs")]
     pub flap_window_secs: u64,
+    /// More than this many new cases for one customer within
+    /// `storm_window_secs` open one storm case instead; 0 turns it off.
+    #[serde(default = "default_storm_cases")]
+    pub storm_cases: u32,
+    #[serde(default = "default_storm_window_secs")]
+    pub storm_window_secs: u64,
 }
 
 impl Default for DetectConfig {
@@ -60,6 +66,8 @@ impl Default for DetectConfig {
             reopen_window_secs: default_reopen_window_secs(),
             flap_changes: default_flap_changes(),
             flap_window_secs: default_flap_window_secs(),
+            storm_cases: default_storm_cases(),
+            storm_window_secs: default_storm_window_secs(),
         }
     }
 }
@@ -78,6 +86,8 @@ impl DetectConfig {
             reopen_window_ms: ms(self.reopen_window_secs),
             flap_changes: self.flap_changes,
             flap_window_ms: ms(self.flap_window_secs),
+            storm_cases: self.storm_cases,
+            storm_window_ms: ms(self.storm_window_secs),
         }
     }
 
@@ -89,6 +99,7 @@ impl DetectConfig {
             ("min_hold_secs", self.min_hold_secs),
             ("quiet_period_secs", self.quiet_period_secs),
             ("reopen_window_secs", self.reopen_window_secs),
+            ("storm_window_secs", self.storm_window_secs),
         ] {
             if v > MAX_DURATION_SECS {
                 p.push(format!("detect.{name}: must be at most {MAX_DURATION_SECS}"));
@@ -127,6 +138,12 @@ fn default_flap_changes() -> u32 {
 }
 fn default_flap_window_secs() -> u64 {
     (Policy::default().flap_window_ms / 1000) as u64
+}
+fn default_storm_cases() -> u32 {
+    Policy::default().storm_cases
+}
+fn default_storm_window_secs() -> u64 {
+    (Policy::default().storm_window_ms / 1000) as u64
 }
 
 #[derive(Debug, Clone, Deserialize)]

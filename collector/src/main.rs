@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::io::Write;
 
-use caretaker_collector::cases::Policy;
+use caretaker_collector::cases::{Policy, hold};
 use caretaker_collector::config::{Config, ConfigError};
 use caretaker_collector::detect::{self, ReplayError};
 use caretaker_collector::export;
@@ -67,6 +67,10 @@ enum Command {
         /// Operator rule directory, on top of the built-in pack.
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Maintenance windows in force during the replay: a TOML file of
+        /// `[[window]]` tables (customer, host, starts_at, ends_at, reason).
+        #[arg(long, value_name = "FILE")]
+        maintenance: Option<PathBuf>,
     },
     /// Write the raw reports kept in the store as JSON lines for `replay`,
     /// ordered by receive time. Safe to run while `serve` is running.
@@ -102,6 +106,11 @@ enum RulesCommand {
     List { dir: Option<PathBuf> },
 }
 
+/// A bad file or argument given on the command line (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG").unwrap_or_else(|_| "info".into()))
@@ -116,6 +125,7 @@ fn main() -> ExitCode {
             let bad_input = e.chain().any(|c| {
                 c.is::<ConfigError>()
                     || c.is::<RulesInvalid>()
+                    || c.is::<BadInput>()
                     || c.downcast_ref::<ReplayError>().is_some_and(ReplayError::is_bad_input)
             });
             if bad_input {
@@ -170,10 +180,18 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 .context("starting the runtime")?
                 .block_on(serve::serve(cfg))
         }
-        Command::Replay { input, rules } => {
+        Command::Replay {
+            input,
+            rules,
+            maintenance,
+        } => {
             let set = load_rules(rules.as_deref())?;
+            let windows = match &maintenance {
+                Some(path) => hold::parse_windows_file(path).map_err(BadInput)?,
+                None => Vec::new(),
+            };
             let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
-            let events = detect::replay_lines(std::io::BufReader::new(file), set, &Policy::default())?;
+            let events = detect::replay_lines_with(std::io::BufReader::new(file), set, &Policy::default(), &windows)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for e in events {
                 serde_json::to_writer(&mut out, &e)?;

@@ -46,6 +46,14 @@ pub enum StoreError {
     ActiveItemExists { key: String, id: i64 },
     #[error(transparent)]
     Lifecycle(#[from] crate::cases::LifecycleError),
+    #[error("held signal {0} is not on the unmapped list")]
+    NotUnmapped(i64),
+    #[error("no known asset named {0:?}")]
+    UnknownAsset(String),
+    #[error("maintenance window: {0}")]
+    BadWindow(String),
+    #[error("no maintenance window {0}")]
+    NoSuchWindow(i64),
     #[error("the store has no {0} table: run `caretaker-collector serve` of this version once to upgrade it")]
     Outdated(&'static str),
 }
@@ -151,6 +159,8 @@ CREATE TABLE raw_reports (
 CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
 "#,
         ),
+        // Held signals: unmapped, in a maintenance window, attached to a storm.
+        M::up(crate::cases::hold::MIGRATION),
     ])
 }
 
@@ -361,6 +371,9 @@ enum Job {
         crate::cases::Policy,
         oneshot::Sender<Result<DetectWrite, StoreError>>,
     ),
+    /// Any other write (an operator's change through the API), run in the
+    /// writer's transaction; answered with what it returns.
+    Run(Option<RunFn>, oneshot::Sender<Result<serde_json::Value, StoreError>>),
     /// Runs the lifecycle timers (`cases::store::tick_all`).
     TickCases(
         i64,
@@ -368,6 +381,9 @@ enum Job {
         oneshot::Sender<Result<DetectWrite, StoreError>>,
     ),
 }
+
+/// A write for [`Writer::run`].
+pub type RunFn = Box<dyn FnOnce(&Connection) -> Result<serde_json::Value, StoreError> + Send>;
 
 /// What a detection job changed in the cases store, for /metrics: the
 /// transitions it made and the active items once committed. Counting here,
@@ -469,6 +485,20 @@ impl Writer {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Runs `f` in the writer's transaction (all of it or nothing) and
+    /// returns its answer once committed.
+    pub async fn run(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<serde_json::Value, StoreError> + Send + 'static,
+    ) -> Result<serde_json::Value, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Run(Some(Box::new(f)), reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     pub async fn prune(&self, prune: Prune) {
         let _ = self.tx.send(Job::Prune(prune)).await;
     }
@@ -479,6 +509,7 @@ enum Effect {
     Host(Box<Host>),
     Credential { hash: String, agent_id: String },
     Detect(DetectWrite),
+    Value(serde_json::Value),
 }
 
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>, options: WriterOptions) {
@@ -554,6 +585,10 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                     }
                     Some(Effect::Detect(detect_write(&sp, mark)?))
                 }
+                Job::Run(f, _) => match f.take() {
+                    Some(f) => Some(Effect::Value(f(&sp)?)),
+                    None => None,
+                },
                 Job::TickCases(now_ms, policy, _) => {
                     let mark = crate::cases::store::log_high_water(&sp)?;
                     crate::cases::store::tick_all(&sp, policy, *now_ms)?;
@@ -602,6 +637,13 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                 let _ = reply.send(Ok(ok));
             }
             (Job::Prune(_), _) => {}
+            (Job::Run(_, reply), Ok(effect)) => {
+                let v = match effect {
+                    Some(Effect::Value(v)) => v,
+                    _ => serde_json::Value::Null,
+                };
+                let _ = reply.send(Ok(v));
+            }
             (Job::Signals(_, _, reply), Ok(effect)) | (Job::TickCases(_, _, reply), Ok(effect)) => {
                 let w = match effect {
                     Some(Effect::Detect(w)) => w,
@@ -633,6 +675,9 @@ fn reply_err(job: Job, e: StoreError) {
             let _ = reply.send(Err(e));
         }
         Job::Prune(_) => {}
+        Job::Run(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
         Job::Signals(_, _, reply) | Job::TickCases(_, _, reply) => {
             let _ = reply.send(Err(e));
         }
@@ -790,6 +835,16 @@ fn apply(
             assets.at_ms = Some(r.collected_at_ms);
         }
         assets.inventory = Some(inv.clone());
+        // Signals about this host may open items from now on; held ones
+        // naming it by host name, MAC or machine id are released next tick.
+        let mut ids: Vec<String> = inv
+            .nics
+            .iter()
+            .filter(|n| n.mac.chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
+            .map(|n| n.mac.clone())
+            .collect();
+        ids.push(inv.machine_id.clone());
+        crate::cases::hold::mark_known(conn, &r.host, Some(&inc.agent_id), &ids, r.collected_at_ms)?;
     }
     if let Some(scan) = &r.disks {
         crate::disks::record_scan(conn, &inc.agent_id, scan)?;

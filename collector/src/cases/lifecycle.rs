@@ -311,6 +311,11 @@ pub struct Policy {
     pub flap_changes: u32,
     /// The flap counting window, and the stability an item needs to lose the mark.
     pub flap_window_ms: i64,
+    /// More than this many new cases for one customer within
+    /// `storm_window_ms` open one storm case that the rest attach to.
+    /// Zero: no storm handling.
+    pub storm_cases: u32,
+    pub storm_window_ms: i64,
 }
 
 const MINUTE_MS: i64 = 60_000;
@@ -324,6 +329,8 @@ impl Default for Policy {
             reopen_window_ms: 24 * HOUR_MS,
             flap_changes: 4,
             flap_window_ms: HOUR_MS,
+            storm_cases: 10,
+            storm_window_ms: 10 * MINUTE_MS,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! of `shared/CASES.md`. The rule language, the HTTP API and the wiring into
 //! ingest build on these two and live elsewhere.
 
+pub mod hold;
 pub mod lifecycle;
 pub mod store;
 

@@ -7,6 +7,7 @@
 
 use rusqlite::{Connection, ErrorCode, Row, params};
 
+use super::hold::{self, Gate, Held};
 use super::lifecycle::{self, Action, Decision, IdentityKey, Item, ItemKind, Policy, Severity, Signal, Status};
 use crate::store::StoreError;
 
@@ -67,6 +68,28 @@ pub enum Outcome {
     },
     /// Nothing changed; the active item, if there is one.
     Nothing(Option<i64>),
+    /// The signal would open or reopen an item but is held (see
+    /// [`hold`]): `id` is the held row, `holder` the maintenance window or
+    /// storm case, `new` whether it was not held for this reason before.
+    Held {
+        id: i64,
+        reason: Held,
+        holder: Option<i64>,
+        new: bool,
+    },
+}
+
+impl Outcome {
+    /// The item the signal landed on, if any.
+    pub fn item_id(self) -> Option<i64> {
+        match self {
+            Outcome::Created(id) | Outcome::Updated(id) | Outcome::Reopened(id) | Outcome::Recurrence { id, .. } => {
+                Some(id)
+            }
+            Outcome::Nothing(id) => id,
+            Outcome::Held { .. } => None,
+        }
+    }
 }
 
 /// One row of an item's log.
@@ -478,11 +501,33 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
         None => load_last_ended(conn, signal.kind, &signal.key)?,
     };
     let active_id = active.as_ref().and_then(|i| i.id);
-    match lifecycle::apply(active.as_ref(), last.as_ref(), signal, policy) {
+    let decision = lifecycle::apply(active.as_ref(), last.as_ref(), signal, policy);
+    match &decision {
+        // Opening or reopening an item passes the gate first.
+        Decision::Create(_) | Decision::CreateRecurrence(_) | Decision::Reopen { .. } => {
+            match hold::gate(conn, signal, policy)? {
+                Gate::Pass => {}
+                Gate::Rename(name) => {
+                    let mut renamed = signal.clone();
+                    renamed.key.asset = name;
+                    let out = apply_signal_once(conn, &renamed, policy)?;
+                    if let Some(id) = out.item_id() {
+                        hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
+                    }
+                    return Ok(out);
+                }
+                Gate::Hold(why, holder) => return held(conn, signal, why, holder, policy),
+            }
+        }
+        Decision::Nothing if !signal.firing && active.is_none() => hold::note_clear(conn, signal)?,
+        _ => {}
+    }
+    match decision {
         Decision::Nothing => Ok(Outcome::Nothing(active_id)),
         Decision::Create(item) => {
             let id = insert_item(conn, &item)?;
             log(conn, id, signal.at_ms, &actor, None, item.status, None)?;
+            hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
             Ok(Outcome::Created(id))
         }
         Decision::CreateRecurrence(item) => {
@@ -499,6 +544,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 item.status,
                 Some(&format!("recurrence of {of}")),
             )?;
+            hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
             Ok(Outcome::Recurrence { id, of })
         }
         Decision::Reopen { item } => {
@@ -514,6 +560,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 item.status,
                 Some("reopened"),
             )?;
+            hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
             Ok(Outcome::Reopened(id))
         }
         Decision::Update { item, transition } => {
@@ -527,6 +574,51 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
             Ok(Outcome::Updated(id))
         }
     }
+}
+
+/// Holds a signal the gate stopped. A storm hold attaches it to the
+/// customer's one storm case, opening that case first when there is none.
+fn held(
+    conn: &Connection,
+    signal: &Signal,
+    why: Held,
+    holder: Option<i64>,
+    policy: &Policy,
+) -> Result<Outcome, StoreError> {
+    if why == Held::Storm && signal.firing {
+        // Attach to the customer's storm case, opening it first when there
+        // is none; then feed it, so its evidence counts what is attached.
+        let customer = &signal.key.customer;
+        let storm_id = match load_active(conn, ItemKind::Case, &hold::storm_key(customer))?.and_then(|i| i.id) {
+            Some(id) => id,
+            None => {
+                let open = hold::storm_signal(customer, true, signal.at_ms, 1, policy);
+                apply_signal_once(conn, &open, policy)?
+                    .item_id()
+                    .ok_or_else(|| corrupt(0, "a storm case that did not open"))?
+            }
+        };
+        let (id, new) = hold::hold(conn, signal, why, Some(storm_id))?;
+        let attached = hold::attached_count(conn, storm_id)?;
+        apply_signal_once(
+            conn,
+            &hold::storm_signal(customer, true, signal.at_ms, attached, policy),
+            policy,
+        )?;
+        return Ok(Outcome::Held {
+            id,
+            reason: why,
+            holder: Some(storm_id),
+            new,
+        });
+    }
+    let (id, new) = hold::hold(conn, signal, why, holder)?;
+    Ok(Outcome::Held {
+        id,
+        reason: why,
+        holder,
+        new,
+    })
 }
 
 /// Applies the time-driven changes ([`lifecycle::tick`]) to every item that
@@ -554,6 +646,29 @@ pub fn tick_all(conn: &Connection, policy: &Policy, now_ms: i64) -> Result<usize
             }
             log_flapping(conn, id, &before, &item, now_ms, &actor)?;
             changed += 1;
+        }
+        // A storm case clears once nothing attached to it has fired for a
+        // whole storm window; it then recovers and resolves like any case.
+        for (id, customer, last_firing_ms, firing_attached) in hold::active_storms(conn)? {
+            if firing_attached == 0 && now_ms.saturating_sub(last_firing_ms) >= policy.storm_window_ms {
+                let attached = hold::attached_count(conn, id)?;
+                let clear = hold::storm_signal(&customer, false, now_ms, attached, policy);
+                if !matches!(apply_signal_once(conn, &clear, policy)?, Outcome::Nothing(_)) {
+                    changed += 1;
+                }
+            }
+        }
+        // Held signals whose reason has gone take the normal path again.
+        for (held_id, signal) in hold::release_due(conn, now_ms)? {
+            match apply_signal_once(conn, &signal, policy)? {
+                Outcome::Held { .. } => {}
+                out => {
+                    if out.item_id().is_none() {
+                        hold::release_empty(conn, held_id, now_ms)?;
+                    }
+                    changed += 1;
+                }
+            }
         }
         Ok(changed)
     })
@@ -691,6 +806,7 @@ mod tests {
     fn open() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let c = crate::store::open(&dir.path().join("s.db"), crate::config::Synchronous::Normal).unwrap();
+        hold::mark_known(&c, "srv1", None, &[], 0).unwrap();
         (dir, c)
     }
 

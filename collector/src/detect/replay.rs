@@ -26,6 +26,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
+use crate::cases::hold::{self, Held};
 use crate::cases::store::{self, Filter, Outcome};
 use crate::cases::{Item, Policy, Status};
 use crate::rules::RuleSet;
@@ -82,6 +83,16 @@ fn parse_line(text: &str) -> Result<(i64, Report), String> {
 
 /// Reads every line of `reader` and replays it; see [`replay`].
 pub fn replay_lines(reader: impl BufRead, rules: RuleSet, policy: &Policy) -> Result<Vec<ReplayEvent>, ReplayError> {
+    replay_lines_with(reader, rules, policy, &[])
+}
+
+/// [`replay_lines`] with maintenance windows in force.
+pub fn replay_lines_with(
+    reader: impl BufRead,
+    rules: RuleSet,
+    policy: &Policy,
+    windows: &[hold::Window],
+) -> Result<Vec<ReplayEvent>, ReplayError> {
     let mut reports = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line?;
@@ -91,13 +102,27 @@ pub fn replay_lines(reader: impl BufRead, rules: RuleSet, policy: &Policy) -> Re
         let parsed = parse_line(&line).map_err(|reason| ReplayError::BadLine { line: i + 1, reason })?;
         reports.push(parsed);
     }
-    replay(&reports, rules, policy)
+    replay_with(&reports, rules, policy, windows)
 }
 
 /// Replays `(at_ms, report)` pairs in the given order and returns the item
 /// changes, in the order they happened.
 pub fn replay(reports: &[(i64, Report)], rules: RuleSet, policy: &Policy) -> Result<Vec<ReplayEvent>, ReplayError> {
+    replay_with(reports, rules, policy, &[])
+}
+
+/// [`replay`] with maintenance windows in force.
+pub fn replay_with(
+    reports: &[(i64, Report)],
+    rules: RuleSet,
+    policy: &Policy,
+    windows: &[hold::Window],
+) -> Result<Vec<ReplayEvent>, ReplayError> {
     let conn = crate::store::open_in_memory()?;
+    for w in windows {
+        // Virtual time: a window in the past of the wall clock still counts.
+        hold::add_window(&conn, w, i64::MIN)?;
+    }
     let mut run = Run {
         conn,
         policy: *policy,
@@ -111,6 +136,11 @@ pub fn replay(reports: &[(i64, Report)], rules: RuleSet, policy: &Policy) -> Res
         run.advance_to(*at_ms)?;
         let interval = i64::from(report.interval_secs).saturating_mul(1000).max(1000);
         run.step_ms = Some(run.step_ms.map_or(interval, |s: i64| s.min(interval)));
+        // The stream stands for the asset archive: a host that reports is
+        // known from its first report on.
+        if !hold::is_known(&run.conn, &report.host)? {
+            hold::mark_known(&run.conn, &report.host, None, &[], *at_ms)?;
+        }
         let signals = run.engine.observe(report, *at_ms);
         run.apply(&signals)?;
         run.tick(*at_ms)?;
@@ -168,6 +198,33 @@ impl Run {
                 Outcome::Reopened(id) => (id, Some("reopened")),
                 Outcome::Recurrence { id, .. } => (id, Some("recurrence")),
                 Outcome::Updated(id) => (id, None),
+                Outcome::Held {
+                    id,
+                    reason,
+                    holder,
+                    new,
+                } => {
+                    // A storm hold may have opened or fed the storm case.
+                    if let (Held::Storm, Some(case)) = (reason, holder) {
+                        if let Some((item, _)) = store::get(&self.conn, case)? {
+                            let first = (!self.seen.contains_key(&case)).then_some("opened");
+                            self.diff(&item, s.at_ms, first);
+                        }
+                    }
+                    if new {
+                        self.events.push(ReplayEvent {
+                            at_ms: s.at_ms,
+                            event: "held",
+                            id,
+                            kind: s.kind.as_str().to_string(),
+                            key: s.key.to_string(),
+                            rule: s.rule.clone(),
+                            severity: s.severity.as_str().to_string(),
+                            status: format!("held:{}", reason.as_str()),
+                        });
+                    }
+                    continue;
+                }
             };
             if let Some((item, _)) = store::get(&self.conn, id)? {
                 self.diff(&item, s.at_ms, first);

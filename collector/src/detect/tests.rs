@@ -563,3 +563,78 @@ fn engine_emits_clears_for_every_covered_series() {
     let t = engine.tick(T0 + 10 * MIN);
     assert!(t.iter().any(|s| s.rule == "host_unreachable" && s.firing));
 }
+
+#[test]
+fn a_network_outage_is_one_storm_case_not_a_case_per_host() {
+    // Fourteen hosts of one customer report for an hour, all go silent for
+    // an hour (a switch died), then come back.
+    let mut s = Stream::default();
+    let hosts: Vec<String> = (0..14).map(|i| format!("web{i:02}")).collect();
+    for h in &hosts {
+        s = s
+            .host(h, 60, T0, 60, |_, _| Vec::new())
+            .host(h, 60, T0 + 2 * HOUR, 90, |_, _| Vec::new());
+    }
+    let ev = run(&s.build());
+    let p = Policy::default();
+    let opened = count(&ev, "host_unreachable", "opened");
+    assert_eq!(opened, p.storm_cases as usize, "{ev:#?}");
+    assert_eq!(count(&ev, "case_storm", "opened"), 1, "{ev:#?}");
+    let storm = ev.iter().find(|e| e.rule == "case_storm").unwrap();
+    assert_eq!(storm.key, "acme/*/case_storm/");
+    assert_eq!(storm.severity, "major");
+    let held: Vec<_> = ev.iter().filter(|e| e.event == "held").collect();
+    assert_eq!(held.len(), 14 - p.storm_cases as usize, "{ev:#?}");
+    assert!(
+        held.iter()
+            .all(|e| e.status == "held:storm" && e.rule == "host_unreachable")
+    );
+    // When the hosts are back everything resolves; the attached signals
+    // never become cases of their own.
+    assert_eq!(count(&ev, "case_storm", "resolved"), 1, "{ev:#?}");
+    assert_eq!(
+        count(&ev, "host_unreachable", "resolved"),
+        p.storm_cases as usize,
+        "{ev:#?}"
+    );
+    assert_eq!(count(&ev, "host_unreachable", "opened"), opened);
+}
+
+#[test]
+fn a_maintenance_window_holds_the_fault_until_it_ends() {
+    use crate::cases::hold::Window;
+    // web1's filesystem fills during the window and is still full after it;
+    // web2's fills and is cleaned up inside the window.
+    let window = Window {
+        id: 0,
+        customer: "acme".into(),
+        asset: None,
+        starts_at_ms: T0 + 30 * MIN,
+        ends_at_ms: T0 + 3 * HOUR,
+        reason: "storage migration".into(),
+        created_by: "ops".into(),
+        created_at_ms: 0,
+    };
+    let s = Stream::default()
+        .host("web1", 60, T0, 300, |i, _| fs(if i < 60 { 0.5 } else { 0.03 }))
+        .host("web2", 60, T0, 300, |i, _| {
+            fs(if (60..120).contains(&i) { 0.03 } else { 0.5 })
+        })
+        .build();
+    let ev = super::replay_with(&s, rules::load(None).unwrap(), &Policy::default(), &[window]).unwrap();
+    let opened: Vec<_> = ev.iter().filter(|e| e.event == "opened").collect();
+    assert_eq!(opened.len(), 1, "{ev:#?}");
+    assert_eq!(opened[0].key, "acme/web1/filesystem_almost_full//var");
+    // At the window's end (the first tick at or after it), not before.
+    assert!(
+        opened[0].at_ms >= T0 + 3 * HOUR && opened[0].at_ms <= T0 + 3 * HOUR + MIN,
+        "{:?}",
+        opened[0]
+    );
+    let held: Vec<_> = ev.iter().filter(|e| e.event == "held").collect();
+    assert!(held.iter().all(|e| e.status == "held:maintenance"), "{held:#?}");
+    assert!(held.iter().any(|e| e.key.contains("/web2/")), "{held:#?}");
+    // Without the window, both would have opened a case.
+    let plain = run(&s);
+    assert_eq!(plain.iter().filter(|e| e.event == "opened").count(), 2, "{plain:#?}");
+}

@@ -214,6 +214,8 @@ mod tests {
         let conn = open();
         let fleet = Arc::new(Fleet::default());
         let setup = store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests")
+            .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
+            .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
             .and_then(|_| store::load_fleet(&conn, &fleet));
         assert!(setup.is_ok(), "{setup:?}");
         let reader = open();

@@ -42,7 +42,7 @@
 //! same name is an error, since neither can be said to win. [`reload`] keeps
 //! the previous rules active when any file is broken.
 
-mod parse;
+pub(crate) mod parse;
 
 use std::collections::BTreeMap;
 use std::fmt;

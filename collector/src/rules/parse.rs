@@ -112,6 +112,12 @@ impl Lines {
     }
 }
 
+/// The 1-based line of byte `offset` in `text` (for other TOML files'
+/// errors).
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    Lines::new(text).line(offset)
+}
+
 /// Collects problems for one file.
 struct Errors<'a> {
     file: &'a Path,
