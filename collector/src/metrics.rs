@@ -16,6 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{self, Registry};
 
 use crate::cases::ItemKind;
+use crate::cases::hold::Held;
 use crate::cases::store::OpenCount;
 use crate::fleet::Fleet;
 
@@ -38,6 +39,8 @@ pub struct Metrics {
     /// last detection job (so a scrape costs no query; it lags by at most
     /// one tick).
     pub open: Arc<Mutex<Vec<OpenCount>>>,
+    /// Held signals by reason, likewise.
+    pub held: Arc<Mutex<Vec<(Held, u64)>>>,
 }
 
 fn unit(u: Unit) -> Option<registry::Unit> {
@@ -80,6 +83,7 @@ impl Metrics {
             rule_file_errors: Counter::default(),
             dropped: Counter::default(),
             open: Arc::new(Mutex::new(Vec::new())),
+            held: Arc::new(Mutex::new(Vec::new())),
             registry: Registry::default(),
         };
         register(&mut registry, "caretaker_item_transitions", m.transitions.clone())?;
@@ -89,7 +93,10 @@ impl Metrics {
         for e in catalogue::TRANSITION_EVENTS {
             let _ = m.transitions.get_or_create(&vec![("event".to_string(), e.to_string())]);
         }
-        registry.register_collector(Box::new(OpenItems { open: m.open.clone() }));
+        registry.register_collector(Box::new(OpenItems {
+            open: m.open.clone(),
+            held: m.held.clone(),
+        }));
         register(&mut registry, "caretaker_ingest_reports_accepted", m.accepted.clone())?;
         register(&mut registry, "caretaker_ingest_reports_duplicate", m.duplicate.clone())?;
         register(&mut registry, "caretaker_ingest_reports_rejected", m.rejected.clone())?;
@@ -127,6 +134,7 @@ impl Metrics {
 #[derive(Debug)]
 struct OpenItems {
     open: Arc<Mutex<Vec<OpenCount>>>,
+    held: Arc<Mutex<Vec<(Held, u64)>>>,
 }
 
 impl Collector for OpenItems {
@@ -144,6 +152,15 @@ impl Collector for OpenItems {
                     .encode_family(&labels)?
                     .encode_gauge(&i64::try_from(c.count).unwrap_or(i64::MAX))?;
             }
+        }
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let d = catalogue::lookup("caretaker_signals_held").ok_or(std::fmt::Error)?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        for reason in [Held::Unmapped, Held::Maintenance, Held::Storm] {
+            let n = held.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n);
+            family
+                .encode_family(&[("reason", reason.as_str())])?
+                .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
         }
         Ok(())
     }

@@ -392,6 +392,8 @@ pub type RunFn = Box<dyn FnOnce(&Connection) -> Result<serde_json::Value, StoreE
 pub struct DetectWrite {
     pub transitions: Vec<&'static str>,
     pub open: Vec<crate::cases::store::OpenCount>,
+    /// Held signals by reason.
+    pub held: Vec<(crate::cases::hold::Held, u64)>,
 }
 
 /// What the prune job deletes: rows received before these times.
@@ -663,6 +665,7 @@ fn detect_write(conn: &Connection, mark: i64) -> Result<DetectWrite, StoreError>
     Ok(DetectWrite {
         transitions: crate::cases::store::transitions_since(conn, mark)?,
         open: crate::cases::store::open_counts(conn)?,
+        held: crate::cases::hold::held_counts(conn)?,
     })
 }
 

@@ -12,16 +12,22 @@ fn line(at: i64, up: f64) -> String {
 }
 
 fn replay(input: &str) -> (i32, String, String) {
+    replay_with(input, None)
+}
+
+/// Replays `input`, with a `--maintenance` file holding `maintenance` if given.
+fn replay_with(input: &str, maintenance: Option<&str>) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.jsonl");
     std::fs::write(&path, input).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"))
-        .arg("replay")
-        .arg("--input")
-        .arg(&path)
-        .env("CARETAKER_LOG", "off")
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"));
+    cmd.arg("replay").arg("--input").arg(&path);
+    if let Some(m) = maintenance {
+        let mpath = dir.path().join("maintenance.toml");
+        std::fs::write(&mpath, m).unwrap();
+        cmd.arg("--maintenance").arg(&mpath);
+    }
+    let out = cmd.env("CARETAKER_LOG", "off").output().unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
@@ -67,4 +73,37 @@ fn bad_line_exits_2_naming_it() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stdout.is_empty());
     assert!(stderr.contains("line 2"), "{stderr}");
+}
+
+fn outage_input(t0: i64) -> String {
+    (0..60)
+        .map(|i| line(t0 + i * 60_000, if (10..30).contains(&i) { 0.0 } else { 1.0 }))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_maintenance_file_holds_the_fault() {
+    // 1_800_000_000_000 ms is 2027-01-15T08:00:00Z; the outage is minutes 10 to 30.
+    let t0 = 1_800_000_000_000_i64;
+    let window = "[[window]]\ncustomer = \"acme\"\nhost = \"db1\"\n\
+                  starts_at = \"2027-01-15T08:05:00Z\"\nends_at = \"2027-01-15T09:00:00Z\"\n\
+                  reason = \"database upgrade\"\n";
+    let (code, stdout, stderr) = replay_with(&outage_input(t0), Some(window));
+    assert_eq!(code, 0, "{stderr}");
+    let events: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 1, "{stdout}");
+    assert_eq!(events[0]["event"], "held");
+    assert_eq!(events[0]["status"], "held:maintenance");
+}
+
+#[test]
+fn a_bad_maintenance_file_exits_2_naming_file_and_line() {
+    let (code, stdout, stderr) = replay_with(
+        &outage_input(1_800_000_000_000),
+        Some("[[window]]\ncustomer = \"acme\"\nstart = 3\n"),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("maintenance.toml:3"), "{stderr}");
 }

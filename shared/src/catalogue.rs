@@ -1308,6 +1308,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Active cases (faults), by severity and customer."
     ),
     m!(
+        "caretaker_signals_held",
+        Gauge,
+        None,
+        Collector,
+        ["reason"],
+        "Signals held back from opening a finding or case: unmapped (no known asset), maintenance (inside a window) or storm (attached to a customer's storm case)."
+    ),
+    m!(
         "caretaker_item_transitions",
         Counter,
         None,

@@ -193,6 +193,12 @@ pub struct Filter {
     pub severity_min: Option<Severity>,
     pub customer: Option<String>,
     pub asset: Option<String>,
+    /// Only items in this status (its name, e.g. `on_hold` for every reason).
+    pub status_name: Option<&'static str>,
+    /// Only items with an id below this (the next page of a newest-first list).
+    pub before_id: Option<i64>,
+    /// At most this many items; `None`: all.
+    pub limit: Option<u32>,
 }
 
 const COLUMNS: &str = "id, kind, customer, asset, check_name, component, status, hold_reason, \
@@ -777,22 +783,34 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<(Item, Vec<LogEntry>)>, 
 pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Item>, StoreError> {
     let mut sql = format!(
         "SELECT {COLUMNS} FROM items WHERE (?1 IS NULL OR kind = ?1) \
-         AND (?2 IS NULL OR customer = ?2) AND (?3 IS NULL OR asset = ?3)"
+         AND (?2 IS NULL OR customer = ?2) AND (?3 IS NULL OR asset = ?3) \
+         AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR id < ?5)"
     );
     if filter.status_active_only {
         sql.push_str(&format!(" AND status NOT IN {INACTIVE}"));
     }
-    sql.push_str(" ORDER BY id DESC");
-    let items = query_items(
+    if let Some(min) = filter.severity_min {
+        // Severity is stored as its name; the order lives in the enum.
+        let names: Vec<String> = [Severity::Info, Severity::Warning, Severity::Major, Severity::Critical]
+            .into_iter()
+            .filter(|s| *s >= min)
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        sql.push_str(&format!(" AND severity IN ({})", names.join(", ")));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?6");
+    query_items(
         conn,
         &sql,
-        params![filter.kind.map(ItemKind::as_str), filter.customer, filter.asset],
-    )?;
-    // Severity is stored as its name; the order lives in the enum.
-    Ok(items
-        .into_iter()
-        .filter(|i| filter.severity_min.is_none_or(|min| i.severity >= min))
-        .collect())
+        params![
+            filter.kind.map(ItemKind::as_str),
+            filter.customer,
+            filter.asset,
+            filter.status_name,
+            filter.before_id,
+            filter.limit.map_or(-1, i64::from)
+        ],
+    )
 }
 
 #[cfg(test)]

@@ -127,4 +127,5 @@ fn record(metrics: &Metrics, w: DetectWrite) {
             .inc();
     }
     *metrics.open.lock().unwrap_or_else(|p| p.into_inner()) = w.open;
+    *metrics.held.lock().unwrap_or_else(|p| p.into_inner()) = w.held;
 }

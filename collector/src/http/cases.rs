@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::hosts::authorize;
+use super::maintenance::read;
+use crate::cases::hold::{self, Held};
 use crate::cases::store::{self as cases_store, Filter, LogEntry};
 use crate::cases::{Item, ItemKind, Severity, Status};
 
@@ -32,7 +34,15 @@ struct ListQuery {
     severity: Option<String>,
     host: Option<String>,
     customer: Option<String>,
+    /// Page size (1 to 1000; 100 by default).
+    limit: Option<u32>,
+    /// The `next_before` of the previous page.
+    before: Option<i64>,
 }
+
+/// Default and largest page of a list.
+const PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
 
 /// Which statuses a list keeps, beyond what the store filters.
 enum StatusFilter {
@@ -105,33 +115,36 @@ async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery)
             Some(Severity::parse(s).ok_or_else(|| ApiError::BadRequest(format!("severity: {s:?} is not a severity")))?)
         }
     };
+    let limit = q.limit.unwrap_or(PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "limit: {limit} is not between 1 and {MAX_PAGE}"
+        )));
+    }
     let filter = Filter {
         kind: Some(kind),
         status_active_only: matches!(status, StatusFilter::Active),
         severity_min,
         customer: q.customer,
         asset: q.host,
+        status_name: match status {
+            StatusFilter::Named(n) => Some(n),
+            _ => None,
+        },
+        before_id: q.before,
+        // One more than asked tells whether there is a next page.
+        limit: Some(limit + 1),
     };
-    let reader = state.reader.clone();
-    let items = tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        cases_store::list(&conn, &filter)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let items: Vec<Value> = items
-        .iter()
-        .filter(|i| match status {
-            StatusFilter::Named(n) => i.status.name() == n,
-            _ => true,
-        })
-        .map(item_json)
-        .collect();
+    let mut items = read(&state, move |c| cases_store::list(c, &filter)).await?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_before = if more { items.last().and_then(|i| i.id) } else { None };
+    let items: Vec<Value> = items.iter().map(item_json).collect();
     let key = match kind {
         ItemKind::Finding => "findings",
         ItemKind::Case => "cases",
     };
-    Ok(Json(json!({ key: items })))
+    Ok(Json(json!({ key: items, "next_before": next_before })))
 }
 
 async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) -> Result<Json<Value>, ApiError> {
@@ -140,17 +153,23 @@ async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) ->
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{what} id: {id:?} is not a number")))?;
-    let reader = state.reader.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        cases_store::get(&conn, id)
+    let found = read(&state, move |c| {
+        let found = cases_store::get(c, id)?;
+        // A storm case lists the signals attached to it.
+        let attached = match &found {
+            Some((item, _)) if item.key.check == hold::STORM_CHECK => Some(hold::held_by(c, Held::Storm, id)?),
+            _ => None,
+        };
+        Ok(found.map(|f| (f, attached)))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await?;
     match found {
-        Some((item, log)) if item.kind == kind => {
+        Some(((item, log), attached)) if item.kind == kind => {
             let mut v = item_json(&item);
             v["log"] = json!(log.iter().map(log_json).collect::<Vec<_>>());
+            if let Some(a) = attached {
+                v["attached"] = json!(a);
+            }
             Ok(Json(v))
         }
         _ => Err(ApiError::NotFound(format!("no {what} with id {id}"))),
@@ -249,9 +268,16 @@ mod tests {
     }
 
     async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
-        let req = Request::get(uri)
+        call(state, "GET", uri, None).await
+    }
+
+    async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
             .header("authorization", format!("Bearer {API_TOKEN}"))
-            .body(Body::empty())
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
             .unwrap_or_else(|e| panic!("{e}"));
         let resp = super::super::app(state.clone())
             .oneshot(req)
@@ -334,6 +360,167 @@ mod tests {
         assert!(v.to_string().contains("status"), "{v}");
         let (s, _) = get(&state, "/api/v1/cases/abc").await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn lists_page_newest_first() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = state(&dir).await;
+        let policy = Policy {
+            storm_cases: 0,
+            ..Policy::default()
+        };
+        let signals = (0..25)
+            .map(|i| {
+                let mut s = signal(
+                    ItemKind::Case,
+                    &format!("check_{i:02}"),
+                    "db01",
+                    Severity::Major,
+                    true,
+                    1_000,
+                );
+                s.key.component = String::new();
+                s
+            })
+            .collect();
+        let out = state.writer.signals(signals, policy).await;
+        assert!(out.is_ok(), "{out:?}");
+        let mut seen = Vec::new();
+        let mut uri = "/api/v1/cases?limit=10".to_string();
+        loop {
+            let (s, v) = get(&state, &uri).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let page: Vec<i64> = v["cases"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c["id"].as_i64()).collect())
+                .unwrap_or_default();
+            assert!(page.len() <= 10);
+            seen.extend(page);
+            match v["next_before"].as_i64() {
+                Some(b) => uri = format!("/api/v1/cases?limit=10&before={b}"),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        sorted.dedup();
+        assert_eq!(seen, sorted, "newest first, no repeats");
+        assert_eq!(seen.len(), 25);
+        let (s, v) = get(&state, "/api/v1/cases?limit=0").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(v.to_string().contains("limit"), "{v}");
+        let (s, _) = get(&state, "/api/v1/cases?limit=5000").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn maintenance_windows_and_the_unmapped_list() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = state(&dir).await;
+        let now = caretaker_shared::now_ms();
+        let p = Policy::default();
+
+        // Bad input is refused with the field named, and nothing is added.
+        for (body, field) in [
+            (
+                json!({"customer": "acme", "starts_at": "soon", "ends_at": now + 60_000, "reason": "x"}),
+                "starts_at",
+            ),
+            (
+                json!({"customer": "acme", "starts_at": now, "ends_at": now - 1, "reason": "x"}),
+                "ends_at",
+            ),
+            (
+                json!({"customer": "acme", "starts_at": now, "ends_at": now + 1, "reason": ""}),
+                "reason",
+            ),
+            (
+                json!({"customer": "acme", "starts_at": now, "ends_at": now + 1, "reason": "x", "hots": "db01"}),
+                "hots",
+            ),
+            (
+                json!({"customer": "acme", "ends_at": now + 1, "reason": "x"}),
+                "starts_at",
+            ),
+        ] {
+            let (s, v) = call(&state, "POST", "/api/v1/maintenance", Some(body)).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+            assert!(v.to_string().contains(field), "{field}: {v}");
+        }
+        let (_, v) = get(&state, "/api/v1/maintenance?all=true").await;
+        assert_eq!(v["windows"].as_array().map(Vec::len), Some(0), "{v}");
+
+        let (s, w) = call(
+            &state,
+            "POST",
+            "/api/v1/maintenance",
+            Some(json!({"customer": "acme", "host": "db01", "starts_at": now - 1000,
+                        "ends_at": now + 3_600_000, "reason": "RAID controller firmware"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{w}");
+        let wid = w["id"].as_i64().unwrap_or(0);
+        // A fault on db01 is held, one on web01 opens; one on an unknown host
+        // goes to the unmapped list.
+        let out = state
+            .writer
+            .signals(
+                vec![
+                    signal(ItemKind::Case, "raid_degraded", "db01", Severity::Critical, true, now),
+                    signal(ItemKind::Case, "raid_degraded", "web01", Severity::Critical, true, now),
+                    signal(ItemKind::Case, "raid_degraded", "old-db", Severity::Critical, true, now),
+                ],
+                p,
+            )
+            .await;
+        assert!(out.as_ref().is_ok_and(|w| w.transitions == ["opened"]), "{out:?}");
+        assert!(out.as_ref().is_ok_and(|w| w.held.len() == 2), "{out:?}");
+        let (_, v) = get(&state, "/api/v1/cases").await;
+        assert_eq!(v["cases"].as_array().map(Vec::len), Some(1), "{v}");
+        let (_, v) = get(&state, &format!("/api/v1/maintenance/{wid}")).await;
+        assert_eq!(v["held"][0]["key"]["asset"], "db01", "{v}");
+        assert_eq!(v["held"][0]["occurrences"], 1, "{v}");
+        let (_, v) = get(&state, "/api/v1/unmapped").await;
+        assert_eq!(v["unmapped"][0]["key"]["asset"], "old-db", "{v}");
+        let uid = v["unmapped"][0]["id"].as_i64().unwrap_or(0);
+
+        // Map the unmapped signal to web01, end the window: the next tick
+        // opens both.
+        let (s, v) = call(
+            &state,
+            "POST",
+            &format!("/api/v1/unmapped/{uid}/map"),
+            Some(json!({"host": "nope"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, v) = call(
+            &state,
+            "POST",
+            &format!("/api/v1/unmapped/{uid}/map"),
+            Some(json!({"host": "web01"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = call(&state, "DELETE", &format!("/api/v1/maintenance/{wid}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["ended"], true, "{v}");
+        let (s, _) = call(&state, "DELETE", "/api/v1/maintenance/999", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let out = state.writer.tick_cases(caretaker_shared::now_ms() + 1, p).await;
+        assert!(out.as_ref().is_ok_and(|w| w.held.is_empty()), "{out:?}");
+        let (_, v) = get(&state, "/api/v1/cases").await;
+        let assets: Vec<&str> = v["cases"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["host"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(assets.len(), 2, "{v}");
+        assert!(assets.contains(&"db01"), "{v}");
+        // old-db's fault landed on web01's raid_degraded case, already open.
+        assert_eq!(assets.iter().filter(|a| **a == "web01").count(), 1, "{v}");
+        let (_, v) = get(&state, "/api/v1/unmapped").await;
+        assert_eq!(v["unmapped"].as_array().map(Vec::len), Some(0), "{v}");
     }
 
     #[tokio::test]

@@ -90,6 +90,11 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        use crate::store::StoreError as E;
+        match e {
+            E::NoSuchItem(_) | E::NoSuchWindow(_) => ApiError::NotFound(e.to_string()),
+            E::BadWindow(_) | E::NotUnmapped(_) | E::UnknownAsset(_) => ApiError::BadRequest(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
     }
 }

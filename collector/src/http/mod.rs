@@ -19,6 +19,7 @@ pub mod disks;
 pub mod enroll;
 pub mod error;
 pub mod hosts;
+pub mod maintenance;
 pub mod reports;
 
 use error::ApiError;
@@ -45,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .merge(disks::router())
         .merge(assets::router())
         .merge(cases::router())
+        .merge(maintenance::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

@@ -1,0 +1,169 @@
+//! Maintenance windows and the unmapped list (see [`crate::cases::hold`]).
+//!
+//! - `GET /api/v1/maintenance` lists the windows in progress or to come
+//!   (`?all=true`: ended ones too; `?customer=`); `GET /api/v1/maintenance/{id}`
+//!   gives one with the signals it held.
+//! - `POST /api/v1/maintenance` adds one: `{"customer", "host"?, "starts_at",
+//!   "ends_at", "reason"}`, times as RFC 3339 or ms since the epoch.
+//! - `DELETE /api/v1/maintenance/{id}` ends it now (removes it if it has not
+//!   started); what still fires opens at the next detection tick.
+//! - `GET /api/v1/unmapped` lists signals that named no known asset;
+//!   `POST /api/v1/unmapped/{id}/map` with `{"host": NAME}` maps one to a
+//!   known host, and every later signal with the same name with it.
+//!
+//! All need the API token.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::hosts::authorize;
+use crate::cases::hold::{self, Held, WindowSpec};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/maintenance", get(list).post(add))
+        .route("/api/v1/maintenance/{id}", get(one).delete(end))
+        .route("/api/v1/unmapped", get(unmapped))
+        .route("/api/v1/unmapped/{id}/map", post(map))
+}
+
+/// Parses a JSON body, naming the field that is wrong.
+pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| ApiError::Malformed {
+        path: e.path().to_string(),
+        reason: e.inner().to_string(),
+    })
+}
+
+/// A numeric id from the path.
+pub(crate) fn path_id(what: &str, id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{what} id: {id:?} is not a number")))
+}
+
+/// Runs a read on the reader connection off the async threads.
+pub(crate) async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let reader = state.reader.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    customer: Option<String>,
+    all: Option<bool>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let after = (!q.all.unwrap_or(false)).then(caretaker_shared::now_ms);
+    let windows = read(&state, move |c| hold::windows(c, after, q.customer.as_deref())).await?;
+    Ok(Json(json!({ "windows": windows })))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = path_id("maintenance window", &id)?;
+    let (w, held) = read(&state, move |c| {
+        Ok((hold::window(c, id)?, hold::held_by(c, Held::Maintenance, id)?))
+    })
+    .await?;
+    let w = w.ok_or_else(|| ApiError::NotFound(format!("no maintenance window {id}")))?;
+    let mut v = json!(w);
+    v["held"] = json!(held);
+    Ok(Json(v))
+}
+
+async fn add(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers)?;
+    let spec: WindowSpec = json_body(&body)?;
+    let window = spec.window("api").map_err(ApiError::BadRequest)?;
+    let now = caretaker_shared::now_ms();
+    let v = state
+        .writer
+        .run(move |c| {
+            let id = hold::add_window(c, &window, now)?;
+            Ok(json!(hold::window(c, id)?))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn end(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = path_id("maintenance window", &id)?;
+    let now = caretaker_shared::now_ms();
+    let v = state
+        .writer
+        .run(move |c| {
+            let before = hold::end_window(c, id, now)?;
+            let after = hold::window(c, id)?;
+            Ok(json!({ "ended": after.is_some(), "removed": after.is_none(), "window": after.unwrap_or(before) }))
+        })
+        .await?;
+    Ok(Json(v))
+}
+
+async fn unmapped(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let held = read(&state, |c| hold::list_held(c, Some(Held::Unmapped), None)).await?;
+    Ok(Json(json!({ "unmapped": held })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapBody {
+    host: String,
+}
+
+async fn map(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = path_id("unmapped signal", &id)?;
+    let MapBody { host } = json_body(&body)?;
+    let v = state
+        .writer
+        .run(move |c| {
+            let held = hold::map_unmapped(c, id, &host)?;
+            Ok(json!({ "mapped": held, "host": host }))
+        })
+        .await?;
+    Ok(Json(v))
+}
