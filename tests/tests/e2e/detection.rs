@@ -209,3 +209,148 @@ async fn broken_rule_file_keeps_the_old_rules_and_is_counted() {
     })
     .await;
 }
+
+/// One report of host `ghost` with its databases' `up` values, optionally
+/// carrying an inventory.
+fn ghost_report(agent_id: &str, seq: u64, dbs: &[(&str, f64)], inventory: bool) -> Vec<u8> {
+    use caretaker_shared::wire::{Inventory, PROTOCOL_VERSION, Report, Sample};
+    let report = Report {
+        version: PROTOCOL_VERSION,
+        agent_id: agent_id.to_string(),
+        seq,
+        collected_at_ms: caretaker_shared::now_ms(),
+        interval_secs: 15,
+        host: "ghost".into(),
+        labels: [("customer".to_string(), "acme".to_string())].into(),
+        samples: dbs
+            .iter()
+            .map(|(db, up)| Sample {
+                metric: "caretaker_db_up".into(),
+                labels: [
+                    ("db".to_string(), db.to_string()),
+                    ("kind".to_string(), "postgresql".to_string()),
+                ]
+                .into(),
+                value: *up,
+            })
+            .collect(),
+        events: Vec::new(),
+        inventory: inventory.then(|| Inventory {
+            hostname: "ghost".into(),
+            machine_id: "0123456789abcdef0123456789abcdef".into(),
+            ..Inventory::default()
+        }),
+        disks: None,
+    };
+    caretaker_tests::gzip(&serde_json::to_vec(&report).unwrap_or_default())
+}
+
+fn keys_of(v: &Value, list: &str) -> Vec<String> {
+    v[list]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    format!(
+                        "{}/{}",
+                        i["key"]["asset"].as_str().unwrap_or(""),
+                        i["key"]["component"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmapped_until_inventory_and_held_by_a_maintenance_window() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let c = Collector::start_with_config(dir.path(), "[detect]\ntick_secs = 1\n").await;
+    let ghost = caretaker_tests::enroll(&c.client, &c.url(), &c.enrollment_token, "ghost")
+        .await
+        .unwrap_or_else(|e| panic!("enroll: {e}"));
+    let post = |seq: u64, dbs: &'static [(&'static str, f64)], inventory: bool| {
+        let body = ghost_report(&ghost.agent_id, seq, dbs, inventory);
+        let (client, url, cred) = (c.client.clone(), c.url(), ghost.credential.clone());
+        async move {
+            let (status, v) = caretaker_tests::post_report(&client, &url, &cred, body)
+                .await
+                .unwrap_or_else(|e| panic!("post: {e}"));
+            assert_eq!(status, 200, "{v}");
+        }
+    };
+
+    // No inventory yet: the fault waits on the unmapped list, no case.
+    post(1, &[("main", 0.0)], false).await;
+    eventually("the fault on the unmapped list", Duration::from_secs(20), || async {
+        let v = c.api("/api/v1/unmapped").await;
+        (keys_of(&v, "unmapped") == ["ghost/main"]).then_some(())
+    })
+    .await;
+    assert_eq!(keys_of(&c.api("/api/v1/cases").await, "cases"), Vec::<String>::new());
+
+    // The inventory arrives: the held fault becomes its case.
+    post(2, &[("main", 0.0)], true).await;
+    eventually("the case after the inventory", Duration::from_secs(20), || async {
+        let v = c.api("/api/v1/cases").await;
+        (keys_of(&v, "cases") == ["ghost/main"]).then_some(())
+    })
+    .await;
+    assert!(keys_of(&c.api("/api/v1/unmapped").await, "unmapped").is_empty());
+
+    // A window on ghost holds a second database's fault until it is ended.
+    let now = caretaker_shared::now_ms();
+    let resp = c
+        .client
+        .post(format!("{}/api/v1/maintenance", c.url()))
+        .bearer_auth(&c.api_token)
+        .json(
+            &serde_json::json!({"customer": "acme", "host": "ghost", "starts_at": now - 1000,
+                                  "ends_at": now + 3_600_000, "reason": "PostgreSQL upgrade"}),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST maintenance: {e}"));
+    assert_eq!(resp.status().as_u16(), 201);
+    let window: Value = resp.json().await.unwrap_or(Value::Null);
+    let wid = window["id"].as_i64().unwrap_or(0);
+    post(3, &[("main", 0.0), ("reports", 0.0)], false).await;
+    eventually(
+        "the second fault held by the window",
+        Duration::from_secs(20),
+        || async {
+            let v = c.api(&format!("/api/v1/maintenance/{wid}")).await;
+            (keys_of(&v, "held") == ["ghost/reports"]).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(keys_of(&c.api("/api/v1/cases").await, "cases"), ["ghost/main"]);
+    eventually(
+        "caretaker_signals_held to count it",
+        Duration::from_secs(20),
+        || async {
+            let held = c.metric_value("caretaker_signals_held{reason=\"maintenance\"}").await;
+            (held == Some(1.0)).then_some(())
+        },
+    )
+    .await;
+    let resp = c
+        .client
+        .delete(format!("{}/api/v1/maintenance/{wid}", c.url()))
+        .bearer_auth(&c.api_token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE maintenance: {e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    eventually(
+        "the held fault's case once the window ended",
+        Duration::from_secs(20),
+        || async {
+            let v = c.api("/api/v1/cases").await;
+            let mut keys = keys_of(&v, "cases");
+            keys.sort();
+            (keys == ["ghost/main", "ghost/reports"]).then_some(())
+        },
+    )
+    .await;
+}
