@@ -164,10 +164,24 @@ impl Engine {
     /// evaluation state is dropped because it is keyed by rule index, which a
     /// new set renumbers: a pending `for` starts afresh, and since every
     /// evaluation emits a signal, firing items are confirmed at the next report.
+    /// Swaps the rules. A rule that is still there, unchanged, keeps its
+    /// evaluation state (a pending `for`, a firing rule stays firing), so a
+    /// reload does not clear and re-open the cases it holds; a changed or new
+    /// rule starts afresh.
     pub fn replace_rules(&mut self, rules: RuleSet) {
+        let moved: HashMap<usize, usize> = self
+            .rules
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(old, r)| rules.rules.iter().position(|n| n == r).map(|new| (old, new)))
+            .collect();
         let mut hosts = std::mem::take(&mut self.hosts);
         for h in hosts.values_mut() {
-            h.eval.clear();
+            h.eval = std::mem::take(&mut h.eval)
+                .into_iter()
+                .filter_map(|((i, labels), st)| moved.get(&i).map(|&n| ((n, labels), st)))
+                .collect();
         }
         *self = Engine::new(rules);
         self.hosts = hosts;

@@ -638,3 +638,44 @@ fn a_maintenance_window_holds_the_fault_until_it_ends() {
     let plain = run(&s);
     assert_eq!(plain.iter().filter(|e| e.event == "opened").count(), 2, "{plain:#?}");
 }
+
+#[test]
+fn a_rules_reload_keeps_the_state_of_unchanged_rules() {
+    let set = rules::load(None).unwrap();
+    let mut engine = super::Engine::new(set.clone());
+    let firing_of = |signals: &[crate::cases::Signal]| {
+        signals
+            .iter()
+            .find(|s| s.rule == "filesystem_almost_full")
+            .map(|s| s.firing)
+    };
+    let mut last = None;
+    for i in 0..10 {
+        let at = T0 + i * MIN;
+        last = firing_of(&engine.observe(&report("web1", 60, at, fs(0.03)), at));
+    }
+    assert_eq!(last, Some(true), "firing after its `for`");
+    // The same rules in another order (as when a file is added before them):
+    // still firing at once, no clear that would recover the case.
+    let mut reordered = set.clone();
+    reordered.rules.reverse();
+    engine.replace_rules(reordered);
+    let at = T0 + 10 * MIN;
+    assert_eq!(
+        firing_of(&engine.observe(&report("web1", 60, at, fs(0.03)), at)),
+        Some(true)
+    );
+    // A changed rule starts afresh: pending again, not firing.
+    let mut changed = set;
+    for r in &mut changed.rules {
+        if r.name == "filesystem_almost_full" {
+            r.severity = crate::cases::Severity::Critical;
+        }
+    }
+    engine.replace_rules(changed);
+    let at = T0 + 11 * MIN;
+    assert_eq!(
+        firing_of(&engine.observe(&report("web1", 60, at, fs(0.03)), at)),
+        Some(false)
+    );
+}
