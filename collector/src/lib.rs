@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod pki;
 pub mod rules;
 pub mod serve;
+pub mod spares;
 pub mod store;

@@ -17,6 +17,9 @@ use prometheus_client::registry::{self, Registry};
 
 use crate::cases::ItemKind;
 use crate::cases::hold::Held;
+
+/// Spare coverage ratio per customer, and stock lines under their minimum.
+pub type SpareGauges = (Vec<(String, f64)>, u64);
 use crate::cases::store::OpenCount;
 use crate::fleet::Fleet;
 
@@ -41,6 +44,9 @@ pub struct Metrics {
     pub open: Arc<Mutex<Vec<OpenCount>>>,
     /// Held signals by reason, likewise.
     pub held: Arc<Mutex<Vec<(Held, u64)>>>,
+    /// Spare coverage per customer and stock lines under their minimum,
+    /// refreshed every minute from the store.
+    pub spares: Arc<Mutex<SpareGauges>>,
 }
 
 fn unit(u: Unit) -> Option<registry::Unit> {
@@ -84,6 +90,7 @@ impl Metrics {
             dropped: Counter::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
+            spares: Arc::new(Mutex::new((Vec::new(), 0))),
             registry: Registry::default(),
         };
         register(&mut registry, "caretaker_item_transitions", m.transitions.clone())?;
@@ -96,6 +103,7 @@ impl Metrics {
         registry.register_collector(Box::new(OpenItems {
             open: m.open.clone(),
             held: m.held.clone(),
+            spares: m.spares.clone(),
         }));
         register(&mut registry, "caretaker_ingest_reports_accepted", m.accepted.clone())?;
         register(&mut registry, "caretaker_ingest_reports_duplicate", m.duplicate.clone())?;
@@ -135,6 +143,7 @@ impl Metrics {
 struct OpenItems {
     open: Arc<Mutex<Vec<OpenCount>>>,
     held: Arc<Mutex<Vec<(Held, u64)>>>,
+    spares: Arc<Mutex<SpareGauges>>,
 }
 
 impl Collector for OpenItems {
@@ -162,6 +171,18 @@ impl Collector for OpenItems {
                 .encode_family(&[("reason", reason.as_str())])?
                 .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
         }
+        let (coverage, below) = self.spares.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let d = catalogue::lookup("caretaker_spare_coverage_ratio").ok_or(std::fmt::Error)?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        for (customer, ratio) in &coverage {
+            family
+                .encode_family(&[("customer", customer.as_str())])?
+                .encode_gauge(ratio)?;
+        }
+        let d = catalogue::lookup("caretaker_spare_stock_below_minimum").ok_or(std::fmt::Error)?;
+        encoder
+            .encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?
+            .encode_gauge(&i64::try_from(below).unwrap_or(i64::MAX))?;
         Ok(())
     }
 }

@@ -131,6 +131,28 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         })
     };
     drop(writer);
+    // Spare coverage and stock gauges: a few queries a minute on the reader.
+    let gauges = {
+        let reader = state.reader.clone();
+        let metrics = state.metrics.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let reader = reader.clone();
+                let got = tokio::task::spawn_blocking(move || {
+                    let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+                    crate::spares::gauges(&conn)
+                })
+                .await;
+                match got {
+                    Ok(Ok(v)) => *metrics.spares.lock().unwrap_or_else(|p| p.into_inner()) = v,
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot compute the spare gauges"),
+                    Err(e) => tracing::warn!(error = %e, "spare gauges task failed"),
+                }
+            }
+        })
+    };
 
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), hosts, "collector serving");
     let mut server = axum_server::bind_rustls(cfg.listen, tls).handle(handle);
@@ -142,6 +164,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     server.serve(app(state).into_make_service()).await.context("serving")?;
     pruner.abort();
     let _ = pruner.await;
+    gauges.abort();
+    let _ = gauges.await;
     // The detection task holds a writer handle: stop it so the writer can end.
     detector.abort();
     let _ = detector.await;

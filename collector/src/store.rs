@@ -54,6 +54,8 @@ pub enum StoreError {
     BadWindow(String),
     #[error("no maintenance window {0}")]
     NoSuchWindow(i64),
+    #[error("spare parts: {0}")]
+    Spares(String),
     #[error("the store has no {0} table: run `caretaker-collector serve` of this version once to upgrade it")]
     Outdated(&'static str),
 }
@@ -161,6 +163,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         ),
         // Held signals: unmapped, in a maintenance window, attached to a storm.
         M::up(crate::cases::hold::MIGRATION),
+        // Spare parts, reservations, replenishment and service reports.
+        M::up(crate::spares::MIGRATION),
     ])
 }
 

@@ -1316,6 +1316,22 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Signals held back from opening a finding or case: unmapped (no known asset), maintenance (inside a window) or storm (attached to a customer's storm case)."
     ),
     m!(
+        "caretaker_spare_coverage_ratio",
+        Gauge,
+        Ratio,
+        Collector,
+        ["customer"],
+        "Share of the customer's replaceable parts (disks, DIMMs) with a compatible spare available in stock (target 1)."
+    ),
+    m!(
+        "caretaker_spare_stock_below_minimum",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "Spare stock lines (model and location) holding fewer parts than their minimum."
+    ),
+    m!(
         "caretaker_item_transitions",
         Counter,
         None,

@@ -93,7 +93,9 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError as E;
         match e {
             E::NoSuchItem(_) | E::NoSuchWindow(_) => ApiError::NotFound(e.to_string()),
-            E::BadWindow(_) | E::NotUnmapped(_) | E::UnknownAsset(_) => ApiError::BadRequest(e.to_string()),
+            E::BadWindow(_) | E::NotUnmapped(_) | E::UnknownAsset(_) | E::Spares(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
             _ => ApiError::Internal(e.to_string()),
         }
     }

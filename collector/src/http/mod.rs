@@ -21,6 +21,9 @@ pub mod error;
 pub mod hosts;
 pub mod maintenance;
 pub mod reports;
+pub mod spares;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use error::ApiError;
 
@@ -47,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .merge(assets::router())
         .merge(cases::router())
         .merge(maintenance::router())
+        .merge(spares::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

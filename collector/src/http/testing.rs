@@ -1,0 +1,70 @@
+//! What the API's in-process tests share: a collector state on a temporary
+//! store, and a request helper.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::AppState;
+use crate::config::{Config, Synchronous};
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::pki::hash_secret;
+use crate::store::{self, Writer};
+
+pub const API_TOKEN: &str = "api-token-for-tests";
+
+pub async fn state(dir: &tempfile::TempDir) -> AppState {
+    let db = dir.path().join("store.db");
+    let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
+    let conn = open();
+    let fleet = Arc::new(Fleet::default());
+    let setup = store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests")
+        .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
+        .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
+        .and_then(|_| store::load_fleet(&conn, &fleet));
+    assert!(setup.is_ok(), "{setup:?}");
+    let reader = open();
+    let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
+    AppState {
+        fleet,
+        writer,
+        metrics,
+        config: Arc::new(Config::default()),
+        reader: Arc::new(Mutex::new(reader)),
+        detect: None,
+    }
+}
+
+pub async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
+    call(state, "GET", uri, None).await
+}
+
+pub async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {API_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resp = super::app(state.clone())
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}

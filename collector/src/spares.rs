@@ -1,0 +1,1064 @@
+//! Spare parts: a catalogue of part models and what they fit, stock per
+//! location with a minimum, reservations for accepted replacement
+//! recommendations, consumption by service reports, replenishment requests
+//! when stock falls under its minimum, and the coverage report (for every
+//! covered asset and every replaceable part it has: is a compatible spare on
+//! a shelf?).
+//!
+//! What fits: a spare model fits a part of the same type when its interface
+//! matches (an empty interface on the spare fits any), its capacity is at
+//! least the part's (a disk) or equal (a DIMM: mixing sizes in a bank is not a
+//! like-for-like replacement), and, when the spare lists system models, the
+//! asset's model is one of them (DIMMs, fans and power supplies are often
+//! vendor-specific).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use caretaker_shared::wire::Inventory;
+
+use crate::store::StoreError;
+
+pub const MIGRATION: &str = r#"
+CREATE TABLE spare_models (
+    model TEXT PRIMARY KEY,
+    part_type TEXT NOT NULL,
+    interface TEXT NOT NULL DEFAULT '',
+    capacity_bytes INTEGER,
+    fits_asset_models TEXT NOT NULL DEFAULT '[]',
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE spare_stock (
+    model TEXT NOT NULL REFERENCES spare_models(model),
+    location TEXT NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity >= 0),
+    min_stock INTEGER NOT NULL DEFAULT 0 CHECK (min_stock >= 0),
+    PRIMARY KEY (model, location)
+);
+CREATE TABLE spare_reservations (
+    id INTEGER PRIMARY KEY,
+    model TEXT NOT NULL,
+    location TEXT NOT NULL,
+    recommendation_id INTEGER,
+    host TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('reserved', 'consumed', 'released')),
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX spare_reservations_one_per_recommendation ON spare_reservations(recommendation_id)
+    WHERE status = 'reserved' AND recommendation_id IS NOT NULL;
+CREATE TABLE replenishment_requests (
+    id INTEGER PRIMARY KEY,
+    model TEXT NOT NULL,
+    location TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'received', 'cancelled')),
+    created_at_ms INTEGER NOT NULL,
+    closed_at_ms INTEGER
+);
+-- One open request per model and location: a second shortfall updates it.
+CREATE UNIQUE INDEX replenishment_one_open ON replenishment_requests(model, location) WHERE status = 'open';
+CREATE TABLE service_reports (
+    id INTEGER PRIMARY KEY,
+    case_id INTEGER,
+    host TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('on_site', 'remote')),
+    symptom TEXT NOT NULL,
+    work_done TEXT NOT NULL,
+    engineer TEXT NOT NULL,
+    minutes INTEGER NOT NULL CHECK (minutes >= 0),
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX service_reports_host ON service_reports(host, at_ms);
+CREATE TABLE service_report_parts (
+    report_id INTEGER NOT NULL REFERENCES service_reports(id),
+    idx INTEGER NOT NULL,
+    part_type TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    old_model TEXT NOT NULL,
+    old_serial TEXT NOT NULL,
+    new_model TEXT NOT NULL,
+    new_serial TEXT NOT NULL,
+    location TEXT,
+    reservation_id INTEGER,
+    PRIMARY KEY (report_id, idx)
+);
+"#;
+
+/// A part model kept as a spare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpareModel {
+    #[serde(default)]
+    pub model: String,
+    /// `disk`, `dimm`, `fan`, `psu`, ...
+    pub part_type: String,
+    /// `sata`, `sas`, `nvme` for disks; `DDR4`, `DDR5` for DIMMs; empty: any.
+    #[serde(default)]
+    pub interface: String,
+    #[serde(default)]
+    pub capacity_bytes: Option<u64>,
+    /// System models (DMI product names) it fits; empty: any.
+    #[serde(default)]
+    pub fits_asset_models: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A part of an asset that may need a spare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartSpec {
+    pub part_type: String,
+    /// Where it sits: the disk's device, the DIMM's locator, the fan's label.
+    pub slot: String,
+    pub model: String,
+    pub serial: String,
+    pub interface: String,
+    pub capacity_bytes: Option<u64>,
+    /// The asset's system model (DMI product name).
+    pub asset_model: String,
+}
+
+/// Whether `spare` can replace `part`.
+pub fn fits(spare: &SpareModel, part: &PartSpec) -> bool {
+    if !spare.part_type.eq_ignore_ascii_case(&part.part_type) {
+        return false;
+    }
+    if !spare.interface.is_empty() && !spare.interface.eq_ignore_ascii_case(&part.interface) {
+        return false;
+    }
+    if let (Some(need), Some(have)) = (part.capacity_bytes, spare.capacity_bytes) {
+        let enough = if part.part_type.eq_ignore_ascii_case("dimm") {
+            have == need
+        } else {
+            have >= need
+        };
+        if !enough {
+            return false;
+        }
+    }
+    spare.fits_asset_models.is_empty()
+        || spare
+            .fits_asset_models
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&part.asset_model))
+}
+
+/// The replaceable parts an inventory lists: disks and DIMMs.
+pub fn parts_of(inv: &Inventory) -> Vec<PartSpec> {
+    let asset_model = inv.dmi.product_name.clone();
+    let disks = inv.disks.iter().map(|d| PartSpec {
+        part_type: "disk".into(),
+        slot: d.name.clone(),
+        model: d.model.clone(),
+        serial: d.serial.clone(),
+        interface: d.interface.clone(),
+        capacity_bytes: (d.capacity_bytes > 0).then_some(d.capacity_bytes),
+        asset_model: asset_model.clone(),
+    });
+    let dimms = inv
+        .memory_modules
+        .iter()
+        .filter(|m| m.size_bytes > 0)
+        .map(|m| PartSpec {
+            part_type: "dimm".into(),
+            slot: m.locator.clone(),
+            model: m.part_number.clone(),
+            serial: m.serial.clone(),
+            interface: m.kind.clone(),
+            capacity_bytes: Some(m.size_bytes),
+            asset_model: asset_model.clone(),
+        });
+    disks.chain(dimms).collect()
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Spares(format!("stored {what} cannot be read: {e}"))
+}
+
+fn model_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SpareModel, String)> {
+    Ok((
+        SpareModel {
+            model: r.get(0)?,
+            part_type: r.get(1)?,
+            interface: r.get(2)?,
+            capacity_bytes: r.get::<_, Option<i64>>(3)?.and_then(|c| u64::try_from(c).ok()),
+            fits_asset_models: Vec::new(),
+            description: r.get(5)?,
+        },
+        r.get(4)?,
+    ))
+}
+
+/// Every spare model.
+pub fn models(conn: &Connection) -> Result<Vec<SpareModel>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT model, part_type, interface, capacity_bytes, fits_asset_models, description \
+         FROM spare_models ORDER BY model",
+    )?;
+    let rows = stmt.query_map([], model_from)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(mut m, fits)| {
+            m.fits_asset_models = serde_json::from_str(&fits).map_err(|e| corrupt("spare model", e))?;
+            Ok(m)
+        })
+        .collect()
+}
+
+/// Adds or replaces a spare model.
+pub fn put_model(conn: &Connection, m: &SpareModel) -> Result<(), StoreError> {
+    if m.model.trim().is_empty() || m.part_type.trim().is_empty() {
+        return Err(StoreError::Spares("model and part_type must not be empty".into()));
+    }
+    let fits = serde_json::to_string(&m.fits_asset_models).map_err(|e| corrupt("spare model", e))?;
+    conn.prepare_cached(
+        "INSERT INTO spare_models (model, part_type, interface, capacity_bytes, fits_asset_models, description) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(model) DO UPDATE SET part_type = excluded.part_type, \
+         interface = excluded.interface, capacity_bytes = excluded.capacity_bytes, \
+         fits_asset_models = excluded.fits_asset_models, description = excluded.description",
+    )?
+    .execute(params![
+        m.model,
+        m.part_type,
+        m.interface,
+        m.capacity_bytes.and_then(|c| i64::try_from(c).ok()),
+        fits,
+        m.description
+    ])?;
+    Ok(())
+}
+
+/// Stock of one model at one location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stock {
+    pub model: String,
+    pub location: String,
+    pub quantity: i64,
+    pub min_stock: i64,
+    /// Held for accepted recommendations.
+    pub reserved: i64,
+    pub available: i64,
+    pub below_minimum: bool,
+}
+
+/// Every stock line, with what is reserved.
+pub fn stock(conn: &Connection) -> Result<Vec<Stock>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.model, s.location, s.quantity, s.min_stock, \
+           (SELECT COUNT(*) FROM spare_reservations r WHERE r.model = s.model AND r.location = s.location \
+              AND r.status = 'reserved') \
+         FROM spare_stock s ORDER BY s.model, s.location",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            let quantity: i64 = r.get(2)?;
+            let min_stock: i64 = r.get(3)?;
+            let reserved: i64 = r.get(4)?;
+            Ok(Stock {
+                model: r.get(0)?,
+                location: r.get(1)?,
+                quantity,
+                min_stock,
+                reserved,
+                available: (quantity - reserved).max(0),
+                below_minimum: quantity < min_stock,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Sets the stock of a model at a location (a count, or parts received).
+/// Stock back at its minimum closes the open replenishment request.
+pub fn set_stock(
+    conn: &Connection,
+    model: &str,
+    location: &str,
+    quantity: i64,
+    min_stock: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if quantity < 0 || min_stock < 0 {
+        return Err(StoreError::Spares("quantity and min_stock must not be negative".into()));
+    }
+    if location.trim().is_empty() {
+        return Err(StoreError::Spares("location must not be empty".into()));
+    }
+    let known: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM spare_models WHERE model = ?1)")?
+        .query_row(params![model], |r| r.get(0))?;
+    if !known {
+        return Err(StoreError::Spares(format!("no spare model {model:?}; add it first")));
+    }
+    conn.prepare_cached(
+        "INSERT INTO spare_stock (model, location, quantity, min_stock) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(model, location) DO UPDATE SET quantity = excluded.quantity, min_stock = excluded.min_stock",
+    )?
+    .execute(params![model, location, quantity, min_stock])?;
+    check_minimum(conn, model, location, now_ms)
+}
+
+/// Opens (or updates) the one replenishment request of a model and location
+/// under its minimum, or closes it once stock is back.
+fn check_minimum(conn: &Connection, model: &str, location: &str, now_ms: i64) -> Result<(), StoreError> {
+    let Some((quantity, min_stock)) = conn
+        .prepare_cached("SELECT quantity, min_stock FROM spare_stock WHERE model = ?1 AND location = ?2")?
+        .query_row(params![model, location], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    if quantity < min_stock {
+        conn.prepare_cached(
+            "INSERT INTO replenishment_requests (model, location, quantity, status, created_at_ms) \
+             VALUES (?1, ?2, ?3, 'open', ?4) \
+             ON CONFLICT(model, location) WHERE status = 'open' DO UPDATE SET quantity = excluded.quantity",
+        )?
+        .execute(params![model, location, min_stock - quantity, now_ms])?;
+    } else {
+        conn.prepare_cached(
+            "UPDATE replenishment_requests SET status = 'received', closed_at_ms = ?3 \
+             WHERE model = ?1 AND location = ?2 AND status = 'open'",
+        )?
+        .execute(params![model, location, now_ms])?;
+    }
+    Ok(())
+}
+
+/// A replenishment request: order `quantity` of `model` for `location`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replenishment {
+    pub id: i64,
+    pub model: String,
+    pub location: String,
+    pub quantity: i64,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub closed_at_ms: Option<i64>,
+}
+
+/// Replenishment requests, open ones only unless `all`.
+pub fn replenishments(conn: &Connection, all: bool) -> Result<Vec<Replenishment>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, model, location, quantity, status, created_at_ms, closed_at_ms FROM replenishment_requests \
+         WHERE ?1 OR status = 'open' ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map(params![all], |r| {
+            Ok(Replenishment {
+                id: r.get(0)?,
+                model: r.get(1)?,
+                location: r.get(2)?,
+                quantity: r.get(3)?,
+                status: r.get(4)?,
+                created_at_ms: r.get(5)?,
+                closed_at_ms: r.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A spare held for a recommendation (or a planned replacement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub id: i64,
+    pub model: String,
+    pub location: String,
+    pub recommendation_id: Option<i64>,
+    pub host: String,
+    pub status: String,
+}
+
+/// Reserves a compatible spare with stock available for `part` of `host`,
+/// preferring the host's own `site` as location, then the smallest model
+/// that fits. `None`: no compatible spare is available. Reserving twice for
+/// the same recommendation returns the existing reservation.
+pub fn reserve(
+    conn: &Connection,
+    part: &PartSpec,
+    host: &str,
+    site: &str,
+    recommendation_id: Option<i64>,
+    now_ms: i64,
+) -> Result<Option<Reservation>, StoreError> {
+    if let Some(id) = recommendation_id {
+        if let Some(r) = reservation_for(conn, id)? {
+            return Ok(Some(r));
+        }
+    }
+    let fitting: Vec<SpareModel> = models(conn)?.into_iter().filter(|m| fits(m, part)).collect();
+    let mut candidates: Vec<(bool, u64, Stock)> = stock(conn)?
+        .into_iter()
+        .filter(|s| s.available > 0)
+        .filter_map(|s| {
+            let m = fitting.iter().find(|m| m.model == s.model)?;
+            Some((s.location != site, m.capacity_bytes.unwrap_or(0), s))
+        })
+        .collect();
+    candidates.sort_by(|a, b| (a.0, a.1, &a.2.model, &a.2.location).cmp(&(b.0, b.1, &b.2.model, &b.2.location)));
+    let Some((_, _, s)) = candidates.into_iter().next() else {
+        return Ok(None);
+    };
+    conn.prepare_cached(
+        "INSERT INTO spare_reservations (model, location, recommendation_id, host, status, created_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, 'reserved', ?5, ?5)",
+    )?
+    .execute(params![s.model, s.location, recommendation_id, host, now_ms])?;
+    Ok(Some(Reservation {
+        id: conn.last_insert_rowid(),
+        model: s.model,
+        location: s.location,
+        recommendation_id,
+        host: host.to_string(),
+        status: "reserved".into(),
+    }))
+}
+
+/// The reservation held for a recommendation, if any.
+pub fn reservation_for(conn: &Connection, recommendation_id: i64) -> Result<Option<Reservation>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, model, location, recommendation_id, host, status FROM spare_reservations \
+             WHERE recommendation_id = ?1 AND status = 'reserved'",
+        )?
+        .query_row(params![recommendation_id], |r| {
+            Ok(Reservation {
+                id: r.get(0)?,
+                model: r.get(1)?,
+                location: r.get(2)?,
+                recommendation_id: r.get(3)?,
+                host: r.get(4)?,
+                status: r.get(5)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Gives a recommendation's reserved spare back (the recommendation was
+/// dismissed).
+pub fn release_for(conn: &Connection, recommendation_id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE spare_reservations SET status = 'released', updated_at_ms = ?2 \
+             WHERE recommendation_id = ?1 AND status = 'reserved'",
+        )?
+        .execute(params![recommendation_id, now_ms])?;
+    Ok(n > 0)
+}
+
+// --- service reports -----------------------------------------------------------
+
+/// A part replaced during a service: old model and serial → new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartReplaced {
+    pub part_type: String,
+    /// The disk's device, the DIMM's locator, ...
+    pub slot: String,
+    #[serde(default)]
+    pub old_model: String,
+    #[serde(default)]
+    pub old_serial: String,
+    pub new_model: String,
+    #[serde(default)]
+    pub new_serial: String,
+    /// Where the spare came from; filled from the reservation or the stock
+    /// it was taken from when not given.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// What an engineer did: on site or remote, the symptom, the work, the parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceReport {
+    #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub case_id: Option<i64>,
+    pub host: String,
+    /// `on_site` or `remote`.
+    pub mode: String,
+    pub symptom: String,
+    pub work_done: String,
+    pub engineer: String,
+    pub minutes: u32,
+    #[serde(default)]
+    pub parts: Vec<PartReplaced>,
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+}
+
+impl ServiceReport {
+    /// Every problem with the report, each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, v) in [
+            ("host", &self.host),
+            ("symptom", &self.symptom),
+            ("work_done", &self.work_done),
+            ("engineer", &self.engineer),
+        ] {
+            if v.trim().is_empty() {
+                p.push(format!("{name}: must not be empty"));
+            }
+        }
+        if self.mode != "on_site" && self.mode != "remote" {
+            p.push(format!("mode: {:?} is not on_site or remote", self.mode));
+        }
+        for (i, part) in self.parts.iter().enumerate() {
+            for (name, v) in [
+                ("part_type", &part.part_type),
+                ("slot", &part.slot),
+                ("new_model", &part.new_model),
+            ] {
+                if v.trim().is_empty() {
+                    p.push(format!("parts[{i}].{name}: must not be empty"));
+                }
+            }
+        }
+        p
+    }
+}
+
+/// Records a service report. Each part replaced consumes a spare: the one
+/// reserved for the host's recommendation of that model when there is one,
+/// else one from stock (the given location, the host's site first, then
+/// any). A stock falling under its minimum opens one replenishment request.
+/// Returns the report's id.
+pub fn record_service_report(
+    conn: &Connection,
+    report: &ServiceReport,
+    site: &str,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let problems = report.problems();
+    if !problems.is_empty() {
+        return Err(StoreError::Spares(problems.join("; ")));
+    }
+    let at = report.at_ms.unwrap_or(now_ms);
+    conn.prepare_cached(
+        "INSERT INTO service_reports (case_id, host, mode, symptom, work_done, engineer, minutes, at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        report.case_id,
+        report.host,
+        report.mode,
+        report.symptom,
+        report.work_done,
+        report.engineer,
+        report.minutes,
+        at
+    ])?;
+    let id = conn.last_insert_rowid();
+    for (i, part) in report.parts.iter().enumerate() {
+        let reserved: Option<(i64, String)> = conn
+            .prepare_cached(
+                "SELECT id, location FROM spare_reservations WHERE host = ?1 AND model = ?2 AND status = 'reserved' \
+                 AND (?3 IS NULL OR location = ?3) ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![report.host, part.new_model, part.location], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (reservation_id, location) = match reserved {
+            Some((rid, loc)) => {
+                conn.prepare_cached(
+                    "UPDATE spare_reservations SET status = 'consumed', updated_at_ms = ?2 WHERE id = ?1",
+                )?
+                .execute(params![rid, now_ms])?;
+                (Some(rid), Some(loc))
+            }
+            None => (
+                None,
+                take_from_stock(conn, &part.new_model, part.location.as_deref(), site)?,
+            ),
+        };
+        if let Some(loc) = &location {
+            conn.prepare_cached(
+                "UPDATE spare_stock SET quantity = MAX(quantity - 1, 0) WHERE model = ?1 AND location = ?2",
+            )?
+            .execute(params![part.new_model, loc])?;
+            check_minimum(conn, &part.new_model, loc, now_ms)?;
+        }
+        conn.prepare_cached(
+            "INSERT INTO service_report_parts (report_id, idx, part_type, slot, old_model, old_serial, new_model, \
+             new_serial, location, reservation_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            id,
+            i64::try_from(i).unwrap_or(i64::MAX),
+            part.part_type,
+            part.slot,
+            part.old_model,
+            part.old_serial,
+            part.new_model,
+            part.new_serial,
+            location,
+            reservation_id
+        ])?;
+    }
+    Ok(id)
+}
+
+/// The location an unreserved spare is taken from: the given one, else the
+/// site's, else any with unreserved stock. `None`: the part did not come
+/// from our stock (nothing to decrement).
+fn take_from_stock(
+    conn: &Connection,
+    model: &str,
+    location: Option<&str>,
+    site: &str,
+) -> Result<Option<String>, StoreError> {
+    let lines: Vec<Stock> = stock(conn)?.into_iter().filter(|s| s.model == model).collect();
+    if let Some(loc) = location {
+        return Ok(lines.iter().find(|s| s.location == loc).map(|s| s.location.clone()));
+    }
+    let pick = lines
+        .iter()
+        .filter(|s| s.available > 0)
+        .min_by_key(|s| (s.location != site, s.location.clone()))
+        .or_else(|| lines.iter().find(|s| s.quantity > 0));
+    Ok(pick.map(|s| s.location.clone()))
+}
+
+/// Service reports of a host (all when `None`), newest first.
+pub fn service_reports(conn: &Connection, host: Option<&str>) -> Result<Vec<ServiceReport>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, case_id, host, mode, symptom, work_done, engineer, minutes, at_ms FROM service_reports \
+         WHERE ?1 IS NULL OR host = ?1 ORDER BY at_ms DESC, id DESC",
+    )?;
+    let mut reports = stmt
+        .query_map(params![host], |r| {
+            Ok(ServiceReport {
+                id: r.get(0)?,
+                case_id: r.get(1)?,
+                host: r.get(2)?,
+                mode: r.get(3)?,
+                symptom: r.get(4)?,
+                work_done: r.get(5)?,
+                engineer: r.get(6)?,
+                minutes: r.get(7)?,
+                parts: Vec::new(),
+                at_ms: r.get(8)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut parts = conn.prepare_cached(
+        "SELECT part_type, slot, old_model, old_serial, new_model, new_serial, location FROM service_report_parts \
+         WHERE report_id = ?1 ORDER BY idx",
+    )?;
+    for rep in &mut reports {
+        rep.parts = parts
+            .query_map(params![rep.id], |r| {
+                Ok(PartReplaced {
+                    part_type: r.get(0)?,
+                    slot: r.get(1)?,
+                    old_model: r.get(2)?,
+                    old_serial: r.get(3)?,
+                    new_model: r.get(4)?,
+                    new_serial: r.get(5)?,
+                    location: r.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    Ok(reports)
+}
+
+// --- coverage --------------------------------------------------------------------
+
+/// A part with no compatible spare in stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    pub host: String,
+    pub part: PartSpec,
+}
+
+/// Spare coverage of a customer's assets (all customers when `None`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Coverage {
+    pub customer: Option<String>,
+    pub assets: usize,
+    pub parts: usize,
+    pub covered: usize,
+    /// `covered / parts`; 1 when there are no parts.
+    pub ratio: f64,
+    pub gaps: Vec<Gap>,
+}
+
+/// The current inventory of every host (of one customer), with its labels.
+pub fn covered_assets(
+    conn: &Connection,
+    customer: Option<&str>,
+) -> Result<Vec<(String, String, Inventory)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.host, a.labels, (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1) \
+         FROM agents a ORDER BY a.host",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for (host, labels, doc) in rows {
+        let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap_or_default();
+        let cust = labels.get("customer").cloned().unwrap_or_default();
+        if customer.is_some_and(|c| c != cust) {
+            continue;
+        }
+        let Some(doc) = doc else { continue };
+        let inv: Inventory = serde_json::from_str(&doc).map_err(|e| corrupt("inventory", e))?;
+        out.push((host, cust, inv));
+    }
+    Ok(out)
+}
+
+/// For every covered asset and every replaceable part it has: is a
+/// compatible spare available (in stock, not reserved)?
+pub fn coverage(conn: &Connection, customer: Option<&str>) -> Result<Coverage, StoreError> {
+    let models = models(conn)?;
+    let stock = stock(conn)?;
+    let in_stock: Vec<&SpareModel> = models
+        .iter()
+        .filter(|m| stock.iter().any(|s| s.model == m.model && s.available > 0))
+        .collect();
+    let assets = covered_assets(conn, customer)?;
+    let mut parts = 0;
+    let mut gaps = Vec::new();
+    for (host, _, inv) in &assets {
+        for part in parts_of(inv) {
+            parts += 1;
+            if !in_stock.iter().any(|m| fits(m, &part)) {
+                gaps.push(Gap {
+                    host: host.clone(),
+                    part,
+                });
+            }
+        }
+    }
+    let covered = parts - gaps.len();
+    Ok(Coverage {
+        customer: customer.map(String::from),
+        assets: assets.len(),
+        parts,
+        covered,
+        ratio: if parts == 0 { 1.0 } else { covered as f64 / parts as f64 },
+        gaps,
+    })
+}
+
+/// Coverage ratio per customer and how many stock lines are under their
+/// minimum, for /metrics.
+pub fn gauges(conn: &Connection) -> Result<(Vec<(String, f64)>, u64), StoreError> {
+    let mut customers: Vec<String> = covered_assets(conn, None)?.into_iter().map(|(_, c, _)| c).collect();
+    customers.sort();
+    customers.dedup();
+    let mut ratios = Vec::new();
+    for c in customers {
+        let cov = coverage(conn, Some(&c))?;
+        ratios.push((c, cov.ratio));
+    }
+    let below = stock(conn)?.iter().filter(|s| s.below_minimum).count() as u64;
+    Ok((ratios, below))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use caretaker_shared::wire::{DiskInfo, DmiInfo, MemoryModule};
+
+    const TB: u64 = 1_000_000_000_000;
+    const GIB: u64 = 1 << 30;
+
+    fn model(name: &str, part_type: &str, interface: &str, capacity: u64, fits: &[&str]) -> SpareModel {
+        SpareModel {
+            model: name.into(),
+            part_type: part_type.into(),
+            interface: interface.into(),
+            capacity_bytes: Some(capacity),
+            fits_asset_models: fits.iter().map(|s| s.to_string()).collect(),
+            description: String::new(),
+        }
+    }
+
+    fn disk(slot: &str, interface: &str, capacity: u64) -> PartSpec {
+        PartSpec {
+            part_type: "disk".into(),
+            slot: slot.into(),
+            model: "OLD".into(),
+            serial: format!("S-{slot}"),
+            interface: interface.into(),
+            capacity_bytes: Some(capacity),
+            asset_model: "PowerEdge R740".into(),
+        }
+    }
+
+    fn add_host(c: &Connection, host: &str, customer: &str, inv: &Inventory) {
+        c.execute(
+            "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?3, 0, ?4)",
+            params![
+                format!("agent-{host}"),
+                format!("cred-{host}"),
+                host,
+                serde_json::json!({"customer": customer, "site": "hq"}).to_string()
+            ],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO inventory (agent_id, seq, collected_at_ms, doc) VALUES (?1, 1, 0, ?2)",
+            params![format!("agent-{host}"), serde_json::to_string(inv).unwrap()],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn what_fits() {
+        let sata8 = model("ST8000NM", "disk", "sata", 8 * TB, &[]);
+        assert!(
+            fits(&sata8, &disk("sda", "SATA", 4 * TB)),
+            "bigger is fine, case ignored"
+        );
+        assert!(!fits(&sata8, &disk("sda", "sata", 10 * TB)), "smaller is not");
+        assert!(!fits(&sata8, &disk("nvme0n1", "nvme", TB)), "another interface");
+        let any_iface = model("X", "disk", "", 8 * TB, &[]);
+        assert!(fits(&any_iface, &disk("nvme0n1", "nvme", TB)));
+        let dimm = |size| PartSpec {
+            part_type: "dimm".into(),
+            slot: "DIMM_A1".into(),
+            model: "M393A4K40".into(),
+            serial: "1".into(),
+            interface: "DDR4".into(),
+            capacity_bytes: Some(size),
+            asset_model: "PowerEdge R740".into(),
+        };
+        let ddr4_32 = model("M393A4K40DB3", "dimm", "DDR4", 32 * GIB, &["PowerEdge R740"]);
+        assert!(fits(&ddr4_32, &dimm(32 * GIB)));
+        assert!(!fits(&ddr4_32, &dimm(16 * GIB)), "a DIMM is like for like");
+        let mut other_box = dimm(32 * GIB);
+        other_box.asset_model = "ProLiant DL380".into();
+        assert!(!fits(&ddr4_32, &other_box), "not listed for that system");
+    }
+
+    #[test]
+    fn spare_flow_reserve_consume_replenish_once() {
+        let c = crate::store::open_in_memory().unwrap();
+        put_model(&c, &model("ST8000NM", "disk", "sata", 8 * TB, &[])).unwrap();
+        set_stock(&c, "ST8000NM", "hq", 2, 2, 0).unwrap();
+        set_stock(&c, "ST8000NM", "branch", 1, 0, 0).unwrap();
+        assert!(replenishments(&c, false).unwrap().is_empty());
+
+        // Accepting recommendation 7 reserves a spare at the host's site.
+        let part = disk("sdb", "sata", 4 * TB);
+        let r = reserve(&c, &part, "db01", "hq", Some(7), 10).unwrap().unwrap();
+        assert_eq!((r.model.as_str(), r.location.as_str()), ("ST8000NM", "hq"));
+        assert_eq!(
+            reserve(&c, &part, "db01", "hq", Some(7), 11).unwrap(),
+            Some(r.clone()),
+            "idempotent"
+        );
+        let hq = |c: &Connection| stock(c).unwrap().into_iter().find(|s| s.location == "hq").unwrap();
+        assert_eq!((hq(&c).quantity, hq(&c).reserved, hq(&c).available), (2, 1, 1));
+
+        // The service report that replaces the disk consumes that spare:
+        // hq falls under its minimum, which opens one request.
+        let report = ServiceReport {
+            id: None,
+            case_id: Some(3),
+            host: "db01".into(),
+            mode: "on_site".into(),
+            symptom: "pending sectors growing on sdb".into(),
+            work_done: "replaced sdb, rebuilt the mirror".into(),
+            engineer: "kim".into(),
+            minutes: 45,
+            parts: vec![PartReplaced {
+                part_type: "disk".into(),
+                slot: "sdb".into(),
+                old_model: "ST4000NM".into(),
+                old_serial: "ZC1B0002".into(),
+                new_model: "ST8000NM".into(),
+                new_serial: "ZC9X0003".into(),
+                location: None,
+            }],
+            at_ms: None,
+        };
+        record_service_report(&c, &report, "hq", 20).unwrap();
+        assert_eq!((hq(&c).quantity, hq(&c).reserved), (1, 0));
+        assert!(reservation_for(&c, 7).unwrap().is_none());
+        let open = replenishments(&c, false).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(
+            (open[0].model.as_str(), open[0].location.as_str(), open[0].quantity),
+            ("ST8000NM", "hq", 1)
+        );
+
+        // A second replacement from hq stock: still one request, for two.
+        record_service_report(&c, &report, "hq", 30).unwrap();
+        assert_eq!(hq(&c).quantity, 0);
+        let open = replenishments(&c, false).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].quantity, 2);
+        // Parts received: the request closes.
+        set_stock(&c, "ST8000NM", "hq", 3, 2, 40).unwrap();
+        assert!(replenishments(&c, false).unwrap().is_empty());
+        assert_eq!(replenishments(&c, true).unwrap()[0].status, "received");
+
+        let reports = service_reports(&c, Some("db01")).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[0].parts[0].new_serial, "ZC9X0003");
+        assert_eq!(reports[0].parts[0].location.as_deref(), Some("hq"));
+    }
+
+    #[test]
+    fn no_compatible_spare_is_said_plainly() {
+        let c = crate::store::open_in_memory().unwrap();
+        put_model(&c, &model("ST8000NM", "disk", "sata", 8 * TB, &[])).unwrap();
+        set_stock(&c, "ST8000NM", "hq", 1, 0, 0).unwrap();
+        assert_eq!(
+            reserve(&c, &disk("nvme0n1", "nvme", TB), "db01", "hq", Some(1), 0).unwrap(),
+            None
+        );
+        // The only one is reserved: none left for a second part.
+        assert!(
+            reserve(&c, &disk("sda", "sata", TB), "db01", "hq", Some(2), 0)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            reserve(&c, &disk("sdb", "sata", TB), "db01", "hq", Some(3), 0).unwrap(),
+            None
+        );
+        // Released again by a dismissal.
+        assert!(release_for(&c, 2, 1).unwrap());
+        assert!(
+            reserve(&c, &disk("sdb", "sata", TB), "db01", "hq", Some(3), 2)
+                .unwrap()
+                .is_some()
+        );
+        assert!(matches!(
+            set_stock(&c, "NOPE", "hq", 1, 0, 0),
+            Err(StoreError::Spares(_))
+        ));
+        assert!(matches!(
+            set_stock(&c, "ST8000NM", "hq", -1, 0, 0),
+            Err(StoreError::Spares(_))
+        ));
+    }
+
+    #[test]
+    fn coverage_kpi_and_gaps_on_a_fleet() {
+        let c = crate::store::open_in_memory().unwrap();
+        let r740 = DmiInfo {
+            product_name: "PowerEdge R740".into(),
+            ..DmiInfo::default()
+        };
+        let mut a = Inventory {
+            hostname: "db01".into(),
+            dmi: r740.clone(),
+            ..Inventory::default()
+        };
+        a.disks = vec![
+            DiskInfo {
+                name: "sda".into(),
+                model: "ST4000NM".into(),
+                serial: "A1".into(),
+                capacity_bytes: 4 * TB,
+                interface: "sata".into(),
+                ..DiskInfo::default()
+            },
+            DiskInfo {
+                name: "nvme0n1".into(),
+                model: "PM983".into(),
+                serial: "N1".into(),
+                capacity_bytes: TB,
+                interface: "nvme".into(),
+                ..DiskInfo::default()
+            },
+        ];
+        a.memory_modules = vec![MemoryModule {
+            locator: "DIMM_A1".into(),
+            size_bytes: 32 * GIB,
+            kind: "DDR4".into(),
+            part_number: "M393A4K40".into(),
+            serial: "D1".into(),
+            ..MemoryModule::default()
+        }];
+        add_host(&c, "db01", "acme", &a);
+        let mut other = a.clone();
+        other.hostname = "x1".into();
+        add_host(&c, "x1", "globex", &other);
+        put_model(&c, &model("ST8000NM", "disk", "sata", 8 * TB, &[])).unwrap();
+        put_model(
+            &c,
+            &model("M393A4K40DB3", "dimm", "DDR4", 32 * GIB, &["PowerEdge R740"]),
+        )
+        .unwrap();
+        put_model(&c, &model("PM9A3", "disk", "nvme", 2 * TB, &[])).unwrap();
+        set_stock(&c, "ST8000NM", "hq", 1, 1, 0).unwrap();
+        set_stock(&c, "M393A4K40DB3", "hq", 2, 1, 0).unwrap();
+        // The NVMe spare model exists but none is on the shelf.
+        set_stock(&c, "PM9A3", "hq", 0, 1, 0).unwrap();
+
+        let cov = coverage(&c, Some("acme")).unwrap();
+        assert_eq!((cov.assets, cov.parts, cov.covered), (1, 3, 2));
+        assert!((cov.ratio - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(cov.gaps.len(), 1);
+        assert_eq!(
+            (cov.gaps[0].host.as_str(), cov.gaps[0].part.slot.as_str()),
+            ("db01", "nvme0n1")
+        );
+        let all = coverage(&c, None).unwrap();
+        assert_eq!((all.assets, all.parts), (2, 6));
+        let (ratios, below) = gauges(&c).unwrap();
+        assert_eq!(ratios.len(), 2);
+        assert_eq!(below, 1, "PM9A3 at hq is under its minimum");
+
+        // Stocked: full coverage.
+        set_stock(&c, "PM9A3", "hq", 1, 1, 0).unwrap();
+        assert_eq!(coverage(&c, Some("acme")).unwrap().ratio, 1.0);
+    }
+
+    #[test]
+    fn a_service_report_names_what_is_missing() {
+        let r = ServiceReport {
+            id: None,
+            case_id: None,
+            host: " ".into(),
+            mode: "phone".into(),
+            symptom: "x".into(),
+            work_done: String::new(),
+            engineer: "kim".into(),
+            minutes: 5,
+            parts: vec![PartReplaced {
+                part_type: "disk".into(),
+                slot: String::new(),
+                old_model: String::new(),
+                old_serial: String::new(),
+                new_model: "M".into(),
+                new_serial: String::new(),
+                location: None,
+            }],
+            at_ms: None,
+        };
+        let p = r.problems().join("; ");
+        for field in ["host", "work_done", "mode", "parts[0].slot"] {
+            assert!(p.contains(field), "{field}: {p}");
+        }
+        let c = crate::store::open_in_memory().unwrap();
+        assert!(matches!(
+            record_service_report(&c, &r, "", 0),
+            Err(StoreError::Spares(_))
+        ));
+        assert!(service_reports(&c, None).unwrap().is_empty(), "nothing recorded");
+    }
+}
