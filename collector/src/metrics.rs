@@ -173,7 +173,8 @@ impl Collector for OpenItems {
         }
         let (coverage, below) = self.spares.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let d = catalogue::lookup("caretaker_spare_coverage_ratio").ok_or(std::fmt::Error)?;
-        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        let u = unit(d.unit);
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, u.as_ref(), MetricType::Gauge)?;
         for (customer, ratio) in &coverage {
             family
                 .encode_family(&[("customer", customer.as_str())])?
