@@ -1316,6 +1316,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Signals held back from opening a finding or case: unmapped (no known asset), maintenance (inside a window) or storm (attached to a customer's storm case)."
     ),
     m!(
+        "caretaker_recommendations_open",
+        Gauge,
+        None,
+        Collector,
+        ["urgency"],
+        "Active part replacement recommendations (open, accepted or reserved), by urgency: replace_now, within_days or watch."
+    ),
+    m!(
         "caretaker_item_transitions",
         Counter,
         None,
