@@ -259,3 +259,6 @@ pub fn on_accept(conn: &Connection, rec: &Recommendation) -> Result<Option<Value
     let _ = (conn, rec);
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests;
