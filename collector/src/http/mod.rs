@@ -20,6 +20,7 @@ pub mod enroll;
 pub mod error;
 pub mod hosts;
 pub mod maintenance;
+pub mod recommendations;
 pub mod reports;
 
 use error::ApiError;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(assets::router())
         .merge(cases::router())
         .merge(maintenance::router())
+        .merge(recommendations::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))
