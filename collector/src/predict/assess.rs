@@ -303,8 +303,21 @@ pub fn assess(latest: &Disk, history: &[HistoryPoint], now_ms: i64) -> Assessmen
         SOON_DAYS
     };
     // Distinct readings at which a media counter rose (several counters rising
-    // in one reading are one event).
-    let mut rise_times: Vec<i64> = media.iter().map(|r| r.at_ms).collect();
+    // in one reading are one event). Pending sectors turning into reallocated
+    // ones (197 falls as 5 rises) is the drive repairing what it already
+    // counted, not a new rise.
+    let pending_fell = falls(&points, "pending_sectors");
+    let mut rise_times: Vec<i64> = media
+        .iter()
+        .filter(|r| {
+            let conversion = |x: &&Rise| {
+                x.at_ms == r.at_ms && matches!(x.counter.as_str(), "reallocated_sectors" | "reallocation_events")
+            };
+            let all_conversion = media.iter().filter(|x| x.at_ms == r.at_ms).all(|x| conversion(&x));
+            !(all_conversion && pending_fell.contains(&r.at_ms))
+        })
+        .map(|r| r.at_ms)
+        .collect();
     rise_times.dedup();
     let second_rise = rise_times
         .windows(2)
@@ -432,6 +445,15 @@ fn rises(points: &[Point]) -> Vec<Rise> {
         }
     }
     out
+}
+
+/// The readings at which `counter` fell.
+fn falls(points: &[Point], counter: &str) -> Vec<i64> {
+    points
+        .windows(2)
+        .filter(|w| matches!((w[0].values.get(counter), w[1].values.get(counter)), (Some(a), Some(b)) if b < a))
+        .map(|w| w[1].at_ms)
+        .collect()
 }
 
 /// Since when pending sectors have stayed above zero without a break, if they

@@ -45,6 +45,10 @@ pub const DIMM_DAYS: u32 = 14;
 /// (or the cooling margin) is already gone.
 pub const FAN_PSU_DAYS: u32 = 7;
 
+/// History rows read per disk: the assessment looks back at most 180 days,
+/// and a quiet disk has one row a day.
+const HISTORY_ROWS: u32 = 500;
+
 /// What [`assess_host`] did, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostSummary {
@@ -100,7 +104,7 @@ pub fn assess_host(
             }
         };
         out.disks += 1;
-        let history = crate::disks::history(conn, agent_id, &key, 2_000)?;
+        let history = crate::disks::history(conn, agent_id, &key, HISTORY_ROWS)?;
         let a = assess(&disk, &history, now_ms);
         if a.cable_suspect {
             let signal = Signal {

@@ -296,6 +296,7 @@ pub fn raise(conn: &Connection, r: &Raise) -> Result<Raised, StoreError> {
         .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
     match existing {
+        None if silenced(conn, &key, r)? => Ok(Raised::Nothing),
         None => {
             conn.prepare_cached(
                 "INSERT INTO recommendations(agent_id, host, customer, part_type, part_model, part_serial, part_slot,
@@ -354,6 +355,29 @@ pub fn raise(conn: &Connection, r: &Raise) -> Result<Raised, StoreError> {
             Ok(Raised::Updated { id, escalated })
         }
     }
+}
+
+/// Whether an engineer dismissed this part's last recommendation and the
+/// evidence has not worsened since: the urgency is no sooner in kind and no
+/// new reason appeared. A dismissal silences the same evidence; it does not
+/// blind the collector to a drive that gets worse (DISK-HEALTH rule 7).
+fn silenced(conn: &Connection, key: &str, r: &Raise) -> Result<bool, StoreError> {
+    let last: Option<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT status, urgency, reason FROM recommendations WHERE part_key = ?1 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    let Some((status, urgency, reason)) = last else {
+        return Ok(false);
+    };
+    if status != RecStatus::Dismissed.as_str() {
+        return Ok(false);
+    }
+    let sooner = urgency_rank(r.urgency.name(), None).0 > urgency_rank(&urgency, None).0;
+    let dismissed: Vec<&str> = reason.split("; ").collect();
+    let new_reason = r.reason.split("; ").any(|x| !dismissed.contains(&x));
+    Ok(!sooner && !new_reason)
 }
 
 const COLUMNS: &str = "id, agent_id, host, customer, part_type, part_model, part_serial, part_slot, part_interface,

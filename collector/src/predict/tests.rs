@@ -311,3 +311,54 @@ fn fan_and_psu_sensors_in_alarm_name_their_part() {
     s.key.component = "fan4".into();
     assert_eq!(on_signal(&c, &s, Outcome::Updated(1)).unwrap(), Raised::Nothing);
 }
+
+#[test]
+fn pending_sectors_turning_into_reallocated_ones_are_not_a_second_rise() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/wdc-wuh721818ale6l4-hc550-healthy.json");
+    scan(&c, "a1", T0, &d);
+    set_attr(&mut d, 197, 2);
+    scan(&c, "a1", T0 + DAY, &d);
+    // The drive rewrote the two sectors elsewhere: repaired, not worse.
+    set_attr(&mut d, 197, 0);
+    set_attr(&mut d, 5, 2);
+    scan(&c, "a1", T0 + 2 * DAY, &d);
+    assert!(recs(&c).is_empty());
+    // More reallocations a few days later are a second rise.
+    set_attr(&mut d, 5, 9);
+    scan(&c, "a1", T0 + 5 * DAY, &d);
+    assert_eq!(recs(&c).len(), 1);
+}
+
+#[test]
+fn a_dismissal_holds_until_the_evidence_worsens() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/wdc-wd20efrx-red-healthy.json");
+    scan(&c, "a1", T0, &d);
+    set_attr(&mut d, 197, 2);
+    scan(&c, "a1", T0 + DAY, &d);
+    set_attr(&mut d, 5, 3);
+    scan(&c, "a1", T0 + 2 * DAY, &d);
+    let id = recs(&c)[0].id;
+    let dismiss = RecAction::Dismiss {
+        reason: "spare ordered outside Caretaker".into(),
+    };
+    records::act(&c, id, &dismiss, T0 + 2 * DAY).unwrap();
+    scan(&c, "a1", T0 + 3 * DAY, &d);
+    let all = recs(&c);
+    assert_eq!((all.len(), all[0].status.as_str()), (1, "dismissed"));
+    // The drive now fails: a new recommendation, replace now.
+    d.smart_passed = Some(false);
+    scan(&c, "a1", T0 + 4 * DAY, &d);
+    let open = records::list(
+        &c,
+        &Filter {
+            status: Some(RecStatus::Open),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].urgency, "replace_now");
+    assert_ne!(open[0].id, id);
+}
