@@ -313,7 +313,7 @@ pub fn assess(latest: &Disk, history: &[HistoryPoint], now_ms: i64) -> Assessmen
             let conversion = |x: &&Rise| {
                 x.at_ms == r.at_ms && matches!(x.counter.as_str(), "reallocated_sectors" | "reallocation_events")
             };
-            let all_conversion = media.iter().filter(|x| x.at_ms == r.at_ms).all(|x| conversion(&x));
+            let all_conversion = media.iter().filter(|x| x.at_ms == r.at_ms).all(conversion);
             !(all_conversion && pending_fell.contains(&r.at_ms))
         })
         .map(|r| r.at_ms)
