@@ -362,3 +362,58 @@ fn a_dismissal_holds_until_the_evidence_worsens() {
     assert_eq!(open[0].urgency, "replace_now");
     assert_ne!(open[0].id, id);
 }
+
+/// Reports carrying disk scans, applied by the store writer: the path ingest takes.
+#[tokio::test]
+async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
+    let c = conn(&["a1"]);
+    let fleet = Arc::new(Fleet::default());
+    let (writer, _t) = crate::store::Writer::start(c, fleet.clone()).unwrap();
+    let mut d = fixture("ata/seagate-st18000nm000j-healthy.json");
+    for (seq, (day, pending, realloc)) in [(0, 0, 0), (1, 1, 0), (2, 3, 2)].into_iter().enumerate() {
+        set_attr(&mut d, 197, pending);
+        set_attr(&mut d, 5, realloc);
+        let at = T0 + day * DAY;
+        let report = caretaker_shared::wire::Report {
+            version: 1,
+            agent_id: "a1".into(),
+            seq: seq as u64 + 1,
+            collected_at_ms: at,
+            interval_secs: 60,
+            host: "host-a1".into(),
+            labels: [("customer".to_string(), "acme".to_string())].into_iter().collect(),
+            samples: vec![],
+            events: vec![],
+            inventory: None,
+            disks: Some(DiskScan {
+                scanned_at_ms: at,
+                disks: vec![d.clone()],
+                error: None,
+            }),
+        };
+        let body = serde_json::to_vec(&report).unwrap();
+        let applied = writer
+            .apply(crate::store::Incoming {
+                agent_id: "a1".into(),
+                report,
+                samples: vec![],
+                sample_count: 0,
+                body,
+                encoding: crate::store::Encoding::Identity,
+                received_at_ms: at,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(applied, crate::store::Applied::Applied { .. }));
+    }
+    let list = writer
+        .run(|c| Ok(serde_json::to_value(records::list(c, &Filter::default())?).unwrap_or_default()))
+        .await
+        .unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["customer"], "acme");
+    assert_eq!(list[0]["host"], "host-a1");
+    assert_eq!(list[0]["urgency"], "within_days");
+    assert_eq!(fleet.recommendations_open(), vec![("within_days".to_string(), 1)]);
+}
