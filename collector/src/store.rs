@@ -558,7 +558,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
     // after the commit.
     let recount = batch
         .iter()
-        .any(|j| matches!(j, Job::Apply(..) | Job::Signals(..) | Job::Run(..)));
+        .any(|j| matches!(j, Job::Apply(..) | Job::Signals(..) | Job::Run(..) | Job::TickCases(..)));
     // Each job runs in its own savepoint; results wait for the commit.
     let mut done: Vec<(Job, Result<Option<Effect>, StoreError>)> = Vec::with_capacity(batch.len());
     // Inventories set by earlier jobs of this batch (the fleet sees them only after the commit).
@@ -607,6 +607,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                 Job::TickCases(now_ms, policy, _) => {
                     let mark = crate::cases::store::log_high_water(&sp)?;
                     crate::cases::store::tick_all(&sp, policy, *now_ms)?;
+                    crate::predict::on_opened_since(&sp, mark)?;
                     Some(Effect::Detect(detect_write(&sp, mark)?))
                 }
             };

@@ -253,6 +253,53 @@ pub fn on_signal(conn: &Connection, signal: &Signal, outcome: Outcome) -> Result
     )
 }
 
+/// Raises what [`on_signal`] would for every item of [`DIMM_RULES`] or
+/// [`SENSOR_RULES`] opened after log row `after`: items the lifecycle timers
+/// open (a signal released from a maintenance window or the unmapped list)
+/// never pass through the writer's signal job. Raising is idempotent, so an
+/// item already seen there only refreshes its recommendation.
+pub fn on_opened_since(conn: &Connection, after: i64) -> Result<Vec<Raised>, StoreError> {
+    let rules: Vec<&str> = DIMM_RULES.iter().chain(SENSOR_RULES).copied().collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.id, i.kind, i.customer, i.asset, i.check_name, i.component, i.rule, i.evidence, l.at_ms
+         FROM item_log l JOIN items i ON i.id = l.item_id
+         WHERE l.id > ?1 AND l.from_status IS NULL ORDER BY l.id",
+    )?;
+    let rows = stmt.query_map(params![after], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            IdentityKey {
+                customer: r.get(2)?,
+                asset: r.get(3)?,
+                check: r.get(4)?,
+                component: r.get(5)?,
+            },
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, i64>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, key, rule, evidence, at_ms) = row?;
+        if !rules.contains(&rule.as_str()) {
+            continue;
+        }
+        let signal = Signal {
+            key,
+            kind: ItemKind::parse(&kind).unwrap_or(ItemKind::Finding),
+            severity: Severity::Warning,
+            rule,
+            firing: true,
+            at_ms,
+            evidence: serde_json::from_str(&evidence).unwrap_or(Value::Null),
+        };
+        out.push(on_signal(conn, &signal, Outcome::Created(id))?);
+    }
+    Ok(out)
+}
+
 /// Called when a recommendation is accepted, in the same transaction: the
 /// spare-parts module reserves a compatible spare here (matching the part's
 /// type, model, interface and capacity kept on the record) and moves the

@@ -417,3 +417,21 @@ async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
     assert_eq!(list[0]["urgency"], "within_days");
     assert_eq!(fleet.recommendations_open(), vec![("within_days".to_string(), 1)]);
 }
+
+#[test]
+fn items_opened_outside_the_signal_job_are_caught_up() {
+    let c = conn(&["a1"]);
+    // Opened without the writer's hook (as a released held signal is).
+    let outcome = crate::cases::store::apply_signal(&c, &dimm_signal(T0), &crate::cases::Policy::default()).unwrap();
+    assert!(matches!(outcome, Outcome::Created(_)));
+    assert!(recs(&c).is_empty());
+    let raised = on_opened_since(&c, 0).unwrap();
+    assert!(matches!(raised.as_slice(), [Raised::Created(_)]), "{raised:?}");
+    assert_eq!(recs(&c)[0].item_id, outcome.item_id());
+    // Again: the same record, refreshed.
+    assert!(matches!(
+        on_opened_since(&c, 0).unwrap().as_slice(),
+        [Raised::Updated { .. }]
+    ));
+    assert_eq!(recs(&c).len(), 1);
+}
