@@ -74,6 +74,9 @@ pub struct Fleet {
     credentials: RwLock<HashMap<String, String>>,
     /// Hashes of API tokens.
     api_tokens: RwLock<HashSet<String>>,
+    /// Active replacement recommendations by urgency, as the store writer
+    /// last counted them.
+    recommendations_open: RwLock<Vec<(String, u64)>>,
 }
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -98,6 +101,15 @@ impl Fleet {
 
     pub fn add_api_token(&self, token_hash: String) {
         write(&self.api_tokens).insert(token_hash);
+    }
+
+    pub fn set_recommendations_open(&self, counts: Vec<(String, u64)>) {
+        *write(&self.recommendations_open) = counts;
+    }
+
+    /// Active replacement recommendations by urgency.
+    pub fn recommendations_open(&self) -> Vec<(String, u64)> {
+        read(&self.recommendations_open).clone()
     }
 
     pub fn put(&self, host: Host) {

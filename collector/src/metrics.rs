@@ -296,6 +296,15 @@ impl Collector for HostSeries {
             let family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
             g.encode(family)?;
         }
+        let recs = self.fleet.recommendations_open();
+        let d = catalogue::lookup("caretaker_recommendations_open").ok_or(std::fmt::Error)?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        for urgency in crate::predict::records::URGENCIES {
+            let n = recs.iter().find(|(u, _)| u == urgency).map_or(0, |(_, n)| *n);
+            family
+                .encode_family(&[("urgency", *urgency)])?
+                .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
+        }
         Ok(())
     }
 }

@@ -124,7 +124,7 @@ pub fn fits(spare: &SpareModel, part: &PartSpec) -> bool {
     if !spare.part_type.eq_ignore_ascii_case(&part.part_type) {
         return false;
     }
-    if !spare.interface.is_empty() && !spare.interface.eq_ignore_ascii_case(&part.interface) {
+    if !spare.interface.is_empty() && interface_family(&spare.interface) != interface_family(&part.interface) {
         return false;
     }
     if let (Some(need), Some(have)) = (part.capacity_bytes, spare.capacity_bytes) {
@@ -142,6 +142,17 @@ pub fn fits(spare: &SpareModel, part: &PartSpec) -> bool {
             .fits_asset_models
             .iter()
             .any(|m| m.eq_ignore_ascii_case(&part.asset_model))
+}
+
+/// One name per disk bus: smartctl says `ata` and `scsi` where sysfs says
+/// `sata` and `sas`.
+fn interface_family(s: &str) -> String {
+    let s = s.trim().to_ascii_lowercase();
+    match s.as_str() {
+        "ata" | "sata" => "sata".into(),
+        "scsi" | "sas" => "sas".into(),
+        _ => s,
+    }
 }
 
 /// The replaceable parts an inventory lists: disks and DIMMs.
@@ -417,6 +428,36 @@ pub fn reserve(
     }))
 }
 
+/// Reserves a spare for an accepted recommendation: the part on the record,
+/// on the asset's system model, from the asset's site first.
+pub fn reserve_for_recommendation(
+    conn: &Connection,
+    rec: &crate::predict::Recommendation,
+    now_ms: i64,
+) -> Result<Option<Reservation>, StoreError> {
+    let found: Option<(String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT a.labels, (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1) \
+             FROM agents a WHERE a.agent_id = ?1",
+        )?
+        .query_row(params![rec.agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (labels, doc) = found.unwrap_or_default();
+    let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap_or_default();
+    let inv: Option<Inventory> = doc.as_deref().and_then(|d| serde_json::from_str(d).ok());
+    let part = PartSpec {
+        part_type: rec.part_type.clone(),
+        slot: rec.part.slot.clone(),
+        model: rec.part.model.clone(),
+        serial: rec.part.serial.clone(),
+        interface: rec.part.interface.clone(),
+        capacity_bytes: rec.part.capacity_bytes,
+        asset_model: inv.map(|i| i.dmi.product_name).unwrap_or_default(),
+    };
+    let site = labels.get("site").map_or("", String::as_str);
+    reserve(conn, &part, &rec.host, site, Some(rec.id), now_ms)
+}
+
 /// The reservation held for a recommendation, if any.
 pub fn reservation_for(conn: &Connection, recommendation_id: i64) -> Result<Option<Reservation>, StoreError> {
     Ok(conn
@@ -571,6 +612,16 @@ pub fn record_service_report(
                     "UPDATE spare_reservations SET status = 'consumed', updated_at_ms = ?2 WHERE id = ?1",
                 )?
                 .execute(params![rid, now_ms])?;
+                // The replacement the spare was reserved for is done.
+                let rec: Option<i64> = conn
+                    .prepare_cached("SELECT recommendation_id FROM spare_reservations WHERE id = ?1")?
+                    .query_row(params![rid], |r| r.get(0))?;
+                if let Some(rec) = rec {
+                    match crate::predict::records::act(conn, rec, &crate::predict::RecAction::Done, now_ms) {
+                        Ok(_) | Err(StoreError::NoSuchRecommendation(_)) | Err(StoreError::Recommendation(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 (Some(rid), Some(loc))
             }
             None => (

@@ -56,6 +56,10 @@ pub enum StoreError {
     NoSuchWindow(i64),
     #[error("spare parts: {0}")]
     Spares(String),
+    #[error("no recommendation {0}")]
+    NoSuchRecommendation(i64),
+    #[error(transparent)]
+    Recommendation(#[from] crate::predict::TransitionError),
     #[error("the store has no {0} table: run `caretaker-collector serve` of this version once to upgrade it")]
     Outdated(&'static str),
 }
@@ -165,6 +169,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::cases::hold::MIGRATION),
         // Spare parts, reservations, replenishment and service reports.
         M::up(crate::spares::MIGRATION),
+        // Part replacement recommendations.
+        M::up(crate::predict::records::MIGRATION),
     ])
 }
 
@@ -279,6 +285,7 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
     {
         fleet.add_api_token(h?);
     }
+    fleet.set_recommendations_open(crate::predict::records::open_counts(conn)?);
     let mut stmt = conn.prepare(
         "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
                 a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
@@ -551,6 +558,11 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
             return;
         }
     };
+    // Jobs that may raise or move recommendations: their gauge is recounted
+    // after the commit.
+    let recount = batch
+        .iter()
+        .any(|j| matches!(j, Job::Apply(..) | Job::Signals(..) | Job::Run(..) | Job::TickCases(..)));
     // Each job runs in its own savepoint; results wait for the commit.
     let mut done: Vec<(Job, Result<Option<Effect>, StoreError>)> = Vec::with_capacity(batch.len());
     // Inventories set by earlier jobs of this batch (the fleet sees them only after the commit).
@@ -587,7 +599,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                 Job::Signals(signals, policy, _) => {
                     let mark = crate::cases::store::log_high_water(&sp)?;
                     for s in signals.iter() {
-                        crate::cases::store::apply_signal(&sp, s, policy)?;
+                        let outcome = crate::cases::store::apply_signal(&sp, s, policy)?;
+                        crate::predict::on_signal(&sp, s, outcome)?;
                     }
                     Some(Effect::Detect(detect_write(&sp, mark)?))
                 }
@@ -598,6 +611,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                 Job::TickCases(now_ms, policy, _) => {
                     let mark = crate::cases::store::log_high_water(&sp)?;
                     crate::cases::store::tick_all(&sp, policy, *now_ms)?;
+                    crate::predict::on_opened_since(&sp, mark)?;
                     Some(Effect::Detect(detect_write(&sp, mark)?))
                 }
             };
@@ -612,6 +626,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
         done.into_iter()
             .for_each(|(job, _)| reply_err(job, StoreError::Transaction(msg.clone())));
         return;
+    }
+    if recount {
+        match crate::predict::records::open_counts(conn) {
+            Ok(c) => fleet.set_recommendations_open(c),
+            Err(e) => tracing::warn!(error = %e, "cannot count open recommendations"),
+        }
     }
     for (job, r) in done {
         match (job, r) {
@@ -855,6 +875,8 @@ fn apply(
     }
     if let Some(scan) = &r.disks {
         crate::disks::record_scan(conn, &inc.agent_id, scan)?;
+        let customer = r.labels.get("customer").map(String::as_str).unwrap_or("");
+        crate::predict::assess_host(conn, &inc.agent_id, &r.host, customer, scan.scanned_at_ms)?;
     }
     Ok(Some(Effect::Host(Box::new(Host {
         agent_id: inc.agent_id.clone(),

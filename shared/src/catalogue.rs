@@ -1332,6 +1332,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Spare stock lines (model and location) holding fewer parts than their minimum."
     ),
     m!(
+        "caretaker_recommendations_open",
+        Gauge,
+        None,
+        Collector,
+        ["urgency"],
+        "Active part replacement recommendations (open, accepted or reserved), by urgency: replace_now, within_days or watch."
+    ),
+    m!(
         "caretaker_item_transitions",
         Counter,
         None,

@@ -11,13 +11,21 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized(String),
-    Malformed { path: String, reason: String },
+    Malformed {
+        path: String,
+        reason: String,
+    },
     Invalid(Vec<WireError>),
     TooLarge(String),
     UnsupportedEncoding(String),
-    Duplicate { seq: u64, last_seq: u64 },
+    Duplicate {
+        seq: u64,
+        last_seq: u64,
+    },
     NotFound(String),
     BadRequest(String),
+    /// The request is valid but the resource's state does not allow it.
+    Conflict(String),
     Internal(String),
 }
 
@@ -31,7 +39,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::Internal(_) => "internal",
-            ApiError::Duplicate { .. } | ApiError::NotFound(_) => return None,
+            ApiError::Duplicate { .. } | ApiError::NotFound(_) | ApiError::Conflict(_) => return None,
         })
     }
 }
@@ -76,6 +84,7 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"error": "bad_request", "reason": reason}),
             ),
+            ApiError::Conflict(reason) => (StatusCode::CONFLICT, json!({"error": "conflict", "reason": reason})),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (
@@ -92,7 +101,9 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError as E;
         match e {
-            E::NoSuchItem(_) | E::NoSuchWindow(_) => ApiError::NotFound(e.to_string()),
+            E::NoSuchItem(_) | E::NoSuchWindow(_) | E::NoSuchRecommendation(_) => ApiError::NotFound(e.to_string()),
+            E::Recommendation(crate::predict::TransitionError::Invalid { .. }) => ApiError::Conflict(e.to_string()),
+            E::Recommendation(crate::predict::TransitionError::ReasonRequired) => ApiError::BadRequest(e.to_string()),
             E::BadWindow(_) | E::NotUnmapped(_) | E::UnknownAsset(_) | E::Spares(_) => {
                 ApiError::BadRequest(e.to_string())
             }

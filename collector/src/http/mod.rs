@@ -20,6 +20,7 @@ pub mod enroll;
 pub mod error;
 pub mod hosts;
 pub mod maintenance;
+pub mod recommendations;
 pub mod reports;
 pub mod spares;
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .merge(cases::router())
         .merge(maintenance::router())
         .merge(spares::router())
+        .merge(recommendations::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

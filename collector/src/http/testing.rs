@@ -21,9 +21,15 @@ use crate::store::{self, Writer};
 pub const API_TOKEN: &str = "api-token-for-tests";
 
 pub async fn state(dir: &tempfile::TempDir) -> AppState {
+    state_with(dir, |_| {}).await
+}
+
+/// [`state`] with `setup` run on the store before the writer starts.
+pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::Connection)) -> AppState {
     let db = dir.path().join("store.db");
     let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
     let conn = open();
+    setup(&conn);
     let fleet = Arc::new(Fleet::default());
     let setup = store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests")
         .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
@@ -48,6 +54,11 @@ pub async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
 }
 
 pub async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    call_raw(state, method, uri, body.map(|b| b.to_string()).as_deref()).await
+}
+
+/// A request with a body as given (malformed JSON included).
+pub async fn call_raw(state: &AppState, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(method)
         .uri(uri)

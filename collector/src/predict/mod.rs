@@ -1,0 +1,323 @@
+//! Part replacement recommendations: which disk, DIMM, fan or power supply
+//! should be replaced, why, and how soon.
+//!
+//! - [`assess`] judges a disk from its latest reading and SMART history (a
+//!   pure function; the reasoning and references are beside it).
+//! - [`records`] keeps the recommendations (one active per part) and their
+//!   lifecycle `open → accepted → reserved → done | dismissed`.
+//! - [`assess_host`] runs after each disk scan is recorded, in the writer's
+//!   transaction; [`on_signal`] runs when the rule engine opens a finding or
+//!   case that names a replaceable part (a DIMM correcting more and more
+//!   errors, a fan or PSU sensor in alarm).
+//! - [`on_accept`] is where an accepted recommendation reserves a spare.
+
+pub mod assess;
+pub mod records;
+
+use caretaker_shared::disk_health::{Disk, Protocol};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+pub use assess::{Assessment, Risk, Urgency, assess};
+pub use records::{Filter, Part, PartType, Raise, Raised, RecAction, RecStatus, Recommendation, TransitionError};
+
+use crate::cases::store::Outcome;
+use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal};
+use crate::store::StoreError;
+
+/// The check (and rule) name of the cable/backplane finding of a disk whose
+/// CRC errors rise alone.
+pub const CABLE_CHECK: &str = "disk_cable_suspect";
+
+/// Rules whose new finding or case names a DIMM (component: its label) that
+/// should be replaced. Rising correctable errors on one DIMM are the classic
+/// early sign of a failing module; the controller-wide rule
+/// (`edac_correctable_errors_grew`) cannot name the module and is left out.
+pub const DIMM_RULES: &[&str] = &["edac_dimm_correctable_errors_grew"];
+/// Rules whose new finding or case names a hardware monitoring sensor in
+/// alarm (component: its label); a fan or PSU is named when the label says so.
+pub const SENSOR_RULES: &[&str] = &["hwmon_alarm"];
+
+/// Days within which a DIMM with growing corrected errors should be swapped:
+/// corrected errors are not data loss yet, but they tend to turn uncorrectable.
+pub const DIMM_DAYS: u32 = 14;
+/// Days within which a fan or PSU in alarm should be swapped: the redundancy
+/// (or the cooling margin) is already gone.
+pub const FAN_PSU_DAYS: u32 = 7;
+
+/// History rows read per disk: the assessment looks back at most 180 days,
+/// and a quiet disk has one row a day.
+const HISTORY_ROWS: u32 = 500;
+
+/// What [`assess_host`] did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSummary {
+    pub disks: usize,
+    pub raised: Vec<Raised>,
+    pub cable_findings: Vec<Outcome>,
+}
+
+fn interface(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Ata => "ata",
+        Protocol::Nvme => "nvme",
+        Protocol::Scsi => "scsi",
+        Protocol::Unknown => "",
+    }
+}
+
+/// The active finding or case about `component` on this asset, if any (the
+/// newest), so a recommendation can link to it.
+fn active_item(conn: &Connection, customer: &str, asset: &str, component: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM items WHERE customer = ?1 AND asset = ?2 AND component = ?3
+               AND status NOT IN ('resolved', 'closed', 'cancelled', 'fixed', 'verified')
+             ORDER BY CASE kind WHEN 'case' THEN 0 ELSE 1 END, id DESC LIMIT 1",
+        )?
+        .query_row(params![customer, asset, component], |r| r.get(0))
+        .optional()?)
+}
+
+/// Assesses every current disk of one agent after a scan was recorded (in
+/// the caller's transaction), raising recommendations and opening the
+/// cable/backplane finding of a disk whose CRC errors rise alone.
+pub fn assess_host(
+    conn: &Connection,
+    agent_id: &str,
+    host: &str,
+    customer: &str,
+    now_ms: i64,
+) -> Result<HostSummary, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT disk_key, doc FROM disk_latest WHERE agent_id = ?1 ORDER BY disk_key")?;
+    let docs: Vec<(String, String)> = stmt
+        .query_map(params![agent_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut out = HostSummary::default();
+    for (key, doc) in docs {
+        let disk: Disk = match serde_json::from_str(&doc) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(agent_id, disk = %key, error = %e, "stored disk unreadable; not assessed");
+                continue;
+            }
+        };
+        out.disks += 1;
+        let history = crate::disks::history(conn, agent_id, &key, HISTORY_ROWS)?;
+        let a = assess(&disk, &history, now_ms);
+        if a.cable_suspect {
+            let signal = Signal {
+                key: IdentityKey {
+                    customer: customer.to_string(),
+                    asset: host.to_string(),
+                    check: CABLE_CHECK.to_string(),
+                    component: key.clone(),
+                },
+                kind: ItemKind::Finding,
+                severity: Severity::Warning,
+                rule: CABLE_CHECK.to_string(),
+                firing: true,
+                at_ms: now_ms,
+                evidence: json!({
+                    "rule": CABLE_CHECK,
+                    "summary": format!("CRC errors of disk {} on {host} rise while its media counters do not: check the cable and backplane", disk.device),
+                    "device": disk.device,
+                    "model": disk.model,
+                    "serial": disk.serial,
+                    "assessment": a.evidence,
+                }),
+            };
+            out.cable_findings
+                .push(crate::cases::store::apply_signal(conn, &signal, &Policy::default())?);
+        }
+        if !a.urgency.recommends() {
+            continue;
+        }
+        let item_id = active_item(conn, customer, host, &key)?;
+        let raised = records::raise(
+            conn,
+            &Raise {
+                agent_id: agent_id.to_string(),
+                host: host.to_string(),
+                customer: customer.to_string(),
+                part_type: PartType::Disk,
+                part: Part {
+                    model: disk.model.clone(),
+                    serial: disk.serial.clone(),
+                    slot: disk.device.clone(),
+                    interface: interface(disk.protocol).to_string(),
+                    capacity_bytes: disk.capacity_bytes,
+                },
+                reason: a.reasons.join("; "),
+                evidence: json!({
+                    "disk": key,
+                    "risk": a.risk,
+                    "urgency": a.urgency,
+                    "cable_suspect": a.cable_suspect,
+                    "forecast_100pct_at_ms": a.forecast_100pct_at_ms,
+                    "reasons": a.reasons,
+                    "details": a.evidence,
+                }),
+                risk: a.risk.as_str().to_string(),
+                urgency: a.urgency,
+                item_id,
+                at_ms: now_ms,
+            },
+        )?;
+        out.raised.push(raised);
+    }
+    Ok(out)
+}
+
+/// The fan or PSU a sensor label names, if it names one (`"PSU1 Fan"` is the
+/// power supply's own fan: the PSU is the replaceable part).
+pub fn sensor_part(label: &str) -> Option<PartType> {
+    let l = label.to_ascii_lowercase();
+    let ps_n = l
+        .strip_prefix("ps")
+        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+    if l.contains("psu") || l.contains("power supply") || ps_n {
+        Some(PartType::Psu)
+    } else if l.contains("fan") {
+        Some(PartType::Fan)
+    } else {
+        None
+    }
+}
+
+/// Raises the recommendation a newly opened finding or case asks for: the
+/// DIMM of [`DIMM_RULES`], the fan or PSU of [`SENSOR_RULES`]. Called by the
+/// store writer for each signal it applied; anything else is ignored.
+pub fn on_signal(conn: &Connection, signal: &Signal, outcome: Outcome) -> Result<Raised, StoreError> {
+    let item_id = match outcome {
+        Outcome::Created(id) | Outcome::Reopened(id) | Outcome::Recurrence { id, .. } => id,
+        _ => return Ok(Raised::Nothing),
+    };
+    if !signal.firing {
+        return Ok(Raised::Nothing);
+    }
+    let labels = signal.evidence.get("labels").cloned().unwrap_or(Value::Null);
+    let label = |k: &str| labels.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let slot = signal.key.component.clone();
+    let (part_type, part, reason) = if DIMM_RULES.contains(&signal.rule.as_str()) {
+        let slot = if slot.is_empty() {
+            format!("{}/{}", label("controller"), label("dimm"))
+        } else {
+            slot
+        };
+        let reason = format!("corrected memory errors keep rising on DIMM {slot}");
+        (PartType::Dimm, slot, reason)
+    } else if SENSOR_RULES.contains(&signal.rule.as_str()) {
+        let Some(t) = sensor_part(&slot) else {
+            return Ok(Raised::Nothing);
+        };
+        let reason = format!("sensor {slot} ({}) is in alarm", label("chip"));
+        (t, slot, reason)
+    } else {
+        return Ok(Raised::Nothing);
+    };
+    if part.is_empty() {
+        return Ok(Raised::Nothing);
+    }
+    let days = match part_type {
+        PartType::Dimm => DIMM_DAYS,
+        _ => FAN_PSU_DAYS,
+    };
+    let agent_id: String = conn
+        .query_row(
+            "SELECT agent_id FROM agents WHERE host = ?1 ORDER BY enrolled_at_ms DESC LIMIT 1",
+            params![signal.key.asset],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    records::raise(
+        conn,
+        &Raise {
+            agent_id,
+            host: signal.key.asset.clone(),
+            customer: signal.key.customer.clone(),
+            part_type,
+            part: Part {
+                slot: part,
+                ..Part::default()
+            },
+            reason,
+            evidence: signal.evidence.clone(),
+            risk: Risk::High.as_str().to_string(),
+            urgency: Urgency::WithinDays(days),
+            item_id: Some(item_id),
+            at_ms: signal.at_ms,
+        },
+    )
+}
+
+/// Raises what [`on_signal`] would for every item of [`DIMM_RULES`] or
+/// [`SENSOR_RULES`] opened after log row `after`: items the lifecycle timers
+/// open (a signal released from a maintenance window or the unmapped list)
+/// never pass through the writer's signal job. Raising is idempotent, so an
+/// item already seen there only refreshes its recommendation.
+pub fn on_opened_since(conn: &Connection, after: i64) -> Result<Vec<Raised>, StoreError> {
+    let rules: Vec<&str> = DIMM_RULES.iter().chain(SENSOR_RULES).copied().collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.id, i.kind, i.customer, i.asset, i.check_name, i.component, i.rule, i.evidence, l.at_ms
+         FROM item_log l JOIN items i ON i.id = l.item_id
+         WHERE l.id > ?1 AND l.from_status IS NULL ORDER BY l.id",
+    )?;
+    let rows = stmt.query_map(params![after], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            IdentityKey {
+                customer: r.get(2)?,
+                asset: r.get(3)?,
+                check: r.get(4)?,
+                component: r.get(5)?,
+            },
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, i64>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, key, rule, evidence, at_ms) = row?;
+        if !rules.contains(&rule.as_str()) {
+            continue;
+        }
+        let signal = Signal {
+            key,
+            kind: ItemKind::parse(&kind).unwrap_or(ItemKind::Finding),
+            severity: Severity::Warning,
+            rule,
+            firing: true,
+            at_ms,
+            evidence: serde_json::from_str(&evidence).unwrap_or(Value::Null),
+        };
+        out.push(on_signal(conn, &signal, Outcome::Created(id))?);
+    }
+    Ok(out)
+}
+
+/// Called when a recommendation is accepted, in the same transaction: a
+/// compatible spare is reserved ([`crate::spares`]) and the recommendation
+/// moves to `reserved`. Answers the reservation, or `None` when no
+/// compatible spare is available (the recommendation stays accepted).
+pub fn on_accept(conn: &Connection, rec: &Recommendation) -> Result<Option<Value>, StoreError> {
+    let Some(r) = crate::spares::reserve_for_recommendation(conn, rec, rec.updated_at_ms)? else {
+        return Ok(None);
+    };
+    records::act(conn, rec.id, &RecAction::Reserve, rec.updated_at_ms)?;
+    Ok(Some(serde_json::to_value(&r).unwrap_or(Value::Null)))
+}
+
+/// Called when a recommendation is dismissed: its reserved spare goes back
+/// on the shelf.
+pub fn on_dismiss(conn: &Connection, rec: &Recommendation) -> Result<(), StoreError> {
+    crate::spares::release_for(conn, rec.id, rec.updated_at_ms)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,437 @@
+//! Recommendations on replayed SMART histories: real smartctl fixtures with
+//! their counters varied over time, recorded through `disks::record_scan` and
+//! assessed by `assess_host` as the store writer does after each report.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use caretaker_shared::disk_health::{Disk, Level};
+use caretaker_shared::smartctl;
+use caretaker_shared::wire::DiskScan;
+use rusqlite::{Connection, params};
+use serde_json::json;
+
+use super::*;
+use crate::cases::store::Outcome;
+use crate::fleet::Fleet;
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_700_000_000_000;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smartctl")
+}
+
+fn fixture(rel: &str) -> Disk {
+    let text = std::fs::read_to_string(fixtures().join(rel)).unwrap();
+    smartctl::parse(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// A store with one enrolled, known host per agent id.
+fn conn(agents: &[&str]) -> Connection {
+    let c = crate::store::open_in_memory().unwrap();
+    for a in agents {
+        c.execute(
+            "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, 0)",
+            params![a, format!("h-{a}"), format!("host-{a}")],
+        )
+        .unwrap();
+        crate::cases::hold::mark_known(&c, &format!("host-{a}"), Some(a), &[], 0).unwrap();
+    }
+    c
+}
+
+fn set_attr(d: &mut Disk, id: u8, v: u64) {
+    let a = d
+        .ata
+        .as_mut()
+        .unwrap()
+        .attributes
+        .iter_mut()
+        .find(|a| a.id == id)
+        .unwrap();
+    a.raw = v;
+    a.raw_string = v.to_string();
+    a.decoded = Some(v);
+}
+
+/// One scan of one disk, recorded and assessed as the writer does.
+fn scan(c: &Connection, agent: &str, at: i64, disk: &Disk) -> HostSummary {
+    let s = DiskScan {
+        scanned_at_ms: at,
+        disks: vec![disk.clone()],
+        error: None,
+    };
+    crate::disks::record_scan(c, agent, &s).unwrap();
+    assess_host(c, agent, &format!("host-{agent}"), "acme", at).unwrap()
+}
+
+fn recs(c: &Connection) -> Vec<Recommendation> {
+    records::list(c, &Filter::default()).unwrap()
+}
+
+fn level(c: &Connection, agent: &str) -> String {
+    c.query_row(
+        "SELECT level FROM disk_latest WHERE agent_id = ?1",
+        params![agent],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn growing_pending_and_reallocated_sectors_are_recommended_before_the_verdict_fails() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/wdc-wd20efrx-red-healthy.json");
+    scan(&c, "a1", T0, &d);
+    // A first rise: watched (the rule engine's finding), no part ordered yet.
+    set_attr(&mut d, 197, 2);
+    scan(&c, "a1", T0 + DAY, &d);
+    assert!(recs(&c).is_empty());
+    // A second rise within days: replace within days, while the drive still
+    // calls itself healthy and the verdict is only a warning.
+    set_attr(&mut d, 197, 4);
+    set_attr(&mut d, 5, 3);
+    let s = scan(&c, "a1", T0 + 3 * DAY, &d);
+    assert!(matches!(s.raised.as_slice(), [Raised::Created(_)]), "{s:?}");
+    assert_eq!(level(&c, "a1"), "warning");
+    assert_eq!(d.smart_passed, Some(true));
+    let r = &recs(&c)[0];
+    assert_eq!(
+        (r.part_type.as_str(), r.urgency.as_str(), r.status.as_str()),
+        ("disk", "within_days", "open")
+    );
+    // 197 = 4 sits in the 68 % AFR bucket: the urgent end.
+    assert_eq!(r.due_at_ms, Some(T0 + 3 * DAY + 7 * DAY));
+    assert!(r.reason.contains("second_rise_within_30d"), "{}", r.reason);
+    assert_eq!(r.part.serial, d.serial);
+    assert_eq!(r.part.interface, "ata");
+    assert_eq!(r.part.capacity_bytes, d.capacity_bytes);
+    assert_eq!(r.part_key, format!("host-a1/disk/{}", d.serial));
+    assert_eq!(
+        r.evidence["details"]["above_baseline"][0]["counter"],
+        "reallocated_sectors"
+    );
+
+    // Rescanning refreshes the same record; then the drive fails: the
+    // urgency escalates on that record, never a second one.
+    scan(&c, "a1", T0 + 4 * DAY, &d);
+    d.smart_passed = Some(false);
+    scan(&c, "a1", T0 + 5 * DAY, &d);
+    assert_eq!(level(&c, "a1"), "failing");
+    let all = recs(&c);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].urgency, "replace_now");
+    assert_eq!(all[0].risk, "critical");
+    // The drive recovering its status does not make the record less urgent.
+    d.smart_passed = Some(true);
+    scan(&c, "a1", T0 + 6 * DAY, &d);
+    assert_eq!(recs(&c)[0].urgency, "replace_now");
+}
+
+#[test]
+fn pending_sectors_that_stay_unreallocated_are_recommended() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/toshiba-mg09aca18te-healthy.json");
+    scan(&c, "a1", T0, &d);
+    set_attr(&mut d, 197, 1);
+    for day in 1..=7 {
+        scan(&c, "a1", T0 + day * DAY, &d);
+        assert!(recs(&c).is_empty(), "day {day}");
+    }
+    scan(&c, "a1", T0 + 8 * DAY, &d);
+    let all = recs(&c);
+    assert_eq!(all.len(), 1);
+    assert!(
+        all[0].reason.contains("pending_sectors_not_reallocated"),
+        "{}",
+        all[0].reason
+    );
+    assert_eq!(all[0].urgency, "within_days");
+    // 197 = 1 is the 34 % bucket: within the longer delay.
+    assert_eq!(all[0].due_at_ms, Some(T0 + 8 * DAY + 14 * DAY));
+}
+
+#[test]
+fn crc_errors_alone_open_a_cable_finding_not_a_disk_replacement() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/hgst-hus724020ale640-crc-12-errorlog.json");
+    scan(&c, "a1", T0, &d);
+    set_attr(&mut d, 199, 40);
+    let s = scan(&c, "a1", T0 + DAY, &d);
+    assert!(matches!(s.cable_findings.as_slice(), [Outcome::Created(_)]), "{s:?}");
+    set_attr(&mut d, 199, 95);
+    let s = scan(&c, "a1", T0 + 2 * DAY, &d);
+    assert!(matches!(s.cable_findings.as_slice(), [Outcome::Updated(_)]), "{s:?}");
+    assert!(recs(&c).is_empty());
+    let (kind, check, component): (String, String, String) = c
+        .query_row("SELECT kind, check_name, component FROM items", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((kind.as_str(), check.as_str()), ("finding", CABLE_CHECK));
+    assert_eq!(component, d.key);
+    let a = assess(&d, &crate::disks::history(&c, "a1", &d.key, 100).unwrap(), T0 + 2 * DAY);
+    assert!(a.cable_suspect);
+    assert!(!a.urgency.recommends());
+}
+
+#[test]
+fn steady_nvme_wear_gets_a_dated_forecast() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("nvme/micron-mtfdhax1t6mce-wear-69-healthy.json");
+    assert_eq!(d.nvme.as_ref().unwrap().percentage_used, Some(69));
+    // 1 % every two days from 69 % for 30 days: 100 % at day 62.
+    for day in 0..=30 {
+        d.nvme.as_mut().unwrap().percentage_used = Some(u8::try_from(69 + day / 2).unwrap());
+        scan(&c, "a1", T0 + day * DAY, &d);
+    }
+    let all = recs(&c);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let r = &all[0];
+    assert_eq!((r.part_type.as_str(), r.part.interface.as_str()), ("disk", "nvme"));
+    assert_eq!(r.urgency, "within_days");
+    let at = r.evidence["forecast_100pct_at_ms"].as_i64().unwrap();
+    assert!((at - (T0 + 62 * DAY)).abs() <= DAY, "forecast day {}", (at - T0) / DAY);
+    assert!((r.due_at_ms.unwrap() - at).abs() <= DAY);
+    assert!(r.reason.contains("wear_reaches_100pct_within_90d"), "{}", r.reason);
+
+    // A slower drive gets its date too, but no part is ordered a year ahead.
+    let h: Vec<crate::disks::HistoryPoint> = (0..=30)
+        .map(|day| crate::disks::HistoryPoint {
+            at_ms: T0 + day * 10 * DAY,
+            verdict: "healthy".into(),
+            reasons: vec![],
+            values: [("nvme_percentage_used".to_string(), 10 + day)].into_iter().collect(),
+        })
+        .collect();
+    d.nvme.as_mut().unwrap().percentage_used = Some(40);
+    let a = assess(&d, &h, T0 + 300 * DAY);
+    assert!(a.forecast_100pct_at_ms.unwrap() > T0 + 800 * DAY);
+    assert!(!a.urgency.recommends());
+}
+
+#[test]
+fn healthy_fixtures_never_get_a_recommendation() {
+    let manifest = std::fs::read_to_string(fixtures().join("MANIFEST.tsv")).unwrap();
+    let healthy: Vec<&str> = manifest
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (cols.get(6) == Some(&"healthy")).then(|| cols[0])
+        })
+        .collect();
+    assert!(healthy.len() >= 25, "{}", healthy.len());
+    let agents: Vec<String> = (0..healthy.len()).map(|i| format!("a{i}")).collect();
+    let c = conn(&agents.iter().map(String::as_str).collect::<Vec<_>>());
+    for (i, rel) in healthy.iter().enumerate() {
+        let d = fixture(rel);
+        assert_ne!(d.verdict.level, Level::Failing, "{rel}");
+        // Weeks of daily readings, the drive unchanged.
+        for day in 0..30 {
+            let s = scan(&c, &agents[i], T0 + day * DAY, &d);
+            assert!(s.raised.is_empty() && s.cable_findings.is_empty(), "{rel}: {s:?}");
+        }
+        let a = assess(
+            &d,
+            &crate::disks::history(&c, &agents[i], &d.key, 100).unwrap(),
+            T0 + 29 * DAY,
+        );
+        assert!(!a.urgency.recommends() && !a.cable_suspect, "{rel}: {a:?}");
+    }
+    assert!(recs(&c).is_empty());
+    let items: i64 = c.query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0)).unwrap();
+    assert_eq!(items, 0);
+}
+
+fn dimm_signal(at_ms: i64) -> crate::cases::Signal {
+    crate::cases::Signal {
+        key: crate::cases::IdentityKey {
+            customer: "acme".into(),
+            asset: "host-a1".into(),
+            check: "edac_dimm_correctable_errors_grew".into(),
+            component: "CPU_SrcID#0_MC#0_Chan#1_DIMM#0".into(),
+        },
+        kind: crate::cases::ItemKind::Finding,
+        severity: crate::cases::Severity::Warning,
+        rule: "edac_dimm_correctable_errors_grew".into(),
+        firing: true,
+        at_ms,
+        evidence: json!({"labels": {"controller": "mc0", "dimm": "dimm1", "label": "CPU_SrcID#0_MC#0_Chan#1_DIMM#0"}, "value": 12}),
+    }
+}
+
+#[tokio::test]
+async fn a_dimm_with_rising_corrected_errors_is_recommended_through_the_writer() {
+    let c = conn(&["a1"]);
+    let fleet = Arc::new(Fleet::default());
+    let (writer, _t) = crate::store::Writer::start(c, fleet.clone()).unwrap();
+    let policy = crate::cases::Policy::default();
+    writer.signals(vec![dimm_signal(T0)], policy).await.unwrap();
+    // The same finding firing again refreshes nothing new.
+    writer.signals(vec![dimm_signal(T0 + 60_000)], policy).await.unwrap();
+    let list = writer
+        .run(|c| Ok(serde_json::to_value(records::list(c, &Filter::default())?).unwrap_or_default()))
+        .await
+        .unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let r = &list[0];
+    assert_eq!(r["part_type"], "dimm");
+    assert_eq!(r["part"]["slot"], "CPU_SrcID#0_MC#0_Chan#1_DIMM#0");
+    assert_eq!(r["urgency"], "within_days");
+    assert_eq!(r["agent_id"], "a1");
+    assert!(r["item_id"].as_i64().is_some());
+    assert_eq!(fleet.recommendations_open(), vec![("within_days".to_string(), 1)]);
+}
+
+#[test]
+fn fan_and_psu_sensors_in_alarm_name_their_part() {
+    let c = conn(&["a1"]);
+    let mut s = dimm_signal(T0);
+    s.rule = "hwmon_alarm".into();
+    s.key.check = "hwmon_alarm".into();
+    for (label, want) in [
+        ("PSU1 Fan", Some("psu")),
+        ("fan3", Some("fan")),
+        ("PS2 Status", Some("psu")),
+        ("Package id 0", None),
+    ] {
+        s.key.component = label.into();
+        let r = on_signal(&c, &s, Outcome::Created(1)).unwrap();
+        assert_eq!(matches!(r, Raised::Created(_)), want.is_some(), "{label}");
+    }
+    let types: Vec<String> = recs(&c).into_iter().map(|r| r.part_type).collect();
+    assert_eq!(types.len(), 3);
+    assert!(types.contains(&"fan".to_string()) && types.contains(&"psu".to_string()));
+    // An updated (already open) finding raises nothing.
+    s.key.component = "fan4".into();
+    assert_eq!(on_signal(&c, &s, Outcome::Updated(1)).unwrap(), Raised::Nothing);
+}
+
+#[test]
+fn pending_sectors_turning_into_reallocated_ones_are_not_a_second_rise() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/wdc-wuh721818ale6l4-hc550-healthy.json");
+    scan(&c, "a1", T0, &d);
+    set_attr(&mut d, 197, 2);
+    scan(&c, "a1", T0 + DAY, &d);
+    // The drive rewrote the two sectors elsewhere: repaired, not worse.
+    set_attr(&mut d, 197, 0);
+    set_attr(&mut d, 5, 2);
+    scan(&c, "a1", T0 + 2 * DAY, &d);
+    assert!(recs(&c).is_empty());
+    // More reallocations a few days later are a second rise.
+    set_attr(&mut d, 5, 9);
+    scan(&c, "a1", T0 + 5 * DAY, &d);
+    assert_eq!(recs(&c).len(), 1);
+}
+
+#[test]
+fn a_dismissal_holds_until_the_evidence_worsens() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/wdc-wd20efrx-red-healthy.json");
+    scan(&c, "a1", T0, &d);
+    set_attr(&mut d, 197, 2);
+    scan(&c, "a1", T0 + DAY, &d);
+    set_attr(&mut d, 5, 3);
+    scan(&c, "a1", T0 + 2 * DAY, &d);
+    let id = recs(&c)[0].id;
+    let dismiss = RecAction::Dismiss {
+        reason: "spare ordered outside Caretaker".into(),
+    };
+    records::act(&c, id, &dismiss, T0 + 2 * DAY).unwrap();
+    scan(&c, "a1", T0 + 3 * DAY, &d);
+    let all = recs(&c);
+    assert_eq!((all.len(), all[0].status.as_str()), (1, "dismissed"));
+    // The drive now fails: a new recommendation, replace now.
+    d.smart_passed = Some(false);
+    scan(&c, "a1", T0 + 4 * DAY, &d);
+    let open = records::list(
+        &c,
+        &Filter {
+            status: Some(RecStatus::Open),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].urgency, "replace_now");
+    assert_ne!(open[0].id, id);
+}
+
+/// Reports carrying disk scans, applied by the store writer: the path ingest takes.
+#[tokio::test]
+async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
+    let c = conn(&["a1"]);
+    let fleet = Arc::new(Fleet::default());
+    let (writer, _t) = crate::store::Writer::start(c, fleet.clone()).unwrap();
+    let mut d = fixture("ata/seagate-st18000nm000j-healthy.json");
+    for (seq, (day, pending, realloc)) in [(0, 0, 0), (1, 1, 0), (2, 3, 2)].into_iter().enumerate() {
+        set_attr(&mut d, 197, pending);
+        set_attr(&mut d, 5, realloc);
+        let at = T0 + day * DAY;
+        let report = caretaker_shared::wire::Report {
+            version: 1,
+            agent_id: "a1".into(),
+            seq: seq as u64 + 1,
+            collected_at_ms: at,
+            interval_secs: 60,
+            host: "host-a1".into(),
+            labels: [("customer".to_string(), "acme".to_string())].into_iter().collect(),
+            samples: vec![],
+            events: vec![],
+            inventory: None,
+            disks: Some(DiskScan {
+                scanned_at_ms: at,
+                disks: vec![d.clone()],
+                error: None,
+            }),
+        };
+        let body = serde_json::to_vec(&report).unwrap();
+        let applied = writer
+            .apply(crate::store::Incoming {
+                agent_id: "a1".into(),
+                report,
+                samples: vec![],
+                sample_count: 0,
+                body,
+                encoding: crate::store::Encoding::Identity,
+                received_at_ms: at,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(applied, crate::store::Applied::Applied { .. }));
+    }
+    let list = writer
+        .run(|c| Ok(serde_json::to_value(records::list(c, &Filter::default())?).unwrap_or_default()))
+        .await
+        .unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["customer"], "acme");
+    assert_eq!(list[0]["host"], "host-a1");
+    assert_eq!(list[0]["urgency"], "within_days");
+    assert_eq!(fleet.recommendations_open(), vec![("within_days".to_string(), 1)]);
+}
+
+#[test]
+fn items_opened_outside_the_signal_job_are_caught_up() {
+    let c = conn(&["a1"]);
+    // Opened without the writer's hook (as a released held signal is).
+    let outcome = crate::cases::store::apply_signal(&c, &dimm_signal(T0), &crate::cases::Policy::default()).unwrap();
+    assert!(matches!(outcome, Outcome::Created(_)));
+    assert!(recs(&c).is_empty());
+    let raised = on_opened_since(&c, 0).unwrap();
+    assert!(matches!(raised.as_slice(), [Raised::Created(_)]), "{raised:?}");
+    assert_eq!(recs(&c)[0].item_id, outcome.item_id());
+    // Again: the same record, refreshed.
+    assert!(matches!(
+        on_opened_since(&c, 0).unwrap().as_slice(),
+        [Raised::Updated { .. }]
+    ));
+    assert_eq!(recs(&c).len(), 1);
+}
