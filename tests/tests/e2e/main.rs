@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod dashboards;
 mod databases;
 mod detection;
 mod disk_health;
