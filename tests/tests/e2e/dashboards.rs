@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use caretaker_shared::catalogue::{CATALOGUE, Kind};
+use caretaker_shared::catalogue::{CATALOGUE, HOST_LABELS, Kind, Source};
 use serde_json::Value;
 
 use crate::util::{Agent, Collector, eventually, free_port, wait_for_host};
@@ -133,6 +133,41 @@ const WORDS: &[&str] = &[
 /// label matchers, ranges and grouping clauses that are not functions or
 /// keywords.
 fn metric_names(expr: &str) -> Vec<String> {
+    selectors(expr).into_iter().map(|(name, _)| name).collect()
+}
+
+/// The label names of a matcher list `a="x", b=~"y"` (without the braces).
+fn matcher_labels(m: &[char]) -> Vec<String> {
+    let mut labels = Vec::new();
+    let mut i = 0;
+    while i < m.len() {
+        while i < m.len() && (m[i].is_whitespace() || m[i] == ',') {
+            i += 1;
+        }
+        let start = i;
+        while i < m.len() && (m[i].is_ascii_alphanumeric() || m[i] == '_') {
+            i += 1;
+        }
+        if i > start {
+            labels.push(m[start..i].iter().collect());
+        }
+        // On to the next top-level comma, over the quoted value.
+        while i < m.len() && m[i] != ',' {
+            if m[i] == '"' {
+                i += 1;
+                while i < m.len() && m[i] != '"' {
+                    i += if m[i] == '\\' { 2 } else { 1 };
+                }
+            }
+            i += 1;
+        }
+    }
+    labels
+}
+
+/// Each metric selector of an expression: the metric name and the label
+/// names its matchers use.
+fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
     let b: Vec<char> = expr.chars().collect();
     let mut names = Vec::new();
     let mut i = 0;
@@ -186,14 +221,35 @@ fn metric_names(expr: &str) -> Vec<String> {
                 }
             } else if WORDS.contains(&word.as_str()) || next == Some('(') {
                 // A keyword or a function call.
+            } else if next == Some('{') {
+                let end = skip_to(j, '}');
+                let close = end.saturating_sub(1).min(b.len());
+                let inner = &b[(j + 1).min(close)..close];
+                names.push((word, matcher_labels(inner)));
+                i = end;
             } else {
-                names.push(word);
+                names.push((word, Vec::new()));
             }
         } else {
             i += 1;
         }
     }
     names
+}
+
+/// The labels a series of `name` carries (the host labels for agent metrics).
+fn labels_of(name: &str) -> Option<Vec<&'static str>> {
+    let d = CATALOGUE.iter().find(|d| {
+        name == d.name || name.strip_suffix("_total") == Some(d.name) || name.strip_suffix("_bucket") == Some(d.name)
+    })?;
+    let mut l: Vec<&'static str> = d.labels.to_vec();
+    if d.source == Source::Agent {
+        l.extend(HOST_LABELS);
+    }
+    if d.kind == Kind::Histogram {
+        l.push("le");
+    }
+    Some(l)
 }
 
 /// Whether Prometheus stores `name` for some catalogue metric: gauges by
@@ -309,6 +365,12 @@ fn dashboards_have_grafana_shape_and_only_catalogue_metrics() {
                     ));
                 }
             }
+            for (n, labels) in selectors(&q.expr) {
+                let known = labels_of(&n).unwrap_or_default();
+                for l in labels.iter().filter(|l| !known.contains(&l.as_str())) {
+                    problems.push(format!("{}: {n} has no label {l}: {}", q.at, q.expr));
+                }
+            }
             let rest = substitute(&q.expr);
             if rest.contains('$') {
                 problems.push(format!("{}: unknown variable in {}", q.at, q.expr));
@@ -337,10 +399,24 @@ fn metric_names_are_found_outside_matchers_ranges_and_groupings() {
         ["caretaker_ingest_latency_seconds_bucket", "caretaker_hosts_up"]
     );
     assert_eq!(metric_names("time() - x_y offset 5m"), ["x_y"]);
+    assert_eq!(
+        selectors(r#"a{host=~"x,y", db="z"} / b{} + c"#),
+        [
+            ("a".to_string(), vec!["host".to_string(), "db".to_string()]),
+            ("b".to_string(), vec![]),
+            ("c".to_string(), vec![])
+        ]
+    );
     assert!(in_catalogue("caretaker_ingest_latency_seconds_count"));
     assert!(in_catalogue("caretaker_ingest_reports_accepted_total"));
     assert!(!in_catalogue("caretaker_ingest_reports_accepted"));
     assert!(!in_catalogue("caretaker_hosts_up_total"));
+    let cases = labels_of("caretaker_cases_open").unwrap_or_default();
+    assert!(cases.contains(&"severity") && !cases.contains(&"host"), "{cases:?}");
+    let disk = labels_of("caretaker_disk_read_bytes_total").unwrap_or_default();
+    assert!(disk.contains(&"device") && disk.contains(&"host"), "{disk:?}");
+    let latency = labels_of("caretaker_ingest_latency_seconds_bucket").unwrap_or_default();
+    assert_eq!(latency, ["le"]);
 }
 
 /// Grafana's variables as Prometheus sees them with "All" selected.
