@@ -4,7 +4,8 @@
 # <target dir>/packages/ and lists them. CARETAKER_PACKAGE_PROFILE picks the
 # cargo profile (default release); CARETAKER_PACKAGE_PREBUILT=1 packages the
 # binaries already built for it instead of building (the packaging test does,
-# as cargo holds the build lock while tests run).
+# as cargo holds the build lock while tests run); CARETAKER_PACKAGE_OUT sets
+# another output directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || { echo "cargo-deb missing: cargo install cargo-deb --locked" >&2; exit 1; }
@@ -15,7 +16,7 @@ case "$profile" in
   *) profile_dir=$profile ;;
 esac
 target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-out=$target/packages
+out=${CARETAKER_PACKAGE_OUT:-$target/packages}
 version=$(cargo pkgid -p caretaker-agent | sed 's/.*[#@]//')
 mkdir -p "$out"
 

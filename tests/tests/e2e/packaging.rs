@@ -140,8 +140,10 @@ fn debian_packages_and_tarball_install_what_the_services_need() {
         Some(p) => p.to_string(),
         None => panic!("no profile directory for {}", profile_dir.display()),
     };
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let out = run(Command::new("bash")
         .arg(repo().join("scripts/package.sh"))
+        .env("CARETAKER_PACKAGE_OUT", tmp.path().join("packages"))
         .env("CARETAKER_PACKAGE_PROFILE", &profile)
         .env("CARETAKER_PACKAGE_PREBUILT", "1"));
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -158,7 +160,6 @@ fn debian_packages_and_tarball_install_what_the_services_need() {
             .unwrap_or_else(|| panic!("no {prefix}*{suffix} in package.sh output:\n{listed}"))
     };
 
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     for name in ["agent", "collector"] {
         let deb = find(&format!("caretaker-{name}_"), ".deb");
         let root = tmp.path().join(name);
