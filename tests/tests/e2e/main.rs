@@ -3,11 +3,13 @@
 
 mod cli;
 mod crash;
+mod dashboards;
 mod databases;
 mod detection;
 mod disk_health;
 mod end_to_end;
 mod ingest;
+mod packaging;
 mod prometheus;
 mod spool;
 mod util;
