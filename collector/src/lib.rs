@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod pki;
+pub mod report;
 pub mod rules;
 pub mod serve;
 pub mod store;

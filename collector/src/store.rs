@@ -161,6 +161,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         ),
         // Held signals: unmapped, in a maintenance window, attached to a storm.
         M::up(crate::cases::hold::MIGRATION),
+        // Inspection reports as generated.
+        M::up(crate::report::stored::MIGRATION),
     ])
 }
 
