@@ -19,6 +19,7 @@ pub mod disks;
 pub mod enroll;
 pub mod error;
 pub mod hosts;
+pub mod inspection;
 pub mod maintenance;
 pub mod reports;
 
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(assets::router())
         .merge(cases::router())
         .merge(maintenance::router())
+        .merge(inspection::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

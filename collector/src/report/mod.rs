@@ -682,4 +682,4 @@ pub fn format_duration(ms: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
