@@ -53,6 +53,42 @@ pub fn due(now_ms: i64, customers: &[String], done: &BTreeSet<String>) -> Vec<(S
     out
 }
 
+/// Generates the scheduled reports due at `now_ms` (see [`due`]) for
+/// `customers`, or for every customer named in an agent's labels when
+/// `None`; returns (customer, report id) of each one made. Meant for the
+/// writer's transaction; running it again makes nothing new.
+pub fn run_due(
+    conn: &rusqlite::Connection,
+    now_ms: i64,
+    customers: Option<&[String]>,
+    options: &super::Options,
+) -> Result<Vec<(String, i64)>, crate::store::StoreError> {
+    let customers = match customers {
+        Some(c) => c.to_vec(),
+        None => super::customers(conn)?,
+    };
+    let period = previous_month(now_ms);
+    let mut done = BTreeSet::new();
+    for c in &customers {
+        if super::stored::exists(conn, c, period, super::stored::Trigger::Schedule)? {
+            done.insert(c.clone());
+        }
+    }
+    let mut made = Vec::new();
+    for (customer, period) in due(now_ms, &customers, &done) {
+        let id = super::stored::generate(
+            conn,
+            &customer,
+            period,
+            now_ms,
+            super::stored::Trigger::Schedule,
+            options,
+        )?;
+        made.push((customer, id));
+    }
+    Ok(made)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +143,26 @@ mod tests {
         // Later in the month the same report is still the one due (catch-up).
         assert_eq!(due(t("2026-12-17T12:00:00Z"), &customers, &all), vec![]);
         assert_eq!(due(t("2026-12-17T12:00:00Z"), &customers, &done)[0].1, nov);
+    }
+
+    #[test]
+    fn run_due_makes_each_report_once() {
+        let conn = crate::store::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        crate::report::tests::fleet(&conn);
+        let now = t("2026-12-01T00:05:00Z");
+        let options = crate::report::Options::default();
+        let made = run_due(&conn, now, None, &options).unwrap_or_default();
+        let names: Vec<&str> = made.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["acme", "globex"], "every customer in the agents' labels");
+        assert!(run_due(&conn, now + 3_600_000, None, &options).is_ok_and(|m| m.is_empty()));
+        let only = ["initech".to_string()];
+        let made = run_due(&conn, now, Some(&only), &options).unwrap_or_default();
+        assert_eq!(made.len(), 1, "configured customers, hosts or not");
+        let list = crate::report::stored::list(&conn, None).unwrap_or_default();
+        assert_eq!(list.len(), 3);
+        assert!(
+            list.iter()
+                .all(|s| s.trigger == "schedule" && s.from_ms == t("2026-11-01T00:00:00Z"))
+        );
     }
 }
