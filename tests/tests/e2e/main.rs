@@ -8,6 +8,7 @@ mod detection;
 mod disk_health;
 mod end_to_end;
 mod ingest;
+mod inspection_report;
 mod prometheus;
 mod spool;
 mod util;
