@@ -7,16 +7,29 @@ use std::fmt::Write;
 
 use super::{InspectionReport, format_date, format_duration, format_time};
 
-/// Escapes a value for Markdown text and table cells.
+/// Escapes a value for Markdown text and table cells: the characters that
+/// make emphasis, code, links, tables and strikethrough anywhere, and those
+/// that start a heading, list or quote at the start of the value.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let mut out = String::with_capacity(s.len() + 8);
+    // A leading "1. " or "1) " would start an ordered list ("6.1.0" would not).
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let marker = digits > 0 && s.as_bytes().get(digits + 1).is_none_or(u8::is_ascii_whitespace);
+    for (i, c) in s.chars().enumerate() {
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '\n' | '\r' | '\t' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.' | '!' | '|' | '~' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | '+' | '-' | '=' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            '.' | ')' if marker && i == digits => {
                 out.push('\\');
                 out.push(c);
             }

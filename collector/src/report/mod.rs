@@ -473,6 +473,7 @@ fn outcome(i: &Item) -> String {
         Status::Recovered => "signal cleared, awaiting confirmation".into(),
         Status::Planned => "remedy planned".into(),
         Status::AcceptedRisk => "risk accepted by the customer".into(),
+        Status::Open => "still open".into(),
         s => format!("still open ({s})"),
     }
     .trim()

@@ -474,7 +474,7 @@ fn renderings_carry_the_figures_and_the_not_tracked_notes() {
     for want in [
         "# Inspection report — acme",
         "### db01",
-        "kernel 6\\.1\\.0\\-18\\-amd64 → 6\\.1\\.0\\-21\\-amd64",
+        "kernel 6.1.0-18-amd64 → 6.1.0-21-amd64",
         "- Cases opened: 2",
         "- By severity: critical: 1, major: 1",
         "- Mean time to resolve: 1 d 2 h",
@@ -577,6 +577,10 @@ fn hostile_text_is_escaped_in_html_and_markdown() {
 #[test]
 fn markdown_escape() {
     assert_eq!(markdown::escape("a*b_c|d\ne<f>&"), "a\\*b\\_c\\|d e&lt;f&gt;&amp;");
+    assert_eq!(markdown::escape("# x - y"), "\\# x - y");
+    assert_eq!(markdown::escape("12. x 3.5"), "12\\. x 3.5");
+    assert_eq!(markdown::escape("[a](javascript:b)"), "\\[a\\](javascript:b)");
+    assert_eq!(markdown::escape("6.1.0-21"), "6.1.0-21");
 }
 
 #[test]
@@ -604,4 +608,34 @@ fn stored_reports_round_trip_and_one_schedule_report_per_period() {
     assert_eq!(v["customer"], "acme");
     assert!(s.markdown.contains("### db01"));
     assert!(stored::get(&c, 9_999).unwrap().is_none());
+}
+
+/// The whole renderings of the test fleet against `testdata/inspection/`;
+/// `UPDATE_GOLDEN=1 cargo test -p caretaker-collector --lib report::` rewrites them.
+#[test]
+fn golden_renderings() {
+    let c = crate::store::open_in_memory().unwrap();
+    fleet(&c);
+    let r = acme(&c);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/inspection");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut stale = Vec::new();
+    for (file, text) in [
+        ("acme-2026-11.html", html::render(&r)),
+        ("acme-2026-11.md", markdown::render(&r)),
+        ("acme-2026-11.json", serde_json::to_string_pretty(&r).unwrap() + "\n"),
+    ] {
+        let path = dir.join(file);
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{stale:?} differ from the golden files in {}; rerun with UPDATE_GOLDEN=1 and review the diff",
+        dir.display()
+    );
 }
