@@ -135,3 +135,52 @@ async fn inspection_report_of_a_live_fleet_renders_in_chromium() {
         bytes.len()
     );
 }
+
+/// `serve` makes the previous month's report of each configured customer
+/// once: at start, and not again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monthly_report_is_made_once_by_serve() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut c = Collector::start_with_config(
+        dir.path(),
+        "[reports]\nschedule = \"monthly\"\ncustomers = [\"acme\", \"globex\"]\n",
+    )
+    .await;
+    let scheduled = |v: &Value| -> Vec<(String, String)> {
+        v["reports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["customer"].as_str().unwrap_or("").to_string(),
+                    r["trigger"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let want = vec![
+        ("globex".to_string(), "schedule".to_string()),
+        ("acme".to_string(), "schedule".to_string()),
+    ];
+    crate::util::eventually("the scheduled reports", Duration::from_secs(20), || async {
+        (scheduled(&c.api("/api/v1/reports/inspection").await) == want).then_some(())
+    })
+    .await;
+    let v = c.api("/api/v1/reports/inspection?customer=acme").await;
+    let from = v["reports"][0]["from_ms"].as_i64().unwrap_or(0);
+    let to = v["reports"][0]["to_ms"].as_i64().unwrap_or(0);
+    let now = caretaker_shared::now_ms();
+    assert!(
+        to <= now && now - to < 32 * 86_400_000 && to - from >= 28 * 86_400_000,
+        "{v}"
+    );
+    c.stop();
+    c.spawn().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        scheduled(&c.api("/api/v1/reports/inspection").await),
+        want,
+        "made again after a restart"
+    );
+}
