@@ -150,8 +150,8 @@ pub struct CaseFigures {
     pub by_severity: BTreeMap<String, u64>,
     /// Cases resolved (or closed) by the end of the period.
     pub resolved: u64,
-    /// Mean time from opening to the first move out of `new`, over the cases
-    /// that had one; `None`: none did.
+    /// Mean time from opening to a person's first move out of `new`, over
+    /// the cases a person responded to; `None`: none.
     pub mean_time_to_respond_ms: Option<i64>,
     /// Mean time from opening to resolution, over the resolved cases.
     pub mean_time_to_resolve_ms: Option<i64>,
@@ -540,12 +540,14 @@ fn case_figures(conn: &Connection, all_items: &[Item], period: Period) -> Result
         let Some(id) = i.id else { continue };
         figures.count += 1;
         *figures.by_severity.entry(i.severity.as_str().to_string()).or_insert(0) += 1;
-        // Response: the first move out of `new` (a person taking it, or the
-        // case ending by itself). Resolution: opened → resolved.
+        // Response: a person moving it out of `new` (a rule recovering or
+        // resolving it is no response). Resolution: opened → resolved.
         let log = items::get(conn, id)?.map(|(_, l)| l).unwrap_or_default();
         let first_move = log
             .iter()
-            .find(|l| l.from_status == Some(Status::New) && l.to_status != Status::New)
+            .find(|l| {
+                l.actor.starts_with("person:") && l.from_status == Some(Status::New) && l.to_status != Status::New
+            })
             .map(|l| l.at_ms - i.opened_at_ms);
         let resolved_at = log
             .iter()

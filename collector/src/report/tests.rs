@@ -639,3 +639,34 @@ fn golden_renderings() {
         dir.display()
     );
 }
+
+#[test]
+fn a_case_no_person_touched_has_no_response_time() {
+    let c = crate::store::open_in_memory().unwrap();
+    agent(&c, "a1", "db01", "acme", now());
+    let p = Policy::default();
+    let at = t("2026-11-10T00:00:00Z");
+    let mut s = signal(
+        "acme",
+        "db01",
+        "database_down",
+        "main",
+        ItemKind::Case,
+        Severity::Major,
+        at,
+        serde_json::json!({}),
+    );
+    let id = apply_signal(&c, &s, &p).unwrap().item_id().unwrap();
+    s.firing = false;
+    s.at_ms = at + 10 * 60_000;
+    apply_signal(&c, &s, &p).unwrap();
+    crate::cases::store::tick_all(&c, &p, at + HOUR).unwrap();
+    let r = acme(&c);
+    assert_eq!(r.cases.cases.len(), 1);
+    let line = &r.cases.cases[0];
+    assert_eq!((line.id, line.status.as_str()), (id, "resolved"));
+    assert_eq!(line.time_to_respond_ms, None, "the rule resolved it: nobody responded");
+    assert_eq!(line.time_to_resolve_ms, Some(HOUR));
+    assert_eq!(r.cases.mean_time_to_respond_ms, None);
+    assert!(html::render(&r).contains("<td>n/a</td>"));
+}
