@@ -17,6 +17,10 @@ fi
 if [ -z "${CARETAKER_TEST_SMARTCTL:-}" ] && command -v smartctl >/dev/null; then
   export CARETAKER_TEST_SMARTCTL="$(command -v smartctl)"
 fi
+# Headless Chromium for the inspection report's rendering test.
+if [ -z "${CARETAKER_TEST_CHROMIUM:-}" ] && command -v chromium >/dev/null; then
+  export CARETAKER_TEST_CHROMIUM="$(command -v chromium)"
+fi
 # Every smartctl fixture, including those the project may not carry, when the
 # shared fixture folder sits beside the checkout.
 if [ -z "${CARETAKER_SMARTCTL_FIXTURES:-}" ] && [ -f ../shared/fixtures/smartctl/MANIFEST.tsv ]; then

@@ -25,6 +25,57 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub detect: DetectConfig,
+    #[serde(default)]
+    pub reports: ReportsConfig,
+}
+
+/// Scheduled inspection reports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// `monthly`: on the 1st of each month (UTC) the previous month's report
+    /// of each customer is generated and stored, once; `off`: only on demand.
+    #[serde(default = "default_report_schedule")]
+    pub schedule: ReportSchedule,
+    /// The customers to report on; unset: every customer named in an
+    /// agent's `customer` label.
+    #[serde(default)]
+    pub customers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportSchedule {
+    Monthly,
+    Off,
+}
+
+fn default_report_schedule() -> ReportSchedule {
+    ReportSchedule::Monthly
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            schedule: default_report_schedule(),
+            customers: None,
+        }
+    }
+}
+
+impl ReportsConfig {
+    fn problems(&self, p: &mut Vec<String>) {
+        if let Some(list) = &self.customers {
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, c) in list.iter().enumerate() {
+                if c.trim().is_empty() {
+                    p.push(format!("reports.customers[{i}]: must not be empty"));
+                } else if !seen.insert(c.as_str()) {
+                    p.push(format!("reports.customers[{i}]: {c:?} is listed twice"));
+                }
+            }
+        }
+    }
 }
 
 /// Live detection: where operator rules live, how often time-driven rules
@@ -267,6 +318,7 @@ impl Default for Config {
             hosts: HostsConfig::default(),
             store: StoreConfig::default(),
             detect: DetectConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -311,6 +363,7 @@ impl Checked for Config {
             ));
         }
         self.detect.problems(&mut p);
+        self.reports.problems(&mut p);
         p
     }
 }
@@ -361,6 +414,38 @@ mod tests {
                 .is_some_and(|e| e.contains("line 2") && e.contains("unknown variant `sometimes`")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn reports_schedule_and_customers() {
+        let c = Config::parse("", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.reports.schedule == ReportSchedule::Monthly && c.reports.customers.is_none()));
+        let c = Config::parse(
+            "[reports]\nschedule = \"off\"\ncustomers = [\"acme\"]\n",
+            Path::new("c.toml"),
+        );
+        assert!(c.is_ok_and(|c| c.reports.schedule == ReportSchedule::Off
+            && c.reports.customers.as_deref() == Some(&["acme".to_string()][..])));
+        let e = Config::parse(
+            "[reports]\ncustomers = [\"acme\", \"\", \"acme\"]\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "c.toml: 2 problem(s):\n  reports.customers[1]: must not be empty\n  reports.customers[2]: \"acme\" is listed twice"
+            )
+        );
+        let e = Config::parse("[reports]\nschedule = \"weekly\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("line 2") && e.contains("unknown variant `weekly`")));
+        let e = Config::parse("[reports]\nshedule = \"off\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("unknown field `shedule`")));
     }
 
     #[test]

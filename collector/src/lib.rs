@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod pki;
 pub mod predict;
+pub mod report;
 pub mod rules;
 pub mod serve;
 pub mod spares;

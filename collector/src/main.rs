@@ -13,6 +13,7 @@ use caretaker_collector::config::{Config, ConfigError};
 use caretaker_collector::detect::{self, ReplayError};
 use caretaker_collector::export;
 use caretaker_collector::pki::Paths;
+use caretaker_collector::report;
 use caretaker_collector::rules::{self, RulesInvalid};
 use caretaker_collector::serve;
 use clap::{Parser, Subcommand};
@@ -90,11 +91,39 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = "-")]
         output: PathBuf,
     },
+    /// Print the inspection report of one customer for a period (default:
+    /// the last full calendar month, UTC). Reads the store without changing
+    /// it; safe to run while `serve` is running.
+    Report {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The customer, as in the agents' `customer` label.
+        #[arg(long)]
+        customer: String,
+        /// Start of the period (inclusive): RFC 3339 or ms since the epoch.
+        #[arg(long, value_name = "TIME", value_parser = export::parse_time)]
+        from: Option<i64>,
+        /// End of the period (exclusive): RFC 3339 or ms since the epoch.
+        #[arg(long, value_name = "TIME", value_parser = export::parse_time)]
+        to: Option<i64>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
+        /// Output file; `-` (the default) is standard output.
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
+    },
     /// Detection rules: the built-in pack plus an operator's rule directory.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Html,
+    Md,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +267,56 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 n
             };
             tracing::info!(reports = n, "exported");
+            Ok(())
+        }
+        Command::Report {
+            data_dir,
+            customer,
+            from,
+            to,
+            format,
+            output,
+        } => {
+            let now = caretaker_shared::now_ms();
+            let period = match (from, to) {
+                (None, None) => report::schedule::previous_month(now),
+                (Some(from_ms), Some(to_ms)) if to_ms > from_ms => report::Period { from_ms, to_ms },
+                (Some(_), Some(_)) => return Err(BadInput("--to: must be after --from".into()).into()),
+                _ => {
+                    return Err(BadInput(
+                        "--from, --to: give both, or neither for the last full calendar month".into(),
+                    )
+                    .into());
+                }
+            };
+            if customer.trim().is_empty() {
+                return Err(BadInput("--customer: must not be empty".into()).into());
+            }
+            let database = Paths::new(&data_dir).database;
+            if !database.exists() {
+                anyhow::bail!(
+                    "{} does not exist: is {} a collector data directory?",
+                    database.display(),
+                    data_dir.display()
+                );
+            }
+            let conn = caretaker_collector::store::open_read_only(&database)
+                .with_context(|| format!("opening {}", database.display()))?;
+            let r = report::build_with(&conn, &customer, period, now, &report::Options::default())
+                .context("building the report")?;
+            let text = match format {
+                ReportFormat::Html => report::html::render(&r),
+                ReportFormat::Md => report::markdown::render(&r),
+                ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+            };
+            if output.as_os_str() == "-" {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            } else {
+                std::fs::write(&output, text).with_context(|| format!("writing {}", output.display()))?;
+            }
+            tracing::info!(customer = %customer, systems = r.systems.len(), "inspection report written");
             Ok(())
         }
         Command::CheckConfig { config } => {

@@ -130,6 +130,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             }
         })
     };
+    let reporter = (cfg.reports.schedule == crate::config::ReportSchedule::Monthly).then(|| {
+        let writer = writer.clone();
+        let customers = cfg.reports.customers.clone();
+        let options = crate::report::Options {
+            down_after_intervals: cfg.hosts.down_after_intervals,
+            ..crate::report::Options::default()
+        };
+        tokio::spawn(scheduled_reports(writer, customers, options))
+    });
     drop(writer);
     // Spare coverage and stock gauges: a few queries a minute on the reader.
     let gauges = {
@@ -166,6 +175,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = pruner.await;
     gauges.abort();
     let _ = gauges.await;
+    if let Some(r) = reporter {
+        r.abort();
+        let _ = r.await;
+    }
     // The detection task holds a writer handle: stop it so the writer can end.
     detector.abort();
     let _ = detector.await;
@@ -174,6 +187,32 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || writer_thread.join()).await.ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Makes the scheduled inspection reports that are due, at start and then
+/// hourly: a collector that was down on the 1st catches up, and a report
+/// already made is never made twice (see [`crate::report::schedule`]).
+async fn scheduled_reports(writer: Writer, customers: Option<Vec<String>>, options: crate::report::Options) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let (customers, options) = (customers.clone(), options.clone());
+        let now = caretaker_shared::now_ms();
+        let made = writer
+            .run(move |c| {
+                let made = crate::report::schedule::run_due(c, now, customers.as_deref(), &options)?;
+                Ok(serde_json::json!(made))
+            })
+            .await;
+        match made {
+            Ok(v) => {
+                for m in v.as_array().into_iter().flatten() {
+                    tracing::info!(customer = %m[0], id = %m[1], "scheduled inspection report generated");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "scheduled inspection reports failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

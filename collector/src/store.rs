@@ -171,6 +171,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::spares::MIGRATION),
         // Part replacement recommendations.
         M::up(crate::predict::records::MIGRATION),
+        // Inspection reports as generated.
+        M::up(crate::report::stored::MIGRATION),
     ])
 }
 

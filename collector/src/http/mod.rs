@@ -19,6 +19,7 @@ pub mod disks;
 pub mod enroll;
 pub mod error;
 pub mod hosts;
+pub mod inspection;
 pub mod maintenance;
 pub mod recommendations;
 pub mod reports;
@@ -53,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .merge(maintenance::router())
         .merge(spares::router())
         .merge(recommendations::router())
+        .merge(inspection::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

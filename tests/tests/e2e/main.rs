@@ -9,6 +9,7 @@ mod detection;
 mod disk_health;
 mod end_to_end;
 mod ingest;
+mod inspection_report;
 mod packaging;
 mod prometheus;
 mod spool;

@@ -1,0 +1,381 @@
+//! Inspection reports (see [`crate::report`]):
+//!
+//! - `POST /api/v1/reports/inspection` with `{"customer", "from"?, "to"?}`
+//!   (RFC 3339 or ms since the epoch; both or neither, default the last full
+//!   calendar month, UTC) generates and stores a report: 201 with its id and
+//!   download links.
+//! - `GET /api/v1/reports/inspection` lists the stored reports, newest first
+//!   (`?customer=` narrows it).
+//! - `GET /api/v1/reports/inspection/{id}` gives one as JSON; `{id}.html`,
+//!   `{id}.md` and `{id}.json` download it (`Content-Disposition` names the
+//!   file; HTML is shown inline, so the link is also the report's web page).
+//!
+//! These live beside agent ingest (`POST /api/v1/reports`), which has no
+//! deeper paths. All need the API token.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::hosts::authorize;
+use super::maintenance::{json_body, read};
+use crate::cases::hold::TimeArg;
+use crate::report::stored::{self, Stored, Trigger};
+use crate::report::{Options, Period, format_date, schedule};
+
+const BASE: &str = "/api/v1/reports/inspection";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(list).post(generate))
+        .route("/api/v1/reports/inspection/{id}", get(one))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateBody {
+    customer: String,
+    from: Option<TimeArg>,
+    to: Option<TimeArg>,
+}
+
+/// The period a request asks for, or what is wrong with it.
+fn period_of(from: Option<&TimeArg>, to: Option<&TimeArg>, now_ms: i64) -> Result<Period, ApiError> {
+    match (from, to) {
+        (None, None) => Ok(schedule::previous_month(now_ms)),
+        (Some(f), Some(t)) => {
+            let from_ms = f.ms().map_err(|e| ApiError::BadRequest(format!("from: {e}")))?;
+            let to_ms = t.ms().map_err(|e| ApiError::BadRequest(format!("to: {e}")))?;
+            if to_ms <= from_ms {
+                return Err(ApiError::BadRequest("to: must be after from".into()));
+            }
+            Ok(Period { from_ms, to_ms })
+        }
+        _ => Err(ApiError::BadRequest(
+            "from, to: give both, or neither for the last full calendar month".into(),
+        )),
+    }
+}
+
+fn links(id: i64) -> Value {
+    json!({
+        "json": format!("{BASE}/{id}.json"),
+        "html": format!("{BASE}/{id}.html"),
+        "markdown": format!("{BASE}/{id}.md"),
+    })
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers)?;
+    let b: GenerateBody = json_body(&body)?;
+    let customer = b.customer.trim().to_string();
+    if customer.is_empty() {
+        return Err(ApiError::BadRequest("customer: must not be empty".into()));
+    }
+    let now = caretaker_shared::now_ms();
+    let period = period_of(b.from.as_ref(), b.to.as_ref(), now)?;
+    let options = Options {
+        down_after_intervals: state.config.hosts.down_after_intervals,
+        ..Options::default()
+    };
+    let c = customer.clone();
+    let v = state
+        .writer
+        .run(move |conn| {
+            let id = stored::generate(conn, &c, period, now, Trigger::OnDemand, &options)?;
+            Ok(json!(id))
+        })
+        .await?;
+    let id = v.as_i64().unwrap_or_default();
+    tracing::info!(id, customer = %customer, "inspection report generated");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": id,
+            "customer": customer,
+            "from_ms": period.from_ms,
+            "to_ms": period.to_ms,
+            "generated_at_ms": now,
+            "trigger": Trigger::OnDemand,
+            "links": links(id),
+        })),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    customer: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let reports = read(&state, move |c| stored::list(c, q.customer.as_deref())).await?;
+    let reports: Vec<Value> = reports
+        .into_iter()
+        .map(|s| {
+            let mut v = json!(s);
+            v["links"] = links(s.id);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "reports": reports })))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// The bare id: JSON shown, not downloaded.
+    Plain,
+    Json,
+    Html,
+    Markdown,
+}
+
+fn parse_id(s: &str) -> Result<(i64, Format), ApiError> {
+    let (id, format) = if let Some(id) = s.strip_suffix(".html") {
+        (id, Format::Html)
+    } else if let Some(id) = s.strip_suffix(".md") {
+        (id, Format::Markdown)
+    } else if let Some(id) = s.strip_suffix(".json") {
+        (id, Format::Json)
+    } else {
+        (s, Format::Plain)
+    };
+    let id = id.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "inspection report id: {s:?} is not a number (optionally with .html, .md or .json)"
+        ))
+    })?;
+    Ok((id, format))
+}
+
+/// `inspection-acme-2026-11-01.html`: the customer reduced to safe characters.
+fn file_name(s: &Stored, ext: &str) -> String {
+    let customer: String = s
+        .summary
+        .customer
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "inspection-{customer}-{}-{}.{ext}",
+        format_date(s.summary.from_ms),
+        s.summary.id
+    )
+}
+
+async fn one(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let (id, format) = parse_id(&id)?;
+    let found = read(&state, move |c| stored::get(c, id)).await?;
+    let s = found.ok_or_else(|| ApiError::NotFound(format!("no inspection report {id}")))?;
+    let (body, content_type, disposition) = match format {
+        Format::Plain => (s.json.clone(), "application/json", None),
+        Format::Json => (
+            s.json.clone(),
+            "application/json",
+            Some(format!("attachment; filename=\"{}\"", file_name(&s, "json"))),
+        ),
+        Format::Html => (
+            s.html.clone(),
+            "text/html; charset=utf-8",
+            Some(format!("inline; filename=\"{}\"", file_name(&s, "html"))),
+        ),
+        Format::Markdown => (
+            s.markdown.clone(),
+            "text/markdown; charset=utf-8",
+            Some(format!("attachment; filename=\"{}\"", file_name(&s, "md"))),
+        ),
+    };
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(d) = disposition.and_then(|d| HeaderValue::from_str(&d).ok()) {
+        h.insert(header::CONTENT_DISPOSITION, d);
+    }
+    // The stored page has no scripts or outside resources; say so to browsers too.
+    if format == Format::Html {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+        );
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{Config, Synchronous};
+    use crate::fleet::Fleet;
+    use crate::metrics::Metrics;
+    use crate::pki::hash_secret;
+    use crate::store::{self, Writer};
+
+    const API_TOKEN: &str = "api-token-for-tests";
+
+    async fn state(dir: &tempfile::TempDir) -> AppState {
+        let db = dir.path().join("store.db");
+        let conn = store::open(&db, Synchronous::Normal).unwrap();
+        store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests").unwrap();
+        crate::report::tests::fleet(&conn);
+        let fleet = Arc::new(Fleet::default());
+        store::load_fleet(&conn, &fleet).unwrap();
+        let reader = store::open(&db, Synchronous::Normal).unwrap();
+        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap();
+        let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap());
+        AppState {
+            fleet,
+            writer,
+            metrics,
+            config: Arc::new(Config::default()),
+            reader: Arc::new(Mutex::new(reader)),
+            detect: None,
+        }
+    }
+
+    async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, HeaderMap, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {API_TOKEN}"))
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = crate::http::app(state.clone()).oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn generate_list_and_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (status, _, body) = call(
+            &s,
+            "POST",
+            BASE,
+            Some(json!({"customer": "acme", "from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let id = v["id"].as_i64().unwrap();
+        assert_eq!(v["links"]["html"], format!("{BASE}/{id}.html"));
+        assert_eq!(v["trigger"], "on_demand");
+
+        let (status, _, body) = call(&s, "GET", &format!("{BASE}?customer=acme"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["reports"].as_array().unwrap().len(), 1);
+        let (_, _, body) = call(&s, "GET", &format!("{BASE}?customer=globex"), None).await;
+        assert!(body.contains("\"reports\":[]"), "{body}");
+
+        let (status, h, body) = call(&s, "GET", &format!("{BASE}/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h[header::CONTENT_TYPE], "application/json");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["systems"].as_array().unwrap().len(), 2);
+        assert_eq!(v["cases"]["count"], 2);
+
+        let (status, h, body) = call(&s, "GET", &format!("{BASE}/{id}.html"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            h[header::CONTENT_DISPOSITION],
+            format!("inline; filename=\"inspection-acme-2026-11-01-{id}.html\"").as_str()
+        );
+        assert!(body.starts_with("<!DOCTYPE html>") && body.contains("db01"));
+
+        let (status, h, body) = call(&s, "GET", &format!("{BASE}/{id}.md"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h[header::CONTENT_TYPE], "text/markdown; charset=utf-8");
+        assert!(
+            h[header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment; ")
+        );
+        assert!(body.contains("### db01"));
+
+        let (_, h, _) = call(&s, "GET", &format!("{BASE}/{id}.json"), None).await;
+        assert!(h[header::CONTENT_DISPOSITION].to_str().unwrap().ends_with(".json\""));
+
+        let (status, _, _) = call(&s, "GET", &format!("{BASE}/999.html"), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, body) = call(&s, "GET", &format!("{BASE}/x.pdf"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_name_the_field_and_the_token_is_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        for (body, want) in [
+            (json!({"customer": "acme", "from": "yesterday", "to": 1}), "from:"),
+            (
+                json!({"customer": "acme", "from": 10, "to": 5}),
+                "to: must be after from",
+            ),
+            (json!({"customer": "acme", "from": 10}), "give both"),
+            (json!({"customer": " "}), "customer"),
+            (json!({"customer": "acme", "form": 1}), "form"),
+        ] {
+            let (status, _, text) = call(&s, "POST", BASE, Some(body.clone())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {text}");
+            assert!(text.contains(want), "{body} → {text}");
+        }
+        // Neither: the last full calendar month.
+        let (status, _, text) = call(&s, "POST", BASE, Some(json!({"customer": "acme"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let want = schedule::previous_month(caretaker_shared::now_ms());
+        assert_eq!(v["from_ms"], want.from_ms);
+
+        let req = Request::builder().uri(BASE).body(Body::empty()).unwrap();
+        let resp = crate::http::app(s.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        // Agent ingest still answers at its own path.
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/reports")
+            .body(Body::empty())
+            .unwrap();
+        let resp = crate::http::app(s).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+}
