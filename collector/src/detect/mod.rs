@@ -193,8 +193,6 @@ impl Engine {
         }
     }
 
-    /// Takes one report received at `at_ms` and returns the signals of every
-    /// rule on every series it covers.
     /// Swaps in a new rule set, keeping every host's history. The per-rule
     /// evaluation state is dropped because it is keyed by rule index, which a
     /// new set renumbers: a pending `for` starts afresh, and since every
@@ -208,6 +206,8 @@ impl Engine {
         self.hosts = hosts;
     }
 
+    /// Takes one report received at `at_ms` and returns the signals of every
+    /// rule on every series it covers.
     pub fn observe(&mut self, report: &Report, at_ms: i64) -> Vec<Signal> {
         let mut out = Vec::new();
         if !self.hosts.contains_key(&report.host) {
