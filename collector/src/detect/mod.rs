@@ -54,7 +54,7 @@ pub mod watch;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use caretaker_shared::wire::Report;
 use serde_json::json;
@@ -68,9 +68,6 @@ pub use replay::{ReplayError, ReplayEvent, replay, replay_lines, replay_lines_wi
 pub const MAX_POINTS: usize = 512;
 
 type Labels = BTreeMap<String, String>;
-
-/// A series within a host: the source name and the labels.
-type SeriesKey = (String, Labels);
 
 #[derive(Debug, Default)]
 struct Series {
@@ -91,9 +88,22 @@ pub struct HostState {
     interval_ms: i64,
     last_report_ms: i64,
     unreachable: bool,
-    series: BTreeMap<SeriesKey, Series>,
-    /// Keyed by rule index and the series labels.
-    eval: BTreeMap<(usize, Labels), EvalState>,
+    /// By source, then labels. Nested so that a report's series are found
+    /// by reference, without building an owned key per evaluation.
+    series: BTreeMap<String, BTreeMap<Labels, Series>>,
+    /// By rule index, then the series labels.
+    eval: Vec<BTreeMap<Labels, EvalState>>,
+}
+
+/// How much the engine holds: counts, for the detection benchmark and for
+/// sizing (a point is 16 bytes; `point_capacity` is what the buffers reserve).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub hosts: usize,
+    pub series: usize,
+    pub points: usize,
+    pub point_capacity: usize,
+    pub eval_states: usize,
 }
 
 /// The rule evaluator. See the module docs.
@@ -101,9 +111,13 @@ pub struct HostState {
 pub struct Engine {
     rules: RuleSet,
     hosts: HashMap<String, HostState>,
-    /// Per source: how far back its history must reach (ms), and whether an
-    /// increase rule reads it (then drops must be kept: they are resets).
-    retention: HashMap<String, (i64, bool)>,
+    /// Per rule (by index), what it reads: the source, how far back the
+    /// source's history must reach (ms), and whether an increase rule reads
+    /// it (then drops must be kept: they are resets). `None` for absence rules.
+    reads: Vec<Option<(String, i64, bool)>>,
+    /// Every metric a rule reads, as a target or a divisor: the rest of a
+    /// report is skipped.
+    watched: HashSet<String>,
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -151,15 +165,34 @@ impl Engine {
                 w.1 |= matches!(r.condition, Condition::Increase { .. });
             }
         }
+        let reads = rules
+            .rules
+            .iter()
+            .map(|r| {
+                let s = source(r)?;
+                let (window, keep_drops) = retention.get(&s).copied().unwrap_or((0, false));
+                Some((s, window, keep_drops))
+            })
+            .collect();
+        let mut watched = HashSet::new();
+        for r in &rules.rules {
+            if let Target::Metric(m) = r.target {
+                watched.insert(m.to_string());
+            }
+            if let Condition::Threshold { divide_by: Some(d), .. } | Condition::Forecast { divide_by: Some(d), .. } =
+                &r.condition
+            {
+                watched.insert(d.clone());
+            }
+        }
         Engine {
             rules,
             hosts: HashMap::new(),
-            retention,
+            reads,
+            watched,
         }
     }
 
-    /// Takes one report received at `at_ms` and returns the signals of every
-    /// rule on every series it covers.
     /// Swaps in a new rule set, keeping every host's history. The per-rule
     /// evaluation state is dropped because it is keyed by rule index, which a
     /// new set renumbers: a pending `for` starts afresh, and since every
@@ -187,29 +220,45 @@ impl Engine {
         self.hosts = hosts;
     }
 
+    /// Takes one report received at `at_ms` and returns the signals of every
+    /// rule on every series it covers.
     pub fn observe(&mut self, report: &Report, at_ms: i64) -> Vec<Signal> {
         let mut out = Vec::new();
-        let host = self.hosts.entry(report.host.clone()).or_default();
-        host.customer = report.labels.get("customer").cloned().unwrap_or_default();
+        if !self.hosts.contains_key(&report.host) {
+            self.hosts.insert(report.host.clone(), HostState::default());
+        }
+        let Some(host) = self.hosts.get_mut(&report.host) else {
+            return out;
+        };
+        let customer = report.labels.get("customer").map_or("", String::as_str);
+        if host.customer != customer {
+            host.customer = customer.to_string();
+        }
         host.interval_ms = i64::from(report.interval_secs).saturating_mul(1000);
         host.last_report_ms = at_ms;
         if host.unreachable {
             host.unreachable = false;
             // The gap must not complete a pending `for` (see the module docs).
-            for st in host.eval.values_mut() {
+            for st in host.eval.iter_mut().flat_map(BTreeMap::values_mut) {
                 if !st.firing {
                     st.since_ms = None;
                 }
             }
         }
-        // Counters travel as their family name; accept `_total` too.
-        let mut current: BTreeMap<(&str, &Labels), f64> = BTreeMap::new();
+        // Counters travel as their family name; accept `_total` too. Only
+        // what some rule reads; within a metric, in label order.
+        let mut current: HashMap<&str, BTreeMap<&Labels, f64>> = HashMap::new();
         for s in &report.samples {
             let name = s.metric.strip_suffix("_total").unwrap_or(&s.metric);
-            current.insert((name, &s.labels), s.value);
+            if self.watched.contains(name) {
+                current.entry(name).or_default().insert(&s.labels, s.value);
+            }
         }
-        for (idx, rule) in self.rules.rules.iter().enumerate() {
-            let Some(src) = source(rule) else {
+        if host.eval.len() < self.rules.rules.len() {
+            host.eval.resize_with(self.rules.rules.len(), BTreeMap::new);
+        }
+        for ((idx, rule), reads) in self.rules.rules.iter().enumerate().zip(&self.reads) {
+            let Some((src, retention, keep_drops)) = reads else {
                 // Absence: a report is the host being present.
                 out.push(absence_signal(rule, &report.host, host, false, at_ms));
                 continue;
@@ -221,21 +270,42 @@ impl Engine {
                 Condition::Threshold { divide_by, .. } | Condition::Forecast { divide_by, .. } => divide_by.as_deref(),
                 _ => None,
             };
-            let (retention, keep_drops) = self.retention.get(&src).copied().unwrap_or((0, false));
-            for ((name, labels), value) in &current {
-                if *name != metric || !rule.matches.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            let Some(of_metric) = current.get(metric) else {
+                continue;
+            };
+            for (labels, value) in of_metric {
+                if !rule.matches.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                     continue;
                 }
                 let value = match divide_by {
                     None => *value,
-                    Some(d) => match current.get(&(d, *labels)) {
+                    Some(d) => match current.get(d).and_then(|m| m.get(labels)) {
                         Some(den) if *den != 0.0 => value / den,
                         _ => continue,
                     },
                 };
-                let series = host.series.entry((src.clone(), (*labels).clone())).or_default();
-                series.push(at_ms, value, retention, keep_drops);
-                let state = host.eval.entry((idx, (*labels).clone())).or_default();
+                if !host.series.contains_key(src) {
+                    host.series.insert(src.clone(), BTreeMap::new());
+                }
+                let Some(of_source) = host.series.get_mut(src) else {
+                    continue;
+                };
+                if !of_source.contains_key(*labels) {
+                    of_source.insert((*labels).clone(), Series::default());
+                }
+                let Some(series) = of_source.get_mut(*labels) else {
+                    continue;
+                };
+                series.push(at_ms, value, *retention, *keep_drops);
+                let Some(of_rule) = host.eval.get_mut(idx) else {
+                    continue;
+                };
+                if !of_rule.contains_key(*labels) {
+                    of_rule.insert((*labels).clone(), EvalState::default());
+                }
+                let Some(state) = of_rule.get_mut(*labels) else {
+                    continue;
+                };
                 let (firing, detail) = evaluate(rule, series, state, value, at_ms);
                 let component = rule
                     .component
@@ -270,6 +340,23 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// What the engine holds now (see [`Footprint`]).
+    pub fn footprint(&self) -> Footprint {
+        let mut f = Footprint {
+            hosts: self.hosts.len(),
+            ..Footprint::default()
+        };
+        for h in self.hosts.values() {
+            f.eval_states += h.eval.iter().map(BTreeMap::len).sum::<usize>();
+            for s in h.series.values().flat_map(BTreeMap::values) {
+                f.series += 1;
+                f.points += s.points.len();
+                f.point_capacity += s.points.capacity();
+            }
+        }
+        f
     }
 
     /// Advances virtual time to `now_ms`: the absence rules, for every host
@@ -349,6 +436,10 @@ impl Series {
             && !(keep_drops && self.points.back().is_some_and(|&(_, last)| value < last));
         if overwrite {
             self.points.pop_back();
+        } else if self.points.len() >= MAX_POINTS {
+            // Make room first: the buffer never grows past MAX_POINTS (its
+            // capacity would double). The same point goes as below.
+            self.points.pop_front();
         }
         self.points.push_back((at_ms, value));
         let oldest = at_ms.saturating_sub(retention_ms);
@@ -400,10 +491,16 @@ fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_
             )
         }
         Condition::Increase { window, min_increase } => {
-            let pts: Vec<&(i64, f64)> = series.in_window(at_ms, ms(*window)).collect();
             // A drop is a counter reset: count only from the newest one.
-            let start = pts.windows(2).rposition(|w| w[1].1 < w[0].1).map_or(0, |i| i + 1);
-            let oldest = pts.get(start).map_or(value, |p| p.1);
+            let mut oldest = None;
+            let mut prev = f64::NAN;
+            for &(_, v) in series.in_window(at_ms, ms(*window)) {
+                if oldest.is_none() || v < prev {
+                    oldest = Some(v);
+                }
+                prev = v;
+            }
+            let oldest = oldest.unwrap_or(value);
             let increase = (value - oldest).max(0.0);
             state.firing = increase >= *min_increase;
             (
@@ -418,20 +515,28 @@ fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_
             ..
         } => {
             let w = ms(*window);
-            let pts: Vec<&(i64, f64)> = series.in_window(at_ms, w).collect();
-            let span = match (pts.first(), pts.last()) {
-                (Some(a), Some(b)) => b.0 - a.0,
-                _ => 0,
-            };
+            // Passes over the window rather than a copy of it: this runs on
+            // every report for every filesystem and NVMe disk.
+            let (mut count, mut first, mut last) = (0usize, None, 0);
+            for &(t, _) in series.in_window(at_ms, w) {
+                count += 1;
+                first.get_or_insert(t);
+                last = t;
+            }
+            let span = first.map_or(0, |f| last - f);
             let mut eta = None;
-            if pts.len() >= 3 && span.saturating_mul(4) >= w {
+            if count >= 3 && span.saturating_mul(4) >= w {
                 // Seconds relative to now keep the fit well-conditioned.
-                let xs: Vec<f64> = pts.iter().map(|p| (p.0 - at_ms) as f64 / 1000.0).collect();
-                let n = xs.len() as f64;
-                let mx = xs.iter().sum::<f64>() / n;
-                let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-                let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-                let sxy: f64 = xs.iter().zip(&pts).map(|(x, p)| (x - mx) * (p.1 - my)).sum();
+                let pts = || {
+                    series
+                        .in_window(at_ms, w)
+                        .map(|&(t, v)| ((t - at_ms) as f64 / 1000.0, v))
+                };
+                let n = count as f64;
+                let mx = pts().map(|(x, _)| x).sum::<f64>() / n;
+                let my = pts().map(|(_, y)| y).sum::<f64>() / n;
+                let sxx: f64 = pts().map(|(x, _)| (x - mx) * (x - mx)).sum();
+                let sxy: f64 = pts().map(|(x, y)| (x - mx) * (y - my)).sum();
                 if sxx > 0.0 {
                     let slope = sxy / sxx;
                     let now_fit = my - slope * mx;
@@ -444,8 +549,8 @@ fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_
             state.firing = eta.is_some_and(|(secs, _, _)| secs <= within.as_secs_f64());
             let detail = match eta {
                 Some((secs, slope, fit)) => json!({"eta_secs": secs, "slope_per_sec": slope, "fitted_now": fit,
-                    "reaches": reaches, "window_secs": window.as_secs(), "points": pts.len()}),
-                None => json!({"reaches": reaches, "window_secs": window.as_secs(), "points": pts.len()}),
+                    "reaches": reaches, "window_secs": window.as_secs(), "points": count}),
+                None => json!({"reaches": reaches, "window_secs": window.as_secs(), "points": count}),
             };
             (state.firing, detail)
         }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `caretaker-collector` and `caretaker-agent`
 //! binaries, over TLS on loopback, with real SQLite files.
 
+mod bench;
 mod cli;
 mod crash;
 mod dashboards;
