@@ -209,12 +209,16 @@ impl Engine {
             .enumerate()
             .filter_map(|(old, r)| rules.rules.iter().position(|n| n == r).map(|new| (old, new)))
             .collect();
+        let count = rules.rules.len();
         let mut hosts = std::mem::take(&mut self.hosts);
         for h in hosts.values_mut() {
-            h.eval = std::mem::take(&mut h.eval)
-                .into_iter()
-                .filter_map(|((i, labels), st)| moved.get(&i).map(|&n| ((n, labels), st)))
-                .collect();
+            let mut eval = vec![BTreeMap::new(); count];
+            for (old, states) in std::mem::take(&mut h.eval).into_iter().enumerate() {
+                if let Some(slot) = moved.get(&old).and_then(|&n| eval.get_mut(n)) {
+                    *slot = states;
+                }
+            }
+            h.eval = eval;
         }
         *self = Engine::new(rules);
         self.hosts = hosts;

@@ -58,6 +58,15 @@ fn report(agent_id: &str, host: &str, seq: u64, samples: usize, degraded: bool) 
         labels: [("device".to_string(), "md0".to_string())].into(),
         value: if degraded { 1.0 } else { 0.0 },
     });
+    // The first (healthy) report carries the inventory, as a starting agent's
+    // does: only a known asset's faults open cases.
+    if !degraded {
+        r.inventory = Some(caretaker_shared::wire::Inventory {
+            hostname: host.to_string(),
+            machine_id: format!("{agent_id:0>32}"),
+            ..Default::default()
+        });
+    }
     Ok(gzip(&serde_json::to_vec(&r)?))
 }
 
