@@ -502,9 +502,10 @@ pub fn apply_signal(conn: &Connection, signal: &Signal, policy: &Policy) -> Resu
 fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
     let actor = format!("rule:{}", signal.rule);
     let active = load_active(conn, signal.kind, &signal.key)?;
+    // A clear with no active item changes no item: the ended one is not needed.
     let last = match active {
-        Some(_) => None,
-        None => load_last_ended(conn, signal.kind, &signal.key)?,
+        None if signal.firing => load_last_ended(conn, signal.kind, &signal.key)?,
+        _ => None,
     };
     let active_id = active.as_ref().and_then(|i| i.id);
     let decision = lifecycle::apply(active.as_ref(), last.as_ref(), signal, policy);

@@ -86,10 +86,27 @@ async fn run(
                     engine.replace_rules(set);
                 }
                 Some(Msg::Report(report, at_ms)) => {
-                    let started = Instant::now();
-                    let signals = engine.observe(&report, at_ms);
-                    metrics.evaluation.observe(started.elapsed().as_secs_f64());
+                    let mut signals = observe(&mut engine, &metrics, &report, at_ms);
+                    // Reports that queued up meanwhile go to the store in the
+                    // same job: one round trip to the writer, not one each.
+                    let mut pending_rules = None;
+                    for _ in 1..BATCH {
+                        match rx.try_recv() {
+                            Ok(Msg::Report(report, at_ms)) => {
+                                signals.extend(observe(&mut engine, &metrics, &report, at_ms));
+                            }
+                            Ok(Msg::Rules(set)) => {
+                                pending_rules = Some(set);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     write(&writer, &metrics, signals, policy).await;
+                    if let Some(set) = pending_rules {
+                        tracing::info!(rules = set.rules.len(), "rules reloaded");
+                        engine.replace_rules(set);
+                    }
                 }
             },
             _ = timer.tick() => {
@@ -106,6 +123,16 @@ async fn run(
         }
     }
     tracing::debug!("detection stopped");
+}
+
+/// Most queued reports whose signals are written in one job.
+const BATCH: usize = 64;
+
+fn observe(engine: &mut Engine, metrics: &Metrics, report: &Report, at_ms: i64) -> Vec<crate::cases::Signal> {
+    let started = Instant::now();
+    let signals = engine.observe(report, at_ms);
+    metrics.evaluation.observe(started.elapsed().as_secs_f64());
+    signals
 }
 
 async fn write(writer: &Writer, metrics: &Metrics, signals: Vec<crate::cases::Signal>, policy: Policy) {

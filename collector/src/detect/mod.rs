@@ -13,11 +13,12 @@
 //! is unreachable, and per *source* (a metric, or `metric/divide_by` for rules
 //! that divide) and label set a bounded history of `(at_ms, value)`. A series
 //! keeps only as far back as the longest window of the rules reading it, and
-//! at most [`MAX_POINTS`] points: when reports come faster than
-//! `window / MAX_POINTS`, the newest point is overwritten instead of appended
-//! (a counter drop is always appended, so resets stay visible). One point is
-//! 16 bytes, so a series costs at most ~8 KiB plus its labels; a host with a
-//! few hundred watched series stays in the low megabytes. Per rule and series
+//! at most [`MAX_POINTS`] points, one per `window / MAX_POINTS`: when reports
+//! come faster, the newest point is updated instead of appended. A gauge's
+//! point is the mean of the samples it stands for (so a forecast fits the
+//! trend, not one noisy sample); a counter's is its newest value, and a
+//! counter drop is always appended, so resets stay visible. One point is 16
+//! bytes, so a series costs at most ~0.5 KiB plus its labels. Per rule and series
 //! it keeps the evaluation state: since when a threshold holds and whether the
 //! rule is firing (hysteresis).
 //!
@@ -65,13 +66,15 @@ use crate::rules::{Condition, Op, Rule, RuleSet, Target};
 pub use replay::{ReplayError, ReplayEvent, replay, replay_lines, replay_lines_with, replay_with};
 
 /// Most points kept per series.
-pub const MAX_POINTS: usize = 512;
+pub const MAX_POINTS: usize = 32;
 
 type Labels = BTreeMap<String, String>;
 
 #[derive(Debug, Default)]
 struct Series {
     points: VecDeque<(i64, f64)>,
+    /// How many samples the newest point averages (gauges only).
+    newest_samples: u32,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -439,13 +442,31 @@ impl Series {
             && at_ms.saturating_sub(self.points[n - 2].0) < spacing
             && !(keep_drops && self.points.back().is_some_and(|&(_, last)| value < last));
         if overwrite {
-            self.points.pop_back();
+            let Some((_, last)) = self.points.pop_back() else {
+                return;
+            };
+            if !keep_drops {
+                // A gauge's point is the mean of the samples it stands for,
+                // so a forecast fits the trend, not one noisy sample.
+                let n = f64::from(self.newest_samples.max(1));
+                self.newest_samples = self.newest_samples.saturating_add(1);
+                self.points.push_back((at_ms, last + (value - last) / (n + 1.0)));
+                self.drop_older(at_ms, retention_ms);
+                return;
+            }
         } else if self.points.len() >= MAX_POINTS {
             // Make room first: the buffer never grows past MAX_POINTS (its
             // capacity would double). The same point goes as below.
             self.points.pop_front();
         }
         self.points.push_back((at_ms, value));
+        self.newest_samples = 1;
+        self.drop_older(at_ms, retention_ms);
+    }
+
+    /// Drops points older than the retention (keeping the newest) and any
+    /// beyond [`MAX_POINTS`].
+    fn drop_older(&mut self, at_ms: i64, retention_ms: i64) {
         let oldest = at_ms.saturating_sub(retention_ms);
         while self.points.len() > 1 && self.points.front().is_some_and(|&(t, _)| t < oldest) {
             self.points.pop_front();
