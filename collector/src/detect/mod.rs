@@ -56,6 +56,7 @@ pub mod watch;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use caretaker_shared::wire::Report;
 use serde_json::json;
@@ -66,9 +67,53 @@ use crate::rules::{Condition, Op, Rule, RuleSet, Target};
 pub use replay::{ReplayError, ReplayEvent, replay, replay_lines, replay_lines_with, replay_with};
 
 /// Most points kept per series.
-pub const MAX_POINTS: usize = 32;
+pub const MAX_POINTS: usize = 24;
 
 type Labels = BTreeMap<String, String>;
+
+/// A series' labels, stored once and shared by its rule states.
+type Key = Arc<[(Arc<str>, Arc<str>)]>;
+
+/// Entries by label set. A source or a rule has few (one per disk,
+/// filesystem, database...): a vector scanned in place costs far less memory
+/// than a map's nodes, and no more time at these sizes.
+#[derive(Debug)]
+struct ByLabels<V>(Vec<(Key, V)>);
+
+impl<V> Default for ByLabels<V> {
+    fn default() -> Self {
+        ByLabels(Vec::new())
+    }
+}
+
+impl<V: Default> ByLabels<V> {
+    /// The entry for `labels`, inserted (with the key `key` makes) when new.
+    fn entry(&mut self, labels: &Labels, key: impl FnOnce() -> Key) -> (&Key, &mut V) {
+        let same =
+            |k: &Key| k.len() == labels.len() && k.iter().zip(labels).all(|((a, b), (c, d))| **a == **c && **b == **d);
+        let i = match self.0.iter().position(|(k, _)| same(k)) {
+            Some(i) => i,
+            None => {
+                self.0.push((key(), V::default()));
+                self.0.len() - 1
+            }
+        };
+        let (k, v) = &mut self.0[i];
+        (k, v)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+}
 
 #[derive(Debug, Default)]
 struct Series {
@@ -93,9 +138,9 @@ pub struct HostState {
     unreachable: bool,
     /// By source, then labels. Nested so that a report's series are found
     /// by reference, without building an owned key per evaluation.
-    series: BTreeMap<String, BTreeMap<Labels, Series>>,
+    series: BTreeMap<Arc<str>, ByLabels<Series>>,
     /// By rule index, then the series labels.
-    eval: Vec<BTreeMap<Labels, EvalState>>,
+    eval: Vec<ByLabels<EvalState>>,
 }
 
 /// How much the engine holds: counts, for the detection benchmark and for
@@ -117,10 +162,24 @@ pub struct Engine {
     /// Per rule (by index), what it reads: the source, how far back the
     /// source's history must reach (ms), and whether an increase rule reads
     /// it (then drops must be kept: they are resets). `None` for absence rules.
-    reads: Vec<Option<(String, i64, bool)>>,
+    reads: Vec<Option<(Arc<str>, i64, bool)>>,
     /// Every metric a rule reads, as a target or a divisor: the rest of a
     /// report is skipped.
     watched: HashSet<String>,
+    /// Label names and values, one copy each across the fleet: the same
+    /// `device`, `mountpoint`, `/var` or `sda` recur on every host. It keeps
+    /// every distinct string ever seen (bounded by the fleet's label values).
+    strings: HashSet<Arc<str>>,
+}
+
+/// The shared copy of `s`.
+fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(a) = strings.get(s) {
+        return a.clone();
+    }
+    let a: Arc<str> = Arc::from(s);
+    strings.insert(a.clone());
+    a
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -174,7 +233,7 @@ impl Engine {
             .map(|r| {
                 let s = source(r)?;
                 let (window, keep_drops) = retention.get(&s).copied().unwrap_or((0, false));
-                Some((s, window, keep_drops))
+                Some((Arc::from(s.as_str()), window, keep_drops))
             })
             .collect();
         let mut watched = HashSet::new();
@@ -193,17 +252,14 @@ impl Engine {
             hosts: HashMap::new(),
             reads,
             watched,
+            strings: HashSet::new(),
         }
     }
 
-    /// Swaps in a new rule set, keeping every host's history. The per-rule
-    /// evaluation state is dropped because it is keyed by rule index, which a
-    /// new set renumbers: a pending `for` starts afresh, and since every
-    /// evaluation emits a signal, firing items are confirmed at the next report.
-    /// Swaps the rules. A rule that is still there, unchanged, keeps its
-    /// evaluation state (a pending `for`, a firing rule stays firing), so a
-    /// reload does not clear and re-open the cases it holds; a changed or new
-    /// rule starts afresh.
+    /// Swaps in a new rule set, keeping every host's history. A rule that is
+    /// still there, unchanged, keeps its evaluation state (a pending `for`, a
+    /// firing rule stays firing), so a reload does not clear and re-open the
+    /// cases it holds; a changed or new rule starts afresh.
     pub fn replace_rules(&mut self, rules: RuleSet) {
         let moved: HashMap<usize, usize> = self
             .rules
@@ -215,7 +271,8 @@ impl Engine {
         let count = rules.rules.len();
         let mut hosts = std::mem::take(&mut self.hosts);
         for h in hosts.values_mut() {
-            let mut eval = vec![BTreeMap::new(); count];
+            let mut eval: Vec<ByLabels<EvalState>> = Vec::new();
+            eval.resize_with(count, ByLabels::default);
             for (old, states) in std::mem::take(&mut h.eval).into_iter().enumerate() {
                 if let Some(slot) = moved.get(&old).and_then(|&n| eval.get_mut(n)) {
                     *slot = states;
@@ -223,8 +280,10 @@ impl Engine {
             }
             h.eval = eval;
         }
+        let strings = std::mem::take(&mut self.strings);
         *self = Engine::new(rules);
         self.hosts = hosts;
+        self.strings = strings;
     }
 
     /// Takes one report received at `at_ms` and returns the signals of every
@@ -246,7 +305,7 @@ impl Engine {
         if host.unreachable {
             host.unreachable = false;
             // The gap must not complete a pending `for` (see the module docs).
-            for st in host.eval.iter_mut().flat_map(BTreeMap::values_mut) {
+            for st in host.eval.iter_mut().flat_map(ByLabels::values_mut) {
                 if !st.firing {
                     st.since_ms = None;
                 }
@@ -262,7 +321,7 @@ impl Engine {
             }
         }
         if host.eval.len() < self.rules.rules.len() {
-            host.eval.resize_with(self.rules.rules.len(), BTreeMap::new);
+            host.eval.resize_with(self.rules.rules.len(), ByLabels::default);
         }
         for ((idx, rule), reads) in self.rules.rules.iter().enumerate().zip(&self.reads) {
             let Some((src, retention, keep_drops)) = reads else {
@@ -291,28 +350,27 @@ impl Engine {
                         _ => continue,
                     },
                 };
-                if !host.series.contains_key(src) {
-                    host.series.insert(src.clone(), BTreeMap::new());
+                if !host.series.contains_key(src.as_ref()) {
+                    // The rule set's copy of the name, shared by every host.
+                    host.series.insert(src.clone(), ByLabels::default());
                 }
-                let Some(of_source) = host.series.get_mut(src) else {
+                let Some(of_source) = host.series.get_mut(src.as_ref()) else {
                     continue;
                 };
-                if !of_source.contains_key(*labels) {
-                    of_source.insert((*labels).clone(), Series::default());
-                }
-                let Some(series) = of_source.get_mut(*labels) else {
-                    continue;
-                };
+                // One copy of a series' labels, shared with its rule states.
+                let strings = &mut self.strings;
+                let (shared, series) = of_source.entry(labels, || {
+                    labels
+                        .iter()
+                        .map(|(k, v)| (intern(strings, k), intern(strings, v)))
+                        .collect()
+                });
+                let shared = shared.clone();
                 series.push(at_ms, value, *retention, *keep_drops);
                 let Some(of_rule) = host.eval.get_mut(idx) else {
                     continue;
                 };
-                if !of_rule.contains_key(*labels) {
-                    of_rule.insert((*labels).clone(), EvalState::default());
-                }
-                let Some(state) = of_rule.get_mut(*labels) else {
-                    continue;
-                };
+                let (_, state) = of_rule.entry(labels, || shared);
                 let (firing, detail) = evaluate(rule, series, state, value, at_ms);
                 let component = rule
                     .component
@@ -320,16 +378,22 @@ impl Engine {
                     .and_then(|c| labels.get(c))
                     .cloned()
                     .unwrap_or_default();
-                let mut evidence = json!({
-                    "rule": rule.name,
-                    "metric": src,
-                    "labels": labels,
-                    "value": value,
-                    "at_ms": at_ms,
-                });
-                if let (Some(e), serde_json::Value::Object(d)) = (evidence.as_object_mut(), detail) {
-                    e.extend(d);
-                }
+                let evidence = match detail {
+                    Some(serde_json::Value::Object(d)) => {
+                        let mut e = json!({
+                            "rule": rule.name,
+                            "metric": src.as_ref(),
+                            "labels": labels,
+                            "value": value,
+                            "at_ms": at_ms,
+                        });
+                        if let Some(e) = e.as_object_mut() {
+                            e.extend(d);
+                        }
+                        e
+                    }
+                    _ => serde_json::Value::Null,
+                };
                 out.push(Signal {
                     key: IdentityKey {
                         customer: host.customer.clone(),
@@ -356,8 +420,8 @@ impl Engine {
             ..Footprint::default()
         };
         for h in self.hosts.values() {
-            f.eval_states += h.eval.iter().map(BTreeMap::len).sum::<usize>();
-            for s in h.series.values().flat_map(BTreeMap::values) {
+            f.eval_states += h.eval.iter().map(ByLabels::len).sum::<usize>();
+            for s in h.series.values().flat_map(ByLabels::values) {
                 f.series += 1;
                 f.points += s.points.len();
                 f.point_capacity += s.points.capacity();
@@ -459,6 +523,12 @@ impl Series {
             // capacity would double). The same point goes as below.
             self.points.pop_front();
         }
+        if self.points.len() == self.points.capacity() {
+            // Grow by doubling, but never past MAX_POINTS: a full series
+            // holds exactly that many.
+            let want = (self.points.capacity() * 2).clamp(4, MAX_POINTS.max(self.points.len() + 1));
+            self.points.reserve_exact(want - self.points.len());
+        }
         self.points.push_back((at_ms, value));
         self.newest_samples = 1;
         self.drop_older(at_ms, retention_ms);
@@ -483,8 +553,16 @@ impl Series {
 }
 
 /// Evaluates one rule on one series after its newest point; returns whether it
-/// fires and the kind-specific evidence.
-fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_ms: i64) -> (bool, serde_json::Value) {
+/// fires and, when it does, the kind-specific evidence (a clear carries none:
+/// building it for the many clear evaluations of every report would cost
+/// more than all the rest of the evaluation).
+fn evaluate(
+    rule: &Rule,
+    series: &Series,
+    state: &mut EvalState,
+    value: f64,
+    at_ms: i64,
+) -> (bool, Option<serde_json::Value>) {
     match &rule.condition {
         Condition::Threshold {
             op,
@@ -512,7 +590,9 @@ fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_
             }
             (
                 state.firing,
-                json!({"op": op.as_str(), "threshold": bound, "clear": clear, "for_secs": for_.as_secs()}),
+                state.firing.then(
+                    || json!({"op": op.as_str(), "threshold": bound, "clear": clear, "for_secs": for_.as_secs()}),
+                ),
             )
         }
         Condition::Increase { window, min_increase } => {
@@ -530,7 +610,9 @@ fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_
             state.firing = increase >= *min_increase;
             (
                 state.firing,
-                json!({"increase": increase, "from": oldest, "window_secs": window.as_secs()}),
+                state
+                    .firing
+                    .then(|| json!({"increase": increase, "from": oldest, "window_secs": window.as_secs()})),
             )
         }
         Condition::Forecast {
@@ -573,16 +655,16 @@ fn evaluate(rule: &Rule, series: &Series, state: &mut EvalState, value: f64, at_
             }
             state.firing = eta.is_some_and(|(secs, _, _)| secs <= within.as_secs_f64());
             let detail = match eta {
-                Some((secs, slope, fit)) => json!({"eta_secs": secs, "slope_per_sec": slope, "fitted_now": fit,
-                    "reaches": reaches, "window_secs": window.as_secs(), "points": count}),
-                None => json!({"reaches": reaches, "window_secs": window.as_secs(), "points": count}),
+                Some((secs, slope, fit)) if state.firing => Some(json!({"eta_secs": secs, "slope_per_sec": slope,
+                    "fitted_now": fit, "reaches": reaches, "window_secs": window.as_secs(), "points": count})),
+                _ => None,
             };
             (state.firing, detail)
         }
         Condition::State { equals } => {
             state.firing = value == *equals;
-            (state.firing, json!({"equals": equals}))
+            (state.firing, state.firing.then(|| json!({"equals": equals})))
         }
-        Condition::Absence { .. } => (false, serde_json::Value::Null),
+        Condition::Absence { .. } => (false, None),
     }
 }

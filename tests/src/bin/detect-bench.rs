@@ -18,10 +18,12 @@
 //! Then single-threaded, virtual time advancing by one interval per round,
 //! every host in a shuffled order: the time of each `observe` call alone
 //! (reports are built outside the timed part and dropped after use).
-//! Memory per host is the growth of the process's resident set (VmRSS)
-//! across the warm-up divided by the host count, with the collector's
-//! allocator (mimalloc); the engine's own counts of series and points are
-//! printed beside it.
+//! Memory per host is the engine's net heap growth across the warm-up (bytes
+//! allocated minus freed, counted by an instrumented allocator; the reports
+//! are freed as the warm-up goes) divided by the host count; the growth of the
+//! process's resident set (VmRSS), which also holds freed pages the allocator
+//! keeps, and the engine's own counts of series and points are printed beside
+//! it.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -31,9 +33,41 @@ use caretaker_collector::rules::{self, Condition};
 use caretaker_shared::wire::{PROTOCOL_VERSION, Report, Sample};
 use clap::Parser;
 
-// The collector's allocator, so that memory figures match the service.
+// Times are taken with the collector's allocator. Built with
+// `--features heap-count`, an allocator that counts every byte allocated and
+// freed gives the engine's heap per host instead (its bookkeeping slows the
+// times down: take those from the default build).
+#[cfg(not(feature = "heap-count"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "heap-count")]
+#[global_allocator]
+static ALLOC: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Net heap growth since the region began, when counted.
+#[cfg(feature = "heap-count")]
+struct Heap(stats_alloc::Region<'static, std::alloc::System>);
+#[cfg(feature = "heap-count")]
+impl Heap {
+    fn start() -> Heap {
+        Heap(stats_alloc::Region::new(ALLOC))
+    }
+    fn grown(&self) -> Option<f64> {
+        let c = self.0.change();
+        Some(c.bytes_allocated as f64 - c.bytes_deallocated as f64)
+    }
+}
+#[cfg(not(feature = "heap-count"))]
+struct Heap;
+#[cfg(not(feature = "heap-count"))]
+impl Heap {
+    fn start() -> Heap {
+        Heap
+    }
+    fn grown(&self) -> Option<f64> {
+        None
+    }
+}
 
 #[derive(Parser)]
 #[command(about = "Benchmark of the Caretaker detection engine (built-in rules, many hosts).")]
@@ -582,6 +616,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut engine = Engine::new(rules);
     let rss_before = rss_bytes();
+    let heap = Heap::start();
     let end_ms = T0_MS + history_ms;
     let warm_start = Instant::now();
     let mut warm_reports = 0u64;
@@ -601,6 +636,7 @@ fn main() -> anyhow::Result<()> {
     }
     let warm_secs = warm_start.elapsed().as_secs_f64();
     let rss_warm = rss_bytes();
+    let heap_per_host = heap.grown().map(|b| b / a.hosts.max(1) as f64);
     let fp = engine.footprint();
     eprintln!(
         "warm-up: {warm_reports} reports ({} per host over {:.1} h) in {warm_secs:.0} s",
@@ -677,6 +713,10 @@ fn main() -> anyhow::Result<()> {
         signals as f64 / n,
         firing as f64 / n
     );
+    match heap_per_host {
+        Some(b) => println!("| engine heap per host | {:.1} KiB |", b / 1024.0),
+        None => println!("| engine heap per host | not counted (build with --features heap-count) |"),
+    }
     println!(
         "| RSS growth over warm-up | {:.1} KiB per host ({:.0} MiB total) |",
         per_host / 1024.0,
@@ -696,13 +736,14 @@ fn main() -> anyhow::Result<()> {
         println!("signals digest: {digest:016x}");
     }
     println!(
-        "{{\"hosts\":{},\"rules\":{rule_count},\"samples_per_report\":{mean_samples:.1},\"reports\":{},\"mean_us\":{mean_us:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"max_us\":{:.2},\"signals_per_report\":{:.2},\"rss_bytes_per_host\":{per_host:.0},\"series_per_host\":{:.2},\"points_per_host\":{:.1},\"tick_ms\":{tick_best:.3},\"warmup_reports_per_host\":{}}}",
+        "{{\"hosts\":{},\"rules\":{rule_count},\"samples_per_report\":{mean_samples:.1},\"reports\":{},\"mean_us\":{mean_us:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"max_us\":{:.2},\"signals_per_report\":{:.2},\"heap_bytes_per_host\":{},\"rss_bytes_per_host\":{per_host:.0},\"series_per_host\":{:.2},\"points_per_host\":{:.1},\"tick_ms\":{tick_best:.3},\"warmup_reports_per_host\":{}}}",
         a.hosts,
         lat_ns.len(),
         pct(&lat_ns, 0.5),
         pct(&lat_ns, 0.99),
         pct(&lat_ns, 1.0),
         signals as f64 / n,
+        heap_per_host.map_or("null".to_string(), |b| format!("{b:.0}")),
         fp.series as f64 / hosts_f,
         fp.points as f64 / hosts_f,
         ages.len(),

@@ -44,6 +44,7 @@ fn detect_bench_runs_on_a_small_fleet() {
     positive(&v, "signals_per_report");
     positive(&v, "tick_ms");
     assert!(v["rss_bytes_per_host"].as_f64().is_some(), "{v}");
+    assert!(v.get("heap_bytes_per_host").is_some(), "{v}");
     // Every rule reading a series has state for it.
     let series = positive(&v, "series_per_host");
     assert!(series > 10.0, "{v}");
