@@ -52,6 +52,9 @@ const RULE: &str = "md_array_degraded";
 /// A report of `host` whose one md array is degraded or not.
 fn report(agent_id: &str, host: &str, seq: u64, samples: usize, degraded: bool) -> anyhow::Result<Vec<u8>> {
     let mut r: Report = synthetic_report(agent_id, host, seq, samples);
+    // A customer per probe: twenty new cases of one customer within minutes
+    // would be a storm, attached to one storm case instead of their own.
+    r.labels.insert("customer".into(), host.to_string());
     r.samples.retain(|s| s.metric != "caretaker_md_degraded");
     r.samples.push(Sample {
         metric: "caretaker_md_degraded".into(),
