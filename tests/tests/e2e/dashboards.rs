@@ -10,13 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use caretaker_shared::catalogue::{CATALOGUE, HOST_LABELS, Kind, Source};
 use serde_json::Value;
 
-use crate::util::{Agent, Collector, eventually, free_port, wait_for_host};
+use crate::util::{Agent, Collector, eventually, start_prometheus, wait_for_host};
 
 fn dashboards_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards")
@@ -429,14 +428,6 @@ fn substitute(expr: &str) -> String {
 
 // --- against a real Prometheus ----------------------------------------------------
 
-struct Prometheus(std::process::Child);
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A `smartctl` answering `--scan-open` with an ATA, an NVMe and a SAS disk,
 /// and each read with a recorded fixture of that kind.
 fn smartctl_stand_in(dir: &Path) -> PathBuf {
@@ -550,29 +541,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let agent = Agent::start(dir.path(), &collector, 1, &extra);
     wait_for_host(&collector, &agent).await;
 
-    let port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: caretaker\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
-            collector.data_dir().join("ca.pem").display(),
-            collector.port
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap_or_else(|e| panic!("{e}"));
-    let _prom = Prometheus(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{prometheus}: {e}")),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (_prom, base) = start_prometheus(dir.path(), &collector, &prometheus);
     let client = reqwest::Client::new();
     // Scraped, with the disks read: then a few more scrapes so rates have two points.
     eventually("disks in Prometheus", Duration::from_secs(60), || {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use caretaker_shared::catalogue::{CATALOGUE, Kind};
 use serde_json::Value;
 
-use crate::util::{Agent, Collector, eventually, free_port, wait_for_host};
+use crate::util::{Agent, Collector, eventually, start_prometheus, wait_for_host};
 
 fn tool(var: &str) -> Option<String> {
     match std::env::var(var) {
@@ -19,14 +19,6 @@ fn tool(var: &str) -> Option<String> {
             eprintln!("{var} is not set: skipping the Prometheus test");
             None
         }
-    }
-}
-
-struct Prometheus(std::process::Child);
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -86,29 +78,7 @@ async fn prometheus_scrapes_the_collector() {
     }
 
     // A real Prometheus scraping over TLS with the collector's CA.
-    let port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: caretaker\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
-            collector.data_dir().join("ca.pem").display(),
-            collector.port
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap_or_else(|e| panic!("{e}"));
-    let _prom = Prometheus(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{prometheus}: {e}")),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (_prom, base) = start_prometheus(dir.path(), &collector, &prometheus);
     let client = reqwest::Client::new();
     eventually("up == 1", Duration::from_secs(60), || {
         let client = client.clone();

@@ -345,3 +345,39 @@ pub fn once_print(dir: &Path, body: &str) -> Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A Prometheus process, killed when dropped.
+pub struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `binary` on loopback scraping `collector` every second (its
+/// storage and log in `dir`); returns it and its base URL.
+pub fn start_prometheus(dir: &Path, collector: &Collector, binary: &str) -> (Prometheus, String) {
+    let port = free_port();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: caretaker\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            collector.data_dir().join("ca.pem").display(),
+            collector.port
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary}: {e}"));
+    (Prometheus(child), format!("http://127.0.0.1:{port}"))
+}
