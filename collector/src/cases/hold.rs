@@ -322,13 +322,14 @@ pub fn note_clear(conn: &Connection, signal: &Signal) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Marks the held row of a key released into item `item_id` (which the
-/// signal has just opened or joined).
+/// Marks the held row of a key released: into item `item_id` (which the
+/// signal has just opened or joined), or into none (it now lands elsewhere,
+/// e.g. under the asset's own name).
 pub fn released_into(
     conn: &Connection,
     kind: ItemKind,
     key: &IdentityKey,
-    item_id: i64,
+    item_id: Option<i64>,
     at_ms: i64,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -840,6 +841,32 @@ mod tests {
         let out = apply_signal(&c, &sig(mac, "raid_degraded", true, 4 * MIN), &p).unwrap();
         assert_eq!(out.item_id(), items[0].id);
         assert_eq!(cases(&c).len(), 1);
+    }
+
+    #[test]
+    fn a_mapped_signal_inside_a_window_moves_to_the_window() {
+        let c = open();
+        let p = Policy::default();
+        let mac = "52:54:00:aa:bb:cc";
+        apply_signal(&c, &sig(mac, "raid_degraded", true, MIN), &p).unwrap();
+        mark_known(&c, "db01", None, &[mac.to_string()], 2 * MIN).unwrap();
+        let w = window(&c, Some("db01"), 0, 60 * MIN);
+        tick_all(&c, &p, 3 * MIN).unwrap();
+        // Held once, under the host's name and by the window; the row under
+        // the MAC is done.
+        let held = list_held(&c, None, None).unwrap();
+        assert_eq!(held.len(), 1, "{held:#?}");
+        assert_eq!(
+            (held[0].key.asset.as_str(), held[0].reason),
+            ("db01", Held::Maintenance)
+        );
+        assert_eq!(held[0].holder, Some(w));
+        assert!(cases(&c).is_empty());
+        tick_all(&c, &p, 60 * MIN).unwrap();
+        let items = cases(&c);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].key.asset, "db01");
+        assert!(list_held(&c, None, None).unwrap().is_empty());
     }
 
     #[test]

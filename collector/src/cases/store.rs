@@ -517,10 +517,11 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 Gate::Rename(name) => {
                     let mut renamed = signal.clone();
                     renamed.key.asset = name;
+                    // Whatever becomes of it under the asset's name (an item,
+                    // or held there for another reason), the row held under
+                    // the other identifier is done.
                     let out = apply_signal_once(conn, &renamed, policy)?;
-                    if let Some(id) = out.item_id() {
-                        hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
-                    }
+                    hold::released_into(conn, signal.kind, &signal.key, out.item_id(), signal.at_ms)?;
                     return Ok(out);
                 }
                 Gate::Hold(why, holder) => return held(conn, signal, why, holder, policy),
@@ -534,7 +535,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
         Decision::Create(item) => {
             let id = insert_item(conn, &item)?;
             log(conn, id, signal.at_ms, &actor, None, item.status, None)?;
-            hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
+            hold::released_into(conn, signal.kind, &signal.key, Some(id), signal.at_ms)?;
             Ok(Outcome::Created(id))
         }
         Decision::CreateRecurrence(item) => {
@@ -551,7 +552,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 item.status,
                 Some(&format!("recurrence of {of}")),
             )?;
-            hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
+            hold::released_into(conn, signal.kind, &signal.key, Some(id), signal.at_ms)?;
             Ok(Outcome::Recurrence { id, of })
         }
         Decision::Reopen { item } => {
@@ -567,7 +568,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 item.status,
                 Some("reopened"),
             )?;
-            hold::released_into(conn, signal.kind, &signal.key, id, signal.at_ms)?;
+            hold::released_into(conn, signal.kind, &signal.key, Some(id), signal.at_ms)?;
             Ok(Outcome::Reopened(id))
         }
         Decision::Update { item, transition } => {
