@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod cases;
 pub mod config;
+pub mod contracts;
 pub mod detect;
 pub mod disks;
 pub mod export;

@@ -10,6 +10,7 @@ use std::io::Write;
 
 use caretaker_collector::cases::{Policy, hold};
 use caretaker_collector::config::{Config, ConfigError};
+use caretaker_collector::contracts::{self, ContractsInvalid};
 use caretaker_collector::detect::{self, ReplayError};
 use caretaker_collector::export;
 use caretaker_collector::pki::Paths;
@@ -117,6 +118,19 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Service contracts, engineers and on-call rotations (TOML).
+    Contracts {
+        #[command(subcommand)]
+        command: ContractsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractsCommand {
+    /// Validate a contracts file and exit (0 valid, with one line per
+    /// contract; 2 invalid, with every problem as FILE:LINE: what or
+    /// FILE: contract "X": field: reason).
+    Check { file: PathBuf },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -154,6 +168,7 @@ fn main() -> ExitCode {
             let bad_input = e.chain().any(|c| {
                 c.is::<ConfigError>()
                     || c.is::<RulesInvalid>()
+                    || c.is::<ContractsInvalid>()
                     || c.is::<BadInput>()
                     || c.downcast_ref::<ReplayError>().is_some_and(ReplayError::is_bad_input)
             });
@@ -337,6 +352,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Contracts {
+            command: ContractsCommand::Check { file },
+        } => check_contracts(&file),
         Command::Rules {
             command: RulesCommand::List { dir },
         } => {
@@ -353,6 +371,28 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Checks a contracts file, printing every problem on its own line.
+fn check_contracts(file: &std::path::Path) -> anyhow::Result<()> {
+    let checked = contracts::load(file).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        ContractsInvalid(errors.len())
+    })?;
+    for c in &checked.contracts {
+        println!("{}", c.summary());
+    }
+    println!(
+        "{}: ok ({} customer(s), {} contract(s), {} engineer(s), {} rotation(s))",
+        file.display(),
+        checked.customers.len(),
+        checked.contracts.len(),
+        checked.engineers.len(),
+        checked.rotations.len()
+    );
+    Ok(())
 }
 
 /// Loads the rules, printing every problem on its own line: an operator fixes

@@ -1,0 +1,239 @@
+//! Service contracts, engineers and on-call rotations, read from one TOML
+//! file, and the pure SLA arithmetic over them: which contract covers an
+//! asset, when a case's response and resolution are due in service time,
+//! how much SLA time a case has used (from its status log, holds the
+//! contract names pausing the clock), which escalation steps are due, and
+//! who is on call. The queue uses these for assignment and SLA.
+
+mod calendar;
+mod parse;
+mod sla;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use calendar::Calendar;
+pub use parse::{load, parse_file};
+pub use sla::{Deadlines, deadlines, elapsed, escalations_due, on_call};
+
+use crate::cases::{HoldReason, Severity};
+
+/// One problem in a contracts file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ContractError {
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem is not tied to a line.
+    pub line: usize,
+    /// `contract "X"`, `engineer "Y"`, `rotation 2`, when known.
+    pub subject: Option<String>,
+    /// What is wrong, led by the field concerned.
+    pub reason: String,
+}
+
+impl fmt::Display for ContractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if let Some(s) = &self.subject {
+            write!(f, ": {s}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// A contracts file was rejected; its problems were reported one by one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} problem(s) in the contracts file")]
+pub struct ContractsInvalid(pub usize);
+
+/// Everything in one contracts file, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Contracts {
+    pub customers: Vec<Customer>,
+    /// In file order: the first contract covering an asset wins.
+    pub contracts: Vec<Contract>,
+    pub engineers: Vec<Engineer>,
+    pub rotations: Vec<Rotation>,
+}
+
+impl Contracts {
+    /// The contract covering an asset. Contracts may overlap; the first one
+    /// in the file that matches wins, so put the specific ones first.
+    pub fn contract_for(&self, host: &str, labels: &BTreeMap<String, String>) -> Option<&Contract> {
+        self.contracts.iter().find(|c| c.matches(host, labels))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub name: String,
+    pub sites: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Contract {
+    pub name: String,
+    pub customer: String,
+    /// Hosts covered by name.
+    pub hosts: Vec<String>,
+    /// Assets whose labels include all of these are covered.
+    pub labels: BTreeMap<String, String>,
+    pub calendar: Calendar,
+    /// Service time to the first response, per severity.
+    pub response: Targets,
+    /// Service time to resolution, per severity.
+    pub resolution: Targets,
+    /// Hold reasons that stop the SLA clock.
+    pub pausing: Vec<HoldReason>,
+    pub escalation: Vec<Step>,
+}
+
+impl Contract {
+    /// Whether this contract covers the asset: its host is listed, or it has
+    /// every label the contract names (with the same value).
+    pub fn matches(&self, host: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.hosts.iter().any(|h| h == host)
+            || (!self.labels.is_empty() && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
+
+    /// One line for `contracts check`.
+    pub fn summary(&self) -> String {
+        let mut covers = Vec::new();
+        if !self.hosts.is_empty() {
+            covers.push(format!("{} host(s)", self.hosts.len()));
+        }
+        if !self.labels.is_empty() {
+            let l: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            covers.push(l.join(","));
+        }
+        let pausing: Vec<&str> = self.pausing.iter().map(|h| h.as_str()).collect();
+        format!(
+            "contract {:?} (customer {:?}): covers {}; {}; {} holiday(s); response {}; resolution {}; pausing [{}]; {} escalation step(s)",
+            self.name,
+            self.customer,
+            covers.join(" or "),
+            self.calendar.describe(),
+            self.calendar.holidays().len(),
+            self.response,
+            self.resolution,
+            pausing.join(", "),
+            self.escalation.len()
+        )
+    }
+}
+
+/// Service-time targets in ms per severity; `None`: no target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub critical: Option<i64>,
+    pub major: Option<i64>,
+    pub warning: Option<i64>,
+    pub info: Option<i64>,
+}
+
+impl Targets {
+    pub fn get(&self, severity: Severity) -> Option<i64> {
+        match severity {
+            Severity::Critical => self.critical,
+            Severity::Major => self.major,
+            Severity::Warning => self.warning,
+            Severity::Info => self.info,
+        }
+    }
+}
+
+impl fmt::Display for Targets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [
+            ("critical", self.critical),
+            ("major", self.major),
+            ("warning", self.warning),
+            ("info", self.info),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.map(|ms| format!("{n} {}", format_duration(ms))))
+        .collect();
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+/// "1d4h", "30m": the inverse of `parse_duration` for whole minutes.
+fn format_duration(ms: i64) -> String {
+    let mut s = ms / 1000;
+    let mut out = String::new();
+    for (unit, secs) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
+        if s >= secs {
+            out.push_str(&format!("{}{unit}", s / secs));
+            s %= secs;
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
+/// Which deadline an escalation step is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Response,
+    Resolution,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Tell someone (a role or person); the case stays where it is.
+    Notify,
+    /// Move the case to a level (L1, L2, vendor).
+    Escalate,
+}
+
+/// A timed escalation step: at `percent` of the `of` target's service time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub percent: u32,
+    pub of: Clock,
+    pub action: Action,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    L1,
+    L2,
+    Vendor,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "L1" => Some(Level::L1),
+            "L2" => Some(Level::L2),
+            "vendor" => Some(Level::Vendor),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engineer {
+    pub name: String,
+    pub skills: Vec<String>,
+    pub sites: Vec<String>,
+    pub level: Level,
+}
+
+/// An on-call rotation: members take turns of `shift_ms` from `start_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub site: String,
+    /// Only for cases needing this skill; `None`: any case at the site.
+    pub skill: Option<String>,
+    pub members: Vec<String>,
+    pub shift_ms: i64,
+    pub start_ms: i64,
+}
