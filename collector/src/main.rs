@@ -251,16 +251,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             host,
             output,
         } => {
-            let database = Paths::new(&data_dir).database;
-            if !database.exists() {
-                anyhow::bail!(
-                    "{} does not exist: is {} a collector data directory?",
-                    database.display(),
-                    data_dir.display()
-                );
-            }
-            let conn = caretaker_collector::store::open_read_only(&database)
-                .with_context(|| format!("opening {}", database.display()))?;
+            let conn = open_store_read_only(&data_dir)?;
             let filter = export::ExportFilter {
                 since_ms: since,
                 until_ms: until,
@@ -307,16 +298,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             if customer.trim().is_empty() {
                 return Err(BadInput("--customer: must not be empty".into()).into());
             }
-            let database = Paths::new(&data_dir).database;
-            if !database.exists() {
-                anyhow::bail!(
-                    "{} does not exist: is {} a collector data directory?",
-                    database.display(),
-                    data_dir.display()
-                );
-            }
-            let conn = caretaker_collector::store::open_read_only(&database)
-                .with_context(|| format!("opening {}", database.display()))?;
+            let conn = open_store_read_only(&data_dir)?;
             let r = report::build_with(&conn, &customer, period, now, &report::Options::default())
                 .context("building the report")?;
             let text = match format {
@@ -397,6 +379,19 @@ fn check_contracts(file: &std::path::Path) -> anyhow::Result<()> {
 
 /// Loads the rules, printing every problem on its own line: an operator fixes
 /// them all in one go, and editors can jump to `FILE:LINE`.
+/// The store of a collector data directory, read-only (safe beside `serve`).
+fn open_store_read_only(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    let database = Paths::new(data_dir).database;
+    if !database.exists() {
+        anyhow::bail!(
+            "{} does not exist: is {} a collector data directory?",
+            database.display(),
+            data_dir.display()
+        );
+    }
+    caretaker_collector::store::open_read_only(&database).with_context(|| format!("opening {}", database.display()))
+}
+
 fn load_rules(dir: Option<&std::path::Path>) -> anyhow::Result<rules::RuleSet> {
     rules::load(dir).map_err(|errors| {
         for e in &errors {

@@ -245,19 +245,24 @@ pub fn is_known(conn: &Connection, name: &str) -> Result<bool, StoreError> {
         .is_some())
 }
 
-/// The held row for a signal's kind and key, if it is held.
-fn held_id(conn: &Connection, kind: ItemKind, key: &IdentityKey) -> Result<Option<(i64, Held)>, StoreError> {
-    let row: Option<(i64, String)> = conn
+/// The held row for a signal's kind and key, if it is held: its id, reason
+/// and holder.
+fn held_row(
+    conn: &Connection,
+    kind: ItemKind,
+    key: &IdentityKey,
+) -> Result<Option<(i64, Held, Option<i64>)>, StoreError> {
+    let row: Option<(i64, String, Option<i64>)> = conn
         .prepare_cached(
-            "SELECT id, reason FROM held_signals WHERE released_at_ms IS NULL AND kind = ?1 \
+            "SELECT id, reason, holder FROM held_signals WHERE released_at_ms IS NULL AND kind = ?1 \
              AND customer = ?2 AND asset = ?3 AND check_name = ?4 AND component = ?5",
         )?
         .query_row(
             params![kind.as_str(), key.customer, key.asset, key.check, key.component],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    Ok(row.and_then(|(id, r)| Held::parse(&r).map(|h| (id, h))))
+    Ok(row.and_then(|(id, r, holder)| Held::parse(&r).map(|h| (id, h, holder))))
 }
 
 /// Holds a signal (inserting or updating its row); returns the row id and
@@ -266,10 +271,7 @@ pub fn hold(conn: &Connection, signal: &Signal, why: Held, holder: Option<i64>) 
     let key = &signal.key;
     let evidence = serde_json::to_string(&signal.evidence).unwrap_or_else(|_| "null".into());
     let firing = i64::from(signal.firing);
-    if let Some((id, was)) = held_id(conn, signal.kind, key)? {
-        let same_holder: bool = conn
-            .prepare_cached("SELECT holder IS ?2 FROM held_signals WHERE id = ?1")?
-            .query_row(params![id, holder], |r| r.get(0))?;
+    if let Some((id, was, was_holder)) = held_row(conn, signal.kind, key)? {
         conn.prepare_cached(
             "UPDATE held_signals SET reason = ?2, holder = ?3, rule = ?4, severity = ?5, \
              last_at_ms = MAX(last_at_ms, ?6), \
@@ -286,7 +288,7 @@ pub fn hold(conn: &Connection, signal: &Signal, why: Held, holder: Option<i64>) 
             firing,
             evidence
         ])?;
-        return Ok((id, was != why || !same_holder));
+        return Ok((id, was != why || was_holder != holder));
     }
     conn.prepare_cached(
         "INSERT INTO held_signals (reason, holder, kind, customer, asset, check_name, component, rule, \
@@ -313,7 +315,7 @@ pub fn hold(conn: &Connection, signal: &Signal, why: Held, holder: Option<i64>) 
 /// A clear evaluation of a held signal: it no longer fires, so releasing it
 /// opens nothing. A key that is not held is left alone.
 pub fn note_clear(conn: &Connection, signal: &Signal) -> Result<(), StoreError> {
-    if let Some((id, _)) = held_id(conn, signal.kind, &signal.key)? {
+    if let Some((id, _, _)) = held_row(conn, signal.kind, &signal.key)? {
         conn.prepare_cached(
             "UPDATE held_signals SET firing = 0, last_at_ms = MAX(last_at_ms, ?2) WHERE id = ?1 AND last_firing_at_ms < ?2",
         )?

@@ -86,19 +86,15 @@ async fn one(
     authorize(&state, &headers)?;
     let h = find(&state, &key)?;
     let limit = q.limit.unwrap_or(1_000).min(100_000);
-    let reader = state.reader.clone();
     let agent_id = h.agent_id.clone();
-    // SQLite reads block: keep them off the async workers.
-    let (changes, versions, disks) = tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        Ok::<_, store::StoreError>((
-            store::asset_changes(&conn, &agent_id, limit)?,
-            store::inventory_versions(&conn, &agent_id)?,
-            crate::disks::list(&conn, Some(&agent_id))?,
+    let (changes, versions, disks) = super::read(&state, move |conn| {
+        Ok((
+            store::asset_changes(conn, &agent_id, limit)?,
+            store::inventory_versions(conn, &agent_id)?,
+            crate::disks::list(conn, Some(&agent_id))?,
         ))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await?;
     let mut v = line(&h);
     v["labels"] = json!(h.labels);
     v["inventory"] = serde_json::to_value(&h.inventory).unwrap_or(Value::Null);

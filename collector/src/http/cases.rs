@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::hosts::authorize;
-use super::maintenance::read;
+use super::{path_id, read};
 use crate::cases::hold::{self, Held};
 use crate::cases::store::{self as cases_store, Filter, LogEntry};
 use crate::cases::{Item, ItemKind, Severity, Status};
@@ -150,9 +150,7 @@ async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery)
 async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
     let what = kind.as_str();
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("{what} id: {id:?} is not a number")))?;
+    let id = path_id(what, &id)?;
     let found = read(&state, move |c| {
         let found = cases_store::get(c, id)?;
         // A storm case lists the signals attached to it.

@@ -75,12 +75,6 @@ async fn reports(
         return Err(ApiError::NotFound(format!("no host with agent id {agent_id:?}")));
     }
     let limit = q.limit.unwrap_or(100).min(10_000);
-    let reader = state.reader.clone();
-    let entries = tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        store::report_log(&conn, &agent_id, limit)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let entries = super::read(&state, move |conn| store::report_log(conn, &agent_id, limit)).await?;
     Ok(Json(json!({ "reports": entries })))
 }

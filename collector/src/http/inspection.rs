@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::hosts::authorize;
-use super::maintenance::{json_body, read};
+use super::{json_body, read};
 use crate::cases::hold::TimeArg;
 use crate::report::stored::{self, Stored, Trigger};
 use crate::report::{Options, Period, format_date, schedule};

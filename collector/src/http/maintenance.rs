@@ -19,12 +19,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::error::ApiError;
 use super::hosts::authorize;
+use super::{AppState, json_body, path_id, read};
 use crate::cases::hold::{self, Held, WindowSpec};
 
 pub fn router() -> Router<AppState> {
@@ -33,35 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/maintenance/{id}", get(one).delete(end))
         .route("/api/v1/unmapped", get(unmapped))
         .route("/api/v1/unmapped/{id}/map", post(map))
-}
-
-/// Parses a JSON body, naming the field that is wrong.
-pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| ApiError::Malformed {
-        path: e.path().to_string(),
-        reason: e.inner().to_string(),
-    })
-}
-
-/// A numeric id from the path.
-pub(crate) fn path_id(what: &str, id: &str) -> Result<i64, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::BadRequest(format!("{what} id: {id:?} is not a number")))
-}
-
-/// Runs a read on the reader connection off the async threads.
-pub(crate) async fn read<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let reader = state.reader.clone();
-    Ok(tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??)
 }
 
 #[derive(Debug, Default, Deserialize)]

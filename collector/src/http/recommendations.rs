@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::hosts::authorize;
-use super::maintenance::{json_body, path_id, read};
+use super::{json_body, path_id, read};
 use crate::predict::records::{self, Filter, RecAction, RecStatus, URGENCIES};
 
 pub fn router() -> Router<AppState> {

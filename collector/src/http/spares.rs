@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::hosts::authorize;
-use super::maintenance::{json_body, read};
+use super::{json_body, read};
 use crate::spares::{self, ServiceReport, SpareModel};
 
 pub fn router() -> Router<AppState> {
