@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+mod common;
+
+use std::ffi::OsStr;
 
 const GOOD: &str = r#"[[customer]]
 name = "acme"
@@ -37,17 +39,7 @@ start = "2026-01-05T08:00:00+01:00"
 "#;
 
 fn check(file: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"))
-        .args(["contracts", "check"])
-        .arg(file)
-        .env("CARETAKER_LOG", "off")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    common::collector([OsStr::new("contracts"), OsStr::new("check"), file.as_os_str()])
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+mod common;
 use std::sync::Arc;
 
 use caretaker_collector::cases::Policy;
@@ -103,17 +103,7 @@ async fn populate(dir: &Path) -> Vec<(i64, Report)> {
 }
 
 fn export(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"))
-        .arg("export-reports")
-        .args(args)
-        .env("CARETAKER_LOG", "off")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    common::collector(std::iter::once("export-reports").chain(args.iter().copied()))
 }
 
 fn replay_text(text: &str) -> Vec<detect::ReplayEvent> {

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+mod common;
 
 fn line(at: i64, up: f64) -> String {
     format!(
@@ -20,19 +20,13 @@ fn replay_with(input: &str, maintenance: Option<&str>) -> (i32, String, String) 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.jsonl");
     std::fs::write(&path, input).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"));
-    cmd.arg("replay").arg("--input").arg(&path);
+    let mut args = vec!["replay".into(), "--input".into(), path.into_os_string()];
     if let Some(m) = maintenance {
         let mpath = dir.path().join("maintenance.toml");
         std::fs::write(&mpath, m).unwrap();
-        cmd.arg("--maintenance").arg(&mpath);
+        args.extend(["--maintenance".into(), mpath.into_os_string()]);
     }
-    let out = cmd.env("CARETAKER_LOG", "off").output().unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    common::collector(args)
 }
 
 #[test]

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+mod common;
+
+use std::ffi::OsStr;
 
 const GOOD: &str = r#"[[rule]]
 name = "site_db_down"
@@ -17,17 +19,7 @@ summary = "{component} on {host} is down"
 "#;
 
 fn check(dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"))
-        .args(["rules", "check"])
-        .arg(dir)
-        .env("CARETAKER_LOG", "off")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    common::collector([OsStr::new("rules"), OsStr::new("check"), dir.as_os_str()])
 }
 
 #[test]
@@ -86,13 +78,8 @@ fn missing_directory_exits_2() {
 fn list_prints_one_line_per_rule() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("site.toml"), GOOD).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_caretaker-collector"))
-        .args(["rules", "list"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (code, stdout, _) = common::collector([OsStr::new("rules"), OsStr::new("list"), dir.path().as_os_str()]);
+    assert_eq!(code, 0);
     assert_eq!(stdout.lines().count(), caretaker_collector::rules::builtin().len() + 1);
     assert!(
         stdout.contains("host_unreachable absence case critical host\n"),
