@@ -774,19 +774,20 @@ pub fn covered_assets(
     Ok(out)
 }
 
-/// For every covered asset and every replaceable part it has: is a
-/// compatible spare available (in stock, not reserved)?
-pub fn coverage(conn: &Connection, customer: Option<&str>) -> Result<Coverage, StoreError> {
-    let models = models(conn)?;
+/// The spare models with stock available (not reserved).
+fn models_in_stock(conn: &Connection) -> Result<Vec<SpareModel>, StoreError> {
     let stock = stock(conn)?;
-    let in_stock: Vec<&SpareModel> = models
-        .iter()
+    Ok(models(conn)?
+        .into_iter()
         .filter(|m| stock.iter().any(|s| s.model == m.model && s.available > 0))
-        .collect();
-    let assets = covered_assets(conn, customer)?;
+        .collect())
+}
+
+/// The coverage of `assets` (host, customer, inventory) by `in_stock`.
+fn coverage_of(in_stock: &[SpareModel], assets: &[&(String, String, Inventory)], customer: Option<&str>) -> Coverage {
     let mut parts = 0;
     let mut gaps = Vec::new();
-    for (host, _, inv) in &assets {
+    for (host, _, inv) in assets {
         for part in parts_of(inv) {
             parts += 1;
             if !in_stock.iter().any(|m| fits(m, &part)) {
@@ -798,27 +799,38 @@ pub fn coverage(conn: &Connection, customer: Option<&str>) -> Result<Coverage, S
         }
     }
     let covered = parts - gaps.len();
-    Ok(Coverage {
+    Coverage {
         customer: customer.map(String::from),
         assets: assets.len(),
         parts,
         covered,
         ratio: if parts == 0 { 1.0 } else { covered as f64 / parts as f64 },
         gaps,
-    })
+    }
+}
+
+/// For every covered asset and every replaceable part it has: is a
+/// compatible spare available (in stock, not reserved)?
+pub fn coverage(conn: &Connection, customer: Option<&str>) -> Result<Coverage, StoreError> {
+    let assets = covered_assets(conn, customer)?;
+    let assets: Vec<&(String, String, Inventory)> = assets.iter().collect();
+    Ok(coverage_of(&models_in_stock(conn)?, &assets, customer))
 }
 
 /// Coverage ratio per customer and how many stock lines are under their
-/// minimum, for /metrics.
+/// minimum, for /metrics: one pass over the inventories and the stock.
 pub fn gauges(conn: &Connection) -> Result<(Vec<(String, f64)>, u64), StoreError> {
-    let mut customers: Vec<String> = covered_assets(conn, None)?.into_iter().map(|(_, c, _)| c).collect();
-    customers.sort();
-    customers.dedup();
-    let mut ratios = Vec::new();
-    for c in customers {
-        let cov = coverage(conn, Some(&c))?;
-        ratios.push((c, cov.ratio));
+    let in_stock = models_in_stock(conn)?;
+    let assets = covered_assets(conn, None)?;
+    let mut by_customer: std::collections::BTreeMap<&str, Vec<&(String, String, Inventory)>> =
+        std::collections::BTreeMap::new();
+    for a in &assets {
+        by_customer.entry(a.1.as_str()).or_default().push(a);
     }
+    let ratios = by_customer
+        .into_iter()
+        .map(|(c, list)| (c.to_string(), coverage_of(&in_stock, &list, Some(c)).ratio))
+        .collect();
     let below = stock(conn)?.iter().filter(|s| s.below_minimum).count() as u64;
     Ok((ratios, below))
 }
