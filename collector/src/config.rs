@@ -27,6 +27,36 @@ pub struct Config {
     pub detect: DetectConfig,
     #[serde(default)]
     pub reports: ReportsConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+/// The engineers' queue: contracts and people, closing paperwork.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The contracts file (customers, contracts, engineers, rotations,
+    /// users); watched and reloaded on change. Unset: every case is
+    /// advisory (no contract, no SLA) and only the API token can log in.
+    #[serde(default)]
+    pub contracts_file: Option<PathBuf>,
+    /// A resolved case with no satisfaction record after this many days is
+    /// closed with "no answer".
+    #[serde(default = "default_satisfaction_wait_days")]
+    pub satisfaction_wait_days: u32,
+}
+
+fn default_satisfaction_wait_days() -> u32 {
+    7
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            contracts_file: None,
+            satisfaction_wait_days: default_satisfaction_wait_days(),
+        }
+    }
 }
 
 /// Scheduled inspection reports.
@@ -319,6 +349,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             detect: DetectConfig::default(),
             reports: ReportsConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -364,6 +395,9 @@ impl Checked for Config {
         }
         self.detect.problems(&mut p);
         self.reports.problems(&mut p);
+        if self.queue.satisfaction_wait_days == 0 {
+            p.push("queue.satisfaction_wait_days: must be at least 1".into());
+        }
         p
     }
 }

@@ -96,6 +96,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let state = AppState {
         detect: Some(detect),
+        contracts: crate::contracts::Shared::default(),
         fleet,
         writer: writer.clone(),
         metrics,

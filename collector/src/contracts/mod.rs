@@ -19,6 +19,26 @@ pub use sla::{Deadlines, deadlines, elapsed, escalations_due, on_call};
 
 use crate::cases::{HoldReason, Severity};
 
+/// The contracts in force, shared by the API, the queue and the reloader:
+/// readers take a snapshot, a reload swaps it whole.
+#[derive(Debug, Clone, Default)]
+pub struct Shared(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Contracts>>>);
+
+impl Shared {
+    pub fn new(c: Contracts) -> Shared {
+        Shared(std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(c))))
+    }
+
+    /// The contracts in force now.
+    pub fn get(&self) -> std::sync::Arc<Contracts> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, c: Contracts) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(c);
+    }
+}
+
 /// One problem in a contracts file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ContractError {

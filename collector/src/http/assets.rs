@@ -166,6 +166,7 @@ mod tests {
             config: Arc::new(Config::default()),
             reader: Arc::new(Mutex::new(reader)),
             detect: None,
+            contracts: crate::contracts::Shared::default(),
         };
         Harness { state, db, _dir: dir }
     }

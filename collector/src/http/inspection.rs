@@ -261,6 +261,7 @@ mod tests {
             config: Arc::new(Config::default()),
             reader: Arc::new(Mutex::new(reader)),
             detect: None,
+            contracts: crate::contracts::Shared::default(),
         }
     }
 

@@ -40,6 +40,8 @@ pub struct AppState {
     /// The live detection task, fed with every committed report; `None`
     /// where detection does not run (handler tests).
     pub detect: Option<crate::detect::live::DetectHandle>,
+    /// Contracts, engineers and users in force (reloaded on change).
+    pub contracts: crate::contracts::Shared,
 }
 
 pub fn app(state: AppState) -> Router {

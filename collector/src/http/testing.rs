@@ -46,6 +46,7 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
         config: Arc::new(Config::default()),
         reader: Arc::new(Mutex::new(reader)),
         detect: None,
+        contracts: crate::contracts::Shared::default(),
     }
 }
 
