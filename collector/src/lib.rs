@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod pki;
 pub mod predict;
+pub mod queue;
 pub mod report;
 pub mod rules;
 pub mod serve;

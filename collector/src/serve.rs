@@ -63,8 +63,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
     let hosts = store::load_fleet(&conn, &fleet).context("loading hosts from the store")?;
     let reader = store::open(&paths.database, cfg.store.synchronous).context("opening the store for reading")?;
+    let contracts = crate::contracts::Shared::default();
     let options = store::WriterOptions {
         keep_raw_reports: cfg.store.raw_report_retention_hours > 0,
+        contracts: contracts.clone(),
+        satisfaction_wait_ms: i64::from(cfg.queue.satisfaction_wait_days) * 86_400_000,
     };
     let (writer, writer_thread) =
         Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
@@ -96,7 +99,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let state = AppState {
         detect: Some(detect),
-        contracts: crate::contracts::Shared::default(),
+        contracts,
         fleet,
         writer: writer.clone(),
         metrics,

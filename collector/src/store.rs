@@ -60,6 +60,13 @@ pub enum StoreError {
     NoSuchRecommendation(i64),
     #[error(transparent)]
     Recommendation(#[from] crate::predict::TransitionError),
+    /// A queue request the case's state does not allow (resolving without a
+    /// service report, closing without a satisfaction record...).
+    #[error("{0}")]
+    Queue(String),
+    /// A queue request with bad input, naming the field.
+    #[error("{0}")]
+    QueueInput(String),
     #[error("the store has no {0} table: run `caretaker-collector serve` of this version once to upgrade it")]
     Outdated(&'static str),
 }
@@ -173,6 +180,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::predict::records::MIGRATION),
         // Inspection reports as generated.
         M::up(crate::report::stored::MIGRATION),
+        M::up(crate::queue::MIGRATION),
     ])
 }
 
@@ -422,17 +430,27 @@ pub struct Writer {
     tx: mpsc::Sender<Job>,
 }
 
-/// How the writer treats raw report bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the writer treats raw report bodies, and what the queue needs in the
+/// transactions that change cases.
+#[derive(Debug, Clone)]
 pub struct WriterOptions {
     /// Store each applied report's body in `raw_reports`. Off when the
     /// retention is 0: rows that would be pruned at once are not written.
     pub keep_raw_reports: bool,
+    /// The contracts in force: a new case gets its contract, deadlines and
+    /// assignee in the transaction that opened it.
+    pub contracts: crate::contracts::Shared,
+    /// A resolved case with no satisfaction record closes after this long.
+    pub satisfaction_wait_ms: i64,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { keep_raw_reports: true }
+        Self {
+            keep_raw_reports: true,
+            contracts: crate::contracts::Shared::default(),
+            satisfaction_wait_ms: 7 * 86_400_000,
+        }
     }
 }
 
@@ -538,7 +556,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
         }
         let started = Instant::now();
         let n = batch.len();
-        run_batch(&mut conn, batch, &fleet, options);
+        run_batch(&mut conn, batch, &fleet, &options);
         tracing::trace!(
             jobs = n,
             micros = started.elapsed().as_micros() as u64,
@@ -548,7 +566,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
     tracing::debug!("store writer stopped");
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: WriterOptions) {
+fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &WriterOptions) {
     let mut tx = match conn.transaction() {
         Ok(t) => t,
         Err(e) => {
@@ -579,7 +597,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                         None => fleet.get(&inc.agent_id).map(|h| AssetState::of(&h)).unwrap_or_default(),
                     };
                     let samples = std::mem::take(&mut inc.samples);
-                    let effect = apply(&sp, inc, samples, previous, options)?;
+                    let effect = apply(&sp, inc, samples, previous, options.keep_raw_reports)?;
                     if let Some(Effect::Host(h)) = &effect {
                         inventories.insert(h.agent_id.clone(), AssetState::of(h));
                     }
@@ -604,6 +622,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                         let outcome = crate::cases::store::apply_signal(&sp, s, policy)?;
                         crate::predict::on_signal(&sp, s, outcome)?;
                     }
+                    let now = signals.iter().map(|s| s.at_ms).max().unwrap_or(0);
+                    crate::queue::settle(&sp, &options.contracts.get(), now)?;
                     Some(Effect::Detect(detect_write(&sp, mark)?))
                 }
                 Job::Run(f, _) => match f.take() {
@@ -613,6 +633,9 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: Wri
                 Job::TickCases(now_ms, policy, _) => {
                     let mark = crate::cases::store::log_high_water(&sp)?;
                     crate::cases::store::tick_all(&sp, policy, *now_ms)?;
+                    let contracts = options.contracts.get();
+                    crate::queue::settle(&sp, &contracts, *now_ms)?;
+                    crate::queue::sweep(&sp, &contracts, options.satisfaction_wait_ms, *now_ms)?;
                     crate::predict::on_opened_since(&sp, mark)?;
                     Some(Effect::Detect(detect_write(&sp, mark)?))
                 }
@@ -738,7 +761,7 @@ fn apply(
     inc: &Incoming,
     samples: Vec<wire::Sample>,
     previous: AssetState,
-    options: WriterOptions,
+    keep_raw_reports: bool,
 ) -> Result<Option<Effect>, StoreError> {
     let r = &inc.report;
     let row = conn
@@ -793,7 +816,7 @@ fn apply(
         inc.received_at_ms,
         r.samples.len() as i64
     ])?;
-    if options.keep_raw_reports {
+    if keep_raw_reports {
         // The body as received: gzip stays gzip, so keeping it costs what the
         // agent sent and no time re-encoding.
         conn.prepare_cached(
@@ -1098,11 +1121,16 @@ mod raw_tests {
             credential_hash: "c".into(),
             host: "db1".into(),
         };
-        run_batch(&mut conn, vec![Job::Enroll(e, reply)], &fleet, WriterOptions::default());
+        run_batch(
+            &mut conn,
+            vec![Job::Enroll(e, reply)],
+            &fleet,
+            &WriterOptions::default(),
+        );
         (conn, fleet)
     }
 
-    fn apply_one(conn: &mut Connection, fleet: &Fleet, seq: u64, at_ms: i64, gz: bool, options: WriterOptions) {
+    fn apply_one(conn: &mut Connection, fleet: &Fleet, seq: u64, at_ms: i64, gz: bool, options: &WriterOptions) {
         let json = report_json(seq, at_ms);
         let (body, encoding) = if gz {
             (gzip(&json), Encoding::Gzip)
@@ -1138,9 +1166,9 @@ mod raw_tests {
     fn raw_reports_are_kept_as_received_and_pruned() {
         let (mut conn, fleet) = enrolled();
         let keep = WriterOptions::default();
-        apply_one(&mut conn, &fleet, 1, 1_000, true, keep);
-        apply_one(&mut conn, &fleet, 2, 2_000, false, keep);
-        apply_one(&mut conn, &fleet, 3, 3_000, true, keep);
+        apply_one(&mut conn, &fleet, 1, 1_000, true, &keep);
+        apply_one(&mut conn, &fleet, 2, 2_000, false, &keep);
+        apply_one(&mut conn, &fleet, 3, 3_000, true, &keep);
         let all = raw(&conn);
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(all[0].encoding, Encoding::Gzip, "gzip stays gzip");
@@ -1160,7 +1188,7 @@ mod raw_tests {
             report_log_before_ms: 0,
             raw_reports_before_ms: 2_500,
         };
-        run_batch(&mut conn, vec![Job::Prune(prune)], &fleet, keep);
+        run_batch(&mut conn, vec![Job::Prune(prune)], &fleet, &keep);
         assert_eq!(raw(&conn).iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
         let log: i64 = conn
             .query_row("SELECT COUNT(*) FROM report_log", [], |r| r.get(0))
@@ -1173,9 +1201,10 @@ mod raw_tests {
         let (mut conn, fleet) = enrolled();
         let none = WriterOptions {
             keep_raw_reports: false,
+            ..WriterOptions::default()
         };
-        apply_one(&mut conn, &fleet, 1, 1_000, true, none);
-        apply_one(&mut conn, &fleet, 2, 2_000, false, none);
+        apply_one(&mut conn, &fleet, 1, 1_000, true, &none);
+        apply_one(&mut conn, &fleet, 2, 2_000, false, &none);
         assert!(raw(&conn).is_empty());
         let latest: i64 = conn.query_row("SELECT seq FROM host_latest", [], |r| r.get(0)).unwrap();
         assert_eq!(latest, 2, "the rest of the report is still applied");

@@ -375,7 +375,7 @@ pub struct Item {
 
 impl Item {
     /// A fresh item opened by a firing signal.
-    fn opened_by(signal: &Signal) -> Item {
+    pub(crate) fn opened_by(signal: &Signal) -> Item {
         Item {
             id: None,
             key: signal.key.clone(),

@@ -701,6 +701,69 @@ pub fn person_action(
     })
 }
 
+/// An action the collector takes itself (`actor` is `rule:<what>`), such as
+/// assigning a new case by rotation or closing one whose satisfaction
+/// survey went unanswered. Unlike [`person_action`] it leaves the
+/// touched-by-person mark as it was, so an untouched case still resolves by
+/// itself when its signal clears.
+pub fn system_action(
+    conn: &Connection,
+    id: i64,
+    action: Action,
+    actor: &str,
+    comment: Option<&str>,
+    now_ms: i64,
+) -> Result<Item, StoreError> {
+    atomically(conn, || {
+        let item = load_by_id(conn, id)?.ok_or(StoreError::NoSuchItem(id))?;
+        let (mut next, (from, to)) = lifecycle::act(&item, action, now_ms)?;
+        next.touched_by_person = item.touched_by_person;
+        update_item(conn, id, &next)?;
+        log(conn, id, now_ms, actor, Some(from), to, comment)?;
+        Ok(next)
+    })
+}
+
+/// A log entry that changes no status: a comment, an assignment or an
+/// escalation. `actor` is `person:<name>` or `rule:<what>`; a person's note
+/// marks the item touched.
+pub fn note(conn: &Connection, id: i64, actor: &str, comment: &str, now_ms: i64) -> Result<Item, StoreError> {
+    atomically(conn, || {
+        let mut item = load_by_id(conn, id)?.ok_or(StoreError::NoSuchItem(id))?;
+        if actor.starts_with("person:") {
+            item.touched_by_person = true;
+        }
+        item.updated_at_ms = now_ms;
+        update_item(conn, id, &item)?;
+        log(conn, id, now_ms, actor, Some(item.status), item.status, Some(comment))?;
+        Ok(item)
+    })
+}
+
+/// Opens a case that a person reported (not a rule): no gate, since the
+/// person has seen the fault. Idempotent like [`apply_signal`]: when the key
+/// already has an active case, that case is returned with `false`.
+pub fn open_reported(conn: &Connection, signal: &Signal, actor: &str, now_ms: i64) -> Result<(i64, bool), StoreError> {
+    atomically(conn, || {
+        if let Some(existing) = load_active(conn, signal.kind, &signal.key)? {
+            return Ok((existing.id.ok_or_else(|| corrupt(0, "active item without id"))?, false));
+        }
+        let mut item = Item::opened_by(signal);
+        item.touched_by_person = true;
+        let id = insert_item(conn, &item)?;
+        log(conn, id, now_ms, actor, None, item.status, Some("reported"))?;
+        Ok((id, true))
+    })
+}
+
+/// One item, without its log.
+pub fn item(conn: &Connection, id: i64) -> Result<Option<Item>, StoreError> {
+    load_by_id(conn, id)
+}
+
+/// The SQL list of inactive statuses, for queries joining `items`.
+pub const INACTIVE_STATUSES: &str = INACTIVE;
+
 /// Promotes finding `finding_id` to a new case (logged on both); returns the
 /// case's id. Fails if the key already has an active case.
 pub fn promote_to_case(

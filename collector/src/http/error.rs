@@ -104,7 +104,8 @@ impl From<crate::store::StoreError> for ApiError {
             E::NoSuchItem(_) | E::NoSuchWindow(_) | E::NoSuchRecommendation(_) => ApiError::NotFound(e.to_string()),
             E::Recommendation(crate::predict::TransitionError::Invalid { .. }) => ApiError::Conflict(e.to_string()),
             E::Recommendation(crate::predict::TransitionError::ReasonRequired) => ApiError::BadRequest(e.to_string()),
-            E::BadWindow(_) | E::NotUnmapped(_) | E::UnknownAsset(_) | E::Spares(_) => {
+            E::Lifecycle(_) | E::ActiveItemExists { .. } | E::Queue(_) => ApiError::Conflict(e.to_string()),
+            E::BadWindow(_) | E::NotUnmapped(_) | E::UnknownAsset(_) | E::Spares(_) | E::QueueInput(_) => {
                 ApiError::BadRequest(e.to_string())
             }
             _ => ApiError::Internal(e.to_string()),

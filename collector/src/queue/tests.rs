@@ -1,0 +1,639 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::*;
+use crate::cases::{CancelReason, HoldReason, Policy};
+use crate::config::Synchronous;
+use crate::spares::{PartReplaced, ServiceReport};
+
+const H: i64 = 3_600_000;
+const M: i64 = 60_000;
+
+const FILE: &str = r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[contract]]
+name = "acme-office"
+customer = "acme"
+covers = { labels = { customer = "acme" } }
+hours = "5x8"
+time_zone = "Europe/Berlin"
+response = { critical = "1h", major = "4h" }
+resolution = { critical = "8h", major = "2d" }
+pausing_holds = ["awaiting_customer"]
+escalation = [
+  { at = "50%", of = "resolution", action = "notify", to = "team-lead" },
+  { at = "100%", of = "resolution", action = "escalate", to = "L2" },
+  { at = "100%", of = "response", action = "notify", to = "duty-manager" },
+]
+
+[[engineer]]
+name = "ana"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L1"
+
+[[engineer]]
+name = "ben"
+skills = ["os"]
+sites = ["hq"]
+level = "L1"
+
+[[engineer]]
+name = "cy"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L2"
+
+[[rotation]]
+site = "hq"
+skill = "hardware"
+members = ["ana", "cy"]
+shift = "1w"
+start = "2026-11-23T08:00:00+01:00"
+"#;
+
+fn contracts() -> Contracts {
+    crate::contracts::parse_file(FILE, Path::new("contracts.toml")).unwrap()
+}
+
+/// "2026-11-27T18:00:00+01:00" in ms.
+fn at(s: &str) -> i64 {
+    s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+fn store(dir: &tempfile::TempDir) -> Connection {
+    let conn = crate::store::open(&dir.path().join("s.db"), Synchronous::Normal).unwrap();
+    for (host, customer) in [("db01", "acme"), ("lab01", "nobody")] {
+        conn.execute(
+            "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
+            params![
+                host,
+                format!("hash-{host}"),
+                serde_json::json!({"customer": customer, "site": "hq"}).to_string()
+            ],
+        )
+        .unwrap();
+        crate::cases::hold::mark_known(&conn, host, None, &[], 0).unwrap();
+    }
+    conn
+}
+
+fn signal(asset: &str, customer: &str, check: &str, severity: Severity, firing: bool, at_ms: i64) -> Signal {
+    Signal {
+        key: IdentityKey {
+            customer: customer.into(),
+            asset: asset.into(),
+            check: check.into(),
+            component: "/dev/sda".into(),
+        },
+        kind: ItemKind::Case,
+        severity,
+        rule: check.into(),
+        firing,
+        at_ms,
+        evidence: serde_json::json!({"summary": format!("{check} on {asset}")}),
+    }
+}
+
+/// A rule opens a case, as the writer does: apply, then settle.
+fn open(conn: &Connection, c: &Contracts, asset: &str, customer: &str, severity: Severity, at_ms: i64) -> i64 {
+    let s = signal(asset, customer, "disk_failing", severity, true, at_ms);
+    let id = items::apply_signal(conn, &s, &Policy::default())
+        .unwrap()
+        .item_id()
+        .unwrap();
+    settle(conn, c, at_ms).unwrap();
+    id
+}
+
+fn report(parts: Vec<PartReplaced>) -> ServiceReport {
+    ServiceReport {
+        id: None,
+        case_id: None,
+        host: String::new(),
+        mode: "on_site".into(),
+        symptom: "disk failing".into(),
+        work_done: "replaced the disk".into(),
+        engineer: String::new(),
+        minutes: 45,
+        parts,
+        at_ms: None,
+    }
+}
+
+fn log_comments(conn: &Connection, id: i64) -> Vec<String> {
+    items::get(conn, id)
+        .unwrap()
+        .unwrap()
+        .1
+        .into_iter()
+        .map(|e| format!("{} {}", e.actor, e.comment.unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn a_friday_evening_fault_is_due_on_monday_and_assigned_by_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let opened = at("2026-11-27T18:00:00+01:00");
+    let id = open(&conn, &c, "db01", "acme", Severity::Major, opened);
+    let m = meta(&conn, id).unwrap().unwrap();
+    assert_eq!(m.contract.as_deref(), Some("acme-office"));
+    assert!(!m.out_of_scope);
+    assert_eq!(m.source, Source::Detection);
+    assert_eq!(m.skill, "hardware");
+    // 4 h of 5×8 service time from Friday 18:00: Monday 08:00 + 4 h.
+    assert_eq!(m.response_due_ms, Some(at("2026-11-30T12:00:00+01:00")));
+    // 5×8 is 08:00–17:00 on weekdays: 2 days (48 h) of service time are
+    // five such days and 3 h, so the Monday after at 11:00.
+    assert_eq!(m.resolution_due_ms, Some(at("2026-12-07T11:00:00+01:00")));
+    // The hardware rotation started on Monday 23 Nov with ana for a week.
+    assert_eq!(m.assignee.as_deref(), Some("ana"));
+    let (item, _) = items::get(&conn, id).unwrap().unwrap();
+    assert_eq!(item.status, Status::Assigned);
+    // Rule assignment does not count as a person's touch.
+    assert!(!item.touched_by_person);
+    let log = log_comments(&conn, id);
+    assert!(
+        log.iter().any(|l| l.starts_with("rule:contract contract acme-office")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l == "rule:assignment assigned to ana (on call for hq)"),
+        "{log:?}"
+    );
+    // Over the weekend no service time passes: nothing breaches or escalates.
+    assert_eq!(
+        sweep(&conn, &c, 7 * 24 * H, at("2026-11-30T07:59:00+01:00")).unwrap(),
+        0
+    );
+    // Settling again changes nothing.
+    assert_eq!(settle(&conn, &c, opened + H).unwrap(), 0);
+}
+
+#[test]
+fn a_case_on_an_asset_without_contract_is_advisory() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let id = open(
+        &conn,
+        &c,
+        "lab01",
+        "nobody",
+        Severity::Critical,
+        at("2026-11-27T10:00:00Z"),
+    );
+    let m = meta(&conn, id).unwrap().unwrap();
+    assert!(m.out_of_scope);
+    assert_eq!(m.contract, None);
+    assert_eq!(
+        (m.response_due_ms, m.resolution_due_ms, m.assignee.as_deref()),
+        (None, None, None)
+    );
+    let (item, log) = items::get(&conn, id).unwrap().unwrap();
+    assert_eq!(item.status, Status::New);
+    assert_eq!(
+        sla_view(None, &item, &m, &log, at("2026-12-27T10:00:00Z")),
+        SlaView::default()
+    );
+    // No escalation ever fires on it.
+    assert_eq!(sweep(&conn, &c, 7 * 24 * H, at("2026-12-27T10:00:00Z")).unwrap(), 0);
+    assert!(log_comments(&conn, id).iter().any(|l| l.contains("out of scope")));
+}
+
+#[test]
+fn escalation_steps_fire_once_at_their_share_and_on_breach() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    // Critical on Wednesday 09:00 Berlin: response 1 h, resolution 8 h.
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let id = open(&conn, &c, "db01", "acme", Severity::Critical, t0);
+    // 59 minutes: nothing yet.
+    assert_eq!(sweep(&conn, &c, 7 * 24 * H, t0 + 59 * M).unwrap(), 0);
+    // 61 minutes, nobody answered: the response breach and its notify step.
+    assert_eq!(sweep(&conn, &c, 7 * 24 * H, t0 + 61 * M).unwrap(), 2);
+    assert!(meta(&conn, id).unwrap().unwrap().response_breached_at_ms.is_some());
+    // Swept again: nothing fires twice.
+    assert_eq!(sweep(&conn, &c, 7 * 24 * H, t0 + 62 * M).unwrap(), 0);
+    // 4 h 1 min: 50 % of resolution (notify team-lead).
+    assert_eq!(sweep(&conn, &c, 7 * 24 * H, t0 + 4 * H + M).unwrap(), 1);
+    // 8 h of service time end at 17:00 on Wednesday: on Thursday morning
+    // the resolution breach and the move to L2.
+    assert_eq!(
+        sweep(&conn, &c, 7 * 24 * H, at("2026-11-26T09:01:00+01:00")).unwrap(),
+        2
+    );
+    let m = meta(&conn, id).unwrap().unwrap();
+    assert_eq!(m.level, "L2");
+    assert!(m.resolution_breached_at_ms.is_some());
+    let e = escalations(&conn, id).unwrap();
+    let targets: Vec<&str> = e.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(targets, ["duty-manager", "team-lead", "L2"]);
+    assert!(e.iter().all(|e| e.actor == "rule:sla"));
+    let log = log_comments(&conn, id);
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("rule:sla escalated to L2 (100% of resolution time used)")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("rule:sla response SLA breached")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn only_the_contracts_hold_reasons_pause_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let id = open(&conn, &c, "db01", "acme", Severity::Critical, t0);
+    act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Acknowledge { comment: None },
+        "ana",
+        t0 + 10 * M,
+    )
+    .unwrap();
+    let hold = |reason| CaseAction::Hold { reason, comment: None };
+    act(&conn, &c, id, &hold(HoldReason::AwaitingCustomer), "ana", t0 + H).unwrap();
+    act(&conn, &c, id, &CaseAction::Resume { comment: None }, "ana", t0 + 3 * H).unwrap();
+    act(&conn, &c, id, &hold(HoldReason::AwaitingParts), "ana", t0 + 4 * H).unwrap();
+    let view = |now| {
+        let (item, log) = items::get(&conn, id).unwrap().unwrap();
+        let m = meta(&conn, id).unwrap().unwrap();
+        sla_view(c.contracts.first(), &item, &m, &log, now)
+    };
+    let v = view(t0 + 5 * H);
+    // The response was met by the acknowledgement after 10 minutes.
+    let r = v.response.unwrap();
+    assert_eq!((r.met_at_ms, r.used_ms, r.breached), (Some(t0 + 10 * M), 10 * M, false));
+    // 5 h passed, 2 h of them awaiting the customer (pausing); awaiting
+    // parts does not pause under this contract.
+    let res = v.resolution.unwrap();
+    assert_eq!(res.used_ms, 3 * H);
+    assert!(!res.paused);
+    // At 3 h used of 8 the breach is 5 service hours away: 14:00 to 17:00
+    // on Wednesday, then 2 h on Thursday.
+    assert_eq!(res.breach_at_ms, Some(at("2026-11-26T10:00:00+01:00")));
+    // Awaiting the customer: paused, no breach time.
+    act(&conn, &c, id, &hold(HoldReason::AwaitingCustomer), "ana", t0 + 5 * H).unwrap();
+    let res = view(t0 + 6 * H).resolution.unwrap();
+    assert!(res.paused);
+    assert_eq!((res.used_ms, res.breach_at_ms), (3 * H, None));
+}
+
+#[test]
+fn resolving_needs_a_service_report_and_closing_a_satisfaction_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let id = open(&conn, &c, "db01", "acme", Severity::Major, t0);
+    act(&conn, &c, id, &CaseAction::Acknowledge { comment: None }, "ana", t0 + M).unwrap();
+    // The plain lifecycle move is refused without a report...
+    assert!(!has_service_report(&conn, id).unwrap());
+    // ...and a report with problems records nothing and changes nothing.
+    let mut bad = report(vec![]);
+    bad.mode = "by pigeon".into();
+    bad.work_done = " ".into();
+    let err = act(&conn, &c, id, &CaseAction::Resolve { report: bad }, "ana", t0 + H).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("report.mode") && text.contains("report.work_done"),
+        "{text}"
+    );
+    assert!(!has_service_report(&conn, id).unwrap());
+    assert_eq!(items::item(&conn, id).unwrap().unwrap().status, Status::InProgress);
+    // A report for another host is refused.
+    let mut other = report(vec![]);
+    other.host = "web01".into();
+    assert!(act(&conn, &c, id, &CaseAction::Resolve { report: other }, "ana", t0 + H).is_err());
+    // Closing before resolving is refused.
+    let happy = Satisfaction {
+        score: Some(5),
+        comment: "quick".into(),
+        no_answer: false,
+    };
+    let err = act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Close {
+            satisfaction: happy.clone(),
+        },
+        "ana",
+        t0 + H,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("only a resolved case can be closed"), "{err}");
+    // Resolve with the report: recorded with the case id and the part.
+    let part = PartReplaced {
+        part_type: "disk".into(),
+        slot: "/dev/sda".into(),
+        old_model: "WDC WD20EFRX".into(),
+        old_serial: "WD-OLD".into(),
+        new_model: "WDC WD20EFRX".into(),
+        new_serial: "WD-NEW".into(),
+        location: None,
+    };
+    let item = act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Resolve {
+            report: report(vec![part]),
+        },
+        "ana",
+        t0 + 2 * H,
+    )
+    .unwrap();
+    assert_eq!(item.status, Status::Resolved);
+    assert!(has_service_report(&conn, id).unwrap());
+    let stored = crate::spares::service_reports(&conn, Some("db01")).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].case_id, stored[0].engineer.as_str()), (Some(id), "ana"));
+    assert_eq!(stored[0].parts[0].new_serial, "WD-NEW");
+    // A bad score changes nothing.
+    let bad = Satisfaction {
+        score: Some(7),
+        comment: String::new(),
+        no_answer: false,
+    };
+    let err = act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Close { satisfaction: bad },
+        "ana",
+        t0 + 3 * H,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("score: 7 is not from 1 to 5"), "{err}");
+    assert_eq!(satisfaction(&conn, id).unwrap(), None);
+    let item = act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Close { satisfaction: happy },
+        "ana",
+        t0 + 3 * H,
+    )
+    .unwrap();
+    assert_eq!(item.status, Status::Closed);
+    let s = satisfaction(&conn, id).unwrap().unwrap();
+    assert_eq!((s.score, s.recorded_by.as_str()), (Some(5), "person:ana"));
+    // The resolution clock stopped when it was resolved.
+    let (item, log) = items::get(&conn, id).unwrap().unwrap();
+    let m = meta(&conn, id).unwrap().unwrap();
+    let v = sla_view(c.contracts.first(), &item, &m, &log, t0 + 30 * H);
+    assert_eq!(v.resolution.unwrap().met_at_ms, Some(t0 + 2 * H));
+}
+
+#[test]
+fn an_unanswered_survey_closes_the_case_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let id = open(&conn, &c, "db01", "acme", Severity::Major, t0);
+    act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Resolve { report: report(vec![]) },
+        "ana",
+        t0 + H,
+    )
+    .unwrap();
+    let wait = 7 * 24 * H;
+    assert_eq!(sweep(&conn, &c, wait, t0 + H + wait - M).unwrap(), 0);
+    assert_eq!(sweep(&conn, &c, wait, t0 + H + wait).unwrap(), 1);
+    assert_eq!(items::item(&conn, id).unwrap().unwrap().status, Status::Closed);
+    let s = satisfaction(&conn, id).unwrap().unwrap();
+    assert!(s.no_answer && s.score.is_none());
+    assert_eq!(s.recorded_by, "rule:satisfaction");
+}
+
+#[test]
+fn people_assign_escalate_comment_and_cancel_with_a_record_of_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let id = open(&conn, &c, "db01", "acme", Severity::Major, t0);
+    let assign = |to: &str| CaseAction::Assign {
+        to: to.into(),
+        comment: None,
+    };
+    // Only engineers in the file.
+    let err = act(&conn, &c, id, &assign("mallory"), "ben", t0 + M).unwrap_err();
+    assert!(err.to_string().contains("to: \"mallory\" is not an engineer"), "{err}");
+    act(&conn, &c, id, &assign("cy"), "ben", t0 + M).unwrap();
+    assert_eq!(meta(&conn, id).unwrap().unwrap().assignee.as_deref(), Some("cy"));
+    // Escalation needs a reason and goes up only.
+    let esc = |to: Option<&str>, c: &str| CaseAction::Escalate {
+        to: to.map(str::to_string),
+        comment: c.into(),
+    };
+    assert!(act(&conn, &c, id, &esc(None, " "), "cy", t0 + 2 * M).is_err());
+    act(&conn, &c, id, &esc(None, "needs storage expertise"), "cy", t0 + 2 * M).unwrap();
+    act(
+        &conn,
+        &c,
+        id,
+        &esc(Some("vendor"), "controller firmware bug"),
+        "cy",
+        t0 + 3 * M,
+    )
+    .unwrap();
+    let err = act(&conn, &c, id, &esc(Some("L2"), "down again?"), "cy", t0 + 4 * M).unwrap_err();
+    assert!(err.to_string().contains("already at vendor"), "{err}");
+    assert_eq!(meta(&conn, id).unwrap().unwrap().level, "vendor");
+    act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Comment {
+            comment: "vendor case 4711".into(),
+        },
+        "cy",
+        t0 + 5 * M,
+    )
+    .unwrap();
+    assert!(
+        act(
+            &conn,
+            &c,
+            id,
+            &CaseAction::Comment { comment: "".into() },
+            "cy",
+            t0 + 5 * M
+        )
+        .is_err()
+    );
+    act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Cancel {
+            reason: CancelReason::FalsePositive,
+            comment: Some("sensor glitch".into()),
+        },
+        "cy",
+        t0 + 6 * M,
+    )
+    .unwrap();
+    let log = log_comments(&conn, id);
+    for expected in [
+        "person:ben assigned to cy (by ben)",
+        "person:cy escalated to L2 (needs storage expertise)",
+        "person:cy escalated to vendor (controller firmware bug)",
+        "person:cy vendor case 4711",
+        "person:cy sensor glitch",
+    ] {
+        assert!(log.contains(&expected.to_string()), "{expected} not in {log:?}");
+    }
+    // A finding is not a case.
+    assert!(matches!(
+        act(&conn, &c, 999, &CaseAction::Comment { comment: "x".into() }, "cy", t0),
+        Err(StoreError::NoSuchItem(999))
+    ));
+}
+
+#[test]
+fn every_case_change_lands_in_the_outbox_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    outbox::ensure_sink(&conn, "hook").unwrap();
+    let id = open(&conn, &c, "db01", "acme", Severity::Major, t0);
+    // A finding's changes do not go out.
+    let mut f = signal(
+        "db01",
+        "acme",
+        "filesystem_fills_within_7d",
+        Severity::Warning,
+        true,
+        t0,
+    );
+    f.kind = ItemKind::Finding;
+    items::apply_signal(&conn, &f, &Policy::default()).unwrap();
+    act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Comment {
+            comment: "looking".into(),
+        },
+        "ana",
+        t0 + M,
+    )
+    .unwrap();
+    let log_rows: i64 = conn
+        .query_row("SELECT count(*) FROM item_log WHERE item_id = ?1", params![id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let outbox_rows: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
+    // Opened, contract note, assigned, comment.
+    assert_eq!((log_rows, outbox_rows), (4, 4));
+    let mut seen = Vec::new();
+    while let Some(p) = outbox::next_pending(&conn, "hook").unwrap() {
+        seen.push(p.change.comment.clone().unwrap_or_default());
+        let ext = (seen.len() == 1).then_some("T-1");
+        outbox::delivered(&conn, "hook", p.outbox_id, p.item.id.unwrap(), ext, t0).unwrap();
+    }
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.last().map(String::as_str), Some("looking"));
+    assert_eq!(outbox::external_id(&conn, id, "hook").unwrap().as_deref(), Some("T-1"));
+    let s = outbox::sink_state(&conn, "hook").unwrap().unwrap();
+    assert_eq!((s.pending, s.dead), (0, 0));
+    // A sink configured later starts at the end: no history flood.
+    outbox::ensure_sink(&conn, "late").unwrap();
+    assert!(outbox::next_pending(&conn, "late").unwrap().is_none());
+}
+
+#[test]
+fn a_reported_fault_opens_one_case_on_a_known_asset() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let fault = |asset: &str, title: &str| FaultReport {
+        asset: asset.into(),
+        title: title.into(),
+        description: "users cannot log in".into(),
+        severity: Severity::Major,
+        component: String::new(),
+    };
+    let err = report_fault(&conn, &c, &fault("ghost01", "App down"), "ana", t0).unwrap_err();
+    assert!(
+        err.to_string().contains("asset: no known asset named \"ghost01\""),
+        "{err}"
+    );
+    let err = report_fault(&conn, &c, &fault("db01", "  "), "ana", t0).unwrap_err();
+    assert!(err.to_string().contains("title: must not be empty"), "{err}");
+    let (id, new) = report_fault(&conn, &c, &fault("db01", "App down!"), "ana", t0).unwrap();
+    assert!(new);
+    let m = meta(&conn, id).unwrap().unwrap();
+    assert_eq!((m.source, m.title.as_str()), (Source::User, "App down!"));
+    assert_eq!(m.reported_by.as_deref(), Some("ana"));
+    assert_eq!(m.skill, "os");
+    assert_eq!(m.contract.as_deref(), Some("acme-office"));
+    // The same fault reported again is the same case.
+    assert_eq!(
+        report_fault(&conn, &c, &fault("db01", "app down"), "ben", t0 + M).unwrap(),
+        (id, false)
+    );
+    let item = items::item(&conn, id).unwrap().unwrap();
+    assert_eq!(item.key.customer, "acme");
+    assert!(item.touched_by_person);
+}
+
+#[test]
+fn the_queue_puts_the_nearest_breach_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let major = open(&conn, &c, "db01", "acme", Severity::Major, t0);
+    let advisory = open(&conn, &c, "lab01", "nobody", Severity::Critical, t0);
+    let s = signal("db01", "acme", "md_array_degraded", Severity::Critical, true, t0 + H);
+    let critical = items::apply_signal(&conn, &s, &Policy::default())
+        .unwrap()
+        .item_id()
+        .unwrap();
+    settle(&conn, &c, t0 + H).unwrap();
+    let q = queue(&conn, &c, &QueueFilter::default(), t0 + 2 * H).unwrap();
+    let order: Vec<i64> = q.iter().map(|e| e.item.id.unwrap()).collect();
+    // The critical case (response due 11:00, now) first, then the major
+    // one (response due 13:00), the advisory one last.
+    assert_eq!(order, [critical, major, advisory]);
+    let only_ana = QueueFilter {
+        assignee: Some("ana".into()),
+        ..QueueFilter::default()
+    };
+    let q = queue(&conn, &c, &only_ana, t0 + 2 * H).unwrap();
+    assert!(q.iter().all(|e| e.meta.assignee.as_deref() == Some("ana")) && !q.is_empty());
+    let unassigned = QueueFilter {
+        assignee: Some(String::new()),
+        ..QueueFilter::default()
+    };
+    let q = queue(&conn, &c, &unassigned, t0 + 2 * H).unwrap();
+    assert_eq!(q.iter().map(|e| e.item.id.unwrap()).collect::<Vec<_>>(), [advisory]);
+}
