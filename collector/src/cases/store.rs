@@ -93,7 +93,7 @@ impl Outcome {
 }
 
 /// One row of an item's log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogEntry {
     pub id: i64,
     pub item_id: i64,

@@ -1238,5 +1238,111 @@ pub fn queue(
     Ok(out)
 }
 
+/// Everything about one case, for its page and its API answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseDetail {
+    pub item: Item,
+    pub log: Vec<LogEntry>,
+    pub meta: Option<CaseMeta>,
+    pub sla: SlaView,
+    pub escalations: Vec<Escalation>,
+    pub satisfaction: Option<SatisfactionRecord>,
+    pub service_reports: Vec<crate::spares::ServiceReport>,
+    /// `(sink, ticket id)`: where the case is mirrored.
+    pub external: Vec<(String, String)>,
+    /// The asset's other cases, newest first (at most 20).
+    pub earlier: Vec<Item>,
+}
+
+/// The whole of case `id` as of `now_ms`; `None` for no such case.
+pub fn case_detail(
+    conn: &Connection,
+    contracts: &Contracts,
+    id: i64,
+    now_ms: i64,
+) -> Result<Option<CaseDetail>, StoreError> {
+    let Some((item, log)) = items::get(conn, id)? else {
+        return Ok(None);
+    };
+    if item.kind != ItemKind::Case {
+        return Ok(None);
+    }
+    let meta = meta(conn, id)?;
+    let sla = match &meta {
+        Some(m) => {
+            let contract = m.contract.as_deref().and_then(|n| contracts.contracts.iter().find(|c| c.name == n));
+            sla_view(contract, &item, m, &log, now_ms)
+        }
+        None => SlaView::default(),
+    };
+    let service_reports = crate::spares::service_reports(conn, Some(&item.key.asset))?
+        .into_iter()
+        .filter(|r| r.case_id == Some(id))
+        .collect();
+    let earlier = items::list(
+        conn,
+        &items::Filter {
+            kind: Some(ItemKind::Case),
+            asset: Some(item.key.asset.clone()),
+            limit: Some(21),
+            ..items::Filter::default()
+        },
+    )?
+    .into_iter()
+    .filter(|i| i.id != Some(id))
+    .take(20)
+    .collect();
+    Ok(Some(CaseDetail {
+        escalations: escalations(conn, id)?,
+        satisfaction: satisfaction(conn, id)?,
+        external: outbox::external_ids(conn, id)?,
+        item,
+        log,
+        meta,
+        sla,
+        service_reports,
+        earlier,
+    }))
+}
+
+/// An asset's record for its page: its cases (newest first) and every
+/// service report with the parts replaced.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssetHistory {
+    pub host: String,
+    pub customer: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cases: Vec<Item>,
+    pub findings: Vec<Item>,
+    pub service_reports: Vec<crate::spares::ServiceReport>,
+}
+
+/// `None` when the asset is not known.
+pub fn asset_history(conn: &Connection, host: &str) -> Result<Option<AssetHistory>, StoreError> {
+    if !crate::cases::hold::is_known(conn, host)? {
+        return Ok(None);
+    }
+    let labels = asset_labels(conn, host)?;
+    let of_kind = |kind| {
+        items::list(
+            conn,
+            &items::Filter {
+                kind: Some(kind),
+                asset: Some(host.to_string()),
+                limit: Some(200),
+                ..items::Filter::default()
+            },
+        )
+    };
+    Ok(Some(AssetHistory {
+        host: host.to_string(),
+        customer: labels.get("customer").cloned(),
+        cases: of_kind(ItemKind::Case)?,
+        findings: of_kind(ItemKind::Finding)?,
+        service_reports: crate::spares::service_reports(conn, Some(host))?,
+        labels,
+    }))
+}
+
 #[cfg(test)]
 mod tests;
