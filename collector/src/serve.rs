@@ -97,6 +97,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = AppState {
         detect: Some(detect),
         contracts: crate::contracts::Shared::default(),
+        sessions: Default::default(),
         fleet,
         writer: writer.clone(),
         metrics,
