@@ -2,6 +2,7 @@
 //! the hosts and assets API and `/metrics`. `main.rs` is only the CLI.
 
 pub mod assets;
+pub mod auth;
 pub mod cases;
 pub mod config;
 pub mod contracts;

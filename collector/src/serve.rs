@@ -100,6 +100,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = AppState {
         detect: Some(detect),
         contracts,
+        sessions: Default::default(),
         fleet,
         writer: writer.clone(),
         metrics,

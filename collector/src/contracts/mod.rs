@@ -77,9 +77,30 @@ pub struct Contracts {
     pub contracts: Vec<Contract>,
     pub engineers: Vec<Engineer>,
     pub rotations: Vec<Rotation>,
+    /// Who may log in to the web pages and the API.
+    pub users: Vec<User>,
 }
 
 impl Contracts {
+    /// The user with this login name.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The user owning an API token, by the token's SHA-256 in hex. Every
+    /// token is compared in constant time.
+    pub fn user_by_token(&self, sha256_hex: &str) -> Option<&User> {
+        let mut found = None;
+        for u in &self.users {
+            for t in &u.tokens {
+                if crate::auth::ct_eq(t.as_bytes(), sha256_hex.as_bytes()) && found.is_none() {
+                    found = Some(u);
+                }
+            }
+        }
+        found
+    }
+
     /// The contract covering an asset. Contracts may overlap; the first one
     /// in the file that matches wins, so put the specific ones first.
     pub fn contract_for(&self, host: &str, labels: &BTreeMap<String, String>) -> Option<&Contract> {
@@ -245,6 +266,19 @@ pub struct Engineer {
     pub skills: Vec<String>,
     pub sites: Vec<String>,
     pub level: Level,
+}
+
+/// A person who may log in: staff (engineer, manager) or a customer's user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub role: crate::auth::Role,
+    /// The customer of a user with role customer; `None` for staff.
+    pub customer: Option<String>,
+    /// argon2id PHC string.
+    pub password: String,
+    /// SHA-256 (lowercase hex) of the user's API tokens.
+    pub tokens: Vec<String>,
 }
 
 /// An on-call rotation: members take turns of `shift_ms` from `start_ms`.

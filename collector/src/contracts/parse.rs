@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use super::{
     Action, Calendar, Clock, Contract, ContractError, Contracts, Customer, Engineer, Level, Rotation, Step, Targets,
+    User,
 };
+use crate::auth::Role;
 use crate::cases::HoldReason;
 use crate::rules::parse::line_at;
 
@@ -26,6 +28,8 @@ struct RawFile {
     engineer: Vec<RawEngineer>,
     #[serde(default)]
     rotation: Vec<RawRotation>,
+    #[serde(default)]
+    user: Vec<RawUser>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +118,18 @@ struct RawRotation {
     start: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    /// Spanned: user problems name the line of the entry.
+    name: toml::Spanned<String>,
+    role: String,
+    customer: Option<String>,
+    password: String,
+    #[serde(default)]
+    tokens: Vec<String>,
+}
+
 /// Problems for one file, each about one subject.
 struct Problems<'a> {
     file: &'a Path,
@@ -128,6 +144,13 @@ impl Problems<'_> {
             subject: Some(subject.to_string()),
             reason: format!("{field}: {}", reason.as_ref()),
         });
+    }
+
+    fn push_at(&mut self, line: usize, subject: &str, field: &str, reason: impl AsRef<str>) {
+        self.push(subject, field, reason);
+        if let Some(last) = self.list.last_mut() {
+            last.line = line;
+        }
     }
 }
 
@@ -162,12 +185,14 @@ pub fn parse_file(text: &str, file: &Path) -> Result<Contracts, Vec<ContractErro
     let contracts = contracts(raw.contract, &known_customers, &mut p);
     let known_engineers: BTreeSet<&str> = engineers.iter().map(|e| e.name.as_str()).collect();
     let rotations = rotations(raw.rotation, &known_engineers, &mut p);
+    let users = users(raw.user, text, &known_customers, &known_engineers, &mut p);
     if p.list.is_empty() {
         Ok(Contracts {
             customers,
             contracts,
             engineers,
             rotations,
+            users,
         })
     } else {
         Err(p.list)
@@ -559,6 +584,123 @@ fn rotations(raw: Vec<RawRotation>, engineers: &BTreeSet<&str>, p: &mut Problems
     out
 }
 
+/// The users who may log in: each with a known role, an argon2id password
+/// hash, and API tokens by their SHA-256. Problems name the entry's line.
+fn users(
+    raw: Vec<RawUser>,
+    text: &str,
+    customers: &BTreeSet<&str>,
+    engineers: &BTreeSet<&str>,
+    p: &mut Problems<'_>,
+) -> Vec<User> {
+    let mut names = BTreeSet::new();
+    let mut tokens_seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for u in raw {
+        let line = line_at(text, u.name.span().start);
+        let name = u.name.into_inner();
+        let s = format!("user {name:?}");
+        let before = p.list.len();
+        if name.trim().is_empty() {
+            p.push_at(line, &s, "name", "must not be empty");
+        } else if !names.insert(name.clone()) {
+            p.push_at(line, &s, "name", format!("another user is already called {name:?}"));
+        }
+        let role = Role::parse(&u.role);
+        match (role, &u.customer) {
+            (None, _) => p.push_at(
+                line,
+                &s,
+                "role",
+                format!("{:?} is not one of engineer, manager, customer", u.role),
+            ),
+            (Some(Role::Customer), None) => p.push_at(
+                line,
+                &s,
+                "customer",
+                "is required for role customer (the customer whose assets the user sees)",
+            ),
+            (Some(Role::Customer), Some(c)) if !customers.contains(c.as_str()) => p.push_at(
+                line,
+                &s,
+                "customer",
+                format!("{c:?} is not a [[customer]] in this file"),
+            ),
+            (Some(r @ (Role::Engineer | Role::Manager)), Some(_)) => p.push_at(
+                line,
+                &s,
+                "customer",
+                format!("only users with role customer have one, not role {}", r.as_str()),
+            ),
+            _ => {}
+        }
+        if role == Some(Role::Engineer) && !engineers.contains(name.as_str()) {
+            p.push_at(
+                line,
+                &s,
+                "name",
+                format!("{name:?} has role engineer but is not an [[engineer]] in this file"),
+            );
+        }
+        match argon2::PasswordHash::new(&u.password) {
+            Ok(h) if h.algorithm.as_str() == "argon2id" => {}
+            Ok(h) => p.push_at(
+                line,
+                &s,
+                "password",
+                format!(
+                    "is an {} hash, not argon2id (make one with `caretaker-collector hash-password`)",
+                    h.algorithm
+                ),
+            ),
+            Err(e) => p.push_at(
+                line,
+                &s,
+                "password",
+                format!("is not an argon2id PHC string ({e}); make one with `caretaker-collector hash-password`"),
+            ),
+        }
+        let mut tokens = Vec::new();
+        for (i, t) in u.tokens.iter().enumerate() {
+            let field = format!("tokens[{i}]");
+            let hex = t
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(str::to_ascii_lowercase);
+            let Some(hex) = hex else {
+                p.push_at(
+                    line,
+                    &s,
+                    &field,
+                    "is not \"sha256:\" and 64 hex digits (make one with `caretaker-collector hash-token`)",
+                );
+                continue;
+            };
+            match tokens_seen.get(&hex) {
+                Some(owner) if *owner == name => p.push_at(line, &s, &field, "is listed twice"),
+                Some(owner) => p.push_at(line, &s, &field, format!("is already a token of user {owner:?}")),
+                None => {
+                    tokens_seen.insert(hex.clone(), name.clone());
+                    tokens.push(hex);
+                }
+            }
+        }
+        if p.list.len() > before {
+            continue;
+        }
+        if let Some(role) = role {
+            out.push(User {
+                name,
+                role,
+                customer: u.customer,
+                password: u.password,
+                tokens,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -715,6 +857,109 @@ start = "2026-01-05T08:00:00Z"
                 "c.toml: rotation 2 (site \"hq\"): members: must name at least one engineer",
             ]
         );
+    }
+
+    const PHC: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3UqAsL6QkOKx9HKJiXiGb9JFjnHd6vuXv0fA3zsN2jY";
+    const TOKEN: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn with_users(users: &str) -> String {
+        format!("{GOOD}{}", users.replace("PHC", PHC).replace("TOKEN", TOKEN))
+    }
+
+    #[test]
+    fn users_with_roles_passwords_and_tokens() {
+        let text = with_users(
+            r#"
+[[user]]
+name = "ana"
+role = "engineer"
+password = "PHC"
+tokens = ["TOKEN"]
+
+[[user]]
+name = "mia"
+role = "manager"
+password = "PHC"
+
+[[user]]
+name = "carol"
+role = "customer"
+customer = "acme"
+password = "PHC"
+"#,
+        );
+        let c = parse_file(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.users.len(), 3);
+        let ana = c.user("ana").unwrap();
+        assert_eq!((ana.role, ana.customer.as_deref()), (Role::Engineer, None));
+        assert_eq!(ana.tokens, vec![TOKEN.trim_start_matches("sha256:").to_string()]);
+        // sha256("test")
+        assert_eq!(
+            c.user_by_token(&crate::auth::token_hash("test"))
+                .map(|u| u.name.as_str()),
+            Some("ana")
+        );
+        assert!(c.user_by_token(&crate::auth::token_hash("other")).is_none());
+        let carol = c.user("carol").unwrap();
+        assert_eq!((carol.role, carol.customer.as_deref()), (Role::Customer, Some("acme")));
+        assert_eq!(c.user("mia").unwrap().password, PHC);
+    }
+
+    #[test]
+    fn user_problems_name_the_line() {
+        let text = with_users(
+            r#"
+[[user]]
+name = "bob"
+role = "engineer"
+password = "PHC"
+
+[[user]]
+name = "carol"
+role = "customer"
+password = "hunter2"
+
+[[user]]
+name = "carol"
+role = "customer"
+customer = "globex"
+password = "$argon2i$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3UqAsL6QkOKx9HKJiXiGb9JFjnHd6vuXv0fA3zsN2jY"
+tokens = ["TOKEN", "sha256:abc"]
+
+[[user]]
+name = "mia"
+role = "manager"
+customer = "acme"
+password = "PHC"
+tokens = ["TOKEN"]
+
+[[user]]
+name = "zed"
+role = "admin"
+password = "PHC"
+"#,
+        );
+        assert_eq!(
+            errors(&text),
+            vec![
+                "c.toml:32: user \"bob\": name: \"bob\" has role engineer but is not an [[engineer]] in this file",
+                "c.toml:37: user \"carol\": customer: is required for role customer (the customer whose assets the user sees)",
+                "c.toml:37: user \"carol\": password: is not an argon2id PHC string (password hash string missing field); make one with `caretaker-collector hash-password`",
+                "c.toml:42: user \"carol\": name: another user is already called \"carol\"",
+                "c.toml:42: user \"carol\": customer: \"globex\" is not a [[customer]] in this file",
+                "c.toml:42: user \"carol\": password: is an argon2i hash, not argon2id (make one with `caretaker-collector hash-password`)",
+                "c.toml:42: user \"carol\": tokens[1]: is not \"sha256:\" and 64 hex digits (make one with `caretaker-collector hash-token`)",
+                "c.toml:49: user \"mia\": customer: only users with role customer have one, not role manager",
+                "c.toml:49: user \"mia\": tokens[0]: is already a token of user \"carol\"",
+                "c.toml:56: user \"zed\": role: \"admin\" is not one of engineer, manager, customer",
+            ]
+        );
+        let e = errors(&with_users(
+            "\n[[user]]\nname = \"x\"\nrole = \"manager\"\npassword = \"PHC\"\ngroup = \"ops\"\n",
+        ));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("c.toml:35: unknown field `group`"), "{e:?}");
     }
 
     #[test]

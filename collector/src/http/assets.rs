@@ -2,7 +2,8 @@
 //! list is one line per host (identity, OS, CPU, memory, disks, how many
 //! changes); one host gives its current configuration (the newest inventory),
 //! the stored inventory versions and the dated list of changes, newest first.
-//! Needs the API token, like the hosts API.
+//! Needs an API token or a session, like the hosts API; a customer's user
+//! sees only the hosts labelled with their customer.
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::hosts::authorize;
+use crate::auth::Principal;
 use crate::fleet::Host;
 use crate::store;
 
@@ -47,9 +49,21 @@ fn line(h: &Host) -> Value {
     })
 }
 
+/// Whether the principal may see the host: a customer's user sees only the
+/// hosts labelled with their customer.
+fn visible(p: &Principal, h: &Host) -> bool {
+    p.scope().is_none() || p.may_see(h.label("customer"))
+}
+
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    let assets: Vec<Value> = state.fleet.snapshot().iter().map(|h| line(h)).collect();
+    let principal = authorize(&state, &headers)?;
+    let assets: Vec<Value> = state
+        .fleet
+        .snapshot()
+        .iter()
+        .filter(|h| visible(&principal, h))
+        .map(|h| line(h))
+        .collect();
     Ok(Json(json!({ "assets": assets })))
 }
 
@@ -58,12 +72,19 @@ struct ChangesQuery {
     limit: Option<u32>,
 }
 
-/// A host by agent id, else by host name (which must then be unique).
-fn find(state: &AppState, key: &str) -> Result<std::sync::Arc<Host>, ApiError> {
-    if let Some(h) = state.fleet.get(key) {
+/// A host by agent id, else by host name (which must then be unique), among
+/// the hosts the principal may see: another customer's host is "not found",
+/// so its existence does not leak.
+fn find(state: &AppState, principal: &Principal, key: &str) -> Result<std::sync::Arc<Host>, ApiError> {
+    if let Some(h) = state.fleet.get(key).filter(|h| visible(principal, h)) {
         return Ok(h);
     }
-    let mut named: Vec<_> = state.fleet.snapshot().into_iter().filter(|h| h.host == key).collect();
+    let mut named: Vec<_> = state
+        .fleet
+        .snapshot()
+        .into_iter()
+        .filter(|h| h.host == key && visible(principal, h))
+        .collect();
     match named.len() {
         0 => Err(ApiError::NotFound(format!(
             "no host named {key:?} and no agent with that id"
@@ -83,8 +104,8 @@ async fn one(
     Path(key): Path<String>,
     Query(q): Query<ChangesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    let h = find(&state, &key)?;
+    let principal = authorize(&state, &headers)?;
+    let h = find(&state, &principal, &key)?;
     let limit = q.limit.unwrap_or(1_000).min(100_000);
     let agent_id = h.agent_id.clone();
     let (changes, versions, disks) = super::read(&state, move |conn| {
@@ -167,6 +188,7 @@ mod tests {
             reader: Arc::new(Mutex::new(reader)),
             detect: None,
             contracts: crate::contracts::Shared::default(),
+            sessions: Default::default(),
         };
         Harness { state, db, _dir: dir }
     }
@@ -204,6 +226,18 @@ mod tests {
     }
 
     async fn report(state: &AppState, agent_id: &str, host: &str, seq: u64, at_ms: i64, inv: Option<Inventory>) {
+        report_for(state, "acme", agent_id, host, seq, at_ms, inv).await;
+    }
+
+    async fn report_for(
+        state: &AppState,
+        customer: &str,
+        agent_id: &str,
+        host: &str,
+        seq: u64,
+        at_ms: i64,
+        inv: Option<Inventory>,
+    ) {
         let r = Report {
             version: PROTOCOL_VERSION,
             agent_id: agent_id.into(),
@@ -211,7 +245,7 @@ mod tests {
             collected_at_ms: at_ms,
             interval_secs: 15,
             host: host.into(),
-            labels: BTreeMap::from([("customer".into(), "acme".into()), ("site".into(), "hq".into())]),
+            labels: BTreeMap::from([("customer".into(), customer.into()), ("site".into(), "hq".into())]),
             samples: vec![],
             events: vec![],
             inventory: inv,
@@ -263,6 +297,58 @@ mod tests {
         // Two more hosts, sharing a name, that never sent an inventory.
         report(state, "a2", "web01", 1, 1_700_000_000_000, None).await;
         report(state, "a3", "web01", 1, 1_700_000_000_000, None).await;
+    }
+
+    #[tokio::test]
+    async fn a_customer_sees_only_its_own_assets() {
+        let h = harness().await;
+        crate::http::testing::set_users(&h.state);
+        report_for(&h.state, "acme", "a1", "db01", 1, 1_700_000_000_000, None).await;
+        report_for(&h.state, "globex", "a2", "web01", 1, 1_700_000_000_000, None).await;
+        report_for(&h.state, "acme", "a3", "web01", 1, 1_700_000_000_000, None).await;
+        let ids = |v: &Value| -> Vec<String> {
+            let mut ids: Vec<String> = v["assets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| a["agent_id"].as_str().unwrap_or("").to_string())
+                .collect();
+            ids.sort();
+            ids
+        };
+
+        let (status, v) = get(&h.state, "/api/v1/assets", Some("carol-token")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(ids(&v), ["a1", "a3"]);
+        let (_, v) = get(&h.state, "/api/v1/assets", Some("gus-token")).await;
+        assert_eq!(ids(&v), ["a2"]);
+        for staff in ["ana-token", API_TOKEN] {
+            let (_, v) = get(&h.state, "/api/v1/assets", Some(staff)).await;
+            assert_eq!(ids(&v), ["a1", "a2", "a3"], "{staff}");
+        }
+
+        // Another customer's asset is not found, by id or by name, with the
+        // same answer as one that does not exist.
+        let (status, v) = get(&h.state, "/api/v1/assets/a2", Some("carol-token")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+        let (_, missing) = get(&h.state, "/api/v1/assets/a9", Some("carol-token")).await;
+        assert_eq!(
+            v["reason"].as_str().map(|r| r.replace("a2", "a9")),
+            missing["reason"].as_str().map(String::from)
+        );
+        let (status, _) = get(&h.state, "/api/v1/assets/db01", Some("gus-token")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, v) = get(&h.state, "/api/v1/assets/a1", Some("carol-token")).await;
+        assert_eq!((status, v["host"].as_str()), (StatusCode::OK, Some("db01")));
+        // Two hosts are called web01, but carol sees only hers.
+        let (status, v) = get(&h.state, "/api/v1/assets/web01", Some("carol-token")).await;
+        assert_eq!((status, v["agent_id"].as_str()), (StatusCode::OK, Some("a3")), "{v}");
+        let (status, _) = get(&h.state, "/api/v1/assets/web01", Some(API_TOKEN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        // A wrong token is refused.
+        let (status, v) = get(&h.state, "/api/v1/assets", Some("carol-token-x")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized(String),
+    /// Known, but not allowed to do this.
+    Forbidden(String),
     Malformed {
         path: String,
         reason: String,
@@ -39,7 +41,9 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::Internal(_) => "internal",
-            ApiError::Duplicate { .. } | ApiError::NotFound(_) | ApiError::Conflict(_) => return None,
+            ApiError::Duplicate { .. } | ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::Forbidden(_) => {
+                return None;
+            }
         })
     }
 }
@@ -51,6 +55,7 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "unauthorized", "reason": reason}),
             ),
+            ApiError::Forbidden(reason) => (StatusCode::FORBIDDEN, json!({"error": "forbidden", "reason": reason})),
             ApiError::Malformed { path, reason } => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": "malformed", "path": path, "reason": reason}),

@@ -1,6 +1,6 @@
 //! `GET /api/v1/hosts`, `/api/v1/hosts/{agent_id}` and
 //! `/api/v1/hosts/{agent_id}/reports`: what the collector knows about each
-//! host. Needs the API token (`Authorization: Bearer ...`).
+//! host. Needs an API token (`Authorization: Bearer ...`) or a session.
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{AppState, bearer};
+use crate::auth::{self, Principal};
 use crate::fleet::Host;
 use crate::{pki, store};
 
@@ -21,12 +22,28 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/hosts/{agent_id}/reports", get(reports))
 }
 
-/// Checks the API token; every read endpoint (hosts, assets, disks) needs it.
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match bearer(headers) {
-        Some(t) if state.fleet.is_api_token(&pki::hash_secret(t)) => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized("unknown API token".into())),
-        None => Err(ApiError::Unauthorized("missing bearer API token".into())),
+/// Who is asking: the machine API token, a user's API token (both as
+/// `Authorization: Bearer ...`), or a logged-in user's session cookie.
+/// Every API endpoint starts with it; 401 when none of them is valid.
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    if let Some(t) = bearer(headers) {
+        if state.fleet.is_api_token(&pki::hash_secret(t)) {
+            return Ok(Principal::machine());
+        }
+        return match state.contracts.get().user_by_token(&auth::token_hash(t)) {
+            Some(u) => Ok(Principal::of(u)),
+            None => Err(ApiError::Unauthorized("unknown API token".into())),
+        };
+    }
+    match auth::cookie(headers, auth::SESSION_COOKIE) {
+        Some(id) => state
+            .sessions
+            .resolve(id, &state.contracts.get(), caretaker_shared::now_ms())
+            .map(|(p, _)| p)
+            .ok_or_else(|| ApiError::Unauthorized("the session has ended; log in again".into())),
+        None => Err(ApiError::Unauthorized(
+            "missing bearer API token or session cookie".into(),
+        )),
     }
 }
 

@@ -262,6 +262,7 @@ mod tests {
             reader: Arc::new(Mutex::new(reader)),
             detect: None,
             contracts: crate::contracts::Shared::default(),
+            sessions: Default::default(),
         }
     }
 

@@ -74,7 +74,7 @@ async fn add(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let spec: WindowSpec = json_body(&body)?;
     let window = spec.window("api").map_err(ApiError::BadRequest)?;
     let now = caretaker_shared::now_ms();
@@ -93,7 +93,7 @@ async fn end(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let id = path_id("maintenance window", &id)?;
     let now = caretaker_shared::now_ms();
     let v = state
@@ -125,7 +125,7 @@ async fn map(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let id = path_id("unmapped signal", &id)?;
     let MapBody { host } = json_body(&body)?;
     let v = state
@@ -136,4 +136,59 @@ async fn map(
         })
         .await?;
     Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use axum::http::StatusCode;
+
+    use crate::http::testing::{self, send};
+
+    #[tokio::test]
+    async fn customers_read_but_do_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = testing::state(&dir).await;
+        testing::set_users(&state);
+        let window = r#"{"customer":"acme","host":"db01","starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-01T02:00:00Z","reason":"patching"}"#;
+        let json = ("content-type", "application/json");
+        let carol = ("authorization", "Bearer carol-token");
+        let ana = ("authorization", "Bearer ana-token");
+
+        let r = send(&state, "GET", "/api/v1/maintenance", &[carol], "").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        for (method, uri, body) in [
+            ("POST", "/api/v1/maintenance", window),
+            ("DELETE", "/api/v1/maintenance/1", ""),
+            ("POST", "/api/v1/unmapped/1/map", r#"{"host":"db01"}"#),
+            ("PUT", "/api/v1/spares/models/ST4000", "{}"),
+            ("PUT", "/api/v1/spares/stock/ST4000/hq", "{}"),
+            ("POST", "/api/v1/service-reports", "{}"),
+            ("POST", "/api/v1/recommendations/1/accept", "{}"),
+            ("POST", "/api/v1/recommendations/1/dismiss", "{}"),
+            ("POST", "/api/v1/recommendations/1/done", "{}"),
+        ] {
+            let r = send(&state, method, uri, &[carol, json], body).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {uri}: {}", r.body);
+            assert!(r.body.contains("may only read"), "{}", r.body);
+        }
+
+        // Staff may; a bad token may not.
+        let r = send(&state, "POST", "/api/v1/maintenance", &[ana, json], window).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let r = send(&state, "GET", "/api/v1/maintenance", &[carol], "").await;
+        assert!(r.body.contains("patching"), "{}", r.body);
+        let r = send(
+            &state,
+            "POST",
+            "/api/v1/maintenance",
+            &[("authorization", "Bearer nobody"), json],
+            window,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        let r = send(&state, "POST", "/api/v1/maintenance", &[json], window).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
 }

@@ -20,6 +20,7 @@ pub mod enroll;
 pub mod error;
 pub mod hosts;
 pub mod inspection;
+pub mod login;
 pub mod maintenance;
 pub mod recommendations;
 pub mod reports;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub detect: Option<crate::detect::live::DetectHandle>,
     /// Contracts, engineers and users in force (reloaded on change).
     pub contracts: crate::contracts::Shared,
+    /// Logged-in web sessions.
+    pub sessions: Arc<crate::auth::Sessions>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -57,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .merge(spares::router())
         .merge(recommendations::router())
         .merge(inspection::router())
+        .merge(login::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

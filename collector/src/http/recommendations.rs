@@ -118,7 +118,7 @@ async fn accept(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let id = path_id("recommendation", &id)?;
     act(&state, id, RecAction::Accept).await
 }
@@ -135,7 +135,7 @@ async fn dismiss(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let id = path_id("recommendation", &id)?;
     let b: DismissBody = json_body(&body)?;
     act(&state, id, RecAction::Dismiss { reason: b.reason }).await
@@ -146,7 +146,7 @@ async fn done(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let id = path_id("recommendation", &id)?;
     act(&state, id, RecAction::Done).await
 }

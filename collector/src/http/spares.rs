@@ -46,7 +46,7 @@ async fn put_model(
     Path(model): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let mut m: SpareModel = json_body(&body)?;
     if !m.model.is_empty() && m.model != model {
         return Err(ApiError::BadRequest(format!(
@@ -79,7 +79,7 @@ async fn put_stock(
     Path((model, location)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let b: StockBody = json_body(&body)?;
     let now = caretaker_shared::now_ms();
     let v = state
@@ -149,7 +149,7 @@ async fn add_report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let report: ServiceReport = json_body(&body)?;
     let problems = report.problems();
     if !problems.is_empty() {

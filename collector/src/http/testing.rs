@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -47,6 +47,7 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
         reader: Arc::new(Mutex::new(reader)),
         detect: None,
         contracts: crate::contracts::Shared::default(),
+        sessions: Default::default(),
     }
 }
 
@@ -79,4 +80,59 @@ pub async fn call_raw(state: &AppState, method: &str, uri: &str, body: Option<&s
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A response as text, with its headers.
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// Any request, with the headers given (no token unless given).
+pub async fn send(state: &AppState, method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = crate::http::app(state.clone())
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// Users for role tests, with their API tokens: `carol` (customer acme),
+/// `gus` (customer globex), `ana` (engineer). Their passwords are not
+/// usable; tests that log in set their own.
+pub fn set_users(state: &AppState) {
+    use crate::auth::{Role, token_hash};
+    use crate::contracts::{Contracts, Customer, User};
+    let user = |name: &str, role, customer: Option<&str>| User {
+        name: name.into(),
+        role,
+        customer: customer.map(Into::into),
+        password: "no password".into(),
+        tokens: vec![token_hash(&format!("{name}-token"))],
+    };
+    let customer = |name: &str| Customer {
+        name: name.into(),
+        sites: vec![],
+    };
+    state.contracts.set(Contracts {
+        customers: vec![customer("acme"), customer("globex")],
+        users: vec![
+            user("carol", Role::Customer, Some("acme")),
+            user("gus", Role::Customer, Some("globex")),
+            user("ana", Role::Engineer, None),
+        ],
+        ..Contracts::default()
+    });
 }
