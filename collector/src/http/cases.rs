@@ -87,7 +87,7 @@ fn parse_status(kind: ItemKind, s: Option<&str>) -> Result<StatusFilter, ApiErro
     }
 }
 
-fn item_json(item: &Item) -> Value {
+pub(crate) fn item_json(item: &Item) -> Value {
     let mut v = serde_json::to_value(item).unwrap_or_else(|_| json!({}));
     v["status"] = json!(item.status.to_string());
     v["active"] = json!(item.status.is_active());
@@ -107,7 +107,7 @@ fn log_json(e: &LogEntry) -> Value {
 }
 
 async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let who = authorize(&state, &headers)?;
     let status = parse_status(kind, q.status.as_deref())?;
     let severity_min = match q.severity.as_deref() {
         None => None,
@@ -125,7 +125,8 @@ async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery)
         kind: Some(kind),
         status_active_only: matches!(status, StatusFilter::Active),
         severity_min,
-        customer: q.customer,
+        // A customer sees its own items whatever it asks for.
+        customer: who.scope().map(str::to_string).or(q.customer),
         asset: q.host,
         status_name: match status {
             StatusFilter::Named(n) => Some(n),
@@ -148,9 +149,11 @@ async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery)
 }
 
 async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let who = authorize(&state, &headers)?;
     let what = kind.as_str();
     let id = path_id(what, &id)?;
+    let contracts = state.contracts.get();
+    let now = caretaker_shared::now_ms();
     let found = read(&state, move |c| {
         let found = cases_store::get(c, id)?;
         // A storm case lists the signals attached to it.
@@ -158,15 +161,23 @@ async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) ->
             Some((item, _)) if item.key.check == hold::STORM_CHECK => Some(hold::held_by(c, Held::Storm, id)?),
             _ => None,
         };
-        Ok(found.map(|f| (f, attached)))
+        let detail = match &found {
+            Some((item, _)) if item.kind == ItemKind::Case => crate::queue::case_detail(c, &contracts, id, now)?,
+            _ => None,
+        };
+        Ok(found.map(|f| (f, attached, detail)))
     })
     .await?;
     match found {
-        Some(((item, log), attached)) if item.kind == kind => {
+        // Another customer's item is answered like a missing one.
+        Some(((item, log), attached, detail)) if item.kind == kind && who.may_see(&item.key.customer) => {
             let mut v = item_json(&item);
             v["log"] = json!(log.iter().map(log_json).collect::<Vec<_>>());
             if let Some(a) = attached {
                 v["attached"] = json!(a);
+            }
+            if let Some(d) = detail {
+                v["queue"] = super::queue::detail_json(&d);
             }
             Ok(Json(v))
         }

@@ -22,6 +22,7 @@ pub mod hosts;
 pub mod inspection;
 pub mod login;
 pub mod maintenance;
+pub mod queue;
 pub mod recommendations;
 pub mod reports;
 pub mod spares;
@@ -56,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .merge(disks::router())
         .merge(assets::router())
         .merge(cases::router())
+        .merge(queue::router())
         .merge(maintenance::router())
         .merge(spares::router())
         .merge(recommendations::router())

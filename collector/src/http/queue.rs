@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/queue", get(list))
         .route("/api/v1/cases/{id}/actions", post(action))
-        .route("/api/v1/faults", post(report_fault))
+        .route("/api/v1/cases", post(report_fault))
         .route("/api/v1/assets/{host}/history", get(history))
         .route("/api/v1/outbox", get(outbox))
 }
@@ -49,7 +49,12 @@ impl QueueQuery {
     /// The store filter, or what is wrong with the query; empty values
     /// (an untouched form field) mean no filter.
     pub(crate) fn filter(&self, scope: Option<&str>) -> Result<QueueFilter, ApiError> {
-        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
         let status = match given(&self.status) {
             None => None,
             Some(s) => {
@@ -66,7 +71,8 @@ impl QueueQuery {
         let severity_min = match given(&self.severity) {
             None => None,
             Some(s) => Some(
-                Severity::parse(&s).ok_or_else(|| ApiError::BadRequest(format!("severity: {s:?} is not a severity")))?,
+                Severity::parse(&s)
+                    .ok_or_else(|| ApiError::BadRequest(format!("severity: {s:?} is not a severity")))?,
             ),
         };
         // A customer sees its own cases whatever it asks for.
@@ -106,7 +112,9 @@ async fn list(
     let contracts = state.contracts.get();
     let now = caretaker_shared::now_ms();
     let entries = read(&state, move |c| queue::queue(c, &contracts, &filter, now)).await?;
-    Ok(Json(json!({ "cases": entries.iter().map(entry_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "cases": entries.iter().map(entry_json).collect::<Vec<_>>() }),
+    ))
 }
 
 /// The queue part of `GET /api/v1/cases/{id}`.
@@ -188,7 +196,10 @@ async fn history(
     let who = authorize(&state, &headers)?;
     let h = read(&state, move |c| queue::asset_history(c, &host)).await?;
     match h {
-        Some(h) if h.customer.as_deref().is_none_or(|c| who.may_see(c)) && (who.scope().is_none() || h.customer.is_some()) => {
+        Some(h)
+            if h.customer.as_deref().is_none_or(|c| who.may_see(c))
+                && (who.scope().is_none() || h.customer.is_some()) =>
+        {
             let mut v = json!(h);
             v["cases"] = json!(h.cases.iter().map(item_json).collect::<Vec<_>>());
             v["findings"] = json!(h.findings.iter().map(item_json).collect::<Vec<_>>());
@@ -216,4 +227,264 @@ async fn outbox(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
     })
     .await?;
     Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::Path;
+
+    use axum::http::StatusCode;
+    use rusqlite::params;
+    use serde_json::{Value, json};
+
+    use crate::auth::token_hash;
+    use crate::http::AppState;
+    use crate::http::testing::{send, state_with};
+
+    fn contracts_text() -> String {
+        let token = |n: &str| format!("sha256:{}", token_hash(&format!("{n}-token")));
+        format!(
+            r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[customer]]
+name = "globex"
+
+[[contract]]
+name = "acme-24"
+customer = "acme"
+covers = {{ labels = {{ customer = "acme" }} }}
+hours = "7x24"
+time_zone = "UTC"
+response = {{ critical = "1h", major = "4h" }}
+resolution = {{ critical = "8h", major = "2d" }}
+
+[[contract]]
+name = "globex-24"
+customer = "globex"
+covers = {{ labels = {{ customer = "globex" }} }}
+hours = "7x24"
+time_zone = "UTC"
+response = {{ major = "4h" }}
+
+[[engineer]]
+name = "ana"
+skills = ["hardware", "os"]
+sites = ["hq"]
+level = "L1"
+
+[[user]]
+name = "ana"
+role = "engineer"
+password = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo"
+tokens = ["{}"]
+
+[[user]]
+name = "carol"
+role = "customer"
+customer = "acme"
+password = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo"
+tokens = ["{}"]
+
+[[user]]
+name = "gus"
+role = "customer"
+customer = "globex"
+password = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo"
+tokens = ["{}"]
+"#,
+            token("ana"),
+            token("carol"),
+            token("gus")
+        )
+    }
+
+    async fn state(dir: &tempfile::TempDir) -> AppState {
+        let s = state_with(dir, |conn| {
+            for (host, customer) in [("db01", "acme"), ("web01", "globex")] {
+                conn.execute(
+                    "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
+                    params![host, format!("h-{host}"), json!({"customer": customer, "site": "hq"}).to_string()],
+                )
+                .unwrap();
+            }
+        })
+        .await;
+        s.contracts
+            .set(crate::contracts::parse_file(&contracts_text(), Path::new("c.toml")).unwrap());
+        s
+    }
+
+    async fn as_user(s: &AppState, who: &str, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let auth = format!("Bearer {who}-token");
+        let text = body.map(|b| b.to_string()).unwrap_or_default();
+        let r = send(
+            s,
+            method,
+            uri,
+            &[("authorization", &auth), ("content-type", "application/json")],
+            &text,
+        )
+        .await;
+        (r.status, serde_json::from_str(&r.body).unwrap_or(Value::Null))
+    }
+
+    fn fault(asset: &str, title: &str) -> Value {
+        json!({"asset": asset, "title": title, "description": "cannot log in", "severity": "major"})
+    }
+
+    #[tokio::test]
+    async fn an_engineer_works_a_reported_fault_to_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (code, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
+        assert_eq!(code, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        // Reported again: the same case.
+        let (code, again) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("db01", "mail down"))).await;
+        assert_eq!((code, again["id"].as_i64()), (StatusCode::OK, Some(id)));
+        let (_, q) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
+        let first = &q["cases"][0];
+        assert_eq!(first["id"].as_i64(), Some(id));
+        assert_eq!(first["queue"]["contract"], "acme-24");
+        assert_eq!(first["queue"]["assignee"], "ana");
+        assert_eq!(first["status"], "assigned");
+        assert_eq!(first["sla"]["response"]["target_ms"], 4 * 3_600_000);
+        let act = |body: Value| {
+            let s = s.clone();
+            async move { as_user(&s, "ana", "POST", &format!("/api/v1/cases/{id}/actions"), Some(body)).await }
+        };
+        let (code, v) = act(json!({"action": "acknowledge"})).await;
+        assert_eq!(
+            (code, v["status"].as_str()),
+            (StatusCode::OK, Some("in_progress")),
+            "{v}"
+        );
+        // Resolving without the report names the missing field.
+        let (code, v) = act(json!({"action": "resolve"})).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("report"), "{v}");
+        // A report with problems: each named, nothing changed.
+        let bad = json!({"action": "resolve", "report": {"host": "", "mode": "telepathy", "symptom": "x",
+            "work_done": "", "engineer": "", "minutes": 5}});
+        let (code, v) = act(bad).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        let reason = v["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("report.mode") && reason.contains("report.work_done"),
+            "{v}"
+        );
+        // Unknown actions and fields are named too.
+        let (code, v) = act(json!({"action": "teleport"})).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        let (code, v) = act(json!({"action": "comment", "comment": "x", "colour": "red"})).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("colour"), "{v}");
+        let (_, v) = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{id}"), None).await;
+        assert_eq!(v["status"], "in_progress");
+        assert_eq!(v["queue"]["service_reports"], json!([]));
+        // Closing an unresolved case is a conflict.
+        let (code, _) = act(json!({"action": "close", "satisfaction": {"score": 4}})).await;
+        assert_eq!(code, StatusCode::CONFLICT);
+        let good = json!({"action": "resolve", "report": {"host": "", "mode": "remote", "symptom": "mail queue stuck",
+            "work_done": "restarted postfix", "engineer": "", "minutes": 20}});
+        let (code, v) = act(good).await;
+        assert_eq!((code, v["status"].as_str()), (StatusCode::OK, Some("resolved")), "{v}");
+        let (code, v) = act(json!({"action": "close", "satisfaction": {"score": 4, "comment": "fine"}})).await;
+        assert_eq!((code, v["status"].as_str()), (StatusCode::OK, Some("closed")), "{v}");
+        let (_, v) = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{id}"), None).await;
+        assert_eq!(v["queue"]["satisfaction"]["score"], 4);
+        assert_eq!(v["queue"]["service_reports"][0]["work_done"], "restarted postfix");
+        assert_eq!(v["queue"]["service_reports"][0]["engineer"], "ana");
+        let actors: Vec<&str> = v["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["actor"].as_str().unwrap())
+            .collect();
+        assert!(actors.iter().filter(|a| **a == "person:ana").count() >= 4, "{actors:?}");
+        // The asset's history shows the case and the report.
+        let (code, h) = as_user(&s, "ana", "GET", "/api/v1/assets/db01/history", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(h["cases"][0]["id"].as_i64(), Some(id));
+        assert_eq!(h["service_reports"][0]["symptom"], "mail queue stuck");
+    }
+
+    #[tokio::test]
+    async fn a_customer_reads_only_its_own_cases_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (_, acme) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
+        let (_, globex) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("web01", "Shop slow"))).await;
+        let (acme, globex) = (acme["id"].as_i64().unwrap(), globex["id"].as_i64().unwrap());
+        // The queue and the case list hold carol's own case only, whatever she asks.
+        for uri in [
+            "/api/v1/queue",
+            "/api/v1/queue?customer=globex",
+            "/api/v1/cases?customer=globex",
+        ] {
+            let (code, v) = as_user(&s, "carol", "GET", uri, None).await;
+            assert_eq!(code, StatusCode::OK, "{uri}");
+            let ids: Vec<i64> = v["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c["id"].as_i64())
+                .collect();
+            assert!(ids.iter().all(|i| *i == acme), "{uri}: {ids:?}");
+        }
+        let (code, _) = as_user(&s, "carol", "GET", &format!("/api/v1/cases/{acme}"), None).await;
+        assert_eq!(code, StatusCode::OK);
+        // Another customer's case and asset are not found, as if missing.
+        let (code, _) = as_user(&s, "carol", "GET", &format!("/api/v1/cases/{globex}"), None).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        let (code, _) = as_user(&s, "carol", "GET", "/api/v1/assets/web01/history", None).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        let (code, _) = as_user(&s, "gus", "GET", &format!("/api/v1/cases/{acme}"), None).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        // Read-only: no action, no report, no outbox.
+        let uri = format!("/api/v1/cases/{acme}/actions");
+        let (code, _) = as_user(
+            &s,
+            "carol",
+            "POST",
+            &uri,
+            Some(json!({"action": "comment", "comment": "hi"})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        let (code, _) = as_user(&s, "carol", "POST", "/api/v1/cases", Some(fault("db01", "x"))).await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        let (code, _) = as_user(&s, "carol", "GET", "/api/v1/outbox", None).await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        // Nothing changed.
+        let (_, v) = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{acme}"), None).await;
+        assert!(v["log"].as_array().unwrap().iter().all(|e| e["comment"] != "hi"));
+        // No token at all.
+        let r = send(&s, "GET", "/api/v1/queue", &[], "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn bad_queue_filters_and_fault_reports_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (code, v) = as_user(&s, "ana", "GET", "/api/v1/queue?severity=urgent", None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["reason"].as_str().unwrap().starts_with("severity"), "{v}");
+        let (code, v) = as_user(&s, "ana", "GET", "/api/v1/queue?status=sleeping", None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        let (code, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("nowhere01", "x"))).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["reason"].as_str().unwrap().contains("asset: no known asset"), "{v}");
+        let (code, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(json!({"asset": "db01"}))).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["reason"].as_str().unwrap().contains("title"), "{v}");
+        let (_, q) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
+        assert_eq!(q["cases"], json!([]));
+    }
 }

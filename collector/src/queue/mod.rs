@@ -1270,7 +1270,10 @@ pub fn case_detail(
     let meta = meta(conn, id)?;
     let sla = match &meta {
         Some(m) => {
-            let contract = m.contract.as_deref().and_then(|n| contracts.contracts.iter().find(|c| c.name == n));
+            let contract = m
+                .contract
+                .as_deref()
+                .and_then(|n| contracts.contracts.iter().find(|c| c.name == n));
             sla_view(contract, &item, m, &log, now_ms)
         }
         None => SlaView::default(),

@@ -179,3 +179,26 @@ pub fn set_aside(conn: &Connection, sink: &str, outbox_id: i64, error: &str, now
     .execute(params![sink, outbox_id])?;
     Ok(())
 }
+
+/// A change a sink refused for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetAside {
+    pub outbox_id: i64,
+    pub at_ms: i64,
+    pub error: String,
+}
+
+pub fn set_aside_list(conn: &Connection, sink: &str) -> Result<Vec<SetAside>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT outbox_id, at_ms, error FROM sink_dead WHERE sink = ?1 ORDER BY outbox_id DESC LIMIT 100",
+        )?
+        .query_map(params![sink], |r| {
+            Ok(SetAside {
+                outbox_id: r.get(0)?,
+                at_ms: r.get(1)?,
+                error: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+}
