@@ -60,3 +60,43 @@ fn an_empty_password_is_refused() {
     assert_eq!(code, 2, "{stdout}");
     assert!(stderr.contains("no password on standard input"), "{stderr}");
 }
+
+#[test]
+fn serve_refuses_a_broken_contracts_file_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, _, stderr) = common::collector([
+        std::ffi::OsStr::new("init"),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--san".as_ref(),
+        "localhost".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let contracts = dir.path().join("contracts.toml");
+    std::fs::write(
+        &contracts,
+        "[[user]]\nname = \"zed\"\nrole = \"admin\"\npassword = \"x\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!("[queue]\ncontracts_file = {:?}\n", contracts.display().to_string()),
+    )
+    .unwrap();
+    let (code, _, stderr) = common::collector([
+        std::ffi::OsStr::new("serve"),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("contracts.toml:2: user \"zed\": role: \"admin\" is not one of engineer, manager, customer"),
+        "{stderr}"
+    );
+}
