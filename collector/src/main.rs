@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::io::Write;
 
+use caretaker_collector::auth;
 use caretaker_collector::cases::{Policy, hold};
 use caretaker_collector::config::{Config, ConfigError};
 use caretaker_collector::contracts::{self, ContractsInvalid};
@@ -123,6 +124,12 @@ enum Command {
         #[command(subcommand)]
         command: ContractsCommand,
     },
+    /// Read a password from standard input (one line) and print its argon2id
+    /// hash, for a user's `password` in the contracts file.
+    HashPassword,
+    /// Make a new random API token for a user: prints the token (give it to
+    /// the user) and the `sha256:` line for the user's `tokens`.
+    HashToken,
 }
 
 #[derive(Subcommand)]
@@ -337,6 +344,25 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Contracts {
             command: ContractsCommand::Check { file },
         } => check_contracts(&file),
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                return Err(BadInput("no password on standard input".into()).into());
+            }
+            println!("{}", auth::hash_password(password)?);
+            Ok(())
+        }
+        Command::HashToken => {
+            let (token, line) = auth::new_token()?;
+            println!("{token}");
+            println!("{line}");
+            Ok(())
+        }
         Command::Rules {
             command: RulesCommand::List { dir },
         } => {
@@ -367,12 +393,13 @@ fn check_contracts(file: &std::path::Path) -> anyhow::Result<()> {
         println!("{}", c.summary());
     }
     println!(
-        "{}: ok ({} customer(s), {} contract(s), {} engineer(s), {} rotation(s))",
+        "{}: ok ({} customer(s), {} contract(s), {} engineer(s), {} rotation(s), {} user(s))",
         file.display(),
         checked.customers.len(),
         checked.contracts.len(),
         checked.engineers.len(),
-        checked.rotations.len()
+        checked.rotations.len(),
+        checked.users.len()
     );
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub transitions: Family<Labels, Counter>,
     pub evaluation: Histogram,
     pub rule_file_errors: Counter,
+    /// Problems in the contracts file found on reload.
+    pub contract_file_errors: Counter,
     pub dropped: Counter,
     /// Active findings and cases, as the store writer counted them after the
     /// last detection job (so a scrape costs no query; it lags by at most
@@ -87,6 +89,7 @@ impl Metrics {
             // 10 µs .. ~0.3 s
             evaluation: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
             rule_file_errors: Counter::default(),
+            contract_file_errors: Counter::default(),
             dropped: Counter::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
@@ -96,6 +99,11 @@ impl Metrics {
         register(&mut registry, "caretaker_item_transitions", m.transitions.clone())?;
         register(&mut registry, "caretaker_rule_evaluation_seconds", m.evaluation.clone())?;
         register(&mut registry, "caretaker_rule_file_errors", m.rule_file_errors.clone())?;
+        register(
+            &mut registry,
+            "caretaker_contract_file_errors",
+            m.contract_file_errors.clone(),
+        )?;
         register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
         for e in catalogue::TRANSITION_EVENTS {
             let _ = m.transitions.get_or_create(&vec![("event".to_string(), e.to_string())]);

@@ -96,6 +96,33 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // A broken contracts file refuses the start too (every problem printed
+    // as FILE:LINE); later edits are reloaded, and a broken edit keeps the
+    // contracts in force.
+    let contracts = crate::contracts::Shared::default();
+    let _contracts_watcher = match &cfg.queue.contracts_file {
+        Some(file) => {
+            let loaded = crate::contracts::load(file).map_err(|errors| {
+                for e in &errors {
+                    eprintln!("{e}");
+                    tracing::error!(problem = %e, "contracts file rejected");
+                }
+                crate::contracts::ContractsInvalid(errors.len())
+            })?;
+            tracing::info!(
+                file = %file.display(),
+                contracts = loaded.contracts.len(),
+                users = loaded.users.len(),
+                "contracts loaded"
+            );
+            contracts.set(loaded);
+            Some(
+                crate::contracts::watch::watch(file.clone(), contracts.clone(), metrics.clone())
+                    .with_context(|| format!("watching {}", file.display()))?,
+            )
+        }
+        None => None,
+    };
     let cfg = Arc::new(cfg);
     let state = AppState {
         detect: Some(detect),

@@ -55,7 +55,7 @@ fn good_file_exits_0_with_a_line_per_contract() {
             "contract \"acme-office\" (customer \"acme\"): covers site=hq; mon-fri 08:00-17:00 Europe/Berlin; \
              1 holiday(s); response critical 1h, major 4h; resolution critical 8h, major 2d; \
              pausing [awaiting_customer]; 2 escalation step(s)\n\
-             {}: ok (1 customer(s), 1 contract(s), 1 engineer(s), 1 rotation(s))\n",
+             {}: ok (1 customer(s), 1 contract(s), 1 engineer(s), 1 rotation(s), 0 user(s))\n",
             file.display()
         )
     );

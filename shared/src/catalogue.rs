@@ -1364,6 +1364,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Problems found in rule files on reload; the previous rules stayed active."
     ),
     m!(
+        "caretaker_contract_file_errors",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Problems found in the contracts file on reload; the previous contracts stayed active."
+    ),
+    m!(
         "caretaker_detect_evaluations_dropped",
         Counter,
         None,

@@ -8,6 +8,7 @@
 mod calendar;
 mod parse;
 mod sla;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,142 @@
+//! Hot reload of the contracts file: `notify` watches the file's directory
+//! (editors replace a file by renaming, which a watch on the file itself
+//! would lose) and wakes on changes to the file's name; after a burst
+//! settles, the file is loaded again. A broken file is logged with FILE:LINE
+//! and counted, and the previous contracts stay in force; a good one is
+//! swapped in whole.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::metrics::Metrics;
+
+/// Editors write a file in several steps (truncate, write, rename): wait for
+/// the changes to settle so a half-written file is not reported as broken.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Starts watching `file`; the watching stops when the returned watcher is
+/// dropped. `shared` should already hold the file's contracts.
+pub fn watch(file: PathBuf, shared: Shared, metrics: Arc<Metrics>) -> notify::Result<notify::RecommendedWatcher> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = file.file_name().map(ToOwned::to_owned);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        let wake = match &ev {
+            Ok(ev) => ev.paths.iter().any(|p| p.file_name() == name.as_deref()),
+            Err(_) => true,
+        };
+        if wake {
+            let _ = tx.send(ev.map(|_| ()));
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(reloader(file, shared, metrics, rx));
+    Ok(watcher)
+}
+
+async fn reloader(
+    file: PathBuf,
+    shared: Shared,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::UnboundedReceiver<notify::Result<()>>,
+) {
+    while let Some(first) = rx.recv().await {
+        if let Err(e) = first {
+            tracing::warn!(error = %e, file = %file.display(), "watching the contracts file");
+        }
+        // Swallow the rest of the burst.
+        while let Ok(Some(_)) = tokio::time::timeout(SETTLE, rx.recv()).await {}
+        let f = file.clone();
+        let Ok(loaded) = tokio::task::spawn_blocking(move || super::load(&f)).await else {
+            continue;
+        };
+        apply(&file, loaded, &shared, &metrics);
+    }
+}
+
+/// Swaps in good contracts; logs and counts the problems of bad ones.
+fn apply(file: &Path, loaded: Result<super::Contracts, Vec<super::ContractError>>, shared: &Shared, metrics: &Metrics) {
+    match loaded {
+        Ok(c) => {
+            tracing::info!(
+                file = %file.display(),
+                contracts = c.contracts.len(),
+                engineers = c.engineers.len(),
+                users = c.users.len(),
+                "contracts file reloaded"
+            );
+            shared.set(c);
+        }
+        Err(errors) => {
+            metrics.contract_file_errors.inc_by(errors.len() as u64);
+            for e in &errors {
+                tracing::error!(problem = %e, "contracts file rejected; the previous contracts stay in force");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::fleet::Fleet;
+
+    const FILE: &str = r#"[[customer]]
+name = "acme"
+
+[[user]]
+name = "mia"
+role = "manager"
+password = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3UqAsL6QkOKx9HKJiXiGb9JFjnHd6vuXv0fA3zsN2jY"
+"#;
+
+    /// Polls `f` for up to ten seconds.
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_is_applied_and_a_broken_file_keeps_the_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("contracts.toml");
+        std::fs::write(&path, FILE).unwrap();
+        let shared = Shared::new(super::super::load(&path).unwrap());
+        let metrics = Arc::new(Metrics::new(Arc::new(Fleet::default()), 3).unwrap());
+        let _watcher = watch(path.clone(), shared.clone(), metrics.clone()).unwrap();
+        assert_eq!(shared.get().users.len(), 1);
+
+        // Another file in the directory does not matter.
+        std::fs::write(dir.path().join("notes.txt"), "broken = [").unwrap();
+
+        let more = FILE.to_string()
+            + "\n[[user]]\nname = \"carol\"\nrole = \"customer\"\ncustomer = \"acme\"\npassword = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3UqAsL6QkOKx9HKJiXiGb9JFjnHd6vuXv0fA3zsN2jY\"\n";
+        std::fs::write(&path, &more).unwrap();
+        eventually("the new user", || shared.get().user("carol").is_some()).await;
+        assert_eq!(metrics.contract_file_errors.get(), 0);
+
+        std::fs::write(&path, more.replace("role = \"customer\"", "role = \"boss\"")).unwrap();
+        eventually("the error count", || metrics.contract_file_errors.get() == 1).await;
+        let c = shared.get();
+        assert_eq!(c.user("carol").map(|u| u.role), Some(crate::auth::Role::Customer));
+        assert!(
+            metrics
+                .render()
+                .unwrap()
+                .contains("caretaker_contract_file_errors_total 1")
+        );
+    }
+}
