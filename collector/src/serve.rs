@@ -63,7 +63,26 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
     let hosts = store::load_fleet(&conn, &fleet).context("loading hosts from the store")?;
     let reader = store::open(&paths.database, cfg.store.synchronous).context("opening the store for reading")?;
+    // A broken contracts file refuses the start too (every problem printed
+    // as FILE:LINE). Loaded before the writer starts, so no case is settled
+    // against an empty set; later edits are reloaded (see below).
     let contracts = crate::contracts::Shared::default();
+    if let Some(file) = &cfg.queue.contracts_file {
+        let loaded = crate::contracts::load(file).map_err(|errors| {
+            for e in &errors {
+                eprintln!("{e}");
+                tracing::error!(problem = %e, "contracts file rejected");
+            }
+            crate::contracts::ContractsInvalid(errors.len())
+        })?;
+        tracing::info!(
+            file = %file.display(),
+            contracts = loaded.contracts.len(),
+            users = loaded.users.len(),
+            "contracts loaded"
+        );
+        contracts.set(loaded);
+    }
     let options = store::WriterOptions {
         keep_raw_reports: cfg.store.raw_report_retention_hours > 0,
         contracts: contracts.clone(),
@@ -96,31 +115,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    // A broken contracts file refuses the start too (every problem printed
-    // as FILE:LINE); later edits are reloaded, and a broken edit keeps the
-    // contracts in force.
-    let contracts = crate::contracts::Shared::default();
+    // A broken edit of the contracts file keeps the contracts in force.
     let _contracts_watcher = match &cfg.queue.contracts_file {
-        Some(file) => {
-            let loaded = crate::contracts::load(file).map_err(|errors| {
-                for e in &errors {
-                    eprintln!("{e}");
-                    tracing::error!(problem = %e, "contracts file rejected");
-                }
-                crate::contracts::ContractsInvalid(errors.len())
-            })?;
-            tracing::info!(
-                file = %file.display(),
-                contracts = loaded.contracts.len(),
-                users = loaded.users.len(),
-                "contracts loaded"
-            );
-            contracts.set(loaded);
-            Some(
-                crate::contracts::watch::watch(file.clone(), contracts.clone(), metrics.clone())
-                    .with_context(|| format!("watching {}", file.display()))?,
-            )
-        }
+        Some(file) => Some(
+            crate::contracts::watch::watch(file.clone(), contracts.clone(), metrics.clone())
+                .with_context(|| format!("watching {}", file.display()))?,
+        ),
         None => None,
     };
     let cfg = Arc::new(cfg);
