@@ -1347,5 +1347,67 @@ pub fn asset_history(conn: &Connection, host: &str) -> Result<Option<AssetHistor
     }))
 }
 
+/// Whether the store has the queue's tables (a store written by an older
+/// version and opened read-only has not).
+fn has_queue_tables(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'case_meta')")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// For the inspection report: the share of the customer's cases under
+/// contract that ended in `[from, to)` with neither SLA clock breached.
+/// `None`: no such case ended in the period.
+pub fn sla_met_pct(conn: &Connection, customer: &str, from_ms: i64, to_ms: i64) -> Result<Option<f64>, StoreError> {
+    if !has_queue_tables(conn)? {
+        return Ok(None);
+    }
+    let (total, met): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(m.response_breached_at_ms IS NULL AND m.resolution_breached_at_ms IS NULL), 0) \
+             FROM items i JOIN case_meta m ON m.item_id = i.id \
+             WHERE i.kind = 'case' AND i.customer = ?1 AND m.contract IS NOT NULL \
+             AND i.resolved_at_ms >= ?2 AND i.resolved_at_ms < ?3 AND i.status NOT LIKE 'cancelled%'",
+        )?
+        .query_row(params![customer, from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    #[allow(clippy::cast_precision_loss)]
+    Ok((total > 0).then(|| met as f64 * 100.0 / total as f64))
+}
+
+/// For the inspection report: the satisfaction records of the customer's
+/// cases made in `[from, to)`; `None` when the store predates them.
+pub fn satisfaction_summary(
+    conn: &Connection,
+    customer: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Option<crate::report::Satisfaction>, StoreError> {
+    if !has_queue_tables(conn)? {
+        return Ok(None);
+    }
+    let rows: Vec<(Option<u8>, String, bool)> = conn
+        .prepare_cached(
+            "SELECT s.score, s.comment, s.no_answer FROM case_satisfaction s JOIN items i ON i.id = s.item_id \
+             WHERE i.customer = ?1 AND s.at_ms >= ?2 AND s.at_ms < ?3 ORDER BY s.at_ms",
+        )?
+        .query_map(params![customer, from_ms, to_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let scores: Vec<f64> = rows.iter().filter_map(|(s, _, _)| s.map(f64::from)).collect();
+    #[allow(clippy::cast_precision_loss)]
+    let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
+    Ok(Some(crate::report::Satisfaction {
+        answers: scores.len() as u64,
+        mean_score,
+        no_answer: rows.iter().filter(|(_, _, n)| *n).count() as u64,
+        comments: rows
+            .into_iter()
+            .map(|(_, c, _)| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+    }))
+}
+
 #[cfg(test)]
 mod tests;

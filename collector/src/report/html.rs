@@ -217,7 +217,7 @@ fn cases(r: &InspectionReport) -> Markup {
                     tr { th { "Mean time to respond" } td { (opt_duration(c.mean_time_to_respond_ms)) } }
                     tr { th { "Mean time to resolve" } td { (opt_duration(c.mean_time_to_resolve_ms)) } }
                     tr { th { "SLA met" } td {
-                        @if let Some(p) = c.sla_met_pct { (format!("{p:.1} %")) } @else { "n/a until contracts exist" }
+                        @if let Some(p) = c.sla_met_pct { (format!("{p:.1} %")) } @else { "n/a: no case under contract ended in the period" }
                     } }
                 }
             }

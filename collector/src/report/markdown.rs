@@ -225,8 +225,10 @@ pub fn render(r: &InspectionReport) -> String {
     let _ = writeln!(
         o,
         "- SLA met: {}\n",
-        c.sla_met_pct
-            .map_or_else(|| "n/a until contracts exist".into(), |p| format!("{p:.1} %"))
+        c.sla_met_pct.map_or_else(
+            || "n/a: no case under contract ended in the period".into(),
+            |p| format!("{p:.1} %")
+        )
     );
     if !c.cases.is_empty() {
         header(

@@ -191,7 +191,7 @@ pub struct Coverage {
     pub gaps: Vec<String>,
 }
 
-/// Satisfaction results of the period (filled by the satisfaction feature).
+/// Satisfaction results of the period (from the cases' satisfaction records).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Satisfaction {
     pub answers: u64,
@@ -340,7 +340,10 @@ pub fn build_with(
         .collect();
     open_risks.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.opened_at_ms.cmp(&b.opened_at_ms)));
     let mut cases = case_figures(conn, &all_items, period)?;
-    cases.sla_met_pct = options.extras.sla_met_pct;
+    cases.sla_met_pct = match options.extras.sla_met_pct {
+        Some(p) => Some(p),
+        None => crate::queue::sla_met_pct(conn, customer, period.from_ms, period.to_ms)?,
+    };
     let mut report = InspectionReport {
         customer: customer.to_string(),
         period,
@@ -356,7 +359,10 @@ pub fn build_with(
             Some(c) => Some(c.clone()),
             None => Some(spare_coverage(conn, customer)?),
         },
-        satisfaction: options.extras.satisfaction.clone(),
+        satisfaction: match &options.extras.satisfaction {
+            Some(s) => Some(s.clone()),
+            None => crate::queue::satisfaction_summary(conn, customer, period.from_ms, period.to_ms)?,
+        },
         advice: Vec::new(),
     };
     report.advice = advice(&report, &hosts, now_ms);

@@ -405,11 +405,52 @@ fn problems_risks_and_case_figures() {
         ]
     );
     assert!(!k.cases.iter().any(|l| l.id == f.globex_case || l.id == f.october_case));
-    // Recommendations and spare coverage come from the store; satisfaction
-    // is not recorded yet.
+    // Recommendations, spare coverage and satisfaction come from the store.
     assert_eq!(r.recommendations, Some(Vec::new()));
     assert!(r.spare_coverage.is_some());
-    assert_eq!(r.satisfaction, None);
+    let none = Satisfaction {
+        answers: 0,
+        mean_score: None,
+        no_answer: 0,
+        comments: vec![],
+    };
+    assert_eq!(r.satisfaction, Some(none));
+    // No case under contract ended in the period.
+    assert_eq!(r.cases.sla_met_pct, None);
+}
+
+#[test]
+fn sla_and_satisfaction_figures_come_from_the_queue() {
+    let c = crate::store::open_in_memory().unwrap();
+    let f = fleet(&c);
+    let p = november();
+    // The resolved case was under contract and met both clocks; a second
+    // one breached its resolution; the customer answered on the first.
+    c.execute(
+        "INSERT INTO case_meta (item_id, source, title, contract, skill) VALUES (?1, 'detection', 't', 'acme-24', 'hardware')",
+        rusqlite::params![f.resolved_case],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO case_satisfaction (item_id, score, comment, no_answer, at_ms, recorded_by) \
+         VALUES (?1, 4, 'quick and clean', 0, ?2, 'person:ana')",
+        rusqlite::params![f.resolved_case, p.from_ms + 86_400_000],
+    )
+    .unwrap();
+    let r = build(&c, "acme", p.from_ms, p.to_ms, now()).unwrap();
+    assert_eq!(r.cases.sla_met_pct, Some(100.0));
+    let s = r.satisfaction.clone().unwrap();
+    assert_eq!((s.answers, s.mean_score, s.no_answer), (1, Some(4.0), 0));
+    assert_eq!(s.comments, ["quick and clean"]);
+    c.execute(
+        "UPDATE case_meta SET resolution_breached_at_ms = 1 WHERE item_id = ?1",
+        rusqlite::params![f.resolved_case],
+    )
+    .unwrap();
+    let r = build(&c, "acme", p.from_ms, p.to_ms, now()).unwrap();
+    assert_eq!(r.cases.sla_met_pct, Some(0.0));
+    assert!(html::render(&r).contains("0.0 %"));
+    assert!(markdown::render(&r).contains("quick and clean"));
 }
 
 #[test]
@@ -460,10 +501,10 @@ fn renderings_carry_the_figures_and_the_not_tracked_notes() {
         "extend the filesystem /var or clean up before 2026-12-01",
         "critical: 1, major: 1",
         "1 d 2 h",
-        "n/a until contracts exist",
+        "n/a: no case under contract ended in the period",
         "No replacements recommended.",
         "Covered: ",
-        "Not tracked yet: satisfaction",
+        "Answers: 0 · no answer: 0 · mean score: n/a",
         "id=\"systems\"",
         "id=\"risks\"",
         "id=\"cases\"",
@@ -480,8 +521,8 @@ fn renderings_carry_the_figures_and_the_not_tracked_notes() {
         "- Cases opened: 2",
         "- By severity: critical: 1, major: 1",
         "- Mean time to resolve: 1 d 2 h",
-        "- SLA met: n/a until contracts exist",
-        "_Not tracked yet: satisfaction results",
+        "- SLA met: n/a: no case under contract ended in the period",
+        "Answers: 0 · no answer: 0 · mean score: n/a",
     ] {
         assert!(m.contains(want), "Markdown lacks {want:?}:\n{m}");
     }
@@ -490,7 +531,7 @@ fn renderings_carry_the_figures_and_the_not_tracked_notes() {
     assert_eq!(json["systems"][0]["host"], "db01");
     assert_eq!(json["cases"]["sla_met_pct"], serde_json::Value::Null);
     assert_eq!(json["recommendations"], serde_json::json!([]));
-    assert_eq!(json["satisfaction"], serde_json::Value::Null);
+    assert_eq!(json["satisfaction"]["answers"], 0);
 }
 
 #[test]
