@@ -119,7 +119,7 @@ async fn inspection_report_of_a_live_fleet_renders_in_chromium() {
         "id=\"satisfaction\"",
         "id=\"advice\"",
         "e2e-host",
-        "n/a until contracts exist",
+        "n/a: no case under contract ended in the period",
     ] {
         assert!(dom.contains(want), "rendered DOM lacks {want:?}:\n{dom}");
     }
