@@ -16,5 +16,6 @@ pub mod predict;
 pub mod report;
 pub mod rules;
 pub mod serve;
+pub mod sinks;
 pub mod spares;
 pub mod store;
