@@ -251,6 +251,33 @@ async fn sinks_redmine_one_issue_per_case_with_notes_and_status() {
     assert_eq!(again.external_id.as_deref(), Some(id.as_str()));
     assert_eq!(server.count_marked(&marker).await, 1);
 
+    // A case first delivered at a later change (the sink was added while it
+    // was open): filed in its current status, the change in the description.
+    let late_id = case_id + 1;
+    let late = event(
+        late_id,
+        6,
+        "warning",
+        change(t + 5, "person:bob", Some("new"), "in_progress", Some("already on it")),
+    );
+    let late_issue = redmine.deliver(&late, None).await.unwrap().external_id.unwrap();
+    assert_ne!(late_issue, id);
+    let issue = server.issue(&late_issue).await;
+    assert!(
+        issue["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("[caretaker #{late_id}] "))
+    );
+    assert_eq!(issue["status"]["name"], "In Progress");
+    assert_eq!(issue["priority"]["id"], 3);
+    let description = issue["description"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(
+        description.contains("person:bob: new → in_progress: already on it"),
+        "{description}"
+    );
+    assert!(journal_notes(&issue).is_empty());
+
     // A refused key: permanent, and the message names the key file.
     let bad_file = key_file(&dir, "wrong.key", "0000000000000000000000000000000000000000");
     let wrong = sink(&server.url, bad_file.clone(), PROJECT);

@@ -95,19 +95,25 @@ impl Redmine {
     }
 
     /// `POST /issues.json`: the case as it is, this change's note in the
-    /// description.
+    /// description. A new issue takes the tracker's default status whatever
+    /// the request says (unless the workflow allows more): a status is set
+    /// afterwards, see [`Self::status_body`].
     pub(crate) fn create_body(&self, ev: &CaseEvent) -> Value {
-        let mut issue = json!({
+        json!({ "issue": {
             "project_id": self.project,
             "tracker_id": self.tracker_id,
             "priority_id": priority_id(&ev.severity),
             "subject": text::subject(ev, SUBJECT_MAX),
             "description": text::description(ev, true),
-        });
-        if let Some(s) = self.status_id(&ev.change) {
-            issue["status_id"] = json!(s);
-        }
-        json!({ "issue": issue })
+        }})
+    }
+
+    /// `PUT /issues/N.json` right after the create, for a case first
+    /// delivered at a change that moved it: the status alone (the change's
+    /// note is in the description).
+    pub(crate) fn status_body(&self, ev: &CaseEvent) -> Option<Value> {
+        self.status_id(&ev.change)
+            .map(|s| json!({ "issue": { "status_id": s } }))
     }
 
     /// `PUT /issues/N.json`: the change as a note; priority and status
@@ -149,6 +155,9 @@ impl Redmine {
                 }
                 None => {
                     let id = self.create(client, ev).await?;
+                    if let Some(body) = self.status_body(ev) {
+                        self.put(client, id, &body).await?;
+                    }
                     return Ok(Delivered {
                         external_id: Some(id.to_string()),
                     });
@@ -244,10 +253,12 @@ impl Redmine {
     }
 
     async fn update(&self, client: &reqwest::Client, id: u64, ev: &CaseEvent) -> Result<(), SinkError> {
+        self.put(client, id, &self.update_body(ev)).await
+    }
+
+    async fn put(&self, client: &reqwest::Client, id: u64, body: &Value) -> Result<(), SinkError> {
         let what = format!("PUT Redmine /issues/{id}.json");
-        let req = client
-            .put(format!("{}/issues/{id}.json", self.base))
-            .json(&self.update_body(ev));
+        let req = client.put(format!("{}/issues/{id}.json", self.base)).json(body);
         send(&what, self.request(req)).await?;
         Ok(())
     }

@@ -658,6 +658,33 @@ async fn jira_delivery() {
 }
 
 #[tokio::test]
+async fn jira_first_delivery_at_a_later_change() {
+    // A case that ended before it ever reached Jira: the issue is filed with
+    // the change in its description and goes straight through the transition.
+    let dir = tempfile::tempdir().unwrap();
+    let r = receiver(vec![
+        reply(201, r#"{"id":"10002","key":"OPS-8","self":"x"}"#),
+        reply(204, ""),
+    ])
+    .await;
+    let sink = one(jira_config(&dir, r.url("")));
+    let ended = with_change(change("rule:smart", Some("recovered"), "resolved", None));
+    let d = sink.deliver(&ended, None).await.unwrap();
+    assert_eq!(d.external_id.as_deref(), Some("OPS-8"));
+    let seen = r.seen();
+    let calls: Vec<_> = seen.iter().map(|s| format!("{} {}", s.method, s.uri)).collect();
+    assert_eq!(
+        calls,
+        ["POST /rest/api/2/issue", "POST /rest/api/2/issue/OPS-8/transitions"]
+    );
+    let description = seen[0].json()["fields"]["description"].as_str().unwrap().to_string();
+    assert!(
+        description.ends_with("rule:smart: recovered → resolved\n"),
+        "{description}"
+    );
+}
+
+#[tokio::test]
 async fn jira_unreachable_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let sink = one(jira_config(&dir, refused_url("").await));
@@ -714,9 +741,13 @@ fn redmine_bodies() {
     ] {
         assert_eq!(r.status_id(&change("rule:r", Some("new"), to, None)), status, "{to}");
     }
-    // A case first delivered at a later change: the issue is created in that state.
+    // A case first delivered at a later change: created, then moved to its
+    // status (Redmine ignores a status in the create).
     let late = with_change(change("rule:smart", Some("in_progress"), "resolved", None));
-    assert_eq!(r.create_body(&late)["issue"]["status_id"], 3);
+    assert!(r.create_body(&late)["issue"].get("status_id").is_none());
+    assert_eq!(r.status_body(&late), Some(json!({"issue": {"status_id": 3}})));
+    assert_eq!(r.status_body(&opened()), None);
+    assert_eq!(r.status_body(&note), None);
 
     let custom: RedmineConfig = toml::from_str(
         r#"url = "http://r"
