@@ -29,6 +29,8 @@ pub struct Config {
     pub reports: ReportsConfig,
     #[serde(default)]
     pub queue: QueueConfig,
+    #[serde(default)]
+    pub sinks: crate::sinks::SinksConfig,
 }
 
 /// The engineers' queue: contracts and people, closing paperwork.
@@ -350,6 +352,7 @@ impl Default for Config {
             detect: DetectConfig::default(),
             reports: ReportsConfig::default(),
             queue: QueueConfig::default(),
+            sinks: crate::sinks::SinksConfig::default(),
         }
     }
 }
@@ -398,6 +401,7 @@ impl Checked for Config {
         if self.queue.satisfaction_wait_days == 0 {
             p.push("queue.satisfaction_wait_days: must be at least 1".into());
         }
+        self.sinks.problems(&mut p);
         p
     }
 }

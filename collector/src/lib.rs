@@ -18,5 +18,6 @@ pub mod queue;
 pub mod report;
 pub mod rules;
 pub mod serve;
+pub mod sinks;
 pub mod spares;
 pub mod store;
