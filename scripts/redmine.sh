@@ -84,4 +84,4 @@ elif [ "$code" != 200 ]; then
   say "GET /projects/$PROJECT.json answered $code"; exit 1
 fi
 say "ready: $URL"
-echo "export CARETAKER_TEST_REDMINE=$URL CARETAKER_TEST_REDMINE_KEY=$KEY"
+echo "export CARETAKER_TEST_REDMINE=$URL CARETAKER_TEST_REDMINE_KEY=$KEY CARETAKER_TEST_REDMINE_PIDFILE=$PIDFILE"

@@ -46,6 +46,10 @@ pub struct QueueConfig {
     /// closed with "no answer".
     #[serde(default = "default_satisfaction_wait_days")]
     pub satisfaction_wait_days: u32,
+    /// The collector's address as engineers reach it
+    /// (`https://caretaker.example:8443`): sinks link to the case pages.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 fn default_satisfaction_wait_days() -> u32 {
@@ -57,6 +61,7 @@ impl Default for QueueConfig {
         Self {
             contracts_file: None,
             satisfaction_wait_days: default_satisfaction_wait_days(),
+            public_url: None,
         }
     }
 }

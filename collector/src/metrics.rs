@@ -12,6 +12,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{self, Registry};
 
@@ -39,6 +40,9 @@ pub struct Metrics {
     pub rule_file_errors: Counter,
     /// Problems in the contracts file found on reload.
     pub contract_file_errors: Counter,
+    /// Ticket sinks: deliveries by result, and each sink's backlog.
+    pub sink_deliveries: Family<Labels, Counter>,
+    pub outbox_pending: Family<Labels, Gauge>,
     pub dropped: Counter,
     /// Active findings and cases, as the store writer counted them after the
     /// last detection job (so a scrape costs no query; it lags by at most
@@ -76,6 +80,22 @@ fn register(registry: &mut Registry, name: &str, metric: impl registry::Metric) 
 }
 
 impl Metrics {
+    /// Counts one hand-over of a case change to a sink.
+    pub fn count_delivery(&self, sink: &str, result: &str) {
+        self.sink_deliveries
+            .get_or_create(&vec![
+                ("sink".to_string(), sink.to_string()),
+                ("result".to_string(), result.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn set_outbox_pending(&self, sink: &str, pending: i64) {
+        self.outbox_pending
+            .get_or_create(&vec![("sink".to_string(), sink.to_string())])
+            .set(pending);
+    }
+
     pub fn new(fleet: Arc<Fleet>, down_after_intervals: u32) -> Result<Self, String> {
         let mut registry = Registry::default();
         let m = Self {
@@ -90,6 +110,8 @@ impl Metrics {
             evaluation: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
             rule_file_errors: Counter::default(),
             contract_file_errors: Counter::default(),
+            sink_deliveries: Family::default(),
+            outbox_pending: Family::default(),
             dropped: Counter::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
@@ -105,6 +127,8 @@ impl Metrics {
             m.contract_file_errors.clone(),
         )?;
         register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
+        register(&mut registry, "caretaker_sink_deliveries", m.sink_deliveries.clone())?;
+        register(&mut registry, "caretaker_outbox_pending", m.outbox_pending.clone())?;
         for e in catalogue::TRANSITION_EVENTS {
             let _ = m.transitions.get_or_create(&vec![("event".to_string(), e.to_string())]);
         }

@@ -123,6 +123,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Ticket sinks deliver the outbox, each from its own cursor.
+    let sinks = crate::sinks::build(&cfg.sinks)
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("configuring the ticket sinks")?;
+    let deliverers = crate::queue::deliver::start(
+        sinks,
+        Arc::new(Mutex::new(
+            store::open(&paths.database, cfg.store.synchronous).context("opening the store for the outbox")?,
+        )),
+        writer.clone(),
+        metrics.clone(),
+        cfg.queue.public_url.clone(),
+        crate::queue::deliver::Backoff::default(),
+    );
     let cfg = Arc::new(cfg);
     let state = AppState {
         detect: Some(detect),
@@ -210,6 +224,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(r) = reporter {
         r.abort();
         let _ = r.await;
+    }
+    // The delivery tasks hold writer handles too.
+    for d in deliverers {
+        d.abort();
+        let _ = d.await;
     }
     // The detection task holds a writer handle: stop it so the writer can end.
     detector.abort();

@@ -1372,6 +1372,22 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Problems found in the contracts file on reload; the previous contracts stayed active."
     ),
     m!(
+        "caretaker_sink_deliveries",
+        Counter,
+        None,
+        Collector,
+        ["sink", "result"],
+        "Case changes handed to a ticket sink: delivered, failed (retried with backoff), refused (a 4xx; set aside after five) or muted (a flapping case's rule changes)."
+    ),
+    m!(
+        "caretaker_outbox_pending",
+        Gauge,
+        None,
+        Collector,
+        ["sink"],
+        "Case changes waiting in the outbox for a sink (grows while the sink is down)."
+    ),
+    m!(
         "caretaker_detect_evaluations_dropped",
         Counter,
         None,

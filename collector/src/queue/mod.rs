@@ -11,6 +11,7 @@
 //! case's log, and from there (a trigger, in the same transaction) to the
 //! outbox the sinks deliver from.
 
+pub mod deliver;
 pub mod outbox;
 
 use std::collections::BTreeMap;
