@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::hosts::authorize;
+use super::hosts::{authorize, may_see_host};
 use crate::auth::Principal;
 use crate::fleet::Host;
 use crate::store;
@@ -49,19 +49,13 @@ fn line(h: &Host) -> Value {
     })
 }
 
-/// Whether the principal may see the host: a customer's user sees only the
-/// hosts labelled with their customer.
-fn visible(p: &Principal, h: &Host) -> bool {
-    p.scope().is_none() || p.may_see(h.label("customer"))
-}
-
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let principal = authorize(&state, &headers)?;
     let assets: Vec<Value> = state
         .fleet
         .snapshot()
         .iter()
-        .filter(|h| visible(&principal, h))
+        .filter(|h| may_see_host(&principal, h))
         .map(|h| line(h))
         .collect();
     Ok(Json(json!({ "assets": assets })))
@@ -76,14 +70,14 @@ struct ChangesQuery {
 /// the hosts the principal may see: another customer's host is "not found",
 /// so its existence does not leak.
 fn find(state: &AppState, principal: &Principal, key: &str) -> Result<std::sync::Arc<Host>, ApiError> {
-    if let Some(h) = state.fleet.get(key).filter(|h| visible(principal, h)) {
+    if let Some(h) = state.fleet.get(key).filter(|h| may_see_host(principal, h)) {
         return Ok(h);
     }
     let mut named: Vec<_> = state
         .fleet
         .snapshot()
         .into_iter()
-        .filter(|h| h.host == key && visible(principal, h))
+        .filter(|h| h.host == key && may_see_host(principal, h))
         .collect();
     match named.len() {
         0 => Err(ApiError::NotFound(format!(

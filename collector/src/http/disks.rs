@@ -1,7 +1,8 @@
 //! `GET /api/v1/disks` (every current disk, worst verdict first; `?agent_id=`
 //! narrows it to one host) and `GET /api/v1/hosts/{agent_id}/disks/{key}` (one
 //! disk's latest full reading and its history, also after the disk left the
-//! host). Needs the API token.
+//! host). Needs an API token or a session; a customer's user sees only the
+//! disks of their customer's hosts, another customer's host is "not found".
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::hosts::authorize;
+use super::hosts::{authorize, may_see_host, visible_host};
 use super::{AppState, read};
 use crate::disks;
 
@@ -31,13 +32,19 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    if let Some(a) = &q.agent_id
-        && state.fleet.get(a).is_none()
-    {
-        return Err(ApiError::NotFound(format!("no host with agent id {a:?}")));
+    let principal = authorize(&state, &headers)?;
+    if let Some(a) = &q.agent_id {
+        visible_host(&state, &principal, a)?;
     }
-    let rows = read(&state, move |c| disks::list(c, q.agent_id.as_deref())).await?;
+    let mut rows = read(&state, move |c| disks::list(c, q.agent_id.as_deref())).await?;
+    if principal.scope().is_some() {
+        rows.retain(|r| {
+            state
+                .fleet
+                .get(&r.agent_id)
+                .is_some_and(|h| may_see_host(&principal, &h))
+        });
+    }
     Ok(Json(json!({ "disks": rows })))
 }
 
@@ -52,7 +59,8 @@ async fn one(
     Path((agent_id, key)): Path<(String, String)>,
     Query(q): Query<OneQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers)?;
+    visible_host(&state, &principal, &agent_id)?;
     let limit = q.limit.unwrap_or(1_000).min(100_000);
     let (a, k) = (agent_id.clone(), key.clone());
     let found = read(&state, move |c| disks::one(c, &a, &k, limit)).await?;

@@ -1,6 +1,10 @@
 //! `GET /api/v1/hosts`, `/api/v1/hosts/{agent_id}` and
 //! `/api/v1/hosts/{agent_id}/reports`: what the collector knows about each
-//! host. Needs an API token (`Authorization: Bearer ...`) or a session.
+//! host. Needs an API token (`Authorization: Bearer ...`) or a session; a
+//! customer's user sees only the hosts labelled with their customer, and
+//! another customer's host is "not found".
+
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -47,6 +51,41 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Princip
     }
 }
 
+/// The customer a host belongs to: its agent's `customer` label (empty when
+/// unlabelled, which no customer's user may see).
+pub(crate) fn customer_of(h: &Host) -> &str {
+    h.label("customer")
+}
+
+/// Whether the principal may see the host and everything filed under it:
+/// staff see every host, a customer's user only the hosts of their customer.
+pub(crate) fn may_see_host(p: &Principal, h: &Host) -> bool {
+    p.may_see(customer_of(h))
+}
+
+/// The host with this agent id, if the principal may see it. Another
+/// customer's host gets the same 404 as a missing one, so its existence does
+/// not leak.
+pub(crate) fn visible_host(state: &AppState, p: &Principal, agent_id: &str) -> Result<Arc<Host>, ApiError> {
+    state
+        .fleet
+        .get(agent_id)
+        .filter(|h| may_see_host(p, h))
+        .ok_or_else(|| ApiError::NotFound(format!("no host with agent id {agent_id:?}")))
+}
+
+/// Whether the principal may see data filed under a host *name* (service
+/// reports): staff always; a customer's user only when every known host of
+/// that name is theirs, so a name two customers share shows neither of them
+/// the other's records.
+pub(crate) fn may_see_host_name(state: &AppState, p: &Principal, name: &str) -> bool {
+    if p.scope().is_none() {
+        return true;
+    }
+    let named: Vec<Arc<Host>> = state.fleet.snapshot().into_iter().filter(|h| h.host == name).collect();
+    !named.is_empty() && named.iter().all(|h| may_see_host(p, h))
+}
+
 fn summary(h: &Host, state: &AppState, now: i64) -> Value {
     let mut v = serde_json::to_value(h).unwrap_or_else(|_| json!({}));
     v["up"] = json!(h.is_up(now, state.config.hosts.down_after_intervals));
@@ -55,9 +94,15 @@ fn summary(h: &Host, state: &AppState, now: i64) -> Value {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers)?;
     let now = caretaker_shared::now_ms();
-    let hosts: Vec<Value> = state.fleet.snapshot().iter().map(|h| summary(h, &state, now)).collect();
+    let hosts: Vec<Value> = state
+        .fleet
+        .snapshot()
+        .iter()
+        .filter(|h| may_see_host(&principal, h))
+        .map(|h| summary(h, &state, now))
+        .collect();
     Ok(Json(json!({ "hosts": hosts })))
 }
 
@@ -66,11 +111,8 @@ async fn one(
     headers: HeaderMap,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    let h = state
-        .fleet
-        .get(&agent_id)
-        .ok_or_else(|| ApiError::NotFound(format!("no host with agent id {agent_id:?}")))?;
+    let principal = authorize(&state, &headers)?;
+    let h = visible_host(&state, &principal, &agent_id)?;
     let mut v = summary(&h, &state, caretaker_shared::now_ms());
     v["samples"] = serde_json::to_value(&h.samples).unwrap_or_default();
     Ok(Json(v))
@@ -87,10 +129,8 @@ async fn reports(
     Path(agent_id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    if state.fleet.get(&agent_id).is_none() {
-        return Err(ApiError::NotFound(format!("no host with agent id {agent_id:?}")));
-    }
+    let principal = authorize(&state, &headers)?;
+    visible_host(&state, &principal, &agent_id)?;
     let limit = q.limit.unwrap_or(100).min(10_000);
     let entries = super::read(&state, move |conn| store::report_log(conn, &agent_id, limit)).await?;
     Ok(Json(json!({ "reports": entries })))

@@ -11,7 +11,9 @@
 //!   file; HTML is shown inline, so the link is also the report's web page).
 //!
 //! These live beside agent ingest (`POST /api/v1/reports`), which has no
-//! deeper paths. All need the API token.
+//! deeper paths. All need an API token or a session. Generating is for staff;
+//! a customer's user lists and reads only their own customer's reports, and
+//! another customer's report is "not found".
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -77,7 +79,7 @@ async fn generate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let b: GenerateBody = json_body(&body)?;
     let customer = b.customer.trim().to_string();
     if customer.is_empty() {
@@ -124,8 +126,10 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    let reports = read(&state, move |c| stored::list(c, q.customer.as_deref())).await?;
+    let principal = authorize(&state, &headers)?;
+    // A customer sees its own reports whatever it asks for.
+    let customer = principal.scope().map(str::to_string).or(q.customer);
+    let reports = read(&state, move |c| stored::list(c, customer.as_deref())).await?;
     let reports: Vec<Value> = reports
         .into_iter()
         .map(|s| {
@@ -186,10 +190,13 @@ fn file_name(s: &Stored, ext: &str) -> String {
 }
 
 async fn one(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers)?;
     let (id, format) = parse_id(&id)?;
     let found = read(&state, move |c| stored::get(c, id)).await?;
-    let s = found.ok_or_else(|| ApiError::NotFound(format!("no inspection report {id}")))?;
+    // Another customer's report is answered like a missing one.
+    let s = found
+        .filter(|s| principal.may_see(&s.summary.customer))
+        .ok_or_else(|| ApiError::NotFound(format!("no inspection report {id}")))?;
     let (body, content_type, disposition) = match format {
         Format::Plain => (s.json.clone(), "application/json", None),
         Format::Json => (

@@ -11,7 +11,9 @@
 //!   `POST /api/v1/unmapped/{id}/map` with `{"host": NAME}` maps one to a
 //!   known host, and every later signal with the same name with it.
 //!
-//! All need the API token.
+//! All need an API token or a session. A customer's user reads only the
+//! windows of their own customer (another customer's window is "not
+//! found"); the unmapped list and every change are for staff.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -46,9 +48,11 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers)?;
     let after = (!q.all.unwrap_or(false)).then(caretaker_shared::now_ms);
-    let windows = read(&state, move |c| hold::windows(c, after, q.customer.as_deref())).await?;
+    // A customer sees its own windows whatever it asks for.
+    let customer = principal.scope().map(str::to_string).or(q.customer);
+    let windows = read(&state, move |c| hold::windows(c, after, customer.as_deref())).await?;
     Ok(Json(json!({ "windows": windows })))
 }
 
@@ -57,13 +61,16 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers)?;
     let id = path_id("maintenance window", &id)?;
     let (w, held) = read(&state, move |c| {
         Ok((hold::window(c, id)?, hold::held_by(c, Held::Maintenance, id)?))
     })
     .await?;
-    let w = w.ok_or_else(|| ApiError::NotFound(format!("no maintenance window {id}")))?;
+    // Another customer's window is answered like a missing one.
+    let w = w
+        .filter(|w| principal.may_see(&w.customer))
+        .ok_or_else(|| ApiError::NotFound(format!("no maintenance window {id}")))?;
     let mut v = json!(w);
     v["held"] = json!(held);
     Ok(Json(v))
@@ -108,7 +115,8 @@ async fn end(
 }
 
 async fn unmapped(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    // Unmapped signals name no known asset, so no customer of their own.
+    authorize(&state, &headers)?.require_staff()?;
     let held = read(&state, |c| hold::list_held(c, Some(Held::Unmapped), None)).await?;
     Ok(Json(json!({ "unmapped": held })))
 }

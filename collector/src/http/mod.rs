@@ -25,6 +25,8 @@ pub mod maintenance;
 pub mod queue;
 pub mod recommendations;
 pub mod reports;
+#[cfg(test)]
+mod scoping;
 pub mod spares;
 #[cfg(test)]
 pub(crate) mod testing;

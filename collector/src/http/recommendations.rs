@@ -8,7 +8,9 @@
 //!   `/dismiss` with `{"reason": "..."}` dismisses it; `/done` marks the part
 //!   replaced. A move the current status does not allow is a 409 naming it.
 //!
-//! All need the API token.
+//! All need an API token or a session. A customer's user reads only the
+//! recommendations of their own customer (another customer's is "not
+//! found"); acting on one is for staff.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -47,7 +49,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(RecStatus::parse(s).ok_or_else(|| {
@@ -65,7 +67,8 @@ async fn list(
     let filter = Filter {
         status,
         host: q.host,
-        customer: q.customer,
+        // A customer sees its own recommendations whatever it asks for.
+        customer: principal.scope().map(str::to_string).or(q.customer),
         urgency: q.urgency,
     };
     let list = read(&state, move |c| records::list(c, &filter)).await?;
@@ -77,10 +80,12 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers)?;
     let id = path_id("recommendation", &id)?;
+    // Another customer's recommendation is answered like a missing one.
     let rec = read(&state, move |c| records::get(c, id))
         .await?
+        .filter(|r| principal.may_see(&r.customer))
         .ok_or_else(|| ApiError::NotFound(format!("no recommendation {id}")))?;
     Ok(Json(json!(rec)))
 }

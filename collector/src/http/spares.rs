@@ -8,7 +8,10 @@
 //! - `GET /api/v1/spares/coverage?customer=`: the coverage report.
 //! - `POST /api/v1/service-reports`, `GET /api/v1/service-reports?host=`.
 //!
-//! All need the API token.
+//! All need an API token or a session. The stock and the replenishment
+//! requests are the provider's: staff only. A customer's user gets the
+//! coverage of their own customer's assets (whatever `?customer=` says) and
+//! the service reports on their own hosts; every change is for staff.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -20,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::hosts::authorize;
+use super::hosts::{authorize, may_see_host_name};
 use super::{json_body, read};
 use crate::spares::{self, ServiceReport, SpareModel};
 
@@ -35,7 +38,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let (models, stock) = read(&state, |c| Ok((spares::models(c)?, spares::stock(c)?))).await?;
     Ok(Json(json!({ "models": models, "stock": stock })))
 }
@@ -106,7 +109,7 @@ async fn replenishment(
     headers: HeaderMap,
     Query(q): Query<AllQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers)?.require_staff()?;
     let all = q.all.unwrap_or(false);
     let r = read(&state, move |c| spares::replenishments(c, all)).await?;
     Ok(Json(json!({ "requests": r })))
@@ -123,8 +126,9 @@ async fn coverage(
     headers: HeaderMap,
     Query(q): Query<CustomerQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    let cov = read(&state, move |c| spares::coverage(c, q.customer.as_deref())).await?;
+    let principal = authorize(&state, &headers)?;
+    let customer = principal.scope().map(str::to_string).or(q.customer);
+    let cov = read(&state, move |c| spares::coverage(c, customer.as_deref())).await?;
     Ok(Json(json!(cov)))
 }
 
@@ -139,8 +143,9 @@ async fn list_reports(
     headers: HeaderMap,
     Query(q): Query<HostQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
-    let r = read(&state, move |c| spares::service_reports(c, q.host.as_deref())).await?;
+    let principal = authorize(&state, &headers)?;
+    let mut r = read(&state, move |c| spares::service_reports(c, q.host.as_deref())).await?;
+    r.retain(|s| may_see_host_name(&state, &principal, &s.host));
     Ok(Json(json!({ "service_reports": r })))
 }
 
