@@ -22,6 +22,7 @@ pub mod hosts;
 pub mod inspection;
 pub mod login;
 pub mod maintenance;
+pub mod openapi;
 pub mod queue;
 pub mod recommendations;
 pub mod reports;
@@ -65,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .merge(recommendations::router())
         .merge(inspection::router())
         .merge(login::router())
+        .merge(openapi::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))
