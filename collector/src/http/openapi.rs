@@ -166,15 +166,16 @@ mod tests {
     }
 
     /// The routes a module's source registers: every `.route(PATH, ...)` call
-    /// outside comments and the test module (`#[cfg(test)] mod ...` to the end
-    /// of the file), PATH a string literal or a
+    /// outside comments and the inline test module (`#[cfg(test)] mod tests {`
+    /// to the end of the file; a `#[cfg(test)] mod x;` declaration is not
+    /// one), PATH a string literal or a
     /// `const` of the same file, the methods those of the method routers
     /// (`get(`, `post(`, ...) in the same call. Panics on what it cannot read
     /// (another kind of registration, an unknown constant, a call without a
     /// known method), so nothing goes unseen silently.
     fn scan_routes(file: &str, src: &str) -> Routes {
         let code: String = src
-            .split("\n#[cfg(test)]\nmod ")
+            .split("\n#[cfg(test)]\nmod tests {")
             .next()
             .unwrap_or_default()
             .lines()
