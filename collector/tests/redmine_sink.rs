@@ -162,7 +162,7 @@ async fn sinks_redmine_one_issue_per_case_with_notes_and_status() {
     let issue = server.issue(&id).await;
     assert_eq!(
         issue["subject"],
-        format!("{marker} db01 disk_reallocated_sectors /dev/sda")
+        format!("{marker} db01: Reallocated sectors growing on /dev/sda")
     );
     let description = issue["description"].as_str().unwrap().replace("\r\n", "\n");
     assert!(description.contains("Customer: acme\n"), "{description}");

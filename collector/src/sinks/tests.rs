@@ -233,14 +233,19 @@ fn subject_keeps_the_marker() {
     let ev = opened();
     assert_eq!(
         text::subject(&ev, 255),
-        "[caretaker #42] db01 disk_reallocated_sectors /dev/sda"
+        "[caretaker #42] db01: Reallocated sectors growing on /dev/sda"
     );
     let mut long = ev.clone();
-    long.component = "x".repeat(400);
+    long.title = "x".repeat(400);
     let s = text::subject(&long, 255);
     assert_eq!(s.chars().count(), 255);
-    assert!(s.starts_with("[caretaker #42] db01 ") && s.ends_with('…'));
+    assert!(s.starts_with("[caretaker #42] db01: ") && s.ends_with('…'));
     let mut bare = ev;
+    bare.title = String::new();
+    assert_eq!(
+        text::subject(&bare, 255),
+        "[caretaker #42] db01 disk_reallocated_sectors /dev/sda"
+    );
     bare.component = String::new();
     assert_eq!(
         text::subject(&bare, 255),
@@ -554,7 +559,7 @@ fn jira_bodies() {
         json!({
             "fields": {
                 "project": { "key": "OPS" },
-                "summary": "[caretaker #42] db01 disk_reallocated_sectors /dev/sda",
+                "summary": "[caretaker #42] db01: Reallocated sectors growing on /dev/sda",
                 "description": text::description(&ev, true),
                 "issuetype": { "name": "Bug" },
                 "labels": ["caretaker", "Acme_Corp"],
@@ -703,7 +708,7 @@ fn redmine_bodies() {
             "project_id": "caretaker-cases",
             "tracker_id": 1,
             "priority_id": 4,
-            "subject": "[caretaker #42] db01 disk_reallocated_sectors /dev/sda",
+            "subject": "[caretaker #42] db01: Reallocated sectors growing on /dev/sda",
             "description": text::description(&opened(), true),
         }})
     );

@@ -21,15 +21,24 @@ pub(crate) fn marker(case_id: i64) -> String {
     format!("[caretaker #{case_id}]")
 }
 
-/// `[caretaker #42] db01 disk_reallocated_sectors /dev/sda`, at most `max`
-/// characters (the marker always survives).
+/// `[caretaker #42] db01: Reallocated sectors growing on /dev/sda` (the
+/// case's title), or `[caretaker #42] db01 disk_reallocated_sectors /dev/sda`
+/// for a case without one; at most `max` characters (the marker always
+/// survives).
 pub(crate) fn subject(ev: &CaseEvent, max: usize) -> String {
     let mut s = marker(ev.case_id);
-    for part in [&ev.asset, &ev.check, &ev.component] {
-        if !part.is_empty() {
-            s.push(' ');
-            s.push_str(part);
+    s.push(' ');
+    s.push_str(&ev.asset);
+    if ev.title.trim().is_empty() {
+        for part in [&ev.check, &ev.component] {
+            if !part.is_empty() {
+                s.push(' ');
+                s.push_str(part);
+            }
         }
+    } else {
+        s.push_str(": ");
+        s.push_str(ev.title.trim());
     }
     clip(&s, max)
 }

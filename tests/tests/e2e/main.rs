@@ -14,4 +14,5 @@ mod inspection_report;
 mod packaging;
 mod prometheus;
 mod spool;
+mod ticketing;
 mod util;

@@ -195,6 +195,20 @@ impl Collector {
         resp.json().await.unwrap_or(Value::Null)
     }
 
+    /// POSTs JSON with the API token: the status and the JSON answer.
+    pub async fn api_post(&self, path: &str, body: &Value) -> (reqwest::StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth(&self.api_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn metrics(&self) -> String {
         let resp = self.client.get(format!("{}/metrics", self.url())).send().await;
         match resp {
