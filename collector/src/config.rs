@@ -406,6 +406,11 @@ impl Checked for Config {
         if self.queue.satisfaction_wait_days == 0 {
             p.push("queue.satisfaction_wait_days: must be at least 1".into());
         }
+        if let Some(u) = &self.queue.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            p.push(format!("queue.public_url: {u:?} is not an http(s) URL"));
+        }
         self.sinks.problems(&mut p);
         p
     }
@@ -449,6 +454,17 @@ mod tests {
         let c = Config::parse("[detect]\nmin_hold_secs = 10\n", Path::new("c.toml"));
         assert!(c.is_ok_and(|c| c.detect.policy().min_hold_ms == 10_000
             && c.detect.policy().quiet_period_ms == Policy::default().quiet_period_ms));
+        let e = Config::parse(
+            "[queue]\nsatisfaction_wait_days = 0\npublic_url = \"caretaker.example\"\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("queue.satisfaction_wait_days: must be at least 1")
+                && e.contains("queue.public_url: \"caretaker.example\" is not an http(s) URL")),
+            "{e:?}"
+        );
         let e = Config::parse("[store]\nsynchronous = \"sometimes\"\n", Path::new("c.toml"))
             .err()
             .map(|e| e.to_string());
