@@ -21,6 +21,10 @@ fi
 if [ -z "${CARETAKER_TEST_CHROMIUM:-}" ] && command -v chromium >/dev/null; then
   export CARETAKER_TEST_CHROMIUM="$(command -v chromium)"
 fi
+# chromedriver for the web pages' browser test.
+if [ -z "${CARETAKER_TEST_CHROMEDRIVER:-}" ] && command -v chromedriver >/dev/null; then
+  export CARETAKER_TEST_CHROMEDRIVER="$(command -v chromedriver)"
+fi
 # Every smartctl fixture, including those the project may not carry, when the
 # shared fixture folder sits beside the checkout.
 if [ -z "${CARETAKER_SMARTCTL_FIXTURES:-}" ] && [ -f ../shared/fixtures/smartctl/MANIFEST.tsv ]; then

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::AppState;
@@ -49,35 +49,23 @@ fn page(next: &str, user: &str, error: Option<&str>) -> Html<String> {
 }
 
 fn form_markup(next: &str, user: &str, error: Option<&str>) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Caretaker: log in" }
-                style {
-                    "body{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem;color:#222}"
-                    "label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}"
-                    "button{margin-top:1rem;padding:.4rem 1.2rem}.error{color:#a00;border:1px solid #a00;padding:.5rem}"
-                }
+    let content = html! {
+        div.narrow {
+            h1 { "Caretaker" }
+            @if let Some(e) = error {
+                p.error role="alert" { (e) }
             }
-            body {
-                h1 { "Caretaker" }
-                @if let Some(e) = error {
-                    p.error role="alert" { (e) }
-                }
-                form method="post" action="/login" {
-                    input type="hidden" name="next" value=(next);
-                    label for="user" { "User" }
-                    input id="user" name="user" type="text" autocomplete="username" required value=(user);
-                    label for="password" { "Password" }
-                    input id="password" name="password" type="password" autocomplete="current-password" required;
-                    button type="submit" { "Log in" }
-                }
+            form method="post" action="/login" {
+                input type="hidden" name="next" value=(next);
+                label for="user" { "User" }
+                input id="user" name="user" type="text" autocomplete="username" required value=(user);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                button type="submit" { "Log in" }
             }
         }
-    }
+    };
+    super::pages::layout("log in", None, content)
 }
 
 async fn form(Query(q): Query<NextQuery>) -> Html<String> {

@@ -23,6 +23,7 @@ pub mod inspection;
 pub mod login;
 pub mod maintenance;
 pub mod openapi;
+pub mod pages;
 pub mod queue;
 pub mod recommendations;
 pub mod reports;
@@ -67,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .merge(inspection::router())
         .merge(login::router())
         .merge(openapi::router())
+        .merge(pages::router())
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))

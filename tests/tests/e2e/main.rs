@@ -2,6 +2,7 @@
 //! binaries, over TLS on loopback, with real SQLite files.
 
 mod bench;
+mod browser;
 mod cli;
 mod crash;
 mod dashboards;

@@ -1,0 +1,423 @@
+//! The engineers' web pages, rendered on the server (plain forms, no
+//! scripts):
+//! - `GET /` → `/queue`.
+//! - `GET /queue`: the queue, nearest SLA breach first, with its filters.
+//! - `GET /cases/{id}`, `POST /cases/{id}`: a case with its SLA, timeline
+//!   and paperwork; staff act on it through small forms (field `action`).
+//! - `GET /assets/{host}`: an asset's cases, findings and parts replaced.
+//! - `GET /faults/new`, `POST /faults`: report a fault.
+//!
+//! Every page needs a session (else 303 to the login page). A customer's
+//! user sees only its own customer's cases and assets (others answer 404)
+//! and gets no forms; its POSTs answer 403. Every POST carries the session's
+//! CSRF token in field `csrf`. A POST that worked answers 303 back to the
+//! case; bad input re-renders the page with 400 and the problem, naming the
+//! field, and changes nothing.
+
+mod forms;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::queue::{QueueQuery, file_fault, run_action};
+use crate::auth::{self, Principal};
+use crate::queue;
+
+use forms::Fields;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/queue") }))
+        .route("/queue", get(queue_page))
+        .route("/cases/{id}", get(case_page).post(case_post))
+        .route("/assets/{host}", get(asset_page))
+        .route("/faults/new", get(fault_page))
+        .route("/faults", post(fault_post))
+}
+
+/// Who is looking at a page, for its header and its forms.
+pub(crate) struct Viewer<'a> {
+    pub who: &'a Principal,
+    pub csrf: &'a str,
+}
+
+const STYLE: &str = concat!(
+    "body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fff}",
+    "header{display:flex;gap:1rem;align-items:center;padding:.5rem 1rem;background:#234;color:#fff}",
+    "header a{color:#fff}header .who{margin-left:auto}header form{display:inline;margin:0}",
+    "main{padding:0 1rem 2rem}.narrow{max-width:22rem;margin:4rem auto}",
+    "table{border-collapse:collapse;margin:.5rem 0}th,td{border-bottom:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}",
+    "label{display:block;margin:.5rem 0 .1rem}input,select,textarea{padding:.3rem;box-sizing:border-box}",
+    ".narrow input{width:100%}textarea{width:100%;max-width:40rem;min-height:3rem}",
+    "button{margin-top:.5rem;padding:.3rem 1rem}.error{color:#a00;border:1px solid #a00;padding:.5rem}",
+    ".actions{display:flex;flex-wrap:wrap;gap:1rem}.actions form{border:1px solid #ccc;padding:.5rem 1rem;min-width:14rem}",
+    ".filters form{display:flex;gap:1rem;align-items:end;flex-wrap:wrap}.filters label{margin:0}",
+    ".breached{color:#a00;font-weight:bold}pre{background:#f4f4f4;padding:.5rem;overflow:auto;max-width:60rem}",
+    "dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}",
+);
+
+/// The one layout of every page: a header with who is logged in (when
+/// someone is) and the content.
+pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Caretaker: " (title) }
+                style { (STYLE) }
+            }
+            body {
+                @if let Some(v) = viewer {
+                    header {
+                        strong { "Caretaker" }
+                        a href="/queue" { "Queue" }
+                        @if v.who.can_act() {
+                            a href="/faults/new" { "Report a fault" }
+                        }
+                        span.who {
+                            "Logged in as " strong { (v.who.name) } " (" (v.who.role.as_str()) ")"
+                            @if let Some(c) = &v.who.customer { ", " (c) }
+                        }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(v.csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { (content) }
+            }
+        }
+    }
+}
+
+/// Why a page is not shown: the login page, or an error page.
+pub(crate) enum PageError {
+    Login(Redirect),
+    Status(StatusCode, String),
+}
+
+impl From<Redirect> for PageError {
+    fn from(r: Redirect) -> Self {
+        PageError::Login(r)
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        let (code, message) = problem(e);
+        PageError::Status(code, message)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Login(r) => r.into_response(),
+            PageError::Status(code, message) => {
+                let title = code.canonical_reason().unwrap_or("error");
+                let body = html! {
+                    h1 { (title) }
+                    p.error role="alert" { (message) }
+                    p { a href="/queue" { "Back to the queue" } }
+                };
+                (code, Html(layout(title, None, body).into_string())).into_response()
+            }
+        }
+    }
+}
+
+/// The status and the message a page shows for an API error; internal
+/// errors are logged (by the error type) and shown generically.
+fn problem(e: ApiError) -> (StatusCode, String) {
+    match e {
+        ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+        ApiError::Malformed { path, reason } => (StatusCode::BAD_REQUEST, format!("{path}: {reason}")),
+        ApiError::Invalid(p) => (
+            StatusCode::BAD_REQUEST,
+            p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
+        ),
+        ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+        ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+        ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+        other => {
+            let resp = other.into_response();
+            (resp.status(), "internal error; see the collector's log".to_string())
+        }
+    }
+}
+
+fn not_found(what: &str) -> PageError {
+    PageError::Status(StatusCode::NOT_FOUND, format!("no such {what}"))
+}
+
+fn forbidden(who: &Principal) -> PageError {
+    match who.require_staff() {
+        Err(e) => e.into(),
+        Ok(()) => PageError::Status(StatusCode::FORBIDDEN, "not allowed".into()),
+    }
+}
+
+const STALE_FORM: &str = "the form is stale or forged (csrf); reload the page and try again";
+
+/// 403 unless the form carries the session's CSRF token.
+fn check_csrf(state: &AppState, headers: &HeaderMap, fields: &Fields) -> Result<(), PageError> {
+    let ok =
+        auth::cookie(headers, auth::SESSION_COOKIE).is_some_and(|id| state.sessions.csrf_ok(id, fields.get("csrf")));
+    if ok {
+        Ok(())
+    } else {
+        tracing::info!("page form refused: bad or missing csrf token");
+        Err(PageError::Status(StatusCode::FORBIDDEN, STALE_FORM.into()))
+    }
+}
+
+/// The form's fields, or 400 naming what could not be read.
+fn form_fields(form: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<Fields, PageError> {
+    match form {
+        Ok(Form(pairs)) => Ok(Fields::new(pairs)),
+        Err(e) => Err(PageError::Status(
+            StatusCode::BAD_REQUEST,
+            format!("the form could not be read: {}", e.body_text()),
+        )),
+    }
+}
+
+fn html_page(code: StatusCode, page: Markup) -> Response {
+    (code, Html(page.into_string())).into_response()
+}
+
+async fn queue_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Result<Query<QueueQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let viewer = Viewer {
+        who: &who,
+        csrf: &session.csrf,
+    };
+    let contracts = state.contracts.get();
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            let page = render::queue(
+                &viewer,
+                &contracts,
+                &QueueQuery::default(),
+                &[],
+                Some(&e.body_text()),
+                0,
+            );
+            return Ok(html_page(StatusCode::BAD_REQUEST, page));
+        }
+    };
+    let filter = match q.filter(who.scope()) {
+        Ok(f) => f,
+        Err(e) => {
+            let (code, message) = problem(e);
+            return Ok(html_page(
+                code,
+                render::queue(&viewer, &contracts, &q, &[], Some(&message), 0),
+            ));
+        }
+    };
+    let now = caretaker_shared::now_ms();
+    let c = contracts.clone();
+    let entries = super::read(&state, move |conn| queue::queue(conn, &c, &filter, now)).await?;
+    Ok(html_page(
+        StatusCode::OK,
+        render::queue(&viewer, &contracts, &q, &entries, None, now),
+    ))
+}
+
+/// A case and the asset's service reports, if `who` may see it.
+async fn load_case(state: &AppState, who: &Principal, id: i64) -> Result<render::CaseView, PageError> {
+    let contracts = state.contracts.get();
+    let now = caretaker_shared::now_ms();
+    let found = super::read(state, move |conn| {
+        let Some(detail) = queue::case_detail(conn, &contracts, id, now)? else {
+            return Ok(None);
+        };
+        let asset_reports = crate::spares::service_reports(conn, Some(&detail.item.key.asset))?;
+        Ok(Some((detail, asset_reports)))
+    })
+    .await?;
+    match found {
+        // Another customer's case is answered like a missing one.
+        Some((detail, asset_reports)) if who.may_see(&detail.item.key.customer) => Ok(render::CaseView {
+            detail,
+            asset_reports,
+            now,
+        }),
+        _ => Err(not_found("case")),
+    }
+}
+
+fn case_id(id: &str) -> Result<i64, PageError> {
+    id.parse().map_err(|_| not_found("case"))
+}
+
+async fn case_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let id = case_id(&id)?;
+    let view = load_case(&state, &who, id).await?;
+    let contracts = state.contracts.get();
+    let viewer = Viewer {
+        who: &who,
+        csrf: &session.csrf,
+    };
+    Ok(html_page(
+        StatusCode::OK,
+        render::case(&viewer, &contracts, &view, None),
+    ))
+}
+
+async fn case_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let fields = form_fields(form)?;
+    check_csrf(&state, &headers, &fields)?;
+    if !who.can_act() {
+        return Err(forbidden(&who));
+    }
+    let id = case_id(&id)?;
+    // The case must exist (and be visible) before anything is read from the form.
+    load_case(&state, &who, id).await?;
+    let outcome = match forms::case_action(&fields) {
+        Ok(action) => {
+            let name = action.name();
+            match run_action(&state, id, action, &who.name).await {
+                Ok(_) => {
+                    tracing::info!(case = id, action = name, user = %who.name, "case action from the web");
+                    return Ok(Redirect::to(&format!("/cases/{id}")).into_response());
+                }
+                Err(e) => problem(e),
+            }
+        }
+        Err(message) => (StatusCode::BAD_REQUEST, message),
+    };
+    let (code, message) = outcome;
+    if code.is_server_error() || code == StatusCode::NOT_FOUND || code == StatusCode::FORBIDDEN {
+        return Err(PageError::Status(code, message));
+    }
+    tracing::info!(case = id, user = %who.name, %message, "case action from the web refused");
+    let view = load_case(&state, &who, id).await?;
+    let contracts = state.contracts.get();
+    let viewer = Viewer {
+        who: &who,
+        csrf: &session.csrf,
+    };
+    Ok(html_page(
+        code,
+        render::case(&viewer, &contracts, &view, Some(&message)),
+    ))
+}
+
+async fn asset_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(host): Path<String>,
+) -> Result<Response, PageError> {
+    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let h = super::read(&state, move |c| queue::asset_history(c, &host)).await?;
+    match h {
+        // The same rule as the API's history: a customer sees only assets
+        // labelled with its own customer.
+        Some(h)
+            if h.customer.as_deref().is_none_or(|c| who.may_see(c))
+                && (who.scope().is_none() || h.customer.is_some()) =>
+        {
+            let viewer = Viewer {
+                who: &who,
+                csrf: &session.csrf,
+            };
+            Ok(html_page(StatusCode::OK, render::asset(&viewer, &h)))
+        }
+        _ => Err(not_found("asset")),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FaultQuery {
+    asset: Option<String>,
+}
+
+async fn fault_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Result<Query<FaultQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    if !who.can_act() {
+        return Err(forbidden(&who));
+    }
+    let asset = query.ok().and_then(|Query(q)| q.asset).unwrap_or_default();
+    let viewer = Viewer {
+        who: &who,
+        csrf: &session.csrf,
+    };
+    let fields = Fields::new(vec![("asset".into(), asset), ("severity".into(), "major".into())]);
+    Ok(html_page(StatusCode::OK, render::fault_form(&viewer, &fields, None)))
+}
+
+async fn fault_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let fields = form_fields(form)?;
+    check_csrf(&state, &headers, &fields)?;
+    if !who.can_act() {
+        return Err(forbidden(&who));
+    }
+    let (code, message) = match forms::fault_report(&fields) {
+        Ok(report) => match file_fault(&state, report, &who.name).await {
+            Ok(v) => match v["id"].as_i64() {
+                Some(id) => {
+                    tracing::info!(case = id, user = %who.name, "fault reported from the web");
+                    return Ok(Redirect::to(&format!("/cases/{id}")).into_response());
+                }
+                None => return Err(ApiError::Internal(format!("file_fault answered {v}")).into()),
+            },
+            Err(e) => problem(e),
+        },
+        Err(message) => (StatusCode::BAD_REQUEST, message),
+    };
+    if code.is_server_error() || code == StatusCode::FORBIDDEN {
+        return Err(PageError::Status(code, message));
+    }
+    let viewer = Viewer {
+        who: &who,
+        csrf: &session.csrf,
+    };
+    Ok(html_page(code, render::fault_form(&viewer, &fields, Some(&message))))
+}

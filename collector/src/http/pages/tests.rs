@@ -1,0 +1,462 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use axum::http::StatusCode;
+use rusqlite::params;
+use serde_json::{Value, json};
+
+use crate::auth::{hash_password, percent_encode, token_hash};
+use crate::http::AppState;
+use crate::http::testing::{Resp, send, state_with};
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+fn contracts_text() -> String {
+    let phc = hash_password("pw").unwrap();
+    let token = |n: &str| format!("sha256:{}", token_hash(&format!("{n}-token")));
+    format!(
+        r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[customer]]
+name = "globex"
+
+[[contract]]
+name = "acme-24"
+customer = "acme"
+covers = {{ labels = {{ customer = "acme" }} }}
+hours = "7x24"
+time_zone = "UTC"
+response = {{ critical = "1h", major = "4h" }}
+resolution = {{ critical = "8h", major = "2d" }}
+
+[[engineer]]
+name = "ana"
+skills = ["hardware", "os"]
+sites = ["hq"]
+level = "L1"
+
+[[engineer]]
+name = "bo"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L2"
+
+[[user]]
+name = "ana"
+role = "engineer"
+password = "{phc}"
+tokens = ["{}"]
+
+[[user]]
+name = "carol"
+role = "customer"
+customer = "acme"
+password = "{phc}"
+"#,
+        token("ana"),
+    )
+}
+
+async fn state(dir: &tempfile::TempDir) -> AppState {
+    let s = state_with(dir, |conn| {
+        for (host, customer) in [("db01", "acme"), ("web01", "globex")] {
+            conn.execute(
+                "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
+                params![host, format!("h-{host}"), json!({"customer": customer, "site": "hq"}).to_string()],
+            )
+            .unwrap();
+        }
+    })
+    .await;
+    s.contracts
+        .set(crate::contracts::parse_file(&contracts_text(), Path::new("c.toml")).unwrap());
+    s
+}
+
+/// A logged-in browser: its cookie and the CSRF token its pages carry.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+async fn login(s: &AppState, user: &str) -> Browser {
+    let r = send(s, "POST", "/login", &[FORM], &format!("user={user}&password=pw")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let set = r.headers["set-cookie"].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let r = send(s, "GET", "/queue", &[("cookie", &cookie)], "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let csrf = r
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    Browser { cookie, csrf }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Browser {
+    async fn get(&self, s: &AppState, uri: &str) -> Resp {
+        send(s, "GET", uri, &[("cookie", &self.cookie)], "").await
+    }
+
+    /// Posts the form with the session's CSRF token.
+    async fn post(&self, s: &AppState, uri: &str, pairs: &[(&str, &str)]) -> Resp {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(pairs);
+        send(s, "POST", uri, &[FORM, ("cookie", &self.cookie)], &form(&all)).await
+    }
+}
+
+async fn report(s: &AppState, b: &Browser, asset: &str, title: &str) -> i64 {
+    let r = b
+        .post(
+            s,
+            "/faults",
+            &[
+                ("asset", asset),
+                ("title", title),
+                ("description", "from the test"),
+                ("severity", "major"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let location = r.headers["location"].to_str().unwrap();
+    location.strip_prefix("/cases/").unwrap().parse().unwrap()
+}
+
+/// The case as the API has it (engineer ana's token).
+async fn api_case(s: &AppState, id: i64) -> Value {
+    let r = send(
+        s,
+        "GET",
+        &format!("/api/v1/cases/{id}"),
+        &[("authorization", "Bearer ana-token")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+#[tokio::test]
+async fn without_a_session_pages_send_to_the_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let r = send(&s, "GET", "/", &[], "").await;
+    assert_eq!(
+        (r.status, r.headers["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/queue")
+    );
+    for (method, uri, want) in [
+        ("GET", "/queue?status=new", "/login?next=/queue%3Fstatus%3Dnew"),
+        ("GET", "/cases/1", "/login?next=/cases/1"),
+        ("GET", "/assets/db01", "/login?next=/assets/db01"),
+        ("GET", "/faults/new", "/login?next=/faults/new"),
+        ("POST", "/cases/1", "/login?next=/cases/1"),
+    ] {
+        let r = send(
+            &s,
+            method,
+            uri,
+            &[FORM, ("cookie", "caretaker_session=forged")],
+            "action=resume",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(r.headers["location"].to_str().unwrap(), want);
+    }
+}
+
+#[tokio::test]
+async fn an_engineer_works_a_case_through_the_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    // The fault form, and a report with a bad severity changes nothing.
+    let r = ana.get(&s, "/faults/new?asset=db01").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("value=\"db01\""), "{}", r.body);
+    let r = ana
+        .post(
+            &s,
+            "/faults",
+            &[("asset", "db01"), ("title", "Mail down"), ("severity", "dire")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("severity: &quot;dire&quot;"), "{}", r.body);
+    let r = ana.post(&s, "/faults", &[("asset", "db01"), ("title", " ")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("title: must not be empty"), "{}", r.body);
+    let r = ana.get(&s, "/queue").await;
+    assert!(r.body.contains("No cases."), "{}", r.body);
+
+    let id = report(&s, &ana, "db01", "Mail down").await;
+    let r = ana.get(&s, "/queue").await;
+    assert_eq!(r.status, StatusCode::OK);
+    for want in [
+        format!("href=\"/cases/{id}\""),
+        "Mail down".to_string(),
+        "href=\"/assets/db01\"".to_string(),
+        "acme-24".to_string(),
+        "Logged in as <strong>ana</strong> (engineer)".to_string(),
+        "in 3h 59m".to_string(),
+    ] {
+        assert!(r.body.contains(&want), "{want}: {}", r.body);
+    }
+    // The filters: another status hides it; a bad severity is named.
+    let r = ana.get(&s, "/queue?status=resolved&assignee=-").await;
+    assert!(!r.body.contains("Mail down"), "{}", r.body);
+    let r = ana.get(&s, "/queue?severity=dire").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("severity: &quot;dire&quot; is not a severity"),
+        "{}",
+        r.body
+    );
+
+    let case_uri = format!("/cases/{id}");
+    let r = ana.get(&s, &case_uri).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains(&format!("Case #{id}: Mail down")), "{}", r.body);
+    assert!(r.body.contains("name=\"action\" value=\"acknowledge\""), "{}", r.body);
+
+    let r = ana.post(&s, &case_uri, &[("action", "acknowledge")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers["location"].to_str().unwrap(), case_uri);
+    assert_eq!(api_case(&s, id).await["status"], "in_progress");
+
+    // A resolve whose minutes do not parse, or whose report the queue
+    // refuses: 400 naming the field, the case as it was.
+    let resolve = |minutes: &'static str, mode: &'static str| {
+        vec![
+            ("action", "resolve"),
+            ("mode", mode),
+            ("symptom", "disk reallocating sectors"),
+            ("work_done", "replaced the disk"),
+            ("minutes", minutes),
+            ("part_type", "disk"),
+            ("slot", "/dev/sda"),
+            ("old_model", "WDC WD40"),
+            ("old_serial", "WD-OLD"),
+            ("new_model", "WDC WD40"),
+            ("new_serial", "WD-NEW"),
+        ]
+    };
+    let r = ana.post(&s, &case_uri, &resolve("forty", "on_site")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("minutes: &quot;forty&quot;"), "{}", r.body);
+    assert!(r.body.contains(&format!("Case #{id}")), "the page again: {}", r.body);
+    let r = ana.post(&s, &case_uri, &resolve("40", "telepathy")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("report.mode"), "{}", r.body);
+    let v = api_case(&s, id).await;
+    assert_eq!(v["status"], "in_progress");
+    assert_eq!(v["queue"]["service_reports"], json!([]));
+
+    // Closing before resolving is refused with the reason.
+    let r = ana.post(&s, &case_uri, &[("action", "close"), ("score", "4")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("only a resolved case can be closed"), "{}", r.body);
+
+    let r = ana.post(&s, &case_uri, &resolve("40", "on_site")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let v = api_case(&s, id).await;
+    assert_eq!(v["status"], "resolved");
+    let report = &v["queue"]["service_reports"][0];
+    assert_eq!(
+        (report["minutes"].as_i64(), report["engineer"].as_str()),
+        (Some(40), Some("ana"))
+    );
+    assert_eq!(report["parts"][0]["new_serial"], "WD-NEW");
+
+    let r = ana.get(&s, "/assets/db01").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("disk /dev/sda WDC WD40 WD-OLD → WDC WD40 WD-NEW"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains(&format!("href=\"/cases/{id}\"")), "{}", r.body);
+    assert!(r.body.contains("href=\"/faults/new?asset=db01\""), "{}", r.body);
+
+    let r = ana
+        .post(
+            &s,
+            &case_uri,
+            &[("action", "close"), ("score", "5"), ("comment", "quick")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ana.get(&s, &case_uri).await;
+    for want in ["5/5: quick", "closed", "WD-OLD → WDC WD40 WD-NEW", "replaced the disk"] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn actions_name_their_bad_fields_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Disk noisy").await;
+    let uri = format!("/cases/{id}");
+    let before = api_case(&s, id).await;
+    for (pairs, want) in [
+        (
+            vec![("action", "assign"), ("to", "zed")],
+            "to: &quot;zed&quot; is not an engineer",
+        ),
+        (
+            vec![("action", "escalate"), ("comment", "")],
+            "comment: must not be empty",
+        ),
+        (
+            vec![("action", "hold"), ("reason", "lunch")],
+            "reason: &quot;lunch&quot;",
+        ),
+        (
+            vec![("action", "comment"), ("comment", "  ")],
+            "comment: must not be empty",
+        ),
+        (vec![("action", "teleport")], "action: &quot;teleport&quot;"),
+    ] {
+        let r = ana.post(&s, &uri, &pairs).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{pairs:?}");
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    assert_eq!(api_case(&s, id).await["log"], before["log"]);
+    // Forms that work: assign to bo, escalate, hold and resume, comment.
+    for pairs in [
+        vec![("action", "assign"), ("to", "bo")],
+        vec![("action", "escalate"), ("to", ""), ("comment", "needs L2")],
+        vec![("action", "hold"), ("reason", "awaiting_parts")],
+        vec![("action", "resume")],
+        vec![("action", "comment"), ("comment", "spare ordered")],
+    ] {
+        let r = ana.post(&s, &uri, &pairs).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{pairs:?}: {}", r.body);
+    }
+    let r = ana.get(&s, &uri).await;
+    for want in [
+        "needs L2",
+        "spare ordered",
+        "awaiting_parts",
+        "<dd id=\"assignee\">bo</dd>",
+    ] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    let r = ana.get(&s, &format!("/cases/{}", id + 100)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = ana
+        .post(&s, &format!("/cases/{}", id + 100), &[("action", "resume")])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn forms_without_the_session_csrf_token_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Disk noisy").await;
+    let uri = format!("/cases/{id}");
+    let before = api_case(&s, id).await;
+    let cookie = [FORM, ("cookie", ana.cookie.as_str())];
+    for body in ["action=comment&comment=x", "csrf=forged&action=comment&comment=x"] {
+        let r = send(&s, "POST", &uri, &cookie, body).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}");
+        assert!(r.body.contains("csrf"), "{}", r.body);
+        let r = send(&s, "POST", "/faults", &cookie, "csrf=forged&asset=db01&title=Other").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+    // Another session's token is no good either.
+    let other = login(&s, "ana").await;
+    let body = form(&[("csrf", &other.csrf), ("action", "comment"), ("comment", "x")]);
+    let r = send(&s, "POST", &uri, &cookie, &body).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(api_case(&s, id).await["log"], before["log"]);
+    let r = ana.get(&s, "/queue").await;
+    assert!(!r.body.contains("Other"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_customer_sees_its_own_cases_and_no_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let own = report(&s, &ana, "db01", "Mail down").await;
+    let other = report(&s, &ana, "web01", "Shop slow").await;
+    let carol = login(&s, "carol").await;
+    for uri in ["/queue", "/queue?customer=globex"] {
+        let r = carol.get(&s, uri).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            r.body.contains("Mail down") && !r.body.contains("Shop slow"),
+            "{}",
+            r.body
+        );
+        assert!(!r.body.contains("Report a fault"), "{}", r.body);
+    }
+    let r = carol.get(&s, &format!("/cases/{own}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("Mail down"), "{}", r.body);
+    assert!(!r.body.contains("name=\"action\""), "no action forms: {}", r.body);
+    let r = carol.get(&s, &format!("/cases/{other}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!r.body.contains("Shop slow"));
+    let r = carol.get(&s, "/assets/web01").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = carol.get(&s, "/assets/db01").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.body.contains("/faults/new"), "{}", r.body);
+    let r = carol.get(&s, "/faults/new").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let before = api_case(&s, own).await;
+    for id in [own, other] {
+        let r = carol
+            .post(
+                &s,
+                &format!("/cases/{id}"),
+                &[("action", "comment"), ("comment", "hello")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    }
+    let r = carol
+        .post(&s, "/faults", &[("asset", "db01"), ("title", "Printer")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(api_case(&s, own).await["log"], before["log"]);
+}
+
+#[tokio::test]
+async fn case_titles_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "<script>alert(1)</script>").await;
+    for uri in [format!("/cases/{id}"), "/queue".to_string(), "/assets/db01".to_string()] {
+        let r = ana.get(&s, &uri).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(!r.body.contains("<script>"), "{uri}: {}", r.body);
+    }
+    let r = ana.get(&s, &format!("/cases/{id}")).await;
+    assert!(r.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", r.body);
+}

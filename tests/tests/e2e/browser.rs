@@ -1,0 +1,257 @@
+//! The web pages in a real browser: a real agent's failing disk opens a case
+//! on the collector; an engineer logs in with headless Chromium (driven over
+//! WebDriver by `chromedriver`), finds the case in the queue, acknowledges
+//! it, resolves it with a service report naming the replaced disk, and finds
+//! the new disk on the asset's page.
+//!
+//! Needs `CARETAKER_TEST_CHROMEDRIVER` and `CARETAKER_TEST_CHROMIUM` (`.ci/run`
+//! and `scripts/test.sh` set them): unset, the test is skipped with a note;
+//! set, a browser that cannot start fails it.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::disk_health::{show, smart_config, stand_in};
+use crate::util::{Agent, Collector, eventually, free_port, wait_for_host};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// `chromedriver`, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start(binary: &str, dir: &Path) -> Driver {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap_or_else(|e| panic!("log: {e}"));
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary} does not start: {e}"));
+        Driver { child, port }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn contracts(phc: &str) -> String {
+    format!(
+        r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[contract]]
+name = "acme-gold"
+customer = "acme"
+covers = {{ labels = {{ customer = "acme" }} }}
+hours = "7x24"
+time_zone = "UTC"
+response = {{ critical = "1h" }}
+resolution = {{ critical = "8h" }}
+
+[[engineer]]
+name = "ana"
+skills = ["hardware", "os", "database", "network"]
+sites = ["hq"]
+level = "L1"
+
+[[user]]
+name = "ana"
+role = "engineer"
+password = "{phc}"
+"#
+    )
+}
+
+/// The browser session through chromedriver, with Chromium's binary and
+/// flags (headless; the collector's own CA is not known to it).
+async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--ignore-certificate-errors", format!("--user-data-dir={}", profile.display())],
+        }),
+    );
+    // chromedriver speaks plain HTTP on loopback; rustls (ring, like the
+    // rest of the workspace) is only there for the builder.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = format!("http://127.0.0.1:{}", driver.port);
+    eventually(&format!("chromedriver on {url}"), Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", driver.port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let mut builder = ClientBuilder::rustls().unwrap_or_else(|e| panic!("webdriver client: {e}"));
+    builder
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("no browser session through chromedriver on {url}: {e}"))
+}
+
+/// Waits until the page's source contains `want`, and answers it.
+async fn page_with(c: &Client, want: &str) -> String {
+    let mut source = String::new();
+    for _ in 0..100 {
+        source = c.source().await.unwrap_or_else(|e| panic!("page source: {e}"));
+        if source.contains(want) {
+            return source;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page never showed {want:?}: {source}");
+}
+
+async fn fill(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(chromedriver), Some(chromium)) = (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM"))
+    else {
+        eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the browser test");
+        return;
+    };
+    let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    let contracts_file = dir.path().join("contracts.toml");
+    std::fs::write(&contracts_file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!("[queue]\ncontracts_file = \"{}\"\n", contracts_file.display());
+    let collector = Collector::start_with_config(dir.path(), &config).await;
+
+    // The agent's smartctl shows a failing disk: the built-in `disk_failing`
+    // rule opens a case.
+    let smart = dir.path().join("smart");
+    let script = stand_in(&smart);
+    let failing = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/smartctl/ata/hitachi-hds721050dle630-usbjmicron-reallocated-failing.json"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let failing: Value = serde_json::from_str(&failing).unwrap_or_else(|e| panic!("{e}"));
+    let old_serial = failing["serial_number"].as_str().unwrap_or_default().to_string();
+    let old_model = failing["model_name"].as_str().unwrap_or_default().to_string();
+    show(&smart, &failing);
+    let mut agent = Agent::start(dir.path(), &collector, 1, &smart_config(&script));
+    wait_for_host(&collector, &agent).await;
+    let case = eventually("a disk_failing case", Duration::from_secs(60), || async {
+        let v = collector.api("/api/v1/cases?host=e2e-host").await;
+        v["cases"]
+            .as_array()?
+            .iter()
+            .find(|c| c["rule"] == "disk_failing")
+            .cloned()
+    })
+    .await;
+    let id = case["id"].as_i64().unwrap_or_else(|| panic!("case without id: {case}"));
+    // The disk keeps failing until it is swapped; the agent has done its part.
+    agent.stop();
+    let log = || std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default();
+    let v = collector.api(&format!("/api/v1/cases/{id}")).await;
+    assert_eq!(
+        v["queue"]["meta"]["contract"],
+        "acme-gold",
+        "{v}\ncollector log:\n{}",
+        log()
+    );
+
+    let driver = Driver::start(&chromedriver, dir.path());
+    let c = browser(&driver, &chromium, &dir.path().join("chromium-profile")).await;
+    let base = collector.url();
+
+    // Not logged in: the queue sends to the login page, which comes back.
+    c.goto(&format!("{base}/queue")).await.unwrap_or_else(|e| panic!("{e}"));
+    page_with(&c, "name=\"password\"").await;
+    fill(&c, "#user", "ana").await;
+    fill(&c, "#password", PASSWORD).await;
+    click(&c, "form[action='/login'] button[type=submit]").await;
+    let queue = page_with(&c, "Logged in as").await;
+    let link = format!("href=\"/cases/{id}\"");
+    assert!(queue.contains(&link), "the case is not on the queue: {queue}");
+    assert!(queue.contains("acme-gold"), "{queue}");
+
+    click(&c, &format!("#queue a[href='/cases/{id}']")).await;
+    page_with(&c, &format!("Case #{id}:")).await;
+    click(&c, "#acknowledge-form button[type=submit]").await;
+    page_with(&c, "<dd id=\"status\">in_progress</dd>").await;
+
+    c.find(Locator::Css("#resolve-form select[name=mode]"))
+        .await
+        .unwrap_or_else(|e| panic!("mode: {e}"))
+        .select_by_value("on_site")
+        .await
+        .unwrap_or_else(|e| panic!("mode: {e}"));
+    for (field, text) in [
+        ("symptom", "disk /dev/sda failing SMART"),
+        ("work_done", "replaced the disk, rebuilt the array"),
+        ("minutes", "55"),
+        ("part_type", "disk"),
+        ("slot", "/dev/sda"),
+        ("old_model", old_model.as_str()),
+        ("old_serial", old_serial.as_str()),
+        ("new_model", "WDC WD40EFRX"),
+        ("new_serial", "WD-NEW-4711"),
+    ] {
+        fill(&c, &format!("#resolve-form [name={field}]"), text).await;
+    }
+    click(&c, "#resolve-form button[type=submit]").await;
+    page_with(&c, "<dd id=\"status\">resolved</dd>").await;
+
+    c.goto(&format!("{base}/assets/e2e-host"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let asset = page_with(&c, "WD-NEW-4711").await;
+    assert!(
+        asset.contains(&format!(
+            "disk /dev/sda {old_model} {old_serial} → WDC WD40EFRX WD-NEW-4711"
+        )),
+        "{asset}"
+    );
+    let _ = c.close().await;
+
+    let v = collector.api(&format!("/api/v1/cases/{id}")).await;
+    assert_eq!(v["status"], "resolved", "{v}");
+    let report = &v["queue"]["service_reports"][0];
+    assert_eq!(report["engineer"], "ana", "{v}");
+    assert_eq!(report["minutes"], 55, "{v}");
+    assert_eq!(report["parts"][0]["old_serial"], old_serial.as_str(), "{v}");
+    assert_eq!(report["parts"][0]["new_serial"], "WD-NEW-4711", "{v}");
+    eprintln!("browser test took {:?}", started.elapsed());
+}
