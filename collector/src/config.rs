@@ -461,8 +461,9 @@ mod tests {
         .err()
         .map(|e| e.to_string());
         assert!(
-            e.as_deref().is_some_and(|e| e.contains("queue.satisfaction_wait_days: must be at least 1")
-                && e.contains("queue.public_url: \"caretaker.example\" is not an http(s) URL")),
+            e.as_deref()
+                .is_some_and(|e| e.contains("queue.satisfaction_wait_days: must be at least 1")
+                    && e.contains("queue.public_url: \"caretaker.example\" is not an http(s) URL")),
             "{e:?}"
         );
         let e = Config::parse("[store]\nsynchronous = \"sometimes\"\n", Path::new("c.toml"))

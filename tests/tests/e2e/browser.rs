@@ -90,9 +90,7 @@ async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> Client {
                 "--ignore-certificate-errors", format!("--user-data-dir={}", profile.display())],
         }),
     );
-    // chromedriver speaks plain HTTP on loopback; rustls (ring, like the
-    // rest of the workspace) is only there for the builder.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
     let url = format!("http://127.0.0.1:{}", driver.port);
     eventually(&format!("chromedriver on {url}"), Duration::from_secs(20), || async {
         tokio::net::TcpStream::connect(("127.0.0.1", driver.port))
@@ -101,7 +99,7 @@ async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> Client {
             .map(|_| ())
     })
     .await;
-    let mut builder = ClientBuilder::rustls().unwrap_or_else(|e| panic!("webdriver client: {e}"));
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
     builder
         .capabilities(caps)
         .connect(&url)
