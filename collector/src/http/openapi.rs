@@ -40,7 +40,9 @@ mod tests {
 
     /// Modules in `src/http` that serve HTML pages, not the API: their routes
     /// are not in the document.
-    const HTML_MODULES: &[&str] = &["login.rs", "pages.rs"];
+    /// HTML page modules (a file, or a folder ending in `/`), relative to
+    /// `src/http`.
+    const HTML_MODULES: &[&str] = &["login.rs", "pages/"];
 
     /// The methods the scan recognises in a `.route(...)` call.
     const METHODS: &[&str] = &["get", "post", "put", "delete", "patch"];
@@ -262,24 +264,30 @@ mod tests {
         Some(code[start..start + len].to_string())
     }
 
-    /// Every API route registered in `src/http/*.rs`, HTML page modules aside.
+    /// Every API route registered under `src/http` (folders included),
+    /// HTML page modules aside.
     fn source_routes() -> Routes {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
         let mut routes = Routes::new();
         let mut files = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            if !name.ends_with(".rs") || HTML_MODULES.contains(&name.as_str()) {
-                continue;
+        let mut pending = vec![dir.clone()];
+        while let Some(d) = pending.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path.strip_prefix(&dir).unwrap().to_string_lossy().replace('\\', "/");
+                if path.is_dir() {
+                    if !HTML_MODULES.contains(&format!("{rel}/").as_str()) {
+                        pending.push(path);
+                    }
+                    continue;
+                }
+                if !rel.ends_with(".rs") || HTML_MODULES.contains(&rel.as_str()) {
+                    continue;
+                }
+                let src = std::fs::read_to_string(&path).unwrap();
+                routes.extend(scan_routes(&rel, &src));
+                files += 1;
             }
-            let src = std::fs::read_to_string(&path).unwrap();
-            routes.extend(scan_routes(&name, &src));
-            files += 1;
         }
         assert!(files >= 10, "read the handler modules in {}", dir.display());
         routes
