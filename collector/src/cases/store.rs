@@ -692,21 +692,15 @@ pub fn person_action(
     comment: Option<&str>,
     now_ms: i64,
 ) -> Result<Item, StoreError> {
-    atomically(conn, || {
-        let item = load_by_id(conn, id)?.ok_or(StoreError::NoSuchItem(id))?;
-        let (next, (from, to)) = lifecycle::act(&item, action, now_ms)?;
-        update_item(conn, id, &next)?;
-        log(conn, id, now_ms, &format!("person:{actor}"), Some(from), to, comment)?;
-        Ok(next)
-    })
+    act_by(conn, id, action, &format!("person:{actor}"), comment, now_ms)
 }
 
-/// An action the collector takes itself (`actor` is `rule:<what>`), such as
-/// assigning a new case by rotation or closing one whose satisfaction
-/// survey went unanswered. Unlike [`person_action`] it leaves the
-/// touched-by-person mark as it was, so an untouched case still resolves by
-/// itself when its signal clears.
-pub fn system_action(
+/// An action on item `id` by `actor`: `person:<name>`, or `rule:<what>` for
+/// one the collector takes itself (assigning a new case by rotation, closing
+/// one whose satisfaction survey went unanswered). Only a person's action
+/// marks the item touched, so an untouched case still resolves by itself
+/// when its signal clears.
+pub fn act_by(
     conn: &Connection,
     id: i64,
     action: Action,
@@ -717,7 +711,7 @@ pub fn system_action(
     atomically(conn, || {
         let item = load_by_id(conn, id)?.ok_or(StoreError::NoSuchItem(id))?;
         let (mut next, (from, to)) = lifecycle::act(&item, action, now_ms)?;
-        next.touched_by_person = item.touched_by_person;
+        next.touched_by_person = actor.starts_with("person:") || item.touched_by_person;
         update_item(conn, id, &next)?;
         log(conn, id, now_ms, actor, Some(from), to, comment)?;
         Ok(next)

@@ -233,90 +233,18 @@ async fn outbox(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::path::Path;
-
     use axum::http::StatusCode;
-    use rusqlite::params;
     use serde_json::{Value, json};
 
-    use crate::auth::token_hash;
     use crate::http::AppState;
-    use crate::http::testing::{send, state_with};
+    use crate::http::testing::{queue_state, send};
 
-    fn contracts_text() -> String {
-        let token = |n: &str| format!("sha256:{}", token_hash(&format!("{n}-token")));
-        format!(
-            r#"
-[[customer]]
-name = "acme"
-sites = ["hq"]
-
-[[customer]]
-name = "globex"
-
-[[contract]]
-name = "acme-24"
-customer = "acme"
-covers = {{ labels = {{ customer = "acme" }} }}
-hours = "7x24"
-time_zone = "UTC"
-response = {{ critical = "1h", major = "4h" }}
-resolution = {{ critical = "8h", major = "2d" }}
-
-[[contract]]
-name = "globex-24"
-customer = "globex"
-covers = {{ labels = {{ customer = "globex" }} }}
-hours = "7x24"
-time_zone = "UTC"
-response = {{ major = "4h" }}
-
-[[engineer]]
-name = "ana"
-skills = ["hardware", "os"]
-sites = ["hq"]
-level = "L1"
-
-[[user]]
-name = "ana"
-role = "engineer"
-password = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo"
-tokens = ["{}"]
-
-[[user]]
-name = "carol"
-role = "customer"
-customer = "acme"
-password = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo"
-tokens = ["{}"]
-
-[[user]]
-name = "gus"
-role = "customer"
-customer = "globex"
-password = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo"
-tokens = ["{}"]
-"#,
-            token("ana"),
-            token("carol"),
-            token("gus")
-        )
-    }
+    /// A hash nobody logs in with: these tests use the API tokens.
+    const NO_LOGIN: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo";
 
     async fn state(dir: &tempfile::TempDir) -> AppState {
-        let s = state_with(dir, |conn| {
-            for (host, customer) in [("db01", "acme"), ("web01", "globex")] {
-                conn.execute(
-                    "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
-                    params![host, format!("h-{host}"), json!({"customer": customer, "site": "hq"}).to_string()],
-                )
-                .unwrap();
-            }
-        })
-        .await;
-        s.contracts
-            .set(crate::contracts::parse_file(&contracts_text(), Path::new("c.toml")).unwrap());
-        s
+        queue_state(dir, NO_LOGIN).await
     }
 
     async fn as_user(s: &AppState, who: &str, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {

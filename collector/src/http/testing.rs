@@ -136,3 +136,97 @@ pub fn set_users(state: &AppState) {
         ..Contracts::default()
     });
 }
+
+/// A contracts file for queue and page tests: customers `acme` (site hq)
+/// and `globex`, a 7×24 contract for each (by the `customer` label),
+/// engineers `ana` (L1, hardware and os) and `bo` (L2, hardware), users
+/// `ana` (engineer), `carol` (customer acme) and `gus` (customer globex),
+/// each with the password hash `phc` and the API token `<name>-token`.
+pub fn queue_contracts(phc: &str) -> String {
+    use crate::auth::token_hash;
+    let token = |n: &str| format!("sha256:{}", token_hash(&format!("{n}-token")));
+    format!(
+        r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[customer]]
+name = "globex"
+
+[[contract]]
+name = "acme-24"
+customer = "acme"
+covers = {{ labels = {{ customer = "acme" }} }}
+hours = "7x24"
+time_zone = "UTC"
+response = {{ critical = "1h", major = "4h" }}
+resolution = {{ critical = "8h", major = "2d" }}
+
+[[contract]]
+name = "globex-24"
+customer = "globex"
+covers = {{ labels = {{ customer = "globex" }} }}
+hours = "7x24"
+time_zone = "UTC"
+response = {{ major = "4h" }}
+
+[[engineer]]
+name = "ana"
+skills = ["hardware", "os"]
+sites = ["hq"]
+level = "L1"
+
+[[engineer]]
+name = "bo"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L2"
+
+[[user]]
+name = "ana"
+role = "engineer"
+password = "{phc}"
+tokens = ["{}"]
+
+[[user]]
+name = "carol"
+role = "customer"
+customer = "acme"
+password = "{phc}"
+tokens = ["{}"]
+
+[[user]]
+name = "gus"
+role = "customer"
+customer = "globex"
+password = "{phc}"
+tokens = ["{}"]
+"#,
+        token("ana"),
+        token("carol"),
+        token("gus")
+    )
+}
+
+/// A state with hosts `db01` (customer acme) and `web01` (customer globex),
+/// both at site hq, and the [`queue_contracts`] in force.
+pub async fn queue_state(dir: &tempfile::TempDir, phc: &str) -> AppState {
+    let s = state_with(dir, |conn| {
+        for (host, customer) in [("db01", "acme"), ("web01", "globex")] {
+            conn.execute(
+                "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
+                rusqlite::params![
+                    host,
+                    format!("h-{host}"),
+                    serde_json::json!({"customer": customer, "site": "hq"}).to_string()
+                ],
+            )
+            .unwrap();
+        }
+    })
+    .await;
+    let contracts = crate::contracts::parse_file(&queue_contracts(phc), std::path::Path::new("c.toml")).unwrap();
+    s.contracts.set(contracts);
+    s
+}

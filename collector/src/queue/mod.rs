@@ -352,19 +352,11 @@ fn set_assignee(
         .execute(params![id, who])?;
     let comment = format!("assigned to {who} ({why})");
     if matches!(status, Status::New) {
-        if actor.starts_with("person:") {
-            items::person_action(conn, id, Action::Assign, person_name(actor), Some(&comment), now_ms)?;
-        } else {
-            items::system_action(conn, id, Action::Assign, actor, Some(&comment), now_ms)?;
-        }
+        items::act_by(conn, id, Action::Assign, actor, Some(&comment), now_ms)?;
     } else {
         items::note(conn, id, actor, &comment, now_ms)?;
     }
     Ok(())
-}
-
-fn person_name(actor: &str) -> &str {
-    actor.strip_prefix("person:").unwrap_or(actor)
 }
 
 /// Gives every case that has no queue data yet its contract, deadlines and
@@ -403,7 +395,7 @@ pub fn settle(conn: &Connection, contracts: &Contracts, now_ms: i64) -> Result<u
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for (id, who) in &reopened {
-        items::system_action(
+        items::act_by(
             conn,
             *id,
             Action::Assign,
@@ -800,11 +792,7 @@ fn close_with(conn: &Connection, id: i64, s: &Satisfaction, actor: &str, now_ms:
         Some(score) => format!("satisfaction {score}/5: {}", s.comment),
         None => "satisfaction: no answer".to_string(),
     };
-    if actor.starts_with("person:") {
-        items::person_action(conn, id, Action::Close, person_name(actor), Some(&comment), now_ms)
-    } else {
-        items::system_action(conn, id, Action::Close, actor, Some(&comment), now_ms)
-    }
+    items::act_by(conn, id, Action::Close, actor, Some(&comment), now_ms)
 }
 
 /// A case by id; a finding or a missing id is an error.

@@ -1,80 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-
 use axum::http::StatusCode;
-use rusqlite::params;
 use serde_json::{Value, json};
 
-use crate::auth::{hash_password, percent_encode, token_hash};
+use crate::auth::{hash_password, percent_encode};
 use crate::http::AppState;
-use crate::http::testing::{Resp, send, state_with};
+use crate::http::testing::{Resp, queue_state, send};
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
-fn contracts_text() -> String {
-    let phc = hash_password("pw").unwrap();
-    let token = |n: &str| format!("sha256:{}", token_hash(&format!("{n}-token")));
-    format!(
-        r#"
-[[customer]]
-name = "acme"
-sites = ["hq"]
-
-[[customer]]
-name = "globex"
-
-[[contract]]
-name = "acme-24"
-customer = "acme"
-covers = {{ labels = {{ customer = "acme" }} }}
-hours = "7x24"
-time_zone = "UTC"
-response = {{ critical = "1h", major = "4h" }}
-resolution = {{ critical = "8h", major = "2d" }}
-
-[[engineer]]
-name = "ana"
-skills = ["hardware", "os"]
-sites = ["hq"]
-level = "L1"
-
-[[engineer]]
-name = "bo"
-skills = ["hardware"]
-sites = ["hq"]
-level = "L2"
-
-[[user]]
-name = "ana"
-role = "engineer"
-password = "{phc}"
-tokens = ["{}"]
-
-[[user]]
-name = "carol"
-role = "customer"
-customer = "acme"
-password = "{phc}"
-"#,
-        token("ana"),
-    )
-}
-
 async fn state(dir: &tempfile::TempDir) -> AppState {
-    let s = state_with(dir, |conn| {
-        for (host, customer) in [("db01", "acme"), ("web01", "globex")] {
-            conn.execute(
-                "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
-                params![host, format!("h-{host}"), json!({"customer": customer, "site": "hq"}).to_string()],
-            )
-            .unwrap();
-        }
-    })
-    .await;
-    s.contracts
-        .set(crate::contracts::parse_file(&contracts_text(), Path::new("c.toml")).unwrap());
-    s
+    queue_state(dir, &hash_password("pw").unwrap()).await
 }
 
 /// A logged-in browser: its cookie and the CSRF token its pages carry.
