@@ -50,6 +50,8 @@ pub struct Metrics {
     pub open: Arc<Mutex<Vec<OpenCount>>>,
     /// Held signals by reason, likewise.
     pub held: Arc<Mutex<Vec<(Held, u64)>>>,
+    /// Breached and unassigned cases per customer, likewise.
+    pub queue: Arc<Mutex<Vec<crate::queue::QueueCounts>>>,
     /// Spare coverage per customer and stock lines under their minimum,
     /// refreshed every minute from the store.
     pub spares: Arc<Mutex<SpareGauges>>,
@@ -115,6 +117,7 @@ impl Metrics {
             dropped: Counter::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
+            queue: Arc::new(Mutex::new(Vec::new())),
             spares: Arc::new(Mutex::new((Vec::new(), 0))),
             registry: Registry::default(),
         };
@@ -135,6 +138,7 @@ impl Metrics {
         registry.register_collector(Box::new(OpenItems {
             open: m.open.clone(),
             held: m.held.clone(),
+            queue: m.queue.clone(),
             spares: m.spares.clone(),
         }));
         register(&mut registry, "caretaker_ingest_reports_accepted", m.accepted.clone())?;
@@ -175,6 +179,7 @@ impl Metrics {
 struct OpenItems {
     open: Arc<Mutex<Vec<OpenCount>>>,
     held: Arc<Mutex<Vec<(Held, u64)>>>,
+    queue: Arc<Mutex<Vec<crate::queue::QueueCounts>>>,
     spares: Arc<Mutex<SpareGauges>>,
 }
 
@@ -202,6 +207,21 @@ impl Collector for OpenItems {
             family
                 .encode_family(&[("reason", reason.as_str())])?
                 .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
+        }
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for name in ["caretaker_cases_sla_breached", "caretaker_cases_unassigned"] {
+            let d = catalogue::lookup(name).ok_or(std::fmt::Error)?;
+            let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+            for q in &queue {
+                let n = if name == "caretaker_cases_sla_breached" {
+                    q.breached
+                } else {
+                    q.unassigned
+                };
+                family
+                    .encode_family(&[("customer", q.customer.as_str())])?
+                    .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
+            }
         }
         let (coverage, below) = self.spares.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let d = catalogue::lookup("caretaker_spare_coverage_ratio").ok_or(std::fmt::Error)?;

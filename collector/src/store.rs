@@ -415,6 +415,8 @@ pub struct DetectWrite {
     pub open: Vec<crate::cases::store::OpenCount>,
     /// Held signals by reason.
     pub held: Vec<(crate::cases::hold::Held, u64)>,
+    /// Breached and unassigned cases per customer.
+    pub queue: Vec<crate::queue::QueueCounts>,
 }
 
 /// What the prune job deletes: rows received before these times.
@@ -715,6 +717,7 @@ fn detect_write(conn: &Connection, mark: i64) -> Result<DetectWrite, StoreError>
         transitions: crate::cases::store::transitions_since(conn, mark)?,
         open: crate::cases::store::open_counts(conn)?,
         held: crate::cases::hold::held_counts(conn)?,
+        queue: crate::queue::queue_counts(conn)?,
     })
 }
 

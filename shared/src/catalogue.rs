@@ -1372,6 +1372,22 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Problems found in the contracts file on reload; the previous contracts stayed active."
     ),
     m!(
+        "caretaker_cases_sla_breached",
+        Gauge,
+        None,
+        Collector,
+        ["customer"],
+        "Active cases under contract whose response or resolution SLA has been breached."
+    ),
+    m!(
+        "caretaker_cases_unassigned",
+        Gauge,
+        None,
+        Collector,
+        ["customer"],
+        "Active cases under contract that nobody is assigned to (no rotation or engineer fits)."
+    ),
+    m!(
         "caretaker_sink_deliveries",
         Counter,
         None,

@@ -155,4 +155,5 @@ fn record(metrics: &Metrics, w: DetectWrite) {
     }
     *metrics.open.lock().unwrap_or_else(|p| p.into_inner()) = w.open;
     *metrics.held.lock().unwrap_or_else(|p| p.into_inner()) = w.held;
+    *metrics.queue.lock().unwrap_or_else(|p| p.into_inner()) = w.queue;
 }

@@ -1398,5 +1398,34 @@ pub fn satisfaction_summary(
     }))
 }
 
+/// Per customer with active cases under contract: how many have breached
+/// an SLA clock, and how many nobody is assigned to (for /metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub customer: String,
+    pub breached: u64,
+    pub unassigned: u64,
+}
+
+pub fn queue_counts(conn: &Connection) -> Result<Vec<QueueCounts>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT i.customer, \
+             sum(m.response_breached_at_ms IS NOT NULL OR m.resolution_breached_at_ms IS NOT NULL), \
+             sum(m.assignee IS NULL) \
+             FROM items i JOIN case_meta m ON m.item_id = i.id \
+             WHERE i.kind = 'case' AND m.contract IS NOT NULL AND i.status NOT IN {INACTIVE_STATUSES} \
+             GROUP BY i.customer ORDER BY i.customer"
+        ))?
+        .query_map([], |r| {
+            Ok(QueueCounts {
+                customer: r.get(0)?,
+                breached: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                unassigned: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests;

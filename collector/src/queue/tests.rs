@@ -208,6 +208,8 @@ fn a_case_on_an_asset_without_contract_is_advisory() {
     // No escalation ever fires on it.
     assert_eq!(sweep(&conn, &c, 7 * 24 * H, at("2026-12-27T10:00:00Z")).unwrap(), 0);
     assert!(log_comments(&conn, id).iter().any(|l| l.contains("out of scope")));
+    // Advice is not counted among the queue's breached or unassigned cases.
+    assert_eq!(queue_counts(&conn).unwrap(), []);
 }
 
 #[test]
@@ -240,6 +242,16 @@ fn escalation_steps_fire_once_at_their_share_and_on_breach() {
     let targets: Vec<&str> = e.iter().map(|e| e.target.as_str()).collect();
     assert_eq!(targets, ["duty-manager", "team-lead", "L2"]);
     assert!(e.iter().all(|e| e.actor == "rule:sla"));
+    // /metrics counts it as breached (and assigned).
+    let counts = queue_counts(&conn).unwrap();
+    assert_eq!(
+        counts,
+        [QueueCounts {
+            customer: "acme".into(),
+            breached: 1,
+            unassigned: 0
+        }]
+    );
     let log = log_comments(&conn, id);
     assert!(
         log.iter()
