@@ -216,7 +216,7 @@ async fn sinks_redmine_one_issue_per_case_with_notes_and_status() {
     assert_eq!(issue["status"]["name"], "In Progress");
     assert_eq!(journal_notes(&issue).len(), 2);
 
-    // Resolved, then closed.
+    // Resolution closes the issue; closing the case adds its note.
     let resolved = event(
         case_id,
         4,
@@ -231,7 +231,7 @@ async fn sinks_redmine_one_issue_per_case_with_notes_and_status() {
     );
     redmine.deliver(&resolved, Some(&id)).await.unwrap();
     let issue = server.issue(&id).await;
-    assert_eq!(issue["status"]["name"], "Resolved");
+    assert_eq!(issue["status"]["name"], "Closed");
     assert_eq!(
         journal_notes(&issue).last().map(String::as_str),
         Some("person:ann: in_progress → resolved: disk swapped")

@@ -200,7 +200,12 @@ pub struct RedmineConfig {
     pub project: String,
     #[serde(default = "default_tracker_id")]
     pub tracker_id: u32,
-    /// Status ids; the defaults are those of Redmine's default data.
+    /// Status ids; the defaults are those of Redmine's default data. A
+    /// resolved case closes its issue (5, Closed); set `resolved_status_id =
+    /// 3` to keep it at Resolved until the case is closed. A reopened case
+    /// takes its issue back to `new_status_id`.
+    #[serde(default = "default_new_status_id")]
+    pub new_status_id: u32,
     #[serde(default = "default_in_progress_status_id")]
     pub in_progress_status_id: u32,
     #[serde(default = "default_resolved_status_id")]
@@ -215,8 +220,11 @@ fn default_tracker_id() -> u32 {
 fn default_in_progress_status_id() -> u32 {
     2
 }
+fn default_new_status_id() -> u32 {
+    1
+}
 fn default_resolved_status_id() -> u32 {
-    3
+    5
 }
 fn default_closed_status_id() -> u32 {
     5

@@ -29,6 +29,7 @@ pub(crate) struct Redmine {
     key_file: PathBuf,
     project: String,
     tracker_id: u32,
+    new_status_id: u32,
     in_progress_status_id: u32,
     resolved_status_id: u32,
     closed_status_id: u32,
@@ -73,6 +74,7 @@ impl Redmine {
             key_file: c.api_key_file.clone(),
             project: c.project.clone(),
             tracker_id: c.tracker_id,
+            new_status_id: c.new_status_id,
             in_progress_status_id: c.in_progress_status_id,
             resolved_status_id: c.resolved_status_id,
             closed_status_id: c.closed_status_id,
@@ -87,6 +89,8 @@ impl Redmine {
             return None;
         }
         match change.to_status.as_str() {
+            // Reopened: the issue opens again.
+            "new" | "recovered" if change.from_ended() => Some(self.new_status_id),
             "assigned" | "in_progress" => Some(self.in_progress_status_id),
             "resolved" => Some(self.resolved_status_id),
             s if s == "closed" || s.starts_with("cancelled") => Some(self.closed_status_id),

@@ -738,7 +738,8 @@ fn redmine_bodies() {
     for (to, status) in [
         ("assigned", Some(2)),
         ("in_progress", Some(2)),
-        ("resolved", Some(3)),
+        // Resolution closes the issue (Redmine's default "Closed").
+        ("resolved", Some(5)),
         ("closed", Some(5)),
         ("cancelled:duplicate", Some(5)),
         ("on_hold:awaiting_parts", None),
@@ -746,11 +747,14 @@ fn redmine_bodies() {
     ] {
         assert_eq!(r.status_id(&change("rule:r", Some("new"), to, None)), status, "{to}");
     }
+    // A reopened case opens its issue again.
+    assert_eq!(r.status_id(&change("rule:r", Some("resolved"), "new", None)), Some(1));
+    assert_eq!(r.status_id(&change("rule:r", Some("closed"), "new", None)), Some(1));
     // A case first delivered at a later change: created, then moved to its
     // status (Redmine ignores a status in the create).
     let late = with_change(change("rule:smart", Some("in_progress"), "resolved", None));
     assert!(r.create_body(&late)["issue"].get("status_id").is_none());
-    assert_eq!(r.status_body(&late), Some(json!({"issue": {"status_id": 3}})));
+    assert_eq!(r.status_body(&late), Some(json!({"issue": {"status_id": 5}})));
     assert_eq!(r.status_body(&opened()), None);
     assert_eq!(r.status_body(&note), None);
 

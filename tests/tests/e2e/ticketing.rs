@@ -1,7 +1,8 @@
 //! The queue's Redmine sink against a real Redmine (`scripts/redmine.sh`,
 //! which `.ci/run` runs): a case opens an issue, a comment becomes a note,
-//! resolution resolves it and closing closes it; with Redmine stopped, the
-//! change waits in the outbox and arrives once Redmine is back, exactly once.
+//! resolution closes it and closing adds the satisfaction; with Redmine
+//! stopped, the change waits in the outbox and arrives once Redmine is
+//! back, exactly once.
 
 use std::path::Path;
 use std::process::Command;
@@ -265,10 +266,14 @@ level = "L1"
         "work_done": "fixed the credentials", "engineer": "", "minutes": 15}}),
     )
     .await;
-    act(json!({"action": "close", "satisfaction": {"score": 5}})).await;
-    eventually("the closed issue", Duration::from_secs(30), || async {
+    eventually("the issue closed on resolution", Duration::from_secs(30), || async {
         let i = redmine.issue(issue_id).await;
-        (i["issue"]["status"]["id"] == json!(5)).then_some(())
+        (i["issue"]["status"]["id"] == json!(5) && notes_with(&i, "fixed the credentials") == 1).then_some(())
+    })
+    .await;
+    act(json!({"action": "close", "satisfaction": {"score": 5}})).await;
+    eventually("the satisfaction note", Duration::from_secs(30), || async {
+        (notes_with(&redmine.issue(issue_id).await, "satisfaction 5/5") == 1).then_some(())
     })
     .await;
     let issue = redmine.issue(issue_id).await;
