@@ -171,6 +171,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     .prune(store::Prune {
                         report_log_before_ms: now - keep_log_ms,
                         raw_reports_before_ms: now - keep_raw_ms,
+                        outbox_before_ms: now - crate::queue::outbox::KEEP_DELIVERED_MS,
                     })
                     .await;
             }

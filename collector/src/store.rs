@@ -424,6 +424,8 @@ pub struct DetectWrite {
 pub struct Prune {
     pub report_log_before_ms: i64,
     pub raw_reports_before_ms: i64,
+    /// Outbox rows older than this that every sink has delivered.
+    pub outbox_before_ms: i64,
 }
 
 /// Handle to the writer thread; cheap to clone.
@@ -615,7 +617,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                         "DELETE FROM raw_reports WHERE received_at_ms < ?1",
                         params![p.raw_reports_before_ms],
                     )?;
-                    tracing::debug!(report_log = log, raw_reports = raw, "pruned");
+                    let outbox = crate::queue::outbox::prune(&sp, p.outbox_before_ms)?;
+                    tracing::debug!(report_log = log, raw_reports = raw, outbox, "pruned");
                     None
                 }
                 Job::Signals(signals, policy, _) => {
@@ -1190,6 +1193,7 @@ mod raw_tests {
         let prune = Prune {
             report_log_before_ms: 0,
             raw_reports_before_ms: 2_500,
+            outbox_before_ms: 0,
         };
         run_batch(&mut conn, vec![Job::Prune(prune)], &fleet, &keep);
         assert_eq!(raw(&conn).iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);

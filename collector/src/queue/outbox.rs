@@ -202,3 +202,19 @@ pub fn set_aside_list(conn: &Connection, sink: &str) -> Result<Vec<SetAside>, St
         })?
         .collect::<Result<_, _>>()?)
 }
+
+/// How long a delivered change stays in the outbox (for `GET
+/// /api/v1/outbox` and a look after an incident).
+pub const KEEP_DELIVERED_MS: i64 = 7 * 86_400_000;
+
+/// Deletes outbox rows older than `before_ms` that every sink's cursor has
+/// passed (all of them when no sink was ever configured); a sink that is down
+/// keeps its backlog whatever its age. Returns how many went.
+pub fn prune(conn: &Connection, before_ms: i64) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM outbox WHERE at_ms < ?1 \
+             AND id <= coalesce((SELECT min(delivered_through) FROM sink_state), (SELECT max(id) FROM outbox))",
+        )?
+        .execute(params![before_ms])?)
+}

@@ -578,6 +578,28 @@ fn every_case_change_lands_in_the_outbox_with_it() {
     // A sink configured later starts at the end: no history flood.
     outbox::ensure_sink(&conn, "late").unwrap();
     assert!(outbox::next_pending(&conn, "late").unwrap().is_none());
+    // Pruning takes old rows every sink has passed, and only those.
+    act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Comment {
+            comment: "undelivered".into(),
+        },
+        "ana",
+        t0 + 2 * M,
+    )
+    .unwrap();
+    assert_eq!(outbox::prune(&conn, t0 + 10 * M).unwrap(), 4);
+    let left: Vec<String> = {
+        let mut v = Vec::new();
+        while let Some(p) = outbox::next_pending(&conn, "hook").unwrap() {
+            v.push(p.change.comment.clone().unwrap_or_default());
+            outbox::delivered(&conn, "hook", p.outbox_id, id, None, t0).unwrap();
+        }
+        v
+    };
+    assert_eq!(left, ["undelivered"]);
 }
 
 #[test]
