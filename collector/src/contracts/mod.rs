@@ -107,6 +107,11 @@ impl Contracts {
     pub fn contract_for(&self, host: &str, labels: &BTreeMap<String, String>) -> Option<&Contract> {
         self.contracts.iter().find(|c| c.matches(host, labels))
     }
+
+    /// The contract called `name` (the one a case was matched to).
+    pub fn named(&self, name: &str) -> Option<&Contract> {
+        self.contracts.iter().find(|c| c.name == name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,13 +45,13 @@ const PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
 /// Which statuses a list keeps, beyond what the store filters.
-enum StatusFilter {
+pub(crate) enum StatusFilter {
     Active,
     All,
     Named(&'static str),
 }
 
-fn parse_status(kind: ItemKind, s: Option<&str>) -> Result<StatusFilter, ApiError> {
+pub(crate) fn parse_status(kind: ItemKind, s: Option<&str>) -> Result<StatusFilter, ApiError> {
     match s {
         None | Some("active") => Ok(StatusFilter::Active),
         Some("all") => Ok(StatusFilter::All),

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::cases::StatusFilter;
 use super::error::ApiError;
 use super::hosts::authorize;
 use super::{AppState, json_body, path_id, read};
@@ -57,16 +58,15 @@ impl QueueQuery {
         };
         let status = match given(&self.status) {
             None => None,
-            Some(s) => {
-                let known = crate::cases::Status::from_parts(&s, None).is_some()
-                    || crate::cases::Status::parse(&s).is_some()
-                    || s == "on_hold"
-                    || s == "cancelled";
-                if !known {
-                    return Err(ApiError::BadRequest(format!("status: {s:?} is not a case status")));
+            Some(s) => match super::cases::parse_status(crate::cases::ItemKind::Case, Some(&s))? {
+                StatusFilter::Named(n) => Some(n.to_string()),
+                StatusFilter::Active => None,
+                StatusFilter::All => {
+                    return Err(ApiError::BadRequest(
+                        "status: the queue holds active cases; name a status to see ended ones".into(),
+                    ));
                 }
-                Some(s.split(':').next().unwrap_or(&s).to_string())
-            }
+            },
         };
         let severity_min = match given(&self.severity) {
             None => None,

@@ -574,11 +574,7 @@ fn sweep_case(conn: &Connection, contracts: &Contracts, id: i64, now_ms: i64) ->
     let (Some((item, log)), Some(meta)) = (items::get(conn, id)?, meta(conn, id)?) else {
         return Ok(0);
     };
-    let Some(contract) = meta
-        .contract
-        .as_deref()
-        .and_then(|n| contracts.contracts.iter().find(|c| c.name == n))
-    else {
+    let Some(contract) = meta.contract.as_deref().and_then(|n| contracts.named(n)) else {
         // The contract left the file after the case opened: its deadlines
         // stand, but there is no calendar to escalate against.
         return Ok(0);
@@ -906,7 +902,6 @@ pub fn act(
                     now_ms,
                 )?;
             }
-            let item = case(conn, id)?;
             items::person_action(
                 conn,
                 id,
@@ -915,7 +910,6 @@ pub fn act(
                 Some(comment(c).as_deref().unwrap_or("acknowledged")),
                 now_ms,
             )?;
-            let _ = item;
         }
         CaseAction::Assign { to, comment: c } => {
             let to = non_empty("to", to)?;
@@ -1210,10 +1204,7 @@ pub fn queue(
         if filter.severity_min.is_some_and(|m| item.severity < m) {
             continue;
         }
-        let contract = meta
-            .contract
-            .as_deref()
-            .and_then(|n| contracts.contracts.iter().find(|c| c.name == n));
+        let contract = meta.contract.as_deref().and_then(|n| contracts.named(n));
         let sla = sla_view(contract, &item, &meta, &log, now_ms);
         out.push(QueueEntry { item, meta, sla });
     }
@@ -1259,10 +1250,7 @@ pub fn case_detail(
     let meta = meta(conn, id)?;
     let sla = match &meta {
         Some(m) => {
-            let contract = m
-                .contract
-                .as_deref()
-                .and_then(|n| contracts.contracts.iter().find(|c| c.name == n));
+            let contract = m.contract.as_deref().and_then(|n| contracts.named(n));
             sla_view(contract, &item, m, &log, now_ms)
         }
         None => SlaView::default(),
