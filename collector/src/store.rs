@@ -628,7 +628,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                         crate::predict::on_signal(&sp, s, outcome)?;
                     }
                     let now = signals.iter().map(|s| s.at_ms).max().unwrap_or(0);
-                    crate::queue::settle(&sp, &options.contracts.get(), now)?;
+                    crate::queue::settle(&sp, &options.contracts.get(), mark, now)?;
                     Some(Effect::Detect(detect_write(&sp, mark)?))
                 }
                 Job::Run(f, _) => match f.take() {
@@ -639,7 +639,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                     let mark = crate::cases::store::log_high_water(&sp)?;
                     crate::cases::store::tick_all(&sp, policy, *now_ms)?;
                     let contracts = options.contracts.get();
-                    crate::queue::settle(&sp, &contracts, *now_ms)?;
+                    crate::queue::settle(&sp, &contracts, mark, *now_ms)?;
                     crate::queue::sweep(&sp, &contracts, options.satisfaction_wait_ms, *now_ms)?;
                     crate::predict::on_opened_since(&sp, mark)?;
                     Some(Effect::Detect(detect_write(&sp, mark)?))

@@ -360,13 +360,16 @@ fn set_assignee(
 }
 
 /// Gives every case that has no queue data yet its contract, deadlines and
-/// assignee; reassigns a reopened case that went back to new. Runs in the
-/// transaction that applied the signals, so a case never shows without.
-pub fn settle(conn: &Connection, contracts: &Contracts, now_ms: i64) -> Result<usize, StoreError> {
+/// assignee, and sends a case reopened since log row `since_log_id` back to
+/// its engineer. Runs in the transaction that applied the signals, so a case
+/// never shows without. Both lookups are ranges on primary keys, cheap on
+/// the detection path: every case up to the newest one with queue data has
+/// its own (settling goes in id order, and [`report_fault`] settles first).
+pub fn settle(conn: &Connection, contracts: &Contracts, since_log_id: i64, now_ms: i64) -> Result<usize, StoreError> {
     let fresh: Vec<i64> = conn
         .prepare_cached(
-            "SELECT i.id FROM items i LEFT JOIN case_meta m ON m.item_id = i.id \
-             WHERE i.kind = 'case' AND m.item_id IS NULL ORDER BY i.id",
+            "SELECT i.id FROM items i WHERE i.id > (SELECT coalesce(max(item_id), 0) FROM case_meta) \
+             AND i.kind = 'case' ORDER BY i.id",
         )?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -389,10 +392,12 @@ pub fn settle(conn: &Connection, contracts: &Contracts, now_ms: i64) -> Result<u
     // A reopened case is new again: back to the engineer who had it.
     let reopened: Vec<(i64, String)> = conn
         .prepare_cached(
-            "SELECT i.id, m.assignee FROM items i JOIN case_meta m ON m.item_id = i.id \
-             WHERE i.kind = 'case' AND i.status = 'new' AND m.assignee IS NOT NULL",
+            "SELECT DISTINCT i.id, m.assignee FROM item_log l JOIN items i ON i.id = l.item_id \
+             JOIN case_meta m ON m.item_id = i.id \
+             WHERE l.id > ?1 AND l.comment = 'reopened' AND i.kind = 'case' AND i.status = 'new' \
+             AND m.assignee IS NOT NULL ORDER BY i.id",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![since_log_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for (id, who) in &reopened {
         items::act_by(
@@ -1131,6 +1136,9 @@ pub fn report_fault(
             "reported_by": person,
         }),
     };
+    // Cases opened elsewhere since the last settling get theirs first, so
+    // this one's queue data does not pass over them.
+    settle(conn, contracts, items::log_high_water(conn)?, now_ms)?;
     let (id, created) = items::open_reported(conn, &signal, &format!("person:{person}"), now_ms)?;
     if created {
         let item = case(conn, id)?;

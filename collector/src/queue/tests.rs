@@ -108,7 +108,7 @@ fn open(conn: &Connection, c: &Contracts, asset: &str, customer: &str, severity:
         .unwrap()
         .item_id()
         .unwrap();
-    settle(conn, c, at_ms).unwrap();
+    settle(conn, c, 0, at_ms).unwrap();
     id
 }
 
@@ -176,7 +176,7 @@ fn a_friday_evening_fault_is_due_on_monday_and_assigned_by_rotation() {
         0
     );
     // Settling again changes nothing.
-    assert_eq!(settle(&conn, &c, opened + H).unwrap(), 0);
+    assert_eq!(settle(&conn, &c, 0, opened + H).unwrap(), 0);
 }
 
 #[test]
@@ -652,7 +652,7 @@ fn the_queue_puts_the_nearest_breach_first() {
         .unwrap()
         .item_id()
         .unwrap();
-    settle(&conn, &c, t0 + H).unwrap();
+    settle(&conn, &c, 0, t0 + H).unwrap();
     let q = queue(&conn, &c, &QueueFilter::default(), t0 + 2 * H).unwrap();
     let order: Vec<i64> = q.iter().map(|e| e.item.id.unwrap()).collect();
     // The critical case (response due 11:00, now) first, then the major
@@ -670,4 +670,34 @@ fn the_queue_puts_the_nearest_breach_first() {
     };
     let q = queue(&conn, &c, &unassigned, t0 + 2 * H).unwrap();
     assert_eq!(q.iter().map(|e| e.item.id.unwrap()).collect::<Vec<_>>(), [advisory]);
+}
+
+#[test]
+fn a_reopened_case_goes_back_to_its_engineer() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let id = open(&conn, &c, "db01", "acme", Severity::Major, t0);
+    assert_eq!(meta(&conn, id).unwrap().unwrap().assignee.as_deref(), Some("ana"));
+    act(
+        &conn,
+        &c,
+        id,
+        &CaseAction::Resolve { report: report(vec![]) },
+        "ana",
+        t0 + H,
+    )
+    .unwrap();
+    // The same fault within the reopen window reopens the case as new...
+    let mark = items::log_high_water(&conn).unwrap();
+    let s = signal("db01", "acme", "disk_failing", Severity::Major, true, t0 + 2 * H);
+    let out = items::apply_signal(&conn, &s, &Policy::default()).unwrap();
+    assert_eq!(out, items::Outcome::Reopened(id));
+    assert_eq!(items::item(&conn, id).unwrap().unwrap().status, Status::New);
+    // ...and settling gives it back to ana, once.
+    assert_eq!(settle(&conn, &c, mark, t0 + 2 * H).unwrap(), 1);
+    assert_eq!(items::item(&conn, id).unwrap().unwrap().status, Status::Assigned);
+    assert!(log_comments(&conn, id).contains(&"rule:assignment assigned to ana (reopened)".to_string()));
+    assert_eq!(settle(&conn, &c, mark, t0 + 2 * H).unwrap(), 0);
 }
