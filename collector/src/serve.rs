@@ -195,16 +195,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                let reader = reader.clone();
-                let got = tokio::task::spawn_blocking(move || {
-                    let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-                    crate::spares::gauges(&conn)
-                })
-                .await;
-                match got {
-                    Ok(Ok(v)) => *metrics.spares.lock().unwrap_or_else(|p| p.into_inner()) = v,
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot compute the spare gauges"),
-                    Err(e) => tracing::warn!(error = %e, "spare gauges task failed"),
+                match store::read_on(&reader, crate::spares::gauges).await {
+                    Ok(v) => *metrics.spares.lock().unwrap_or_else(|p| p.into_inner()) = v,
+                    Err(e) => tracing::warn!(error = %e, "cannot compute the spare gauges"),
                 }
             }
         })

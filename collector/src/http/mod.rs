@@ -123,11 +123,5 @@ pub(crate) async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let reader = state.reader.clone();
-    Ok(tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??)
+    Ok(crate::store::read_on(&state.reader, f).await?)
 }

@@ -98,19 +98,6 @@ pub fn start(
         .collect()
 }
 
-async fn read<T: Send + 'static>(
-    reader: &Arc<Mutex<Connection>>,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let reader = reader.clone();
-    tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
-    })
-    .await
-    .map_err(|e| StoreError::Transaction(e.to_string()))?
-}
-
 async fn run(
     sink: Sink,
     reader: Arc<Mutex<Connection>>,
@@ -155,7 +142,7 @@ async fn step(
     let name = sink.name.clone();
     let (state, next) = {
         let n = name.clone();
-        read(reader, move |c| {
+        crate::store::read_on(reader, move |c| {
             Ok((outbox::sink_state(c, &n)?, outbox::next_pending(c, &n)?))
         })
         .await?
