@@ -415,8 +415,9 @@ pub struct DetectWrite {
     pub open: Vec<crate::cases::store::OpenCount>,
     /// Held signals by reason.
     pub held: Vec<(crate::cases::hold::Held, u64)>,
-    /// Breached and unassigned cases per customer.
-    pub queue: Vec<crate::queue::QueueCounts>,
+    /// Breached and unassigned cases per customer; counted by the tick
+    /// only (breaches are found there), `None` from a signal job.
+    pub queue: Option<Vec<crate::queue::QueueCounts>>,
 }
 
 /// What the prune job deletes: rows received before these times.
@@ -644,7 +645,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                     }
                     let now = signals.iter().map(|s| s.at_ms).max().unwrap_or(0);
                     crate::queue::settle(&sp, &options.contracts.get(), mark, now)?;
-                    Some(Effect::Detect(detect_write(&sp, mark)?))
+                    Some(Effect::Detect(detect_write(&sp, mark, false)?))
                 }
                 Job::Run(f, _) => match f.take() {
                     Some(f) => Some(Effect::Value(f(&sp)?)),
@@ -657,7 +658,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                     crate::queue::settle(&sp, &contracts, mark, *now_ms)?;
                     crate::queue::sweep(&sp, &contracts, options.satisfaction_wait_ms, *now_ms)?;
                     crate::predict::on_opened_since(&sp, mark)?;
-                    Some(Effect::Detect(detect_write(&sp, mark)?))
+                    Some(Effect::Detect(detect_write(&sp, mark, true)?))
                 }
             };
             sp.commit()?;
@@ -730,12 +731,16 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
     }
 }
 
-fn detect_write(conn: &Connection, mark: i64) -> Result<DetectWrite, StoreError> {
+fn detect_write(conn: &Connection, mark: i64, tick: bool) -> Result<DetectWrite, StoreError> {
     Ok(DetectWrite {
         transitions: crate::cases::store::transitions_since(conn, mark)?,
         open: crate::cases::store::open_counts(conn)?,
         held: crate::cases::hold::held_counts(conn)?,
-        queue: crate::queue::queue_counts(conn)?,
+        queue: if tick {
+            Some(crate::queue::queue_counts(conn)?)
+        } else {
+            None
+        },
     })
 }
 

@@ -155,5 +155,7 @@ fn record(metrics: &Metrics, w: DetectWrite) {
     }
     *metrics.open.lock().unwrap_or_else(|p| p.into_inner()) = w.open;
     *metrics.held.lock().unwrap_or_else(|p| p.into_inner()) = w.held;
-    *metrics.queue.lock().unwrap_or_else(|p| p.into_inner()) = w.queue;
+    if let Some(q) = w.queue {
+        *metrics.queue.lock().unwrap_or_else(|p| p.into_inner()) = q;
+    }
 }
