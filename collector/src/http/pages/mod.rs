@@ -347,12 +347,8 @@ async fn asset_page(
     let (who, session) = auth::page_principal(&state, &headers, &uri)?;
     let h = super::read(&state, move |c| queue::asset_history(c, &host)).await?;
     match h {
-        // The same rule as the API's history: a customer sees only assets
-        // labelled with its own customer.
-        Some(h)
-            if h.customer.as_deref().is_none_or(|c| who.may_see(c))
-                && (who.scope().is_none() || h.customer.is_some()) =>
-        {
+        // As for hosts: an unlabelled asset belongs to no customer.
+        Some(h) if who.may_see(h.customer.as_deref().unwrap_or_default()) => {
             let viewer = Viewer {
                 who: &who,
                 csrf: &session.csrf,
