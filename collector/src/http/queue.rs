@@ -21,11 +21,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::cases::StatusFilter;
+use super::cases::{StatusFilter, item_json};
 use super::error::ApiError;
 use super::hosts::authorize;
 use super::{AppState, json_body, path_id, read};
-use crate::cases::{Item, Severity};
+use crate::cases::Severity;
 use crate::queue::{self, CaseAction, FaultReport, QueueFilter};
 
 pub fn router() -> Router<AppState> {
@@ -88,10 +88,6 @@ impl QueueQuery {
             assignee,
         })
     }
-}
-
-pub(crate) fn item_json(item: &Item) -> Value {
-    super::cases::item_json(item)
 }
 
 fn entry_json(e: &queue::QueueEntry) -> Value {
