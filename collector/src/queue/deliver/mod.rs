@@ -60,10 +60,7 @@ pub fn event(p: &Pending, public_url: Option<&str>) -> CaseEvent {
         component: p.item.key.component.clone(),
         severity: p.item.severity.as_str().to_string(),
         status: p.item.status.to_string(),
-        title: meta.map_or_else(
-            || format!("{} on {}", p.item.key.check, p.item.key.asset),
-            |m| m.title.clone(),
-        ),
+        title: meta.map_or_else(|| super::title_of(&p.item), |m| m.title.clone()),
         assignee: meta.and_then(|m| m.assignee.clone()),
         level: meta.map_or_else(|| "L1".to_string(), |m| m.level.clone()),
         out_of_scope: meta.is_none_or(|m| m.out_of_scope),
