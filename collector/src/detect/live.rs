@@ -63,7 +63,14 @@ pub fn start(
     tick: Duration,
 ) -> (DetectHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(Engine::new(rules), rx, writer, metrics.clone(), policy, tick));
+    let task = tokio::spawn(run(
+        Engine::new(rules).forget_gone_after(2 * policy.min_hold_ms),
+        rx,
+        writer,
+        metrics.clone(),
+        policy,
+        tick,
+    ));
     (DetectHandle { tx, metrics }, task)
 }
 

@@ -11,9 +11,12 @@
 //!
 //! Per host: its customer label, report interval, last report time, whether it
 //! is unreachable, and per *source* (a metric, or `metric/divide_by` for rules
-//! that divide) and label set a bounded history of `(at_ms, value)`. A series
-//! keeps only as far back as the longest window of the rules reading it, and
-//! at most [`MAX_POINTS`] points, one per `window / MAX_POINTS`: when reports
+//! that divide, and the window of the rules reading it) and label set a
+//! bounded history of `(at_ms, value)`. Each window has its own series, so a
+//! 2-minute forecast beside a 2-day one on the same metric gets points 5 s
+//! apart, not 2 h apart; rules without a window (thresholds, states) keep no
+//! history at all. A series keeps at most [`MAX_POINTS`] points, one per
+//! `window / MAX_POINTS`: when reports
 //! come faster, the newest point is updated instead of appended. A gauge's
 //! point is the mean of the samples it stands for (so a forecast fits the
 //! trend, not one noisy sample); a counter's is its newest value, and a
@@ -32,13 +35,27 @@
 //!   value is on the safe side of `clear` (or of `value` without `clear`).
 //! - `increase`: newest − oldest in the window ≥ `min_increase`; a drop (a
 //!   counter reset) restarts the window, so the increase is never negative.
-//! - `forecast`: a least-squares line over the window (≥ 3 points spanning
-//!   ≥ ¼ of the window) moving toward `reaches` and reaching it within
-//!   `within` from now. A value already past `reaches` is left to threshold
+//! - `forecast`: a least-squares line over the window's *floor* (≥ 3 points
+//!   spanning ≥ ¼ of the window) moving toward `reaches` and reaching it
+//!   within `within` from now. The floor of a point is the value farthest
+//!   from `reaches` at or after it: the level the series never fell back
+//!   from. Only sustained growth counts: the floor of the window's newer half
+//!   must be past the floor of its older half, so a volume that fills every
+//!   night and is emptied every morning is no risk, while one whose daily low
+//!   keeps rising is. A value already past `reaches` is left to threshold
 //!   rules: the forecast then says nothing new.
 //! - `state`: value == `equals`.
 //! - `absence` on `host`: [`Engine::tick`] fires when the host's last report is
 //!   older than `after_intervals` × its interval, and clears after it reports.
+//!
+//! A series that stops while its host keeps reporting (a failed unit that
+//! was restarted is no longer listed; a disk, filesystem or database was
+//! removed) counts as cleared after [`GONE_AFTER_INTERVALS`] report
+//! intervals: each rule's state on it emits one clear and is forgotten, and
+//! so is its history. The clear is repeated with each report for an hour
+//! (longer when the minimum hold is longer), then the series is forgotten.
+//! This is decided on the host's reports only, so a silent host stays the
+//! one `host_unreachable` case, never a mass clear.
 //!
 //! # Storm suppression
 //!
@@ -68,6 +85,14 @@ pub use replay::{ReplayError, ReplayEvent, replay, replay_lines, replay_lines_wi
 
 /// Most points kept per series.
 pub const MAX_POINTS: usize = 24;
+
+/// Report intervals a series may be missing from its host's reports before
+/// it counts as gone (see the module docs).
+pub const GONE_AFTER_INTERVALS: i64 = 3;
+
+/// How long a gone series is cleared again with every report before the
+/// engine forgets it, by default (see [`Engine::forget_gone_after`]).
+pub const FORGET_GONE_AFTER_MS: i64 = 3_600_000;
 
 type Labels = BTreeMap<String, String>;
 
@@ -127,6 +152,8 @@ struct EvalState {
     /// Since when the threshold condition has held (not yet firing).
     since_ms: Option<i64>,
     firing: bool,
+    /// When a report last carried the series.
+    seen_ms: i64,
 }
 
 /// What the engine remembers about one host.
@@ -166,6 +193,9 @@ pub struct Engine {
     /// Every metric a rule reads, as a target or a divisor: the rest of a
     /// report is skipped.
     watched: HashSet<String>,
+    /// How long a gone series keeps being cleared before it is forgotten:
+    /// longer than the lifecycle's minimum hold, so the clear is believed.
+    forget_after_ms: i64,
     /// Label names and values, one copy each across the fleet: the same
     /// `device`, `mountpoint`, `/var` or `sda` recur on every host. It keeps
     /// every distinct string ever seen (bounded by the fleet's label values).
@@ -186,7 +216,9 @@ fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The series name a rule reads: divided rules read the ratio.
+/// The series a rule reads: divided rules read the ratio, and each window
+/// has its own series (`metric[/divide_by]@window_ms`), so a rule's points
+/// are spaced for its own window whatever other rules read the same metric.
 fn source(rule: &Rule) -> Option<String> {
     let Target::Metric(m) = rule.target else {
         return None;
@@ -195,9 +227,10 @@ fn source(rule: &Rule) -> Option<String> {
         Condition::Threshold { divide_by, .. } | Condition::Forecast { divide_by, .. } => divide_by.as_deref(),
         _ => None,
     };
+    let w = window_ms(rule);
     Some(match div {
-        Some(d) => format!("{m}/{d}"),
-        None => m.to_string(),
+        Some(d) => format!("{m}/{d}@{w}"),
+        None => format!("{m}@{w}"),
     })
 }
 
@@ -253,7 +286,16 @@ impl Engine {
             reads,
             watched,
             strings: HashSet::new(),
+            forget_after_ms: FORGET_GONE_AFTER_MS,
         }
+    }
+
+    /// Sets how long a gone series keeps being cleared before it is
+    /// forgotten (at least the default): give it more than the lifecycle's
+    /// minimum hold, or a gone fault's clear comes too early to be believed.
+    pub fn forget_gone_after(mut self, ms: i64) -> Engine {
+        self.forget_after_ms = ms.max(FORGET_GONE_AFTER_MS);
+        self
     }
 
     /// Swaps in a new rule set, keeping every host's history. A rule that is
@@ -281,7 +323,8 @@ impl Engine {
             h.eval = eval;
         }
         let strings = std::mem::take(&mut self.strings);
-        *self = Engine::new(rules);
+        let forget = self.forget_after_ms;
+        *self = Engine::new(rules).forget_gone_after(forget);
         self.hosts = hosts;
         self.strings = strings;
     }
@@ -350,27 +393,30 @@ impl Engine {
                         _ => continue,
                     },
                 };
-                if !host.series.contains_key(src.as_ref()) {
-                    // The rule set's copy of the name, shared by every host.
-                    host.series.insert(src.clone(), ByLabels::default());
-                }
-                let Some(of_source) = host.series.get_mut(src.as_ref()) else {
-                    continue;
-                };
-                // One copy of a series' labels, shared with its rule states.
+                // A rule with a window keeps the series' history; one without
+                // (a threshold, a state) reads only the value in hand.
                 let strings = &mut self.strings;
-                let (shared, series) = of_source.entry(labels, || {
-                    labels
-                        .iter()
-                        .map(|(k, v)| (intern(strings, k), intern(strings, v)))
-                        .collect()
-                });
-                let shared = shared.clone();
-                series.push(at_ms, value, *retention, *keep_drops);
+                let mut shared: Option<Key> = None;
+                let mut series: &Series = &NO_HISTORY;
+                if *retention > 0 {
+                    if !host.series.contains_key(src.as_ref()) {
+                        // The rule set's copy of the name, shared by every host.
+                        host.series.insert(src.clone(), ByLabels::default());
+                    }
+                    let Some(of_source) = host.series.get_mut(src.as_ref()) else {
+                        continue;
+                    };
+                    // One copy of a series' labels, shared with its rule states.
+                    let (key, s) = of_source.entry(labels, || interned(strings, labels));
+                    s.push(at_ms, value, *retention, *keep_drops);
+                    shared = Some(key.clone());
+                    series = s;
+                }
                 let Some(of_rule) = host.eval.get_mut(idx) else {
                     continue;
                 };
-                let (_, state) = of_rule.entry(labels, || shared);
+                let (_, state) = of_rule.entry(labels, || shared.unwrap_or_else(|| interned(strings, labels)));
+                state.seen_ms = at_ms;
                 let (firing, detail) = evaluate(rule, series, state, value, at_ms);
                 let component = rule
                     .component
@@ -410,6 +456,36 @@ impl Engine {
                 });
             }
         }
+        // Series the host stopped sending count as cleared (see the module
+        // docs): each report says so again, like any evaluation, until the
+        // series has been gone for the forget horizon.
+        let grace = GONE_AFTER_INTERVALS.saturating_mul(host.interval_ms.max(1000));
+        let gone_before = at_ms.saturating_sub(grace);
+        let forget_before = at_ms.saturating_sub(grace.max(self.forget_after_ms));
+        for (rule, states) in self.rules.rules.iter().zip(host.eval.iter_mut()) {
+            states.0.retain_mut(|(labels, state)| {
+                if state.seen_ms >= gone_before {
+                    return true;
+                }
+                state.firing = false;
+                state.since_ms = None;
+                out.push(gone_signal(
+                    rule,
+                    &report.host,
+                    &host.customer,
+                    labels,
+                    state.seen_ms,
+                    at_ms,
+                ));
+                state.seen_ms >= forget_before
+            });
+        }
+        for of_source in host.series.values_mut() {
+            of_source
+                .0
+                .retain(|(_, s)| s.points.back().is_some_and(|&(t, _)| t >= forget_before));
+        }
+        host.series.retain(|_, of_source| of_source.len() > 0);
         out
     }
 
@@ -461,6 +537,51 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+/// The history of a rule without a window: none.
+static NO_HISTORY: Series = Series {
+    points: VecDeque::new(),
+    newest_samples: 0,
+};
+
+/// A series' labels as one shared key, each string interned.
+fn interned(strings: &mut HashSet<Arc<str>>, labels: &Labels) -> Key {
+    labels
+        .iter()
+        .map(|(k, v)| (intern(strings, k), intern(strings, v)))
+        .collect()
+}
+
+/// The clear of a rule on a series its host stopped sending.
+fn gone_signal(rule: &Rule, host: &str, customer: &str, labels: &Key, seen_ms: i64, at_ms: i64) -> Signal {
+    let component = rule
+        .component
+        .as_ref()
+        .and_then(|c| labels.iter().find(|(k, _)| k.as_ref() == c.as_str()))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let labels: BTreeMap<&str, &str> = labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+    Signal {
+        key: IdentityKey {
+            customer: customer.to_string(),
+            asset: host.to_string(),
+            check: rule.name.clone(),
+            component,
+        },
+        kind: rule.outcome,
+        severity: rule.severity,
+        rule: rule.name.clone(),
+        firing: false,
+        at_ms,
+        evidence: json!({
+            "rule": rule.name,
+            "metric": rule.target.name(),
+            "labels": labels,
+            "gone_since_ms": seen_ms,
+            "at_ms": at_ms,
+        }),
     }
 }
 
@@ -546,7 +667,7 @@ impl Series {
         }
     }
 
-    fn in_window(&self, now_ms: i64, window_ms: i64) -> impl Iterator<Item = &(i64, f64)> {
+    fn in_window(&self, now_ms: i64, window_ms: i64) -> impl DoubleEndedIterator<Item = &(i64, f64)> + Clone {
         let from = now_ms.saturating_sub(window_ms);
         self.points.iter().filter(move |(t, _)| *t >= from)
     }
@@ -622,41 +743,12 @@ fn evaluate(
             ..
         } => {
             let w = ms(*window);
-            // Passes over the window rather than a copy of it: this runs on
-            // every report for every filesystem and NVMe disk.
-            let (mut count, mut first, mut last) = (0usize, None, 0);
-            for &(t, _) in series.in_window(at_ms, w) {
-                count += 1;
-                first.get_or_insert(t);
-                last = t;
-            }
-            let span = first.map_or(0, |f| last - f);
-            let mut eta = None;
-            if count >= 3 && span.saturating_mul(4) >= w {
-                // Seconds relative to now keep the fit well-conditioned.
-                let pts = || {
-                    series
-                        .in_window(at_ms, w)
-                        .map(|&(t, v)| ((t - at_ms) as f64 / 1000.0, v))
-                };
-                let n = count as f64;
-                let mx = pts().map(|(x, _)| x).sum::<f64>() / n;
-                let my = pts().map(|(_, y)| y).sum::<f64>() / n;
-                let sxx: f64 = pts().map(|(x, _)| (x - mx) * (x - mx)).sum();
-                let sxy: f64 = pts().map(|(x, y)| (x - mx) * (y - my)).sum();
-                if sxx > 0.0 {
-                    let slope = sxy / sxx;
-                    let now_fit = my - slope * mx;
-                    let gap = reaches - now_fit;
-                    if slope != 0.0 && gap.signum() == slope.signum() {
-                        eta = Some((gap / slope, slope, now_fit));
-                    }
-                }
-            }
+            let eta = forecast(series.in_window(at_ms, w), at_ms, w, *reaches, value);
+            let points = series.in_window(at_ms, w).count();
             state.firing = eta.is_some_and(|(secs, _, _)| secs <= within.as_secs_f64());
             let detail = match eta {
                 Some((secs, slope, fit)) if state.firing => Some(json!({"eta_secs": secs, "slope_per_sec": slope,
-                    "fitted_now": fit, "reaches": reaches, "window_secs": window.as_secs(), "points": count})),
+                    "fitted_now": fit, "reaches": reaches, "window_secs": window.as_secs(), "points": points})),
                 _ => None,
             };
             (state.firing, detail)
@@ -667,4 +759,81 @@ fn evaluate(
         }
         Condition::Absence { .. } => (false, None),
     }
+}
+
+/// When a series reaches `reaches` at its sustained rate: `(seconds from now,
+/// slope per second, fitted value now)`, or `None` when it is not moving
+/// toward it steadily (see the module docs on `forecast`).
+///
+/// The line is fitted on the window's floor — for each point, the value
+/// farthest from `reaches` at or after it — so a series that keeps falling
+/// back (a volume emptied every morning) shows the level it returns to, not
+/// its peaks. The floor of the newer half of the window must be past that of
+/// the older half: growth that did not hold across the window is no trend.
+fn forecast<'a>(
+    window: impl DoubleEndedIterator<Item = &'a (i64, f64)> + Clone,
+    at_ms: i64,
+    window_ms: i64,
+    reaches: f64,
+    value: f64,
+) -> Option<(f64, f64, f64)> {
+    let (mut count, mut first, mut last) = (0usize, None, 0);
+    for &(t, _) in window.clone() {
+        count += 1;
+        first.get_or_insert(t);
+        last = t;
+    }
+    let first = first?;
+    if count < 3 || (last - first).saturating_mul(4) < window_ms {
+        return None;
+    }
+    // +1 when the series must rise to reach, -1 when it must fall.
+    let toward = (reaches - value).signum();
+    if toward == 0.0 {
+        return None;
+    }
+    // The floor, newest first, then in time order; in seconds relative to
+    // now, which keeps the fit well-conditioned.
+    let mut floor: Vec<(f64, f64)> = Vec::with_capacity(count);
+    let mut low = f64::INFINITY;
+    for &(t, v) in window.rev() {
+        low = low.min(v * toward);
+        floor.push(((t - at_ms) as f64 / 1000.0, low * toward));
+    }
+    floor.reverse();
+    // Sustained: the newer half's floor is past the older half's.
+    let mid = ((first - at_ms) + (last - at_ms)) as f64 / 2000.0;
+    let older = floor
+        .iter()
+        .filter(|(x, _)| *x < mid)
+        .map(|(_, y)| y * toward)
+        .fold(f64::INFINITY, f64::min);
+    let newer = floor
+        .iter()
+        .filter(|(x, _)| *x >= mid)
+        .map(|(_, y)| y * toward)
+        .fold(f64::INFINITY, f64::min);
+    // How fast the floor advanced from one half to the other, per second:
+    // the sustained rate, which a few steep points at the end cannot inflate.
+    let advanced = newer - older;
+    if advanced.is_nan() || advanced <= 0.0 {
+        return None;
+    }
+    let sustained = advanced / ((last - first) as f64 / 2000.0);
+    let n = count as f64;
+    let mx = floor.iter().map(|(x, _)| x).sum::<f64>() / n;
+    let my = floor.iter().map(|(_, y)| y).sum::<f64>() / n;
+    let sxx: f64 = floor.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let sxy: f64 = floor.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let fitted = sxy / sxx;
+    if fitted.signum() != toward {
+        return None;
+    }
+    let slope = toward * fitted.abs().min(sustained);
+    let now_fit = my - fitted * mx;
+    let gap = reaches - now_fit;
+    (slope != 0.0 && gap.signum() == slope.signum()).then(|| (gap / slope, slope, now_fit))
 }

@@ -679,3 +679,139 @@ fn a_rules_reload_keeps_the_state_of_unchanged_rules() {
         Some(false)
     );
 }
+
+/// The built-in rules plus operator rules given as TOML text.
+fn rules_with(text: &str) -> crate::rules::RuleSet {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("operator.toml"), text).unwrap();
+    rules::load(Some(dir.path())).unwrap()
+}
+
+#[test]
+fn a_failed_unit_whose_series_disappears_recovers_and_resolves() {
+    // The unit fails for 20 minutes; after the rerun the agent no longer
+    // lists it (healthy units are not sent) while the host keeps reporting.
+    let s = Stream::default()
+        .host("app1", 15, T0, 4 * 60 * 3, |i, _| {
+            let mut v = vec![sample("caretaker_cpu_usage_ratio", &[], 0.1)];
+            if i < 80 {
+                v.push(sample(
+                    "caretaker_systemd_unit_failed",
+                    &[("unit", "backup.service")],
+                    1.0,
+                ));
+            }
+            v
+        })
+        .build();
+    let ev = run(&s);
+    assert_eq!(count(&ev, "systemd_unit_failed", "opened"), 1, "{ev:#?}");
+    let recovered = ev
+        .iter()
+        .find(|e| e.rule == "systemd_unit_failed" && e.event == "recovered")
+        .unwrap_or_else(|| panic!("the case recovers once the series is gone: {ev:#?}"));
+    // Gone after 3 report intervals, not at once; recovered once the
+    // lifecycle's minimum hold (5 min) since the last firing has passed.
+    let last_sent = T0 + 79 * 15_000;
+    assert!(recovered.at_ms > last_sent + 3 * 15_000, "{recovered:?}");
+    assert!(recovered.at_ms <= last_sent + 5 * MIN + 15_000, "{recovered:?}");
+    // The untouched case resolves after the quiet period, by itself.
+    assert_eq!(count(&ev, "systemd_unit_failed", "resolved"), 1, "{ev:#?}");
+    assert_eq!(count(&ev, "systemd_unit_failed", "reopened"), 0, "{ev:#?}");
+}
+
+#[test]
+fn a_silent_host_is_the_storm_case_not_a_mass_clear_of_its_series() {
+    // The unit is failing when the host goes silent for an hour: the absence
+    // case opens, and the unit's case is not cleared by the silence.
+    let mut s = Stream::default()
+        .host("app1", 15, T0, 80, |_, _| {
+            vec![sample(
+                "caretaker_systemd_unit_failed",
+                &[("unit", "backup.service")],
+                1.0,
+            )]
+        })
+        .build();
+    let back = T0 + 80 * 15_000 + HOUR;
+    s.extend(
+        Stream::default()
+            .host("app1", 15, back, 40, |_, _| {
+                vec![sample(
+                    "caretaker_systemd_unit_failed",
+                    &[("unit", "backup.service")],
+                    1.0,
+                )]
+            })
+            .build(),
+    );
+    let ev = run(&s);
+    assert_eq!(count(&ev, "host_unreachable", "opened"), 1, "{ev:#?}");
+    assert_eq!(count(&ev, "systemd_unit_failed", "opened"), 1, "{ev:#?}");
+    assert_eq!(count(&ev, "systemd_unit_failed", "recovered"), 0, "{ev:#?}");
+}
+
+/// A staging volume emptied every morning at 06:00 and filled during the
+/// night, with its daily low at `low(day)` (a ratio of free space).
+fn sawtooth(days: usize, high_free: impl Fn(usize) -> f64) -> Vec<(i64, Report)> {
+    Stream::default()
+        .host("stage1", 600, T0, days * 144, |i, _| {
+            let day = i / 144;
+            let minute_of_day = (i % 144) * 10;
+            // 06:00 is the emptying; from 18:00 to 06:00 it fills to 3 % free.
+            let hours_since_empty = ((minute_of_day + 24 * 60 - 6 * 60) % (24 * 60)) as f64 / 60.0;
+            let top = high_free(day);
+            let free = if hours_since_empty < 12.0 {
+                top
+            } else {
+                top - (top - 0.03) * (hours_since_empty - 12.0) / 12.0
+            };
+            fs(free + 0.002 * noise(i))
+        })
+        .build()
+}
+
+#[test]
+fn a_nightly_sawtooth_is_not_forecast_as_filling() {
+    let ev = run(&sawtooth(6, |_| 0.9));
+    assert_eq!(any(&ev, "filesystem_fills_within_7d"), 0, "{ev:#?}");
+}
+
+#[test]
+fn a_sawtooth_whose_daily_low_keeps_rising_is_forecast() {
+    // Each morning 8 % less comes free: full within days.
+    let ev = run(&sawtooth(8, |day| 0.9 - 0.08 * day as f64));
+    assert_eq!(count(&ev, "filesystem_fills_within_7d", "opened"), 1, "{ev:#?}");
+}
+
+#[test]
+fn a_short_window_rule_gets_its_own_points_beside_a_long_one() {
+    // An operator's 2-minute forecast on the same ratio the built-in 2-day
+    // rule reads: points every 5 s, not every 2 h.
+    let set = rules_with(
+        r#"
+[[rule]]
+name = "tmp_fills_fast"
+kind = "forecast"
+metric = "caretaker_filesystem_avail_bytes"
+divide_by = "caretaker_filesystem_size_bytes"
+window = "2m"
+reaches = 0
+within = "30m"
+component = "mountpoint"
+outcome = "finding"
+severity = "major"
+summary = "{component} on {host} fills within minutes"
+"#,
+    );
+    // 90 % free falling 1 %/15 s: empty in ~22 minutes from the start.
+    let s = Stream::default()
+        .host("web1", 15, T0, 60, |i, _| fs(0.9 - 0.01 * i as f64))
+        .build();
+    let ev = replay(&s, set, &Policy::default()).unwrap();
+    let opened = ev
+        .iter()
+        .find(|e| e.rule == "tmp_fills_fast" && e.event == "opened")
+        .unwrap_or_else(|| panic!("{ev:#?}"));
+    assert!(opened.at_ms <= T0 + 3 * MIN, "{opened:?}");
+}
