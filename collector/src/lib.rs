@@ -12,6 +12,7 @@ pub mod export;
 pub mod fleet;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod pki;
 pub mod predict;
 pub mod queue;

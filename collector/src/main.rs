@@ -74,6 +74,12 @@ enum Command {
         /// `[[window]]` tables (customer, host, starts_at, ends_at, reason).
         #[arg(long, value_name = "FILE")]
         maintenance: Option<PathBuf>,
+        /// A contracts file (as `[queue] contracts_file`): cases get their
+        /// contract, deadlines, assignee and escalations as in `serve`.
+        #[arg(long, value_name = "FILE")]
+        contracts: Option<PathBuf>,
+        #[command(flatten)]
+        policy: ReplayPolicy,
     },
     /// Write the raw reports kept in the store as JSON lines for `replay`,
     /// ordered by receive time. Safe to run while `serve` is running.
@@ -235,14 +241,31 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             input,
             rules,
             maintenance,
+            contracts,
+            policy,
         } => {
             let set = load_rules(rules.as_deref())?;
-            let windows = match &maintenance {
-                Some(path) => hold::parse_windows_file(path).map_err(BadInput)?,
-                None => Vec::new(),
+            let mut options = detect::ReplayOptions {
+                policy: policy.apply(Policy::default()),
+                ..detect::ReplayOptions::default()
             };
+            if let Some(days) = policy.satisfaction_wait_days {
+                options.satisfaction_wait_ms = i64::from(days).saturating_mul(86_400_000);
+            }
+            if let Some(path) = &maintenance {
+                options.windows = hold::parse_windows_file(path).map_err(BadInput)?;
+            }
+            if let Some(path) = &contracts {
+                options.contracts = caretaker_collector::contracts::load(path).map_err(|errors| {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    BadInput(format!("{}: {} problem(s)", path.display(), errors.len()))
+                })?;
+            }
             let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
-            let events = detect::replay_lines_with(std::io::BufReader::new(file), set, &Policy::default(), &windows)?;
+            let reports = detect::read_lines(std::io::BufReader::new(file))?;
+            let events = detect::replay_full(&reports, set, &options)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for e in events {
                 serde_json::to_writer(&mut out, &e)?;
@@ -433,4 +456,61 @@ fn hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// The lifecycle settings of a replay, as flags; unset, each is the
+/// collector's default (`[detect]` in the config).
+#[derive(clap::Args, Debug)]
+struct ReplayPolicy {
+    /// A recurrence within this reopens the case (`1d`, `30m`; `0s`: always new).
+    #[arg(long, value_name = "DURATION", value_parser = duration_ms)]
+    reopen_window: Option<i64>,
+    /// Recovered and untouched → resolved after this, signal clear.
+    #[arg(long, value_name = "DURATION", value_parser = duration_ms)]
+    quiet_period: Option<i64>,
+    /// A case stays open at least this long before "recovered".
+    #[arg(long, value_name = "DURATION", value_parser = duration_ms)]
+    min_hold: Option<i64>,
+    /// More changes than this within --flap-window: flapping.
+    #[arg(long, value_name = "N")]
+    flap_changes: Option<u32>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_ms)]
+    flap_window: Option<i64>,
+    /// More new cases than this for one customer within --storm-window: one storm case (0: off).
+    #[arg(long, value_name = "N")]
+    storm_cases: Option<u32>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_ms)]
+    storm_window: Option<i64>,
+    /// A resolved case with no satisfaction record closes after this many days.
+    #[arg(long, value_name = "DAYS")]
+    satisfaction_wait_days: Option<u32>,
+}
+
+impl ReplayPolicy {
+    fn apply(&self, mut p: Policy) -> Policy {
+        let set = |v: Option<i64>, slot: &mut i64| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(self.reopen_window, &mut p.reopen_window_ms);
+        set(self.quiet_period, &mut p.quiet_period_ms);
+        set(self.min_hold, &mut p.min_hold_ms);
+        set(self.flap_window, &mut p.flap_window_ms);
+        set(self.storm_window, &mut p.storm_window_ms);
+        if let Some(n) = self.flap_changes {
+            p.flap_changes = n;
+        }
+        if let Some(n) = self.storm_cases {
+            p.storm_cases = n;
+        }
+        p
+    }
+}
+
+/// A duration flag (`30s`, `15m`, `2h`, `1d`) in milliseconds.
+fn duration_ms(text: &str) -> Result<i64, String> {
+    rules::parse_duration(text)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .ok_or_else(|| format!("{text:?} is not a duration like 30s, 15m, 2h or 1d"))
 }

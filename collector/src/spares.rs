@@ -653,6 +653,10 @@ pub fn record_service_report(
             reservation_id
         ])?;
     }
+    // The parts taken out are out of service from now on: their readings
+    // cannot reopen the case, their findings and recommendations are done.
+    let old: Vec<&str> = report.parts.iter().map(|p| p.old_serial.as_str()).collect();
+    crate::predict::on_parts_replaced(conn, &report.host, &old, at, &format!("replaced (service report {id})"))?;
     Ok(id)
 }
 

@@ -181,6 +181,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // Inspection reports as generated.
         M::up(crate::report::stored::MIGRATION),
         M::up(crate::queue::MIGRATION),
+        // Parts a service report replaced or the inventory lost.
+        M::up(crate::cases::retired::MIGRATION),
     ])
 }
 
@@ -617,11 +619,13 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                         None => fleet.get(&inc.agent_id).map(|h| AssetState::of(&h)).unwrap_or_default(),
                     };
                     let samples = std::mem::take(&mut inc.samples);
-                    let effect = apply(&sp, inc, samples, previous, options.keep_raw_reports)?;
-                    if let Some(Effect::Host(h)) = &effect {
-                        inventories.insert(h.agent_id.clone(), AssetState::of(h));
+                    match crate::pipeline::report(&sp, inc, samples, previous, options.keep_raw_reports)? {
+                        Some(h) => {
+                            inventories.insert(h.agent_id.clone(), AssetState::of(&h));
+                            Some(Effect::Host(Box::new(h)))
+                        }
+                        None => None,
                     }
-                    effect
                 }
                 Job::Enroll(e, _) => enroll(&sp, e)?,
                 Job::Prune(p) => {
@@ -637,29 +641,23 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                     tracing::debug!(report_log = log, raw_reports = raw, outbox, "pruned");
                     None
                 }
-                Job::Signals(signals, policy, _) => {
-                    let mark = crate::cases::store::log_high_water(&sp)?;
-                    for s in signals.iter() {
-                        let outcome = crate::cases::store::apply_signal(&sp, s, policy)?;
-                        crate::predict::on_signal(&sp, s, outcome)?;
-                    }
-                    let now = signals.iter().map(|s| s.at_ms).max().unwrap_or(0);
-                    crate::queue::settle(&sp, &options.contracts.get(), mark, now)?;
-                    Some(Effect::Detect(detect_write(&sp, mark, false)?))
-                }
+                Job::Signals(signals, policy, _) => Some(Effect::Detect(crate::pipeline::signals(
+                    &sp,
+                    signals,
+                    policy,
+                    &options.contracts.get(),
+                )?)),
                 Job::Run(f, _) => match f.take() {
                     Some(f) => Some(Effect::Value(f(&sp)?)),
                     None => None,
                 },
-                Job::TickCases(now_ms, policy, _) => {
-                    let mark = crate::cases::store::log_high_water(&sp)?;
-                    crate::cases::store::tick_all(&sp, policy, *now_ms)?;
-                    let contracts = options.contracts.get();
-                    crate::queue::settle(&sp, &contracts, mark, *now_ms)?;
-                    crate::queue::sweep(&sp, &contracts, options.satisfaction_wait_ms, *now_ms)?;
-                    crate::predict::on_opened_since(&sp, mark)?;
-                    Some(Effect::Detect(detect_write(&sp, mark, true)?))
-                }
+                Job::TickCases(now_ms, policy, _) => Some(Effect::Detect(crate::pipeline::tick(
+                    &sp,
+                    policy,
+                    &options.contracts.get(),
+                    options.satisfaction_wait_ms,
+                    *now_ms,
+                )?)),
             };
             sp.commit()?;
             Ok(effect)
@@ -731,7 +729,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
     }
 }
 
-fn detect_write(conn: &Connection, mark: i64, tick: bool) -> Result<DetectWrite, StoreError> {
+/// What a detection job changed since log row `mark` (see [`DetectWrite`]).
+pub fn detect_write(conn: &Connection, mark: i64, tick: bool) -> Result<DetectWrite, StoreError> {
     Ok(DetectWrite {
         transitions: crate::cases::store::transitions_since(conn, mark)?,
         open: crate::cases::store::open_counts(conn)?,
@@ -765,14 +764,14 @@ fn reply_err(job: Job, e: StoreError) {
 /// A host's newest inventory, when that version was collected, and how many
 /// asset changes are stored for it.
 #[derive(Debug, Clone, Default)]
-struct AssetState {
-    inventory: Option<Inventory>,
-    at_ms: Option<i64>,
-    changes: u64,
+pub struct AssetState {
+    pub inventory: Option<Inventory>,
+    pub at_ms: Option<i64>,
+    pub changes: u64,
 }
 
 impl AssetState {
-    fn of(h: &Host) -> Self {
+    pub fn of(h: &Host) -> Self {
         Self {
             inventory: h.inventory.clone(),
             at_ms: h.inventory_at_ms,
@@ -781,14 +780,16 @@ impl AssetState {
     }
 }
 
-/// Applies one report inside the batch's transaction. `None` means a replay.
-fn apply(
+/// Stores one report and its inventory (with what changed) inside the
+/// batch's transaction: stage 1 and the stored half of stage 2 of
+/// [`crate::pipeline::report`]. `None`: already applied (a duplicate).
+pub fn apply(
     conn: &Connection,
     inc: &Incoming,
     samples: Vec<wire::Sample>,
     previous: AssetState,
     keep_raw_reports: bool,
-) -> Result<Option<Effect>, StoreError> {
+) -> Result<Option<Host>, StoreError> {
     let r = &inc.report;
     let row = conn
         .query_row(
@@ -913,23 +914,8 @@ fn apply(
             assets.at_ms = Some(r.collected_at_ms);
         }
         assets.inventory = Some(inv.clone());
-        // Signals about this host may open items from now on; held ones
-        // naming it by host name, MAC or machine id are released next tick.
-        let mut ids: Vec<String> = inv
-            .nics
-            .iter()
-            .filter(|n| n.mac.chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
-            .map(|n| n.mac.clone())
-            .collect();
-        ids.push(inv.machine_id.clone());
-        crate::cases::hold::mark_known(conn, &r.host, Some(&inc.agent_id), &ids, r.collected_at_ms)?;
     }
-    if let Some(scan) = &r.disks {
-        crate::disks::record_scan(conn, &inc.agent_id, scan)?;
-        let customer = r.labels.get("customer").map(String::as_str).unwrap_or("");
-        crate::predict::assess_host(conn, &inc.agent_id, &r.host, customer, scan.scanned_at_ms)?;
-    }
-    Ok(Some(Effect::Host(Box::new(Host {
+    Ok(Some(Host {
         agent_id: inc.agent_id.clone(),
         host: r.host.clone(),
         labels: r.labels.clone(),
@@ -944,7 +930,7 @@ fn apply(
         inventory: assets.inventory,
         inventory_at_ms: assets.at_ms,
         asset_changes: assets.changes,
-    }))))
+    }))
 }
 
 fn enroll(conn: &Connection, e: &Enrollment) -> Result<Option<Effect>, StoreError> {

@@ -5,6 +5,7 @@
 
 pub mod hold;
 pub mod lifecycle;
+pub mod retired;
 pub mod store;
 
 pub use lifecycle::{

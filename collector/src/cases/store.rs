@@ -9,6 +9,7 @@ use rusqlite::{Connection, ErrorCode, Row, params};
 
 use super::hold::{self, Gate, Held};
 use super::lifecycle::{self, Action, Decision, IdentityKey, Item, ItemKind, Policy, Severity, Signal, Status};
+use super::retired;
 use crate::store::StoreError;
 
 pub const MIGRATION: &str = r#"
@@ -500,6 +501,19 @@ pub fn apply_signal(conn: &Connection, signal: &Signal, policy: &Policy) -> Resu
 }
 
 fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
+    // A part taken out of service cannot fire any more: what still arrives
+    // about it (an agent's cached reading of the old disk) is a clear.
+    let as_clear;
+    let signal = if signal.firing && retired::is_retired(conn, &signal.key.asset, &signal.key.component, signal.at_ms)?
+    {
+        as_clear = Signal {
+            firing: false,
+            ..signal.clone()
+        };
+        &as_clear
+    } else {
+        signal
+    };
     let actor = format!("rule:{}", signal.rule);
     let active = load_active(conn, signal.kind, &signal.key)?;
     // A clear with no active item changes no item: the ended one is not needed.

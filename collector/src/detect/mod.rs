@@ -81,7 +81,10 @@ use serde_json::json;
 use crate::cases::{IdentityKey, Signal};
 use crate::rules::{Condition, Op, Rule, RuleSet, Target};
 
-pub use replay::{ReplayError, ReplayEvent, replay, replay_lines, replay_lines_with, replay_with};
+pub use replay::{
+    ReplayError, ReplayEvent, ReplayOptions, read_lines, replay, replay_full, replay_lines, replay_lines_with,
+    replay_with,
+};
 
 /// Most points kept per series.
 pub const MAX_POINTS: usize = 24;

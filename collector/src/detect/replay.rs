@@ -1,10 +1,15 @@
-//! Replay: runs a recorded stream of reports through the [`Engine`] and the
-//! cases store (in memory) in virtual time, and says what happened to the
-//! findings and cases. It is how rules are tested and tuned without waiting
-//! for real faults: the same input always yields the same events.
+//! Replay: runs a recorded stream of reports through the same pipeline
+//! `serve` runs after decoding ([`crate::pipeline`]: the report stored with
+//! its assets, disk records and assessment, recommendations, the rule
+//! engine, holds, the findings and cases, the queue with its contracts, the
+//! lifecycle tick) on an in-memory store in virtual time, and says what
+//! changed. It is how rules and policies are tried without waiting for real
+//! faults: the same input always yields the same events.
 //!
 //! Input: JSON lines, each a wire [`Report`] (its time is `collected_at_ms`)
-//! or `{"at_ms": .., "report": {..}}`. Blank lines are skipped.
+//! or `{"at_ms": .., "report": {..}}`. Blank lines are skipped. Each agent's
+//! reports are applied in the given order (their sequence numbers are
+//! renumbered, so a hand-made stream needs none).
 //!
 //! Time: before each report the engine and the store are ticked at every
 //! step of the smallest report interval seen so far across the gap since the
@@ -12,37 +17,54 @@
 //! else reports, and quiet periods pass. After each report they are ticked at
 //! its time.
 //!
-//! Events: one per change of an item: `opened`, `reopened`, `recurrence`,
-//! `recovered`, `resolved`, `flapping` (the mark was set), and `updated` for
-//! any other status change or the flapping mark being lifted. Occurrences
-//! that change neither status nor mark are not printed: a firing fault would
+//! Events, in the order they happened:
+//! - findings and cases: `opened`, `recurrence` (opened, linked to the ended
+//!   item it repeats: `recurrence_of`), `reopened`, `recovered`, `resolved`,
+//!   `cleared` (a finding's signal cleared), `fixed`, `flapping` (the mark was
+//!   set), and `updated` for any other status change or the mark lifted;
+//! - held signals: `held` (status `held:<reason>`);
+//! - recommendations: `recommended`, `escalated` (sooner), `done`,
+//!   `dismissed`, and `updated` for accepted or reserved.
+//!
+//! `detail` carries the evidence a person checks: a forecast's date, the
+//! item a recurrence repeats, a recommendation's part, urgency and due date.
+//! Occurrences that change nothing are not printed: a firing fault would
 //! otherwise print a line per report.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 
 use caretaker_shared::wire::Report;
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::Engine;
-use crate::cases::hold::{self, Held};
-use crate::cases::store::{self, Filter, Outcome};
+use crate::cases::hold::{self, HeldSignal};
+use crate::cases::store;
 use crate::cases::{Item, Policy, Status};
+use crate::contracts::Contracts;
+use crate::predict::records;
 use crate::rules::RuleSet;
-use crate::store::StoreError;
+use crate::store::{AssetState, Encoding, Incoming, StoreError};
 
-/// One change of an item, as printed by `caretaker-collector replay`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One change, as printed by `caretaker-collector replay`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayEvent {
     pub at_ms: i64,
     pub event: &'static str,
     pub id: i64,
+    /// `finding`, `case` or `recommendation`.
     pub kind: String,
+    /// The item's identity key, or the recommendation's part key.
     pub key: String,
+    /// The rule, or the recommendation's reason.
     pub rule: String,
+    /// The item's severity, or the recommendation's urgency.
     pub severity: String,
     pub status: String,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +85,27 @@ impl ReplayError {
     }
 }
 
+/// What a replay runs with besides the rules: the lifecycle policy,
+/// maintenance windows, contracts (the queue's), and the satisfaction wait.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub policy: Policy,
+    pub windows: Vec<hold::Window>,
+    pub contracts: Contracts,
+    pub satisfaction_wait_ms: i64,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            policy: Policy::default(),
+            windows: Vec::new(),
+            contracts: Contracts::default(),
+            satisfaction_wait_ms: crate::store::WriterOptions::default().satisfaction_wait_ms,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Timed {
     at_ms: i64,
@@ -71,7 +114,7 @@ struct Timed {
 
 /// Parses one input line: a report, or a timed report.
 fn parse_line(text: &str) -> Result<(i64, Report), String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if value.get("report").is_some() {
         let t: Timed = serde_json::from_value(value).map_err(|e| e.to_string())?;
         Ok((t.at_ms, t.report))
@@ -79,6 +122,20 @@ fn parse_line(text: &str) -> Result<(i64, Report), String> {
         let r: Report = serde_json::from_value(value).map_err(|e| e.to_string())?;
         Ok((r.collected_at_ms, r))
     }
+}
+
+/// Reads every line of `reader`; a malformed line is an error naming it.
+pub fn read_lines(reader: impl BufRead) -> Result<Vec<(i64, Report)>, ReplayError> {
+    let mut reports = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = parse_line(&line).map_err(|reason| ReplayError::BadLine { line: i + 1, reason })?;
+        reports.push(parsed);
+    }
+    Ok(reports)
 }
 
 /// Reads every line of `reader` and replays it; see [`replay`].
@@ -93,19 +150,10 @@ pub fn replay_lines_with(
     policy: &Policy,
     windows: &[hold::Window],
 ) -> Result<Vec<ReplayEvent>, ReplayError> {
-    let mut reports = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed = parse_line(&line).map_err(|reason| ReplayError::BadLine { line: i + 1, reason })?;
-        reports.push(parsed);
-    }
-    replay_with(&reports, rules, policy, windows)
+    replay_with(&read_lines(reader)?, rules, policy, windows)
 }
 
-/// Replays `(at_ms, report)` pairs in the given order and returns the item
+/// Replays `(at_ms, report)` pairs in the given order and returns the
 /// changes, in the order they happened.
 pub fn replay(reports: &[(i64, Report)], rules: RuleSet, policy: &Policy) -> Result<Vec<ReplayEvent>, ReplayError> {
     replay_with(reports, rules, policy, &[])
@@ -118,16 +166,34 @@ pub fn replay_with(
     policy: &Policy,
     windows: &[hold::Window],
 ) -> Result<Vec<ReplayEvent>, ReplayError> {
+    let options = ReplayOptions {
+        policy: *policy,
+        windows: windows.to_vec(),
+        ..ReplayOptions::default()
+    };
+    replay_full(reports, rules, &options)
+}
+
+/// [`replay`] with every option.
+pub fn replay_full(
+    reports: &[(i64, Report)],
+    rules: RuleSet,
+    options: &ReplayOptions,
+) -> Result<Vec<ReplayEvent>, ReplayError> {
     let conn = crate::store::open_in_memory()?;
-    for w in windows {
+    for w in &options.windows {
         // Virtual time: a window in the past of the wall clock still counts.
         hold::add_window(&conn, w, i64::MIN)?;
     }
     let mut run = Run {
         conn,
-        policy: *policy,
-        engine: Engine::new(rules),
-        seen: HashMap::new(),
+        options: options.clone(),
+        engine: Engine::new(rules).forget_gone_after(2 * options.policy.min_hold_ms),
+        assets: HashMap::new(),
+        seq: HashMap::new(),
+        items: HashMap::new(),
+        recs: HashMap::new(),
+        held: HashMap::new(),
         events: Vec::new(),
         clock: None,
         step_ms: None,
@@ -136,24 +202,30 @@ pub fn replay_with(
         run.advance_to(*at_ms)?;
         let interval = i64::from(report.interval_secs).saturating_mul(1000).max(1000);
         run.step_ms = Some(run.step_ms.map_or(interval, |s: i64| s.min(interval)));
-        // The stream stands for the asset archive: a host that reports is
-        // known from its first report on.
-        if !hold::is_known(&run.conn, &report.host)? {
-            hold::mark_known(&run.conn, &report.host, None, &[], *at_ms)?;
-        }
-        let signals = run.engine.observe(report, *at_ms);
-        run.apply(&signals)?;
+        run.report(report, *at_ms)?;
         run.tick(*at_ms)?;
     }
     Ok(run.events)
 }
 
+/// What the replay compares to see an item change: status, flapping mark,
+/// reopen count and clear time.
+type ItemState = (Status, bool, u32, Option<i64>);
+
 struct Run {
     conn: Connection,
-    policy: Policy,
+    options: ReplayOptions,
     engine: Engine,
-    /// The last status and flapping mark reported per item.
-    seen: HashMap<i64, (Status, bool)>,
+    /// Each agent's asset state, as the writer keeps it between reports.
+    assets: HashMap<String, AssetState>,
+    /// Each agent's last sequence number.
+    seq: HashMap<String, u64>,
+    /// The last status, flapping mark, reopen count and clear time seen per item.
+    items: HashMap<i64, ItemState>,
+    /// The last status, urgency and due date seen per recommendation.
+    recs: HashMap<i64, (String, String, Option<i64>)>,
+    /// Held signals already printed.
+    held: HashMap<i64, ()>,
     events: Vec<ReplayEvent>,
     /// The last time ticked.
     clock: Option<i64>,
@@ -175,71 +247,184 @@ impl Run {
         }
     }
 
-    fn tick(&mut self, now_ms: i64) -> Result<(), ReplayError> {
-        let signals = self.engine.tick(now_ms);
-        self.apply(&signals)?;
-        if store::tick_all(&self.conn, &self.policy, now_ms)? > 0 {
-            // Oldest first, so events come in a stable order.
-            let mut items = store::list(&self.conn, &Filter::default())?;
-            items.reverse();
-            for item in items {
-                self.diff(&item, now_ms, None);
+    /// Stages 1–7 for one report.
+    fn report(&mut self, report: &Report, at_ms: i64) -> Result<(), ReplayError> {
+        let agent = report.agent_id.clone();
+        let seq = match self.seq.get(&agent) {
+            Some(s) => s + 1,
+            None => {
+                // The stream stands for the enrolled fleet and its asset
+                // archive: an agent is enrolled, and its host known, from its
+                // first report on.
+                self.conn
+                    .execute(
+                        "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![agent, format!("replay:{agent}"), report.host, at_ms],
+                    )
+                    .map_err(StoreError::from)?;
+                1
             }
+        };
+        self.seq.insert(agent.clone(), seq);
+        if !hold::is_known(&self.conn, &report.host)? {
+            hold::mark_known(&self.conn, &report.host, None, &[], at_ms)?;
         }
+        let mut r = report.clone();
+        r.seq = seq;
+        let samples = crate::fleet::catalogue_samples(std::mem::take(&mut r.samples));
+        r.samples = samples.clone();
+        let inc = Incoming {
+            agent_id: agent.clone(),
+            sample_count: samples.len(),
+            report: r,
+            samples,
+            body: Vec::new(),
+            encoding: Encoding::Identity,
+            received_at_ms: at_ms,
+        };
+        let previous = self.assets.get(&agent).cloned().unwrap_or_default();
+        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        let host = crate::pipeline::report(&tx, &inc, Vec::new(), previous, false)?;
+        tx.commit().map_err(StoreError::from)?;
+        if let Some(h) = host {
+            self.assets.insert(agent, AssetState::of(&h));
+        }
+        self.diff(at_ms)?;
+        let signals = self.engine.observe(&inc.report, at_ms);
+        self.signals(&signals, at_ms)
+    }
+
+    /// Stages 5–7.
+    fn signals(&mut self, signals: &[crate::cases::Signal], at_ms: i64) -> Result<(), ReplayError> {
+        if signals.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        crate::pipeline::signals(&tx, signals, &self.options.policy, &self.options.contracts)?;
+        tx.commit().map_err(StoreError::from)?;
+        self.diff(at_ms)
+    }
+
+    /// Stages 8 and 9.
+    fn tick(&mut self, now_ms: i64) -> Result<(), ReplayError> {
+        if self.clock.is_some_and(|c| c >= now_ms) {
+            // Several hosts reporting at one instant: one tick for it.
+            return Ok(());
+        }
+        let signals = self.engine.tick(now_ms);
+        self.signals(&signals, now_ms)?;
+        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        let o = &self.options;
+        crate::pipeline::tick(&tx, &o.policy, &o.contracts, o.satisfaction_wait_ms, now_ms)?;
+        tx.commit().map_err(StoreError::from)?;
+        self.diff(now_ms)?;
         self.clock = Some(self.clock.map_or(now_ms, |c| c.max(now_ms)));
         Ok(())
     }
 
-    fn apply(&mut self, signals: &[crate::cases::Signal]) -> Result<(), ReplayError> {
-        for s in signals {
-            let (id, first) = match store::apply_signal(&self.conn, s, &self.policy)? {
-                Outcome::Nothing(_) => continue,
-                Outcome::Created(id) => (id, Some("opened")),
-                Outcome::Reopened(id) => (id, Some("reopened")),
-                Outcome::Recurrence { id, .. } => (id, Some("recurrence")),
-                Outcome::Updated(id) => (id, None),
-                Outcome::Held {
+    /// Records the events that every change since the last look makes:
+    /// items (oldest first), held signals, then recommendations.
+    fn diff(&mut self, at_ms: i64) -> Result<(), ReplayError> {
+        // A cheap look at what each item is now; the whole item is read
+        // only when it changed.
+        let now: Vec<(i64, ItemState)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, status, hold_reason, flapping, reopen_count, cleared_at_ms FROM items ORDER BY id",
+                )
+                .map_err(StoreError::from)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let status: String = r.get(1)?;
+                    let reason: Option<String> = r.get(2)?;
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        status,
+                        reason,
+                        r.get::<_, bool>(3)?,
+                        r.get::<_, u32>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                    ))
+                })
+                .map_err(StoreError::from)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, status, reason, flapping, reopens, cleared) = row.map_err(StoreError::from)?;
+                let status = Status::from_parts(&status, reason.as_deref()).ok_or(StoreError::CorruptItem {
                     id,
-                    reason,
-                    holder,
-                    new,
-                } => {
-                    // A storm hold may have opened or fed the storm case.
-                    if let (Held::Storm, Some(case)) = (reason, holder) {
-                        if let Some((item, _)) = store::get(&self.conn, case)? {
-                            let first = (!self.seen.contains_key(&case)).then_some("opened");
-                            self.diff(&item, s.at_ms, first);
-                        }
-                    }
-                    if new {
-                        self.events.push(ReplayEvent {
-                            at_ms: s.at_ms,
-                            event: "held",
-                            id,
-                            kind: s.kind.as_str().to_string(),
-                            key: s.key.to_string(),
-                            rule: s.rule.clone(),
-                            severity: s.severity.as_str().to_string(),
-                            status: format!("held:{}", reason.as_str()),
-                        });
-                    }
-                    continue;
+                    reason: format!("unknown status {status}"),
+                })?;
+                out.push((id, (status, flapping, reopens, cleared)));
+            }
+            out
+        };
+        for (id, state) in now {
+            if self.items.get(&id) == Some(&state) {
+                continue;
+            }
+            if let Some(item) = store::item(&self.conn, id)? {
+                self.diff_item(&item, at_ms);
+            }
+        }
+        let mut held: Vec<HeldSignal> = hold::list_held(&self.conn, None, None)?;
+        held.retain(|h| !self.held.contains_key(&h.id));
+        held.sort_by_key(|h| h.id);
+        for h in held {
+            self.held.insert(h.id, ());
+            self.events.push(ReplayEvent {
+                at_ms,
+                event: "held",
+                id: h.id,
+                kind: h.kind.clone(),
+                key: h.key.to_string(),
+                rule: h.rule.clone(),
+                severity: h.severity.clone(),
+                status: format!("held:{}", h.reason.as_str()),
+                detail: Value::Null,
+            });
+        }
+        let changed: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT id, status, urgency, due_at_ms FROM recommendations ORDER BY id")
+                .map_err(StoreError::from)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        (
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                        ),
+                    ))
+                })
+                .map_err(StoreError::from)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, state) = row.map_err(StoreError::from)?;
+                if self.recs.get(&id) != Some(&state) {
+                    out.push(id);
                 }
-            };
-            if let Some((item, _)) = store::get(&self.conn, id)? {
-                self.diff(&item, s.at_ms, first);
+            }
+            out
+        };
+        for id in changed {
+            if let Some(r) = records::get(&self.conn, id)? {
+                self.diff_rec(&r, at_ms);
             }
         }
         Ok(())
     }
 
-    /// Records the events that `item`'s change since it was last seen makes.
-    fn diff(&mut self, item: &Item, at_ms: i64, first: Option<&'static str>) {
+    fn diff_item(&mut self, item: &Item, at_ms: i64) {
         let Some(id) = item.id else {
             return;
         };
-        let now = (item.status, item.flapping);
-        let before = self.seen.insert(id, now);
+        let now = (item.status, item.flapping, item.reopen_count, item.cleared_at_ms);
+        let before = self.items.insert(id, now);
+        let detail = item_detail(item);
         let mut push = |event: &'static str| {
             self.events.push(ReplayEvent {
                 at_ms,
@@ -250,24 +435,91 @@ impl Run {
                 rule: item.rule.clone(),
                 severity: item.severity.as_str().to_string(),
                 status: item.status.to_string(),
+                detail: detail.clone(),
             });
         };
-        if let Some(e) = first {
-            push(e);
-            return;
-        }
-        let Some((status, flapping)) = before else {
+        let Some((status, flapping, reopens, cleared)) = before else {
+            push(if item.recurrence_of.is_some() {
+                "recurrence"
+            } else {
+                "opened"
+            });
             return;
         };
+        if item.reopen_count > reopens {
+            push("reopened");
+            return;
+        }
         if status != item.status {
             push(match item.status {
                 Status::Recovered => "recovered",
                 Status::Resolved => "resolved",
+                Status::Fixed => "fixed",
                 _ => "updated",
             });
+        } else if item.kind == crate::cases::ItemKind::Finding && item.cleared_at_ms != cleared && item.signal_clear() {
+            push("cleared");
         }
         if flapping != item.flapping {
             push(if item.flapping { "flapping" } else { "updated" });
         }
     }
+
+    fn diff_rec(&mut self, r: &records::Recommendation, at_ms: i64) {
+        let now = (r.status.clone(), r.urgency.clone(), r.due_at_ms);
+        let before = self.recs.insert(r.id, now);
+        let event = match before {
+            None => "recommended",
+            Some((status, urgency, due)) => {
+                if status != r.status {
+                    match r.status.as_str() {
+                        "done" => "done",
+                        "dismissed" => "dismissed",
+                        _ => "updated",
+                    }
+                } else if urgency != r.urgency || due != r.due_at_ms {
+                    "escalated"
+                } else {
+                    return;
+                }
+            }
+        };
+        let mut part = BTreeMap::new();
+        for (k, v) in [
+            ("type", r.part_type.as_str()),
+            ("model", r.part.model.as_str()),
+            ("serial", r.part.serial.as_str()),
+            ("slot", r.part.slot.as_str()),
+        ] {
+            if !v.is_empty() {
+                part.insert(k, v);
+            }
+        }
+        self.events.push(ReplayEvent {
+            at_ms,
+            event,
+            id: r.id,
+            kind: "recommendation".to_string(),
+            key: r.part_key.clone(),
+            rule: r.reason.clone(),
+            severity: r.urgency.clone(),
+            status: r.status.clone(),
+            detail: json!({"part": part, "due_at_ms": r.due_at_ms, "item_id": r.item_id}),
+        });
+    }
+}
+
+/// The evidence a person checks in an item's event: a forecast's date and
+/// the item a recurrence repeats.
+fn item_detail(item: &Item) -> Value {
+    let mut d = serde_json::Map::new();
+    if let Some(of) = item.recurrence_of {
+        d.insert("recurrence_of".into(), json!(of));
+    }
+    let eta = item.evidence.get("eta_secs").and_then(Value::as_f64);
+    let at = item.evidence.get("at_ms").and_then(Value::as_i64);
+    if let (Some(eta), Some(at)) = (eta, at) {
+        d.insert("forecast_at_ms".into(), json!(at.saturating_add((eta * 1000.0) as i64)));
+    }
+    if d.is_empty() { Value::Null } else { Value::Object(d) }
 }

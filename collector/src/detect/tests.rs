@@ -79,9 +79,10 @@ fn count(events: &[ReplayEvent], rule: &str, event: &str) -> usize {
     events.iter().filter(|e| e.rule == rule && e.event == event).count()
 }
 
-/// Any event at all for `rule`.
+/// Any event for `rule` that changes an item's status (a finding's signal
+/// clearing while it stays open is not one).
 fn any(events: &[ReplayEvent], rule: &str) -> usize {
-    events.iter().filter(|e| e.rule == rule).count()
+    events.iter().filter(|e| e.rule == rule && e.event != "cleared").count()
 }
 
 /// Deterministic noise in [-1, 1].

@@ -103,6 +103,11 @@ pub fn assess_host(
                 continue;
             }
         };
+        if crate::cases::retired::is_retired(conn, host, &key, now_ms)? {
+            // Taken out of service: the agent's cached reading of the old
+            // disk must not raise its replacement again.
+            continue;
+        }
         out.disks += 1;
         let history = crate::disks::history(conn, agent_id, &key, HISTORY_ROWS)?;
         let a = assess(&disk, &history, now_ms);
@@ -298,6 +303,59 @@ pub fn on_opened_since(conn: &Connection, after: i64) -> Result<Vec<Raised>, Sto
         out.push(on_signal(conn, &signal, Outcome::Created(id))?);
     }
     Ok(out)
+}
+
+/// Parts taken out of service on `host` (a service report replaced them, or
+/// their serials left the inventory), by serial: each is retired on the
+/// asset, as the serial and as the key of every disk that carried it
+/// ([`crate::cases::retired`]), so the agent's cached reading of an old disk
+/// cannot reopen anything; the findings about it are fixed, and its active
+/// recommendations are done (a spare still reserved for one goes back on
+/// the shelf). Answers how many components were newly retired.
+pub fn on_parts_replaced(
+    conn: &Connection,
+    host: &str,
+    serials: &[&str],
+    at_ms: i64,
+    why: &str,
+) -> Result<usize, StoreError> {
+    let mut retired = 0;
+    for serial in serials.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let mut components = vec![serial.to_string()];
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT d.disk_key FROM disk_latest d JOIN agents a ON a.agent_id = d.agent_id
+             WHERE a.host = ?1 AND d.serial = ?2 ORDER BY d.disk_key",
+        )?;
+        for key in stmt.query_map(params![host, serial], |r| r.get::<_, String>(0))? {
+            components.push(key?);
+        }
+        for component in &components {
+            if crate::cases::retired::record(conn, host, component, serial, at_ms, why)? {
+                retired += 1;
+            }
+            let findings: Vec<i64> = conn
+                .prepare_cached(
+                    "SELECT id FROM items WHERE asset = ?1 AND component = ?2 AND kind = 'finding'
+                       AND status IN ('open', 'planned', 'accepted_risk') ORDER BY id",
+                )?
+                .query_map(params![host, component], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in findings {
+                crate::cases::store::act_by(
+                    conn,
+                    id,
+                    crate::cases::Action::Fix,
+                    "rule:part_replaced",
+                    Some(why),
+                    at_ms,
+                )?;
+            }
+        }
+        for id in records::finish_replaced(conn, host, serial, at_ms)? {
+            crate::spares::release_for(conn, id, at_ms)?;
+        }
+    }
+    Ok(retired)
 }
 
 /// Called when a recommendation is accepted, in the same transaction: a

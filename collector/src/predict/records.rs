@@ -468,6 +468,25 @@ pub fn act(conn: &Connection, id: i64, action: &RecAction, at_ms: i64) -> Result
     get(conn, id)?.ok_or(StoreError::NoSuchRecommendation(id))
 }
 
+/// Marks done every active recommendation for the part with `serial` on
+/// `host`: the part was replaced (a service report said so, or its serial
+/// left the inventory), whatever state the recommendation had reached.
+/// Answers the ids it finished.
+pub fn finish_replaced(conn: &Connection, host: &str, serial: &str, at_ms: i64) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT id FROM recommendations WHERE host = ?1 AND part_serial = ?2 AND status IN {ACTIVE} ORDER BY id"
+        ))?
+        .query_map(params![host, serial], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        conn.prepare_cached("UPDATE recommendations SET status = 'done', updated_at_ms = ?2 WHERE id = ?1")?
+            .execute(params![id, at_ms])?;
+        tracing::info!(id, host, serial, "recommendation done: the part was replaced");
+    }
+    Ok(ids)
+}
+
 /// Active recommendations by urgency (for /metrics).
 pub fn open_counts(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(

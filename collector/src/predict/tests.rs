@@ -435,3 +435,78 @@ fn items_opened_outside_the_signal_job_are_caught_up() {
     ));
     assert_eq!(recs(&c).len(), 1);
 }
+
+/// A failing disk's case, opened as the rule engine does.
+fn disk_failing(key: &str, at_ms: i64, firing: bool) -> crate::cases::Signal {
+    crate::cases::Signal {
+        key: IdentityKey {
+            customer: "acme".into(),
+            asset: "host-a1".into(),
+            check: "disk_failing".into(),
+            component: key.into(),
+        },
+        kind: ItemKind::Case,
+        severity: Severity::Critical,
+        rule: "disk_failing".into(),
+        firing,
+        at_ms,
+        evidence: json!({}),
+    }
+}
+
+#[test]
+fn a_swapped_disk_cannot_reopen_its_case_and_its_recommendation_is_done() {
+    use crate::cases::Action;
+    use crate::cases::store::{apply_signal, get, person_action};
+    let c = conn(&["a1"]);
+    let p = crate::cases::Policy::default();
+    let mut d = fixture("ata/wdc-wd20efrx-red-healthy.json");
+    d.smart_passed = Some(false);
+    let key = d.key.clone();
+    let serial = d.serial.clone();
+    // The failing disk: a case and a replace-now recommendation.
+    scan(&c, "a1", T0, &d);
+    let case = apply_signal(&c, &disk_failing(&key, T0, true), &p)
+        .unwrap()
+        .item_id()
+        .unwrap();
+    assert_eq!(recs(&c).len(), 1);
+    assert_eq!(recs(&c)[0].status, "open");
+    // The engineer takes it, swaps the disk and resolves with the report.
+    person_action(&c, case, Action::Assign, "eve", None, T0 + 60_000).unwrap();
+    let report = crate::spares::ServiceReport {
+        id: None,
+        case_id: Some(case),
+        host: "host-a1".into(),
+        mode: "on_site".into(),
+        symptom: "disk failing".into(),
+        work_done: "replaced the disk".into(),
+        engineer: "eve".into(),
+        minutes: 30,
+        parts: vec![crate::spares::PartReplaced {
+            part_type: "disk".into(),
+            slot: "/dev/sda".into(),
+            old_model: d.model.clone(),
+            old_serial: serial.clone(),
+            new_model: d.model.clone(),
+            new_serial: "NEW-SERIAL-1".into(),
+            location: None,
+        }],
+        at_ms: None,
+    };
+    crate::spares::record_service_report(&c, &report, "hq", T0 + 120_000).unwrap();
+    person_action(&c, case, Action::Resolve, "eve", None, T0 + 120_000).unwrap();
+    // The recommendation for the old disk is done.
+    assert_eq!(recs(&c)[0].status, "done", "{:?}", recs(&c));
+    // The agent keeps sending the old disk's cached verdict until its next
+    // SMART pass: the resolved case stays resolved, nothing is raised again.
+    for i in 1..=10 {
+        let at = T0 + 120_000 + i * 15_000;
+        apply_signal(&c, &disk_failing(&key, at, true), &p).unwrap();
+        scan(&c, "a1", at, &d);
+    }
+    let (item, log) = get(&c, case).unwrap().unwrap();
+    assert_eq!(item.status.to_string(), "resolved", "{log:#?}");
+    assert!(log.iter().all(|l| l.comment.as_deref() != Some("reopened")), "{log:#?}");
+    assert_eq!(recs(&c).len(), 1, "{:?}", recs(&c));
+}

@@ -1,0 +1,149 @@
+//! The pipeline: every stage an agent's report, and the signals the rule
+//! engine draws from it, go through, in order. `serve` runs these functions
+//! through the store writer (jobs committed in batches, one savepoint each:
+//! [`crate::store::Writer`]) and the detection task
+//! ([`crate::detect::live`]); `replay` runs the very same functions on an
+//! in-memory store in virtual time ([`crate::detect::replay`]).
+//!
+//! A report that passed ingest (authenticated, decompressed, decoded and
+//! validated in `http/reports.rs`), in the writer's transaction — [`report`]:
+//! 1. **store the report**: the agent's row and sequence check, the newest
+//!    report, the report log, the raw body, events ([`crate::store::apply`]);
+//! 2. **assets**: a changed inventory is stored with what changed
+//!    ([`crate::assets::diff`]); disks and DIMMs whose serial left it are taken
+//!    out of service ([`crate::predict::on_parts_replaced`]); the host and its
+//!    identifiers are known to the holds ([`crate::cases::hold::mark_known`]);
+//! 3. **disks**: the scan's readings and history ([`crate::disks::record_scan`]),
+//!    then every disk assessed ([`crate::predict::assess_host`]):
+//!    recommendations and the cable/backplane finding.
+//!
+//! Once committed, outside any transaction:
+//! 4. **detect**: the rule engine evaluates the report
+//!    ([`crate::detect::Engine::observe`]) into signals.
+//!
+//! Signals, in the writer's transaction — [`signals`]:
+//! 5. **items**: each signal opens, updates, clears, reopens or is held
+//!    ([`crate::cases::store::apply_signal`]: maintenance windows, storms,
+//!    unmapped assets, retired parts, then the lifecycle);
+//! 6. **predict**: a new item about a replaceable part raises its
+//!    recommendation ([`crate::predict::on_signal`]);
+//! 7. **queue**: new and reopened cases get their contract, deadlines and
+//!    assignee ([`crate::queue::settle`]); every case change is written to the
+//!    outbox in the same transaction (a trigger on the case log).
+//!
+//! The tick (every `detect.tick_secs`; in a replay, every report interval of
+//! virtual time) — [`tick`]:
+//! 8. **detect**: absence rules ([`crate::detect::Engine::tick`]), their
+//!    signals through 5–7;
+//! 9. **lifecycle**: quiet periods, flapping marks, storms, held signals
+//!    released ([`crate::cases::store::tick_all`]), then 7 for what that
+//!    opened, then SLA breaches, escalations and satisfaction timeouts
+//!    ([`crate::queue::sweep`]), then recommendations for cases the tick
+//!    opened ([`crate::predict::on_opened_since`]).
+
+use std::collections::BTreeSet;
+
+use caretaker_shared::wire::{Inventory, Sample};
+use rusqlite::Connection;
+
+use crate::cases::{Policy, Signal};
+use crate::contracts::Contracts;
+use crate::fleet::Host;
+use crate::store::{AssetState, DetectWrite, Incoming, StoreError};
+
+/// Stages 1–3 for one report, in the caller's transaction. `previous` is the
+/// host's asset state before this report. `None`: already applied (a
+/// duplicate sequence number), nothing changed.
+pub fn report(
+    conn: &Connection,
+    inc: &Incoming,
+    samples: Vec<Sample>,
+    previous: AssetState,
+    keep_raw_reports: bool,
+) -> Result<Option<Host>, StoreError> {
+    let before = previous.inventory.clone();
+    // 1 and the stored half of 2.
+    let Some(host) = crate::store::apply(conn, inc, samples, previous, keep_raw_reports)? else {
+        return Ok(None);
+    };
+    let r = &inc.report;
+    if let Some(inv) = &r.inventory {
+        // 2: parts whose serial left the inventory are out of service.
+        if let Some(old) = &before {
+            let gone = serials_gone(old, inv);
+            if !gone.is_empty() {
+                crate::predict::on_parts_replaced(conn, &r.host, &gone, r.collected_at_ms, "left the inventory")?;
+            }
+        }
+        // Signals about this host may open items from now on; held ones
+        // naming it by host name, MAC or machine id are released next tick.
+        let mut ids: Vec<String> = inv
+            .nics
+            .iter()
+            .filter(|n| n.mac.chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
+            .map(|n| n.mac.clone())
+            .collect();
+        ids.push(inv.machine_id.clone());
+        crate::cases::hold::mark_known(conn, &r.host, Some(&inc.agent_id), &ids, r.collected_at_ms)?;
+    }
+    // 3
+    if let Some(scan) = &r.disks {
+        crate::disks::record_scan(conn, &inc.agent_id, scan)?;
+        let customer = r.labels.get("customer").map(String::as_str).unwrap_or("");
+        crate::predict::assess_host(conn, &inc.agent_id, &r.host, customer, scan.scanned_at_ms)?;
+    }
+    Ok(Some(host))
+}
+
+/// Serials of disks and DIMMs in `old` that `new` no longer has.
+fn serials_gone<'a>(old: &'a Inventory, new: &Inventory) -> Vec<&'a str> {
+    let serials = |inv: &Inventory| -> BTreeSet<String> {
+        inv.disks
+            .iter()
+            .map(|d| d.serial.trim().to_string())
+            .chain(inv.memory_modules.iter().map(|m| m.serial.trim().to_string()))
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let now = serials(new);
+    old.disks
+        .iter()
+        .map(|d| d.serial.trim())
+        .chain(old.memory_modules.iter().map(|m| m.serial.trim()))
+        .filter(|s| !s.is_empty() && !now.contains(*s))
+        .collect()
+}
+
+/// Stages 5–7 for a batch of signals, in the caller's transaction.
+pub fn signals(
+    conn: &Connection,
+    signals: &[Signal],
+    policy: &Policy,
+    contracts: &Contracts,
+) -> Result<DetectWrite, StoreError> {
+    let mark = crate::cases::store::log_high_water(conn)?;
+    for s in signals {
+        let outcome = crate::cases::store::apply_signal(conn, s, policy)?;
+        crate::predict::on_signal(conn, s, outcome)?;
+    }
+    let now = signals.iter().map(|s| s.at_ms).max().unwrap_or(0);
+    crate::queue::settle(conn, contracts, mark, now)?;
+    crate::store::detect_write(conn, mark, false)
+}
+
+/// Stage 9 at `now_ms`, in the caller's transaction (the engine's absence
+/// signals, stage 8, go through [`signals`] first).
+pub fn tick(
+    conn: &Connection,
+    policy: &Policy,
+    contracts: &Contracts,
+    satisfaction_wait_ms: i64,
+    now_ms: i64,
+) -> Result<DetectWrite, StoreError> {
+    let mark = crate::cases::store::log_high_water(conn)?;
+    crate::cases::store::tick_all(conn, policy, now_ms)?;
+    crate::queue::settle(conn, contracts, mark, now_ms)?;
+    crate::queue::sweep(conn, contracts, satisfaction_wait_ms, now_ms)?;
+    crate::predict::on_opened_since(conn, mark)?;
+    crate::store::detect_write(conn, mark, true)
+}
