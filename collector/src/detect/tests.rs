@@ -816,3 +816,110 @@ summary = "{component} on {host} fills within minutes"
         .unwrap_or_else(|| panic!("{ev:#?}"));
     assert!(opened.at_ms <= T0 + 3 * MIN, "{opened:?}");
 }
+
+/// A real smartctl capture, parsed as the agent parses it.
+fn smart_fixture(rel: &str) -> caretaker_shared::disk_health::Disk {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/smartctl")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).unwrap();
+    caretaker_shared::smartctl::parse(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// A report as the agent sends it after a SMART pass: the disk's verdict
+/// samples (one per level, 1 for the current one), the scan itself, and
+/// the inventory when it changed.
+fn disk_report(
+    host: &str,
+    at: i64,
+    disk: &caretaker_shared::disk_health::Disk,
+    scanned_at_ms: i64,
+    inventory: Option<caretaker_shared::wire::Inventory>,
+) -> (i64, Report) {
+    use caretaker_shared::disk_health::Level;
+    let samples = Level::ALL
+        .iter()
+        .map(|l| {
+            sample(
+                "caretaker_disk_health_verdict",
+                &[("disk", disk.key.as_str()), ("verdict", l.as_str())],
+                if disk.verdict.level == *l { 1.0 } else { 0.0 },
+            )
+        })
+        .collect();
+    let mut r = report(host, 15, at, samples);
+    r.disks = Some(caretaker_shared::wire::DiskScan {
+        scanned_at_ms,
+        disks: vec![disk.clone()],
+        error: None,
+    });
+    r.inventory = inventory;
+    (at, r)
+}
+
+fn inventory_with(disk: &caretaker_shared::disk_health::Disk) -> caretaker_shared::wire::Inventory {
+    caretaker_shared::wire::Inventory {
+        hostname: "db1".into(),
+        machine_id: "0123456789abcdef".into(),
+        disks: vec![caretaker_shared::wire::DiskInfo {
+            name: "sda".into(),
+            model: disk.model.clone(),
+            serial: disk.serial.clone(),
+            wwn: disk.wwn.clone(),
+            firmware: disk.firmware.clone(),
+            capacity_bytes: disk.capacity_bytes.unwrap_or(0),
+            rotational: Some(true),
+            interface: "sata".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn replay_a_disk_whose_serial_left_the_inventory_cannot_reopen_and_its_recommendation_is_done() {
+    // A failing disk; at minute 10 it is swapped: the inventory lists the
+    // new disk at once, but the agent keeps sending the old disk's cached
+    // verdict until its next SMART pass, 20 minutes later.
+    let old = smart_fixture("ata/hitachi-hds721050dle630-usbjmicron-reallocated-failing.json");
+    let mut new = smart_fixture("ata/wdc-wd20efrx-red-healthy.json");
+    new.serial = "WD-NEW0001".into();
+    let swap = T0 + 10 * MIN;
+    let pass = swap + 20 * MIN;
+    let mut s = Vec::new();
+    for i in 0..(4 * 90) {
+        let at = T0 + i * 15_000;
+        let inventory = match at {
+            t if t == T0 => Some(inventory_with(&old)),
+            t if t == swap => Some(inventory_with(&new)),
+            _ => None,
+        };
+        s.push(if at < pass {
+            disk_report("db1", at, &old, T0, inventory)
+        } else {
+            disk_report("db1", at, &new, pass, inventory)
+        });
+    }
+    let ev = run(&s);
+    assert_eq!(count(&ev, "disk_failing", "opened"), 1, "{ev:#?}");
+    assert_eq!(count(&ev, "disk_failing", "reopened"), 0, "{ev:#?}");
+    let recommended: Vec<_> = ev.iter().filter(|e| e.event == "recommended").collect();
+    assert_eq!(recommended.len(), 1, "{ev:#?}");
+    assert_eq!(recommended[0].severity, "replace_now");
+    assert_eq!(recommended[0].detail["part"]["serial"], old.serial.as_str());
+    // The swap finishes the recommendation, and the old disk's cached
+    // verdict is a clear from then on: the untouched case recovers after
+    // the minimum hold, well before the next SMART pass, then resolves.
+    let done = ev
+        .iter()
+        .find(|e| e.event == "done")
+        .unwrap_or_else(|| panic!("{ev:#?}"));
+    assert_eq!(done.at_ms, swap, "{done:?}");
+    let recovered = ev
+        .iter()
+        .find(|e| e.rule == "disk_failing" && e.event == "recovered")
+        .unwrap_or_else(|| panic!("{ev:#?}"));
+    assert!(recovered.at_ms < pass, "{recovered:?}");
+    assert_eq!(count(&ev, "disk_failing", "resolved"), 1, "{ev:#?}");
+    // The new disk raises nothing.
+    assert_eq!(ev.iter().filter(|e| e.kind == "recommendation").count(), 2, "{ev:#?}");
+}

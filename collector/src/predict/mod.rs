@@ -103,9 +103,10 @@ pub fn assess_host(
                 continue;
             }
         };
-        if crate::cases::retired::is_retired(conn, host, &key, now_ms)? {
+        if crate::cases::retired::is_retired(conn, host, &key, i64::MAX)? {
             // Taken out of service: the agent's cached reading of the old
-            // disk must not raise its replacement again.
+            // disk (its scan time is that of the last SMART pass, before the
+            // swap) must not raise its replacement again.
             continue;
         }
         out.disks += 1;
