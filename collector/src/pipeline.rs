@@ -61,7 +61,8 @@ pub fn report(
     previous: AssetState,
     keep_raw_reports: bool,
 ) -> Result<Option<Host>, StoreError> {
-    let before = previous.inventory.clone();
+    // The inventory before this report, when this report brings one.
+    let before = inc.report.inventory.as_ref().and(previous.inventory.clone());
     // 1 and the stored half of 2.
     let Some(host) = crate::store::apply(conn, inc, samples, previous, keep_raw_reports)? else {
         return Ok(None);
