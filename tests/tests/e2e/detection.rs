@@ -159,6 +159,61 @@ async fn filesystem_fill_opens_a_finding_then_a_case() {
     );
 }
 
+/// One sawtooth cycle on `mnt`: three 512 KiB files written a second apart,
+/// then removed, as a staging volume is filled and emptied; `keep` more
+/// files stay for good (the low rises by that much).
+async fn sawtooth_cycle(mnt: &Path, cycle: usize, keep: usize) {
+    let chunk = vec![0u8; 512 * 1024];
+    for i in 0..keep {
+        let _ = std::fs::write(mnt.join(format!("kept-{cycle}-{i}")), &chunk);
+    }
+    for i in 0..3 {
+        let _ = std::fs::write(mnt.join(format!("tmp-{i}")), &chunk);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for i in 0..3 {
+        let _ = std::fs::remove_file(mnt.join(format!("tmp-{i}")));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn a_sawtooth_volume_is_not_forecast_as_filling_but_a_rising_low_is() {
+    // The nightly staging volume, in seconds: filled and emptied every 5 s,
+    // under the 20 s forecast window of the overrides (4 cycles per window).
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mnt = dir.path().join("stage");
+    let Some(_mounted) = mount_tmpfs(&mnt) else {
+        return;
+    };
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rules.join("overrides.toml"), OVERRIDES).unwrap_or_else(|e| panic!("{e}"));
+    let collector = Collector::start_with_config(dir.path(), &config(&rules)).await;
+    let agent = Agent::start(dir.path(), &collector, 1, "");
+    wait_for_host(&collector, &agent).await;
+    let mp = mnt.display().to_string();
+    // Two full windows of a steady sawtooth: no forecast.
+    for cycle in 0..9 {
+        sawtooth_cycle(&mnt, cycle, 0).await;
+    }
+    let quiet = items(&collector, "findings", "filesystem_fills_within_7d", &mp).await;
+    assert!(quiet.is_empty(), "a sawtooth was forecast as filling: {quiet:?}");
+    // The same sawtooth with a low that rises every cycle: a forecast.
+    let mut cycle = 100;
+    let finding = eventually("a 'will fill' finding", Duration::from_secs(60), || {
+        cycle += 1;
+        let (collector, mp, mnt) = (&collector, &mp, &mnt);
+        async move {
+            sawtooth_cycle(mnt, cycle, 1).await;
+            let f = items(collector, "findings", "filesystem_fills_within_7d", mp).await;
+            (!f.is_empty()).then_some(f)
+        }
+    })
+    .await;
+    assert_eq!(finding.len(), 1, "{finding:?}");
+}
+
 #[tokio::test]
 async fn broken_rule_file_keeps_the_old_rules_and_is_counted() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
