@@ -77,6 +77,39 @@ fn config(rules: &Path) -> String {
     format!("[detect]\nrules_dir = \"{}\"\ntick_secs = 1\n", rules.display())
 }
 
+/// A small tmpfs watched by a real agent reporting every second to a
+/// collector running the overrides; kept up while this lives.
+struct FsRig {
+    collector: Collector,
+    _agent: Agent,
+    /// The tmpfs, and its mount point as the agent names it.
+    mnt: PathBuf,
+    mp: String,
+    /// Last: unmounted once the agent and collector are gone.
+    _mounted: Mounted,
+}
+
+/// Mounts a tmpfs at `dir/name` and starts the collector and the agent;
+/// `None` when no tmpfs can be mounted here (see [`mount_tmpfs`]).
+async fn fs_rig(dir: &Path, name: &str) -> Option<FsRig> {
+    let mnt = dir.join(name);
+    let mounted = mount_tmpfs(&mnt)?;
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rules.join("overrides.toml"), OVERRIDES).unwrap_or_else(|e| panic!("{e}"));
+    let collector = Collector::start_with_config(dir, &config(&rules)).await;
+    let agent = Agent::start(dir, &collector, 1, "");
+    wait_for_host(&collector, &agent).await;
+    let mp = mnt.display().to_string();
+    Some(FsRig {
+        collector,
+        _agent: agent,
+        mnt,
+        mp,
+        _mounted: mounted,
+    })
+}
+
 /// Items of `kind` (`findings` or `cases`) for `rule` on `mountpoint`.
 async fn items(c: &Collector, kind: &str, rule: &str, mountpoint: &str) -> Vec<Value> {
     let v = c.api(&format!("/api/v1/{kind}?status=all&host=e2e-host")).await;
@@ -92,17 +125,10 @@ async fn items(c: &Collector, kind: &str, rule: &str, mountpoint: &str) -> Vec<V
 #[tokio::test]
 async fn filesystem_fill_opens_a_finding_then_a_case() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mnt = dir.path().join("fill");
-    let Some(_mounted) = mount_tmpfs(&mnt) else {
+    let Some(rig) = fs_rig(dir.path(), "fill").await else {
         return;
     };
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(rules.join("overrides.toml"), OVERRIDES).unwrap_or_else(|e| panic!("{e}"));
-    let collector = Collector::start_with_config(dir.path(), &config(&rules)).await;
-    let agent = Agent::start(dir.path(), &collector, 1, "");
-    wait_for_host(&collector, &agent).await;
-    let mp = mnt.display().to_string();
+    let (collector, mnt, mp) = (&rig.collector, &rig.mnt, &rig.mp);
 
     // Fill steadily: the forecast sees the free space heading for zero.
     let chunk = vec![0u8; 512 * 1024];
@@ -141,9 +167,9 @@ async fn filesystem_fill_opens_a_finding_then_a_case() {
     assert_eq!(case.len(), 1, "{case:?}");
     // A few more reports change nothing: still exactly one of each.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(items(&collector, "cases", "filesystem_almost_full", &mp).await.len(), 1);
+    assert_eq!(items(collector, "cases", "filesystem_almost_full", mp).await.len(), 1);
     assert_eq!(
-        items(&collector, "findings", "filesystem_fills_within_7d", &mp)
+        items(collector, "findings", "filesystem_fills_within_7d", mp)
             .await
             .len(),
         1
@@ -182,22 +208,15 @@ async fn a_sawtooth_volume_is_not_forecast_as_filling_but_a_rising_low_is() {
     // The nightly staging volume, in seconds: filled and emptied every 5 s,
     // under the 20 s forecast window of the overrides (4 cycles per window).
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mnt = dir.path().join("stage");
-    let Some(_mounted) = mount_tmpfs(&mnt) else {
+    let Some(rig) = fs_rig(dir.path(), "stage").await else {
         return;
     };
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(rules.join("overrides.toml"), OVERRIDES).unwrap_or_else(|e| panic!("{e}"));
-    let collector = Collector::start_with_config(dir.path(), &config(&rules)).await;
-    let agent = Agent::start(dir.path(), &collector, 1, "");
-    wait_for_host(&collector, &agent).await;
-    let mp = mnt.display().to_string();
+    let (collector, mnt, mp) = (&rig.collector, &rig.mnt, &rig.mp);
     // Two full windows of a steady sawtooth: no forecast.
     for cycle in 0..9 {
-        sawtooth_cycle(&mnt, cycle, 0).await;
+        sawtooth_cycle(mnt, cycle, 0).await;
     }
-    let quiet = items(&collector, "findings", "filesystem_fills_within_7d", &mp).await;
+    let quiet = items(collector, "findings", "filesystem_fills_within_7d", mp).await;
     assert!(quiet.is_empty(), "a sawtooth was forecast as filling: {quiet:?}");
     // The same sawtooth with a low that rises every cycle: a forecast.
     let mut cycle = 100;
