@@ -8,8 +8,10 @@
 //!    staying resolved through the agent's next SMART passes, the spare
 //!    consumed and reordered, the satisfaction, and the customer's inspection
 //!    report telling all of it.
+//! 2. A failed systemd unit is fixed by a rerun: its case opens, nobody
+//!    touches it, and it recovers and resolves by itself.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -549,4 +551,117 @@ async fn a_swapped_disk_case_stays_resolved_through_the_whole_story() {
         report["advice"]
     );
     eprintln!("the disk story took {:?}", started.elapsed());
+}
+
+/// A `systemctl` that lists `backup.service` as failed while `failed`
+/// exists beside it, and no unit once it is gone (healthy units are not
+/// listed); every call is appended to `calls.log`.
+fn fake_systemctl(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+    let script = dir.join("systemctl");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+D="$(dirname "$0")"
+echo "$*" >> "$D/calls.log"
+if [ -e "$D/failed" ]; then
+  echo '[{"unit":"backup.service","load":"loaded","active":"failed","sub":"failed","description":"Nightly backup"}]'
+else
+  echo '[]'
+fi
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+    script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_unit_fixed_by_a_rerun_recovers_and_resolves_by_itself() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let contracts_file = d.join("contracts.toml");
+    std::fs::write(&contracts_file, contracts()).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!(
+        "[queue]\ncontracts_file = \"{}\"\n[detect]\ntick_secs = 1\nmin_hold_secs = 2\nquiet_period_secs = 3\n",
+        contracts_file.display()
+    );
+    let c = Collector::start_with_config(d, &config).await;
+
+    // A host booted with systemd whose backup unit failed.
+    let run = d.join("run");
+    std::fs::create_dir_all(run.join("systemd/system")).unwrap_or_else(|e| panic!("{e}"));
+    let fake = d.join("fake-systemctl");
+    let systemctl = fake_systemctl(&fake);
+    std::fs::write(fake.join("failed"), "").unwrap_or_else(|e| panic!("{e}"));
+    let extra = format!(
+        "run_root = \"{}\"\nsystemctl_path = \"{}\"\n",
+        run.display(),
+        systemctl.display()
+    );
+    let agent = Agent::start(d, &c, REPORT_SECS, &extra);
+    wait_for_host(&c, &agent).await;
+
+    let case = eventually("the systemd_unit_failed case", Duration::from_secs(20), || async {
+        let v = c.api("/api/v1/cases?host=e2e-host").await;
+        items_of(&v, "cases")
+            .into_iter()
+            .find(|i| i["rule"] == "systemd_unit_failed" && i["key"]["component"] == "backup.service")
+            .cloned()
+    })
+    .await;
+    let id = case["id"].as_i64().unwrap_or_else(|| panic!("case without id: {case}"));
+    let case_url = format!("/api/v1/cases/{id}");
+    assert!(case["active"] == true, "{case}");
+
+    // Someone reruns the unit and it succeeds: systemctl lists no failed
+    // unit any more. The agent runs systemctl at most once a minute, so it
+    // sees that within a minute of its first listing (this sets the story's
+    // length); 3 reports later the collector clears the gone series, and
+    // the quiet period after that the untouched case resolves.
+    std::fs::remove_file(fake.join("failed")).unwrap_or_else(|e| panic!("{e}"));
+    let fixed_at = Instant::now();
+    let v = eventually("the case resolved by itself", Duration::from_secs(80), || async {
+        let v = c.api(&case_url).await;
+        (v["status"] == "resolved").then_some(v)
+    })
+    .await;
+    eprintln!(
+        "resolved {:?} after the rerun, {:?} into the story",
+        fixed_at.elapsed(),
+        started.elapsed()
+    );
+    let log = v["log"].as_array().cloned().unwrap_or_default();
+    let people: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["actor"].as_str().is_some_and(|a| !a.starts_with("rule:")))
+        .collect();
+    assert!(people.is_empty(), "nobody touched it: {v}");
+    let moves: Vec<(String, String)> = log
+        .iter()
+        .filter(|r| r["from_status"] != r["to_status"])
+        .map(|r| {
+            (
+                r["from_status"].as_str().unwrap_or("-").to_string(),
+                r["to_status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves.last(),
+        Some(&("recovered".to_string(), "resolved".to_string())),
+        "recovered, then resolved after the quiet period: {v}"
+    );
+    assert!(
+        moves.contains(&("assigned".to_string(), "recovered".to_string())),
+        "the clear recovered it: {v}"
+    );
+    assert!(v["resolved_at_ms"].as_i64().is_some(), "{v}");
+    assert!(reopenings(&v).is_empty(), "{v}");
+    // The agent kept running and asked systemctl again.
+    let calls = std::fs::read_to_string(fake.join("calls.log")).unwrap_or_default();
+    assert!(calls.lines().count() >= 2, "{calls}");
+    eprintln!("the unit story took {:?}", started.elapsed());
 }
