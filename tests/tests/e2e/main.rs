@@ -15,5 +15,6 @@ mod inspection_report;
 mod packaging;
 mod prometheus;
 mod spool;
+mod story;
 mod ticketing;
 mod util;
