@@ -7,7 +7,7 @@ use crate::auth::percent_encode;
 use crate::cases::{Item, Status};
 use crate::contracts::Contracts;
 use crate::http::queue::QueueQuery;
-use crate::queue::{AssetHistory, CaseDetail, ClockView, QueueEntry, SlaView, format_ms};
+use crate::queue::{AssetHistory, CaseDetail, ClockView, QueueEntry, SlaStanding, SlaView, format_ms};
 use crate::spares::{PartReplaced, ServiceReport};
 
 /// A case page's data.
@@ -59,18 +59,12 @@ pub fn duration(ms: i64) -> String {
 
 /// The queue's "time to breach": "in 3h 20m", "BREACHED", "paused", "—".
 pub fn time_to_breach(sla: &SlaView, now: i64) -> String {
-    let clocks = [&sla.response, &sla.resolution];
-    let running_breached = clocks
-        .iter()
-        .any(|c| c.as_ref().is_some_and(|c| c.breached && c.met_at_ms.is_none()));
-    if running_breached {
-        return "BREACHED".into();
-    }
-    match sla.next_breach_ms() {
-        Some(t) if t <= now => "BREACHED".into(),
-        Some(t) => format!("in {}", duration(t - now)),
-        None if clocks.iter().any(|c| c.as_ref().is_some_and(|c| c.paused)) => "paused".into(),
-        None => "—".into(),
+    match sla.standing() {
+        SlaStanding::Breached => "BREACHED".into(),
+        SlaStanding::RunsOutAt(t) if t <= now => "BREACHED".into(),
+        SlaStanding::RunsOutAt(t) => format!("in {}", duration(t - now)),
+        SlaStanding::NotRunning if sla.paused() => "paused".into(),
+        SlaStanding::NotRunning => "—".into(),
     }
 }
 

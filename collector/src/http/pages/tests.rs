@@ -246,6 +246,29 @@ async fn an_engineer_works_a_case_through_the_pages() {
 }
 
 #[tokio::test]
+async fn paused_sla_clock_shows_paused_not_a_huge_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Mail down").await;
+    // acme's contract pauses the clock while awaiting the customer.
+    let r = ana
+        .post(
+            &s,
+            &format!("/cases/{id}"),
+            &[("action", "hold"), ("reason", "awaiting_customer")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ana.get(&s, "/queue").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("<td>paused</td>"), "{}", r.body);
+    assert!(!r.body.contains("<td>in "), "no made-up deadline: {}", r.body);
+    let r = ana.get(&s, &format!("/cases/{id}")).await;
+    assert!(r.body.contains("paused"), "{}", r.body);
+}
+
+#[tokio::test]
 async fn actions_name_their_bad_fields_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(&dir).await;
