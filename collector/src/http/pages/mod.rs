@@ -326,7 +326,7 @@ async fn case_post(
     if code.is_server_error() || code == StatusCode::NOT_FOUND || code == StatusCode::FORBIDDEN {
         return Err(PageError::Status(code, message));
     }
-    tracing::info!(case = id, user = %who.name, %message, "case action from the web refused");
+    tracing::debug!(case = id, user = %who.name, %message, "case action from the web refused");
     let view = load_case(&state, &who, id).await?;
     let contracts = state.contracts.get();
     let viewer = Viewer {
