@@ -168,6 +168,9 @@ pub struct DiskRow {
     pub serial: String,
     pub verdict: String,
     pub reasons: Vec<String>,
+    /// Notes on the link (cable, backplane) rather than the disk, e.g.
+    /// `"udma_crc_errors=12"`; never part of the verdict.
+    pub link: Vec<String>,
     pub state: String,
     pub scanned_at_ms: i64,
     pub first_seen_ms: i64,
@@ -193,6 +196,7 @@ fn row_of(agent_id: String, host: String, first_seen_ms: i64, doc: &str) -> Resu
         serial: d.serial.clone(),
         verdict: d.verdict.level.as_str().to_string(),
         reasons: d.verdict.reasons.iter().map(|r| r.to_string()).collect(),
+        link: d.verdict.link.iter().map(|r| r.to_string()).collect(),
         state,
         scanned_at_ms: 0,
         first_seen_ms,
@@ -370,6 +374,20 @@ mod tests {
         assert_eq!(l[0].reasons, vec!["reallocated_sectors=24".to_string()]);
         assert_eq!(l[0].first_seen_ms, 1_000);
         assert_eq!(l[0].scanned_at_ms, 4_000);
+    }
+
+    #[test]
+    fn crc_errors_are_listed_as_a_link_note_not_a_reason() {
+        let c = conn();
+        let mut d = disk(0, 30);
+        let mut crc = d.ata.as_ref().unwrap().attributes[0].clone();
+        (crc.id, crc.raw, crc.raw_string, crc.decoded) = (199, 12, "12".into(), Some(12));
+        d.ata.as_mut().unwrap().attributes.push(crc);
+        record_scan(&c, "a1", &scan(1_000, vec![d])).unwrap();
+        let l = list(&c, None).unwrap();
+        assert_eq!(l[0].verdict, "healthy");
+        assert!(l[0].reasons.is_empty(), "{:?}", l[0].reasons);
+        assert_eq!(l[0].link, vec!["udma_crc_errors=12".to_string()]);
     }
 
     #[test]

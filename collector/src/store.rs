@@ -71,6 +71,59 @@ pub enum StoreError {
     Outdated(&'static str),
 }
 
+/// Whose fault a failed store operation is: the one classification that both
+/// the writer's log line and the API's answer follow, so a caller's mistake
+/// is never logged as our failure nor answered as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request names something that is not there.
+    NotFound,
+    /// The request's input is wrong (the message names the field).
+    BadInput,
+    /// A valid request the current state does not allow.
+    Conflict,
+    /// Ours: the database, a corrupt row, the writer gone.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The caller's mistake, not ours.
+    pub fn is_client(self) -> bool {
+        self != ErrorClass::Internal
+    }
+}
+
+impl StoreError {
+    /// Whose fault this is. Exhaustive on purpose: a new variant must be
+    /// classified.
+    pub fn class(&self) -> ErrorClass {
+        use crate::predict::TransitionError;
+        match self {
+            StoreError::NoSuchItem(_) | StoreError::NoSuchWindow(_) | StoreError::NoSuchRecommendation(_) => {
+                ErrorClass::NotFound
+            }
+            StoreError::BadWindow(_)
+            | StoreError::NotUnmapped(_)
+            | StoreError::UnknownAsset(_)
+            | StoreError::Spares(_)
+            | StoreError::QueueInput(_)
+            | StoreError::Recommendation(TransitionError::ReasonRequired) => ErrorClass::BadInput,
+            StoreError::Lifecycle(_)
+            | StoreError::ActiveItemExists { .. }
+            | StoreError::Queue(_)
+            | StoreError::Recommendation(TransitionError::Invalid { .. }) => ErrorClass::Conflict,
+            StoreError::Sql(_)
+            | StoreError::Migration(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::WriterGone
+            | StoreError::UnknownAgent(_)
+            | StoreError::Transaction(_)
+            | StoreError::CorruptItem { .. }
+            | StoreError::Outdated(_) => ErrorClass::Internal,
+        }
+    }
+}
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(
@@ -722,7 +775,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                 let _ = reply.send(Ok(w));
             }
             (job, Err(e)) => {
-                tracing::error!(error = %e, "store job failed");
+                // The caller hears of a refusal; only our own failures are errors.
+                if e.class().is_client() {
+                    tracing::debug!(error = %e, "store job refused");
+                } else {
+                    tracing::error!(error = %e, "store job failed");
+                }
                 reply_err(job, e);
             }
         }
@@ -1228,5 +1286,91 @@ mod raw_tests {
         let conn = Connection::open_in_memory().unwrap();
         let r = for_each_raw_report(&conn, None, None, |_| -> Result<(), StoreError> { Ok(()) });
         assert!(matches!(r, Err(StoreError::Outdated("raw_reports"))));
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Everything the writer logs, as text.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` as a writer job on a fresh store knowing asset db01, and
+    /// returns its answer and what the writer logged meanwhile.
+    fn run_logged(f: RunFn) -> (Result<serde_json::Value, StoreError>, String) {
+        let mut conn = open_in_memory().unwrap();
+        crate::cases::hold::mark_known(&conn, "db01", None, &[], 0).unwrap();
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        let (reply, mut rx) = oneshot::channel();
+        tracing::subscriber::with_default(subscriber, || {
+            run_batch(
+                &mut conn,
+                vec![Job::Run(Some(f), reply)],
+                &Fleet::default(),
+                &WriterOptions::default(),
+            );
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        (rx.try_recv().unwrap(), log)
+    }
+
+    #[test]
+    fn a_fault_on_an_unknown_asset_is_not_logged_as_an_error() {
+        let report = crate::queue::FaultReport {
+            asset: "db1".into(),
+            title: "Mail down".into(),
+            description: String::new(),
+            severity: crate::cases::Severity::Major,
+            component: String::new(),
+        };
+        let (answer, log) = run_logged(Box::new(move |c| {
+            let contracts = crate::contracts::Contracts::default();
+            let (id, _) = crate::queue::report_fault(c, &contracts, &report, "ana", 0)?;
+            Ok(serde_json::json!(id))
+        }));
+        let e = answer.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::BadInput, "{e}");
+        assert!(!log.contains("ERROR"), "{log}");
+        assert!(
+            log.contains("DEBUG") && log.contains("no known asset named \"db1\""),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn an_internal_failure_is_still_logged_as_an_error() {
+        let (answer, log) = run_logged(Box::new(|c| {
+            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(serde_json::Value::Null)
+        }));
+        assert_eq!(answer.unwrap_err().class(), ErrorClass::Internal);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("ERROR") && l.contains("store job failed") && l.contains("no_such_table")),
+            "{log}"
+        );
     }
 }

@@ -16,12 +16,18 @@
 //!   timeout), 197 (current pending) or 198 (offline uncorrectable) is above
 //!   zero (Backblaze Drive Stats, "What SMART stats indicate hard drive
 //!   failures?"). Each non-zero one is a `warning` reason here, as are 196
-//!   (reallocation events) and 199 (UDMA CRC errors — mostly a cable or
-//!   backplane, see [`Reason::CABLE`]). Counts alone do not make a disk
-//!   `failing`: Pinheiro et al. (Google, FAST 2007) found over half the failed
-//!   drives showed none of these signals, and many drives live for years with
-//!   a stable small count. Whether a count *rises* is the collector's question
-//!   (it holds the history); the verdict describes one reading.
+//!   (reallocation events) and 10 (spin retries). Counts alone do not make a
+//!   disk `failing`: Pinheiro et al. (Google, FAST 2007) found over half the
+//!   failed drives showed none of these signals, and many drives live for
+//!   years with a stable small count. Whether a count *rises* is the
+//!   collector's question (it holds the history); the verdict describes one
+//!   reading.
+//! - **CRC errors are the link's** (`shared/DISK-HEALTH.md` rule 4). 199 (UDMA
+//!   CRC errors) and the SATA phy ICRC counter count transfers the interface
+//!   had to retry: a cable, connector or backplane fault, not wear of the
+//!   medium. They are kept visible as [`Verdict::link`] notes ([`Reason::CABLE`])
+//!   and are never a reason and never raise the level: a customer told the
+//!   disk is worn swaps a good drive and keeps the bad cable.
 //! - **Vendor-packed raw values.** Seagate packs several counters into the
 //!   48-bit raw value of 1, 7, 188 and 195. 1, 7 and 195 are marked not
 //!   comparable and never judged; 188 is split into its three 16-bit counters
@@ -129,7 +135,14 @@ impl std::fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Verdict {
     pub level: Level,
+    /// What the level rests on: signs about the disk itself.
     pub reasons: Vec<Reason>,
+    /// Signs about the link to the disk (cable, connector, backplane) rather
+    /// than the disk: interface CRC errors ([`Reason::CABLE`]), each at level
+    /// `warning` for the link. Shown beside the verdict; never counted in its
+    /// level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<Reason>,
 }
 
 /// One ATA SMART attribute.
@@ -421,9 +434,12 @@ pub fn verdict(d: &Disk) -> Verdict {
         return Verdict {
             level: Level::Unknown,
             reasons: vec![Reason::new(code, None, Level::Unknown)],
+            link: Vec::new(),
         };
     }
     let mut r: Vec<Reason> = Vec::new();
+    // The link's signs: kept apart from the disk's reasons.
+    let mut link: Vec<Reason> = Vec::new();
     let fail = |r: &mut Vec<Reason>, code: &str, v: Option<i64>| r.push(Reason::new(code, v, Level::Failing));
     let warn = |r: &mut Vec<Reason>, code: &str, v: Option<i64>| r.push(Reason::new(code, v, Level::Warning));
 
@@ -456,14 +472,19 @@ pub fn verdict(d: &Disk) -> Verdict {
         }
         for (id, code) in KEY_ATA_ATTRIBUTES {
             if let Some(v) = ata.attribute(*id).and_then(|a| a.decoded).filter(|v| *v > 0) {
-                warn(&mut r, code, Some(v as i64));
+                let to = if Reason::CABLE.contains(code) {
+                    &mut link
+                } else {
+                    &mut r
+                };
+                warn(to, code, Some(v as i64));
             }
         }
         if let Some(n) = ata.error_log_count.filter(|n| *n > 0) {
             warn(&mut r, "ata_error_log_entries", Some(n as i64));
         }
         if let Some(n) = ata.sata_phy_crc_errors.filter(|n| *n > 0) {
-            warn(&mut r, "sata_phy_crc_errors", Some(n as i64));
+            warn(&mut link, "sata_phy_crc_errors", Some(n as i64));
         }
         let failed_tests = ata.self_tests.iter().filter(|t| t.passed == Some(false)).count();
         if ata.self_tests.first().is_some_and(|t| t.passed == Some(false)) {
@@ -513,12 +534,19 @@ pub fn verdict(d: &Disk) -> Verdict {
         warn(&mut r, "temperature_at_trip_point", Some(t));
     }
 
+    // The level is the disk's: the link's notes never raise it.
     let level = r.iter().map(|x| x.level).max().unwrap_or(Level::Healthy);
-    Verdict { level, reasons: r }
+    Verdict {
+        level,
+        reasons: r,
+        link,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]
@@ -615,6 +643,65 @@ mod tests {
         let v = verdict(&d);
         assert_eq!(v.level, Level::Failing);
         assert_eq!(v.reasons[0].to_string(), "nvme_available_spare_below_threshold=3");
+    }
+
+    fn with_attributes(values: &[(u8, u64)]) -> Disk {
+        let attribute = |(id, v): &(u8, u64)| AtaAttribute {
+            id: *id,
+            name: String::new(),
+            value: 100,
+            worst: 100,
+            threshold: 0,
+            raw: *v,
+            raw_string: v.to_string(),
+            decoded: Some(*v),
+            prefailure: false,
+            when_failed: String::new(),
+        };
+        Disk {
+            protocol: Protocol::Ata,
+            ata: Some(AtaHealth {
+                attributes: values.iter().map(attribute).collect(),
+                ..AtaHealth::default()
+            }),
+            ..ok_disk()
+        }
+    }
+
+    #[test]
+    fn crc_errors_alone_are_a_link_note_not_disk_wear() {
+        let mut d = with_attributes(&[(5, 0), (197, 0), (199, 40)]);
+        d.ata.as_mut().unwrap().sata_phy_crc_errors = Some(7);
+        let v = verdict(&d);
+        assert_eq!(v.level, Level::Healthy, "{v:?}");
+        assert!(v.reasons.is_empty(), "{v:?}");
+        let link: Vec<String> = v.link.iter().map(|r| r.to_string()).collect();
+        assert_eq!(link, ["udma_crc_errors=40", "sata_phy_crc_errors=7"]);
+        // The note travels with the verdict's JSON.
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["link"][0]["code"], "udma_crc_errors");
+        assert_eq!(serde_json::from_value::<Verdict>(json).unwrap(), v);
+    }
+
+    #[test]
+    fn crc_errors_beside_wear_leave_the_wear_reasons_alone() {
+        let v = verdict(&with_attributes(&[(5, 24), (199, 40)]));
+        assert_eq!(v.level, Level::Warning);
+        let reasons: Vec<String> = v.reasons.iter().map(|r| r.to_string()).collect();
+        assert_eq!(reasons, ["reallocated_sectors=24"]);
+        assert_eq!(v.link.len(), 1);
+        // Without CRC errors there is no link note, and none in the JSON: a
+        // verdict from before the field reads the same.
+        let v = verdict(&with_attributes(&[(5, 24)]));
+        assert!(v.link.is_empty());
+        let json = serde_json::to_value(&v).unwrap();
+        assert!(json.get("link").is_none(), "{json}");
+        assert_eq!(
+            serde_json::from_str::<Verdict>(r#"{"level":"warning","reasons":[]}"#)
+                .unwrap()
+                .link,
+            vec![]
+        );
     }
 
     #[test]

@@ -241,6 +241,28 @@ mod tests {
     }
 
     #[test]
+    fn crc_errors_alone_report_a_healthy_disk() {
+        let d = fixture("ata/wdc-wd2003fyys-crc-3118119.json");
+        let mut s = Samples::default();
+        disk_samples(&d, &mut s);
+        // Not a warning (that would open a disk-wear finding) and no reason...
+        assert_eq!(
+            value(&s, "caretaker_disk_health_verdict", ("verdict", "healthy")),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&s, "caretaker_disk_health_verdict", ("verdict", "warning")),
+            Some(0.0)
+        );
+        assert_eq!(value(&s, "caretaker_disk_verdict_reasons", ("disk", &d.key)), Some(0.0));
+        // ...but the counter itself still goes out, for the cable rules.
+        assert_eq!(
+            value(&s, "caretaker_disk_ata_attribute_raw", ("attribute", "udma_crc_errors")),
+            Some(3_118_119.0)
+        );
+    }
+
+    #[test]
     fn nvme_bits_and_wear() {
         let d = fixture("nvme/samsung-mzwll3t2hajq-critical-warning-failing.json");
         let mut s = Samples::default();

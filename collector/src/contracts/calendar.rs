@@ -10,8 +10,8 @@ use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 
 /// Longest search for service time: past this a deadline is "never"
-/// (`i64::MAX`). Validation guarantees at least one service day a week, so
-/// only absurd durations or holiday lists get near it.
+/// (`None`). Validation guarantees at least one service day a week, so only
+/// absurd durations or holiday lists get near it.
 const MAX_DAYS: usize = 366 * 100;
 
 /// A contract's service hours: weekdays, a daily window and holidays, in one
@@ -133,10 +133,11 @@ impl Calendar {
 
     /// The instant at which `duration_ms` of service time has passed since
     /// `start_ms`. A duration that exactly fills a window ends at the window's
-    /// end (Friday 17:00, not Monday 08:00).
-    pub fn add_service_time(&self, start_ms: i64, duration_ms: i64) -> i64 {
+    /// end (Friday 17:00, not Monday 08:00). `None`: never, the calendar has
+    /// too little service time within [`MAX_DAYS`].
+    pub fn add_service_time(&self, start_ms: i64, duration_ms: i64) -> Option<i64> {
         if duration_ms <= 0 {
-            return start_ms;
+            return Some(start_ms);
         }
         let mut remaining = duration_ms;
         for (ws, we) in self.windows_from(start_ms) {
@@ -146,11 +147,11 @@ impl Calendar {
             }
             let available = we - s;
             if remaining <= available {
-                return s + remaining;
+                return Some(s + remaining);
             }
             remaining -= available;
         }
-        i64::MAX
+        None
     }
 
     /// Service time within `[a_ms, b_ms)`; 0 when `b_ms <= a_ms`.
@@ -211,7 +212,7 @@ mod tests {
         let c = berlin_5x8(&[]);
         // 2026-11-27 is a Friday.
         let due = c.add_service_time(berlin("2026-11-27T18:00"), 4 * H);
-        assert_eq!(due, berlin("2026-11-30T12:00"));
+        assert_eq!(due, Some(berlin("2026-11-30T12:00")));
         assert!(!c.is_service_time(berlin("2026-11-28T10:00")));
         assert!(c.is_service_time(berlin("2026-11-30T08:00")));
         assert!(!c.is_service_time(berlin("2026-11-30T17:00")));
@@ -222,11 +223,11 @@ mod tests {
         let c = berlin_5x8(&[]);
         assert_eq!(
             c.add_service_time(berlin("2026-11-27T13:00"), 4 * H),
-            berlin("2026-11-27T17:00")
+            Some(berlin("2026-11-27T17:00"))
         );
         assert_eq!(
             c.add_service_time(berlin("2026-11-27T13:00"), 5 * H),
-            berlin("2026-11-30T09:00")
+            Some(berlin("2026-11-30T09:00"))
         );
     }
 
@@ -234,7 +235,7 @@ mod tests {
     fn seven_by_twenty_four_is_wall_clock_time() {
         let c = Calendar::always("UTC").unwrap();
         let t = berlin("2026-11-28T03:17");
-        assert_eq!(c.add_service_time(t, 30 * H), t + 30 * H);
+        assert_eq!(c.add_service_time(t, 30 * H), Some(t + 30 * H));
         assert_eq!(c.service_time_between(t, t + 50 * H), 50 * H);
         assert!(c.is_service_time(t));
     }
@@ -246,13 +247,13 @@ mod tests {
         let c = berlin_5x8(&["2026-12-25"]);
         assert_eq!(
             c.add_service_time(berlin("2026-12-24T15:00"), 4 * H),
-            berlin("2026-12-28T10:00")
+            Some(berlin("2026-12-28T10:00"))
         );
         // In 2027 the 24th is a Friday and the 25th a Saturday.
         let c = berlin_5x8(&["2027-12-24"]);
         assert_eq!(
             c.add_service_time(berlin("2027-12-23T16:00"), 2 * H),
-            berlin("2027-12-27T09:00")
+            Some(berlin("2027-12-27T09:00"))
         );
         assert_eq!(
             c.service_time_between(berlin("2027-12-23T00:00"), berlin("2027-12-28T00:00")),
@@ -265,7 +266,7 @@ mod tests {
         // Berlin moves to CEST on Sunday 2026-03-29.
         let c = berlin_5x8(&[]);
         let fri = berlin("2026-03-27T16:00");
-        assert_eq!(c.add_service_time(fri, 2 * H), berlin("2026-03-30T09:00"));
+        assert_eq!(c.add_service_time(fri, 2 * H), Some(berlin("2026-03-30T09:00")));
         // Monday's window is 08:00-17:00 CEST, i.e. 06:00-15:00 UTC.
         assert_eq!(berlin("2026-03-30T08:00"), local("UTC", "2026-03-30T06:00"));
         // A whole week of service time is 45h, DST or not.
@@ -287,7 +288,7 @@ mod tests {
         let c = berlin_5x8(&[]);
         assert_eq!(
             c.add_service_time(berlin("2026-10-23T16:00"), 2 * H),
-            berlin("2026-10-26T09:00")
+            Some(berlin("2026-10-26T09:00"))
         );
         assert_eq!(berlin("2026-10-26T08:00"), local("UTC", "2026-10-26T07:00"));
         let all = Calendar::always("Europe/Berlin").unwrap();
@@ -306,7 +307,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             weekend.add_service_time(berlin("2026-10-24T00:00"), 48 * H),
-            berlin("2026-10-25T23:00")
+            Some(berlin("2026-10-25T23:00"))
         );
     }
 
@@ -321,7 +322,9 @@ mod tests {
         )
         .unwrap();
         // Friday 16:00 New York + 2h: 1h Friday, 1h Monday from 09:00.
-        let due = ny.add_service_time(local("America/New_York", "2026-11-27T16:00"), 2 * H);
+        let due = ny
+            .add_service_time(local("America/New_York", "2026-11-27T16:00"), 2 * H)
+            .unwrap();
         assert_eq!(due, local("America/New_York", "2026-11-30T10:00"));
         assert_eq!(due, local("UTC", "2026-11-30T15:00"));
         // 10:00 in Berlin on a Monday is 04:00 in New York: outside hours.
@@ -338,6 +341,15 @@ mod tests {
             c.service_time_between(berlin("2026-11-27T18:00"), berlin("2026-11-30T12:00")),
             4 * H
         );
+    }
+
+    #[test]
+    fn a_calendar_without_service_time_never_reaches_a_deadline() {
+        let never = Calendar::new("UTC", [false; 7], 0, 1440, BTreeSet::new()).unwrap();
+        let t = berlin("2026-11-30T10:00");
+        assert_eq!(never.add_service_time(t, H), None);
+        // No time to add is reached at once, service hours or not.
+        assert_eq!(never.add_service_time(t, 0), Some(t));
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub fn elapsed(calendar: &Calendar, log: &[(i64, Status)], pausing: &[HoldReason
 }
 
 /// When a case must be answered and resolved, fixed when the contract is
-/// matched; `None` where the contract sets no target for the severity.
+/// matched; `None` where the contract sets no target for the severity (or
+/// its calendar never reaches the target).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
     pub response_due_ms: Option<i64>,
@@ -35,7 +36,7 @@ pub struct Deadlines {
 }
 
 pub fn deadlines(contract: &Contract, severity: Severity, opened_at_ms: i64) -> Deadlines {
-    let due = |target: Option<i64>| target.map(|d| contract.calendar.add_service_time(opened_at_ms, d));
+    let due = |target: Option<i64>| target.and_then(|d| contract.calendar.add_service_time(opened_at_ms, d));
     Deadlines {
         response_due_ms: due(contract.response.get(severity)),
         resolution_due_ms: due(contract.resolution.get(severity)),

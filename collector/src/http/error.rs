@@ -102,18 +102,65 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// By the store error's own class ([`crate::store::StoreError::class`]), the
+/// one the store writer logs by too.
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError as E;
-        match e {
-            E::NoSuchItem(_) | E::NoSuchWindow(_) | E::NoSuchRecommendation(_) => ApiError::NotFound(e.to_string()),
-            E::Recommendation(crate::predict::TransitionError::Invalid { .. }) => ApiError::Conflict(e.to_string()),
-            E::Recommendation(crate::predict::TransitionError::ReasonRequired) => ApiError::BadRequest(e.to_string()),
-            E::Lifecycle(_) | E::ActiveItemExists { .. } | E::Queue(_) => ApiError::Conflict(e.to_string()),
-            E::BadWindow(_) | E::NotUnmapped(_) | E::UnknownAsset(_) | E::Spares(_) | E::QueueInput(_) => {
-                ApiError::BadRequest(e.to_string())
-            }
-            _ => ApiError::Internal(e.to_string()),
+        use crate::store::ErrorClass;
+        match e.class() {
+            ErrorClass::NotFound => ApiError::NotFound(e.to_string()),
+            ErrorClass::BadInput => ApiError::BadRequest(e.to_string()),
+            ErrorClass::Conflict => ApiError::Conflict(e.to_string()),
+            ErrorClass::Internal => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ErrorClass, StoreError};
+
+    #[test]
+    fn a_store_error_is_answered_by_its_class() {
+        let cases = [
+            (StoreError::NoSuchItem(7), StatusCode::NOT_FOUND, ErrorClass::NotFound),
+            (
+                StoreError::QueueInput("asset: no known asset named \"db1\"".into()),
+                StatusCode::BAD_REQUEST,
+                ErrorClass::BadInput,
+            ),
+            (
+                StoreError::UnknownAsset("db1".into()),
+                StatusCode::BAD_REQUEST,
+                ErrorClass::BadInput,
+            ),
+            (
+                StoreError::Queue("only a resolved case can be closed".into()),
+                StatusCode::CONFLICT,
+                ErrorClass::Conflict,
+            ),
+            (
+                StoreError::Recommendation(crate::predict::TransitionError::ReasonRequired),
+                StatusCode::BAD_REQUEST,
+                ErrorClass::BadInput,
+            ),
+            (
+                StoreError::Transaction("disk full".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorClass::Internal,
+            ),
+            (
+                StoreError::WriterGone,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorClass::Internal,
+            ),
+        ];
+        for (e, status, class) in cases {
+            let text = e.to_string();
+            assert_eq!(e.class(), class, "{text}");
+            assert_eq!(class.is_client(), !status.is_server_error(), "{text}");
+            assert_eq!(ApiError::from(e).into_response().status(), status, "{text}");
         }
     }
 }

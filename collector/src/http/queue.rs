@@ -392,6 +392,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_paused_sla_clock_answers_null_not_i64_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (_, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
+        let paused = v["id"].as_i64().unwrap();
+        let (_, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("web01", "Shop slow"))).await;
+        let running = v["id"].as_i64().unwrap();
+        // acme's contract pauses the clock while awaiting the customer.
+        let hold = json!({"action": "hold", "reason": "awaiting_customer"});
+        let uri = format!("/api/v1/cases/{paused}/actions");
+        let (code, v) = as_user(&s, "ana", "POST", &uri, Some(hold)).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        let (code, q) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
+        assert_eq!(code, StatusCode::OK);
+        let cases = q["cases"].as_array().unwrap();
+        let ids: Vec<i64> = cases.iter().filter_map(|c| c["id"].as_i64()).collect();
+        // The paused clock goes last, after the running one.
+        assert_eq!(ids, [running, paused]);
+        assert!(cases[0]["next_breach_ms"].is_i64(), "{}", cases[0]);
+        assert_eq!(cases[1]["next_breach_ms"], Value::Null, "{}", cases[1]);
+        assert_eq!(cases[1]["sla"]["resolution"]["paused"], true, "{}", cases[1]);
+        assert_eq!(cases[1]["sla"]["resolution"]["breach_at_ms"], Value::Null);
+    }
+
+    #[tokio::test]
     async fn bad_queue_filters_and_fault_reports_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let s = state(&dir).await;

@@ -138,7 +138,8 @@ pub fn set_users(state: &AppState) {
 }
 
 /// A contracts file for queue and page tests: customers `acme` (site hq)
-/// and `globex`, a 7×24 contract for each (by the `customer` label),
+/// and `globex`, a 7×24 contract for each (by the `customer` label; acme's
+/// clock pauses while awaiting the customer),
 /// engineers `ana` (L1, hardware and os) and `bo` (L2, hardware), users
 /// `ana` (engineer), `carol` (customer acme) and `gus` (customer globex),
 /// each with the password hash `phc` and the API token `<name>-token`.
@@ -162,6 +163,7 @@ hours = "7x24"
 time_zone = "UTC"
 response = {{ critical = "1h", major = "4h" }}
 resolution = {{ critical = "8h", major = "2d" }}
+pausing_holds = ["awaiting_customer"]
 
 [[contract]]
 name = "globex-24"

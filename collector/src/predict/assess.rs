@@ -25,7 +25,8 @@
 //!   [`URGENT_DAYS`] rather than [`SOON_DAYS`].
 //! - **CRC errors are the link's.** Attribute 199 counts transfers the
 //!   interface had to retry; rising alone it points at the cable, connector or
-//!   backplane, not the disk: `cable_suspect`, never a disk replacement.
+//!   backplane, not the disk: `cable_suspect` (with the rises in the
+//!   evidence), never a disk replacement nor one of the disk's reasons.
 //! - **NVMe wear is a date.** `percentage_used` grows steadily with writes; a
 //!   least-squares line through its history gives the day it reaches 100 %
 //!   (the rated endurance). Within [`FORECAST_HORIZON_DAYS`] the drive is due
@@ -155,11 +156,13 @@ impl Urgency {
 pub struct Assessment {
     pub risk: Risk,
     pub urgency: Urgency,
-    /// CRC errors rose alone: check the cable/backplane, not the disk.
+    /// CRC errors rose alone: check the cable/backplane, not the disk. Not
+    /// among `reasons`, which are the disk's own.
     pub cable_suspect: bool,
     /// When `percentage_used` reaches 100 at its current rate.
     pub forecast_100pct_at_ms: Option<i64>,
-    /// Machine-readable reasons, e.g. `second_rise_within_30d`.
+    /// Machine-readable reasons about the disk itself (a recommendation
+    /// cites them), e.g. `second_rise_within_30d`.
     pub reasons: Vec<String>,
     pub evidence: Value,
 }
@@ -371,9 +374,9 @@ pub fn assess(latest: &Disk, history: &[HistoryPoint], now_ms: i64) -> Assessmen
         .collect();
     let recent_media = media.iter().any(|r| now_ms - r.at_ms <= CABLE_WINDOW_MS);
     if !crc.is_empty() && !recent_media {
+        // The link's, not the disk's: no reason, no risk, no urgency.
         a.cable_suspect = true;
         ev.insert("crc_rises".into(), json!(crc));
-        a.reasons.push("crc_errors_rising_alone".into());
     }
 
     // Rule 5: the NVMe wear forecast.

@@ -179,6 +179,60 @@ fn crc_errors_alone_open_a_cable_finding_not_a_disk_replacement() {
 }
 
 #[test]
+fn rising_crc_alone_is_a_cable_finding_not_disk_wear() {
+    let c = conn(&["a1"]);
+    let mut d = fixture("ata/seagate-st10000nm001g-crc-1.json");
+    // The reading itself: a healthy disk with a link note, no wear reason.
+    assert_eq!(d.verdict.level, Level::Healthy, "{:?}", d.verdict);
+    assert!(d.verdict.reasons.is_empty(), "{:?}", d.verdict);
+    assert_eq!(d.verdict.link[0].code, "udma_crc_errors");
+    scan(&c, "a1", T0, &d);
+    set_attr(&mut d, 199, 40);
+    let s = scan(&c, "a1", T0 + DAY, &d);
+    assert!(matches!(s.cable_findings.as_slice(), [Outcome::Created(_)]), "{s:?}");
+    assert!(s.raised.is_empty(), "{s:?}");
+    assert_eq!(level(&c, "a1"), "healthy");
+    let a = assess(&d, &crate::disks::history(&c, "a1", &d.key, 100).unwrap(), T0 + DAY);
+    assert!(a.cable_suspect);
+    assert_eq!((a.risk, a.urgency), (Risk::Low, Urgency::None));
+    assert!(a.reasons.is_empty(), "no wear reason: {:?}", a.reasons);
+    assert!(recs(&c).is_empty());
+    // The one item is the cable finding.
+    let checks: Vec<String> = c
+        .prepare("SELECT check_name FROM items")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(checks, [CABLE_CHECK]);
+}
+
+#[test]
+fn a_replacement_for_wear_does_not_cite_crc_errors() {
+    let mut d = fixture("ata/seagate-st10000nm001g-crc-1.json");
+    let point = |day: i64, realloc: i64, crc: i64| crate::disks::HistoryPoint {
+        at_ms: T0 + day * DAY,
+        verdict: "healthy".into(),
+        reasons: vec![],
+        values: [
+            ("reallocated_sectors".to_string(), realloc),
+            ("udma_crc_errors".to_string(), crc),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    // Two reallocation rises within days, then, weeks later, CRC errors.
+    let h = [point(0, 0, 1), point(1, 8, 1), point(3, 20, 1), point(20, 20, 1)];
+    set_attr(&mut d, 5, 20);
+    set_attr(&mut d, 199, 30);
+    let a = assess(&d, &h, T0 + 21 * DAY);
+    assert!(a.urgency.recommends(), "{a:?}");
+    assert!(a.cable_suspect, "{a:?}");
+    assert_eq!(a.reasons, ["second_rise_within_30d"]);
+}
+
+#[test]
 fn steady_nvme_wear_gets_a_dated_forecast() {
     let c = conn(&["a1"]);
     let mut d = fixture("nvme/micron-mtfdhax1t6mce-wear-69-healthy.json");

@@ -444,8 +444,9 @@ pub struct ClockView {
     pub used_ms: i64,
     /// The deadline fixed when the contract was matched.
     pub due_ms: i64,
-    /// When the clock, at its current pace, runs out: later than `due_ms`
-    /// when holds paused it. `None` while paused or once met.
+    /// When the clock, at its current pace, runs out (now, once it has):
+    /// later than `due_ms` when holds paused it. `None` while paused, once
+    /// met, or when the calendar never gets there.
     pub breach_at_ms: Option<i64>,
     /// When it was met (the first response, the resolution); `None`: not yet.
     pub met_at_ms: Option<i64>,
@@ -461,21 +462,46 @@ pub struct SlaView {
     pub resolution: Option<ClockView>,
 }
 
+/// Where a case stands against its SLA, the queue's order: breached first,
+/// then running clocks by when they run out, then cases with no running
+/// clock (paused, met or without a target) last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SlaStanding {
+    Breached,
+    RunsOutAt(i64),
+    NotRunning,
+}
+
 impl SlaView {
-    /// The earliest coming breach of a running clock, for sorting the queue.
-    pub fn next_breach_ms(&self) -> Option<i64> {
+    /// The clocks not met yet (running or paused).
+    fn unmet(&self) -> impl Iterator<Item = &ClockView> {
         [&self.response, &self.resolution]
             .into_iter()
             .flatten()
             .filter(|c| c.met_at_ms.is_none())
-            .map(|c| {
-                if c.breached {
-                    i64::MIN
-                } else {
-                    c.breach_at_ms.unwrap_or(i64::MAX)
-                }
-            })
-            .min()
+    }
+
+    /// When the earliest running clock runs out; `None` when no clock is
+    /// running (every clock paused, met or without a target): there is no
+    /// deadline then, and none is made up.
+    pub fn next_breach_ms(&self) -> Option<i64> {
+        self.unmet().filter_map(|c| c.breach_at_ms).min()
+    }
+
+    /// Whether an unmet clock is paused by a hold.
+    pub fn paused(&self) -> bool {
+        self.unmet().any(|c| c.paused)
+    }
+
+    /// The case's place in the queue's order.
+    pub fn standing(&self) -> SlaStanding {
+        if self.unmet().any(|c| c.breached) {
+            return SlaStanding::Breached;
+        }
+        match self.next_breach_ms() {
+            Some(t) => SlaStanding::RunsOutAt(t),
+            None => SlaStanding::NotRunning,
+        }
     }
 }
 
@@ -512,8 +538,11 @@ pub fn sla_view(contract: Option<&Contract>, item: &Item, meta: &CaseMeta, log: 
         let until = met_at.unwrap_or(now_ms);
         let used = contracts::elapsed(&c.calendar, &statuses, &c.pausing, until);
         let paused = met_at.is_none() && paused_now;
-        let breach_at =
-            (met_at.is_none() && !paused).then(|| c.calendar.add_service_time(now_ms, (target - used).max(0)));
+        let breach_at = if met_at.is_none() && !paused {
+            c.calendar.add_service_time(now_ms, (target - used).max(0))
+        } else {
+            None
+        };
         Some(ClockView {
             target_ms: target,
             used_ms: used,
@@ -1217,9 +1246,9 @@ pub fn queue(
         out.push(QueueEntry { item, meta, sla });
     }
     out.sort_by(|a, b| {
-        let ka = a.sla.next_breach_ms().unwrap_or(i64::MAX);
-        let kb = b.sla.next_breach_ms().unwrap_or(i64::MAX);
-        ka.cmp(&kb)
+        a.sla
+            .standing()
+            .cmp(&b.sla.standing())
             .then(b.item.severity.cmp(&a.item.severity))
             .then(a.item.opened_at_ms.cmp(&b.item.opened_at_ms))
     });

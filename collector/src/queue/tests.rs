@@ -673,6 +673,39 @@ fn the_queue_puts_the_nearest_breach_first() {
 }
 
 #[test]
+fn a_paused_clock_has_no_breach_time_and_goes_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let paused = open(&conn, &c, "db01", "acme", Severity::Critical, t0);
+    let s = signal("db01", "acme", "md_array_degraded", Severity::Major, true, t0);
+    let running = items::apply_signal(&conn, &s, &Policy::default())
+        .unwrap()
+        .item_id()
+        .unwrap();
+    settle(&conn, &c, 0, t0).unwrap();
+    let hold = CaseAction::Hold {
+        reason: HoldReason::AwaitingCustomer,
+        comment: None,
+    };
+    act(&conn, &c, paused, &hold, "ana", t0 + 10 * M).unwrap();
+    let q = queue(&conn, &c, &QueueFilter::default(), t0 + H).unwrap();
+    let order: Vec<i64> = q.iter().map(|e| e.item.id.unwrap()).collect();
+    // Critical, but its clock is paused: after the running major case.
+    assert_eq!(order, [running, paused]);
+    let sla = &q[1].sla;
+    assert!(sla.paused());
+    assert_eq!(sla.next_breach_ms(), None);
+    assert_eq!(sla.standing(), SlaStanding::NotRunning);
+    // The running case's breach is a real instant: the major response
+    // target (4h) from its opening.
+    let running_sla = &q[0].sla;
+    assert_eq!(running_sla.next_breach_ms(), Some(t0 + 4 * H));
+    assert_eq!(running_sla.standing(), SlaStanding::RunsOutAt(t0 + 4 * H));
+}
+
+#[test]
 fn a_reopened_case_goes_back_to_its_engineer() {
     let dir = tempfile::tempdir().unwrap();
     let conn = store(&dir);

@@ -30,7 +30,7 @@ impl Fields {
     }
 
     /// A checkbox: checked when present with any value but "" / "off".
-    fn checked(&self, name: &str) -> bool {
+    pub fn checked(&self, name: &str) -> bool {
         self.0
             .iter()
             .any(|(k, v)| k == name && !v.is_empty() && v != "off" && v != "false")

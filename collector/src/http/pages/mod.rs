@@ -12,7 +12,8 @@
 //! and gets no forms; its POSTs answer 403. Every POST carries the session's
 //! CSRF token in field `csrf`. A POST that worked answers 303 back to the
 //! case; bad input re-renders the page with 400 and the problem, naming the
-//! field, and changes nothing.
+//! field, with the refused form filled in as it was posted, and changes
+//! nothing.
 
 mod forms;
 mod render;
@@ -325,16 +326,20 @@ async fn case_post(
     if code.is_server_error() || code == StatusCode::NOT_FOUND || code == StatusCode::FORBIDDEN {
         return Err(PageError::Status(code, message));
     }
-    tracing::info!(case = id, user = %who.name, %message, "case action from the web refused");
+    tracing::debug!(case = id, user = %who.name, %message, "case action from the web refused");
     let view = load_case(&state, &who, id).await?;
     let contracts = state.contracts.get();
     let viewer = Viewer {
         who: &who,
         csrf: &session.csrf,
     };
+    let refused = render::Refused {
+        message: &message,
+        posted: &fields,
+    };
     Ok(html_page(
         code,
-        render::case(&viewer, &contracts, &view, Some(&message)),
+        render::case(&viewer, &contracts, &view, Some(&refused)),
     ))
 }
 

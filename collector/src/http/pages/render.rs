@@ -7,8 +7,15 @@ use crate::auth::percent_encode;
 use crate::cases::{Item, Status};
 use crate::contracts::Contracts;
 use crate::http::queue::QueueQuery;
-use crate::queue::{AssetHistory, CaseDetail, ClockView, QueueEntry, SlaView, format_ms};
+use crate::queue::{AssetHistory, CaseDetail, ClockView, QueueEntry, SlaStanding, SlaView, format_ms};
 use crate::spares::{PartReplaced, ServiceReport};
+
+/// A form the case page shows again after it was refused: the problem, and
+/// the fields as posted so the form comes back as it was typed.
+pub struct Refused<'a> {
+    pub message: &'a str,
+    pub posted: &'a Fields,
+}
 
 /// A case page's data.
 pub struct CaseView {
@@ -59,18 +66,12 @@ pub fn duration(ms: i64) -> String {
 
 /// The queue's "time to breach": "in 3h 20m", "BREACHED", "paused", "—".
 pub fn time_to_breach(sla: &SlaView, now: i64) -> String {
-    let clocks = [&sla.response, &sla.resolution];
-    let running_breached = clocks
-        .iter()
-        .any(|c| c.as_ref().is_some_and(|c| c.breached && c.met_at_ms.is_none()));
-    if running_breached {
-        return "BREACHED".into();
-    }
-    match sla.next_breach_ms() {
-        Some(t) if t <= now => "BREACHED".into(),
-        Some(t) => format!("in {}", duration(t - now)),
-        None if clocks.iter().any(|c| c.as_ref().is_some_and(|c| c.paused)) => "paused".into(),
-        None => "—".into(),
+    match sla.standing() {
+        SlaStanding::Breached => "BREACHED".into(),
+        SlaStanding::RunsOutAt(t) if t <= now => "BREACHED".into(),
+        SlaStanding::RunsOutAt(t) => format!("in {}", duration(t - now)),
+        SlaStanding::NotRunning if sla.paused() => "paused".into(),
+        SlaStanding::NotRunning => "—".into(),
     }
 }
 
@@ -251,7 +252,7 @@ fn describe(i: &Item) -> String {
     }
 }
 
-pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, error: Option<&str>) -> Markup {
+pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: Option<&Refused<'_>>) -> Markup {
     let d = &v.detail;
     let item = &d.item;
     let id = item.id.unwrap_or_default();
@@ -260,7 +261,7 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, error: Opt
     let parts: Vec<&PartReplaced> = v.asset_reports.iter().flat_map(|r| r.parts.iter()).collect();
     let content = html! {
         h1 { "Case #" (id) ": " (title) }
-        (error_box(error))
+        (error_box(refused.map(|r| r.message)))
         dl {
             dt { "Status" } dd #status { (item.status.to_string()) }
             dt { "Severity" } dd { (item.severity.as_str()) }
@@ -283,7 +284,7 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, error: Opt
         } }
         @if viewer.who.can_act() {
             h2 { "Actions" }
-            (actions(viewer, contracts, item.status, id))
+            (actions(viewer, contracts, item.status, id, refused.map(|r| r.posted)))
         }
         h2 { "Timeline" }
         table #timeline {
@@ -335,19 +336,31 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, error: Opt
     layout(&format!("case {id}"), Some(viewer), content)
 }
 
-fn action_form(viewer: &Viewer<'_>, id: i64, action: &str, label: &str, fields: Markup) -> Markup {
+/// One action's form. `fields` draws its inputs from the values they show:
+/// what was posted to this very form when it was refused, else nothing, so
+/// a refused form comes back filled and the others stay blank.
+fn action_form(
+    viewer: &Viewer<'_>,
+    id: i64,
+    action: &str,
+    label: &str,
+    posted: Option<&Fields>,
+    fields: impl FnOnce(&Fields) -> Markup,
+) -> Markup {
+    let blank = Fields::default();
+    let values = posted.filter(|p| p.get("action") == action).unwrap_or(&blank);
     html! {
         form method="post" action=(format!("/cases/{id}")) id=(format!("{action}-form")) {
             input type="hidden" name="csrf" value=(viewer.csrf);
             input type="hidden" name="action" value=(action);
             strong { (label) }
-            (fields)
+            (fields(values))
             button type="submit" { (label) }
         }
     }
 }
 
-fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64) -> Markup {
+fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64, posted: Option<&Fields>) -> Markup {
     let engineers: Vec<(&str, &str)> = contracts
         .engineers
         .iter()
@@ -359,52 +372,52 @@ fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64) 
     html! {
         div.actions {
             @if matches!(status, Status::New | Status::Assigned | Status::Recovered) {
-                (action_form(viewer, id, "acknowledge", "Acknowledge", html! {}))
+                (action_form(viewer, id, "acknowledge", "Acknowledge", posted, |_| html! {}))
             }
             @if active {
-                (action_form(viewer, id, "assign", "Assign", html! {
-                    label for="assign-to" { "To" } (select("to", "assign-to", &engineers, ""))
+                (action_form(viewer, id, "assign", "Assign", posted, |f| html! {
+                    label for="assign-to" { "To" } (select("to", "assign-to", &engineers, f.get("to")))
                 }))
-                (action_form(viewer, id, "escalate", "Escalate", html! {
+                (action_form(viewer, id, "escalate", "Escalate", posted, |f| html! {
                     label for="escalate-to" { "Level" }
-                    (select("to", "escalate-to", &[("", "next level"), ("L2", "L2"), ("vendor", "vendor")], ""))
+                    (select("to", "escalate-to", &[("", "next level"), ("L2", "L2"), ("vendor", "vendor")], f.get("to")))
                     label for="escalate-comment" { "Comment" }
-                    textarea name="comment" id="escalate-comment" required {}
+                    textarea name="comment" id="escalate-comment" required { (f.get("comment")) }
                 }))
                 @if matches!(status, Status::OnHold(_)) {
-                    (action_form(viewer, id, "resume", "Resume", html! {}))
+                    (action_form(viewer, id, "resume", "Resume", posted, |_| html! {}))
                 } @else {
-                    (action_form(viewer, id, "hold", "Hold", html! {
-                        label for="hold-reason" { "Reason" } (select("reason", "hold-reason", &holds, ""))
+                    (action_form(viewer, id, "hold", "Hold", posted, |f| html! {
+                        label for="hold-reason" { "Reason" } (select("reason", "hold-reason", &holds, f.get("reason")))
                     }))
                 }
-                (action_form(viewer, id, "cancel", "Cancel", html! {
-                    label for="cancel-reason" { "Reason" } (select("reason", "cancel-reason", &cancels, ""))
+                (action_form(viewer, id, "cancel", "Cancel", posted, |f| html! {
+                    label for="cancel-reason" { "Reason" } (select("reason", "cancel-reason", &cancels, f.get("reason")))
                 }))
-                (action_form(viewer, id, "resolve", "Resolve", html! {
-                    label for="mode" { "Mode" } (select("mode", "mode", &[("on_site", "on site"), ("remote", "remote")], ""))
-                    label for="symptom" { "Symptom" } input type="text" name="symptom" id="symptom";
-                    label for="work_done" { "Work done" } textarea name="work_done" id="work_done" {}
-                    label for="minutes" { "Minutes" } input type="text" inputmode="numeric" name="minutes" id="minutes";
+                (action_form(viewer, id, "resolve", "Resolve", posted, |f| html! {
+                    label for="mode" { "Mode" } (select("mode", "mode", &[("on_site", "on site"), ("remote", "remote")], f.get("mode")))
+                    label for="symptom" { "Symptom" } input type="text" name="symptom" id="symptom" value=(f.get("symptom"));
+                    label for="work_done" { "Work done" } textarea name="work_done" id="work_done" { (f.get("work_done")) }
+                    label for="minutes" { "Minutes" } input type="text" inputmode="numeric" name="minutes" id="minutes" value=(f.get("minutes"));
                     fieldset {
                         legend { "Part replaced (optional)" }
                         @for (name, label) in [("part_type", "Part type (disk, dimm…)"), ("slot", "Slot"), ("old_model", "Old model"),
                             ("old_serial", "Old serial"), ("new_model", "New model"), ("new_serial", "New serial")] {
-                            label for=(name) { (label) } input type="text" name=(name) id=(name);
+                            label for=(name) { (label) } input type="text" name=(name) id=(name) value=(f.get(name));
                         }
                     }
                 }))
             }
             @if status == Status::Resolved {
-                (action_form(viewer, id, "close", "Close", html! {
+                (action_form(viewer, id, "close", "Close", posted, |f| html! {
                     label for="score" { "Satisfaction" }
-                    (select("score", "score", &[("", "—"), ("1", "1"), ("2", "2"), ("3", "3"), ("4", "4"), ("5", "5")], ""))
-                    label { input type="checkbox" name="no_answer" value="on"; " no answer" }
-                    label for="close-comment" { "Comment" } textarea name="comment" id="close-comment" {}
+                    (select("score", "score", &[("", "—"), ("1", "1"), ("2", "2"), ("3", "3"), ("4", "4"), ("5", "5")], f.get("score")))
+                    label { input type="checkbox" name="no_answer" value="on" checked[f.checked("no_answer")]; " no answer" }
+                    label for="close-comment" { "Comment" } textarea name="comment" id="close-comment" { (f.get("comment")) }
                 }))
             }
-            (action_form(viewer, id, "comment", "Comment", html! {
-                label for="comment-text" { "Comment" } textarea name="comment" id="comment-text" required {}
+            (action_form(viewer, id, "comment", "Comment", posted, |f| html! {
+                label for="comment-text" { "Comment" } textarea name="comment" id="comment-text" required { (f.get("comment")) }
             }))
         }
     }

@@ -246,6 +246,29 @@ async fn an_engineer_works_a_case_through_the_pages() {
 }
 
 #[tokio::test]
+async fn paused_sla_clock_shows_paused_not_a_huge_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Mail down").await;
+    // acme's contract pauses the clock while awaiting the customer.
+    let r = ana
+        .post(
+            &s,
+            &format!("/cases/{id}"),
+            &[("action", "hold"), ("reason", "awaiting_customer")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ana.get(&s, "/queue").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("<td>paused</td>"), "{}", r.body);
+    assert!(!r.body.contains("<td>in "), "no made-up deadline: {}", r.body);
+    let r = ana.get(&s, &format!("/cases/{id}")).await;
+    assert!(r.body.contains("paused"), "{}", r.body);
+}
+
+#[tokio::test]
 async fn actions_name_their_bad_fields_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(&dir).await;
@@ -303,6 +326,174 @@ async fn actions_name_their_bad_fields_and_change_nothing() {
         .post(&s, &format!("/cases/{}", id + 100), &[("action", "resume")])
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The part of a page inside the form of `action`.
+fn form_of<'a>(body: &'a str, action: &str) -> &'a str {
+    body.split(&format!("id=\"{action}-form\""))
+        .nth(1)
+        .and_then(|rest| rest.split("</form>").next())
+        .unwrap_or_else(|| panic!("no {action} form: {body}"))
+}
+
+/// A case a rule opened on db01 two days ago whose signal cleared a day
+/// later: recovered, and assigned by the rule.
+async fn recovered_case(s: &AppState) -> i64 {
+    use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal, store as items};
+    let contracts = s.contracts.get();
+    let t0 = caretaker_shared::now_ms() - 2 * 86_400_000;
+    let signal = move |firing, at_ms| Signal {
+        key: IdentityKey {
+            customer: "acme".into(),
+            asset: "db01".into(),
+            check: "disk_failing".into(),
+            component: "/dev/sda".into(),
+        },
+        kind: ItemKind::Case,
+        severity: Severity::Major,
+        rule: "disk_failing".into(),
+        firing,
+        at_ms,
+        evidence: json!({"summary": "Disk /dev/sda on db01 is failing"}),
+    };
+    let v = s
+        .writer
+        .run(move |conn| {
+            let mark = items::log_high_water(conn)?;
+            let id = items::apply_signal(conn, &signal(true, t0), &Policy::default())?.item_id();
+            crate::queue::settle(conn, &contracts, mark, t0)?;
+            items::apply_signal(conn, &signal(false, t0 + 86_400_000), &Policy::default())?;
+            Ok(json!(id))
+        })
+        .await
+        .unwrap();
+    v.as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn refused_case_forms_come_back_filled_as_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Disk noisy").await;
+    let uri = format!("/cases/{id}");
+    let r = ana.post(&s, &uri, &[("action", "acknowledge")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // Resolve: a symptom typed, "forty" in Minutes.
+    let resolve = |minutes: &'static str| {
+        vec![
+            ("action", "resolve"),
+            ("mode", "remote"),
+            ("symptom", "disk reallocating sectors"),
+            ("work_done", "replaced the disk"),
+            ("minutes", minutes),
+            ("part_type", "disk"),
+            ("slot", "/dev/sda"),
+            ("old_model", "WDC WD40"),
+            ("old_serial", "WD-OLD"),
+            ("new_model", "WDC WD40"),
+            ("new_serial", "WD-NEW"),
+        ]
+    };
+    let r = ana.post(&s, &uri, &resolve("forty")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("minutes: &quot;forty&quot;"), "{}", r.body);
+    let form = form_of(&r.body, "resolve");
+    for want in [
+        "<option value=\"remote\" selected>",
+        "id=\"symptom\" value=\"disk reallocating sectors\"",
+        ">replaced the disk</textarea>",
+        "id=\"minutes\" value=\"forty\"",
+        "id=\"part_type\" value=\"disk\"",
+        "id=\"slot\" value=\"/dev/sda\"",
+        "id=\"old_serial\" value=\"WD-OLD\"",
+        "id=\"new_serial\" value=\"WD-NEW\"",
+    ] {
+        assert!(form.contains(want), "{want}: {form}");
+    }
+    // Only the refused form is filled: the others stay blank.
+    assert!(
+        form_of(&r.body, "comment").contains("id=\"comment-text\" required></textarea>"),
+        "{}",
+        r.body
+    );
+
+    // Escalate: to L2 again once there.
+    let r = ana
+        .post(
+            &s,
+            &uri,
+            &[("action", "escalate"), ("to", "L2"), ("comment", "needs L2")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ana
+        .post(
+            &s,
+            &uri,
+            &[("action", "escalate"), ("to", "L2"), ("comment", "still stuck")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let form = form_of(&r.body, "escalate");
+    assert!(form.contains("<option value=\"L2\" selected>"), "{form}");
+    assert!(form.contains(">still stuck</textarea>"), "{form}");
+
+    // Comment: blank is refused, and comes back as typed.
+    let r = ana.post(&s, &uri, &[("action", "comment"), ("comment", "   ")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        form_of(&r.body, "comment").contains("required>   </textarea>"),
+        "{}",
+        r.body
+    );
+
+    // Close: a score and "no answer" both.
+    let r = ana.post(&s, &uri, &resolve("40")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ana
+        .post(
+            &s,
+            &uri,
+            &[
+                ("action", "close"),
+                ("score", "5"),
+                ("no_answer", "on"),
+                ("comment", "slow but fine"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let form = form_of(&r.body, "close");
+    for want in [
+        "<option value=\"5\" selected>",
+        "name=\"no_answer\" value=\"on\" checked",
+        ">slow but fine</textarea>",
+    ] {
+        assert!(form.contains(want), "{want}: {form}");
+    }
+
+    // Assign and hold: a recovered case takes neither.
+    let rec = recovered_case(&s).await;
+    let uri = format!("/cases/{rec}");
+    assert_eq!(api_case(&s, rec).await["status"], "recovered");
+    let r = ana.post(&s, &uri, &[("action", "assign"), ("to", "bo")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(
+        form_of(&r.body, "assign").contains("<option value=\"bo\" selected>"),
+        "{}",
+        r.body
+    );
+    let r = ana
+        .post(&s, &uri, &[("action", "hold"), ("reason", "awaiting_vendor")])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(
+        form_of(&r.body, "hold").contains("<option value=\"awaiting_vendor\" selected>"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
