@@ -150,8 +150,9 @@ pub struct CaseFigures {
     pub by_severity: BTreeMap<String, u64>,
     /// Cases resolved (or closed) by the end of the period.
     pub resolved: u64,
-    /// Mean time from opening to a person's first move out of `new`, over
-    /// the cases a person responded to; `None`: none.
+    /// Mean time from opening to the response (a person's first action on
+    /// the case, [`crate::queue::first_response_ms`]) over the cases
+    /// responded to by the end of the period; `None`: none.
     pub mean_time_to_respond_ms: Option<i64>,
     /// Mean time from opening to resolution, over the resolved cases.
     pub mean_time_to_resolve_ms: Option<i64>,
@@ -608,15 +609,13 @@ fn case_figures(conn: &Connection, all_items: &[Item], period: Period) -> Result
         let Some(id) = i.id else { continue };
         figures.count += 1;
         *figures.by_severity.entry(i.severity.as_str().to_string()).or_insert(0) += 1;
-        // Response: a person moving it out of `new` (a rule recovering or
-        // resolving it is no response). Resolution: opened → resolved.
+        // Response: the queue's definition (a person's first action), as the
+        // case page shows it, if it came by the end of the period.
+        // Resolution: opened → resolved.
         let log = items::get(conn, id)?.map(|(_, l)| l).unwrap_or_default();
-        let first_move = log
-            .iter()
-            .find(|l| {
-                l.actor.starts_with("person:") && l.from_status == Some(Status::New) && l.to_status != Status::New
-            })
-            .map(|l| l.at_ms - i.opened_at_ms);
+        let first_move = crate::queue::first_response_ms(&log)
+            .filter(|&at| at < period.to_ms)
+            .map(|at| at - i.opened_at_ms);
         let resolved_at = log
             .iter()
             .find(|l| matches!(l.to_status, Status::Resolved | Status::Closed) && l.at_ms < period.to_ms)

@@ -750,3 +750,74 @@ fn recommendations_and_spare_coverage_come_from_the_store() {
     assert!(h.contains("pending_sectors_not_reallocated"));
     assert!(r.spare_coverage.is_some());
 }
+
+/// A contract for acme with an on-call rotation: a new hardware case is
+/// given to ana by `rule:assignment` before any person acts.
+const ROTATION: &str = r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[contract]]
+name = "acme-24"
+customer = "acme"
+covers = { labels = { customer = "acme" } }
+hours = "7x24"
+time_zone = "UTC"
+response = { major = "4h" }
+resolution = { major = "2d" }
+
+[[engineer]]
+name = "ana"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L1"
+
+[[rotation]]
+site = "hq"
+skill = "hardware"
+members = ["ana"]
+shift = "1w"
+start = "2026-10-05T00:00:00Z"
+"#;
+
+#[test]
+fn response_figures_count_a_persons_first_action_after_the_rotation_assigned_the_case() {
+    use crate::queue::{self, CaseAction};
+    let c = crate::store::open_in_memory().unwrap();
+    agent(&c, "a1", "db01", "acme", now());
+    let contracts = crate::contracts::parse_file(ROTATION, std::path::Path::new("contracts.toml")).unwrap();
+    let opened = t("2026-11-10T14:00:00Z");
+    let s = signal(
+        "acme",
+        "db01",
+        "disk_failing",
+        "/dev/sdb",
+        ItemKind::Case,
+        Severity::Major,
+        opened,
+        serde_json::json!({}),
+    );
+    let id = apply_signal(&c, &s, &Policy::default()).unwrap().item_id().unwrap();
+    queue::settle(&c, &contracts, 0, opened).unwrap();
+    let (item, log) = items::get(&c, id).unwrap().unwrap();
+    assert_eq!(item.status, Status::Assigned, "the rotation moved it out of new");
+    assert!(log.iter().any(|l| l.actor == "rule:assignment"), "{log:?}");
+    let acked = opened + 30 * 60_000;
+    let ack = CaseAction::Acknowledge { comment: None };
+    queue::act(&c, &contracts, id, &ack, "ana", acked).unwrap();
+
+    let r = acme(&c);
+    let line = &r.cases.cases[0];
+    assert_eq!(line.id, id);
+    assert_eq!(line.time_to_respond_ms, Some(30 * 60_000));
+    assert_eq!(r.cases.mean_time_to_respond_ms, Some(30 * 60_000));
+    assert!(markdown::render(&r).contains("- Mean time to respond: 30 min"));
+
+    // The case page, the queue and the SLA clock say the same.
+    let (item, log) = items::get(&c, id).unwrap().unwrap();
+    let meta = queue::meta(&c, id).unwrap().unwrap();
+    let sla = queue::sla_view(contracts.named("acme-24"), &item, &meta, &log, now());
+    assert_eq!(sla.response.unwrap().met_at_ms, Some(acked));
+    assert_eq!(queue::first_response_ms(&log), Some(acked));
+}
