@@ -262,6 +262,104 @@ impl Default for Options {
     }
 }
 
+/// A report request that cannot be answered: the fields at fault and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: {reason}", fields.join(", "))]
+    BadRequest {
+        fields: &'static [&'static str],
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ReportError {
+    fn bad(fields: &'static [&'static str], reason: impl Into<String>) -> ReportError {
+        ReportError::BadRequest {
+            fields,
+            reason: reason.into(),
+        }
+    }
+
+    /// The message with the fields as command-line flags (`--to: ...`).
+    pub fn for_flags(&self) -> String {
+        match self {
+            ReportError::BadRequest { fields, reason } => {
+                let flags: Vec<String> = fields.iter().map(|f| format!("--{f}")).collect();
+                format!("{}: {reason}", flags.join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The period a request asks for: both ends, `to` after `from` and not in
+/// the future (a report is of what happened), or neither: the last full
+/// calendar month (UTC).
+pub fn requested_period(from_ms: Option<i64>, to_ms: Option<i64>, now_ms: i64) -> Result<Period, ReportError> {
+    match (from_ms, to_ms) {
+        (None, None) => Ok(schedule::previous_month(now_ms)),
+        (Some(from_ms), Some(to_ms)) => {
+            if to_ms <= from_ms {
+                return Err(ReportError::bad(&["to"], "must be after the start of the period"));
+            }
+            if to_ms > now_ms {
+                return Err(ReportError::bad(
+                    &["to"],
+                    format!(
+                        "{} is in the future (now {}): a report covers a period up to now at the latest",
+                        format_time(to_ms),
+                        format_time(now_ms)
+                    ),
+                ));
+            }
+            Ok(Period { from_ms, to_ms })
+        }
+        _ => Err(ReportError::bad(
+            &["from", "to"],
+            "give both, or neither for the last full calendar month",
+        )),
+    }
+}
+
+/// The customer a request names, trimmed, if the collector knows it: named
+/// in an agent's `customer` label (whenever the agent enrolled), on a
+/// finding or case in the store, or in `also_known` (the contracts file's
+/// customers, the configured report customers). A name known nowhere is a
+/// typo far more often than a customer without systems, and an empty report
+/// under a wrong name would pass for a clean one.
+pub fn requested_customer(conn: &Connection, customer: &str, also_known: &[String]) -> Result<String, ReportError> {
+    let customer = customer.trim();
+    if customer.is_empty() {
+        return Err(ReportError::bad(&["customer"], "must not be empty"));
+    }
+    if also_known.iter().any(|k| k == customer) {
+        return Ok(customer.to_string());
+    }
+    if named_in_store(conn, customer)? {
+        Ok(customer.to_string())
+    } else {
+        Err(ReportError::bad(
+            &["customer"],
+            format!(
+                "{customer:?} is not a known customer: no agent has the label customer={customer}, no finding or \
+                 case names it, and the contracts do not list it"
+            ),
+        ))
+    }
+}
+
+/// Whether an agent's `customer` label or a finding or case names `customer`.
+fn named_in_store(conn: &Connection, customer: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE json_valid(labels) AND json_extract(labels, '$.customer') = ?1)
+                 OR EXISTS (SELECT 1 FROM items WHERE customer = ?1)",
+        )?
+        .query_row(params![customer], |r| r.get(0))?)
+}
+
 /// The customer's replacement recommendations in force at `end_ms`, most
 /// urgent first: raised before it and not done or dismissed by then. The
 /// store keeps a recommendation's creation and last change, not the history

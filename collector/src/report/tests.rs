@@ -1108,3 +1108,47 @@ fn host_state_at_the_end_of_an_old_period_comes_from_its_unreachable_case() {
     );
     assert!(markdown::render(&r).contains("last report not known any more"));
 }
+
+#[test]
+fn a_future_end_or_an_unknown_customer_is_refused() {
+    let c = crate::store::open_in_memory().unwrap();
+    fleet(&c);
+    let p = november();
+    let msg = |e: ReportError| (e.to_string(), e.for_flags());
+
+    assert_eq!(requested_period(Some(p.from_ms), Some(p.to_ms), now()).unwrap(), p);
+    assert_eq!(requested_period(None, None, now()).unwrap(), p);
+    let (api, cli) = msg(requested_period(Some(p.from_ms), Some(now() + 1), now()).unwrap_err());
+    assert!(api.starts_with("to: 2026-12-01 00:05 UTC is in the future"), "{api}");
+    assert!(cli.starts_with("--to: "), "{cli}");
+    let (api, _) = msg(requested_period(Some(p.to_ms), Some(p.from_ms), now()).unwrap_err());
+    assert_eq!(api, "to: must be after the start of the period");
+    let (api, cli) = msg(requested_period(Some(p.from_ms), None, now()).unwrap_err());
+    assert!(api.starts_with("from, to: give both") && cli.starts_with("--from, --to: give both"));
+
+    assert_eq!(requested_customer(&c, " acme ", &[]).unwrap(), "acme");
+    let (api, _) = msg(requested_customer(&c, "initech", &[]).unwrap_err());
+    assert!(
+        api.starts_with("customer: \"initech\" is not a known customer"),
+        "{api}"
+    );
+    assert!(matches!(
+        requested_customer(&c, " ", &[]),
+        Err(ReportError::BadRequest {
+            fields: ["customer"],
+            ..
+        })
+    ));
+    // Known from the contracts (or the configured report customers).
+    let contracts =
+        crate::contracts::parse_file("[[customer]]\nname = \"initech\"\n", std::path::Path::new("c.toml")).unwrap();
+    assert_eq!(contracts.customer_names(), ["initech"]);
+    assert_eq!(
+        requested_customer(&c, "initech", &["initech".into()]).unwrap(),
+        "initech"
+    );
+    // Known from its cases, though no agent carries its label any more.
+    c.execute("UPDATE agents SET labels = '{}' WHERE agent_id = 'b1'", [])
+        .unwrap();
+    assert_eq!(requested_customer(&c, "globex", &[]).unwrap(), "globex");
+}
