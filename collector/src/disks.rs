@@ -225,6 +225,61 @@ pub fn list(conn: &Connection, agent_id: Option<&str>) -> Result<Vec<DiskRow>, S
     Ok(out)
 }
 
+/// The disks of one agent as read in `[from_ms, to_ms)`, worst verdict
+/// first: each disk's last history row before `to_ms`, if the disk was read
+/// in the period (a disk read then has a row at most a heartbeat older than
+/// the reading). Device, model and serial come from the disk's latest
+/// reading; they are empty for a disk gone from the host since (the history
+/// keeps no names), and `state` is empty (the history keeps no read state).
+pub fn read_in(conn: &Connection, agent_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<DiskRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT h.disk_key, h.at_ms, h.level, h.reasons, h.vals, a.host, d.device, d.model, d.serial, d.first_seen_ms
+         FROM smart_history h JOIN agents a ON a.agent_id = h.agent_id
+         LEFT JOIN disk_latest d ON d.agent_id = h.agent_id AND d.disk_key = h.disk_key
+         WHERE h.agent_id = ?1 AND h.at_ms >= ?2 AND h.at_ms = (
+             SELECT max(x.at_ms) FROM smart_history x
+             WHERE x.agent_id = h.agent_id AND x.disk_key = h.disk_key AND x.at_ms < ?3)
+         ORDER BY CASE h.level WHEN 'failing' THEN 0 WHEN 'warning' THEN 1 WHEN 'unknown' THEN 2 ELSE 3 END,
+                  coalesce(d.device, ''), h.disk_key",
+    )?;
+    let rows = stmt.query_map(
+        params![agent_id, from_ms.saturating_sub(HISTORY_HEARTBEAT_MS), to_ms],
+        |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?),
+                (r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?),
+                (
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
+                ),
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let ((key, at_ms, verdict), (reasons, vals, host), (device, model, serial, first_seen_ms)) = row?;
+        let vals: BTreeMap<String, i64> = serde_json::from_str(&vals).unwrap_or_default();
+        out.push(DiskRow {
+            agent_id: agent_id.to_string(),
+            host,
+            key,
+            device: device.unwrap_or_default(),
+            model: model.unwrap_or_default(),
+            serial: serial.unwrap_or_default(),
+            verdict,
+            reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+            state: String::new(),
+            scanned_at_ms: at_ms,
+            first_seen_ms: first_seen_ms.unwrap_or(at_ms),
+            temperature_c: vals.get("temperature_c").copied(),
+            power_on_hours: vals.get("power_on_hours").and_then(|h| u64::try_from(*h).ok()),
+        });
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryPoint {
     pub at_ms: i64,
@@ -396,6 +451,34 @@ mod tests {
         record_scan(&c, "a1", &scan(1_000, vec![disk(0, 30)])).unwrap();
         record_scan(&c, "a1", &scan(1_000 + HISTORY_HEARTBEAT_MS, vec![disk(0, 30)])).unwrap();
         assert_eq!(history(&c, "a1", "wwn-0x5000", 100).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn disks_read_in_a_past_period_are_as_read_then() {
+        let c = conn();
+        let day = HISTORY_HEARTBEAT_MS;
+        record_scan(&c, "a1", &scan(day, vec![disk(0, 30)])).unwrap();
+        record_scan(&c, "a1", &scan(5 * day, vec![disk(8, 30)])).unwrap();
+        let verdicts = |from, to| -> Vec<(String, String, i64)> {
+            read_in(&c, "a1", from, to)
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.device, d.verdict, d.scanned_at_ms))
+                .collect()
+        };
+        let sda = |v: &str, at| ("/dev/sda".to_string(), v.to_string(), at);
+        assert_eq!(verdicts(0, 2 * day), [sda("healthy", day)], "as read then, not now");
+        // Read a day before the period: still there in it (the heartbeat).
+        assert_eq!(verdicts(2 * day, 3 * day), [sda("healthy", day)]);
+        assert!(verdicts(3 * day, 4 * day).is_empty(), "not read for days");
+        assert!(verdicts(0, day).is_empty(), "not read yet");
+        assert_eq!(verdicts(0, 6 * day), [sda("warning", 5 * day)]);
+        // A disk gone from the host keeps its history, without names.
+        let mut other = disk(0, 30);
+        other.key = "wwn-0x6000".into();
+        record_scan(&c, "a1", &scan(6 * day, vec![other])).unwrap();
+        let gone = read_in(&c, "a1", 4 * day, 6 * day).unwrap();
+        assert_eq!((gone[0].key.as_str(), gone[0].device.as_str()), ("wwn-0x5000", ""));
     }
 
     #[test]

@@ -100,20 +100,26 @@ enum Command {
         output: PathBuf,
     },
     /// Print the inspection report of one customer for a period (default:
-    /// the last full calendar month, UTC). Reads the store without changing
-    /// it; safe to run while `serve` is running.
+    /// the last full calendar month, UTC), as of the period's end. Reads the
+    /// store without changing it; safe to run while `serve` is running.
     Report {
         #[arg(long)]
         data_dir: PathBuf,
-        /// The customer, as in the agents' `customer` label.
+        /// The customer, as in the agents' `customer` label; a name no agent
+        /// label, finding, case or `--contracts` file knows is refused.
         #[arg(long)]
         customer: String,
         /// Start of the period (inclusive): RFC 3339 or ms since the epoch.
         #[arg(long, value_name = "TIME", value_parser = export::parse_time)]
         from: Option<i64>,
-        /// End of the period (exclusive): RFC 3339 or ms since the epoch.
+        /// End of the period (exclusive, not in the future): RFC 3339 or ms
+        /// since the epoch.
         #[arg(long, value_name = "TIME", value_parser = export::parse_time)]
         to: Option<i64>,
+        /// The contracts file, whose customers have a report even before any
+        /// of their hosts is enrolled.
+        #[arg(long, value_name = "FILE")]
+        contracts: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "html")]
         format: ReportFormat,
         /// Output file; `-` (the default) is standard output.
@@ -310,25 +316,24 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             customer,
             from,
             to,
+            contracts,
             format,
             output,
         } => {
             let now = caretaker_shared::now_ms();
-            let period = match (from, to) {
-                (None, None) => report::schedule::previous_month(now),
-                (Some(from_ms), Some(to_ms)) if to_ms > from_ms => report::Period { from_ms, to_ms },
-                (Some(_), Some(_)) => return Err(BadInput("--to: must be after --from".into()).into()),
-                _ => {
-                    return Err(BadInput(
-                        "--from, --to: give both, or neither for the last full calendar month".into(),
-                    )
-                    .into());
+            let bad = |e: report::ReportError| -> anyhow::Error {
+                match e {
+                    report::ReportError::BadRequest { .. } => BadInput(e.for_flags()).into(),
+                    report::ReportError::Store(e) => anyhow::Error::new(e).context("checking the customer"),
                 }
             };
-            if customer.trim().is_empty() {
-                return Err(BadInput("--customer: must not be empty".into()).into());
-            }
+            let period = report::requested_period(from, to, now).map_err(bad)?;
+            let known = match &contracts {
+                Some(file) => load_contracts(file)?.customer_names(),
+                None => Vec::new(),
+            };
             let conn = open_store_read_only(&data_dir)?;
+            let customer = report::requested_customer(&conn, &customer, &known).map_err(bad)?;
             let r = report::build_with(&conn, &customer, period, now, &report::Options::default())
                 .context("building the report")?;
             let text = match format {
@@ -405,13 +410,18 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
 }
 
 /// Checks a contracts file, printing every problem on its own line.
-fn check_contracts(file: &std::path::Path) -> anyhow::Result<()> {
-    let checked = contracts::load(file).map_err(|errors| {
+/// Loads a contracts file, printing every problem on its own line.
+fn load_contracts(file: &std::path::Path) -> anyhow::Result<contracts::Contracts> {
+    Ok(contracts::load(file).map_err(|errors| {
         for e in &errors {
             eprintln!("{e}");
         }
         ContractsInvalid(errors.len())
-    })?;
+    })?)
+}
+
+fn check_contracts(file: &std::path::Path) -> anyhow::Result<()> {
+    let checked = load_contracts(file)?;
     for c in &checked.contracts {
         println!("{}", c.summary());
     }

@@ -817,6 +817,17 @@ fn coverage_of(in_stock: &[SpareModel], assets: &[&(String, String, Inventory)],
 /// compatible spare available (in stock, not reserved)?
 pub fn coverage(conn: &Connection, customer: Option<&str>) -> Result<Coverage, StoreError> {
     let assets = covered_assets(conn, customer)?;
+    coverage_of_inventories(conn, customer, &assets)
+}
+
+/// [`coverage`] of the inventories the caller chose (host, customer,
+/// inventory), e.g. those in force at the end of a report's period, by the
+/// spares available now (the stock keeps no history).
+pub fn coverage_of_inventories(
+    conn: &Connection,
+    customer: Option<&str>,
+    assets: &[(String, String, Inventory)],
+) -> Result<Coverage, StoreError> {
     let assets: Vec<&(String, String, Inventory)> = assets.iter().collect();
     Ok(coverage_of(&models_in_stock(conn)?, &assets, customer))
 }

@@ -1,6 +1,7 @@
 //! `caretaker-collector report`: the inspection report of a store made by
-//! `init`, in each format, to standard output or a file; bad flags exit 2
-//! naming the flag; a customer without hosts still gets a report.
+//! `init`, in each format, to standard output or a file; bad flags (a `--to`
+//! in the future, a customer nothing names) exit 2 naming the flag; a
+//! customer of the contracts without hosts still gets a report.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -137,9 +138,11 @@ fn report_in_each_format() {
 }
 
 #[test]
-fn a_customer_without_hosts_gets_a_report_saying_so() {
+fn a_customer_of_the_contracts_without_hosts_gets_a_report_saying_so() {
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path());
+    let contracts = dir.path().join("contracts.toml");
+    std::fs::write(&contracts, "[[customer]]\nname = \"initech\"\n").unwrap();
     let mut args = vec![
         "--data-dir",
         dir.path().to_str().unwrap(),
@@ -149,8 +152,16 @@ fn a_customer_without_hosts_gets_a_report_saying_so() {
         "md",
     ];
     args.extend(NOV);
+    // Named nowhere: refused, not a quietly empty report.
     let out = run(&args);
-    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--customer: \"initech\" is not a known customer"), "{err}");
+    assert!(out.stdout.is_empty());
+    // Named by the contracts: a report saying no systems are covered.
+    args.extend(["--contracts", contracts.to_str().unwrap()]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("No systems covered"));
 }
 
@@ -168,8 +179,16 @@ fn bad_flags_exit_2_naming_the_flag() {
             "--to",
         ),
         (vec!["--from", "2026-11-01T00:00:00Z"], "--from"),
+        (
+            vec!["--from", "2026-11-01T00:00:00Z", "--to", "2999-01-01T00:00:00Z"],
+            "--to: ",
+        ),
+        (vec!["--customer", "acme-typo"], "--customer: "),
     ] {
-        let mut all = vec!["--data-dir", data, "--customer", "acme"];
+        let mut all = vec!["--data-dir", data];
+        if !args.contains(&"--customer") {
+            all.extend(["--customer", "acme"]);
+        }
         all.extend(&args);
         let out = run(&all);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -108,6 +108,19 @@ impl Contracts {
         self.contracts.iter().find(|c| c.matches(host, labels))
     }
 
+    /// Every customer the file names: its customers and those of its contracts.
+    pub fn customer_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .customers
+            .iter()
+            .map(|c| c.name.clone())
+            .chain(self.contracts.iter().map(|c| c.customer.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The contract called `name` (the one a case was matched to).
     pub fn named(&self, name: &str) -> Option<&Contract> {
         self.contracts.iter().find(|c| c.name == name)

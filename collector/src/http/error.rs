@@ -164,3 +164,12 @@ mod tests {
         }
     }
 }
+
+impl From<crate::report::ReportError> for ApiError {
+    fn from(e: crate::report::ReportError) -> Self {
+        match e {
+            crate::report::ReportError::BadRequest { .. } => ApiError::BadRequest(e.to_string()),
+            crate::report::ReportError::Store(e) => e.into(),
+        }
+    }
+}

@@ -3,7 +3,9 @@
 //! - `POST /api/v1/reports/inspection` with `{"customer", "from"?, "to"?}`
 //!   (RFC 3339 or ms since the epoch; both or neither, default the last full
 //!   calendar month, UTC) generates and stores a report: 201 with its id and
-//!   download links.
+//!   download links. A `to` in the future, or a customer the collector does
+//!   not know (no agent label, finding, case, contract or configured report
+//!   customer names it), is a 400 naming the field.
 //! - `GET /api/v1/reports/inspection` lists the stored reports, newest first
 //!   (`?customer=` narrows it).
 //! - `GET /api/v1/reports/inspection/{id}` gives one as JSON; `{id}.html`,
@@ -30,7 +32,7 @@ use super::hosts::authorize;
 use super::{json_body, read};
 use crate::cases::hold::TimeArg;
 use crate::report::stored::{self, Stored, Trigger};
-use crate::report::{Options, Period, format_date, schedule};
+use crate::report::{self, Options, format_date};
 
 const BASE: &str = "/api/v1/reports/inspection";
 
@@ -48,22 +50,10 @@ struct GenerateBody {
     to: Option<TimeArg>,
 }
 
-/// The period a request asks for, or what is wrong with it.
-fn period_of(from: Option<&TimeArg>, to: Option<&TimeArg>, now_ms: i64) -> Result<Period, ApiError> {
-    match (from, to) {
-        (None, None) => Ok(schedule::previous_month(now_ms)),
-        (Some(f), Some(t)) => {
-            let from_ms = f.ms().map_err(|e| ApiError::BadRequest(format!("from: {e}")))?;
-            let to_ms = t.ms().map_err(|e| ApiError::BadRequest(format!("to: {e}")))?;
-            if to_ms <= from_ms {
-                return Err(ApiError::BadRequest("to: must be after from".into()));
-            }
-            Ok(Period { from_ms, to_ms })
-        }
-        _ => Err(ApiError::BadRequest(
-            "from, to: give both, or neither for the last full calendar month".into(),
-        )),
-    }
+/// A time field of the request in ms, or what is wrong with it.
+fn time_field(name: &str, t: Option<&TimeArg>) -> Result<Option<i64>, ApiError> {
+    t.map(|t| t.ms().map_err(|e| ApiError::BadRequest(format!("{name}: {e}"))))
+        .transpose()
 }
 
 fn links(id: i64) -> Value {
@@ -81,12 +71,14 @@ async fn generate(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&state, &headers)?.require_staff()?;
     let b: GenerateBody = json_body(&body)?;
-    let customer = b.customer.trim().to_string();
-    if customer.is_empty() {
-        return Err(ApiError::BadRequest("customer: must not be empty".into()));
-    }
     let now = caretaker_shared::now_ms();
-    let period = period_of(b.from.as_ref(), b.to.as_ref(), now)?;
+    let from = time_field("from", b.from.as_ref())?;
+    let to = time_field("to", b.to.as_ref())?;
+    let period = report::requested_period(from, to, now)?;
+    let mut known = state.contracts.get().customer_names();
+    known.extend(state.config.reports.customers.iter().flatten().cloned());
+    let asked = b.customer;
+    let customer = read(&state, move |c| Ok(report::requested_customer(c, &asked, &known))).await??;
     let options = Options {
         down_after_intervals: state.config.hosts.down_after_intervals,
         ..Options::default()
@@ -351,6 +343,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_future_end_or_an_unknown_customer_is_a_400_not_an_empty_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let future = caretaker_shared::now_ms() + 3_600_000;
+        for (body, want) in [
+            (
+                json!({"customer": "acme", "from": "2026-11-01T00:00:00Z", "to": future}),
+                "to: ",
+            ),
+            (json!({"customer": "initech"}), "is not a known customer"),
+        ] {
+            let (status, _, text) = call(&s, "POST", BASE, Some(body.clone())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {text}");
+            assert!(text.contains(want), "{body} → {text}");
+        }
+        assert!(
+            call(
+                &s,
+                "POST",
+                BASE,
+                Some(json!({"customer": "acme", "from": 1, "to": future}))
+            )
+            .await
+            .2
+            .contains("is in the future")
+        );
+        let (_, _, body) = call(&s, "GET", BASE, None).await;
+        assert!(body.contains("\"reports\":[]"), "nothing stored: {body}");
+        // A customer the contracts name has a report, even without hosts.
+        s.contracts.set(crate::contracts::Contracts {
+            customers: vec![crate::contracts::Customer {
+                name: "initech".into(),
+                sites: vec![],
+            }],
+            ..Default::default()
+        });
+        let (status, _, text) = call(&s, "POST", BASE, Some(json!({"customer": "initech"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+    }
+
+    #[tokio::test]
     async fn bad_requests_name_the_field_and_the_token_is_needed() {
         let dir = tempfile::tempdir().unwrap();
         let s = state(&dir).await;
@@ -358,7 +391,7 @@ mod tests {
             (json!({"customer": "acme", "from": "yesterday", "to": 1}), "from:"),
             (
                 json!({"customer": "acme", "from": 10, "to": 5}),
-                "to: must be after from",
+                "to: must be after the start of the period",
             ),
             (json!({"customer": "acme", "from": 10}), "give both"),
             (json!({"customer": " "}), "customer"),
@@ -372,7 +405,7 @@ mod tests {
         let (status, _, text) = call(&s, "POST", BASE, Some(json!({"customer": "acme"}))).await;
         assert_eq!(status, StatusCode::CREATED, "{text}");
         let v: Value = serde_json::from_str(&text).unwrap();
-        let want = schedule::previous_month(caretaker_shared::now_ms());
+        let want = report::schedule::previous_month(caretaker_shared::now_ms());
         assert_eq!(v["from_ms"], want.from_ms);
 
         let req = Request::builder().uri(BASE).body(Body::empty()).unwrap();

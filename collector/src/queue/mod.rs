@@ -516,8 +516,12 @@ fn status_log(log: &[LogEntry]) -> Vec<(i64, Status)> {
     out
 }
 
-/// When a person first acted on the case: the response.
-fn first_response_ms(log: &[LogEntry]) -> Option<i64> {
+/// The response: when a person first acted on the case (took, assigned,
+/// commented, held, resolved it...), after the row that opened it. Rules
+/// (`rule:assignment` giving it to the engineer on call, a rule resolving
+/// it) are no response. The one definition: the SLA clocks, the queue, the
+/// case page and the inspection report all ask this function.
+pub fn first_response_ms(log: &[LogEntry]) -> Option<i64> {
     log.iter()
         .find(|e| e.actor.starts_with("person:") && e.from_status.is_some())
         .map(|e| e.at_ms)

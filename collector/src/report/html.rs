@@ -5,7 +5,10 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{InspectionReport, format_date, format_duration, format_time};
+use super::{
+    InspectionReport, NO_PARTS, RECOMMENDATIONS_NOTE, format_date, format_duration, format_time, last_report,
+    stock_note,
+};
 
 const CSS: &str = r#"
 body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; font-size: 11pt; color: #111; margin: 2em auto; max-width: 60em; padding: 0 1em; }
@@ -68,6 +71,7 @@ fn page(r: &InspectionReport) -> Markup {
                         "Customer: " strong { (r.customer) } br;
                         "Period: " (format_time(r.period.from_ms)) " to " (format_time(r.period.to_ms)) br;
                         "Generated: " (format_time(r.generated_at_ms)) br;
+                        "As of: " (format_time(r.as_of_ms())) br;
                         "Systems covered: " (r.systems.len())
                     }
                 }
@@ -108,12 +112,12 @@ fn systems(r: &InspectionReport) -> Markup {
                     h3 { (d.host) }
                     p.meta {
                         "State: " span class={ "state-" (d.state) } { (d.state) }
-                        " · last report " (opt_time(d.last_seen_ms))
+                        " · last report " (last_report(d))
                         " · inventory of " (opt_time(d.inventory_at_ms))
                     }
                     h4 { "Disks" }
                     @if d.disks.is_empty() {
-                        p.note { "No disk readings." }
+                        p.note { "No disk readings in the period." }
                     } @else {
                         table {
                             thead { tr { th { "Device" } th { "Model" } th { "Serial" } th { "Verdict" } th { "Power-on hours" } th { "Reasons" } } }
@@ -246,9 +250,12 @@ fn recommendations(r: &InspectionReport) -> Markup {
             @match &r.recommendations {
                 None => (not_tracked("part replacement recommendations")),
                 Some(v) if v.is_empty() => p.note { "No replacements recommended." },
-                Some(v) => table {
-                    thead { tr { th { "Host" } th { "Part" } th { "Reason" } th { "Urgency" } } }
-                    tbody { @for l in v { tr { td { (l.host) } td { (l.part) } td { (l.reason) } td { (l.urgency) } } } }
+                Some(v) => {
+                    table {
+                        thead { tr { th { "Host" } th { "Part" } th { "Reason" } th { "Urgency" } } }
+                        tbody { @for l in v { tr { td { (l.host) } td { (l.part) } td { (l.reason) } td { (l.urgency) } } } }
+                    }
+                    p.note { (RECOMMENDATIONS_NOTE) }
                 },
             }
         }
@@ -261,9 +268,11 @@ fn spares(r: &InspectionReport) -> Markup {
             h2 { "Spare coverage" }
             @match &r.spare_coverage {
                 None => (not_tracked("spare parts and their coverage")),
+                Some(c) if c.parts == 0 => p.note { (NO_PARTS) },
                 Some(c) => {
-                    p { "Covered: " (format!("{:.1} %", c.covered_pct)) }
+                    p { "Covered: " (format!("{:.1} %", c.covered_pct)) " of " (c.parts) " parts" }
                     @if !c.gaps.is_empty() { ul { @for g in &c.gaps { li { (g) } } } }
+                    p.note { (stock_note(c.stock_at_ms)) }
                 },
             }
         }

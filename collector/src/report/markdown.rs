@@ -5,7 +5,10 @@
 
 use std::fmt::Write;
 
-use super::{InspectionReport, format_date, format_duration, format_time};
+use super::{
+    InspectionReport, NO_PARTS, RECOMMENDATIONS_NOTE, format_date, format_duration, format_time, last_report,
+    stock_note,
+};
 
 /// Escapes a value for Markdown text and table cells: the characters that
 /// make emphasis, code, links, tables and strikethrough anywhere, and those
@@ -79,6 +82,7 @@ pub fn render(r: &InspectionReport) -> String {
         format_date(r.period.to_ms - 1)
     );
     let _ = writeln!(o, "- Generated: {}", format_time(r.generated_at_ms));
+    let _ = writeln!(o, "- As of: {}", format_time(r.as_of_ms()));
     let _ = writeln!(o, "- Systems covered: {}\n", r.systems.len());
 
     let _ = writeln!(o, "## Systems and inspection records\n");
@@ -110,12 +114,12 @@ pub fn render(r: &InspectionReport) -> String {
             o,
             "State: {} · last report {} · inventory of {}\n",
             e(&d.state),
-            opt_time(d.last_seen_ms),
+            e(&last_report(d)),
             opt_time(d.inventory_at_ms)
         );
         let _ = writeln!(o, "#### Disks\n");
         if d.disks.is_empty() {
-            let _ = writeln!(o, "_No disk readings._\n");
+            let _ = writeln!(o, "_No disk readings in the period._\n");
         } else {
             header(
                 &mut o,
@@ -275,20 +279,24 @@ pub fn render(r: &InspectionReport) -> String {
             for l in v {
                 row(&mut o, &[e(&l.host), e(&l.part), e(&l.reason), e(&l.urgency)]);
             }
-            o.push('\n');
+            let _ = writeln!(o, "\n_{RECOMMENDATIONS_NOTE}_\n");
         }
     }
     let _ = writeln!(o, "## Spare coverage\n");
     match &r.spare_coverage {
         None => not_tracked(&mut o, "spare parts and their coverage"),
+        Some(s) if s.parts == 0 => {
+            let _ = writeln!(o, "_{NO_PARTS}_\n");
+        }
         Some(s) => {
-            let _ = writeln!(o, "Covered: {:.1} %\n", s.covered_pct);
+            let _ = writeln!(o, "Covered: {:.1} % of {} parts\n", s.covered_pct, s.parts);
             for g in &s.gaps {
                 let _ = writeln!(o, "- {}", e(g));
             }
             if !s.gaps.is_empty() {
                 o.push('\n');
             }
+            let _ = writeln!(o, "_{}_\n", stock_note(s.stock_at_ms));
         }
     }
     let _ = writeln!(o, "## Satisfaction\n");

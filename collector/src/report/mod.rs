@@ -5,6 +5,15 @@
 //! the data. Rendered as printable HTML ([`html`]), Markdown ([`markdown`])
 //! and JSON (the model itself), and kept in the store ([`stored`]).
 //!
+//! Every section is as of the period it covers, however long after it the
+//! report is made: statuses are read from the items' logs at the period's
+//! end, the inventory and disk readings are those of the period, a host's
+//! state is its state at the end, the open risks are the findings still
+//! open then, and recommendations and spare coverage are those in force
+//! then. Where the store keeps no history (the spare stock, a
+//! recommendation's status and urgency) the report says it shows the
+//! present.
+//!
 //! Sections whose source the collector does not keep yet (part
 //! recommendations, spare coverage, satisfaction, SLA figures) come in
 //! through [`Extras`]; left `None`, they render as "not tracked yet" rather
@@ -21,7 +30,7 @@ use caretaker_shared::wire::Inventory;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::cases::store::{self as items, Filter};
+use crate::cases::store::{self as items, Filter, LogEntry};
 use crate::cases::{Item, ItemKind, Severity, Status};
 use crate::store::StoreError;
 
@@ -39,9 +48,10 @@ pub struct InspectionReport {
     pub customer: String,
     pub period: Period,
     pub generated_at_ms: i64,
-    /// The customer's hosts (agents labelled `customer=<customer>`), by name.
+    /// The customer's hosts (agents labelled `customer=<customer>`) enrolled
+    /// before the end of the period, by name.
     pub systems: Vec<DeviceRecord>,
-    /// Active findings at generation time, each with a proposed remedy.
+    /// Findings still open at the end of the period, each with a proposed remedy.
     pub open_risks: Vec<Risk>,
     pub cases: CaseFigures,
     /// Part replacement recommendations; `None`: not tracked yet.
@@ -52,6 +62,14 @@ pub struct InspectionReport {
     pub satisfaction: Option<Satisfaction>,
     /// Maintenance advice drawn from the data above.
     pub advice: Vec<String>,
+}
+
+impl InspectionReport {
+    /// The moment the report describes: the end of its period (or when it
+    /// was made, should the period not have ended).
+    pub fn as_of_ms(&self) -> i64 {
+        self.period.to_ms.min(self.generated_at_ms)
+    }
 }
 
 /// `[from_ms, to_ms)`.
@@ -66,17 +84,21 @@ pub struct Period {
 pub struct DeviceRecord {
     pub agent_id: String,
     pub host: String,
-    /// `up`, `down` or `never_reported`, at generation time.
+    /// `up`, `down` or `never_reported`, at the end of the period.
     pub state: String,
+    /// The last report before the end of the period; `None`: none, or not
+    /// known any more (the report log is kept for a day; the state then
+    /// comes from the host's `host_unreachable` finding or case).
     pub last_seen_ms: Option<i64>,
     /// Vendor and product name from the DMI tables; empty when unknown.
     pub model: String,
     pub serial: String,
     pub os: String,
     pub kernel: String,
-    /// When the inventory shown was collected; `None`: no inventory yet.
+    /// When the inventory shown (the one in force at the end of the period)
+    /// was collected; `None`: no inventory by then.
     pub inventory_at_ms: Option<i64>,
-    /// Disks as last read, with their verdict.
+    /// Disks as last read in the period, with their verdict then.
     pub disks: Vec<DiskLine>,
     /// Findings and cases opened or active in the period.
     pub problems: Vec<Problem>,
@@ -104,12 +126,15 @@ pub struct Problem {
     pub check: String,
     pub component: String,
     pub severity: Severity,
-    /// The status now (`resolved`, `fixed`, `in_progress`, ...).
+    /// The status at the end of the period (`resolved`, `fixed`,
+    /// `in_progress`, ...).
     pub status: String,
     pub opened_at_ms: i64,
+    /// When it ended, if it had by the end of the period.
     pub resolved_at_ms: Option<i64>,
-    /// One line: how it ended, or that it is still open.
+    /// One line: how it ended, or that it was still open.
     pub outcome: String,
+    /// Its log up to the end of the period.
     pub log: Vec<LogLine>,
 }
 
@@ -137,6 +162,7 @@ pub struct Risk {
     pub check: String,
     pub component: String,
     pub severity: Severity,
+    /// The status at the end of the period.
     pub status: String,
     pub opened_at_ms: i64,
     pub remedy: String,
@@ -148,10 +174,11 @@ pub struct CaseFigures {
     pub count: u64,
     /// Count per severity name.
     pub by_severity: BTreeMap<String, u64>,
-    /// Cases resolved (or closed) by the end of the period.
+    /// Cases resolved (or closed) at the end of the period.
     pub resolved: u64,
-    /// Mean time from opening to a person's first move out of `new`, over
-    /// the cases a person responded to; `None`: none.
+    /// Mean time from opening to the response (a person's first action on
+    /// the case, [`crate::queue::first_response_ms`]) over the cases
+    /// responded to by the end of the period; `None`: none.
     pub mean_time_to_respond_ms: Option<i64>,
     /// Mean time from opening to resolution, over the resolved cases.
     pub mean_time_to_resolve_ms: Option<i64>,
@@ -168,13 +195,14 @@ pub struct CaseLine {
     pub check: String,
     pub component: String,
     pub severity: Severity,
+    /// The status at the end of the period.
     pub status: String,
     pub opened_at_ms: i64,
     pub time_to_respond_ms: Option<i64>,
     pub time_to_resolve_ms: Option<i64>,
 }
 
-/// One part replacement recommendation (filled by the recommendations feature).
+/// One part replacement recommendation active at the end of the period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecommendationLine {
     pub host: String,
@@ -183,12 +211,19 @@ pub struct RecommendationLine {
     pub urgency: String,
 }
 
-/// Spare-part coverage of the customer's assets (filled by the spares feature).
+/// Spare-part coverage of the customer's assets: their parts as of the end
+/// of the period, against the stock as of `stock_at_ms`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Coverage {
     pub covered_pct: f64,
+    /// Parts considered (disks and DIMMs of the inventories in force at the
+    /// end of the period).
+    pub parts: usize,
     /// Parts with no compatible spare in stock.
     pub gaps: Vec<String>,
+    /// When the stock was read: the store keeps no history of the stock,
+    /// so this is the report's generation time.
+    pub stock_at_ms: i64,
 }
 
 /// Satisfaction results of the period (from the cases' satisfaction records).
@@ -227,8 +262,111 @@ impl Default for Options {
     }
 }
 
-/// The customer's active replacement recommendations, most urgent first.
-fn recommendation_lines(conn: &Connection, customer: &str) -> Result<Vec<RecommendationLine>, StoreError> {
+/// A report request that cannot be answered: the fields at fault and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: {reason}", fields.join(", "))]
+    BadRequest {
+        fields: &'static [&'static str],
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ReportError {
+    fn bad(fields: &'static [&'static str], reason: impl Into<String>) -> ReportError {
+        ReportError::BadRequest {
+            fields,
+            reason: reason.into(),
+        }
+    }
+
+    /// The message with the fields as command-line flags (`--to: ...`).
+    pub fn for_flags(&self) -> String {
+        match self {
+            ReportError::BadRequest { fields, reason } => {
+                let flags: Vec<String> = fields.iter().map(|f| format!("--{f}")).collect();
+                format!("{}: {reason}", flags.join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The period a request asks for: both ends, `to` after `from` and not in
+/// the future (a report is of what happened), or neither: the last full
+/// calendar month (UTC).
+pub fn requested_period(from_ms: Option<i64>, to_ms: Option<i64>, now_ms: i64) -> Result<Period, ReportError> {
+    match (from_ms, to_ms) {
+        (None, None) => Ok(schedule::previous_month(now_ms)),
+        (Some(from_ms), Some(to_ms)) => {
+            if to_ms <= from_ms {
+                return Err(ReportError::bad(&["to"], "must be after the start of the period"));
+            }
+            if to_ms > now_ms {
+                return Err(ReportError::bad(
+                    &["to"],
+                    format!(
+                        "{} is in the future (now {}): a report covers a period up to now at the latest",
+                        format_time(to_ms),
+                        format_time(now_ms)
+                    ),
+                ));
+            }
+            Ok(Period { from_ms, to_ms })
+        }
+        _ => Err(ReportError::bad(
+            &["from", "to"],
+            "give both, or neither for the last full calendar month",
+        )),
+    }
+}
+
+/// The customer a request names, trimmed, if the collector knows it: named
+/// in an agent's `customer` label (whenever the agent enrolled), on a
+/// finding or case in the store, or in `also_known` (the contracts file's
+/// customers, the configured report customers). A name known nowhere is a
+/// typo far more often than a customer without systems, and an empty report
+/// under a wrong name would pass for a clean one.
+pub fn requested_customer(conn: &Connection, customer: &str, also_known: &[String]) -> Result<String, ReportError> {
+    let customer = customer.trim();
+    if customer.is_empty() {
+        return Err(ReportError::bad(&["customer"], "must not be empty"));
+    }
+    if also_known.iter().any(|k| k == customer) {
+        return Ok(customer.to_string());
+    }
+    if named_in_store(conn, customer)? {
+        Ok(customer.to_string())
+    } else {
+        Err(ReportError::bad(
+            &["customer"],
+            format!(
+                "{customer:?} is not a known customer: no agent has the label customer={customer}, no finding or \
+                 case names it, and the contracts do not list it"
+            ),
+        ))
+    }
+}
+
+/// Whether an agent's `customer` label or a finding or case names `customer`.
+fn named_in_store(conn: &Connection, customer: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE json_valid(labels) AND json_extract(labels, '$.customer') = ?1)
+                 OR EXISTS (SELECT 1 FROM items WHERE customer = ?1)",
+        )?
+        .query_row(params![customer], |r| r.get(0))?)
+}
+
+/// The customer's replacement recommendations in force at `end_ms`, most
+/// urgent first: raised before it and not done or dismissed by then. The
+/// store keeps a recommendation's creation and last change, not the history
+/// of its status and urgency: those are shown as they are now.
+fn recommendation_lines(conn: &Connection, customer: &str, end_ms: i64) -> Result<Vec<RecommendationLine>, StoreError> {
+    use crate::predict::records::RecStatus;
+    let active = |s: &str| RecStatus::parse(s).is_some_and(RecStatus::is_active);
     let recs = crate::predict::records::list(
         conn,
         &crate::predict::records::Filter {
@@ -238,12 +376,20 @@ fn recommendation_lines(conn: &Connection, customer: &str) -> Result<Vec<Recomme
     )?;
     Ok(recs
         .into_iter()
-        .filter(|r| matches!(r.status.as_str(), "open" | "accepted" | "reserved"))
+        .filter(|r| {
+            // Done and dismissed are final: their last change is when they ended.
+            r.created_at_ms < end_ms && (active(&r.status) || r.updated_at_ms >= end_ms)
+        })
         .map(|r| {
             let serial = if r.part.serial.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", r.part.serial)
+            };
+            let status = if active(&r.status) {
+                r.status.clone()
+            } else {
+                format!("{} since {}", r.status, format_date(r.updated_at_ms))
             };
             RecommendationLine {
                 host: r.host,
@@ -251,20 +397,27 @@ fn recommendation_lines(conn: &Connection, customer: &str) -> Result<Vec<Recomme
                 reason: r.reason,
                 urgency: match r.due_at_ms {
                     Some(due) if r.urgency != "replace_now" => {
-                        format!("{} (by {}, {})", r.urgency, format_date(due), r.status)
+                        format!("{} (by {}, {status})", r.urgency, format_date(due))
                     }
-                    _ => format!("{} ({})", r.urgency, r.status),
+                    _ => format!("{} ({status})", r.urgency),
                 },
             }
         })
         .collect())
 }
 
-/// Spare coverage of the customer's disks and DIMMs, with its gaps.
-fn spare_coverage(conn: &Connection, customer: &str) -> Result<Coverage, StoreError> {
-    let cov = crate::spares::coverage(conn, Some(customer))?;
+/// Spare coverage of the inventories in force at the end of the period
+/// (host, customer, inventory), against the stock as it is now.
+fn spare_coverage(
+    conn: &Connection,
+    customer: &str,
+    assets: &[(String, String, Inventory)],
+    now_ms: i64,
+) -> Result<Coverage, StoreError> {
+    let cov = crate::spares::coverage_of_inventories(conn, Some(customer), assets)?;
     Ok(Coverage {
         covered_pct: cov.ratio * 100.0,
+        parts: cov.parts,
         gaps: cov
             .gaps
             .iter()
@@ -280,6 +433,7 @@ fn spare_coverage(conn: &Connection, customer: &str) -> Result<Coverage, StoreEr
                 )
             })
             .collect(),
+        stock_at_ms: now_ms,
     })
 }
 
@@ -301,7 +455,98 @@ struct AgentRow {
     last_seen_ms: Option<i64>,
 }
 
-/// Builds the report of `customer` for `period`.
+/// A finding or case of the customer with its log: the report reads every
+/// status from the log at the moment it reports on, never from the row.
+struct Tracked {
+    item: Item,
+    log: Vec<LogEntry>,
+}
+
+/// How an item stood at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Standing {
+    status: Status,
+    /// When it ended, while it stays ended (resolved → closed keeps it).
+    ended_at_ms: Option<i64>,
+}
+
+impl Tracked {
+    /// How the item stood just before `at_ms`, from the log rows written
+    /// before it; `None`: not opened yet.
+    fn at(&self, at_ms: i64) -> Option<Standing> {
+        if self.item.opened_at_ms >= at_ms {
+            return None;
+        }
+        if self.log.is_empty() {
+            // No log to read (not written by this version): the row as it is.
+            return Some(Standing {
+                status: self.item.status,
+                ended_at_ms: self.item.resolved_at_ms,
+            });
+        }
+        let mut standing = Standing {
+            status: Status::initial(self.item.kind),
+            ended_at_ms: None,
+        };
+        for l in self.log.iter().filter(|l| l.at_ms < at_ms) {
+            let ended_at_ms = if l.to_status.is_active() {
+                None
+            } else {
+                standing.ended_at_ms.or(Some(l.at_ms))
+            };
+            standing = Standing {
+                status: l.to_status,
+                ended_at_ms,
+            };
+        }
+        Some(standing)
+    }
+
+    /// Whether it was active at some time in `p`: active when the period
+    /// began, or (re)opened or moved to an active status in it.
+    fn active_during(&self, p: Period) -> bool {
+        if self.log.is_empty() {
+            return in_period(&self.item, p);
+        }
+        self.at(p.from_ms).is_some_and(|s| s.status.is_active())
+            || self
+                .log
+                .iter()
+                .any(|l| l.at_ms >= p.from_ms && l.at_ms < p.to_ms && l.to_status.is_active())
+    }
+
+    /// Whether it was open (active, and not a recovered case) at `at_ms`.
+    fn open_at(&self, at_ms: i64) -> bool {
+        self.at(at_ms)
+            .is_some_and(|s| s.status.is_active() && s.status != Status::Recovered)
+    }
+}
+
+/// The customer's findings and cases that can matter to `p`, with their
+/// logs: those opened before its end, except those that had ended and were
+/// left alone since before it began.
+fn tracked(conn: &Connection, customer: &str, p: Period) -> Result<Vec<Tracked>, StoreError> {
+    let all = items::list(
+        conn,
+        &Filter {
+            customer: Some(customer.to_string()),
+            ..Filter::default()
+        },
+    )?;
+    let mut out = Vec::new();
+    for item in all {
+        if item.opened_at_ms >= p.to_ms || (!item.status.is_active() && item.updated_at_ms < p.from_ms) {
+            continue;
+        }
+        let Some(id) = item.id else { continue };
+        let log = items::get(conn, id)?.map(|(_, l)| l).unwrap_or_default();
+        out.push(Tracked { item, log });
+    }
+    Ok(out)
+}
+
+/// Builds the report of `customer` for `period`, as of the period's end
+/// (or of `now_ms`, should the period not have ended).
 pub fn build_with(
     conn: &Connection,
     customer: &str,
@@ -309,37 +554,44 @@ pub fn build_with(
     now_ms: i64,
     options: &Options,
 ) -> Result<InspectionReport, StoreError> {
-    let agents = customer_agents(conn, customer, period.to_ms)?;
-    let all_items = items::list(
-        conn,
-        &Filter {
-            customer: Some(customer.to_string()),
-            ..Filter::default()
-        },
-    )?;
+    // The report's `as_of_ms`, before there is a report to ask.
+    let end_ms = period.to_ms.min(now_ms);
+    let seen = Period {
+        from_ms: period.from_ms,
+        to_ms: end_ms,
+    };
+    let agents = customer_agents(conn, customer, end_ms)?;
+    let all_items = tracked(conn, customer, seen)?;
     let mut systems = Vec::with_capacity(agents.len());
+    let mut inventories = Vec::new();
     for a in &agents {
-        systems.push(device_record(conn, a, &all_items, period, now_ms, options)?);
+        let inventory = inventory_at(conn, &a.agent_id, end_ms)?;
+        systems.push(device_record(conn, a, inventory.as_ref(), &all_items, seen, options)?);
+        if let Some((_, inv)) = inventory {
+            inventories.push((a.host.clone(), customer.to_string(), inv));
+        }
     }
     let hosts: Vec<&str> = agents.iter().map(|a| a.host.as_str()).collect();
     let mut open_risks: Vec<Risk> = all_items
         .iter()
-        .filter(|i| i.kind == ItemKind::Finding && i.status.is_active() && i.opened_at_ms < period.to_ms.max(now_ms))
-        .filter_map(|i| {
+        .filter(|t| t.item.kind == ItemKind::Finding)
+        .filter_map(|t| {
+            let standing = t.at(end_ms).filter(|s| s.status.is_active())?;
+            let i = &t.item;
             Some(Risk {
                 id: i.id?,
                 host: i.key.asset.clone(),
                 check: i.key.check.clone(),
                 component: i.key.component.clone(),
                 severity: i.severity,
-                status: i.status.to_string(),
+                status: standing.status.to_string(),
                 opened_at_ms: i.opened_at_ms,
                 remedy: remedy(i),
             })
         })
         .collect();
     open_risks.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.opened_at_ms.cmp(&b.opened_at_ms)));
-    let mut cases = case_figures(conn, &all_items, period)?;
+    let mut cases = case_figures(&all_items, seen);
     cases.sla_met_pct = match options.extras.sla_met_pct {
         Some(p) => Some(p),
         None => crate::queue::sla_met_pct(conn, customer, period.from_ms, period.to_ms)?,
@@ -353,11 +605,11 @@ pub fn build_with(
         cases,
         recommendations: match &options.extras.recommendations {
             Some(r) => Some(r.clone()),
-            None => Some(recommendation_lines(conn, customer)?),
+            None => Some(recommendation_lines(conn, customer, end_ms)?),
         },
         spare_coverage: match &options.extras.spare_coverage {
             Some(c) => Some(c.clone()),
-            None => Some(spare_coverage(conn, customer)?),
+            None => Some(spare_coverage(conn, customer, &inventories, now_ms)?),
         },
         satisfaction: match &options.extras.satisfaction {
             Some(s) => Some(s.clone()),
@@ -365,7 +617,7 @@ pub fn build_with(
         },
         advice: Vec::new(),
     };
-    report.advice = advice(&report, &hosts, now_ms);
+    report.advice = advice(&report, &hosts, report.as_of_ms());
     Ok(report)
 }
 
@@ -396,15 +648,14 @@ fn customer_agents(conn: &Connection, customer: &str, before_ms: i64) -> Result<
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The inventory in force at the end of the period (the newest version
-/// collected before it), else the oldest one there is.
-fn inventory_at(conn: &Connection, agent_id: &str, to_ms: i64) -> Result<Option<(i64, Inventory)>, StoreError> {
+/// The inventory in force at `end_ms`: the newest version collected before
+/// it; `None` when the host had sent none by then.
+fn inventory_at(conn: &Connection, agent_id: &str, end_ms: i64) -> Result<Option<(i64, Inventory)>, StoreError> {
     let row: Option<(i64, String)> = conn
         .query_row(
-            "SELECT collected_at_ms, doc FROM inventory WHERE agent_id = ?1
-             ORDER BY (collected_at_ms < ?2) DESC,
-                      CASE WHEN collected_at_ms < ?2 THEN -seq ELSE seq END LIMIT 1",
-            params![agent_id, to_ms],
+            "SELECT collected_at_ms, doc FROM inventory WHERE agent_id = ?1 AND collected_at_ms < ?2
+             ORDER BY seq DESC LIMIT 1",
+            params![agent_id, end_ms],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -420,22 +671,79 @@ fn inventory_at(conn: &Connection, agent_id: &str, to_ms: i64) -> Result<Option<
     }
 }
 
+/// A host's state at `end_ms` and its last report before then. Exact while
+/// the host's last report is before `end_ms` or the report log (kept for a
+/// day) still covers it; otherwise the host was down then if its
+/// `host_unreachable` finding or case was open then, and up if not.
+fn state_at(
+    conn: &Connection,
+    a: &AgentRow,
+    all_items: &[Tracked],
+    end_ms: i64,
+    window_ms: i64,
+) -> Result<(&'static str, Option<i64>), StoreError> {
+    let by_window = |t: i64| if end_ms - t <= window_ms { "up" } else { "down" };
+    let last_seen = match a.last_seen_ms {
+        None => return Ok(("never_reported", None)),
+        Some(t) if t < end_ms => Some(t),
+        Some(_) => conn
+            .prepare_cached("SELECT max(received_at_ms) FROM report_log WHERE agent_id = ?1 AND received_at_ms < ?2")?
+            .query_row(params![a.agent_id, end_ms], |r| r.get::<_, Option<i64>>(0))?,
+    };
+    if let Some(t) = last_seen {
+        return Ok((by_window(t), Some(t)));
+    }
+    let unreachable = all_items
+        .iter()
+        .any(|t| t.item.key.asset == a.host && t.item.key.check == "host_unreachable" && t.open_at(end_ms));
+    Ok((if unreachable { "down" } else { "up" }, None))
+}
+
+/// The disks of a host as read in the period, named from their latest
+/// reading or, for a disk gone since, from the inventory in force then.
+fn disk_lines(
+    conn: &Connection,
+    agent_id: &str,
+    inventory: Option<&Inventory>,
+    p: Period,
+) -> Result<Vec<DiskLine>, StoreError> {
+    use caretaker_shared::disk_health::disk_key;
+    Ok(crate::disks::read_in(conn, agent_id, p.from_ms, p.to_ms)?
+        .into_iter()
+        .map(|d| {
+            let listed = inventory
+                .into_iter()
+                .flat_map(|inv| inv.disks.iter())
+                .find(|k| disk_key(&k.wwn, &k.model, &k.serial, &k.name) == d.key);
+            let (device, model, serial) = match (d.device.is_empty(), listed) {
+                (false, _) => (d.device, d.model, d.serial),
+                (true, Some(k)) => (format!("/dev/{}", k.name), k.model.clone(), k.serial.clone()),
+                (true, None) => (d.key, String::new(), String::new()),
+            };
+            DiskLine {
+                device,
+                model,
+                serial,
+                verdict: d.verdict,
+                reasons: d.reasons,
+                power_on_hours: d.power_on_hours,
+                scanned_at_ms: d.scanned_at_ms,
+            }
+        })
+        .collect())
+}
+
 fn device_record(
     conn: &Connection,
     a: &AgentRow,
-    all_items: &[Item],
-    period: Period,
-    now_ms: i64,
+    inventory: Option<&(i64, Inventory)>,
+    all_items: &[Tracked],
+    p: Period,
     options: &Options,
 ) -> Result<DeviceRecord, StoreError> {
-    let inventory = inventory_at(conn, &a.agent_id, period.to_ms)?;
     let window = i64::from(a.interval_secs.max(1)) * 1000 * i64::from(options.down_after_intervals);
-    let state = match a.last_seen_ms {
-        None => "never_reported",
-        Some(t) if now_ms - t <= window => "up",
-        Some(_) => "down",
-    };
-    let (model, serial, os, kernel, inventory_at_ms) = match &inventory {
+    let (state, last_seen_ms) = state_at(conn, a, all_items, p.to_ms, window)?;
+    let (model, serial, os, kernel, inventory_at_ms) = match inventory {
         Some((at, inv)) => (
             join_nonempty(&[&inv.dmi.sys_vendor, &inv.dmi.product_name]),
             inv.dmi.product_serial.clone(),
@@ -445,43 +753,34 @@ fn device_record(
         ),
         None => Default::default(),
     };
-    let disks = crate::disks::list(conn, Some(&a.agent_id))?
-        .into_iter()
-        .map(|d| DiskLine {
-            device: d.device,
-            model: d.model,
-            serial: d.serial,
-            verdict: d.verdict,
-            reasons: d.reasons,
-            power_on_hours: d.power_on_hours,
-            scanned_at_ms: d.scanned_at_ms,
-        })
-        .collect();
+    let disks = disk_lines(conn, &a.agent_id, inventory.map(|(_, inv)| inv), p)?;
     let mut problems = Vec::new();
-    for i in all_items
+    for t in all_items
         .iter()
-        .filter(|i| i.key.asset == a.host && in_period(i, period))
+        .filter(|t| t.item.key.asset == a.host && t.active_during(p))
     {
-        let Some(id) = i.id else { continue };
-        let log = items::get(conn, id)?.map(|(_, l)| l).unwrap_or_default();
+        let (i, Some(id)) = (&t.item, t.item.id) else { continue };
+        let Some(standing) = t.at(p.to_ms) else { continue };
         problems.push(Problem {
             id,
             kind: i.kind,
             check: i.key.check.clone(),
             component: i.key.component.clone(),
             severity: i.severity,
-            status: i.status.to_string(),
+            status: standing.status.to_string(),
             opened_at_ms: i.opened_at_ms,
-            resolved_at_ms: i.resolved_at_ms,
-            outcome: outcome(i),
-            log: log
-                .into_iter()
+            resolved_at_ms: standing.ended_at_ms,
+            outcome: outcome(standing),
+            log: t
+                .log
+                .iter()
+                .filter(|l| l.at_ms < p.to_ms)
                 .map(|l| LogLine {
                     at_ms: l.at_ms,
-                    actor: l.actor,
+                    actor: l.actor.clone(),
                     from: l.from_status.map(|s| s.to_string()),
                     to: l.to_status.to_string(),
-                    comment: l.comment,
+                    comment: l.comment.clone(),
                 })
                 .collect(),
         });
@@ -492,7 +791,7 @@ fn device_record(
          ORDER BY seq, idx",
     )?;
     let changes = stmt
-        .query_map(params![a.agent_id, period.from_ms, period.to_ms], |r| {
+        .query_map(params![a.agent_id, p.from_ms, p.to_ms], |r| {
             Ok(ChangeLine {
                 at_ms: r.get(0)?,
                 kind: r.get(1)?,
@@ -504,7 +803,7 @@ fn device_record(
         agent_id: a.agent_id.clone(),
         host: a.host.clone(),
         state: state.to_string(),
-        last_seen_ms: a.last_seen_ms,
+        last_seen_ms,
         model,
         serial,
         os,
@@ -525,14 +824,15 @@ fn join_nonempty(parts: &[&str]) -> String {
         .join(" ")
 }
 
-/// Opened before the period ended and not ended before it began.
+/// Opened before the period ended and not ended before it began, by the
+/// row (for an item without a log).
 fn in_period(i: &Item, p: Period) -> bool {
     i.opened_at_ms < p.to_ms && i.resolved_at_ms.is_none_or(|r| r >= p.from_ms)
 }
 
-fn outcome(i: &Item) -> String {
-    let when = i.resolved_at_ms.map(format_time).unwrap_or_default();
-    match i.status {
+fn outcome(s: Standing) -> String {
+    let when = s.ended_at_ms.map(format_time).unwrap_or_default();
+    match s.status {
         Status::Resolved => format!("resolved {when}"),
         Status::Closed => format!("closed {when}"),
         Status::Cancelled(r) => format!("cancelled ({}) {when}", r.as_str()),
@@ -590,7 +890,7 @@ pub fn remedy(i: &Item) -> String {
     }
 }
 
-fn case_figures(conn: &Connection, all_items: &[Item], period: Period) -> Result<CaseFigures, StoreError> {
+fn case_figures(all_items: &[Tracked], period: Period) -> CaseFigures {
     let mut figures = CaseFigures {
         count: 0,
         by_severity: BTreeMap::new(),
@@ -601,27 +901,23 @@ fn case_figures(conn: &Connection, all_items: &[Item], period: Period) -> Result
         cases: Vec::new(),
     };
     let (mut respond, mut resolve) = (Vec::new(), Vec::new());
-    for i in all_items
-        .iter()
-        .filter(|i| i.kind == ItemKind::Case && i.opened_at_ms >= period.from_ms && i.opened_at_ms < period.to_ms)
-    {
-        let Some(id) = i.id else { continue };
+    for t in all_items.iter().filter(|t| {
+        t.item.kind == ItemKind::Case && t.item.opened_at_ms >= period.from_ms && t.item.opened_at_ms < period.to_ms
+    }) {
+        let (i, Some(id)) = (&t.item, t.item.id) else { continue };
+        let Some(standing) = t.at(period.to_ms) else { continue };
         figures.count += 1;
         *figures.by_severity.entry(i.severity.as_str().to_string()).or_insert(0) += 1;
-        // Response: a person moving it out of `new` (a rule recovering or
-        // resolving it is no response). Resolution: opened → resolved.
-        let log = items::get(conn, id)?.map(|(_, l)| l).unwrap_or_default();
-        let first_move = log
-            .iter()
-            .find(|l| {
-                l.actor.starts_with("person:") && l.from_status == Some(Status::New) && l.to_status != Status::New
-            })
-            .map(|l| l.at_ms - i.opened_at_ms);
-        let resolved_at = log
-            .iter()
-            .find(|l| matches!(l.to_status, Status::Resolved | Status::Closed) && l.at_ms < period.to_ms)
-            .map(|l| l.at_ms);
-        let to_resolve = resolved_at.map(|r| r - i.opened_at_ms);
+        // Response: the queue's definition (a person's first action), as the
+        // case page shows it, if it came by the end of the period.
+        // Resolution: opened → resolved (or closed), if it stood so then.
+        let first_move = crate::queue::first_response_ms(&t.log)
+            .filter(|&at| at < period.to_ms)
+            .map(|at| at - i.opened_at_ms);
+        let to_resolve = match standing.status {
+            Status::Resolved | Status::Closed => standing.ended_at_ms.map(|r| r - i.opened_at_ms),
+            _ => None,
+        };
         if let Some(t) = first_move {
             respond.push(t);
         }
@@ -635,7 +931,7 @@ fn case_figures(conn: &Connection, all_items: &[Item], period: Period) -> Result
             check: i.key.check.clone(),
             component: i.key.component.clone(),
             severity: i.severity,
-            status: i.status.to_string(),
+            status: standing.status.to_string(),
             opened_at_ms: i.opened_at_ms,
             time_to_respond_ms: first_move,
             time_to_resolve_ms: to_resolve,
@@ -645,18 +941,26 @@ fn case_figures(conn: &Connection, all_items: &[Item], period: Period) -> Result
     let mean = |v: &[i64]| (!v.is_empty()).then(|| v.iter().sum::<i64>() / v.len() as i64);
     figures.mean_time_to_respond_ms = mean(&respond);
     figures.mean_time_to_resolve_ms = mean(&resolve);
-    Ok(figures)
+    figures
 }
 
-fn advice(r: &InspectionReport, hosts: &[&str], now_ms: i64) -> Vec<String> {
+/// Advice from the report's own data, all of it as of `end_ms` (the end of
+/// the period): never from readings taken after it.
+fn advice(r: &InspectionReport, hosts: &[&str], end_ms: i64) -> Vec<String> {
     let mut out = Vec::new();
     for d in &r.systems {
         match d.state.as_str() {
-            "down" => out.push(format!(
-                "{}: has not reported since {}; check the host and its agent",
-                d.host,
-                d.last_seen_ms.map(format_time).unwrap_or_default()
-            )),
+            "down" => out.push(match d.last_seen_ms {
+                Some(t) => format!(
+                    "{}: has not reported since {}; check the host and its agent",
+                    d.host,
+                    format_time(t)
+                ),
+                None => format!(
+                    "{}: was not reporting at the end of the period; check the host and its agent",
+                    d.host
+                ),
+            }),
             "never_reported" => out.push(format!("{}: enrolled but never reported; check its agent", d.host)),
             _ => {}
         }
@@ -688,7 +992,7 @@ fn advice(r: &InspectionReport, hosts: &[&str], now_ms: i64) -> Vec<String> {
         if risk.check == "reboot_required" {
             out.push(format!("{}: a reboot is required; schedule it", risk.host));
         }
-        let age = now_ms - risk.opened_at_ms;
+        let age = end_ms - risk.opened_at_ms;
         if age > STALE_FINDING_MS {
             out.push(format!(
                 "{}: finding {} ({}) has been open for {} days; decide on it (plan, fix or accept the risk)",
@@ -707,12 +1011,39 @@ fn advice(r: &InspectionReport, hosts: &[&str], now_ms: i64) -> Vec<String> {
     }
     if hosts.is_empty() {
         out.push(format!(
-            "no systems of customer {} are covered: enroll agents with the label customer={}",
+            "no systems of customer {} were covered in the period: enroll agents with the label customer={}",
             r.customer, r.customer
         ));
     }
     out
 }
+
+// Wording both renderings share.
+
+/// The last report line of a device: the time, or why there is none.
+pub(crate) fn last_report(d: &DeviceRecord) -> String {
+    match (d.last_seen_ms, d.state.as_str()) {
+        (Some(t), _) => format_time(t),
+        (None, "never_reported") => "never".into(),
+        (None, _) => "not known any more (the report log is kept for a day)".into(),
+    }
+}
+
+/// The stock note of the spare coverage.
+pub(crate) fn stock_note(stock_at_ms: i64) -> String {
+    format!(
+        "Parts as of the end of the period; spares in stock as of {} (the stock keeps no history).",
+        format_time(stock_at_ms)
+    )
+}
+
+/// Spare coverage without parts to cover.
+pub(crate) const NO_PARTS: &str =
+    "No parts to cover: no inventory in force at the end of the period lists disks or memory modules.";
+
+/// Under the recommendations: what "as of the end of the period" can mean for them.
+pub(crate) const RECOMMENDATIONS_NOTE: &str = "Recommendations in force at the end of the period. Their status and \
+     urgency are shown as they are now: the store keeps no history of them.";
 
 /// `2026-11-05 14:03 UTC`.
 pub fn format_time(ms: i64) -> String {

@@ -55,6 +55,17 @@ fn inventory(c: &Connection, id: &str, seq: i64, at: i64, kernel: &str) {
     inv.dmi.sys_vendor = "Dell Inc.".into();
     inv.dmi.product_name = "PowerEdge R640".into();
     inv.dmi.product_serial = format!("SN-{id}");
+    // The disks the fleet's scans read (see `fleet`).
+    for (name, serial) in [("sda", "OLD1"), ("sdb", "BAD1")] {
+        inv.disks.push(caretaker_shared::wire::DiskInfo {
+            name: name.into(),
+            model: "M".into(),
+            serial: serial.into(),
+            capacity_bytes: 2_000_000_000_000,
+            interface: "sata".into(),
+            ..Default::default()
+        });
+    }
     c.execute(
         "INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES (?1, ?2, ?3, ?4)",
         params![id, seq, at, serde_json::to_string(&inv).unwrap()],
@@ -121,6 +132,14 @@ pub(crate) fn fleet(c: &Connection) -> Fleet {
     inventory(c, "a1", 5, t("2026-11-10T00:00:00Z"), "6.1.0-21-amd64");
     inventory(c, "a1", 9, t("2026-12-03T00:00:00Z"), "6.1.0-22-amd64");
     inventory(c, "b1", 1, t("2026-10-20T00:00:00Z"), "6.1.0-18-amd64");
+    // db01's last report before the end of the period, and one after it.
+    for (seq, at) in [(20, t("2026-11-30T23:59:30Z")), (21, now() - 30_000)] {
+        c.execute(
+            "INSERT INTO report_log(agent_id, seq, collected_at_ms, received_at_ms, samples) VALUES ('a1', ?1, ?2, ?2, 10)",
+            params![seq, at],
+        )
+        .unwrap();
+    }
     change(
         c,
         "a1",
@@ -503,7 +522,8 @@ fn renderings_carry_the_figures_and_the_not_tracked_notes() {
         "1 d 2 h",
         "n/a: no case under contract ended in the period",
         "No replacements recommended.",
-        "Covered: ",
+        "Covered: 0.0 % of 2 parts",
+        "db01: disk sdb (M sata, 2000 GB)",
         "Answers: 0 · no answer: 0 · mean score: n/a",
         "id=\"systems\"",
         "id=\"risks\"",
@@ -548,7 +568,9 @@ fn extras_fill_the_sections_they_name() {
             }]),
             spare_coverage: Some(Coverage {
                 covered_pct: 87.5,
+                parts: 8,
                 gaps: vec!["PSU 750 W".into()],
+                stock_at_ms: now(),
             }),
             satisfaction: Some(Satisfaction {
                 answers: 3,
@@ -737,16 +759,396 @@ fn recommendations_and_spare_coverage_come_from_the_store() {
         risk: "high".into(),
         urgency: Urgency::WithinDays(14),
         item_id: None,
-        at_ms: now(),
+        at_ms: t("2026-11-20T00:00:00Z"),
     };
     records::raise(&c, &raise("acme", "BAD1")).unwrap();
     records::raise(&c, &raise("globex", "OTHER")).unwrap();
+    // Dismissed before the end of the period, and raised after it: not in force then.
+    let id = |r: records::Raised| match r {
+        records::Raised::Created(id) => id,
+        other => panic!("{other:?}"),
+    };
+    let early = id(records::raise(&c, &raise("acme", "EARLY")).unwrap());
+    let dismiss = records::RecAction::Dismiss {
+        reason: "spare on site".into(),
+    };
+    records::act(&c, early, &dismiss, t("2026-11-25T00:00:00Z")).unwrap();
+    let mut after = raise("acme", "AFTER");
+    after.at_ms = t("2026-12-02T00:00:00Z");
+    records::raise(&c, &after).unwrap();
     let r = acme(&c);
     let recs = r.recommendations.clone().unwrap();
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0].part, "disk /dev/sdb (BAD1)");
     assert!(recs[0].urgency.starts_with("within_days (by "), "{recs:?}");
+    assert!(recs[0].urgency.ends_with(", open)"), "{recs:?}");
+    // Dismissed after the end of the period: in force then, and said so.
+    let bad1 = records::list(&c, &records::Filter::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.part.serial == "BAD1")
+        .unwrap();
+    records::act(&c, bad1.id, &dismiss, t("2026-12-03T00:00:00Z")).unwrap();
+    let recs = acme(&c).recommendations.unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(recs[0].urgency.ends_with(", dismissed since 2026-12-03)"), "{recs:?}");
     let h = html::render(&r);
     assert!(h.contains("pending_sectors_not_reallocated"));
     assert!(r.spare_coverage.is_some());
+}
+
+/// A contract for acme with an on-call rotation: a new hardware case is
+/// given to ana by `rule:assignment` before any person acts.
+const ROTATION: &str = r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[contract]]
+name = "acme-24"
+customer = "acme"
+covers = { labels = { customer = "acme" } }
+hours = "7x24"
+time_zone = "UTC"
+response = { major = "4h" }
+resolution = { major = "2d" }
+
+[[engineer]]
+name = "ana"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L1"
+
+[[rotation]]
+site = "hq"
+skill = "hardware"
+members = ["ana"]
+shift = "1w"
+start = "2026-10-05T00:00:00Z"
+"#;
+
+#[test]
+fn response_figures_count_a_persons_first_action_after_the_rotation_assigned_the_case() {
+    use crate::queue::{self, CaseAction};
+    let c = crate::store::open_in_memory().unwrap();
+    agent(&c, "a1", "db01", "acme", now());
+    let contracts = crate::contracts::parse_file(ROTATION, std::path::Path::new("contracts.toml")).unwrap();
+    let opened = t("2026-11-10T14:00:00Z");
+    let s = signal(
+        "acme",
+        "db01",
+        "disk_failing",
+        "/dev/sdb",
+        ItemKind::Case,
+        Severity::Major,
+        opened,
+        serde_json::json!({}),
+    );
+    let id = apply_signal(&c, &s, &Policy::default()).unwrap().item_id().unwrap();
+    queue::settle(&c, &contracts, 0, opened).unwrap();
+    let (item, log) = items::get(&c, id).unwrap().unwrap();
+    assert_eq!(item.status, Status::Assigned, "the rotation moved it out of new");
+    assert!(log.iter().any(|l| l.actor == "rule:assignment"), "{log:?}");
+    let acked = opened + 30 * 60_000;
+    let ack = CaseAction::Acknowledge { comment: None };
+    queue::act(&c, &contracts, id, &ack, "ana", acked).unwrap();
+
+    let r = acme(&c);
+    let line = &r.cases.cases[0];
+    assert_eq!(line.id, id);
+    assert_eq!(line.time_to_respond_ms, Some(30 * 60_000));
+    assert_eq!(r.cases.mean_time_to_respond_ms, Some(30 * 60_000));
+    assert!(markdown::render(&r).contains("- Mean time to respond: 30 min"));
+
+    // The case page, the queue and the SLA clock say the same.
+    let (item, log) = items::get(&c, id).unwrap().unwrap();
+    let meta = queue::meta(&c, id).unwrap().unwrap();
+    let sla = queue::sla_view(contracts.named("acme-24"), &item, &meta, &log, now());
+    assert_eq!(sla.response.unwrap().met_at_ms, Some(acked));
+    assert_eq!(queue::first_response_ms(&log), Some(acked));
+}
+
+/// The bug report: a November report of a customer whose only host came in
+/// December showed December's open risks, today's recommendations, today's
+/// spare coverage and "a reboot is required".
+#[test]
+fn a_period_before_the_customers_hosts_came_shows_nothing_of_later() {
+    use crate::predict::{Part, PartType, Raise, Urgency, records};
+    let c = crate::store::open_in_memory().unwrap();
+    let later = t("2026-12-10T00:00:00Z");
+    agent(&c, "n1", "new01", "acme", later - 60_000);
+    c.execute(
+        "UPDATE agents SET enrolled_at_ms = ?1 WHERE agent_id = 'n1'",
+        params![t("2026-12-02T00:00:00Z")],
+    )
+    .unwrap();
+    let mut inv = Inventory {
+        hostname: "new01".into(),
+        ..Inventory::default()
+    };
+    inv.disks.push(caretaker_shared::wire::DiskInfo {
+        name: "sda".into(),
+        model: "M".into(),
+        serial: "BAD9".into(),
+        capacity_bytes: 4_000_000_000_000,
+        interface: "sata".into(),
+        ..Default::default()
+    });
+    c.execute(
+        "INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES ('n1', 1, ?1, ?2)",
+        params![t("2026-12-02T00:00:00Z"), serde_json::to_string(&inv).unwrap()],
+    )
+    .unwrap();
+    crate::disks::record_scan(
+        &c,
+        "n1",
+        &DiskScan {
+            scanned_at_ms: t("2026-12-03T00:00:00Z"),
+            disks: vec![Disk {
+                key: "serial-M-BAD9".into(),
+                device: "/dev/sda".into(),
+                model: "M".into(),
+                serial: "BAD9".into(),
+                smart_passed: Some(false),
+                ..Disk::default()
+            }],
+            error: None,
+        },
+    )
+    .unwrap();
+    apply_signal(
+        &c,
+        &signal(
+            "acme",
+            "new01",
+            "reboot_required",
+            "",
+            ItemKind::Finding,
+            Severity::Info,
+            t("2026-12-03T00:00:00Z"),
+            serde_json::json!({}),
+        ),
+        &Policy::default(),
+    )
+    .unwrap();
+    records::raise(
+        &c,
+        &Raise {
+            agent_id: "n1".into(),
+            host: "new01".into(),
+            customer: "acme".into(),
+            part_type: PartType::Disk,
+            part: Part {
+                model: "M".into(),
+                serial: "BAD9".into(),
+                slot: "/dev/sda".into(),
+                interface: "sata".into(),
+                capacity_bytes: Some(4_000_000_000_000),
+            },
+            reason: "smart_status_failed".into(),
+            evidence: serde_json::json!({}),
+            risk: "high".into(),
+            urgency: Urgency::ReplaceNow,
+            item_id: None,
+            at_ms: t("2026-12-03T00:00:00Z"),
+        },
+    )
+    .unwrap();
+
+    let p = november();
+    let r = build(&c, "acme", p.from_ms, p.to_ms, later).unwrap();
+    assert!(r.systems.is_empty());
+    assert!(r.open_risks.is_empty(), "{:?}", r.open_risks);
+    assert_eq!(r.recommendations, Some(vec![]));
+    let cov = r.spare_coverage.clone().unwrap();
+    assert_eq!((cov.parts, cov.gaps.len()), (0, 0), "{cov:?}");
+    assert_eq!(
+        r.advice,
+        ["no systems of customer acme were covered in the period: enroll agents with the label customer=acme"]
+    );
+    let h = html::render(&r);
+    assert!(
+        !h.contains("reboot") && !h.contains("BAD9") && !h.contains("new01"),
+        "{h}"
+    );
+
+    // December's report has all of it.
+    let dec = build(&c, "acme", t("2026-12-01T00:00:00Z"), later, later).unwrap();
+    assert_eq!(dec.systems[0].disks[0].verdict, "failing");
+    assert_eq!(dec.open_risks.len(), 1);
+    assert_eq!(dec.recommendations.as_ref().map(Vec::len), Some(1));
+    assert_eq!(dec.spare_coverage.as_ref().map(|c| c.parts), Some(1));
+    assert!(
+        dec.advice
+            .iter()
+            .any(|a| a == "new01: a reboot is required; schedule it")
+    );
+}
+
+/// Whatever happens after the period, its report made later says what the
+/// report made right at its end said (but for when it was made and the
+/// stock, which keeps no history).
+#[test]
+fn a_report_made_later_says_what_the_report_made_at_the_end_said() {
+    use crate::predict::{Part, PartType, Raise, Urgency, records};
+    let c = crate::store::open_in_memory().unwrap();
+    let f = fleet(&c);
+    let then = acme(&c);
+    let dec = |d: u32| t(&format!("2026-12-{d:02}T00:00:00Z"));
+
+    // December: the open case resolved, the risk fixed, a new risk, a disk
+    // read failing, a new recommendation, a new host, db01 reporting on.
+    person_action(&c, f.open_case, Action::Assign, "eve", None, dec(2)).unwrap();
+    person_action(&c, f.open_case, Action::Start, "eve", None, dec(2) + HOUR).unwrap();
+    person_action(&c, f.open_case, Action::Resolve, "eve", None, dec(3)).unwrap();
+    person_action(&c, f.fs_finding, Action::Fix, "eve", None, dec(3)).unwrap();
+    person_action(&c, f.old_finding, Action::Fix, "eve", None, dec(4)).unwrap();
+    apply_signal(
+        &c,
+        &signal(
+            "acme",
+            "db01",
+            "edac_uncorrected_errors",
+            "DIMM_A1",
+            ItemKind::Finding,
+            Severity::Major,
+            dec(4),
+            serde_json::json!({}),
+        ),
+        &Policy::default(),
+    )
+    .unwrap();
+    let failing = Disk {
+        key: "serial-M-OLD1".into(),
+        device: "/dev/sda".into(),
+        model: "M".into(),
+        serial: "OLD1".into(),
+        smart_passed: Some(false),
+        power_on_hours: Some(50_300),
+        ..Disk::default()
+    };
+    crate::disks::record_scan(
+        &c,
+        "a1",
+        &DiskScan {
+            scanned_at_ms: dec(5),
+            disks: vec![failing],
+            error: None,
+        },
+    )
+    .unwrap();
+    records::raise(
+        &c,
+        &Raise {
+            agent_id: "a1".into(),
+            host: "db01".into(),
+            customer: "acme".into(),
+            part_type: PartType::Disk,
+            part: Part {
+                model: "M".into(),
+                serial: "OLD1".into(),
+                slot: "/dev/sda".into(),
+                interface: "sata".into(),
+                capacity_bytes: None,
+            },
+            reason: "smart_status_failed".into(),
+            evidence: serde_json::json!({}),
+            risk: "high".into(),
+            urgency: Urgency::ReplaceNow,
+            item_id: None,
+            at_ms: dec(5),
+        },
+    )
+    .unwrap();
+    agent(&c, "a3", "db02", "acme", dec(9));
+    c.execute(
+        "UPDATE agents SET enrolled_at_ms = ?1 WHERE agent_id = 'a3'",
+        params![dec(6)],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE agents SET last_seen_ms = ?1 WHERE agent_id = 'a1'",
+        params![dec(9)],
+    )
+    .unwrap();
+
+    let p = november();
+    let mut later = build(&c, "acme", p.from_ms, p.to_ms, dec(10)).unwrap();
+    assert_eq!(later.spare_coverage.as_ref().map(|c| c.stock_at_ms), Some(dec(10)));
+    later.generated_at_ms = then.generated_at_ms;
+    later.spare_coverage.clone_from(&then.spare_coverage);
+    assert_eq!(later, then);
+    assert_eq!(html::render(&later), html::render(&then));
+}
+
+/// A host's state at the end of a period long past: the report log (kept a
+/// day) is gone, so its `host_unreachable` case says whether it was down.
+#[test]
+fn host_state_at_the_end_of_an_old_period_comes_from_its_unreachable_case() {
+    let c = crate::store::open_in_memory().unwrap();
+    fleet(&c);
+    let later = t("2027-01-10T00:00:00Z");
+    c.execute("DELETE FROM report_log", []).unwrap();
+    c.execute("UPDATE agents SET last_seen_ms = ?1", params![later - 30_000])
+        .unwrap();
+    let p = november();
+    let r = build(&c, "acme", p.from_ms, p.to_ms, later).unwrap();
+    let states: Vec<(&str, &str, Option<i64>)> = r
+        .systems
+        .iter()
+        .map(|d| (d.host.as_str(), d.state.as_str(), d.last_seen_ms))
+        .collect();
+    assert_eq!(states, [("db01", "up", None), ("web01", "down", None)]);
+    assert!(
+        r.advice
+            .iter()
+            .any(|a| a == "web01: was not reporting at the end of the period; check the host and its agent"),
+        "{:?}",
+        r.advice
+    );
+    assert!(markdown::render(&r).contains("last report not known any more"));
+}
+
+#[test]
+fn a_future_end_or_an_unknown_customer_is_refused() {
+    let c = crate::store::open_in_memory().unwrap();
+    fleet(&c);
+    let p = november();
+    let msg = |e: ReportError| (e.to_string(), e.for_flags());
+
+    assert_eq!(requested_period(Some(p.from_ms), Some(p.to_ms), now()).unwrap(), p);
+    assert_eq!(requested_period(None, None, now()).unwrap(), p);
+    let (api, cli) = msg(requested_period(Some(p.from_ms), Some(now() + 1), now()).unwrap_err());
+    assert!(api.starts_with("to: 2026-12-01 00:05 UTC is in the future"), "{api}");
+    assert!(cli.starts_with("--to: "), "{cli}");
+    let (api, _) = msg(requested_period(Some(p.to_ms), Some(p.from_ms), now()).unwrap_err());
+    assert_eq!(api, "to: must be after the start of the period");
+    let (api, cli) = msg(requested_period(Some(p.from_ms), None, now()).unwrap_err());
+    assert!(api.starts_with("from, to: give both") && cli.starts_with("--from, --to: give both"));
+
+    assert_eq!(requested_customer(&c, " acme ", &[]).unwrap(), "acme");
+    let (api, _) = msg(requested_customer(&c, "initech", &[]).unwrap_err());
+    assert!(
+        api.starts_with("customer: \"initech\" is not a known customer"),
+        "{api}"
+    );
+    assert!(matches!(
+        requested_customer(&c, " ", &[]),
+        Err(ReportError::BadRequest {
+            fields: ["customer"],
+            ..
+        })
+    ));
+    // Known from the contracts (or the configured report customers).
+    let contracts =
+        crate::contracts::parse_file("[[customer]]\nname = \"initech\"\n", std::path::Path::new("c.toml")).unwrap();
+    assert_eq!(contracts.customer_names(), ["initech"]);
+    assert_eq!(
+        requested_customer(&c, "initech", &["initech".into()]).unwrap(),
+        "initech"
+    );
+    // Known from its cases, though no agent carries its label any more.
+    c.execute("UPDATE agents SET labels = '{}' WHERE agent_id = 'b1'", [])
+        .unwrap();
+    assert_eq!(requested_customer(&c, "globex", &[]).unwrap(), "globex");
 }
