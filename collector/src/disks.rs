@@ -270,6 +270,8 @@ pub fn read_in(conn: &Connection, agent_id: &str, from_ms: i64, to_ms: i64) -> R
             serial: serial.unwrap_or_default(),
             verdict,
             reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+            // The history keeps reasons, not link notes.
+            link: Vec::new(),
             state: String::new(),
             scanned_at_ms: at_ms,
             first_seen_ms: first_seen_ms.unwrap_or(at_ms),
