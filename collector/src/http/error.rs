@@ -116,6 +116,15 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::report::ReportError> for ApiError {
+    fn from(e: crate::report::ReportError) -> Self {
+        match e {
+            crate::report::ReportError::BadRequest { .. } => ApiError::BadRequest(e.to_string()),
+            crate::report::ReportError::Store(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,15 +170,6 @@ mod tests {
             assert_eq!(e.class(), class, "{text}");
             assert_eq!(class.is_client(), !status.is_server_error(), "{text}");
             assert_eq!(ApiError::from(e).into_response().status(), status, "{text}");
-        }
-    }
-}
-
-impl From<crate::report::ReportError> for ApiError {
-    fn from(e: crate::report::ReportError) -> Self {
-        match e {
-            crate::report::ReportError::BadRequest { .. } => ApiError::BadRequest(e.to_string()),
-            crate::report::ReportError::Store(e) => e.into(),
         }
     }
 }
