@@ -231,6 +231,8 @@ pub fn list(conn: &Connection, agent_id: Option<&str>) -> Result<Vec<DiskRow>, S
 /// the reading). Device, model and serial come from the disk's latest
 /// reading; they are empty for a disk gone from the host since (the history
 /// keeps no names), and `state` is empty (the history keeps no read state).
+/// A disk taken out of service before `to_ms` (replaced, see
+/// [`crate::cases::retired`]) is not listed: the period's changes name it.
 pub fn read_in(conn: &Connection, agent_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<DiskRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT h.disk_key, h.at_ms, h.level, h.reasons, h.vals, a.host, d.device, d.model, d.serial, d.first_seen_ms
@@ -239,6 +241,8 @@ pub fn read_in(conn: &Connection, agent_id: &str, from_ms: i64, to_ms: i64) -> R
          WHERE h.agent_id = ?1 AND h.at_ms >= ?2 AND h.at_ms = (
              SELECT max(x.at_ms) FROM smart_history x
              WHERE x.agent_id = h.agent_id AND x.disk_key = h.disk_key AND x.at_ms < ?3)
+           AND NOT EXISTS (SELECT 1 FROM retired_parts r
+             WHERE r.asset = a.host AND r.component = h.disk_key AND r.retired_at_ms < ?3)
          ORDER BY CASE h.level WHEN 'failing' THEN 0 WHEN 'warning' THEN 1 WHEN 'unknown' THEN 2 ELSE 3 END,
                   coalesce(d.device, ''), h.disk_key",
     )?;

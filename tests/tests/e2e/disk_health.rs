@@ -37,18 +37,27 @@ pub fn stand_in(dir: &Path) -> PathBuf {
 
 /// The healthy WD140EDFZ fixture with attribute 5 (and optionally the serial) changed.
 pub fn wd_with(reallocated: u64, serial: Option<&str>) -> Value {
+    wd_attribute(5, reallocated, serial)
+}
+
+/// The healthy WD140EDFZ fixture with attribute `id`'s raw value (and
+/// optionally the serial) changed.
+pub fn wd_attribute(id: u64, raw: u64, serial: Option<&str>) -> Value {
     let text = std::fs::read_to_string(fixtures().join("ata/wdc-wd140edfz-sat-healthy.json"))
         .unwrap_or_else(|e| panic!("{e}"));
     let mut v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
     let table = v["ata_smart_attributes"]["table"]
         .as_array_mut()
         .unwrap_or_else(|| panic!("no attribute table"));
+    let mut found = false;
     for a in table.iter_mut() {
-        if a["id"] == 5 {
-            a["raw"]["value"] = reallocated.into();
-            a["raw"]["string"] = reallocated.to_string().into();
+        if a["id"] == id {
+            a["raw"]["value"] = raw.into();
+            a["raw"]["string"] = raw.to_string().into();
+            found = true;
         }
     }
+    assert!(found, "the fixture has no attribute {id}");
     if let Some(s) = serial {
         v["serial_number"] = s.into();
         // A different drive has a different WWN too.
@@ -176,6 +185,56 @@ async fn a_growing_reallocated_count_changes_history_and_verdict() {
             .lines()
             .all(|c| c.contains("--nocheck=standby") && c.contains("-d sat")),
         "{calls}"
+    );
+}
+
+/// Findings of `check` on the e2e host, any status.
+async fn findings_of(collector: &Collector, check: &str) -> Vec<Value> {
+    collector.api("/api/v1/findings?status=all&host=e2e-host").await["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f["key"]["check"] == check)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crc_errors_alone_open_the_cable_finding_and_no_disk_wear() {
+    // UDMA CRC errors (199) rising on an otherwise healthy disk: the link
+    // (cable, backplane), not the medium.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fake = dir.path().join("fake-smartctl");
+    let script = stand_in(&fake);
+    show(&fake, &wd_attribute(199, 0, None));
+    let collector = Collector::start(dir.path()).await;
+    let agent = Agent::start(dir.path(), &collector, 1, &smart_config(&script));
+    let id = wait_for_host(&collector, &agent).await;
+    wait_for_verdict(&collector, &id, "healthy", None).await;
+    show(&fake, &wd_attribute(199, 5, None));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    show(&fake, &wd_attribute(199, 12, None));
+    let cable = eventually("the cable finding", Duration::from_secs(30), || async {
+        let f = findings_of(&collector, "disk_cable_suspect").await;
+        (!f.is_empty()).then_some(f)
+    })
+    .await;
+    assert_eq!(cable.len(), 1, "{cable:?}");
+    // A few more reports and SMART passes: still no word of wear.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let d = wait_for_verdict(&collector, &id, "healthy", None).await;
+    assert!(
+        d["reasons"]
+            .as_array()
+            .is_none_or(|r| r.iter().all(|x| !x.to_string().contains("crc"))),
+        "a CRC count is no wear reason: {d}"
+    );
+    let wear = findings_of(&collector, "disk_warning").await;
+    assert!(wear.is_empty(), "CRC errors reported as disk wear: {wear:?}");
+    let recs = collector.api("/api/v1/recommendations").await;
+    assert!(
+        recs["recommendations"].as_array().is_none_or(Vec::is_empty),
+        "a disk with CRC errors only is no replacement: {recs}"
     );
 }
 
