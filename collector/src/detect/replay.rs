@@ -31,7 +31,7 @@
 //! Occurrences that change nothing are not printed: a firing fault would
 //! otherwise print a line per report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 
 use caretaker_shared::wire::Report;
@@ -193,7 +193,7 @@ pub fn replay_full(
         seq: HashMap::new(),
         items: HashMap::new(),
         recs: HashMap::new(),
-        held: HashMap::new(),
+        held: HashSet::new(),
         events: Vec::new(),
         clock: None,
         step_ms: None,
@@ -225,7 +225,7 @@ struct Run {
     /// The last status, urgency and due date seen per recommendation.
     recs: HashMap<i64, (String, String, Option<i64>)>,
     /// Held signals already printed.
-    held: HashMap<i64, ()>,
+    held: HashSet<i64>,
     events: Vec<ReplayEvent>,
     /// The last time ticked.
     clock: Option<i64>,
@@ -368,10 +368,10 @@ impl Run {
             }
         }
         let mut held: Vec<HeldSignal> = hold::list_held(&self.conn, None, None)?;
-        held.retain(|h| !self.held.contains_key(&h.id));
+        held.retain(|h| !self.held.contains(&h.id));
         held.sort_by_key(|h| h.id);
         for h in held {
-            self.held.insert(h.id, ());
+            self.held.insert(h.id);
             self.events.push(ReplayEvent {
                 at_ms,
                 event: "held",
