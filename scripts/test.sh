@@ -25,6 +25,10 @@ fi
 if [ -z "${CARETAKER_TEST_CHROMEDRIVER:-}" ] && command -v chromedriver >/dev/null; then
   export CARETAKER_TEST_CHROMEDRIVER="$(command -v chromedriver)"
 fi
+# schemathesis for the API contract test.
+if [ -z "${CARETAKER_TEST_SCHEMATHESIS:-}" ] && command -v st >/dev/null; then
+  export CARETAKER_TEST_SCHEMATHESIS="$(command -v st)"
+fi
 # Every smartctl fixture, including those the project may not carry, when the
 # shared fixture folder sits beside the checkout.
 if [ -z "${CARETAKER_SMARTCTL_FIXTURES:-}" ] && [ -f ../shared/fixtures/smartctl/MANIFEST.tsv ]; then

@@ -89,7 +89,9 @@ CREATE TABLE service_report_parts (
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpareModel {
-    #[serde(default)]
+    /// The path names it (`PUT /api/v1/spares/models/{model}`): never read
+    /// from a body.
+    #[serde(default, skip_deserializing)]
     pub model: String,
     /// `disk`, `dimm`, `fan`, `psu`, ...
     pub part_type: String,
@@ -221,6 +223,11 @@ pub fn put_model(conn: &Connection, m: &SpareModel) -> Result<(), StoreError> {
     if m.model.trim().is_empty() || m.part_type.trim().is_empty() {
         return Err(StoreError::Spares("model and part_type must not be empty".into()));
     }
+    let capacity = m
+        .capacity_bytes
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Spares(format!("capacity_bytes: larger than {}", i64::MAX)))?;
     let fits = serde_json::to_string(&m.fits_asset_models).map_err(|e| corrupt("spare model", e))?;
     conn.prepare_cached(
         "INSERT INTO spare_models (model, part_type, interface, capacity_bytes, fits_asset_models, description) \
@@ -232,7 +239,7 @@ pub fn put_model(conn: &Connection, m: &SpareModel) -> Result<(), StoreError> {
         m.model,
         m.part_type,
         m.interface,
-        m.capacity_bytes.and_then(|c| i64::try_from(c).ok()),
+        capacity,
         fits,
         m.description
     ])?;
@@ -299,7 +306,7 @@ pub fn set_stock(
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM spare_models WHERE model = ?1)")?
         .query_row(params![model], |r| r.get(0))?;
     if !known {
-        return Err(StoreError::Spares(format!("no spare model {model:?}; add it first")));
+        return Err(StoreError::NoSuchSpareModel(model.to_string()));
     }
     conn.prepare_cached(
         "INSERT INTO spare_stock (model, location, quantity, min_stock) VALUES (?1, ?2, ?3, ?4) \
@@ -520,11 +527,15 @@ pub struct ServiceReport {
     pub id: Option<i64>,
     #[serde(default)]
     pub case_id: Option<i64>,
+    /// Required when the report is filed alone; resolving a case fills it in.
+    #[serde(default)]
     pub host: String,
     /// `on_site` or `remote`.
     pub mode: String,
     pub symptom: String,
     pub work_done: String,
+    /// Required when the report is filed alone; resolving a case fills it in.
+    #[serde(default)]
     pub engineer: String,
     pub minutes: u32,
     #[serde(default)]
@@ -1025,7 +1036,7 @@ mod tests {
         );
         assert!(matches!(
             set_stock(&c, "NOPE", "hq", 1, 0, 0),
-            Err(StoreError::Spares(_))
+            Err(StoreError::NoSuchSpareModel(_))
         ));
         assert!(matches!(
             set_stock(&c, "ST8000NM", "hq", -1, 0, 0),

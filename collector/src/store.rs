@@ -54,8 +54,12 @@ pub enum StoreError {
     BadWindow(String),
     #[error("no maintenance window {0}")]
     NoSuchWindow(i64),
+    #[error("maintenance window {0} has already ended")]
+    WindowEnded(i64),
     #[error("spare parts: {0}")]
     Spares(String),
+    #[error("spare parts: no spare model {0:?}; add it first")]
+    NoSuchSpareModel(String),
     #[error("no recommendation {0}")]
     NoSuchRecommendation(i64),
     #[error(transparent)]
@@ -99,16 +103,18 @@ impl StoreError {
     pub fn class(&self) -> ErrorClass {
         use crate::predict::TransitionError;
         match self {
-            StoreError::NoSuchItem(_) | StoreError::NoSuchWindow(_) | StoreError::NoSuchRecommendation(_) => {
-                ErrorClass::NotFound
-            }
+            StoreError::NoSuchItem(_)
+            | StoreError::NoSuchWindow(_)
+            | StoreError::NoSuchRecommendation(_)
+            | StoreError::UnknownAsset(_)
+            | StoreError::NoSuchSpareModel(_) => ErrorClass::NotFound,
             StoreError::BadWindow(_)
             | StoreError::NotUnmapped(_)
-            | StoreError::UnknownAsset(_)
             | StoreError::Spares(_)
             | StoreError::QueueInput(_)
             | StoreError::Recommendation(TransitionError::ReasonRequired) => ErrorClass::BadInput,
             StoreError::Lifecycle(_)
+            | StoreError::WindowEnded(_)
             | StoreError::ActiveItemExists { .. }
             | StoreError::Queue(_)
             | StoreError::Recommendation(TransitionError::Invalid { .. }) => ErrorClass::Conflict,
@@ -1352,7 +1358,7 @@ mod log_tests {
             Ok(serde_json::json!(id))
         }));
         let e = answer.unwrap_err();
-        assert_eq!(e.class(), ErrorClass::BadInput, "{e}");
+        assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
         assert!(!log.contains("ERROR"), "{log}");
         assert!(
             log.contains("DEBUG") && log.contains("no known asset named \"db1\""),

@@ -618,7 +618,7 @@ pub fn add_window(conn: &Connection, w: &Window, now_ms: i64) -> Result<i64, Sto
 pub fn end_window(conn: &Connection, id: i64, now_ms: i64) -> Result<Window, StoreError> {
     let w = window(conn, id)?.ok_or(StoreError::NoSuchWindow(id))?;
     if w.ends_at_ms <= now_ms {
-        return Err(StoreError::BadWindow(format!("window {id} has already ended")));
+        return Err(StoreError::WindowEnded(id));
     }
     if w.starts_at_ms > now_ms {
         conn.execute("DELETE FROM maintenance_windows WHERE id = ?1", params![id])?;
@@ -975,7 +975,7 @@ mod tests {
         // Ending a window early lets web1's fault open at the next tick.
         let id = windows(&c, Some(2 * MIN), Some("acme")).unwrap()[0].id;
         end_window(&c, id, 2 * MIN).unwrap();
-        assert!(matches!(end_window(&c, id, 3 * MIN), Err(StoreError::BadWindow(_))));
+        assert!(matches!(end_window(&c, id, 3 * MIN), Err(StoreError::WindowEnded(_))));
         tick_all(&c, &p, 3 * MIN).unwrap();
         assert_eq!(cases(&c).len(), 2);
     }

@@ -5,7 +5,9 @@
 //! Needs an API token or a session, like the hosts API; a customer's user
 //! sees only the hosts labelled with their customer.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::Query;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -100,7 +102,7 @@ async fn one(
 ) -> Result<Json<Value>, ApiError> {
     let principal = authorize(&state, &headers)?;
     let h = find(&state, &principal, &key)?;
-    let limit = q.limit.unwrap_or(1_000).min(100_000);
+    let limit = super::page_limit(q.limit, 1_000, 100_000)?;
     let agent_id = h.agent_id.clone();
     let (changes, versions, disks) = super::read(&state, move |conn| {
         Ok((

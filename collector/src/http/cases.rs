@@ -4,7 +4,9 @@
 //! minimum), `host` and `customer`; one item comes with its evidence and its
 //! log (every occurrence and transition). Needs the API token.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::Query;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -58,7 +60,12 @@ pub(crate) fn parse_status(kind: ItemKind, s: Option<&str>) -> Result<StatusFilt
         Some(name) => {
             // A name alone (`on_hold`) or with its reason (`on_hold:parts`);
             // matching is on the name, so both select the same items.
-            let base = name.split(':').next().unwrap_or(name);
+            let (base, reason) = name.split_once(':').unwrap_or((name, "a"));
+            if reason.is_empty() || !reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                return Err(ApiError::BadRequest(format!(
+                    "status: {name:?}: the reason after ':' is lower-case letters and '_'"
+                )));
+            }
             let known = [
                 Status::New,
                 Status::Assigned,
@@ -115,12 +122,7 @@ async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery)
             Some(Severity::parse(s).ok_or_else(|| ApiError::BadRequest(format!("severity: {s:?} is not a severity")))?)
         }
     };
-    let limit = q.limit.unwrap_or(PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "limit: {limit} is not between 1 and {MAX_PAGE}"
-        )));
-    }
+    let limit = super::page_limit(q.limit, PAGE, MAX_PAGE)?;
     let filter = Filter {
         kind: Some(kind),
         status_active_only: matches!(status, StatusFilter::Active),
@@ -365,6 +367,40 @@ mod tests {
         assert_eq!(s, StatusCode::BAD_REQUEST);
     }
 
+    /// Found by schemathesis: axum's query rejections were plain text, a
+    /// `limit` above the documented maximum was served, and an id too large
+    /// for any id was a 400 rather than the 404 of any id not stored.
+    #[tokio::test]
+    async fn query_refusals_are_json_errors_and_huge_ids_name_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir).await;
+        for uri in [
+            "/api/v1/cases?limit=abc",
+            "/api/v1/cases?before=yesterday",
+            "/api/v1/hosts/x/reports?limit=-1",
+            "/api/v1/findings?limit=1001",
+            "/api/v1/maintenance?all=maybe",
+            "/api/v1/queue?status=on_hold:",
+            "/api/v1/cases?status=on_hold:Parts!",
+        ] {
+            let (s, v) = get(&state, uri).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {v}");
+            assert_eq!(v["error"], "bad_request", "{uri}: {v}");
+            assert!(v["reason"].is_string(), "{uri}: {v}");
+        }
+        for uri in [
+            "/api/v1/cases/99999999999999999999",
+            "/api/v1/findings/-99999999999999999999",
+            "/api/v1/reports/inspection/88381847798048176309.html",
+            "/api/v1/maintenance/99999999999999999999",
+        ] {
+            let (s, v) = get(&state, uri).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{uri}: {v}");
+        }
+        let (s, v) = get(&state, "/api/v1/cases/12ab").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+
     #[tokio::test]
     async fn maintenance_windows_and_the_unmapped_list() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -445,7 +481,7 @@ mod tests {
             Some(json!({"host": "nope"})),
         )
         .await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
         let (s, v) = call(
             &state,
             "POST",

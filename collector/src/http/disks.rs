@@ -4,7 +4,9 @@
 //! host). Needs an API token or a session; a customer's user sees only the
 //! disks of their customer's hosts, another customer's host is "not found".
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::Query;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -61,7 +63,7 @@ async fn one(
 ) -> Result<Json<Value>, ApiError> {
     let principal = authorize(&state, &headers)?;
     visible_host(&state, &principal, &agent_id)?;
-    let limit = q.limit.unwrap_or(1_000).min(100_000);
+    let limit = super::page_limit(q.limit, 1_000, 100_000)?;
     let (a, k) = (agent_id.clone(), key.clone());
     let found = read(&state, move |c| disks::one(c, &a, &k, limit)).await?;
     let Some((current, history)) = found else {

@@ -141,8 +141,8 @@ mod tests {
             ),
             (
                 StoreError::UnknownAsset("db1".into()),
-                StatusCode::BAD_REQUEST,
-                ErrorClass::BadInput,
+                StatusCode::NOT_FOUND,
+                ErrorClass::NotFound,
             ),
             (
                 StoreError::Queue("only a resolved case can be closed".into()),

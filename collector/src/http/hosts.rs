@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::Query;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -131,7 +133,7 @@ async fn reports(
 ) -> Result<Json<Value>, ApiError> {
     let principal = authorize(&state, &headers)?;
     visible_host(&state, &principal, &agent_id)?;
-    let limit = q.limit.unwrap_or(100).min(10_000);
+    let limit = super::page_limit(q.limit, 100, 10_000)?;
     let entries = super::read(&state, move |conn| store::report_log(conn, &agent_id, limit)).await?;
     Ok(Json(json!({ "reports": entries })))
 }

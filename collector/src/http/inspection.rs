@@ -18,7 +18,9 @@
 //! another customer's report is "not found".
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -152,11 +154,9 @@ fn parse_id(s: &str) -> Result<(i64, Format), ApiError> {
     } else {
         (s, Format::Plain)
     };
-    let id = id.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "inspection report id: {s:?} is not a number (optionally with .html, .md or .json)"
-        ))
-    })?;
+    let id = id
+        .parse()
+        .map_err(|e| super::id_error("inspection report", s, &e, " (optionally with .html, .md or .json)"))?;
     Ok((id, format))
 }
 

@@ -102,6 +102,36 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The query string decoded into `T`; a query the API refuses answers with
+/// the JSON error naming what was wrong, like every other refusal (axum's own
+/// `Query` answers plain text).
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(q)| Query(q))
+            .map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))
+    }
+}
+
+/// A page size from the query: `default` when absent; refused when it is 0 or
+/// above `max` (the document states both).
+pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!("limit: {n} is not between 1 and {max}"))),
+    }
+}
+
 /// Parses a JSON body, naming the field that is wrong.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -113,8 +143,17 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes
 
 /// A numeric id from the path.
 pub(crate) fn path_id(what: &str, id: &str) -> Result<i64, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::BadRequest(format!("{what} id: {id:?} is not a number")))
+    id.parse().map_err(|e| id_error(what, id, &e, ""))
+}
+
+/// Why a path id did not parse: a number too large for any id names nothing
+/// (404, like any id not in the store); anything else is not an id at all.
+pub(crate) fn id_error(what: &str, id: &str, e: &std::num::ParseIntError, hint: &str) -> ApiError {
+    use std::num::IntErrorKind;
+    match e.kind() {
+        IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => ApiError::NotFound(format!("no {what} {id}")),
+        _ => ApiError::BadRequest(format!("{what} id: {id:?} is not a number{hint}")),
+    }
 }
 
 /// Runs a store read on the reader connection, off the async workers

@@ -462,6 +462,8 @@ mod tests {
             ("PartReplaced", true),
             ("Satisfaction", true),
             ("SpareModel", true),
+            ("SpareModelBody", true),
+            ("ResolveReport", true),
             ("WindowSpec", true),
             ("EnrollRequest", true),
             ("StockBody", true),
@@ -479,7 +481,9 @@ mod tests {
         decodes::<FaultReport>(&doc, schema(&doc, "FaultReport"), "FaultReport");
         decodes::<ServiceReport>(&doc, schema(&doc, "ServiceReport"), "ServiceReport");
         decodes::<Satisfaction>(&doc, schema(&doc, "Satisfaction"), "Satisfaction");
-        decodes::<SpareModel>(&doc, schema(&doc, "SpareModel"), "SpareModel");
+        // The path names the model: the body's schema has no `model`.
+        decodes::<SpareModel>(&doc, schema(&doc, "SpareModelBody"), "SpareModelBody");
+        decodes::<ServiceReport>(&doc, schema(&doc, "ResolveReport"), "ResolveReport");
         decodes::<crate::cases::hold::WindowSpec>(&doc, schema(&doc, "WindowSpec"), "WindowSpec");
         decodes::<crate::http::enroll::EnrollRequest>(&doc, schema(&doc, "EnrollRequest"), "EnrollRequest");
 

@@ -14,7 +14,9 @@
 //! Engineers and managers act; a customer reads its own cases only.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::Query;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -426,8 +428,8 @@ mod tests {
         let (code, v) = as_user(&s, "ana", "GET", "/api/v1/queue?status=sleeping", None).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
         let (code, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("nowhere01", "x"))).await;
-        assert_eq!(code, StatusCode::BAD_REQUEST);
-        assert!(v["reason"].as_str().unwrap().contains("asset: no known asset"), "{v}");
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(v["reason"].as_str().unwrap().contains("no known asset"), "{v}");
         let (code, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(json!({"asset": "db01"}))).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert!(v["reason"].as_str().unwrap().contains("title"), "{v}");

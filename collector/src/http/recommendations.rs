@@ -13,7 +13,9 @@
 //! found"); acting on one is for staff.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::Query;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};

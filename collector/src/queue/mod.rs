@@ -1142,7 +1142,7 @@ pub fn report_fault(
     }
     let asset = report.asset.trim();
     if !crate::cases::hold::is_known(conn, asset)? {
-        return Err(StoreError::QueueInput(format!("asset: no known asset named {asset:?}")));
+        return Err(StoreError::UnknownAsset(asset.to_string()));
     }
     let labels = asset_labels(conn, asset)?;
     let customer = labels.get("customer").cloned().unwrap_or_default();
