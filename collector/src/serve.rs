@@ -87,6 +87,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         keep_raw_reports: cfg.store.raw_report_retention_hours > 0,
         contracts: contracts.clone(),
         satisfaction_wait_ms: i64::from(cfg.queue.satisfaction_wait_days) * 86_400_000,
+        health: Default::default(),
     };
     let (writer, writer_thread) =
         Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;

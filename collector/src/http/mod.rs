@@ -19,6 +19,7 @@ pub mod disks;
 pub mod enroll;
 pub mod error;
 pub mod hosts;
+pub mod health;
 pub mod inspection;
 pub mod login;
 pub mod maintenance;
@@ -69,8 +70,8 @@ pub fn app(state: AppState) -> Router {
         .merge(login::router())
         .merge(openapi::router())
         .merge(pages::router())
+        .merge(health::router())
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))
         .with_state(state)
 }

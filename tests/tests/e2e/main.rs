@@ -15,6 +15,7 @@ mod inspection_report;
 mod packaging;
 mod prometheus;
 mod spool;
+mod store_full;
 mod story;
 mod ticketing;
 mod util;
