@@ -9,6 +9,7 @@ mod dashboards;
 mod databases;
 mod detection;
 mod disk_health;
+mod edge;
 mod end_to_end;
 mod ingest;
 mod inspection_report;
