@@ -185,6 +185,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn limits(total: usize, per_source: usize) -> Arc<ConnLimits> {

@@ -305,6 +305,7 @@ impl HttpBody for DeadlineBody {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]
