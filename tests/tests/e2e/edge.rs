@@ -159,7 +159,10 @@ async fn slow_bodies_are_cut_off_and_the_agent_keeps_reporting() {
     // mallory's second and later reports (429: one report at a time).
     let mut answers = Vec::new();
     for d in drips {
-        answers.push(d.await.unwrap_or_else(|e| panic!("{e}")));
+        match tokio::time::timeout(Duration::from_secs(60), d).await {
+            Ok(r) => answers.push(r.unwrap_or_else(|e| panic!("{e}"))),
+            Err(_) => panic!("a dripping connection is still open 60 s after the body timeout"),
+        }
     }
     for (path, answer) in &answers {
         assert!(
