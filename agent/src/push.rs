@@ -115,8 +115,21 @@ pub enum Delivery {
     Delivered { duplicate: bool },
     /// The collector will never accept this report (400, 413): drop it, count it.
     Rejected { status: u16, reason: String },
-    /// Try again later (network, 401, 429, 5xx).
-    Retry { reason: String },
+    /// Try again later (network, 401, 408, 429, 5xx); `after`: the wait the
+    /// collector asked for (`Retry-After`), if any.
+    Retry { reason: String, after: Option<Duration> },
+}
+
+/// `Retry-After` in seconds (the collector sends no dates).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: &str, gzip_body: Vec<u8>) -> Delivery {
@@ -134,6 +147,7 @@ pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: 
         Err(e) => {
             return Delivery::Retry {
                 reason: format!("collector unreachable: {e}"),
+                after: None,
             };
         }
     };
@@ -144,8 +158,28 @@ pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: 
             status: s,
             reason: reason(resp).await,
         },
-        s => Delivery::Retry {
-            reason: format!("collector answered {s}: {}", reason(resp).await),
-        },
+        s => {
+            let after = retry_after(resp.headers());
+            Delivery::Retry {
+                reason: format!("collector answered {s}: {}", reason(resp).await),
+                after,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None, "a date is not used");
     }
 }

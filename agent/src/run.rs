@@ -249,8 +249,12 @@ async fn deliver(
                 c.rejected_total += 1;
                 let _ = c.save(&cfg.state_dir);
             }
-            Delivery::Retry { reason } => {
-                let wait = backoff.next().unwrap_or(Duration::from_secs(cfg.push.max_backoff_secs));
+            Delivery::Retry { reason, after } => {
+                let longest = Duration::from_secs(cfg.push.max_backoff_secs);
+                let wait = backoff.next().unwrap_or(longest);
+                // The collector's Retry-After (a full store, a full request
+                // budget), within the longest backoff configured.
+                let wait = after.map_or(wait, |a| wait.max(a.min(longest)));
                 tracing::warn!(seq, %reason, retry_in_ms = wait.as_millis() as u64, "delivery failed; report stays spooled");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -31,6 +31,97 @@ pub struct Config {
     pub queue: QueueConfig,
     #[serde(default)]
     pub sinks: crate::sinks::SinksConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// Limits at the HTTPS edge for everything but agent ingest (which has its
+/// own budget and body timeout in [`IngestConfig`]): connections, slow
+/// clients, concurrent requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections open at once, TLS handshakes included; more are closed
+    /// at once. Keep it below the process's file descriptor limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections one source address (an IPv6 /64) may hold at once; more
+    /// are closed at once. A site behind one NAT address counts as one source.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// Requests other than agent ingest handled at once; more are answered
+    /// 503 with `Retry-After`.
+    #[serde(default = "default_http_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Time allowed to receive a whole request body (other than ingest).
+    #[serde(default = "default_http_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+    /// Time allowed to receive a request's headers, and the longest a kept-alive
+    /// connection may sit idle.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// Time allowed for the TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout_secs")]
+    pub tls_handshake_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            max_connections_per_source: default_max_connections_per_source(),
+            max_concurrent_requests: default_http_max_concurrent_requests(),
+            body_timeout_secs: default_http_body_timeout_secs(),
+            header_timeout_secs: default_header_timeout_secs(),
+            tls_handshake_timeout_secs: default_tls_handshake_timeout_secs(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_source() -> usize {
+    512
+}
+fn default_http_max_concurrent_requests() -> usize {
+    256
+}
+fn default_http_body_timeout_secs() -> u64 {
+    10
+}
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+fn default_tls_handshake_timeout_secs() -> u64 {
+    10
+}
+
+/// Longest accepted edge timeout: past a few minutes a timeout no longer
+/// protects anything.
+const MAX_HTTP_TIMEOUT_SECS: u64 = 600;
+
+impl HttpConfig {
+    fn problems(&self, p: &mut Vec<String>) {
+        if self.max_connections == 0 {
+            p.push("http.max_connections: must be at least 1".into());
+        }
+        if self.max_connections_per_source == 0 || self.max_connections_per_source > self.max_connections {
+            p.push("http.max_connections_per_source: must be from 1 to http.max_connections".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            p.push("http.max_concurrent_requests: must be at least 1".into());
+        }
+        for (name, v) in [
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("tls_handshake_timeout_secs", self.tls_handshake_timeout_secs),
+        ] {
+            if v == 0 || v > MAX_HTTP_TIMEOUT_SECS {
+                p.push(format!("http.{name}: must be from 1 to {MAX_HTTP_TIMEOUT_SECS}"));
+            }
+        }
+    }
 }
 
 /// The engineers' queue: contracts and people, closing paperwork.
@@ -243,10 +334,12 @@ pub struct IngestConfig {
     /// Largest report accepted once decompressed (guards against gzip bombs).
     #[serde(default = "default_max_decompressed_bytes")]
     pub max_decompressed_bytes: usize,
-    /// Requests handled at once; more wait.
+    /// Reports handled at once: ingest's own budget, apart from every other
+    /// route's (`http.max_concurrent_requests`), so agents keep flowing while
+    /// other routes are flooded. More are answered 503 with `Retry-After`.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
-    /// Time allowed to receive one request body.
+    /// Time allowed to receive one report's whole body.
     #[serde(default = "default_body_timeout_secs")]
     pub body_timeout_secs: u64,
 }
@@ -358,6 +451,7 @@ impl Default for Config {
             reports: ReportsConfig::default(),
             queue: QueueConfig::default(),
             sinks: crate::sinks::SinksConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -412,6 +506,7 @@ impl Checked for Config {
             p.push(format!("queue.public_url: {u:?} is not an http(s) URL"));
         }
         self.sinks.problems(&mut p);
+        self.http.problems(&mut p);
         p
     }
 }
@@ -528,5 +623,25 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("raw_report_retention_hours") || e.contains("line 2")));
+    }
+
+    #[test]
+    fn http_limits_and_their_errors() {
+        let c = Config::parse("", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.http.max_connections == 4096
+            && c.http.max_connections_per_source == 512
+            && c.http.body_timeout_secs == 10));
+        let e = Config::parse(
+            "[http]\nmax_connections = 10\nmax_connections_per_source = 11\nmax_concurrent_requests = 0\nbody_timeout_secs = 0\ntls_handshake_timeout_secs = 601\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "c.toml: 4 problem(s):\n  http.max_connections_per_source: must be from 1 to http.max_connections\n  http.max_concurrent_requests: must be at least 1\n  http.body_timeout_secs: must be from 1 to 600\n  http.tls_handshake_timeout_secs: must be from 1 to 600"
+            )
+        );
     }
 }

@@ -55,6 +55,8 @@ pub struct Metrics {
     /// Spare coverage per customer and stock lines under their minimum,
     /// refreshed every minute from the store.
     pub spares: Arc<Mutex<SpareGauges>>,
+    /// Edge limits that cut a connection or request short (and their log).
+    pub http_limited: crate::http::limits::Recorder,
 }
 
 fn unit(u: Unit) -> Option<registry::Unit> {
@@ -119,8 +121,10 @@ impl Metrics {
             held: Arc::new(Mutex::new(Vec::new())),
             queue: Arc::new(Mutex::new(Vec::new())),
             spares: Arc::new(Mutex::new((Vec::new(), 0))),
+            http_limited: Default::default(),
             registry: Registry::default(),
         };
+        register(&mut registry, "caretaker_http_limited", m.http_limited.family())?;
         register(&mut registry, "caretaker_item_transitions", m.transitions.clone())?;
         register(&mut registry, "caretaker_rule_evaluation_seconds", m.evaluation.clone())?;
         register(&mut registry, "caretaker_rule_file_errors", m.rule_file_errors.clone())?;

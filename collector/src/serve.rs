@@ -87,6 +87,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         keep_raw_reports: cfg.store.raw_report_retention_hours > 0,
         contracts: contracts.clone(),
         satisfaction_wait_ms: i64::from(cfg.queue.satisfaction_wait_days) * 86_400_000,
+        health: Default::default(),
     };
     let (writer, writer_thread) =
         Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
@@ -204,12 +205,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
 
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), hosts, "collector serving");
-    let mut server = axum_server::bind_rustls(cfg.listen, tls).handle(handle);
-    server
-        .http_builder()
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+    let mut server = axum_server::bind(cfg.listen)
+        .acceptor(edge(tls, &cfg.http, state.metrics.clone()))
+        .handle(handle);
+    {
+        let builder = server.http_builder();
+        // HTTP/1.1 only: hyper's header timeout (which also ends idle
+        // kept-alive connections) exists for HTTP/1.1 alone, and one HTTP/2
+        // connection could carry many slow requests.
+        *builder = builder.clone().http1_only();
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(cfg.http.header_timeout_secs));
+    }
     server.serve(app(state).into_make_service()).await.context("serving")?;
     pruner.abort();
     let _ = pruner.await;
@@ -232,6 +241,22 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || writer_thread.join()).await.ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The acceptor at the edge: the connection limits (before any TLS work),
+/// then the TLS handshake within its timeout, offering HTTP/1.1 only.
+fn edge(
+    tls: RustlsConfig,
+    cfg: &crate::config::HttpConfig,
+    metrics: Arc<Metrics>,
+) -> axum_server::tls_rustls::RustlsAcceptor<crate::http::conns::LimitAcceptor> {
+    let mut server_config = (*tls.get_inner()).clone();
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls.reload_from_config(Arc::new(server_config));
+    let limits = Arc::new(crate::http::conns::ConnLimits::new(cfg));
+    axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .handshake_timeout(Duration::from_secs(cfg.tls_handshake_timeout_secs))
+        .acceptor(crate::http::conns::LimitAcceptor::new(limits, metrics))
 }
 
 /// Makes the scheduled inspection reports that are due, at start and then

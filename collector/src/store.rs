@@ -73,6 +73,11 @@ pub enum StoreError {
     QueueInput(String),
     #[error("the store has no {0} table: run `caretaker-collector serve` of this version once to upgrade it")]
     Outdated(&'static str),
+    /// The store cannot write now (disk full, I/O error, read-only, locked
+    /// by another process): nothing of the batch was applied; a retry later
+    /// may succeed.
+    #[error("the store cannot write: {0}")]
+    Unwritable(String),
 }
 
 /// Whose fault a failed store operation is: the one classification that both
@@ -86,14 +91,17 @@ pub enum ErrorClass {
     BadInput,
     /// A valid request the current state does not allow.
     Conflict,
-    /// Ours: the database, a corrupt row, the writer gone.
+    /// Ours: the database, a corrupt row.
     Internal,
+    /// Ours and passing: the store cannot write now (disk full, I/O error,
+    /// the writer stopping); the caller should retry later.
+    Unavailable,
 }
 
 impl ErrorClass {
     /// The caller's mistake, not ours.
     pub fn is_client(self) -> bool {
-        self != ErrorClass::Internal
+        !matches!(self, ErrorClass::Internal | ErrorClass::Unavailable)
     }
 }
 
@@ -118,16 +126,28 @@ impl StoreError {
             | StoreError::ActiveItemExists { .. }
             | StoreError::Queue(_)
             | StoreError::Recommendation(TransitionError::Invalid { .. }) => ErrorClass::Conflict,
+            StoreError::Sql(e) if cannot_write(e) => ErrorClass::Unavailable,
+            StoreError::WriterGone | StoreError::Unwritable(_) => ErrorClass::Unavailable,
             StoreError::Sql(_)
             | StoreError::Migration(_)
             | StoreError::Corrupt { .. }
-            | StoreError::WriterGone
             | StoreError::UnknownAgent(_)
             | StoreError::Transaction(_)
             | StoreError::CorruptItem { .. }
             | StoreError::Outdated(_) => ErrorClass::Internal,
         }
     }
+}
+
+/// SQLite failures that say the store cannot write now rather than that a
+/// statement is wrong: a full disk, an I/O error, a read-only file, another
+/// process holding the lock.
+pub fn cannot_write(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseBusy | C::DatabaseLocked)
+    )
 }
 
 fn migrations() -> Migrations<'static> {
@@ -242,6 +262,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::queue::MIGRATION),
         // Parts a service report replaced or the inventory lost.
         M::up(crate::cases::retired::MIGRATION),
+        // One row `/healthz` rewrites to learn whether the store can write again.
+        M::up(PROBE_MIGRATION),
     ])
 }
 
@@ -509,6 +531,38 @@ pub async fn read_on<T: Send + 'static>(
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    health: Arc<Health>,
+}
+
+const PROBE_MIGRATION: &str =
+    "CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);";
+
+/// Whether the store can write, as the writer last found: set by a batch
+/// that failed because the store could not write, cleared by a batch that
+/// wrote. Read by `/healthz`; a failing store is probed with a real write
+/// ([`Writer::probe`]) so it recovers without traffic.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Why the store could not write at its last attempt; `None`: it could.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, failing: Option<String>) {
+        let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*f, &failing) {
+            (Some(_), None) => tracing::info!("the store can write again"),
+            (None, Some(reason)) => {
+                tracing::error!(%reason, "the store cannot write; agents are answered 503 and retry")
+            }
+            _ => {}
+        }
+        *f = failing;
+    }
 }
 
 /// How the writer treats raw report bodies, and what the queue needs in the
@@ -523,6 +577,8 @@ pub struct WriterOptions {
     pub contracts: crate::contracts::Shared,
     /// A resolved case with no satisfaction record closes after this long.
     pub satisfaction_wait_ms: i64,
+    /// Whether the store could write at its last attempt (see [`Health`]).
+    pub health: Arc<Health>,
 }
 
 impl Default for WriterOptions {
@@ -531,6 +587,7 @@ impl Default for WriterOptions {
             keep_raw_reports: true,
             contracts: crate::contracts::Shared::default(),
             satisfaction_wait_ms: 7 * 86_400_000,
+            health: Arc::default(),
         }
     }
 }
@@ -551,10 +608,34 @@ impl Writer {
         options: WriterOptions,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
+        let health = options.health.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, rx, fleet, options))?;
-        Ok((Self { tx }, handle))
+        Ok((Self { tx, health }, handle))
+    }
+
+    /// Why the store cannot write, if it could not at its last attempt (or
+    /// the writer has stopped).
+    pub fn failing(&self) -> Option<String> {
+        if self.tx.is_closed() {
+            return Some(StoreError::WriterGone.to_string());
+        }
+        self.health.failing()
+    }
+
+    /// Writes one small row: whether the store can write now. Updates
+    /// [`Writer::failing`] like any other write.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO store_probe(id, at_ms) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
+                params![caretaker_shared::now_ms()],
+            )?;
+            Ok(serde_json::Value::Null)
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn apply(&self, incoming: Incoming) -> Result<Applied, StoreError> {
@@ -647,15 +728,27 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
     tracing::debug!("store writer stopped");
 }
 
+/// The error every job of a failed batch is answered with: one the store
+/// could not write is [`StoreError::Unwritable`] (answered 503, retried),
+/// logged once when the store starts failing rather than for every batch.
+fn batch_error(e: &rusqlite::Error, health: &Health, what: &str) -> StoreError {
+    if cannot_write(e) {
+        health.set(Some(e.to_string()));
+        StoreError::Unwritable(e.to_string())
+    } else {
+        tracing::error!(error = %e, "{what}");
+        StoreError::Transaction(e.to_string())
+    }
+}
+
 fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &WriterOptions) {
+    let health = &*options.health;
+    let changes_before = conn.total_changes();
     let mut tx = match conn.transaction() {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = %e, "cannot begin a transaction");
-            let msg = e.to_string();
-            batch
-                .into_iter()
-                .for_each(|job| reply_err(job, StoreError::Transaction(msg.clone())));
+            let err = batch_error(&e, health, "cannot begin a transaction");
+            batch.into_iter().for_each(|job| reply_err(job, clone_error(&err)));
             return;
         }
     };
@@ -668,7 +761,8 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
     let mut done: Vec<(Job, Result<Option<Effect>, StoreError>)> = Vec::with_capacity(batch.len());
     // Inventories set by earlier jobs of this batch (the fleet sees them only after the commit).
     let mut inventories: HashMap<String, AssetState> = HashMap::new();
-    for mut job in batch {
+    let mut batch = batch.into_iter();
+    while let Some(mut job) = batch.next() {
         let r = (|| -> Result<Option<Effect>, StoreError> {
             let sp = tx.savepoint()?;
             let effect = match &mut job {
@@ -721,14 +815,33 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
             sp.commit()?;
             Ok(effect)
         })();
+        // SQLite may have rolled the whole transaction back on a full disk
+        // or an I/O error: nothing of this batch can be trusted to commit.
+        if let Err(e) = &r
+            && e.class() == ErrorClass::Unavailable
+        {
+            let reason = e.to_string();
+            health.set(Some(reason.clone()));
+            drop(tx);
+            let err = StoreError::Unwritable(reason);
+            done.into_iter()
+                .map(|(j, _)| j)
+                .chain(std::iter::once(job))
+                .chain(batch)
+                .for_each(|j| reply_err(j, clone_error(&err)));
+            return;
+        }
         done.push((job, r));
     }
     if let Err(e) = tx.commit() {
-        tracing::error!(error = %e, "commit failed; the batch is not applied");
-        let msg = e.to_string();
-        done.into_iter()
-            .for_each(|(job, _)| reply_err(job, StoreError::Transaction(msg.clone())));
+        let err = batch_error(&e, health, "commit failed; the batch is not applied");
+        done.into_iter().for_each(|(job, _)| reply_err(job, clone_error(&err)));
         return;
+    }
+    // A batch that wrote shows the store can write; one that only read
+    // shows nothing.
+    if conn.total_changes() != changes_before {
+        health.set(None);
     }
     if recount {
         match crate::predict::records::open_counts(conn) {
@@ -805,6 +918,14 @@ pub fn detect_write(conn: &Connection, mark: i64, tick: bool) -> Result<DetectWr
             None
         },
     })
+}
+
+/// The one failure of a batch, for each of its jobs.
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unwritable(m) => StoreError::Unwritable(m.clone()),
+        other => StoreError::Transaction(other.to_string()),
+    }
 }
 
 fn reply_err(job: Job, e: StoreError) {
@@ -1378,5 +1499,74 @@ mod log_tests {
                 .any(|l| l.contains("ERROR") && l.contains("store job failed") && l.contains("no_such_table")),
             "{log}"
         );
+    }
+
+    /// Runs each of `jobs` as one batch on `conn`; their answers.
+    fn run_batch_of(
+        conn: &mut Connection,
+        options: &WriterOptions,
+        jobs: Vec<RunFn>,
+    ) -> Vec<Result<serde_json::Value, StoreError>> {
+        let (jobs, answers): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|f| {
+                let (reply, rx) = oneshot::channel();
+                (Job::Run(Some(f), reply), rx)
+            })
+            .unzip();
+        run_batch(conn, jobs, &Fleet::default(), options);
+        answers.into_iter().map(|mut rx| rx.try_recv().unwrap()).collect()
+    }
+
+    fn probe_rows(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM store_probe", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A full disk answered 500 and left the batch half applied: SQLite may
+    /// roll the whole transaction back on SQLITE_FULL, after which the jobs
+    /// before the failure were answered as applied though nothing was.
+    #[test]
+    fn a_full_store_fails_the_whole_batch_as_unwritable_and_recovers() {
+        let mut conn = open_in_memory().unwrap();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        // No page past the ones there are: SQLite answers SQLITE_FULL, as on a full disk.
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+        let options = WriterOptions::default();
+        let health = &options.health;
+        let fits: RunFn = Box::new(|c| {
+            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 1)", [])?;
+            Ok(serde_json::Value::Null)
+        });
+        let too_big: RunFn = Box::new(|c| {
+            c.execute_batch("CREATE TABLE filler(x); INSERT INTO filler VALUES (zeroblob(1000000));")?;
+            Ok(serde_json::Value::Null)
+        });
+        let answers = run_batch_of(&mut conn, &options, vec![fits, too_big]);
+        for a in &answers {
+            let e = a.as_ref().unwrap_err();
+            assert!(matches!(e, StoreError::Unwritable(_)), "{e}");
+            assert_eq!(e.class(), ErrorClass::Unavailable);
+        }
+        assert_eq!(probe_rows(&conn), 0, "nothing of the batch was applied");
+        assert!(
+            health.failing().is_some_and(|r| r.contains("full")),
+            "{:?}",
+            health.failing()
+        );
+
+        // A batch that only reads says nothing about writing.
+        let read: RunFn = Box::new(|c| Ok(serde_json::json!(probe_rows(c))));
+        assert!(run_batch_of(&mut conn, &options, vec![read])[0].is_ok());
+        assert!(health.failing().is_some());
+
+        conn.pragma_update(None, "max_page_count", pages + 1000).unwrap();
+        let fits: RunFn = Box::new(|c| {
+            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 2)", [])?;
+            Ok(serde_json::Value::Null)
+        });
+        assert!(run_batch_of(&mut conn, &options, vec![fits])[0].is_ok());
+        assert_eq!(probe_rows(&conn), 1);
+        assert_eq!(health.failing(), None, "a write that committed clears it");
     }
 }

@@ -1364,6 +1364,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Problems found in rule files on reload; the previous rules stayed active."
     ),
     m!(
+        "caretaker_http_limited",
+        Counter,
+        None,
+        Collector,
+        ["limit"],
+        "Connections or requests an edge limit cut short: a body not received in time, the connection limit, one source's share of it, a full request budget, a second report at once from one agent."
+    ),
+    m!(
         "caretaker_contract_file_errors",
         Counter,
         None,
@@ -1422,6 +1430,9 @@ pub const REJECT_REASONS: &[&str] = &[
     "unsupported_encoding",
     "internal",
 ];
+
+/// Limits of `caretaker_http_limited`; a closed set keeps label values bounded.
+pub const HTTP_LIMITS: &[&str] = &["body_timeout", "connections", "per_source", "concurrency", "per_agent"];
 
 /// Events of `caretaker_item_transitions`; a closed set keeps label values bounded.
 pub const TRANSITION_EVENTS: &[&str] = &["opened", "reopened", "recovered", "resolved", "changed"];

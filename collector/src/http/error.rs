@@ -3,7 +3,7 @@
 //! with a generic body.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use caretaker_shared::wire::WireError;
 use serde_json::json;
@@ -28,8 +28,17 @@ pub enum ApiError {
     BadRequest(String),
     /// The request is valid but the resource's state does not allow it.
     Conflict(String),
+    /// The request body did not arrive in time (answered 408, connection closed).
+    Timeout(String),
+    /// The store cannot write now (disk full, the writer stopping): answered
+    /// 503 with `Retry-After`, so agents keep the report and retry.
+    Unavailable(String),
     Internal(String),
 }
+
+/// Seconds a client is asked to wait (`Retry-After`) when the collector
+/// cannot take its request now.
+pub const RETRY_AFTER_SECS: u64 = 30;
 
 impl ApiError {
     /// The `reason` label for `caretaker_ingest_reports_rejected`.
@@ -41,7 +50,12 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::Internal(_) => "internal",
-            ApiError::Duplicate { .. } | ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::Forbidden(_) => {
+            ApiError::Duplicate { .. }
+            | ApiError::NotFound(_)
+            | ApiError::Conflict(_)
+            | ApiError::Forbidden(_)
+            | ApiError::Timeout(_)
+            | ApiError::Unavailable(_) => {
                 return None;
             }
         })
@@ -90,6 +104,23 @@ impl IntoResponse for ApiError {
                 json!({"error": "bad_request", "reason": reason}),
             ),
             ApiError::Conflict(reason) => (StatusCode::CONFLICT, json!({"error": "conflict", "reason": reason})),
+            ApiError::Timeout(reason) => {
+                return (
+                    StatusCode::REQUEST_TIMEOUT,
+                    [(header::CONNECTION, "close")],
+                    Json(json!({"error": "timeout", "reason": reason})),
+                )
+                    .into_response();
+            }
+            // Not logged here: the store writer logs once when it starts failing.
+            ApiError::Unavailable(reason) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
+                    Json(json!({"error": "unavailable", "reason": reason})),
+                )
+                    .into_response();
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (
@@ -112,6 +143,7 @@ impl From<crate::store::StoreError> for ApiError {
             ErrorClass::BadInput => ApiError::BadRequest(e.to_string()),
             ErrorClass::Conflict => ApiError::Conflict(e.to_string()),
             ErrorClass::Internal => ApiError::Internal(e.to_string()),
+            ErrorClass::Unavailable => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -155,21 +187,41 @@ mod tests {
                 ErrorClass::BadInput,
             ),
             (
-                StoreError::Transaction("disk full".into()),
+                StoreError::Transaction("cannot commit - no transaction is active".into()),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorClass::Internal,
             ),
             (
+                StoreError::Unwritable("database or disk is full".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::Unavailable,
+            ),
+            (
+                StoreError::Sql(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    None,
+                )),
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::Unavailable,
+            ),
+            (
                 StoreError::WriterGone,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorClass::Internal,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::Unavailable,
             ),
         ];
         for (e, status, class) in cases {
             let text = e.to_string();
             assert_eq!(e.class(), class, "{text}");
             assert_eq!(class.is_client(), !status.is_server_error(), "{text}");
-            assert_eq!(ApiError::from(e).into_response().status(), status, "{text}");
+            let resp = ApiError::from(e).into_response();
+            assert_eq!(resp.status(), status, "{text}");
+            // A retryable refusal says when to retry; agents keep the report.
+            assert_eq!(
+                resp.headers().contains_key(header::RETRY_AFTER),
+                status == StatusCode::SERVICE_UNAVAILABLE,
+                "{text}"
+            );
         }
     }
 }

@@ -15,11 +15,14 @@ use crate::store::Writer;
 
 pub mod assets;
 pub mod cases;
+pub mod conns;
 pub mod disks;
 pub mod enroll;
 pub mod error;
+pub mod health;
 pub mod hosts;
 pub mod inspection;
+pub mod limits;
 pub mod login;
 pub mod maintenance;
 pub mod openapi;
@@ -53,7 +56,7 @@ pub struct AppState {
 }
 
 pub fn app(state: AppState) -> Router {
-    let limit = state.config.ingest.max_concurrent_requests;
+    let limits = Arc::new(limits::RequestLimits::new(&state.config, state.metrics.clone()));
     Router::new()
         .merge(reports::router())
         .merge(enroll::router())
@@ -69,9 +72,9 @@ pub fn app(state: AppState) -> Router {
         .merge(login::router())
         .merge(openapi::router())
         .merge(pages::router())
+        .merge(health::router())
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(limit))
+        .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
         .with_state(state)
 }
 

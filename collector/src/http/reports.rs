@@ -6,7 +6,7 @@
 //! (200, or 409 for a sequence number already applied). A rejected report
 //! changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -53,18 +53,17 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     }
 }
 
-async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<axum::body::Bytes, ApiError> {
+/// Reads the body up to `limit` bytes; its deadline (`ingest.body_timeout_secs`)
+/// is the edge's, see [`super::limits`].
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     let limited = http_body_util::Limited::new(body, limit);
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Err(_) => Err(ApiError::BadRequest(format!(
-            "body not received within {} s",
-            timeout.as_secs()
-        ))),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+    match limited.collect().await {
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ApiError::TooLarge(format!("body larger than {limit} bytes")))
         }
-        Ok(Err(e)) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Err(e) if super::limits::is_body_timeout(&*e) => Err(ApiError::Timeout("body not received in time".into())),
+        Err(e) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
+        Ok(c) => Ok(c.to_bytes()),
     }
 }
 
@@ -96,7 +95,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
             )));
         }
     }
-    let body = read_body(body, cfg.max_body_bytes, Duration::from_secs(cfg.body_timeout_secs)).await?;
+    let body = read_body(body, cfg.max_body_bytes).await?;
 
     // Decompressing and parsing are CPU work: keep them off the async workers.
     let limit = cfg.max_decompressed_bytes;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::util::{Agent, Collector, eventually, wait_for_host};
 
 /// Unmounts the tmpfs when the test ends, however it ends.
-struct Mounted(PathBuf);
+pub(crate) struct Mounted(PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
@@ -22,7 +22,7 @@ impl Drop for Mounted {
 
 /// Mounts an 8 MiB tmpfs on `dir`; `None` (test skipped) when that is not
 /// possible here, unless CARETAKER_TEST_MOUNT=1 demands it.
-fn mount_tmpfs(dir: &Path) -> Option<Mounted> {
+pub(crate) fn mount_tmpfs(dir: &Path) -> Option<Mounted> {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
