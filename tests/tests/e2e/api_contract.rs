@@ -62,6 +62,7 @@ async fn schemathesis_finds_no_mismatch_between_the_document_and_the_server() {
         // A pooled keep-alive connection the collector closed as idle is
         // reopened, as any HTTP client does.
         .args(["--request-retries", "2"])
+        .args(["--generation-database", "none"])
         .args(["--no-color", "--output-truncate", "false"])
         .arg("--tls-verify")
         .arg(collector.data_dir().join("ca.pem"))
