@@ -31,6 +31,41 @@ pub struct Config {
     pub queue: QueueConfig,
     #[serde(default)]
     pub sinks: crate::sinks::SinksConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Who may scrape `/metrics`: it names every customer, host, serial and
+/// kernel, so by default only a Prometheus holding the data directory's
+/// `metrics-token`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `bearer`: `Authorization: Bearer <metrics-token>` required (the file
+    /// `metrics-token` in the data directory, made by `init`, read at every
+    /// scrape so a new token applies at once); `none`: open to anyone who
+    /// reaches the port.
+    #[serde(default = "default_metrics_auth")]
+    pub auth: MetricsAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAuth {
+    Bearer,
+    None,
+}
+
+fn default_metrics_auth() -> MetricsAuth {
+    MetricsAuth::Bearer
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            auth: default_metrics_auth(),
+        }
+    }
 }
 
 /// The engineers' queue: contracts and people, closing paperwork.
@@ -358,6 +393,7 @@ impl Default for Config {
             reports: ReportsConfig::default(),
             queue: QueueConfig::default(),
             sinks: crate::sinks::SinksConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -528,5 +564,17 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("raw_report_retention_hours") || e.contains("line 2")));
+    }
+
+    #[test]
+    fn metrics_auth_is_on_unless_turned_off() {
+        let c = Config::parse("", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.metrics.auth == MetricsAuth::Bearer));
+        let c = Config::parse("[metrics]\nauth = \"none\"\n", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.metrics.auth == MetricsAuth::None));
+        let e = Config::parse("[metrics]\nauth = \"open\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("unknown variant `open`")));
     }
 }

@@ -49,6 +49,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             );
         }
     }
+    if cfg.metrics.auth == crate::config::MetricsAuth::Bearer
+        && crate::http::metrics_auth::ensure_token(&paths).context("writing the metrics token")?
+    {
+        tracing::warn!(
+            file = %paths.metrics_token.display(),
+            "made a metrics token: /metrics now needs it (Prometheus: authorization.credentials_file)"
+        );
+    }
     // Broken rules refuse the start, like a broken config: running with a
     // silently partial rule set would hide exactly the faults the operator
     // wrote rules for. Every problem is printed as FILE:LINE.

@@ -22,6 +22,7 @@ pub mod hosts;
 pub mod inspection;
 pub mod login;
 pub mod maintenance;
+pub mod metrics_auth;
 pub mod openapi;
 pub mod pages;
 pub mod queue;
@@ -77,7 +78,9 @@ pub fn app(state: AppState) -> Router {
 
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
+    headers: HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    metrics_auth::check(&state, &headers).await?;
     let m = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || m.render())
         .await

@@ -18,3 +18,4 @@ mod spool;
 mod story;
 mod ticketing;
 mod util;
+mod webauth;
