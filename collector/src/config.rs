@@ -33,6 +33,8 @@ pub struct Config {
     pub sinks: crate::sinks::SinksConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub login: LoginConfig,
 }
 
 /// Who may scrape `/metrics`: it names every customer, host, serial and
@@ -64,6 +66,91 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             auth: default_metrics_auth(),
+        }
+    }
+}
+
+/// Logging in to the web pages: how password guessing is slowed and how
+/// many password checks (argon2id, about 19 MB each) run at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Failed logins for one user name before it is locked.
+    #[serde(default = "default_user_failures_before_lock")]
+    pub user_failures_before_lock: u32,
+    /// Failed logins from one source address before it is locked (higher:
+    /// several people may share an address).
+    #[serde(default = "default_source_failures_before_lock")]
+    pub source_failures_before_lock: u32,
+    /// The first lock's length; each further failure doubles it, up to
+    /// `max_lock_secs`.
+    #[serde(default = "default_lock_secs")]
+    pub lock_secs: u64,
+    /// The longest lock; failures older than this are forgotten.
+    #[serde(default = "default_max_lock_secs")]
+    pub max_lock_secs: u64,
+    /// Password checks running at once; more wait.
+    #[serde(default = "default_max_concurrent_password_checks")]
+    pub max_concurrent_password_checks: usize,
+    /// How long a login waits for a password check slot before it is
+    /// answered 429 with `Retry-After`; 0: not at all.
+    #[serde(default = "default_password_check_wait_secs")]
+    pub password_check_wait_secs: u64,
+}
+
+fn default_user_failures_before_lock() -> u32 {
+    5
+}
+fn default_source_failures_before_lock() -> u32 {
+    20
+}
+fn default_lock_secs() -> u64 {
+    60
+}
+fn default_max_lock_secs() -> u64 {
+    3600
+}
+fn default_max_concurrent_password_checks() -> usize {
+    2
+}
+fn default_password_check_wait_secs() -> u64 {
+    10
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            user_failures_before_lock: default_user_failures_before_lock(),
+            source_failures_before_lock: default_source_failures_before_lock(),
+            lock_secs: default_lock_secs(),
+            max_lock_secs: default_max_lock_secs(),
+            max_concurrent_password_checks: default_max_concurrent_password_checks(),
+            password_check_wait_secs: default_password_check_wait_secs(),
+        }
+    }
+}
+
+impl LoginConfig {
+    fn problems(&self, p: &mut Vec<String>) {
+        if self.user_failures_before_lock == 0 {
+            p.push("login.user_failures_before_lock: must be at least 1".into());
+        }
+        if self.source_failures_before_lock == 0 {
+            p.push("login.source_failures_before_lock: must be at least 1".into());
+        }
+        if self.lock_secs == 0 || self.lock_secs > MAX_DURATION_SECS {
+            p.push(format!("login.lock_secs: must be between 1 and {MAX_DURATION_SECS}"));
+        }
+        if self.max_lock_secs < self.lock_secs || self.max_lock_secs > MAX_DURATION_SECS {
+            p.push(format!(
+                "login.max_lock_secs: must be between login.lock_secs and {MAX_DURATION_SECS}"
+            ));
+        }
+        if self.max_concurrent_password_checks == 0 || self.max_concurrent_password_checks > 64 {
+            p.push("login.max_concurrent_password_checks: must be between 1 and 64".into());
+        }
+        if self.password_check_wait_secs > 300 {
+            p.push("login.password_check_wait_secs: must be at most 300".into());
         }
     }
 }
@@ -394,6 +481,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             sinks: crate::sinks::SinksConfig::default(),
             metrics: MetricsConfig::default(),
+            login: LoginConfig::default(),
         }
     }
 }
@@ -448,6 +536,7 @@ impl Checked for Config {
             p.push(format!("queue.public_url: {u:?} is not an http(s) URL"));
         }
         self.sinks.problems(&mut p);
+        self.login.problems(&mut p);
         p
     }
 }
@@ -567,14 +656,26 @@ mod tests {
     }
 
     #[test]
-    fn metrics_auth_is_on_unless_turned_off() {
+    fn metrics_auth_is_on_unless_turned_off_and_login_limits_are_checked() {
         let c = Config::parse("", Path::new("c.toml"));
-        assert!(c.is_ok_and(|c| c.metrics.auth == MetricsAuth::Bearer));
+        assert!(c.is_ok_and(|c| c.metrics.auth == MetricsAuth::Bearer && c.login.max_concurrent_password_checks == 2));
         let c = Config::parse("[metrics]\nauth = \"none\"\n", Path::new("c.toml"));
         assert!(c.is_ok_and(|c| c.metrics.auth == MetricsAuth::None));
         let e = Config::parse("[metrics]\nauth = \"open\"\n", Path::new("c.toml"))
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("unknown variant `open`")));
+        let e = Config::parse(
+            "[login]\nuser_failures_before_lock = 0\nlock_secs = 120\nmax_lock_secs = 60\nmax_concurrent_password_checks = 0\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "c.toml: 3 problem(s):\n  login.user_failures_before_lock: must be at least 1\n  login.max_lock_secs: must be between login.lock_secs and 31622400\n  login.max_concurrent_password_checks: must be between 1 and 64"
+            )
+        );
     }
 }

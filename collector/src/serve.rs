@@ -149,7 +149,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = AppState {
         detect: Some(detect),
         contracts,
-        sessions: Default::default(),
+        login: Arc::new(crate::login_guard::LoginGuard::new(&cfg.login)),
         fleet,
         writer: writer.clone(),
         metrics,
@@ -182,6 +182,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                         outbox_before_ms: now - crate::queue::outbox::KEEP_DELIVERED_MS,
                     })
                     .await;
+                let swept = writer
+                    .run(move |c| Ok(serde_json::json!(crate::sessions::prune(c, now)?)))
+                    .await;
+                if let Err(e) = swept {
+                    tracing::warn!(error = %e, "cannot sweep the expired web sessions");
+                }
             }
         })
     };
@@ -218,7 +224,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
-    server.serve(app(state).into_make_service()).await.context("serving")?;
+    // With the peer's address: login throttling counts failures per source.
+    server
+        .serve(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
+        .context("serving")?;
     pruner.abort();
     let _ = pruner.await;
     gauges.abort();

@@ -236,6 +236,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::queue::MIGRATION),
         // Parts a service report replaced or the inventory lost.
         M::up(crate::cases::retired::MIGRATION),
+        // Web sessions (by the hash of their id), so a restart logs nobody out.
+        M::up(crate::sessions::MIGRATION),
     ])
 }
 

@@ -50,7 +50,7 @@ fn line(h: &Host) -> Value {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let assets: Vec<Value> = state
         .fleet
         .snapshot()
@@ -98,7 +98,7 @@ async fn one(
     Path(key): Path<String>,
     Query(q): Query<ChangesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let h = find(&state, &principal, &key)?;
     let limit = q.limit.unwrap_or(1_000).min(100_000);
     let agent_id = h.agent_id.clone();
@@ -182,7 +182,7 @@ mod tests {
             reader: Arc::new(Mutex::new(reader)),
             detect: None,
             contracts: crate::contracts::Shared::default(),
-            sessions: Default::default(),
+            login: Default::default(),
         };
         Harness { state, db, _dir: dir }
     }

@@ -49,8 +49,9 @@ pub struct AppState {
     pub detect: Option<crate::detect::live::DetectHandle>,
     /// Contracts, engineers and users in force (reloaded on change).
     pub contracts: crate::contracts::Shared,
-    /// Logged-in web sessions.
-    pub sessions: Arc<crate::auth::Sessions>,
+    /// Login throttling and the password check limiter (sessions live in
+    /// the store: [`crate::sessions`]).
+    pub login: Arc<crate::login_guard::LoginGuard>,
 }
 
 pub fn app(state: AppState) -> Router {

@@ -1,10 +1,94 @@
 //! The collector's web and scrape authentication on the real binary: an
-//! anonymous scrape of `/metrics` is refused.
+//! anonymous scrape of `/metrics` is refused; a login flood from one address
+//! is locked (the right password refused while locked), logged and counted;
+//! a session outlives a restart of the collector.
+
+use std::path::Path;
 
 use reqwest::StatusCode;
+use reqwest::redirect::Policy;
 use serde_json::Value;
 
 use crate::util::Collector;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A contracts file with customer acme and the engineer `ana`.
+fn contracts(phc: &str) -> String {
+    format!(
+        r#"
+[[customer]]
+name = "acme"
+sites = ["hq"]
+
+[[engineer]]
+name = "ana"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L1"
+
+[[user]]
+name = "ana"
+role = "engineer"
+password = "{phc}"
+"#
+    )
+}
+
+/// A collector with `ana` able to log in and `extra` in its config.
+async fn collector(dir: &Path, extra: &str) -> Collector {
+    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("contracts.toml");
+    std::fs::write(&file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!("[queue]\ncontracts_file = \"{}\"\n{extra}", file.display());
+    Collector::start_with_config(dir, &config).await
+}
+
+/// A client trusting the collector's CA that does not follow redirects (to
+/// see the login's 303 and its cookie).
+fn browserless(c: &Collector) -> reqwest::Client {
+    let pem = std::fs::read(c.data_dir().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
+    let ca = reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .redirect(Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `POST /login`: the status, `Retry-After` and the session cookie (`name=value`).
+async fn login(
+    client: &reqwest::Client,
+    c: &Collector,
+    user: &str,
+    password: &str,
+) -> (StatusCode, Option<u64>, Option<String>) {
+    let resp = client
+        .post(format!("{}/login", c.url()))
+        .form(&[("user", user), ("password", password)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST /login: {e}"));
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .filter(|v| v.starts_with("caretaker_session=") && v.len() > "caretaker_session=".len())
+        .map(String::from);
+    (resp.status(), retry, cookie)
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anonymous_scrape_of_metrics_is_refused() {
@@ -23,4 +107,110 @@ async fn an_anonymous_scrape_of_metrics_is_refused() {
         assert!(v["reason"].as_str().is_some_and(|r| r.contains("token")), "{v}");
     }
     assert!(c.metrics().await.contains("caretaker_hosts_known"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_from_one_address_is_locked_and_the_right_password_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Per user name a higher bar than per address: this flood is stopped by
+    // the address's lock; the lock is long so nothing here can outlast it.
+    let c = collector(
+        dir.path(),
+        "[login]\nuser_failures_before_lock = 1000\nsource_failures_before_lock = 5\nlock_secs = 3600\nmax_lock_secs = 7200\n",
+    )
+    .await;
+    let client = browserless(&c);
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let (status, retry, cookie) = login(&client, &c, "ana", &format!("guess {i}")).await;
+        assert!(cookie.is_none());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(retry.is_some_and(|s| s > 3000 && s <= 3600), "Retry-After {retry:?}");
+        }
+        statuses.push(status.as_u16());
+    }
+    let expected: Vec<u16> = [401; 5].into_iter().chain([429; 25]).collect();
+    assert_eq!(statuses, expected, "5 guesses checked, the rest refused unchecked");
+    // Locked: the right password is refused too, for any user name.
+    for user in ["ana", "someone"] {
+        let (status, _, cookie) = login(&client, &c, user, PASSWORD).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{user}");
+        assert!(cookie.is_none());
+    }
+    let m = c.metrics().await;
+    assert!(m.contains("caretaker_login_failures_total 5\n"), "{m}");
+    assert!(
+        m.contains("caretaker_login_refused_total{reason=\"locked\"} 27\n"),
+        "{m}"
+    );
+    let log = log(dir.path());
+    let locked = log
+        .lines()
+        .find(|l| l.contains("login locked after repeated failures"))
+        .unwrap_or_else(|| panic!("no lock logged:\n{log}"));
+    assert!(
+        locked.contains("WARN") && locked.contains("user=ana") && locked.contains("source=127.0.0.1"),
+        "{locked}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_a_restart_of_the_collector_and_ends_at_logout() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut c = collector(dir.path(), "").await;
+    let client = browserless(&c);
+    let (status, _, cookie) = login(&client, &c, "ana", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap_or_else(|| panic!("no session cookie"));
+    let base = c.url();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}{path}");
+        let cookie = cookie.clone();
+        async move {
+            let r = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let status = r.status();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(get("/api/v1/assets").await.0, StatusCode::OK);
+
+    c.stop();
+    c.spawn().await;
+    let (status, body) = get("/api/v1/assets").await;
+    assert_eq!(status, StatusCode::OK, "the session is lost on restart: {body}");
+    let (status, page) = get("/queue").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Logged in as"), "{page}");
+    // The store holds the session by the hash of its id, never the id.
+    let id = cookie.trim_start_matches("caretaker_session=");
+    let db = std::fs::read(c.data_dir().join("caretaker.db")).unwrap_or_default();
+    assert!(
+        !db.windows(id.len()).any(|w| w == id.as_bytes()),
+        "the session id is in the store"
+    );
+
+    // Logout (with the page's CSRF token) ends it, on every restart after.
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field: {page}"))
+        .to_string();
+    let resp = client
+        .post(format!("{}/logout", c.url()))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    c.stop();
+    c.spawn().await;
+    assert_eq!(get("/api/v1/assets").await.0, StatusCode::UNAUTHORIZED);
 }
