@@ -15,6 +15,7 @@ use crate::store::Writer;
 
 pub mod assets;
 pub mod cases;
+pub mod csrf;
 pub mod disks;
 pub mod enroll;
 pub mod error;
@@ -74,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::api_writes))
         .with_state(state)
 }
 

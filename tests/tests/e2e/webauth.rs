@@ -1,13 +1,15 @@
 //! The collector's web and scrape authentication on the real binary: an
 //! anonymous scrape of `/metrics` is refused; a login flood from one address
 //! is locked (the right password refused while locked), logged and counted;
-//! a session outlives a restart of the collector.
+//! a session outlives a restart of the collector; a cookie-authenticated API
+//! write without the CSRF token or a JSON body from the collector's own
+//! origin is refused.
 
 use std::path::Path;
 
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::util::Collector;
 
@@ -213,4 +215,57 @@ async fn a_session_outlives_a_restart_of_the_collector_and_ends_at_logout() {
     c.stop();
     c.spawn().await;
     assert_eq!(get("/api/v1/assets").await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_write_without_csrf_proof_is_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let c = collector(dir.path(), "").await;
+    let client = browserless(&c);
+    let (_, _, cookie) = login(&client, &c, "ana", PASSWORD).await;
+    let cookie = cookie.unwrap_or_else(|| panic!("no session cookie"));
+    let window = |n: u32| {
+        json!({"customer": "acme", "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-01-01T02:00:00Z", "reason": format!("forged {n}")})
+        .to_string()
+    };
+    let own = c.url();
+    let post = |content_type: &'static str, origin: Option<String>, body: String| {
+        let mut req = client
+            .post(format!("{}/api/v1/maintenance", c.url()))
+            .header("cookie", &cookie)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        async move { req.send().await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    let foreign = format!("https://127.0.0.1:{}", c.port.wrapping_add(1));
+    for (n, (ct, origin)) in [
+        ("text/plain", Some(foreign.clone())),
+        ("application/x-www-form-urlencoded", Some(foreign.clone())),
+        ("application/json", Some(foreign.clone())),
+        ("application/json", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resp = post(ct, origin.clone(), window(n as u32)).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{ct} from {origin:?}");
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(v["error"], "forbidden", "{v}");
+    }
+    let v = c.api("/api/v1/maintenance?all=true").await;
+    assert_eq!(v["windows"].as_array().map(Vec::len), Some(0), "{v}");
+    let resp = post("application/json", Some(own), window(99)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // A bearer API client is unaffected.
+    let (status, _) = c
+        .api_post(
+            "/api/v1/maintenance",
+            &serde_json::from_str(&window(100)).unwrap_or(Value::Null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
 }
