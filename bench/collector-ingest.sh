@@ -16,7 +16,7 @@ until curl -fs --cacert "$W/data/ca.pem" https://127.0.0.1:$PORT/healthz >/dev/n
 target/release/caretaker-loadgen --url https://127.0.0.1:$PORT --ca "$W/data/ca.pem" \
   --token "$(cat "$W/data/enrollment-token")" --agents "$AGENTS" --reports-per-agent "$PER" --samples "$SAMPLES"
 # The collector's own view: accepted count and the latency histogram.
-curl -fs --cacert "$W/data/ca.pem" https://127.0.0.1:$PORT/metrics |
+curl -fs --cacert "$W/data/ca.pem" -H "Authorization: Bearer $(cat "$W/data/metrics-token")" https://127.0.0.1:$PORT/metrics |
   grep -E '^caretaker_ingest_(reports_accepted_total|latency_seconds_(count|sum))' || true
 echo "collector CPU: $(awk '{printf "%.2f s user+sys", ($14+$15)/100}' /proc/$PID/stat)"
 echo "collector RSS: $(awk '/VmHWM/{print $2" "$3}' /proc/$PID/status) peak; store $(du -sh "$W/data" | cut -f1)"

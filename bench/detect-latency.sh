@@ -17,5 +17,5 @@ until curl -fs --cacert "$W/data/ca.pem" https://127.0.0.1:$PORT/healthz >/dev/n
 "$BIN/caretaker-case-latency" --url https://127.0.0.1:$PORT --ca "$W/data/ca.pem" \
   --token "$(cat "$W/data/enrollment-token")" --api-token "$(cat "$W/data/api-token")" \
   --probes "$PROBES" --background "$BACKGROUND"
-curl -fs --cacert "$W/data/ca.pem" https://127.0.0.1:$PORT/metrics |
+curl -fs --cacert "$W/data/ca.pem" -H "Authorization: Bearer $(cat "$W/data/metrics-token")" https://127.0.0.1:$PORT/metrics |
   grep -E '^caretaker_(rule_evaluation_seconds_(count|sum)|detect_evaluations_dropped_total)' || true

@@ -70,7 +70,7 @@ for c in $components; do
             [ -n "$fqdn" ] && [ "$fqdn" != "$(hostname)" ] && names="$names --san $fqdn"
             # shellcheck disable=SC2086
             runuser -u caretaker -- "$prefix/bin/$bin" init --data-dir "$state" $names >/dev/null
-            echo "initialized $state: enrollment token in $state/enrollment-token, agents' CA in $state/ca.pem"
+            echo "initialized $state: enrollment token in $state/enrollment-token, metrics token in $state/metrics-token, agents' CA in $state/ca.pem"
         fi
         if [ -d /run/systemd/system ]; then
             systemctl daemon-reload

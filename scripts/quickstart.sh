@@ -41,7 +41,7 @@ TOKEN=$(cat "$DATA/api-token")
 cat <<TXT
 
 Caretaker is running: collector on https://$LISTEN, agent reporting every 15 s.
-  metrics:   curl --cacert $DATA/ca.pem https://$LISTEN/metrics
+  metrics:   curl --cacert $DATA/ca.pem -H "Authorization: Bearer $(cat "$DATA/metrics-token")" https://$LISTEN/metrics
   hosts API: curl --cacert $DATA/ca.pem -H "Authorization: Bearer $TOKEN" https://$LISTEN/api/v1/hosts
   assets:    curl --cacert $DATA/ca.pem -H "Authorization: Bearer $TOKEN" https://$LISTEN/api/v1/assets
   disks:     curl --cacert $DATA/ca.pem -H "Authorization: Bearer $TOKEN" https://$LISTEN/api/v1/disks

@@ -5,22 +5,20 @@
 //! every customer and may change things; a customer's user sees only that
 //! customer and only reads.
 //!
-//! Sessions live in memory ([`Sessions`]): a restart logs everyone out. A
-//! session names a user and is resolved against the contracts in force at
-//! every request, so a user removed from the file, or whose password was
-//! changed, loses access at the next reload.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Sessions live in the store ([`crate::sessions`]): a restart logs nobody
+//! out. A session names a user and is resolved against the contracts in
+//! force at every request, so a user removed from the file, or whose
+//! password was changed, loses access at the next reload.
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Redirect;
 use sha2::{Digest, Sha256};
 
-use crate::contracts::{Contracts, User};
+use crate::contracts::User;
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::pages::PageError;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "caretaker_session";
@@ -174,83 +172,10 @@ pub fn new_token() -> Result<(String, String), AuthError> {
     Ok((token, line))
 }
 
-struct Session {
-    user: String,
-    /// The user's password hash at login: a changed password ends the session.
-    password: String,
-    expires_ms: i64,
-    csrf: String,
-}
-
 /// What a page needs from the session: the token its forms must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     pub csrf: String,
-}
-
-/// The logged-in sessions, by random id.
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
-}
-
-impl Sessions {
-    /// Starts a session for `user`; answers its id (for the cookie).
-    pub fn create(&self, user: &User, now_ms: i64) -> Result<String, AuthError> {
-        let id = random_hex(32)?;
-        let csrf = random_hex(32)?;
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| s.expires_ms > now_ms);
-        map.insert(
-            id.clone(),
-            Session {
-                user: user.name.clone(),
-                password: user.password.clone(),
-                expires_ms: now_ms + SESSION_TTL_MS,
-                csrf,
-            },
-        );
-        Ok(id)
-    }
-
-    /// The user of a live session, as the contracts in force have them now,
-    /// with the session's CSRF token. A session whose user is gone or whose
-    /// password changed is ended.
-    pub fn resolve(&self, id: &str, contracts: &Contracts, now_ms: i64) -> Option<(Principal, SessionInfo)> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.get(id)?;
-        let user = contracts
-            .user(&s.user)
-            .filter(|u| s.expires_ms > now_ms && ct_eq(u.password.as_bytes(), s.password.as_bytes()));
-        match user {
-            Some(u) => Some((Principal::of(u), SessionInfo { csrf: s.csrf.clone() })),
-            None => {
-                map.remove(id);
-                None
-            }
-        }
-    }
-
-    /// Whether `token` is the CSRF token of the live session `session_id`.
-    pub fn csrf_ok(&self, session_id: &str, token: &str) -> bool {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(session_id)
-            .is_some_and(|s| s.expires_ms > caretaker_shared::now_ms() && ct_eq(s.csrf.as_bytes(), token.as_bytes()))
-    }
-
-    /// Ends a session.
-    pub fn remove(&self, session_id: &str) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
-    }
-
-    /// How many sessions are kept (live or not yet swept).
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The value of cookie `name` in a request.
@@ -267,17 +192,21 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// The principal of an HTML page request with its session; without a live
 /// session, a 303 to the login page that comes back to `uri` afterwards.
-pub fn page_principal(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<(Principal, SessionInfo), Redirect> {
-    cookie(headers, SESSION_COOKIE)
-        .and_then(|id| {
-            state
-                .sessions
-                .resolve(id, &state.contracts.get(), caretaker_shared::now_ms())
-        })
-        .ok_or_else(|| {
-            let next = uri.path_and_query().map_or("/", |p| p.as_str());
-            Redirect::to(&format!("/login?next={}", percent_encode(next)))
-        })
+pub(crate) async fn page_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(Principal, SessionInfo), PageError> {
+    let found = match cookie(headers, SESSION_COOKIE) {
+        Some(id) => crate::sessions::resolve(state, id, caretaker_shared::now_ms())
+            .await
+            .map_err(ApiError::from)?,
+        None => None,
+    };
+    found.ok_or_else(|| {
+        let next = uri.path_and_query().map_or("/", |p| p.as_str());
+        PageError::Login(Redirect::to(&format!("/login?next={}", percent_encode(next))))
+    })
 }
 
 /// Percent-encodes everything but unreserved characters and `/`.
@@ -357,45 +286,6 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"abcd"));
-    }
-
-    #[test]
-    fn sessions_follow_the_file_and_expire() {
-        let sessions = Sessions::default();
-        let t0 = caretaker_shared::now_ms();
-        let ana = user("ana", Role::Engineer, None, "hash-1");
-        let mut contracts = Contracts {
-            users: vec![ana.clone()],
-            ..Contracts::default()
-        };
-        let id = sessions.create(&ana, t0).unwrap();
-        let (p, info) = sessions.resolve(&id, &contracts, t0 + 1_000).unwrap();
-        assert_eq!(p.name, "ana");
-        assert_eq!(p.role, Role::Engineer);
-        assert!(sessions.csrf_ok(&id, &info.csrf));
-        assert!(!sessions.csrf_ok(&id, "forged"));
-        assert!(!sessions.csrf_ok("no-such-session", &info.csrf));
-        assert!(sessions.resolve("no-such-session", &contracts, t0 + 1_000).is_none());
-
-        // A role change applies at once.
-        contracts.users[0].role = Role::Manager;
-        assert_eq!(
-            sessions.resolve(&id, &contracts, t0 + 2_000).unwrap().0.role,
-            Role::Manager
-        );
-        // A changed password ends the session.
-        contracts.users[0].password = "hash-2".into();
-        assert!(sessions.resolve(&id, &contracts, t0 + 2_000).is_none());
-        assert!(sessions.is_empty());
-
-        // Expiry after 12 h; a removed user loses access.
-        let ana = contracts.users[0].clone();
-        let id = sessions.create(&ana, t0).unwrap();
-        assert!(sessions.resolve(&id, &contracts, t0 + SESSION_TTL_MS - 1).is_some());
-        assert!(sessions.resolve(&id, &contracts, t0 + SESSION_TTL_MS).is_none());
-        let id = sessions.create(&ana, t0).unwrap();
-        contracts.users.clear();
-        assert!(sessions.resolve(&id, &contracts, t0 + 1).is_none());
     }
 
     #[test]

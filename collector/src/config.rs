@@ -33,6 +33,10 @@ pub struct Config {
     pub sinks: crate::sinks::SinksConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub login: LoginConfig,
 }
 
 /// Limits at the HTTPS edge for everything but agent ingest (which has its
@@ -74,6 +78,40 @@ impl Default for HttpConfig {
             body_timeout_secs: default_http_body_timeout_secs(),
             header_timeout_secs: default_header_timeout_secs(),
             tls_handshake_timeout_secs: default_tls_handshake_timeout_secs(),
+        }
+    }
+}
+
+
+/// Who may scrape `/metrics`: it names every customer, host, serial and
+/// kernel, so by default only a Prometheus holding the data directory's
+/// `metrics-token`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `bearer`: `Authorization: Bearer <metrics-token>` required (the file
+    /// `metrics-token` in the data directory, made by `init`, read at every
+    /// scrape so a new token applies at once); `none`: open to anyone who
+    /// reaches the port.
+    #[serde(default = "default_metrics_auth")]
+    pub auth: MetricsAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAuth {
+    Bearer,
+    None,
+}
+
+fn default_metrics_auth() -> MetricsAuth {
+    MetricsAuth::Bearer
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            auth: default_metrics_auth(),
         }
     }
 }
@@ -120,6 +158,91 @@ impl HttpConfig {
             if v == 0 || v > MAX_HTTP_TIMEOUT_SECS {
                 p.push(format!("http.{name}: must be from 1 to {MAX_HTTP_TIMEOUT_SECS}"));
             }
+        }
+    }
+}
+
+/// Logging in to the web pages: how password guessing is slowed and how
+/// many password checks (argon2id, about 19 MB each) run at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Failed logins for one user name before it is locked.
+    #[serde(default = "default_user_failures_before_lock")]
+    pub user_failures_before_lock: u32,
+    /// Failed logins from one source address before it is locked (higher:
+    /// several people may share an address).
+    #[serde(default = "default_source_failures_before_lock")]
+    pub source_failures_before_lock: u32,
+    /// The first lock's length; each further failure doubles it, up to
+    /// `max_lock_secs`.
+    #[serde(default = "default_lock_secs")]
+    pub lock_secs: u64,
+    /// The longest lock; failures older than this are forgotten.
+    #[serde(default = "default_max_lock_secs")]
+    pub max_lock_secs: u64,
+    /// Password checks running at once; more wait.
+    #[serde(default = "default_max_concurrent_password_checks")]
+    pub max_concurrent_password_checks: usize,
+    /// How long a login waits for a password check slot before it is
+    /// answered 429 with `Retry-After`; 0: not at all.
+    #[serde(default = "default_password_check_wait_secs")]
+    pub password_check_wait_secs: u64,
+}
+
+fn default_user_failures_before_lock() -> u32 {
+    5
+}
+fn default_source_failures_before_lock() -> u32 {
+    20
+}
+fn default_lock_secs() -> u64 {
+    60
+}
+fn default_max_lock_secs() -> u64 {
+    3600
+}
+fn default_max_concurrent_password_checks() -> usize {
+    2
+}
+fn default_password_check_wait_secs() -> u64 {
+    10
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            user_failures_before_lock: default_user_failures_before_lock(),
+            source_failures_before_lock: default_source_failures_before_lock(),
+            lock_secs: default_lock_secs(),
+            max_lock_secs: default_max_lock_secs(),
+            max_concurrent_password_checks: default_max_concurrent_password_checks(),
+            password_check_wait_secs: default_password_check_wait_secs(),
+        }
+    }
+}
+
+impl LoginConfig {
+    fn problems(&self, p: &mut Vec<String>) {
+        if self.user_failures_before_lock == 0 {
+            p.push("login.user_failures_before_lock: must be at least 1".into());
+        }
+        if self.source_failures_before_lock == 0 {
+            p.push("login.source_failures_before_lock: must be at least 1".into());
+        }
+        if self.lock_secs == 0 || self.lock_secs > MAX_DURATION_SECS {
+            p.push(format!("login.lock_secs: must be between 1 and {MAX_DURATION_SECS}"));
+        }
+        if self.max_lock_secs < self.lock_secs || self.max_lock_secs > MAX_DURATION_SECS {
+            p.push(format!(
+                "login.max_lock_secs: must be between login.lock_secs and {MAX_DURATION_SECS}"
+            ));
+        }
+        if self.max_concurrent_password_checks == 0 || self.max_concurrent_password_checks > 64 {
+            p.push("login.max_concurrent_password_checks: must be between 1 and 64".into());
+        }
+        if self.password_check_wait_secs > 300 {
+            p.push("login.password_check_wait_secs: must be at most 300".into());
         }
     }
 }
@@ -452,6 +575,8 @@ impl Default for Config {
             queue: QueueConfig::default(),
             sinks: crate::sinks::SinksConfig::default(),
             http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
+            login: LoginConfig::default(),
         }
     }
 }
@@ -507,6 +632,7 @@ impl Checked for Config {
         }
         self.sinks.problems(&mut p);
         self.http.problems(&mut p);
+        self.login.problems(&mut p);
         p
     }
 }
@@ -641,6 +767,30 @@ mod tests {
             e.as_deref(),
             Some(
                 "c.toml: 4 problem(s):\n  http.max_connections_per_source: must be from 1 to http.max_connections\n  http.max_concurrent_requests: must be at least 1\n  http.body_timeout_secs: must be from 1 to 600\n  http.tls_handshake_timeout_secs: must be from 1 to 600"
+            )
+        );
+    }
+
+    #[test]
+    fn metrics_auth_is_on_unless_turned_off_and_login_limits_are_checked() {
+        let c = Config::parse("", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.metrics.auth == MetricsAuth::Bearer && c.login.max_concurrent_password_checks == 2));
+        let c = Config::parse("[metrics]\nauth = \"none\"\n", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.metrics.auth == MetricsAuth::None));
+        let e = Config::parse("[metrics]\nauth = \"open\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("unknown variant `open`")));
+        let e = Config::parse(
+            "[login]\nuser_failures_before_lock = 0\nlock_secs = 120\nmax_lock_secs = 60\nmax_concurrent_password_checks = 0\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "c.toml: 3 problem(s):\n  login.user_failures_before_lock: must be at least 1\n  login.max_lock_secs: must be between login.lock_secs and 31622400\n  login.max_concurrent_password_checks: must be between 1 and 64"
             )
         );
     }

@@ -38,7 +38,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a data directory: CA, server certificate, enrollment and API tokens, store.
+    /// Create a data directory: CA, server certificate, enrollment, API and metrics tokens, store.
     Init {
         #[arg(long)]
         data_dir: PathBuf,
@@ -220,6 +220,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 p.enrollment_token.display()
             );
             println!("  API token: {} (also in {})", made.api_token, p.api_token.display());
+            println!(
+                "  metrics token (Prometheus's authorization.credentials_file): {}",
+                p.metrics_token.display()
+            );
             Ok(())
         }
         Command::Serve {

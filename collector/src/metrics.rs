@@ -44,6 +44,9 @@ pub struct Metrics {
     pub sink_deliveries: Family<Labels, Counter>,
     pub outbox_pending: Family<Labels, Gauge>,
     pub dropped: Counter,
+    /// Logins: failed password checks, and logins refused before one.
+    pub login_failures: Counter,
+    pub login_refused: Family<Labels, Counter>,
     /// Active findings and cases, as the store writer counted them after the
     /// last detection job (so a scrape costs no query; it lags by at most
     /// one tick).
@@ -117,6 +120,8 @@ impl Metrics {
             sink_deliveries: Family::default(),
             outbox_pending: Family::default(),
             dropped: Counter::default(),
+            login_failures: Counter::default(),
+            login_refused: Family::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
             queue: Arc::new(Mutex::new(Vec::new())),
@@ -136,6 +141,13 @@ impl Metrics {
         register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
         register(&mut registry, "caretaker_sink_deliveries", m.sink_deliveries.clone())?;
         register(&mut registry, "caretaker_outbox_pending", m.outbox_pending.clone())?;
+        register(&mut registry, "caretaker_login_failures", m.login_failures.clone())?;
+        register(&mut registry, "caretaker_login_refused", m.login_refused.clone())?;
+        for r in catalogue::LOGIN_REFUSED_REASONS {
+            let _ = m
+                .login_refused
+                .get_or_create(&vec![("reason".to_string(), r.to_string())]);
+        }
         for e in catalogue::TRANSITION_EVENTS {
             let _ = m.transitions.get_or_create(&vec![("event".to_string(), e.to_string())]);
         }
@@ -167,6 +179,14 @@ impl Metrics {
     pub fn reject(&self, reason: &'static str) {
         debug_assert!(catalogue::REJECT_REASONS.contains(&reason));
         self.rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    /// Counts a login refused before its password check.
+    pub fn login_refused(&self, reason: &'static str) {
+        debug_assert!(catalogue::LOGIN_REFUSED_REASONS.contains(&reason));
+        self.login_refused
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();
     }

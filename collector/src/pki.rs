@@ -1,6 +1,7 @@
 //! `caretaker-collector init`: the data directory with its CA, the server
-//! certificate signed by it, and the two secrets an operator hands out (the
-//! enrollment token for agents, the API token for people and scripts).
+//! certificate signed by it, and the secrets an operator hands out (the
+//! enrollment token for agents, the API token for people and scripts, the
+//! metrics token for Prometheus).
 //! Agents pin the CA, so the collector needs no public certificate.
 
 use std::io::Write;
@@ -18,6 +19,8 @@ pub struct Paths {
     pub server_key: PathBuf,
     pub enrollment_token: PathBuf,
     pub api_token: PathBuf,
+    /// The bearer token a scrape of `/metrics` must carry (`[metrics] auth = "bearer"`).
+    pub metrics_token: PathBuf,
     pub database: PathBuf,
 }
 
@@ -30,6 +33,7 @@ impl Paths {
             server_key: data_dir.join("server.key"),
             enrollment_token: data_dir.join("enrollment-token"),
             api_token: data_dir.join("api-token"),
+            metrics_token: data_dir.join("metrics-token"),
             database: data_dir.join("caretaker.db"),
         }
     }
@@ -121,10 +125,17 @@ pub fn init(data_dir: &Path, names: &[String]) -> Result<Initialized, PkiError> 
     write_file(&p.server_cert, server.pem().as_bytes(), 0o644)?;
     write_file(&p.enrollment_token, format!("{enrollment_token}\n").as_bytes(), 0o600)?;
     write_file(&p.api_token, format!("{api_token}\n").as_bytes(), 0o600)?;
+    write_metrics_token(&p.metrics_token)?;
     Ok(Initialized {
         enrollment_token,
         api_token,
     })
+}
+
+/// Writes a new random metrics token to `path` (owner-only; never over an
+/// existing file).
+pub fn write_metrics_token(path: &Path) -> Result<(), PkiError> {
+    write_file(path, format!("{}\n", new_secret()?).as_bytes(), 0o600)
 }
 
 /// Reads a token file written by `init`.
@@ -154,6 +165,7 @@ mod tests {
             &p.server_key,
             &p.enrollment_token,
             &p.api_token,
+            &p.metrics_token,
         ] {
             assert!(f.exists(), "{}", f.display());
         }
@@ -163,6 +175,10 @@ mod tests {
             .unwrap_or_default();
         assert!(again.contains("ca.key"), "{again}");
         assert_eq!(read_token(&p.enrollment_token).ok().map(|t| t.len()), Some(64));
+        assert_eq!(read_token(&p.metrics_token).ok().map(|t| t.len()), Some(64));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p.metrics_token).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
     }
 
     #[test]

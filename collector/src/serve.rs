@@ -49,6 +49,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             );
         }
     }
+    if cfg.metrics.auth == crate::config::MetricsAuth::Bearer
+        && crate::http::metrics_auth::ensure_token(&paths).context("writing the metrics token")?
+    {
+        tracing::warn!(
+            file = %paths.metrics_token.display(),
+            "made a metrics token: /metrics now needs it (Prometheus: authorization.credentials_file)"
+        );
+    }
     // Broken rules refuse the start, like a broken config: running with a
     // silently partial rule set would hide exactly the faults the operator
     // wrote rules for. Every problem is printed as FILE:LINE.
@@ -142,7 +150,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = AppState {
         detect: Some(detect),
         contracts,
-        sessions: Default::default(),
+        login: Arc::new(crate::login_guard::LoginGuard::new(&cfg.login)),
         fleet,
         writer: writer.clone(),
         metrics,
@@ -175,6 +183,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                         outbox_before_ms: now - crate::queue::outbox::KEEP_DELIVERED_MS,
                     })
                     .await;
+                let swept = writer
+                    .run(move |c| Ok(serde_json::json!(crate::sessions::prune(c, now)?)))
+                    .await;
+                if let Err(e) = swept {
+                    tracing::warn!(error = %e, "cannot sweep the expired web sessions");
+                }
             }
         })
     };
@@ -219,7 +233,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(cfg.http.header_timeout_secs));
     }
-    server.serve(app(state).into_make_service()).await.context("serving")?;
+    // With the peer's address: login throttling counts failures per source.
+    server
+        .serve(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
+        .context("serving")?;
     pruner.abort();
     let _ = pruner.await;
     gauges.abort();

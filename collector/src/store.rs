@@ -264,6 +264,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::cases::retired::MIGRATION),
         // One row `/healthz` rewrites to learn whether the store can write again.
         M::up(PROBE_MIGRATION),
+        // Web sessions (by the hash of their id), so a restart logs nobody out.
+        M::up(crate::sessions::MIGRATION),
     ])
 }
 

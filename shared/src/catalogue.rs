@@ -1419,7 +1419,26 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "Reports not evaluated by detection because its queue was full."
     ),
+    m!(
+        "caretaker_login_failures",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Failed logins to the web pages: unknown user or wrong password."
+    ),
+    m!(
+        "caretaker_login_refused",
+        Counter,
+        None,
+        Collector,
+        ["reason"],
+        "Logins refused before the password check: locked (too many failures for the user or the source address) or busy (no password check slot came free in time)."
+    ),
 ];
+
+/// Reasons for `caretaker_login_refused`; a closed set keeps label values bounded.
+pub const LOGIN_REFUSED_REASONS: &[&str] = &["locked", "busy"];
 
 /// Reasons for `caretaker_ingest_reports_rejected`; a closed set keeps label values bounded.
 pub const REJECT_REASONS: &[&str] = &[

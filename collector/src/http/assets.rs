@@ -52,7 +52,7 @@ fn line(h: &Host) -> Value {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let assets: Vec<Value> = state
         .fleet
         .snapshot()
@@ -100,7 +100,7 @@ async fn one(
     Path(key): Path<String>,
     Query(q): Query<ChangesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let h = find(&state, &principal, &key)?;
     let limit = super::page_limit(q.limit, 1_000, 100_000)?;
     let agent_id = h.agent_id.clone();
@@ -184,7 +184,7 @@ mod tests {
             reader: Arc::new(Mutex::new(reader)),
             detect: None,
             contracts: crate::contracts::Shared::default(),
-            sessions: Default::default(),
+            login: Default::default(),
         };
         Harness { state, db, _dir: dir }
     }

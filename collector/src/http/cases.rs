@@ -114,7 +114,7 @@ fn log_json(e: &LogEntry) -> Value {
 }
 
 async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&state, &headers)?;
+    let who = authorize(&state, &headers).await?;
     let status = parse_status(kind, q.status.as_deref())?;
     let severity_min = match q.severity.as_deref() {
         None => None,
@@ -151,7 +151,7 @@ async fn list(state: AppState, headers: HeaderMap, kind: ItemKind, q: ListQuery)
 }
 
 async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&state, &headers)?;
+    let who = authorize(&state, &headers).await?;
     let what = kind.as_str();
     let id = path_id(what, &id)?;
     let contracts = state.contracts.get();

@@ -34,7 +34,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     if let Some(a) = &q.agent_id {
         visible_host(&state, &principal, a)?;
     }
@@ -61,7 +61,7 @@ async fn one(
     Path((agent_id, key)): Path<(String, String)>,
     Query(q): Query<OneQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     visible_host(&state, &principal, &agent_id)?;
     let limit = super::page_limit(q.limit, 1_000, 100_000)?;
     let (a, k) = (agent_id.clone(), key.clone());

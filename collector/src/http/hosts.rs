@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 /// Who is asking: the machine API token, a user's API token (both as
 /// `Authorization: Bearer ...`), or a logged-in user's session cookie.
 /// Every API endpoint starts with it; 401 when none of them is valid.
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     if let Some(t) = bearer(headers) {
         if state.fleet.is_api_token(&pki::hash_secret(t)) {
             return Ok(Principal::machine());
@@ -42,9 +42,8 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Princip
         };
     }
     match auth::cookie(headers, auth::SESSION_COOKIE) {
-        Some(id) => state
-            .sessions
-            .resolve(id, &state.contracts.get(), caretaker_shared::now_ms())
+        Some(id) => crate::sessions::resolve(state, id, caretaker_shared::now_ms())
+            .await?
             .map(|(p, _)| p)
             .ok_or_else(|| ApiError::Unauthorized("the session has ended; log in again".into())),
         None => Err(ApiError::Unauthorized(
@@ -96,7 +95,7 @@ fn summary(h: &Host, state: &AppState, now: i64) -> Value {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let now = caretaker_shared::now_ms();
     let hosts: Vec<Value> = state
         .fleet
@@ -113,7 +112,7 @@ async fn one(
     headers: HeaderMap,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let h = visible_host(&state, &principal, &agent_id)?;
     let mut v = summary(&h, &state, caretaker_shared::now_ms());
     v["samples"] = serde_json::to_value(&h.samples).unwrap_or_default();
@@ -131,7 +130,7 @@ async fn reports(
     Path(agent_id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     visible_host(&state, &principal, &agent_id)?;
     let limit = super::page_limit(q.limit, 100, 10_000)?;
     let entries = super::read(&state, move |conn| store::report_log(conn, &agent_id, limit)).await?;

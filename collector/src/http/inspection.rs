@@ -71,7 +71,7 @@ async fn generate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let b: GenerateBody = json_body(&body)?;
     let now = caretaker_shared::now_ms();
     let from = time_field("from", b.from.as_ref())?;
@@ -120,7 +120,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     // A customer sees its own reports whatever it asks for.
     let customer = principal.scope().map(str::to_string).or(q.customer);
     let reports = read(&state, move |c| stored::list(c, customer.as_deref())).await?;
@@ -182,7 +182,7 @@ fn file_name(s: &Stored, ext: &str) -> String {
 }
 
 async fn one(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let (id, format) = parse_id(&id)?;
     let found = read(&state, move |c| stored::get(c, id)).await?;
     // Another customer's report is answered like a missing one.
@@ -261,7 +261,7 @@ mod tests {
             reader: Arc::new(Mutex::new(reader)),
             detect: None,
             contracts: crate::contracts::Shared::default(),
-            sessions: Default::default(),
+            login: Default::default(),
         }
     }
 

@@ -50,7 +50,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let after = (!q.all.unwrap_or(false)).then(caretaker_shared::now_ms);
     // A customer sees its own windows whatever it asks for.
     let customer = principal.scope().map(str::to_string).or(q.customer);
@@ -63,7 +63,7 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let id = path_id("maintenance window", &id)?;
     let (w, held) = read(&state, move |c| {
         Ok((hold::window(c, id)?, hold::held_by(c, Held::Maintenance, id)?))
@@ -83,7 +83,7 @@ async fn add(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let spec: WindowSpec = json_body(&body)?;
     let window = spec.window("api").map_err(ApiError::BadRequest)?;
     let now = caretaker_shared::now_ms();
@@ -102,7 +102,7 @@ async fn end(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let id = path_id("maintenance window", &id)?;
     let now = caretaker_shared::now_ms();
     let v = state
@@ -118,7 +118,7 @@ async fn end(
 
 async fn unmapped(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     // Unmapped signals name no known asset, so no customer of their own.
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let held = read(&state, |c| hold::list_held(c, Some(Held::Unmapped), None)).await?;
     Ok(Json(json!({ "unmapped": held })))
 }
@@ -135,7 +135,7 @@ async fn map(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let id = path_id("unmapped signal", &id)?;
     let MapBody { host } = json_body(&body)?;
     let v = state

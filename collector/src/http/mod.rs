@@ -16,6 +16,7 @@ use crate::store::Writer;
 pub mod assets;
 pub mod cases;
 pub mod conns;
+pub mod csrf;
 pub mod disks;
 pub mod enroll;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod inspection;
 pub mod limits;
 pub mod login;
 pub mod maintenance;
+pub mod metrics_auth;
 pub mod openapi;
 pub mod pages;
 pub mod queue;
@@ -51,8 +53,9 @@ pub struct AppState {
     pub detect: Option<crate::detect::live::DetectHandle>,
     /// Contracts, engineers and users in force (reloaded on change).
     pub contracts: crate::contracts::Shared,
-    /// Logged-in web sessions.
-    pub sessions: Arc<crate::auth::Sessions>,
+    /// Login throttling and the password check limiter (sessions live in
+    /// the store: [`crate::sessions`]).
+    pub login: Arc<crate::login_guard::LoginGuard>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -74,13 +77,16 @@ pub fn app(state: AppState) -> Router {
         .merge(pages::router())
         .merge(health::router())
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::api_writes))
         .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
         .with_state(state)
 }
 
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
+    headers: HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    metrics_auth::check(&state, &headers).await?;
     let m = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || m.render())
         .await

@@ -105,7 +105,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<QueueQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&state, &headers)?;
+    let who = authorize(&state, &headers).await?;
     let filter = q.filter(who.scope())?;
     let contracts = state.contracts.get();
     let now = caretaker_shared::now_ms();
@@ -134,7 +134,7 @@ async fn action(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&state, &headers)?;
+    let who = authorize(&state, &headers).await?;
     who.require_staff()?;
     let id = path_id("case", &id)?;
     let action: CaseAction = json_body(&body)?;
@@ -161,7 +161,7 @@ async fn report_fault(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let who = authorize(&state, &headers)?;
+    let who = authorize(&state, &headers).await?;
     who.require_staff()?;
     let report: FaultReport = json_body(&body)?;
     let v = file_fault(&state, report, &who.name).await?;
@@ -191,7 +191,7 @@ async fn history(
     headers: HeaderMap,
     Path(host): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&state, &headers)?;
+    let who = authorize(&state, &headers).await?;
     let h = read(&state, move |c| queue::asset_history(c, &host)).await?;
     match h {
         // As for hosts: an unlabelled asset belongs to no customer.
@@ -206,7 +206,7 @@ async fn history(
 }
 
 async fn outbox(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let who = authorize(&state, &headers)?;
+    let who = authorize(&state, &headers).await?;
     who.require_staff()?;
     let v = read(&state, |c| {
         let sinks: Vec<String> = c

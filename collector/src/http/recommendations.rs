@@ -51,7 +51,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(RecStatus::parse(s).ok_or_else(|| {
@@ -82,7 +82,7 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let id = path_id("recommendation", &id)?;
     // Another customer's recommendation is answered like a missing one.
     let rec = read(&state, move |c| records::get(c, id))
@@ -125,7 +125,7 @@ async fn accept(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let id = path_id("recommendation", &id)?;
     act(&state, id, RecAction::Accept).await
 }
@@ -142,7 +142,7 @@ async fn dismiss(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let id = path_id("recommendation", &id)?;
     let b: DismissBody = json_body(&body)?;
     act(&state, id, RecAction::Dismiss { reason: b.reason }).await
@@ -153,7 +153,7 @@ async fn done(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let id = path_id("recommendation", &id)?;
     act(&state, id, RecAction::Done).await
 }

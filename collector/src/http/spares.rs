@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let (models, stock) = read(&state, |c| Ok((spares::models(c)?, spares::stock(c)?))).await?;
     Ok(Json(json!({ "models": models, "stock": stock })))
 }
@@ -51,7 +51,7 @@ async fn put_model(
     Path(model): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let mut m: SpareModel = json_body(&body)?;
     m.model = model;
     let v = state
@@ -78,7 +78,7 @@ async fn put_stock(
     Path((model, location)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let b: StockBody = json_body(&body)?;
     let now = caretaker_shared::now_ms();
     let v = state
@@ -105,7 +105,7 @@ async fn replenishment(
     headers: HeaderMap,
     Query(q): Query<AllQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let all = q.all.unwrap_or(false);
     let r = read(&state, move |c| spares::replenishments(c, all)).await?;
     Ok(Json(json!({ "requests": r })))
@@ -122,7 +122,7 @@ async fn coverage(
     headers: HeaderMap,
     Query(q): Query<CustomerQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let customer = principal.scope().map(str::to_string).or(q.customer);
     let cov = read(&state, move |c| spares::coverage(c, customer.as_deref())).await?;
     Ok(Json(json!(cov)))
@@ -139,7 +139,7 @@ async fn list_reports(
     headers: HeaderMap,
     Query(q): Query<HostQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = authorize(&state, &headers)?;
+    let principal = authorize(&state, &headers).await?;
     let mut r = read(&state, move |c| spares::service_reports(c, q.host.as_deref())).await?;
     r.retain(|s| may_see_host_name(&state, &principal, &s.host));
     Ok(Json(json!({ "service_reports": r })))
@@ -150,7 +150,7 @@ async fn add_report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers)?.require_staff()?;
+    authorize(&state, &headers).await?.require_staff()?;
     let report: ServiceReport = json_body(&body)?;
     let problems = report.problems();
     if !problems.is_empty() {

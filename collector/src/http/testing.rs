@@ -47,7 +47,7 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
         reader: Arc::new(Mutex::new(reader)),
         detect: None,
         contracts: crate::contracts::Shared::default(),
-        sessions: Default::default(),
+        login: Default::default(),
     }
 }
 

@@ -253,3 +253,123 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     assert_eq!(report["parts"][0]["new_serial"], "WD-NEW-4711", "{v}");
     eprintln!("browser test took {:?}", started.elapsed());
 }
+
+/// The forger's page: on load a `fetch` posts a critical fault to the
+/// collector's API with the user's cookie (`no-cors`, `text/plain`: no
+/// preflight), then its title says so; its form posts another one as
+/// `text/plain` (the body is a JSON text: the field's name and value).
+fn forger_page(collector: &str) -> String {
+    let api = format!("{collector}/api/v1/cases");
+    format!(
+        r#"<!DOCTYPE html><html><head><title>forger</title></head><body>
+<form id="forged" method="post" action="{api}" enctype="text/plain">
+<input type="hidden" name='{{"asset":"e2e-host","title":"forged by a form","severity":"critical","description":"' value='"}}'>
+<button type="submit">win a prize</button>
+</form>
+<script>
+fetch("{api}", {{method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"Content-Type": "text/plain"}},
+  body: JSON.stringify({{asset: "e2e-host", title: "forged by fetch", severity: "critical"}})}})
+  .then(() => {{ document.title = "sent"; }}, () => {{ document.title = "sent"; }});
+</script></body></html>"#
+    )
+}
+
+/// Serves `page` at `/` over HTTPS on another loopback port (the
+/// collector's own certificate: Chromium ignores certificate errors here),
+/// so it is another origin but the same site as the collector, and the
+/// browser sends the collector's `SameSite=Strict` cookie along.
+async fn serve_forger(collector: &Collector, page: String) -> (String, axum_server::Handle) {
+    caretaker_collector::serve::install_crypto_provider();
+    let data = collector.data_dir();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(data.join("server.pem"), data.join("server.key"))
+        .await
+        .unwrap_or_else(|e| panic!("forger TLS: {e}"));
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let page = page.clone();
+            async move { axum::response::Html(page) }
+        }),
+    );
+    let port = free_port();
+    let handle = axum_server::Handle::new();
+    let server =
+        axum_server::bind_rustls(std::net::SocketAddr::from(([127, 0, 0, 1], port)), tls).handle(handle.clone());
+    tokio::spawn(async move {
+        let _ = server.serve(app.into_make_service()).await;
+    });
+    (format!("https://127.0.0.1:{port}"), handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_cannot_post_to_the_api_with_the_login_cookie() {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(chromedriver), Some(chromium)) = (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM"))
+    else {
+        eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the browser test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    let contracts_file = dir.path().join("contracts.toml");
+    std::fs::write(&contracts_file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!("[queue]\ncontracts_file = \"{}\"\n", contracts_file.display());
+    let collector = Collector::start_with_config(dir.path(), &config).await;
+    // A real agent makes `e2e-host` a known asset faults can be filed on.
+    let mut agent = Agent::start(dir.path(), &collector, 1, "");
+    wait_for_host(&collector, &agent).await;
+    agent.stop();
+    let base = collector.url();
+    let (forger, forger_server) = serve_forger(&collector, forger_page(&base)).await;
+
+    let driver = Driver::start(&chromedriver, dir.path());
+    let c = browser(&driver, &chromium, &dir.path().join("chromium-profile")).await;
+    c.goto(&format!("{base}/login")).await.unwrap_or_else(|e| panic!("{e}"));
+    page_with(&c, "name=\"password\"").await;
+    fill(&c, "#user", "ana").await;
+    fill(&c, "#password", PASSWORD).await;
+    click(&c, "form[action='/login'] button[type=submit]").await;
+    page_with(&c, "Logged in as").await;
+
+    // The forger's page, logged in: its fetch, then its form.
+    c.goto(&format!("{forger}/")).await.unwrap_or_else(|e| panic!("{e}"));
+    page_with(&c, "<title>sent</title>").await;
+    click(&c, "#forged button[type=submit]").await;
+    // The browser shows the collector's answer to the form.
+    let answer = page_with(&c, "forbidden").await;
+    assert!(answer.contains("X-CSRF-Token"), "{answer}");
+
+    let cases = collector.api("/api/v1/cases?host=e2e-host").await;
+    let text = cases.to_string();
+    assert!(!text.contains("forged"), "a forged request filed a case: {text}");
+
+    // The collector's own pages still work: the fault form...
+    c.goto(&format!("{base}/faults/new?asset=e2e-host"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    page_with(&c, "name=\"title\"").await;
+    fill(&c, "#title", "reported on the fault page").await;
+    click(&c, "form[action='/faults'] button[type=submit]").await;
+    page_with(&c, "Case #").await;
+    // ... and a JSON fetch from the collector's own origin.
+    let status = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+fetch("/api/v1/cases", {method: "POST", headers: {"Content-Type": "application/json"},
+  body: JSON.stringify({asset: "e2e-host", title: "reported by the own page", severity: "major"})})
+  .then(r => done(r.status), e => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("fetch from the own page: {e}"));
+    assert_eq!(status, json!(201));
+    let _ = c.close().await;
+    forger_server.shutdown();
+
+    let text = collector.api("/api/v1/cases?host=e2e-host").await.to_string();
+    for title in ["reported on the fault page", "reported by the own page"] {
+        assert!(text.contains(title), "{title} missing: {text}");
+    }
+    assert!(!text.contains("forged"), "{text}");
+}

@@ -21,3 +21,4 @@ mod store_full;
 mod story;
 mod ticketing;
 mod util;
+mod webauth;

@@ -82,6 +82,8 @@ fn units_run_as_caretaker_with_only_the_privileges_they_need() {
         ("PrivateTmp", "true"),
         ("CapabilityBoundingSet", ""),
         ("ReadWritePaths", "/var/lib/caretaker-collector"),
+        // A login flood or a runaway must not take the machine's memory.
+        ("MemoryMax", "2G"),
     ] {
         assert_eq!(get(&c, k), Some(v), "collector {k}");
     }

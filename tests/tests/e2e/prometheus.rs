@@ -10,7 +10,7 @@ use std::time::Duration;
 use caretaker_shared::catalogue::{CATALOGUE, Kind};
 use serde_json::Value;
 
-use crate::util::{Agent, Collector, eventually, start_prometheus, wait_for_host};
+use crate::util::{Agent, Collector, eventually, start_prometheus, start_prometheus_with, wait_for_host};
 
 fn tool(var: &str) -> Option<String> {
     match std::env::var(var) {
@@ -147,4 +147,38 @@ async fn prometheus_scrapes_the_collector() {
     .await
     .unwrap_or_default();
     assert_eq!(fails.len(), 1);
+}
+
+/// A Prometheus scraping without the collector's metrics token gets 401:
+/// the target is down and says why, and it stores no collector series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_without_the_metrics_token_is_refused() {
+    let Some(prometheus) = tool("CARETAKER_TEST_PROMETHEUS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let collector = Collector::start(dir.path()).await;
+    let (_prom, base) = start_prometheus_with(dir.path(), &collector, &prometheus, "");
+    let client = reqwest::Client::new();
+    let target = eventually("a failed scrape", Duration::from_secs(60), || {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let v: Value = client
+                .get(format!("{base}/api/v1/targets"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let t = v["data"]["activeTargets"][0].clone();
+            (t["health"] == "down").then_some(t)
+        }
+    })
+    .await;
+    let error = target["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("401"), "{target}");
+    let series = query(&client, &base, "caretaker_hosts_known").await.unwrap_or_default();
+    assert!(series.is_empty(), "{series:?}");
 }

@@ -57,6 +57,8 @@ pub struct Collector {
     pub child: Option<Child>,
     pub enrollment_token: String,
     pub api_token: String,
+    /// The bearer token `/metrics` needs (the data directory's `metrics-token`).
+    pub metrics_token: String,
     pub client: reqwest::Client,
     /// A config file passed to `serve --config`, when set before [`Collector::spawn`].
     pub config: Option<PathBuf>,
@@ -90,6 +92,7 @@ impl Collector {
             child: None,
             enrollment_token: read("enrollment-token"),
             api_token: read("api-token"),
+            metrics_token: read("metrics-token"),
             client,
             config: None,
             log: dir.join("collector.log"),
@@ -210,9 +213,17 @@ impl Collector {
     }
 
     pub async fn metrics(&self) -> String {
-        let resp = self.client.get(format!("{}/metrics", self.url())).send().await;
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.url()))
+            .bearer_auth(&self.metrics_token)
+            .send()
+            .await;
         match resp {
-            Ok(r) => r.text().await.unwrap_or_default(),
+            Ok(r) => {
+                assert!(r.status().is_success(), "GET /metrics: {}", r.status());
+                r.text().await.unwrap_or_default()
+            }
             Err(e) => panic!("GET /metrics: {e}"),
         }
     }
@@ -370,15 +381,28 @@ impl Drop for Prometheus {
     }
 }
 
-/// Starts `binary` on loopback scraping `collector` every second (its
-/// storage and log in `dir`); returns it and its base URL.
+/// Starts `binary` on loopback scraping `collector` every second with the
+/// collector's metrics token, as dashboards/README.md tells (its storage and
+/// log in `dir`); returns it and its base URL.
 pub fn start_prometheus(dir: &Path, collector: &Collector, binary: &str) -> (Prometheus, String) {
+    let token = collector.data_dir().join("metrics-token");
+    start_prometheus_with(
+        dir,
+        collector,
+        binary,
+        &format!("authorization: {{credentials_file: '{}'}}", token.display()),
+    )
+}
+
+/// [`start_prometheus`] with `auth` as the scrape job's authorization line
+/// (empty: none).
+pub fn start_prometheus_with(dir: &Path, collector: &Collector, binary: &str, auth: &str) -> (Prometheus, String) {
     let port = free_port();
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: caretaker\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: caretaker\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    {auth}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
             collector.data_dir().join("ca.pem").display(),
             collector.port
         ),

@@ -175,10 +175,8 @@ fn forbidden(who: &Principal) -> PageError {
 const STALE_FORM: &str = "the form is stale or forged (csrf); reload the page and try again";
 
 /// 403 unless the form carries the session's CSRF token.
-fn check_csrf(state: &AppState, headers: &HeaderMap, fields: &Fields) -> Result<(), PageError> {
-    let ok =
-        auth::cookie(headers, auth::SESSION_COOKIE).is_some_and(|id| state.sessions.csrf_ok(id, fields.get("csrf")));
-    if ok {
+fn check_csrf(session: &auth::SessionInfo, fields: &Fields) -> Result<(), PageError> {
+    if auth::ct_eq(session.csrf.as_bytes(), fields.get("csrf").as_bytes()) {
         Ok(())
     } else {
         tracing::info!("page form refused: bad or missing csrf token");
@@ -207,7 +205,7 @@ async fn queue_page(
     uri: Uri,
     query: Result<Query<QueueQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let viewer = Viewer {
         who: &who,
         csrf: &session.csrf,
@@ -279,7 +277,7 @@ async fn case_page(
     uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let id = case_id(&id)?;
     let view = load_case(&state, &who, id).await?;
     let contracts = state.contracts.get();
@@ -300,9 +298,9 @@ async fn case_post(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let fields = form_fields(form)?;
-    check_csrf(&state, &headers, &fields)?;
+    check_csrf(&session, &fields)?;
     if !who.can_act() {
         return Err(forbidden(&who));
     }
@@ -349,7 +347,7 @@ async fn asset_page(
     uri: Uri,
     Path(host): Path<String>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let h = super::read(&state, move |c| queue::asset_history(c, &host)).await?;
     match h {
         // As for hosts: an unlabelled asset belongs to no customer.
@@ -375,7 +373,7 @@ async fn fault_page(
     uri: Uri,
     query: Result<Query<FaultQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     if !who.can_act() {
         return Err(forbidden(&who));
     }
@@ -394,9 +392,9 @@ async fn fault_post(
     uri: Uri,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri)?;
+    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let fields = form_fields(form)?;
-    check_csrf(&state, &headers, &fields)?;
+    check_csrf(&session, &fields)?;
     if !who.can_act() {
         return Err(forbidden(&who));
     }
