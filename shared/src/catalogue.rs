@@ -1199,6 +1199,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "Reports the collector refused as malformed or too large, which the agent then discarded."
     ),
+    m!(
+        "caretaker_agent_state_writable",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "1 when the agent's last write to its state dir (sequence counter, spool) succeeded; 0 while it cannot write there and keeps its reports in memory."
+    ),
     // --- inventory ---
     m!(
         "caretaker_inventory_info",
