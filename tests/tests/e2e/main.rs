@@ -5,6 +5,7 @@ mod agent_state;
 mod bench;
 mod browser;
 mod cli;
+mod contracts_reload;
 mod crash;
 mod dashboards;
 mod databases;
