@@ -1380,6 +1380,22 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Problems found in the contracts file on reload; the previous contracts stayed active."
     ),
     m!(
+        "caretaker_store_check_ok",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "1 when the last PRAGMA quick_check of the store passed (at start and then every store.check_interval_secs); 0 when it found damage."
+    ),
+    m!(
+        "caretaker_store_check_timestamp_seconds",
+        Gauge,
+        Seconds,
+        Collector,
+        [],
+        "When the store's integrity was last checked: at start, then every store.check_interval_secs."
+    ),
+    m!(
         "caretaker_cases_sla_breached",
         Gauge,
         None,

@@ -17,6 +17,7 @@ mod inspection_report;
 mod packaging;
 mod prometheus;
 mod spool;
+mod store_integrity;
 mod story;
 mod ticketing;
 mod util;

@@ -98,6 +98,31 @@ impl Collector {
         c
     }
 
+    /// `serve` on the data directory `dir/data` made earlier (no `init`):
+    /// its tokens are read from the files `init` left there.
+    pub async fn open(dir: &Path) -> Collector {
+        let data = dir.join("data");
+        let read = |f: &str| {
+            std::fs::read_to_string(data.join(f))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let client = caretaker_tests::client(&data.join("ca.pem")).unwrap_or_else(|e| panic!("client: {e}"));
+        let mut c = Collector {
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            child: None,
+            enrollment_token: read("enrollment-token"),
+            api_token: read("api-token"),
+            client,
+            config: None,
+            log: dir.join("collector.log"),
+        };
+        c.spawn().await;
+        c
+    }
+
     /// Like [`Collector::start`], serving with the config `toml`.
     pub async fn start_with_config(dir: &Path, toml: &str) -> Collector {
         let file = dir.join("collector.toml");
