@@ -111,8 +111,11 @@ pub async fn enroll(
 /// The result of offering one report.
 #[derive(Debug, PartialEq)]
 pub enum Delivery {
-    /// Applied now, or already applied earlier (409): either way it is done.
-    Delivered { duplicate: bool },
+    /// Applied now.
+    Delivered,
+    /// The collector had applied this sequence number already (409), and
+    /// says the highest it has applied for this agent.
+    Duplicate { last_seq: Option<u64> },
     /// The collector will never accept this report (400, 413): drop it, count it.
     Rejected { status: u16, reason: String },
     /// Try again later (network, 401, 408, 429, 5xx); `after`: the wait the
@@ -152,8 +155,18 @@ pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: 
         }
     };
     match resp.status().as_u16() {
-        200..=299 => Delivery::Delivered { duplicate: false },
-        409 => Delivery::Delivered { duplicate: true },
+        200..=299 => Delivery::Delivered,
+        409 => {
+            #[derive(Deserialize)]
+            struct Duplicate {
+                last_seq: Option<u64>,
+            }
+            let last_seq = match resp.bytes().await {
+                Ok(b) => serde_json::from_slice::<Duplicate>(&b).ok().and_then(|d| d.last_seq),
+                Err(_) => None,
+            };
+            Delivery::Duplicate { last_seq }
+        }
         s @ (400 | 413 | 415) => Delivery::Rejected {
             status: s,
             reason: reason(resp).await,

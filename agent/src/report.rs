@@ -38,6 +38,8 @@ pub struct AgentStatus {
     pub spool_depth: usize,
     pub spool_dropped_total: u64,
     pub rejected_total: u64,
+    /// The last write to the state dir (sequence counter, spool) failed.
+    pub state_write_failing: bool,
 }
 
 impl Reporter {
@@ -129,6 +131,10 @@ impl Reporter {
             status.spool_dropped_total as f64,
         ));
         samples.push(agent("caretaker_agent_reports_rejected", status.rejected_total as f64));
+        samples.push(agent(
+            "caretaker_agent_state_writable",
+            if status.state_write_failing { 0.0 } else { 1.0 },
+        ));
 
         let scan = self.roots.smart.take_unsent();
         if scan.is_some() {
@@ -161,6 +167,22 @@ pub fn encode_gzip(report: &Report) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
+/// The same wire body with another sequence number; every other field is
+/// kept as it was, known to this build or not.
+pub fn renumber_gzip(body: &[u8], seq: u64) -> std::io::Result<Vec<u8>> {
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut json)?;
+    let mut v: serde_json::Value = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
+    match v.get_mut("seq") {
+        Some(s) => *s = serde_json::Value::from(seq),
+        None => return Err(std::io::Error::other("not a report: no seq")),
+    }
+    let json = serde_json::to_vec(&v).map_err(std::io::Error::other)?;
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len()), flate2::Compression::default());
+    enc.write_all(&json)?;
+    enc.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +203,7 @@ mod tests {
                 spool_depth: 2,
                 spool_dropped_total: 1,
                 rejected_total: 0,
+                state_write_failing: true,
             },
             vec![],
         );
@@ -200,10 +223,24 @@ mod tests {
             report.known_samples().count() == report.samples.len(),
             "only catalogue metrics"
         );
+        let writable = |r: &Report| {
+            r.samples
+                .iter()
+                .find(|s| s.metric == "caretaker_agent_state_writable")
+                .map(|s| s.value)
+        };
+        assert_eq!(writable(&report), Some(0.0));
         let second = r.build("a1", 8, AgentStatus::default(), vec![]);
+        assert_eq!(writable(&second), Some(1.0));
         assert!(second.inventory.is_none(), "unchanged inventory is not resent");
         let body = encode_gzip(&second).unwrap_or_default();
         assert_eq!(&body[..2], &[0x1f, 0x8b]);
+        // Renumbered, the report is the same but for its sequence number.
+        let again = renumber_gzip(&body, 12).unwrap_or_default();
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&again[..]), &mut json).unwrap_or_default();
+        let back: Report = serde_json::from_slice(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, Report { seq: 12, ..second });
     }
 
     #[test]

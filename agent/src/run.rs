@@ -3,6 +3,18 @@
 //! Collection and delivery are separate tasks joined by the spool. A report
 //! is on disk before the first attempt to send it, so a dead collector, a
 //! restart of the agent or a crash loses nothing beyond the spool's bound.
+//!
+//! A state dir that cannot be written (full, read-only) does not stop the
+//! agent: the sequence counter lives on in memory and its save is retried
+//! every cycle, reports are held in memory by the spool, and every report
+//! says so (`caretaker_agent_state_writable` 0, and an
+//! `agent_state_write_failed` event when it starts) so the collector opens a
+//! finding; the first successful write ends it. Numbers handed out meanwhile
+//! are not on disk: an agent restarted before the save succeeded starts from
+//! an older number that the collector has applied already. The collector's
+//! 409 names the highest number it applied, and the agent then moves its
+//! queued reports and its counter past it ([`stale_shift`]) rather than
+//! losing new reports as duplicates.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,9 +26,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::push::{self, Delivery};
-use crate::report::{AgentStatus, Reporter, encode_gzip};
+use crate::report::{AgentStatus, Reporter, encode_gzip, renumber_gzip};
 use crate::spool::Spool;
-use crate::state::{Counters, Credential};
+use crate::state::{Counters, Credential, StateError};
 
 /// Loads the credential, or enrolls with the configured token (retrying while
 /// the collector is unreachable).
@@ -69,15 +81,142 @@ fn backoff(cfg: &Config) -> backon::ExponentialBackoff {
         .build()
 }
 
+/// What the collecting and the delivering task share, under one lock.
+struct Inner {
+    spool: Spool,
+    counters: Counters,
+    health: Health,
+    /// Added to sequence numbers by renumbering so far: a report being built
+    /// while the queue moved moves with it.
+    shift: u64,
+    /// The first sequence number this process handed out.
+    first_seq_of_run: u64,
+    /// The report last offered without a known outcome (network error,
+    /// 5xx): the collector may have applied it, so its 409 is believed.
+    unknown_outcome: Option<u64>,
+}
+
 struct Shared {
-    spool: Mutex<Spool>,
-    counters: Mutex<Counters>,
+    inner: Mutex<Inner>,
     wake: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere must not stop the agent from spooling.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Which write to the state dir an outcome is about.
+#[derive(Debug, Clone, Copy)]
+enum StateWrite {
+    Counters,
+    Spool,
+}
+
+/// Whether the state dir takes writes: the last failure of each kind of
+/// write, until that kind of write succeeds again.
+#[derive(Debug, Default)]
+struct Health {
+    counters: Option<String>,
+    spool: Option<String>,
+    failing_since_ms: Option<i64>,
+}
+
+impl Health {
+    fn failing(&self) -> bool {
+        self.counters.is_some() || self.spool.is_some()
+    }
+
+    /// Records one write's outcome, logging when the state dir stops or
+    /// starts taking writes (or fails differently); returns the event that
+    /// tells the collector so.
+    fn record(&mut self, what: StateWrite, outcome: Option<&StateError>, state_dir: &std::path::Path) -> Option<Event> {
+        let was_failing = self.failing();
+        let slot = match what {
+            StateWrite::Counters => &mut self.counters,
+            StateWrite::Spool => &mut self.spool,
+        };
+        let error = outcome.map(ToString::to_string);
+        // The same failure again (another file name, the same cause) is not news.
+        let changed = slot.as_deref().map(cause) != error.as_deref().map(cause);
+        *slot = error.clone();
+        let now = caretaker_shared::now_ms();
+        match (was_failing, self.failing()) {
+            (false, true) => {
+                self.failing_since_ms = Some(now);
+                let e = error.unwrap_or_default();
+                tracing::error!(
+                    error = %e,
+                    state_dir = %state_dir.display(),
+                    "cannot write the agent state; reports are kept in memory and the write is retried every interval"
+                );
+                Some(Event {
+                    at_ms: now,
+                    kind: "agent_state_write_failed".into(),
+                    severity: Severity::Critical,
+                    message: format!(
+                        "cannot write the agent state in {}: {e}; reporting from memory until it can",
+                        state_dir.display()
+                    ),
+                    labels: Default::default(),
+                })
+            }
+            (true, false) => {
+                let secs = (now - self.failing_since_ms.take().unwrap_or(now)) / 1000;
+                tracing::info!(state_dir = %state_dir.display(), failed_for_secs = secs, "the agent state can be written again");
+                Some(Event {
+                    at_ms: now,
+                    kind: "agent_state_write_recovered".into(),
+                    severity: Severity::Info,
+                    message: format!(
+                        "the agent state in {} can be written again after {secs} s",
+                        state_dir.display()
+                    ),
+                    labels: Default::default(),
+                })
+            }
+            (true, true) if changed => {
+                if let Some(e) = error {
+                    tracing::error!(error = %e, "still cannot write the agent state");
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An error's text without the file it names: `PATH: cause`.
+fn cause(error: &str) -> &str {
+    error.rsplit_once(": ").map_or(error, |(_, c)| c)
+}
+
+impl Inner {
+    /// Saves the counters, recording the outcome.
+    fn save_counters(&mut self, state_dir: &std::path::Path) -> Option<Event> {
+        let saved = self.counters.save(state_dir);
+        self.health
+            .record(StateWrite::Counters, saved.as_ref().err(), state_dir)
+    }
+}
+
+/// When the collector answers 409 for report `seq` saying it applied up to
+/// `last_seq`: how far to move the queue and the counter, or `None` when the
+/// report really was applied already (offered before, its answer lost).
+///
+/// The numbers were stale when the collector applied one this process has
+/// not handed out yet, or one this process handed out and offers for the
+/// first time: both mean an earlier run used them without saving its counter.
+fn stale_shift(
+    seq: u64,
+    last_seq: Option<u64>,
+    next_seq: u64,
+    first_seq_of_run: u64,
+    unknown_outcome: Option<u64>,
+) -> Option<u64> {
+    let last = last_seq.filter(|l| *l >= seq)?;
+    let numbered_here = seq >= first_seq_of_run && unknown_outcome != Some(seq);
+    (last >= next_seq || numbered_here).then(|| last + 1 - seq)
 }
 
 pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -89,8 +228,14 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result
     counters.next_seq = counters.next_seq.max(spool.last_seq().map_or(1, |s| s + 1));
     tracing::info!(agent_id = %cred.agent_id, next_seq = counters.next_seq, spooled = spool.depth(), "agent started");
     let shared = Arc::new(Shared {
-        spool: Mutex::new(spool),
-        counters: Mutex::new(counters),
+        inner: Mutex::new(Inner {
+            spool,
+            first_seq_of_run: counters.next_seq,
+            counters,
+            health: Health::default(),
+            shift: 0,
+            unknown_outcome: None,
+        }),
         wake: Notify::new(),
     });
 
@@ -102,7 +247,14 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result
         shutdown.clone(),
     ));
     let collected = collect_loop(&cfg, &cred, &shared, shutdown).await;
-    shared.wake.notify_one();
+    if collected.is_ok() {
+        // Stopping: the sender stops on the same signal.
+        shared.wake.notify_one();
+    } else {
+        // Collection cannot go on: stop delivering too and exit non-zero,
+        // so systemd restarts the agent rather than it idling silently.
+        sender.abort();
+    }
     let _ = sender.await;
     collected
 }
@@ -136,18 +288,21 @@ async fn collect_loop(
             _ = tick.tick() => {}
             _ = shutdown.changed() => return Ok(()),
         }
-        let (seq, status) = {
-            let mut c = lock(&shared.counters);
-            let seq = c.next_seq;
-            c.next_seq += 1;
-            // Persist before use: a crash can skip a number, never repeat one.
-            c.save(&cfg.state_dir).context("saving the sequence counter")?;
+        let (seq, shift_then, status) = {
+            let mut g = lock(&shared.inner);
+            let seq = g.counters.next_seq;
+            g.counters.next_seq += 1;
+            // Persist before use: a crash can skip a number, never repeat
+            // one. When it cannot be saved the report goes out all the same,
+            // numbered in memory (see the module's comment).
+            pending_events.extend(g.save_counters(&cfg.state_dir));
             let status = AgentStatus {
-                spool_depth: lock(&shared.spool).depth(),
-                spool_dropped_total: c.spool_dropped_total,
-                rejected_total: c.rejected_total,
+                spool_depth: g.spool.depth(),
+                spool_dropped_total: g.counters.spool_dropped_total,
+                rejected_total: g.counters.rejected_total,
+                state_write_failing: g.health.failing(),
             };
-            (seq, status)
+            (seq, g.shift, status)
         };
         // Collectors do blocking I/O (statvfs can hang on a dead NFS server):
         // run them off the runtime, and skip a cycle rather than pile up.
@@ -158,13 +313,17 @@ async fn collect_loop(
             Ok(mut rep) => Some(rep.build(&agent_id, seq, status, events)),
             Err(_) => None,
         });
-        let report = match tokio::time::timeout(Duration::from_secs(u64::from(cfg.interval_secs).max(5)), built).await {
-            Ok(Ok(Some(r))) => r,
-            _ => {
-                tracing::warn!(seq, "collection still running from an earlier cycle; skipping this one");
-                continue;
-            }
-        };
+        let mut report =
+            match tokio::time::timeout(Duration::from_secs(u64::from(cfg.interval_secs).max(5)), built).await {
+                Ok(Ok(Some(r))) => r,
+                _ => {
+                    tracing::warn!(seq, "collection still running from an earlier cycle; skipping this one");
+                    continue;
+                }
+            };
+        let mut g = lock(&shared.inner);
+        // The queue was renumbered while this report was built: follow it.
+        report.seq += g.shift - shift_then;
         let body = match encode_gzip(&report) {
             Ok(b) => b,
             Err(e) => {
@@ -172,31 +331,32 @@ async fn collect_loop(
                 continue;
             }
         };
-        let dropped = lock(&shared.spool).push(seq, &body);
-        match dropped {
-            Ok(0) => {}
-            Ok(n) => {
-                let mut c = lock(&shared.counters);
-                c.spool_dropped_total += n;
-                let _ = c.save(&cfg.state_dir);
-                tracing::warn!(
-                    dropped = n,
-                    total = c.spool_dropped_total,
-                    "spool full: dropped the oldest reports"
-                );
-                pending_events.push(Event {
-                    at_ms: caretaker_shared::now_ms(),
-                    kind: "spool_dropped".into(),
-                    severity: Severity::Warning,
-                    message: format!(
-                        "spool full: dropped {n} oldest report(s), {} in all",
-                        c.spool_dropped_total
-                    ),
-                    labels: Default::default(),
-                });
-            }
-            Err(e) => tracing::error!(error = %e, seq, "cannot write report to the spool"),
+        let pushed = g.spool.push(report.seq, &body);
+        if pushed.dropped > 0 {
+            let n = pushed.dropped;
+            g.counters.spool_dropped_total += n;
+            pending_events.extend(g.save_counters(&cfg.state_dir));
+            tracing::warn!(
+                dropped = n,
+                total = g.counters.spool_dropped_total,
+                "spool full: dropped the oldest reports"
+            );
+            pending_events.push(Event {
+                at_ms: caretaker_shared::now_ms(),
+                kind: "spool_dropped".into(),
+                severity: Severity::Warning,
+                message: format!(
+                    "spool full: dropped {n} oldest report(s), {} in all",
+                    g.counters.spool_dropped_total
+                ),
+                labels: Default::default(),
+            });
         }
+        pending_events.extend(
+            g.health
+                .record(StateWrite::Spool, pushed.not_written.as_ref(), &cfg.state_dir),
+        );
+        drop(g);
         shared.wake.notify_one();
     }
 }
@@ -213,7 +373,7 @@ async fn deliver(
         if *shutdown.borrow() {
             return;
         }
-        let next = lock(&shared.spool).peek();
+        let next = lock(&shared.inner).spool.peek();
         let (seq, body) = match next {
             Ok(Some(x)) => x,
             Ok(None) => {
@@ -225,31 +385,69 @@ async fn deliver(
             Err(e) => {
                 // An unreadable spool file cannot be delivered; drop it so the rest can go.
                 tracing::error!(error = %e, "unreadable report in the spool; dropping it");
-                let seq = lock(&shared.spool).first_seq();
-                if let Some(first) = seq {
-                    let _ = lock(&shared.spool).remove(first);
+                let mut g = lock(&shared.inner);
+                if let Some(first) = g.spool.first_seq() {
+                    let _ = g.spool.remove(first);
                 }
                 continue;
             }
         };
         match push::send_report(&client, &cfg.collector_url, &cred.secret, body).await {
-            Delivery::Delivered { duplicate } => {
-                if duplicate {
-                    tracing::debug!(seq, "collector had this report already");
-                }
-                if let Err(e) = lock(&shared.spool).remove(seq) {
+            Delivery::Delivered => {
+                let mut g = lock(&shared.inner);
+                g.unknown_outcome = None;
+                if let Err(e) = g.spool.remove(seq) {
                     tracing::error!(error = %e, seq, "cannot remove a delivered report from the spool");
+                }
+                backoff = self::backoff(&cfg);
+            }
+            Delivery::Duplicate { last_seq } => {
+                let mut g = lock(&shared.inner);
+                let shift = stale_shift(
+                    seq,
+                    last_seq,
+                    g.counters.next_seq,
+                    g.first_seq_of_run,
+                    g.unknown_outcome,
+                );
+                g.unknown_outcome = None;
+                match shift {
+                    Some(shift) => {
+                        tracing::warn!(
+                            seq,
+                            collector_last_seq = last_seq,
+                            queued = g.spool.depth(),
+                            "the collector applied sequence numbers this agent's saved counter did not record \
+                             (it could not be saved before a restart); renumbering the queued reports past them"
+                        );
+                        let lost = g.spool.renumber(shift, renumber_gzip);
+                        g.counters.next_seq += shift;
+                        g.shift += shift;
+                        if lost > 0 {
+                            g.counters.spool_dropped_total += lost;
+                        }
+                        // Recorded for the next report; this one is delivered.
+                        let _ = g.save_counters(&cfg.state_dir);
+                    }
+                    None => {
+                        tracing::debug!(seq, "collector had this report already");
+                        if let Err(e) = g.spool.remove(seq) {
+                            tracing::error!(error = %e, seq, "cannot remove a delivered report from the spool");
+                        }
+                    }
                 }
                 backoff = self::backoff(&cfg);
             }
             Delivery::Rejected { status, reason } => {
                 tracing::error!(seq, status, %reason, "collector rejected the report; discarding it");
-                let _ = lock(&shared.spool).remove(seq);
-                let mut c = lock(&shared.counters);
-                c.rejected_total += 1;
-                let _ = c.save(&cfg.state_dir);
+                let mut g = lock(&shared.inner);
+                g.unknown_outcome = None;
+                let _ = g.spool.remove(seq);
+                g.counters.rejected_total += 1;
+                let _ = g.save_counters(&cfg.state_dir);
             }
             Delivery::Retry { reason, after } => {
+                lock(&shared.inner).unknown_outcome = Some(seq);
                 let longest = Duration::from_secs(cfg.push.max_backoff_secs);
                 let wait = backoff.next().unwrap_or(longest);
                 // The collector's Retry-After (a full store, a full request
@@ -262,5 +460,52 @@ async fn deliver(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_409_for_a_number_this_run_handed_out_means_the_counter_was_stale() {
+        // Restarted at 10 after an earlier run sent up to 14 unsaved: the
+        // first report, 10, is refused naming 14: move the queue to 15.
+        assert_eq!(stale_shift(10, Some(14), 11, 10, None), Some(5));
+        // Even when the earlier run got exactly as far as this one.
+        assert_eq!(stale_shift(10, Some(10), 11, 10, None), Some(1));
+        // The collector applied a number not handed out yet: stale, whoever numbered the report.
+        assert_eq!(stale_shift(7, Some(20), 12, 10, Some(7)), Some(14));
+    }
+
+    #[test]
+    fn a_409_for_a_report_offered_before_is_a_real_duplicate() {
+        // Sent, the answer lost, sent again: applied the first time.
+        assert_eq!(stale_shift(12, Some(12), 13, 10, Some(12)), None);
+        // Spooled by an earlier run that sent it and stopped before removing it.
+        assert_eq!(stale_shift(8, Some(9), 12, 10, None), None);
+        // An older collector that does not say: believe it.
+        assert_eq!(stale_shift(12, None, 13, 10, None), None);
+    }
+
+    #[test]
+    fn the_first_failed_write_and_the_first_good_one_are_events() {
+        let dir = std::path::Path::new("/state");
+        let err = StateError::Io {
+            path: dir.join("counters.json"),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        let mut h = Health::default();
+        let ev = h.record(StateWrite::Counters, Some(&err), dir);
+        assert_eq!(ev.map(|e| e.kind), Some("agent_state_write_failed".to_string()));
+        assert!(h.failing());
+        assert!(h.record(StateWrite::Counters, Some(&err), dir).is_none(), "once");
+        assert!(h.record(StateWrite::Spool, Some(&err), dir).is_none());
+        // The small counters file fits again, the report does not: still failing.
+        assert!(h.record(StateWrite::Counters, None, dir).is_none());
+        assert!(h.failing());
+        let ev = h.record(StateWrite::Spool, None, dir);
+        assert_eq!(ev.map(|e| e.kind), Some("agent_state_write_recovered".to_string()));
+        assert!(!h.failing());
     }
 }

@@ -515,6 +515,14 @@ pub struct StoreConfig {
     /// How long raw report bodies are kept for `export-reports`; 0 keeps none.
     #[serde(default = "default_raw_report_retention_hours")]
     pub raw_report_retention_hours: u32,
+    /// How often the running collector runs `PRAGMA quick_check` on the store
+    /// (it also does at start); the result is `caretaker_store_check_ok`.
+    #[serde(default = "default_check_interval_secs")]
+    pub check_interval_secs: u64,
+}
+
+fn default_check_interval_secs() -> u64 {
+    6 * 3600
 }
 
 impl Default for StoreConfig {
@@ -523,6 +531,7 @@ impl Default for StoreConfig {
             synchronous: default_synchronous(),
             report_log_retention_hours: default_report_log_retention_hours(),
             raw_report_retention_hours: default_raw_report_retention_hours(),
+            check_interval_secs: default_check_interval_secs(),
         }
     }
 }
@@ -620,6 +629,9 @@ impl Checked for Config {
                 "store.raw_report_retention_hours: must be from 0 (keep none) to {MAX_RAW_REPORT_RETENTION_HOURS}"
             ));
         }
+        if !(60..=7 * 86_400).contains(&self.store.check_interval_secs) {
+            p.push("store.check_interval_secs: must be from 60 to 604800 (a week)".into());
+        }
         self.detect.problems(&mut p);
         self.reports.problems(&mut p);
         if self.queue.satisfaction_wait_days == 0 {
@@ -646,7 +658,8 @@ mod tests {
         let c = Config::parse("", Path::new("c.toml"));
         assert!(c.is_ok_and(|c| c.hosts.down_after_intervals == 3
             && c.store.synchronous == Synchronous::Full
-            && c.store.raw_report_retention_hours == 168));
+            && c.store.raw_report_retention_hours == 168
+            && c.store.check_interval_secs == 21_600));
         let e = Config::parse(
             "[hosts]\ndown_after_intervals = 0\n[ingest]\nmax_body_bytes = 10\n",
             Path::new("c.toml"),

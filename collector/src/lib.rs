@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod backup;
 pub mod cases;
 pub mod config;
 pub mod contracts;

@@ -81,6 +81,16 @@ enum Command {
         #[command(flatten)]
         policy: ReplayPolicy,
     },
+    /// Copy the store to FILE with SQLite's online backup, checked with
+    /// `quick_check`; safe to run while `serve` is running. README: "Backup
+    /// and restore".
+    Backup {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where the copy goes (replaced whole only once it is complete and checked).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Write the raw reports kept in the store as JSON lines for `replay`,
     /// ordered by receive time. Safe to run while `serve` is running.
     ExportReports {
@@ -282,6 +292,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 writeln!(out)?;
             }
             out.flush()?;
+            Ok(())
+        }
+        Command::Backup { data_dir, to } => {
+            let bytes = caretaker_collector::backup::backup(&data_dir, &to)?;
+            println!(
+                "backed up {} to {} ({bytes} bytes, quick_check ok)",
+                data_dir.display(),
+                to.display()
+            );
             Ok(())
         }
         Command::ExportReports {

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub rule_file_errors: Counter,
     /// Problems in the contracts file found on reload.
     pub contract_file_errors: Counter,
+    /// The store's last integrity check: passed (1) or not, and when (s).
+    pub store_check_ok: Gauge,
+    pub store_checked_at: Gauge,
     /// Ticket sinks: deliveries by result, and each sink's backlog.
     pub sink_deliveries: Family<Labels, Counter>,
     pub outbox_pending: Family<Labels, Gauge>,
@@ -117,6 +120,8 @@ impl Metrics {
             evaluation: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
             rule_file_errors: Counter::default(),
             contract_file_errors: Counter::default(),
+            store_check_ok: Gauge::default(),
+            store_checked_at: Gauge::default(),
             sink_deliveries: Family::default(),
             outbox_pending: Family::default(),
             dropped: Counter::default(),
@@ -137,6 +142,12 @@ impl Metrics {
             &mut registry,
             "caretaker_contract_file_errors",
             m.contract_file_errors.clone(),
+        )?;
+        register(&mut registry, "caretaker_store_check_ok", m.store_check_ok.clone())?;
+        register(
+            &mut registry,
+            "caretaker_store_check_timestamp_seconds",
+            m.store_checked_at.clone(),
         )?;
         register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
         register(&mut registry, "caretaker_sink_deliveries", m.sink_deliveries.clone())?;

@@ -40,6 +40,11 @@ pub fn init(data_dir: &Path, names: &[String]) -> anyhow::Result<pki::Initialize
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     install_crypto_provider();
     let paths = Paths::new(&cfg.data_dir);
+    // A damaged, empty or missing store refuses the start: serving on it
+    // would accept reports into a broken file, or into a new empty store
+    // that no agent's credential is in.
+    crate::backup::check_before_serve(&cfg.data_dir)
+        .inspect_err(|e| tracing::error!(error = %e, "store check failed"))?;
     for f in [&paths.server_cert, &paths.server_key, &paths.database] {
         if !f.exists() {
             anyhow::bail!(
@@ -101,6 +106,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
     let metrics =
         Arc::new(Metrics::new(fleet.clone(), cfg.hosts.down_after_intervals).map_err(|e| anyhow::anyhow!(e))?);
+    // Passed at start (above); checked again on a schedule.
+    metrics.store_check_ok.set(1);
+    metrics.store_checked_at.set(caretaker_shared::now_ms() / 1000);
+    let store_checker = tokio::spawn(check_store(
+        paths.database.clone(),
+        Duration::from_secs(cfg.store.check_interval_secs),
+        metrics.clone(),
+    ));
     let tls = RustlsConfig::from_pem_file(&paths.server_cert, &paths.server_key)
         .await
         .with_context(|| {
@@ -242,6 +255,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = pruner.await;
     gauges.abort();
     let _ = gauges.await;
+    store_checker.abort();
+    let _ = store_checker.await;
     if let Some(r) = reporter {
         r.abort();
         let _ = r.await;
@@ -275,6 +290,42 @@ fn edge(
     axum_server::tls_rustls::RustlsAcceptor::new(tls)
         .handshake_timeout(Duration::from_secs(cfg.tls_handshake_timeout_secs))
         .acceptor(crate::http::conns::LimitAcceptor::new(limits, metrics))
+}
+
+/// Runs `PRAGMA quick_check` on the store every `every`, on a connection of
+/// its own (the check reads the whole file; the API's reader stays free),
+/// and publishes the outcome. Damage found while serving is logged as an
+/// error: the collector goes on serving what it can, and the next start
+/// refuses until the store is restored.
+async fn check_store(database: std::path::PathBuf, every: Duration, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let path = database.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let conn = store::open_read_only(&path)?;
+            Ok::<_, store::StoreError>(crate::backup::quick_check(&conn)?)
+        })
+        .await;
+        let ok = match checked {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(problems))) => {
+                tracing::error!(store = %database.display(), %problems, hint = crate::backup::RESTORE_HINT, "the store is damaged");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::error!(store = %database.display(), error = %e, "cannot check the store");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the store check did not finish");
+                false
+            }
+        };
+        metrics.store_check_ok.set(i64::from(ok));
+        metrics.store_checked_at.set(caretaker_shared::now_ms() / 1000);
+    }
 }
 
 /// Makes the scheduled inspection reports that are due, at start and then

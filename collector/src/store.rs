@@ -806,13 +806,25 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                     Some(f) => Some(Effect::Value(f(&sp)?)),
                     None => None,
                 },
-                Job::TickCases(now_ms, policy, _) => Some(Effect::Detect(crate::pipeline::tick(
-                    &sp,
-                    policy,
-                    &options.contracts.get(),
-                    options.satisfaction_wait_ms,
-                    *now_ms,
-                )?)),
+                Job::TickCases(now_ms, policy, _) => {
+                    let due = options.contracts.rematch_due();
+                    let contracts = options.contracts.get();
+                    if due {
+                        // Cases opened while no contract covered them get
+                        // one the file now has (say, after a broken edit).
+                        let n = crate::queue::rematch(&sp, &contracts, *now_ms)?;
+                        if n > 0 {
+                            tracing::info!(cases = n, "cases came into scope of the changed contracts");
+                        }
+                    }
+                    Some(Effect::Detect(crate::pipeline::tick(
+                        &sp,
+                        policy,
+                        &contracts,
+                        options.satisfaction_wait_ms,
+                        *now_ms,
+                    )?))
+                }
             };
             sp.commit()?;
             Ok(effect)

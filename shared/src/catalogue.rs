@@ -1199,6 +1199,14 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "Reports the collector refused as malformed or too large, which the agent then discarded."
     ),
+    m!(
+        "caretaker_agent_state_writable",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "1 when the agent's last write to its state dir (sequence counter, spool) succeeded; 0 while it cannot write there and keeps its reports in memory."
+    ),
     // --- inventory ---
     m!(
         "caretaker_inventory_info",
@@ -1378,6 +1386,22 @@ pub static CATALOGUE: &[MetricDef] = &[
         Collector,
         [],
         "Problems found in the contracts file on reload; the previous contracts stayed active."
+    ),
+    m!(
+        "caretaker_store_check_ok",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "1 when the last PRAGMA quick_check of the store passed (at start and then every store.check_interval_secs); 0 when it found damage."
+    ),
+    m!(
+        "caretaker_store_check_timestamp_seconds",
+        Gauge,
+        Seconds,
+        Collector,
+        [],
+        "When the store's integrity was last checked: at start, then every store.check_interval_secs."
     ),
     m!(
         "caretaker_cases_sla_breached",

@@ -21,22 +21,43 @@ pub use sla::{Deadlines, deadlines, elapsed, escalations_due, on_call};
 use crate::cases::{HoldReason, Severity};
 
 /// The contracts in force, shared by the API, the queue and the reloader:
-/// readers take a snapshot, a reload swaps it whole.
+/// readers take a snapshot, a reload swaps it whole. Each swap is counted so
+/// the queue can re-match the cases no contract covered ([`Shared::rematch_due`]).
 #[derive(Debug, Clone, Default)]
-pub struct Shared(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Contracts>>>);
+pub struct Shared(std::sync::Arc<SharedInner>);
+
+#[derive(Debug, Default)]
+struct SharedInner {
+    current: std::sync::RwLock<std::sync::Arc<Contracts>>,
+    /// Swaps so far.
+    changes: std::sync::atomic::AtomicU64,
+    /// The swap the queue last re-matched against.
+    rematched: std::sync::atomic::AtomicU64,
+}
 
 impl Shared {
     pub fn new(c: Contracts) -> Shared {
-        Shared(std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(c))))
+        let s = Shared::default();
+        s.set(c);
+        s
     }
 
     /// The contracts in force now.
     pub fn get(&self) -> std::sync::Arc<Contracts> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set(&self, c: Contracts) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(c);
+        *self.0.current.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(c);
+        self.0.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the contracts changed since the last call that answered
+    /// true: the queue then re-matches its out-of-scope cases.
+    pub fn rematch_due(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let changes = self.0.changes.load(SeqCst);
+        self.0.rematched.swap(changes, SeqCst) != changes
     }
 }
 

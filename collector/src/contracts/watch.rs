@@ -3,7 +3,10 @@
 //! would lose) and wakes on changes to the file's name; after a burst
 //! settles, the file is loaded again. A broken file is logged with FILE:LINE
 //! and counted, and the previous contracts stay in force; a good one is
-//! swapped in whole.
+//! swapped in whole. A file that parses but has lost every contract or every
+//! user the file in force has (what an editor leaves between truncating and
+//! writing, or a copy cut short) counts as broken too ([`check_reload`]):
+//! applying it would lock every user out and leave new cases out of scope.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,8 +61,37 @@ async fn reloader(
         let Ok(loaded) = tokio::task::spawn_blocking(move || super::load(&f)).await else {
             continue;
         };
+        let loaded = loaded.and_then(|next| check_reload(&file, &shared.get(), next));
         apply(&file, loaded, &shared, &metrics);
     }
+}
+
+/// Refuses a reload that would leave no contracts, or no users, where the
+/// file in force has some: an empty or half-written file, rejected like a
+/// syntax error. Removing every contract or user on purpose takes a restart.
+pub fn check_reload(
+    file: &Path,
+    previous: &super::Contracts,
+    next: super::Contracts,
+) -> Result<super::Contracts, Vec<super::ContractError>> {
+    let mut problems = Vec::new();
+    for (what, before, after) in [
+        ("[[contract]]", previous.contracts.len(), next.contracts.len()),
+        ("[[user]]", previous.users.len(), next.users.len()),
+    ] {
+        if before > 0 && after == 0 {
+            problems.push(super::ContractError {
+                file: file.to_path_buf(),
+                line: 0,
+                subject: None,
+                reason: format!(
+                    "no {what} left (the contracts in force have {before}): an empty or half-written file is not \
+                     applied; restart the collector to run without them"
+                ),
+            });
+        }
+    }
+    if problems.is_empty() { Ok(next) } else { Err(problems) }
 }
 
 /// Swaps in good contracts; logs and counts the problems of bad ones.
@@ -107,6 +139,56 @@ password = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3UqAsL6QkOKx9H
             assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    #[test]
+    fn an_empty_or_contractless_file_is_refused_when_contracts_are_in_force() {
+        let file = Path::new("contracts.toml");
+        let with = super::super::parse_file(&(FILE.to_string() + CONTRACT), file).unwrap();
+        let empty = super::super::parse_file("", file).unwrap();
+        let errors = check_reload(file, &with, empty.clone()).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "contracts.toml: no [[contract]] left (the contracts in force have 1): an empty or half-written file is not applied; restart the collector to run without them",
+                "contracts.toml: no [[user]] left (the contracts in force have 1): an empty or half-written file is not applied; restart the collector to run without them"
+            ]
+        );
+        // Users kept, the contract gone: refused as well.
+        let users_only = super::super::parse_file(FILE, file).unwrap();
+        assert_eq!(check_reload(file, &with, users_only.clone()).unwrap_err().len(), 1);
+        // Nothing in force to lose: an empty file is what it says.
+        assert!(check_reload(file, &empty, empty.clone()).is_ok());
+        assert!(check_reload(file, &users_only, with.clone()).is_ok());
+        assert!(check_reload(file, &with, with.clone()).is_ok());
+    }
+
+    const CONTRACT: &str = r#"
+[[contract]]
+name = "acme-gold"
+customer = "acme"
+covers = { labels = { customer = "acme" } }
+hours = "7x24"
+time_zone = "UTC"
+response = { critical = "1h" }
+resolution = { critical = "8h" }
+"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_truncated_mid_save_keeps_the_contracts_and_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("contracts.toml");
+        std::fs::write(&path, FILE.to_string() + CONTRACT).unwrap();
+        let shared = Shared::new(super::super::load(&path).unwrap());
+        let metrics = Arc::new(Metrics::new(Arc::new(Fleet::default()), 3).unwrap());
+        let _watcher = watch(path.clone(), shared.clone(), metrics.clone()).unwrap();
+        // What an editor does before it writes the new content.
+        std::fs::write(&path, "").unwrap();
+        eventually("the refusal counted", || metrics.contract_file_errors.get() >= 1).await;
+        let c = shared.get();
+        assert_eq!(c.contracts.len(), 1);
+        assert!(c.user("mia").is_some());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

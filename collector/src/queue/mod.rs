@@ -412,6 +412,61 @@ pub fn settle(conn: &Connection, contracts: &Contracts, since_log_id: i64, now_m
     Ok(fresh.len() + reopened.len())
 }
 
+/// Matches the active cases no contract covered when they opened against
+/// `contracts` again, run when the contracts file changed: a case opened
+/// while the file was half-written, or before the contract that covers its
+/// asset was added, gets that contract, deadlines counted from its opening
+/// (the same service time its log already shows) and an assignee, as if it
+/// had been matched then. Returns how many cases came into scope.
+pub fn rematch(conn: &Connection, contracts: &Contracts, now_ms: i64) -> Result<usize, StoreError> {
+    if contracts.contracts.is_empty() {
+        return Ok(0);
+    }
+    let unmatched: Vec<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id \
+             WHERE i.kind = 'case' AND m.contract IS NULL AND i.status NOT IN {INACTIVE_STATUSES} ORDER BY i.id"
+        ))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut matched = 0;
+    for id in unmatched {
+        let Some(item) = items::item(conn, id)? else { continue };
+        let labels = asset_labels(conn, &item.key.asset)?;
+        let Some(c) = contracts.contract_for(&item.key.asset, &labels) else {
+            continue;
+        };
+        let due = contracts::deadlines(c, item.severity, item.opened_at_ms);
+        conn.prepare_cached(
+            "UPDATE case_meta SET contract = ?2, response_due_ms = ?3, resolution_due_ms = ?4 WHERE item_id = ?1",
+        )?
+        .execute(params![id, c.name, due.response_due_ms, due.resolution_due_ms])?;
+        let mut text = format!("contract {} (matched when the contracts changed)", c.name);
+        if let Some(d) = due.response_due_ms {
+            text.push_str(&format!("; response due {}", format_ms(d)));
+        }
+        if let Some(d) = due.resolution_due_ms {
+            text.push_str(&format!("; resolution due {}", format_ms(d)));
+        }
+        items::note(conn, id, "rule:contract", &text, now_ms)?;
+        let unassigned = meta(conn, id)?.is_some_and(|m| m.assignee.is_none());
+        if unassigned {
+            let site = labels.get("site").cloned().unwrap_or_default();
+            auto_assign(
+                conn,
+                contracts,
+                id,
+                item.status,
+                &site,
+                skill_for(&item.key.check),
+                now_ms,
+            )?;
+        }
+        matched += 1;
+    }
+    Ok(matched)
+}
+
 /// A case's title: the rule's summary when the evidence has one.
 fn title_of(item: &Item) -> String {
     item.evidence

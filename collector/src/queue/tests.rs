@@ -731,3 +731,31 @@ fn a_reopened_case_goes_back_to_its_engineer() {
     assert!(log_comments(&conn, id).contains(&"rule:assignment assigned to ana (reopened)".to_string()));
     assert_eq!(settle(&conn, &c, mark, t0 + 2 * H).unwrap(), 0);
 }
+
+#[test]
+fn a_case_opened_while_no_contract_matched_is_matched_when_the_contracts_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let t0 = at("2026-11-25T10:00:00+01:00");
+    // Opened while the contracts file was empty (an editor mid-save).
+    let id = open(&conn, &Contracts::default(), "db01", "acme", Severity::Critical, t0);
+    let lab = open(&conn, &Contracts::default(), "lab01", "nobody", Severity::Critical, t0);
+    assert!(meta(&conn, id).unwrap().unwrap().out_of_scope);
+
+    assert_eq!(rematch(&conn, &contracts(), t0 + 10 * M).unwrap(), 1);
+    let m = meta(&conn, id).unwrap().unwrap();
+    assert_eq!(m.contract.as_deref(), Some("acme-office"));
+    // Due as if matched at the opening: one service hour after 10:00.
+    assert_eq!(m.response_due_ms, Some(t0 + H));
+    assert_eq!(m.assignee.as_deref(), Some("ana"), "on call for hq hardware");
+    assert!(
+        log_comments(&conn, id)
+            .iter()
+            .any(|c| c.starts_with("rule:contract contract acme-office (matched when the contracts changed)")),
+        "{:?}",
+        log_comments(&conn, id)
+    );
+    // A host no contract covers stays advisory; matching again changes nothing.
+    assert!(meta(&conn, lab).unwrap().unwrap().out_of_scope);
+    assert_eq!(rematch(&conn, &contracts(), t0 + 20 * M).unwrap(), 0);
+}

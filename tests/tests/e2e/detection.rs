@@ -4,44 +4,15 @@
 //! `rules_dir`: a broken file keeps the old rules and is counted.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Agent, Collector, eventually, wait_for_host};
+use crate::util::{self, Agent, Collector, Mounted, eventually, wait_for_host};
 
-/// Unmounts the tmpfs when the test ends, however it ends.
-pub(crate) struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Mounts an 8 MiB tmpfs on `dir`; `None` (test skipped) when that is not
-/// possible here, unless CARETAKER_TEST_MOUNT=1 demands it.
-pub(crate) fn mount_tmpfs(dir: &Path) -> Option<Mounted> {
-    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(Mounted(dir.to_path_buf())),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            if std::env::var("CARETAKER_TEST_MOUNT").as_deref() == Ok("1") {
-                panic!("CARETAKER_TEST_MOUNT=1 but mounting a tmpfs failed (run as root): {why}");
-            }
-            eprintln!("note: skipping the filesystem fill test, cannot mount a tmpfs: {why}");
-            None
-        }
-    }
+/// An 8 MiB tmpfs on `dir` (see [`util::mount_tmpfs`]).
+fn mount_tmpfs(dir: &Path) -> Option<Mounted> {
+    util::mount_tmpfs(dir, "8m")
 }
 
 const OVERRIDES: &str = r#"

@@ -2,9 +2,11 @@
 //! binaries, over TLS on loopback, with real SQLite files.
 
 mod api_contract;
+mod agent_state;
 mod bench;
 mod browser;
 mod cli;
+mod contracts_reload;
 mod crash;
 mod dashboards;
 mod databases;
@@ -18,6 +20,7 @@ mod packaging;
 mod prometheus;
 mod spool;
 mod store_full;
+mod store_integrity;
 mod story;
 mod ticketing;
 mod util;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use caretaker_tests::{enroll, gzip, synthetic_report};
 
-use crate::detection::mount_tmpfs;
 use crate::util::{Agent, Collector, eventually, wait_for_host};
 
 /// Fills the filesystem holding `file` until it has no space left.
@@ -43,7 +42,7 @@ async fn healthz(c: &Collector) -> (u16, Option<String>, String) {
 async fn a_full_store_answers_503_with_retry_after_and_recovers() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     // Declared first, dropped last: unmounted once the processes are gone.
-    let Some(_mounted) = mount_tmpfs(&dir.path().join("data")) else {
+    let Some(_mounted) = crate::util::mount_tmpfs(&dir.path().join("data"), "8m") else {
         return;
     };
     let c = Collector::start(dir.path()).await;

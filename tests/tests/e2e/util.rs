@@ -79,6 +79,13 @@ impl Collector {
             "init failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Collector::open(dir).await
+    }
+
+    /// `serve` on the data directory `dir/data` made earlier (no `init`):
+    /// its tokens are read from the files `init` left there.
+    pub async fn open(dir: &Path) -> Collector {
+        let data = dir.join("data");
         let read = |f: &str| {
             std::fs::read_to_string(data.join(f))
                 .unwrap_or_default()
@@ -315,6 +322,11 @@ impl Agent {
             let _ = c.wait();
         }
     }
+
+    /// Whether the agent process is still running (not exited, not stopped).
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
 }
 
 impl Drop for Agent {
@@ -418,4 +430,38 @@ pub fn start_prometheus_with(dir: &Path, collector: &Collector, binary: &str, au
         .spawn()
         .unwrap_or_else(|e| panic!("{binary}: {e}"));
     (Prometheus(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// Unmounts a tmpfs when the test ends, however it ends.
+pub struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (as `mount -o size=`, e.g. `8m`) on `dir`;
+/// `None` (test skipped) when that is not possible here, unless
+/// CARETAKER_TEST_MOUNT=1 demands it.
+pub fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mounted> {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(Mounted(dir.to_path_buf())),
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            if std::env::var("CARETAKER_TEST_MOUNT").as_deref() == Ok("1") {
+                panic!("CARETAKER_TEST_MOUNT=1 but mounting a tmpfs failed (run as root): {why}");
+            }
+            eprintln!("note: skipping a test that needs a tmpfs, cannot mount one: {why}");
+            None
+        }
+    }
 }
