@@ -344,11 +344,12 @@ pub enum DecompressError {
 
 /// Rebuilds the fleet from the store at start-up.
 pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError> {
-    for h in conn
-        .prepare("SELECT token_hash FROM api_tokens")?
-        .query_map([], |r| r.get::<_, String>(0))?
+    for t in conn
+        .prepare("SELECT token_hash, name FROM api_tokens")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
     {
-        fleet.add_api_token(h?);
+        let (hash, name) = t?;
+        fleet.add_api_token(hash, name);
     }
     fleet.set_recommendations_open(crate::predict::records::open_counts(conn)?);
     let mut stmt = conn.prepare(
