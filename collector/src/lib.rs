@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod pki;
 pub mod predict;
 pub mod queue;
+pub mod reload;
 pub mod report;
 pub mod rules;
 pub mod serve;

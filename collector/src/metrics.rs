@@ -38,7 +38,7 @@ pub struct Metrics {
     pub transitions: Family<Labels, Counter>,
     pub evaluation: Histogram,
     pub rule_file_errors: Counter,
-    /// Problems in the contracts file found on reload.
+    /// Bad edits of the contracts file rejected on reload (each counted once).
     pub contract_file_errors: Counter,
     /// Ticket sinks: deliveries by result, and each sink's backlog.
     pub sink_deliveries: Family<Labels, Counter>,
