@@ -940,7 +940,14 @@ pub fn apply(
     // The fleet holds the newest inventory; only a changed one is stored again,
     // with what changed since the version before it.
     let mut assets = previous;
-    if let Some(inv) = &r.inventory {
+    if let Some(sent) = &r.inventory {
+        // The archive holds the collector's own hash of the configuration,
+        // not the agent's word for it (empty stays empty: an older agent).
+        let mut own = sent.clone();
+        if !own.content_hash.is_empty() {
+            own.content_hash = own.configuration_hash();
+        }
+        let inv = &own;
         if !assets
             .inventory
             .as_ref()
@@ -972,7 +979,7 @@ pub fn apply(
             }
             assets.at_ms = Some(r.collected_at_ms);
         }
-        assets.inventory = Some(inv.clone());
+        assets.inventory = Some(own);
     }
     Ok(Some(Host {
         agent_id: inc.agent_id.clone(),
