@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod auth;
 pub mod cases;
+pub mod clock;
 pub mod config;
 pub mod contracts;
 pub mod detect;

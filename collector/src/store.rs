@@ -415,6 +415,10 @@ pub struct Incoming {
     pub body: Vec<u8>,
     pub encoding: Encoding,
     pub received_at_ms: i64,
+    /// The agent's clock as ingest judged it; the report's times are already
+    /// normalized by it ([`crate::clock::normalize`]). `None`: not judged (a
+    /// replay runs in the reports' own time).
+    pub clock: Option<crate::clock::Clock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -898,9 +902,13 @@ pub fn apply(
     .execute(params![
         inc.agent_id,
         r.seq as i64,
-        r.collected_at_ms,
+        // The log keeps what the agent claimed, beside when it arrived; the
+        // archive below is dated by the (normalized) report.
+        inc.clock.map_or(r.collected_at_ms, |c| c.claimed_collected_at_ms),
         inc.received_at_ms,
-        r.samples.len() as i64
+        // The report's samples were moved out at ingest (`inc.samples` keeps
+        // the known ones): the count is of the report as sent.
+        inc.sample_count as i64
     ])?;
     if keep_raw_reports {
         // The body as received: gzip stays gzip, so keeping it costs what the
@@ -1225,6 +1233,7 @@ mod raw_tests {
             body,
             encoding,
             received_at_ms: at_ms,
+            clock: None,
         };
         run_batch(conn, vec![Job::Apply(Box::new(inc), reply)], fleet, options);
         assert!(matches!(rx.try_recv(), Ok(Ok(Applied::Applied { .. }))));

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `caretaker-collector` and `caretaker-agent`
 //! binaries, over TLS on loopback, with real SQLite files.
 
+mod agent_claims;
 mod bench;
 mod browser;
 mod cli;
