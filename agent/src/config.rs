@@ -319,8 +319,33 @@ mod tests {
         let e = parse("collector_url = \"https://x\"\nca_file = \"/c\"\nintervall_secs = 5\n")
             .err()
             .unwrap_or_default();
-        assert!(e.starts_with("agent.toml: TOML parse error at line 3"), "{e}");
-        assert!(e.contains("unknown field `intervall_secs`"), "{e}");
+        assert!(
+            e.starts_with("agent.toml: 1 problem(s):\n  intervall_secs: unknown field `intervall_secs`"),
+            "{e}"
+        );
+        assert!(e.ends_with("(line 3)"), "{e}");
+    }
+
+    #[test]
+    fn check_config_lists_every_unknown_key_not_only_the_first() {
+        let e = parse(
+            "collector_url = \"http://x\"\nca_file = \"/c\"\nintervall_secs = 5\n[spool]\nmax_report = 3\n[inventory]\nversions = false\n",
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(e.starts_with("agent.toml: 4 problem(s):\n"), "{e}");
+        for want in [
+            "intervall_secs: unknown field `intervall_secs`",
+            "(line 3)",
+            "spool.max_report: unknown field `max_report`",
+            "(line 5)",
+            "inventory.versions: unknown field `versions`",
+            "(line 7)",
+            // And what is wrong with the keys that are known.
+            "collector_url:",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 
     #[test]

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use caretaker_shared::wire::{DatabaseServer, DiskInfo, DmiInfo, Inventory, MemoryModule, NicInfo};
-use sha2::{Digest, Sha256};
 
 use crate::collectors::{self, Roots, network, system};
 use crate::config::InventoryConfig;
@@ -103,21 +102,13 @@ pub fn build(roots: &Roots, probes: &mut Probes) -> Inventory {
     inv
 }
 
-/// SHA-256 (hex) of the inventory's JSON with `content_hash` left empty.
-/// serde writes struct fields in declaration order and the lists are sorted by
-/// [`build`], so equal inventories give equal hashes.
-///
-/// A NIC's link state and negotiated speed are left out: they are state, not
-/// configuration, and a flapping link must not make a new asset version.
+/// The inventory's configuration hash
+/// ([`Inventory::configuration_hash`], shared with the collector): equal
+/// configurations give equal hashes. A NIC's link state and negotiated speed
+/// are left out: they are state, not configuration, and a flapping link must
+/// not make a new asset version.
 pub fn content_hash(inv: &Inventory) -> String {
-    let mut copy = inv.clone();
-    copy.content_hash.clear();
-    for n in &mut copy.nics {
-        n.operstate.clear();
-        n.speed_mbps = None;
-    }
-    let json = serde_json::to_vec(&copy).unwrap_or_default();
-    hex::encode(Sha256::digest(&json))
+    inv.configuration_hash()
 }
 
 // --- small I/O helpers ------------------------------------------------------------

@@ -13,15 +13,13 @@ use std::collections::BTreeMap;
 use caretaker_shared::wire::{DatabaseServer, DiskInfo, Inventory, MemoryModule, NicInfo};
 use serde::Serialize;
 
-/// Whether two inventories describe the same configuration. Agents that send
-/// a content hash leave state (a NIC's link) out of it, so the hashes decide;
-/// for older agents, the documents themselves.
+/// Whether two inventories describe the same configuration: their
+/// canonical forms (state such as a NIC's link left out, lists in one order)
+/// are compared. The agent's `content_hash` is not trusted for this: it is
+/// only what the agent says, and an agent that sends the same hash for a
+/// changed configuration must not keep the change out of the archive.
 pub fn same_configuration(old: &Inventory, new: &Inventory) -> bool {
-    if !old.content_hash.is_empty() && !new.content_hash.is_empty() {
-        old.content_hash == new.content_hash
-    } else {
-        old == new
-    }
+    old.canonical() == new.canonical()
 }
 
 /// One change between two inventory versions.
@@ -707,17 +705,31 @@ mod tests {
     }
 
     #[test]
-    fn same_configuration_follows_the_hash_when_both_have_one() {
+    fn same_configuration_compares_the_configurations_not_the_hashes() {
         let mut a = server();
         a.content_hash = "h1".into();
         let mut b = a.clone();
         b.nics[0].operstate = "down".into();
-        assert!(same_configuration(&a, &b), "state only: same hash, same configuration");
+        b.nics[0].speed_mbps = None;
         b.content_hash = "h2".into();
-        assert!(!same_configuration(&a, &b));
+        assert!(same_configuration(&a, &b), "state only, whatever the hashes say");
+        b.disks.reverse();
+        assert!(same_configuration(&a, &b), "a reordered list");
         let mut old = server();
         old.content_hash.clear();
-        assert!(!same_configuration(&old, &b), "no hash: the documents decide");
-        assert!(same_configuration(&old, &old.clone()));
+        assert!(same_configuration(&old, &a), "no hash: the same configuration");
+    }
+
+    #[test]
+    fn a_kernel_change_under_an_unchanged_agent_hash_is_a_change() {
+        let mut old = server();
+        old.content_hash = "same".into();
+        for kernel in ["6.1.0-19-amd64", "6.1.0-20-amd64", "6.1.0-21-amd64"] {
+            let mut new = old.clone();
+            new.kernel = kernel.into();
+            assert!(!same_configuration(&old, &new), "{kernel}");
+            assert_eq!(kinds(&diff(&old, &new)), ["kernel_changed"]);
+            old = new;
+        }
     }
 }

@@ -63,10 +63,11 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The machine API token (from `init`, kept in the store).
-    pub fn machine() -> Principal {
+    /// A machine API token (from `init`, kept in the store), named
+    /// `api:<token name>` in what it does.
+    pub fn machine(token_name: &str) -> Principal {
         Principal {
-            name: "api".into(),
+            name: format!("api:{token_name}"),
             role: Role::Manager,
             customer: None,
         }
@@ -259,7 +260,7 @@ mod tests {
         assert!(!c.can_act());
         assert!(matches!(c.require_staff(), Err(ApiError::Forbidden(m)) if m.contains("carol")));
         for staff in [
-            Principal::machine(),
+            Principal::machine("init"),
             Principal::of(&user("ana", Role::Engineer, None, "x")),
         ] {
             assert!(staff.may_see("acme") && staff.may_see("globex"));

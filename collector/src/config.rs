@@ -465,6 +465,17 @@ pub struct IngestConfig {
     /// Time allowed to receive one report's whole body.
     #[serde(default = "default_body_timeout_secs")]
     pub body_timeout_secs: u64,
+    /// An agent clock off by more than this is not believed: its report is
+    /// dated at receipt and the host gets an `agent_clock_skew` finding.
+    #[serde(default = "default_max_clock_skew_secs")]
+    pub max_clock_skew_secs: u64,
+}
+
+impl IngestConfig {
+    /// [`IngestConfig::max_clock_skew_secs`] in ms.
+    pub fn max_clock_skew_ms(&self) -> i64 {
+        i64::try_from(self.max_clock_skew_secs.min(MAX_DURATION_SECS) * 1000).unwrap_or(i64::MAX)
+    }
 }
 
 impl Default for IngestConfig {
@@ -474,6 +485,7 @@ impl Default for IngestConfig {
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_concurrent_requests: default_max_concurrent_requests(),
             body_timeout_secs: default_body_timeout_secs(),
+            max_clock_skew_secs: default_max_clock_skew_secs(),
         }
     }
 }
@@ -554,6 +566,11 @@ fn default_max_concurrent_requests() -> usize {
 fn default_body_timeout_secs() -> u64 {
     30
 }
+/// Five minutes: NTP keeps clocks within milliseconds; minutes off means no
+/// time sync at all.
+fn default_max_clock_skew_secs() -> u64 {
+    300
+}
 fn default_down_after_intervals() -> u32 {
     3
 }
@@ -617,6 +634,11 @@ impl Checked for Config {
         }
         if self.ingest.body_timeout_secs == 0 {
             p.push("ingest.body_timeout_secs: must be at least 1".into());
+        }
+        if self.ingest.max_clock_skew_secs == 0 || self.ingest.max_clock_skew_secs > MAX_DURATION_SECS {
+            p.push(format!(
+                "ingest.max_clock_skew_secs: must be between 1 and {MAX_DURATION_SECS}"
+            ));
         }
         if self.hosts.down_after_intervals == 0 {
             p.push("hosts.down_after_intervals: must be at least 1".into());
@@ -708,6 +730,34 @@ mod tests {
                 .is_some_and(|e| e.contains("line 2") && e.contains("unknown variant `sometimes`")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn check_config_lists_every_unknown_key_not_only_the_first() {
+        let e = Config::parse(
+            "lissen = \"127.0.0.1:1\"\n[ingest]\nmax_body_byte = 1\nmax_clock_skew_secs = 0\n[store]\nsynchronous = \"sometimes\"\n[hosts]\ndown_after_interval = 3\n",
+            Path::new("c.toml"),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        for want in [
+            "c.toml: 5 problem(s):\n",
+            "lissen: unknown field `lissen`",
+            "(line 1)",
+            "ingest.max_body_byte: unknown field `max_body_byte`",
+            "(line 3)",
+            "store.synchronous: unknown variant `sometimes`",
+            "(line 6)",
+            "hosts.down_after_interval: unknown field `down_after_interval`",
+            "(line 8)",
+            "ingest.max_clock_skew_secs: must be between 1 and",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let c = Config::parse("[ingest]\nmax_clock_skew_secs = 60\n", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.ingest.max_clock_skew_ms() == 60_000));
+        assert_eq!(Config::default().ingest.max_clock_skew_secs, 300);
     }
 
     #[test]

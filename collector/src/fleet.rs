@@ -3,7 +3,7 @@
 //! updated by the store writer after each commit, so readers never touch
 //! SQLite and never see a change that was not committed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use caretaker_shared::wire::{Inventory, Sample};
@@ -72,8 +72,8 @@ pub struct Fleet {
     hosts: RwLock<HashMap<String, Arc<Host>>>,
     /// Credential hash → agent id.
     credentials: RwLock<HashMap<String, String>>,
-    /// Hashes of API tokens.
-    api_tokens: RwLock<HashSet<String>>,
+    /// Hashes of API tokens → their names (`init` for the one `init` made).
+    api_tokens: RwLock<HashMap<String, String>>,
     /// Active replacement recommendations by urgency, as the store writer
     /// last counted them.
     recommendations_open: RwLock<Vec<(String, u64)>>,
@@ -96,11 +96,16 @@ impl Fleet {
     }
 
     pub fn is_api_token(&self, token_hash: &str) -> bool {
-        read(&self.api_tokens).contains(token_hash)
+        read(&self.api_tokens).contains_key(token_hash)
     }
 
-    pub fn add_api_token(&self, token_hash: String) {
-        write(&self.api_tokens).insert(token_hash);
+    /// The name of the API token with this hash, if it is one.
+    pub fn api_token_name(&self, token_hash: &str) -> Option<String> {
+        read(&self.api_tokens).get(token_hash).cloned()
+    }
+
+    pub fn add_api_token(&self, token_hash: String, name: String) {
+        write(&self.api_tokens).insert(token_hash, name);
     }
 
     pub fn set_recommendations_open(&self, counts: Vec<(String, u64)>) {

@@ -38,7 +38,7 @@ pub struct Metrics {
     pub transitions: Family<Labels, Counter>,
     pub evaluation: Histogram,
     pub rule_file_errors: Counter,
-    /// Problems in the contracts file found on reload.
+    /// Bad edits of the contracts file rejected on reload (each counted once).
     pub contract_file_errors: Counter,
     /// The store's last integrity check: passed (1) or not, and when (s).
     pub store_check_ok: Gauge,

@@ -9,6 +9,8 @@
 //! validated in `http/reports.rs`), in the writer's transaction — [`report`]:
 //! 1. **store the report**: the agent's row and sequence check, the newest
 //!    report, the report log, the raw body, events ([`crate::store::apply`]);
+//!    the host's `agent_clock_skew` finding opened or cleared (ingest judged
+//!    the clock and dated the report: [`crate::clock`]);
 //! 2. **assets**: a changed inventory is stored with what changed
 //!    ([`crate::assets::diff`]); disks and DIMMs whose serial left it are taken
 //!    out of service ([`crate::predict::on_parts_replaced`]); the host and its
@@ -68,6 +70,12 @@ pub fn report(
         return Ok(None);
     };
     let r = &inc.report;
+    let customer = r.labels.get("customer").map(String::as_str).unwrap_or("");
+    // 1: the agent's clock finding, open while its clock is off.
+    if let Some(clock) = &inc.clock {
+        let signal = crate::clock::signal(clock, &r.host, customer, inc.received_at_ms);
+        crate::cases::store::apply_signal(conn, &signal, &crate::cases::Policy::default())?;
+    }
     if let Some(inv) = &r.inventory {
         // 2: parts whose serial left the inventory are out of service.
         if let Some(old) = &before {
@@ -90,7 +98,6 @@ pub fn report(
     // 3
     if let Some(scan) = &r.disks {
         crate::disks::record_scan(conn, &inc.agent_id, scan)?;
-        let customer = r.labels.get("customer").map(String::as_str).unwrap_or("");
         crate::predict::assess_host(conn, &inc.agent_id, &r.host, customer, scan.scanned_at_ms)?;
     }
     Ok(Some(host))

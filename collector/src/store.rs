@@ -374,11 +374,12 @@ pub enum DecompressError {
 
 /// Rebuilds the fleet from the store at start-up.
 pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError> {
-    for h in conn
-        .prepare("SELECT token_hash FROM api_tokens")?
-        .query_map([], |r| r.get::<_, String>(0))?
+    for t in conn
+        .prepare("SELECT token_hash, name FROM api_tokens")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
     {
-        fleet.add_api_token(h?);
+        let (hash, name) = t?;
+        fleet.add_api_token(hash, name);
     }
     fleet.set_recommendations_open(crate::predict::records::open_counts(conn)?);
     let mut stmt = conn.prepare(
@@ -444,6 +445,10 @@ pub struct Incoming {
     pub body: Vec<u8>,
     pub encoding: Encoding,
     pub received_at_ms: i64,
+    /// The agent's clock as ingest judged it; the report's times are already
+    /// normalized by it ([`crate::clock::normalize`]). `None`: not judged (a
+    /// replay runs in the reports' own time).
+    pub clock: Option<crate::clock::Clock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1038,9 +1043,13 @@ pub fn apply(
     .execute(params![
         inc.agent_id,
         r.seq as i64,
-        r.collected_at_ms,
+        // The log keeps what the agent claimed, beside when it arrived; the
+        // archive below is dated by the (normalized) report.
+        inc.clock.map_or(r.collected_at_ms, |c| c.claimed_collected_at_ms),
         inc.received_at_ms,
-        r.samples.len() as i64
+        // The report's samples were moved out at ingest (`inc.samples` keeps
+        // the known ones): the count is of the report as sent.
+        inc.sample_count as i64
     ])?;
     if keep_raw_reports {
         // The body as received: gzip stays gzip, so keeping it costs what the
@@ -1080,7 +1089,14 @@ pub fn apply(
     // The fleet holds the newest inventory; only a changed one is stored again,
     // with what changed since the version before it.
     let mut assets = previous;
-    if let Some(inv) = &r.inventory {
+    if let Some(sent) = &r.inventory {
+        // The archive holds the collector's own hash of the configuration,
+        // not the agent's word for it (empty stays empty: an older agent).
+        let mut own = sent.clone();
+        if !own.content_hash.is_empty() {
+            own.content_hash = own.configuration_hash();
+        }
+        let inv = &own;
         if !assets
             .inventory
             .as_ref()
@@ -1112,7 +1128,7 @@ pub fn apply(
             }
             assets.at_ms = Some(r.collected_at_ms);
         }
-        assets.inventory = Some(inv.clone());
+        assets.inventory = Some(own);
     }
     Ok(Some(Host {
         agent_id: inc.agent_id.clone(),
@@ -1358,6 +1374,7 @@ mod raw_tests {
             body,
             encoding,
             received_at_ms: at_ms,
+            clock: None,
         };
         run_batch(conn, vec![Job::Apply(Box::new(inc), reply)], fleet, options);
         assert!(matches!(rx.try_recv(), Ok(Ok(Applied::Applied { .. }))));

@@ -82,6 +82,7 @@ async fn populate_open(dir: &Path) -> (Vec<(i64, Report)>, Writer, std::thread::
                     body,
                     encoding,
                     received_at_ms: received,
+                    clock: None,
                 })
                 .await
                 .unwrap();

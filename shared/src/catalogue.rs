@@ -1369,7 +1369,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Collector,
         [],
-        "Problems found in rule files on reload; the previous rules stayed active."
+        "Bad edits of the rule files rejected on reload, each counted once; the previous rules stayed active."
     ),
     m!(
         "caretaker_http_limited",
@@ -1385,7 +1385,7 @@ pub static CATALOGUE: &[MetricDef] = &[
         None,
         Collector,
         [],
-        "Problems found in the contracts file on reload; the previous contracts stayed active."
+        "Bad edits of the contracts file rejected on reload, each counted once; the previous contracts stayed active."
     ),
     m!(
         "caretaker_store_check_ok",

@@ -144,10 +144,59 @@ pub struct Inventory {
     /// Database servers found running on the host.
     #[serde(default)]
     pub databases: Vec<DatabaseServer>,
-    /// SHA-256 (hex) of this inventory's canonical JSON with this field empty;
-    /// the agent resends the inventory when it changes. Empty from older agents.
+    /// [`Inventory::configuration_hash`]: the agent resends the inventory
+    /// when it changes. Empty from older agents. A hint only: the collector
+    /// compares the configurations themselves ([`Inventory::canonical`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub content_hash: String,
+}
+
+impl Inventory {
+    /// The configuration this inventory describes, in one form: no
+    /// `content_hash`, no state (a NIC's link and negotiated speed: a
+    /// flapping link is no new configuration), every list in a fixed order
+    /// (a reordered list is the same configuration). Two inventories
+    /// describe the same configuration exactly when their canonical forms
+    /// are equal.
+    pub fn canonical(&self) -> Inventory {
+        let mut c = self.clone();
+        c.content_hash.clear();
+        for n in &mut c.nics {
+            n.operstate.clear();
+            n.speed_mbps = None;
+        }
+        c.filesystems.sort_by(|a, b| {
+            (&a.mountpoint, &a.device, &a.fstype, a.size_bytes).cmp(&(
+                &b.mountpoint,
+                &b.device,
+                &b.fstype,
+                b.size_bytes,
+            ))
+        });
+        c.network_interfaces.sort();
+        c.memory_modules.sort_by(|a, b| {
+            (&a.locator, &a.serial, &a.part_number, a.size_bytes).cmp(&(
+                &b.locator,
+                &b.serial,
+                &b.part_number,
+                b.size_bytes,
+            ))
+        });
+        c.disks
+            .sort_by(|a, b| (&a.name, &a.serial, &a.wwn).cmp(&(&b.name, &b.serial, &b.wwn)));
+        c.nics.sort_by(|a, b| (&a.name, &a.mac).cmp(&(&b.name, &b.mac)));
+        c.databases
+            .sort_by(|a, b| (&a.kind, a.port, &a.version).cmp(&(&b.kind, b.port, &b.version)));
+        c
+    }
+
+    /// SHA-256 (hex) of the [canonical](Inventory::canonical) form's JSON
+    /// (serde writes fields in declaration order): what `content_hash` holds.
+    pub fn configuration_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(&self.canonical()).unwrap_or_default();
+        Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// The machine's DMI identity (`/sys/class/dmi/id`). Strings are empty when unknown

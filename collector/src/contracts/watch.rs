@@ -2,11 +2,12 @@
 //! (editors replace a file by renaming, which a watch on the file itself
 //! would lose) and wakes on changes to the file's name; after a burst
 //! settles, the file is loaded again. A broken file is logged with FILE:LINE
-//! and counted, and the previous contracts stay in force; a good one is
-//! swapped in whole. A file that parses but has lost every contract or every
-//! user the file in force has (what an editor leaves between truncating and
-//! writing, or a copy cut short) counts as broken too ([`check_reload`]):
-//! applying it would lock every user out and leave new cases out of scope.
+//! and counted once per bad edit ([`crate::reload`]), and the previous
+//! contracts stay in force; a good one is swapped in whole. A file that
+//! parses but has lost every contract or every user the file in force has
+//! (what an editor leaves between truncating and writing, or a copy cut
+//! short) counts as broken too ([`check_reload`]): applying it would lock
+//! every user out and leave new cases out of scope.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::metrics::Metrics;
+use crate::reload::{Rejections, version_of};
 
 /// Editors write a file in several steps (truncate, write, rename): wait for
 /// the changes to settle so a half-written file is not reported as broken.
@@ -51,6 +53,7 @@ async fn reloader(
     metrics: Arc<Metrics>,
     mut rx: mpsc::UnboundedReceiver<notify::Result<()>>,
 ) {
+    let mut rejections = Rejections::default();
     while let Some(first) = rx.recv().await {
         if let Err(e) = first {
             tracing::warn!(error = %e, file = %file.display(), "watching the contracts file");
@@ -58,11 +61,19 @@ async fn reloader(
         // Swallow the rest of the burst.
         while let Ok(Some(_)) = tokio::time::timeout(SETTLE, rx.recv()).await {}
         let f = file.clone();
-        let Ok(loaded) = tokio::task::spawn_blocking(move || super::load(&f)).await else {
+        let Ok(loaded) = tokio::task::spawn_blocking(move || {
+            let loaded = super::load(&f);
+            // The version rejected, as it was read.
+            loaded.map_err(|e| (e, version_of([f.as_path()])))
+        })
+        .await
+        else {
             continue;
         };
-        let loaded = loaded.and_then(|next| check_reload(&file, &shared.get(), next));
-        apply(&file, loaded, &shared, &metrics);
+        let loaded = loaded.and_then(|next| {
+            check_reload(&file, &shared.get(), next).map_err(|e| (e, version_of([file.as_path()])))
+        });
+        apply(&file, loaded, &shared, &metrics, &mut rejections);
     }
 }
 
@@ -94,10 +105,22 @@ pub fn check_reload(
     if problems.is_empty() { Ok(next) } else { Err(problems) }
 }
 
-/// Swaps in good contracts; logs and counts the problems of bad ones.
-fn apply(file: &Path, loaded: Result<super::Contracts, Vec<super::ContractError>>, shared: &Shared, metrics: &Metrics) {
+/// A bad version of the file: its problems, and its version ([`version_of`]).
+type Rejected = (Vec<super::ContractError>, u64);
+
+/// Swaps in good contracts; logs the problems of a bad version and counts it
+/// once, however many problems it has and however often it is reloaded
+/// unchanged.
+fn apply(
+    file: &Path,
+    loaded: Result<super::Contracts, Rejected>,
+    shared: &Shared,
+    metrics: &Metrics,
+    rejections: &mut Rejections,
+) {
     match loaded {
         Ok(c) => {
+            rejections.accepted();
             tracing::info!(
                 file = %file.display(),
                 contracts = c.contracts.len(),
@@ -107,8 +130,12 @@ fn apply(file: &Path, loaded: Result<super::Contracts, Vec<super::ContractError>
             );
             shared.set(c);
         }
-        Err(errors) => {
-            metrics.contract_file_errors.inc_by(errors.len() as u64);
+        Err((errors, version)) => {
+            if !rejections.rejected(version) {
+                tracing::debug!(file = %file.display(), "contracts file unchanged since it was rejected");
+                return;
+            }
+            metrics.contract_file_errors.inc();
             for e in &errors {
                 tracing::error!(problem = %e, "contracts file rejected; the previous contracts stay in force");
             }
@@ -220,5 +247,37 @@ resolution = { critical = "8h" }
                 .unwrap()
                 .contains("caretaker_contract_file_errors_total 1")
         );
+    }
+
+    #[test]
+    fn one_bad_contracts_edit_is_counted_once_not_per_problem_or_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("contracts.toml");
+        std::fs::write(&path, FILE).unwrap();
+        let shared = Shared::new(super::super::load(&path).unwrap());
+        let metrics = Metrics::new(Arc::new(Fleet::default()), 3).unwrap();
+        let mut rejections = Rejections::default();
+        let reload = |rejections: &mut Rejections| {
+            let loaded = super::super::load(&path).map_err(|e| (e, version_of([path.as_path()])));
+            apply(&path, loaded, &shared, &metrics, rejections);
+        };
+        // Three problems in one edit, reloaded ten times.
+        let bad = FILE.replace("role = \"manager\"", "role = \"boss\"\nshoe = 1\nhat = 2");
+        std::fs::write(&path, &bad).unwrap();
+        for _ in 0..10 {
+            reload(&mut rejections);
+        }
+        assert_eq!(metrics.contract_file_errors.get(), 1);
+        // Another bad edit counts; the good file, then the first bad one again, too.
+        std::fs::write(&path, bad.replace("hat = 2", "")).unwrap();
+        reload(&mut rejections);
+        assert_eq!(metrics.contract_file_errors.get(), 2);
+        std::fs::write(&path, FILE).unwrap();
+        reload(&mut rejections);
+        std::fs::write(&path, &bad).unwrap();
+        reload(&mut rejections);
+        reload(&mut rejections);
+        assert_eq!(metrics.contract_file_errors.get(), 3);
+        assert_eq!(shared.get().users.len(), 1, "the good version stays in force");
     }
 }

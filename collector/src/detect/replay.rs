@@ -281,6 +281,7 @@ impl Run {
             body: Vec::new(),
             encoding: Encoding::Identity,
             received_at_ms: at_ms,
+            clock: None,
         };
         let previous = self.assets.get(&agent).cloned().unwrap_or_default();
         let tx = self.conn.transaction().map_err(StoreError::from)?;

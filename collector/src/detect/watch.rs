@@ -1,15 +1,17 @@
 //! Hot reload of the operator rules: `notify` watches `rules_dir`; after a
 //! burst of changes settles, the directory is reloaded with
-//! [`rules::reload`]. A broken file is logged with FILE:LINE and counted, and
-//! the previous rules stay active; a good change swaps the engine's rules.
+//! [`rules::reload`]. A broken file is logged with FILE:LINE and counted once
+//! per bad edit ([`crate::reload`]), and the previous rules stay active; a
+//! good change swaps the engine's rules.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::live::DetectHandle;
+use crate::reload::{Rejections, version_of};
 use crate::rules::{self, RuleSet};
 
 /// Editors write a file in several steps (truncate, write, rename): wait for
@@ -30,28 +32,130 @@ pub fn watch(dir: PathBuf, current: RuleSet, detect: DetectHandle) -> notify::Re
 
 async fn reloader(
     dir: PathBuf,
-    mut current: RuleSet,
+    current: RuleSet,
     detect: DetectHandle,
     mut rx: mpsc::UnboundedReceiver<notify::Result<()>>,
 ) {
+    let mut reloader = Reloader {
+        dir,
+        current,
+        detect,
+        rejections: Rejections::default(),
+    };
     while let Some(first) = rx.recv().await {
         if let Err(e) = first {
-            tracing::warn!(error = %e, dir = %dir.display(), "watching the rules directory");
+            tracing::warn!(error = %e, dir = %reloader.dir.display(), "watching the rules directory");
         }
         // Swallow the rest of the burst.
         while let Ok(Some(_)) = tokio::time::timeout(SETTLE, rx.recv()).await {}
-        let (d, c) = (dir.clone(), current.clone());
-        let Ok((set, errors)) = tokio::task::spawn_blocking(move || rules::reload(&c, &d)).await else {
-            continue;
+        reloader.reload().await;
+    }
+}
+
+/// The rules in force and the last rejected version of the directory.
+struct Reloader {
+    dir: PathBuf,
+    current: RuleSet,
+    detect: DetectHandle,
+    rejections: Rejections,
+}
+
+impl Reloader {
+    /// Loads the directory again: good rules are swapped in; a broken
+    /// version is logged problem by problem and counted once, however many
+    /// problems it has and however often it is reloaded unchanged.
+    async fn reload(&mut self) {
+        let (d, c) = (self.dir.clone(), self.current.clone());
+        let Ok((set, errors, version)) = tokio::task::spawn_blocking(move || {
+            let (set, errors) = rules::reload(&c, &d);
+            // The broken files (or the directory), as they were read.
+            let mut files: Vec<&Path> = errors.iter().map(|e| e.file.as_path()).collect();
+            files.dedup();
+            let version = version_of(files);
+            (set, errors, version)
+        })
+        .await
+        else {
+            return;
         };
         if errors.is_empty() {
-            current = set.clone();
-            detect.set_rules(set).await;
-            continue;
+            self.rejections.accepted();
+            self.current = set.clone();
+            self.detect.set_rules(set).await;
+            return;
         }
-        detect.metrics.rule_file_errors.inc_by(errors.len() as u64);
+        if !self.rejections.rejected(version) {
+            tracing::debug!(dir = %self.dir.display(), "rule files unchanged since they were rejected");
+            return;
+        }
+        self.detect.metrics.rule_file_errors.inc();
         for e in &errors {
             tracing::error!(problem = %e, "rule file rejected; the previous rules stay active");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::fleet::Fleet;
+    use crate::metrics::Metrics;
+    use crate::store::Writer;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_bad_rules_edit_is_counted_once_not_per_problem_or_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules_dir = dir.path().join("rules");
+        std::fs::create_dir(&rules_dir).unwrap();
+        let conn = crate::store::open(&dir.path().join("s.db"), crate::config::Synchronous::Normal).unwrap();
+        let fleet = Arc::new(Fleet::default());
+        let (writer, _t) = Writer::start(conn, fleet.clone()).unwrap();
+        let metrics = Arc::new(Metrics::new(fleet, 3).unwrap());
+        let current = rules::load(Some(&rules_dir)).unwrap();
+        let (detect, _task) = super::super::live::start(
+            current.clone(),
+            writer,
+            metrics.clone(),
+            crate::cases::Policy::default(),
+            Duration::from_secs(3600),
+        );
+        let mut r = Reloader {
+            dir: rules_dir.clone(),
+            current,
+            detect,
+            rejections: Rejections::default(),
+        };
+        // Two broken files, several problems each.
+        std::fs::write(
+            rules_dir.join("a.toml"),
+            "[[rule]]\nname = \"a\"\nbogus = 1\nalso = 2\n",
+        )
+        .unwrap();
+        std::fs::write(rules_dir.join("b.toml"), "[[rule]\n").unwrap();
+        for _ in 0..10 {
+            r.reload().await;
+        }
+        assert_eq!(metrics.rule_file_errors.get(), 1, "one bad edit, ten reloads");
+        // A file beside them changes: the same bad version, not counted.
+        std::fs::write(rules_dir.join("notes.txt"), "x").unwrap();
+        r.reload().await;
+        assert_eq!(metrics.rule_file_errors.get(), 1);
+        // Another bad edit counts.
+        std::fs::write(rules_dir.join("b.toml"), "[[rule]]\n").unwrap();
+        r.reload().await;
+        r.reload().await;
+        assert_eq!(metrics.rule_file_errors.get(), 2);
+        // Fixed, then broken the same way again: a new bad edit.
+        std::fs::remove_file(rules_dir.join("a.toml")).unwrap();
+        std::fs::remove_file(rules_dir.join("b.toml")).unwrap();
+        r.reload().await;
+        assert_eq!(metrics.rule_file_errors.get(), 2);
+        std::fs::write(rules_dir.join("b.toml"), "[[rule]]\n").unwrap();
+        r.reload().await;
+        assert_eq!(metrics.rule_file_errors.get(), 3);
     }
 }

@@ -258,6 +258,7 @@ mod tests {
                 body,
                 encoding: Encoding::Identity,
                 received_at_ms: at_ms,
+                clock: None,
             })
             .await;
         assert!(applied.is_ok(), "{applied:?}");

@@ -33,8 +33,8 @@ pub fn router() -> Router<AppState> {
 /// Every API endpoint starts with it; 401 when none of them is valid.
 pub(crate) async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     if let Some(t) = bearer(headers) {
-        if state.fleet.is_api_token(&pki::hash_secret(t)) {
-            return Ok(Principal::machine());
+        if let Some(name) = state.fleet.api_token_name(&pki::hash_secret(t)) {
+            return Ok(Principal::machine(&name));
         }
         return match state.contracts.get().user_by_token(&auth::token_hash(t)) {
             Some(u) => Ok(Principal::of(u)),

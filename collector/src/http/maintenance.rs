@@ -83,9 +83,11 @@ async fn add(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers).await?.require_staff()?;
+    let who = authorize(&state, &headers).await?;
+    who.require_staff()?;
     let spec: WindowSpec = json_body(&body)?;
-    let window = spec.window("api").map_err(ApiError::BadRequest)?;
+    // Recorded as who made it: the user, or the API token's name.
+    let window = spec.window(&who.name).map_err(ApiError::BadRequest)?;
     let now = caretaker_shared::now_ms();
     let v = state
         .writer
@@ -200,5 +202,31 @@ mod tests {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
         let r = send(&state, "POST", "/api/v1/maintenance", &[json], window).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
+
+    #[tokio::test]
+    async fn a_window_made_by_a_user_records_the_user_not_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = testing::state(&dir).await;
+        testing::set_users(&state);
+        let window = r#"{"customer":"acme","host":"db01","starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-01T02:00:00Z","reason":"patching"}"#;
+        let json = ("content-type", "application/json");
+        let ana = ("authorization", "Bearer ana-token");
+        let r = send(&state, "POST", "/api/v1/maintenance", &[ana, json], window).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["created_by"], "ana", "{v}");
+        // The machine token is named by its name in the store.
+        let token = format!("Bearer {}", testing::API_TOKEN);
+        let r = send(
+            &state,
+            "POST",
+            "/api/v1/maintenance",
+            &[("authorization", &token), json],
+            window,
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["created_by"], "api:tests", "{v}");
     }
 }

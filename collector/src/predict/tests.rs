@@ -455,6 +455,7 @@ async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
                 body,
                 encoding: crate::store::Encoding::Identity,
                 received_at_ms: at,
+                clock: None,
             })
             .await
             .unwrap();

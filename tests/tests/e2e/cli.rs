@@ -127,3 +127,60 @@ fn collector_refuses_an_uninitialized_dir_and_a_second_init() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn check_config_lists_every_unknown_key_not_only_the_first() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let agent = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent,
+        "collector_url = \"https://x:1\"\nca_file = \"/c\"\nintervall_secs = 5\n[spool]\nmax_report = 3\n[push]\nmin_backof_ms = 1\n",
+    )
+    .unwrap_or_default();
+    let collector = dir.path().join("collector.toml");
+    std::fs::write(
+        &collector,
+        "lissen = \"127.0.0.1:1\"\n[ingest]\nmax_body_byte = 1\n[store]\nsynchronous = \"sometimes\"\n[detect]\ntick_secs = 0\n",
+    )
+    .unwrap_or_default();
+    for (binary, file, want) in [
+        (
+            "caretaker-agent",
+            &agent,
+            &[
+                "agent.toml: 3 problem(s)",
+                "intervall_secs: unknown field `intervall_secs`",
+                "(line 3)",
+                "spool.max_report: unknown field `max_report`",
+                "(line 5)",
+                "push.min_backof_ms: unknown field `min_backof_ms`",
+                "(line 7)",
+            ][..],
+        ),
+        (
+            "caretaker-collector",
+            &collector,
+            &[
+                "collector.toml: 4 problem(s)",
+                "lissen: unknown field `lissen`",
+                "(line 1)",
+                "ingest.max_body_byte: unknown field `max_body_byte`",
+                "(line 3)",
+                "store.synchronous: unknown variant `sometimes`",
+                "(line 5)",
+                "detect.tick_secs: must be between 1 and 3600",
+            ][..],
+        ),
+    ] {
+        let out = Command::new(bin(binary))
+            .args(["check-config", "--config"])
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.status.code(), Some(2), "{binary}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in want {
+            assert!(err.contains(w), "{binary}: {w}: {err}");
+        }
+    }
+}

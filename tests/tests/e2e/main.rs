@@ -3,6 +3,7 @@
 
 mod api_contract;
 mod agent_state;
+mod agent_claims;
 mod bench;
 mod browser;
 mod cli;
