@@ -11,6 +11,7 @@ pub mod disks;
 pub mod export;
 pub mod fleet;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod pki;

@@ -1421,6 +1421,8 @@ pub const REJECT_REASONS: &[&str] = &[
     "too_large",
     "unsupported_encoding",
     "internal",
+    // A report claiming another host, customer or site than the agent's.
+    "identity",
 ];
 
 /// Events of `caretaker_item_transitions`; a closed set keeps label values bounded.
