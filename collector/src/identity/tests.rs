@@ -125,8 +125,8 @@ fn expired_used_up_and_revoked_tokens_are_refused_with_the_reason() {
     assert_eq!(listed.len(), 3);
     assert_eq!(
         listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
-        ["t", "e", "r"],
-        "listed oldest first, by id (the start of the hash)"
+        ["e", "r", "t"],
+        "oldest first, then by id (the start of the hash)"
     );
     assert!(matches!(
         revoke_token(&conn, "no-such", 1).unwrap_err(),
