@@ -771,6 +771,15 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
             .for_each(|(job, _)| reply_err(job, StoreError::Transaction(msg.clone())));
         return;
     }
+    // An enrollment may follow a change the CLI or another replica made
+    // (a host decommissioned to free its name): show every agent's identity
+    // as the store has it now.
+    if done.iter().any(|(j, r)| matches!(j, Job::Enroll(..)) && r.is_ok()) {
+        match crate::identity::identities(conn) {
+            Ok(rows) => fleet.set_identities(rows),
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the agent identities"),
+        }
+    }
     if recount {
         match crate::predict::records::open_counts(conn) {
             Ok(c) => fleet.set_recommendations_open(c),

@@ -10,6 +10,7 @@ mod databases;
 mod detection;
 mod disk_health;
 mod end_to_end;
+mod hostile;
 mod ingest;
 mod inspection_report;
 mod packaging;
