@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -46,9 +47,35 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Keys of the per-source limiter kept before the idle ones are dropped.
 const MAX_TRACKED_SOURCES: usize = 10_000;
 
-/// The enrollment rate limits, made from the config on first use.
+/// The enrollment rate limits, made from the config on first use, and when
+/// a refusal was last logged.
 #[derive(Default)]
-struct Limiter(OnceLock<Limits>);
+struct Limiter {
+    limits: OnceLock<Limits>,
+    /// Refusals since the last log line, and when that was (ms).
+    refused: AtomicU64,
+    logged_at_ms: AtomicI64,
+}
+
+/// A flood is logged once per this long, with its count, not per request.
+const LOG_EVERY_MS: i64 = 10_000;
+
+impl Limiter {
+    fn note_refusal(&self, source: IpAddr) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = caretaker_shared::now_ms();
+        let last = self.logged_at_ms.load(Ordering::Relaxed);
+        if now - last >= LOG_EVERY_MS
+            && self
+                .logged_at_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.refused.fetch_sub(n, Ordering::Relaxed);
+            tracing::warn!(%source, refused = n, "enrollments refused by the rate limit");
+        }
+    }
+}
 
 struct Limits {
     per_source: DefaultKeyedRateLimiter<IpAddr>,
@@ -125,9 +152,9 @@ async fn enroll(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let limits = limiter.0.get_or_init(|| Limits::new(&state.config.enroll));
+    let limits = limiter.limits.get_or_init(|| Limits::new(&state.config.enroll));
     if let Err(e) = limits.check(source) {
-        tracing::warn!(%source, "enrollment refused: rate limit");
+        limiter.note_refusal(source);
         return Err(e);
     }
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)

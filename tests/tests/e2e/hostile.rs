@@ -336,6 +336,13 @@ async fn an_enrollment_flood_is_rate_limited() {
     assert_eq!(limited + refused, 40, "{answered:?}");
     assert!(limited >= 10, "{answered:?}");
     assert!(retry_after.is_some_and(|s| s >= 1), "Retry-After: {retry_after:?}");
+    // Logged once for the flood, not once per request.
+    let log = std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default();
+    let lines = log.matches("enrollments refused by the rate limit").count();
+    assert!(
+        (1..limited).contains(&lines),
+        "{lines} lines for {limited} refusals: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
