@@ -11,7 +11,9 @@ echo "building (release)..."
 cargo build --release --quiet -p caretaker-collector -p caretaker-agent
 BIN=$PWD/target/release
 mkdir -p "$HOME_DIR"
-[ -f "$DATA/ca.key" ] || "$BIN/caretaker-collector" init --data-dir "$DATA" >"$HOME_DIR/init.txt"
+# The enrollment token is bound to customer "demo": agents enrolled with it
+# can only ever report as demo's.
+[ -f "$DATA/ca.key" ] || "$BIN/caretaker-collector" init --data-dir "$DATA" --customer demo >"$HOME_DIR/init.txt"
 
 # Written once: edits (labels, [[databases]], [smart]) survive the next start.
 [ -f "$HOME_DIR/agent.toml" ] || cat >"$HOME_DIR/agent.toml" <<TOML
@@ -47,7 +49,8 @@ Caretaker is running: collector on https://$LISTEN, agent reporting every 15 s.
   disks:     curl --cacert $DATA/ca.pem -H "Authorization: Bearer $TOKEN" https://$LISTEN/api/v1/disks
              (disk health needs smartmontools >= 7; run as root to read the disks)
   logs:      $HOME_DIR/collector.log, $HOME_DIR/agent.log
-  enroll another agent: caretaker-agent enroll --collector https://$LISTEN --token $(cat "$DATA/enrollment-token") --ca $DATA/ca.pem
+  enroll another agent (customer demo): caretaker-agent enroll --collector https://$LISTEN --token $(cat "$DATA/enrollment-token") --ca $DATA/ca.pem --label customer=demo
+  agents:    $BIN/caretaker-collector agents list --data-dir $DATA
 Ctrl-C stops both.
 TXT
 wait $COLLECTOR

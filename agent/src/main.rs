@@ -52,6 +52,11 @@ enum Command {
         /// Replace an existing credential.
         #[arg(long)]
         force: bool,
+        /// A label this agent reports, as KEY=VALUE (repeatable), like the
+        /// config's `[labels]`: the collector checks `customer` and `site`
+        /// against what the token is bound to.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+        labels: Vec<(String, String)>,
     },
     /// Collect once and print the report as JSON; needs no collector.
     Once {
@@ -176,7 +181,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             state_dir,
             host_name,
             force,
+            labels,
         } => {
+            let labels: std::collections::BTreeMap<String, String> = labels.into_iter().collect();
             if !force && Credential::load(&state_dir)?.is_some() {
                 anyhow::bail!(
                     "already enrolled (credential in {}); pass --force to replace it",
@@ -188,7 +195,14 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "unknown".into());
             runtime()?.block_on(async {
                 let client = push::client(&ca, Duration::from_secs(10))?;
-                let r = push::enroll(&client, &collector, &token, &host).await?;
+                let r = push::enroll(
+                    &client,
+                    &collector,
+                    &token,
+                    &host,
+                    (!labels.is_empty()).then_some(&labels),
+                )
+                .await?;
                 let cred = Credential {
                     agent_id: r.agent_id,
                     secret: r.credential,
@@ -215,6 +229,14 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 run::run(cfg, rx).await
             })
         }
+    }
+}
+
+/// A `KEY=VALUE` label flag.
+fn label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
     }
 }
 

@@ -2,6 +2,7 @@
 //! client trusts only the collector's CA (pinned from the config), never the
 //! system's root store.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +23,14 @@ pub enum PushError {
     Unreachable(reqwest::Error),
     #[error("collector refused enrollment ({status}): {reason}")]
     Refused { status: u16, reason: String },
+    /// Worth trying again later: 429 (rate limit) or a server error.
+    #[error("collector cannot enroll now ({status}): {reason}")]
+    Busy {
+        status: u16,
+        reason: String,
+        /// The collector's `Retry-After`, when it gave one.
+        retry_after: Option<Duration>,
+    },
 }
 
 /// Builds the HTTPS client, trusting only the given CA.
@@ -76,6 +85,11 @@ async fn reason(resp: reqwest::Response) -> String {
 pub struct EnrollRequest<'a> {
     pub token: &'a str,
     pub host: &'a str,
+    /// The labels this agent reports: the collector checks the customer
+    /// (and site) against what the token is bound to. `None`: not known
+    /// (`caretaker-agent enroll` without `--label`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<&'a BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,17 +103,29 @@ pub async fn enroll(
     collector_url: &str,
     token: &str,
     host: &str,
+    labels: Option<&BTreeMap<String, String>>,
 ) -> Result<EnrollResponse, PushError> {
     let url = format!("{}/api/v1/enroll", collector_url.trim_end_matches('/'));
     let resp = client
         .post(url)
-        .json(&EnrollRequest { token, host })
+        .json(&EnrollRequest { token, host, labels })
         .send()
         .await
         .map_err(PushError::Unreachable)?;
     let status = resp.status();
     if status.is_success() {
         resp.json().await.map_err(PushError::Unreachable)
+    } else if status.as_u16() == 429 || status.is_server_error() {
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(PushError::Busy {
+            status: status.as_u16(),
+            reason: reason(resp).await,
+            retry_after,
+        })
     } else {
         Err(PushError::Refused {
             status: status.as_u16(),
@@ -111,14 +137,19 @@ pub async fn enroll(
 /// The result of offering one report.
 #[derive(Debug, PartialEq)]
 pub enum Delivery {
-    /// Applied now.
-    Delivered,
+    /// Applied now. `credential`: a rotated credential the collector hands
+    /// over, to save and use from now on.
+    Delivered { credential: Option<String> },
     /// The collector had applied this sequence number already (409), and
     /// says the highest it has applied for this agent.
     Duplicate { last_seq: Option<u64> },
-    /// The collector will never accept this report (400, 413): drop it, count it.
+    /// The collector will never accept this report (400, 403, 413): drop it,
+    /// count it.
     Rejected { status: u16, reason: String },
-    /// Try again later (network, 401, 408, 429, 5xx); `after`: the wait the
+    /// 401: the collector does not take this agent's credential (`revoked`:
+    /// the operator revoked it). The report stays spooled.
+    Unauthorized { revoked: bool, reason: String },
+    /// Try again later (network, 408, 429, 5xx); `after`: the wait the
     /// collector asked for (`Retry-After`), if any.
     Retry { reason: String, after: Option<Duration> },
 }
@@ -133,6 +164,13 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs))
+}
+
+/// The answer to an applied report (see docs/protocol.md).
+#[derive(Debug, Deserialize)]
+struct AppliedBody {
+    #[serde(default)]
+    credential: Option<String>,
 }
 
 pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: &str, gzip_body: Vec<u8>) -> Delivery {
@@ -162,7 +200,17 @@ pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: 
         }
     };
     match resp.status().as_u16() {
-        200..=299 => Delivery::Delivered,
+        200..=299 => {
+            // An answer that cannot be read still means "applied".
+            let credential = match resp.bytes().await {
+                Ok(b) => serde_json::from_slice::<AppliedBody>(&b)
+                    .ok()
+                    .and_then(|a| a.credential)
+                    .filter(|c| !c.is_empty()),
+                Err(_) => None,
+            };
+            Delivery::Delivered { credential }
+        }
         409 => {
             #[derive(Deserialize)]
             struct Duplicate {
@@ -174,7 +222,18 @@ pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: 
             };
             Delivery::Duplicate { last_seq }
         }
-        s @ (400 | 413 | 415) => Delivery::Rejected {
+        401 => {
+            let body = resp.bytes().await.unwrap_or_default();
+            let e = serde_json::from_slice::<ErrorBody>(&body).ok();
+            Delivery::Unauthorized {
+                revoked: e.as_ref().is_some_and(|e| e.error == "revoked"),
+                reason: e.map_or_else(
+                    || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                    |e| format!("{}: {}", e.error, e.reason),
+                ),
+            }
+        }
+        s @ (400 | 403 | 413 | 415) => Delivery::Rejected {
             status: s,
             reason: reason(resp).await,
         },

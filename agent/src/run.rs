@@ -48,7 +48,7 @@ async fn credential(
     };
     let mut backoff = backoff(cfg);
     loop {
-        match push::enroll(client, &cfg.collector_url, token, &cfg.host()).await {
+        match push::enroll(client, &cfg.collector_url, token, &cfg.host(), Some(&cfg.labels)).await {
             Ok(r) => {
                 let c = Credential {
                     agent_id: r.agent_id,
@@ -61,7 +61,14 @@ async fn credential(
             }
             Err(e @ push::PushError::Refused { .. }) => return Err(e.into()),
             Err(e) => {
-                let wait = backoff.next().unwrap_or(Duration::from_secs(60));
+                let mut wait = backoff.next().unwrap_or(Duration::from_secs(60));
+                if let push::PushError::Busy {
+                    retry_after: Some(after),
+                    ..
+                } = &e
+                {
+                    wait = wait.max(*after);
+                }
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "enrollment failed");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -361,14 +368,38 @@ async fn collect_loop(
     }
 }
 
+/// Saves a rotated credential the collector handed over, durably, before it
+/// is used: a crash after this leaves the agent with the new one (which the
+/// collector takes), before it with the old one (which still works, and the
+/// collector hands the new one over again).
+fn take_rotated(cfg: &Config, cred: &mut Credential, secret: String) {
+    if secret == cred.secret {
+        return;
+    }
+    let new = Credential { secret, ..cred.clone() };
+    match new.save(&cfg.state_dir) {
+        Ok(()) => {
+            *cred = new;
+            tracing::info!(agent_id = %cred.agent_id, "collector rotated this agent's credential; saved, using the new one");
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "cannot save the rotated credential; keeping the old one (still valid) and trying again with the next report"
+        ),
+    }
+}
+
 async fn deliver(
     cfg: Config,
     client: reqwest::Client,
-    cred: Credential,
+    mut cred: Credential,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = backoff(&cfg);
+    // Whether the collector refuses the credential now (`Some(revoked)`):
+    // logged once per change, not per attempt.
+    let mut refused: Option<bool> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -393,7 +424,16 @@ async fn deliver(
             }
         };
         match push::send_report(&client, &cfg.collector_url, &cred.secret, body).await {
-            Delivery::Delivered => {
+            Delivery::Delivered { credential } => {
+                if refused.take().is_some() {
+                    tracing::info!(
+                        seq,
+                        "collector accepts this agent's credential again; delivering the spool"
+                    );
+                }
+                if let Some(secret) = credential {
+                    take_rotated(&cfg, &mut cred, secret);
+                }
                 let mut g = lock(&shared.inner);
                 g.unknown_outcome = None;
                 if let Err(e) = g.spool.remove(seq) {
@@ -445,6 +485,35 @@ async fn deliver(
                 let _ = g.spool.remove(seq);
                 g.counters.rejected_total += 1;
                 let _ = g.save_counters(&cfg.state_dir);
+            }
+            Delivery::Unauthorized { revoked, reason } => {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(cfg.push.max_backoff_secs));
+                let spooled = lock(&shared.inner).spool.depth();
+                if refused != Some(revoked) {
+                    refused = Some(revoked);
+                    if revoked {
+                        tracing::error!(
+                            agent_id = %cred.agent_id,
+                            %reason,
+                            spooled,
+                            "this agent's credential was revoked by the collector's operator; reports stay spooled and \
+                             are retried; enroll again (caretaker-agent enroll --force) if the host is still in service"
+                        );
+                    } else {
+                        tracing::error!(
+                            agent_id = %cred.agent_id,
+                            %reason,
+                            spooled,
+                            "collector refuses this agent's credential; reports stay spooled and are retried"
+                        );
+                    }
+                } else {
+                    tracing::debug!(seq, %reason, retry_in_ms = wait.as_millis() as u64, "credential still refused");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
             }
             Delivery::Retry { reason, after } => {
                 lock(&shared.inner).unknown_outcome = Some(seq);

@@ -37,6 +37,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub login: LoginConfig,
+    #[serde(default)]
+    pub enroll: EnrollConfig,
 }
 
 /// Limits at the HTTPS edge for everything but agent ingest (which has its
@@ -82,6 +84,35 @@ impl Default for HttpConfig {
     }
 }
 
+/// Enrollment: how fast agents may enroll (`POST /api/v1/enroll`). Beyond
+/// either limit the answer is 429 with `Retry-After`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollConfig {
+    /// Enrollments one source address may make per minute, after its burst.
+    #[serde(default = "default_enroll_per_source_per_minute")]
+    pub per_source_per_minute: u32,
+    /// Enrollments one source address may make at once.
+    #[serde(default = "default_enroll_per_source_burst")]
+    pub per_source_burst: u32,
+    /// Enrollments from all sources together per minute, after the burst.
+    #[serde(default = "default_enroll_per_minute")]
+    pub per_minute: u32,
+    /// Enrollments from all sources together at once.
+    #[serde(default = "default_enroll_burst")]
+    pub burst: u32,
+}
+
+impl Default for EnrollConfig {
+    fn default() -> Self {
+        Self {
+            per_source_per_minute: default_enroll_per_source_per_minute(),
+            per_source_burst: default_enroll_per_source_burst(),
+            per_minute: default_enroll_per_minute(),
+            burst: default_enroll_burst(),
+        }
+    }
+}
 
 /// Who may scrape `/metrics`: it names every customer, host, serial and
 /// kernel, so by default only a Prometheus holding the data directory's
@@ -245,6 +276,19 @@ impl LoginConfig {
             p.push("login.password_check_wait_secs: must be at most 300".into());
         }
     }
+}
+
+fn default_enroll_per_source_per_minute() -> u32 {
+    30
+}
+fn default_enroll_per_source_burst() -> u32 {
+    20
+}
+fn default_enroll_per_minute() -> u32 {
+    300
+}
+fn default_enroll_burst() -> u32 {
+    100
 }
 
 /// The engineers' queue: contracts and people, closing paperwork.
@@ -603,6 +647,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             metrics: MetricsConfig::default(),
             login: LoginConfig::default(),
+            enroll: EnrollConfig::default(),
         }
     }
 }
@@ -667,6 +712,16 @@ impl Checked for Config {
         self.sinks.problems(&mut p);
         self.http.problems(&mut p);
         self.login.problems(&mut p);
+        for (key, v) in [
+            ("enroll.per_source_per_minute", self.enroll.per_source_per_minute),
+            ("enroll.per_source_burst", self.enroll.per_source_burst),
+            ("enroll.per_minute", self.enroll.per_minute),
+            ("enroll.burst", self.enroll.burst),
+        ] {
+            if v == 0 {
+                p.push(format!("{key}: must be at least 1"));
+            }
+        }
         p
     }
 }

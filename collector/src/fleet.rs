@@ -3,11 +3,13 @@
 //! updated by the store writer after each commit, so readers never touch
 //! SQLite and never see a change that was not committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use caretaker_shared::wire::{Inventory, Sample};
 use serde::Serialize;
+
+use crate::identity::Identity;
 
 /// One host (one enrolled agent) as last reported.
 #[derive(Debug, Clone, Serialize)]
@@ -70,8 +72,11 @@ pub fn catalogue_samples(samples: Vec<Sample>) -> Vec<Sample> {
 #[derive(Debug, Default)]
 pub struct Fleet {
     hosts: RwLock<HashMap<String, Arc<Host>>>,
-    /// Credential hash → agent id.
+    /// Credential hash → agent id: a cache of the store's, which decides
+    /// (see [`crate::identity::admit`]).
     credentials: RwLock<HashMap<String, String>>,
+    /// Agent id → identity fixed at enrollment, likewise a cache.
+    identities: RwLock<HashMap<String, Identity>>,
     /// Hashes of API tokens → their names (`init` for the one `init` made).
     api_tokens: RwLock<HashMap<String, String>>,
     /// Active replacement recommendations by urgency, as the store writer
@@ -93,6 +98,41 @@ impl Fleet {
 
     pub fn add_credential(&self, credential_hash: String, agent_id: String) {
         write(&self.credentials).insert(credential_hash, agent_id);
+    }
+
+    pub fn forget_credential(&self, credential_hash: &str) {
+        write(&self.credentials).remove(credential_hash);
+    }
+
+    pub fn identity(&self, agent_id: &str) -> Option<Identity> {
+        read(&self.identities).get(agent_id).cloned()
+    }
+
+    /// Records an agent's identity; a revoked agent's credentials leave the
+    /// cache, so its next report asks the store.
+    pub fn set_identity(&self, agent_id: &str, identity: Identity) {
+        if identity.revoked {
+            write(&self.credentials).retain(|_, a| a != agent_id);
+        }
+        write(&self.identities).insert(agent_id.to_string(), identity);
+    }
+
+    /// Replaces every identity and credential with the store's (at start,
+    /// and on every refresh so changes made by the CLI or another replica
+    /// show). Credentials of revoked agents are left out.
+    pub fn set_identities(&self, rows: Vec<(String, String, Identity)>) {
+        let mut credentials = HashMap::with_capacity(rows.len());
+        let mut identities = HashMap::with_capacity(rows.len());
+        for (agent_id, credential_hash, identity) in rows {
+            if !identity.revoked {
+                credentials.insert(credential_hash, agent_id.clone());
+            }
+            identities.insert(agent_id, identity);
+        }
+        // A rotated credential learnt since is kept only if still the store's:
+        // replacing the whole map does exactly that.
+        *write(&self.credentials) = credentials;
+        *write(&self.identities) = identities;
     }
 
     pub fn is_api_token(&self, token_hash: &str) -> bool {
@@ -125,9 +165,19 @@ impl Fleet {
         read(&self.hosts).get(agent_id).cloned()
     }
 
-    /// Every host, sorted by host name then id; the lock is held only to clone pointers.
+    /// Every host not decommissioned, sorted by host name then id; the lock
+    /// is held only to clone pointers.
     pub fn snapshot(&self) -> Vec<Arc<Host>> {
-        let mut v: Vec<Arc<Host>> = read(&self.hosts).values().cloned().collect();
+        let archived: HashSet<String> = read(&self.identities)
+            .iter()
+            .filter(|(_, i)| i.archived)
+            .map(|(a, _)| a.clone())
+            .collect();
+        let mut v: Vec<Arc<Host>> = read(&self.hosts)
+            .values()
+            .filter(|h| !archived.contains(&h.agent_id))
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| a.agent_id.cmp(&b.agent_id)));
         v
     }

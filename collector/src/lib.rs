@@ -13,6 +13,7 @@ pub mod disks;
 pub mod export;
 pub mod fleet;
 pub mod http;
+pub mod identity;
 pub mod login_guard;
 pub mod metrics;
 pub mod pipeline;

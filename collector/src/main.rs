@@ -14,6 +14,7 @@ use caretaker_collector::config::{Config, ConfigError};
 use caretaker_collector::contracts::{self, ContractsInvalid};
 use caretaker_collector::detect::{self, ReplayError};
 use caretaker_collector::export;
+use caretaker_collector::identity;
 use caretaker_collector::pki::Paths;
 use caretaker_collector::report;
 use caretaker_collector::rules::{self, RulesInvalid};
@@ -46,6 +47,24 @@ enum Command {
         /// (repeatable). Default: localhost, 127.0.0.1, ::1 and this host's name.
         #[arg(long = "san")]
         sans: Vec<String>,
+        /// Bind the enrollment token made here to this customer: agents
+        /// enrolled with it can only ever be this customer's. Without it the
+        /// token enrolls agents of any customer (each fixed by its claim).
+        #[arg(long)]
+        customer: Option<String>,
+    },
+    /// Enrollment tokens: one per customer (and site), with an expiry and a
+    /// number of uses. Works on the data directory, also while `serve` runs.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Enrolled agents: list, revoke or rotate credentials, decommission a
+    /// host. Works on the data directory and takes effect at once, also while
+    /// `serve` runs.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
     },
     /// Serve agents, the API and /metrics over HTTPS until SIGTERM/SIGINT.
     Serve {
@@ -155,6 +174,68 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum TokensCommand {
+    /// Make a token and print it (shown only this once; only its hash is kept).
+    Create {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The customer every agent enrolled with this token belongs to.
+        #[arg(long)]
+        customer: String,
+        /// The site every agent enrolled with it is at (bound like the customer).
+        #[arg(long)]
+        site: Option<String>,
+        /// Expires after this long (`30m`, `12h`, `7d`); default: never.
+        #[arg(long, value_name = "DURATION", value_parser = duration_ms)]
+        expires: Option<i64>,
+        /// Enrolls at most this many agents; default: any number.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        uses: Option<u32>,
+    },
+    /// Every token: id, customer, site, created, expires, uses, revoked (no secrets).
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by its id: no more enrollments with it.
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Every agent: id, host, customer, site, token, last seen, state.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke an agent's credential: its reports get 401 from now on.
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        agent_id: String,
+    },
+    /// Give an agent a new credential: handed over with its next report; the
+    /// old one works until the new one is first used.
+    Rotate {
+        #[arg(long)]
+        data_dir: PathBuf,
+        agent_id: String,
+    },
+    /// Revoke the agent of a host and archive its asset (history kept; the
+    /// host name is free for a new agent).
+    Decommission {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Host name (or agent id).
+        host: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ContractsCommand {
     /// Validate a contracts file and exit (0 valid, with one line per
     /// contract; 2 invalid, with every problem as FILE:LINE: what or
@@ -212,22 +293,32 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Init { data_dir, mut sans } => {
+        Command::Tokens { command } => tokens(command),
+        Command::Agents { command } => agents(command),
+        Command::Init {
+            data_dir,
+            mut sans,
+            customer,
+        } => {
             if sans.is_empty() {
                 sans = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
                 if let Some(h) = hostname() {
                     sans.push(h);
                 }
             }
-            let made = serve::init(&data_dir, &sans)?;
+            if customer.as_deref().is_some_and(str::is_empty) {
+                return Err(BadInput("--customer: must not be empty".into()).into());
+            }
+            let made = serve::init(&data_dir, &sans, customer.as_deref())?;
             let p = Paths::new(&data_dir);
             println!("initialized {}", data_dir.display());
             println!("  CA certificate (give to agents): {}", p.ca_cert.display());
             println!("  server certificate for: {}", sans.join(", "));
             println!(
-                "  enrollment token: {} (also in {})",
+                "  enrollment token: {} (also in {}){}",
                 made.enrollment_token,
-                p.enrollment_token.display()
+                p.enrollment_token.display(),
+                customer.map(|c| format!(", for customer {c}")).unwrap_or_default()
             );
             println!("  API token: {} (also in {})", made.api_token, p.api_token.display());
             println!(
@@ -427,6 +518,169 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     r.target.name()
                 );
             }
+            Ok(())
+        }
+    }
+}
+
+/// The store of a collector data directory, to change (safe beside `serve`:
+/// SQLite serialises the writes, and `serve` reads what changed).
+fn open_store(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    let database = Paths::new(data_dir).database;
+    if !database.exists() {
+        anyhow::bail!(
+            "{} does not exist: is {} a collector data directory?",
+            database.display(),
+            data_dir.display()
+        );
+    }
+    caretaker_collector::store::open(&database, caretaker_collector::config::Synchronous::Full)
+        .with_context(|| format!("opening {}", database.display()))
+}
+
+/// A store refusal the operator caused (no such id): exit 2.
+fn operator_error(e: caretaker_collector::store::StoreError) -> anyhow::Error {
+    if e.class().is_client() {
+        BadInput(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
+fn when(ms: Option<i64>, none: &str) -> String {
+    ms.map_or_else(|| none.to_string(), report::format_time)
+}
+
+fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
+    let now = caretaker_shared::now_ms();
+    match cmd {
+        TokensCommand::Create {
+            data_dir,
+            customer,
+            site,
+            expires,
+            uses,
+        } => {
+            if customer.is_empty() || site.as_deref().is_some_and(str::is_empty) {
+                return Err(BadInput("--customer and --site must not be empty".into()).into());
+            }
+            let conn = open_store(&data_dir)?;
+            let secret = caretaker_collector::pki::new_secret()?;
+            let spec = identity::TokenSpec {
+                customer: Some(customer),
+                site,
+                expires_at_ms: expires.map(|d| now.saturating_add(d)),
+                max_uses: uses,
+            };
+            let t = identity::create_token(&conn, &caretaker_collector::pki::hash_secret(&secret), &spec, now)?;
+            println!("{secret}");
+            eprintln!(
+                "enrollment token {} for customer {}{}, expires {}, {} use(s); shown only this once",
+                t.id,
+                t.customer.as_deref().unwrap_or(""),
+                t.site.as_deref().map(|s| format!(" at site {s}")).unwrap_or_default(),
+                when(t.expires_at_ms, "never"),
+                t.max_uses.map_or("any number of".to_string(), |m| m.to_string()),
+            );
+            Ok(())
+        }
+        TokensCommand::List { data_dir } => {
+            let conn = open_store(&data_dir)?;
+            println!("ID            CUSTOMER      SITE      CREATED               EXPIRES               USES    STATE");
+            for t in identity::list_tokens(&conn)? {
+                let state = if t.revoked_at_ms.is_some() {
+                    format!("revoked {}", when(t.revoked_at_ms, ""))
+                } else {
+                    t.refusal(now).map_or("active".to_string(), |_| "unusable".to_string())
+                };
+                println!(
+                    "{:<13} {:<13} {:<9} {:<21} {:<21} {:<7} {}",
+                    t.id,
+                    t.customer.as_deref().unwrap_or("(any)"),
+                    t.site.as_deref().unwrap_or("-"),
+                    when(Some(t.created_at_ms), ""),
+                    when(t.expires_at_ms, "never"),
+                    match t.max_uses {
+                        Some(m) => format!("{}/{m}", t.uses),
+                        None => t.uses.to_string(),
+                    },
+                    state
+                );
+            }
+            Ok(())
+        }
+        TokensCommand::Revoke { data_dir, id } => {
+            let conn = open_store(&data_dir)?;
+            let t = identity::revoke_token(&conn, &id, now).map_err(operator_error)?;
+            println!("enrollment token {} revoked", t.id);
+            Ok(())
+        }
+    }
+}
+
+fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
+    let now = caretaker_shared::now_ms();
+    match cmd {
+        AgentsCommand::List { data_dir } => {
+            let conn = open_store(&data_dir)?;
+            println!(
+                "AGENT             HOST                  CUSTOMER      SITE      TOKEN         LAST SEEN             STATE"
+            );
+            for a in identity::list_agents(&conn)? {
+                let state = if a.archived_at_ms.is_some() {
+                    "decommissioned"
+                } else if a.revoked_at_ms.is_some() {
+                    "revoked"
+                } else if a.rotation_pending {
+                    "active, rotation pending"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<17} {:<21} {:<13} {:<9} {:<13} {:<21} {}",
+                    a.agent_id,
+                    a.host,
+                    a.customer.as_deref().unwrap_or("(first report)"),
+                    a.site.as_deref().unwrap_or("-"),
+                    a.token_id.as_deref().unwrap_or("-"),
+                    when(a.last_seen_ms, "never"),
+                    state
+                );
+            }
+            Ok(())
+        }
+        AgentsCommand::Revoke { data_dir, agent_id } => {
+            let conn = open_store(&data_dir)?;
+            let a = identity::revoke_agent(&conn, &agent_id, now).map_err(operator_error)?;
+            println!(
+                "agent {} ({}) revoked: its reports are refused from now on",
+                a.agent_id, a.host
+            );
+            Ok(())
+        }
+        AgentsCommand::Rotate { data_dir, agent_id } => {
+            let conn = open_store(&data_dir)?;
+            let secret = caretaker_collector::pki::new_secret()?;
+            let a = identity::rotate_agent(
+                &conn,
+                &agent_id,
+                &secret,
+                &caretaker_collector::pki::hash_secret(&secret),
+            )
+            .map_err(operator_error)?;
+            println!(
+                "agent {} ({}): new credential pending; the agent takes it with its next report",
+                a.agent_id, a.host
+            );
+            Ok(())
+        }
+        AgentsCommand::Decommission { data_dir, host } => {
+            let conn = open_store(&data_dir)?;
+            let a = identity::decommission(&conn, &host, now).map_err(operator_error)?;
+            println!(
+                "host {} decommissioned: agent {} revoked, asset archived",
+                a.host, a.agent_id
+            );
             Ok(())
         }
     }

@@ -14,14 +14,18 @@ use crate::metrics::Metrics;
 use crate::pki::{self, Paths};
 use crate::store::{self, Writer};
 
+/// How often the agents' identities are re-read from the store.
+const IDENTITY_REFRESH: Duration = Duration::from_secs(5);
+
 /// rustls needs one crypto provider per process; ring builds with a C compiler only.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Creates a data directory: CA, server certificate, tokens, and the store
-/// holding the tokens' hashes. Returns the tokens.
-pub fn init(data_dir: &Path, names: &[String]) -> anyhow::Result<pki::Initialized> {
+/// holding the tokens' hashes. Returns the tokens. With `customer`, the
+/// enrollment token is bound to that customer.
+pub fn init(data_dir: &Path, names: &[String], customer: Option<&str>) -> anyhow::Result<pki::Initialized> {
     let paths = Paths::new(data_dir);
     if paths.ca_key.exists() {
         anyhow::bail!(
@@ -32,7 +36,16 @@ pub fn init(data_dir: &Path, names: &[String]) -> anyhow::Result<pki::Initialize
     }
     let made = pki::init(data_dir, names)?;
     let conn = store::open(&paths.database, crate::config::Synchronous::Full)?;
-    store::add_enrollment_token(&conn, &pki::hash_secret(&made.enrollment_token))?;
+    let spec = crate::identity::TokenSpec {
+        customer: customer.map(String::from),
+        ..Default::default()
+    };
+    crate::identity::create_token(
+        &conn,
+        &pki::hash_secret(&made.enrollment_token),
+        &spec,
+        caretaker_shared::now_ms(),
+    )?;
     store::add_api_token(&conn, &pki::hash_secret(&made.api_token), "init")?;
     Ok(made)
 }
@@ -231,6 +244,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         })
     };
 
+    // Agent identities and credentials as the store has them: revocations,
+    // rotations and decommissions made by the CLI (or another replica) show
+    // in the lists within seconds. The store writer refuses a revoked agent
+    // at once either way.
+    let identities = {
+        let reader = state.reader.clone();
+        let fleet = state.fleet.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(IDENTITY_REFRESH);
+            loop {
+                tick.tick().await;
+                match store::read_on(&reader, crate::identity::identities).await {
+                    Ok(rows) => fleet.set_identities(rows),
+                    Err(e) => tracing::warn!(error = %e, "cannot refresh the agent identities"),
+                }
+            }
+        })
+    };
+
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), hosts, "collector serving");
     let mut server = axum_server::bind(cfg.listen)
         .acceptor(edge(tls, &cfg.http, state.metrics.clone()))
@@ -251,6 +283,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .serve(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .context("serving")?;
+    identities.abort();
+    let _ = identities.await;
     pruner.abort();
     let _ = pruner.await;
     gauges.abort();

@@ -78,6 +78,23 @@ pub enum StoreError {
     /// may succeed.
     #[error("the store cannot write: {0}")]
     Unwritable(String),
+    #[error("no enrollment token {0:?}")]
+    NoSuchToken(String),
+    #[error("no agent {0:?}")]
+    NoSuchAgent(String),
+    /// Enrollment with a token that is unknown, revoked, expired or used up.
+    #[error("{0}")]
+    TokenRefused(String),
+    /// A report or an enrollment claiming another identity than the agent's.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Mismatch),
+    #[error("host name {host:?} is held by agent {agent_id}; revoke or decommission it first")]
+    HostTaken { host: String, agent_id: String },
+    #[error("agent {0}'s credential was revoked by the operator; enroll the host again")]
+    Revoked(String),
+    /// A credential the agent no longer has: replaced by a rotated one.
+    #[error("the credential of agent {0} was replaced by a rotated one")]
+    StaleCredential(String),
 }
 
 /// Whose fault a failed store operation is: the one classification that both
@@ -91,7 +108,12 @@ pub enum ErrorClass {
     BadInput,
     /// A valid request the current state does not allow.
     Conflict,
-    /// Ours: the database, a corrupt row.
+    /// The caller is not (or no longer) who it says: an unknown, revoked or
+    /// replaced credential or enrollment token.
+    Unauthorized,
+    /// Known, but claiming what is not its own (another host or customer).
+    Forbidden,
+    /// Ours: the database, a corrupt row, the writer gone.
     Internal,
     /// Ours and passing: the store cannot write now (disk full, I/O error,
     /// the writer stopping); the caller should retry later.
@@ -115,7 +137,15 @@ impl StoreError {
             | StoreError::NoSuchWindow(_)
             | StoreError::NoSuchRecommendation(_)
             | StoreError::UnknownAsset(_)
-            | StoreError::NoSuchSpareModel(_) => ErrorClass::NotFound,
+            | StoreError::NoSuchSpareModel(_)
+            | StoreError::NoSuchToken(_)
+            | StoreError::NoSuchAgent(_) => ErrorClass::NotFound,
+            StoreError::UnknownAgent(_)
+            | StoreError::TokenRefused(_)
+            | StoreError::Revoked(_)
+            | StoreError::StaleCredential(_) => ErrorClass::Unauthorized,
+            StoreError::Identity(_) => ErrorClass::Forbidden,
+            StoreError::HostTaken { .. } => ErrorClass::Conflict,
             StoreError::BadWindow(_)
             | StoreError::NotUnmapped(_)
             | StoreError::Spares(_)
@@ -131,7 +161,6 @@ impl StoreError {
             StoreError::Sql(_)
             | StoreError::Migration(_)
             | StoreError::Corrupt { .. }
-            | StoreError::UnknownAgent(_)
             | StoreError::Transaction(_)
             | StoreError::CorruptItem { .. }
             | StoreError::Outdated(_) => ErrorClass::Internal,
@@ -150,7 +179,7 @@ pub fn cannot_write(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn migrations() -> Migrations<'static> {
+pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(
             r#"
@@ -266,6 +295,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(PROBE_MIGRATION),
         // Web sessions (by the hash of their id), so a restart logs nobody out.
         M::up(crate::sessions::MIGRATION),
+        // Agent identity fixed at enrollment; tokens per customer; revocation and rotation.
+        M::up(crate::identity::MIGRATION),
     ])
 }
 
@@ -307,8 +338,12 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
 
 pub fn add_enrollment_token(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR IGNORE INTO enrollment_tokens(token_hash, created_at_ms) VALUES (?1, ?2)",
-        params![token_hash, caretaker_shared::now_ms()],
+        "INSERT OR IGNORE INTO enrollment_tokens(token_hash, id, created_at_ms) VALUES (?1, ?2, ?3)",
+        params![
+            token_hash,
+            crate::identity::token_id(token_hash),
+            caretaker_shared::now_ms()
+        ],
     )?;
     Ok(())
 }
@@ -382,6 +417,7 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
         fleet.add_api_token(hash, name);
     }
     fleet.set_recommendations_open(crate::predict::records::open_counts(conn)?);
+    fleet.set_identities(crate::identity::identities(conn)?);
     let mut stmt = conn.prepare(
         "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
                 a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
@@ -411,7 +447,6 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
             Some(doc) => Some(serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?),
             None => None,
         };
-        fleet.add_credential(r.get(1)?, agent_id.clone());
         fleet.put(Host {
             agent_id: agent_id.clone(),
             host: r.get(2)?,
@@ -436,6 +471,9 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
 /// A report that passed authentication and validation.
 pub struct Incoming {
     pub agent_id: String,
+    /// Hash of the credential the report came with; `None` where the caller
+    /// authenticated otherwise (tests). See [`crate::identity::admit`].
+    pub credential_hash: Option<String>,
     /// The report, with its samples moved to `samples`.
     pub report: Report,
     /// The report's catalogue samples, sorted by metric (see [`catalogue_samples`]).
@@ -451,29 +489,23 @@ pub struct Incoming {
     pub clock: Option<crate::clock::Clock>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Applied {
         seq: u64,
+        /// A rotated credential for the agent to take (see `identity`).
+        credential: Option<String>,
     },
     /// Already applied: the agent may forget it.
-    Duplicate {
-        seq: u64,
-        last_seq: u64,
-    },
+    Duplicate { seq: u64, last_seq: u64 },
 }
 
-pub struct Enrollment {
-    pub token_hash: String,
-    pub agent_id: String,
-    pub credential_hash: String,
-    pub host: String,
-}
+pub use crate::identity::{Enrolled, Enrollment};
 
 enum Job {
     Apply(Box<Incoming>, oneshot::Sender<Result<Applied, StoreError>>),
-    /// Answers whether the token was valid (and the agent created).
-    Enroll(Enrollment, oneshot::Sender<Result<bool, StoreError>>),
+    /// Answers with the enrolled agent, or why not.
+    Enroll(Enrollment, oneshot::Sender<Result<Enrolled, StoreError>>),
     Prune(Prune),
     /// Signals of the live rule engine for the findings and cases store,
     /// answered with what each did (in order).
@@ -654,7 +686,7 @@ impl Writer {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    pub async fn enroll(&self, e: Enrollment) -> Result<bool, StoreError> {
+    pub async fn enroll(&self, e: Enrollment) -> Result<Enrolled, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job::Enroll(e, reply))
@@ -708,8 +740,9 @@ impl Writer {
 
 /// What a job changes in the fleet once committed.
 enum Effect {
-    Host(Box<Host>),
-    Credential { hash: String, agent_id: String },
+    /// A report let in: the host once applied (`None`: a duplicate).
+    Report(Option<Box<Host>>, crate::identity::Admission),
+    Enrolled(Enrolled, String),
     Detect(DetectWrite),
     Value(serde_json::Value),
 }
@@ -774,6 +807,17 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
             let sp = tx.savepoint()?;
             let effect = match &mut job {
                 Job::Apply(inc, _) => {
+                    // Who may send this report is decided here, in the
+                    // transaction that applies it: the store is the authority
+                    // (the CLI or another replica may have revoked the agent).
+                    let admitted = crate::identity::admit(
+                        &sp,
+                        &inc.agent_id,
+                        inc.credential_hash.as_deref(),
+                        &inc.report.host,
+                        &inc.report.labels,
+                        inc.received_at_ms,
+                    )?;
                     let previous = match inventories.get(&inc.agent_id) {
                         Some(state) => state.clone(),
                         None => fleet.get(&inc.agent_id).map(|h| AssetState::of(&h)).unwrap_or_default(),
@@ -782,12 +826,15 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                     match crate::pipeline::report(&sp, inc, samples, previous, options.keep_raw_reports)? {
                         Some(h) => {
                             inventories.insert(h.agent_id.clone(), AssetState::of(&h));
-                            Some(Effect::Host(Box::new(h)))
+                            Some(Effect::Report(Some(Box::new(h)), admitted))
                         }
-                        None => None,
+                        None => Some(Effect::Report(None, admitted)),
                     }
                 }
-                Job::Enroll(e, _) => enroll(&sp, e)?,
+                Job::Enroll(e, _) => Some(Effect::Enrolled(
+                    crate::identity::enroll(&sp, e, caretaker_shared::now_ms())?,
+                    e.credential_hash.clone(),
+                )),
                 Job::Prune(p) => {
                     let log = sp.execute(
                         "DELETE FROM report_log WHERE received_at_ms < ?1",
@@ -862,6 +909,15 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
     if conn.total_changes() != changes_before {
         health.set(None);
     }
+    // An enrollment may follow a change the CLI or another replica made
+    // (a host decommissioned to free its name): show every agent's identity
+    // as the store has it now.
+    if done.iter().any(|(j, r)| matches!(j, Job::Enroll(..)) && r.is_ok()) {
+        match crate::identity::identities(conn) {
+            Ok(rows) => fleet.set_identities(rows),
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the agent identities"),
+        }
+    }
     if recount {
         match crate::predict::records::open_counts(conn) {
             Ok(c) => fleet.set_recommendations_open(c),
@@ -871,13 +927,27 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
     for (job, r) in done {
         match (job, r) {
             (Job::Apply(inc, reply), Ok(effect)) => {
-                let answer = match effect {
-                    Some(Effect::Host(h)) => {
+                let (host, admitted) = match effect {
+                    Some(Effect::Report(host, admitted)) => (host, Some(admitted)),
+                    _ => (None, None),
+                };
+                let mut offer = None;
+                if let Some(a) = admitted {
+                    if let Some((old, new)) = a.promoted {
+                        fleet.forget_credential(&old);
+                        fleet.add_credential(new, inc.agent_id.clone());
+                        tracing::info!(agent_id = %inc.agent_id, "agent took its rotated credential; the old one is void");
+                    }
+                    fleet.set_identity(&inc.agent_id, a.identity);
+                    offer = a.offer;
+                }
+                let answer = match host {
+                    Some(h) => {
                         let seq = h.last_seq;
                         fleet.put(*h);
-                        Applied::Applied { seq }
+                        Applied::Applied { seq, credential: offer }
                     }
-                    _ => {
+                    None => {
                         let last_seq = fleet.get(&inc.agent_id).map_or(0, |h| h.last_seq);
                         Applied::Duplicate {
                             seq: inc.report.seq,
@@ -888,14 +958,15 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                 let _ = reply.send(Ok(answer));
             }
             (Job::Enroll(_, reply), Ok(effect)) => {
-                let ok = match effect {
-                    Some(Effect::Credential { hash, agent_id }) => {
-                        fleet.add_credential(hash, agent_id);
-                        true
+                let answer = match effect {
+                    Some(Effect::Enrolled(e, hash)) => {
+                        fleet.add_credential(hash, e.agent_id.clone());
+                        fleet.set_identity(&e.agent_id, e.identity.clone());
+                        Ok(e)
                     }
-                    _ => false,
+                    _ => Err(StoreError::Transaction("enrollment made no agent".into())),
                 };
-                let _ = reply.send(Ok(ok));
+                let _ = reply.send(answer);
             }
             (Job::Prune(_), _) => {}
             (Job::Run(_, reply), Ok(effect)) => {
@@ -1148,27 +1219,6 @@ pub fn apply(
     }))
 }
 
-fn enroll(conn: &Connection, e: &Enrollment) -> Result<Option<Effect>, StoreError> {
-    let known: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM enrollment_tokens WHERE token_hash = ?1",
-            params![e.token_hash],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if known.is_none() {
-        return Ok(None);
-    }
-    conn.execute(
-        "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![e.agent_id, e.credential_hash, e.host, caretaker_shared::now_ms()],
-    )?;
-    Ok(Some(Effect::Credential {
-        hash: e.credential_hash.clone(),
-        agent_id: e.agent_id.clone(),
-    }))
-}
-
 /// Recent report log entries of one agent, newest first (for the API).
 #[derive(Debug, serde::Serialize)]
 pub struct LogEntry {
@@ -1347,6 +1397,7 @@ mod raw_tests {
             agent_id: "a1".into(),
             credential_hash: "c".into(),
             host: "db1".into(),
+            labels: None,
         };
         run_batch(
             &mut conn,
@@ -1368,6 +1419,7 @@ mod raw_tests {
         let (reply, mut rx) = oneshot::channel();
         let inc = Incoming {
             agent_id: "a1".into(),
+            credential_hash: None,
             report,
             samples: vec![],
             sample_count: 0,

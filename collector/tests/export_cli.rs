@@ -39,7 +39,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 /// healthy web1, half the bodies gzip. Returns the reports with their receive
 /// times, in the order export writes them, and the still running writer.
 async fn populate_open(dir: &Path) -> (Vec<(i64, Report)>, Writer, std::thread::JoinHandle<()>) {
-    let made = caretaker_collector::serve::init(dir, &["localhost".into()]).unwrap();
+    let made = caretaker_collector::serve::init(dir, &["localhost".into()], None).unwrap();
     let conn = store::open(
         &Paths::new(dir).database,
         caretaker_collector::config::Synchronous::Normal,
@@ -53,10 +53,11 @@ async fn populate_open(dir: &Path) -> (Vec<(i64, Report)>, Writer, std::thread::
                 agent_id: agent.into(),
                 credential_hash: format!("cred-{agent}"),
                 host: host.into(),
+                labels: None,
             })
             .await
             .unwrap();
-        assert!(ok);
+        assert_eq!(ok.agent_id, agent);
     }
     let mut sent = Vec::new();
     for i in 0..N {
@@ -75,6 +76,7 @@ async fn populate_open(dir: &Path) -> (Vec<(i64, Report)>, Writer, std::thread::
             sent.push((received, report.clone()));
             let applied = writer
                 .apply(Incoming {
+                    credential_hash: None,
                     agent_id: agent.into(),
                     report,
                     samples: vec![],

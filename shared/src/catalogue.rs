@@ -1472,6 +1472,8 @@ pub const REJECT_REASONS: &[&str] = &[
     "too_large",
     "unsupported_encoding",
     "internal",
+    // A report claiming another host, customer or site than the agent's.
+    "identity",
 ];
 
 /// Limits of `caretaker_http_limited`; a closed set keeps label values bounded.

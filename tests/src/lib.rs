@@ -74,14 +74,29 @@ pub struct Enrolled {
     pub credential: String,
 }
 
+/// Enrolls as an older agent would (no labels), waiting out the
+/// collector's enrollment rate limit (429 with `Retry-After`) a bounded
+/// number of times, so load generators can enroll many agents.
 pub async fn enroll(client: &reqwest::Client, url: &str, token: &str, host: &str) -> anyhow::Result<Enrolled> {
-    let resp = client
-        .post(format!("{url}/api/v1/enroll"))
-        .json(&serde_json::json!({"token": token, "host": host}))
-        .send()
-        .await?;
-    anyhow::ensure!(resp.status().is_success(), "enroll answered {}", resp.status());
-    Ok(resp.json().await?)
+    for _ in 0..100 {
+        let resp = client
+            .post(format!("{url}/api/v1/enroll"))
+            .json(&serde_json::json!({"token": token, "host": host}))
+            .send()
+            .await?;
+        if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.min(60))).await;
+            continue;
+        }
+        anyhow::ensure!(resp.status().is_success(), "enroll answered {}", resp.status());
+        return Ok(resp.json().await?);
+    }
+    anyhow::bail!("enrollment still rate-limited after 100 tries")
 }
 
 /// Sends a gzip body as an agent would; returns the status and JSON body.

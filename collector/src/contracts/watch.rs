@@ -70,9 +70,8 @@ async fn reloader(
         else {
             continue;
         };
-        let loaded = loaded.and_then(|next| {
-            check_reload(&file, &shared.get(), next).map_err(|e| (e, version_of([file.as_path()])))
-        });
+        let loaded = loaded
+            .and_then(|next| check_reload(&file, &shared.get(), next).map_err(|e| (e, version_of([file.as_path()]))));
         apply(&file, loaded, &shared, &metrics, &mut rejections);
     }
 }

@@ -274,6 +274,7 @@ impl Run {
         let samples = crate::fleet::catalogue_samples(std::mem::take(&mut r.samples));
         r.samples = samples.clone();
         let inc = Incoming {
+            credential_hash: None,
             agent_id: agent.clone(),
             sample_count: samples.len(),
             report: r,

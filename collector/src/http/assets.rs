@@ -164,17 +164,30 @@ mod tests {
         assert!(setup.is_ok(), "{setup:?}");
         let reader = open();
         let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
-        for (id, host) in [("a1", "db01"), ("a2", "web01"), ("a3", "web01")] {
+        for (id, host) in [("a1", "db01"), ("a2", "web01")] {
             let ok = writer
                 .enroll(Enrollment {
                     token_hash: hash_secret("enroll"),
                     agent_id: id.into(),
                     credential_hash: hash_secret(&format!("cred-{id}")),
                     host: host.into(),
+                    labels: None,
                 })
                 .await;
-            assert!(matches!(ok, Ok(true)), "{ok:?}");
+            assert!(ok.is_ok(), "{ok:?}");
         }
+        // A second agent named web01, as a store from before one host name
+        // belonged to one agent may hold: enrollment refuses it now.
+        let a3 = writer
+            .run(|c| {
+                c.execute(
+                    "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES ('a3', ?1, 'web01', 0)",
+                    [hash_secret("cred-a3")],
+                )?;
+                Ok(Value::Null)
+            })
+            .await;
+        assert!(a3.is_ok(), "{a3:?}");
         let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
         let state = AppState {
             fleet,
@@ -251,6 +264,7 @@ mod tests {
         let applied = state
             .writer
             .apply(Incoming {
+                credential_hash: None,
                 agent_id: agent_id.into(),
                 report: r,
                 samples: vec![],

@@ -34,6 +34,20 @@ pub enum ApiError {
     /// 503 with `Retry-After`, so agents keep the report and retry.
     Unavailable(String),
     Internal(String),
+    /// An agent whose credential the operator revoked: 401 with its own
+    /// `error`, so the agent can say so in its log.
+    Revoked(String),
+    /// A report or enrollment claiming another identity than the agent's:
+    /// 403 naming the field.
+    Identity {
+        path: String,
+        reason: String,
+    },
+    /// Too many requests from this source or in all; retry after the delay.
+    RateLimited {
+        reason: String,
+        retry_after_secs: u64,
+    },
 }
 
 /// Seconds a client is asked to wait (`Retry-After`) when the collector
@@ -44,7 +58,8 @@ impl ApiError {
     /// The `reason` label for `caretaker_ingest_reports_rejected`.
     pub fn reject_reason(&self) -> Option<&'static str> {
         Some(match self {
-            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Unauthorized(_) | ApiError::Revoked(_) => "unauthorized",
+            ApiError::Identity { .. } => "identity",
             ApiError::Malformed { .. } | ApiError::BadRequest(_) => "malformed",
             ApiError::Invalid(_) => "invalid",
             ApiError::TooLarge(_) => "too_large",
@@ -55,7 +70,8 @@ impl ApiError {
             | ApiError::Conflict(_)
             | ApiError::Forbidden(_)
             | ApiError::Timeout(_)
-            | ApiError::Unavailable(_) => {
+            | ApiError::Unavailable(_)
+            | ApiError::RateLimited { .. } => {
                 return None;
             }
         })
@@ -70,6 +86,23 @@ impl IntoResponse for ApiError {
                 json!({"error": "unauthorized", "reason": reason}),
             ),
             ApiError::Forbidden(reason) => (StatusCode::FORBIDDEN, json!({"error": "forbidden", "reason": reason})),
+            ApiError::Revoked(reason) => (StatusCode::UNAUTHORIZED, json!({"error": "revoked", "reason": reason})),
+            ApiError::Identity { path, reason } => (
+                StatusCode::FORBIDDEN,
+                json!({"error": "forbidden", "path": path, "reason": reason}),
+            ),
+            ApiError::RateLimited {
+                reason,
+                retry_after_secs,
+            } => {
+                let body = json!({"error": "rate_limited", "reason": reason, "retry_after_secs": retry_after_secs});
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
+                    Json(body),
+                )
+                    .into_response();
+            }
             ApiError::Malformed { path, reason } => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": "malformed", "path": path, "reason": reason}),
@@ -137,9 +170,21 @@ impl IntoResponse for ApiError {
 /// one the store writer logs by too.
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::ErrorClass;
+        use crate::store::{ErrorClass, StoreError};
+        match e {
+            StoreError::Revoked(_) => return ApiError::Revoked(e.to_string()),
+            StoreError::Identity(m) => {
+                return ApiError::Identity {
+                    path: m.path.to_string(),
+                    reason: m.to_string(),
+                };
+            }
+            _ => {}
+        }
         match e.class() {
             ErrorClass::NotFound => ApiError::NotFound(e.to_string()),
+            ErrorClass::Unauthorized => ApiError::Unauthorized(e.to_string()),
+            ErrorClass::Forbidden => ApiError::Forbidden(e.to_string()),
             ErrorClass::BadInput => ApiError::BadRequest(e.to_string()),
             ErrorClass::Conflict => ApiError::Conflict(e.to_string()),
             ErrorClass::Internal => ApiError::Internal(e.to_string()),

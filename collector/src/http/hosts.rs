@@ -91,6 +91,8 @@ fn summary(h: &Host, state: &AppState, now: i64) -> Value {
     let mut v = serde_json::to_value(h).unwrap_or_else(|_| json!({}));
     v["up"] = json!(h.is_up(now, state.config.hosts.down_after_intervals));
     v["samples"] = json!(h.samples.len());
+    // A revoked agent's host stays listed (it is down) until decommissioned.
+    v["revoked"] = json!(state.fleet.identity(&h.agent_id).is_some_and(|i| i.revoked));
     v
 }
 

@@ -13,6 +13,7 @@ use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::store::Writer;
 
+pub mod agents;
 pub mod assets;
 pub mod cases;
 pub mod conns;
@@ -63,6 +64,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(reports::router())
         .merge(enroll::router())
+        .merge(agents::router())
         .merge(hosts::router())
         .merge(disks::router())
         .merge(assets::router())

@@ -2,9 +2,17 @@
 //! encoding (415), size as sent (413), decompression and size once
 //! decompressed (400/413), JSON decoding with the field path (400),
 //! validation with every problem's path (400), the credential matches the
-//! report's agent id (401), then exactly-once application by the store writer
-//! (200, or 409 for a sequence number already applied). A rejected report
+//! report's agent id (401), the report claims the agent's own identity fixed
+//! at enrollment: host, customer, bound site (403 naming the field), then
+//! exactly-once application by the store writer (200, or 409 for a sequence
+//! number already applied). The writer checks the credential (revoked: 401)
+//! and the identity again in the transaction that applies the report: the
+//! store decides, the checks here only spare it work. A rejected report
 //! changes nothing.
+//!
+//! An agent whose credential was rotated gets the new one in the answer to
+//! its next accepted report (`credential`); the old one works until the new
+//! one is first used.
 
 use std::time::Instant;
 
@@ -22,7 +30,14 @@ use super::error::ApiError;
 use super::{AppState, bearer};
 use crate::fleet::catalogue_samples;
 use crate::pki;
-use crate::store::{self, Applied, DecompressError, Encoding, Incoming};
+use crate::store::{self, Applied, DecompressError, Encoding, Incoming, StoreError};
+
+/// A report claiming another identity: logged as the warning it is (a
+/// misconfigured or compromised agent), answered 403 naming the field.
+fn refused_identity(agent_id: &str, e: StoreError) -> ApiError {
+    tracing::warn!(%agent_id, reason = %e, "report refused: identity");
+    e.into()
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/reports", post(ingest))
@@ -33,9 +48,12 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     let result = handle(&state, &headers, body).await;
     state.metrics.latency.observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(seq) => {
+        Ok((seq, credential)) => {
             state.metrics.accepted.inc();
-            Json(json!({"status": "applied", "seq": seq})).into_response()
+            match credential {
+                Some(c) => Json(json!({"status": "applied", "seq": seq, "credential": c})).into_response(),
+                None => Json(json!({"status": "applied", "seq": seq})).into_response(),
+            }
         }
         Err(e) => {
             match (&e, e.reject_reason()) {
@@ -67,12 +85,39 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64, ApiError> {
+/// The agent a credential belongs to: from the fleet's cache, else from
+/// the store (a credential rotated or enrolled by another process). A
+/// revoked agent is told so.
+async fn authenticate(state: &AppState, credential_hash: &str) -> Result<String, ApiError> {
+    let agent_id = match state.fleet.agent_for_credential(credential_hash) {
+        Some(id) => id,
+        None => {
+            let hash = credential_hash.to_string();
+            let found = super::read(state, move |c| crate::identity::agent_by_credential(c, &hash)).await?;
+            let Some((id, identity)) = found else {
+                return Err(ApiError::Unauthorized("unknown credential".into()));
+            };
+            if !identity.revoked {
+                state.fleet.add_credential(credential_hash.to_string(), id.clone());
+            }
+            state.fleet.set_identity(&id, identity);
+            id
+        }
+    };
+    if state.fleet.identity(&agent_id).is_some_and(|i| i.revoked) {
+        return Err(StoreError::Revoked(agent_id).into());
+    }
+    Ok(agent_id)
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(u64, Option<String>), ApiError> {
     let secret = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer credential".into()))?;
-    let agent_id = state
-        .fleet
-        .agent_for_credential(&pki::hash_secret(secret))
-        .ok_or_else(|| ApiError::Unauthorized("unknown credential".into()))?;
+    let credential_hash = pki::hash_secret(secret);
+    let agent_id = authenticate(state, &credential_hash).await.inspect_err(|e| {
+        if let ApiError::Revoked(reason) = e {
+            tracing::warn!(%reason, "report refused");
+        }
+    })?;
 
     let encoding = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?")) {
         None | Some("identity") => Encoding::Identity,
@@ -129,6 +174,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
             report.agent_id
         )));
     }
+    if let Some(identity) = state.fleet.identity(&agent_id)
+        && let Err(m) = identity.check(&report.host, &report.labels)
+    {
+        return Err(refused_identity(&agent_id, StoreError::Identity(m)));
+    }
     let unknown = sample_count - samples.len();
     if unknown > 0 {
         state
@@ -167,7 +217,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
     let outcome = state
         .writer
         .apply(Incoming {
-            agent_id,
+            agent_id: agent_id.clone(),
+            credential_hash: Some(credential_hash.clone()),
             report,
             samples,
             sample_count,
@@ -176,13 +227,23 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<u64
             received_at_ms,
             clock: Some(clock),
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::Identity(_) => refused_identity(&agent_id, e),
+            StoreError::Revoked(_) | StoreError::StaleCredential(_) | StoreError::UnknownAgent(_) => {
+                // The store says no: drop what the cache believed.
+                state.fleet.forget_credential(&credential_hash);
+                tracing::warn!(%agent_id, reason = %e, "report refused");
+                e.into()
+            }
+            e => e.into(),
+        })?;
     match outcome {
-        Applied::Applied { seq } => {
+        Applied::Applied { seq, credential } => {
             if let (Some(d), Some(r)) = (&state.detect, for_detect) {
                 d.submit(r, received_at_ms);
             }
-            Ok(seq)
+            Ok((seq, credential))
         }
         Applied::Duplicate { last_seq, .. } => Err(ApiError::Duplicate { seq, last_seq }),
     }

@@ -448,6 +448,7 @@ async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
         let body = serde_json::to_vec(&report).unwrap();
         let applied = writer
             .apply(crate::store::Incoming {
+                credential_hash: None,
                 agent_id: "a1".into(),
                 report,
                 samples: vec![],

@@ -50,7 +50,7 @@ async fn nothing_acknowledged_is_lost_to_sigkill() {
     assert!(acked.iter().all(|n| *n > 0), "ingest was running: {acked:?}");
 
     c.spawn().await;
-    for (a, n) in agents.iter().zip(&acked) {
+    for (i, (a, n)) in agents.iter().zip(&acked).enumerate() {
         let h = c.host(&a.agent_id).await;
         let last = h["last_seq"].as_u64().unwrap_or(0);
         assert!(
@@ -59,8 +59,8 @@ async fn nothing_acknowledged_is_lost_to_sigkill() {
             a.agent_id
         );
         assert_eq!(h["reports_applied"].as_u64(), Some(last));
-        // The next report continues the sequence.
-        let r = synthetic_report(&a.agent_id, "x", last + 1, 10);
+        // The next report continues the sequence (as the host it enrolled as).
+        let r = synthetic_report(&a.agent_id, &format!("crash-{i}"), last + 1, 10);
         let (s, _) = post_report(
             &c.client,
             &url,

@@ -1,9 +1,9 @@
 //! End-to-end tests: the real `caretaker-collector` and `caretaker-agent`
 //! binaries, over TLS on loopback, with real SQLite files.
 
-mod api_contract;
-mod agent_state;
 mod agent_claims;
+mod agent_state;
+mod api_contract;
 mod bench;
 mod browser;
 mod cli;
@@ -15,6 +15,7 @@ mod detection;
 mod disk_health;
 mod edge;
 mod end_to_end;
+mod hostile;
 mod ingest;
 mod inspection_report;
 mod packaging;

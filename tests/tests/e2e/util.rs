@@ -242,6 +242,41 @@ impl Collector {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// Runs `caretaker-collector ARGS --data-dir DATA` (beside `serve`):
+    /// whether it succeeded, its stdout and stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(bin("caretaker-collector"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .unwrap_or_else(|e| panic!("caretaker-collector {args:?}: {e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `tokens create --customer CUSTOMER EXTRA...`: the new token.
+    pub fn create_token(&self, customer: &str, extra: &[&str]) -> String {
+        self.create_token_with_id(customer, extra).0
+    }
+
+    /// Like [`Collector::create_token`]: the token and its id.
+    pub fn create_token_with_id(&self, customer: &str, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["tokens", "create", "--customer", customer];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = self.cli(&args);
+        assert!(ok, "tokens create: {err}");
+        let id = err
+            .split("enrollment token ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no token id in {err:?}"));
+        (out.trim().to_string(), id.to_string())
+    }
+
     pub async fn host(&self, agent_id: &str) -> Value {
         self.api(&format!("/api/v1/hosts/{agent_id}")).await
     }
@@ -251,6 +286,14 @@ impl Drop for Collector {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// What an agent enrolls as (see [`Agent::start_as`]).
+pub struct Who<'a> {
+    pub token: &'a str,
+    pub host: &'a str,
+    pub customer: &'a str,
+    pub site: &'a str,
 }
 
 pub struct Agent {
@@ -263,14 +306,29 @@ pub struct Agent {
 impl Agent {
     /// Writes a config enrolling with the collector's token and starts `run`.
     pub fn start(dir: &Path, collector: &Collector, interval_secs: u32, extra: &str) -> Agent {
+        let who = Who {
+            token: &collector.enrollment_token,
+            host: "e2e-host",
+            customer: "acme",
+            site: "hq",
+        };
+        Agent::start_as(dir, collector, interval_secs, &who, extra)
+    }
+
+    /// Like [`Agent::start`], enrolling with `who.token` as host `who.host`
+    /// of `who.customer` at `who.site`.
+    pub fn start_as(dir: &Path, collector: &Collector, interval_secs: u32, who: &Who<'_>, extra: &str) -> Agent {
         let state_dir = dir.join("agent-state");
         let config = dir.join("agent.toml");
         let text = format!(
-            "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nenrollment_token = \"{}\"\ninterval_secs = {interval_secs}\nhost_name = \"e2e-host\"\n{extra}\n[labels]\ncustomer = \"acme\"\nsite = \"hq\"\nrole = \"db\"\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
+            "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nenrollment_token = \"{}\"\ninterval_secs = {interval_secs}\nhost_name = \"{}\"\n{extra}\n[labels]\ncustomer = \"{}\"\nsite = \"{}\"\nrole = \"db\"\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
             collector.url(),
             collector.data_dir().join("ca.pem").display(),
             state_dir.display(),
-            collector.enrollment_token,
+            who.token,
+            who.host,
+            who.customer,
+            who.site,
         );
         std::fs::write(&config, text).unwrap_or_else(|e| panic!("config: {e}"));
         let mut a = Agent {
@@ -298,6 +356,18 @@ impl Agent {
             .spawn()
             .unwrap_or_else(|e| panic!("agent: {e}"));
         self.child = Some(child);
+    }
+
+    /// The agent's current credential secret, as saved in its state dir.
+    pub fn secret(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.state_dir.join("credential.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v["secret"].as_str().map(String::from)
+    }
+
+    /// What the agent has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn agent_id(&self) -> Option<String> {
