@@ -372,7 +372,7 @@ mod tests {
     /// for any id was a 400 rather than the 404 of any id not stored.
     #[tokio::test]
     async fn query_refusals_are_json_errors_and_huge_ids_name_nothing() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let state = state(&dir).await;
         for uri in [
             "/api/v1/cases?limit=abc",
