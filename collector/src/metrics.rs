@@ -44,6 +44,12 @@ pub struct Metrics {
     pub sink_deliveries: Family<Labels, Counter>,
     pub outbox_pending: Family<Labels, Gauge>,
     pub dropped: Counter,
+    /// Reports superseded by a newer report of their host while detection
+    /// was behind on it.
+    pub coalesced: Counter,
+    /// Detection series kept per host, and new ones refused at the bound.
+    pub series: Family<Labels, Gauge>,
+    pub series_dropped: Family<Labels, Counter>,
     /// Active findings and cases, as the store writer counted them after the
     /// last detection job (so a scrape costs no query; it lags by at most
     /// one tick).
@@ -115,6 +121,9 @@ impl Metrics {
             sink_deliveries: Family::default(),
             outbox_pending: Family::default(),
             dropped: Counter::default(),
+            coalesced: Counter::default(),
+            series: Family::default(),
+            series_dropped: Family::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
             queue: Arc::new(Mutex::new(Vec::new())),
@@ -130,6 +139,13 @@ impl Metrics {
             m.contract_file_errors.clone(),
         )?;
         register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
+        register(&mut registry, "caretaker_detect_reports_coalesced", m.coalesced.clone())?;
+        register(&mut registry, "caretaker_detect_series", m.series.clone())?;
+        register(
+            &mut registry,
+            "caretaker_detect_series_dropped",
+            m.series_dropped.clone(),
+        )?;
         register(&mut registry, "caretaker_sink_deliveries", m.sink_deliveries.clone())?;
         register(&mut registry, "caretaker_outbox_pending", m.outbox_pending.clone())?;
         for e in catalogue::TRANSITION_EVENTS {

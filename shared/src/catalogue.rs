@@ -1411,6 +1411,30 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "Reports not evaluated by detection because its queue was full."
     ),
+    m!(
+        "caretaker_detect_reports_coalesced",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Reports superseded by a newer report of the same host while detection was behind on that host."
+    ),
+    m!(
+        "caretaker_detect_series",
+        Gauge,
+        None,
+        Collector,
+        ["host"],
+        "Series (one per rule and label set) detection keeps for the host; at most [detect] max_series_per_host."
+    ),
+    m!(
+        "caretaker_detect_series_dropped",
+        Counter,
+        None,
+        Collector,
+        ["host"],
+        "New series of the host not evaluated because it was at its bound of detection series."
+    ),
 ];
 
 /// Reasons for `caretaker_ingest_reports_rejected`; a closed set keeps label values bounded.
