@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod dashboards;
 mod databases;
+mod detect_flood;
 mod detection;
 mod disk_health;
 mod end_to_end;
