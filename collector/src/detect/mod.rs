@@ -25,6 +25,14 @@
 //! it keeps the evaluation state: since when a threshold holds and whether the
 //! rule is firing (hysteresis).
 //!
+//! Both are found by label set in constant time (`labels::ByLabels`), so a
+//! report costs in proportion to its size. A host keeps at most
+//! [`Engine::max_series_per_host`] rule states (a series per rule and label
+//! set): past that its new series are refused and counted
+//! ([`Engine::series_of`]) until old ones are gone and forgotten (below), so
+//! label values that change with every report cannot grow a host's state,
+//! and the cost of its reports, without end.
+//!
 //! # Semantics
 //!
 //! Every evaluation of a rule on a series present in a report emits a signal,
