@@ -46,15 +46,15 @@ fn report(agent_id: &str, host: &str, seq: u64, samples: Vec<Sample>) -> Report 
     }
 }
 
-/// 5,000 samples the rules read, every label value new with `seq`: failed
-/// units and filesystems named after the report.
+/// 20,000 samples (the most a report may carry) the rules read, every label
+/// value new with `seq`: failed units and filesystems named after the report.
 fn flood_report(agent_id: &str, seq: u64) -> Vec<u8> {
-    let mut samples = Vec::with_capacity(5_000);
-    for i in 0..1_700 {
+    let mut samples = Vec::with_capacity(20_000);
+    for i in 0..6_800 {
         let unit = format!("job-{seq}-{i}.service");
         samples.push(sample("caretaker_systemd_unit_failed", &[("unit", &unit)], 0.0));
     }
-    for i in 0..1_650 {
+    for i in 0..6_600 {
         let mp = format!("/srv/{seq}/{i}");
         let labels = [("mountpoint", mp.as_str()), ("device", "/dev/sdz1"), ("fstype", "ext4")];
         samples.push(sample("caretaker_filesystem_avail_bytes", &labels, 6e9));
@@ -129,7 +129,7 @@ async fn a_flooding_host_delays_neither_another_hosts_case_nor_the_stop() {
     };
     eventually("the flood under way", Duration::from_secs(60), || {
         let accepted = accepted.clone();
-        async move { (accepted.load(Ordering::Relaxed) >= 5).then_some(()) }
+        async move { (accepted.load(Ordering::Relaxed) >= 10).then_some(()) }
     })
     .await;
 
