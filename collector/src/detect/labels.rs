@@ -75,10 +75,9 @@ impl<V> ByLabels<V> {
     /// Where the entry for `labels` is; `work` counts the label sets compared.
     pub(super) fn find(&self, labels: &Labels, work: &mut u64) -> Option<usize> {
         let scan = |work: &mut u64| {
-            self.entries.iter().position(|(k, _)| {
-                *work += 1;
-                same(k, labels)
-            })
+            let at = self.entries.iter().position(|(k, _)| same(k, labels));
+            *work += at.map_or(self.entries.len(), |i| i + 1) as u64;
+            at
         };
         let Some(index) = &self.index else {
             return scan(work);
