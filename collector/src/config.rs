@@ -400,6 +400,13 @@ pub struct DetectConfig {
     pub storm_cases: u32,
     #[serde(default = "default_storm_window_secs")]
     pub storm_window_secs: u64,
+    /// Most series (one per rule and label set) detection keeps per host:
+    /// past it the host's new series are not evaluated, and are counted
+    /// (`caretaker_detect_series_dropped_total{host}`), until old ones are
+    /// gone. Bounds the cost of an agent whose label values change with
+    /// every report.
+    #[serde(default = "default_max_series_per_host")]
+    pub max_series_per_host: usize,
 }
 
 impl Default for DetectConfig {
@@ -414,6 +421,7 @@ impl Default for DetectConfig {
             flap_window_secs: default_flap_window_secs(),
             storm_cases: default_storm_cases(),
             storm_window_secs: default_storm_window_secs(),
+            max_series_per_host: default_max_series_per_host(),
         }
     }
 }
@@ -464,7 +472,19 @@ impl DetectConfig {
                 p.push(format!("detect.rules_dir: {} is not a directory", d.display()));
             }
         }
+        if self.max_series_per_host == 0 || self.max_series_per_host > MAX_SERIES_PER_HOST {
+            p.push(format!(
+                "detect.max_series_per_host: must be between 1 and {MAX_SERIES_PER_HOST}"
+            ));
+        }
     }
+}
+
+/// Highest accepted `max_series_per_host`: far past any real host, still a bound.
+const MAX_SERIES_PER_HOST: usize = 10_000_000;
+
+fn default_max_series_per_host() -> usize {
+    crate::detect::MAX_SERIES_PER_HOST
 }
 
 fn default_tick_secs() -> u64 {

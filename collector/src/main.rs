@@ -342,11 +342,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
-            tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
-                .context("starting the runtime")?
-                .block_on(serve::serve(cfg))
+                .context("starting the runtime")?;
+            let served = runtime.block_on(serve::serve(cfg));
+            // `serve` bounds its own stop; what is left (a blocking read in
+            // flight) must not hold the exit past the unit's stop timeout.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            served
         }
         Command::Replay {
             input,

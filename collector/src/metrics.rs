@@ -50,6 +50,12 @@ pub struct Metrics {
     /// Logins: failed password checks, and logins refused before one.
     pub login_failures: Counter,
     pub login_refused: Family<Labels, Counter>,
+    /// Reports superseded by a newer report of their host while detection
+    /// was behind on it.
+    pub coalesced: Counter,
+    /// Detection series kept per host, and new ones refused at the bound.
+    pub series: Family<Labels, Gauge>,
+    pub series_dropped: Family<Labels, Counter>,
     /// Active findings and cases, as the store writer counted them after the
     /// last detection job (so a scrape costs no query; it lags by at most
     /// one tick).
@@ -127,6 +133,9 @@ impl Metrics {
             dropped: Counter::default(),
             login_failures: Counter::default(),
             login_refused: Family::default(),
+            coalesced: Counter::default(),
+            series: Family::default(),
+            series_dropped: Family::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
             queue: Arc::new(Mutex::new(Vec::new())),
@@ -150,6 +159,13 @@ impl Metrics {
             m.store_checked_at.clone(),
         )?;
         register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
+        register(&mut registry, "caretaker_detect_reports_coalesced", m.coalesced.clone())?;
+        register(&mut registry, "caretaker_detect_series", m.series.clone())?;
+        register(
+            &mut registry,
+            "caretaker_detect_series_dropped",
+            m.series_dropped.clone(),
+        )?;
         register(&mut registry, "caretaker_sink_deliveries", m.sink_deliveries.clone())?;
         register(&mut registry, "caretaker_outbox_pending", m.outbox_pending.clone())?;
         register(&mut registry, "caretaker_login_failures", m.login_failures.clone())?;

@@ -142,6 +142,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         metrics.clone(),
         cfg.detect.policy(),
         Duration::from_secs(cfg.detect.tick_secs),
+        cfg.detect.max_series_per_host,
     );
     // Kept alive for as long as we serve: dropping it stops the watching.
     let _watcher = match &cfg.detect.rules_dir {
@@ -189,7 +190,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
-        h.graceful_shutdown(Some(Duration::from_secs(10)));
+        h.graceful_shutdown(Some(HTTP_DRAIN));
     });
     let pruner = {
         let writer = writer.clone();
@@ -300,12 +301,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         d.abort();
         let _ = d.await;
     }
-    // The detection task holds a writer handle: stop it so the writer can end.
-    detector.abort();
-    let _ = detector.await;
+    // The detection task holds a writer handle: stop it so the writer can
+    // end. It stops between two reports, whatever its backlog.
+    detector.stop(DETECT_STOP).await;
     // The router (and with it the last writer handle) is gone: the writer
-    // drains what it has and stops.
-    tokio::task::spawn_blocking(move || writer_thread.join()).await.ok();
+    // drains what it has and stops. Waited for on a plain thread, not a
+    // blocking task: the runtime would wait for that one past our bound.
+    let (joined, writer_done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = writer_thread.join();
+        let _ = joined.send(());
+    });
+    if tokio::time::timeout(WRITER_STOP, writer_done).await.is_err() {
+        // What it still holds is detection's signals and housekeeping:
+        // every acknowledged report is committed already.
+        tracing::warn!(
+            waited_secs = WRITER_STOP.as_secs(),
+            "the store writer did not finish in time; stopping without it"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -361,6 +375,15 @@ async fn check_store(database: std::path::PathBuf, every: Duration, metrics: Arc
         metrics.store_checked_at.set(caretaker_shared::now_ms() / 1000);
     }
 }
+
+/// How long open connections may finish after SIGTERM. With the two bounds
+/// below, stopping takes at most 25 s under any backlog: within the unit's
+/// `TimeoutStopSec=30s`.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
+/// How long detection may take to stop (it stops between two reports).
+const DETECT_STOP: Duration = Duration::from_secs(5);
+/// How long the store writer may take to finish its queued jobs.
+const WRITER_STOP: Duration = Duration::from_secs(10);
 
 /// Makes the scheduled inspection reports that are due, at start and then
 /// hourly: a collector that was down on the 1st catches up, and a report

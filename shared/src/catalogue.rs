@@ -1459,6 +1459,30 @@ pub static CATALOGUE: &[MetricDef] = &[
         ["reason"],
         "Logins refused before the password check: locked (too many failures for the user or the source address) or busy (no password check slot came free in time)."
     ),
+    m!(
+        "caretaker_detect_reports_coalesced",
+        Counter,
+        None,
+        Collector,
+        [],
+        "Reports superseded by a newer report of the same host while detection was behind on that host."
+    ),
+    m!(
+        "caretaker_detect_series",
+        Gauge,
+        None,
+        Collector,
+        ["host"],
+        "Series (one per rule and label set) detection keeps for the host; at most [detect] max_series_per_host."
+    ),
+    m!(
+        "caretaker_detect_series_dropped",
+        Counter,
+        None,
+        Collector,
+        ["host"],
+        "New series of the host not evaluated because it was at its bound of detection series."
+    ),
 ];
 
 /// Reasons for `caretaker_login_refused`; a closed set keeps label values bounded.

@@ -3,24 +3,48 @@
 //! every `tick_secs`. Signals go to the cases store through the store writer,
 //! so SQLite keeps a single writer.
 //!
-//! Ingest never waits for detection: when the channel is full the report is
-//! not evaluated, which is counted (`dropped`) and logged. Dropping is the
-//! lesser harm: the next report of that host carries the same series again.
+//! Ingest never waits for detection. The task takes what the channel holds
+//! into a [`Backlog`] per host (cheap: nothing is evaluated there) and then
+//! evaluates the hosts in turn, one report each, so a host flooding large
+//! reports delays another host's report by at most one of its own, never by
+//! its whole queue. A host keeps at most [`HOST_QUEUE`] reports waiting: when
+//! it sends faster than it is evaluated, its newest report takes the place
+//! of the newest one waiting (counted as `coalesced`). What the rules need
+//! survives that: the oldest waiting reports are evaluated in order, and the
+//! newest carries every series' current value, so a fault still present is
+//! seen, and counters are cumulative, so an increase is seen in full. Only
+//! when every host's waiting reports together reach [`QUEUE`] is a report of
+//! a host with none waiting refused (`dropped`).
+//!
+//! The task checks for shutdown between reports: [`Detector::stop`] ends it
+//! within a bounded time whatever the backlog.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caretaker_shared::wire::Report;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Engine;
-use crate::cases::Policy;
+use crate::cases::{Policy, Signal};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::store::{DetectWrite, Writer};
 
-/// Reports waiting for evaluation at most; beyond that they are dropped.
+/// Reports waiting for evaluation at most, all hosts together.
 pub const QUEUE: usize = 4096;
+
+/// Reports of one host waiting at most; a newer one then takes the place of
+/// the newest waiting.
+pub const HOST_QUEUE: usize = 4;
+
+/// Most reports evaluated before their signals are written in one job.
+const BATCH: usize = 64;
+
+/// Most samples evaluated before their signals are written and the tick,
+/// the channel and shutdown are looked at again.
+const BATCH_SAMPLES: usize = 20_000;
 
 /// The ingest side: hands committed reports to the detection task.
 #[derive(Clone)]
@@ -54,100 +78,203 @@ impl DetectHandle {
     }
 }
 
-/// Starts the detection task.
+/// The running detection task.
+pub struct Detector {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Detector {
+    /// Asks the task to stop after the report in hand and waits for it at
+    /// most `within`; past that it is aborted (its unwritten signals are
+    /// lost: the next reports carry the same series again).
+    pub async fn stop(self, within: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(within, &mut task).await.is_err() {
+            tracing::warn!(
+                waited_secs = within.as_secs(),
+                "detection did not stop in time; abandoned"
+            );
+            task.abort();
+        }
+    }
+}
+
+/// Starts the detection task; `max_series` bounds the series kept per host
+/// (see [`Engine::max_series_per_host`]).
 pub fn start(
     rules: RuleSet,
     writer: Writer,
     metrics: Arc<Metrics>,
     policy: Policy,
     tick: Duration,
-) -> (DetectHandle, tokio::task::JoinHandle<()>) {
+    max_series: usize,
+) -> (DetectHandle, Detector) {
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (stop, stopped) = watch::channel(false);
+    let engine = Engine::new(rules)
+        .forget_gone_after(2 * policy.min_hold_ms)
+        .max_series_per_host(max_series);
     let task = tokio::spawn(run(
-        Engine::new(rules).forget_gone_after(2 * policy.min_hold_ms),
+        engine,
         rx,
-        writer,
-        metrics.clone(),
-        policy,
+        Tasks {
+            writer,
+            metrics: metrics.clone(),
+            policy,
+            max_series,
+        },
         tick,
+        stopped,
     ));
-    (DetectHandle { tx, metrics }, task)
+    (DetectHandle { tx, metrics }, Detector { stop, task })
+}
+
+/// What the task writes to and counts in.
+struct Tasks {
+    writer: Writer,
+    metrics: Arc<Metrics>,
+    policy: Policy,
+    max_series: usize,
 }
 
 async fn run(
     mut engine: Engine,
     mut rx: mpsc::Receiver<Msg>,
-    writer: Writer,
-    metrics: Arc<Metrics>,
-    policy: Policy,
+    t: Tasks,
     tick: Duration,
+    mut stop: watch::Receiver<bool>,
 ) {
     let mut timer = tokio::time::interval(tick);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backlog = Backlog::default();
+    let mut open = true;
     loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                None => break,
-                Some(Msg::Rules(set)) => {
-                    tracing::info!(rules = set.rules.len(), "rules reloaded");
-                    engine.replace_rules(set);
-                }
-                Some(Msg::Report(report, at_ms)) => {
-                    let mut signals = observe(&mut engine, &metrics, &report, at_ms);
-                    // Reports that queued up meanwhile go to the store in the
-                    // same job: one round trip to the writer, not one each.
-                    let mut pending_rules = None;
-                    for _ in 1..BATCH {
-                        match rx.try_recv() {
-                            Ok(Msg::Report(report, at_ms)) => {
-                                signals.extend(observe(&mut engine, &metrics, &report, at_ms));
-                            }
-                            Ok(Msg::Rules(set)) => {
-                                pending_rules = Some(set);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    write(&writer, &metrics, signals, policy).await;
-                    if let Some(set) = pending_rules {
-                        tracing::info!(rules = set.rules.len(), "rules reloaded");
-                        engine.replace_rules(set);
-                    }
-                }
-            },
-            _ = timer.tick() => {
-                let now = caretaker_shared::now_ms();
-                let started = Instant::now();
-                let signals = engine.tick(now);
-                metrics.evaluation.observe(started.elapsed().as_secs_f64());
-                write(&writer, &metrics, signals, policy).await;
-                match writer.tick_cases(now, policy).await {
-                    Ok(w) => record(&metrics, w),
-                    Err(e) => tracing::error!(error = %e, "lifecycle tick failed"),
-                }
+        if *stop.borrow() {
+            break;
+        }
+        // Everything waiting goes to the backlog: cheap, so ingest's
+        // channel does not fill behind one slow report.
+        while open {
+            match rx.try_recv() {
+                Ok(msg) => take(&mut engine, &mut backlog, &t.metrics, msg),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
+        if backlog.is_empty() {
+            if !open {
+                break;
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                msg = rx.recv() => match msg {
+                    Some(msg) => take(&mut engine, &mut backlog, &t.metrics, msg),
+                    None => open = false,
+                },
+                _ = timer.tick() => tick_all(&mut engine, &t).await,
+            }
+            continue;
+        }
+        // A tick that is due runs between rounds, however long the backlog.
+        tokio::select! {
+            biased;
+            _ = timer.tick() => tick_all(&mut engine, &t).await,
+            () = std::future::ready(()) => {}
+        }
+        // One round: hosts in turn, one report each, bounded in work; the
+        // signals go to the store in one job.
+        let (mut signals, mut samples) = (Vec::new(), 0usize);
+        for _ in 0..BATCH {
+            if *stop.borrow() || samples >= BATCH_SAMPLES {
+                break;
+            }
+            let Some((report, at_ms)) = backlog.pop() else {
+                break;
+            };
+            samples += report.samples.len();
+            signals.extend(observe(&mut engine, &t, &report, at_ms));
+        }
+        write(&t, signals).await;
     }
-    tracing::debug!("detection stopped");
+    tracing::debug!(waiting = backlog.len(), "detection stopped");
 }
 
-/// Most queued reports whose signals are written in one job.
-const BATCH: usize = 64;
+/// A message from the channel: a report joins its host's backlog, rules
+/// are swapped at once (between two evaluations).
+fn take(engine: &mut Engine, backlog: &mut Backlog, metrics: &Metrics, msg: Msg) {
+    match msg {
+        Msg::Rules(set) => {
+            tracing::info!(rules = set.rules.len(), "rules reloaded");
+            engine.replace_rules(set);
+        }
+        Msg::Report(report, at_ms) => match backlog.push(report, at_ms) {
+            Pushed::Queued => {}
+            Pushed::Coalesced => {
+                metrics.coalesced.inc();
+            }
+            Pushed::Dropped(host) => {
+                metrics.dropped.inc();
+                tracing::warn!(%host, "detection queue full; report not evaluated");
+            }
+        },
+    }
+}
 
-fn observe(engine: &mut Engine, metrics: &Metrics, report: &Report, at_ms: i64) -> Vec<crate::cases::Signal> {
+async fn tick_all(engine: &mut Engine, t: &Tasks) {
+    let now = caretaker_shared::now_ms();
+    let started = Instant::now();
+    let signals = engine.tick(now);
+    t.metrics.evaluation.observe(started.elapsed().as_secs_f64());
+    write(t, signals).await;
+    match t.writer.tick_cases(now, t.policy).await {
+        Ok(w) => record(&t.metrics, w),
+        Err(e) => tracing::error!(error = %e, "lifecycle tick failed"),
+    }
+}
+
+/// Evaluates one report, and publishes its host's series against the bound
+/// (logged when the host reaches it, and when it is back under).
+fn observe(engine: &mut Engine, t: &Tasks, report: &Report, at_ms: i64) -> Vec<Signal> {
+    let before = engine.series_of(&report.host).unwrap_or_default();
     let started = Instant::now();
     let signals = engine.observe(report, at_ms);
-    metrics.evaluation.observe(started.elapsed().as_secs_f64());
+    t.metrics.evaluation.observe(started.elapsed().as_secs_f64());
+    let Some(after) = engine.series_of(&report.host) else {
+        return signals;
+    };
+    let host = vec![("host".to_string(), report.host.clone())];
+    t.metrics
+        .series
+        .get_or_create(&host)
+        .set(i64::try_from(after.live).unwrap_or(i64::MAX));
+    if after.dropped > before.dropped {
+        t.metrics
+            .series_dropped
+            .get_or_create(&host)
+            .inc_by(after.dropped - before.dropped);
+    }
+    match (before.limited, after.limited) {
+        (false, true) => tracing::warn!(
+            host = %report.host,
+            max_series_per_host = t.max_series,
+            "host reached its bound of detection series; its new series are not evaluated until old ones are gone"
+        ),
+        (true, false) => {
+            tracing::info!(host = %report.host, series = after.live, "host back under its bound of detection series")
+        }
+        _ => {}
+    }
     signals
 }
 
-async fn write(writer: &Writer, metrics: &Metrics, signals: Vec<crate::cases::Signal>, policy: Policy) {
+async fn write(t: &Tasks, signals: Vec<Signal>) {
     if signals.is_empty() {
         return;
     }
-    match writer.signals(signals, policy).await {
-        Ok(w) => record(metrics, w),
+    match t.writer.signals(signals, t.policy).await {
+        Ok(w) => record(&t.metrics, w),
         Err(e) => tracing::error!(error = %e, "cannot store detection signals"),
     }
 }
@@ -164,5 +291,142 @@ fn record(metrics: &Metrics, w: DetectWrite) {
     *metrics.held.lock().unwrap_or_else(|p| p.into_inner()) = w.held;
     if let Some(q) = w.queue {
         *metrics.queue.lock().unwrap_or_else(|p| p.into_inner()) = q;
+    }
+}
+
+/// Reports waiting for evaluation, per host, taken by host in turn.
+#[derive(Debug, Default)]
+struct Backlog {
+    by_host: HashMap<String, VecDeque<(Box<Report>, i64)>>,
+    /// Hosts with reports waiting, next first.
+    turn: VecDeque<String>,
+    len: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Pushed {
+    Queued,
+    /// It took the place of its host's newest waiting report.
+    Coalesced,
+    /// Refused: the backlog is full and its host had nothing waiting.
+    Dropped(String),
+}
+
+impl Backlog {
+    fn push(&mut self, report: Box<Report>, at_ms: i64) -> Pushed {
+        let waiting = self.by_host.get_mut(&report.host);
+        match waiting {
+            Some(q) if q.len() >= HOST_QUEUE || self.len >= QUEUE => {
+                if let Some(newest) = q.back_mut() {
+                    *newest = (report, at_ms);
+                }
+                Pushed::Coalesced
+            }
+            Some(q) => {
+                q.push_back((report, at_ms));
+                self.len += 1;
+                Pushed::Queued
+            }
+            None if self.len >= QUEUE => Pushed::Dropped(report.host.clone()),
+            None => {
+                let host = report.host.clone();
+                self.turn.push_back(host.clone());
+                self.by_host.insert(host, VecDeque::from([(report, at_ms)]));
+                self.len += 1;
+                Pushed::Queued
+            }
+        }
+    }
+
+    /// The oldest waiting report of the host whose turn it is.
+    fn pop(&mut self) -> Option<(Box<Report>, i64)> {
+        let host = self.turn.pop_front()?;
+        let q = self.by_host.get_mut(&host)?;
+        let next = q.pop_front();
+        if q.is_empty() {
+            self.by_host.remove(&host);
+        } else {
+            self.turn.push_back(host);
+        }
+        if next.is_some() {
+            self.len -= 1;
+        }
+        next
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(host: &str, seq: u64) -> Box<Report> {
+        Box::new(Report {
+            version: caretaker_shared::wire::PROTOCOL_VERSION,
+            agent_id: host.to_string(),
+            seq,
+            collected_at_ms: 0,
+            interval_secs: 15,
+            host: host.to_string(),
+            labels: Default::default(),
+            samples: Vec::new(),
+            events: Vec::new(),
+            inventory: None,
+            disks: None,
+        })
+    }
+
+    fn order(b: &mut Backlog) -> Vec<(String, u64)> {
+        std::iter::from_fn(|| b.pop().map(|(r, _)| (r.host.clone(), r.seq))).collect()
+    }
+
+    // One host's flood of reports delayed every other host's detection: the
+    // hosts are now taken in turn, so a report of another host waits for at
+    // most one report of the flooding one.
+    #[test]
+    fn a_flooding_host_delays_another_by_one_report_at_most() {
+        let mut b = Backlog::default();
+        for seq in 1..=3 {
+            assert_eq!(b.push(report("flood", seq), 0), Pushed::Queued);
+        }
+        assert_eq!(b.push(report("quiet", 1), 0), Pushed::Queued);
+        let got = order(&mut b);
+        assert_eq!(got[..2], [("flood".into(), 1), ("quiet".into(), 1)], "{got:?}");
+        assert!(b.is_empty());
+    }
+
+    // A host sending faster than it is evaluated keeps its oldest waiting
+    // reports, in order, and its newest: the ones between are superseded.
+    #[test]
+    fn a_host_behind_keeps_its_oldest_and_its_newest_report() {
+        let mut b = Backlog::default();
+        let pushed: Vec<Pushed> = (1..=10).map(|seq| b.push(report("flood", seq), 0)).collect();
+        assert_eq!(
+            pushed.iter().filter(|p| **p == Pushed::Coalesced).count(),
+            10 - HOST_QUEUE
+        );
+        assert_eq!(b.len(), HOST_QUEUE);
+        let seqs: Vec<u64> = order(&mut b).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(seqs, [1, 2, 3, 10]);
+    }
+
+    // The whole backlog is bounded: a new host is refused once it is full,
+    // a host already waiting coalesces.
+    #[test]
+    fn the_backlog_is_bounded_for_all_hosts_together() {
+        let mut b = Backlog::default();
+        for h in 0..QUEUE {
+            assert_eq!(b.push(report(&format!("h{h}"), 1), 0), Pushed::Queued);
+        }
+        assert_eq!(b.push(report("late", 1), 0), Pushed::Dropped("late".into()));
+        assert_eq!(b.push(report("h7", 2), 0), Pushed::Coalesced);
+        assert_eq!(b.len(), QUEUE);
     }
 }

@@ -25,6 +25,14 @@
 //! it keeps the evaluation state: since when a threshold holds and whether the
 //! rule is firing (hysteresis).
 //!
+//! Both are found by label set in constant time (`labels::ByLabels`), so a
+//! report costs in proportion to its size. A host keeps at most
+//! [`Engine::max_series_per_host`] rule states (a series per rule and label
+//! set): past that its new series are refused and counted
+//! ([`Engine::series_of`]) until old ones are gone and forgotten (below), so
+//! label values that change with every report cannot grow a host's state,
+//! and the cost of its reports, without end.
+//!
 //! # Semantics
 //!
 //! Every evaluation of a rule on a series present in a report emits a signal,
@@ -65,6 +73,7 @@
 //! silence start their `for` afresh, so the gap cannot complete a `for` and
 //! open a case for a fault nobody observed.
 
+mod labels;
 pub mod live;
 mod replay;
 pub mod watch;
@@ -74,6 +83,8 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+
+use labels::{ByLabels, Key, Labels, Strings};
 
 use caretaker_shared::wire::Report;
 use serde_json::json;
@@ -97,51 +108,9 @@ pub const GONE_AFTER_INTERVALS: i64 = 3;
 /// engine forgets it, by default (see [`Engine::forget_gone_after`]).
 pub const FORGET_GONE_AFTER_MS: i64 = 3_600_000;
 
-type Labels = BTreeMap<String, String>;
-
-/// A series' labels, stored once and shared by its rule states.
-type Key = Arc<[(Arc<str>, Arc<str>)]>;
-
-/// Entries by label set. A source or a rule has few (one per disk,
-/// filesystem, database...): a vector scanned in place costs far less memory
-/// than a map's nodes, and no more time at these sizes.
-#[derive(Debug)]
-struct ByLabels<V>(Vec<(Key, V)>);
-
-impl<V> Default for ByLabels<V> {
-    fn default() -> Self {
-        ByLabels(Vec::new())
-    }
-}
-
-impl<V: Default> ByLabels<V> {
-    /// The entry for `labels`, inserted (with the key `key` makes) when new.
-    fn entry(&mut self, labels: &Labels, key: impl FnOnce() -> Key) -> (&Key, &mut V) {
-        let same =
-            |k: &Key| k.len() == labels.len() && k.iter().zip(labels).all(|((a, b), (c, d))| **a == **c && **b == **d);
-        let i = match self.0.iter().position(|(k, _)| same(k)) {
-            Some(i) => i,
-            None => {
-                self.0.push((key(), V::default()));
-                self.0.len() - 1
-            }
-        };
-        let (k, v) = &mut self.0[i];
-        (k, v)
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn values(&self) -> impl Iterator<Item = &V> {
-        self.0.iter().map(|(_, v)| v)
-    }
-
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
-        self.0.iter_mut().map(|(_, v)| v)
-    }
-}
+/// Series (one per rule and label set) the engine keeps per host, by default
+/// (see [`Engine::max_series_per_host`]).
+pub const MAX_SERIES_PER_HOST: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Series {
@@ -171,6 +140,24 @@ pub struct HostState {
     series: BTreeMap<Arc<str>, ByLabels<Series>>,
     /// By rule index, then the series labels.
     eval: Vec<ByLabels<EvalState>>,
+    /// Entries of `eval`, summed: the host's series against its bound.
+    live: usize,
+    /// New series refused because the host was at its bound, ever.
+    dropped: u64,
+    /// At its bound: a new series was refused, and the host has not been
+    /// under the bound since.
+    limited: bool,
+}
+
+/// A host's series against the engine's bound (see [`Engine::series_of`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesCount {
+    /// Series kept (one per rule and label set).
+    pub live: usize,
+    /// New series refused because the host was at its bound, ever.
+    pub dropped: u64,
+    /// Whether the host is at its bound and refusing new series.
+    pub limited: bool,
 }
 
 /// How much the engine holds: counts, for the detection benchmark and for
@@ -182,6 +169,8 @@ pub struct Footprint {
     pub points: usize,
     pub point_capacity: usize,
     pub eval_states: usize,
+    /// Distinct label names and values held.
+    pub strings: usize,
 }
 
 /// The rule evaluator. See the module docs.
@@ -199,20 +188,13 @@ pub struct Engine {
     /// How long a gone series keeps being cleared before it is forgotten:
     /// longer than the lifecycle's minimum hold, so the clear is believed.
     forget_after_ms: i64,
-    /// Label names and values, one copy each across the fleet: the same
-    /// `device`, `mountpoint`, `/var` or `sda` recur on every host. It keeps
-    /// every distinct string ever seen (bounded by the fleet's label values).
-    strings: HashSet<Arc<str>>,
-}
-
-/// The shared copy of `s`.
-fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
-    if let Some(a) = strings.get(s) {
-        return a.clone();
-    }
-    let a: Arc<str> = Arc::from(s);
-    strings.insert(a.clone());
-    a
+    /// Label names and values, one copy each across the fleet.
+    strings: Strings,
+    /// Most series kept per host; new ones beyond it are refused.
+    max_series: usize,
+    /// Label sets compared to find series, ever: the engine's work, counted
+    /// apart from the clock (see [`Engine::work`]).
+    work: u64,
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -288,9 +270,37 @@ impl Engine {
             hosts: HashMap::new(),
             reads,
             watched,
-            strings: HashSet::new(),
+            strings: Strings::default(),
             forget_after_ms: FORGET_GONE_AFTER_MS,
+            max_series: MAX_SERIES_PER_HOST,
+            work: 0,
         }
+    }
+
+    /// Sets the most series (one per rule and label set) kept per host:
+    /// past it a host's new series are not evaluated, and counted (see
+    /// [`Engine::series_of`]), until its old ones are gone and forgotten.
+    /// Label values that change with every report would otherwise grow the
+    /// host's state, and the time of each of its reports, without end.
+    pub fn max_series_per_host(mut self, n: usize) -> Engine {
+        self.max_series = n.max(1);
+        self
+    }
+
+    /// `host`'s series against the bound; `None` for a host never seen.
+    pub fn series_of(&self, host: &str) -> Option<SeriesCount> {
+        self.hosts.get(host).map(|h| SeriesCount {
+            live: h.live,
+            dropped: h.dropped,
+            limited: h.limited,
+        })
+    }
+
+    /// Label sets compared so far to find the series of the reports
+    /// observed: work counted independently of the machine, so a test can
+    /// tell that a report twice the size costs twice as much, not four times.
+    pub fn work(&self) -> u64 {
+        self.work
     }
 
     /// Sets how long a gone series keeps being cleared before it is
@@ -324,12 +334,16 @@ impl Engine {
                 }
             }
             h.eval = eval;
+            h.live = h.eval.iter().map(ByLabels::len).sum();
         }
         let strings = std::mem::take(&mut self.strings);
-        let forget = self.forget_after_ms;
-        *self = Engine::new(rules).forget_gone_after(forget);
+        let (forget, max_series, work) = (self.forget_after_ms, self.max_series, self.work);
+        *self = Engine::new(rules)
+            .forget_gone_after(forget)
+            .max_series_per_host(max_series);
         self.hosts = hosts;
         self.strings = strings;
+        self.work = work;
     }
 
     /// Takes one report received at `at_ms` and returns the signals of every
@@ -369,6 +383,8 @@ impl Engine {
         if host.eval.len() < self.rules.rules.len() {
             host.eval.resize_with(self.rules.rules.len(), ByLabels::default);
         }
+        // New series refused in this report (the host at its bound).
+        let mut dropped = 0u64;
         for ((idx, rule), reads) in self.rules.rules.iter().enumerate().zip(&self.reads) {
             let Some((src, retention, keep_drops)) = reads else {
                 // Absence: a report is the host being present.
@@ -396,9 +412,19 @@ impl Engine {
                         _ => continue,
                     },
                 };
+                let (strings, work) = (&mut self.strings, &mut self.work);
+                let Some(of_rule) = host.eval.get_mut(idx) else {
+                    continue;
+                };
+                let known = of_rule.find(labels, work);
+                if known.is_none() && host.live >= self.max_series {
+                    // At the bound: a new series is not evaluated (see
+                    // `max_series_per_host`); the ones kept still are.
+                    dropped += 1;
+                    continue;
+                }
                 // A rule with a window keeps the series' history; one without
                 // (a threshold, a state) reads only the value in hand.
-                let strings = &mut self.strings;
                 let mut shared: Option<Key> = None;
                 let mut series: &Series = &NO_HISTORY;
                 if *retention > 0 {
@@ -410,15 +436,28 @@ impl Engine {
                         continue;
                     };
                     // One copy of a series' labels, shared with its rule states.
-                    let (key, s) = of_source.entry(labels, || interned(strings, labels));
+                    let at = match of_source.find(labels, work) {
+                        Some(at) => at,
+                        None => of_source.insert(strings.key(labels), Series::default()),
+                    };
+                    let Some((key, s)) = of_source.get_mut(at) else {
+                        continue;
+                    };
                     s.push(at_ms, value, *retention, *keep_drops);
                     shared = Some(key.clone());
                     series = s;
                 }
-                let Some(of_rule) = host.eval.get_mut(idx) else {
+                let at = match known {
+                    Some(at) => at,
+                    None => {
+                        host.live += 1;
+                        let key = shared.unwrap_or_else(|| strings.key(labels));
+                        of_rule.insert(key, EvalState::default())
+                    }
+                };
+                let Some((_, state)) = of_rule.get_mut(at) else {
                     continue;
                 };
-                let (_, state) = of_rule.entry(labels, || shared.unwrap_or_else(|| interned(strings, labels)));
                 state.seen_ms = at_ms;
                 let (firing, detail) = evaluate(rule, series, state, value, at_ms);
                 let component = rule
@@ -466,7 +505,7 @@ impl Engine {
         let gone_before = at_ms.saturating_sub(grace);
         let forget_before = at_ms.saturating_sub(grace.max(self.forget_after_ms));
         for (rule, states) in self.rules.rules.iter().zip(host.eval.iter_mut()) {
-            states.0.retain_mut(|(labels, state)| {
+            states.retain_mut(|(labels, state)| {
                 if state.seen_ms >= gone_before {
                     return true;
                 }
@@ -484,11 +523,13 @@ impl Engine {
             });
         }
         for of_source in host.series.values_mut() {
-            of_source
-                .0
-                .retain(|(_, s)| s.points.back().is_some_and(|&(t, _)| t >= forget_before));
+            of_source.retain_mut(|(_, s)| s.points.back().is_some_and(|&(t, _)| t >= forget_before));
         }
         host.series.retain(|_, of_source| of_source.len() > 0);
+        host.live = host.eval.iter().map(ByLabels::len).sum();
+        host.dropped = host.dropped.saturating_add(dropped);
+        // Limited from the first refusal until the host is under its bound.
+        host.limited = dropped > 0 || (host.limited && host.live >= self.max_series);
         out
     }
 
@@ -496,6 +537,7 @@ impl Engine {
     pub fn footprint(&self) -> Footprint {
         let mut f = Footprint {
             hosts: self.hosts.len(),
+            strings: self.strings.len(),
             ..Footprint::default()
         };
         for h in self.hosts.values() {
@@ -548,14 +590,6 @@ static NO_HISTORY: Series = Series {
     points: VecDeque::new(),
     newest_samples: 0,
 };
-
-/// A series' labels as one shared key, each string interned.
-fn interned(strings: &mut HashSet<Arc<str>>, labels: &Labels) -> Key {
-    labels
-        .iter()
-        .map(|(k, v)| (intern(strings, k), intern(strings, v)))
-        .collect()
-}
 
 /// The clear of a rule on a series its host stopped sending.
 fn gone_signal(rule: &Rule, host: &str, customer: &str, labels: &Key, seen_ms: i64, at_ms: i64) -> Signal {

@@ -923,3 +923,131 @@ fn replay_a_disk_whose_serial_left_the_inventory_cannot_reopen_and_its_recommend
     // The new disk raises nothing.
     assert_eq!(ev.iter().filter(|e| e.kind == "recommendation").count(), 2, "{ev:#?}");
 }
+
+/// A report of `host` at `at` whose samples are `n` failed-unit series and
+/// `n` filesystems (read by a windowed forecast and a threshold), all named
+/// with `tag`: what an agent listing churning unit or mount names sends.
+fn wide_report(host: &str, at: i64, n: usize, tag: &str) -> Report {
+    let mut samples = Vec::with_capacity(3 * n);
+    for i in 0..n {
+        let unit = format!("job-{tag}-{i}.service");
+        samples.push(sample("caretaker_systemd_unit_failed", &[("unit", &unit)], 0.0));
+        let mp = format!("/srv/{tag}/{i}");
+        samples.push(sample("caretaker_filesystem_avail_bytes", &[("mountpoint", &mp)], 6e9));
+        samples.push(sample("caretaker_filesystem_size_bytes", &[("mountpoint", &mp)], 1e10));
+    }
+    report(host, 15, at, samples)
+}
+
+/// The work (label sets compared) of observing one fresh report of `n`
+/// series per family, then the same series again.
+fn work_of(n: usize) -> (u64, u64) {
+    let mut engine = super::Engine::new(rules::load(None).unwrap());
+    engine.observe(&wide_report("big", T0, n, "a"), T0);
+    let new = engine.work();
+    engine.observe(&wide_report("big", T0 + 15_000, n, "a"), T0 + 15_000);
+    (new, engine.work() - new)
+}
+
+// One 20,000-sample report stalled detection for the whole fleet: each
+// series was found by scanning every series of its rule, so a report's cost
+// grew with the square of its size. Four times the series must cost about
+// four times the work, whether the series are new or known.
+#[test]
+fn a_large_report_costs_work_linear_in_its_size() {
+    let (new_small, known_small) = work_of(1_000);
+    let (new_large, known_large) = work_of(4_000);
+    assert!(new_small > 0 && known_small > 0);
+    assert!(
+        new_large <= 5 * new_small,
+        "new series: {new_small} for 1,000, {new_large} for 4,000"
+    );
+    assert!(
+        known_large <= 5 * known_small,
+        "known series: {known_small} for 1,000, {known_large} for 4,000"
+    );
+}
+
+// Label values that change with every report made every evaluation slower
+// than the last: the series piled up. The host's series stay within the
+// bound, the refused ones are counted, and the reports cost the same work
+// once the bound is reached.
+#[test]
+fn churning_label_values_keep_a_host_within_its_series_bound() {
+    let mut engine = super::Engine::new(rules::load(None).unwrap()).max_series_per_host(2_000);
+    let mut work = Vec::new();
+    for k in 0..200 {
+        let at = T0 + k * 15_000;
+        let before = engine.work();
+        engine.observe(&wide_report("churn", at, 100, &format!("r{k}")), at);
+        work.push(engine.work() - before);
+        let count = engine.series_of("churn").unwrap();
+        assert!(count.live <= 2_000, "report {k}: {count:?}");
+    }
+    let count = engine.series_of("churn").unwrap();
+    assert!(count.limited, "{count:?}");
+    assert!(count.dropped > 0, "{count:?}");
+    // Each report refuses its new series past the bound: the work per
+    // report stops growing (what it costs is the bound, not the history).
+    let late = work[150..].iter().max().copied().unwrap_or(0);
+    let at_bound = work[40..60].iter().max().copied().unwrap_or(0);
+    assert!(late <= 2 * at_bound, "work per report: {work:?}");
+    // Strings of forgotten series are let go too: not every value ever sent.
+    assert!(
+        engine.footprint().strings < 3 * 2_000 + 2_048,
+        "{:?}",
+        engine.footprint()
+    );
+}
+
+// Series that stop reporting expire: after the forget horizon a churning
+// host holds only about an hour of series, below any bound, and is no
+// longer limited.
+#[test]
+fn series_that_stop_reporting_expire() {
+    let mut engine = super::Engine::new(rules::load(None).unwrap()).max_series_per_host(100_000);
+    let per_report = 3 * 2; // 2 units and 2 filesystems read by 2 rules
+    let reports_per_hour = HOUR / 15_000;
+    let churned = 2 * reports_per_hour;
+    for k in 0..churned {
+        let at = T0 + k * 15_000;
+        engine.observe(&wide_report("churn", at, 2, &format!("r{k}")), at);
+    }
+    let live = engine.series_of("churn").unwrap().live as i64;
+    // An hour and a few intervals of series, not two hours of them.
+    assert!(live <= (reports_per_hour + 8) * per_report, "{live}");
+    assert!(live >= reports_per_hour * per_report / 2, "{live}");
+    // Back to the same series: everything churned is forgotten in time.
+    for k in 0..(reports_per_hour + 10) {
+        let at = T0 + (churned + k) * 15_000;
+        engine.observe(&wide_report("churn", at, 2, "steady"), at);
+    }
+    let count = engine.series_of("churn").unwrap();
+    assert_eq!(count.live as i64, per_report, "{count:?}");
+    assert!(!count.limited && count.dropped == 0, "{count:?}");
+}
+
+// The bound belongs to each host: one host at its bound refuses nothing of
+// another's, and a critical fault of the other still fires.
+#[test]
+fn one_host_at_its_bound_does_not_limit_another() {
+    let mut engine = super::Engine::new(rules::load(None).unwrap()).max_series_per_host(500);
+    for k in 0..20 {
+        let at = T0 + k * 15_000;
+        engine.observe(&wide_report("flood", at, 100, &format!("r{k}")), at);
+    }
+    assert!(engine.series_of("flood").unwrap().limited);
+    let fault = report(
+        "quiet",
+        15,
+        T0,
+        vec![sample("caretaker_md_degraded", &[("device", "md0")], 1.0)],
+    );
+    let signals = engine.observe(&fault, T0 + 300_000);
+    assert!(
+        signals.iter().any(|s| s.rule == "md_array_degraded" && s.firing),
+        "{signals:?}"
+    );
+    let quiet = engine.series_of("quiet").unwrap();
+    assert!(!quiet.limited && quiet.dropped == 0, "{quiet:?}");
+}

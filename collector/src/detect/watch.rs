@@ -122,6 +122,7 @@ mod tests {
             metrics.clone(),
             crate::cases::Policy::default(),
             Duration::from_secs(3600),
+            crate::config::DetectConfig::default().max_series_per_host,
         );
         let mut r = Reloader {
             dir: rules_dir.clone(),

@@ -11,6 +11,7 @@ mod contracts_reload;
 mod crash;
 mod dashboards;
 mod databases;
+mod detect_flood;
 mod detection;
 mod disk_health;
 mod edge;
