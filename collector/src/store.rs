@@ -50,6 +50,8 @@ pub enum StoreError {
     NotUnmapped(i64),
     #[error("no known asset named {0:?}")]
     UnknownAsset(String),
+    #[error("to: {0:?} is not an engineer in the contracts file")]
+    UnknownEngineer(String),
     #[error("maintenance window: {0}")]
     BadWindow(String),
     #[error("no maintenance window {0}")]
@@ -137,6 +139,7 @@ impl StoreError {
             | StoreError::NoSuchWindow(_)
             | StoreError::NoSuchRecommendation(_)
             | StoreError::UnknownAsset(_)
+            | StoreError::UnknownEngineer(_)
             | StoreError::NoSuchSpareModel(_)
             | StoreError::NoSuchToken(_)
             | StoreError::NoSuchAgent(_) => ErrorClass::NotFound,

@@ -1007,9 +1007,7 @@ pub fn act(
         CaseAction::Assign { to, comment: c } => {
             let to = non_empty("to", to)?;
             if !contracts.engineers.iter().any(|e| e.name == to) {
-                return Err(StoreError::QueueInput(format!(
-                    "to: {to:?} is not an engineer in the contracts file"
-                )));
+                return Err(StoreError::UnknownEngineer(to.to_string()));
             }
             if !matches!(
                 item.status,

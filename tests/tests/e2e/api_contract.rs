@@ -70,6 +70,8 @@ async fn schemathesis_finds_no_mismatch_between_the_document_and_the_server() {
         .arg(format!("Authorization: Bearer {}", collector.api_token))
         .arg("--report-dir")
         .arg(&report)
+        // Its caches go to the temporary directory, not the checkout.
+        .current_dir(dir.path())
         .output()
         .unwrap_or_else(|e| panic!("{st}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);

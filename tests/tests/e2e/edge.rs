@@ -17,11 +17,15 @@ use crate::util::{Agent, Collector, eventually, wait_for_host};
 
 const PER_SOURCE: usize = 40;
 
+/// Limits low enough for a small test. Enrollment's rate limit answers 429
+/// before reading a body: it is raised here so the dripping enrollments test
+/// the body deadline, not the rate limit.
 fn config() -> String {
     format!(
         "[ingest]\nbody_timeout_secs = 12\n\
          [http]\nmax_connections = {}\nmax_connections_per_source = {PER_SOURCE}\n\
-         max_concurrent_requests = 200\nbody_timeout_secs = 12\nheader_timeout_secs = 12\n",
+         max_concurrent_requests = 200\nbody_timeout_secs = 12\nheader_timeout_secs = 12\n\
+         [enroll]\nper_source_burst = 1000\nburst = 1000\n",
         4 * PER_SOURCE
     )
 }
