@@ -575,13 +575,9 @@ pub fn revoke_agent(conn: &Connection, agent_id: &str, now_ms: i64) -> Result<Ag
 
 /// Gives an agent a new credential, pending until the agent first uses it
 /// (the old one works until then). `secret` is handed over in the answer to
-/// the agent's next accepted report. A second rotation replaces a pending one.
-pub fn rotate_agent(
-    conn: &Connection,
-    agent_id: &str,
-    secret: &str,
-    secret_hash: &str,
-) -> Result<AgentInfo, StoreError> {
+/// the agent's next accepted report; the store keeps its hash beside it to
+/// know the agent's first use. A second rotation replaces a pending one.
+pub fn rotate_agent(conn: &Connection, agent_id: &str, secret: &str) -> Result<AgentInfo, StoreError> {
     let a = agent(conn, agent_id)?;
     if a.revoked_at_ms.is_some() {
         return Err(StoreError::Queue(format!(
@@ -590,7 +586,7 @@ pub fn rotate_agent(
     }
     conn.execute(
         "UPDATE agents SET pending_credential = ?2, pending_credential_hash = ?3 WHERE agent_id = ?1",
-        params![agent_id, secret, secret_hash],
+        params![agent_id, secret, crate::pki::hash_secret(secret)],
     )?;
     agent(conn, agent_id)
 }

@@ -665,13 +665,7 @@ fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
         AgentsCommand::Rotate { data_dir, agent_id } => {
             let conn = open_store(&data_dir)?;
             let secret = caretaker_collector::pki::new_secret()?;
-            let a = identity::rotate_agent(
-                &conn,
-                &agent_id,
-                &secret,
-                &caretaker_collector::pki::hash_secret(&secret),
-            )
-            .map_err(operator_error)?;
+            let a = identity::rotate_agent(&conn, &agent_id, &secret).map_err(operator_error)?;
             println!(
                 "agent {} ({}): new credential pending; the agent takes it with its next report",
                 a.agent_id, a.host
@@ -690,7 +684,6 @@ fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Checks a contracts file, printing every problem on its own line.
 /// Loads a contracts file, printing every problem on its own line.
 fn load_contracts(file: &std::path::Path) -> anyhow::Result<contracts::Contracts> {
     Ok(contracts::load(file).map_err(|errors| {

@@ -60,9 +60,8 @@ async fn rotate(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers).await?.require_staff()?;
     let secret = pki::new_secret().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let hash = pki::hash_secret(&secret);
     change(&state, "credential rotated", move |c| {
-        identity::rotate_agent(c, &agent_id, &secret, &hash)
+        identity::rotate_agent(c, &agent_id, &secret)
     })
     .await
 }

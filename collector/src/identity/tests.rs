@@ -230,7 +230,8 @@ fn a_rotated_credential_is_offered_until_first_used_then_replaces_the_old() {
     token(&conn, "t", Some("acme"), None);
     enroll(&conn, &enrollment("t", "a1", "h1", None), 1).unwrap();
     let l = labels(&[("customer", "acme")]);
-    let r = rotate_agent(&conn, "a1", "new-secret", "new-hash").unwrap();
+    let r = rotate_agent(&conn, "a1", "new-secret").unwrap();
+    let new_hash = crate::pki::hash_secret("new-secret");
     assert!(r.rotation_pending);
     // The old credential still works, and each answer offers the new one.
     for _ in 0..2 {
@@ -238,12 +239,12 @@ fn a_rotated_credential_is_offered_until_first_used_then_replaces_the_old() {
         assert_eq!(a.offer.as_deref(), Some("new-secret"));
     }
     assert_eq!(
-        agent_by_credential(&conn, "new-hash").unwrap().map(|(a, _)| a),
+        agent_by_credential(&conn, &new_hash).unwrap().map(|(a, _)| a),
         Some("a1".into())
     );
     // First use of the new one: it replaces the old.
-    let a = admit(&conn, "a1", Some("new-hash"), "h1", &l, 3).unwrap();
-    assert_eq!(a.promoted, Some(("cred-a1".into(), "new-hash".into())));
+    let a = admit(&conn, "a1", Some(&new_hash), "h1", &l, 3).unwrap();
+    assert_eq!(a.promoted, Some(("cred-a1".into(), new_hash.clone())));
     assert_eq!(a.offer, None);
     let old = admit(&conn, "a1", Some("cred-a1"), "h1", &l, 4).unwrap_err();
     assert!(matches!(old, StoreError::StaleCredential(_)), "{old}");
@@ -258,7 +259,7 @@ fn a_rotated_credential_is_offered_until_first_used_then_replaces_the_old() {
     assert_eq!(stored, None, "no secret stays in clear once taken");
     // A revoked agent cannot be rotated.
     revoke_agent(&conn, "a1", 5).unwrap();
-    assert!(rotate_agent(&conn, "a1", "s", "h").is_err());
+    assert!(rotate_agent(&conn, "a1", "s").is_err());
 }
 
 #[test]
