@@ -140,6 +140,7 @@ impl StoreError {
             | StoreError::NoSuchRecommendation(_)
             | StoreError::UnknownAsset(_)
             | StoreError::UnknownEngineer(_)
+            | StoreError::NotUnmapped(_)
             | StoreError::NoSuchSpareModel(_)
             | StoreError::NoSuchToken(_)
             | StoreError::NoSuchAgent(_) => ErrorClass::NotFound,
@@ -150,7 +151,6 @@ impl StoreError {
             StoreError::Identity(_) => ErrorClass::Forbidden,
             StoreError::HostTaken { .. } => ErrorClass::Conflict,
             StoreError::BadWindow(_)
-            | StoreError::NotUnmapped(_)
             | StoreError::Spares(_)
             | StoreError::QueueInput(_)
             | StoreError::Recommendation(TransitionError::ReasonRequired) => ErrorClass::BadInput,

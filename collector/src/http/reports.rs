@@ -14,7 +14,7 @@
 //! its next accepted report (`credential`); the old one works until the new
 //! one is first used.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -45,7 +45,13 @@ pub fn router() -> Router<AppState> {
 
 async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let result = handle(&state, &headers, body).await;
+    let mut body = Some(body);
+    let result = handle(&state, &headers, &mut body).await;
+    if result.is_err()
+        && let Some(unread) = body.take()
+    {
+        drain(unread, DRAIN_FACTOR * state.config.ingest.max_body_bytes).await;
+    }
     state.metrics.latency.observe(started.elapsed().as_secs_f64());
     match result {
         Ok((seq, credential)) => {
@@ -69,6 +75,28 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             e.into_response()
         }
     }
+}
+
+/// How much of a refused report's unread body is read and discarded, as a
+/// multiple of `ingest.max_body_bytes`.
+const DRAIN_FACTOR: usize = 4;
+
+/// Reads and discards what the client still sends of a report refused before
+/// its body was read (401, 413 by `Content-Length`, 415): over HTTP/1.1,
+/// closing with unread data in the socket resets the connection, and the
+/// client (an agent) sees a broken connection instead of the refusal, so it
+/// retries a report it should drop. Bounded in bytes and in time.
+async fn drain(mut body: Body, limit: usize) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while seen <= limit {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads the body up to `limit` bytes; its deadline (`ingest.body_timeout_secs`)
@@ -110,7 +138,11 @@ async fn authenticate(state: &AppState, credential_hash: &str) -> Result<String,
     Ok(agent_id)
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(u64, Option<String>), ApiError> {
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+) -> Result<(u64, Option<String>), ApiError> {
     let secret = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer credential".into()))?;
     let credential_hash = pki::hash_secret(secret);
     let agent_id = authenticate(state, &credential_hash).await.inspect_err(|e| {
@@ -140,6 +172,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(u6
             )));
         }
     }
+    let body = body
+        .take()
+        .ok_or_else(|| ApiError::Internal("the report's body was taken twice".into()))?;
     let body = read_body(body, cfg.max_body_bytes).await?;
 
     // Decompressing and parsing are CPU work: keep them off the async workers.
