@@ -77,6 +77,10 @@ pub fn build(roots: &Roots, probes: &mut Probes) -> Inventory {
         .and_then(|t| parse_meminfo_total(&t))
         .unwrap_or(0);
     let mut inv = Inventory {
+        bmc: None,
+        power_supplies: Vec::new(),
+        raid_controllers: Vec::new(),
+        virtual_disks: Vec::new(),
         hostname: read_trimmed(&proc_root.join("sys/kernel/hostname")).unwrap_or(facts.hostname),
         os_name: os.pretty_name,
         os_version: os.version_id,
@@ -503,6 +507,7 @@ fn read_disks(sys: &Path) -> Vec<DiskInfo> {
         };
         let sectors: u64 = field(&dir.join("size")).parse().unwrap_or(0);
         out.push(DiskInfo {
+            location: String::new(),
             interface: disk_interface(&name, &target).to_string(),
             model,
             serial,

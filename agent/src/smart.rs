@@ -230,6 +230,7 @@ pub fn identity(d: &Disk) -> Option<caretaker_shared::wire::DiskInfo> {
         base.to_string()
     };
     Some(caretaker_shared::wire::DiskInfo {
+        location: String::new(),
         name,
         model: d.model.clone(),
         serial: d.serial.clone(),

@@ -74,6 +74,7 @@ fn inventory_of_a_captured_server() {
         inv.disks,
         vec![
             DiskInfo {
+                location: String::new(),
                 name: "nvme0n1".into(),
                 model: "SAMSUNG MZQLB1T9HAJR-00007".into(),
                 serial: "S439NA0N600237".into(),
@@ -84,6 +85,7 @@ fn inventory_of_a_captured_server() {
                 interface: "nvme".into(),
             },
             DiskInfo {
+                location: String::new(),
                 name: "sda".into(),
                 model: "SAMSUNG MZ7LH480".into(),
                 serial: "S45PNA0M123456".into(),
@@ -94,6 +96,7 @@ fn inventory_of_a_captured_server() {
                 interface: "sata".into(),
             },
             DiskInfo {
+                location: String::new(),
                 name: "sdb".into(),
                 model: "ST4000NM0035-1V4".into(),
                 serial: "ZC1B2C3D".into(),

@@ -399,6 +399,7 @@ mod tests {
 
     fn disk(name: &str, serial: &str, wwn: &str) -> DiskInfo {
         DiskInfo {
+            location: String::new(),
             name: name.into(),
             model: "ST4000NM0035-1V4".into(),
             serial: serial.into(),

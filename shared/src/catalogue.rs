@@ -714,6 +714,184 @@ pub static CATALOGUE: &[MetricDef] = &[
         [],
         "1 when a newer kernel than the running one is installed under /boot."
     ),
+    // --- BMC (IPMI), sent by the agent's `ipmi` collector --------------------------
+    m!(
+        "caretaker_ipmi_sensor_value",
+        Gauge,
+        None,
+        Agent,
+        ["sensor", "type", "unit"],
+        "Reading of a BMC sensor in its own unit (unit label: celsius, rpm, volts, amps, watts, percent, ...). Sensors that are absent or give no reading are not reported."
+    ),
+    m!(
+        "caretaker_ipmi_sensor_state",
+        Gauge,
+        None,
+        Agent,
+        ["sensor", "type"],
+        "State of a BMC sensor: 0 nominal, 1 warning (non-critical), 2 critical (critical or non-recoverable). type: temperature, fan, voltage, current, power, power_supply, physical_security, drive_slot, memory, processor, other."
+    ),
+    m!(
+        "caretaker_ipmi_sensor_threshold",
+        Gauge,
+        None,
+        Agent,
+        ["sensor", "type", "threshold"],
+        "A threshold of a BMC sensor, in the sensor's unit (threshold: lower_non_recoverable, lower_critical, lower_non_critical, upper_non_critical, upper_critical, upper_non_recoverable)."
+    ),
+    m!(
+        "caretaker_ipmi_chassis_fault",
+        Gauge,
+        None,
+        Agent,
+        ["fault"],
+        "1 while the chassis status reports the fault (intrusion, power_fault, power_overload, power_interlock, cooling_fault, drive_fault), 0 otherwise."
+    ),
+    m!(
+        "caretaker_ipmi_sel_entries",
+        Gauge,
+        None,
+        Agent,
+        [],
+        "Entries in the BMC's system event log."
+    ),
+    m!(
+        "caretaker_ipmi_sel_used_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        [],
+        "How full the BMC's system event log is (0-1); a full log stops recording new events."
+    ),
+    // --- hardware RAID controllers, sent by the agent's `raid` collector -------------
+    m!(
+        "caretaker_raid_controller_failed",
+        Gauge,
+        None,
+        Agent,
+        ["controller"],
+        "1 when the RAID controller reports itself failed, 0 when optimal (controller: c0, c1, ... or slot2 for Smart Array)."
+    ),
+    m!(
+        "caretaker_raid_controller_temperature_celsius",
+        Gauge,
+        Celsius,
+        Agent,
+        ["controller"],
+        "Temperature of the RAID controller's chip, where it reports one."
+    ),
+    m!(
+        "caretaker_raid_bbu_present",
+        Gauge,
+        None,
+        Agent,
+        ["controller"],
+        "1 when the controller has a battery (BBU) or flash backup (CacheVault, capacitor) for its cache."
+    ),
+    m!(
+        "caretaker_raid_bbu_failed",
+        Gauge,
+        None,
+        Agent,
+        ["controller"],
+        "1 when the cache backup unit (BBU, CacheVault, capacitor) failed or asks for replacement."
+    ),
+    m!(
+        "caretaker_raid_bbu_learning",
+        Gauge,
+        None,
+        Agent,
+        ["controller"],
+        "1 while the cache backup unit runs a learn cycle or charges (the cache may run write-through meanwhile)."
+    ),
+    m!(
+        "caretaker_raid_cache_write_through",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "vd"],
+        "1 when a virtual disk configured for write-back runs write-through (cache backup bad, learning or missing), 0 otherwise."
+    ),
+    m!(
+        "caretaker_raid_vd_degraded",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "vd"],
+        "1 when the virtual disk (array) is not optimal: degraded, partially degraded, interim recovery, offline or failed, or a member disk failed, went offline or is missing."
+    ),
+    m!(
+        "caretaker_raid_vd_rebuilding",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "vd"],
+        "1 while a disk of the virtual disk is being rebuilt (or the array recovers onto a spare)."
+    ),
+    m!(
+        "caretaker_raid_vd_rebuild_stalled",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "vd"],
+        "1 when a rebuild of the virtual disk made no progress for an hour."
+    ),
+    m!(
+        "caretaker_raid_vd_size_bytes",
+        Gauge,
+        Bytes,
+        Agent,
+        ["controller", "vd", "level"],
+        "Size of the virtual disk (level: RAID1, RAID5, RAID10, ...)."
+    ),
+    m!(
+        "caretaker_raid_pd_failed",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "slot", "serial", "in_array"],
+        "1 when a physical disk behind the controller is failed, unconfigured-bad, missing or offline (in_array: yes when it belongs to a virtual disk, whose degraded state then carries the fault)."
+    ),
+    m!(
+        "caretaker_raid_pd_rebuild_progress_ratio",
+        Gauge,
+        Ratio,
+        Agent,
+        ["controller", "slot", "serial"],
+        "Progress of the rebuild onto a physical disk (0-1), while it runs."
+    ),
+    m!(
+        "caretaker_raid_pd_media_errors",
+        Counter,
+        None,
+        Agent,
+        ["controller", "slot", "serial"],
+        "Media errors the controller counted on a physical disk (cumulative)."
+    ),
+    m!(
+        "caretaker_raid_pd_other_errors",
+        Counter,
+        None,
+        Agent,
+        ["controller", "slot", "serial"],
+        "Other (link, timeout) errors the controller counted on a physical disk (cumulative)."
+    ),
+    m!(
+        "caretaker_raid_pd_predictive_failures",
+        Counter,
+        None,
+        Agent,
+        ["controller", "slot", "serial"],
+        "Predictive failure events the controller counted on a physical disk (cumulative)."
+    ),
+    m!(
+        "caretaker_raid_pd_smart_alert",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "slot", "serial"],
+        "1 when the physical disk raised its SMART alert flag to the controller."
+    ),
     // --- databases, sent by the agent (every kind) ------------------------------
     m!(
         "caretaker_db_up",

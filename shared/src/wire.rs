@@ -144,6 +144,18 @@ pub struct Inventory {
     /// Database servers found running on the host.
     #[serde(default)]
     pub databases: Vec<DatabaseServer>,
+    /// The baseboard management controller, when the `ipmi` collector read one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<BmcInfo>,
+    /// Power supplies as the BMC's FRU data lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub power_supplies: Vec<PsuInfo>,
+    /// Hardware RAID controllers (MegaRAID/PERC, Smart Array).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raid_controllers: Vec<RaidControllerInfo>,
+    /// Virtual disks (arrays) of the hardware RAID controllers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_disks: Vec<VirtualDiskInfo>,
     /// [`Inventory::configuration_hash`]: the agent resends the inventory
     /// when it changes. Empty from older agents. A hint only: the collector
     /// compares the configurations themselves ([`Inventory::canonical`]).
@@ -187,6 +199,14 @@ impl Inventory {
         c.nics.sort_by(|a, b| (&a.name, &a.mac).cmp(&(&b.name, &b.mac)));
         c.databases
             .sort_by(|a, b| (&a.kind, a.port, &a.version).cmp(&(&b.kind, b.port, &b.version)));
+        c.power_supplies
+            .sort_by(|a, b| (&a.name, &a.serial).cmp(&(&b.name, &b.serial)));
+        c.raid_controllers
+            .sort_by(|a, b| (&a.id, &a.serial).cmp(&(&b.id, &b.serial)));
+        c.virtual_disks.sort_by(|a, b| a.id.cmp(&b.id));
+        for v in &mut c.virtual_disks {
+            v.members.sort();
+        }
         c
     }
 
@@ -246,6 +266,73 @@ pub struct DiskInfo {
     pub rotational: Option<bool>,
     /// `nvme`, `sata`, `sas`, `scsi`, `virtio`, `usb`, ... or empty.
     pub interface: String,
+    /// Where a disk behind a hardware RAID controller sits: the controller
+    /// and its enclosure:slot (`c0 252:3`; Smart Array: `slot2 1I:1:3`).
+    /// Empty for a disk the OS sees directly.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub location: String,
+}
+
+/// The baseboard management controller (BMC). Strings are empty when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BmcInfo {
+    /// Manufacturer, e.g. `Dell Inc.`, `Super Micro Computer`, or the IPMI manufacturer id.
+    pub vendor: String,
+    /// Firmware revision, e.g. `7.00.00.171`.
+    pub firmware: String,
+    /// IPMI version the BMC speaks, e.g. `2.0`.
+    pub ipmi_version: String,
+    /// IPv4 address of its LAN channel, when readable.
+    pub ip: String,
+}
+
+/// One power supply, from the BMC's FRU data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PsuInfo {
+    /// The FRU or sensor name, e.g. `PS1`, `Power Supply 2`.
+    pub name: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    /// Rated output, when the FRU says.
+    pub capacity_watts: Option<u32>,
+}
+
+/// One hardware RAID controller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RaidControllerInfo {
+    /// `c0`, `c1`, ... (storcli/perccli) or `slot2` (ssacli): the `controller` label.
+    pub id: String,
+    /// `megaraid` (storcli), `perc` (perccli) or `smartarray` (ssacli).
+    pub kind: String,
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+    /// Cache backup: `bbu`, `cachevault`, `capacitor` or empty for none.
+    pub cache_backup: String,
+    /// Model of the battery or CacheVault module, when known.
+    pub cache_backup_model: String,
+    /// Cache memory size in bytes, when known.
+    pub cache_bytes: Option<u64>,
+}
+
+/// One virtual disk (logical drive, array) of a hardware RAID controller.
+/// Its state is a metric, not configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VirtualDiskInfo {
+    /// `c0/v0` (storcli) or `slot2/ld1` (ssacli): the `vd` label.
+    pub id: String,
+    /// `RAID1`, `RAID5`, `RAID10`, `RAID60`, ...
+    pub level: String,
+    pub size_bytes: u64,
+    /// The name the operator gave it, if any.
+    pub name: String,
+    /// Member disks' locations (`252:3`).
+    pub members: Vec<String>,
 }
 
 /// One physical network interface.

@@ -862,6 +862,7 @@ fn inventory_with(disk: &caretaker_shared::disk_health::Disk) -> caretaker_share
         hostname: "db1".into(),
         machine_id: "0123456789abcdef".into(),
         disks: vec![caretaker_shared::wire::DiskInfo {
+            location: String::new(),
             name: "sda".into(),
             model: disk.model.clone(),
             serial: disk.serial.clone(),
