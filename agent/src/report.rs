@@ -20,6 +20,8 @@ const INVENTORY_CHECK_MS: i64 = 300_000;
 
 pub struct Reporter {
     collectors: Vec<Box<dyn Collector>>,
+    /// Collectors that last said they have nothing to read here, and why.
+    unavailable: BTreeMap<&'static str, String>,
     roots: Roots,
     host: String,
     labels: BTreeMap<String, String>,
@@ -58,6 +60,7 @@ impl Reporter {
         };
         Self {
             collectors: collectors::build(&cfg.collectors, &roots),
+            unavailable: BTreeMap::new(),
             roots,
             host: cfg.host(),
             labels: cfg.labels.clone(),
@@ -118,7 +121,7 @@ impl Reporter {
     /// Runs every collector and assembles the report.
     pub fn build(&mut self, agent_id: &str, seq: u64, status: AgentStatus, mut events: Vec<Event>) -> Report {
         let now = caretaker_shared::now_ms();
-        let (mut samples, collector_events) = collectors::run_all(&mut self.collectors, now);
+        let (mut samples, collector_events) = collectors::run_all(&mut self.collectors, &mut self.unavailable, now);
         events.extend(collector_events);
         let agent = |metric: &str, value: f64| Sample {
             metric: metric.into(),

@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod config;
 pub mod disk_health;
+pub mod hardware;
 pub mod smartctl;
 pub mod wire;
 

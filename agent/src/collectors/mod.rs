@@ -79,6 +79,11 @@ pub enum CollectError {
     Tool { tool: String, reason: String },
     #[error("command {program}: {reason}")]
     Command { program: PathBuf, reason: String },
+    /// What the collector reads is not there on this host (no BMC, no RAID
+    /// controller tool): not a fault. The collector reports success 0 with
+    /// the reason, which is logged and sent as an event once, not every cycle.
+    #[error("{reason}")]
+    Unavailable { reason: String },
 }
 
 /// Reads a file that may legitimately be absent: `Ok(None)` when it does not exist.
@@ -283,7 +288,14 @@ pub fn sample_value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -
 }
 
 /// Runs every collector, isolating failures, and returns samples and events.
-pub fn run_all(collectors: &mut [Box<dyn Collector>], now_ms: i64) -> (Vec<Sample>, Vec<Event>) {
+/// `unavailable` remembers, per collector, the reason it last said it had
+/// nothing to read ([`CollectError::Unavailable`]), so that reason is logged
+/// and sent once, not every cycle.
+pub fn run_all(
+    collectors: &mut [Box<dyn Collector>],
+    unavailable: &mut BTreeMap<&'static str, String>,
+    now_ms: i64,
+) -> (Vec<Sample>, Vec<Event>) {
     let mut out = Samples::default();
     let mut events = Vec::new();
     for c in collectors.iter_mut() {
@@ -292,7 +304,24 @@ pub fn run_all(collectors: &mut [Box<dyn Collector>], now_ms: i64) -> (Vec<Sampl
         let result = c.collect(&mut out);
         let secs = started.elapsed().as_secs_f64();
         let ok = match result {
-            Ok(()) => true,
+            Ok(()) => {
+                unavailable.remove(c.name());
+                true
+            }
+            Err(CollectError::Unavailable { reason }) => {
+                if unavailable.get(c.name()) != Some(&reason) {
+                    tracing::info!(collector = c.name(), %reason, "collector has nothing to read on this host");
+                    events.push(Event {
+                        at_ms: now_ms,
+                        kind: "collector_unavailable".into(),
+                        severity: Severity::Info,
+                        message: reason.clone(),
+                        labels: BTreeMap::from([("collector".to_string(), c.name().to_string())]),
+                    });
+                    unavailable.insert(c.name(), reason);
+                }
+                false
+            }
             Err(e) => {
                 // Keep what the collector managed to add; partial data beats none.
                 tracing::warn!(collector = c.name(), error = %e, "collector failed");
@@ -349,7 +378,7 @@ mod tests {
         let roots = Roots::default();
         let mut list = build(&["memory".to_string()], &roots);
         list.insert(0, Box::new(Failing));
-        let (samples, events) = run_all(&mut list, 1);
+        let (samples, events) = run_all(&mut list, &mut BTreeMap::new(), 1);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].labels.get("collector").map(String::as_str), Some("failing"));
         let success = |name: &str| {
@@ -368,6 +397,36 @@ mod tests {
             samples.iter().any(|s| s.metric == "caretaker_load1"),
             "partial data kept"
         );
+    }
+
+    struct Absent;
+    impl Collector for Absent {
+        fn name(&self) -> &'static str {
+            "absent"
+        }
+        fn collect(&mut self, _: &mut Samples) -> Result<(), CollectError> {
+            Err(CollectError::Unavailable {
+                reason: "no BMC on this host".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn an_unavailable_collector_says_why_once_and_reports_success_0_every_cycle() {
+        let mut list: Vec<Box<dyn Collector>> = vec![Box::new(Absent)];
+        let mut unavailable = BTreeMap::new();
+        let (s1, e1) = run_all(&mut list, &mut unavailable, 1);
+        let (s2, e2) = run_all(&mut list, &mut unavailable, 2);
+        assert_eq!(e1.len(), 1);
+        assert_eq!(e1[0].kind, "collector_unavailable");
+        assert_eq!(e1[0].message, "no BMC on this host");
+        assert!(e2.is_empty(), "the reason is sent once: {e2:?}");
+        for s in [&s1, &s2] {
+            assert_eq!(
+                sample_value(s, "caretaker_agent_collector_success", &[("collector", "absent")]),
+                Some(0.0)
+            );
+        }
     }
 
     #[test]
