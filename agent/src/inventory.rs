@@ -534,6 +534,16 @@ fn read_disks(sys: &Path) -> Vec<DiskInfo> {
 /// showed. A disk is matched by device name, else by WWN, else by serial;
 /// non-empty fields of `from_smart` win. Disks sysfs did not show (behind a RAID
 /// controller, say) are added. The result is sorted by name.
+/// Sets the BMC and the power supplies the IPMI worker read.
+pub fn merge_bmc(
+    inv: &mut Inventory,
+    bmc: Option<caretaker_shared::wire::BmcInfo>,
+    psus: Vec<caretaker_shared::wire::PsuInfo>,
+) {
+    inv.bmc = bmc;
+    inv.power_supplies = psus;
+}
+
 pub fn merge_disk_identity(disks: &mut Vec<DiskInfo>, from_smart: &[DiskInfo]) {
     let same = |a: &str, b: &str| !a.is_empty() && a.eq_ignore_ascii_case(b);
     for s in from_smart {

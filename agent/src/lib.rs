@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod push;
 pub mod report;
 pub mod run;
+pub mod ipmi;
 pub mod smart;
 pub mod spool;
 pub mod state;

@@ -55,6 +55,7 @@ impl Reporter {
             timedatectl: cfg.timedatectl_path.clone(),
             command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs),
             smart: Default::default(),
+            ipmi: Default::default(),
             databases: Default::default(),
             etc_root: cfg.etc_root.clone(),
         };
@@ -75,6 +76,16 @@ impl Reporter {
     /// Whether the `smart` collector is configured.
     pub fn smart_enabled(&self) -> bool {
         self.collectors.iter().any(|c| c.name() == "smart")
+    }
+
+    /// Whether the `ipmi` collector is configured.
+    pub fn ipmi_enabled(&self) -> bool {
+        self.collectors.iter().any(|c| c.name() == "ipmi")
+    }
+
+    /// Where the IPMI worker publishes its reads.
+    pub fn ipmi_state(&self) -> std::sync::Arc<crate::ipmi::IpmiState> {
+        self.roots.ipmi.clone()
     }
 
     /// Where the database pollers publish their readings.
@@ -105,6 +116,12 @@ impl Reporter {
         if let Some(scan) = self.roots.smart.latest() {
             let ids: Vec<_> = scan.disks.iter().filter_map(crate::smart::identity).collect();
             inventory::merge_disk_identity(&mut inv.disks, &ids);
+            inv.content_hash = inventory::content_hash(&inv);
+        }
+        // The BMC knows itself and the power supplies' FRU data.
+        let (bmc, psus) = self.roots.ipmi.inventory();
+        if bmc.is_some() || !psus.is_empty() {
+            inventory::merge_bmc(&mut inv, bmc, psus);
             inv.content_hash = inventory::content_hash(&inv);
         }
         let send = match &self.last_inventory {
@@ -142,6 +159,10 @@ impl Reporter {
         let scan = self.roots.smart.take_unsent();
         if scan.is_some() {
             // A new disk scan may show a replaced disk: look at the inventory now.
+            self.inventory_checked_at = None;
+        }
+        if self.roots.ipmi.take_inventory_changed() {
+            // The BMC's identity or a PSU's FRU data arrived or changed.
             self.inventory_checked_at = None;
         }
         let inventory = self.inventory_if_due(now);

@@ -281,6 +281,14 @@ async fn collect_loop(
     } else {
         None
     };
+    // The BMC is read on its own thread and interval too; dropping `_ipmi` stops it.
+    let _ipmi = if reporter.ipmi_enabled() {
+        let (stop, _handle) = crate::ipmi::spawn_worker(cfg.ipmi.clone(), reporter.ipmi_state(), &cfg.state_dir)
+            .context("starting the IPMI worker")?;
+        Some(stop)
+    } else {
+        None
+    };
     if cfg.collectors.iter().any(|c| c == "databases") {
         crate::databases::spawn_pollers(&cfg.databases, reporter.db_state());
     }
