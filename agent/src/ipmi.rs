@@ -769,3 +769,359 @@ pub fn spawn_worker(
     })?;
     Ok((tx, handle))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors::{Collector, Samples, run_all, sample_value};
+    use caretaker_shared::hardware::ipmi::{SelClass, SensorKind};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn fixture(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/hardware/ipmi")
+            .join(rel)
+    }
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    /// A host with a BMC and FreeIPMI: fake tools printing `sensors` and the
+    /// SEL file `sel` (rewritable by the test).
+    struct Host {
+        dir: tempfile::TempDir,
+        cfg: IpmiConfig,
+    }
+
+    const SEL_INFO: &str = "Number of log entries : 3\nFree space remaining : 16336 bytes\n";
+    const CHASSIS: &str =
+        "Power overload : false\nInterlock : inactive\nPower fault : false\nChassis intrusion : inactive\nDrive Fault : false\nCooling/fan fault : false\n";
+    const BMC: &str = "Firmware Revision : 3.88\nIPMI Version : 2.0\nManufacturer ID : Super Micro Computer Inc. (10876)\n";
+
+    fn host(sensors: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        let dev = d.join("ipmi0");
+        std::fs::write(&dev, "").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(fixture(sensors), d.join("sensors.out")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(fixture("freeipmi/sel-old-psu-failure-derived.csv"), d.join("sel.out"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(d.join("args.log"), "").unwrap_or_else(|e| panic!("{e}"));
+        let dp = d.display();
+        let cfg = IpmiConfig {
+            ipmi_sensors_path: script(d, "ipmi-sensors", &format!("echo \"$@\" >> {dp}/args.log\ncat {dp}/sensors.out")),
+            ipmi_sel_path: script(
+                d,
+                "ipmi-sel",
+                &format!("if [ \"$1\" = --info ]; then printf '{SEL_INFO}'; else cat {dp}/sel.out; fi"),
+            ),
+            ipmi_chassis_path: script(d, "ipmi-chassis", &format!("printf '{CHASSIS}'")),
+            bmc_info_path: script(d, "bmc-info", &format!("printf '{BMC}'")),
+            ipmi_fru_path: script(d, "ipmi-fru", "printf 'FRU Inventory Device: PS1 (ID 01h)\\n  FRU Product Name: PWS-1K21P-1R\\n  FRU Product Serial Number: P1K2ABC\\n'"),
+            ipmitool_path: d.join("no-ipmitool"),
+            devices: vec![dev],
+            timeout_secs: 5,
+            ..IpmiConfig::default()
+        };
+        Host { dir, cfg }
+    }
+
+    fn collect(state: &Arc<IpmiState>) -> (Samples, Result<(), CollectError>) {
+        let mut s = Samples::default();
+        let r = crate::collectors::ipmi::Ipmi::new(state.clone()).collect(&mut s);
+        (s, r)
+    }
+    use crate::collectors::CollectError;
+
+    #[test]
+    fn a_psu_failure_is_a_critical_power_supply_sensor_and_old_sel_entries_are_not_sent() {
+        let h = host("freeipmi/supermicro-sensors-psu-failed-derived.csv");
+        let state = Arc::new(IpmiState::default());
+        let mut w = Worker::new(h.cfg.clone(), state.clone(), h.dir.path());
+        w.run_once();
+        let (s, r) = collect(&state);
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(
+            sample_value(&s.0, "caretaker_ipmi_sensor_state", &[("sensor", "PS1 Status"), ("type", "power_supply")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample_value(&s.0, "caretaker_ipmi_sensor_value", &[("sensor", "CPU Temp"), ("unit", "celsius")]),
+            Some(77.0)
+        );
+        assert_eq!(
+            sample_value(&s.0, "caretaker_ipmi_sensor_threshold", &[("sensor", "FAN1"), ("threshold", "lower_critical")]),
+            Some(500.0)
+        );
+        assert_eq!(sample_value(&s.0, "caretaker_ipmi_chassis_fault", &[("fault", "intrusion")]), Some(0.0));
+        assert_eq!(sample_value(&s.0, "caretaker_ipmi_sel_entries", &[]), Some(3.0));
+        assert!(s.0.iter().all(|x| x.labels.get("sensor").is_none_or(|n| n != "FAN5" && n != "FANA")));
+        assert!(s.1.is_empty(), "first read: nothing older than a day is sent: {:?}", s.1);
+        assert_eq!(SelCursor::load(h.dir.path()).map(|c| c.last_id), Some(3), "baseline remembered");
+        let args = std::fs::read_to_string(h.dir.path().join("args.log")).unwrap_or_default();
+        assert!(args.contains("--sdr-cache-recreate") && args.contains("--entity-sensor-names"), "{args}");
+        assert!(args.contains(&format!("--sdr-cache-directory={}", h.dir.path().join("ipmi-sdr-cache").display())));
+        let (bmc, psus) = state.inventory();
+        assert_eq!(bmc.map(|b| (b.vendor, b.firmware)), Some(("Super Micro Computer Inc.".into(), "3.88".into())));
+        assert_eq!(psus.iter().map(|p| p.serial.as_str()).collect::<Vec<_>>(), ["P1K2ABC"]);
+        assert!(state.take_inventory_changed() && !state.take_inventory_changed());
+    }
+
+    fn append_sel(h: &Host, line: &str) {
+        let p = h.dir.path().join("sel.out");
+        let mut text = std::fs::read_to_string(&p).unwrap_or_default();
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn today() -> (String, String) {
+        // A time a minute ago in the SEL's form, whatever today is.
+        let ms = caretaker_shared::now_ms() - 60_000;
+        let days = ms.div_euclid(86_400_000);
+        let secs = ms.rem_euclid(86_400_000) / 1000;
+        // Civil date from days (inverse of days_from_civil).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        const M: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        (
+            format!("{}-{d:02}-{y}", M[(m - 1) as usize]),
+            format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+        )
+    }
+
+    #[test]
+    fn the_sel_is_read_incrementally_across_runs_and_restarts() {
+        let h = host("freeipmi/supermicro-sensors-healthy-derived.csv");
+        let state = Arc::new(IpmiState::default());
+        let mut w = Worker::new(h.cfg.clone(), state.clone(), h.dir.path());
+        w.run_once();
+        assert!(state.take_events().is_empty());
+        let (d, t) = today();
+        append_sel(&h, &format!("4,{d},{t},FAN2,Fan,Critical,Lower Critical going low"));
+        w.run_once();
+        let ev = state.take_events();
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].kind, "ipmi_sel");
+        assert_eq!(ev[0].severity, Severity::Critical);
+        assert_eq!(ev[0].labels.get("class").map(String::as_str), Some("fan_failure"));
+        assert_eq!(ev[0].labels.get("record").map(String::as_str), Some("4"));
+        assert_eq!(ev[0].labels.get("sensor").map(String::as_str), Some("FAN2"));
+        assert!(ev[0].at_ms <= caretaker_shared::now_ms() - 59_000, "the entry's own time");
+        w.run_once();
+        assert!(state.take_events().is_empty(), "each entry once");
+        // A restart: a new worker reads the position from the state dir.
+        let state2 = Arc::new(IpmiState::default());
+        let mut w2 = Worker::new(h.cfg.clone(), state2.clone(), h.dir.path());
+        w2.run_once();
+        assert!(state2.take_events().is_empty(), "nothing repeated after a restart");
+        append_sel(&h, &format!("5,{d},{t},DIMM A1,Memory,Critical,Uncorrectable ECC"));
+        w2.run_once();
+        let ev = state2.take_events();
+        assert_eq!(ev.iter().map(|e| e.labels["record"].as_str()).collect::<Vec<_>>(), ["5"]);
+        // Each event reaches the collector once.
+        state2.push_events(ev);
+        let (s1, _) = collect(&state2);
+        let (s2, _) = collect(&state2);
+        assert_eq!((s1.1.len(), s2.1.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_cleared_log_is_read_from_its_start() {
+        let h = host("freeipmi/supermicro-sensors-healthy-derived.csv");
+        let state = Arc::new(IpmiState::default());
+        let mut w = Worker::new(h.cfg.clone(), state.clone(), h.dir.path());
+        w.run_once();
+        let (d, t) = today();
+        std::fs::write(
+            h.dir.path().join("sel.out"),
+            format!("1,{d},{t},SEL,Event Logging Disabled,Nominal,Log Area Reset/Cleared\n2,{d},{t},PS1 Status,Power Supply,Critical,Failure detected\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        w.run_once();
+        let ev = state.take_events();
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].labels.get("class").map(String::as_str), Some("psu_failure"));
+    }
+
+    fn entry(id: u64, at_ms: Option<i64>) -> SelEntry {
+        SelEntry {
+            id,
+            at_ms,
+            when: format!("t{id}"),
+            sensor: "PS1".into(),
+            kind: SensorKind::PowerSupply,
+            event: "Failure detected".into(),
+            class: SelClass::PsuFailure,
+            ..SelEntry::default()
+        }
+    }
+
+    #[test]
+    fn at_most_200_events_per_read_and_the_rest_next_time() {
+        let now = 1_000_000_000_000;
+        let entries: Vec<SelEntry> = (1..=450).map(|i| entry(i, Some(now - 1000))).collect();
+        let start = SelCursor::start();
+        let a = select_new(&entries, Some(&start), now, 86_400_000, 200);
+        assert_eq!((a.send.len(), a.cursor.last_id), (200, 200));
+        let b = select_new(&entries, Some(&a.cursor), now, 86_400_000, 200);
+        assert_eq!((b.send.first().map(|e| e.id), b.cursor.last_id), (Some(201), 400));
+        let c = select_new(&entries, Some(&b.cursor), now, 86_400_000, 200);
+        assert_eq!((c.send.len(), c.cursor.last_id), (50, 450));
+        let d = select_new(&entries, Some(&c.cursor), now, 86_400_000, 200);
+        assert!(d.send.is_empty() && d.cursor == c.cursor);
+    }
+
+    #[test]
+    fn the_first_read_sends_only_the_last_day_and_a_rolled_over_log_restarts() {
+        let now = 10 * 86_400_000;
+        let entries = vec![entry(1, Some(now - 3 * 86_400_000)), entry(2, None), entry(3, Some(now - 3_600_000))];
+        let first = select_new(&entries, None, now, 86_400_000, 200);
+        assert_eq!(first.send.iter().map(|e| e.id).collect::<Vec<_>>(), [3]);
+        assert_eq!(first.cursor.last_id, 3);
+        // The remembered record is gone (ids restarted after a wrap).
+        let gone = SelCursor {
+            last_id: 9,
+            fingerprint: "x".into(),
+        };
+        let r = select_new(&entries, Some(&gone), now, 86_400_000, 200);
+        assert!(r.restarted);
+        assert_eq!(r.send.len(), 3);
+        // An emptied log: read from the start next time.
+        let e = select_new(&[], Some(&first.cursor), now, 86_400_000, 200);
+        assert_eq!(e.cursor, SelCursor::start());
+    }
+
+    #[test]
+    fn a_future_entry_time_is_replaced_by_the_read_time() {
+        let e = entry(1, Some(5_000));
+        assert_eq!(sel_event(&e, 4_000).at_ms, 4_000);
+        assert_eq!(sel_event(&e, 6_000).at_ms, 5_000);
+    }
+
+    #[test]
+    fn a_hung_tool_is_killed_and_stale_readings_stop() {
+        let mut h = host("freeipmi/supermicro-sensors-healthy-derived.csv");
+        let state = Arc::new(IpmiState::default());
+        Worker::new(h.cfg.clone(), state.clone(), h.dir.path()).run_once();
+        h.cfg.ipmi_sensors_path = script(h.dir.path(), "ipmi-sensors-hung", "exec sleep 30");
+        h.cfg.timeout_secs = 1;
+        let started = std::time::Instant::now();
+        Worker::new(h.cfg.clone(), state.clone(), h.dir.path()).run_once();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let (s, r) = collect(&state);
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("did not finish within 1 s"), "{e}");
+        assert!(
+            s.0.iter().any(|x| x.metric == "caretaker_ipmi_sensor_state"),
+            "a reading one interval old still goes out"
+        );
+        // Two intervals later it does not.
+        state.set_stale_after_ms(0);
+        std::thread::sleep(Duration::from_millis(5));
+        let (s, r) = collect(&state);
+        assert!(r.is_err());
+        assert!(s.0.is_empty(), "no stale sensor samples: {:?}", s.0);
+    }
+
+    #[test]
+    fn no_tools_or_no_bmc_is_unavailable_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dev = dir.path().join("ipmi0");
+        let cfg = IpmiConfig {
+            ipmi_sensors_path: dir.path().join("ipmi-sensors"),
+            ipmitool_path: dir.path().join("ipmitool"),
+            devices: vec![dev.clone()],
+            ..IpmiConfig::default()
+        };
+        let no_bmc = detect(&cfg).err().unwrap_or_default();
+        assert!(no_bmc.starts_with("no BMC: none of"), "{no_bmc}");
+        std::fs::write(&dev, "").unwrap_or_else(|e| panic!("{e}"));
+        let no_tool = detect(&cfg).err().unwrap_or_default();
+        assert!(no_tool.starts_with("neither FreeIPMI"), "{no_tool}");
+        let state = Arc::new(IpmiState::default());
+        Worker::new(cfg, state.clone(), dir.path()).run_once();
+        let mut list: Vec<Box<dyn Collector>> = vec![Box::new(crate::collectors::ipmi::Ipmi::new(state))];
+        let mut unavailable = std::collections::BTreeMap::new();
+        let (s1, e1) = run_all(&mut list, &mut unavailable, 1);
+        let (_, e2) = run_all(&mut list, &mut unavailable, 2);
+        assert_eq!((e1.len(), e2.len()), (1, 0));
+        assert_eq!(e1[0].kind, "collector_unavailable");
+        assert_eq!(
+            sample_value(&s1, "caretaker_agent_collector_success", &[("collector", "ipmi")]),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn a_tool_exiting_non_zero_is_a_failure_or_no_bmc() {
+        let mut h = host("freeipmi/supermicro-sensors-healthy-derived.csv");
+        h.cfg.ipmi_sensors_path = script(h.dir.path(), "s1", "echo 'ipmi_cmd_get_sdr: bad completion code' >&2; exit 1");
+        let state = Arc::new(IpmiState::default());
+        Worker::new(h.cfg.clone(), state.clone(), h.dir.path()).run_once();
+        let (_, r) = collect(&state);
+        assert!(
+            matches!(&r, Err(CollectError::Tool { reason, .. }) if reason.contains("exited with 1: ipmi_cmd_get_sdr: bad completion code")),
+            "{r:?}"
+        );
+        h.cfg.ipmi_sensors_path = script(
+            h.dir.path(),
+            "s2",
+            "echo 'ipmi_ctx_open_inband: could not find inband device' >&2; exit 1",
+        );
+        Worker::new(h.cfg.clone(), state.clone(), h.dir.path()).run_once();
+        let (_, r) = collect(&state);
+        assert!(matches!(r, Err(CollectError::Unavailable { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn empty_slot_sensors_of_the_hpe_capture_produce_no_samples() {
+        let text = std::fs::read_to_string(fixture("ipmitool/hpe-gen10-sensor-many-na.txt")).unwrap_or_default();
+        let read = ipmi::parse_ipmitool_sensor(&text).unwrap_or_else(|e| panic!("{e}"));
+        let r = IpmiReading {
+            read_at_ms: 1,
+            sensors: read.sensors,
+            ..IpmiReading::default()
+        };
+        let mut s = Samples::default();
+        crate::collectors::ipmi::reading_samples(&r, &mut s);
+        let names: std::collections::BTreeSet<&str> =
+            s.0.iter().filter_map(|x| x.labels.get("sensor").map(String::as_str)).collect();
+        assert_eq!(names.len(), 38);
+        for absent in ["03-CPU 2", "08-P2 DIMM 1-6", "Fan 1", "Fan 2", "Intrusion", "80-PCI 1 M2"] {
+            assert!(!names.contains(absent), "{absent}");
+        }
+        assert!(s.0.iter().all(|x| x.metric != "caretaker_ipmi_sensor_state" || x.value == 0.0));
+    }
+
+    #[test]
+    fn bad_ipmi_settings_are_all_reported() {
+        let cfg = IpmiConfig {
+            interval_secs: 5,
+            timeout_secs: 0,
+            sdr_cache_dir: Some("cache".into()),
+            devices: vec![],
+            ..IpmiConfig::default()
+        };
+        assert_eq!(
+            cfg.problems(),
+            [
+                "ipmi.interval_secs: 5 is outside 10..=86400",
+                "ipmi.timeout_secs: 0 is outside 1..=600",
+                "ipmi.sdr_cache_dir: must be an absolute path",
+                "ipmi.devices: list at least one device file (e.g. /dev/ipmi0)",
+            ]
+        );
+    }
+}
