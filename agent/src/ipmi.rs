@@ -120,7 +120,10 @@ fn default_first_window() -> u64 {
     86_400
 }
 fn default_devices() -> Vec<PathBuf> {
-    ["/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0"].iter().map(PathBuf::from).collect()
+    ["/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0"]
+        .iter()
+        .map(PathBuf::from)
+        .collect()
 }
 fn default_true() -> bool {
     true
@@ -150,7 +153,10 @@ impl IpmiConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if !(10..=86_400).contains(&self.interval_secs) {
-            p.push(format!("ipmi.interval_secs: {} is outside 10..=86400", self.interval_secs));
+            p.push(format!(
+                "ipmi.interval_secs: {} is outside 10..=86400",
+                self.interval_secs
+            ));
         }
         if !(1..=600).contains(&self.timeout_secs) {
             p.push(format!("ipmi.timeout_secs: {} is outside 1..=600", self.timeout_secs));
@@ -609,7 +615,10 @@ impl IpmiState {
         g.pending.extend(events);
         let over = g.pending.len().saturating_sub(MAX_PENDING_EVENTS);
         if over > 0 {
-            tracing::warn!(dropped = over, "too many BMC events waiting for a report; dropping the oldest");
+            tracing::warn!(
+                dropped = over,
+                "too many BMC events waiting for a report; dropping the oldest"
+            );
             g.pending.drain(..over);
         }
     }
@@ -663,7 +672,10 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(cfg: IpmiConfig, state: Arc<IpmiState>, state_dir: &Path) -> Self {
-        let cache_dir = cfg.sdr_cache_dir.clone().unwrap_or_else(|| state_dir.join("ipmi-sdr-cache"));
+        let cache_dir = cfg
+            .sdr_cache_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("ipmi-sdr-cache"));
         state.set_stale_after_ms(cfg.stale_after_ms());
         Self {
             cursor: SelCursor::load(state_dir),
@@ -715,7 +727,7 @@ impl Worker {
                 None
             }
         };
-        if self.runs.is_multiple_of(IDENTITY_EVERY_RUNS) {
+        if self.runs % IDENTITY_EVERY_RUNS == 0 {
             let (bmc, psus) = read_identity(&self.cfg, tool);
             self.state.publish_inventory(bmc, psus);
         }
@@ -798,9 +810,9 @@ mod tests {
     }
 
     const SEL_INFO: &str = "Number of log entries : 3\nFree space remaining : 16336 bytes\n";
-    const CHASSIS: &str =
-        "Power overload : false\nInterlock : inactive\nPower fault : false\nChassis intrusion : inactive\nDrive Fault : false\nCooling/fan fault : false\n";
-    const BMC: &str = "Firmware Revision : 3.88\nIPMI Version : 2.0\nManufacturer ID : Super Micro Computer Inc. (10876)\n";
+    const CHASSIS: &str = "Power overload : false\nInterlock : inactive\nPower fault : false\nChassis intrusion : inactive\nDrive Fault : false\nCooling/fan fault : false\n";
+    const BMC: &str =
+        "Firmware Revision : 3.88\nIPMI Version : 2.0\nManufacturer ID : Super Micro Computer Inc. (10876)\n";
 
     fn host(sensors: &str) -> Host {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -813,7 +825,11 @@ mod tests {
         std::fs::write(d.join("args.log"), "").unwrap_or_else(|e| panic!("{e}"));
         let dp = d.display();
         let cfg = IpmiConfig {
-            ipmi_sensors_path: script(d, "ipmi-sensors", &format!("echo \"$@\" >> {dp}/args.log\ncat {dp}/sensors.out")),
+            ipmi_sensors_path: script(
+                d,
+                "ipmi-sensors",
+                &format!("echo \"$@\" >> {dp}/args.log\ncat {dp}/sensors.out"),
+            ),
             ipmi_sel_path: script(
                 d,
                 "ipmi-sel",
@@ -821,7 +837,11 @@ mod tests {
             ),
             ipmi_chassis_path: script(d, "ipmi-chassis", &format!("printf '{CHASSIS}'")),
             bmc_info_path: script(d, "bmc-info", &format!("printf '{BMC}'")),
-            ipmi_fru_path: script(d, "ipmi-fru", "printf 'FRU Inventory Device: PS1 (ID 01h)\\n  FRU Product Name: PWS-1K21P-1R\\n  FRU Product Serial Number: P1K2ABC\\n'"),
+            ipmi_fru_path: script(
+                d,
+                "ipmi-fru",
+                "printf 'FRU Inventory Device: PS1 (ID 01h)\\n  FRU Product Name: PWS-1K21P-1R\\n  FRU Product Serial Number: P1K2ABC\\n'",
+            ),
             ipmitool_path: d.join("no-ipmitool"),
             devices: vec![dev],
             timeout_secs: 5,
@@ -846,27 +866,62 @@ mod tests {
         let (s, r) = collect(&state);
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(
-            sample_value(&s.0, "caretaker_ipmi_sensor_state", &[("sensor", "PS1 Status"), ("type", "power_supply")]),
+            sample_value(
+                &s.0,
+                "caretaker_ipmi_sensor_state",
+                &[("sensor", "PS1 Status"), ("type", "power_supply")]
+            ),
             Some(2.0)
         );
         assert_eq!(
-            sample_value(&s.0, "caretaker_ipmi_sensor_value", &[("sensor", "CPU Temp"), ("unit", "celsius")]),
+            sample_value(
+                &s.0,
+                "caretaker_ipmi_sensor_value",
+                &[("sensor", "CPU Temp"), ("unit", "celsius")]
+            ),
             Some(77.0)
         );
         assert_eq!(
-            sample_value(&s.0, "caretaker_ipmi_sensor_threshold", &[("sensor", "FAN1"), ("threshold", "lower_critical")]),
+            sample_value(
+                &s.0,
+                "caretaker_ipmi_sensor_threshold",
+                &[("sensor", "FAN1"), ("threshold", "lower_critical")]
+            ),
             Some(500.0)
         );
-        assert_eq!(sample_value(&s.0, "caretaker_ipmi_chassis_fault", &[("fault", "intrusion")]), Some(0.0));
+        assert_eq!(
+            sample_value(&s.0, "caretaker_ipmi_chassis_fault", &[("fault", "intrusion")]),
+            Some(0.0)
+        );
         assert_eq!(sample_value(&s.0, "caretaker_ipmi_sel_entries", &[]), Some(3.0));
-        assert!(s.0.iter().all(|x| x.labels.get("sensor").is_none_or(|n| n != "FAN5" && n != "FANA")));
-        assert!(s.1.is_empty(), "first read: nothing older than a day is sent: {:?}", s.1);
-        assert_eq!(SelCursor::load(h.dir.path()).map(|c| c.last_id), Some(3), "baseline remembered");
+        assert!(
+            s.0.iter()
+                .all(|x| x.labels.get("sensor").is_none_or(|n| n != "FAN5" && n != "FANA"))
+        );
+        assert!(
+            s.1.is_empty(),
+            "first read: nothing older than a day is sent: {:?}",
+            s.1
+        );
+        assert_eq!(
+            SelCursor::load(h.dir.path()).map(|c| c.last_id),
+            Some(3),
+            "baseline remembered"
+        );
         let args = std::fs::read_to_string(h.dir.path().join("args.log")).unwrap_or_default();
-        assert!(args.contains("--sdr-cache-recreate") && args.contains("--entity-sensor-names"), "{args}");
-        assert!(args.contains(&format!("--sdr-cache-directory={}", h.dir.path().join("ipmi-sdr-cache").display())));
+        assert!(
+            args.contains("--sdr-cache-recreate") && args.contains("--entity-sensor-names"),
+            "{args}"
+        );
+        assert!(args.contains(&format!(
+            "--sdr-cache-directory={}",
+            h.dir.path().join("ipmi-sdr-cache").display()
+        )));
         let (bmc, psus) = state.inventory();
-        assert_eq!(bmc.map(|b| (b.vendor, b.firmware)), Some(("Super Micro Computer Inc.".into(), "3.88".into())));
+        assert_eq!(
+            bmc.map(|b| (b.vendor, b.firmware)),
+            Some(("Super Micro Computer Inc.".into(), "3.88".into()))
+        );
         assert_eq!(psus.iter().map(|p| p.serial.as_str()).collect::<Vec<_>>(), ["P1K2ABC"]);
         assert!(state.take_inventory_changed() && !state.take_inventory_changed());
     }
@@ -894,7 +949,9 @@ mod tests {
         let d = doy - (153 * mp + 2) / 5 + 1;
         let m = if mp < 10 { mp + 3 } else { mp - 9 };
         let y = yoe + era * 400 + i64::from(m <= 2);
-        const M: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        const M: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         (
             format!("{}-{d:02}-{y}", M[(m - 1) as usize]),
             format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
@@ -918,7 +975,10 @@ mod tests {
         assert_eq!(ev[0].labels.get("class").map(String::as_str), Some("fan_failure"));
         assert_eq!(ev[0].labels.get("record").map(String::as_str), Some("4"));
         assert_eq!(ev[0].labels.get("sensor").map(String::as_str), Some("FAN2"));
-        assert!(ev[0].at_ms <= caretaker_shared::now_ms() - 59_000, "the entry's own time");
+        assert!(
+            ev[0].at_ms <= caretaker_shared::now_ms() - 59_000,
+            "the entry's own time"
+        );
         w.run_once();
         assert!(state.take_events().is_empty(), "each entry once");
         // A restart: a new worker reads the position from the state dir.
@@ -929,7 +989,10 @@ mod tests {
         append_sel(&h, &format!("5,{d},{t},DIMM A1,Memory,Critical,Uncorrectable ECC"));
         w2.run_once();
         let ev = state2.take_events();
-        assert_eq!(ev.iter().map(|e| e.labels["record"].as_str()).collect::<Vec<_>>(), ["5"]);
+        assert_eq!(
+            ev.iter().map(|e| e.labels["record"].as_str()).collect::<Vec<_>>(),
+            ["5"]
+        );
         // Each event reaches the collector once.
         state2.push_events(ev);
         let (s1, _) = collect(&state2);
@@ -986,7 +1049,11 @@ mod tests {
     #[test]
     fn the_first_read_sends_only_the_last_day_and_a_rolled_over_log_restarts() {
         let now = 10 * 86_400_000;
-        let entries = vec![entry(1, Some(now - 3 * 86_400_000)), entry(2, None), entry(3, Some(now - 3_600_000))];
+        let entries = vec![
+            entry(1, Some(now - 3 * 86_400_000)),
+            entry(2, None),
+            entry(3, Some(now - 3_600_000)),
+        ];
         let first = select_new(&entries, None, now, 86_400_000, 200);
         assert_eq!(first.send.iter().map(|e| e.id).collect::<Vec<_>>(), [3]);
         assert_eq!(first.cursor.last_id, 3);
@@ -1067,7 +1134,11 @@ mod tests {
     #[test]
     fn a_tool_exiting_non_zero_is_a_failure_or_no_bmc() {
         let mut h = host("freeipmi/supermicro-sensors-healthy-derived.csv");
-        h.cfg.ipmi_sensors_path = script(h.dir.path(), "s1", "echo 'ipmi_cmd_get_sdr: bad completion code' >&2; exit 1");
+        h.cfg.ipmi_sensors_path = script(
+            h.dir.path(),
+            "s1",
+            "echo 'ipmi_cmd_get_sdr: bad completion code' >&2; exit 1",
+        );
         let state = Arc::new(IpmiState::default());
         Worker::new(h.cfg.clone(), state.clone(), h.dir.path()).run_once();
         let (_, r) = collect(&state);
@@ -1097,12 +1168,24 @@ mod tests {
         let mut s = Samples::default();
         crate::collectors::ipmi::reading_samples(&r, &mut s);
         let names: std::collections::BTreeSet<&str> =
-            s.0.iter().filter_map(|x| x.labels.get("sensor").map(String::as_str)).collect();
+            s.0.iter()
+                .filter_map(|x| x.labels.get("sensor").map(String::as_str))
+                .collect();
         assert_eq!(names.len(), 38);
-        for absent in ["03-CPU 2", "08-P2 DIMM 1-6", "Fan 1", "Fan 2", "Intrusion", "80-PCI 1 M2"] {
+        for absent in [
+            "03-CPU 2",
+            "08-P2 DIMM 1-6",
+            "Fan 1",
+            "Fan 2",
+            "Intrusion",
+            "80-PCI 1 M2",
+        ] {
             assert!(!names.contains(absent), "{absent}");
         }
-        assert!(s.0.iter().all(|x| x.metric != "caretaker_ipmi_sensor_state" || x.value == 0.0));
+        assert!(
+            s.0.iter()
+                .all(|x| x.metric != "caretaker_ipmi_sensor_state" || x.value == 0.0)
+        );
     }
 
     #[test]

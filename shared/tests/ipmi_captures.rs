@@ -20,7 +20,11 @@ fn counts(r: &SensorRead) -> (usize, usize, usize, usize) {
 }
 
 fn dropped_for(r: &SensorRead, reason: &str) -> Vec<String> {
-    r.dropped.iter().filter(|d| d.reason == reason).map(|d| d.name.clone()).collect()
+    r.dropped
+        .iter()
+        .filter(|d| d.reason == reason)
+        .map(|d| d.name.clone())
+        .collect()
 }
 
 fn sensor<'a>(r: &'a SensorRead, name: &str) -> &'a Sensor {
@@ -37,11 +41,17 @@ fn supermicro_sensor_is_all_nominal_and_drops_the_unfitted_fans() {
     assert_eq!(dropped_for(&r, "no reading"), ["FAN5", "FANA"]);
     assert_eq!(dropped_for(&r, "discrete state word"), ["Chassis Intru", "PS1 Status"]);
     let cpu = sensor(&r, "CPU Temp");
-    assert_eq!((cpu.kind, cpu.reading, cpu.unit.as_str()), (SensorKind::Temperature, Some(77.0), "celsius"));
+    assert_eq!(
+        (cpu.kind, cpu.reading, cpu.unit.as_str()),
+        (SensorKind::Temperature, Some(77.0), "celsius")
+    );
     assert_eq!(cpu.thresholds.upper_critical, Some(101.0));
     assert_eq!(cpu.thresholds.present().len(), 6);
     let fan = sensor(&r, "FAN1");
-    assert_eq!((fan.kind, fan.reading, fan.unit.as_str()), (SensorKind::Fan, Some(13200.0), "rpm"));
+    assert_eq!(
+        (fan.kind, fan.reading, fan.unit.as_str()),
+        (SensorKind::Fan, Some(13200.0), "rpm")
+    );
     assert_eq!(sensor(&r, "VBAT").kind, SensorKind::Voltage);
 }
 
@@ -68,7 +78,10 @@ fn nc_and_nr_rows_are_warning_and_critical() {
     let r = parse_ipmitool_sensor(&fixture("ipmitool/sensor-nc-nr-na.txt")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(counts(&r), (31, 1, 6, 4));
     assert_eq!(r.names_in(SensorState::Warning), ["FAN 1"]);
-    assert_eq!(r.names_in(SensorState::Critical), ["FAN1", "FAN2", "FAN3", "FAN3", "FAN4", "FANA"]);
+    assert_eq!(
+        r.names_in(SensorState::Critical),
+        ["FAN1", "FAN2", "FAN3", "FAN3", "FAN4", "FANA"]
+    );
     assert_eq!(dropped_for(&r, "no reading"), ["FAN4"]);
     let amb = sensor(&r, "Ambient Temp");
     assert_eq!(amb.thresholds.lower_critical, None);
@@ -81,7 +94,10 @@ fn ibm_sdr_drops_not_readable_backplanes() {
     assert_eq!(counts(&r), (131, 0, 0, 2));
     assert_eq!(dropped_for(&r, "no reading"), ["DASD Backplane 3", "DASD Backplane 4"]);
     let p = sensor(&r, "Avg Power");
-    assert_eq!((p.kind, p.reading, p.unit.as_str()), (SensorKind::Power, Some(210.0), "watts"));
+    assert_eq!(
+        (p.kind, p.reading, p.unit.as_str()),
+        (SensorKind::Power, Some(210.0), "watts")
+    );
     assert_eq!(sensor(&r, "Power Supply 1").kind, SensorKind::PowerSupply);
     assert_eq!(sensor(&r, "Power Supply 1").reading, None);
     assert_eq!(sensor(&r, "Drive 3").kind, SensorKind::DriveSlot);
@@ -117,10 +133,16 @@ fn freeipmi_derived_sensor_sets_with_and_without_a_failed_psu() {
     assert_eq!(counts(&ok), (33, 0, 0, 2));
     assert_eq!(dropped_for(&ok, "no reading"), ["FAN5", "FANA"]);
     let ps = sensor(&ok, "PS1 Status");
-    assert_eq!((ps.kind, ps.state, ps.reading), (SensorKind::PowerSupply, SensorState::Nominal, None));
+    assert_eq!(
+        (ps.kind, ps.state, ps.reading),
+        (SensorKind::PowerSupply, SensorState::Nominal, None)
+    );
     assert_eq!(sensor(&ok, "Chassis Intru").kind, SensorKind::PhysicalSecurity);
     let t = sensor(&ok, "CPU Temp");
-    assert_eq!((t.reading, t.unit.as_str(), t.thresholds.upper_critical), (Some(77.0), "celsius", Some(101.0)));
+    assert_eq!(
+        (t.reading, t.unit.as_str(), t.thresholds.upper_critical),
+        (Some(77.0), "celsius", Some(101.0))
+    );
     let bad = parse_freeipmi_sensors(&fixture("freeipmi/supermicro-sensors-psu-failed-derived.csv"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(counts(&bad), (32, 0, 1, 2));
@@ -140,12 +162,17 @@ fn freeipmi_absent_entities_and_names_with_commas() {
     assert_eq!(dropped_for(&r, "entity absent"), ["CPU2 Status", "PS2 Presence"]);
     assert_eq!(r.names_in(SensorState::Warning), ["Inlet, front"]);
     assert_eq!(sensor(&r, "Pwr Consumption").kind, SensorKind::Power);
-    assert_eq!(sensor(&r, "FAN1").thresholds, Thresholds::default(), "no thresholds asked");
+    assert_eq!(
+        sensor(&r, "FAN1").thresholds,
+        Thresholds::default(),
+        "no thresholds asked"
+    );
 }
 
 #[test]
 fn freeipmi_sel_skips_the_cleared_entry_and_classifies_intrusion() {
-    let sel = parse_freeipmi_sel(&fixture("freeipmi/sel-chassis-intrusion-critical.csv")).unwrap_or_else(|e| panic!("{e}"));
+    let sel =
+        parse_freeipmi_sel(&fixture("freeipmi/sel-chassis-intrusion-critical.csv")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sel.len(), 2);
     assert_eq!((sel[0].id, sel[0].ignored), (1, Some("log cleared")));
     let e = &sel[1];
@@ -161,9 +188,13 @@ fn freeipmi_sel_skips_the_cleared_entry_and_classifies_intrusion() {
 
 #[test]
 fn freeipmi_sel_with_an_old_psu_failure() {
-    let sel = parse_freeipmi_sel(&fixture("freeipmi/sel-old-psu-failure-derived.csv")).unwrap_or_else(|e| panic!("{e}"));
+    let sel =
+        parse_freeipmi_sel(&fixture("freeipmi/sel-old-psu-failure-derived.csv")).unwrap_or_else(|e| panic!("{e}"));
     let e = &sel[2];
-    assert_eq!((e.id, e.sensor.as_str(), e.class, e.state), (3, "PS1 Status", SelClass::PsuFailure, SensorState::Critical));
+    assert_eq!(
+        (e.id, e.sensor.as_str(), e.class, e.state),
+        (3, "PS1 Status", SelClass::PsuFailure, SensorState::Critical)
+    );
     assert_eq!(e.at_ms, Some(1_603_118_709_000));
 }
 
@@ -174,7 +205,12 @@ fn ipmitool_sel_keeps_psu_failures_and_drops_power_states_oem_and_deassertions()
     assert_eq!(sel.len(), 256);
     let count = |why: Option<&str>| sel.iter().filter(|e| e.ignored == why).count();
     assert_eq!(
-        (count(None), count(Some("power state")), count(Some("oem record")), count(Some("deassertion"))),
+        (
+            count(None),
+            count(Some("power state")),
+            count(Some("oem record")),
+            count(Some("deassertion"))
+        ),
         (15, 223, 16, 2)
     );
     let kept: Vec<(u64, &str, &str)> = sel
@@ -198,9 +234,16 @@ fn ipmitool_sel_keeps_psu_failures_and_drops_power_states_oem_and_deassertions()
             .filter(|e| e.ignored.is_none() && e.class == SelClass::PsuFailure)
             .all(|e| e.state == SensorState::Critical && e.kind == SensorKind::PowerSupply)
     );
-    let health: Vec<&SelEntry> = sel.iter().filter(|e| e.ignored.is_none() && e.class == SelClass::Other).collect();
+    let health: Vec<&SelEntry> = sel
+        .iter()
+        .filter(|e| e.ignored.is_none() && e.class == SelClass::Other)
+        .collect();
     assert_eq!(health.len(), 9);
-    assert!(health.iter().all(|e| e.sensor == "SysHealth_Stat" && e.state == SensorState::Warning));
+    assert!(
+        health
+            .iter()
+            .all(|e| e.sensor == "SysHealth_Stat" && e.state == SensorState::Warning)
+    );
     let preinit = sel.iter().filter(|e| e.at_ms.is_none()).count();
     assert_eq!(preinit, 18, "Pre-Init timestamps have no time");
 }
@@ -218,7 +261,15 @@ fn sel_classes_for_memory_fans_and_temperatures() {
     let classes: Vec<&str> = sel.iter().map(|e| e.class.as_str()).collect();
     assert_eq!(
         classes,
-        ["uncorrectable_ecc", "correctable_ecc_limit", "correctable_ecc", "fan_failure", "temperature_critical", "other", "other"]
+        [
+            "uncorrectable_ecc",
+            "correctable_ecc_limit",
+            "correctable_ecc",
+            "fan_failure",
+            "temperature_critical",
+            "other",
+            "other"
+        ]
     );
     assert_eq!(sel[5].ignored, Some("power state"));
     assert_eq!(sel[6].ignored, Some("power state"));
@@ -294,27 +345,44 @@ fn truncated_output_names_the_line() {
     let cut = &text[..text.find("FAN2").unwrap_or(0) + 30];
     assert_eq!(
         parse_ipmitool_sensor(cut).map(|_| ()),
-        Err(IpmiError::Fields { line: 17, expected: "10", found: 2 })
+        Err(IpmiError::Fields {
+            line: 17,
+            expected: "10",
+            found: 2
+        })
     );
     let csv = fixture("freeipmi/supermicro-sensors-healthy-derived.csv");
     let cut = &csv[..csv.find("\n3,").unwrap_or(0) + 15];
-    assert!(matches!(parse_freeipmi_sensors(cut), Err(IpmiError::Fields { line: 3, .. })));
+    assert!(matches!(
+        parse_freeipmi_sensors(cut),
+        Err(IpmiError::Fields { line: 3, .. })
+    ));
     let sel = fixture("ipmitool/supermicro-sel-elist-preinit-noncritical.txt");
     let cut = &sel[..sel.find("\n  56").unwrap_or(0) + 8];
-    assert!(matches!(parse_ipmitool_sel(cut), Err(IpmiError::Fields { line: 3, .. })));
+    assert!(matches!(
+        parse_ipmitool_sel(cut),
+        Err(IpmiError::Fields { line: 3, .. })
+    ));
 }
 
 #[test]
 fn garbled_output_is_an_error_not_a_panic() {
     assert!(matches!(
         parse_ipmitool_sensor("CPU Temp | hot | degrees C | ok | na | na | na | na | na | na\n"),
-        Err(IpmiError::Number { line: 1, field: "reading", .. })
+        Err(IpmiError::Number {
+            line: 1,
+            field: "reading",
+            ..
+        })
     ));
     assert!(matches!(
         parse_freeipmi_sel("x,Jan-01-2024,10:00:00,A,B,Nominal,C\n"),
         Err(IpmiError::RecordId { line: 1, .. })
     ));
-    assert!(matches!(parse_ipmitool_sel("zz | a | b | c | d | e\n"), Err(IpmiError::RecordId { .. })));
+    assert!(matches!(
+        parse_ipmitool_sel("zz | a | b | c | d | e\n"),
+        Err(IpmiError::RecordId { .. })
+    ));
     assert!(parse_freeipmi_sensors("\u{0}\u{1}garbage").is_err());
     assert!(parse_ipmitool_sdr("ipmi_open: could not open device\n").is_err());
 }

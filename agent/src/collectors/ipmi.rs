@@ -57,7 +57,11 @@ pub fn reading_samples(r: &IpmiReading, out: &mut Samples) {
     }
     if let Some(c) = &r.chassis {
         for (fault, set) in c.faults() {
-            out.push("caretaker_ipmi_chassis_fault", &[("fault", fault)], if set { 1.0 } else { 0.0 });
+            out.push(
+                "caretaker_ipmi_chassis_fault",
+                &[("fault", fault)],
+                if set { 1.0 } else { 0.0 },
+            );
         }
     }
     if let Some(i) = &r.sel_info {

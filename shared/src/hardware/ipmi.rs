@@ -17,9 +17,17 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IpmiError {
     #[error("line {line}: expected {expected} fields, found {found}")]
-    Fields { line: usize, expected: &'static str, found: usize },
+    Fields {
+        line: usize,
+        expected: &'static str,
+        found: usize,
+    },
     #[error("line {line}: {field} {value:?} is not a number")]
-    Number { line: usize, field: &'static str, value: String },
+    Number {
+        line: usize,
+        field: &'static str,
+        value: String,
+    },
     #[error("line {line}: record id {value:?} is not a number")]
     RecordId { line: usize, value: String },
     #[error("no {what} in the output")]
@@ -561,7 +569,11 @@ pub fn parse_ipmitool_sensor(text: &str) -> Result<SensorRead, IpmiError> {
         }
         let name = f[0].to_string();
         if f[2].eq_ignore_ascii_case("discrete") {
-            let reason = if is_missing(f[1]) { "no reading" } else { "discrete state word" };
+            let reason = if is_missing(f[1]) {
+                "no reading"
+            } else {
+                "discrete state word"
+            };
             read.dropped.push(Dropped { name, reason });
             continue;
         }
@@ -684,7 +696,10 @@ impl SelEntry {
         } else {
             format!("{} ({})", self.sensor, self.sensor_type)
         };
-        format!("BMC event log #{} at {}: {}: {}", self.id, self.when, sensor, self.event)
+        format!(
+            "BMC event log #{} at {}: {}: {}",
+            self.id, self.when, sensor, self.event
+        )
     }
 
     /// A fingerprint of the entry, to see whether a record id still names the same entry.
@@ -704,7 +719,10 @@ fn classify(e: &mut SelEntry) {
     } else if ev.contains("correctable ecc") {
         SelClass::CorrectableEcc
     } else if e.kind == SensorKind::PowerSupply
-        && (ev.contains("failure") || ev.contains("ac lost") || ev.contains("redundancy lost") || ev.contains("out-of-range"))
+        && (ev.contains("failure")
+            || ev.contains("ac lost")
+            || ev.contains("redundancy lost")
+            || ev.contains("out-of-range"))
     {
         SelClass::PsuFailure
     } else if e.kind == SensorKind::Fan
@@ -758,7 +776,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 fn month_number(m: &str) -> Option<i64> {
-    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     let m = m.to_ascii_lowercase();
     MONTHS.iter().position(|x| *x == m).map(|i| i as i64 + 1)
 }
@@ -981,7 +1001,11 @@ fn key_values(text: &str) -> Vec<(String, String)> {
 }
 
 fn leading_number(v: &str) -> Option<f64> {
-    let n: String = v.trim().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let n: String = v
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     n.parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
@@ -992,9 +1016,17 @@ const SEL_RECORD_BYTES: f64 = 16.0;
 /// remaining : N bytes`) and ipmitool `sel info` (`Entries`, `Percent Used`).
 pub fn parse_sel_info(text: &str) -> Result<SelInfo, IpmiError> {
     let kv = key_values(text);
-    let get = |keys: &[&str]| kv.iter().find(|(k, _)| keys.contains(&k.as_str())).map(|(_, v)| v.as_str());
-    let entries = get(&["number of log entries", "entries"]).and_then(leading_number).map(|v| v as u64);
-    let percent = get(&["percent used"]).and_then(leading_number).map(|p| (p / 100.0).clamp(0.0, 1.0));
+    let get = |keys: &[&str]| {
+        kv.iter()
+            .find(|(k, _)| keys.contains(&k.as_str()))
+            .map(|(_, v)| v.as_str())
+    };
+    let entries = get(&["number of log entries", "entries"])
+        .and_then(leading_number)
+        .map(|v| v as u64);
+    let percent = get(&["percent used"])
+        .and_then(leading_number)
+        .map(|p| (p / 100.0).clamp(0.0, 1.0));
     let free = get(&["free space remaining", "free space"]).and_then(leading_number);
     let used_ratio = percent.or_else(|| {
         let used = entries? as f64 * SEL_RECORD_BYTES;
@@ -1002,7 +1034,9 @@ pub fn parse_sel_info(text: &str) -> Result<SelInfo, IpmiError> {
         (used + free > 0.0).then(|| (used / (used + free)).clamp(0.0, 1.0))
     });
     if entries.is_none() && used_ratio.is_none() {
-        return Err(IpmiError::Empty { what: "SEL entry count" });
+        return Err(IpmiError::Empty {
+            what: "SEL entry count",
+        });
     }
     Ok(SelInfo { entries, used_ratio })
 }
@@ -1058,7 +1092,9 @@ pub fn parse_chassis_status(text: &str) -> Result<ChassisStatus, IpmiError> {
         *slot = flag(&v);
     }
     if c.faults().is_empty() {
-        return Err(IpmiError::Empty { what: "chassis fault line" });
+        return Err(IpmiError::Empty {
+            what: "chassis fault line",
+        });
     }
     Ok(c)
 }
@@ -1091,7 +1127,9 @@ pub fn parse_bmc_info(text: &str) -> Result<BmcIdentity, IpmiError> {
         ipmi_version: get("ipmi version").unwrap_or_default(),
     };
     if id.firmware.is_empty() && id.ipmi_version.is_empty() {
-        return Err(IpmiError::Empty { what: "firmware revision or IPMI version" });
+        return Err(IpmiError::Empty {
+            what: "firmware revision or IPMI version",
+        });
     }
     Ok(id)
 }
@@ -1167,7 +1205,11 @@ mod tests {
 
     #[test]
     fn sel_times_parse_in_both_formats() {
-        assert_eq!(parse_sel_time("01/01/1970", "00:00:00"), None, "before 1990 is a BMC clock not set");
+        assert_eq!(
+            parse_sel_time("01/01/1970", "00:00:00"),
+            None,
+            "before 1990 is a BMC clock not set"
+        );
         assert_eq!(parse_sel_time("10/19/2020", "14:45:09"), Some(1_603_118_709_000));
         assert_eq!(parse_sel_time("Aug-05-2024", "14:31:52"), Some(1_722_868_312_000));
         assert_eq!(parse_sel_time("Pre-Init", "0000000085"), None);
@@ -1195,7 +1237,10 @@ mod tests {
             _ => None,
         };
         assert_eq!(s("Failure detected"), Some(SensorState::Critical));
-        assert_eq!(s("Presence detected, Power Supply AC lost"), Some(SensorState::Critical));
+        assert_eq!(
+            s("Presence detected, Power Supply AC lost"),
+            Some(SensorState::Critical)
+        );
         assert_eq!(s("Predictive failure"), Some(SensorState::Warning));
         assert_eq!(s("Redundancy Lost"), Some(SensorState::Critical));
         assert_eq!(s("General Chassis intrusion"), Some(SensorState::Warning));
