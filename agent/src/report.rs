@@ -311,4 +311,40 @@ mod tests {
         let again = r.inventory_if_due(t0 + INVENTORY_CHECK_MS);
         assert_eq!(again.map(|i| i.content_hash), Some(first));
     }
+
+    #[test]
+    fn the_inventory_goes_out_again_when_the_bmc_or_a_psu_changes() {
+        let cfg = Config::parse(
+            "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/x\"\ncollectors = [\"ipmi\"]\n",
+            Path::new("t.toml"),
+        );
+        let Ok(cfg) = cfg else { panic!("config") };
+        let mut r = Reporter::new(&cfg);
+        let status = AgentStatus::default();
+        assert!(r.build("a1", 1, status, vec![]).inventory.is_some());
+        assert!(r.build("a1", 2, status, vec![]).inventory.is_none(), "unchanged");
+        let bmc = caretaker_shared::wire::BmcInfo {
+            vendor: "Dell Inc.".into(),
+            firmware: "7.00.00.171".into(),
+            ipmi_version: "2.0".into(),
+            ip: String::new(),
+        };
+        let psu = |serial: &str| caretaker_shared::wire::PsuInfo {
+            name: "PS1".into(),
+            serial: serial.into(),
+            ..Default::default()
+        };
+        r.ipmi_state().publish_inventory(Some(bmc.clone()), vec![psu("A")]);
+        let inv = r.build("a1", 3, status, vec![]).inventory;
+        assert_eq!(inv.as_ref().and_then(|i| i.bmc.clone()), Some(bmc.clone()));
+        assert_eq!(inv.map(|i| i.power_supplies.len()), Some(1));
+        r.ipmi_state().publish_inventory(Some(bmc.clone()), vec![psu("A")]);
+        assert!(
+            r.build("a1", 4, status, vec![]).inventory.is_none(),
+            "the same parts again"
+        );
+        r.ipmi_state().publish_inventory(Some(bmc), vec![psu("B")]);
+        let inv = r.build("a1", 5, status, vec![]).inventory;
+        assert_eq!(inv.map(|i| i.power_supplies[0].serial.clone()), Some("B".to_string()));
+    }
 }
