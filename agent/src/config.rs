@@ -41,6 +41,9 @@ pub struct Config {
     /// Disk health through smartctl (the `smart` collector).
     #[serde(default)]
     pub smart: crate::smart::SmartConfig,
+    /// Hardware RAID controllers through storcli/perccli/ssacli (the `raid` collector).
+    #[serde(default)]
+    pub raid: crate::raid::RaidConfig,
     /// Database servers to watch (the `databases` collector), each `[[databases]]`.
     #[serde(default)]
     pub databases: Vec<crate::databases::DbTarget>,
@@ -265,6 +268,7 @@ impl Checked for Config {
             p.push("push.min_backoff_ms: must be at least 1 and at most push.max_backoff_secs".into());
         }
         p.extend(self.smart.problems());
+        p.extend(self.raid.problems());
         for (i, d) in self.databases.iter().enumerate() {
             p.extend(d.problems(&format!("databases[{i}]")));
             if self.databases[..i].iter().any(|o| o.name == d.name) {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod databases;
 pub mod inventory;
 pub mod push;
+pub mod raid;
 pub mod report;
 pub mod run;
 pub mod smart;

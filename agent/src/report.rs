@@ -55,6 +55,7 @@ impl Reporter {
             timedatectl: cfg.timedatectl_path.clone(),
             command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs),
             smart: Default::default(),
+            raid: std::sync::Arc::new(crate::raid::RaidState::with_state_dir(cfg.state_dir.clone())),
             databases: Default::default(),
             etc_root: cfg.etc_root.clone(),
         };
@@ -75,6 +76,16 @@ impl Reporter {
     /// Whether the `smart` collector is configured.
     pub fn smart_enabled(&self) -> bool {
         self.collectors.iter().any(|c| c.name() == "smart")
+    }
+
+    /// Whether the `raid` collector is configured.
+    pub fn raid_enabled(&self) -> bool {
+        self.collectors.iter().any(|c| c.name() == "raid")
+    }
+
+    /// Where the RAID worker publishes its reads.
+    pub fn raid_state(&self) -> std::sync::Arc<crate::raid::RaidState> {
+        self.roots.raid.clone()
     }
 
     /// Where the database pollers publish their readings.
@@ -105,6 +116,11 @@ impl Reporter {
         if let Some(scan) = self.roots.smart.latest() {
             let ids: Vec<_> = scan.disks.iter().filter_map(crate::smart::identity).collect();
             inventory::merge_disk_identity(&mut inv.disks, &ids);
+            inv.content_hash = inventory::content_hash(&inv);
+        }
+        // The RAID controllers, their arrays and the disks behind them.
+        if let Some(scan) = self.roots.raid.latest() {
+            inventory::merge_raid(&mut inv, &scan.controllers);
             inv.content_hash = inventory::content_hash(&inv);
         }
         let send = match &self.last_inventory {
@@ -140,8 +156,10 @@ impl Reporter {
         ));
 
         let scan = self.roots.smart.take_unsent();
-        if scan.is_some() {
-            // A new disk scan may show a replaced disk: look at the inventory now.
+        let raid_changed = self.roots.raid.take_inventory_changed();
+        if scan.is_some() || raid_changed {
+            // A new disk scan or changed RAID parts may show a replaced disk:
+            // look at the inventory now.
             self.inventory_checked_at = None;
         }
         let inventory = self.inventory_if_due(now);

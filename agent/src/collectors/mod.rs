@@ -20,6 +20,7 @@ pub mod mdraid;
 pub mod memory;
 pub mod network;
 pub mod oom;
+pub mod raid;
 pub mod reboot;
 pub mod smart;
 pub mod system;
@@ -34,6 +35,8 @@ pub struct Roots {
     pub proc_root: PathBuf,
     /// The latest disk-health scan, filled by the smartctl worker.
     pub smart: std::sync::Arc<crate::smart::SmartState>,
+    /// The latest RAID controller read, filled by the RAID worker.
+    pub raid: std::sync::Arc<crate::raid::RaidState>,
     /// The latest poll of each database, filled by the database pollers.
     pub databases: std::sync::Arc<crate::databases::DbState>,
     pub sys_root: PathBuf,
@@ -63,6 +66,7 @@ impl Default for Roots {
             timedatectl: "timedatectl".into(),
             command_timeout: Duration::from_secs(5),
             smart: Default::default(),
+            raid: Default::default(),
             databases: Default::default(),
             etc_root: "/etc".into(),
         }
@@ -205,6 +209,7 @@ pub const ALL: &[&str] = &[
     "timesync",
     "reboot",
     "smart",
+    "raid",
     "databases",
 ];
 
@@ -229,6 +234,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "timesync" => Box::new(timesync::TimeSync::new(roots)),
                 "reboot" => Box::new(reboot::Reboot::new(roots)),
                 "smart" => Box::new(smart::Smart::new(roots.smart.clone())),
+                "raid" => Box::new(raid::Raid::new(roots.raid.clone())),
                 "databases" => Box::new(databases::Databases::new(roots.databases.clone())),
                 _ => return None,
             })

@@ -161,7 +161,10 @@ pub enum PdState {
 impl PdState {
     /// The disk is out of service: failed, offline, unconfigured-bad or missing.
     pub fn is_failed(&self) -> bool {
-        matches!(self, Self::Offline | Self::Failed | Self::UnconfiguredBad | Self::Missing)
+        matches!(
+            self,
+            Self::Offline | Self::Failed | Self::UnconfiguredBad | Self::Missing
+        )
     }
 
     pub fn as_str(&self) -> &str {
@@ -278,7 +281,7 @@ pub fn parse_size(text: &str, binary: bool) -> Option<u64> {
         _ => return None,
     };
     let v = n * step.powi(exp);
-    (v.is_finite() && v >= 0.0 && v < 1.8e19).then(|| v.round() as u64)
+    (v.is_finite() && (0.0..1.8e19).contains(&v)).then(|| v.round() as u64)
 }
 
 fn storcli_vd_state(s: &str) -> VdState {
@@ -440,7 +443,11 @@ pub fn parse_storcli(show_all: &str, drives: Option<&str>, kind: ControllerKind)
                 controller: id.clone(),
                 message: format!(
                     "{} reports {} for controller {}: {}",
-                    if kind == ControllerKind::Perc { "perccli" } else { "storcli" },
+                    if kind == ControllerKind::Perc {
+                        "perccli"
+                    } else {
+                        "storcli"
+                    },
                     if s(status, "Status").is_empty() {
                         "no status".to_string()
                     } else {
@@ -565,7 +572,13 @@ fn storcli_controller(number: &str, data: &Value, kind: ControllerKind) -> Contr
             let configured = props
                 .map(|p| s(p, "Write Cache(initial setting)"))
                 .filter(|x| !x.is_empty())
-                .map(|x| write_policy(&x.to_ascii_uppercase().replace("WRITEBACK", "WB").replace("WRITETHROUGH", "WT")))
+                .map(|x| {
+                    write_policy(
+                        &x.to_ascii_uppercase()
+                            .replace("WRITEBACK", "WB")
+                            .replace("WRITETHROUGH", "WT"),
+                    )
+                })
                 .unwrap_or_else(|| write_policy(&default_policy));
             let write_through = current == "WT" && (configured == "WB" || configured == "AWB");
             c.vds.push(VirtualDisk {
@@ -647,7 +660,10 @@ fn write_policy(cache: &str) -> String {
 }
 
 fn storcli_backup(data: &Value, hw: &Value) -> Option<CacheBackup> {
-    for (key, kind) in [("Cachevault_Info", BackupKind::CacheVault), ("BBU_Info", BackupKind::Bbu)] {
+    for (key, kind) in [
+        ("Cachevault_Info", BackupKind::CacheVault),
+        ("BBU_Info", BackupKind::Bbu),
+    ] {
         let Some(entry) = data.get(key).and_then(Value::as_array).and_then(|a| a.first()) else {
             continue;
         };
@@ -745,7 +761,9 @@ fn merge_drives(c: &mut Controller, data: &Value) {
 fn merge_drives_with(pds: &mut Vec<PhysicalDisk>, data: &Value, vd_of: &dyn Fn(&str) -> Option<String>) {
     let Some(obj) = data.as_object() else { return };
     for (key, rows) in obj {
-        let Some(path) = key.strip_prefix("Drive ") else { continue };
+        let Some(path) = key.strip_prefix("Drive ") else {
+            continue;
+        };
         let Some(row) = rows.as_array().and_then(|a| a.first()) else {
             continue;
         };
@@ -753,11 +771,16 @@ fn merge_drives_with(pds: &mut Vec<PhysicalDisk>, data: &Value, vd_of: &dyn Fn(&
         if let Some(detail) = obj.get(&format!("Drive {path} - Detailed Information")) {
             let null = Value::Null;
             let state = detail.get(format!("Drive {path} State").as_str()).unwrap_or(&null);
-            let attrs = detail.get(format!("Drive {path} Device attributes").as_str()).unwrap_or(&null);
+            let attrs = detail
+                .get(format!("Drive {path} Device attributes").as_str())
+                .unwrap_or(&null);
             pd.media_errors = count(state, "Media Error Count");
             pd.other_errors = count(state, "Other Error Count");
             pd.predictive_failures = count(state, "Predictive Failure Count");
-            pd.smart_alert = match s(state, "S.M.A.R.T alert flagged by drive").to_ascii_lowercase().as_str() {
+            pd.smart_alert = match s(state, "S.M.A.R.T alert flagged by drive")
+                .to_ascii_lowercase()
+                .as_str()
+            {
                 "yes" => Some(true),
                 "no" => Some(false),
                 _ => None,
@@ -788,7 +811,11 @@ fn merge_drives_with(pds: &mut Vec<PhysicalDisk>, data: &Value, vd_of: &dyn Fn(&
 /// `252:3` → (252, 3), so disks sort by enclosure then slot as numbers.
 fn slot_key(slot: &str) -> (u64, u64, String) {
     let (e, s) = slot.split_once(':').unwrap_or(("", slot));
-    (e.parse().unwrap_or(u64::MAX), s.parse().unwrap_or(u64::MAX), slot.to_string())
+    (
+        e.parse().unwrap_or(u64::MAX),
+        s.parse().unwrap_or(u64::MAX),
+        slot.to_string(),
+    )
 }
 
 /// Sorts the disks by slot and fills each VD's member list from the disks'
@@ -908,7 +935,9 @@ pub fn parse_storcli_text_states(text: &str) -> Result<TextStates, RaidError> {
                     }
                     if is_vd {
                         let vd = cols[0].split('/').nth(1).unwrap_or(cols[0]);
-                        current.1.push((format!("{}/v{vd}", current.0), storcli_vd_state(cols[2])));
+                        current
+                            .1
+                            .push((format!("{}/v{vd}", current.0), storcli_vd_state(cols[2])));
                     } else {
                         current.2.push((cols[0].to_string(), storcli_pd_state(cols[2])));
                     }
@@ -1191,7 +1220,10 @@ pub fn parse_ssacli(text: &str) -> Result<Vec<Controller>, RaidError> {
 fn percent_complete(v: &str) -> Option<f64> {
     let pct = v.split_once('%')?.0;
     let num = pct.rsplit(|c: char| !(c.is_ascii_digit() || c == '.')).next()?;
-    num.parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).map(|p| p / 100.0)
+    num.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .map(|p| p / 100.0)
 }
 
 fn pd_entry<'a>(pds: &'a mut Vec<PhysicalDisk>, slot: &str) -> &'a mut PhysicalDisk {
@@ -1326,8 +1358,12 @@ mod tests {
 
     fn storcli(show: &str, drives: Option<&str>) -> StorcliReport {
         let drives = drives.map(|d| fixture(&format!("storcli/{d}")));
-        parse_storcli(&fixture(&format!("storcli/{show}")), drives.as_deref(), ControllerKind::MegaRaid)
-            .unwrap_or_else(|e| panic!("{show}: {e}"))
+        parse_storcli(
+            &fixture(&format!("storcli/{show}")),
+            drives.as_deref(),
+            ControllerKind::MegaRaid,
+        )
+        .unwrap_or_else(|e| panic!("{show}: {e}"))
     }
 
     /// Every capture and variant, parsed, against its golden summary in
@@ -1336,7 +1372,10 @@ mod tests {
     #[test]
     fn every_capture_matches_its_golden_summary() {
         let storcli_cases: &[(&str, Option<&str>)] = &[
-            ("praid-ep420i-call-show-all.json", Some("praid-ep420i-call-eall-sall-show-all.json")),
+            (
+                "praid-ep420i-call-show-all.json",
+                Some("praid-ep420i-call-eall-sall-show-all.json"),
+            ),
             ("praid-ep420i-call-show-all.json", None),
             ("hba9400-jbod-show-all.json", None),
             ("rs3dc080-c0-show.json", None),
@@ -1367,10 +1406,18 @@ mod tests {
         for (show, drives) in storcli_cases {
             let d = drives.map(|d| fixture(&format!("storcli/{d}")));
             let mut lines = vec![format!("# storcli/{show} + {}", drives.unwrap_or("-"))];
-            match parse_storcli(&fixture(&format!("storcli/{show}")), d.as_deref(), ControllerKind::MegaRaid) {
+            match parse_storcli(
+                &fixture(&format!("storcli/{show}")),
+                d.as_deref(),
+                ControllerKind::MegaRaid,
+            ) {
                 Ok(r) => {
                     lines.extend(summary(&r.controllers));
-                    lines.extend(r.failures.iter().map(|f| format!("failure {}: {}", f.controller, f.message)));
+                    lines.extend(
+                        r.failures
+                            .iter()
+                            .map(|f| format!("failure {}: {}", f.controller, f.message)),
+                    );
                 }
                 Err(e) => lines.push(format!("error: {e}")),
             }
@@ -1423,7 +1470,11 @@ mod tests {
                 mismatches.push(format!("{}:\n{got}", path.display()));
             }
         }
-        assert!(mismatches.is_empty(), "golden summaries differ:\n{}", mismatches.join("\n"));
+        assert!(
+            mismatches.is_empty(),
+            "golden summaries differ:\n{}",
+            mismatches.join("\n")
+        );
     }
 
     #[test]
@@ -1436,14 +1487,20 @@ mod tests {
         assert!(!c.failed, "Needs Attention is not a failed controller");
         assert_eq!(c.vds[0].state, Some(VdState::Degraded));
         let pd = c.pds.iter().find(|p| p.slot == "252:1");
-        assert_eq!(pd.map(|p| (p.state.clone(), p.serial.as_str(), p.vd.as_deref())), Some((Some(PdState::Failed), "20032656D63C", Some("c0/v0"))));
+        assert_eq!(
+            pd.map(|p| (p.state.clone(), p.serial.as_str(), p.vd.as_deref())),
+            Some((Some(PdState::Failed), "20032656D63C", Some("c0/v0")))
+        );
     }
 
     #[test]
     fn a_failed_controller_entry_names_its_detailed_status_and_the_others_still_parse() {
         let good = fixture("storcli/praid-ep420i-call-show-all.json");
         let bad = fixture("storcli/cmd-failure-incomplete-foreign.json");
-        let (Ok(good), Ok(bad)) = (serde_json::from_str::<Value>(&good), serde_json::from_str::<Value>(&bad)) else {
+        let (Ok(good), Ok(bad)) = (
+            serde_json::from_str::<Value>(&good),
+            serde_json::from_str::<Value>(&bad),
+        ) else {
             panic!("fixtures are JSON")
         };
         let mut bad_entry = bad["Controllers"][0].clone();
@@ -1472,7 +1529,11 @@ mod tests {
 
     #[test]
     fn storcli2_output_is_refused_as_unsupported() {
-        let e = parse_storcli(&fixture("storcli/constructed-storcli2-call-show-all.json"), None, ControllerKind::MegaRaid);
+        let e = parse_storcli(
+            &fixture("storcli/constructed-storcli2-call-show-all.json"),
+            None,
+            ControllerKind::MegaRaid,
+        );
         assert_eq!(
             e.map(|_| ()).map_err(|e| e.to_string()),
             Err("unsupported: storcli2 JSON (CLI version 008.0009.0000.0010 Mar 20, 2024)".to_string())
@@ -1483,16 +1544,31 @@ mod tests {
     fn truncated_garbled_and_empty_output_are_clear_errors() {
         let full = fixture("storcli/praid-ep420i-call-show-all.json");
         let cut = &full[..full.len() / 2];
-        let e = parse_storcli(cut, None, ControllerKind::MegaRaid).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.starts_with("not JSON (line "), "{e}");
-        assert_eq!(parse_storcli("", None, ControllerKind::MegaRaid), Err(RaidError::Empty));
-        assert_eq!(parse_storcli(" \n", None, ControllerKind::MegaRaid), Err(RaidError::Empty));
-        let e = parse_storcli("{\"x\": 1}", None, ControllerKind::MegaRaid).err().map(|e| e.to_string());
-        assert_eq!(e.as_deref(), Some("Controllers: missing: not storcli/perccli JSON output"));
-        let e = parse_storcli(&fixture("storcli/lsi9286-vd-dgrd-pd-offln.txt"), None, ControllerKind::MegaRaid)
+        let e = parse_storcli(cut, None, ControllerKind::MegaRaid)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
+        assert!(e.starts_with("not JSON (line "), "{e}");
+        assert_eq!(parse_storcli("", None, ControllerKind::MegaRaid), Err(RaidError::Empty));
+        assert_eq!(
+            parse_storcli(" \n", None, ControllerKind::MegaRaid),
+            Err(RaidError::Empty)
+        );
+        let e = parse_storcli("{\"x\": 1}", None, ControllerKind::MegaRaid)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("Controllers: missing: not storcli/perccli JSON output")
+        );
+        let e = parse_storcli(
+            &fixture("storcli/lsi9286-vd-dgrd-pd-offln.txt"),
+            None,
+            ControllerKind::MegaRaid,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(e.contains("text output: the tool was not run with `J`"), "{e}");
         // A drives document that is cut short spoils the run too.
         let drives = fixture("storcli/praid-ep420i-call-eall-sall-show-all.json");
@@ -1500,7 +1576,9 @@ mod tests {
         assert!(matches!(e, Err(RaidError::NotJson { .. })), "{e:?}");
         // ssacli
         assert_eq!(parse_ssacli("\n\n"), Err(RaidError::Empty));
-        let e = parse_ssacli("Error: No controllers detected.\n").err().map(|e| e.to_string());
+        let e = parse_ssacli("Error: No controllers detected.\n")
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
             Some("line 1: expected a controller header (\"... in Slot N\"), found \"Error: No controllers detected.\"")
@@ -1515,9 +1593,14 @@ mod tests {
 
     #[test]
     fn rebuild_progress_is_read_and_applied() {
-        let p = parse_storcli_rebuild(&fixture("storcli/constructed-praid-ep420i-show-rebuild-252-1-37pct.json"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p.into_iter().collect::<Vec<_>>(), [(("c0".to_string(), "252:1".to_string()), 0.37)]);
+        let p = parse_storcli_rebuild(&fixture(
+            "storcli/constructed-praid-ep420i-show-rebuild-252-1-37pct.json",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            p.into_iter().collect::<Vec<_>>(),
+            [(("c0".to_string(), "252:1".to_string()), 0.37)]
+        );
     }
 
     #[test]
