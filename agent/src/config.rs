@@ -44,6 +44,9 @@ pub struct Config {
     /// The BMC's sensors and event log over IPMI (the `ipmi` collector).
     #[serde(default)]
     pub ipmi: crate::ipmi::IpmiConfig,
+    /// Hardware RAID controllers through storcli/perccli/ssacli (the `raid` collector).
+    #[serde(default)]
+    pub raid: crate::raid::RaidConfig,
     /// Database servers to watch (the `databases` collector), each `[[databases]]`.
     #[serde(default)]
     pub databases: Vec<crate::databases::DbTarget>,
@@ -269,6 +272,7 @@ impl Checked for Config {
         }
         p.extend(self.smart.problems());
         p.extend(self.ipmi.problems());
+        p.extend(self.raid.problems());
         for (i, d) in self.databases.iter().enumerate() {
             p.extend(d.problems(&format!("databases[{i}]")));
             if self.databases[..i].iter().any(|o| o.name == d.name) {

@@ -581,6 +581,122 @@ pub fn merge_disk_identity(disks: &mut Vec<DiskInfo>, from_smart: &[DiskInfo]) {
     disks.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.serial.cmp(&b.serial)));
 }
 
+/// OS block devices that are a RAID controller's virtual disk, by the model
+/// the controller gives them (`PERC H730P Mini`, `MR9361-8i`, `LOGICAL VOLUME`).
+fn is_virtual_disk_model(model: &str, controllers: &[caretaker_shared::hardware::raid::Controller]) -> bool {
+    let m = model.trim().to_ascii_uppercase();
+    if m.is_empty() {
+        return false;
+    }
+    [
+        "PERC ",
+        "LOGICAL VOLUME",
+        "MR9",
+        "MEGARAID",
+        "VIRTUAL DISK",
+        "VIRTUAL DRIVE",
+        "RAID CONTROLLER",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
+        || controllers.iter().any(|c| {
+            let cm = c.model.trim().to_ascii_uppercase();
+            !cm.is_empty() && (m == cm || cm.ends_with(&m) || m.ends_with(&cm))
+        })
+}
+
+/// Adds what the RAID controllers tell: the controllers, their virtual
+/// disks, and their physical disks merged into `disks` by serial (a disk
+/// smartctl read through `megaraid,N` is the same part), each with its
+/// `location`. The OS block devices of virtual disks get interface `raid`:
+/// they are no replaceable disk.
+pub fn merge_raid(inv: &mut Inventory, controllers: &[caretaker_shared::hardware::raid::Controller]) {
+    use caretaker_shared::hardware::raid::Media;
+    use caretaker_shared::wire::{RaidControllerInfo, VirtualDiskInfo};
+    for c in controllers {
+        inv.raid_controllers.push(RaidControllerInfo {
+            id: c.id.clone(),
+            kind: c.kind.as_str().into(),
+            model: c.model.clone(),
+            serial: c.serial.clone(),
+            firmware: c.firmware.clone(),
+            cache_backup: c
+                .backup
+                .as_ref()
+                .map(|b| b.kind.as_str().to_string())
+                .unwrap_or_default(),
+            cache_backup_model: c.backup.as_ref().map(|b| b.model.clone()).unwrap_or_default(),
+            cache_bytes: c.cache_bytes,
+        });
+        for v in &c.vds {
+            inv.virtual_disks.push(VirtualDiskInfo {
+                id: v.id.clone(),
+                level: v.level.clone(),
+                size_bytes: v.size_bytes,
+                name: v.name.clone(),
+                members: v.members.clone(),
+            });
+        }
+    }
+    for d in &mut inv.disks {
+        if d.location.is_empty() && is_virtual_disk_model(&d.model, controllers) {
+            d.interface = "raid".into();
+        }
+    }
+    let same = |a: &str, b: &str| !a.trim().is_empty() && a.trim().eq_ignore_ascii_case(b.trim());
+    for c in controllers {
+        for p in c.pds.iter().filter(|p| !p.serial.trim().is_empty()) {
+            let location = format!("{} {}", c.id, p.slot);
+            let rotational = match p.media {
+                Media::Hdd => Some(true),
+                Media::Ssd => Some(false),
+                Media::Unknown => None,
+            };
+            match inv.disks.iter_mut().find(|d| same(&d.serial, &p.serial)) {
+                Some(d) => {
+                    d.location = location;
+                    for (mine, theirs) in [
+                        (&mut d.model, &p.model),
+                        (&mut d.firmware, &p.firmware),
+                        (&mut d.wwn, &p.wwn),
+                        (&mut d.interface, &p.interface),
+                    ] {
+                        if mine.is_empty() && !theirs.is_empty() {
+                            mine.clone_from(theirs);
+                        }
+                    }
+                    if d.capacity_bytes == 0 {
+                        d.capacity_bytes = p.size_bytes;
+                    }
+                    if d.rotational.is_none() {
+                        d.rotational = rotational;
+                    }
+                }
+                None => {
+                    let name = match p.slot.split_once(':') {
+                        Some((e, s)) if c.id.starts_with('c') && e.is_empty() => format!("{}/s{s}", c.id),
+                        Some((e, s)) if c.id.starts_with('c') => format!("{}/e{e}/s{s}", c.id),
+                        _ => format!("{}/{}", c.id, p.slot),
+                    };
+                    inv.disks.push(DiskInfo {
+                        name,
+                        model: p.model.clone(),
+                        serial: p.serial.trim().to_string(),
+                        wwn: p.wwn.clone(),
+                        firmware: p.firmware.clone(),
+                        capacity_bytes: p.size_bytes,
+                        rotational,
+                        interface: p.interface.clone(),
+                        location,
+                    });
+                }
+            }
+        }
+    }
+    inv.disks
+        .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.serial.cmp(&b.serial)));
+}
+
 // --- NICs -------------------------------------------------------------------------
 
 /// `speed` in Mb/s; -1 (no link) or garbage is None.

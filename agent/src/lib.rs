@@ -8,6 +8,7 @@ pub mod databases;
 pub mod inventory;
 pub mod ipmi;
 pub mod push;
+pub mod raid;
 pub mod report;
 pub mod run;
 pub mod smart;

@@ -56,6 +56,7 @@ impl Reporter {
             command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs),
             smart: Default::default(),
             ipmi: Default::default(),
+            raid: std::sync::Arc::new(crate::raid::RaidState::with_state_dir(cfg.state_dir.clone())),
             databases: Default::default(),
             etc_root: cfg.etc_root.clone(),
         };
@@ -86,6 +87,16 @@ impl Reporter {
     /// Where the IPMI worker publishes its reads.
     pub fn ipmi_state(&self) -> std::sync::Arc<crate::ipmi::IpmiState> {
         self.roots.ipmi.clone()
+    }
+
+    /// Whether the `raid` collector is configured.
+    pub fn raid_enabled(&self) -> bool {
+        self.collectors.iter().any(|c| c.name() == "raid")
+    }
+
+    /// Where the RAID worker publishes its reads.
+    pub fn raid_state(&self) -> std::sync::Arc<crate::raid::RaidState> {
+        self.roots.raid.clone()
     }
 
     /// Where the database pollers publish their readings.
@@ -124,6 +135,11 @@ impl Reporter {
             inventory::merge_bmc(&mut inv, bmc, psus);
             inv.content_hash = inventory::content_hash(&inv);
         }
+        // The RAID controllers, their arrays and the disks behind them.
+        if let Some(scan) = self.roots.raid.latest() {
+            inventory::merge_raid(&mut inv, &scan.controllers);
+            inv.content_hash = inventory::content_hash(&inv);
+        }
         let send = match &self.last_inventory {
             Some((hash, sent_at)) => *hash != inv.content_hash || now - sent_at >= INVENTORY_EVERY_MS,
             None => true,
@@ -157,8 +173,10 @@ impl Reporter {
         ));
 
         let scan = self.roots.smart.take_unsent();
-        if scan.is_some() {
-            // A new disk scan may show a replaced disk: look at the inventory now.
+        let raid_changed = self.roots.raid.take_inventory_changed();
+        if scan.is_some() || raid_changed {
+            // A new disk scan or changed RAID parts may show a replaced disk:
+            // look at the inventory now.
             self.inventory_checked_at = None;
         }
         if self.roots.ipmi.take_inventory_changed() {

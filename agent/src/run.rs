@@ -289,6 +289,14 @@ async fn collect_loop(
     } else {
         None
     };
+    // The RAID tools run on their own thread and interval too.
+    let _raid = if reporter.raid_enabled() {
+        let (stop, _handle) = crate::raid::spawn_worker(cfg.raid.clone(), reporter.raid_state())
+            .context("starting the RAID controller worker")?;
+        Some(stop)
+    } else {
+        None
+    };
     if cfg.collectors.iter().any(|c| c == "databases") {
         crate::databases::spawn_pollers(&cfg.databases, reporter.db_state());
     }

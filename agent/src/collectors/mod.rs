@@ -21,6 +21,7 @@ pub mod mdraid;
 pub mod memory;
 pub mod network;
 pub mod oom;
+pub mod raid;
 pub mod reboot;
 pub mod smart;
 pub mod system;
@@ -37,6 +38,8 @@ pub struct Roots {
     pub smart: std::sync::Arc<crate::smart::SmartState>,
     /// The latest BMC read, filled by the IPMI worker.
     pub ipmi: std::sync::Arc<crate::ipmi::IpmiState>,
+    /// The latest RAID controller read, filled by the RAID worker.
+    pub raid: std::sync::Arc<crate::raid::RaidState>,
     /// The latest poll of each database, filled by the database pollers.
     pub databases: std::sync::Arc<crate::databases::DbState>,
     pub sys_root: PathBuf,
@@ -67,6 +70,7 @@ impl Default for Roots {
             command_timeout: Duration::from_secs(5),
             smart: Default::default(),
             ipmi: Default::default(),
+            raid: Default::default(),
             databases: Default::default(),
             etc_root: "/etc".into(),
         }
@@ -210,6 +214,7 @@ pub const ALL: &[&str] = &[
     "reboot",
     "smart",
     "ipmi",
+    "raid",
     "databases",
 ];
 
@@ -235,6 +240,7 @@ pub fn build(names: &[String], roots: &Roots) -> Vec<Box<dyn Collector>> {
                 "reboot" => Box::new(reboot::Reboot::new(roots)),
                 "smart" => Box::new(smart::Smart::new(roots.smart.clone())),
                 "ipmi" => Box::new(ipmi::Ipmi::new(roots.ipmi.clone())),
+                "raid" => Box::new(raid::Raid::new(roots.raid.clone())),
                 "databases" => Box::new(databases::Databases::new(roots.databases.clone())),
                 _ => return None,
             })
