@@ -300,6 +300,10 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::sessions::MIGRATION),
         // Agent identity fixed at enrollment; tokens per customer; revocation and rotation.
         M::up(crate::identity::MIGRATION),
+        // BMC and RAID parts: recommendation part types for cache backup
+        // units and controllers; spare models that fit by controller model.
+        M::up(crate::predict::records::MIGRATION_HARDWARE_PARTS),
+        M::up(crate::spares::MIGRATION_CONTROLLER_FITS),
     ])
 }
 
