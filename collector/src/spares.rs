@@ -1210,6 +1210,124 @@ mod tests {
         assert_eq!(coverage(&c, Some("acme")).unwrap().ratio, 1.0);
     }
 
+    /// A PowerEdge with a PERC and its battery, a virtual disk's block
+    /// device, a SAS disk behind the controller and two power supplies.
+    fn raid_server() -> Inventory {
+        Inventory {
+            hostname: "srv1".into(),
+            dmi: DmiInfo {
+                product_name: "PowerEdge R730".into(),
+                ..DmiInfo::default()
+            },
+            disks: vec![
+                DiskInfo {
+                    name: "sda".into(),
+                    model: "PERC H730P Mini".into(),
+                    capacity_bytes: 12 * TB,
+                    interface: "raid".into(),
+                    ..DiskInfo::default()
+                },
+                DiskInfo {
+                    name: "c0/e252/s3".into(),
+                    location: "c0 252:3".into(),
+                    model: "ST4000NM0023".into(),
+                    serial: "Z1Z3ABCD".into(),
+                    capacity_bytes: 4 * TB,
+                    interface: "sas".into(),
+                    ..DiskInfo::default()
+                },
+            ],
+            power_supplies: ["CN01", "CN02"]
+                .iter()
+                .enumerate()
+                .map(|(i, serial)| caretaker_shared::wire::PsuInfo {
+                    name: format!("PS{}", i + 1),
+                    model: "0PJMDN".into(),
+                    serial: serial.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            raid_controllers: vec![caretaker_shared::wire::RaidControllerInfo {
+                id: "c0".into(),
+                model: "PERC H730P Mini".into(),
+                serial: "5CF03RP".into(),
+                cache_backup: "bbu".into(),
+                cache_backup_model: "70K80".into(),
+                ..Default::default()
+            }],
+            ..Inventory::default()
+        }
+    }
+
+    #[test]
+    fn raid_servers_list_psus_controllers_and_cache_backups_and_not_their_volumes() {
+        let parts = parts_of(&raid_server());
+        let got: Vec<(&str, &str, &str, &str)> = parts
+            .iter()
+            .map(|p| (p.part_type.as_str(), p.slot.as_str(), p.model.as_str(), p.controller_model.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("disk", "c0 252:3", "ST4000NM0023", ""),
+                ("psu", "PS1", "0PJMDN", ""),
+                ("psu", "PS2", "0PJMDN", ""),
+                ("controller", "c0", "PERC H730P Mini", ""),
+                ("bbu", "c0", "70K80", "PERC H730P Mini"),
+            ]
+        );
+        assert!(parts.iter().all(|p| p.asset_model == "PowerEdge R730"));
+        // A controller without a cache backup has no such part.
+        let mut bare = raid_server();
+        bare.raid_controllers[0].cache_backup.clear();
+        assert!(!parts_of(&bare).iter().any(|p| p.part_type == "bbu"));
+    }
+
+    #[test]
+    fn cache_backups_fit_by_controller_model_and_psus_by_system_model() {
+        let parts = parts_of(&raid_server());
+        let part = |t: &str| parts.iter().find(|p| p.part_type == t).unwrap();
+        let mut bbu = model("70K80", "bbu", "", 0, &[]);
+        bbu.capacity_bytes = None;
+        assert!(fits(&bbu, part("bbu")), "no list: fits any controller");
+        bbu.fits_controller_models = vec!["perc h730p mini".into(), "PERC H730 Mini".into()];
+        assert!(fits(&bbu, part("bbu")), "listed, case ignored");
+        bbu.fits_controller_models = vec!["PERC H740P Mini".into()];
+        assert!(!fits(&bbu, part("bbu")), "another controller family");
+        assert!(!fits(&bbu, part("controller")), "another part type");
+        let mut psu = model("0PJMDN", "psu", "", 0, &["PowerEdge R730", "PowerEdge R630"]);
+        psu.capacity_bytes = None;
+        assert!(fits(&psu, part("psu")));
+        psu.fits_asset_models = vec!["ProLiant DL380 Gen9".into()];
+        assert!(!fits(&psu, part("psu")));
+        // The stored model keeps its controller list.
+        let c = crate::store::open_in_memory().unwrap();
+        bbu.fits_controller_models = vec!["PERC H730P Mini".into()];
+        put_model(&c, &bbu).unwrap();
+        assert_eq!(models(&c).unwrap(), [bbu]);
+    }
+
+    #[test]
+    fn coverage_counts_psus_controllers_and_cache_backups() {
+        let c = crate::store::open_in_memory().unwrap();
+        add_host(&c, "srv1", "acme", &raid_server());
+        let cov = coverage(&c, Some("acme")).unwrap();
+        assert_eq!((cov.parts, cov.covered), (5, 0));
+        let mut bbu = model("70K80", "bbu", "", 0, &[]);
+        bbu.capacity_bytes = None;
+        bbu.fits_controller_models = vec!["PERC H730P Mini".into()];
+        put_model(&c, &bbu).unwrap();
+        let mut psu = model("0PJMDN", "psu", "", 0, &["PowerEdge R730"]);
+        psu.capacity_bytes = None;
+        put_model(&c, &psu).unwrap();
+        set_stock(&c, "70K80", "hq", 1, 0, 0).unwrap();
+        set_stock(&c, "0PJMDN", "hq", 1, 0, 0).unwrap();
+        let cov = coverage(&c, Some("acme")).unwrap();
+        assert_eq!((cov.parts, cov.covered), (5, 3), "{:?}", cov.gaps);
+        let gaps: Vec<&str> = cov.gaps.iter().map(|g| g.part.part_type.as_str()).collect();
+        assert_eq!(gaps, ["disk", "controller"]);
+    }
+
     #[test]
     fn a_service_report_names_what_is_missing() {
         let r = ServiceReport {
