@@ -209,7 +209,11 @@ fn bmc(old: Option<&BmcInfo>, new: Option<&BmcInfo>, out: &mut Vec<Change>) {
 }
 
 fn serial_of(serial: &str) -> &str {
-    if serial.trim().is_empty() { "(no serial)" } else { serial.trim() }
+    if serial.trim().is_empty() {
+        "(no serial)"
+    } else {
+        serial.trim()
+    }
 }
 
 fn psu_desc(p: &PsuInfo) -> String {
@@ -312,10 +316,18 @@ fn controllers(old: &[RaidControllerInfo], new: &[RaidControllerInfo], out: &mut
                 id,
                 oc.firmware.clone(),
                 nc.firmware.clone(),
-                format!("controller {id} firmware {} → {}", show(&oc.firmware), show(&nc.firmware)),
+                format!(
+                    "controller {id} firmware {} → {}",
+                    show(&oc.firmware),
+                    show(&nc.firmware)
+                ),
             ));
         }
-        let backup = |c: &RaidControllerInfo| format!("{} {}", c.cache_backup, c.cache_backup_model).trim().to_string();
+        let backup = |c: &RaidControllerInfo| {
+            format!("{} {}", c.cache_backup, c.cache_backup_model)
+                .trim()
+                .to_string()
+        };
         if backup(oc) != backup(nc) {
             out.push(Change::new(
                 "controller_cache_backup_changed",
@@ -1096,7 +1108,10 @@ mod tests {
                 "vd_added",
             ]
         );
-        assert_eq!((c[2].old.as_str(), c[2].new.as_str()), ("CN1797226L0A32", "CN1797226L0B99"));
+        assert_eq!(
+            (c[2].old.as_str(), c[2].new.as_str()),
+            ("CN1797226L0A32", "CN1797226L0B99")
+        );
     }
 
     #[test]
@@ -1135,5 +1150,4 @@ mod tests {
         }
         assert_eq!(diff(&old, &moved)[0].summary, "BMC IP 10.0.0.21 → 10.0.0.22");
     }
-
 }

@@ -162,9 +162,9 @@ pub fn fits(spare: &SpareModel, part: &PartSpec) -> bool {
             return false;
         }
     }
-    let listed = |models: &[String], have: &str| models.is_empty() || models.iter().any(|m| m.eq_ignore_ascii_case(have));
-    listed(&spare.fits_asset_models, &part.asset_model)
-        && listed(&spare.fits_controller_models, &part.controller_model)
+    let listed =
+        |models: &[String], have: &str| models.is_empty() || models.iter().any(|m| m.eq_ignore_ascii_case(have));
+    listed(&spare.fits_asset_models, &part.asset_model) && listed(&spare.fits_controller_models, &part.controller_model)
 }
 
 /// One name per disk bus: smartctl says `ata` and `scsi` where sysfs says
@@ -253,7 +253,12 @@ pub fn parts_of(inv: &Inventory) -> Vec<PartSpec> {
             asset_model: asset_model.clone(),
             controller_model: c.model.clone(),
         });
-    disks.chain(dimms).chain(psus).chain(controllers).chain(backups).collect()
+    disks
+        .chain(dimms)
+        .chain(psus)
+        .chain(controllers)
+        .chain(backups)
+        .collect()
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -286,8 +291,7 @@ pub fn models(conn: &Connection) -> Result<Vec<SpareModel>, StoreError> {
     rows.into_iter()
         .map(|(mut m, (fits, controllers))| {
             m.fits_asset_models = serde_json::from_str(&fits).map_err(|e| corrupt("spare model", e))?;
-            m.fits_controller_models =
-                serde_json::from_str(&controllers).map_err(|e| corrupt("spare model", e))?;
+            m.fits_controller_models = serde_json::from_str(&controllers).map_err(|e| corrupt("spare model", e))?;
             Ok(m)
         })
         .collect()
@@ -1264,7 +1268,14 @@ mod tests {
         let parts = parts_of(&raid_server());
         let got: Vec<(&str, &str, &str, &str)> = parts
             .iter()
-            .map(|p| (p.part_type.as_str(), p.slot.as_str(), p.model.as_str(), p.controller_model.as_str()))
+            .map(|p| {
+                (
+                    p.part_type.as_str(),
+                    p.slot.as_str(),
+                    p.model.as_str(),
+                    p.controller_model.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

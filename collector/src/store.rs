@@ -1379,7 +1379,11 @@ mod tests {
         assert!(refused.is_err(), "the old schema knows no bbu");
         all.to_latest(&mut conn).unwrap_or_else(|e| panic!("{e}"));
         let n: i64 = conn
-            .query_row("SELECT COUNT(*) FROM recommendations WHERE part_key = 'h/psu/PS1'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM recommendations WHERE part_key = 'h/psu/PS1'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(n, 1);
         conn.execute(
@@ -1390,14 +1394,15 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         // Still one active recommendation per part.
-        assert!(conn
-            .execute(
+        assert!(
+            conn.execute(
                 "INSERT INTO recommendations (agent_id, host, customer, part_type, part_key, reason, evidence, risk, \
                  urgency, status, created_at_ms, updated_at_ms) VALUES ('a', 'h', 'c', 'bbu', 'h/bbu/c0', 'r', '{}', \
                  'high', 'within_days', 'open', 1, 1)",
                 [],
             )
-            .is_err());
+            .is_err()
+        );
         let models = crate::spares::models(&conn).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(models[0].fits_controller_models, Vec::<String>::new());
     }

@@ -1242,7 +1242,10 @@ mod tests {
         assert_eq!(event_sig("x", 0).event_message(), Some("x"));
         assert_eq!(fire(0).event_message(), None);
         // Dated before the state firing (same report): still counted.
-        let ev = event_sig("Disk 252:3 (ST4000NM0023, serial Z1Z3ABCD) of array c0/v0 is Failed", 9 * MIN);
+        let ev = event_sig(
+            "Disk 252:3 (ST4000NM0023, serial Z1Z3ABCD) of array c0/v0 is Failed",
+            9 * MIN,
+        );
         let next = match apply(Some(&item), None, &ev, &p) {
             Decision::Update { item: next, transition } => {
                 assert_eq!(transition, None);

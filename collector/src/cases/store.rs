@@ -547,7 +547,15 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
     // An event's message goes into the item's history, so the case says
     // what happened (which disk of the array failed, with its serial).
     let note = |id: i64, item: &Item| match signal.event_message() {
-        Some(m) => log(conn, id, item.updated_at_ms, &actor, Some(item.status), item.status, Some(m)),
+        Some(m) => log(
+            conn,
+            id,
+            item.updated_at_ms,
+            &actor,
+            Some(item.status),
+            item.status,
+            Some(m),
+        ),
         None => Ok(()),
     };
     match decision {

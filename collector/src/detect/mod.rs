@@ -621,7 +621,12 @@ static NO_HISTORY: Series = Series {
 /// label the rule names as component.
 fn event_signal(rule: &Rule, host: &str, customer: &str, ev: &Event, report_at_ms: i64) -> Option<Signal> {
     let component = match &rule.component {
-        Some(label) => ev.labels.get(label).map(|v| v.trim()).filter(|v| !v.is_empty())?.to_string(),
+        Some(label) => ev
+            .labels
+            .get(label)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())?
+            .to_string(),
         None => String::new(),
     };
     let at_ms = ev.at_ms.min(report_at_ms);

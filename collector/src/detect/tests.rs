@@ -1133,7 +1133,11 @@ fn a_degraded_array_and_its_failed_disk_event_open_one_case_that_recovers_when_o
         .unwrap_or_else(|| panic!("{ev:#?}"));
     assert!(recovered.at_ms >= T0 + 90 * MIN, "{recovered:?}");
     assert_eq!(count(&ev, "raid_array_degraded", "resolved"), 1, "{ev:#?}");
-    assert_eq!(any(&ev, "raid_disk_failed_in_array"), 0, "the event joins the array's case: {ev:#?}");
+    assert_eq!(
+        any(&ev, "raid_disk_failed_in_array"),
+        0,
+        "the event joins the array's case: {ev:#?}"
+    );
 }
 
 #[test]
@@ -1169,7 +1173,11 @@ fn a_battery_learn_cycle_is_only_an_info_finding() {
     let opened = opened_items(&ev);
     assert_eq!(opened.len(), 1, "{ev:#?}");
     assert_eq!(
-        (opened[0].rule.as_str(), opened[0].kind.as_str(), opened[0].severity.as_str()),
+        (
+            opened[0].rule.as_str(),
+            opened[0].kind.as_str(),
+            opened[0].severity.as_str()
+        ),
         ("raid_bbu_learning", "finding", "info")
     );
 }
@@ -1183,7 +1191,13 @@ fn raid_state_and_counter_rules() {
         1.0,
         0.0,
     );
-    state_rule("raid_bbu_failed", "caretaker_raid_bbu_failed", &[("controller", "c0")], 1.0, 0.0);
+    state_rule(
+        "raid_bbu_failed",
+        "caretaker_raid_bbu_failed",
+        &[("controller", "c0")],
+        1.0,
+        0.0,
+    );
     state_rule(
         "raid_cache_write_through",
         "caretaker_raid_cache_write_through",
@@ -1264,7 +1278,9 @@ fn an_old_sel_entry_does_not_reopen_the_resolved_psu_case_and_a_new_one_does() {
     // resolves. At minute 150 the SEL entry of the failure (minute 12) is
     // read again: nothing. At minute 200 a new failure is logged: reopened.
     let mut s = Stream::default()
-        .host("srv1", 60, T0, 240, |i, _| psu(if (10..30).contains(&i) { 2.0 } else { 0.0 }))
+        .host("srv1", 60, T0, 240, |i, _| {
+            psu(if (10..30).contains(&i) { 2.0 } else { 0.0 })
+        })
         .build();
     s[12].1.events.push(sel_psu_failure(T0 + 12 * MIN - 5_000, "17"));
     s[150].1.events.push(sel_psu_failure(T0 + 12 * MIN - 5_000, "17"));
@@ -1294,19 +1310,31 @@ fn sel_entries_without_a_live_sensor_open_their_own_items_and_noise_opens_none()
         "ipmi_sel",
         T0 + 5 * MIN,
         "Memory DIMM_B1: Uncorrectable ECC",
-        &[("sensor", "DIMM_B1"), ("type", "memory"), ("class", "uncorrectable_ecc")],
+        &[
+            ("sensor", "DIMM_B1"),
+            ("type", "memory"),
+            ("class", "uncorrectable_ecc"),
+        ],
     ));
     s[6].1.events.push(event(
         "ipmi_sel",
         T0 + 6 * MIN,
         "Memory DIMM_A2: Correctable ECC logging limit reached",
-        &[("sensor", "DIMM_A2"), ("type", "memory"), ("class", "correctable_ecc_limit")],
+        &[
+            ("sensor", "DIMM_A2"),
+            ("type", "memory"),
+            ("class", "correctable_ecc_limit"),
+        ],
     ));
     s[7].1.events.push(event(
         "ipmi_sel",
         T0 + 7 * MIN,
         "Physical Security Intrusion: General Chassis intrusion",
-        &[("sensor", "Intrusion"), ("type", "physical_security"), ("class", "intrusion")],
+        &[
+            ("sensor", "Intrusion"),
+            ("type", "physical_security"),
+            ("class", "intrusion"),
+        ],
     ));
     // Entries of no class a rule reads: nothing.
     s[8].1.events.push(event(
@@ -1347,7 +1375,11 @@ fn sel_entries_without_a_live_sensor_open_their_own_items_and_noise_opens_none()
                 "case",
                 "acme/srv1/ipmi_sel_correctable_ecc_limit/DIMM_A2"
             ),
-            ("ipmi_sel_intrusion", "finding", "acme/srv1/ipmi_sel_intrusion/Intrusion"),
+            (
+                "ipmi_sel_intrusion",
+                "finding",
+                "acme/srv1/ipmi_sel_intrusion/Intrusion"
+            ),
             ("ipmi_sel_fan_failure", "case", "acme/srv1/ipmi_fan_critical/FAN3"),
         ],
         "{ev:#?}"

@@ -45,8 +45,10 @@ pub const DIMM_RULES: &[&str] = &["edac_dimm_correctable_errors_grew"];
 pub const SENSOR_RULES: &[&str] = &["hwmon_alarm"];
 /// Checks (of live BMC sensors, shared by the BMC event log's rules) whose
 /// item names a power supply or a fan by its sensor (component).
-pub const BMC_PART_CHECKS: &[(&str, PartType)] =
-    &[("ipmi_psu_critical", PartType::Psu), ("ipmi_fan_critical", PartType::Fan)];
+pub const BMC_PART_CHECKS: &[(&str, PartType)] = &[
+    ("ipmi_psu_critical", PartType::Psu),
+    ("ipmi_fan_critical", PartType::Fan),
+];
 /// Rules of the BMC event log whose item names a DIMM by its sensor.
 pub const BMC_DIMM_RULES: &[&str] = &["ipmi_sel_correctable_ecc_limit"];
 /// The event rule naming the failed disk of a degraded array (labels:
@@ -414,7 +416,11 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
                 part.slot = p.name.trim().to_string();
             }
         }
-        let what = if *part_type == PartType::Psu { "power supply" } else { "fan" };
+        let what = if *part_type == PartType::Psu {
+            "power supply"
+        } else {
+            "fan"
+        };
         let reason = match signal.event_message() {
             Some(m) => format!("the BMC logged a {what} failure: {m}"),
             None => format!("BMC sensor {component} of the {what} is critical"),
@@ -455,11 +461,17 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         let location = format!("{} {}", label("controller"), label("slot")).trim().to_string();
         // The agent names a disk it cannot read the serial of (missing) by
         // its controller and slot: then there is no serial to go by.
-        let serial = if component == location { String::new() } else { component.clone() };
+        let serial = if component == location {
+            String::new()
+        } else {
+            component.clone()
+        };
         let inv = latest_inventory(conn, agent_id)?;
-        let disk = inv
-            .as_ref()
-            .and_then(|inv| inv.disks.iter().find(|d| !serial.is_empty() && d.serial.trim() == serial));
+        let disk = inv.as_ref().and_then(|inv| {
+            inv.disks
+                .iter()
+                .find(|d| !serial.is_empty() && d.serial.trim() == serial)
+        });
         let part = Part {
             model: disk.map(|d| d.model.clone()).unwrap_or_default(),
             serial,
@@ -476,12 +488,19 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
             "raid_disk_predictive_failures_grew" => "predicts its failure",
             _ => "raised its SMART alert",
         };
-        let reason = format!("disk {} (serial {}) behind the RAID controller {why}", part.slot, part.serial);
+        let reason = format!(
+            "disk {} (serial {}) behind the RAID controller {why}",
+            part.slot, part.serial
+        );
         return Ok(Some(Wanted {
             part_type: PartType::Disk,
             part,
             reason,
-            urgency: if *failed { Urgency::ReplaceNow } else { within(RAID_DISK_DAYS) },
+            urgency: if *failed {
+                Urgency::ReplaceNow
+            } else {
+                within(RAID_DISK_DAYS)
+            },
         }));
     }
     if let Some((_, part_type)) = CONTROLLER_RULES.iter().find(|(r, _)| *r == rule) {

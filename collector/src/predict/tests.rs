@@ -738,7 +738,14 @@ mod hardware {
         }
     }
 
-    fn add_spare(c: &Connection, model: &str, part_type: &str, interface: &str, capacity: Option<u64>, controllers: &[&str]) {
+    fn add_spare(
+        c: &Connection,
+        model: &str,
+        part_type: &str,
+        interface: &str,
+        capacity: Option<u64>,
+        controllers: &[&str],
+    ) {
         crate::spares::put_model(
             c,
             &crate::spares::SpareModel {
@@ -768,12 +775,19 @@ mod hardware {
         let out = apply(
             &c,
             &mut e,
-            &report(T0, vec![sample("caretaker_raid_vd_degraded", &vd, 1.0)], vec![disk_failed(T0 - 20_000)]),
+            &report(
+                T0,
+                vec![sample("caretaker_raid_vd_degraded", &vd, 1.0)],
+                vec![disk_failed(T0 - 20_000)],
+            ),
         );
-        let cases: Vec<i64> = out.iter().filter_map(|(_, o)| match o {
-            Outcome::Created(id) => Some(*id),
-            _ => None,
-        }).collect();
+        let cases: Vec<i64> = out
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Created(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
         assert_eq!(cases.len(), 1, "{out:?}");
         let (item, log) = crate::cases::store::get(&c, cases[0]).unwrap().unwrap();
         assert_eq!(item.key.check, "raid_array_degraded");
@@ -800,7 +814,15 @@ mod hardware {
         assert_eq!(r.item_id, Some(item.id.unwrap()));
         // Later reports (the array still degraded, the event not repeated):
         // the evidence keeps the event, nothing else is raised.
-        apply(&c, &mut e, &report(T0 + 60_000, vec![sample("caretaker_raid_vd_degraded", &vd, 1.0)], vec![]));
+        apply(
+            &c,
+            &mut e,
+            &report(
+                T0 + 60_000,
+                vec![sample("caretaker_raid_vd_degraded", &vd, 1.0)],
+                vec![],
+            ),
+        );
         let (item, _) = crate::cases::store::get(&c, cases[0]).unwrap().unwrap();
         assert_eq!(item.evidence["events"][0]["labels"]["slot"], "252:3");
         assert_eq!(recs(&c).len(), 1);
@@ -819,7 +841,11 @@ mod hardware {
         apply(
             &c,
             &mut e,
-            &report(T0, vec![sample("caretaker_raid_bbu_failed", &[("controller", "c0")], 1.0)], vec![]),
+            &report(
+                T0,
+                vec![sample("caretaker_raid_bbu_failed", &[("controller", "c0")], 1.0)],
+                vec![],
+            ),
         );
         let list = recs(&c);
         assert_eq!(list.len(), 1, "{list:?}");
@@ -839,12 +865,19 @@ mod hardware {
         apply(
             &c,
             &mut e,
-            &report(T0, vec![sample("caretaker_raid_controller_failed", &[("controller", "c0")], 1.0)], vec![]),
+            &report(
+                T0,
+                vec![sample("caretaker_raid_controller_failed", &[("controller", "c0")], 1.0)],
+                vec![],
+            ),
         );
         let list = recs(&c);
         assert_eq!(list.len(), 1, "{list:?}");
         let r = &list[0];
-        assert_eq!((r.part_type.as_str(), r.urgency.as_str()), ("controller", "replace_now"));
+        assert_eq!(
+            (r.part_type.as_str(), r.urgency.as_str()),
+            ("controller", "replace_now")
+        );
         assert_eq!(
             (r.part.model.as_str(), r.part.serial.as_str(), r.part.slot.as_str()),
             ("PERC H730P Mini", "5CF03RP", "c0")
@@ -862,7 +895,11 @@ mod hardware {
             apply(
                 &c,
                 &mut e,
-                &report(T0 + i as i64 * 60_000, vec![sample("caretaker_raid_pd_media_errors", &pd, v)], vec![]),
+                &report(
+                    T0 + i as i64 * 60_000,
+                    vec![sample("caretaker_raid_pd_media_errors", &pd, v)],
+                    vec![],
+                ),
             );
         }
         let list = recs(&c);
@@ -870,7 +907,12 @@ mod hardware {
         let r = &list[0];
         assert_eq!((r.part_type.as_str(), r.urgency.as_str()), ("disk", "within_days"));
         assert_eq!(
-            (r.part.slot.as_str(), r.part.serial.as_str(), r.part.model.as_str(), r.part.interface.as_str()),
+            (
+                r.part.slot.as_str(),
+                r.part.serial.as_str(),
+                r.part.model.as_str(),
+                r.part.interface.as_str()
+            ),
             ("c0 252:1", "Z1Z3BBBB", "ST4000NM0023", "sas")
         );
         assert_eq!(r.part.capacity_bytes, Some(4_000_787_030_016));
@@ -878,15 +920,28 @@ mod hardware {
         apply(
             &c,
             &mut e,
-            &report(T0 + 300_000, vec![sample("caretaker_raid_pd_smart_alert", &pd, 1.0)], vec![]),
+            &report(
+                T0 + 300_000,
+                vec![sample("caretaker_raid_pd_smart_alert", &pd, 1.0)],
+                vec![],
+            ),
         );
         assert_eq!(recs(&c).len(), 1);
         // A missing disk is named by controller and slot: no serial to go by.
-        let missing = [("controller", "c0"), ("slot", "252:7"), ("serial", "c0 252:7"), ("in_array", "no")];
+        let missing = [
+            ("controller", "c0"),
+            ("slot", "252:7"),
+            ("serial", "c0 252:7"),
+            ("in_array", "no"),
+        ];
         apply(
             &c,
             &mut e,
-            &report(T0 + 360_000, vec![sample("caretaker_raid_pd_failed", &missing, 1.0)], vec![]),
+            &report(
+                T0 + 360_000,
+                vec![sample("caretaker_raid_pd_failed", &missing, 1.0)],
+                vec![],
+            ),
         );
         let r = recs(&c).into_iter().find(|r| r.part.slot == "c0 252:7").unwrap();
         assert_eq!((r.part.serial.as_str(), r.urgency.as_str()), ("", "replace_now"));
@@ -898,10 +953,15 @@ mod hardware {
             kind: "ipmi_sel".into(),
             severity: WireSeverity::Critical,
             message: message.into(),
-            labels: [("sensor", sensor), ("type", "power_supply"), ("class", class), ("record", "42")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: [
+                ("sensor", sensor),
+                ("type", "power_supply"),
+                ("class", class),
+                ("record", "42"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         }
     }
 
@@ -910,15 +970,28 @@ mod hardware {
         let c = store();
         let mut e = engine();
         let state = |sensor: &str, v: f64| {
-            sample("caretaker_ipmi_sensor_state", &[("sensor", sensor), ("type", "power_supply")], v)
+            sample(
+                "caretaker_ipmi_sensor_state",
+                &[("sensor", sensor), ("type", "power_supply")],
+                v,
+            )
         };
         let out = apply(
             &c,
             &mut e,
             &report(
                 T0,
-                vec![state("PS2 Status", 2.0), state("PS Redundancy", 2.0), state("PS1 Status", 0.0)],
-                vec![sel(T0 - 30_000, "PS2 Status", "psu_failure", "Power Supply PS2 Status: Failure detected")],
+                vec![
+                    state("PS2 Status", 2.0),
+                    state("PS Redundancy", 2.0),
+                    state("PS1 Status", 0.0),
+                ],
+                vec![sel(
+                    T0 - 30_000,
+                    "PS2 Status",
+                    "psu_failure",
+                    "Power Supply PS2 Status: Failure detected",
+                )],
             ),
         );
         let opened = out.iter().filter(|(_, o)| matches!(o, Outcome::Created(_))).count();
@@ -939,7 +1012,16 @@ mod hardware {
         apply(
             &c,
             &mut e,
-            &report(T0, vec![], vec![sel(T0, "PS1 Status", "psu_failure", "Power Supply PS1 Status: Power Supply AC lost")]),
+            &report(
+                T0,
+                vec![],
+                vec![sel(
+                    T0,
+                    "PS1 Status",
+                    "psu_failure",
+                    "Power Supply PS1 Status: Power Supply AC lost",
+                )],
+            ),
         );
         assert!(recs(&c).is_empty());
     }
@@ -948,7 +1030,12 @@ mod hardware {
     fn the_correctable_ecc_limit_names_its_dimm() {
         let c = store();
         let mut e = engine();
-        let mut ev = sel(T0, "A2", "correctable_ecc_limit", "Memory A2: Correctable ECC logging limit reached");
+        let mut ev = sel(
+            T0,
+            "A2",
+            "correctable_ecc_limit",
+            "Memory A2: Correctable ECC logging limit reached",
+        );
         ev.labels.insert("type".into(), "memory".into());
         apply(&c, &mut e, &report(T0, vec![], vec![ev]));
         let list = recs(&c);

@@ -354,7 +354,10 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
             Some(ev) if is_identifier(ev.get_ref()) => target = Some(Target::Event(ev.get_ref().clone())),
             Some(ev) => e(
                 at(base, ev),
-                format!("event must be an event kind like \"ipmi_sel\" ([a-z0-9_]+), not {:?}", ev.get_ref()),
+                format!(
+                    "event must be an event kind like \"ipmi_sel\" ([a-z0-9_]+), not {:?}",
+                    ev.get_ref()
+                ),
             ),
             None => e(header, "missing field `event`".into()),
         }
@@ -456,7 +459,11 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
             if let Some(o) = offset
                 && !kinds.contains(&k.as_str())
             {
-                let article = if k.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+                let article = if k.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
                 e(o, format!("field `{field}` does not belong to {article} {k} rule"));
                 misplaced.push(field);
             }
@@ -658,8 +665,7 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
 /// `[a-z0-9_]+`: rule names, event kinds, checks.
 fn is_identifier(v: &str) -> bool {
     !v.is_empty()
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 

@@ -380,7 +380,8 @@ fn event_rule_parses_with_its_check() {
     assert_eq!(r.check.as_deref(), Some("ipmi_psu_critical"));
     assert_eq!(r.check_name(), "ipmi_psu_critical");
     assert_eq!(
-        r.summary.render("h1", "PS2 Status", "Power Supply PS2 Status: Failure detected"),
+        r.summary
+            .render("h1", "PS2 Status", "Power Supply PS2 Status: Failure detected"),
         "PS2 Status on h1: Power Supply PS2 Status: Failure detected"
     );
     let own = parse_file(&event_rule(""), Path::new("r.toml")).unwrap();
