@@ -7,10 +7,16 @@
 //! change. Disks are matched by serial, else WWN, else device name (names are
 //! not stable across reboots; serials are). A disk whose serial changed under
 //! the same name is one `disk_replaced`, not a removal plus an addition.
+//! The BMC, power supplies (by name), RAID controllers (by their `c0`/`slot2`
+//! id) and virtual disks (by their `c0/v0` id) are compared the same way: a
+//! power supply or controller with another serial in the same place was
+//! replaced.
 
 use std::collections::BTreeMap;
 
-use caretaker_shared::wire::{DatabaseServer, DiskInfo, Inventory, MemoryModule, NicInfo};
+use caretaker_shared::wire::{
+    BmcInfo, DatabaseServer, DiskInfo, Inventory, MemoryModule, NicInfo, PsuInfo, RaidControllerInfo, VirtualDiskInfo,
+};
 use serde::Serialize;
 
 /// Whether two inventories describe the same configuration: their
@@ -50,7 +56,8 @@ impl Change {
 }
 
 /// Everything that changed from `old` to `new`, in a fixed order (host, then
-/// CPU and memory, disks, NICs, databases). Identical inventories give none.
+/// CPU and memory, disks, NICs, databases, BMC, power supplies, RAID
+/// controllers, virtual disks). Identical inventories give none.
 ///
 /// An `old` inventory without a content hash came from an agent that did not
 /// yet report disks, NICs, DIMMs, DMI and databases: those sections are not
@@ -141,8 +148,269 @@ pub fn diff(old: &Inventory, new: &Inventory) -> Vec<Change> {
         disks(&old.disks, &new.disks, &mut out);
         nics(&old.nics, &new.nics, &mut out);
         databases(&old.databases, &new.databases, &mut out);
+        bmc(old.bmc.as_ref(), new.bmc.as_ref(), &mut out);
+        psus(&old.power_supplies, &new.power_supplies, &mut out);
+        controllers(&old.raid_controllers, &new.raid_controllers, &mut out);
+        virtual_disks(&old.virtual_disks, &new.virtual_disks, &mut out);
     }
     out
+}
+
+fn bmc_desc(b: &BmcInfo) -> String {
+    let mut parts: Vec<String> = [b.vendor.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_string())
+        .collect();
+    if !b.firmware.is_empty() {
+        parts.push(format!("firmware {}", b.firmware));
+    }
+    if !b.ip.is_empty() {
+        parts.push(format!("IP {}", b.ip));
+    }
+    parts.join(", ")
+}
+
+fn bmc(old: Option<&BmcInfo>, new: Option<&BmcInfo>, out: &mut Vec<Change>) {
+    match (old, new) {
+        (None, None) => {}
+        (Some(o), None) => out.push(Change::new(
+            "bmc_removed",
+            "bmc",
+            bmc_desc(o),
+            "",
+            format!("BMC removed ({})", bmc_desc(o)),
+        )),
+        (None, Some(n)) => out.push(Change::new(
+            "bmc_added",
+            "bmc",
+            "",
+            bmc_desc(n),
+            format!("BMC added ({})", bmc_desc(n)),
+        )),
+        (Some(o), Some(n)) => {
+            for (kind, label, ov, nv) in [
+                ("bmc_vendor_changed", "BMC vendor", &o.vendor, &n.vendor),
+                ("bmc_firmware_changed", "BMC firmware", &o.firmware, &n.firmware),
+                ("bmc_ip_changed", "BMC IP", &o.ip, &n.ip),
+            ] {
+                if ov != nv {
+                    out.push(Change::new(
+                        kind,
+                        "bmc",
+                        ov.clone(),
+                        nv.clone(),
+                        format!("{label} {} → {}", show(ov), show(nv)),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn serial_of(serial: &str) -> &str {
+    if serial.trim().is_empty() {
+        "(no serial)"
+    } else {
+        serial.trim()
+    }
+}
+
+fn psu_desc(p: &PsuInfo) -> String {
+    let mut s = format!("serial {}", serial_of(&p.serial));
+    if !p.model.is_empty() {
+        s = format!("{} {s}", p.model);
+    }
+    if let Some(w) = p.capacity_watts {
+        s.push_str(&format!(", {w} W"));
+    }
+    s
+}
+
+fn psus(old: &[PsuInfo], new: &[PsuInfo], out: &mut Vec<Change>) {
+    let o: BTreeMap<&str, &PsuInfo> = old.iter().map(|p| (p.name.as_str(), p)).collect();
+    let n: BTreeMap<&str, &PsuInfo> = new.iter().map(|p| (p.name.as_str(), p)).collect();
+    for (name, op) in &o {
+        match n.get(name) {
+            None => out.push(Change::new(
+                "psu_removed",
+                name,
+                serial_of(&op.serial),
+                "",
+                format!("PSU {name} removed ({})", psu_desc(op)),
+            )),
+            Some(np) if np.serial.trim() != op.serial.trim() || np.model != op.model => out.push(Change::new(
+                "psu_replaced",
+                name,
+                serial_of(&op.serial),
+                serial_of(&np.serial),
+                if np.model == op.model {
+                    format!(
+                        "PSU {name} serial {} replaced by {}",
+                        serial_of(&op.serial),
+                        serial_of(&np.serial)
+                    )
+                } else {
+                    format!("PSU {name} {} replaced by {}", psu_desc(op), psu_desc(np))
+                },
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, np) in &n {
+        if !o.contains_key(name) {
+            out.push(Change::new(
+                "psu_added",
+                name,
+                "",
+                serial_of(&np.serial),
+                format!("PSU {name} added ({})", psu_desc(np)),
+            ));
+        }
+    }
+}
+
+fn controller_desc(c: &RaidControllerInfo) -> String {
+    let mut s = format!("serial {}", serial_of(&c.serial));
+    if !c.model.is_empty() {
+        s = format!("{} {s}", c.model);
+    }
+    if !c.firmware.is_empty() {
+        s.push_str(&format!(", firmware {}", c.firmware));
+    }
+    s
+}
+
+fn controllers(old: &[RaidControllerInfo], new: &[RaidControllerInfo], out: &mut Vec<Change>) {
+    let o: BTreeMap<&str, &RaidControllerInfo> = old.iter().map(|c| (c.id.as_str(), c)).collect();
+    let n: BTreeMap<&str, &RaidControllerInfo> = new.iter().map(|c| (c.id.as_str(), c)).collect();
+    for (id, oc) in &o {
+        let Some(nc) = n.get(id) else {
+            out.push(Change::new(
+                "controller_removed",
+                id,
+                serial_of(&oc.serial),
+                "",
+                format!("controller {id} removed ({})", controller_desc(oc)),
+            ));
+            continue;
+        };
+        if nc.serial.trim() != oc.serial.trim() || nc.model != oc.model {
+            out.push(Change::new(
+                "controller_replaced",
+                id,
+                serial_of(&oc.serial),
+                serial_of(&nc.serial),
+                format!(
+                    "controller {id} {} replaced by {}",
+                    controller_desc(oc),
+                    controller_desc(nc)
+                ),
+            ));
+            // The new controller's firmware is in its description.
+            continue;
+        }
+        if nc.firmware != oc.firmware {
+            out.push(Change::new(
+                "controller_firmware_changed",
+                id,
+                oc.firmware.clone(),
+                nc.firmware.clone(),
+                format!(
+                    "controller {id} firmware {} → {}",
+                    show(&oc.firmware),
+                    show(&nc.firmware)
+                ),
+            ));
+        }
+        let backup = |c: &RaidControllerInfo| {
+            format!("{} {}", c.cache_backup, c.cache_backup_model)
+                .trim()
+                .to_string()
+        };
+        if backup(oc) != backup(nc) {
+            out.push(Change::new(
+                "controller_cache_backup_changed",
+                id,
+                backup(oc),
+                backup(nc),
+                format!(
+                    "controller {id} cache backup {} → {}",
+                    show(&backup(oc)),
+                    show(&backup(nc))
+                ),
+            ));
+        }
+    }
+    for (id, nc) in &n {
+        if !o.contains_key(id) {
+            out.push(Change::new(
+                "controller_added",
+                id,
+                "",
+                serial_of(&nc.serial),
+                format!("controller {id} added ({})", controller_desc(nc)),
+            ));
+        }
+    }
+}
+
+fn vd_desc(v: &VirtualDiskInfo) -> String {
+    let mut s = format!("{}, {}", show(&v.level), bytes(v.size_bytes));
+    if !v.name.is_empty() {
+        s = format!("{} {s}", v.name);
+    }
+    s
+}
+
+fn virtual_disks(old: &[VirtualDiskInfo], new: &[VirtualDiskInfo], out: &mut Vec<Change>) {
+    let o: BTreeMap<&str, &VirtualDiskInfo> = old.iter().map(|v| (v.id.as_str(), v)).collect();
+    let n: BTreeMap<&str, &VirtualDiskInfo> = new.iter().map(|v| (v.id.as_str(), v)).collect();
+    for (id, ov) in &o {
+        let Some(nv) = n.get(id) else {
+            out.push(Change::new(
+                "vd_removed",
+                id,
+                vd_desc(ov),
+                "",
+                format!("virtual disk {id} removed ({})", vd_desc(ov)),
+            ));
+            continue;
+        };
+        if nv.level != ov.level {
+            out.push(Change::new(
+                "vd_level_changed",
+                id,
+                ov.level.clone(),
+                nv.level.clone(),
+                format!("virtual disk {id} level {} → {}", show(&ov.level), show(&nv.level)),
+            ));
+        }
+        if nv.size_bytes != ov.size_bytes {
+            out.push(Change::new(
+                "vd_size_changed",
+                id,
+                ov.size_bytes.to_string(),
+                nv.size_bytes.to_string(),
+                format!(
+                    "virtual disk {id} size {} → {}",
+                    bytes(ov.size_bytes),
+                    bytes(nv.size_bytes)
+                ),
+            ));
+        }
+    }
+    for (id, nv) in &n {
+        if !o.contains_key(id) {
+            out.push(Change::new(
+                "vd_added",
+                id,
+                "",
+                vd_desc(nv),
+                format!("virtual disk {id} added ({})", vd_desc(nv)),
+            ));
+        }
+    }
 }
 
 fn show(v: &str) -> &str {
@@ -279,6 +547,21 @@ fn disks(old: &[DiskInfo], new: &[DiskInfo], out: &mut Vec<Change>) {
         }
     }
     for (od, nd) in pairs {
+        if od.location != nd.location {
+            out.push(Change::new(
+                "disk_location_changed",
+                &nd.name,
+                od.location.clone(),
+                nd.location.clone(),
+                format!(
+                    "disk {} ({}) location {} → {}",
+                    nd.name,
+                    disk_id(nd),
+                    show(&od.location),
+                    show(&nd.location)
+                ),
+            ));
+        }
         if od.firmware != nd.firmware && !od.firmware.is_empty() && !nd.firmware.is_empty() {
             out.push(Change::new(
                 "disk_firmware_changed",
@@ -732,5 +1015,139 @@ mod tests {
             assert_eq!(kinds(&diff(&old, &new)), ["kernel_changed"]);
             old = new;
         }
+    }
+
+    fn raid_server() -> Inventory {
+        let mut inv = server();
+        inv.bmc = Some(BmcInfo {
+            vendor: "Dell Inc.".into(),
+            firmware: "7.00".into(),
+            ipmi_version: "2.0".into(),
+            ip: "10.0.0.21".into(),
+        });
+        inv.power_supplies = vec![
+            PsuInfo {
+                name: "PS1".into(),
+                manufacturer: "DELL".into(),
+                model: "0PJMDN".into(),
+                serial: "CN1797226L0A31".into(),
+                capacity_watts: Some(750),
+            },
+            PsuInfo {
+                name: "PS2".into(),
+                manufacturer: "DELL".into(),
+                model: "0PJMDN".into(),
+                serial: "CN1797226L0A32".into(),
+                capacity_watts: Some(750),
+            },
+        ];
+        inv.raid_controllers = vec![RaidControllerInfo {
+            id: "c0".into(),
+            kind: "perc".into(),
+            model: "PERC H730P Mini".into(),
+            serial: "5CF03RP".into(),
+            firmware: "4.680".into(),
+            cache_backup: "bbu".into(),
+            cache_backup_model: "BBU".into(),
+            cache_bytes: Some(2 << 30),
+        }];
+        inv.virtual_disks = vec![VirtualDiskInfo {
+            id: "c0/v0".into(),
+            level: "RAID5".into(),
+            size_bytes: 3 * 4_000_787_030_016,
+            name: "data".into(),
+            members: vec!["32:0".into(), "32:1".into(), "32:2".into(), "32:3".into()],
+        }];
+        let mut behind = disk("c0/e32/s3", "Z1Z3ABCD", "");
+        behind.location = "c0 32:3".into();
+        inv.disks.push(behind);
+        inv
+    }
+
+    #[test]
+    fn bmc_psu_controller_and_virtual_disk_changes() {
+        let old = raid_server();
+        assert!(diff(&old, &old).is_empty());
+        let mut new = raid_server();
+        if let Some(b) = new.bmc.as_mut() {
+            b.firmware = "7.10".into();
+        }
+        new.power_supplies[1].serial = "CN1797226L0B99".into();
+        new.raid_controllers[0].firmware = "4.740".into();
+        new.virtual_disks[0].level = "RAID6".into();
+        new.virtual_disks.push(VirtualDiskInfo {
+            id: "c0/v1".into(),
+            level: "RAID1".into(),
+            size_bytes: 2 << 40,
+            ..VirtualDiskInfo::default()
+        });
+        if let Some(d) = new.disks.last_mut() {
+            d.location = "c0 32:5".into();
+        }
+        let c = diff(&old, &new);
+        let summaries: Vec<&str> = c.iter().map(|c| c.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            [
+                "disk c0/e32/s3 (Z1Z3ABCD) location c0 32:3 → c0 32:5",
+                "BMC firmware 7.00 → 7.10",
+                "PSU PS2 serial CN1797226L0A32 replaced by CN1797226L0B99",
+                "controller c0 firmware 4.680 → 4.740",
+                "virtual disk c0/v0 level RAID5 → RAID6",
+                "virtual disk c0/v1 added (RAID1, 2 TiB)",
+            ]
+        );
+        assert_eq!(
+            kinds(&c),
+            [
+                "disk_location_changed",
+                "bmc_firmware_changed",
+                "psu_replaced",
+                "controller_firmware_changed",
+                "vd_level_changed",
+                "vd_added",
+            ]
+        );
+        assert_eq!(
+            (c[2].old.as_str(), c[2].new.as_str()),
+            ("CN1797226L0A32", "CN1797226L0B99")
+        );
+    }
+
+    #[test]
+    fn a_swapped_controller_psus_and_arrays_removed_and_the_bmc_first_seen() {
+        let old = raid_server();
+        let mut new = raid_server();
+        new.raid_controllers[0].serial = "9XK2J01".into();
+        new.raid_controllers[0].firmware = "4.740".into();
+        new.power_supplies.truncate(1);
+        new.virtual_disks.clear();
+        new.virtual_disks.push(VirtualDiskInfo {
+            id: "c0/v0".into(),
+            level: "RAID5".into(),
+            size_bytes: 4 * 4_000_787_030_016,
+            name: "data".into(),
+            ..VirtualDiskInfo::default()
+        });
+        let c = diff(&old, &new);
+        let summaries: Vec<&str> = c.iter().map(|c| c.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            [
+                "PSU PS2 removed (0PJMDN serial CN1797226L0A32, 750 W)",
+                "controller c0 PERC H730P Mini serial 5CF03RP, firmware 4.680 replaced by PERC H730P Mini serial 9XK2J01, firmware 4.740",
+                "virtual disk c0/v0 size 10.9 TiB → 14.6 TiB",
+            ]
+        );
+        // An agent that starts reading its BMC, and the BMC's IP changing.
+        let mut no_bmc = raid_server();
+        no_bmc.bmc = None;
+        let c = diff(&no_bmc, &old);
+        assert_eq!(c[0].summary, "BMC added (Dell Inc., firmware 7.00, IP 10.0.0.21)");
+        let mut moved = raid_server();
+        if let Some(b) = moved.bmc.as_mut() {
+            b.ip = "10.0.0.22".into();
+        }
+        assert_eq!(diff(&old, &moved)[0].summary, "BMC IP 10.0.0.21 → 10.0.0.22");
     }
 }

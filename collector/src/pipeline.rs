@@ -12,9 +12,10 @@
 //!    the host's `agent_clock_skew` finding opened or cleared (ingest judged
 //!    the clock and dated the report: [`crate::clock`]);
 //! 2. **assets**: a changed inventory is stored with what changed
-//!    ([`crate::assets::diff`]); disks and DIMMs whose serial left it are taken
-//!    out of service ([`crate::predict::on_parts_replaced`]); the host and its
-//!    identifiers are known to the holds ([`crate::cases::hold::mark_known`]);
+//!    ([`crate::assets::diff`]); disks, DIMMs, power supplies and RAID
+//!    controllers whose serial left it are taken out of service
+//!    ([`crate::predict::on_parts_replaced`]); the host and its identifiers
+//!    are known to the holds ([`crate::cases::hold::mark_known`]);
 //! 3. **disks**: the scan's readings and history ([`crate::disks::record_scan`]),
 //!    then every disk assessed ([`crate::predict::assess_host`]):
 //!    recommendations and the cable/backplane finding.
@@ -103,23 +104,22 @@ pub fn report(
     Ok(Some(host))
 }
 
-/// Serials of disks and DIMMs in `old` that `new` no longer has.
+/// Serials of disks, DIMMs, power supplies and RAID controllers in `old`
+/// that `new` no longer has.
 fn serials_gone<'a>(old: &'a Inventory, new: &Inventory) -> Vec<&'a str> {
-    let serials = |inv: &Inventory| -> BTreeSet<String> {
+    fn all(inv: &Inventory) -> impl Iterator<Item = &str> {
         inv.disks
             .iter()
-            .map(|d| d.serial.trim().to_string())
-            .chain(inv.memory_modules.iter().map(|m| m.serial.trim().to_string()))
+            .map(|d| d.serial.trim())
+            .chain(inv.memory_modules.iter().map(|m| m.serial.trim()))
+            .chain(inv.power_supplies.iter().map(|p| p.serial.trim()))
+            .chain(inv.raid_controllers.iter().map(|c| c.serial.trim()))
             .filter(|s| !s.is_empty())
-            .collect()
-    };
-    let now = serials(new);
-    old.disks
-        .iter()
-        .map(|d| d.serial.trim())
-        .chain(old.memory_modules.iter().map(|m| m.serial.trim()))
-        .filter(|s| !s.is_empty() && !now.contains(*s))
-        .collect()
+    }
+    let now: BTreeSet<&str> = all(new).collect();
+    let mut gone: Vec<&str> = all(old).filter(|s| !now.contains(s)).collect();
+    gone.dedup();
+    gone
 }
 
 /// Stages 5–7 for a batch of signals, in the caller's transaction.
@@ -154,4 +154,44 @@ pub fn tick(
     crate::queue::sweep(conn, contracts, satisfaction_wait_ms, now_ms)?;
     crate::predict::on_opened_since(conn, mark)?;
     crate::store::detect_write(conn, mark, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caretaker_shared::wire::{DiskInfo, PsuInfo, RaidControllerInfo};
+
+    #[test]
+    fn serials_of_psus_and_controllers_that_left_are_gone_like_disks() {
+        let psu = |name: &str, serial: &str| PsuInfo {
+            name: name.into(),
+            serial: serial.into(),
+            ..PsuInfo::default()
+        };
+        let ctl = |serial: &str| RaidControllerInfo {
+            id: "c0".into(),
+            serial: serial.into(),
+            ..RaidControllerInfo::default()
+        };
+        let disk = |serial: &str| DiskInfo {
+            name: "c0/e252/s3".into(),
+            serial: serial.into(),
+            location: "c0 252:3".into(),
+            ..DiskInfo::default()
+        };
+        let old = Inventory {
+            power_supplies: vec![psu("PS1", "CN1797"), psu("PS2", "CN1798"), psu("PS3", " ")],
+            raid_controllers: vec![ctl("SK01")],
+            disks: vec![disk("Z1Z3ABCD")],
+            ..Inventory::default()
+        };
+        let new = Inventory {
+            power_supplies: vec![psu("PS1", "CN1797"), psu("PS2", "CN2001"), psu("PS3", "")],
+            raid_controllers: vec![ctl("SK02")],
+            disks: vec![disk("Z1Z3WXYZ")],
+            ..Inventory::default()
+        };
+        assert_eq!(serials_gone(&old, &new), ["Z1Z3ABCD", "CN1798", "SK01"]);
+        assert!(serials_gone(&old, &old).is_empty());
+    }
 }

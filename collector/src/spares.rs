@@ -9,8 +9,15 @@
 //! matches (an empty interface on the spare fits any), its capacity is at
 //! least the part's (a disk) or equal (a DIMM: mixing sizes in a bank is not a
 //! like-for-like replacement), and, when the spare lists system models, the
-//! asset's model is one of them (DIMMs, fans and power supplies are often
-//! vendor-specific).
+//! asset's model is one of them (DIMMs, fans, power supplies and RAID
+//! controllers are often vendor-specific), and, when it lists controller
+//! models, the part's controller is one of them (a controller's cache backup
+//! unit — battery, CacheVault — fits only its controller family).
+//!
+//! Replaceable parts of an asset ([`parts_of`]): its disks (those behind a
+//! RAID controller too, by their enclosure:slot; not the block device of a
+//! virtual disk, which is no part), DIMMs, power supplies, RAID controllers
+//! and their cache backup units.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -85,6 +92,12 @@ CREATE TABLE service_report_parts (
 );
 "#;
 
+/// Appended to the migrations: spare models that fit by RAID controller
+/// model (a cache backup unit).
+pub const MIGRATION_CONTROLLER_FITS: &str = r#"
+ALTER TABLE spare_models ADD COLUMN fits_controller_models TEXT NOT NULL DEFAULT '[]';
+"#;
+
 /// A part model kept as a spare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +106,8 @@ pub struct SpareModel {
     /// from a body.
     #[serde(default, skip_deserializing)]
     pub model: String,
-    /// `disk`, `dimm`, `fan`, `psu`, ...
+    /// `disk`, `dimm`, `fan`, `psu`, `bbu` (a RAID controller's cache backup
+    /// unit), `controller`, ...
     pub part_type: String,
     /// `sata`, `sas`, `nvme` for disks; `DDR4`, `DDR5` for DIMMs; empty: any.
     #[serde(default)]
@@ -103,6 +117,9 @@ pub struct SpareModel {
     /// System models (DMI product names) it fits; empty: any.
     #[serde(default)]
     pub fits_asset_models: Vec<String>,
+    /// RAID controller models it fits (a cache backup unit); empty: any.
+    #[serde(default)]
+    pub fits_controller_models: Vec<String>,
     #[serde(default)]
     pub description: String,
 }
@@ -111,7 +128,9 @@ pub struct SpareModel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartSpec {
     pub part_type: String,
-    /// Where it sits: the disk's device, the DIMM's locator, the fan's label.
+    /// Where it sits: the disk's device (or controller and enclosure:slot),
+    /// the DIMM's locator, the fan's label, the power supply's name, the
+    /// controller (`c0`) of a controller or of its cache backup unit.
     pub slot: String,
     pub model: String,
     pub serial: String,
@@ -119,6 +138,10 @@ pub struct PartSpec {
     pub capacity_bytes: Option<u64>,
     /// The asset's system model (DMI product name).
     pub asset_model: String,
+    /// The model of the RAID controller the part belongs to (a cache backup
+    /// unit); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub controller_model: String,
 }
 
 /// Whether `spare` can replace `part`.
@@ -139,11 +162,9 @@ pub fn fits(spare: &SpareModel, part: &PartSpec) -> bool {
             return false;
         }
     }
-    spare.fits_asset_models.is_empty()
-        || spare
-            .fits_asset_models
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(&part.asset_model))
+    let listed =
+        |models: &[String], have: &str| models.is_empty() || models.iter().any(|m| m.eq_ignore_ascii_case(have));
+    listed(&spare.fits_asset_models, &part.asset_model) && listed(&spare.fits_controller_models, &part.controller_model)
 }
 
 /// One name per disk bus: smartctl says `ata` and `scsi` where sysfs says
@@ -157,18 +178,33 @@ fn interface_family(s: &str) -> String {
     }
 }
 
-/// The replaceable parts an inventory lists: disks and DIMMs.
+/// The interface the agent gives the block device of a RAID virtual disk:
+/// no replaceable part (its member disks are).
+pub const RAID_VOLUME_INTERFACE: &str = "raid";
+
+/// The replaceable parts an inventory lists: disks (those behind a RAID
+/// controller by their location; not a virtual disk's block device), DIMMs,
+/// power supplies, RAID controllers and their cache backup units.
 pub fn parts_of(inv: &Inventory) -> Vec<PartSpec> {
     let asset_model = inv.dmi.product_name.clone();
-    let disks = inv.disks.iter().map(|d| PartSpec {
-        part_type: "disk".into(),
-        slot: d.name.clone(),
-        model: d.model.clone(),
-        serial: d.serial.clone(),
-        interface: d.interface.clone(),
-        capacity_bytes: (d.capacity_bytes > 0).then_some(d.capacity_bytes),
-        asset_model: asset_model.clone(),
-    });
+    let disks = inv
+        .disks
+        .iter()
+        .filter(|d| !d.interface.eq_ignore_ascii_case(RAID_VOLUME_INTERFACE))
+        .map(|d| PartSpec {
+            part_type: "disk".into(),
+            slot: if d.location.is_empty() {
+                d.name.clone()
+            } else {
+                d.location.clone()
+            },
+            model: d.model.clone(),
+            serial: d.serial.clone(),
+            interface: d.interface.clone(),
+            capacity_bytes: (d.capacity_bytes > 0).then_some(d.capacity_bytes),
+            asset_model: asset_model.clone(),
+            controller_model: String::new(),
+        });
     let dimms = inv
         .memory_modules
         .iter()
@@ -181,15 +217,56 @@ pub fn parts_of(inv: &Inventory) -> Vec<PartSpec> {
             interface: m.kind.clone(),
             capacity_bytes: Some(m.size_bytes),
             asset_model: asset_model.clone(),
+            controller_model: String::new(),
         });
-    disks.chain(dimms).collect()
+    let psus = inv.power_supplies.iter().map(|p| PartSpec {
+        part_type: "psu".into(),
+        slot: p.name.clone(),
+        model: p.model.clone(),
+        serial: p.serial.clone(),
+        interface: String::new(),
+        capacity_bytes: None,
+        asset_model: asset_model.clone(),
+        controller_model: String::new(),
+    });
+    let controllers = inv.raid_controllers.iter().map(|c| PartSpec {
+        part_type: "controller".into(),
+        slot: c.id.clone(),
+        model: c.model.clone(),
+        serial: c.serial.clone(),
+        interface: String::new(),
+        capacity_bytes: None,
+        asset_model: asset_model.clone(),
+        controller_model: String::new(),
+    });
+    let backups = inv
+        .raid_controllers
+        .iter()
+        .filter(|c| !c.cache_backup.trim().is_empty())
+        .map(|c| PartSpec {
+            part_type: "bbu".into(),
+            slot: c.id.clone(),
+            model: c.cache_backup_model.clone(),
+            serial: String::new(),
+            interface: String::new(),
+            capacity_bytes: None,
+            asset_model: asset_model.clone(),
+            controller_model: c.model.clone(),
+        });
+    disks
+        .chain(dimms)
+        .chain(psus)
+        .chain(controllers)
+        .chain(backups)
+        .collect()
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Spares(format!("stored {what} cannot be read: {e}"))
 }
 
-fn model_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SpareModel, String)> {
+/// A spare model row and its two JSON lists (asset models, controller models).
+fn model_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SpareModel, (String, String))> {
     Ok((
         SpareModel {
             model: r.get(0)?,
@@ -197,22 +274,24 @@ fn model_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SpareModel, String)> {
             interface: r.get(2)?,
             capacity_bytes: r.get::<_, Option<i64>>(3)?.and_then(|c| u64::try_from(c).ok()),
             fits_asset_models: Vec::new(),
+            fits_controller_models: Vec::new(),
             description: r.get(5)?,
         },
-        r.get(4)?,
+        (r.get(4)?, r.get(6)?),
     ))
 }
 
 /// Every spare model.
 pub fn models(conn: &Connection) -> Result<Vec<SpareModel>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT model, part_type, interface, capacity_bytes, fits_asset_models, description \
-         FROM spare_models ORDER BY model",
+        "SELECT model, part_type, interface, capacity_bytes, fits_asset_models, description, \
+         fits_controller_models FROM spare_models ORDER BY model",
     )?;
     let rows = stmt.query_map([], model_from)?.collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(mut m, fits)| {
+        .map(|(mut m, (fits, controllers))| {
             m.fits_asset_models = serde_json::from_str(&fits).map_err(|e| corrupt("spare model", e))?;
+            m.fits_controller_models = serde_json::from_str(&controllers).map_err(|e| corrupt("spare model", e))?;
             Ok(m)
         })
         .collect()
@@ -229,11 +308,13 @@ pub fn put_model(conn: &Connection, m: &SpareModel) -> Result<(), StoreError> {
         .transpose()
         .map_err(|_| StoreError::Spares(format!("capacity_bytes: larger than {}", i64::MAX)))?;
     let fits = serde_json::to_string(&m.fits_asset_models).map_err(|e| corrupt("spare model", e))?;
+    let controllers = serde_json::to_string(&m.fits_controller_models).map_err(|e| corrupt("spare model", e))?;
     conn.prepare_cached(
-        "INSERT INTO spare_models (model, part_type, interface, capacity_bytes, fits_asset_models, description) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(model) DO UPDATE SET part_type = excluded.part_type, \
-         interface = excluded.interface, capacity_bytes = excluded.capacity_bytes, \
-         fits_asset_models = excluded.fits_asset_models, description = excluded.description",
+        "INSERT INTO spare_models (model, part_type, interface, capacity_bytes, fits_asset_models, description, \
+         fits_controller_models) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(model) DO UPDATE SET \
+         part_type = excluded.part_type, interface = excluded.interface, capacity_bytes = excluded.capacity_bytes, \
+         fits_asset_models = excluded.fits_asset_models, description = excluded.description, \
+         fits_controller_models = excluded.fits_controller_models",
     )?
     .execute(params![
         m.model,
@@ -241,7 +322,8 @@ pub fn put_model(conn: &Connection, m: &SpareModel) -> Result<(), StoreError> {
         m.interface,
         capacity,
         fits,
-        m.description
+        m.description,
+        controllers
     ])?;
     Ok(())
 }
@@ -452,6 +534,17 @@ pub fn reserve_for_recommendation(
     let (labels, doc) = found.unwrap_or_default();
     let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap_or_default();
     let inv: Option<Inventory> = doc.as_deref().and_then(|d| serde_json::from_str(d).ok());
+    // A cache backup unit fits by its controller's model: the record names
+    // the controller (its slot), the inventory says what model it is.
+    let controller_model = match (&inv, rec.part_type.as_str()) {
+        (Some(inv), "bbu") => inv
+            .raid_controllers
+            .iter()
+            .find(|c| c.id == rec.part.slot)
+            .map(|c| c.model.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let part = PartSpec {
         part_type: rec.part_type.clone(),
         slot: rec.part.slot.clone(),
@@ -460,6 +553,7 @@ pub fn reserve_for_recommendation(
         interface: rec.part.interface.clone(),
         capacity_bytes: rec.part.capacity_bytes,
         asset_model: inv.map(|i| i.dmi.product_name).unwrap_or_default(),
+        controller_model,
     };
     let site = labels.get("site").map_or("", String::as_str);
     reserve(conn, &part, &rec.host, site, Some(rec.id), now_ms)
@@ -877,6 +971,7 @@ mod tests {
             interface: interface.into(),
             capacity_bytes: Some(capacity),
             fits_asset_models: fits.iter().map(|s| s.to_string()).collect(),
+            fits_controller_models: Vec::new(),
             description: String::new(),
         }
     }
@@ -890,6 +985,7 @@ mod tests {
             interface: interface.into(),
             capacity_bytes: Some(capacity),
             asset_model: "PowerEdge R740".into(),
+            controller_model: String::new(),
         }
     }
 
@@ -930,6 +1026,7 @@ mod tests {
             interface: "DDR4".into(),
             capacity_bytes: Some(size),
             asset_model: "PowerEdge R740".into(),
+            controller_model: String::new(),
         };
         let ddr4_32 = model("M393A4K40DB3", "dimm", "DDR4", 32 * GIB, &["PowerEdge R740"]);
         assert!(fits(&ddr4_32, &dimm(32 * GIB)));
@@ -1115,6 +1212,131 @@ mod tests {
         // Stocked: full coverage.
         set_stock(&c, "PM9A3", "hq", 1, 1, 0).unwrap();
         assert_eq!(coverage(&c, Some("acme")).unwrap().ratio, 1.0);
+    }
+
+    /// A PowerEdge with a PERC and its battery, a virtual disk's block
+    /// device, a SAS disk behind the controller and two power supplies.
+    fn raid_server() -> Inventory {
+        Inventory {
+            hostname: "srv1".into(),
+            dmi: DmiInfo {
+                product_name: "PowerEdge R730".into(),
+                ..DmiInfo::default()
+            },
+            disks: vec![
+                DiskInfo {
+                    name: "sda".into(),
+                    model: "PERC H730P Mini".into(),
+                    capacity_bytes: 12 * TB,
+                    interface: "raid".into(),
+                    ..DiskInfo::default()
+                },
+                DiskInfo {
+                    name: "c0/e252/s3".into(),
+                    location: "c0 252:3".into(),
+                    model: "ST4000NM0023".into(),
+                    serial: "Z1Z3ABCD".into(),
+                    capacity_bytes: 4 * TB,
+                    interface: "sas".into(),
+                    ..DiskInfo::default()
+                },
+            ],
+            power_supplies: ["CN01", "CN02"]
+                .iter()
+                .enumerate()
+                .map(|(i, serial)| caretaker_shared::wire::PsuInfo {
+                    name: format!("PS{}", i + 1),
+                    model: "0PJMDN".into(),
+                    serial: serial.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            raid_controllers: vec![caretaker_shared::wire::RaidControllerInfo {
+                id: "c0".into(),
+                model: "PERC H730P Mini".into(),
+                serial: "5CF03RP".into(),
+                cache_backup: "bbu".into(),
+                cache_backup_model: "70K80".into(),
+                ..Default::default()
+            }],
+            ..Inventory::default()
+        }
+    }
+
+    #[test]
+    fn raid_servers_list_psus_controllers_and_cache_backups_and_not_their_volumes() {
+        let parts = parts_of(&raid_server());
+        let got: Vec<(&str, &str, &str, &str)> = parts
+            .iter()
+            .map(|p| {
+                (
+                    p.part_type.as_str(),
+                    p.slot.as_str(),
+                    p.model.as_str(),
+                    p.controller_model.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("disk", "c0 252:3", "ST4000NM0023", ""),
+                ("psu", "PS1", "0PJMDN", ""),
+                ("psu", "PS2", "0PJMDN", ""),
+                ("controller", "c0", "PERC H730P Mini", ""),
+                ("bbu", "c0", "70K80", "PERC H730P Mini"),
+            ]
+        );
+        assert!(parts.iter().all(|p| p.asset_model == "PowerEdge R730"));
+        // A controller without a cache backup has no such part.
+        let mut bare = raid_server();
+        bare.raid_controllers[0].cache_backup.clear();
+        assert!(!parts_of(&bare).iter().any(|p| p.part_type == "bbu"));
+    }
+
+    #[test]
+    fn cache_backups_fit_by_controller_model_and_psus_by_system_model() {
+        let parts = parts_of(&raid_server());
+        let part = |t: &str| parts.iter().find(|p| p.part_type == t).unwrap();
+        let mut bbu = model("70K80", "bbu", "", 0, &[]);
+        bbu.capacity_bytes = None;
+        assert!(fits(&bbu, part("bbu")), "no list: fits any controller");
+        bbu.fits_controller_models = vec!["perc h730p mini".into(), "PERC H730 Mini".into()];
+        assert!(fits(&bbu, part("bbu")), "listed, case ignored");
+        bbu.fits_controller_models = vec!["PERC H740P Mini".into()];
+        assert!(!fits(&bbu, part("bbu")), "another controller family");
+        assert!(!fits(&bbu, part("controller")), "another part type");
+        let mut psu = model("0PJMDN", "psu", "", 0, &["PowerEdge R730", "PowerEdge R630"]);
+        psu.capacity_bytes = None;
+        assert!(fits(&psu, part("psu")));
+        psu.fits_asset_models = vec!["ProLiant DL380 Gen9".into()];
+        assert!(!fits(&psu, part("psu")));
+        // The stored model keeps its controller list.
+        let c = crate::store::open_in_memory().unwrap();
+        bbu.fits_controller_models = vec!["PERC H730P Mini".into()];
+        put_model(&c, &bbu).unwrap();
+        assert_eq!(models(&c).unwrap(), [bbu]);
+    }
+
+    #[test]
+    fn coverage_counts_psus_controllers_and_cache_backups() {
+        let c = crate::store::open_in_memory().unwrap();
+        add_host(&c, "srv1", "acme", &raid_server());
+        let cov = coverage(&c, Some("acme")).unwrap();
+        assert_eq!((cov.parts, cov.covered), (5, 0));
+        let mut bbu = model("70K80", "bbu", "", 0, &[]);
+        bbu.capacity_bytes = None;
+        bbu.fits_controller_models = vec!["PERC H730P Mini".into()];
+        put_model(&c, &bbu).unwrap();
+        let mut psu = model("0PJMDN", "psu", "", 0, &["PowerEdge R730"]);
+        psu.capacity_bytes = None;
+        put_model(&c, &psu).unwrap();
+        set_stock(&c, "70K80", "hq", 1, 0, 0).unwrap();
+        set_stock(&c, "0PJMDN", "hq", 1, 0, 0).unwrap();
+        let cov = coverage(&c, Some("acme")).unwrap();
+        assert_eq!((cov.parts, cov.covered), (5, 3), "{:?}", cov.gaps);
+        let gaps: Vec<&str> = cov.gaps.iter().map(|g| g.part.part_type.as_str()).collect();
+        assert_eq!(gaps, ["disk", "controller"]);
     }
 
     #[test]

@@ -300,6 +300,10 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::sessions::MIGRATION),
         // Agent identity fixed at enrollment; tokens per customer; revocation and rotation.
         M::up(crate::identity::MIGRATION),
+        // BMC and RAID parts: recommendation part types for cache backup
+        // units and controllers; spare models that fit by controller model.
+        M::up(crate::predict::records::MIGRATION_HARDWARE_PARTS),
+        M::up(crate::spares::MIGRATION_CONTROLLER_FITS),
     ])
 }
 
@@ -1350,6 +1354,57 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn the_hardware_parts_migration_keeps_recommendations_and_spare_models() {
+        let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        let all = migrations();
+        // Every migration but the two hardware ones, then a row in each table.
+        let before = 14;
+        all.to_version(&mut conn, before).unwrap_or_else(|e| panic!("{e}"));
+        conn.execute_batch(
+            "INSERT INTO recommendations (agent_id, host, customer, part_type, part_key, reason, evidence, risk, \
+             urgency, status, created_at_ms, updated_at_ms) VALUES ('a', 'h', 'c', 'psu', 'h/psu/PS1', 'r', '{}', \
+             'high', 'within_days', 'open', 1, 1);
+             INSERT INTO spare_models (model, part_type) VALUES ('0PJMDN', 'psu');",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let refused = conn.execute(
+            "INSERT INTO recommendations (agent_id, host, customer, part_type, part_key, reason, evidence, risk, \
+             urgency, status, created_at_ms, updated_at_ms) VALUES ('a', 'h', 'c', 'bbu', 'h/bbu/c0', 'r', '{}', \
+             'high', 'within_days', 'open', 1, 1)",
+            [],
+        );
+        assert!(refused.is_err(), "the old schema knows no bbu");
+        all.to_latest(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM recommendations WHERE part_key = 'h/psu/PS1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(n, 1);
+        conn.execute(
+            "INSERT INTO recommendations (agent_id, host, customer, part_type, part_key, reason, evidence, risk, \
+             urgency, status, created_at_ms, updated_at_ms) VALUES ('a', 'h', 'c', 'bbu', 'h/bbu/c0', 'r', '{}', \
+             'high', 'within_days', 'open', 1, 1)",
+            [],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // Still one active recommendation per part.
+        assert!(
+            conn.execute(
+                "INSERT INTO recommendations (agent_id, host, customer, part_type, part_key, reason, evidence, risk, \
+                 urgency, status, created_at_ms, updated_at_ms) VALUES ('a', 'h', 'c', 'bbu', 'h/bbu/c0', 'r', '{}', \
+                 'high', 'within_days', 'open', 1, 1)",
+                [],
+            )
+            .is_err()
+        );
+        let models = crate::spares::models(&conn).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(models[0].fits_controller_models, Vec::<String>::new());
     }
 
     #[test]

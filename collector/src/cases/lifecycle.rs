@@ -294,6 +294,55 @@ pub struct Signal {
     pub evidence: serde_json::Value,
 }
 
+impl Signal {
+    /// The message of the agent event behind an `event` rule's signal
+    /// ([`crate::detect`] puts the event's kind, message and time in the
+    /// evidence); `None` for a signal about a state.
+    pub fn event_message(&self) -> Option<&str> {
+        self.evidence.get("event_at_ms")?;
+        self.evidence.get("event")?.as_str()?;
+        self.evidence.get("message")?.as_str()
+    }
+
+    /// The entry an event signal adds to its item's `events` evidence list.
+    fn event_entry(&self) -> Option<serde_json::Value> {
+        let message = self.event_message()?;
+        Some(serde_json::json!({
+            "rule": self.rule,
+            "event": self.evidence.get("event"),
+            "message": message,
+            "labels": self.evidence.get("labels"),
+            "at_ms": self.evidence.get("event_at_ms"),
+        }))
+    }
+}
+
+/// Events an item's evidence keeps (`events`), newest last: enough to name
+/// every disk of an array that failed, bounded against a chatty event log.
+pub const EVENTS_KEPT: usize = 20;
+
+/// The `events` list of an item's evidence (empty when it has none).
+fn events_of(evidence: &serde_json::Value) -> Vec<serde_json::Value> {
+    evidence
+        .get("events")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `evidence` with `events` set (when there are any and it is an object).
+fn with_events(mut evidence: serde_json::Value, mut events: Vec<serde_json::Value>) -> serde_json::Value {
+    if events.len() > EVENTS_KEPT {
+        events.drain(..events.len() - EVENTS_KEPT);
+    }
+    if let Some(obj) = evidence.as_object_mut()
+        && !events.is_empty()
+    {
+        obj.insert("events".into(), serde_json::Value::Array(events));
+    }
+    evidence
+}
+
 /// The timing knobs of the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -374,8 +423,13 @@ pub struct Item {
 }
 
 impl Item {
-    /// A fresh item opened by a firing signal.
+    /// A fresh item opened by a firing signal. One opened by an event keeps
+    /// the event in its evidence's `events` list, as later events add theirs.
     pub(crate) fn opened_by(signal: &Signal) -> Item {
+        let evidence = match signal.event_entry() {
+            Some(entry) => with_events(signal.evidence.clone(), vec![entry]),
+            None => signal.evidence.clone(),
+        };
         Item {
             id: None,
             key: signal.key.clone(),
@@ -395,7 +449,7 @@ impl Item {
             flapping: false,
             touched_by_person: false,
             status_before_recovery: None,
-            evidence: signal.evidence.clone(),
+            evidence,
             recent_changes: Vec::new(),
         }
     }
@@ -405,7 +459,8 @@ impl Item {
         self.cleared_at_ms.is_some_and(|c| c > self.last_firing_at_ms)
     }
 
-    /// When the item ended, for the reopen window.
+    /// When the item ended, for the reopen window and for telling a late
+    /// firing (dated before the end) from a new one.
     fn ended_at_ms(&self) -> i64 {
         self.resolved_at_ms.unwrap_or(self.updated_at_ms)
     }
@@ -461,8 +516,11 @@ fn on_none_active(last: Option<&Item>, signal: &Signal, policy: &Policy) -> Deci
         return Decision::Create(Item::opened_by(signal));
     };
     // A late or repeated delivery of a firing the old item already counted
-    // must not bring it back.
-    if signal.at_ms <= old.last_firing_at_ms {
+    // must not bring it back; nor may anything dated at or before the item
+    // ended: an old entry of the BMC's event log read again, a report the
+    // agent spooled while the collector was away. The item was ended in the
+    // knowledge of that time; only what happens after can reopen it.
+    if signal.at_ms <= old.last_firing_at_ms || signal.at_ms <= old.ended_at_ms() {
         return Decision::Nothing;
     }
     let within =
@@ -492,7 +550,51 @@ fn on_none_active(last: Option<&Item>, signal: &Signal, policy: &Policy) -> Deci
     }
 }
 
+/// An event landing on an active item: one more occurrence, its entry added
+/// to the evidence's `events` list (the store logs its message), and nothing
+/// else about the item changes: not its title, rule or evidence of state (the
+/// state rule it shares a check with owns those). An event dated after the
+/// signal cleared means the fault is back: a recovered case returns to work.
+/// The same event delivered twice (same time, same message) changes nothing.
+fn on_active_event(item: &Item, signal: &Signal, entry: serde_json::Value, policy: &Policy) -> Decision {
+    if !signal.firing {
+        // An event never clears (the store may turn a retired part's firing
+        // into a clear): nothing to do.
+        return Decision::Nothing;
+    }
+    let mut events = events_of(&item.evidence);
+    let same = |e: &serde_json::Value| e.get("at_ms") == entry.get("at_ms") && e.get("message") == entry.get("message");
+    if events.iter().any(same) {
+        return Decision::Nothing;
+    }
+    events.push(entry);
+    let mut next = item.clone();
+    next.occurrences += 1;
+    next.evidence = with_events(item.evidence.clone(), events);
+    next.updated_at_ms = item.updated_at_ms.max(signal.at_ms);
+    // Severity re-prioritises upward only: an event says something happened,
+    // not that the state it joins became milder.
+    next.severity = item.severity.max(signal.severity);
+    let mut transition = None;
+    if signal.at_ms > item.last_firing_at_ms {
+        next.last_firing_at_ms = signal.at_ms;
+        if item.signal_clear() && item.cleared_at_ms.is_some_and(|c| signal.at_ms > c) {
+            next.record_change(signal.at_ms, policy);
+            if item.status == Status::Recovered {
+                let back = item.status_before_recovery.unwrap_or(Status::initial(item.kind));
+                next.status = back;
+                next.status_before_recovery = None;
+                transition = Some((Status::Recovered, back));
+            }
+        }
+    }
+    Decision::Update { item: next, transition }
+}
+
 fn on_active(item: &Item, signal: &Signal, policy: &Policy) -> Decision {
+    if let Some(entry) = signal.event_entry() {
+        return on_active_event(item, signal, entry, policy);
+    }
     // Same or older than what the item has already seen: a duplicate or a
     // late retry, which must change nothing.
     if signal.at_ms <= item.last_firing_at_ms {
@@ -503,7 +605,9 @@ fn on_active(item: &Item, signal: &Signal, policy: &Policy) -> Decision {
         next.occurrences += 1;
         next.last_firing_at_ms = signal.at_ms;
         next.updated_at_ms = signal.at_ms;
-        next.evidence = signal.evidence.clone();
+        // The newest evidence of state, keeping the events the item gathered
+        // (a failed disk's event on its array's case names the disk).
+        next.evidence = with_events(signal.evidence.clone(), events_of(&item.evidence));
         // Severity re-prioritises only; it never closes or reopens.
         next.severity = signal.severity;
         next.rule = signal.rule.clone();
@@ -1080,6 +1184,130 @@ mod tests {
             apply(None, Some(&old), &fire(HOUR_MS + 1), &p),
             Decision::CreateRecurrence(i) if i.recurrence_of == old.id
         ));
+    }
+
+    #[test]
+    fn firing_dated_at_or_before_the_end_never_reopens_nor_recurs() {
+        // An old BMC event log entry read again, or a report the agent
+        // spooled while the collector was away: the fault it describes
+        // happened before the item was resolved (or closed), in the
+        // knowledge of which it was ended.
+        for window in [Policy::default().reopen_window_ms, 0] {
+            let p = Policy {
+                reopen_window_ms: window,
+                ..Policy::default()
+            };
+            let old = resolved_at(HOUR_MS);
+            assert_eq!(apply(None, Some(&old), &fire(HOUR_MS / 2), &p), Decision::Nothing);
+            assert_eq!(apply(None, Some(&old), &fire(HOUR_MS), &p), Decision::Nothing);
+            let (closed, _) = close(&old, 2 * HOUR_MS).unwrap();
+            // Closing keeps the resolution time: the end is when it was resolved.
+            assert_eq!(apply(None, Some(&closed), &fire(HOUR_MS), &p), Decision::Nothing);
+            // One millisecond after the end is a new firing.
+            assert!(matches!(
+                apply(None, Some(&old), &fire(HOUR_MS + 1), &p),
+                Decision::Reopen { .. } | Decision::CreateRecurrence(_)
+            ));
+            let mut event = event_sig("SEL: PS2 failure", HOUR_MS / 2);
+            event.key = key();
+            assert_eq!(apply(None, Some(&old), &event, &p), Decision::Nothing);
+        }
+    }
+
+    /// A signal from an `event` rule, as the engine makes it.
+    fn event_sig(message: &str, at_ms: i64) -> Signal {
+        Signal {
+            key: key(),
+            kind: ItemKind::Case,
+            severity: Severity::Critical,
+            rule: "raid_disk_failed_in_array".into(),
+            firing: true,
+            at_ms,
+            evidence: serde_json::json!({
+                "rule": "raid_disk_failed_in_array",
+                "event": "raid_disk_failed",
+                "message": message,
+                "labels": {"slot": "252:3"},
+                "event_at_ms": at_ms,
+                "at_ms": at_ms,
+                "summary": "disk failed",
+            }),
+        }
+    }
+
+    #[test]
+    fn event_on_an_active_item_counts_and_keeps_its_message_without_taking_it_over() {
+        let p = Policy::default();
+        let item = created(&fire(10 * MIN));
+        assert_eq!(event_sig("x", 0).event_message(), Some("x"));
+        assert_eq!(fire(0).event_message(), None);
+        // Dated before the state firing (same report): still counted.
+        let ev = event_sig(
+            "Disk 252:3 (ST4000NM0023, serial Z1Z3ABCD) of array c0/v0 is Failed",
+            9 * MIN,
+        );
+        let next = match apply(Some(&item), None, &ev, &p) {
+            Decision::Update { item: next, transition } => {
+                assert_eq!(transition, None);
+                next
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(next.occurrences, 2);
+        assert_eq!(next.rule, item.rule, "the state rule keeps the item");
+        assert_eq!(next.severity, Severity::Critical, "re-prioritised upward");
+        assert_eq!(next.last_firing_at_ms, 10 * MIN);
+        assert_eq!(next.evidence["at"], 10 * MIN, "the state evidence stays");
+        assert_eq!(next.evidence["events"][0]["labels"]["slot"], "252:3");
+        // The same event again: nothing.
+        assert_eq!(apply(Some(&next), None, &ev, &p), Decision::Nothing);
+        // A later state firing replaces the state evidence, keeps the events.
+        let later = step(&next, &fire(20 * MIN), &p);
+        assert_eq!(later.evidence["at"], 20 * MIN);
+        assert_eq!(later.evidence["events"].as_array().map(Vec::len), Some(1));
+        // An event never clears.
+        let cleared = Signal {
+            firing: false,
+            ..event_sig("y", 30 * MIN)
+        };
+        assert_eq!(apply(Some(&later), None, &cleared, &p), Decision::Nothing);
+    }
+
+    #[test]
+    fn event_after_the_clear_brings_a_recovered_case_back_and_one_before_does_not() {
+        let p = Policy::default();
+        let item = created(&fire(0));
+        let recovered = step(&item, &clear(10 * MIN), &p);
+        assert_eq!(recovered.status, Status::Recovered);
+        match apply(Some(&recovered), None, &event_sig("old", 5 * MIN), &p) {
+            Decision::Update { item, transition } => {
+                assert_eq!((item.status, transition), (Status::Recovered, None));
+                assert_eq!(item.occurrences, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        match apply(Some(&recovered), None, &event_sig("new", 20 * MIN), &p) {
+            Decision::Update { item, transition } => {
+                assert_eq!(transition, Some((Status::Recovered, Status::New)));
+                assert_eq!(item.last_firing_at_ms, 20 * MIN);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn item_opened_by_an_event_lists_it_and_bounds_the_list() {
+        let p = Policy::default();
+        let mut item = created(&event_sig("first", 0));
+        assert_eq!(item.evidence["summary"], "disk failed");
+        assert_eq!(item.evidence["events"][0]["message"], "first");
+        for i in 1..=(EVENTS_KEPT as i64 + 5) {
+            item = step(&item, &event_sig(&format!("e{i}"), i * MIN), &p);
+        }
+        let events = item.evidence["events"].as_array().unwrap();
+        assert_eq!(events.len(), EVENTS_KEPT);
+        assert_eq!(events[EVENTS_KEPT - 1]["message"], format!("e{}", EVENTS_KEPT + 5));
+        assert_eq!(item.occurrences, EVENTS_KEPT as u64 + 6);
     }
 
     /// A metric crossing its threshold every 5 minutes for 6 hours.

@@ -544,11 +544,26 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
         Decision::Nothing if !signal.firing && active.is_none() => hold::note_clear(conn, signal)?,
         _ => {}
     }
+    // An event's message goes into the item's history, so the case says
+    // what happened (which disk of the array failed, with its serial).
+    let note = |id: i64, item: &Item| match signal.event_message() {
+        Some(m) => log(
+            conn,
+            id,
+            item.updated_at_ms,
+            &actor,
+            Some(item.status),
+            item.status,
+            Some(m),
+        ),
+        None => Ok(()),
+    };
     match decision {
         Decision::Nothing => Ok(Outcome::Nothing(active_id)),
         Decision::Create(item) => {
             let id = insert_item(conn, &item)?;
             log(conn, id, signal.at_ms, &actor, None, item.status, None)?;
+            note(id, &item)?;
             hold::released_into(conn, signal.kind, &signal.key, Some(id), signal.at_ms)?;
             Ok(Outcome::Created(id))
         }
@@ -566,6 +581,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 item.status,
                 Some(&format!("recurrence of {of}")),
             )?;
+            note(id, &item)?;
             hold::released_into(conn, signal.kind, &signal.key, Some(id), signal.at_ms)?;
             Ok(Outcome::Recurrence { id, of })
         }
@@ -582,6 +598,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 item.status,
                 Some("reopened"),
             )?;
+            note(id, &item)?;
             hold::released_into(conn, signal.kind, &signal.key, Some(id), signal.at_ms)?;
             Ok(Outcome::Reopened(id))
         }
@@ -593,6 +610,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
                 log(conn, id, signal.at_ms, &actor, Some(from), to, None)?;
             }
             log_flapping(conn, id, &before, &item, signal.at_ms, &actor)?;
+            note(id, &item)?;
             Ok(Outcome::Updated(id))
         }
     }

@@ -12,7 +12,9 @@
 //! of the newest one waiting (counted as `coalesced`). What the rules need
 //! survives that: the oldest waiting reports are evaluated in order, and the
 //! newest carries every series' current value, so a fault still present is
-//! seen, and counters are cumulative, so an increase is seen in full. Only
+//! seen, and counters are cumulative, so an increase is seen in full; the
+//! events of a superseded report move over to the one that took its place
+//! (an event is not repeated by the next report). Only
 //! when every host's waiting reports together reach [`QUEUE`] is a report of
 //! a host with none waiting refused (`dropped`).
 //!
@@ -318,7 +320,12 @@ impl Backlog {
         match waiting {
             Some(q) if q.len() >= HOST_QUEUE || self.len >= QUEUE => {
                 if let Some(newest) = q.back_mut() {
-                    *newest = (report, at_ms);
+                    // Events are history, not state: the newer report does
+                    // not repeat them, so the superseded report's move over.
+                    let (old, _) = std::mem::replace(newest, (report, at_ms));
+                    let mut events = old.events;
+                    events.append(&mut newest.0.events);
+                    newest.0.events = events;
                 }
                 Pushed::Coalesced
             }
@@ -415,6 +422,32 @@ mod tests {
         assert_eq!(b.len(), HOST_QUEUE);
         let seqs: Vec<u64> = order(&mut b).into_iter().map(|(_, s)| s).collect();
         assert_eq!(seqs, [1, 2, 3, 10]);
+    }
+
+    // Events are not state: a superseded report's events are evaluated with
+    // the report that took its place, in order.
+    #[test]
+    fn a_superseded_report_passes_its_events_on() {
+        let mut b = Backlog::default();
+        let event = |n: i64| caretaker_shared::wire::Event {
+            at_ms: n,
+            kind: "raid_disk_failed".into(),
+            severity: caretaker_shared::wire::Severity::Critical,
+            message: format!("event {n}"),
+            labels: Default::default(),
+        };
+        for seq in 1..=(HOST_QUEUE as u64 + 2) {
+            let mut r = report("flood", seq);
+            r.events.push(event(seq as i64));
+            b.push(r, 0);
+        }
+        let newest = std::iter::from_fn(|| b.pop())
+            .last()
+            .map(|(r, _)| r)
+            .unwrap_or_else(|| panic!("no report"));
+        let got: Vec<i64> = newest.events.iter().map(|e| e.at_ms).collect();
+        let n = HOST_QUEUE as i64;
+        assert_eq!(got, [n, n + 1, n + 2]);
     }
 
     // The whole backlog is bounded: a new host is refused once it is full,

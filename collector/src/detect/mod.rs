@@ -55,6 +55,15 @@
 //! - `state`: value == `equals`.
 //! - `absence` on `host`: [`Engine::tick`] fires when the host's last report is
 //!   older than `after_intervals` × its interval, and clears after it reports.
+//! - `event`: each of the report's events of the rule's kind whose labels
+//!   match fires once, after the metric rules of the same report (so an
+//!   event sharing a check with a state rule lands on the item that rule has
+//!   just opened). It is dated by the event (never later than the report),
+//!   keyed by the rule's `check` (else its name) and the event label the
+//!   rule names as component (an event without that label is skipped). An
+//!   event rule never clears, keeps no state and has no gone-signal: an
+//!   event is history, not state, so what clears its item is the state rule
+//!   it shares a check with, or a person.
 //!
 //! A series that stops while its host keeps reporting (a failed unit that
 //! was restarted is no longer listed; a disk, filesystem or database was
@@ -86,7 +95,7 @@ use std::sync::Arc;
 
 use labels::{ByLabels, Key, Labels, Strings};
 
-use caretaker_shared::wire::Report;
+use caretaker_shared::wire::{Event, Report};
 use serde_json::json;
 
 use crate::cases::{IdentityKey, Signal};
@@ -388,7 +397,9 @@ impl Engine {
         for ((idx, rule), reads) in self.rules.rules.iter().enumerate().zip(&self.reads) {
             let Some((src, retention, keep_drops)) = reads else {
                 // Absence: a report is the host being present.
-                out.push(absence_signal(rule, &report.host, host, false, at_ms));
+                if matches!(rule.condition, Condition::Absence { .. }) {
+                    out.push(absence_signal(rule, &report.host, host, false, at_ms));
+                }
                 continue;
             };
             let Target::Metric(metric) = rule.target else {
@@ -530,6 +541,20 @@ impl Engine {
         host.dropped = host.dropped.saturating_add(dropped);
         // Limited from the first refusal until the host is under its bound.
         host.limited = dropped > 0 || (host.limited && host.live >= self.max_series);
+        // Event rules, after every metric rule of the report (module docs).
+        for rule in &self.rules.rules {
+            let Target::Event(kind) = &rule.target else {
+                continue;
+            };
+            for ev in report.events.iter().filter(|e| &e.kind == kind) {
+                if !rule.matches.iter().all(|(k, v)| ev.labels.get(k) == Some(v)) {
+                    continue;
+                }
+                if let Some(signal) = event_signal(rule, &report.host, &host.customer, ev, at_ms) {
+                    out.push(signal);
+                }
+            }
+        }
         out
     }
 
@@ -590,6 +615,45 @@ static NO_HISTORY: Series = Series {
     points: VecDeque::new(),
     newest_samples: 0,
 };
+
+/// The firing of an `event` rule on one event: dated by the event, never
+/// later than the report that brought it. `None` when the event lacks the
+/// label the rule names as component.
+fn event_signal(rule: &Rule, host: &str, customer: &str, ev: &Event, report_at_ms: i64) -> Option<Signal> {
+    let component = match &rule.component {
+        Some(label) => ev
+            .labels
+            .get(label)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())?
+            .to_string(),
+        None => String::new(),
+    };
+    let at_ms = ev.at_ms.min(report_at_ms);
+    Some(Signal {
+        key: IdentityKey {
+            customer: customer.to_string(),
+            asset: host.to_string(),
+            check: rule.check_name().to_string(),
+            component: component.clone(),
+        },
+        kind: rule.outcome,
+        severity: rule.severity,
+        rule: rule.name.clone(),
+        firing: true,
+        at_ms,
+        evidence: json!({
+            "rule": rule.name,
+            "event": ev.kind,
+            "message": ev.message,
+            "labels": ev.labels,
+            "event_severity": ev.severity,
+            "event_at_ms": ev.at_ms,
+            "at_ms": at_ms,
+            "summary": rule.summary.render(host, &component, &ev.message),
+        }),
+    })
+}
 
 /// The clear of a rule on a series its host stopped sending.
 fn gone_signal(rule: &Rule, host: &str, customer: &str, labels: &Key, seen_ms: i64, at_ms: i64) -> Signal {
@@ -794,7 +858,7 @@ fn evaluate(
             state.firing = value == *equals;
             (state.firing, state.firing.then(|| json!({"equals": equals})))
         }
-        Condition::Absence { .. } => (false, None),
+        Condition::Absence { .. } | Condition::Event => (false, None),
     }
 }
 

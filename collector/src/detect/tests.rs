@@ -1052,3 +1052,361 @@ fn one_host_at_its_bound_does_not_limit_another() {
     let quiet = engine.series_of("quiet").unwrap();
     assert!(!quiet.limited && quiet.dropped == 0, "{quiet:?}");
 }
+
+// --- BMC and hardware RAID ------------------------------------------------------
+
+fn event(kind: &str, at_ms: i64, message: &str, labels: &[(&str, &str)]) -> caretaker_shared::wire::Event {
+    caretaker_shared::wire::Event {
+        at_ms,
+        kind: kind.to_string(),
+        severity: caretaker_shared::wire::Severity::Critical,
+        message: message.to_string(),
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+/// The event the agent sends when a disk of array c0/v0 fails.
+fn disk_failed_event(at_ms: i64) -> caretaker_shared::wire::Event {
+    event(
+        "raid_disk_failed",
+        at_ms,
+        "Disk 252:3 (ST4000NM0023, serial Z1Z3ABCD) of array c0/v0 is Failed",
+        &[
+            ("controller", "c0"),
+            ("vd", "c0/v0"),
+            ("slot", "252:3"),
+            ("serial", "Z1Z3ABCD"),
+            ("model", "ST4000NM0023"),
+            ("interface", "sas"),
+            ("size_bytes", "4000787030016"),
+            ("state", "Failed"),
+        ],
+    )
+}
+
+fn vd(degraded: bool, rebuilding: bool) -> Vec<Sample> {
+    let l = [("controller", "c0"), ("vd", "c0/v0")];
+    vec![
+        sample("caretaker_raid_vd_degraded", &l, f64::from(u8::from(degraded))),
+        sample("caretaker_raid_vd_rebuilding", &l, f64::from(u8::from(rebuilding))),
+        sample("caretaker_raid_vd_rebuild_stalled", &l, 0.0),
+        sample("caretaker_raid_cache_write_through", &l, 0.0),
+        sample("caretaker_raid_controller_failed", &[("controller", "c0")], 0.0),
+        sample("caretaker_raid_bbu_failed", &[("controller", "c0")], 0.0),
+        sample("caretaker_raid_bbu_learning", &[("controller", "c0")], 0.0),
+    ]
+}
+
+fn opened_items(ev: &[ReplayEvent]) -> Vec<&ReplayEvent> {
+    ev.iter()
+        .filter(|e| matches!(e.event, "opened" | "reopened" | "recurrence"))
+        .collect()
+}
+
+#[test]
+fn a_degraded_array_and_its_failed_disk_event_open_one_case_that_recovers_when_optimal() {
+    // Optimal for 30 minutes; a disk fails (the array degrades and the agent
+    // announces the disk in the same report); the spare rebuilds from
+    // minute 60 to 90; optimal again after.
+    let mut s = Stream::default()
+        .host("srv1", 60, T0, 240, |i, _| match i {
+            0..30 => vd(false, false),
+            30..60 => vd(true, false),
+            60..90 => vd(true, true),
+            _ => vd(false, false),
+        })
+        .build();
+    s[30].1.events.push(disk_failed_event(T0 + 30 * MIN - 20_000));
+    let ev = run(&s);
+    let opened = opened_items(&ev);
+    let cases: Vec<_> = opened.iter().filter(|e| e.kind == "case").collect();
+    assert_eq!(cases.len(), 1, "{ev:#?}");
+    assert_eq!(cases[0].key, "acme/srv1/raid_array_degraded/c0/v0");
+    assert_eq!(cases[0].rule, "raid_array_degraded");
+    assert_eq!(cases[0].severity, "critical");
+    // The rebuild is a finding beside it, and the case recovers and resolves.
+    assert_eq!(count(&ev, "raid_rebuild_in_progress", "opened"), 1, "{ev:#?}");
+    assert_eq!(opened.len(), 2, "{ev:#?}");
+    let recovered = ev
+        .iter()
+        .find(|e| e.rule == "raid_array_degraded" && e.event == "recovered")
+        .unwrap_or_else(|| panic!("{ev:#?}"));
+    assert!(recovered.at_ms >= T0 + 90 * MIN, "{recovered:?}");
+    assert_eq!(count(&ev, "raid_array_degraded", "resolved"), 1, "{ev:#?}");
+    assert_eq!(
+        any(&ev, "raid_disk_failed_in_array"),
+        0,
+        "the event joins the array's case: {ev:#?}"
+    );
+}
+
+#[test]
+fn a_failed_disk_event_before_its_array_state_opens_the_array_case_once() {
+    // The event alone opens the array's case (titled by the event rule);
+    // the array's state then lands on the same case.
+    let mut s = Stream::default()
+        .host("srv1", 60, T0, 60, |i, _| vd((10..40).contains(&i), false))
+        .build();
+    s[9].1.events.push(disk_failed_event(T0 + 9 * MIN));
+    let ev = run(&s);
+    let opened = opened_items(&ev);
+    assert_eq!(opened.len(), 1, "{ev:#?}");
+    assert_eq!(opened[0].key, "acme/srv1/raid_array_degraded/c0/v0");
+    assert_eq!(opened[0].rule, "raid_disk_failed_in_array");
+    assert_eq!(count(&ev, "raid_array_degraded", "recovered"), 1, "{ev:#?}");
+}
+
+#[test]
+fn a_battery_learn_cycle_is_only_an_info_finding() {
+    let s = Stream::default()
+        .host("srv1", 60, T0, 120, |i, _| {
+            let mut v = vd(false, false);
+            v.push(sample("caretaker_raid_bbu_present", &[("controller", "c0")], 1.0));
+            if (30..90).contains(&i) {
+                v.retain(|x| x.metric != "caretaker_raid_bbu_learning");
+                v.push(sample("caretaker_raid_bbu_learning", &[("controller", "c0")], 1.0));
+            }
+            v
+        })
+        .build();
+    let ev = run(&s);
+    let opened = opened_items(&ev);
+    assert_eq!(opened.len(), 1, "{ev:#?}");
+    assert_eq!(
+        (
+            opened[0].rule.as_str(),
+            opened[0].kind.as_str(),
+            opened[0].severity.as_str()
+        ),
+        ("raid_bbu_learning", "finding", "info")
+    );
+}
+
+#[test]
+fn raid_state_and_counter_rules() {
+    state_rule(
+        "raid_controller_failed",
+        "caretaker_raid_controller_failed",
+        &[("controller", "c0")],
+        1.0,
+        0.0,
+    );
+    state_rule(
+        "raid_bbu_failed",
+        "caretaker_raid_bbu_failed",
+        &[("controller", "c0")],
+        1.0,
+        0.0,
+    );
+    state_rule(
+        "raid_cache_write_through",
+        "caretaker_raid_cache_write_through",
+        &[("controller", "c0"), ("vd", "c0/v0")],
+        1.0,
+        0.0,
+    );
+    state_rule(
+        "raid_rebuild_stalled",
+        "caretaker_raid_vd_rebuild_stalled",
+        &[("controller", "c0"), ("vd", "c0/v0")],
+        1.0,
+        0.0,
+    );
+    let pd = [("controller", "c0"), ("slot", "252:4"), ("serial", "Z1Z3EFGH")];
+    state_rule("raid_disk_smart_alert", "caretaker_raid_pd_smart_alert", &pd, 1.0, 0.0);
+    let spare = [
+        ("controller", "c0"),
+        ("slot", "252:5"),
+        ("serial", "Z1Z3IJKL"),
+        ("in_array", "no"),
+    ];
+    state_rule("raid_disk_failed", "caretaker_raid_pd_failed", &spare, 1.0, 0.0);
+    // A disk of an array is the array's case, not its own.
+    let member = [
+        ("controller", "c0"),
+        ("slot", "252:3"),
+        ("serial", "Z1Z3ABCD"),
+        ("in_array", "yes"),
+    ];
+    let ev = run(&state_stream("caretaker_raid_pd_failed", &member, 1.0, 0.0, 60..80));
+    assert_eq!(any(&ev, "raid_disk_failed"), 0, "{ev:#?}");
+    // Cumulative counters: a rise opens, a high constant count never does.
+    increase_rule("raid_disk_media_errors_grew", "caretaker_raid_pd_media_errors", &pd);
+    increase_rule(
+        "raid_disk_predictive_failures_grew",
+        "caretaker_raid_pd_predictive_failures",
+        &pd,
+    );
+    increase_rule("raid_disk_other_errors_grew", "caretaker_raid_pd_other_errors", &pd);
+    let quiet = run(&counter_stream("caretaker_raid_pd_media_errors", &pd, |_| 4711.0));
+    assert_eq!(any(&quiet, "raid_disk_media_errors_grew"), 0, "{quiet:#?}");
+}
+
+fn psu(state: f64) -> Vec<Sample> {
+    vec![
+        sample(
+            "caretaker_ipmi_sensor_state",
+            &[("sensor", "PS2 Status"), ("type", "power_supply")],
+            state,
+        ),
+        sample(
+            "caretaker_ipmi_sensor_state",
+            &[("sensor", "Inlet Temp"), ("type", "temperature")],
+            0.0,
+        ),
+    ]
+}
+
+fn sel_psu_failure(at_ms: i64, record: &str) -> caretaker_shared::wire::Event {
+    event(
+        "ipmi_sel",
+        at_ms,
+        "Power Supply PS2 Status: Failure detected",
+        &[
+            ("sensor", "PS2 Status"),
+            ("type", "power_supply"),
+            ("class", "psu_failure"),
+            ("record", record),
+            ("event", "Failure detected"),
+        ],
+    )
+}
+
+#[test]
+fn an_old_sel_entry_does_not_reopen_the_resolved_psu_case_and_a_new_one_does() {
+    // The PSU sensor is critical from minute 10 to 30; the case recovers and
+    // resolves. At minute 150 the SEL entry of the failure (minute 12) is
+    // read again: nothing. At minute 200 a new failure is logged: reopened.
+    let mut s = Stream::default()
+        .host("srv1", 60, T0, 240, |i, _| {
+            psu(if (10..30).contains(&i) { 2.0 } else { 0.0 })
+        })
+        .build();
+    s[12].1.events.push(sel_psu_failure(T0 + 12 * MIN - 5_000, "17"));
+    s[150].1.events.push(sel_psu_failure(T0 + 12 * MIN - 5_000, "17"));
+    let ev = run(&s);
+    assert_eq!(count(&ev, "ipmi_psu_critical", "opened"), 1, "{ev:#?}");
+    let resolved = ev
+        .iter()
+        .find(|e| e.rule == "ipmi_psu_critical" && e.event == "resolved")
+        .unwrap_or_else(|| panic!("{ev:#?}"));
+    assert!(resolved.at_ms < T0 + 150 * MIN, "{resolved:?}");
+    assert_eq!(opened_items(&ev).len(), 1, "{ev:#?}");
+    assert_eq!(any(&ev, "ipmi_sel_psu_failure"), 0, "{ev:#?}");
+
+    s[200].1.events.push(sel_psu_failure(T0 + 200 * MIN - 5_000, "18"));
+    let ev = run(&s);
+    let again: Vec<_> = opened_items(&ev).into_iter().skip(1).collect();
+    assert_eq!(again.len(), 1, "{ev:#?}");
+    assert_eq!(again[0].event, "reopened");
+    assert_eq!(again[0].key, "acme/srv1/ipmi_psu_critical/PS2 Status");
+    assert_eq!(again[0].rule, "ipmi_sel_psu_failure");
+}
+
+#[test]
+fn sel_entries_without_a_live_sensor_open_their_own_items_and_noise_opens_none() {
+    let mut s = Stream::default().host("srv1", 60, T0, 30, |_, _| psu(0.0)).build();
+    s[5].1.events.push(event(
+        "ipmi_sel",
+        T0 + 5 * MIN,
+        "Memory DIMM_B1: Uncorrectable ECC",
+        &[
+            ("sensor", "DIMM_B1"),
+            ("type", "memory"),
+            ("class", "uncorrectable_ecc"),
+        ],
+    ));
+    s[6].1.events.push(event(
+        "ipmi_sel",
+        T0 + 6 * MIN,
+        "Memory DIMM_A2: Correctable ECC logging limit reached",
+        &[
+            ("sensor", "DIMM_A2"),
+            ("type", "memory"),
+            ("class", "correctable_ecc_limit"),
+        ],
+    ));
+    s[7].1.events.push(event(
+        "ipmi_sel",
+        T0 + 7 * MIN,
+        "Physical Security Intrusion: General Chassis intrusion",
+        &[
+            ("sensor", "Intrusion"),
+            ("type", "physical_security"),
+            ("class", "intrusion"),
+        ],
+    ));
+    // Entries of no class a rule reads: nothing.
+    s[8].1.events.push(event(
+        "ipmi_sel",
+        T0 + 8 * MIN,
+        "Memory DIMM_A2: Correctable ECC",
+        &[("sensor", "DIMM_A2"), ("type", "memory"), ("class", "correctable_ecc")],
+    ));
+    s[9].1.events.push(event(
+        "ipmi_sel",
+        T0 + 9 * MIN,
+        "OEM record",
+        &[("sensor", "OEM"), ("type", "other"), ("class", "other")],
+    ));
+    // An event dated after its report (an agent clock ahead) is dated by the report.
+    s[10].1.events.push(event(
+        "ipmi_sel",
+        T0 + 500 * MIN,
+        "Fan FAN3: Lower Critical going low",
+        &[("sensor", "FAN3"), ("type", "fan"), ("class", "fan_failure")],
+    ));
+    let ev = run(&s);
+    let opened = opened_items(&ev);
+    let got: Vec<(&str, &str, &str)> = opened
+        .iter()
+        .map(|e| (e.rule.as_str(), e.kind.as_str(), e.key.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "ipmi_sel_uncorrectable_ecc",
+                "case",
+                "acme/srv1/ipmi_sel_uncorrectable_ecc/DIMM_B1"
+            ),
+            (
+                "ipmi_sel_correctable_ecc_limit",
+                "case",
+                "acme/srv1/ipmi_sel_correctable_ecc_limit/DIMM_A2"
+            ),
+            (
+                "ipmi_sel_intrusion",
+                "finding",
+                "acme/srv1/ipmi_sel_intrusion/Intrusion"
+            ),
+            ("ipmi_sel_fan_failure", "case", "acme/srv1/ipmi_fan_critical/FAN3"),
+        ],
+        "{ev:#?}"
+    );
+    assert_eq!(opened[3].at_ms, T0 + 10 * MIN);
+    // Events never clear: the items stay open while the host keeps reporting.
+    assert!(!ev.iter().any(|e| e.event == "recovered"), "{ev:#?}");
+}
+
+#[test]
+fn ipmi_sensor_rules() {
+    let l = [("sensor", "CPU1 Temp"), ("type", "temperature")];
+    state_rule("ipmi_temperature_critical", "caretaker_ipmi_sensor_state", &l, 2.0, 0.0);
+    state_rule("ipmi_sensor_warning", "caretaker_ipmi_sensor_state", &l, 1.0, 0.0);
+    let fan = [("sensor", "FAN1"), ("type", "fan")];
+    state_rule("ipmi_fan_critical", "caretaker_ipmi_sensor_state", &fan, 2.0, 0.0);
+    let volt = [("sensor", "12V"), ("type", "voltage")];
+    state_rule("ipmi_voltage_critical", "caretaker_ipmi_sensor_state", &volt, 2.0, 0.0);
+    state_rule(
+        "ipmi_chassis_fault",
+        "caretaker_ipmi_chassis_fault",
+        &[("fault", "cooling_fault")],
+        1.0,
+        0.0,
+    );
+    state_rule("ipmi_sel_almost_full", "caretaker_ipmi_sel_used_ratio", &[], 0.95, 0.4);
+    // A critical fan is not a temperature case.
+    let ev = run(&state_stream("caretaker_ipmi_sensor_state", &fan, 2.0, 0.0, 60..80));
+    assert_eq!(any(&ev, "ipmi_temperature_critical"), 0);
+}

@@ -542,6 +542,7 @@ mod tests {
             interface: "sata".into(),
             capacity_bytes: Some(4_000_000_000_000),
             fits_asset_models: vec!["R740".into()],
+            fits_controller_models: vec!["PERC H730P Mini".into()],
             description: "4 TB".into(),
         };
         keys_in_schema(

@@ -45,6 +45,44 @@ CREATE UNIQUE INDEX recommendations_one_active ON recommendations(part_key)
 CREATE INDEX recommendations_status ON recommendations(status, id);
 "#;
 
+/// Appended to the migrations: the part types of the BMC and RAID
+/// controllers (a controller's cache backup unit, the controller itself).
+/// SQLite cannot change a CHECK constraint in place, so the table is
+/// rebuilt with the rows and indexes it had.
+pub const MIGRATION_HARDWARE_PARTS: &str = r#"
+CREATE TABLE recommendations_new (
+    id INTEGER PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    part_type TEXT NOT NULL CHECK (part_type IN ('disk', 'dimm', 'fan', 'psu', 'bbu', 'controller')),
+    part_model TEXT NOT NULL DEFAULT '',
+    part_serial TEXT NOT NULL DEFAULT '',
+    part_slot TEXT NOT NULL DEFAULT '',
+    part_interface TEXT NOT NULL DEFAULT '',
+    part_capacity_bytes INTEGER,
+    part_key TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    risk TEXT NOT NULL,
+    urgency TEXT NOT NULL CHECK (urgency IN ('replace_now', 'within_days', 'watch')),
+    due_at_ms INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('open', 'accepted', 'reserved', 'done', 'dismissed')),
+    dismissed_reason TEXT,
+    item_id INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+INSERT INTO recommendations_new SELECT id, agent_id, host, customer, part_type, part_model, part_serial, part_slot,
+    part_interface, part_capacity_bytes, part_key, reason, evidence, risk, urgency, due_at_ms, status,
+    dismissed_reason, item_id, created_at_ms, updated_at_ms FROM recommendations;
+DROP TABLE recommendations;
+ALTER TABLE recommendations_new RENAME TO recommendations;
+CREATE UNIQUE INDEX recommendations_one_active ON recommendations(part_key)
+    WHERE status IN ('open', 'accepted', 'reserved');
+CREATE INDEX recommendations_status ON recommendations(status, id);
+"#;
+
 /// The stored urgencies, in the order /metrics lists them.
 pub const URGENCIES: &[&str] = &["replace_now", "within_days", "watch"];
 
@@ -57,15 +95,30 @@ pub enum PartType {
     Dimm,
     Fan,
     Psu,
+    /// A RAID controller's cache backup unit (battery, CacheVault, capacitor).
+    Bbu,
+    /// A RAID controller.
+    Controller,
 }
 
 impl PartType {
+    pub const ALL: [PartType; 6] = [
+        PartType::Disk,
+        PartType::Dimm,
+        PartType::Fan,
+        PartType::Psu,
+        PartType::Bbu,
+        PartType::Controller,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PartType::Disk => "disk",
             PartType::Dimm => "dimm",
             PartType::Fan => "fan",
             PartType::Psu => "psu",
+            PartType::Bbu => "bbu",
+            PartType::Controller => "controller",
         }
     }
 
@@ -75,6 +128,8 @@ impl PartType {
             "dimm" => PartType::Dimm,
             "fan" => PartType::Fan,
             "psu" => PartType::Psu,
+            "bbu" => PartType::Bbu,
+            "controller" => PartType::Controller,
             _ => return None,
         })
     }
@@ -191,7 +246,9 @@ pub fn transition(from: RecStatus, action: &RecAction) -> Result<RecStatus, Tran
 pub struct Part {
     pub model: String,
     pub serial: String,
-    /// The disk's device, the DIMM's or fan's label.
+    /// The disk's device (or its controller and enclosure:slot, `c0 252:3`),
+    /// the DIMM's or fan's label, the power supply's name, the controller
+    /// (`c0`) of a controller or of its cache backup unit.
     pub slot: String,
     /// `ata`, `nvme`, `scsi` for disks; empty otherwise.
     pub interface: String,

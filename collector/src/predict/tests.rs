@@ -566,3 +566,496 @@ fn a_swapped_disk_cannot_reopen_its_case_and_its_recommendation_is_done() {
     assert!(log.iter().all(|l| l.comment.as_deref() != Some("reopened")), "{log:#?}");
     assert_eq!(recs(&c).len(), 1, "{:?}", recs(&c));
 }
+
+// --- BMC and hardware RAID ------------------------------------------------------
+
+mod hardware {
+    use std::collections::BTreeMap;
+
+    use caretaker_shared::wire::{
+        BmcInfo, DiskInfo, DmiInfo, Event, Inventory, MemoryModule, PROTOCOL_VERSION, PsuInfo, RaidControllerInfo,
+        Report, Sample, Severity as WireSeverity, VirtualDiskInfo,
+    };
+
+    use super::*;
+    use crate::cases::Signal;
+    use crate::detect::Engine;
+
+    const GB: u64 = 1_000_000_000;
+
+    /// A PowerEdge with a PERC (battery-backed), a RAID5 of four SAS disks
+    /// behind it, two power supplies and a BMC.
+    fn inventory() -> Inventory {
+        let sas = |slot: u32, serial: &str| DiskInfo {
+            name: format!("c0/e252/s{slot}"),
+            location: format!("c0 252:{slot}"),
+            model: "ST4000NM0023".into(),
+            serial: serial.into(),
+            firmware: "GS0F".into(),
+            capacity_bytes: 4_000_787_030_016,
+            rotational: Some(true),
+            interface: "sas".into(),
+            ..DiskInfo::default()
+        };
+        let psu = |n: u32, serial: &str| PsuInfo {
+            name: format!("PS{n}"),
+            manufacturer: "DELL".into(),
+            model: "0PJMDN".into(),
+            serial: serial.into(),
+            capacity_watts: Some(750),
+        };
+        Inventory {
+            hostname: "host-a1".into(),
+            dmi: DmiInfo {
+                sys_vendor: "Dell Inc.".into(),
+                product_name: "PowerEdge R730".into(),
+                ..DmiInfo::default()
+            },
+            memory_modules: vec![MemoryModule {
+                locator: "A2".into(),
+                size_bytes: 32 << 30,
+                kind: "DDR4".into(),
+                part_number: "M393A4K40CB2".into(),
+                serial: "3A1B2C3D".into(),
+                ..MemoryModule::default()
+            }],
+            disks: vec![
+                DiskInfo {
+                    name: "sda".into(),
+                    model: "PERC H730P Mini".into(),
+                    capacity_bytes: 12 * 1000 * GB,
+                    interface: "raid".into(),
+                    ..DiskInfo::default()
+                },
+                sas(0, "Z1Z3AAAA"),
+                sas(1, "Z1Z3BBBB"),
+                sas(2, "Z1Z3CCCC"),
+                sas(3, "Z1Z3ABCD"),
+            ],
+            bmc: Some(BmcInfo {
+                vendor: "Dell Inc.".into(),
+                firmware: "2.81".into(),
+                ..BmcInfo::default()
+            }),
+            power_supplies: vec![psu(1, "CN1797226L0A31"), psu(2, "CN1797226L0A32")],
+            raid_controllers: vec![RaidControllerInfo {
+                id: "c0".into(),
+                kind: "perc".into(),
+                model: "PERC H730P Mini".into(),
+                serial: "5CF03RP".into(),
+                firmware: "25.5.9.0001".into(),
+                cache_backup: "bbu".into(),
+                cache_backup_model: "70K80".into(),
+                cache_bytes: Some(2 << 30),
+            }],
+            virtual_disks: vec![VirtualDiskInfo {
+                id: "c0/v0".into(),
+                level: "RAID5".into(),
+                size_bytes: 12 * 1000 * GB,
+                members: vec!["252:0".into(), "252:1".into(), "252:2".into(), "252:3".into()],
+                ..VirtualDiskInfo::default()
+            }],
+            content_hash: "h".into(),
+            ..Inventory::default()
+        }
+    }
+
+    /// The store of `conn(["a1"])` with the host's inventory and site.
+    fn store() -> Connection {
+        let c = conn(&["a1"]);
+        c.execute(
+            "UPDATE agents SET labels = ?1 WHERE agent_id = 'a1'",
+            params![json!({"customer": "acme", "site": "hq"}).to_string()],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO inventory (agent_id, seq, collected_at_ms, doc) VALUES ('a1', 1, 0, ?1)",
+            params![serde_json::to_string(&inventory()).unwrap()],
+        )
+        .unwrap();
+        c
+    }
+
+    fn sample(metric: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            metric: metric.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            value,
+        }
+    }
+
+    fn report(at: i64, samples: Vec<Sample>, events: Vec<Event>) -> Report {
+        Report {
+            version: PROTOCOL_VERSION,
+            agent_id: "a1".into(),
+            seq: 1,
+            collected_at_ms: at,
+            interval_secs: 60,
+            host: "host-a1".into(),
+            labels: BTreeMap::from([("customer".to_string(), "acme".to_string())]),
+            samples,
+            events,
+            inventory: None,
+            disks: None,
+        }
+    }
+
+    /// The signals of `r` through the store and the recommendation hook, as
+    /// the writer's signal job does.
+    fn apply(c: &Connection, engine: &mut Engine, r: &Report) -> Vec<(Signal, Outcome)> {
+        let mut out = Vec::new();
+        for s in engine.observe(r, r.collected_at_ms) {
+            let o = crate::cases::store::apply_signal(c, &s, &crate::cases::Policy::default()).unwrap();
+            on_signal(c, &s, o).unwrap();
+            out.push((s, o));
+        }
+        out
+    }
+
+    fn engine() -> Engine {
+        Engine::new(crate::rules::load(None).unwrap())
+    }
+
+    fn disk_failed(at_ms: i64) -> Event {
+        Event {
+            at_ms,
+            kind: "raid_disk_failed".into(),
+            severity: WireSeverity::Critical,
+            message: "Disk 252:3 (ST4000NM0023, serial Z1Z3ABCD) of array c0/v0 is Failed".into(),
+            labels: [
+                ("controller", "c0"),
+                ("vd", "c0/v0"),
+                ("slot", "252:3"),
+                ("serial", "Z1Z3ABCD"),
+                ("model", "ST4000NM0023"),
+                ("interface", "sas"),
+                ("size_bytes", "4000787030016"),
+                ("state", "Failed"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        }
+    }
+
+    fn add_spare(
+        c: &Connection,
+        model: &str,
+        part_type: &str,
+        interface: &str,
+        capacity: Option<u64>,
+        controllers: &[&str],
+    ) {
+        crate::spares::put_model(
+            c,
+            &crate::spares::SpareModel {
+                model: model.into(),
+                part_type: part_type.into(),
+                interface: interface.into(),
+                capacity_bytes: capacity,
+                fits_asset_models: Vec::new(),
+                fits_controller_models: controllers.iter().map(|s| s.to_string()).collect(),
+                description: String::new(),
+            },
+        )
+        .unwrap();
+        crate::spares::set_stock(c, model, "hq", 1, 0, 0).unwrap();
+    }
+
+    fn accept(c: &Connection, id: i64) -> Option<Value> {
+        let rec = records::act(c, id, &RecAction::Accept, T0 + 3_600_000).unwrap();
+        on_accept(c, &rec).unwrap()
+    }
+
+    #[test]
+    fn a_degraded_array_names_its_failed_disk_and_recommends_it_with_a_spare_reserved() {
+        let c = store();
+        let mut e = engine();
+        let vd = [("controller", "c0"), ("vd", "c0/v0")];
+        let out = apply(
+            &c,
+            &mut e,
+            &report(
+                T0,
+                vec![sample("caretaker_raid_vd_degraded", &vd, 1.0)],
+                vec![disk_failed(T0 - 20_000)],
+            ),
+        );
+        let cases: Vec<i64> = out
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Created(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cases.len(), 1, "{out:?}");
+        let (item, log) = crate::cases::store::get(&c, cases[0]).unwrap().unwrap();
+        assert_eq!(item.key.check, "raid_array_degraded");
+        assert_eq!(item.key.component, "c0/v0");
+        assert_eq!(item.occurrences, 2);
+        // The history names the failed disk: slot, model and serial.
+        let comment = log
+            .iter()
+            .find(|l| l.actor == "rule:raid_disk_failed_in_array")
+            .and_then(|l| l.comment.clone())
+            .unwrap_or_else(|| panic!("{log:?}"));
+        assert!(comment.contains("252:3") && comment.contains("ST4000NM0023") && comment.contains("Z1Z3ABCD"));
+        assert_eq!(item.evidence["events"][0]["labels"]["serial"], "Z1Z3ABCD");
+        // One replacement recommendation for that disk, linked to the case.
+        let list = recs(&c);
+        assert_eq!(list.len(), 1, "{list:?}");
+        let r = &list[0];
+        assert_eq!((r.part_type.as_str(), r.urgency.as_str()), ("disk", "replace_now"));
+        assert_eq!(r.part.slot, "c0 252:3");
+        assert_eq!(r.part.serial, "Z1Z3ABCD");
+        assert_eq!(r.part.model, "ST4000NM0023");
+        assert_eq!(r.part.interface, "sas");
+        assert_eq!(r.part.capacity_bytes, Some(4_000_787_030_016));
+        assert_eq!(r.item_id, Some(item.id.unwrap()));
+        // Later reports (the array still degraded, the event not repeated):
+        // the evidence keeps the event, nothing else is raised.
+        apply(
+            &c,
+            &mut e,
+            &report(
+                T0 + 60_000,
+                vec![sample("caretaker_raid_vd_degraded", &vd, 1.0)],
+                vec![],
+            ),
+        );
+        let (item, _) = crate::cases::store::get(&c, cases[0]).unwrap().unwrap();
+        assert_eq!(item.evidence["events"][0]["labels"]["slot"], "252:3");
+        assert_eq!(recs(&c).len(), 1);
+        // Accepting it reserves a compatible spare: a SAS disk at least as big.
+        add_spare(&c, "ST2000NM0023", "disk", "sas", Some(2_000_398_934_016), &[]);
+        add_spare(&c, "ST4000NM0035", "disk", "sata", Some(4_000_787_030_016), &[]);
+        add_spare(&c, "ST6000NM0034", "disk", "sas", Some(6_001_175_126_016), &[]);
+        let reserved = accept(&c, r.id).unwrap();
+        assert_eq!(reserved["model"], "ST6000NM0034");
+    }
+
+    #[test]
+    fn a_failed_battery_is_a_bbu_recommendation_that_reserves_a_unit_for_its_controller() {
+        let c = store();
+        let mut e = engine();
+        apply(
+            &c,
+            &mut e,
+            &report(
+                T0,
+                vec![sample("caretaker_raid_bbu_failed", &[("controller", "c0")], 1.0)],
+                vec![],
+            ),
+        );
+        let list = recs(&c);
+        assert_eq!(list.len(), 1, "{list:?}");
+        let r = &list[0];
+        assert_eq!((r.part_type.as_str(), r.urgency.as_str()), ("bbu", "within_days"));
+        assert_eq!((r.part.model.as_str(), r.part.slot.as_str()), ("70K80", "c0"));
+        assert!(r.reason.contains("bbu of RAID controller c0"), "{}", r.reason);
+        add_spare(&c, "BBU-H740P", "bbu", "", None, &["PERC H740P Mini"]);
+        add_spare(&c, "BBU-H730P", "bbu", "", None, &["PERC H730P Mini", "PERC H730 Mini"]);
+        assert_eq!(accept(&c, r.id).unwrap()["model"], "BBU-H730P");
+    }
+
+    #[test]
+    fn a_failed_controller_is_a_controller_recommendation() {
+        let c = store();
+        let mut e = engine();
+        apply(
+            &c,
+            &mut e,
+            &report(
+                T0,
+                vec![sample("caretaker_raid_controller_failed", &[("controller", "c0")], 1.0)],
+                vec![],
+            ),
+        );
+        let list = recs(&c);
+        assert_eq!(list.len(), 1, "{list:?}");
+        let r = &list[0];
+        assert_eq!(
+            (r.part_type.as_str(), r.urgency.as_str()),
+            ("controller", "replace_now")
+        );
+        assert_eq!(
+            (r.part.model.as_str(), r.part.serial.as_str(), r.part.slot.as_str()),
+            ("PERC H730P Mini", "5CF03RP", "c0")
+        );
+        add_spare(&c, "PERC H730P Mini", "controller", "", None, &[]);
+        assert_eq!(accept(&c, r.id).unwrap()["model"], "PERC H730P Mini");
+    }
+
+    #[test]
+    fn raid_disks_predicting_failure_are_recommended_from_the_inventory() {
+        let c = store();
+        let mut e = engine();
+        let pd = [("controller", "c0"), ("slot", "252:1"), ("serial", "Z1Z3BBBB")];
+        for (i, v) in [3.0, 3.0, 5.0].into_iter().enumerate() {
+            apply(
+                &c,
+                &mut e,
+                &report(
+                    T0 + i as i64 * 60_000,
+                    vec![sample("caretaker_raid_pd_media_errors", &pd, v)],
+                    vec![],
+                ),
+            );
+        }
+        let list = recs(&c);
+        assert_eq!(list.len(), 1, "{list:?}");
+        let r = &list[0];
+        assert_eq!((r.part_type.as_str(), r.urgency.as_str()), ("disk", "within_days"));
+        assert_eq!(
+            (
+                r.part.slot.as_str(),
+                r.part.serial.as_str(),
+                r.part.model.as_str(),
+                r.part.interface.as_str()
+            ),
+            ("c0 252:1", "Z1Z3BBBB", "ST4000NM0023", "sas")
+        );
+        assert_eq!(r.part.capacity_bytes, Some(4_000_787_030_016));
+        // The same disk's SMART alert: still one active recommendation.
+        apply(
+            &c,
+            &mut e,
+            &report(
+                T0 + 300_000,
+                vec![sample("caretaker_raid_pd_smart_alert", &pd, 1.0)],
+                vec![],
+            ),
+        );
+        assert_eq!(recs(&c).len(), 1);
+        // A missing disk is named by controller and slot: no serial to go by.
+        let missing = [
+            ("controller", "c0"),
+            ("slot", "252:7"),
+            ("serial", "c0 252:7"),
+            ("in_array", "no"),
+        ];
+        apply(
+            &c,
+            &mut e,
+            &report(
+                T0 + 360_000,
+                vec![sample("caretaker_raid_pd_failed", &missing, 1.0)],
+                vec![],
+            ),
+        );
+        let r = recs(&c).into_iter().find(|r| r.part.slot == "c0 252:7").unwrap();
+        assert_eq!((r.part.serial.as_str(), r.urgency.as_str()), ("", "replace_now"));
+    }
+
+    fn sel(at_ms: i64, sensor: &str, class: &str, message: &str) -> Event {
+        Event {
+            at_ms,
+            kind: "ipmi_sel".into(),
+            severity: WireSeverity::Critical,
+            message: message.into(),
+            labels: [
+                ("sensor", sensor),
+                ("type", "power_supply"),
+                ("class", class),
+                ("record", "42"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn a_failed_psu_is_one_recommendation_for_that_psu_from_the_sensor_or_the_event_log() {
+        let c = store();
+        let mut e = engine();
+        let state = |sensor: &str, v: f64| {
+            sample(
+                "caretaker_ipmi_sensor_state",
+                &[("sensor", sensor), ("type", "power_supply")],
+                v,
+            )
+        };
+        let out = apply(
+            &c,
+            &mut e,
+            &report(
+                T0,
+                vec![
+                    state("PS2 Status", 2.0),
+                    state("PS Redundancy", 2.0),
+                    state("PS1 Status", 0.0),
+                ],
+                vec![sel(
+                    T0 - 30_000,
+                    "PS2 Status",
+                    "psu_failure",
+                    "Power Supply PS2 Status: Failure detected",
+                )],
+            ),
+        );
+        let opened = out.iter().filter(|(_, o)| matches!(o, Outcome::Created(_))).count();
+        assert_eq!(opened, 2, "the PSU's case and the redundancy's: {out:?}");
+        let list = recs(&c);
+        assert_eq!(list.len(), 1, "the redundancy sensor names no unit: {list:?}");
+        let r = &list[0];
+        assert_eq!(r.part_type, "psu");
+        assert_eq!(
+            (r.part.slot.as_str(), r.part.model.as_str(), r.part.serial.as_str()),
+            ("PS2", "0PJMDN", "CN1797226L0A32")
+        );
+        add_spare(&c, "0PJMDN", "psu", "", None, &[]);
+        assert_eq!(accept(&c, r.id).unwrap()["model"], "0PJMDN");
+        // Input power lost is the feed, not the unit.
+        let c = store();
+        let mut e = engine();
+        apply(
+            &c,
+            &mut e,
+            &report(
+                T0,
+                vec![],
+                vec![sel(
+                    T0,
+                    "PS1 Status",
+                    "psu_failure",
+                    "Power Supply PS1 Status: Power Supply AC lost",
+                )],
+            ),
+        );
+        assert!(recs(&c).is_empty());
+    }
+
+    #[test]
+    fn the_correctable_ecc_limit_names_its_dimm() {
+        let c = store();
+        let mut e = engine();
+        let mut ev = sel(
+            T0,
+            "A2",
+            "correctable_ecc_limit",
+            "Memory A2: Correctable ECC logging limit reached",
+        );
+        ev.labels.insert("type".into(), "memory".into());
+        apply(&c, &mut e, &report(T0, vec![], vec![ev]));
+        let list = recs(&c);
+        assert_eq!(list.len(), 1, "{list:?}");
+        let r = &list[0];
+        assert_eq!(r.part_type, "dimm");
+        assert_eq!(
+            (r.part.slot.as_str(), r.part.model.as_str(), r.part.serial.as_str()),
+            ("A2", "M393A4K40CB2", "3A1B2C3D")
+        );
+    }
+
+    #[test]
+    fn psus_match_their_sensors_by_name_or_number() {
+        let inv = inventory();
+        let name = |s: &str| psu_for_sensor(&inv, s).map(|p| p.name.as_str());
+        assert_eq!(name("PS2"), Some("PS2"));
+        assert_eq!(name("PS2 Status"), Some("PS2"));
+        assert_eq!(name("Power Supply 1"), Some("PS1"));
+        assert_eq!(name("PS Redundancy"), None);
+        assert_eq!(name("PS3 Status"), None);
+    }
+}

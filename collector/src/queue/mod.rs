@@ -147,7 +147,7 @@ impl Source {
 /// `hardware`; database checks `database`; everything else `os`. Rotations
 /// and engineers name these skills.
 pub fn skill_for(check: &str) -> &'static str {
-    const HARDWARE: &[&str] = &["disk_", "nvme_", "md_", "edac_", "hwmon_"];
+    const HARDWARE: &[&str] = &["disk_", "nvme_", "md_", "edac_", "hwmon_", "raid_", "ipmi_"];
     const DATABASE: &[&str] = &["database_", "pg_", "redis_", "mysql_", "mariadb_"];
     if HARDWARE.iter().any(|p| check.starts_with(p)) {
         "hardware"

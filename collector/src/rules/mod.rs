@@ -29,6 +29,15 @@
 //! - `absence`: `after_intervals` (≥ 1); `metric = "host"` means the host
 //!   stopped reporting altogether.
 //! - `state`: `equals`.
+//! - `event`: `event` (the kind of the agent event it reads, e.g. `ipmi_sel`
+//!   or `raid_disk_failed`) instead of `metric`; `match` and `component` name
+//!   the event's labels (any label: events carry what their source knows);
+//!   `{value}` is the event's message. Optional `check`: the identity check
+//!   of another rule, so the event adds to that rule's item instead of
+//!   opening its own (a SEL power supply failure lands on the live sensor's
+//!   case, which the sensor then clears). An event rule only ever fires: an
+//!   event is something that happened, not a state that can end, so its item
+//!   is cleared by the rule it shares a check with, or by a person.
 //!
 //! Durations are `"30s"`, `"5m"`, `"2h"`, `"7d"` or combinations such as
 //! `"1h30m"`.
@@ -98,6 +107,8 @@ pub enum Target {
     Host,
     /// A catalogue metric family.
     Metric(&'static str),
+    /// Agent events of this kind (`event` rules).
+    Event(String),
 }
 
 impl Target {
@@ -106,6 +117,7 @@ impl Target {
         match self {
             Target::Host => "host",
             Target::Metric(m) => m,
+            Target::Event(e) => e,
         }
     }
 }
@@ -165,6 +177,8 @@ pub enum Condition {
     Absence { after_intervals: u32 },
     /// The value equals `equals` (state gauges: 0/1 per state label).
     State { equals: f64 },
+    /// An agent event of the target kind was reported (fires only).
+    Event,
 }
 
 impl Condition {
@@ -176,6 +190,7 @@ impl Condition {
             Condition::Forecast { .. } => "forecast",
             Condition::Absence { .. } => "absence",
             Condition::State { .. } => "state",
+            Condition::Event => "event",
         }
     }
 }
@@ -255,8 +270,12 @@ pub struct Rule {
     pub matches: BTreeMap<String, String>,
     pub outcome: ItemKind,
     pub severity: Severity,
-    /// The metric label naming the component; `None` for whole-host checks.
+    /// The metric (or event) label naming the component; `None` for
+    /// whole-host checks.
     pub component: Option<String>,
+    /// The identity check of the items it opens or adds to, when it is not
+    /// the rule's name (`event` rules sharing another rule's item).
+    pub check: Option<String>,
     pub summary: Template,
     pub description: Option<String>,
     pub condition: Condition,
@@ -269,6 +288,11 @@ impl Rule {
     /// Whether the rule comes from the embedded pack.
     pub fn is_builtin(&self) -> bool {
         self.file == Path::new(BUILTIN_FILE)
+    }
+
+    /// The identity check of its signals: `check` when given, else its name.
+    pub fn check_name(&self) -> &str {
+        self.check.as_deref().unwrap_or(&self.name)
     }
 }
 

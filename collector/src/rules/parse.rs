@@ -52,7 +52,7 @@ struct OneRule {
 struct RawRule {
     /// Unique name, `[a-z0-9_]+`.
     name: Option<Spanned<String>>,
-    /// "threshold", "increase", "forecast", "absence" or "state".
+    /// "threshold", "increase", "forecast", "absence", "state" or "event".
     kind: Option<Spanned<String>>,
     /// Catalogue metric (counters without `_total`), or "host" for absence.
     metric: Option<Spanned<String>>,
@@ -92,6 +92,10 @@ struct RawRule {
     after_intervals: Option<Spanned<i64>>,
     /// state: the value that means "in this state".
     equals: Option<Spanned<f64>>,
+    /// event: the kind of agent event the rule reads (instead of `metric`).
+    event: Option<Spanned<String>>,
+    /// event: the identity check shared with another rule.
+    check: Option<Spanned<String>>,
 }
 
 /// Maps byte offsets to 1-based line numbers.
@@ -260,11 +264,7 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
     let name = match &raw.name {
         Some(n) => {
             let v = n.get_ref();
-            if v.is_empty()
-                || !v
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
+            if !is_identifier(v) {
                 errors.push(at(base, n), Some(v), "name must match [a-z0-9_]+");
             }
             v.clone()
@@ -279,11 +279,11 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
 
     let kind = match &raw.kind {
         Some(k) => match k.get_ref().as_str() {
-            "threshold" | "increase" | "forecast" | "absence" | "state" => Some(k.get_ref().clone()),
+            "threshold" | "increase" | "forecast" | "absence" | "state" | "event" => Some(k.get_ref().clone()),
             other => {
                 e(
                     at(base, k),
-                    format!("kind must be threshold, increase, forecast, absence or state, not {other:?}"),
+                    format!("kind must be threshold, increase, forecast, absence, state or event, not {other:?}"),
                 );
                 None
             }
@@ -325,9 +325,14 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
     };
 
     // The metric: the catalogue entry's labels drive the match/component checks.
+    // An event rule reads events instead; their labels are whatever the event
+    // carries, so `match` and `component` are not checked against a list.
     let mut target = None;
     let mut labels: Option<&'static [&'static str]> = None;
+    let is_event = kind.as_deref() == Some("event");
     match &raw.metric {
+        Some(m) if is_event => e(at(base, m), "field `metric` does not belong to an event rule".into()),
+        None if is_event => {}
         Some(m) if m.get_ref() == "host" => {
             if kind.as_deref().is_some_and(|k| k != "absence") {
                 e(at(base, m), "metric \"host\" is only valid for absence rules".into());
@@ -343,6 +348,19 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
             None => e(at(base, m), unknown_metric(m.get_ref())),
         },
         None => e(header, "missing field `metric`".into()),
+    }
+    if is_event {
+        match &raw.event {
+            Some(ev) if is_identifier(ev.get_ref()) => target = Some(Target::Event(ev.get_ref().clone())),
+            Some(ev) => e(
+                at(base, ev),
+                format!(
+                    "event must be an event kind like \"ipmi_sel\" ([a-z0-9_]+), not {:?}",
+                    ev.get_ref()
+                ),
+            ),
+            None => e(header, "missing field `event`".into()),
+        }
     }
     let metric_name = raw.metric.as_ref().map(|m| m.get_ref().clone()).unwrap_or_default();
 
@@ -361,6 +379,9 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
         }
     }
     let component = raw.component.as_ref().map(|c| {
+        if is_event && c.get_ref().trim().is_empty() {
+            e(at(base, c), "component must name an event label".into());
+        }
         if let Some(ls) = labels
             && !ls.contains(&c.get_ref().as_str())
         {
@@ -400,7 +421,7 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
     let description = raw.description.as_ref().map(|d| d.get_ref().clone());
 
     // Fields that only some kinds take: report the ones present on the wrong kind.
-    let kind_fields: [(&str, Option<usize>, &[&str]); 11] = [
+    let kind_fields: [(&str, Option<usize>, &[&str]); 13] = [
         ("op", raw.op.as_ref().map(|s| at(base, s)), &["threshold"]),
         ("value", raw.value.as_ref().map(|s| at(base, s)), &["threshold"]),
         ("clear", raw.clear.as_ref().map(|s| at(base, s)), &["threshold"]),
@@ -428,6 +449,8 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
             &["absence"],
         ),
         ("equals", raw.equals.as_ref().map(|s| at(base, s)), &["state"]),
+        ("event", raw.event.as_ref().map(|s| at(base, s)), &["event"]),
+        ("check", raw.check.as_ref().map(|s| at(base, s)), &["event"]),
     ];
     // A misplaced field's value is not checked further: one error per mistake.
     let mut misplaced: Vec<&str> = Vec::new();
@@ -436,7 +459,12 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
             if let Some(o) = offset
                 && !kinds.contains(&k.as_str())
             {
-                e(o, format!("field `{field}` does not belong to a {k} rule"));
+                let article = if k.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                e(o, format!("field `{field}` does not belong to {article} {k} rule"));
                 misplaced.push(field);
             }
         }
@@ -473,6 +501,22 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
     let for_ = duration(&raw.for_, "for");
     let window = duration(&raw.window, "window");
     let within = duration(&raw.within, "within");
+
+    let check_name = raw
+        .check
+        .as_ref()
+        .filter(|_| !misplaced.contains(&"check"))
+        .and_then(|c| {
+            if is_identifier(c.get_ref()) {
+                Some(c.get_ref().clone())
+            } else {
+                e(
+                    at(base, c),
+                    format!("check must be a rule-like name ([a-z0-9_]+), not {:?}", c.get_ref()),
+                );
+                None
+            }
+        });
 
     let divide_by = raw
         .divide_by
@@ -595,6 +639,7 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
             require(raw.equals.is_some(), "equals");
             equals.map(|equals| Condition::State { equals })
         }
+        Some("event") => Some(Condition::Event),
         _ => None,
     };
 
@@ -608,12 +653,20 @@ fn check(raw: RawRule, base: usize, errors: &mut Errors<'_>) -> Option<Rule> {
         outcome: outcome?,
         severity: severity?,
         component,
+        check: check_name,
         summary: summary?,
         description,
         condition: condition?,
         file: errors.file.to_path_buf(),
         line: errors.lines.line(header),
     })
+}
+
+/// `[a-z0-9_]+`: rule names, event kinds, checks.
+fn is_identifier(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// The toml crate's messages may span lines; each error must stay on one so

@@ -31,6 +31,9 @@ fn builtin_pack_parses_and_names_only_catalogue_metrics_and_labels() {
         let labels: &[&str] = match &r.target {
             Target::Host => &[],
             Target::Metric(m) => catalogue::lookup(m).unwrap().labels,
+            // Events carry their own labels; the pack's event rules are
+            // checked against the events the agent sends elsewhere.
+            Target::Event(_) => continue,
         };
         for l in r.matches.keys().chain(r.component.iter()) {
             assert!(labels.contains(&l.as_str()), "{}: {l}", r.name);
@@ -94,7 +97,7 @@ fn unknown_field() {
     assert_eq!(
         errors(&text),
         [
-            "r.toml:20: rule b: unknown field `colour`, expected one of `name`, `kind`, `metric`, `match`, `outcome`, `severity`, `component`, `summary`, `description`, `op`, `value`, `clear`, `for`, `divide_by`, `window`, `min_increase`, `reaches`, `within`, `after_intervals`, `equals`"
+            "r.toml:20: rule b: unknown field `colour`, expected one of `name`, `kind`, `metric`, `match`, `outcome`, `severity`, `component`, `summary`, `description`, `op`, `value`, `clear`, `for`, `divide_by`, `window`, `min_increase`, `reaches`, `within`, `after_intervals`, `equals`, `event`, `check`"
         ]
     );
 }
@@ -269,7 +272,7 @@ fn reload_keeps_the_previous_set_while_a_file_is_broken() {
     assert_eq!(
         errors[0].to_string(),
         format!(
-            "{}:3: rule second: kind must be threshold, increase, forecast, absence or state, not \"sate\"",
+            "{}:3: rule second: kind must be threshold, increase, forecast, absence, state or event, not \"sate\"",
             dir.path().join("b.toml").display()
         )
     );
@@ -353,6 +356,70 @@ fn problems_come_in_line_order_including_subtables() {
             "r.toml:5: rule t: op must be >, >=, < or <=, not \"==\"",
             "r.toml:9: rule t: summary: unclosed { in \"{host\"",
             "r.toml:11: rule t: label \"cpu\" is not a label of caretaker_pg_oldest_transaction_seconds (its labels: db, kind)",
+        ]
+    );
+}
+
+/// A valid event rule (9 lines).
+fn event_rule(extra: &str) -> String {
+    format!(
+        "[[rule]]\nname = \"sel_psu\"\nkind = \"event\"\nevent = \"ipmi_sel\"\nmatch = {{ class = \"psu_failure\" }}\ncomponent = \"sensor\"\n{extra}outcome = \"case\"\nseverity = \"critical\"\nsummary = \"{{component}} on {{host}}: {{value}}\"\n"
+    )
+}
+
+#[test]
+fn event_rule_parses_with_its_check() {
+    let rules = parse_file(&event_rule("check = \"ipmi_psu_critical\"\n"), Path::new("r.toml")).unwrap();
+    let r = &rules[0];
+    assert_eq!(r.target, Target::Event("ipmi_sel".into()));
+    assert_eq!(r.condition, Condition::Event);
+    assert_eq!(r.condition.kind(), "event");
+    assert_eq!(r.matches.get("class").map(String::as_str), Some("psu_failure"));
+    // Any label may be matched or be the component: events carry their own.
+    assert_eq!(r.component.as_deref(), Some("sensor"));
+    assert_eq!(r.check.as_deref(), Some("ipmi_psu_critical"));
+    assert_eq!(r.check_name(), "ipmi_psu_critical");
+    assert_eq!(
+        r.summary
+            .render("h1", "PS2 Status", "Power Supply PS2 Status: Failure detected"),
+        "PS2 Status on h1: Power Supply PS2 Status: Failure detected"
+    );
+    let own = parse_file(&event_rule(""), Path::new("r.toml")).unwrap();
+    assert_eq!((own[0].check.as_deref(), own[0].check_name()), (None, "sel_psu"));
+}
+
+#[test]
+fn event_rule_problems_name_their_line() {
+    // An event rule reads events: a metric is a mistake, the event is required.
+    let with_metric = event_rule("metric = \"caretaker_db_up\"\n");
+    assert_eq!(
+        errors(&with_metric),
+        ["r.toml:7: rule sel_psu: field `metric` does not belong to an event rule"]
+    );
+    let no_event = event_rule("").replace("event = \"ipmi_sel\"\n", "");
+    assert_eq!(errors(&no_event), ["r.toml:1: rule sel_psu: missing field `event`"]);
+    let bad_event = event_rule("").replace("\"ipmi_sel\"", "\"IPMI SEL\"");
+    assert_eq!(
+        errors(&bad_event),
+        ["r.toml:4: rule sel_psu: event must be an event kind like \"ipmi_sel\" ([a-z0-9_]+), not \"IPMI SEL\""]
+    );
+    let bad_check = event_rule("check = \"PSU critical\"\n");
+    assert_eq!(
+        errors(&bad_check),
+        ["r.toml:7: rule sel_psu: check must be a rule-like name ([a-z0-9_]+), not \"PSU critical\""]
+    );
+    let window = event_rule("window = \"1h\"\n");
+    assert_eq!(
+        errors(&window),
+        ["r.toml:7: rule sel_psu: field `window` does not belong to an event rule"]
+    );
+    // `check` and `event` belong to event rules only.
+    let state = good("a").replace("equals = 0\n", "equals = 0\ncheck = \"other\"\nevent = \"ipmi_sel\"\n");
+    assert_eq!(
+        errors(&state),
+        [
+            "r.toml:6: rule a: field `check` does not belong to a state rule",
+            "r.toml:7: rule a: field `event` does not belong to a state rule",
         ]
     );
 }
