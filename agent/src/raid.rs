@@ -85,9 +85,9 @@ fn default_timeout_secs() -> u64 {
 impl RaidConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if !(10..=86_400).contains(&self.interval_secs) {
+        if !(1..=86_400).contains(&self.interval_secs) {
             p.push(format!(
-                "raid.interval_secs: {} is outside 10..=86400",
+                "raid.interval_secs: {} is outside 1..=86400",
                 self.interval_secs
             ));
         }
@@ -625,7 +625,7 @@ pub(crate) mod tests {
     #[test]
     fn bad_raid_settings_are_reported() {
         let cfg = RaidConfig {
-            interval_secs: 1,
+            interval_secs: 0,
             timeout_secs: 0,
             ssacli_path: PathBuf::new(),
             ..RaidConfig::default()
@@ -633,7 +633,7 @@ pub(crate) mod tests {
         assert_eq!(
             cfg.problems(),
             [
-                "raid.interval_secs: 1 is outside 10..=86400",
+                "raid.interval_secs: 0 is outside 1..=86400",
                 "raid.timeout_secs: 0 is outside 1..=600",
                 "raid.ssacli_path: must not be empty"
             ]

@@ -16,7 +16,9 @@ use crate::util::{Agent, Collector, eventually, wait_for_host};
 const HOST: &str = "e2e-host";
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hardware").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hardware")
+        .join(rel)
 }
 
 fn write_script(path: &Path, body: &str) {
@@ -39,7 +41,11 @@ fn read_fixture(rel: &str) -> String {
 /// A collector that recovers quickly: ticks every second, holds a fault two
 /// seconds before a clear counts.
 async fn collector(d: &Path) -> Collector {
-    Collector::start_with_config(d, "[detect]\ntick_secs = 1\nmin_hold_secs = 2\nquiet_period_secs = 600\n").await
+    Collector::start_with_config(
+        d,
+        "[detect]\ntick_secs = 1\nmin_hold_secs = 2\nquiet_period_secs = 600\n",
+    )
+    .await
 }
 
 /// Every case on the host, any status.
@@ -155,7 +161,10 @@ async fn a_degraded_array_is_one_case_naming_the_failed_disk_and_recovers_when_o
     // The controller, its array and its disks are in the asset archive.
     let asset = c.api(&format!("/api/v1/assets/{HOST}")).await;
     let text = asset.to_string();
-    assert!(text.contains("PRAID EP420i") && text.contains("4.680.00-8417"), "{asset}");
+    assert!(
+        text.contains("PRAID EP420i") && text.contains("4.680.00-8417"),
+        "{asset}"
+    );
     assert!(text.contains(FAILED_SERIAL) && text.contains("c0 252:1"), "{asset}");
     assert!(cases(&c).await.is_empty(), "a healthy controller opens nothing");
 
@@ -179,12 +188,16 @@ async fn a_degraded_array_is_one_case_naming_the_failed_disk_and_recovers_when_o
     .await;
     // A replacement for that disk, linked to the case; accepting it
     // reserves the compatible spare.
-    let rec = eventually("a recommendation for the failed disk", Duration::from_secs(20), || async {
-        recommendations(&c)
-            .await
-            .into_iter()
-            .find(|r| r["part"]["serial"] == FAILED_SERIAL)
-    })
+    let rec = eventually(
+        "a recommendation for the failed disk",
+        Duration::from_secs(20),
+        || async {
+            recommendations(&c)
+                .await
+                .into_iter()
+                .find(|r| r["part"]["serial"] == FAILED_SERIAL)
+        },
+    )
     .await;
     assert_eq!(rec["item_id"], id, "linked to the array's case: {rec} / {detail}");
     assert_eq!(rec["part_type"], "disk", "{rec}");
@@ -223,16 +236,22 @@ async fn a_degraded_array_is_one_case_naming_the_failed_disk_and_recovers_when_o
         (v["status"] == "recovered").then_some(())
     })
     .await;
+    // A finding is closed by people; the rebuild's shows it cleared.
     eventually("the rebuild finding cleared", Duration::from_secs(30), || async {
         findings(&c)
             .await
             .into_iter()
-            .find(|f| f["id"] == rebuild["id"] && f["status"] != "open")
+            .find(|f| f["id"] == rebuild["id"] && f["cleared_at_ms"].as_i64().is_some())
     })
     .await;
     // A few more controller reads: nothing new opens, and through the whole
     // story there was one case, for the array.
-    let runs = |dir: &Path| std::fs::read_to_string(dir.join("runs")).unwrap_or_default().lines().count();
+    let runs = |dir: &Path| {
+        std::fs::read_to_string(dir.join("runs"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     let at = runs(&fake);
     let since = Instant::now();
     while runs(&fake) < at + 6 && since.elapsed() < Duration::from_secs(30) {
@@ -303,7 +322,10 @@ fn psu_failure_entry(id: u32) -> String {
 }
 
 fn sensor_runs(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("runs")).unwrap_or_default().lines().count()
+    std::fs::read_to_string(dir.join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .count()
 }
 
 /// Waits until the stand-in `ipmi-sensors` ran `n` more times.
@@ -311,7 +333,10 @@ async fn ipmi_runs(dir: &Path, n: usize) {
     let at = sensor_runs(dir);
     let since = Instant::now();
     while sensor_runs(dir) < at + n {
-        assert!(since.elapsed() < Duration::from_secs(40), "the ipmi worker stopped running");
+        assert!(
+            since.elapsed() < Duration::from_secs(40),
+            "the ipmi worker stopped running"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -329,7 +354,10 @@ async fn a_psu_failure_is_one_case_and_one_recommendation_and_its_old_sel_entry_
     answer(&fake, "sel.csv", &old_sel);
     let mut agent = Agent::start(d, &c, 1, &config);
     wait_for_host(&c, &agent).await;
-    let psu_state = series("caretaker_ipmi_sensor_state", &format!("sensor=\"{PSU}\",type=\"power_supply\""));
+    let psu_state = series(
+        "caretaker_ipmi_sensor_state",
+        &format!("sensor=\"{PSU}\",type=\"power_supply\""),
+    );
     eventually("the PSU sensor in /metrics", Duration::from_secs(30), || async {
         (c.metric_value(&psu_state).await == Some(0.0)).then_some(())
     })
@@ -402,7 +430,10 @@ async fn a_psu_failure_is_one_case_and_one_recommendation_and_its_old_sel_entry_
     ipmi_runs(&fake, 3).await;
     agent.stop();
     let mut removed = 0;
-    for e in std::fs::read_dir(&agent.state_dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
+    for e in std::fs::read_dir(&agent.state_dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
         if e.file_name().to_string_lossy().contains("sel") {
             std::fs::remove_file(e.path()).unwrap_or_else(|e| panic!("{e}"));
             removed += 1;
@@ -426,7 +457,11 @@ async fn sensors_of_empty_slots_produce_nothing() {
     // fitted: their sensors are not readable (`ns`).
     let fake = d.join("ipmitool");
     std::fs::create_dir_all(&fake).unwrap_or_else(|e| panic!("{e}"));
-    answer(&fake, "sdr.txt", &read_fixture("ipmi/ipmitool/ibm-sdr-v1-ns-not-readable.txt"));
+    answer(
+        &fake,
+        "sdr.txt",
+        &read_fixture("ipmi/ipmitool/ibm-sdr-v1-ns-not-readable.txt"),
+    );
     let ipmitool = fake.join("ipmitool");
     write_script(
         &ipmitool,

@@ -120,7 +120,7 @@ fn token_of(engineer: &str) -> &'static str {
 }
 
 /// One API call with `token`: the status and the JSON answer.
-async fn call(c: &Collector, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(c: &Collector, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = c
         .client
         .request(method.clone(), format!("{}{path}", c.url()))
@@ -134,7 +134,7 @@ async fn call(c: &Collector, method: Method, path: &str, token: &str, body: Opti
 }
 
 /// A case action by an engineer; it must be accepted.
-async fn act(c: &Collector, id: i64, token: &str, body: Value) -> Value {
+pub(crate) async fn act(c: &Collector, id: i64, token: &str, body: Value) -> Value {
     let (status, v) = call(
         c,
         Method::POST,
@@ -194,7 +194,7 @@ fn same_disk_healthy(failing: &Value) -> Value {
     healthy
 }
 
-fn items_of<'a>(v: &'a Value, list: &str) -> Vec<&'a Value> {
+pub(crate) fn items_of<'a>(v: &'a Value, list: &str) -> Vec<&'a Value> {
     v[list].as_array().map(|a| a.iter().collect()).unwrap_or_default()
 }
 
