@@ -762,19 +762,9 @@ pub fn spawn_worker(
     state: Arc<IpmiState>,
     state_dir: &Path,
 ) -> std::io::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
     let interval = Duration::from_secs(cfg.interval_secs);
     let mut worker = Worker::new(cfg, state, state_dir);
-    let handle = std::thread::Builder::new().name("ipmi".into()).spawn(move || {
-        loop {
-            worker.run_once();
-            match rx.recv_timeout(interval) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => break,
-            }
-        }
-    })?;
-    Ok((tx, handle))
+    crate::periodic::spawn("ipmi", interval, move || worker.run_once())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod databases;
 pub mod inventory;
 pub mod ipmi;
+pub mod periodic;
 pub mod push;
 pub mod raid;
 pub mod report;

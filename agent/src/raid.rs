@@ -418,24 +418,17 @@ pub fn spawn_worker(
     cfg: RaidConfig,
     state: Arc<RaidState>,
 ) -> std::io::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let handle = std::thread::Builder::new().name("raid".into()).spawn(move || {
-        let mut stalls = StallTracker::default();
-        loop {
-            let mut s = scan(&cfg);
-            s.stalled = stalls.observe(&s.controllers, s.scanned_at_ms);
-            for e in &s.errors {
-                tracing::warn!(error = %e, "RAID controller read failed");
-            }
-            tracing::debug!(controllers = s.controllers.len(), "RAID controllers read");
-            state.publish(s);
-            match rx.recv_timeout(Duration::from_secs(cfg.interval_secs)) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => break,
-            }
+    let interval = Duration::from_secs(cfg.interval_secs);
+    let mut stalls = StallTracker::default();
+    crate::periodic::spawn("raid", interval, move || {
+        let mut s = scan(&cfg);
+        s.stalled = stalls.observe(&s.controllers, s.scanned_at_ms);
+        for e in &s.errors {
+            tracing::warn!(error = %e, "RAID controller read failed");
         }
-    })?;
-    Ok((tx, handle))
+        tracing::debug!(controllers = s.controllers.len(), "RAID controllers read");
+        state.publish(s);
+    })
 }
 
 #[cfg(test)]

@@ -296,22 +296,15 @@ pub fn spawn_worker(
     cfg: SmartConfig,
     state: Arc<SmartState>,
 ) -> std::io::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let handle = std::thread::Builder::new().name("smart".into()).spawn(move || {
-        loop {
-            let s = scan(&cfg);
-            match &s.error {
-                Some(e) => tracing::warn!(error = %e, "disk health scan failed"),
-                None => tracing::debug!(disks = s.disks.len(), "disk health scan done"),
-            }
-            state.publish(s);
-            match rx.recv_timeout(Duration::from_secs(cfg.interval_secs)) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => break,
-            }
+    let interval = Duration::from_secs(cfg.interval_secs);
+    crate::periodic::spawn("smart", interval, move || {
+        let s = scan(&cfg);
+        match &s.error {
+            Some(e) => tracing::warn!(error = %e, "disk health scan failed"),
+            None => tracing::debug!(disks = s.disks.len(), "disk health scan done"),
         }
-    })?;
-    Ok((tx, handle))
+        state.publish(s);
+    })
 }
 
 #[cfg(test)]

@@ -299,6 +299,26 @@ pub fn sample_value(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -
         .map(|s| s.value)
 }
 
+/// Asserts that `samples` make a valid report: every sample names a
+/// catalogue metric with exactly its labels (tests).
+#[cfg(test)]
+pub(crate) fn assert_on_the_wire(samples: Vec<Sample>) {
+    let report = caretaker_shared::wire::Report {
+        version: 1,
+        agent_id: "a".into(),
+        seq: 1,
+        collected_at_ms: 1,
+        interval_secs: 1,
+        host: "h".into(),
+        labels: Default::default(),
+        samples,
+        events: vec![],
+        inventory: None,
+        disks: None,
+    };
+    assert_eq!(report.validate(), Ok(()));
+}
+
 /// Runs every collector, isolating failures, and returns samples and events.
 /// `unavailable` remembers, per collector, the reason it last said it had
 /// nothing to read ([`CollectError::Unavailable`]), so that reason is logged

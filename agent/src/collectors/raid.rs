@@ -402,21 +402,7 @@ mod tests {
             sample_value(&s.0, "caretaker_raid_vd_size_bytes", &[("level", "RAID6")]),
             Some(1_918_647_790_469.0)
         );
-        // Every sample names a catalogue metric with exactly its labels.
-        let report = caretaker_shared::wire::Report {
-            version: 1,
-            agent_id: "a".into(),
-            seq: 1,
-            collected_at_ms: 1,
-            interval_secs: 1,
-            host: "h".into(),
-            labels: Default::default(),
-            samples: s.0,
-            events: vec![],
-            inventory: None,
-            disks: None,
-        };
-        assert_eq!(report.validate(), Ok(()));
+        crate::collectors::assert_on_the_wire(s.0);
     }
 
     #[test]
