@@ -130,10 +130,25 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     "(defaults)".as_ref(),
                 )?,
             };
-            let mut reporter = Reporter::new(&cfg);
+            // The BMC's and the controllers' readers keep their place (the
+            // event log's position, the failed disks already announced) in the
+            // state dir, for the running service: `once` reads with a scratch
+            // dir of its own and takes nothing from it.
+            let scratch = std::env::temp_dir().join(format!("caretaker-once-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+            let mut own = cfg.clone();
+            own.state_dir = scratch.clone();
+            let mut reporter = Reporter::new(&own);
             if reporter.smart_enabled() {
                 // One disk pass, now: `once` does not wait for the worker's interval.
                 reporter.smart_state().publish(caretaker_agent::smart::scan(&cfg.smart));
+            }
+            if reporter.ipmi_enabled() {
+                // One read of the BMC; its first read of the event log sends the last day.
+                caretaker_agent::ipmi::Worker::new(cfg.ipmi.clone(), reporter.ipmi_state(), &scratch).run_once();
+            }
+            if reporter.raid_enabled() {
+                reporter.raid_state().publish(caretaker_agent::raid::scan(&cfg.raid));
             }
             if cfg.collectors.iter().any(|c| c == "databases") && !cfg.databases.is_empty() {
                 // One poll of every database, side by side, before the report.
@@ -156,6 +171,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "unenrolled".into());
             // seq 0 marks a report that is printed, never sent.
             let report = reporter.build(&agent_id, 0, AgentStatus::default(), Vec::new());
+            if let Err(e) = std::fs::remove_dir_all(&scratch) {
+                tracing::warn!(dir = %scratch.display(), error = %e, "cannot remove the scratch dir");
+            }
             if print {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }

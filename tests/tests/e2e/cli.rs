@@ -48,6 +48,69 @@ fn agent_once_prints_a_valid_report_without_a_collector() {
 }
 
 #[test]
+fn agent_once_reads_the_controllers_and_leaves_the_services_state_alone() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hardware/raid/storcli");
+    let storcli = d.join("storcli64");
+    std::fs::write(
+        &storcli,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *eall*) cat \"{}\";;\n  *) cat \"{}\";;\nesac\n",
+            fixtures
+                .join("derived-praid-ep420i-dgrd-252-1-failed-drives.json")
+                .display(),
+            fixtures
+                .join("derived-praid-ep420i-dgrd-252-1-failed-show-all.json")
+                .display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&storcli, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+    let state = d.join("state");
+    std::fs::create_dir_all(&state).unwrap_or_else(|e| panic!("{e}"));
+    let none = d.join("not-installed");
+    let f = d.join("agent.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "collector_url = \"https://127.0.0.1:1\"\nca_file = \"/dev/null\"\nstate_dir = \"{}\"\n[raid]\nstorcli_path = \"{}\"\nperccli_path = \"{n}\"\nstorcli2_path = \"{n}\"\nperccli2_path = \"{n}\"\nssacli_path = \"{n}\"\n",
+            state.display(),
+            storcli.display(),
+            n = none.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..2 {
+        let out = Command::new(bin("caretaker-agent"))
+            .args(["once", "--print", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r = caretaker_shared::wire::decode(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let degraded = r
+            .samples
+            .iter()
+            .find(|s| s.metric == "caretaker_raid_vd_degraded")
+            .map(|s| s.value);
+        assert_eq!(degraded, Some(1.0), "the controller was read");
+        assert!(
+            r.events.iter().any(|e| e.kind == "raid_disk_failed"),
+            "each `once` tells of the failed disk: {:?}",
+            r.events
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the service's state dir was written: {left:?}");
+}
+
+#[test]
 fn agent_without_credential_or_token_says_how_to_enroll() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let f = dir.path().join("agent.toml");
