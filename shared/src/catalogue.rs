@@ -837,6 +837,22 @@ pub static CATALOGUE: &[MetricDef] = &[
         "1 when a rebuild of the virtual disk made no progress for an hour."
     ),
     m!(
+        "caretaker_raid_vd_state",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "vd", "state"],
+        "1 for the virtual disk's current state as the controller names it (optimal, degraded, partially_degraded, interim_recovery, offline, failed, rebuilding, other), 0 for the others."
+    ),
+    m!(
+        "caretaker_raid_pd_state",
+        Gauge,
+        None,
+        Agent,
+        ["controller", "slot", "serial", "state"],
+        "1 for the physical disk's current state (online, offline, failed, rebuild, unconfigured_bad, unconfigured_good, jbod, hot_spare, missing, other), 0 for the others."
+    ),
+    m!(
         "caretaker_raid_vd_size_bytes",
         Gauge,
         Bytes,

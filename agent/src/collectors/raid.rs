@@ -108,6 +108,15 @@ pub fn controller_samples(c: &Controller, stalled: &BTreeSet<String>, out: &mut 
             v.state == Some(VdState::Rebuilding) || members.iter().any(|p| p.state == Some(PdState::Rebuild));
         out.push("caretaker_raid_cache_write_through", &labels, flag(v.write_through));
         out.push("caretaker_raid_vd_degraded", &labels, flag(degraded));
+        if let Some(state) = &v.state {
+            for name in VdState::LABELS {
+                out.push(
+                    "caretaker_raid_vd_state",
+                    &[("controller", c.id.as_str()), ("vd", v.id.as_str()), ("state", name)],
+                    flag(state.label() == name),
+                );
+            }
+        }
         out.push("caretaker_raid_vd_rebuilding", &labels, flag(rebuilding));
         out.push(
             "caretaker_raid_vd_rebuild_stalled",
@@ -144,6 +153,20 @@ pub fn controller_samples(c: &Controller, stalled: &BTreeSet<String>, out: &mut 
             ],
             flag(failed),
         );
+        if let Some(state) = &p.state {
+            for name in PdState::LABELS {
+                out.push(
+                    "caretaker_raid_pd_state",
+                    &[
+                        ("controller", c.id.as_str()),
+                        ("slot", slot.as_str()),
+                        ("serial", serial.as_str()),
+                        ("state", name),
+                    ],
+                    flag(state.label() == name),
+                );
+            }
+        }
         if let Some(r) = p.rebuild_progress.filter(|_| p.state == Some(PdState::Rebuild)) {
             out.push("caretaker_raid_pd_rebuild_progress_ratio", &disk, r);
         }
@@ -308,6 +331,29 @@ mod tests {
         );
         let s = collect(&mut c);
         assert_eq!(sample_value(&s.0, "caretaker_raid_vd_degraded", &VD), Some(1.0));
+        let current = |metric: &str, labels: &[(&str, &str)]| -> Vec<String> {
+            s.0.iter()
+                .filter(|x| {
+                    x.metric == metric
+                        && x.value == 1.0
+                        && labels
+                            .iter()
+                            .all(|(k, v)| x.labels.get(*k).map(String::as_str) == Some(*v))
+                })
+                .filter_map(|x| x.labels.get("state").cloned())
+                .collect()
+        };
+        assert_eq!(
+            current("caretaker_raid_vd_state", &VD),
+            ["degraded"],
+            "one state at a time"
+        );
+        assert_eq!(
+            current("caretaker_raid_pd_state", &[("slot", "252:1")]),
+            ["failed"],
+            "the failed disk by name"
+        );
+        assert_eq!(current("caretaker_raid_pd_state", &[("slot", "252:0")]), ["online"]);
         assert_eq!(sample_value(&s.0, "caretaker_raid_vd_rebuilding", &VD), Some(0.0));
         assert_eq!(
             sample_value(

@@ -125,6 +125,32 @@ pub enum VdState {
 }
 
 impl VdState {
+    /// The `state` label values of `caretaker_raid_vd_state`, in order.
+    pub const LABELS: [&'static str; 8] = [
+        "optimal",
+        "degraded",
+        "partially_degraded",
+        "interim_recovery",
+        "offline",
+        "failed",
+        "rebuilding",
+        "other",
+    ];
+
+    /// This state's `state` label (one of [`VdState::LABELS`]).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Optimal => "optimal",
+            Self::Degraded => "degraded",
+            Self::PartiallyDegraded => "partially_degraded",
+            Self::InterimRecovery => "interim_recovery",
+            Self::Offline => "offline",
+            Self::Failed => "failed",
+            Self::Rebuilding => "rebuilding",
+            Self::Other(_) => "other",
+        }
+    }
+
     /// Not optimal in a way that loses redundancy or data.
     pub fn is_degraded(&self) -> bool {
         !matches!(self, Self::Optimal | Self::Other(_))
@@ -159,6 +185,36 @@ pub enum PdState {
 }
 
 impl PdState {
+    /// The `state` label values of `caretaker_raid_pd_state`, in order.
+    pub const LABELS: [&'static str; 10] = [
+        "online",
+        "offline",
+        "failed",
+        "rebuild",
+        "unconfigured_bad",
+        "unconfigured_good",
+        "jbod",
+        "hot_spare",
+        "missing",
+        "other",
+    ];
+
+    /// This state's `state` label (one of [`PdState::LABELS`]).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Failed => "failed",
+            Self::Rebuild => "rebuild",
+            Self::UnconfiguredBad => "unconfigured_bad",
+            Self::UnconfiguredGood => "unconfigured_good",
+            Self::Jbod => "jbod",
+            Self::HotSpare => "hot_spare",
+            Self::Missing => "missing",
+            Self::Other(_) => "other",
+        }
+    }
+
     /// The disk is out of service: failed, offline, unconfigured-bad or missing.
     pub fn is_failed(&self) -> bool {
         matches!(

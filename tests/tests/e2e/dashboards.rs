@@ -534,8 +534,25 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let collector = Collector::start(dir.path()).await;
     let script = smartctl_stand_in(&dir.path().join("smartctl"));
     let (dbs, with_databases) = database_targets();
+    // A BMC and a RAID controller (stand-ins printing captures), so the
+    // server-management panels have data too.
+    let hw = dir.path().join("hardware");
+    let ipmi = crate::hardware::fake_freeipmi(&hw.join("ipmi"));
+    crate::hardware::answer(
+        &hw.join("ipmi"),
+        "sensors.csv",
+        &crate::hardware::read_fixture(crate::hardware::SENSORS_HEALTHY),
+    );
+    crate::hardware::answer(
+        &hw.join("ipmi"),
+        "sel.csv",
+        &crate::hardware::read_fixture(crate::hardware::SEL_OLD),
+    );
+    let storcli = crate::hardware::fake_storcli(&hw.join("raid"));
+    crate::hardware::storcli_shows(&hw.join("raid"), crate::hardware::PRAID, crate::hardware::PRAID_DRIVES);
+    let raid = crate::hardware::raid_config(&storcli, &hw);
     let extra = format!(
-        "[smart]\nsmartctl_path = \"{}\"\ninterval_secs = 1\ntimeout_secs = 5\n{dbs}",
+        "[smart]\nsmartctl_path = \"{}\"\ninterval_secs = 1\ntimeout_secs = 5\n{ipmi}{raid}{dbs}",
         script.display()
     );
     let agent = Agent::start(dir.path(), &collector, 1, &extra);

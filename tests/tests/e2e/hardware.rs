@@ -28,13 +28,13 @@ fn write_script(path: &Path, body: &str) {
 }
 
 /// Replaces what a stand-in prints (`name` in `dir`) with `text`, atomically.
-fn answer(dir: &Path, name: &str, text: &str) {
+pub(crate) fn answer(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("{e}"));
     std::fs::rename(&tmp, dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
 }
 
-fn read_fixture(rel: &str) -> String {
+pub(crate) fn read_fixture(rel: &str) -> String {
     std::fs::read_to_string(fixture(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
@@ -97,8 +97,8 @@ fn text_of(case: &Value) -> String {
 
 // --- hardware RAID ------------------------------------------------------------
 
-const PRAID: &str = "raid/storcli/praid-ep420i-call-show-all.json";
-const PRAID_DRIVES: &str = "raid/storcli/praid-ep420i-call-eall-sall-show-all.json";
+pub(crate) const PRAID: &str = "raid/storcli/praid-ep420i-call-show-all.json";
+pub(crate) const PRAID_DRIVES: &str = "raid/storcli/praid-ep420i-call-eall-sall-show-all.json";
 const DGRD: &str = "raid/storcli/derived-praid-ep420i-dgrd-252-1-failed-show-all.json";
 const DGRD_DRIVES: &str = "raid/storcli/derived-praid-ep420i-dgrd-252-1-failed-drives.json";
 const RBLD: &str = "raid/storcli/derived-praid-ep420i-rbld-252-1-new-disk-show-all.json";
@@ -112,7 +112,7 @@ const DISK_MODEL: &str = "Micron_5200_MTFDDAK960TDC";
 /// A `storcli64` answering `/call show all J nolog` with `show-all.json`
 /// and `/call/eall/sall show all J nolog` with `drives.json`, counting its
 /// runs in `runs`.
-fn fake_storcli(dir: &Path) -> PathBuf {
+pub(crate) fn fake_storcli(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
     let script = dir.join("storcli64");
     write_script(
@@ -122,12 +122,12 @@ fn fake_storcli(dir: &Path) -> PathBuf {
     script
 }
 
-fn storcli_shows(dir: &Path, show_all: &str, drives: &str) {
+pub(crate) fn storcli_shows(dir: &Path, show_all: &str, drives: &str) {
     answer(dir, "show-all.json", &read_fixture(show_all));
     answer(dir, "drives.json", &read_fixture(drives));
 }
 
-fn raid_config(storcli: &Path, d: &Path) -> String {
+pub(crate) fn raid_config(storcli: &Path, d: &Path) -> String {
     let none = d.join("not-installed");
     format!(
         "[raid]\nstorcli_path = \"{}\"\nperccli_path = \"{n}\"\nstorcli2_path = \"{n}\"\nperccli2_path = \"{n}\"\nssacli_path = \"{n}\"\ninterval_secs = 1\ntimeout_secs = 10\n",
@@ -268,16 +268,16 @@ async fn a_degraded_array_is_one_case_naming_the_failed_disk_and_recovers_when_o
 
 // --- BMC (IPMI) -----------------------------------------------------------------
 
-const SENSORS_HEALTHY: &str = "ipmi/freeipmi/supermicro-sensors-healthy-derived.csv";
+pub(crate) const SENSORS_HEALTHY: &str = "ipmi/freeipmi/supermicro-sensors-healthy-derived.csv";
 const SENSORS_PSU_FAILED: &str = "ipmi/freeipmi/supermicro-sensors-psu-failed-derived.csv";
 /// Two old entries (2024): the log was cleared, then a chassis intrusion.
-const SEL_OLD: &str = "ipmi/freeipmi/sel-chassis-intrusion-critical.csv";
+pub(crate) const SEL_OLD: &str = "ipmi/freeipmi/sel-chassis-intrusion-critical.csv";
 const PSU: &str = "PS1 Status";
 
 /// FreeIPMI stand-ins: `ipmi-sensors` prints `sensors.csv`, `ipmi-sel`
 /// prints `sel.csv` (or, with `--info`, how full the log is), and the
 /// chassis status and BMC identity are fixed answers in FreeIPMI's layout.
-fn fake_freeipmi(dir: &Path) -> String {
+pub(crate) fn fake_freeipmi(dir: &Path) -> String {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
     let p = |n: &str| dir.join(n);
     write_script(
