@@ -580,15 +580,22 @@ fn on_active_event(item: &Item, signal: &Signal, entry: serde_json::Value, polic
         next.last_firing_at_ms = signal.at_ms;
         if item.signal_clear() && item.cleared_at_ms.is_some_and(|c| signal.at_ms > c) {
             next.record_change(signal.at_ms, policy);
-            if item.status == Status::Recovered {
-                let back = item.status_before_recovery.unwrap_or(Status::initial(item.kind));
-                next.status = back;
-                next.status_before_recovery = None;
-                transition = Some((Status::Recovered, back));
-            }
+            transition = back_to_work(item, &mut next);
         }
     }
     Decision::Update { item: next, transition }
+}
+
+/// A recovered item whose fault is back returns to the status it had
+/// before it recovered (or its first one): the transition, if any.
+fn back_to_work(item: &Item, next: &mut Item) -> Option<(Status, Status)> {
+    if item.status != Status::Recovered {
+        return None;
+    }
+    let back = item.status_before_recovery.unwrap_or(Status::initial(item.kind));
+    next.status = back;
+    next.status_before_recovery = None;
+    Some((Status::Recovered, back))
 }
 
 fn on_active(item: &Item, signal: &Signal, policy: &Policy) -> Decision {
@@ -611,16 +618,10 @@ fn on_active(item: &Item, signal: &Signal, policy: &Policy) -> Decision {
         // Severity re-prioritises only; it never closes or reopens.
         next.severity = signal.severity;
         next.rule = signal.rule.clone();
-        let mut transition = None;
         if item.signal_clear() {
             next.record_change(signal.at_ms, policy);
         }
-        if item.status == Status::Recovered {
-            let back = item.status_before_recovery.unwrap_or(Status::initial(item.kind));
-            next.status = back;
-            next.status_before_recovery = None;
-            transition = Some((Status::Recovered, back));
-        }
+        let transition = back_to_work(item, &mut next);
         return Decision::Update { item: next, transition };
     }
     // A clear signal.
