@@ -16,6 +16,20 @@ pub const MAX_STDOUT_BYTES: u64 = 4 * 1024 * 1024;
 /// Most bytes kept of a tool's stderr (only used in messages).
 const MAX_STDERR_BYTES: u64 = 8 * 1024;
 
+/// The program's path if it is installed: a path (with a `/`) as given when
+/// it is a file, a bare name found in `PATH` or else in one of `also_in`
+/// (where vendor packages put tools outside `PATH`).
+pub fn locate(program: &Path, also_in: &[&str]) -> Option<PathBuf> {
+    if program.components().count() > 1 || program.is_absolute() {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(also_in.iter().map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("{program} not found")]

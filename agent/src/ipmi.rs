@@ -191,12 +191,7 @@ pub enum Tool {
 
 /// Whether `program` can be run: a path must exist, a bare name must be in `PATH`.
 pub fn installed(program: &Path) -> bool {
-    if program.components().count() > 1 || program.is_absolute() {
-        return program.is_file();
-    }
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
+    crate::command::locate(program, &[]).is_some()
 }
 
 /// Chooses the tools, or says why there is nothing to read on this host.
@@ -419,17 +414,10 @@ impl SelCursor {
 
     /// The remembered cursor; `None` when there is none (first read) or it is unreadable.
     pub fn load(state_dir: &Path) -> Option<Self> {
-        let p = Self::path(state_dir);
-        match std::fs::read(&p) {
-            Ok(b) => match serde_json::from_slice(&b) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(path = %p.display(), error = %e, "event log position unreadable; reading the log as new");
-                    None
-                }
-            },
-            Err(_) => None,
-        }
+        crate::state::read_json(&Self::path(state_dir)).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "event log position unreadable; reading the log as new");
+            None
+        })
     }
 
     pub fn save(&self, state_dir: &Path) -> Result<(), crate::state::StateError> {

@@ -123,14 +123,7 @@ const KNOWN_DIRS: &[&str] = &[
 /// The tool's path if it is installed: a path with a `/` as given, a bare
 /// name in `PATH` or a vendor directory.
 pub fn locate(program: &Path) -> Option<PathBuf> {
-    if program.components().count() > 1 || program.is_absolute() {
-        return program.is_file().then(|| program.to_path_buf());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(KNOWN_DIRS.iter().map(PathBuf::from))
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    crate::command::locate(program, KNOWN_DIRS)
 }
 
 /// One pass over the controllers.

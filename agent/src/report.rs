@@ -121,25 +121,23 @@ impl Reporter {
         if !self.db_targets.is_empty() {
             let polled = crate::databases::inventory_entries(&self.db_targets, &self.roots.databases);
             crate::databases::merge_inventory(&mut inv.databases, polled);
-            inv.content_hash = inventory::content_hash(&inv);
         }
         // smartctl knows serials sysfs hides (SATA) and disks behind controllers.
         if let Some(scan) = self.roots.smart.latest() {
             let ids: Vec<_> = scan.disks.iter().filter_map(crate::smart::identity).collect();
             inventory::merge_disk_identity(&mut inv.disks, &ids);
-            inv.content_hash = inventory::content_hash(&inv);
         }
         // The BMC knows itself and the power supplies' FRU data.
         let (bmc, psus) = self.roots.ipmi.inventory();
         if bmc.is_some() || !psus.is_empty() {
             inventory::merge_bmc(&mut inv, bmc, psus);
-            inv.content_hash = inventory::content_hash(&inv);
         }
         // The RAID controllers, their arrays and the disks behind them.
         if let Some(scan) = self.roots.raid.latest() {
             inventory::merge_raid(&mut inv, &scan.controllers);
-            inv.content_hash = inventory::content_hash(&inv);
         }
+        // The hash of what goes out, everything merged.
+        inv.content_hash = inventory::content_hash(&inv);
         let send = match &self.last_inventory {
             Some((hash, sent_at)) => *hash != inv.content_hash || now - sent_at >= INVENTORY_EVERY_MS,
             None => true,
@@ -173,14 +171,12 @@ impl Reporter {
         ));
 
         let scan = self.roots.smart.take_unsent();
+        // A new disk scan or changed RAID parts may show a replaced disk, the
+        // BMC's identity or a PSU's FRU data may have arrived or changed:
+        // look at the inventory now. (Both flags are taken every report.)
         let raid_changed = self.roots.raid.take_inventory_changed();
-        if scan.is_some() || raid_changed {
-            // A new disk scan or changed RAID parts may show a replaced disk:
-            // look at the inventory now.
-            self.inventory_checked_at = None;
-        }
-        if self.roots.ipmi.take_inventory_changed() {
-            // The BMC's identity or a PSU's FRU data arrived or changed.
+        let bmc_changed = self.roots.ipmi.take_inventory_changed();
+        if scan.is_some() || raid_changed || bmc_changed {
             self.inventory_checked_at = None;
         }
         let inventory = self.inventory_if_due(now);

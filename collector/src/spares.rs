@@ -524,16 +524,13 @@ pub fn reserve_for_recommendation(
     rec: &crate::predict::Recommendation,
     now_ms: i64,
 ) -> Result<Option<Reservation>, StoreError> {
-    let found: Option<(String, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT a.labels, (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1) \
-             FROM agents a WHERE a.agent_id = ?1",
-        )?
-        .query_row(params![rec.agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let labels: Option<String> = conn
+        .prepare_cached("SELECT labels FROM agents WHERE agent_id = ?1")?
+        .query_row(params![rec.agent_id], |r| r.get(0))
         .optional()?;
-    let (labels, doc) = found.unwrap_or_default();
-    let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap_or_default();
-    let inv: Option<Inventory> = doc.as_deref().and_then(|d| serde_json::from_str(d).ok());
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&labels.unwrap_or_default()).unwrap_or_default();
+    let inv = crate::store::latest_inventory(conn, &rec.agent_id)?;
     // A cache backup unit fits by its controller's model: the record names
     // the controller (its slot), the inventory says what model it is.
     let controller_model = match (&inv, rec.part_type.as_str()) {

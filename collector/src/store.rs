@@ -414,6 +414,15 @@ pub enum DecompressError {
     TooLarge(usize),
 }
 
+/// The newest inventory agent `agent_id` sent, when it can be read.
+pub fn latest_inventory(conn: &Connection, agent_id: &str) -> Result<Option<Inventory>, StoreError> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM inventory WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row(params![agent_id], |r| r.get(0))
+        .optional()?;
+    Ok(doc.and_then(|d| serde_json::from_str(&d).ok()))
+}
+
 /// Rebuilds the fleet from the store at start-up.
 pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError> {
     for t in conn

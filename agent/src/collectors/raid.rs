@@ -42,13 +42,12 @@ impl Raid {
         let Some(path) = self.announced_path() else {
             return BTreeSet::new();
         };
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "forgetting unreadable RAID announcement state");
-                BTreeSet::new()
-            }),
-            Err(_) => BTreeSet::new(),
-        }
+        crate::state::read_json(&path)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "forgetting unreadable RAID announcement state");
+                None
+            })
+            .unwrap_or_default()
     }
 
     fn save_announced(&self, set: &BTreeSet<(String, String)>) {

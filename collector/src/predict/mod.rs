@@ -294,15 +294,6 @@ struct Wanted {
     urgency: Urgency,
 }
 
-/// The newest inventory the agent sent, when it can be read.
-fn latest_inventory(conn: &Connection, agent_id: &str) -> Result<Option<Inventory>, StoreError> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM inventory WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row(params![agent_id], |r| r.get(0))
-        .optional()?;
-    Ok(doc.and_then(|d| serde_json::from_str(&d).ok()))
-}
-
 /// The number in a name (`PS2 Status` → 2, `Power Supply 1` → 1).
 fn number_in(name: &str) -> Option<u32> {
     let digits: String = name
@@ -373,7 +364,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         }));
     }
     if BMC_DIMM_RULES.contains(&rule) {
-        let inv = latest_inventory(conn, agent_id)?;
+        let inv = crate::store::latest_inventory(conn, agent_id)?;
         let module = inv.as_ref().and_then(|inv| {
             inv.memory_modules.iter().find(|m| {
                 let l = m.locator.trim();
@@ -407,7 +398,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
             ..Part::default()
         };
         if *part_type == PartType::Psu
-            && let Some(inv) = latest_inventory(conn, agent_id)?
+            && let Some(inv) = crate::store::latest_inventory(conn, agent_id)?
             && let Some(p) = psu_for_sensor(&inv, &component)
         {
             part.model = p.model.trim().to_string();
@@ -466,7 +457,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         } else {
             component.clone()
         };
-        let inv = latest_inventory(conn, agent_id)?;
+        let inv = crate::store::latest_inventory(conn, agent_id)?;
         let disk = inv.as_ref().and_then(|inv| {
             inv.disks
                 .iter()
@@ -504,7 +495,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         }));
     }
     if let Some((_, part_type)) = CONTROLLER_RULES.iter().find(|(r, _)| *r == rule) {
-        let inv = latest_inventory(conn, agent_id)?;
+        let inv = crate::store::latest_inventory(conn, agent_id)?;
         let controller = inv
             .as_ref()
             .and_then(|inv| inv.raid_controllers.iter().find(|c| c.id == component));
