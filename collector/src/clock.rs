@@ -104,6 +104,7 @@ pub fn signal(clock: &Clock, host: &str, customer: &str, received_at_ms: i64) ->
         _ => format!("the clock of {host} is within the allowed skew"),
     };
     Signal {
+        event: None,
         key: IdentityKey {
             customer: customer.to_string(),
             asset: host.to_string(),

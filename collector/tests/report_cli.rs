@@ -71,6 +71,7 @@ fn populate(dir: &Path) {
     }
     let opened = t("2026-11-05T00:00:00Z");
     let signal = Signal {
+        event: None,
         key: IdentityKey {
             customer: "acme".into(),
             asset: "db01".into(),

@@ -178,6 +178,7 @@ pub fn storm_key(customer: &str) -> IdentityKey {
 /// The signal that opens, feeds or clears a customer's storm case.
 pub fn storm_signal(customer: &str, firing: bool, at_ms: i64, attached: i64, policy: &Policy) -> Signal {
     Signal {
+        event: None,
         key: storm_key(customer),
         kind: ItemKind::Case,
         severity: Severity::Major,
@@ -374,6 +375,8 @@ impl HeldSignal {
     /// The signal it stands for, evaluated again at `at_ms`.
     fn signal(&self, at_ms: i64) -> Option<Signal> {
         Some(Signal {
+            // A held event is still an event when it is released.
+            event: super::EventOrigin::of_evidence(&self.evidence),
             key: self.key.clone(),
             kind: ItemKind::parse(&self.kind)?,
             severity: Severity::parse(&self.severity)?,
@@ -771,6 +774,7 @@ mod tests {
 
     fn sig(asset: &str, check: &str, firing: bool, at_ms: i64) -> Signal {
         Signal {
+            event: None,
             key: IdentityKey {
                 customer: "acme".into(),
                 asset: asset.into(),

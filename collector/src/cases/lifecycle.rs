@@ -292,27 +292,53 @@ pub struct Signal {
     pub firing: bool,
     pub at_ms: i64,
     pub evidence: serde_json::Value,
+    /// The agent event behind an `event` rule's signal; `None` for a
+    /// signal about a state. An event fires once and never clears: the
+    /// lifecycle counts it on an active item instead of taking the item over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventOrigin>,
+}
+
+/// The agent event a signal comes from ([`Signal::event`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventOrigin {
+    /// The event's kind, e.g. `raid_disk_failed`.
+    pub kind: String,
+    pub message: String,
+    /// When it happened, by the agent's word.
+    pub at_ms: i64,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl EventOrigin {
+    /// The event an item was opened by, read back from the item's stored
+    /// evidence (the engine writes `event`, `message`, `labels` and
+    /// `event_at_ms` there); `None` for an item a state opened.
+    pub fn of_evidence(evidence: &serde_json::Value) -> Option<EventOrigin> {
+        Some(EventOrigin {
+            at_ms: evidence.get("event_at_ms")?.as_i64()?,
+            kind: evidence.get("event")?.as_str()?.to_string(),
+            message: evidence.get("message")?.as_str()?.to_string(),
+            labels: serde_json::from_value(evidence.get("labels")?.clone()).unwrap_or_default(),
+        })
+    }
 }
 
 impl Signal {
-    /// The message of the agent event behind an `event` rule's signal
-    /// ([`crate::detect`] puts the event's kind, message and time in the
-    /// evidence); `None` for a signal about a state.
+    /// The message of the agent event behind the signal, if any.
     pub fn event_message(&self) -> Option<&str> {
-        self.evidence.get("event_at_ms")?;
-        self.evidence.get("event")?.as_str()?;
-        self.evidence.get("message")?.as_str()
+        self.event.as_ref().map(|e| e.message.as_str())
     }
 
     /// The entry an event signal adds to its item's `events` evidence list.
     fn event_entry(&self) -> Option<serde_json::Value> {
-        let message = self.event_message()?;
+        let e = self.event.as_ref()?;
         Some(serde_json::json!({
             "rule": self.rule,
-            "event": self.evidence.get("event"),
-            "message": message,
-            "labels": self.evidence.get("labels"),
-            "at_ms": self.evidence.get("event_at_ms"),
+            "event": e.kind,
+            "message": e.message,
+            "labels": e.labels,
+            "at_ms": e.at_ms,
         }))
     }
 }
@@ -937,6 +963,7 @@ mod tests {
 
     fn sig(kind: ItemKind, firing: bool, at_ms: i64) -> Signal {
         Signal {
+            event: None,
             key: key(),
             kind,
             severity: Severity::Major,
@@ -1232,6 +1259,12 @@ mod tests {
                 "event_at_ms": at_ms,
                 "at_ms": at_ms,
                 "summary": "disk failed",
+            }),
+            event: Some(EventOrigin {
+                kind: "raid_disk_failed".into(),
+                message: message.into(),
+                at_ms,
+                labels: [("slot".to_string(), "252:3".to_string())].into(),
             }),
         }
     }

@@ -9,6 +9,6 @@ pub mod retired;
 pub mod store;
 
 pub use lifecycle::{
-    Action, CancelReason, Decision, HoldReason, IdentityKey, Item, ItemKind, LifecycleError, Policy, Severity, Signal,
-    Status,
+    Action, CancelReason, Decision, EventOrigin, HoldReason, IdentityKey, Item, ItemKind, LifecycleError, Policy,
+    Severity, Signal, Status,
 };

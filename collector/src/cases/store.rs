@@ -921,6 +921,7 @@ mod tests {
 
     fn sig(kind: ItemKind, firing: bool, at_ms: i64) -> Signal {
         Signal {
+            event: None,
             key: IdentityKey {
                 customer: "acme".into(),
                 asset: "srv1".into(),

@@ -98,7 +98,7 @@ use labels::{ByLabels, Key, Labels, Strings};
 use caretaker_shared::wire::{Event, Report};
 use serde_json::json;
 
-use crate::cases::{IdentityKey, Signal};
+use crate::cases::{EventOrigin, IdentityKey, Signal};
 use crate::rules::{Condition, Op, Rule, RuleSet, Target};
 
 pub use replay::{
@@ -494,6 +494,7 @@ impl Engine {
                     _ => serde_json::Value::Null,
                 };
                 out.push(Signal {
+                    event: None,
                     key: IdentityKey {
                         customer: host.customer.clone(),
                         asset: report.host.clone(),
@@ -652,6 +653,12 @@ fn event_signal(rule: &Rule, host: &str, customer: &str, ev: &Event, report_at_m
             "at_ms": at_ms,
             "summary": rule.summary.render(host, &component, &ev.message),
         }),
+        event: Some(EventOrigin {
+            kind: ev.kind.clone(),
+            message: ev.message.clone(),
+            at_ms: ev.at_ms,
+            labels: ev.labels.clone(),
+        }),
     })
 }
 
@@ -665,6 +672,7 @@ fn gone_signal(rule: &Rule, host: &str, customer: &str, labels: &Key, seen_ms: i
         .unwrap_or_default();
     let labels: BTreeMap<&str, &str> = labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
     Signal {
+        event: None,
         key: IdentityKey {
             customer: customer.to_string(),
             asset: host.to_string(),
@@ -692,6 +700,7 @@ fn absence_signal(rule: &Rule, name: &str, host: &HostState, firing: bool, at_ms
         _ => 0,
     };
     Signal {
+        event: None,
         key: IdentityKey {
             customer: host.customer.clone(),
             asset: name.to_string(),

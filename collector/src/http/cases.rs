@@ -231,6 +231,7 @@ mod tests {
 
     fn signal(kind: ItemKind, check: &str, asset: &str, severity: Severity, firing: bool, at_ms: i64) -> Signal {
         Signal {
+            event: None,
             key: IdentityKey {
                 customer: "acme".into(),
                 asset: asset.into(),

@@ -152,6 +152,7 @@ pub fn assess_host(
         let a = assess(&disk, &history, now_ms);
         if a.cable_suspect {
             let signal = Signal {
+                event: None,
                 key: IdentityKey {
                     customer: customer.to_string(),
                     asset: host.to_string(),
@@ -577,14 +578,16 @@ pub fn on_opened_since(conn: &Connection, after: i64) -> Result<Vec<Raised>, Sto
         if !rules.contains(&rule.as_str()) && !checks.contains(&key.check.as_str()) {
             continue;
         }
+        let evidence: Value = serde_json::from_str(&evidence).unwrap_or(Value::Null);
         let signal = Signal {
+            event: crate::cases::EventOrigin::of_evidence(&evidence),
             key,
             kind: ItemKind::parse(&kind).unwrap_or(ItemKind::Finding),
             severity: Severity::Warning,
             rule,
             firing: true,
             at_ms,
-            evidence: serde_json::from_str(&evidence).unwrap_or(Value::Null),
+            evidence,
         };
         out.push(on_signal(conn, &signal, Outcome::Created(id))?);
     }

@@ -303,6 +303,7 @@ fn healthy_fixtures_never_get_a_recommendation() {
 
 fn dimm_signal(at_ms: i64) -> crate::cases::Signal {
     crate::cases::Signal {
+        event: None,
         key: crate::cases::IdentityKey {
             customer: "acme".into(),
             asset: "host-a1".into(),
@@ -495,6 +496,7 @@ fn items_opened_outside_the_signal_job_are_caught_up() {
 /// A failing disk's case, opened as the rule engine does.
 fn disk_failing(key: &str, at_ms: i64, firing: bool) -> crate::cases::Signal {
     crate::cases::Signal {
+        event: None,
         key: IdentityKey {
             customer: "acme".into(),
             asset: "host-a1".into(),

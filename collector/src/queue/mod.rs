@@ -1205,6 +1205,7 @@ pub fn report_fault(
         report.component.trim().to_string()
     };
     let signal = Signal {
+        event: None,
         key: IdentityKey {
             customer,
             asset: asset.to_string(),

@@ -86,6 +86,7 @@ fn store(dir: &tempfile::TempDir) -> Connection {
 
 fn signal(asset: &str, customer: &str, check: &str, severity: Severity, firing: bool, at_ms: i64) -> Signal {
     Signal {
+        event: None,
         key: IdentityKey {
             customer: customer.into(),
             asset: asset.into(),

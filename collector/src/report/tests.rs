@@ -94,6 +94,7 @@ pub(crate) fn signal(
     evidence: serde_json::Value,
 ) -> Signal {
     Signal {
+        event: None,
         key: IdentityKey {
             customer: customer.into(),
             asset: host.into(),

@@ -350,6 +350,7 @@ async fn recovered_case(s: &AppState) -> i64 {
     let contracts = s.contracts.get();
     let t0 = caretaker_shared::now_ms() - 2 * 86_400_000;
     let signal = move |firing, at_ms| Signal {
+        event: None,
         key: IdentityKey {
             customer: "acme".into(),
             asset: "db01".into(),
