@@ -24,6 +24,10 @@ use crate::assets;
 use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host, catalogue_samples};
 
+pub mod sql;
+#[cfg(test)]
+pub mod testing;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]

@@ -1,0 +1,762 @@
+//! The one place SQL meets a database driver. Everything in `store/` speaks
+//! to a [`Db`]: an embedded SQLite file (rusqlite) or a PostgreSQL server
+//! (the synchronous `postgres` client: the store writer is a thread of its
+//! own and every read runs on a blocking thread, so the domain code stays
+//! synchronous on both backends).
+//!
+//! SQL is written once, in the common subset of both dialects, with
+//! numbered parameters `?1`, `?2`, … (rewritten to `$1`, `$2`, … for
+//! PostgreSQL). The rules that keep a statement portable:
+//! - integers are `BIGINT`-wide on both sides: bind `i64` (or anything
+//!   [`Value`] converts from), never compare a column to a bare boolean —
+//!   flags are `0`/`1` and compared as `x <> 0`;
+//! - upserts are `INSERT … ON CONFLICT (…) DO UPDATE/NOTHING`, new ids come
+//!   back with `RETURNING id`;
+//! - `COALESCE`, not `IFNULL`; `MAX(a, b)` is spelled with `CASE`; sums are
+//!   `CAST(SUM(x) AS BIGINT)` (PostgreSQL sums integers as `NUMERIC`);
+//! - JSON documents are read and written whole, in Rust.
+//!
+//! Where a statement cannot be written once, [`Db::dialect`] tells the
+//! store module which one to send.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("column {column}: expected {expected}, found {found}")]
+    Type {
+        column: usize,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("a query expected one row and found none")]
+    NoRow,
+}
+
+impl SqlError {
+    /// The database cannot take writes now, through no fault of the
+    /// statement: a full or failing disk, a read-only or locked file, a
+    /// lost or refused server connection. The caller answers 503 and the
+    /// sender retries.
+    pub fn unavailable(&self) -> bool {
+        match self {
+            SqlError::Sqlite(e) => {
+                use rusqlite::ffi::ErrorCode as C;
+                matches!(
+                    e.sqlite_error_code(),
+                    Some(C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseBusy | C::DatabaseLocked)
+                )
+            }
+            SqlError::Postgres(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                match e.code() {
+                    // No code: the connection itself failed.
+                    None => true,
+                    Some(c) => {
+                        let class = &c.code()[..2];
+                        // 08: connection exception; 53: insufficient resources
+                        // (disk full, out of memory, too many connections);
+                        // 57: operator intervention (shutdown, admin cancel);
+                        // 58: system error (I/O); 40: serialization failure
+                        // or deadlock (retry).
+                        matches!(class, "08" | "53" | "57" | "58" | "40") || c == &postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// A uniqueness constraint refused the row.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            SqlError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            SqlError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+            _ => false,
+        }
+    }
+}
+
+/// A parameter bound to a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(Cow<'a, str>),
+    Blob(Cow<'a, [u8]>),
+}
+
+macro_rules! int_value {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value<'_> {
+            fn from(v: $t) -> Self {
+                Value::Int(i64::from(v))
+            }
+        }
+    )*};
+}
+int_value!(i64, i32, u32, u16, u8, bool);
+
+impl From<u64> for Value<'_> {
+    /// Counters beyond `i64::MAX` do not occur; they would be stored as the
+    /// largest value rather than wrap to a negative one.
+    fn from(v: u64) -> Self {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<usize> for Value<'_> {
+    fn from(v: usize) -> Self {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<f64> for Value<'_> {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Value::Text(Cow::Borrowed(v))
+    }
+}
+
+impl<'a> From<&'a String> for Value<'a> {
+    fn from(v: &'a String) -> Self {
+        Value::Text(Cow::Borrowed(v.as_str()))
+    }
+}
+
+impl From<String> for Value<'_> {
+    fn from(v: String) -> Self {
+        Value::Text(Cow::Owned(v))
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Value::Blob(Cow::Borrowed(v))
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Value<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Value::Blob(Cow::Borrowed(v.as_slice()))
+    }
+}
+
+impl From<Vec<u8>> for Value<'_> {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(Cow::Owned(v))
+    }
+}
+
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+impl<'a, T: Clone + Into<Value<'a>>> From<&Option<T>> for Value<'a> {
+    fn from(v: &Option<T>) -> Self {
+        v.clone().map_or(Value::Null, Into::into)
+    }
+}
+
+/// Binds a statement's parameters: `args![a, b, c]`.
+#[macro_export]
+macro_rules! args {
+    () => { &[] as &[$crate::store::sql::Value<'_>] };
+    ($($v:expr),+ $(,)?) => { &[$($crate::store::sql::Value::from($v)),+][..] };
+}
+pub use args;
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+impl postgres::types::ToSql for Value<'_> {
+    /// Writes the value as the type the server inferred for the parameter:
+    /// an integer bound to an `INTEGER` or a `DOUBLE PRECISION` column, a
+    /// flag to a `BOOLEAN`, a null to anything.
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::{IsNull, Type};
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => i.to_string().to_sql(ty, out),
+            },
+            Value::Real(f) => match *ty {
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            Value::Text(s) => s.as_ref().to_sql(ty, out),
+            Value::Blob(b) => b.as_ref().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// One column's value as read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'r> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'r str),
+    Blob(&'r [u8]),
+}
+
+impl Cell<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Cell::Null => "null",
+            Cell::Int(_) => "an integer",
+            Cell::Real(_) => "a real",
+            Cell::Text(_) => "text",
+            Cell::Blob(_) => "a blob",
+        }
+    }
+}
+
+/// A type a column can be read as.
+pub trait FromCell: Sized {
+    const EXPECTED: &'static str;
+    fn from_cell(c: Cell<'_>) -> Option<Self>;
+}
+
+impl FromCell for i64 {
+    const EXPECTED: &'static str = "an integer";
+    fn from_cell(c: Cell<'_>) -> Option<Self> {
+        match c {
+            Cell::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! narrow_int {
+    ($($t:ty),*) => {$(
+        impl FromCell for $t {
+            const EXPECTED: &'static str = concat!("an integer in range of ", stringify!($t));
+            fn from_cell(c: Cell<'_>) -> Option<Self> {
+                match c {
+                    Cell::Int(i) => <$t>::try_from(i).ok(),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+narrow_int!(i32, u32, u64, u16, u8, usize);
+
+impl FromCell for bool {
+    const EXPECTED: &'static str = "a flag";
+    fn from_cell(c: Cell<'_>) -> Option<Self> {
+        match c {
+            Cell::Int(i) => Some(i != 0),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for f64 {
+    const EXPECTED: &'static str = "a number";
+    fn from_cell(c: Cell<'_>) -> Option<Self> {
+        match c {
+            Cell::Real(f) => Some(f),
+            // SQLite keeps a whole REAL as an integer when it can.
+            Cell::Int(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for String {
+    const EXPECTED: &'static str = "text";
+    fn from_cell(c: Cell<'_>) -> Option<Self> {
+        match c {
+            Cell::Text(s) => Some(s.to_owned()),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for Vec<u8> {
+    const EXPECTED: &'static str = "a blob";
+    fn from_cell(c: Cell<'_>) -> Option<Self> {
+        match c {
+            Cell::Blob(b) => Some(b.to_vec()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromCell> FromCell for Option<T> {
+    const EXPECTED: &'static str = T::EXPECTED;
+    fn from_cell(c: Cell<'_>) -> Option<Self> {
+        match c {
+            Cell::Null => Some(None),
+            c => T::from_cell(c).map(Some),
+        }
+    }
+}
+
+/// One result row.
+pub enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `idx` (from 0) as `T`.
+    pub fn get<T: FromCell>(&self, idx: usize) -> Result<T, SqlError> {
+        let cell = self.cell(idx)?;
+        T::from_cell(cell).ok_or(SqlError::Type {
+            column: idx,
+            expected: T::EXPECTED,
+            found: cell.kind(),
+        })
+    }
+
+    /// Column `idx` as it is, for the caller to match on.
+    pub fn cell(&self, idx: usize) -> Result<Cell<'_>, SqlError> {
+        match self {
+            Row::Sqlite(r) => {
+                use rusqlite::types::ValueRef;
+                Ok(match r.get_ref(idx)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(i) => Cell::Int(i),
+                    ValueRef::Real(f) => Cell::Real(f),
+                    ValueRef::Text(t) => Cell::Text(std::str::from_utf8(t).map_err(|_| SqlError::Type {
+                        column: idx,
+                        expected: "UTF-8 text",
+                        found: "bytes",
+                    })?),
+                    ValueRef::Blob(b) => Cell::Blob(b),
+                })
+            }
+            Row::Postgres(r) => pg_cell(r, idx),
+        }
+    }
+}
+
+fn pg_cell(r: &postgres::Row, idx: usize) -> Result<Cell<'_>, SqlError> {
+    use postgres::types::Type;
+    let Some(col) = r.columns().get(idx) else {
+        return Err(SqlError::Type {
+            column: idx,
+            expected: "a column",
+            found: "no such column",
+        });
+    };
+    let ty = col.type_().clone();
+    Ok(match ty {
+        Type::INT8 => r.try_get::<_, Option<i64>>(idx)?.map_or(Cell::Null, Cell::Int),
+        Type::INT4 => r.try_get::<_, Option<i32>>(idx)?.map_or(Cell::Null, |i| Cell::Int(i.into())),
+        Type::INT2 => r.try_get::<_, Option<i16>>(idx)?.map_or(Cell::Null, |i| Cell::Int(i.into())),
+        Type::BOOL => r.try_get::<_, Option<bool>>(idx)?.map_or(Cell::Null, |b| Cell::Int(b.into())),
+        Type::FLOAT8 => r.try_get::<_, Option<f64>>(idx)?.map_or(Cell::Null, Cell::Real),
+        Type::FLOAT4 => r.try_get::<_, Option<f32>>(idx)?.map_or(Cell::Null, |f| Cell::Real(f.into())),
+        Type::BYTEA => r.try_get::<_, Option<&[u8]>>(idx)?.map_or(Cell::Null, Cell::Blob),
+        _ => r.try_get::<_, Option<&str>>(idx)?.map_or(Cell::Null, Cell::Text),
+    })
+}
+
+/// Rewrites `?N` parameters to PostgreSQL's `$N`, leaving quoted text alone.
+pub fn to_postgres(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => out.push('$'),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+enum Inner {
+    Sqlite(rusqlite::Connection),
+    /// Behind a cell: the postgres client wants `&mut` for every statement,
+    /// while the store passes `&Db` around, as rusqlite allows. Rows are
+    /// read whole before a caller sees them, so a caller may run another
+    /// statement while it walks them.
+    Postgres(RefCell<postgres::Client>),
+}
+
+/// A connection to the store's database.
+pub struct Db {
+    inner: Inner,
+}
+
+impl Db {
+    pub fn sqlite(conn: rusqlite::Connection) -> Self {
+        Db {
+            inner: Inner::Sqlite(conn),
+        }
+    }
+
+    pub fn postgres(client: postgres::Client) -> Self {
+        Db {
+            inner: Inner::Postgres(RefCell::new(client)),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.inner {
+            Inner::Sqlite(_) => Dialect::Sqlite,
+            Inner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The SQLite connection underneath, for what only SQLite has (the
+    /// online backup, `PRAGMA`s). `None` on PostgreSQL.
+    pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    pub fn as_sqlite_mut(&mut self) -> Option<&mut rusqlite::Connection> {
+        match &mut self.inner {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    pub fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
+        match &self.inner {
+            Inner::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let n = st.execute(rusqlite::params_from_iter(args.iter()))?;
+                Ok(n as u64)
+            }
+            Inner::Postgres(c) => {
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
+                Ok(c.borrow_mut().execute(to_postgres(sql).as_ref(), &refs)?)
+            }
+        }
+    }
+
+    /// Runs statements without parameters (schema changes, transaction
+    /// control).
+    pub fn batch(&self, sql: &str) -> Result<(), SqlError> {
+        match &self.inner {
+            Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Inner::Postgres(c) => Ok(c.borrow_mut().batch_execute(sql)?),
+        }
+    }
+
+    /// Calls `each` with every row, in order.
+    pub fn query_each(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        mut each: impl FnMut(&Row<'_>) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError> {
+        match &self.inner {
+            Inner::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
+                while let Some(r) = rows.next()? {
+                    each(&Row::Sqlite(r))?;
+                }
+                Ok(())
+            }
+            Inner::Postgres(c) => {
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
+                let rows = c.borrow_mut().query(to_postgres(sql).as_ref(), &refs)?;
+                for r in &rows {
+                    each(&Row::Postgres(r))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every row, each turned into a `T` by `f`.
+    pub fn query<T>(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, SqlError>,
+    ) -> Result<Vec<T>, SqlError> {
+        let mut out = Vec::new();
+        self.query_each(sql, args, |r| {
+            out.push(f(r)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row, if any, turned into a `T` by `f`.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        f: impl FnOnce(&Row<'_>) -> Result<T, SqlError>,
+    ) -> Result<Option<T>, SqlError> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.query_each(sql, args, |r| {
+            if let Some(f) = f.take() {
+                out = Some(f(r)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row, which must exist (an aggregate, a `RETURNING`).
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        f: impl FnOnce(&Row<'_>) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        self.query_opt(sql, args, f)?.ok_or(SqlError::NoRow)
+    }
+
+    /// The single value of the first row, if any.
+    pub fn value<T: FromCell>(&self, sql: &str, args: &[Value<'_>]) -> Result<Option<T>, SqlError> {
+        self.query_opt(sql, args, |r| r.get(0))
+    }
+
+    /// Starts a transaction; it rolls back unless committed.
+    pub fn transaction(&self) -> Result<Tx<'_>, SqlError> {
+        self.batch("BEGIN")?;
+        Ok(Tx {
+            db: self,
+            savepoint: None,
+            done: false,
+        })
+    }
+}
+
+/// A transaction or a savepoint inside one; rolls back when dropped
+/// uncommitted.
+pub struct Tx<'a> {
+    db: &'a Db,
+    savepoint: Option<String>,
+    done: bool,
+}
+
+impl<'a> Tx<'a> {
+    /// A savepoint inside this transaction: a job that fails rolls back to
+    /// it alone.
+    pub fn savepoint(&self, name: &str) -> Result<Tx<'a>, SqlError> {
+        self.db.batch(&format!("SAVEPOINT {name}"))?;
+        Ok(Tx {
+            db: self.db,
+            savepoint: Some(name.to_owned()),
+            done: false,
+        })
+    }
+
+    pub fn commit(mut self) -> Result<(), SqlError> {
+        self.done = true;
+        match &self.savepoint {
+            None => self.db.batch("COMMIT"),
+            Some(n) => self.db.batch(&format!("RELEASE SAVEPOINT {n}")),
+        }
+    }
+
+    pub fn rollback(mut self) -> Result<(), SqlError> {
+        self.done = true;
+        self.undo()
+    }
+
+    fn undo(&self) -> Result<(), SqlError> {
+        match &self.savepoint {
+            None => self.db.batch("ROLLBACK"),
+            Some(n) => self.db.batch(&format!("ROLLBACK TO SAVEPOINT {n}; RELEASE SAVEPOINT {n}")),
+        }
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done
+            && let Err(e) = self.undo()
+        {
+            tracing::warn!(error = %e, "cannot roll back");
+        }
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        self.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{PgDatabase, postgres_addr};
+
+    /// Runs `f` on an SQLite database in memory and, when a PostgreSQL
+    /// server is configured, on a database of its own there.
+    fn on_both(f: impl Fn(&Db)) {
+        let sqlite = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        f(&sqlite);
+        if let Some(addr) = postgres_addr() {
+            let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+            f(&pg.connect().unwrap());
+        }
+    }
+
+    const TABLE: &str = "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
+        score DOUBLE PRECISION, body BYTEA, flag BIGINT NOT NULL DEFAULT 0)";
+
+    fn table(db: &Db) {
+        match db.dialect() {
+            Dialect::Sqlite => db.batch(&TABLE.replace("BYTEA", "BLOB")).unwrap(),
+            Dialect::Postgres => db.batch(TABLE).unwrap(),
+        }
+    }
+
+    #[test]
+    fn one_statement_reads_and_writes_the_same_on_both_databases() {
+        on_both(|db| {
+            table(db);
+            let body = vec![0u8, 159, 146, 150];
+            let n = db
+                .execute(
+                    "INSERT INTO t (id, name, score, body, flag) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![1i64, "a'?b", 0.1 + 0.2, &body, true],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+            db.execute(
+                "INSERT INTO t (id, name, score, body) VALUES (?1, ?2, ?3, ?4)",
+                args![2i64, "b", None::<f64>, None::<Vec<u8>>],
+            )
+            .unwrap();
+            let rows = db
+                .query(
+                    "SELECT id, name, score, body, flag FROM t WHERE id >= ?1 ORDER BY id",
+                    args![1u32],
+                    |r| {
+                        Ok((
+                            r.get::<i64>(0)?,
+                            r.get::<String>(1)?,
+                            r.get::<Option<f64>>(2)?,
+                            r.get::<Option<Vec<u8>>>(3)?,
+                            r.get::<bool>(4)?,
+                        ))
+                    },
+                )
+                .unwrap();
+            assert_eq!(
+                rows,
+                vec![
+                    (1, "a'?b".to_string(), Some(0.1 + 0.2), Some(body.clone()), true),
+                    (2, "b".to_string(), None, None, false),
+                ]
+            );
+            // A placeholder inside quotes is text, not a parameter.
+            let lit: Option<String> = db.value("SELECT name FROM t WHERE name = 'a''?b'", args![]).unwrap();
+            assert_eq!(lit.as_deref(), Some("a'?b"));
+            let sum: Option<i64> = db.value("SELECT CAST(SUM(id) AS BIGINT) FROM t", args![]).unwrap();
+            assert_eq!(sum, Some(3));
+            let upsert = "INSERT INTO t (id, name) VALUES (?1, ?2) \
+                ON CONFLICT (id) DO UPDATE SET name = excluded.name RETURNING id";
+            let id: i64 = db.query_one(upsert, args![2i64, "b2"], |r| r.get(0)).unwrap();
+            assert_eq!(id, 2);
+            let err = db.execute("INSERT INTO t (id, name) VALUES (?1, ?2)", args![3i64, "b2"]).unwrap_err();
+            assert!(err.is_unique_violation(), "{err}");
+            assert!(!err.unavailable(), "{err}");
+            let wrong = db.query_one("SELECT name FROM t WHERE id = 1", args![], |r| r.get::<i64>(0));
+            assert!(matches!(wrong, Err(SqlError::Type { column: 0, .. })), "{wrong:?}");
+        });
+    }
+
+    #[test]
+    fn a_failed_savepoint_rolls_back_alone_and_a_dropped_transaction_entirely() {
+        on_both(|db| {
+            table(db);
+            let tx = db.transaction().unwrap();
+            tx.execute("INSERT INTO t (id, name) VALUES (1, 'kept')", args![]).unwrap();
+            let sp = tx.savepoint("job").unwrap();
+            sp.execute("INSERT INTO t (id, name) VALUES (2, 'undone')", args![]).unwrap();
+            // A refused statement: on PostgreSQL this aborts the transaction
+            // until the savepoint is rolled back.
+            assert!(sp.execute("INSERT INTO t (id, name) VALUES (3, 'kept')", args![]).is_err());
+            drop(sp);
+            let sp = tx.savepoint("job").unwrap();
+            sp.execute("INSERT INTO t (id, name) VALUES (4, 'four')", args![]).unwrap();
+            sp.commit().unwrap();
+            tx.commit().unwrap();
+            let names = db.query("SELECT name FROM t ORDER BY id", args![], |r| r.get::<String>(0)).unwrap();
+            assert_eq!(names, vec!["kept", "four"]);
+            {
+                let tx = db.transaction().unwrap();
+                tx.execute("DELETE FROM t", args![]).unwrap();
+            }
+            let n: Option<i64> = db.value("SELECT COUNT(*) FROM t", args![]).unwrap();
+            assert_eq!(n, Some(2));
+        });
+    }
+
+    #[test]
+    fn parameters_become_dollar_numbers_outside_quotes_only() {
+        assert_eq!(to_postgres("SELECT ?1, '?2' WHERE a = ?2"), "SELECT $1, '?2' WHERE a = $2");
+        assert!(matches!(to_postgres("SELECT 1"), Cow::Borrowed(_)));
+    }
+}
