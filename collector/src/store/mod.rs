@@ -24,6 +24,7 @@ use crate::assets;
 use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host, catalogue_samples};
 
+pub mod postgres;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;

@@ -1,0 +1,159 @@
+//! The store on PostgreSQL: connecting, and the versioned schema.
+//!
+//! Migrations are numbered SQL files applied in order, each in a
+//! transaction of its own that also records it in `caretaker_migrations`.
+//! Several collectors may start at once against one database: an advisory
+//! lock makes the second wait for the first and then find nothing to do.
+
+use super::sql::{Db, SqlError, args};
+
+/// Every migration, oldest first: (version, name, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "schema", include_str!("postgres/0001_schema.sql"))];
+
+/// The advisory lock key migrations hold (any constant the collector alone uses).
+const MIGRATION_LOCK: i64 = 0x6361_7265_7461_6b72;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(
+        "the store's schema is at version {found}, newer than this collector knows ({known}): run the newer collector, or restore a backup"
+    )]
+    Newer { found: i64, known: i64 },
+}
+
+/// The schema version this build writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Brings the database's schema to [`latest_version`].
+pub fn migrate(db: &Db) -> Result<(), MigrateError> {
+    for &(version, name, sql) in MIGRATIONS {
+        let tx = db.transaction()?;
+        // Taken before anything else, the table's creation included: two
+        // collectors creating it at once would collide.
+        tx.query_one("SELECT pg_advisory_xact_lock(?1)", args![MIGRATION_LOCK], |_| Ok(()))?;
+        tx.batch(
+            "CREATE TABLE IF NOT EXISTS caretaker_migrations (
+                version BIGINT PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at_ms BIGINT NOT NULL
+            )",
+        )?;
+        let current: i64 = tx
+            .value::<Option<i64>>("SELECT MAX(version) FROM caretaker_migrations", args![])?
+            .flatten()
+            .unwrap_or(0);
+        if current > latest_version() {
+            return Err(MigrateError::Newer {
+                found: current,
+                known: latest_version(),
+            });
+        }
+        if current >= version {
+            continue;
+        }
+        tx.batch(sql)?;
+        tx.execute(
+            "INSERT INTO caretaker_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+            args![version, name, caretaker_shared::now_ms()],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, name, "store schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::store::testing::{PgDatabase, postgres_addr};
+
+    type Schema = BTreeMap<String, BTreeSet<String>>;
+
+    fn sqlite_schema() -> Schema {
+        let conn = crate::store::open_in_memory().unwrap();
+        let db = Db::sqlite(conn);
+        let tables = db
+            .query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                args![],
+                |r| r.get::<String>(0),
+            )
+            .unwrap();
+        tables
+            .into_iter()
+            .map(|t| {
+                let cols = db
+                    .query("SELECT name FROM pragma_table_info(?1)", args![&t], |r| r.get::<String>(0))
+                    .unwrap();
+                (t, cols.into_iter().collect())
+            })
+            .collect()
+    }
+
+    fn postgres_schema(db: &Db) -> Schema {
+        let mut out = Schema::new();
+        db.query_each(
+            "SELECT table_name, column_name FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name <> 'caretaker_migrations'",
+            args![],
+            |r| {
+                out.entry(r.get(0)?).or_default().insert(r.get(1)?);
+                Ok(())
+            },
+        )
+        .unwrap();
+        out
+    }
+
+    fn database() -> Option<PgDatabase> {
+        let addr = postgres_addr()?;
+        Some(PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}")))
+    }
+
+    #[test]
+    fn the_postgresql_schema_has_every_table_and_column_of_the_sqlite_one() {
+        let Some(pg) = database() else { return };
+        let db = pg.connect().unwrap();
+        migrate(&db).unwrap();
+        assert_eq!(postgres_schema(&db), sqlite_schema());
+    }
+
+    #[test]
+    fn migrating_twice_or_from_two_collectors_at_once_applies_each_version_once() {
+        let Some(pg) = database() else { return };
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let db = pg.connect().unwrap();
+                std::thread::spawn(move || migrate(&db).map_err(|e| e.to_string()))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Ok(()));
+        }
+        let db = pg.connect().unwrap();
+        migrate(&db).unwrap();
+        let n: Option<i64> = db.value("SELECT COUNT(*) FROM caretaker_migrations", args![]).unwrap();
+        assert_eq!(n, Some(MIGRATIONS.len() as i64));
+    }
+
+    #[test]
+    fn a_store_newer_than_the_collector_is_refused_by_name() {
+        let Some(pg) = database() else { return };
+        let db = pg.connect().unwrap();
+        migrate(&db).unwrap();
+        db.execute(
+            "INSERT INTO caretaker_migrations (version, name, applied_at_ms) VALUES (?1, 'future', 0)",
+            args![latest_version() + 1],
+        )
+        .unwrap();
+        let err = migrate(&db).unwrap_err();
+        assert!(matches!(err, MigrateError::Newer { .. }), "{err}");
+        assert!(err.to_string().contains("newer than this collector"), "{err}");
+    }
+}
