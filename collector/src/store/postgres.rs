@@ -5,7 +5,7 @@
 //! Several collectors may start at once against one database: an advisory
 //! lock makes the second wait for the first and then find nothing to do.
 
-use super::sql::{Db, SqlError, args};
+use super::sql::{Db, Sql, SqlError, SqlExt, args};
 
 /// Every migration, oldest first: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "schema", include_str!("postgres/0001_schema.sql"))];
@@ -68,6 +68,7 @@ pub fn migrate(db: &Db) -> Result<(), MigrateError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
@@ -89,7 +90,9 @@ mod tests {
             .into_iter()
             .map(|t| {
                 let cols = db
-                    .query("SELECT name FROM pragma_table_info(?1)", args![&t], |r| r.get::<String>(0))
+                    .query("SELECT name FROM pragma_table_info(?1)", args![&t], |r| {
+                        r.get::<String>(0)
+                    })
                     .unwrap();
                 (t, cols.into_iter().collect())
             })

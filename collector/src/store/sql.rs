@@ -57,7 +57,14 @@ impl SqlError {
                 use rusqlite::ffi::ErrorCode as C;
                 matches!(
                     e.sqlite_error_code(),
-                    Some(C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseBusy | C::DatabaseLocked)
+                    Some(
+                        C::DiskFull
+                            | C::SystemIoFailure
+                            | C::ReadOnly
+                            | C::CannotOpen
+                            | C::DatabaseBusy
+                            | C::DatabaseLocked
+                    )
                 )
             }
             SqlError::Postgres(e) => {
@@ -74,7 +81,8 @@ impl SqlError {
                         // 57: operator intervention (shutdown, admin cancel);
                         // 58: system error (I/O); 40: serialization failure
                         // or deadlock (retry).
-                        matches!(class, "08" | "53" | "57" | "58" | "40") || c == &postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION
+                        matches!(class, "08" | "53" | "57" | "58" | "40")
+                            || c == &postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION
                     }
                 }
             }
@@ -397,11 +405,19 @@ fn pg_cell(r: &postgres::Row, idx: usize) -> Result<Cell<'_>, SqlError> {
     let ty = col.type_().clone();
     Ok(match ty {
         Type::INT8 => r.try_get::<_, Option<i64>>(idx)?.map_or(Cell::Null, Cell::Int),
-        Type::INT4 => r.try_get::<_, Option<i32>>(idx)?.map_or(Cell::Null, |i| Cell::Int(i.into())),
-        Type::INT2 => r.try_get::<_, Option<i16>>(idx)?.map_or(Cell::Null, |i| Cell::Int(i.into())),
-        Type::BOOL => r.try_get::<_, Option<bool>>(idx)?.map_or(Cell::Null, |b| Cell::Int(b.into())),
+        Type::INT4 => r
+            .try_get::<_, Option<i32>>(idx)?
+            .map_or(Cell::Null, |i| Cell::Int(i.into())),
+        Type::INT2 => r
+            .try_get::<_, Option<i16>>(idx)?
+            .map_or(Cell::Null, |i| Cell::Int(i.into())),
+        Type::BOOL => r
+            .try_get::<_, Option<bool>>(idx)?
+            .map_or(Cell::Null, |b| Cell::Int(b.into())),
         Type::FLOAT8 => r.try_get::<_, Option<f64>>(idx)?.map_or(Cell::Null, Cell::Real),
-        Type::FLOAT4 => r.try_get::<_, Option<f32>>(idx)?.map_or(Cell::Null, |f| Cell::Real(f.into())),
+        Type::FLOAT4 => r
+            .try_get::<_, Option<f32>>(idx)?
+            .map_or(Cell::Null, |f| Cell::Real(f.into())),
         Type::BYTEA => r.try_get::<_, Option<&[u8]>>(idx)?.map_or(Cell::Null, Cell::Blob),
         _ => r.try_get::<_, Option<&str>>(idx)?.map_or(Cell::Null, Cell::Text),
     })
@@ -433,7 +449,7 @@ enum Inner {
     /// while the store passes `&Db` around, as rusqlite allows. Rows are
     /// read whole before a caller sees them, so a caller may run another
     /// statement while it walks them.
-    Postgres(RefCell<postgres::Client>),
+    Postgres(Box<RefCell<postgres::Client>>),
 }
 
 /// A connection to the store's database.
@@ -450,14 +466,7 @@ impl Db {
 
     pub fn postgres(client: postgres::Client) -> Self {
         Db {
-            inner: Inner::Postgres(RefCell::new(client)),
-        }
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        match self.inner {
-            Inner::Sqlite(_) => Dialect::Sqlite,
-            Inner::Postgres(_) => Dialect::Postgres,
+            inner: Inner::Postgres(Box::new(RefCell::new(client))),
         }
     }
 
@@ -476,67 +485,51 @@ impl Db {
             Inner::Postgres(_) => None,
         }
     }
+}
+
+/// A connection, transaction or savepoint statements run on. Store
+/// operations take `&dyn Sql`, so they run on a [`Db`] of either backend and
+/// on an SQLite connection or transaction the caller holds.
+pub trait Sql {
+    fn dialect(&self) -> Dialect;
 
     /// Runs one statement; the number of rows it changed.
-    pub fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
-        match &self.inner {
-            Inner::Sqlite(c) => {
-                let mut st = c.prepare_cached(sql)?;
-                let n = st.execute(rusqlite::params_from_iter(args.iter()))?;
-                Ok(n as u64)
-            }
-            Inner::Postgres(c) => {
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
-                Ok(c.borrow_mut().execute(to_postgres(sql).as_ref(), &refs)?)
-            }
-        }
-    }
+    fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError>;
 
     /// Runs statements without parameters (schema changes, transaction
     /// control).
-    pub fn batch(&self, sql: &str) -> Result<(), SqlError> {
-        match &self.inner {
-            Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Postgres(c) => Ok(c.borrow_mut().batch_execute(sql)?),
-        }
-    }
+    fn batch(&self, sql: &str) -> Result<(), SqlError>;
 
     /// Calls `each` with every row, in order.
-    pub fn query_each(
+    fn for_each_row(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        each: &mut dyn FnMut(&Row<'_>) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError>;
+}
+
+/// Reading rows into values, for every [`Sql`].
+pub trait SqlExt: Sql {
+    /// Calls `each` with every row, in order.
+    fn query_each(
         &self,
         sql: &str,
         args: &[Value<'_>],
         mut each: impl FnMut(&Row<'_>) -> Result<(), SqlError>,
     ) -> Result<(), SqlError> {
-        match &self.inner {
-            Inner::Sqlite(c) => {
-                let mut st = c.prepare_cached(sql)?;
-                let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
-                while let Some(r) = rows.next()? {
-                    each(&Row::Sqlite(r))?;
-                }
-                Ok(())
-            }
-            Inner::Postgres(c) => {
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
-                let rows = c.borrow_mut().query(to_postgres(sql).as_ref(), &refs)?;
-                for r in &rows {
-                    each(&Row::Postgres(r))?;
-                }
-                Ok(())
-            }
-        }
+        self.for_each_row(sql, args, &mut each)
     }
 
     /// Every row, each turned into a `T` by `f`.
-    pub fn query<T>(
+    fn query<T>(
         &self,
         sql: &str,
         args: &[Value<'_>],
         mut f: impl FnMut(&Row<'_>) -> Result<T, SqlError>,
     ) -> Result<Vec<T>, SqlError> {
         let mut out = Vec::new();
-        self.query_each(sql, args, |r| {
+        self.for_each_row(sql, args, &mut |r| {
             out.push(f(r)?);
             Ok(())
         })?;
@@ -544,7 +537,7 @@ impl Db {
     }
 
     /// The first row, if any, turned into a `T` by `f`.
-    pub fn query_opt<T>(
+    fn query_opt<T>(
         &self,
         sql: &str,
         args: &[Value<'_>],
@@ -552,7 +545,7 @@ impl Db {
     ) -> Result<Option<T>, SqlError> {
         let mut f = Some(f);
         let mut out = None;
-        self.query_each(sql, args, |r| {
+        self.for_each_row(sql, args, &mut |r| {
             if let Some(f) = f.take() {
                 out = Some(f(r)?);
             }
@@ -562,7 +555,7 @@ impl Db {
     }
 
     /// The first row, which must exist (an aggregate, a `RETURNING`).
-    pub fn query_one<T>(
+    fn query_one<T>(
         &self,
         sql: &str,
         args: &[Value<'_>],
@@ -572,10 +565,117 @@ impl Db {
     }
 
     /// The single value of the first row, if any.
-    pub fn value<T: FromCell>(&self, sql: &str, args: &[Value<'_>]) -> Result<Option<T>, SqlError> {
+    fn value<T: FromCell>(&self, sql: &str, args: &[Value<'_>]) -> Result<Option<T>, SqlError> {
         self.query_opt(sql, args, |r| r.get(0))
     }
+}
 
+impl<S: Sql + ?Sized> SqlExt for S {}
+
+impl Sql for rusqlite::Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
+        let mut st = self.prepare_cached(sql)?;
+        let n = st.execute(rusqlite::params_from_iter(args.iter()))?;
+        Ok(n as u64)
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), SqlError> {
+        Ok(self.execute_batch(sql)?)
+    }
+
+    fn for_each_row(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        each: &mut dyn FnMut(&Row<'_>) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError> {
+        let mut st = self.prepare_cached(sql)?;
+        let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
+        while let Some(r) = rows.next()? {
+            each(&Row::Sqlite(r))?;
+        }
+        Ok(())
+    }
+}
+
+/// SQLite transactions and savepoints are connections to run on.
+macro_rules! sqlite_deref {
+    ($($t:ty),*) => {$(
+        impl Sql for $t {
+            fn dialect(&self) -> Dialect {
+                Dialect::Sqlite
+            }
+            fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
+                Sql::execute(&**self as &rusqlite::Connection, sql, args)
+            }
+            fn batch(&self, sql: &str) -> Result<(), SqlError> {
+                Sql::batch(&**self as &rusqlite::Connection, sql)
+            }
+            fn for_each_row(
+                &self,
+                sql: &str,
+                args: &[Value<'_>],
+                each: &mut dyn FnMut(&Row<'_>) -> Result<(), SqlError>,
+            ) -> Result<(), SqlError> {
+                (&**self as &rusqlite::Connection).for_each_row(sql, args, each)
+            }
+        }
+    )*};
+}
+sqlite_deref!(rusqlite::Transaction<'_>, rusqlite::Savepoint<'_>);
+
+impl Sql for Db {
+    fn dialect(&self) -> Dialect {
+        match self.inner {
+            Inner::Sqlite(_) => Dialect::Sqlite,
+            Inner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
+        match &self.inner {
+            Inner::Sqlite(c) => Sql::execute(c, sql, args),
+            Inner::Postgres(c) => {
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
+                Ok(c.borrow_mut().execute(to_postgres(sql).as_ref(), &refs)?)
+            }
+        }
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), SqlError> {
+        match &self.inner {
+            Inner::Sqlite(c) => Sql::batch(c, sql),
+            Inner::Postgres(c) => Ok(c.borrow_mut().batch_execute(sql)?),
+        }
+    }
+
+    fn for_each_row(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        each: &mut dyn FnMut(&Row<'_>) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError> {
+        match &self.inner {
+            Inner::Sqlite(c) => c.for_each_row(sql, args, each),
+            Inner::Postgres(c) => {
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
+                // Read whole before any row is handed out: the caller may run
+                // another statement while it walks them.
+                let rows = c.borrow_mut().query(to_postgres(sql).as_ref(), &refs)?;
+                for r in &rows {
+                    each(&Row::Postgres(r))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Db {
     /// Starts a transaction; it rolls back unless committed.
     pub fn transaction(&self) -> Result<Tx<'_>, SqlError> {
         self.batch("BEGIN")?;
@@ -623,7 +723,9 @@ impl<'a> Tx<'a> {
     fn undo(&self) -> Result<(), SqlError> {
         match &self.savepoint {
             None => self.db.batch("ROLLBACK"),
-            Some(n) => self.db.batch(&format!("ROLLBACK TO SAVEPOINT {n}; RELEASE SAVEPOINT {n}")),
+            Some(n) => self
+                .db
+                .batch(&format!("ROLLBACK TO SAVEPOINT {n}; RELEASE SAVEPOINT {n}")),
         }
     }
 }
@@ -638,6 +740,26 @@ impl Drop for Tx<'_> {
     }
 }
 
+impl Sql for Tx<'_> {
+    fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+    fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
+        self.db.execute(sql, args)
+    }
+    fn batch(&self, sql: &str) -> Result<(), SqlError> {
+        self.db.batch(sql)
+    }
+    fn for_each_row(
+        &self,
+        sql: &str,
+        args: &[Value<'_>],
+        each: &mut dyn FnMut(&Row<'_>) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError> {
+        self.db.for_each_row(sql, args, each)
+    }
+}
+
 impl std::ops::Deref for Tx<'_> {
     type Target = Db;
     fn deref(&self) -> &Db {
@@ -647,6 +769,7 @@ impl std::ops::Deref for Tx<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::store::testing::{PgDatabase, postgres_addr};
 
@@ -719,7 +842,9 @@ mod tests {
                 ON CONFLICT (id) DO UPDATE SET name = excluded.name RETURNING id";
             let id: i64 = db.query_one(upsert, args![2i64, "b2"], |r| r.get(0)).unwrap();
             assert_eq!(id, 2);
-            let err = db.execute("INSERT INTO t (id, name) VALUES (?1, ?2)", args![3i64, "b2"]).unwrap_err();
+            let err = db
+                .execute("INSERT INTO t (id, name) VALUES (?1, ?2)", args![3i64, "b2"])
+                .unwrap_err();
             assert!(err.is_unique_violation(), "{err}");
             assert!(!err.unavailable(), "{err}");
             let wrong = db.query_one("SELECT name FROM t WHERE id = 1", args![], |r| r.get::<i64>(0));
@@ -732,18 +857,26 @@ mod tests {
         on_both(|db| {
             table(db);
             let tx = db.transaction().unwrap();
-            tx.execute("INSERT INTO t (id, name) VALUES (1, 'kept')", args![]).unwrap();
+            tx.execute("INSERT INTO t (id, name) VALUES (1, 'kept')", args![])
+                .unwrap();
             let sp = tx.savepoint("job").unwrap();
-            sp.execute("INSERT INTO t (id, name) VALUES (2, 'undone')", args![]).unwrap();
+            sp.execute("INSERT INTO t (id, name) VALUES (2, 'undone')", args![])
+                .unwrap();
             // A refused statement: on PostgreSQL this aborts the transaction
             // until the savepoint is rolled back.
-            assert!(sp.execute("INSERT INTO t (id, name) VALUES (3, 'kept')", args![]).is_err());
+            assert!(
+                sp.execute("INSERT INTO t (id, name) VALUES (3, 'kept')", args![])
+                    .is_err()
+            );
             drop(sp);
             let sp = tx.savepoint("job").unwrap();
-            sp.execute("INSERT INTO t (id, name) VALUES (4, 'four')", args![]).unwrap();
+            sp.execute("INSERT INTO t (id, name) VALUES (4, 'four')", args![])
+                .unwrap();
             sp.commit().unwrap();
             tx.commit().unwrap();
-            let names = db.query("SELECT name FROM t ORDER BY id", args![], |r| r.get::<String>(0)).unwrap();
+            let names = db
+                .query("SELECT name FROM t ORDER BY id", args![], |r| r.get::<String>(0))
+                .unwrap();
             assert_eq!(names, vec!["kept", "four"]);
             {
                 let tx = db.transaction().unwrap();
@@ -756,7 +889,10 @@ mod tests {
 
     #[test]
     fn parameters_become_dollar_numbers_outside_quotes_only() {
-        assert_eq!(to_postgres("SELECT ?1, '?2' WHERE a = ?2"), "SELECT $1, '?2' WHERE a = $2");
+        assert_eq!(
+            to_postgres("SELECT ?1, '?2' WHERE a = ?2"),
+            "SELECT $1, '?2' WHERE a = $2"
+        );
         assert!(matches!(to_postgres("SELECT 1"), Cow::Borrowed(_)));
     }
 }

@@ -67,6 +67,9 @@ impl Drop for PgDatabase {
 fn connect(addr: &str, db: &str) -> Result<postgres::Client, SqlError> {
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "5432"));
     let mut cfg = postgres::Config::new();
-    cfg.host(host).port(port.parse().unwrap_or(5432)).user("postgres").dbname(db);
+    cfg.host(host)
+        .port(port.parse().unwrap_or(5432))
+        .user("postgres")
+        .dbname(db);
     Ok(cfg.connect(postgres::NoTls)?)
 }
