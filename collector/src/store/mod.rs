@@ -33,6 +33,8 @@ pub mod testing;
 pub enum StoreError {
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Db(#[from] sql::SqlError),
     #[error("database migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
     #[error("stored report of agent {agent_id} cannot be read: {reason}")]
@@ -165,8 +167,10 @@ impl StoreError {
             | StoreError::Queue(_)
             | StoreError::Recommendation(TransitionError::Invalid { .. }) => ErrorClass::Conflict,
             StoreError::Sql(e) if cannot_write(e) => ErrorClass::Unavailable,
+            StoreError::Db(e) if e.unavailable() => ErrorClass::Unavailable,
             StoreError::WriterGone | StoreError::Unwritable(_) => ErrorClass::Unavailable,
             StoreError::Sql(_)
+            | StoreError::Db(_)
             | StoreError::Migration(_)
             | StoreError::Corrupt { .. }
             | StoreError::Transaction(_)
@@ -180,11 +184,7 @@ impl StoreError {
 /// statement is wrong: a full disk, an I/O error, a read-only file, another
 /// process holding the lock.
 pub fn cannot_write(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode as C;
-    matches!(
-        e.sqlite_error_code(),
-        Some(C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseBusy | C::DatabaseLocked)
-    )
+    sql::sqlite_cannot_write(e)
 }
 
 pub(crate) fn migrations() -> Migrations<'static> {

@@ -103,6 +103,17 @@ impl SqlError {
     }
 }
 
+/// SQLite failures that say the store cannot write now rather than that a
+/// statement is wrong: a full disk, an I/O error, a read-only file, another
+/// process holding the lock.
+pub fn sqlite_cannot_write(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseBusy | C::DatabaseLocked)
+    )
+}
+
 /// A parameter bound to a statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
