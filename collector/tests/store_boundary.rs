@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 const MOVING: &[&str] = &[
     "backup.rs",
     "cases/hold.rs",
-    "cases/retired.rs",
     "cases/store.rs",
     "cases/tests.rs",
     "detect/replay.rs",

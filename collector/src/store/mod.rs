@@ -25,6 +25,7 @@ use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host, catalogue_samples};
 
 pub mod postgres;
+pub mod retired;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;
@@ -298,7 +299,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::report::stored::MIGRATION),
         M::up(crate::queue::MIGRATION),
         // Parts a service report replaced or the inventory lost.
-        M::up(crate::cases::retired::MIGRATION),
+        M::up(retired::MIGRATION),
         // One row `/healthz` rewrites to learn whether the store can write again.
         M::up(PROBE_MIGRATION),
         // Web sessions (by the hash of their id), so a restart logs nobody out.

@@ -135,6 +135,17 @@ macro_rules! int_value {
 }
 int_value!(i64, i32, u32, u16, u8, bool);
 
+macro_rules! int_ref_value {
+    ($($t:ty),*) => {$(
+        impl From<&$t> for Value<'_> {
+            fn from(v: &$t) -> Self {
+                Value::from(*v)
+            }
+        }
+    )*};
+}
+int_ref_value!(i64, i32, u32, u16, u8, bool, u64, usize, f64);
+
 impl From<u64> for Value<'_> {
     /// Counters beyond `i64::MAX` do not occur; they would be stored as the
     /// largest value rather than wrap to a negative one.
@@ -782,18 +793,7 @@ impl std::ops::Deref for Tx<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::store::testing::{PgDatabase, postgres_addr};
-
-    /// Runs `f` on an SQLite database in memory and, when a PostgreSQL
-    /// server is configured, on a database of its own there.
-    fn on_both(f: impl Fn(&Db)) {
-        let sqlite = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
-        f(&sqlite);
-        if let Some(addr) = postgres_addr() {
-            let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
-            f(&pg.connect().unwrap());
-        }
-    }
+    use crate::store::testing::on_both_raw as on_both;
 
     const TABLE: &str = "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
         score DOUBLE PRECISION, body BYTEA, flag BIGINT NOT NULL DEFAULT 0)";

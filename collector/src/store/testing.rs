@@ -9,6 +9,30 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sql::{Db, SqlError};
 
+/// Runs `f` on a migrated SQLite store in memory and, when a PostgreSQL
+/// server is configured, on a migrated database of its own there: a store
+/// operation's test shows the same results on both.
+pub fn on_both(f: impl Fn(&Db)) {
+    let sqlite = super::open_in_memory().unwrap_or_else(|e| panic!("SQLite: {e}"));
+    f(&Db::sqlite(sqlite));
+    if let Some(addr) = postgres_addr() {
+        let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+        let db = pg.connect().unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+        super::postgres::migrate(&db).unwrap_or_else(|e| panic!("migrating PostgreSQL: {e}"));
+        f(&db);
+    }
+}
+
+/// [`on_both`] on empty databases, without the store's schema.
+pub fn on_both_raw(f: impl Fn(&Db)) {
+    let sqlite = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap_or_else(|e| panic!("SQLite: {e}")));
+    f(&sqlite);
+    if let Some(addr) = postgres_addr() {
+        let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+        f(&pg.connect().unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}")));
+    }
+}
+
 /// The PostgreSQL server tests use, when one is configured.
 pub fn postgres_addr() -> Option<String> {
     std::env::var("CARETAKER_TEST_POSTGRES").ok().filter(|s| !s.is_empty())
