@@ -12,35 +12,11 @@ use std::collections::BTreeMap;
 
 use caretaker_shared::disk_health::{Disk, KEY_ATA_ATTRIBUTES, verdict};
 use caretaker_shared::wire::DiskScan;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::store::StoreError;
-
-/// Schema, applied as one migration by [`crate::store`].
-pub const MIGRATION: &str = r#"
-CREATE TABLE disk_latest (
-    agent_id TEXT NOT NULL REFERENCES agents(agent_id) ON DELETE CASCADE,
-    disk_key TEXT NOT NULL,
-    device TEXT NOT NULL,
-    model TEXT NOT NULL,
-    serial TEXT NOT NULL,
-    level TEXT NOT NULL,
-    scanned_at_ms INTEGER NOT NULL,
-    first_seen_ms INTEGER NOT NULL,
-    doc TEXT NOT NULL,
-    PRIMARY KEY (agent_id, disk_key)
-);
-CREATE TABLE smart_history (
-    agent_id TEXT NOT NULL REFERENCES agents(agent_id) ON DELETE CASCADE,
-    disk_key TEXT NOT NULL,
-    at_ms INTEGER NOT NULL,
-    level TEXT NOT NULL,
-    reasons TEXT NOT NULL,
-    vals TEXT NOT NULL,
-    PRIMARY KEY (agent_id, disk_key, at_ms)
-);
-"#;
+use crate::store::disks::{DiskReading, DiskStore, HistoryRow};
+use crate::store::sql::Sql;
 
 /// A history row is written at least this often for a disk that is read.
 const HISTORY_HEARTBEAT_MS: i64 = 24 * 3_600_000;
@@ -90,7 +66,7 @@ fn steady(v: &BTreeMap<&str, i64>) -> BTreeMap<String, i64> {
 }
 
 /// Records one scan of one agent inside the caller's transaction.
-pub fn record_scan(conn: &Connection, agent_id: &str, scan: &DiskScan) -> Result<(), StoreError> {
+pub fn record_scan(db: &dyn Sql, agent_id: &str, scan: &DiskScan) -> Result<(), StoreError> {
     let at = scan.scanned_at_ms;
     let mut keys = Vec::with_capacity(scan.disks.len());
     for d in &scan.disks {
@@ -98,60 +74,54 @@ pub fn record_scan(conn: &Connection, agent_id: &str, scan: &DiskScan) -> Result
         d.verdict = verdict(&d);
         let level = d.verdict.level.as_str();
         let doc = serde_json::to_string(&d).unwrap_or_default();
-        conn.prepare_cached(
-            "INSERT INTO disk_latest(agent_id, disk_key, device, model, serial, level, scanned_at_ms, first_seen_ms, doc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
-             ON CONFLICT(agent_id, disk_key) DO UPDATE SET device = excluded.device, model = excluded.model,
-                serial = excluded.serial, level = excluded.level, scanned_at_ms = excluded.scanned_at_ms,
-                doc = excluded.doc",
-        )?
-        .execute(params![agent_id, d.key, d.device, d.model, d.serial, level, at, doc])?;
+        db.put_latest_disk(
+            agent_id,
+            &DiskReading {
+                key: &d.key,
+                device: &d.device,
+                model: &d.model,
+                serial: &d.serial,
+                level,
+                scanned_at_ms: at,
+                doc: &doc,
+            },
+        )?;
         keys.push(d.key.clone());
 
         let vals = key_values(&d);
         let reasons: Vec<String> = d.verdict.reasons.iter().map(|r| r.to_string()).collect();
-        let last: Option<(i64, String, String)> = conn
-            .prepare_cached(
-                "SELECT at_ms, level, vals FROM smart_history WHERE agent_id = ?1 AND disk_key = ?2
-                 ORDER BY at_ms DESC LIMIT 1",
-            )?
-            .query_row(params![agent_id, d.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
+        let last = db.last_history_row(agent_id, &d.key)?;
         let write = match &last {
             None => true,
-            Some((last_at, last_level, last_vals)) => {
-                let before: BTreeMap<String, i64> = serde_json::from_str(last_vals).unwrap_or_default();
+            Some(last) => {
+                let before: BTreeMap<String, i64> = serde_json::from_str(&last.vals).unwrap_or_default();
                 let before: BTreeMap<String, i64> = before
                     .into_iter()
                     .filter(|(k, _)| !DRIFTING.contains(&k.as_str()))
                     .collect();
-                at < *last_at || last_level != level || before != steady(&vals) || at - last_at >= HISTORY_HEARTBEAT_MS
+                at < last.at_ms
+                    || last.level != level
+                    || before != steady(&vals)
+                    || at - last.at_ms >= HISTORY_HEARTBEAT_MS
             }
         };
-        if write && last.as_ref().is_none_or(|(last_at, ..)| at > *last_at) {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO smart_history(agent_id, disk_key, at_ms, level, reasons, vals)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
+        if write && last.as_ref().is_none_or(|last| at > last.at_ms) {
+            db.put_history_row(
                 agent_id,
-                d.key,
-                at,
-                level,
-                serde_json::to_string(&reasons).unwrap_or_default(),
-                serde_json::to_string(&vals).unwrap_or_default()
-            ])?;
+                &d.key,
+                &HistoryRow {
+                    at_ms: at,
+                    level: level.to_string(),
+                    reasons: serde_json::to_string(&reasons).unwrap_or_default(),
+                    vals: serde_json::to_string(&vals).unwrap_or_default(),
+                },
+            )?;
         }
     }
     // A disk the scan no longer lists is gone from the host (its history stays).
     if scan.error.is_none() {
-        let mut stmt = conn.prepare_cached("SELECT disk_key FROM disk_latest WHERE agent_id = ?1")?;
-        let known: Vec<String> = stmt
-            .query_map(params![agent_id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        for k in known.iter().filter(|k| !keys.contains(k)) {
-            conn.prepare_cached("DELETE FROM disk_latest WHERE agent_id = ?1 AND disk_key = ?2")?
-                .execute(params![agent_id, k])?;
+        for k in db.latest_disk_keys(agent_id)?.iter().filter(|k| !keys.contains(k)) {
+            db.remove_latest_disk(agent_id, k)?;
         }
     }
     Ok(())
@@ -207,22 +177,15 @@ fn row_of(agent_id: String, host: String, first_seen_ms: i64, doc: &str) -> Resu
 }
 
 /// Every current disk, optionally of one agent, worst verdict first.
-pub fn list(conn: &Connection, agent_id: Option<&str>) -> Result<Vec<DiskRow>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT d.agent_id, a.host, d.first_seen_ms, d.scanned_at_ms, d.doc FROM disk_latest d
-         JOIN agents a ON a.agent_id = d.agent_id
-         WHERE ?1 IS NULL OR d.agent_id = ?1
-         ORDER BY CASE d.level WHEN 'failing' THEN 0 WHEN 'warning' THEN 1 WHEN 'unknown' THEN 2 ELSE 3 END,
-                  a.host, d.device, d.disk_key",
-    )?;
-    let mut rows = stmt.query(params![agent_id])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let (mut row, _) = row_of(r.get(0)?, r.get(1)?, r.get(2)?, &r.get::<_, String>(4)?)?;
-        row.scanned_at_ms = r.get(3)?;
-        out.push(row);
-    }
-    Ok(out)
+pub fn list(db: &dyn Sql, agent_id: Option<&str>) -> Result<Vec<DiskRow>, StoreError> {
+    db.latest_disks(agent_id)?
+        .into_iter()
+        .map(|d| {
+            let (mut row, _) = row_of(d.agent_id, d.host, d.first_seen_ms, &d.doc)?;
+            row.scanned_at_ms = d.scanned_at_ms;
+            Ok(row)
+        })
+        .collect()
 }
 
 /// The disks of one agent as read in `[from_ms, to_ms)`, worst verdict
@@ -233,57 +196,31 @@ pub fn list(conn: &Connection, agent_id: Option<&str>) -> Result<Vec<DiskRow>, S
 /// keeps no names), and `state` is empty (the history keeps no read state).
 /// A disk taken out of service before `to_ms` (replaced, see
 /// [`crate::cases::retired`]) is not listed: the period's changes name it.
-pub fn read_in(conn: &Connection, agent_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<DiskRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT h.disk_key, h.at_ms, h.level, h.reasons, h.vals, a.host, d.device, d.model, d.serial, d.first_seen_ms
-         FROM smart_history h JOIN agents a ON a.agent_id = h.agent_id
-         LEFT JOIN disk_latest d ON d.agent_id = h.agent_id AND d.disk_key = h.disk_key
-         WHERE h.agent_id = ?1 AND h.at_ms >= ?2 AND h.at_ms = (
-             SELECT max(x.at_ms) FROM smart_history x
-             WHERE x.agent_id = h.agent_id AND x.disk_key = h.disk_key AND x.at_ms < ?3)
-           AND NOT EXISTS (SELECT 1 FROM retired_parts r
-             WHERE r.asset = a.host AND r.component = h.disk_key AND r.retired_at_ms < ?3)
-         ORDER BY CASE h.level WHEN 'failing' THEN 0 WHEN 'warning' THEN 1 WHEN 'unknown' THEN 2 ELSE 3 END,
-                  coalesce(d.device, ''), h.disk_key",
-    )?;
-    let rows = stmt.query_map(
-        params![agent_id, from_ms.saturating_sub(HISTORY_HEARTBEAT_MS), to_ms],
-        |r| {
-            Ok((
-                (r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?),
-                (r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?),
-                (
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, Option<i64>>(9)?,
-                ),
-            ))
-        },
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let ((key, at_ms, verdict), (reasons, vals, host), (device, model, serial, first_seen_ms)) = row?;
-        let vals: BTreeMap<String, i64> = serde_json::from_str(&vals).unwrap_or_default();
-        out.push(DiskRow {
-            agent_id: agent_id.to_string(),
-            host,
-            key,
-            device: device.unwrap_or_default(),
-            model: model.unwrap_or_default(),
-            serial: serial.unwrap_or_default(),
-            verdict,
-            reasons: serde_json::from_str(&reasons).unwrap_or_default(),
-            // The history keeps reasons, not link notes.
-            link: Vec::new(),
-            state: String::new(),
-            scanned_at_ms: at_ms,
-            first_seen_ms: first_seen_ms.unwrap_or(at_ms),
-            temperature_c: vals.get("temperature_c").copied(),
-            power_on_hours: vals.get("power_on_hours").and_then(|h| u64::try_from(*h).ok()),
-        });
-    }
-    Ok(out)
+pub fn read_in(db: &dyn Sql, agent_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<DiskRow>, StoreError> {
+    let disks = db.disks_in_period(agent_id, from_ms.saturating_sub(HISTORY_HEARTBEAT_MS), to_ms)?;
+    Ok(disks
+        .into_iter()
+        .map(|p| {
+            let vals: BTreeMap<String, i64> = serde_json::from_str(&p.row.vals).unwrap_or_default();
+            DiskRow {
+                agent_id: agent_id.to_string(),
+                host: p.host,
+                key: p.key,
+                device: p.device.unwrap_or_default(),
+                model: p.model.unwrap_or_default(),
+                serial: p.serial.unwrap_or_default(),
+                verdict: p.row.level,
+                reasons: serde_json::from_str(&p.row.reasons).unwrap_or_default(),
+                // The history keeps reasons, not link notes.
+                link: Vec::new(),
+                state: String::new(),
+                scanned_at_ms: p.row.at_ms,
+                first_seen_ms: p.first_seen_ms.unwrap_or(p.row.at_ms),
+                temperature_c: vals.get("temperature_c").copied(),
+                power_on_hours: vals.get("power_on_hours").and_then(|h| u64::try_from(*h).ok()),
+            }
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -299,28 +236,13 @@ pub type DiskDetail = (Option<(DiskRow, Disk)>, Vec<HistoryPoint>);
 
 /// One disk: its latest full reading while the host still has it, and its
 /// history, oldest first. `None` when the disk was never seen.
-pub fn one(conn: &Connection, agent_id: &str, key: &str, limit: u32) -> Result<Option<DiskDetail>, StoreError> {
-    let latest = conn
-        .query_row(
-            "SELECT d.agent_id, a.host, d.first_seen_ms, d.scanned_at_ms, d.doc FROM disk_latest d
-             JOIN agents a ON a.agent_id = d.agent_id WHERE d.agent_id = ?1 AND d.disk_key = ?2",
-            params![agent_id, key],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            },
-        )
-        .optional()?;
-    let history = history(conn, agent_id, key, limit)?;
+pub fn one(db: &dyn Sql, agent_id: &str, key: &str, limit: u32) -> Result<Option<DiskDetail>, StoreError> {
+    let latest = db.latest_disk(agent_id, key)?;
+    let history = history(db, agent_id, key, limit)?;
     let current = match latest {
-        Some((a, host, first, scanned, doc)) => {
-            let (mut row, disk) = row_of(a, host, first, &doc)?;
-            row.scanned_at_ms = scanned;
+        Some(d) => {
+            let (mut row, disk) = row_of(d.agent_id, d.host, d.first_seen_ms, &d.doc)?;
+            row.scanned_at_ms = d.scanned_at_ms;
             Some((row, disk))
         }
         None if history.is_empty() => return Ok(None),
@@ -330,31 +252,17 @@ pub fn one(conn: &Connection, agent_id: &str, key: &str, limit: u32) -> Result<O
 }
 
 /// The history of one disk (also of disks no longer present), oldest first.
-pub fn history(conn: &Connection, agent_id: &str, key: &str, limit: u32) -> Result<Vec<HistoryPoint>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT at_ms, level, reasons, vals FROM (
-             SELECT at_ms, level, reasons, vals FROM smart_history WHERE agent_id = ?1 AND disk_key = ?2
-             ORDER BY at_ms DESC LIMIT ?3) ORDER BY at_ms",
-    )?;
-    let rows = stmt.query_map(params![agent_id, key, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (at_ms, verdict, reasons, vals) = r?;
-        out.push(HistoryPoint {
-            at_ms,
-            verdict,
-            reasons: serde_json::from_str(&reasons).unwrap_or_default(),
-            values: serde_json::from_str(&vals).unwrap_or_default(),
-        });
-    }
-    Ok(out)
+pub fn history(db: &dyn Sql, agent_id: &str, key: &str, limit: u32) -> Result<Vec<HistoryPoint>, StoreError> {
+    Ok(db
+        .disk_history(agent_id, key, limit)?
+        .into_iter()
+        .map(|r| HistoryPoint {
+            at_ms: r.at_ms,
+            verdict: r.level,
+            reasons: serde_json::from_str(&r.reasons).unwrap_or_default(),
+            values: serde_json::from_str(&r.vals).unwrap_or_default(),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -389,16 +297,10 @@ mod tests {
         }
     }
 
-    fn conn() -> Connection {
-        let dir = tempfile::tempdir().unwrap();
-        let c = crate::store::open(&dir.path().join("s.db"), crate::config::Synchronous::Normal).unwrap();
-        std::mem::forget(dir);
-        c.execute(
-            "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES ('a1', 'h', 'db1', 0)",
-            [],
-        )
-        .unwrap();
-        c
+    fn conn() -> crate::store::testing::TestDb {
+        let db = crate::store::testing::TestDb::new();
+        crate::store::testing::add_agent(&*db, "a1", "db1");
+        db
     }
 
     fn scan(at: i64, disks: Vec<Disk>) -> DiskScan {

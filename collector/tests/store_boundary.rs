@@ -18,7 +18,6 @@ const MOVING: &[&str] = &[
     "cases/store.rs",
     "cases/tests.rs",
     "detect/replay.rs",
-    "disks.rs",
     "export.rs",
     "http/agents.rs",
     "http/assets.rs",

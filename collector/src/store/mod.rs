@@ -24,6 +24,7 @@ use crate::assets;
 use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host, catalogue_samples};
 
+pub mod disks;
 pub mod postgres;
 pub mod retired;
 pub mod sql;
@@ -251,7 +252,7 @@ CREATE TABLE inventory (
 );
 "#,
         ),
-        M::up(crate::disks::MIGRATION),
+        M::up(disks::MIGRATION),
         // The asset archive: what changed between two inventory versions, one
         // row per change, dated by the report that brought the new version.
         M::up(

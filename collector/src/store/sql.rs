@@ -14,7 +14,10 @@
 //!   back with `RETURNING id`;
 //! - `COALESCE`, not `IFNULL`; `MAX(a, b)` is spelled with `CASE`; sums are
 //!   `CAST(SUM(x) AS BIGINT)` (PostgreSQL sums integers as `NUMERIC`);
-//! - JSON documents are read and written whole, in Rust.
+//! - JSON documents are read and written whole, in Rust;
+//! - a parameter PostgreSQL cannot type from its context (`?1 IS NULL`) is
+//!   cast: `CAST(?1 AS TEXT) IS NULL OR x = ?1`; a subquery in `FROM` has
+//!   an alias.
 //!
 //! Where a statement cannot be written once, [`Db::dialect`] tells the
 //! store module which one to send.

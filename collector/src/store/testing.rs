@@ -97,3 +97,74 @@ fn connect(addr: &str, db: &str) -> Result<postgres::Client, SqlError> {
         .dbname(db);
     Ok(cfg.connect(postgres::NoTls)?)
 }
+
+/// An enrolled agent `agent_id` on host `host`, for tests of tables that
+/// refer to agents.
+pub fn add_agent(db: &dyn super::sql::Sql, agent_id: &str, host: &str) {
+    db.execute(
+        "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, 0)",
+        super::sql::args![agent_id, format!("credential of {agent_id}"), host],
+    )
+    .unwrap_or_else(|e| panic!("adding agent {agent_id}: {e}"));
+}
+
+/// A migrated store for a test: SQLite in memory, or, when
+/// `CARETAKER_TEST_STORE=postgresql`, a PostgreSQL database of its own on
+/// the server `CARETAKER_TEST_POSTGRES` names. CI runs the collector's tests
+/// once each way.
+pub struct TestDb {
+    db: Db,
+    // Dropped after `db`: the database goes once its connection is closed.
+    _pg: Option<PgDatabase>,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        if std::env::var("CARETAKER_TEST_STORE").is_ok_and(|s| s == "postgresql") {
+            let addr = postgres_addr()
+                .unwrap_or_else(|| panic!("CARETAKER_TEST_STORE=postgresql needs CARETAKER_TEST_POSTGRES"));
+            let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+            let db = pg.connect().unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+            super::postgres::migrate(&db).unwrap_or_else(|e| panic!("migrating PostgreSQL: {e}"));
+            return TestDb { db, _pg: Some(pg) };
+        }
+        let conn = super::open_in_memory().unwrap_or_else(|e| panic!("SQLite: {e}"));
+        TestDb {
+            db: Db::sqlite(conn),
+            _pg: None,
+        }
+    }
+}
+
+impl Default for TestDb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl super::sql::Sql for TestDb {
+    fn dialect(&self) -> super::sql::Dialect {
+        self.db.dialect()
+    }
+    fn execute(&self, sql: &str, args: &[super::sql::Value<'_>]) -> Result<u64, SqlError> {
+        self.db.execute(sql, args)
+    }
+    fn batch(&self, sql: &str) -> Result<(), SqlError> {
+        self.db.batch(sql)
+    }
+    fn for_each_row(
+        &self,
+        sql: &str,
+        args: &[super::sql::Value<'_>],
+        each: &mut dyn FnMut(&super::sql::Row<'_>) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError> {
+        self.db.for_each_row(sql, args, each)
+    }
+}
