@@ -595,7 +595,20 @@ pub struct StoreConfig {
     /// (it also does at start); the result is `caretaker_store_check_ok`.
     #[serde(default = "default_check_interval_secs")]
     pub check_interval_secs: u64,
+    /// Read connections the API and the background gauges share: this many
+    /// reads run side by side (a long report beside the queue page), more
+    /// wait for a free one. WAL mode lets them all read beside the writer.
+    #[serde(default = "default_readers")]
+    pub readers: usize,
 }
+
+fn default_readers() -> usize {
+    4
+}
+
+/// More read connections than this would only add memory: two cores' worth of
+/// reads plus waiting ones is far below it.
+pub const MAX_READERS: usize = 64;
 
 fn default_check_interval_secs() -> u64 {
     6 * 3600
@@ -608,6 +621,7 @@ impl Default for StoreConfig {
             report_log_retention_hours: default_report_log_retention_hours(),
             raw_report_retention_hours: default_raw_report_retention_hours(),
             check_interval_secs: default_check_interval_secs(),
+            readers: default_readers(),
         }
     }
 }
@@ -719,6 +733,9 @@ impl Checked for Config {
         if !(60..=7 * 86_400).contains(&self.store.check_interval_secs) {
             p.push("store.check_interval_secs: must be from 60 to 604800 (a week)".into());
         }
+        if !(1..=MAX_READERS).contains(&self.store.readers) {
+            p.push(format!("store.readers: must be from 1 to {MAX_READERS}"));
+        }
         self.detect.problems(&mut p);
         self.reports.problems(&mut p);
         if self.queue.satisfaction_wait_days == 0 {
@@ -756,7 +773,8 @@ mod tests {
         assert!(c.is_ok_and(|c| c.hosts.down_after_intervals == 3
             && c.store.synchronous == Synchronous::Full
             && c.store.raw_report_retention_hours == 168
-            && c.store.check_interval_secs == 21_600));
+            && c.store.check_interval_secs == 21_600
+            && c.store.readers == 4));
         let e = Config::parse(
             "[hosts]\ndown_after_intervals = 0\n[ingest]\nmax_body_bytes = 10\n",
             Path::new("c.toml"),
@@ -887,6 +905,30 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("raw_report_retention_hours") || e.contains("line 2")));
+    }
+
+    #[test]
+    fn store_readers_come_from_the_config_and_zero_is_refused() {
+        let c = Config::parse("[store]\nreaders = 2\n", Path::new("c.toml"));
+        assert!(c.is_ok_and(|c| c.store.readers == 2));
+        let e = Config::parse("[store]\nreaders = 0\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("c.toml: 1 problem(s):\n  store.readers: must be from 1 to 64")
+        );
+        let e = Config::parse("[store]\nreaders = 65\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("store.readers: must be from 1 to 64")));
+        let e = Config::parse("[store]\nreaders = -1\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.is_some_and(|e| e.contains("readers")),
+            "a negative count names the field"
+        );
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Metrics {
     /// The store's last integrity check: passed (1) or not, and when (s).
     pub store_check_ok: Gauge,
     pub store_checked_at: Gauge,
+    /// Store reads running now, and reads waiting for a free read connection
+    /// (`[store] readers`): a queue that stays above 0 wants more of them.
+    pub store_reads_in_use: Gauge,
+    pub store_reads_waiting: Gauge,
     /// Ticket sinks: deliveries by result, and each sink's backlog.
     pub sink_deliveries: Family<Labels, Counter>,
     pub outbox_pending: Family<Labels, Gauge>,
@@ -128,6 +132,8 @@ impl Metrics {
             contract_file_errors: Counter::default(),
             store_check_ok: Gauge::default(),
             store_checked_at: Gauge::default(),
+            store_reads_in_use: Gauge::default(),
+            store_reads_waiting: Gauge::default(),
             sink_deliveries: Family::default(),
             outbox_pending: Family::default(),
             dropped: Counter::default(),
@@ -157,6 +163,16 @@ impl Metrics {
             &mut registry,
             "caretaker_store_check_timestamp_seconds",
             m.store_checked_at.clone(),
+        )?;
+        register(
+            &mut registry,
+            "caretaker_store_reads_in_use",
+            m.store_reads_in_use.clone(),
+        )?;
+        register(
+            &mut registry,
+            "caretaker_store_reads_waiting",
+            m.store_reads_waiting.clone(),
         )?;
         register(&mut registry, "caretaker_detect_evaluations_dropped", m.dropped.clone())?;
         register(&mut registry, "caretaker_detect_reports_coalesced", m.coalesced.clone())?;

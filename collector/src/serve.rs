@@ -1,7 +1,7 @@
 //! `caretaker-collector init` and `serve`: wiring the pieces together.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -88,7 +88,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let fleet = Arc::new(Fleet::default());
     let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
     let hosts = store::load_fleet(&conn, &fleet).context("loading hosts from the store")?;
-    let reader = store::open(&paths.database, cfg.store.synchronous).context("opening the store for reading")?;
     // A broken contracts file refuses the start too (every problem printed
     // as FILE:LINE). Loaded before the writer starts, so no case is settled
     // against an empty set; later edits are reloaded (see below).
@@ -119,6 +118,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
     let metrics =
         Arc::new(Metrics::new(fleet.clone(), cfg.hosts.down_after_intervals).map_err(|e| anyhow::anyhow!(e))?);
+    // Opened after the writer has migrated the store; they only read.
+    let reader = store::Readers::open(&paths.database, cfg.store.readers)
+        .context("opening the store's read connections")?
+        .observed(metrics.store_reads_in_use.clone(), metrics.store_reads_waiting.clone());
     // Passed at start (above); checked again on a schedule.
     metrics.store_check_ok.set(1);
     metrics.store_checked_at.set(caretaker_shared::now_ms() / 1000);
@@ -165,9 +168,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("configuring the ticket sinks")?;
     let deliverers = crate::queue::deliver::start(
         sinks,
-        Arc::new(Mutex::new(
-            store::open(&paths.database, cfg.store.synchronous).context("opening the store for the outbox")?,
-        )),
+        // Its own connection: delivery keeps going while every API reader is busy.
+        store::Readers::open(&paths.database, 1).context("opening the store for the outbox")?,
         writer.clone(),
         metrics.clone(),
         cfg.queue.public_url.clone(),
@@ -182,7 +184,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         writer: writer.clone(),
         metrics,
         config: cfg.clone(),
-        reader: Arc::new(Mutex::new(reader)),
+        reader,
     };
 
     let handle = axum_server::Handle::new();
@@ -229,7 +231,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(scheduled_reports(writer, customers, options))
     });
     drop(writer);
-    // Spare coverage and stock gauges: a few queries a minute on the reader.
+    // Spare coverage and stock gauges: a few queries a minute on the readers.
     let gauges = {
         let reader = state.reader.clone();
         let metrics = state.metrics.clone();

@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn rows(state: &AppState) -> i64 {
-        let c = state.reader.lock().unwrap();
+        let c = state.reader.try_lease().unwrap();
         c.query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
             .unwrap()
     }
@@ -182,7 +182,7 @@ mod tests {
         assert!(resolve(&state, "no-such-session", t0).await.unwrap().is_none());
         // Only the id's hash is stored, never the id.
         {
-            let c = state.reader.lock().unwrap();
+            let c = state.reader.try_lease().unwrap();
             let stored: String = c
                 .query_row("SELECT id_hash FROM web_sessions", [], |r| r.get(0))
                 .unwrap();

@@ -1598,6 +1598,22 @@ pub static CATALOGUE: &[MetricDef] = &[
         "When the store's integrity was last checked: at start, then every store.check_interval_secs."
     ),
     m!(
+        "caretaker_store_reads_in_use",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "Store reads running now, each on one of the store.readers read connections."
+    ),
+    m!(
+        "caretaker_store_reads_waiting",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "Store reads waiting for a free read connection; staying above 0 means store.readers is too small for the load."
+    ),
+    m!(
         "caretaker_cases_sla_breached",
         Gauge,
         None,

@@ -129,7 +129,7 @@ async fn one(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
@@ -162,7 +162,7 @@ mod tests {
             .and_then(|_| store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests"))
             .and_then(|_| store::load_fleet(&conn, &fleet));
         assert!(setup.is_ok(), "{setup:?}");
-        let reader = open();
+        let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
         let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
         for (id, host) in [("a1", "db01"), ("a2", "web01")] {
             let ok = writer
@@ -194,7 +194,7 @@ mod tests {
             writer,
             metrics,
             config: Arc::new(Config::default()),
-            reader: Arc::new(Mutex::new(reader)),
+            reader,
             detect: None,
             contracts: crate::contracts::Shared::default(),
             login: Default::default(),

@@ -191,7 +191,7 @@ mod tests {
     }
 
     fn cases(s: &AppState) -> i64 {
-        let c = s.reader.lock().unwrap();
+        let c = s.reader.try_lease().unwrap();
         c.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap()
     }
 

@@ -85,13 +85,19 @@ async fn generate(
         down_after_intervals: state.config.hosts.down_after_intervals,
         ..Options::default()
     };
+    // Built on a read connection, so neither ingest (the writer) nor the
+    // queue page (another reader) waits for a long report; one read
+    // transaction gives every query of the report the same snapshot. Only
+    // storing it takes the writer.
     let c = customer.clone();
+    let built = read(&state, move |conn| {
+        let snapshot = conn.unchecked_transaction()?;
+        report::build_with(&snapshot, &c, period, now, &options)
+    })
+    .await?;
     let v = state
         .writer
-        .run(move |conn| {
-            let id = stored::generate(conn, &c, period, now, Trigger::OnDemand, &options)?;
-            Ok(json!(id))
-        })
+        .run(move |conn| Ok(json!(stored::save(conn, &built, Trigger::OnDemand)?)))
         .await?;
     let id = v.as_i64().unwrap_or_default();
     tracing::info!(id, customer = %customer, "inspection report generated");
@@ -227,7 +233,7 @@ async fn one(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<S
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::http::Request;
@@ -250,7 +256,7 @@ mod tests {
         crate::report::tests::fleet(&conn);
         let fleet = Arc::new(Fleet::default());
         store::load_fleet(&conn, &fleet).unwrap();
-        let reader = store::open(&db, Synchronous::Normal).unwrap();
+        let reader = store::Readers::open(&db, 2).unwrap();
         let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap();
         let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap());
         AppState {
@@ -258,7 +264,7 @@ mod tests {
             writer,
             metrics,
             config: Arc::new(Config::default()),
-            reader: Arc::new(Mutex::new(reader)),
+            reader,
             detect: None,
             contracts: crate::contracts::Shared::default(),
             login: Default::default(),

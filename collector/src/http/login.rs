@@ -248,7 +248,7 @@ mod tests {
     }
 
     fn session_rows(state: &AppState) -> i64 {
-        let c = state.reader.lock().unwrap();
+        let c = state.reader.try_lease().unwrap();
         c.query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
             .unwrap()
     }

@@ -47,8 +47,9 @@ pub struct AppState {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
-    /// Read-only connection pool of one, for API queries that need the store.
-    pub reader: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// The store's read connections (`[store] readers`), for API queries
+    /// and pages: reads run side by side, none waits behind another's lock.
+    pub reader: crate::store::Readers,
     /// The live detection task, fed with every committed report; `None`
     /// where detection does not run (handler tests).
     pub detect: Option<crate::detect::live::DetectHandle>,
@@ -167,7 +168,7 @@ pub(crate) fn id_error(what: &str, id: &str, e: &std::num::ParseIntError, hint: 
     }
 }
 
-/// Runs a store read on the reader connection, off the async workers
+/// Runs a store read on one of the read connections, off the async workers
 /// (SQLite reads block).
 pub(crate) async fn read<T: Send + 'static>(
     state: &AppState,

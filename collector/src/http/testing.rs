@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
@@ -36,7 +36,7 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
         .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
         .and_then(|_| store::load_fleet(&conn, &fleet));
     assert!(setup.is_ok(), "{setup:?}");
-    let reader = open();
+    let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
     let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
     AppState {
@@ -44,7 +44,7 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
         writer,
         metrics,
         config: Arc::new(Config::default()),
-        reader: Arc::new(Mutex::new(reader)),
+        reader,
         detect: None,
         contracts: crate::contracts::Shared::default(),
         login: Default::default(),

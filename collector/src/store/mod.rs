@@ -30,6 +30,8 @@ pub mod retired;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;
+mod readers;
+pub use readers::{Lease, Readers, read_on};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -572,21 +574,6 @@ pub struct Prune {
     pub raw_reports_before_ms: i64,
     /// Outbox rows older than this that every sink has delivered.
     pub outbox_before_ms: i64,
-}
-
-/// Runs a read on a shared read-only connection, off the async workers
-/// (SQLite reads block).
-pub async fn read_on<T: Send + 'static>(
-    reader: &Arc<std::sync::Mutex<Connection>>,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let reader = reader.clone();
-    tokio::task::spawn_blocking(move || {
-        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
-    })
-    .await
-    .map_err(|e| StoreError::Transaction(e.to_string()))?
 }
 
 /// Handle to the writer thread; cheap to clone.

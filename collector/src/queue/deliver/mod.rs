@@ -6,10 +6,8 @@
 //! sink refuses for good ([`SinkError::Permanent`], five times) is set aside
 //! and listed on `GET /api/v1/outbox`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use rusqlite::Connection;
 
 use super::outbox::{self, Pending};
 use crate::metrics::Metrics;
@@ -80,7 +78,7 @@ pub fn event(p: &Pending, public_url: Option<&str>) -> CaseEvent {
 /// Starts one delivery task per sink; they run until aborted.
 pub fn start(
     sinks: Vec<Sink>,
-    reader: Arc<Mutex<Connection>>,
+    reader: crate::store::Readers,
     writer: Writer,
     metrics: Arc<Metrics>,
     public_url: Option<String>,
@@ -97,7 +95,7 @@ pub fn start(
 
 async fn run(
     sink: Sink,
-    reader: Arc<Mutex<Connection>>,
+    reader: crate::store::Readers,
     writer: Writer,
     metrics: Arc<Metrics>,
     url: Option<String>,
@@ -130,7 +128,7 @@ async fn run(
 /// Delivers at most one change; `Some(wait)`: nothing to do for that long.
 async fn step(
     sink: &Sink,
-    reader: &Arc<Mutex<Connection>>,
+    reader: &crate::store::Readers,
     writer: &Writer,
     metrics: &Metrics,
     url: Option<&str>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use super::*;
@@ -105,7 +105,7 @@ async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
     };
     let tasks = start(
         sinks,
-        reader.clone(),
+        crate::store::Readers::open(&db, 1).unwrap(),
         writer.clone(),
         metrics.clone(),
         Some("https://caretaker.example".into()),

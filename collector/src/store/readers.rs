@@ -1,0 +1,286 @@
+//! The store's read connections: a small pool, so that one long read (an
+//! inspection report over a month of a large customer) does not make every
+//! other page wait behind it. SQLite in WAL mode lets any number of readers
+//! see the last commit while the writer carries on, so the only limit is how
+//! many reads we let run at once: `[store] readers`.
+//!
+//! A read waits for a free connection on an async semaphore (no thread is
+//! parked while it waits), then runs on the blocking pool holding that one
+//! connection, and hands it back when done, also if it panics. Callers see
+//! [`read_on`] and a `&Connection`, never a lock.
+//!
+//! Written here rather than taken from r2d2: r2d2's `get` blocks a thread
+//! while it waits (here the wait is an `await`), it runs a reaper thread and
+//! health checks a local file does not need, and the whole pool is the few
+//! lines below. The PostgreSQL store will bring its own pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::gauge::Gauge;
+use rusqlite::Connection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::StoreError;
+
+/// A pool of read-only connections to one store file; cheap to clone.
+#[derive(Clone)]
+pub struct Readers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One permit per connection: holding a permit means one connection in
+    /// `idle` is yours to take.
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Connection>>,
+    size: usize,
+    /// Reads running now, and reads waiting for a connection.
+    in_use: Gauge,
+    waiting: Gauge,
+}
+
+impl Readers {
+    /// Opens `size` read connections (at least one) to the store at `path`,
+    /// which must exist and be migrated (the writer opens it first).
+    ///
+    /// Each is opened read-only and with `query_only` set, so no read can
+    /// change the store, even by mistake; each waits up to five seconds on a
+    /// lock (a checkpoint, a restore) instead of failing at once.
+    pub fn open(path: &Path, size: usize) -> Result<Self, StoreError> {
+        let size = size.max(1);
+        let conns = (0..size)
+            .map(|_| {
+                let conn = super::open_read_only(path)?;
+                conn.pragma_update(None, "query_only", true)?;
+                Ok(conn)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(size)),
+                idle: Mutex::new(conns),
+                size,
+                in_use: Gauge::default(),
+                waiting: Gauge::default(),
+            }),
+        })
+    }
+
+    /// The same pool, counting into these gauges (the collector's
+    /// `caretaker_store_reads_in_use` and `caretaker_store_reads_waiting`).
+    /// Call before the pool is shared.
+    pub fn observed(mut self, in_use: Gauge, waiting: Gauge) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.in_use = in_use;
+            inner.waiting = waiting;
+        }
+        self
+    }
+
+    /// How many connections the pool has.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// A connection now, if one is free: for tests and tools that know
+    /// nothing else reads. Everything else uses [`read_on`].
+    pub fn try_lease(&self) -> Option<Lease> {
+        let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
+        Some(self.take(permit))
+    }
+
+    /// Waits for a free connection.
+    async fn lease(&self) -> Result<Lease, StoreError> {
+        self.inner.waiting.inc();
+        let permit = self.inner.permits.clone().acquire_owned().await;
+        self.inner.waiting.dec();
+        // The semaphore is never closed; should it be, say so.
+        let permit = permit.map_err(|_| StoreError::Transaction("the read connections are closed".into()))?;
+        Ok(self.take(permit))
+    }
+
+    fn take(&self, permit: OwnedSemaphorePermit) -> Lease {
+        let conn = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        self.inner.in_use.inc();
+        Lease {
+            conn,
+            inner: self.inner.clone(),
+            _permit: permit,
+        }
+    }
+}
+
+/// One connection of the pool, handed back when dropped.
+pub struct Lease {
+    /// Always `Some` until dropped: a permit guarantees an idle connection.
+    conn: Option<Connection>,
+    inner: Arc<Inner>,
+    // Released after `drop` has put the connection back (fields drop after
+    // `Drop::drop`), so the next holder of a permit finds it there.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    fn conn(&self) -> Result<&Connection, StoreError> {
+        self.conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Transaction("no idle read connection behind a permit".into()))
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Connection;
+
+    #[allow(clippy::expect_used)]
+    fn deref(&self) -> &Connection {
+        // Invariant of the pool (one idle connection per free permit), not
+        // anything from outside the process.
+        self.conn.as_ref().expect("a lease holds a connection")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+        self.inner.in_use.dec();
+    }
+}
+
+/// Runs a read on one connection of the pool, off the async workers (SQLite
+/// reads block). Waits for a free connection first; other reads run beside
+/// it on the others.
+pub async fn read_on<T: Send + 'static>(
+    readers: &Readers,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let lease = readers.lease().await?;
+    tokio::task::spawn_blocking(move || f(lease.conn()?))
+        .await
+        .map_err(|e| StoreError::Transaction(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Synchronous;
+
+    fn store(dir: &tempfile::TempDir) -> (Connection, std::path::PathBuf) {
+        let db = dir.path().join("store.db");
+        let conn = super::super::open(&db, Synchronous::Normal).unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        (conn, db)
+    }
+
+    /// The first read holds its connection until the second has finished:
+    /// with one shared connection (the old design) the second could never
+    /// start and the bounded wait below fails the test.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_runs_while_another_holds_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, db) = store(&dir);
+        let readers = Readers::open(&db, 2).unwrap();
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let long = tokio::spawn({
+            let readers = readers.clone();
+            async move {
+                read_on(&readers, move |c| {
+                    let v: i64 = c.query_row("SELECT v FROM t", [], |r| r.get(0))?;
+                    held_tx.send(()).unwrap();
+                    // Bounded, so a broken pool fails the test instead of hanging it.
+                    release_rx
+                        .recv_timeout(Duration::from_secs(30))
+                        .map_err(|e| StoreError::Transaction(e.to_string()))?;
+                    Ok(v)
+                })
+                .await
+            }
+        });
+        tokio::task::spawn_blocking(move || held_rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .expect("the first read started");
+        let second = tokio::time::timeout(
+            Duration::from_secs(30),
+            read_on(&readers, |c| {
+                Ok(c.query_row("SELECT v + 1 FROM t", [], |r| r.get::<_, i64>(0))?)
+            }),
+        )
+        .await
+        .expect("the second read ran while the first held its connection");
+        assert_eq!(second.unwrap(), 2);
+        release_tx.send(()).unwrap();
+        assert_eq!(long.await.unwrap().unwrap(), 1);
+        // Both connections are back.
+        let (a, b) = (readers.try_lease(), readers.try_lease());
+        assert!(a.is_some() && b.is_some() && readers.try_lease().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_read_connection_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, db) = store(&dir);
+        let readers = Readers::open(&db, 1).unwrap();
+        let e = read_on(&readers, |c| Ok(c.execute("INSERT INTO t VALUES (2)", [])?))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("readonly") || e.to_string().contains("read-only"),
+            "{e}"
+        );
+        let e = read_on(&readers, |c| Ok(c.execute_batch("CREATE TEMP TABLE scratch (v)")?))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("readonly") || e.to_string().contains("query_only"),
+            "{e}"
+        );
+        let n = read_on(&readers, |c| {
+            Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    /// A read that panics hands its connection back: the pool of one still reads.
+    #[tokio::test]
+    async fn a_panicking_read_gives_its_connection_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, db) = store(&dir);
+        let readers = Readers::open(&db, 1).unwrap();
+        let e = read_on(&readers, |_| -> Result<(), StoreError> { panic!("boom") })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("panic"), "{e}");
+        let v = read_on(&readers, |c| {
+            Ok(c.query_row("SELECT v FROM t", [], |r| r.get::<_, i64>(0))?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 1);
+    }
+
+    #[tokio::test]
+    async fn reads_see_what_the_writer_committed_after_they_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, db) = store(&dir);
+        let readers = Readers::open(&db, 2).unwrap();
+        writer.execute("INSERT INTO t VALUES (5)", []).unwrap();
+        let sum = read_on(&readers, |c| {
+            Ok(c.query_row("SELECT sum(v) FROM t", [], |r| r.get::<_, i64>(0))?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(sum, 6);
+    }
+}
