@@ -32,10 +32,6 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
 }
 
-/// Stored reports were accepted under `ingest.max_decompressed_bytes`; this
-/// bound only keeps a damaged row from exhausting memory.
-const MAX_REPORT_BYTES: usize = 1 << 30;
-
 /// Writes the matching raw reports to `out`, one line each, ordered by
 /// (received_at_ms, agent_id, seq). Returns how many were written.
 pub fn export(conn: &rusqlite::Connection, filter: &ExportFilter, out: &mut impl Write) -> Result<u64, ExportError> {
@@ -50,8 +46,8 @@ pub fn export(conn: &rusqlite::Connection, filter: &ExportFilter, out: &mut impl
                 seq: raw.seq,
                 reason,
             };
-            let json =
-                store::decompress(&raw.body, raw.encoding, MAX_REPORT_BYTES).map_err(|e| corrupt(e.to_string()))?;
+            let json = crate::ingest::decompress(&raw.body, raw.encoding, crate::ingest::MAX_STORED_BYTES)
+                .map_err(|e| corrupt(e.to_string()))?;
             // A generic value keeps every field the agent sent, including ones
             // this collector does not know, and re-encodes the report on one line.
             let report: serde_json::Value = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;

@@ -14,6 +14,7 @@ pub mod export;
 pub mod fleet;
 pub mod http;
 pub mod identity;
+pub mod ingest;
 pub mod login_guard;
 pub mod metrics;
 pub mod pipeline;

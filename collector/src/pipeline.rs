@@ -1,48 +1,62 @@
 //! The pipeline: every stage an agent's report, and the signals the rule
-//! engine draws from it, go through, in order. `serve` runs these functions
-//! through the store writer (jobs committed in batches, one savepoint each:
-//! [`crate::store::Writer`]) and the detection task
-//! ([`crate::detect::live`]); `replay` runs the very same functions on an
-//! in-memory store in virtual time ([`crate::detect::replay`]).
+//! engine draws from it, go through, in order. This file is the one place
+//! that lists them; each stage is a function below, called in this order by
+//! [`report`], [`signals`] and [`tick`]. `serve` runs these functions through
+//! the store writer (jobs committed in batches, one savepoint each:
+//! [`crate::store::Writer`], which only batches, commits and answers) and the
+//! detection task ([`crate::detect::live`]); `replay` runs the very same
+//! functions on an in-memory store in virtual time
+//! ([`crate::detect::replay`]).
 //!
-//! A report that passed ingest (authenticated, decompressed, decoded and
-//! validated in `http/reports.rs`), in the writer's transaction — [`report`]:
-//! 1. **store the report**: the agent's row and sequence check, the newest
+//! Before the pipeline, ingest ([`crate::ingest`], the same for `serve` and
+//! `replay`): authenticated, decompressed, decoded and validated, the clock
+//! judged and the report dated by it.
+//!
+//! A report, in the writer's transaction — [`report`]:
+//! 1. **admit**: the store lets the report in or refuses it
+//!    ([`crate::identity::admit`]: the agent enrolled and not revoked, the
+//!    credential its own or its rotated one, the identity its own);
+//! 2. **store the report**: the agent's row and sequence check, the newest
 //!    report, the report log, the raw body, events ([`crate::store::apply`]);
 //!    the host's `agent_clock_skew` finding opened or cleared (ingest judged
 //!    the clock and dated the report: [`crate::clock`]);
-//! 2. **assets**: a changed inventory is stored with what changed
+//! 3. **assets**: a changed inventory is stored with what changed
 //!    ([`crate::assets::diff`]); disks, DIMMs, power supplies and RAID
 //!    controllers whose serial left it are taken out of service
 //!    ([`crate::predict::on_parts_replaced`]); the host and its identifiers
 //!    are known to the holds ([`crate::cases::hold::mark_known`]);
-//! 3. **disks**: the scan's readings and history ([`crate::disks::record_scan`]),
+//! 4. **disks**: the scan's readings and history ([`crate::disks::record_scan`]),
 //!    then every disk assessed ([`crate::predict::assess_host`]):
 //!    recommendations and the cable/backplane finding.
 //!
 //! Once committed, outside any transaction:
-//! 4. **detect**: the rule engine evaluates the report
+//! 5. **detect**: the rule engine evaluates the report
 //!    ([`crate::detect::Engine::observe`]) into signals.
 //!
 //! Signals, in the writer's transaction — [`signals`]:
-//! 5. **items**: each signal opens, updates, clears, reopens or is held
+//! 6. **items**: each signal opens, updates, clears, reopens or is held
 //!    ([`crate::cases::store::apply_signal`]: maintenance windows, storms,
 //!    unmapped assets, retired parts, then the lifecycle);
-//! 6. **predict**: a new item about a replaceable part raises its
+//! 7. **predict**: a new item about a replaceable part raises its
 //!    recommendation ([`crate::predict::on_signal`]);
-//! 7. **queue**: new and reopened cases get their contract, deadlines and
+//! 8. **queue**: new and reopened cases get their contract, deadlines and
 //!    assignee ([`crate::queue::settle`]); every case change is written to the
 //!    outbox in the same transaction (a trigger on the case log).
 //!
 //! The tick (every `detect.tick_secs`; in a replay, every report interval of
-//! virtual time) — [`tick`]:
-//! 8. **detect**: absence rules ([`crate::detect::Engine::tick`]), their
-//!    signals through 5–7;
-//! 9. **lifecycle**: quiet periods, flapping marks, storms, held signals
-//!    released ([`crate::cases::store::tick_all`]), then 7 for what that
-//!    opened, then SLA breaches, escalations and satisfaction timeouts
+//! virtual time):
+//! 9. **detect**: absence rules ([`crate::detect::Engine::tick`]), their
+//!    signals through 6–8;
+//! 10. **lifecycle**, in the writer's transaction — [`tick`]: when the
+//!    contracts changed, cases opened while none covered them get one
+//!    ([`crate::queue::rematch`]); quiet periods, flapping marks, storms, held
+//!    signals released ([`crate::cases::store::tick_all`]), then 8 for what
+//!    that opened, then SLA breaches, escalations and satisfaction timeouts
 //!    ([`crate::queue::sweep`]), then recommendations for cases the tick
 //!    opened ([`crate::predict::on_opened_since`]).
+//!
+//! Retention (every minute under `serve`) — [`prune`]: the report log, raw
+//! reports and delivered outbox rows past their retention are deleted.
 
 use std::collections::BTreeSet;
 
@@ -52,56 +66,117 @@ use rusqlite::Connection;
 use crate::cases::{Policy, Signal};
 use crate::contracts::Contracts;
 use crate::fleet::Host;
-use crate::store::{AssetState, DetectWrite, Incoming, StoreError};
+use crate::identity::Admission;
+use crate::store::{AssetState, DetectWrite, Incoming, Prune, StoreError};
 
-/// Stages 1–3 for one report, in the caller's transaction. `previous` is the
-/// host's asset state before this report. `None`: already applied (a
-/// duplicate sequence number), nothing changed.
+/// What stages 1–4 did with one report, for the writer to make known once
+/// committed.
+#[derive(Debug)]
+pub struct Reported {
+    /// Who the store let in, and any credential change that came with it.
+    pub admission: Admission,
+    /// The host as this report left it; `None`: already applied (a
+    /// duplicate sequence number), nothing changed.
+    pub host: Option<Host>,
+}
+
+/// Stages 1–4 for one report, in the caller's transaction. `previous` is the
+/// host's asset state before this report; `samples` its catalogue samples
+/// (moved out of `inc` by the writer, which hands them to the fleet).
 pub fn report(
     conn: &Connection,
     inc: &Incoming,
     samples: Vec<Sample>,
     previous: AssetState,
     keep_raw_reports: bool,
-) -> Result<Option<Host>, StoreError> {
+) -> Result<Reported, StoreError> {
+    let admission = admit(conn, inc)?;
     // The inventory before this report, when this report brings one.
     let before = inc.report.inventory.as_ref().and(previous.inventory.clone());
-    // 1 and the stored half of 2.
+    let Some(host) = store_report(conn, inc, samples, previous, keep_raw_reports)? else {
+        return Ok(Reported { admission, host: None });
+    };
+    assets(conn, inc, before.as_ref())?;
+    disks(conn, inc)?;
+    Ok(Reported {
+        admission,
+        host: Some(host),
+    })
+}
+
+/// 1: who may send this report is decided here, in the transaction that
+/// applies it: the store is the authority (the CLI or another replica may
+/// have revoked the agent since ingest looked).
+fn admit(conn: &Connection, inc: &Incoming) -> Result<Admission, StoreError> {
+    crate::identity::admit(
+        conn,
+        &inc.agent_id,
+        inc.credential_hash.as_deref(),
+        &inc.report.host,
+        &inc.report.labels,
+        inc.received_at_ms,
+    )
+}
+
+/// 2: the report stored (and the stored half of 3: the inventory version
+/// with what changed), then the agent's clock finding, open while its clock
+/// is off. `None`: a duplicate.
+fn store_report(
+    conn: &Connection,
+    inc: &Incoming,
+    samples: Vec<Sample>,
+    previous: AssetState,
+    keep_raw_reports: bool,
+) -> Result<Option<Host>, StoreError> {
     let Some(host) = crate::store::apply(conn, inc, samples, previous, keep_raw_reports)? else {
         return Ok(None);
     };
-    let r = &inc.report;
-    let customer = r.labels.get("customer").map(String::as_str).unwrap_or("");
-    // 1: the agent's clock finding, open while its clock is off.
     if let Some(clock) = &inc.clock {
-        let signal = crate::clock::signal(clock, &r.host, customer, inc.received_at_ms);
+        let r = &inc.report;
+        let signal = crate::clock::signal(clock, &r.host, customer(inc), inc.received_at_ms);
         crate::cases::store::apply_signal(conn, &signal, &crate::cases::Policy::default())?;
     }
-    if let Some(inv) = &r.inventory {
-        // 2: parts whose serial left the inventory are out of service.
-        if let Some(old) = &before {
-            let gone = serials_gone(old, inv);
-            if !gone.is_empty() {
-                crate::predict::on_parts_replaced(conn, &r.host, &gone, r.collected_at_ms, "left the inventory")?;
-            }
-        }
-        // Signals about this host may open items from now on; held ones
-        // naming it by host name, MAC or machine id are released next tick.
-        let mut ids: Vec<String> = inv
-            .nics
-            .iter()
-            .filter(|n| n.mac.chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
-            .map(|n| n.mac.clone())
-            .collect();
-        ids.push(inv.machine_id.clone());
-        crate::cases::hold::mark_known(conn, &r.host, Some(&inc.agent_id), &ids, r.collected_at_ms)?;
-    }
-    // 3
-    if let Some(scan) = &r.disks {
-        crate::disks::record_scan(conn, &inc.agent_id, scan)?;
-        crate::predict::assess_host(conn, &inc.agent_id, &r.host, customer, scan.scanned_at_ms)?;
-    }
     Ok(Some(host))
+}
+
+/// 3: parts whose serial left the inventory (`before`: the previous one)
+/// are out of service; the host is known to the holds.
+fn assets(conn: &Connection, inc: &Incoming, before: Option<&Inventory>) -> Result<(), StoreError> {
+    let r = &inc.report;
+    let Some(inv) = &r.inventory else {
+        return Ok(());
+    };
+    if let Some(old) = before {
+        let gone = serials_gone(old, inv);
+        if !gone.is_empty() {
+            crate::predict::on_parts_replaced(conn, &r.host, &gone, r.collected_at_ms, "left the inventory")?;
+        }
+    }
+    // Signals about this host may open items from now on; held ones
+    // naming it by host name, MAC or machine id are released next tick.
+    let mut ids: Vec<String> = inv
+        .nics
+        .iter()
+        .filter(|n| n.mac.chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
+        .map(|n| n.mac.clone())
+        .collect();
+    ids.push(inv.machine_id.clone());
+    crate::cases::hold::mark_known(conn, &r.host, Some(&inc.agent_id), &ids, r.collected_at_ms)?;
+    Ok(())
+}
+
+/// 4: the disk scan's readings, then every disk assessed.
+fn disks(conn: &Connection, inc: &Incoming) -> Result<(), StoreError> {
+    if let Some(scan) = &inc.report.disks {
+        crate::disks::record_scan(conn, &inc.agent_id, scan)?;
+        crate::predict::assess_host(conn, &inc.agent_id, &inc.report.host, customer(inc), scan.scanned_at_ms)?;
+    }
+    Ok(())
+}
+
+/// The customer a report names (`""`: none).
+fn customer(inc: &Incoming) -> &str {
+    inc.report.labels.get("customer").map(String::as_str).unwrap_or("")
 }
 
 /// Serials of disks, DIMMs, power supplies and RAID controllers in `old`
@@ -122,7 +197,7 @@ fn serials_gone<'a>(old: &'a Inventory, new: &Inventory) -> Vec<&'a str> {
     gone
 }
 
-/// Stages 5–7 for a batch of signals, in the caller's transaction.
+/// Stages 6–8 for a batch of signals, in the caller's transaction.
 pub fn signals(
     conn: &Connection,
     signals: &[Signal],
@@ -131,29 +206,50 @@ pub fn signals(
 ) -> Result<DetectWrite, StoreError> {
     let mark = crate::cases::store::log_high_water(conn)?;
     for s in signals {
+        // 6
         let outcome = crate::cases::store::apply_signal(conn, s, policy)?;
+        // 7
         crate::predict::on_signal(conn, s, outcome)?;
     }
+    // 8
     let now = signals.iter().map(|s| s.at_ms).max().unwrap_or(0);
     crate::queue::settle(conn, contracts, mark, now)?;
     crate::store::detect_write(conn, mark, false)
 }
 
-/// Stage 9 at `now_ms`, in the caller's transaction (the engine's absence
-/// signals, stage 8, go through [`signals`] first).
+/// Stage 10 at `now_ms`, in the caller's transaction (the engine's absence
+/// signals, stage 9, go through [`signals`] first). `rematch`: the contracts
+/// changed since the last tick.
 pub fn tick(
     conn: &Connection,
     policy: &Policy,
     contracts: &Contracts,
+    rematch: bool,
     satisfaction_wait_ms: i64,
     now_ms: i64,
 ) -> Result<DetectWrite, StoreError> {
+    if rematch {
+        // Cases opened while no contract covered them get one the file now
+        // has (say, after a broken edit).
+        let n = crate::queue::rematch(conn, contracts, now_ms)?;
+        if n > 0 {
+            tracing::info!(cases = n, "cases came into scope of the changed contracts");
+        }
+    }
     let mark = crate::cases::store::log_high_water(conn)?;
     crate::cases::store::tick_all(conn, policy, now_ms)?;
     crate::queue::settle(conn, contracts, mark, now_ms)?;
     crate::queue::sweep(conn, contracts, satisfaction_wait_ms, now_ms)?;
     crate::predict::on_opened_since(conn, mark)?;
     crate::store::detect_write(conn, mark, true)
+}
+
+/// Retention: rows received before `p`'s times, in the caller's transaction.
+pub fn prune(conn: &Connection, p: &Prune) -> Result<(), StoreError> {
+    let (log, raw) = crate::store::prune_reports(conn, p)?;
+    let outbox = crate::queue::outbox::prune(conn, p.outbox_before_ms)?;
+    tracing::debug!(report_log = log, raw_reports = raw, outbox, "pruned");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use caretaker_collector::cases::Policy;
 use caretaker_collector::detect;
 use caretaker_collector::fleet::Fleet;
+use caretaker_collector::ingest::Encoding;
 use caretaker_collector::pki::{self, Paths};
-use caretaker_collector::store::{self, Applied, Encoding, Enrollment, Incoming, Writer};
+use caretaker_collector::store::{self, Applied, Enrollment, Incoming, Writer};
 use caretaker_shared::wire::{self, Report};
 
 const T0: i64 = 1_800_000_000_000;
@@ -25,7 +26,7 @@ const LATE: i64 = 500;
 
 fn report_json(agent: &str, host: &str, seq: i64, at: i64, up: f64) -> String {
     format!(
-        r#"{{"version":1,"agent_id":"{agent}","seq":{seq},"collected_at_ms":{at},"interval_secs":60,"host":"{host}","labels":{{"customer":"acme"}},"samples":[{{"metric":"caretaker_db_up","labels":{{"db":"main"}},"value":{up}}}]}}"#
+        r#"{{"version":1,"agent_id":"{agent}","seq":{seq},"collected_at_ms":{at},"interval_secs":60,"host":"{host}","labels":{{"customer":"acme"}},"samples":[{{"metric":"caretaker_db_up","labels":{{"db":"main","kind":"postgresql"}},"value":{up}}}]}}"#
     )
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 fn line(at: i64, up: f64) -> String {
     format!(
-        r#"{{"version":1,"agent_id":"a1","seq":1,"collected_at_ms":{at},"interval_secs":60,"host":"db1","labels":{{"customer":"acme"}},"samples":[{{"metric":"caretaker_db_up","labels":{{"db":"main"}},"value":{up}}}]}}"#
+        r#"{{"version":1,"agent_id":"a1","seq":1,"collected_at_ms":{at},"interval_secs":60,"host":"db1","labels":{{"customer":"acme"}},"samples":[{{"metric":"caretaker_db_up","labels":{{"db":"main","kind":"postgresql"}},"value":{up}}}]}}"#
     )
 }
 

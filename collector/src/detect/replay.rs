@@ -7,9 +7,13 @@
 //! faults: the same input always yields the same events.
 //!
 //! Input: JSON lines, each a wire [`Report`] (its time is `collected_at_ms`)
-//! or `{"at_ms": .., "report": {..}}`. Blank lines are skipped. Each agent's
-//! reports are applied in the given order (their sequence numbers are
-//! renumbered, so a hand-made stream needs none).
+//! or `{"at_ms": .., "report": {..}}`. Blank lines are skipped. Each report
+//! is decoded and validated as `serve` does ([`crate::ingest::decode`]); a
+//! line that `serve` would refuse is an error naming the line and the field.
+//! Each agent's reports are applied in the given order (their sequence
+//! numbers are renumbered, so a hand-made stream need not count them), and
+//! each is admitted as `serve` admits it: an agent is enrolled with its first
+//! report, and a later one claiming another host or customer is an error.
 //!
 //! Time: before each report the engine and the store are ticked at every
 //! step of the smallest report interval seen so far across the gap since the
@@ -36,7 +40,7 @@ use std::io::BufRead;
 
 use caretaker_shared::wire::Report;
 use rusqlite::{Connection, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Engine;
@@ -44,9 +48,10 @@ use crate::cases::hold::{self, HeldSignal};
 use crate::cases::store;
 use crate::cases::{Item, Policy, Status};
 use crate::contracts::Contracts;
+use crate::ingest::{self, Decoded, Encoding};
 use crate::predict::records;
 use crate::rules::RuleSet;
-use crate::store::{AssetState, Encoding, Incoming, StoreError};
+use crate::store::{AssetState, Incoming, StoreError};
 
 /// One change, as printed by `caretaker-collector replay`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +77,10 @@ pub enum ReplayError {
     /// The input is malformed (the CLI exits 2).
     #[error("line {line}: {reason}")]
     BadLine { line: usize, reason: String },
+    /// A report `serve` would refuse at admission: it claims another
+    /// identity than its agent's first report (the CLI exits 2).
+    #[error("report {seq} of agent {agent_id}: {reason}")]
+    Refused { agent_id: String, seq: u64, reason: String },
     #[error("reading the input: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -81,7 +90,7 @@ pub enum ReplayError {
 impl ReplayError {
     /// Whether the fault is in the input rather than in the replay.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, ReplayError::BadLine { .. })
+        matches!(self, ReplayError::BadLine { .. } | ReplayError::Refused { .. })
     }
 }
 
@@ -106,21 +115,24 @@ impl Default for ReplayOptions {
     }
 }
 
-#[derive(Deserialize)]
-struct Timed {
-    at_ms: i64,
-    report: Report,
-}
-
-/// Parses one input line: a report, or a timed report.
+/// Parses one input line: a report, or a timed report, decoded and
+/// validated by ingest.
 fn parse_line(text: &str) -> Result<(i64, Report), String> {
     let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if value.get("report").is_some() {
-        let t: Timed = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok((t.at_ms, t.report))
-    } else {
-        let r: Report = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok((r.collected_at_ms, r))
+    match value.get("report") {
+        Some(report) => {
+            let at_ms = value
+                .get("at_ms")
+                .and_then(Value::as_i64)
+                .ok_or("at_ms: an integer (ms since the epoch) is required")?;
+            let json = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+            let report = ingest::decode(&json).map_err(|e| format!("report: {e}"))?;
+            Ok((at_ms, report))
+        }
+        None => {
+            let report = ingest::decode(text.as_bytes()).map_err(|e| e.to_string())?;
+            Ok((report.collected_at_ms, report))
+        }
     }
 }
 
@@ -247,7 +259,7 @@ impl Run {
         }
     }
 
-    /// Stages 1–7 for one report.
+    /// Stages 1–8 for one report.
     fn report(&mut self, report: &Report, at_ms: i64) -> Result<(), ReplayError> {
         let agent = report.agent_id.clone();
         let seq = match self.seq.get(&agent) {
@@ -271,14 +283,17 @@ impl Run {
         }
         let mut r = report.clone();
         r.seq = seq;
-        let samples = crate::fleet::catalogue_samples(std::mem::take(&mut r.samples));
-        r.samples = samples.clone();
+        let Decoded {
+            report,
+            samples,
+            sample_count,
+        } = Decoded::of(r);
         let inc = Incoming {
             credential_hash: None,
             agent_id: agent.clone(),
-            sample_count: samples.len(),
-            report: r,
+            report,
             samples,
+            sample_count,
             body: Vec::new(),
             encoding: Encoding::Identity,
             received_at_ms: at_ms,
@@ -286,17 +301,30 @@ impl Run {
         };
         let previous = self.assets.get(&agent).cloned().unwrap_or_default();
         let tx = self.conn.transaction().map_err(StoreError::from)?;
-        let host = crate::pipeline::report(&tx, &inc, Vec::new(), previous, false)?;
+        let done = match crate::pipeline::report(&tx, &inc, Vec::new(), previous, false) {
+            Err(e @ (StoreError::Identity(_) | StoreError::Revoked(_))) => {
+                return Err(ReplayError::Refused {
+                    agent_id: agent,
+                    seq,
+                    reason: e.to_string(),
+                });
+            }
+            r => r?,
+        };
         tx.commit().map_err(StoreError::from)?;
-        if let Some(h) = host {
+        if let Some(h) = done.host {
             self.assets.insert(agent, AssetState::of(&h));
         }
         self.diff(at_ms)?;
-        let signals = self.engine.observe(&inc.report, at_ms);
+        // The engine reads the catalogue samples from the report, as
+        // `serve` hands it over.
+        let mut observed = inc.report;
+        observed.samples = inc.samples;
+        let signals = self.engine.observe(&observed, at_ms);
         self.signals(&signals, at_ms)
     }
 
-    /// Stages 5–7.
+    /// Stages 6–8.
     fn signals(&mut self, signals: &[crate::cases::Signal], at_ms: i64) -> Result<(), ReplayError> {
         if signals.is_empty() {
             return Ok(());
@@ -307,7 +335,7 @@ impl Run {
         self.diff(at_ms)
     }
 
-    /// Stages 8 and 9.
+    /// Stages 9 and 10.
     fn tick(&mut self, now_ms: i64) -> Result<(), ReplayError> {
         if self.clock.is_some_and(|c| c >= now_ms) {
             // Several hosts reporting at one instant: one tick for it.
@@ -317,7 +345,7 @@ impl Run {
         self.signals(&signals, now_ms)?;
         let tx = self.conn.transaction().map_err(StoreError::from)?;
         let o = &self.options;
-        crate::pipeline::tick(&tx, &o.policy, &o.contracts, o.satisfaction_wait_ms, now_ms)?;
+        crate::pipeline::tick(&tx, &o.policy, &o.contracts, false, o.satisfaction_wait_ms, now_ms)?;
         tx.commit().map_err(StoreError::from)?;
         self.diff(now_ms)?;
         self.clock = Some(self.clock.map_or(now_ms, |c| c.max(now_ms)));

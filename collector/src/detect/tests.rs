@@ -1410,3 +1410,48 @@ fn ipmi_sensor_rules() {
     let ev = run(&state_stream("caretaker_ipmi_sensor_state", &fan, 2.0, 0.0, 60..80));
     assert_eq!(any(&ev, "ipmi_temperature_critical"), 0);
 }
+
+#[test]
+fn replay_refuses_a_report_serve_would_refuse_at_admission() {
+    let first = report("db1", 60, T0, Vec::new());
+    let mut renamed = report("db2", 60, T0 + MIN, Vec::new());
+    renamed.agent_id = first.agent_id.clone();
+    let e = replay(
+        &[(T0, first), (T0 + MIN, renamed)],
+        rules::load(None).unwrap(),
+        &Policy::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, super::ReplayError::Refused { agent_id, seq: 2, reason }
+            if agent_id == "agent-db1" && reason.contains("host")),
+        "{e}"
+    );
+    assert!(e.is_bad_input());
+}
+
+#[test]
+fn replay_input_is_decoded_and_validated_as_serve_does() {
+    let valid = r#"{"version":1,"agent_id":"a1","seq":1,"collected_at_ms":1800000000000,"interval_secs":60,"host":"h","labels":{},"samples":[]}"#;
+    let invalid = valid.replace(r#""interval_secs":60"#, r#""interval_secs":0"#);
+    let malformed = valid.replace(r#""host":"h""#, r#""host":7"#);
+    let timed = format!(r#"{{"at_ms": 1800000000500, "report": {valid}}}"#);
+    let read = super::read_lines(format!("{valid}\n\n{timed}\n").as_bytes()).unwrap();
+    assert_eq!(
+        read.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+        [1_800_000_000_000, 1_800_000_000_500]
+    );
+    for (input, line, field) in [
+        (format!("{valid}\n{invalid}\n"), 2, "interval_secs"),
+        (format!("\n{malformed}\n"), 2, "host"),
+        (format!(r#"{{"at_ms": 1, "report": {invalid}}}"#), 1, "interval_secs"),
+    ] {
+        match super::read_lines(input.as_bytes()) {
+            Err(super::ReplayError::BadLine { line: l, reason }) => {
+                assert_eq!(l, line, "{reason}");
+                assert!(reason.contains(field), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -140,9 +140,10 @@ mod tests {
     use super::*;
     use crate::config::{Config, Synchronous};
     use crate::fleet::Fleet;
+    use crate::ingest::Encoding;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
-    use crate::store::{Encoding, Enrollment, Incoming, Writer};
+    use crate::store::{Enrollment, Incoming, Writer};
 
     const API_TOKEN: &str = "api-token-for-tests";
 

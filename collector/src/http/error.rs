@@ -193,6 +193,21 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// Ingest's refusals, each to the answer agents have always had for it.
+impl From<crate::ingest::Refused> for ApiError {
+    fn from(e: crate::ingest::Refused) -> Self {
+        use crate::ingest::Refused;
+        match e {
+            Refused::Unauthorized(reason) => ApiError::Unauthorized(reason),
+            Refused::UnsupportedEncoding(reason) => ApiError::UnsupportedEncoding(reason),
+            Refused::TooLarge(reason) => ApiError::TooLarge(reason),
+            Refused::Malformed { path, reason } => ApiError::Malformed { path, reason },
+            Refused::Invalid(problems) => ApiError::Invalid(problems),
+            Refused::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::report::ReportError> for ApiError {
     fn from(e: crate::report::ReportError) -> Self {
         match e {

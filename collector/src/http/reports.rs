@@ -10,6 +10,11 @@
 //! store decides, the checks here only spare it work. A rejected report
 //! changes nothing.
 //!
+//! The checks are [`crate::ingest`]'s; this handler only carries HTTP in
+//! (headers, the body read within its limits) and out (each
+//! [`crate::ingest::Refused`] as the status and body agents have always had,
+//! the `caretaker_ingest_*` metrics).
+//!
 //! An agent whose credential was rotated gets the new one in the answer to
 //! its next accepted report (`credential`); the old one works until the new
 //! one is first used.
@@ -22,28 +27,19 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use caretaker_shared::wire;
 use http_body_util::BodyExt;
 use serde_json::json;
 
 use super::error::ApiError;
 use super::{AppState, bearer};
-use crate::fleet::catalogue_samples;
-use crate::pki;
-use crate::store::{self, Applied, DecompressError, Encoding, Incoming, StoreError};
-
-/// A report claiming another identity: logged as the warning it is (a
-/// misconfigured or compromised agent), answered 403 naming the field.
-fn refused_identity(agent_id: &str, e: StoreError) -> ApiError {
-    tracing::warn!(%agent_id, reason = %e, "report refused: identity");
-    e.into()
-}
+use crate::ingest::{self, Received};
+use crate::store::{Applied, StoreError};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/reports", post(ingest))
+    Router::new().route("/api/v1/reports", post(receive))
 }
 
-async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let mut body = Some(body);
     let result = handle(&state, &headers, &mut body).await;
@@ -113,65 +109,22 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
     }
 }
 
-/// The agent a credential belongs to: from the fleet's cache, else from
-/// the store (a credential rotated or enrolled by another process). A
-/// revoked agent is told so.
-async fn authenticate(state: &AppState, credential_hash: &str) -> Result<String, ApiError> {
-    let agent_id = match state.fleet.agent_for_credential(credential_hash) {
-        Some(id) => id,
-        None => {
-            let hash = credential_hash.to_string();
-            let found = super::read(state, move |c| crate::identity::agent_by_credential(c, &hash)).await?;
-            let Some((id, identity)) = found else {
-                return Err(ApiError::Unauthorized("unknown credential".into()));
-            };
-            if !identity.revoked {
-                state.fleet.add_credential(credential_hash.to_string(), id.clone());
-            }
-            state.fleet.set_identity(&id, identity);
-            id
-        }
-    };
-    if state.fleet.identity(&agent_id).is_some_and(|i| i.revoked) {
-        return Err(StoreError::Revoked(agent_id).into());
-    }
-    Ok(agent_id)
-}
-
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     body: &mut Option<Body>,
 ) -> Result<(u64, Option<String>), ApiError> {
-    let secret = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer credential".into()))?;
-    let credential_hash = pki::hash_secret(secret);
-    let agent_id = authenticate(state, &credential_hash).await.inspect_err(|e| {
-        if let ApiError::Revoked(reason) = e {
-            tracing::warn!(%reason, "report refused");
-        }
-    })?;
-
-    let encoding = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?")) {
-        None | Some("identity") => Encoding::Identity,
-        Some("gzip") => Encoding::Gzip,
-        Some(other) => {
-            return Err(ApiError::UnsupportedEncoding(format!(
-                "content-encoding {other:?}; use gzip or identity"
-            )));
-        }
+    let reader = state.reader.clone();
+    let lookup = |hash: String| async move {
+        crate::store::read_on(&reader, move |c| crate::identity::agent_by_credential(c, &hash)).await
     };
+    let agent = ingest::authenticate(&state.fleet, bearer(headers), lookup).await?;
+    let encoding = ingest::encoding(headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?")))?;
     let cfg = &state.config.ingest;
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-    {
-        if len > cfg.max_body_bytes {
-            return Err(ApiError::TooLarge(format!(
-                "body of {len} bytes is larger than {} bytes",
-                cfg.max_body_bytes
-            )));
-        }
-    }
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    ingest::check_declared_size(declared, cfg)?;
     let body = body
         .take()
         .ok_or_else(|| ApiError::Internal("the report's body was taken twice".into()))?;
@@ -179,42 +132,29 @@ async fn handle(
 
     // Decompressing and parsing are CPU work: keep them off the async workers.
     let limit = cfg.max_decompressed_bytes;
-    type Parsed = (wire::Report, Vec<wire::Sample>, usize, axum::body::Bytes);
-    let parsed = tokio::task::spawn_blocking(move || -> Result<Parsed, ApiError> {
-        let json = store::decompress(&body, encoding, limit).map_err(|e| match e {
-            DecompressError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
-            DecompressError::Corrupt(_) => ApiError::Malformed {
-                path: ".".into(),
-                reason: e.to_string(),
-            },
-        })?;
-        let mut report = wire::decode(&json).map_err(|e| ApiError::Malformed {
-            path: e.path,
-            reason: e.reason,
-        })?;
-        report.validate().map_err(ApiError::Invalid)?;
-        // Samples of metrics this build does not know (from a newer agent) are
-        // counted and left out; the rest are sorted for /metrics.
-        let count = report.samples.len();
-        let samples = catalogue_samples(std::mem::take(&mut report.samples));
-        Ok((report, samples, count, body))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let (report, samples, sample_count, body) = parsed;
-
-    if report.agent_id != agent_id {
-        return Err(ApiError::Unauthorized(format!(
-            "the credential does not belong to agent {:?}",
-            report.agent_id
-        )));
-    }
-    if let Some(identity) = state.fleet.identity(&agent_id)
-        && let Err(m) = identity.check(&report.host, &report.labels)
-    {
-        return Err(refused_identity(&agent_id, StoreError::Identity(m)));
-    }
-    let unknown = sample_count - samples.len();
+    let (decoded, body) =
+        tokio::task::spawn_blocking(move || ingest::decode_body(&body, encoding, limit).map(|d| (d, body)))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let received = Received {
+        agent,
+        body: body.to_vec(),
+        encoding,
+        sent_at_ms: headers
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::clock::parse_http_date),
+        received_at_ms: caretaker_shared::now_ms(),
+    };
+    let incoming = ingest::accept(&state.fleet, decoded, received, cfg)?;
+    // The engine reads the samples from the report itself; the copy is made
+    // only when detection runs, and handed over only once committed.
+    let for_detect = state.detect.as_ref().map(|_| {
+        let mut r = incoming.report.clone();
+        r.samples = incoming.samples.clone();
+        r
+    });
+    let unknown = incoming.sample_count - incoming.samples.len();
     if unknown > 0 {
         state
             .metrics
@@ -222,57 +162,18 @@ async fn handle(
             .get_or_create(&vec![("reason".to_string(), "unknown_metric".to_string())])
             .inc_by(unknown as u64);
     }
-    let seq = report.seq;
-    // The agent's clock is judged before anything is dated by it.
-    let received_at_ms = caretaker_shared::now_ms();
-    let sent_at_ms = headers
-        .get(header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::clock::parse_http_date);
-    let enrolled_at_ms = state.fleet.get(&agent_id).map(|h| h.enrolled_at_ms);
-    let clock = crate::clock::judge(
-        report.collected_at_ms,
-        sent_at_ms,
-        received_at_ms,
-        enrolled_at_ms,
-        cfg.max_clock_skew_ms(),
-    );
-    let mut report = report;
-    crate::clock::normalize(&mut report, &clock, received_at_ms);
-    if clock.skewed {
-        tracing::debug!(agent_id, offset_ms = ?clock.offset_ms, claimed = clock.claimed_collected_at_ms, "agent clock off: report dated at receipt");
-    }
-    // The engine reads the samples from the report itself; the copy is made
-    // only when detection runs, and handed over only once committed.
-    let for_detect = state.detect.as_ref().map(|_| {
-        let mut r = report.clone();
-        r.samples = samples.clone();
-        r
-    });
-    let outcome = state
-        .writer
-        .apply(Incoming {
-            agent_id: agent_id.clone(),
-            credential_hash: Some(credential_hash.clone()),
-            report,
-            samples,
-            sample_count,
-            body: body.to_vec(),
-            encoding,
-            received_at_ms,
-            clock: Some(clock),
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::Identity(_) => refused_identity(&agent_id, e),
-            StoreError::Revoked(_) | StoreError::StaleCredential(_) | StoreError::UnknownAgent(_) => {
-                // The store says no: drop what the cache believed.
-                state.fleet.forget_credential(&credential_hash);
-                tracing::warn!(%agent_id, reason = %e, "report refused");
-                e.into()
-            }
-            e => e.into(),
-        })?;
+    let (agent_id, seq, received_at_ms) = (incoming.agent_id.clone(), incoming.report.seq, incoming.received_at_ms);
+    let credential_hash = incoming.credential_hash.clone().unwrap_or_default();
+    let outcome = state.writer.apply(incoming).await.map_err(|e| match e {
+        StoreError::Identity(_) => ingest::refused_identity(&agent_id, e).into(),
+        StoreError::Revoked(_) | StoreError::StaleCredential(_) | StoreError::UnknownAgent(_) => {
+            // The store says no: drop what the cache believed.
+            state.fleet.forget_credential(&credential_hash);
+            tracing::warn!(%agent_id, reason = %e, "report refused");
+            ApiError::from(e)
+        }
+        e => e.into(),
+    })?;
     match outcome {
         Applied::Applied { seq, credential } => {
             if let (Some(d), Some(r)) = (&state.detect, for_detect) {
@@ -297,6 +198,7 @@ mod tests {
 
     use super::*;
     use crate::http::testing::{self, call, get};
+    use crate::{pki, store};
 
     const Y2100: i64 = 4_102_444_800_000;
 

@@ -455,7 +455,7 @@ async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
                 samples: vec![],
                 sample_count: 0,
                 body,
-                encoding: crate::store::Encoding::Identity,
+                encoding: crate::ingest::Encoding::Identity,
                 received_at_ms: at,
                 clock: None,
             })

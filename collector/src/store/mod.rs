@@ -8,9 +8,11 @@
 //! (and one fsync), each inside its own savepoint so one bad job fails alone.
 //! A job is answered only after its commit, so an acknowledged report is on
 //! disk, and a report is applied entirely or not at all.
+//! What a job does to a report, a batch of signals or the tick is the
+//! pipeline's ([`crate::pipeline`]); the writer batches, commits, answers and
+//! updates the fleet once committed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::assets;
 use crate::config::Synchronous;
-use crate::fleet::{Fleet, Host, catalogue_samples};
+use crate::fleet::{Fleet, Host};
+use crate::ingest::Encoding;
 
 pub mod disks;
 pub mod postgres;
@@ -372,57 +375,6 @@ pub fn add_api_token(conn: &Connection, token_hash: &str, name: &str) -> Result<
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Identity,
-    Gzip,
-}
-
-impl Encoding {
-    fn as_str(self) -> &'static str {
-        match self {
-            Encoding::Identity => "identity",
-            Encoding::Gzip => "gzip",
-        }
-    }
-
-    /// The encoding of a stored body; the schema allows only the two names.
-    fn from_stored(s: &str) -> Self {
-        if s == "gzip" {
-            Encoding::Gzip
-        } else {
-            Encoding::Identity
-        }
-    }
-}
-
-/// Decompresses a stored or received body, refusing more than `limit` bytes.
-pub fn decompress(body: &[u8], encoding: Encoding, limit: usize) -> Result<Vec<u8>, DecompressError> {
-    match encoding {
-        Encoding::Identity => Ok(body.to_vec()),
-        Encoding::Gzip => {
-            let mut out = Vec::with_capacity(body.len() * 4);
-            flate2::read::GzDecoder::new(body)
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| DecompressError::Corrupt(e.to_string()))?;
-            if out.len() > limit {
-                Err(DecompressError::TooLarge(limit))
-            } else {
-                Ok(out)
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum DecompressError {
-    #[error("body is not valid gzip: {0}")]
-    Corrupt(String),
-    #[error("report is larger than {0} bytes once decompressed")]
-    TooLarge(usize),
-}
-
 /// The newest inventory agent `agent_id` sent, when it can be read.
 pub fn latest_inventory(conn: &Connection, agent_id: &str) -> Result<Option<Inventory>, StoreError> {
     let doc: Option<String> = conn
@@ -430,6 +382,20 @@ pub fn latest_inventory(conn: &Connection, agent_id: &str) -> Result<Option<Inve
         .query_row(params![agent_id], |r| r.get(0))
         .optional()?;
     Ok(doc.and_then(|d| serde_json::from_str(&d).ok()))
+}
+
+/// Deletes report log rows and raw reports received before `p`'s times;
+/// how many of each.
+pub fn prune_reports(conn: &Connection, p: &Prune) -> Result<(usize, usize), StoreError> {
+    let log = conn.execute(
+        "DELETE FROM report_log WHERE received_at_ms < ?1",
+        params![p.report_log_before_ms],
+    )?;
+    let raw = conn.execute(
+        "DELETE FROM raw_reports WHERE received_at_ms < ?1",
+        params![p.raw_reports_before_ms],
+    )?;
+    Ok((log, raw))
 }
 
 /// Rebuilds the fleet from the store at start-up.
@@ -464,9 +430,8 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
         let mut samples = Vec::new();
         if let Some(body) = r.get::<_, Option<Vec<u8>>>(12)? {
             let enc = Encoding::from_stored(&r.get::<_, String>(11)?);
-            let json = decompress(&body, enc, usize::MAX / 2).map_err(|e| corrupt(e.to_string()))?;
-            let report = wire::decode(&json).map_err(|e| corrupt(e.to_string()))?;
-            samples = catalogue_samples(report.samples);
+            let report = crate::ingest::decode_stored(&body, enc).map_err(|e| corrupt(e.to_string()))?;
+            samples = crate::fleet::catalogue_samples(report.samples);
         }
         let inventory: Option<Inventory> = match r.get::<_, Option<String>>(13)? {
             Some(doc) => Some(serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?),
@@ -494,6 +459,7 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
 }
 
 /// A report that passed authentication and validation.
+#[derive(Debug)]
 pub struct Incoming {
     pub agent_id: String,
     /// Hash of the credential the report came with; `None` where the caller
@@ -501,7 +467,7 @@ pub struct Incoming {
     pub credential_hash: Option<String>,
     /// The report, with its samples moved to `samples`.
     pub report: Report,
-    /// The report's catalogue samples, sorted by metric (see [`catalogue_samples`]).
+    /// The report's catalogue samples, sorted by metric (see [`crate::fleet::catalogue_samples`]).
     pub samples: Vec<wire::Sample>,
     /// Samples in the report as sent, known or not.
     pub sample_count: usize,
@@ -817,45 +783,23 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
             let sp = tx.savepoint()?;
             let effect = match &mut job {
                 Job::Apply(inc, _) => {
-                    // Who may send this report is decided here, in the
-                    // transaction that applies it: the store is the authority
-                    // (the CLI or another replica may have revoked the agent).
-                    let admitted = crate::identity::admit(
-                        &sp,
-                        &inc.agent_id,
-                        inc.credential_hash.as_deref(),
-                        &inc.report.host,
-                        &inc.report.labels,
-                        inc.received_at_ms,
-                    )?;
                     let previous = match inventories.get(&inc.agent_id) {
                         Some(state) => state.clone(),
                         None => fleet.get(&inc.agent_id).map(|h| AssetState::of(&h)).unwrap_or_default(),
                     };
                     let samples = std::mem::take(&mut inc.samples);
-                    match crate::pipeline::report(&sp, inc, samples, previous, options.keep_raw_reports)? {
-                        Some(h) => {
-                            inventories.insert(h.agent_id.clone(), AssetState::of(&h));
-                            Some(Effect::Report(Some(Box::new(h)), admitted))
-                        }
-                        None => Some(Effect::Report(None, admitted)),
+                    let done = crate::pipeline::report(&sp, inc, samples, previous, options.keep_raw_reports)?;
+                    if let Some(h) = &done.host {
+                        inventories.insert(h.agent_id.clone(), AssetState::of(h));
                     }
+                    Some(Effect::Report(done.host.map(Box::new), done.admission))
                 }
                 Job::Enroll(e, _) => Some(Effect::Enrolled(
                     crate::identity::enroll(&sp, e, caretaker_shared::now_ms())?,
                     e.credential_hash.clone(),
                 )),
                 Job::Prune(p) => {
-                    let log = sp.execute(
-                        "DELETE FROM report_log WHERE received_at_ms < ?1",
-                        params![p.report_log_before_ms],
-                    )?;
-                    let raw = sp.execute(
-                        "DELETE FROM raw_reports WHERE received_at_ms < ?1",
-                        params![p.raw_reports_before_ms],
-                    )?;
-                    let outbox = crate::queue::outbox::prune(&sp, p.outbox_before_ms)?;
-                    tracing::debug!(report_log = log, raw_reports = raw, outbox, "pruned");
+                    crate::pipeline::prune(&sp, p)?;
                     None
                 }
                 Job::Signals(signals, policy, _) => Some(Effect::Detect(crate::pipeline::signals(
@@ -869,20 +813,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
                     None => None,
                 },
                 Job::TickCases(now_ms, policy, _) => {
-                    let due = options.contracts.rematch_due();
-                    let contracts = options.contracts.get();
-                    if due {
-                        // Cases opened while no contract covered them get
-                        // one the file now has (say, after a broken edit).
-                        let n = crate::queue::rematch(&sp, &contracts, *now_ms)?;
-                        if n > 0 {
-                            tracing::info!(cases = n, "cases came into scope of the changed contracts");
-                        }
-                    }
+                    let rematch = options.contracts.rematch_due();
                     Some(Effect::Detect(crate::pipeline::tick(
                         &sp,
                         policy,
-                        &contracts,
+                        &options.contracts.get(),
+                        rematch,
                         options.satisfaction_wait_ms,
                         *now_ms,
                     )?))
@@ -1066,7 +1002,7 @@ impl AssetState {
 }
 
 /// Stores one report and its inventory (with what changed) inside the
-/// batch's transaction: stage 1 and the stored half of stage 2 of
+/// batch's transaction: stage 2 and the stored half of stage 3 of
 /// [`crate::pipeline::report`]. `None`: already applied (a duplicate).
 pub fn apply(
     conn: &Connection,
@@ -1408,23 +1344,6 @@ mod tests {
         );
         let models = crate::spares::models(&conn).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(models[0].fits_controller_models, Vec::<String>::new());
-    }
-
-    #[test]
-    fn gzip_bomb_is_refused() {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let _ = enc.write_all(&vec![b'a'; 10_000_000]);
-        let bomb = enc.finish().unwrap_or_default();
-        assert!(bomb.len() < 20_000);
-        assert_eq!(
-            decompress(&bomb, Encoding::Gzip, 1_000_000),
-            Err(DecompressError::TooLarge(1_000_000))
-        );
-        assert!(matches!(
-            decompress(b"not gzip", Encoding::Gzip, 100),
-            Err(DecompressError::Corrupt(_))
-        ));
     }
 }
 

@@ -216,3 +216,117 @@ async fn plain_http_is_refused_and_tls_needs_the_pinned_ca() {
     let foreign = caretaker_tests::client(&other.path().join("d/ca.pem")).unwrap_or_else(|e| panic!("{e}"));
     assert!(foreign.get(format!("{}/healthz", c.url())).send().await.is_err());
 }
+
+/// One report of host `dbhost` (customer acme) with its databases' `up`
+/// values; the first carries the inventory, so the host is known.
+fn db_report(agent_id: &str, seq: u64, dbs: &[(&str, f64)]) -> Vec<u8> {
+    use caretaker_shared::wire::{Inventory, PROTOCOL_VERSION, Report, Sample};
+    let report = Report {
+        version: PROTOCOL_VERSION,
+        agent_id: agent_id.to_string(),
+        seq,
+        collected_at_ms: caretaker_shared::now_ms(),
+        // Long enough that no absence rule fires while the test runs.
+        interval_secs: 300,
+        host: "dbhost".into(),
+        labels: [("customer".to_string(), "acme".to_string())].into(),
+        samples: dbs
+            .iter()
+            .map(|(db, up)| Sample {
+                metric: "caretaker_db_up".into(),
+                labels: [
+                    ("db".to_string(), db.to_string()),
+                    ("kind".to_string(), "postgresql".to_string()),
+                ]
+                .into(),
+                value: *up,
+            })
+            .collect(),
+        events: Vec::new(),
+        inventory: (seq == 1).then(|| Inventory {
+            hostname: "dbhost".into(),
+            machine_id: "0123456789abcdef0123456789abcdef".into(),
+            ..Inventory::default()
+        }),
+        disks: None,
+    };
+    gzip(&serde_json::to_vec(&report).unwrap_or_default())
+}
+
+/// `kind key` of every finding and case a collector holds.
+async fn serve_items(c: &Collector) -> Vec<String> {
+    let mut all = Vec::new();
+    for kind in ["findings", "cases"] {
+        let v = c.api(&format!("/api/v1/{kind}?status=all")).await;
+        for i in v[kind].as_array().into_iter().flatten() {
+            let k = &i["key"];
+            all.push(format!(
+                "{} {}/{}/{}/{}",
+                i["kind"].as_str().unwrap_or(""),
+                k["customer"].as_str().unwrap_or(""),
+                k["asset"].as_str().unwrap_or(""),
+                k["check"].as_str().unwrap_or(""),
+                k["component"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    all.sort();
+    all
+}
+
+/// `serve` and `replay` run one ingest and one pipeline: the raw reports a
+/// running collector kept, exported and replayed, open exactly the findings
+/// and cases that collector opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_exported_reports_opens_what_serve_opened() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let c = Collector::start_with_config(dir.path(), "[detect]\ntick_secs = 1\n").await;
+    let a = enroll(&c.client, &c.url(), &c.enrollment_token, "dbhost")
+        .await
+        .unwrap_or_else(|e| panic!("enroll: {e}"));
+    let reports: [&[(&str, f64)]; 4] = [
+        &[("main", 1.0), ("reports", 1.0)],
+        &[("main", 0.0), ("reports", 1.0)],
+        &[("main", 0.0), ("reports", 0.0)],
+        &[("main", 1.0), ("reports", 0.0)],
+    ];
+    for (i, dbs) in reports.iter().enumerate() {
+        let body = db_report(&a.agent_id, i as u64 + 1, dbs);
+        let (status, v) = post_report(&c.client, &c.url(), &a.credential, body)
+            .await
+            .unwrap_or_else(|e| panic!("post: {e}"));
+        assert_eq!(status, 200, "{v}");
+    }
+    let served = crate::util::eventually("both databases' cases", std::time::Duration::from_secs(20), || async {
+        let items = serve_items(&c).await;
+        (items.iter().filter(|i| i.contains("/database_down/")).count() == 2).then_some(items)
+    })
+    .await;
+
+    let (ok, exported, stderr) = c.cli(&["export-reports"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(exported.lines().count(), reports.len(), "{exported}");
+    let input = dir.path().join("exported.jsonl");
+    std::fs::write(&input, &exported).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(crate::util::bin("caretaker-collector"))
+        .arg("replay")
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap_or_else(|e| panic!("replay: {e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut replayed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| matches!(e["event"].as_str(), Some("opened" | "recurrence")))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap_or(""),
+                e["key"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    replayed.sort();
+    assert_eq!(replayed, served);
+}
