@@ -94,9 +94,11 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// Asks the task to stop after the report in hand and waits for it at
-    /// most `within`; past that it is aborted (its unwritten signals are
-    /// lost: the next reports carry the same series again).
+    /// Asks the task to stop after the report in hand, checkpoint what
+    /// changed, and waits for it at most `within`; past that it is aborted
+    /// (its unwritten signals are lost: the next reports carry the same
+    /// series again; so are unsaved checkpoints: those hosts restore the
+    /// state of their previous checkpoint).
     pub async fn stop(self, within: Duration) {
         let _ = self.stop.send(true);
         let mut task = self.task;
