@@ -407,6 +407,11 @@ pub struct DetectConfig {
     /// every report.
     #[serde(default = "default_max_series_per_host")]
     pub max_series_per_host: usize,
+    /// How often the hosts whose detection state changed are checkpointed
+    /// into the store (and once at shutdown), so a restart does not start
+    /// every forecast window over. 0: at shutdown only.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
 }
 
 impl Default for DetectConfig {
@@ -422,6 +427,7 @@ impl Default for DetectConfig {
             storm_cases: default_storm_cases(),
             storm_window_secs: default_storm_window_secs(),
             max_series_per_host: default_max_series_per_host(),
+            checkpoint_secs: default_checkpoint_secs(),
         }
     }
 }
@@ -472,6 +478,9 @@ impl DetectConfig {
                 p.push(format!("detect.rules_dir: {} is not a directory", d.display()));
             }
         }
+        if self.checkpoint_secs > 86_400 {
+            p.push("detect.checkpoint_secs: must be at most 86400".into());
+        }
         if self.max_series_per_host == 0 || self.max_series_per_host > MAX_SERIES_PER_HOST {
             p.push(format!(
                 "detect.max_series_per_host: must be between 1 and {MAX_SERIES_PER_HOST}"
@@ -485,6 +494,10 @@ const MAX_SERIES_PER_HOST: usize = 10_000_000;
 
 fn default_max_series_per_host() -> usize {
     crate::detect::MAX_SERIES_PER_HOST
+}
+
+fn default_checkpoint_secs() -> u64 {
+    300
 }
 
 fn default_tick_secs() -> u64 {

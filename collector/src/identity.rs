@@ -622,7 +622,10 @@ pub fn decommission(conn: &Connection, key: &str, now_ms: i64) -> Result<AgentIn
         "UPDATE agents SET archived_at_ms = COALESCE(archived_at_ms, ?2) WHERE agent_id = ?1",
         params![id, now_ms],
     )?;
-    agent(conn, &id)
+    let a = agent(conn, &id)?;
+    // Its detection state goes with it (another agent may take the name).
+    crate::store::checkpoints::delete_host(conn, &a.host)?;
+    Ok(a)
 }
 
 #[cfg(test)]

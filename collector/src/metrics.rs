@@ -4,6 +4,7 @@
 //! at scrape time from a snapshot of the fleet (a `Collector` impl), so there
 //! is no second copy of the samples to keep in sync.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use caretaker_shared::catalogue::{self, CATALOGUE, Kind, MetricDef, Source, Unit};
@@ -60,6 +61,11 @@ pub struct Metrics {
     /// Detection series kept per host, and new ones refused at the bound.
     pub series: Family<Labels, Gauge>,
     pub series_dropped: Family<Labels, Counter>,
+    /// The last checkpoint of detection state: its duration (s), size
+    /// (bytes) and time (s).
+    pub checkpoint_seconds: Gauge<f64, AtomicU64>,
+    pub checkpoint_bytes: Gauge,
+    pub checkpoint_at: Gauge,
     /// Active findings and cases, as the store writer counted them after the
     /// last detection job (so a scrape costs no query; it lags by at most
     /// one tick).
@@ -142,6 +148,9 @@ impl Metrics {
             coalesced: Counter::default(),
             series: Family::default(),
             series_dropped: Family::default(),
+            checkpoint_seconds: Gauge::default(),
+            checkpoint_bytes: Gauge::default(),
+            checkpoint_at: Gauge::default(),
             open: Arc::new(Mutex::new(Vec::new())),
             held: Arc::new(Mutex::new(Vec::new())),
             queue: Arc::new(Mutex::new(Vec::new())),
@@ -181,6 +190,21 @@ impl Metrics {
             &mut registry,
             "caretaker_detect_series_dropped",
             m.series_dropped.clone(),
+        )?;
+        register(
+            &mut registry,
+            "caretaker_detect_checkpoint_seconds",
+            m.checkpoint_seconds.clone(),
+        )?;
+        register(
+            &mut registry,
+            "caretaker_detect_checkpoint_bytes",
+            m.checkpoint_bytes.clone(),
+        )?;
+        register(
+            &mut registry,
+            "caretaker_detect_checkpoint_timestamp_seconds",
+            m.checkpoint_at.clone(),
         )?;
         register(&mut registry, "caretaker_sink_deliveries", m.sink_deliveries.clone())?;
         register(&mut registry, "caretaker_outbox_pending", m.outbox_pending.clone())?;

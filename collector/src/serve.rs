@@ -114,6 +114,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         satisfaction_wait_ms: i64::from(cfg.queue.satisfaction_wait_days) * 86_400_000,
         health: Default::default(),
     };
+    // Detection's saved state, read before the writer takes the connection.
+    let checkpoints = store::checkpoints::load_all(&conn).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the detection checkpoints; detection starts empty");
+        Vec::new()
+    });
     let (writer, writer_thread) =
         Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
     let metrics =
@@ -146,6 +151,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.detect.policy(),
         Duration::from_secs(cfg.detect.tick_secs),
         cfg.detect.max_series_per_host,
+        crate::detect::live::Checkpointing {
+            every: Duration::from_secs(cfg.detect.checkpoint_secs),
+            restore: checkpoints,
+        },
     );
     // Kept alive for as long as we serve: dropping it stops the watching.
     let _watcher = match &cfg.detect.rules_dir {

@@ -1693,6 +1693,30 @@ pub static CATALOGUE: &[MetricDef] = &[
         ["host"],
         "New series of the host not evaluated because it was at its bound of detection series."
     ),
+    m!(
+        "caretaker_detect_checkpoint_seconds",
+        Gauge,
+        Seconds,
+        Collector,
+        [],
+        "How long the last checkpoint of detection state took (encoding and storing the hosts whose state changed), every [detect] checkpoint_secs."
+    ),
+    m!(
+        "caretaker_detect_checkpoint_bytes",
+        Gauge,
+        Bytes,
+        Collector,
+        [],
+        "Size of the host states the last checkpoint of detection state stored (compressed)."
+    ),
+    m!(
+        "caretaker_detect_checkpoint_timestamp_seconds",
+        Gauge,
+        Seconds,
+        Collector,
+        [],
+        "When detection state was last checkpointed successfully; a restart restores it, so forecasts keep their windows."
+    ),
 ];
 
 /// Reasons for `caretaker_login_refused`; a closed set keeps label values bounded.

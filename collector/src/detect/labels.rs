@@ -118,6 +118,11 @@ impl<V> ByLabels<V> {
         self.entries.len()
     }
 
+    /// Every entry with its labels, in insertion order.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&Key, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
     pub(super) fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
     }

@@ -20,6 +20,12 @@
 //!
 //! The task checks for shutdown between reports: [`Detector::stop`] ends it
 //! within a bounded time whatever the backlog.
+//!
+//! The engine's state survives restarts: the stored checkpoints are restored
+//! before the first report is evaluated, and every `checkpoint_secs` the
+//! hosts whose state changed since their last checkpoint are saved in one
+//! store job (and all of them once more at shutdown). See
+//! [`crate::store::checkpoints`] and the engine's `checkpoint.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -32,6 +38,7 @@ use super::Engine;
 use crate::cases::{Policy, Signal};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
+use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::{DetectWrite, Writer};
 
 /// Reports waiting for evaluation at most, all hosts together.
@@ -87,9 +94,11 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// Asks the task to stop after the report in hand and waits for it at
-    /// most `within`; past that it is aborted (its unwritten signals are
-    /// lost: the next reports carry the same series again).
+    /// Asks the task to stop after the report in hand, checkpoint what
+    /// changed, and waits for it at most `within`; past that it is aborted
+    /// (its unwritten signals are lost: the next reports carry the same
+    /// series again; so are unsaved checkpoints: those hosts restore the
+    /// state of their previous checkpoint).
     pub async fn stop(self, within: Duration) {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -103,6 +112,16 @@ impl Detector {
     }
 }
 
+/// How the engine's state is kept across restarts.
+#[derive(Debug, Default)]
+pub struct Checkpointing {
+    /// How often the hosts whose state changed are checkpointed (`[detect]
+    /// checkpoint_secs`); zero: only at shutdown.
+    pub every: Duration,
+    /// The stored checkpoints, restored before the first report.
+    pub restore: Vec<Checkpoint>,
+}
+
 /// Starts the detection task; `max_series` bounds the series kept per host
 /// (see [`Engine::max_series_per_host`]).
 pub fn start(
@@ -112,6 +131,7 @@ pub fn start(
     policy: Policy,
     tick: Duration,
     max_series: usize,
+    checkpointing: Checkpointing,
 ) -> (DetectHandle, Detector) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, stopped) = watch::channel(false);
@@ -128,6 +148,7 @@ pub fn start(
             max_series,
         },
         tick,
+        checkpointing,
         stopped,
     ));
     (DetectHandle { tx, metrics }, Detector { stop, task })
@@ -146,11 +167,24 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     t: Tasks,
     tick: Duration,
+    checkpointing: Checkpointing,
     mut stop: watch::Receiver<bool>,
 ) {
+    restore_checkpoints(&mut engine, checkpointing.restore);
     let mut timer = tokio::time::interval(tick);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first checkpoint one period after the start: what was just
+    // restored is saved already.
+    let every = if checkpointing.every.is_zero() {
+        // Only at shutdown: a period no run reaches.
+        Duration::from_secs(100 * 365 * 86_400)
+    } else {
+        checkpointing.every
+    };
+    let mut saver = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    saver.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backlog = Backlog::default();
+    let mut sweep = Sweep::default();
     let mut open = true;
     loop {
         if *stop.borrow() {
@@ -165,7 +199,7 @@ async fn run(
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
-        if backlog.is_empty() {
+        if backlog.is_empty() && sweep.is_empty() {
             if !open {
                 break;
             }
@@ -176,15 +210,22 @@ async fn run(
                     None => open = false,
                 },
                 _ = timer.tick() => tick_all(&mut engine, &t).await,
+                _ = saver.tick() => sweep.start(&engine),
             }
             continue;
+        }
+        if !open && backlog.is_empty() {
+            break;
         }
         // A tick that is due runs between rounds, however long the backlog.
         tokio::select! {
             biased;
             _ = timer.tick() => tick_all(&mut engine, &t).await,
+            _ = saver.tick() => sweep.start(&engine),
             () = std::future::ready(()) => {}
         }
+        // A slice of a checkpoint in progress, between two rounds.
+        sweep.slice(&mut engine, &t).await;
         // One round: hosts in turn, one report each, bounded in work; the
         // signals go to the store in one job.
         let (mut signals, mut samples) = (Vec::new(), 0usize);
@@ -200,7 +241,139 @@ async fn run(
         }
         write(&t, signals).await;
     }
+    // What changed since the last checkpoint, so the next start (here or
+    // on another collector) carries on from here.
+    sweep.start(&engine);
+    while !sweep.is_empty() {
+        sweep.slice(&mut engine, &t).await;
+    }
     tracing::debug!(waiting = backlog.len(), "detection stopped");
+}
+
+/// Restores the stored checkpoints into the (empty) engine. One that cannot
+/// be restored (another format, corrupt) is skipped with a warning: its
+/// host starts empty, as every host did before checkpoints.
+pub(super) fn restore_checkpoints(engine: &mut Engine, saved: Vec<Checkpoint>) {
+    if saved.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let now = caretaker_shared::now_ms();
+    let rules = engine.rules_fingerprint();
+    let (mut hosts, mut skipped, mut total) = (0usize, 0usize, super::Restored::default());
+    for c in saved {
+        match engine.restore_host(&c.host, &c.body, now) {
+            Ok(r) => {
+                hosts += 1;
+                total.series += r.series;
+                total.series_dropped += r.series_dropped;
+                total.states += r.states;
+                total.states_dropped += r.states_dropped;
+            }
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(host = %c.host, saved_at_ms = c.saved_at_ms, error = %e,
+                    "detection checkpoint not restored; the host's windows start afresh");
+            }
+        }
+        if c.rules_fingerprint != rules {
+            tracing::debug!(host = %c.host, "checkpoint saved under other rules; changed rules start afresh");
+        }
+    }
+    tracing::info!(
+        hosts,
+        skipped,
+        series = total.series,
+        series_dropped = total.series_dropped,
+        states = total.states,
+        states_dropped = total.states_dropped,
+        took_ms = started.elapsed().as_millis() as u64,
+        "detection state restored from checkpoints"
+    );
+}
+
+/// Hosts encoded and stored per slice of a checkpoint: a slice holds the
+/// detection task for well under 100 ms (~0.15 ms per realistic host, see
+/// BENCHMARKS.md), so reports are not held back behind the whole fleet's.
+const CHECKPOINT_SLICE: usize = 256;
+
+/// A checkpoint in progress: the hosts that had changed when it started,
+/// saved a slice at a time between rounds of reports. (A host that changes
+/// again meanwhile waits for the next checkpoint, so the hosts early in the
+/// list cannot starve the rest.)
+#[derive(Default)]
+struct Sweep {
+    hosts: VecDeque<String>,
+    started: Option<Instant>,
+    stored: usize,
+    bytes: usize,
+    failed: usize,
+}
+
+impl Sweep {
+    fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Starts a checkpoint of the hosts changed now, unless one is running.
+    fn start(&mut self, engine: &Engine) {
+        if !self.hosts.is_empty() {
+            return;
+        }
+        *self = Sweep {
+            hosts: engine.changed_hosts().into(),
+            started: Some(Instant::now()),
+            ..Sweep::default()
+        };
+    }
+
+    /// Encodes and stores the next slice in one store job. Hosts whose
+    /// checkpoint could not be stored stay marked as changed, so the next
+    /// checkpoint tries again. The last slice publishes the metrics.
+    async fn slice(&mut self, engine: &mut Engine, t: &Tasks) {
+        if self.hosts.is_empty() {
+            return;
+        }
+        let n = self.hosts.len().min(CHECKPOINT_SLICE);
+        let hosts: Vec<String> = self.hosts.drain(..n).collect();
+        let states = engine.checkpoint_hosts(&hosts);
+        let bytes: usize = states.iter().map(|(_, b)| b.len()).sum();
+        let rules = engine.rules_fingerprint();
+        let now = caretaker_shared::now_ms();
+        let saved = t
+            .writer
+            .run(move |c| checkpoints::save(c, &rules, now, &states).map(serde_json::Value::from))
+            .await;
+        match saved {
+            Ok(_) => {
+                self.stored += hosts.len();
+                self.bytes += bytes;
+            }
+            Err(e) => {
+                self.failed += hosts.len();
+                engine.mark_changed(hosts.iter().map(String::as_str));
+                tracing::error!(error = %e, hosts = hosts.len(), "cannot store detection checkpoints; retried at the next checkpoint");
+            }
+        }
+        if !self.hosts.is_empty() {
+            return;
+        }
+        let took = self.started.map(|s| s.elapsed()).unwrap_or_default();
+        if self.failed == 0 {
+            t.metrics.checkpoint_seconds.set(took.as_secs_f64());
+            t.metrics
+                .checkpoint_bytes
+                .set(i64::try_from(self.bytes).unwrap_or(i64::MAX));
+            t.metrics.checkpoint_at.set(now / 1000);
+        }
+        tracing::debug!(
+            hosts = self.stored,
+            failed = self.failed,
+            bytes = self.bytes,
+            took_ms = took.as_millis() as u64,
+            "detection state checkpointed"
+        );
+    }
 }
 
 /// A message from the channel: a report joins its host's backlog, rules

@@ -74,6 +74,14 @@
 //! This is decided on the host's reports only, so a silent host stays the
 //! one `host_unreachable` case, never a mass clear.
 //!
+//! # Checkpoints
+//!
+//! A host's state (its series and evaluation states) can be saved as a blob
+//! and restored into another engine, here after a restart or on another
+//! collector ([`Engine::checkpoint_host`], [`Engine::restore_host`]; the
+//! format and what survives a rule change are in `checkpoint.rs`), so a
+//! restart in the middle of a window does not delay its forecast.
+//!
 //! # Storm suppression
 //!
 //! While a host is unreachable its one `host_unreachable` case stands for
@@ -82,6 +90,7 @@
 //! silence start their `for` afresh, so the gap cannot complete a `for` and
 //! open a case for a fault nobody observed.
 
+mod checkpoint;
 mod labels;
 pub mod live;
 mod replay;
@@ -93,6 +102,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+pub use checkpoint::{CheckpointError, FORMAT as CHECKPOINT_FORMAT, Restored};
 use labels::{ByLabels, Key, Labels, Strings};
 
 use caretaker_shared::wire::{Event, Report};
@@ -156,6 +166,12 @@ pub struct HostState {
     /// At its bound: a new series was refused, and the host has not been
     /// under the bound since.
     limited: bool,
+    /// Changed since its last checkpoint ([`Engine::checkpoint_changed`]).
+    changed: bool,
+    /// Absence is counted from here when it is later than the last report:
+    /// the time the host's state was restored, so the collector's own
+    /// downtime does not make every host unreachable (see [`checkpoint`]).
+    absent_from_ms: i64,
 }
 
 /// A host's series against the engine's bound (see [`Engine::series_of`]).
@@ -204,6 +220,9 @@ pub struct Engine {
     /// Label sets compared to find series, ever: the engine's work, counted
     /// apart from the clock (see [`Engine::work`]).
     work: u64,
+    /// Per rule (by index), its fingerprint: how a checkpoint's evaluation
+    /// states find their rule again (see [`checkpoint`]).
+    fingerprints: Vec<String>,
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -274,8 +293,10 @@ impl Engine {
                 watched.insert(d.clone());
             }
         }
+        let fingerprints = rules.rules.iter().map(checkpoint::fingerprint).collect();
         Engine {
             rules,
+            fingerprints,
             hosts: HashMap::new(),
             reads,
             watched,
@@ -371,6 +392,7 @@ impl Engine {
         }
         host.interval_ms = i64::from(report.interval_secs).saturating_mul(1000);
         host.last_report_ms = at_ms;
+        host.changed = true;
         if host.unreachable {
             host.unreachable = false;
             // The gap must not complete a pending `for` (see the module docs).
@@ -594,7 +616,8 @@ impl Engine {
                     continue;
                 };
                 let limit = host.interval_ms.saturating_mul(i64::from(after_intervals));
-                let firing = now_ms.saturating_sub(host.last_report_ms) > limit;
+                let last = host.last_report_ms.max(host.absent_from_ms);
+                let firing = now_ms.saturating_sub(last) > limit;
                 silent |= firing;
                 out.push(absence_signal(rule, name, host, firing, now_ms));
             }
@@ -605,6 +628,7 @@ impl Engine {
         for (name, silent) in now_unreachable {
             if let Some(h) = self.hosts.get_mut(&name) {
                 h.unreachable = silent;
+                h.changed = true;
             }
         }
         out

@@ -21,6 +21,13 @@
 //! else reports, and quiet periods pass. After each report they are ticked at
 //! its time.
 //!
+//! Restarts: [`ReplayOptions::restarts`] restarts the collector at virtual
+//! times: before the first report at or after each, every host's engine
+//! state is checkpointed into the store and a fresh engine restores it from
+//! there ([`crate::store::checkpoints`]), as `serve` does across a restart.
+//! With the state carried over, the events are those of a run without the
+//! restart.
+//!
 //! Events, in the order they happened:
 //! - findings and cases: `opened`, `recurrence` (opened, linked to the ended
 //!   item it repeats: `recurrence_of`), `reopened`, `recovered`, `resolved`,
@@ -51,7 +58,7 @@ use crate::contracts::Contracts;
 use crate::ingest::{self, Decoded, Encoding};
 use crate::predict::records;
 use crate::rules::RuleSet;
-use crate::store::{AssetState, Incoming, StoreError};
+use crate::store::{AssetState, Incoming, StoreError, checkpoints};
 
 /// One change, as printed by `caretaker-collector replay`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,13 +102,16 @@ impl ReplayError {
 }
 
 /// What a replay runs with besides the rules: the lifecycle policy,
-/// maintenance windows, contracts (the queue's), and the satisfaction wait.
+/// maintenance windows, contracts (the queue's), the satisfaction wait, and
+/// when the collector restarts.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
     pub policy: Policy,
     pub windows: Vec<hold::Window>,
     pub contracts: Contracts,
     pub satisfaction_wait_ms: i64,
+    /// Virtual times at which the collector restarts (see the module docs).
+    pub restarts: Vec<i64>,
 }
 
 impl Default for ReplayOptions {
@@ -111,6 +121,7 @@ impl Default for ReplayOptions {
             windows: Vec::new(),
             contracts: Contracts::default(),
             satisfaction_wait_ms: crate::store::WriterOptions::default().satisfaction_wait_ms,
+            restarts: Vec::new(),
         }
     }
 }
@@ -197,6 +208,9 @@ pub fn replay_full(
         // Virtual time: a window in the past of the wall clock still counts.
         hold::add_window(&conn, w, i64::MIN)?;
     }
+    let mut restarts = options.restarts.clone();
+    restarts.sort_unstable();
+    let mut restarts = restarts.into_iter().peekable();
     let mut run = Run {
         conn,
         options: options.clone(),
@@ -212,6 +226,10 @@ pub fn replay_full(
     };
     for (at_ms, report) in reports {
         run.advance_to(*at_ms)?;
+        if restarts.next_if(|r| r <= at_ms).is_some() {
+            while restarts.next_if(|r| r <= at_ms).is_some() {}
+            run.restart(*at_ms)?;
+        }
         let interval = i64::from(report.interval_secs).saturating_mul(1000).max(1000);
         run.step_ms = Some(run.step_ms.map_or(interval, |s: i64| s.min(interval)));
         run.report(report, *at_ms)?;
@@ -257,6 +275,24 @@ impl Run {
             }
             self.tick(t)?;
         }
+    }
+
+    /// Restarts the collector at `at_ms`: the engine's state checkpointed
+    /// into the store, and a fresh engine restored from it.
+    fn restart(&mut self, at_ms: i64) -> Result<(), ReplayError> {
+        let states = self.engine.checkpoint_changed();
+        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        checkpoints::save(&tx, &self.engine.rules_fingerprint(), at_ms, &states)?;
+        tx.commit().map_err(StoreError::from)?;
+        let rules = self.engine.rules.clone();
+        self.engine = Engine::new(rules).forget_gone_after(2 * self.options.policy.min_hold_ms);
+        for c in checkpoints::load_all(&self.conn)? {
+            if let Err(e) = self.engine.restore_host(&c.host, &c.body, at_ms) {
+                // As `serve`: the host starts afresh.
+                tracing::warn!(host = %c.host, error = %e, "detection checkpoint not restored");
+            }
+        }
+        Ok(())
     }
 
     /// Stages 1–8 for one report.

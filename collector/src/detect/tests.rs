@@ -1455,3 +1455,266 @@ fn replay_input_is_decoded_and_validated_as_serve_does() {
         }
     }
 }
+
+// --- checkpoints: detection survives restarts ----------------------------------
+
+/// A mixed fleet for checkpoint tests: a filling filesystem (forecast and
+/// threshold), a growing counter (increase), a pending then firing
+/// threshold, over 30 hours.
+fn mixed_stream() -> Vec<(i64, Report)> {
+    Stream::default()
+        .host("db1", 300, T0, 12 * 30, |i, _| {
+            fs(0.6 - 0.08 * (i as f64) / 288.0 + 0.002 * noise(i))
+        })
+        .host("store1", 300, T0, 12 * 30, |i, _| {
+            let l = [("disk", "sdb"), ("attribute", "reallocated_sectors")];
+            vec![sample(
+                "caretaker_disk_ata_attribute_raw",
+                &l,
+                if i < 200 { 8.0 } else { 10.0 },
+            )]
+        })
+        .host("web1", 60, T0, 60 * 30, |i, _| {
+            fs(if i % 240 < 120 { 0.5 } else { 0.03 })
+        })
+        .build()
+}
+
+fn signals_of(engine: &mut super::Engine, reports: &[(i64, Report)]) -> Vec<crate::cases::Signal> {
+    let mut out = Vec::new();
+    for (at, r) in reports {
+        out.extend(engine.observe(r, *at));
+        out.extend(engine.tick(*at));
+    }
+    out
+}
+
+// The engine's state saved as a blob and restored into a fresh engine gives
+// the very signals (values bit-exact, pending `for`s, firing rules, gone
+// series) the running engine gives for the rest of the stream.
+#[test]
+fn a_restored_engine_gives_the_signals_the_running_one_gives() {
+    let set = rules::load(None).unwrap();
+    let stream = mixed_stream();
+    let (before, after) = stream.split_at(stream.len() * 2 / 5);
+    let mut running = super::Engine::new(set.clone());
+    signals_of(&mut running, before);
+    let at = before.last().unwrap().0;
+    let mut restored = super::Engine::new(set);
+    let saved = running.checkpoint_changed();
+    assert_eq!(saved.len(), 3);
+    for (host, blob) in &saved {
+        let r = restored.restore_host(host, blob, at).unwrap();
+        assert_eq!((r.series_dropped, r.states_dropped), (0, 0));
+    }
+    assert_eq!(restored.footprint().series, running.footprint().series);
+    assert_eq!(restored.footprint().points, running.footprint().points);
+    let want = signals_of(&mut running, after);
+    let got = signals_of(&mut restored, after);
+    assert!(want.iter().any(|s| s.rule == "filesystem_fills_within_7d" && s.firing));
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the restored engine's signals differ");
+    // Unchanged since the restore: nothing to checkpoint until it changes.
+    let mut fresh = super::Engine::new(rules::load(None).unwrap());
+    fresh.restore_host("db1", &saved[0].1, at).unwrap();
+    assert!(fresh.checkpoint_changed().is_empty());
+}
+
+// A checkpoint of another format version, or a damaged one, is refused
+// (the host starts empty) and never half-applied.
+#[test]
+fn an_old_or_corrupt_checkpoint_is_refused_and_changes_nothing() {
+    let set = rules::load(None).unwrap();
+    let mut engine = super::Engine::new(set.clone());
+    signals_of(&mut engine, &mixed_stream()[..200]);
+    let good = engine.checkpoint_host("db1").unwrap();
+    assert_eq!(good[0], super::CHECKPOINT_FORMAT);
+    let mut other = good.clone();
+    other[0] = super::CHECKPOINT_FORMAT + 1;
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() / 2);
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let mut fresh = super::Engine::new(set);
+    assert!(matches!(
+        fresh.restore_host("db1", &other, T0),
+        Err(super::CheckpointError::Version(v)) if v == super::CHECKPOINT_FORMAT + 1
+    ));
+    assert!(matches!(
+        fresh.restore_host("db1", &[], T0),
+        Err(super::CheckpointError::Empty)
+    ));
+    for bad in [&truncated, &flipped, &vec![super::CHECKPOINT_FORMAT, 1, 2, 3]] {
+        assert!(matches!(
+            fresh.restore_host("db1", bad, T0),
+            Err(super::CheckpointError::Corrupt(_))
+        ));
+    }
+    assert_eq!(fresh.series_of("db1"), None);
+    assert!(fresh.restore_host("db1", &good, T0).is_ok());
+    assert!(fresh.series_of("db1").is_some());
+}
+
+// Rules changed between checkpoint and restore: a series is kept while a
+// rule still reads its source (whatever rule); an evaluation state only for
+// the very same rule; the rest is dropped and counted.
+#[test]
+fn a_restore_under_changed_rules_keeps_what_still_applies() {
+    let set = rules::load(None).unwrap();
+    let mut engine = super::Engine::new(set.clone());
+    // 13 hours filling at 20 %/day, the last 10 minutes almost full.
+    let stream = Stream::default()
+        .host("web1", 60, T0, 13 * 60, |i, _| {
+            fs(if i >= 13 * 60 - 10 {
+                0.03
+            } else {
+                0.6 - 0.2 * (i as f64) / 1440.0
+            })
+        })
+        .build();
+    let last = signals_of(&mut engine, &stream);
+    let firing = |s: &[crate::cases::Signal], rule: &str| s.iter().rev().find(|s| s.rule == rule).map(|s| s.firing);
+    assert_eq!(firing(&last, "filesystem_fills_within_7d"), Some(true));
+    assert_eq!(firing(&last, "filesystem_almost_full"), Some(true));
+    let blob = engine.checkpoint_host("web1").unwrap();
+    let at = stream.last().unwrap().0;
+    let next = at + 60_000;
+    // Unchanged rules: both still firing at the next report.
+    let mut same = super::Engine::new(set.clone());
+    same.restore_host("web1", &blob, at).unwrap();
+    let s = same.observe(&report("web1", 60, next, fs(0.03)), next);
+    assert_eq!(firing(&s, "filesystem_almost_full"), Some(true));
+    assert_eq!(firing(&s, "filesystem_fills_within_7d"), Some(true));
+    // filesystem_almost_full changed (its state goes); the forecast renamed,
+    // so another rule reads the same source with the same window (the
+    // series stays, the old rule's state goes).
+    let mut changed = set.clone();
+    for r in &mut changed.rules {
+        if r.name == "filesystem_almost_full" {
+            r.severity = crate::cases::Severity::Critical;
+        }
+        if r.name == "filesystem_fills_within_7d" {
+            r.name = "filesystem_fills_soon".into();
+        }
+    }
+    let mut restored = super::Engine::new(changed);
+    let r = restored.restore_host("web1", &blob, at).unwrap();
+    assert_eq!((r.series, r.series_dropped), (1, 0), "{r:?}");
+    assert_eq!(r.states_dropped, 2, "{r:?}");
+    let s = restored.observe(&report("web1", 60, next, fs(0.03)), next);
+    // The kept series: the renamed forecast fires at once, no window to wait for.
+    assert_eq!(firing(&s, "filesystem_fills_soon"), Some(true));
+    assert_eq!(
+        firing(&s, "filesystem_almost_full"),
+        Some(false),
+        "a changed rule starts its `for` afresh"
+    );
+    // No rule reads the source any more: the series is dropped.
+    let mut fewer = set;
+    fewer.rules.retain(|r| r.name != "filesystem_fills_within_7d");
+    let r = super::Engine::new(fewer).restore_host("web1", &blob, at).unwrap();
+    assert_eq!((r.series, r.series_dropped), (0, 1), "{r:?}");
+}
+
+// A restart in the middle of a forecast window started the window over: a
+// filesystem forecast due 1 h after the restart fired ~12 h late (the
+// window needs 12 h of points). With the state checkpointed into the store
+// and restored by the fresh engine, it fires within one report interval of
+// the time it fires without the restart; everything else is the same too.
+#[test]
+fn a_restart_mid_window_does_not_delay_the_filesystem_forecast() {
+    let interval = 600;
+    let s = Stream::default()
+        .host("db1", interval, T0, 6 * 24 * 2, |i, _| {
+            fs(0.6 - 0.08 * (i as f64) / 144.0 + 0.002 * noise(i))
+        })
+        .build();
+    let opened = |ev: &[ReplayEvent]| {
+        ev.iter()
+            .find(|e| e.rule == "filesystem_fills_within_7d" && e.event == "opened")
+            .map(|e| e.at_ms)
+    };
+    let plain = run(&s);
+    let fired = opened(&plain).expect("fires without a restart");
+    let restart = fired - HOUR;
+    assert!(restart > T0 + 2 * HOUR, "the restart is mid-window");
+    let options = super::ReplayOptions {
+        restarts: vec![restart],
+        ..super::ReplayOptions::default()
+    };
+    let restarted = super::replay_full(&s, rules::load(None).unwrap(), &options).unwrap();
+    let again = opened(&restarted).expect("fires after the restart");
+    assert!(
+        (again - fired).abs() <= i64::from(interval) * 1000,
+        "fired at {again}, {} min from {fired}",
+        (again - fired) / MIN
+    );
+    assert_eq!(restarted, plain);
+    // The control: the same restart with nothing restored (the stream from
+    // the restart on, on an empty engine) fires far later.
+    let after: Vec<(i64, Report)> = s.iter().filter(|(t, _)| *t >= restart).cloned().collect();
+    let empty = opened(&run(&after));
+    assert!(
+        empty.is_none_or(|t| t > fired + 6 * HOUR),
+        "without the checkpoint: {empty:?} vs {fired}"
+    );
+}
+
+// The detection task restores what the store holds before the first
+// report; a checkpoint it cannot read is skipped with a warning, not an
+// error, and the other hosts are restored.
+#[test]
+fn the_live_task_skips_an_unreadable_checkpoint_and_restores_the_rest() {
+    let set = rules::load(None).unwrap();
+    let mut engine = super::Engine::new(set.clone());
+    signals_of(&mut engine, &mixed_stream()[..200]);
+    let good = engine.checkpoint_host("db1").unwrap();
+    let checkpoint = |host: &str, body: Vec<u8>| crate::store::checkpoints::Checkpoint {
+        host: host.into(),
+        saved_at_ms: T0,
+        rules_fingerprint: engine.rules_fingerprint(),
+        body,
+    };
+    let saved = vec![
+        checkpoint("web1", vec![super::CHECKPOINT_FORMAT + 7, 0]),
+        checkpoint("db1", good),
+    ];
+    let mut fresh = super::Engine::new(set);
+    super::live::restore_checkpoints(&mut fresh, saved);
+    assert!(fresh.series_of("db1").is_some());
+    assert_eq!(fresh.series_of("web1"), None);
+}
+
+// The collector's own downtime is no evidence about its hosts: restored
+// after a 2-hour outage, a host is not unreachable until it misses its
+// reports after the restore, and a pending `for` does not complete across
+// the gap.
+#[test]
+fn the_collectors_downtime_neither_silences_hosts_nor_completes_a_pending_for() {
+    let set = rules::load(None).unwrap();
+    let mut engine = super::Engine::new(set.clone());
+    for i in 0..4 {
+        let at = T0 + i * MIN;
+        engine.observe(&report("web1", 60, at, fs(0.03)), at);
+    }
+    let blob = engine.checkpoint_host("web1").unwrap();
+    let back = T0 + 2 * HOUR;
+    let mut restored = super::Engine::new(set);
+    restored.restore_host("web1", &blob, back).unwrap();
+    let unreachable = |s: Vec<crate::cases::Signal>| s.iter().find(|s| s.rule == "host_unreachable").map(|s| s.firing);
+    assert_eq!(unreachable(restored.tick(back + MIN)), Some(false));
+    assert_eq!(unreachable(restored.tick(back + 4 * MIN)), Some(true));
+    // Its first report after the restore: the threshold, pending since
+    // before the outage, starts its 5 minutes afresh.
+    let mut restored = super::Engine::new(rules::load(None).unwrap());
+    restored.restore_host("web1", &blob, back).unwrap();
+    let at = back + MIN;
+    let s = restored.observe(&report("web1", 60, at, fs(0.03)), at);
+    let almost = s.iter().find(|s| s.rule == "filesystem_almost_full").unwrap();
+    assert!(!almost.firing);
+    let at = back + 6 * MIN;
+    let s = restored.observe(&report("web1", 60, at, fs(0.03)), at);
+    let almost = s.iter().find(|s| s.rule == "filesystem_almost_full").unwrap();
+    assert!(almost.firing);
+}

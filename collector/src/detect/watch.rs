@@ -123,6 +123,7 @@ mod tests {
             crate::cases::Policy::default(),
             Duration::from_secs(3600),
             crate::config::DetectConfig::default().max_series_per_host,
+            Default::default(),
         );
         let mut r = Reloader {
             dir: rules_dir.clone(),

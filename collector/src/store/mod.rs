@@ -36,6 +36,8 @@ pub mod testing;
 mod readers;
 pub use readers::{Lease, Readers, read_on};
 
+pub mod checkpoints;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -316,6 +318,8 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // units and controllers; spare models that fit by controller model.
         M::up(crate::predict::records::MIGRATION_HARDWARE_PARTS),
         M::up(crate::spares::MIGRATION_CONTROLLER_FITS),
+        // Each host's detection state, so a restart keeps its windows.
+        M::up(checkpoints::MIGRATION),
     ])
 }
 

@@ -614,7 +614,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let mean_samples = sample_counts.iter().sum::<usize>() as f64 / sample_counts.len() as f64;
 
-    let mut engine = Engine::new(rules);
+    let mut engine = Engine::new(rules.clone());
     let rss_before = rss_bytes();
     let heap = Heap::start();
     let end_ms = T0_MS + history_ms;
@@ -687,6 +687,21 @@ fn main() -> anyhow::Result<()> {
         std::hint::black_box(out);
     }
     let rss_end = rss_bytes();
+    // Checkpoint of every host (all changed), and its restore into a fresh
+    // engine: what a restart costs at most.
+    let started = Instant::now();
+    let saved = engine.checkpoint_changed();
+    let checkpoint_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let checkpoint_bytes: usize = saved.iter().map(|(_, b)| b.len()).sum();
+    let mut fresh = Engine::new(rules);
+    let started = Instant::now();
+    for (host, blob) in &saved {
+        fresh
+            .restore_host(host, blob, now)
+            .map_err(|e| anyhow::anyhow!("restoring {host}: {e}"))?;
+    }
+    let restore_ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(fresh);
 
     let n = lat_ns.len().max(1) as f64;
     let mean_us = lat_ns.iter().sum::<u64>() as f64 / n / 1000.0;
@@ -732,6 +747,12 @@ fn main() -> anyhow::Result<()> {
     println!("| rule states per host | {:.1} |", fp.eval_states as f64 / hosts_f);
     println!("| tick over all hosts | {tick_best:.1} ms (best of 3) |");
     println!("| RSS at end | {:.0} MiB |", rss_end as f64 / 1048576.0);
+    println!(
+        "| checkpoint, all hosts | {checkpoint_ms:.0} ms, {:.0} µs and {:.1} KiB per host; restore {restore_ms:.0} ms, {:.0} µs per host |",
+        checkpoint_ms * 1000.0 / hosts_f,
+        checkpoint_bytes as f64 / hosts_f / 1024.0,
+        restore_ms * 1000.0 / hosts_f
+    );
     if a.digest {
         println!("signals digest: {digest:016x}");
     }
