@@ -15,9 +15,8 @@
 //! the running engine still holds for it is not written ([`save`]), so it
 //! does not come back at the next start.
 
-use rusqlite::{Connection, params};
-
 use super::StoreError;
+use super::sql::{Row, Sql, SqlError, SqlExt, args};
 
 pub(crate) const MIGRATION: &str = r#"
 CREATE TABLE detect_checkpoints (
@@ -41,47 +40,57 @@ pub struct Checkpoint {
 /// host's previous one; a host without an agent in service is skipped.
 /// Returns how many were stored.
 pub fn save(
-    conn: &Connection,
+    db: &dyn Sql,
     rules_fingerprint: &str,
     saved_at_ms: i64,
     states: &[(String, Vec<u8>)],
 ) -> Result<usize, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO detect_checkpoints (host, saved_at_ms, rules_fingerprint, body)
-         SELECT ?1, ?2, ?3, ?4
-         WHERE EXISTS (SELECT 1 FROM agents WHERE host = ?1 AND archived_at_ms IS NULL)
-         ON CONFLICT (host) DO UPDATE SET saved_at_ms = excluded.saved_at_ms,
-             rules_fingerprint = excluded.rules_fingerprint, body = excluded.body",
-    )?;
     let mut n = 0;
     for (host, body) in states {
-        n += stmt.execute(params![host, saved_at_ms, rules_fingerprint, body])?;
+        let in_service = db
+            .value::<i64>(
+                "SELECT 1 FROM agents WHERE host = ?1 AND archived_at_ms IS NULL LIMIT 1",
+                args![host],
+            )?
+            .is_some();
+        if !in_service {
+            continue;
+        }
+        db.execute(
+            "INSERT INTO detect_checkpoints (host, saved_at_ms, rules_fingerprint, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (host) DO UPDATE SET saved_at_ms = excluded.saved_at_ms,
+                 rules_fingerprint = excluded.rules_fingerprint, body = excluded.body",
+            args![host, saved_at_ms, rules_fingerprint, body],
+        )?;
+        n += 1;
     }
     Ok(n)
 }
 
 /// Every host's checkpoint, by host name.
-pub fn load_all(conn: &Connection) -> Result<Vec<Checkpoint>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT host, saved_at_ms, rules_fingerprint, body FROM detect_checkpoints ORDER BY host")?;
-    let rows = stmt.query_map([], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn load_all(db: &dyn Sql) -> Result<Vec<Checkpoint>, StoreError> {
+    Ok(db.query(
+        "SELECT host, saved_at_ms, rules_fingerprint, body FROM detect_checkpoints ORDER BY host",
+        args![],
+        row,
+    )?)
 }
 
 /// One host's checkpoint.
-pub fn load(conn: &Connection, host: &str) -> Result<Option<Checkpoint>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT host, saved_at_ms, rules_fingerprint, body FROM detect_checkpoints WHERE host = ?1")?;
-    let mut rows = stmt.query_map(params![host], row)?;
-    Ok(rows.next().transpose()?)
+pub fn load(db: &dyn Sql, host: &str) -> Result<Option<Checkpoint>, StoreError> {
+    Ok(db.query_opt(
+        "SELECT host, saved_at_ms, rules_fingerprint, body FROM detect_checkpoints WHERE host = ?1",
+        args![host],
+        row,
+    )?)
 }
 
 /// Deletes a host's checkpoint; whether there was one.
-pub fn delete_host(conn: &Connection, host: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM detect_checkpoints WHERE host = ?1", params![host])? > 0)
+pub fn delete_host(db: &dyn Sql, host: &str) -> Result<bool, StoreError> {
+    Ok(db.execute("DELETE FROM detect_checkpoints WHERE host = ?1", args![host])? > 0)
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+fn row(r: &Row<'_>) -> Result<Checkpoint, SqlError> {
     Ok(Checkpoint {
         host: r.get(0)?,
         saved_at_ms: r.get(1)?,
@@ -95,33 +104,27 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    fn enroll(conn: &Connection, agent: &str, host: &str) {
-        conn.execute(
-            "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, 0)",
-            params![agent, format!("hash-{agent}"), host],
-        )
-        .unwrap();
-    }
+    use crate::store::testing::{add_agent, on_both};
 
     #[test]
     fn a_checkpoint_is_replaced_loaded_and_deleted_by_host() {
-        let conn = super::super::open_in_memory().unwrap();
-        enroll(&conn, "a1", "web1");
-        enroll(&conn, "a2", "db1");
-        let states = vec![("web1".to_string(), vec![1, 2, 3]), ("db1".to_string(), vec![4])];
-        assert_eq!(save(&conn, "r1", 10, &states).unwrap(), 2);
-        assert_eq!(save(&conn, "r2", 20, &[("web1".to_string(), vec![9])]).unwrap(), 1);
-        let all = load_all(&conn).unwrap();
-        assert_eq!(all.iter().map(|c| c.host.as_str()).collect::<Vec<_>>(), ["db1", "web1"]);
-        let web1 = load(&conn, "web1").unwrap().unwrap();
-        assert_eq!(
-            (web1.saved_at_ms, web1.rules_fingerprint.as_str(), web1.body),
-            (20, "r2", vec![9])
-        );
-        assert!(delete_host(&conn, "web1").unwrap());
-        assert_eq!(load(&conn, "web1").unwrap(), None);
-        assert!(!delete_host(&conn, "web1").unwrap());
+        on_both(|db| {
+            add_agent(db, "a1", "web1");
+            add_agent(db, "a2", "db1");
+            let states = vec![("web1".to_string(), vec![1, 2, 3]), ("db1".to_string(), vec![4])];
+            assert_eq!(save(db, "r1", 10, &states).unwrap(), 2);
+            assert_eq!(save(db, "r2", 20, &[("web1".to_string(), vec![9])]).unwrap(), 1);
+            let all = load_all(db).unwrap();
+            assert_eq!(all.iter().map(|c| c.host.as_str()).collect::<Vec<_>>(), ["db1", "web1"]);
+            let web1 = load(db, "web1").unwrap().unwrap();
+            assert_eq!(
+                (web1.saved_at_ms, web1.rules_fingerprint.as_str(), web1.body),
+                (20, "r2", vec![9])
+            );
+            assert!(delete_host(db, "web1").unwrap());
+            assert_eq!(load(db, "web1").unwrap(), None);
+            assert!(!delete_host(db, "web1").unwrap());
+        });
     }
 
     // A decommissioned host's checkpoint went with it, but the running
@@ -129,12 +132,15 @@ mod tests {
     // row back (it would be restored at every start).
     #[test]
     fn a_decommissioned_host_gets_no_checkpoint_back() {
-        let conn = super::super::open_in_memory().unwrap();
-        enroll(&conn, "a1", "web1");
-        save(&conn, "r", 10, &[("web1".to_string(), vec![1])]).unwrap();
-        crate::identity::decommission(&conn, "web1", 20).unwrap();
-        assert_eq!(load(&conn, "web1").unwrap(), None);
-        assert_eq!(save(&conn, "r", 30, &[("web1".to_string(), vec![2])]).unwrap(), 0);
-        assert!(load_all(&conn).unwrap().is_empty());
+        on_both(|db| {
+            add_agent(db, "a1", "web1");
+            save(db, "r", 10, &[("web1".to_string(), vec![1])]).unwrap();
+            // What decommissioning does to the agent and its checkpoint.
+            db.execute("UPDATE agents SET archived_at_ms = 20 WHERE agent_id = 'a1'", args![])
+                .unwrap();
+            delete_host(db, "web1").unwrap();
+            assert_eq!(save(db, "r", 30, &[("web1".to_string(), vec![2])]).unwrap(), 0);
+            assert!(load_all(db).unwrap().is_empty());
+        });
     }
 }

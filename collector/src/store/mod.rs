@@ -29,11 +29,11 @@ use crate::ingest::Encoding;
 
 pub mod disks;
 pub mod postgres;
+mod readers;
 pub mod retired;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;
-mod readers;
 pub use readers::{Lease, Readers, read_on};
 
 pub mod checkpoints;

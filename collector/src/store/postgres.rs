@@ -8,7 +8,14 @@
 use super::sql::{Db, Sql, SqlError, SqlExt, args};
 
 /// Every migration, oldest first: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "schema", include_str!("postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "schema", include_str!("postgres/0001_schema.sql")),
+    (
+        2,
+        "detect checkpoints",
+        include_str!("postgres/0002_detect_checkpoints.sql"),
+    ),
+];
 
 /// The advisory lock key migrations hold (any constant the collector alone uses).
 const MIGRATION_LOCK: i64 = 0x6361_7265_7461_6b72;
