@@ -511,7 +511,7 @@ enum Job {
     ),
     /// Any other write (an operator's change through the API), run in the
     /// writer's transaction; answered with what it returns.
-    Run(Option<RunFn>, oneshot::Sender<Result<serde_json::Value, StoreError>>),
+    Run(Option<RunFn>, oneshot::Sender<Result<Answer, StoreError>>),
     /// Runs the lifecycle timers (`cases::store::tick_all`).
     TickCases(
         i64,
@@ -521,7 +521,16 @@ enum Job {
 }
 
 /// A write for [`Writer::run`].
-pub type RunFn = Box<dyn FnOnce(&Connection) -> Result<serde_json::Value, StoreError> + Send>;
+pub type RunFn = Box<dyn FnOnce(&Connection) -> Result<Answer, StoreError> + Send>;
+
+/// What a [`Writer::run`] job answers, typed again by `run` before its
+/// caller sees it.
+pub type Answer = Box<dyn std::any::Any + Send>;
+
+/// A writer job answering a `T`.
+pub fn job<T: Send + 'static>(f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> RunFn {
+    Box::new(move |c| f(c).map(|v| Box::new(v) as Answer))
+}
 
 /// What a detection job changed in the cases store, for /metrics: the
 /// transitions it made and the active items once committed. Counting here,
@@ -651,10 +660,9 @@ impl Writer {
                 "INSERT INTO store_probe(id, at_ms) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
                 params![caretaker_shared::now_ms()],
             )?;
-            Ok(serde_json::Value::Null)
+            Ok(())
         })
         .await
-        .map(drop)
     }
 
     pub async fn apply(&self, incoming: Incoming) -> Result<Applied, StoreError> {
@@ -701,16 +709,20 @@ impl Writer {
 
     /// Runs `f` in the writer's transaction (all of it or nothing) and
     /// returns its answer once committed.
-    pub async fn run(
+    pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<serde_json::Value, StoreError> + Send + 'static,
-    ) -> Result<serde_json::Value, StoreError> {
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Run(Some(Box::new(f)), reply))
+            .send(Job::Run(Some(job(f)), reply))
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
+        let answer = rx.await.map_err(|_| StoreError::WriterGone)??;
+        answer
+            .downcast::<T>()
+            .map(|v| *v)
+            .map_err(|_| StoreError::Transaction("the writer answered a job with another type".into()))
     }
 
     pub async fn prune(&self, prune: Prune) {
@@ -724,7 +736,7 @@ enum Effect {
     Report(Option<Box<Host>>, crate::identity::Admission),
     Enrolled(Enrolled, String),
     Detect(DetectWrite),
-    Value(serde_json::Value),
+    Value(Answer),
 }
 
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>, options: WriterOptions) {
@@ -920,11 +932,11 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
             }
             (Job::Prune(_), _) => {}
             (Job::Run(_, reply), Ok(effect)) => {
-                let v = match effect {
-                    Some(Effect::Value(v)) => v,
-                    _ => serde_json::Value::Null,
+                let answer = match effect {
+                    Some(Effect::Value(v)) => Ok(v),
+                    _ => Err(StoreError::Transaction("the job did not run".into())),
                 };
-                let _ = reply.send(Ok(v));
+                let _ = reply.send(answer);
             }
             (Job::Signals(_, _, reply), Ok(effect)) | (Job::TickCases(_, _, reply), Ok(effect)) => {
                 let w = match effect {
@@ -1508,7 +1520,7 @@ mod log_tests {
 
     /// Runs `f` as a writer job on a fresh store knowing asset db01, and
     /// returns its answer and what the writer logged meanwhile.
-    fn run_logged(f: RunFn) -> (Result<serde_json::Value, StoreError>, String) {
+    fn run_logged(f: RunFn) -> (Result<Answer, StoreError>, String) {
         let mut conn = open_in_memory().unwrap();
         crate::cases::hold::mark_known(&conn, "db01", None, &[], 0).unwrap();
         let captured = Captured::default();
@@ -1540,7 +1552,7 @@ mod log_tests {
             severity: crate::cases::Severity::Major,
             component: String::new(),
         };
-        let (answer, log) = run_logged(Box::new(move |c| {
+        let (answer, log) = run_logged(job(move |c| {
             let contracts = crate::contracts::Contracts::default();
             let (id, _) = crate::queue::report_fault(c, &contracts, &report, "ana", 0)?;
             Ok(serde_json::json!(id))
@@ -1556,7 +1568,7 @@ mod log_tests {
 
     #[test]
     fn an_internal_failure_is_still_logged_as_an_error() {
-        let (answer, log) = run_logged(Box::new(|c| {
+        let (answer, log) = run_logged(job(|c| {
             c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
             Ok(serde_json::Value::Null)
         }));
@@ -1573,7 +1585,7 @@ mod log_tests {
         conn: &mut Connection,
         options: &WriterOptions,
         jobs: Vec<RunFn>,
-    ) -> Vec<Result<serde_json::Value, StoreError>> {
+    ) -> Vec<Result<Answer, StoreError>> {
         let (jobs, answers): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|f| {
@@ -1601,11 +1613,11 @@ mod log_tests {
         conn.pragma_update(None, "max_page_count", pages).unwrap();
         let options = WriterOptions::default();
         let health = &options.health;
-        let fits: RunFn = Box::new(|c| {
+        let fits = job(|c| {
             c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 1)", [])?;
             Ok(serde_json::Value::Null)
         });
-        let too_big: RunFn = Box::new(|c| {
+        let too_big = job(|c| {
             c.execute_batch("CREATE TABLE filler(x); INSERT INTO filler VALUES (zeroblob(1000000));")?;
             Ok(serde_json::Value::Null)
         });
@@ -1623,12 +1635,12 @@ mod log_tests {
         );
 
         // A batch that only reads says nothing about writing.
-        let read: RunFn = Box::new(|c| Ok(serde_json::json!(probe_rows(c))));
+        let read = job(|c| Ok(serde_json::json!(probe_rows(c))));
         assert!(run_batch_of(&mut conn, &options, vec![read])[0].is_ok());
         assert!(health.failing().is_some());
 
         conn.pragma_update(None, "max_page_count", pages + 1000).unwrap();
-        let fits: RunFn = Box::new(|c| {
+        let fits = job(|c| {
             c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 2)", [])?;
             Ok(serde_json::Value::Null)
         });
