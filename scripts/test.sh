@@ -34,4 +34,9 @@ fi
 if [ -z "${CARETAKER_SMARTCTL_FIXTURES:-}" ] && [ -f ../shared/fixtures/smartctl/MANIFEST.tsv ]; then
   export CARETAKER_SMARTCTL_FIXTURES="$(cd ../shared/fixtures/smartctl && pwd)"
 fi
-exec cargo test --workspace "$@"
+cargo test --workspace "$@"
+# The collector's tests once more with their stores on PostgreSQL (each test
+# on a database of its own, dropped afterwards), when a server is named.
+if [ -n "${CARETAKER_TEST_POSTGRES:-}" ]; then
+  CARETAKER_TEST_STORE=postgresql cargo test -p caretaker-collector --lib "$@"
+fi
