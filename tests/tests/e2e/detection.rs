@@ -258,36 +258,7 @@ async fn broken_rule_file_keeps_the_old_rules_and_is_counted() {
 /// One report of host `ghost` with its databases' `up` values, optionally
 /// carrying an inventory.
 fn ghost_report(agent_id: &str, seq: u64, dbs: &[(&str, f64)], inventory: bool) -> Vec<u8> {
-    use caretaker_shared::wire::{Inventory, PROTOCOL_VERSION, Report, Sample};
-    let report = Report {
-        version: PROTOCOL_VERSION,
-        agent_id: agent_id.to_string(),
-        seq,
-        collected_at_ms: caretaker_shared::now_ms(),
-        interval_secs: 15,
-        host: "ghost".into(),
-        labels: [("customer".to_string(), "acme".to_string())].into(),
-        samples: dbs
-            .iter()
-            .map(|(db, up)| Sample {
-                metric: "caretaker_db_up".into(),
-                labels: [
-                    ("db".to_string(), db.to_string()),
-                    ("kind".to_string(), "postgresql".to_string()),
-                ]
-                .into(),
-                value: *up,
-            })
-            .collect(),
-        events: Vec::new(),
-        inventory: inventory.then(|| Inventory {
-            hostname: "ghost".into(),
-            machine_id: "0123456789abcdef0123456789abcdef".into(),
-            ..Inventory::default()
-        }),
-        disks: None,
-    };
-    caretaker_tests::gzip(&serde_json::to_vec(&report).unwrap_or_default())
+    crate::util::db_up_report(agent_id, seq, "ghost", 15, dbs, inventory)
 }
 
 fn keys_of(v: &Value, list: &str) -> Vec<String> {

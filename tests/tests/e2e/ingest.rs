@@ -218,39 +218,10 @@ async fn plain_http_is_refused_and_tls_needs_the_pinned_ca() {
 }
 
 /// One report of host `dbhost` (customer acme) with its databases' `up`
-/// values; the first carries the inventory, so the host is known.
+/// values; the first carries the inventory, so the host is known. Long
+/// enough an interval that no absence rule fires while the test runs.
 fn db_report(agent_id: &str, seq: u64, dbs: &[(&str, f64)]) -> Vec<u8> {
-    use caretaker_shared::wire::{Inventory, PROTOCOL_VERSION, Report, Sample};
-    let report = Report {
-        version: PROTOCOL_VERSION,
-        agent_id: agent_id.to_string(),
-        seq,
-        collected_at_ms: caretaker_shared::now_ms(),
-        // Long enough that no absence rule fires while the test runs.
-        interval_secs: 300,
-        host: "dbhost".into(),
-        labels: [("customer".to_string(), "acme".to_string())].into(),
-        samples: dbs
-            .iter()
-            .map(|(db, up)| Sample {
-                metric: "caretaker_db_up".into(),
-                labels: [
-                    ("db".to_string(), db.to_string()),
-                    ("kind".to_string(), "postgresql".to_string()),
-                ]
-                .into(),
-                value: *up,
-            })
-            .collect(),
-        events: Vec::new(),
-        inventory: (seq == 1).then(|| Inventory {
-            hostname: "dbhost".into(),
-            machine_id: "0123456789abcdef0123456789abcdef".into(),
-            ..Inventory::default()
-        }),
-        disks: None,
-    };
-    gzip(&serde_json::to_vec(&report).unwrap_or_default())
+    crate::util::db_up_report(agent_id, seq, "dbhost", 300, dbs, seq == 1)
 }
 
 /// `kind key` of every finding and case a collector holds.

@@ -535,3 +535,46 @@ pub fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mounted> {
         }
     }
 }
+
+/// One gzipped report of `host` (customer acme) with its databases' `up`
+/// values (`caretaker_db_up`, kind postgresql), optionally carrying an
+/// inventory so the host is known.
+pub fn db_up_report(
+    agent_id: &str,
+    seq: u64,
+    host: &str,
+    interval_secs: u32,
+    dbs: &[(&str, f64)],
+    inventory: bool,
+) -> Vec<u8> {
+    use caretaker_shared::wire::{Inventory, PROTOCOL_VERSION, Report, Sample};
+    let report = Report {
+        version: PROTOCOL_VERSION,
+        agent_id: agent_id.to_string(),
+        seq,
+        collected_at_ms: caretaker_shared::now_ms(),
+        interval_secs,
+        host: host.into(),
+        labels: [("customer".to_string(), "acme".to_string())].into(),
+        samples: dbs
+            .iter()
+            .map(|(db, up)| Sample {
+                metric: "caretaker_db_up".into(),
+                labels: [
+                    ("db".to_string(), db.to_string()),
+                    ("kind".to_string(), "postgresql".to_string()),
+                ]
+                .into(),
+                value: *up,
+            })
+            .collect(),
+        events: Vec::new(),
+        inventory: inventory.then(|| Inventory {
+            hostname: host.into(),
+            machine_id: "0123456789abcdef0123456789abcdef".into(),
+            ..Inventory::default()
+        }),
+        disks: None,
+    };
+    caretaker_tests::gzip(&serde_json::to_vec(&report).unwrap_or_default())
+}
