@@ -627,31 +627,41 @@ impl Sql for rusqlite::Connection {
     }
 }
 
-/// SQLite transactions and savepoints are connections to run on.
-macro_rules! sqlite_deref {
-    ($($t:ty),*) => {$(
-        impl Sql for $t {
-            fn dialect(&self) -> Dialect {
-                Dialect::Sqlite
+/// `Sql` for a type that runs its statements on another `Sql` it holds:
+/// `delegate_sql!(Type, |this| &this.inner)`.
+macro_rules! delegate_sql {
+    ($t:ty, |$this:ident| $inner:expr) => {
+        impl $crate::store::sql::Sql for $t {
+            fn dialect(&$this) -> $crate::store::sql::Dialect {
+                $crate::store::sql::Sql::dialect($inner)
             }
-            fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
-                Sql::execute(&**self as &rusqlite::Connection, sql, args)
+            fn execute(
+                &$this,
+                sql: &str,
+                args: &[$crate::store::sql::Value<'_>],
+            ) -> Result<u64, $crate::store::sql::SqlError> {
+                $crate::store::sql::Sql::execute($inner, sql, args)
             }
-            fn batch(&self, sql: &str) -> Result<(), SqlError> {
-                Sql::batch(&**self as &rusqlite::Connection, sql)
+            fn batch(&$this, sql: &str) -> Result<(), $crate::store::sql::SqlError> {
+                $crate::store::sql::Sql::batch($inner, sql)
             }
             fn for_each_row(
-                &self,
+                &$this,
                 sql: &str,
-                args: &[Value<'_>],
-                each: &mut dyn FnMut(&Row<'_>) -> Result<(), SqlError>,
-            ) -> Result<(), SqlError> {
-                (&**self as &rusqlite::Connection).for_each_row(sql, args, each)
+                args: &[$crate::store::sql::Value<'_>],
+                each: &mut dyn FnMut(&$crate::store::sql::Row<'_>) -> Result<(), $crate::store::sql::SqlError>,
+            ) -> Result<(), $crate::store::sql::SqlError> {
+                $crate::store::sql::Sql::for_each_row($inner, sql, args, each)
             }
         }
-    )*};
+    };
 }
-sqlite_deref!(rusqlite::Transaction<'_>, rusqlite::Savepoint<'_>);
+#[cfg_attr(not(test), allow(unused_imports))]
+pub(crate) use delegate_sql;
+
+// SQLite transactions and savepoints are connections to run on.
+delegate_sql!(rusqlite::Transaction<'_>, |self| &**self as &rusqlite::Connection);
+delegate_sql!(rusqlite::Savepoint<'_>, |self| &**self as &rusqlite::Connection);
 
 impl Sql for Db {
     fn dialect(&self) -> Dialect {
@@ -765,25 +775,7 @@ impl Drop for Tx<'_> {
     }
 }
 
-impl Sql for Tx<'_> {
-    fn dialect(&self) -> Dialect {
-        self.db.dialect()
-    }
-    fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
-        self.db.execute(sql, args)
-    }
-    fn batch(&self, sql: &str) -> Result<(), SqlError> {
-        self.db.batch(sql)
-    }
-    fn for_each_row(
-        &self,
-        sql: &str,
-        args: &[Value<'_>],
-        each: &mut dyn FnMut(&Row<'_>) -> Result<(), SqlError>,
-    ) -> Result<(), SqlError> {
-        self.db.for_each_row(sql, args, each)
-    }
-}
+delegate_sql!(Tx<'_>, |self| self.db);
 
 impl std::ops::Deref for Tx<'_> {
     type Target = Db;

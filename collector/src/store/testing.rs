@@ -149,22 +149,4 @@ impl std::ops::Deref for TestDb {
     }
 }
 
-impl super::sql::Sql for TestDb {
-    fn dialect(&self) -> super::sql::Dialect {
-        self.db.dialect()
-    }
-    fn execute(&self, sql: &str, args: &[super::sql::Value<'_>]) -> Result<u64, SqlError> {
-        self.db.execute(sql, args)
-    }
-    fn batch(&self, sql: &str) -> Result<(), SqlError> {
-        self.db.batch(sql)
-    }
-    fn for_each_row(
-        &self,
-        sql: &str,
-        args: &[super::sql::Value<'_>],
-        each: &mut dyn FnMut(&super::sql::Row<'_>) -> Result<(), SqlError>,
-    ) -> Result<(), SqlError> {
-        self.db.for_each_row(sql, args, each)
-    }
-}
+super::sql::delegate_sql!(TestDb, |self| &self.db);
