@@ -18,64 +18,13 @@
 //! whose reason has gone through the normal path again, so a released
 //! signal may open its item, or be held again for another reason.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::lifecycle::{IdentityKey, ItemKind, Policy, Severity, Signal};
 use crate::store::StoreError;
-
-pub const MIGRATION: &str = r#"
--- Assets signals may open items on: a host is known once its inventory is
--- stored. `identifiers` (a JSON array) holds the MACs, the machine id and
--- any name an engineer mapped to it, so a signal naming one of them lands
--- on this asset.
-CREATE TABLE known_assets (
-    name TEXT PRIMARY KEY,
-    agent_id TEXT,
-    identifiers TEXT NOT NULL DEFAULT '[]',
-    since_ms INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO known_assets (name, agent_id, since_ms)
-    SELECT a.host, a.agent_id, MIN(i.collected_at_ms)
-    FROM agents a JOIN inventory i ON i.agent_id = a.agent_id GROUP BY a.agent_id;
-CREATE TABLE maintenance_windows (
-    id INTEGER PRIMARY KEY,
-    customer TEXT NOT NULL,
-    -- NULL: every asset of the customer.
-    asset TEXT,
-    starts_at_ms INTEGER NOT NULL,
-    ends_at_ms INTEGER NOT NULL CHECK (ends_at_ms > starts_at_ms),
-    reason TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE INDEX maintenance_windows_scope ON maintenance_windows(customer, ends_at_ms);
-CREATE TABLE held_signals (
-    id INTEGER PRIMARY KEY,
-    reason TEXT NOT NULL CHECK (reason IN ('unmapped', 'maintenance', 'storm')),
-    -- The maintenance window or the storm case holding it.
-    holder INTEGER,
-    kind TEXT NOT NULL CHECK (kind IN ('finding', 'case')),
-    customer TEXT NOT NULL,
-    asset TEXT NOT NULL,
-    check_name TEXT NOT NULL,
-    component TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    first_at_ms INTEGER NOT NULL,
-    last_at_ms INTEGER NOT NULL,
-    last_firing_at_ms INTEGER NOT NULL,
-    occurrences INTEGER NOT NULL,
-    firing INTEGER NOT NULL,
-    evidence TEXT NOT NULL,
-    released_at_ms INTEGER,
-    -- The item it opened or joined when released, if any.
-    released_to INTEGER REFERENCES items(id)
-);
-CREATE UNIQUE INDEX held_signals_one ON held_signals(kind, customer, asset, check_name, component)
-    WHERE released_at_ms IS NULL;
-CREATE INDEX held_signals_holder ON held_signals(reason, holder) WHERE released_at_ms IS NULL;
-"#;
+pub use crate::store::holds::Window;
+use crate::store::holds::{HeldEvaluation, HeldKey, HeldRow, HeldSignals, KnownAssets, MaintenanceWindows};
+use crate::store::sql::Sql;
 
 /// The check name of the one case a customer's case storm opens.
 pub const STORM_CHECK: &str = "case_storm";
@@ -118,46 +67,40 @@ pub enum Gate {
     Hold(Held, Option<i64>),
 }
 
+/// The key a signal of `kind` is held under.
+fn held_key(kind: ItemKind, key: &IdentityKey) -> HeldKey<'_> {
+    HeldKey {
+        kind: kind.as_str(),
+        customer: &key.customer,
+        asset: &key.asset,
+        check: &key.check,
+        component: &key.component,
+    }
+}
+
 /// Decides whether a signal that would open or reopen an item may. The
 /// storm case itself always passes.
-pub fn gate(conn: &Connection, signal: &Signal, policy: &Policy) -> Result<Gate, StoreError> {
+pub fn gate(db: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Gate, StoreError> {
     let key = &signal.key;
     if key.check == STORM_CHECK {
         return Ok(Gate::Pass);
     }
-    match resolve_asset(conn, &key.asset)? {
+    match resolve_asset(db, &key.asset)? {
         None => return Ok(Gate::Hold(Held::Unmapped, None)),
         Some(name) if name != key.asset => return Ok(Gate::Rename(name)),
         Some(_) => {}
     }
-    if let Some(w) = window_at(conn, &key.customer, &key.asset, signal.at_ms)? {
+    if let Some(w) = window_at(db, &key.customer, &key.asset, signal.at_ms)? {
         return Ok(Gate::Hold(Held::Maintenance, Some(w)));
     }
     // Attached to a storm case stays attached while that case is active,
     // however the rate of new cases has fallen since.
-    let attached: Option<i64> = conn
-        .prepare_cached(
-            "SELECT h.holder FROM held_signals h JOIN items i ON i.id = h.holder \
-             WHERE h.released_at_ms IS NULL AND h.reason = 'storm' AND h.kind = ?1 AND h.customer = ?2 \
-             AND h.asset = ?3 AND h.check_name = ?4 AND h.component = ?5 \
-             AND i.status NOT IN ('resolved', 'closed', 'cancelled', 'fixed', 'verified')",
-        )?
-        .query_row(
-            params![signal.kind.as_str(), key.customer, key.asset, key.check, key.component],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(storm) = attached {
+    if let Some(storm) = db.storm_holding(&held_key(signal.kind, key))? {
         return Ok(Gate::Hold(Held::Storm, Some(storm)));
     }
     if signal.kind == ItemKind::Case && policy.storm_cases > 0 {
         let since = signal.at_ms.saturating_sub(policy.storm_window_ms);
-        let recent: i64 = conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM items WHERE kind = 'case' AND customer = ?1 \
-                 AND check_name != ?2 AND opened_at_ms > ?3",
-            )?
-            .query_row(params![key.customer, STORM_CHECK, since], |r| r.get(0))?;
+        let recent = db.cases_opened_after(&key.customer, STORM_CHECK, since)?;
         if recent >= i64::from(policy.storm_cases) {
             return Ok(Gate::Hold(Held::Storm, None));
         }
@@ -196,30 +139,20 @@ pub fn storm_signal(customer: &str, firing: bool, at_ms: i64, attached: i64, pol
 }
 
 /// The known asset a name, MAC or machine id stands for.
-pub fn resolve_asset(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT name FROM known_assets WHERE name = ?1 \
-             OR EXISTS (SELECT 1 FROM json_each(known_assets.identifiers) WHERE value = ?1) \
-             ORDER BY name = ?1 DESC LIMIT 1",
-        )?
-        .query_row(params![name], |r| r.get(0))
-        .optional()?)
+pub fn resolve_asset(db: &dyn Sql, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(db.find_known_asset(name)?)
 }
 
 /// Records that `name` is a known asset (its inventory arrived), with the
 /// other identifiers signals may name it by (added to those it has).
 pub fn mark_known(
-    conn: &Connection,
+    db: &dyn Sql,
     name: &str,
     agent_id: Option<&str>,
     identifiers: &[String],
     at_ms: i64,
 ) -> Result<(), StoreError> {
-    let old: Option<String> = conn
-        .prepare_cached("SELECT identifiers FROM known_assets WHERE name = ?1")?
-        .query_row(params![name], |r| r.get(0))
-        .optional()?;
+    let old = db.known_asset_identifiers(name)?;
     let mut ids: Vec<String> = old
         .as_deref()
         .and_then(|o| serde_json::from_str(o).ok())
@@ -228,99 +161,48 @@ pub fn mark_known(
     ids.sort();
     ids.dedup();
     let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-    conn.prepare_cached(
-        "INSERT INTO known_assets (name, agent_id, identifiers, since_ms) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT(name) DO UPDATE SET agent_id = COALESCE(excluded.agent_id, agent_id), \
-         identifiers = excluded.identifiers",
-    )?
-    .execute(params![name, agent_id, ids, at_ms])?;
+    db.upsert_known_asset(name, agent_id, &ids, at_ms)?;
     Ok(())
 }
 
 /// Whether `name` is already known; cheap enough for every report in replay.
-pub fn is_known(conn: &Connection, name: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM known_assets WHERE name = ?1")?
-        .query_row(params![name], |_| Ok(()))
-        .optional()?
-        .is_some())
+pub fn is_known(db: &dyn Sql, name: &str) -> Result<bool, StoreError> {
+    Ok(db.is_known_asset(name)?)
 }
 
 /// The held row for a signal's kind and key, if it is held: its id, reason
 /// and holder.
-fn held_row(
-    conn: &Connection,
-    kind: ItemKind,
-    key: &IdentityKey,
-) -> Result<Option<(i64, Held, Option<i64>)>, StoreError> {
-    let row: Option<(i64, String, Option<i64>)> = conn
-        .prepare_cached(
-            "SELECT id, reason, holder FROM held_signals WHERE released_at_ms IS NULL AND kind = ?1 \
-             AND customer = ?2 AND asset = ?3 AND check_name = ?4 AND component = ?5",
-        )?
-        .query_row(
-            params![kind.as_str(), key.customer, key.asset, key.check, key.component],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+fn held_row(db: &dyn Sql, kind: ItemKind, key: &IdentityKey) -> Result<Option<(i64, Held, Option<i64>)>, StoreError> {
+    let row = db.held_for_key(&held_key(kind, key))?;
     Ok(row.and_then(|(id, r, holder)| Held::parse(&r).map(|h| (id, h, holder))))
 }
 
 /// Holds a signal (inserting or updating its row); returns the row id and
 /// whether it was newly held for this reason and holder.
-pub fn hold(conn: &Connection, signal: &Signal, why: Held, holder: Option<i64>) -> Result<(i64, bool), StoreError> {
-    let key = &signal.key;
+pub fn hold(db: &dyn Sql, signal: &Signal, why: Held, holder: Option<i64>) -> Result<(i64, bool), StoreError> {
     let evidence = serde_json::to_string(&signal.evidence).unwrap_or_else(|_| "null".into());
-    let firing = i64::from(signal.firing);
-    if let Some((id, was, was_holder)) = held_row(conn, signal.kind, key)? {
-        conn.prepare_cached(
-            "UPDATE held_signals SET reason = ?2, holder = ?3, rule = ?4, severity = ?5, \
-             last_at_ms = MAX(last_at_ms, ?6), \
-             last_firing_at_ms = CASE WHEN ?7 = 1 THEN MAX(last_firing_at_ms, ?6) ELSE last_firing_at_ms END, \
-             occurrences = occurrences + ?7, firing = ?7, evidence = ?8 WHERE id = ?1",
-        )?
-        .execute(params![
-            id,
-            why.as_str(),
-            holder,
-            signal.rule,
-            signal.severity.as_str(),
-            signal.at_ms,
-            firing,
-            evidence
-        ])?;
+    let evaluation = HeldEvaluation {
+        reason: why.as_str(),
+        holder,
+        rule: &signal.rule,
+        severity: signal.severity.as_str(),
+        at_ms: signal.at_ms,
+        firing: signal.firing,
+        evidence: &evidence,
+    };
+    if let Some((id, was, was_holder)) = held_row(db, signal.kind, &signal.key)? {
+        db.update_held(id, &evaluation)?;
         return Ok((id, was != why || was_holder != holder));
     }
-    conn.prepare_cached(
-        "INSERT INTO held_signals (reason, holder, kind, customer, asset, check_name, component, rule, \
-         severity, first_at_ms, last_at_ms, last_firing_at_ms, occurrences, firing, evidence) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10, ?11, ?11, ?12)",
-    )?
-    .execute(params![
-        why.as_str(),
-        holder,
-        signal.kind.as_str(),
-        key.customer,
-        key.asset,
-        key.check,
-        key.component,
-        signal.rule,
-        signal.severity.as_str(),
-        signal.at_ms,
-        firing,
-        evidence
-    ])?;
-    Ok((conn.last_insert_rowid(), true))
+    let id = db.insert_held(&held_key(signal.kind, &signal.key), &evaluation)?;
+    Ok((id, true))
 }
 
 /// A clear evaluation of a held signal: it no longer fires, so releasing it
 /// opens nothing. A key that is not held is left alone.
-pub fn note_clear(conn: &Connection, signal: &Signal) -> Result<(), StoreError> {
-    if let Some((id, _, _)) = held_row(conn, signal.kind, &signal.key)? {
-        conn.prepare_cached(
-            "UPDATE held_signals SET firing = 0, last_at_ms = MAX(last_at_ms, ?2) WHERE id = ?1 AND last_firing_at_ms < ?2",
-        )?
-        .execute(params![id, signal.at_ms])?;
+pub fn note_clear(db: &dyn Sql, signal: &Signal) -> Result<(), StoreError> {
+    if let Some((id, _, _)) = held_row(db, signal.kind, &signal.key)? {
+        db.note_held_clear(id, signal.at_ms)?;
     }
     Ok(())
 }
@@ -329,25 +211,13 @@ pub fn note_clear(conn: &Connection, signal: &Signal) -> Result<(), StoreError> 
 /// signal has just opened or joined), or into none (it now lands elsewhere,
 /// e.g. under the asset's own name).
 pub fn released_into(
-    conn: &Connection,
+    db: &dyn Sql,
     kind: ItemKind,
     key: &IdentityKey,
     item_id: Option<i64>,
     at_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE held_signals SET released_at_ms = ?6, released_to = ?7 WHERE released_at_ms IS NULL \
-         AND kind = ?1 AND customer = ?2 AND asset = ?3 AND check_name = ?4 AND component = ?5",
-    )?
-    .execute(params![
-        kind.as_str(),
-        key.customer,
-        key.asset,
-        key.check,
-        key.component,
-        at_ms,
-        item_id
-    ])?;
+    db.release_held_key(&held_key(kind, key), item_id, at_ms)?;
     Ok(())
 }
 
@@ -386,91 +256,68 @@ impl HeldSignal {
             evidence: self.evidence.clone(),
         })
     }
+
+    /// The held signal a stored row says; a reason or evidence that does
+    /// not decode is a corrupt row.
+    fn from_row(row: HeldRow) -> Result<HeldSignal, StoreError> {
+        let id = row.id;
+        let reason = Held::parse(&row.reason).ok_or_else(|| StoreError::CorruptItem {
+            id,
+            reason: format!("held signal reason {}", row.reason),
+        })?;
+        let evidence = serde_json::from_str(&row.evidence).map_err(|e| StoreError::CorruptItem {
+            id,
+            reason: format!("held signal evidence: {e}"),
+        })?;
+        Ok(HeldSignal {
+            id,
+            reason,
+            holder: row.holder,
+            kind: row.kind,
+            key: IdentityKey {
+                customer: row.customer,
+                asset: row.asset,
+                check: row.check,
+                component: row.component,
+            },
+            rule: row.rule,
+            severity: row.severity,
+            first_at_ms: row.first_at_ms,
+            last_at_ms: row.last_at_ms,
+            last_firing_at_ms: row.last_firing_at_ms,
+            occurrences: row.occurrences,
+            firing: row.firing,
+            evidence,
+            released_at_ms: row.released_at_ms,
+            released_to: row.released_to,
+        })
+    }
 }
 
-const HELD_COLUMNS: &str = "id, reason, holder, kind, customer, asset, check_name, component, rule, \
-    severity, first_at_ms, last_at_ms, last_firing_at_ms, occurrences, firing, evidence, released_at_ms, released_to";
-
-fn held_rows(conn: &Connection, where_sql: &str, p: impl rusqlite::Params) -> Result<Vec<HeldSignal>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {HELD_COLUMNS} FROM held_signals WHERE {where_sql}"))?;
-    let rows = stmt
-        .query_map(p, |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                HeldSignal {
-                    id: r.get(0)?,
-                    reason: Held::Unmapped,
-                    holder: r.get(2)?,
-                    kind: r.get(3)?,
-                    key: IdentityKey {
-                        customer: r.get(4)?,
-                        asset: r.get(5)?,
-                        check: r.get(6)?,
-                        component: r.get(7)?,
-                    },
-                    rule: r.get(8)?,
-                    severity: r.get(9)?,
-                    first_at_ms: r.get(10)?,
-                    last_at_ms: r.get(11)?,
-                    last_firing_at_ms: r.get(12)?,
-                    occurrences: r.get(13)?,
-                    firing: r.get(14)?,
-                    evidence: serde_json::Value::Null,
-                    released_at_ms: r.get(16)?,
-                    released_to: r.get(17)?,
-                },
-                r.get::<_, String>(15)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|(id, reason, mut h, evidence)| {
-            h.reason = Held::parse(&reason).ok_or_else(|| StoreError::CorruptItem {
-                id,
-                reason: format!("held signal reason {reason}"),
-            })?;
-            h.evidence = serde_json::from_str(&evidence).map_err(|e| StoreError::CorruptItem {
-                id,
-                reason: format!("held signal evidence: {e}"),
-            })?;
-            Ok(h)
-        })
-        .collect()
+fn held_signals(rows: Vec<HeldRow>) -> Result<Vec<HeldSignal>, StoreError> {
+    rows.into_iter().map(HeldSignal::from_row).collect()
 }
 
 /// The signals held now for `why` (all reasons when `None`), optionally only
 /// those of one holder, newest first.
-pub fn list_held(conn: &Connection, why: Option<Held>, holder: Option<i64>) -> Result<Vec<HeldSignal>, StoreError> {
-    held_rows(
-        conn,
-        "released_at_ms IS NULL AND (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR holder = ?2) ORDER BY id DESC",
-        params![why.map(Held::as_str), holder],
-    )
+pub fn list_held(db: &dyn Sql, why: Option<Held>, holder: Option<i64>) -> Result<Vec<HeldSignal>, StoreError> {
+    held_signals(db.held_now(why.map(Held::as_str), holder)?)
 }
 
 /// Every signal a holder (window or storm case) ever held, newest first.
-pub fn held_by(conn: &Connection, why: Held, holder: i64) -> Result<Vec<HeldSignal>, StoreError> {
-    held_rows(
-        conn,
-        "reason = ?1 AND holder = ?2 ORDER BY id DESC",
-        params![why.as_str(), holder],
-    )
+pub fn held_by(db: &dyn Sql, why: Held, holder: i64) -> Result<Vec<HeldSignal>, StoreError> {
+    held_signals(db.held_by_holder(why.as_str(), holder)?)
 }
 
 /// One held signal by id.
-pub fn held_one(conn: &Connection, id: i64) -> Result<Option<HeldSignal>, StoreError> {
-    Ok(held_rows(conn, "id = ?1", params![id])?.into_iter().next())
+pub fn held_one(db: &dyn Sql, id: i64) -> Result<Option<HeldSignal>, StoreError> {
+    db.held_row(id)?.map(HeldSignal::from_row).transpose()
 }
 
 /// Held signals per reason, for /metrics.
-pub fn held_counts(conn: &Connection) -> Result<Vec<(Held, u64)>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT reason, COUNT(*) FROM held_signals WHERE released_at_ms IS NULL GROUP BY reason")?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
+pub fn held_counts(db: &dyn Sql) -> Result<Vec<(Held, u64)>, StoreError> {
+    Ok(db
+        .held_counts_by_reason()?
         .into_iter()
         .filter_map(|(r, n)| Some((Held::parse(&r)?, u64::try_from(n).unwrap_or(0))))
         .collect())
@@ -479,47 +326,29 @@ pub fn held_counts(conn: &Connection) -> Result<Vec<(Held, u64)>, StoreError> {
 /// Maps an unmapped signal to a known asset by hand: the name it carries
 /// becomes one of the asset's identifiers, so it and every later signal
 /// naming it land on that asset (from the next tick on).
-pub fn map_unmapped(conn: &Connection, id: i64, asset: &str) -> Result<HeldSignal, StoreError> {
-    let held = held_one(conn, id)?.ok_or(StoreError::NoSuchItem(id))?;
+pub fn map_unmapped(db: &dyn Sql, id: i64, asset: &str) -> Result<HeldSignal, StoreError> {
+    let held = held_one(db, id)?.ok_or(StoreError::NoSuchItem(id))?;
     if held.reason != Held::Unmapped || held.released_at_ms.is_some() {
         return Err(StoreError::NotUnmapped(id));
     }
-    if !is_known(conn, asset)? {
+    if !is_known(db, asset)? {
         return Err(StoreError::UnknownAsset(asset.to_string()));
     }
-    mark_known(
-        conn,
-        asset,
-        None,
-        std::slice::from_ref(&held.key.asset),
-        held.first_at_ms,
-    )?;
+    mark_known(db, asset, None, std::slice::from_ref(&held.key.asset), held.first_at_ms)?;
     Ok(held)
 }
 
 /// Held signals whose reason has gone, evaluated again at `now_ms` by the
 /// caller (through the normal path, so they may be held anew). Those no
 /// longer firing are released here, opening nothing.
-pub fn release_due(conn: &Connection, now_ms: i64) -> Result<Vec<(i64, Signal)>, StoreError> {
-    let candidates = held_rows(
-        conn,
-        "released_at_ms IS NULL AND ( \
-           (reason = 'unmapped' AND (SELECT COUNT(*) FROM known_assets k WHERE k.name = held_signals.asset \
-              OR EXISTS (SELECT 1 FROM json_each(k.identifiers) WHERE value = held_signals.asset)) > 0) \
-           OR (reason = 'maintenance' AND NOT EXISTS (SELECT 1 FROM maintenance_windows w \
-              WHERE w.id = held_signals.holder AND w.starts_at_ms <= ?1 AND w.ends_at_ms > ?1)) \
-           OR (reason = 'storm' AND NOT EXISTS (SELECT 1 FROM items i WHERE i.id = held_signals.holder \
-              AND i.status NOT IN ('resolved', 'closed', 'cancelled', 'fixed', 'verified'))) \
-         ) ORDER BY id",
-        params![now_ms],
-    )?;
+pub fn release_due(db: &dyn Sql, now_ms: i64) -> Result<Vec<(i64, Signal)>, StoreError> {
+    let candidates = held_signals(db.held_release_candidates(now_ms)?)?;
     let mut again = Vec::new();
     for h in candidates {
         match h.signal(now_ms) {
             Some(s) if h.firing => again.push((h.id, s)),
             _ => {
-                conn.prepare_cached("UPDATE held_signals SET released_at_ms = ?2 WHERE id = ?1")?
-                    .execute(params![h.id, now_ms])?;
+                db.release_held(h.id, now_ms)?;
             }
         }
     }
@@ -528,69 +357,36 @@ pub fn release_due(conn: &Connection, now_ms: i64) -> Result<Vec<(i64, Signal)>,
 
 /// Marks held row `id` released without an item (its signal was let through
 /// and opened nothing, e.g. a late firing the old item had already counted).
-pub fn release_empty(conn: &Connection, id: i64, at_ms: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE held_signals SET released_at_ms = ?2 WHERE id = ?1 AND released_at_ms IS NULL")?
-        .execute(params![id, at_ms])?;
+pub fn release_empty(db: &dyn Sql, id: i64, at_ms: i64) -> Result<(), StoreError> {
+    db.release_held(id, at_ms)?;
     Ok(())
 }
 
-/// How many signals are attached to storm case `id` and firing; and the
-/// customer's storm cases that are active.
-pub fn active_storms(conn: &Connection) -> Result<Vec<(i64, String, i64, i64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT i.id, i.customer, i.last_firing_at_ms, \
-           (SELECT COUNT(*) FROM held_signals h WHERE h.released_at_ms IS NULL AND h.reason = 'storm' \
-              AND h.holder = i.id AND h.firing = 1) \
-         FROM items i WHERE i.kind = 'case' AND i.check_name = ?1 \
-           AND i.status NOT IN ('resolved', 'closed', 'cancelled', 'fixed', 'verified', 'recovered')",
-    )?;
-    let rows = stmt
-        .query_map(params![STORM_CHECK], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+/// The customer's storm cases that are active: each one's id, customer,
+/// last firing time and how many signals attached to it fire.
+pub fn active_storms(db: &dyn Sql) -> Result<Vec<(i64, String, i64, i64)>, StoreError> {
+    Ok(db
+        .active_storm_cases(STORM_CHECK)?
+        .into_iter()
+        .map(|s| (s.id, s.customer, s.last_firing_at_ms, s.firing_attached))
+        .collect())
 }
 
 /// How many signals storm case `id` holds now.
-pub fn attached_count(conn: &Connection, id: i64) -> Result<i64, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM held_signals WHERE released_at_ms IS NULL AND reason = 'storm' AND holder = ?1",
-        )?
-        .query_row(params![id], |r| r.get(0))?)
+pub fn attached_count(db: &dyn Sql, id: i64) -> Result<i64, StoreError> {
+    Ok(db.storm_attached_count(id)?)
 }
 
 // --- maintenance windows ------------------------------------------------------
 
-/// A maintenance window: while it lasts no finding or case opens for its
-/// asset (or every asset of its customer when `asset` is `None`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Window {
-    pub id: i64,
-    pub customer: String,
-    pub asset: Option<String>,
-    pub starts_at_ms: i64,
-    pub ends_at_ms: i64,
-    pub reason: String,
-    pub created_by: String,
-    pub created_at_ms: i64,
-}
-
 /// The window covering an asset at a time (the one ending last).
-pub fn window_at(conn: &Connection, customer: &str, asset: &str, at_ms: i64) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM maintenance_windows WHERE customer = ?1 AND (asset IS NULL OR asset = ?2) \
-             AND starts_at_ms <= ?3 AND ends_at_ms > ?3 ORDER BY ends_at_ms DESC, id LIMIT 1",
-        )?
-        .query_row(params![customer, asset, at_ms], |r| r.get(0))
-        .optional()?)
+pub fn window_at(db: &dyn Sql, customer: &str, asset: &str, at_ms: i64) -> Result<Option<i64>, StoreError> {
+    Ok(db.window_covering(customer, asset, at_ms)?)
 }
 
 /// Adds a window; `now_ms` is when it is asked for. A window that has
 /// already ended, or ends before it starts, is refused.
-pub fn add_window(conn: &Connection, w: &Window, now_ms: i64) -> Result<i64, StoreError> {
+pub fn add_window(db: &dyn Sql, w: &Window, now_ms: i64) -> Result<i64, StoreError> {
     if w.ends_at_ms <= w.starts_at_ms {
         return Err(StoreError::BadWindow("ends_at must be after starts_at".into()));
     }
@@ -600,76 +396,33 @@ pub fn add_window(conn: &Connection, w: &Window, now_ms: i64) -> Result<i64, Sto
     if w.reason.trim().is_empty() {
         return Err(StoreError::BadWindow("reason must not be empty".into()));
     }
-    conn.prepare_cached(
-        "INSERT INTO maintenance_windows (customer, asset, starts_at_ms, ends_at_ms, reason, created_by, created_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        w.customer,
-        w.asset,
-        w.starts_at_ms,
-        w.ends_at_ms,
-        w.reason,
-        w.created_by,
-        now_ms
-    ])?;
-    Ok(conn.last_insert_rowid())
+    Ok(db.insert_window(w, now_ms)?)
 }
 
 /// Ends window `id` now: one in progress ends at `now_ms`, one not yet
 /// started is removed. Returns the window as it was.
-pub fn end_window(conn: &Connection, id: i64, now_ms: i64) -> Result<Window, StoreError> {
-    let w = window(conn, id)?.ok_or(StoreError::NoSuchWindow(id))?;
+pub fn end_window(db: &dyn Sql, id: i64, now_ms: i64) -> Result<Window, StoreError> {
+    let w = window(db, id)?.ok_or(StoreError::NoSuchWindow(id))?;
     if w.ends_at_ms <= now_ms {
         return Err(StoreError::WindowEnded(id));
     }
     if w.starts_at_ms > now_ms {
-        conn.execute("DELETE FROM maintenance_windows WHERE id = ?1", params![id])?;
+        db.delete_window(id)?;
     } else {
         // Ends strictly after it started, as the CHECK wants.
         let end = now_ms.max(w.starts_at_ms.saturating_add(1));
-        conn.execute(
-            "UPDATE maintenance_windows SET ends_at_ms = ?2 WHERE id = ?1",
-            params![id, end],
-        )?;
+        db.set_window_end(id, end)?;
     }
     Ok(w)
 }
 
-fn window_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Window> {
-    Ok(Window {
-        id: r.get(0)?,
-        customer: r.get(1)?,
-        asset: r.get(2)?,
-        starts_at_ms: r.get(3)?,
-        ends_at_ms: r.get(4)?,
-        reason: r.get(5)?,
-        created_by: r.get(6)?,
-        created_at_ms: r.get(7)?,
-    })
-}
-
-const WINDOW_COLUMNS: &str = "id, customer, asset, starts_at_ms, ends_at_ms, reason, created_by, created_at_ms";
-
-pub fn window(conn: &Connection, id: i64) -> Result<Option<Window>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE id = ?1"
-        ))?
-        .query_row(params![id], window_from)
-        .optional()?)
+pub fn window(db: &dyn Sql, id: i64) -> Result<Option<Window>, StoreError> {
+    Ok(db.window_by_id(id)?)
 }
 
 /// Windows that end after `after_ms` (all when `None`), soonest start first.
-pub fn windows(conn: &Connection, after_ms: Option<i64>, customer: Option<&str>) -> Result<Vec<Window>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE (?1 IS NULL OR ends_at_ms > ?1) \
-         AND (?2 IS NULL OR customer = ?2) ORDER BY starts_at_ms, id"
-    ))?;
-    let rows = stmt
-        .query_map(params![after_ms, customer], window_from)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+pub fn windows(db: &dyn Sql, after_ms: Option<i64>, customer: Option<&str>) -> Result<Vec<Window>, StoreError> {
+    Ok(db.windows_ending_after(after_ms, customer)?)
 }
 
 /// A window as an operator writes it: in the API's JSON body and in the
@@ -763,14 +516,11 @@ pub fn parse_windows_file(path: &std::path::Path) -> Result<Vec<Window>, String>
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::cases::Status;
     use crate::cases::store::{self, Filter, Outcome, apply_signal, tick_all};
-    use crate::cases::{Item, Status};
+    use crate::store::testing::TestDb;
 
     const MIN: i64 = 60_000;
-
-    fn open() -> Connection {
-        crate::store::open_in_memory().unwrap()
-    }
 
     fn sig(asset: &str, check: &str, firing: bool, at_ms: i64) -> Signal {
         Signal {
@@ -790,11 +540,14 @@ mod tests {
         }
     }
 
-    fn cases(c: &Connection) -> Vec<Item> {
-        store::list(c, &Filter::default()).unwrap()
+    /// The items listed now.
+    macro_rules! cases {
+        ($c:expr) => {
+            store::list($c, &Filter::default()).unwrap()
+        };
     }
 
-    fn window(c: &Connection, asset: Option<&str>, from: i64, to: i64) -> i64 {
+    fn window(c: &dyn Sql, asset: Option<&str>, from: i64, to: i64) -> i64 {
         let w = Window {
             id: 0,
             customer: "acme".into(),
@@ -810,7 +563,7 @@ mod tests {
 
     #[test]
     fn unmapped_signal_waits_then_lands_on_the_asset_found_by_mac() {
-        let c = open();
+        let c = crate::store::open_in_memory().unwrap();
         let p = Policy::default();
         let mac = "52:54:00:12:34:56";
         let out = apply_signal(&c, &sig(mac, "raid_degraded", true, MIN), &p).unwrap();
@@ -827,7 +580,7 @@ mod tests {
         );
         let out = apply_signal(&c, &sig(mac, "raid_degraded", true, 2 * MIN), &p).unwrap();
         assert!(matches!(out, Outcome::Held { new: false, .. }), "{out:?}");
-        assert!(cases(&c).is_empty(), "never a case without an asset");
+        assert!(cases!(&c).is_empty(), "never a case without an asset");
         let held = list_held(&c, Some(Held::Unmapped), None).unwrap();
         assert_eq!(held.len(), 1);
         assert_eq!(held[0].occurrences, 2);
@@ -837,7 +590,7 @@ mod tests {
         // opens on the host's name, and the held signal points at it.
         mark_known(&c, "db01", Some("agent-1"), &[mac.to_string()], 3 * MIN).unwrap();
         tick_all(&c, &p, 3 * MIN).unwrap();
-        let items = cases(&c);
+        let items = cases!(&c);
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].key.asset, "db01");
         let h = held_one(&c, held[0].id).unwrap().unwrap();
@@ -846,12 +599,12 @@ mod tests {
         // Later signals naming the MAC land on the same case.
         let out = apply_signal(&c, &sig(mac, "raid_degraded", true, 4 * MIN), &p).unwrap();
         assert_eq!(out.item_id(), items[0].id);
-        assert_eq!(cases(&c).len(), 1);
+        assert_eq!(cases!(&c).len(), 1);
     }
 
     #[test]
     fn a_mapped_signal_inside_a_window_moves_to_the_window() {
-        let c = open();
+        let c = crate::store::open_in_memory().unwrap();
         let p = Policy::default();
         let mac = "52:54:00:aa:bb:cc";
         apply_signal(&c, &sig(mac, "raid_degraded", true, MIN), &p).unwrap();
@@ -867,9 +620,9 @@ mod tests {
             ("db01", Held::Maintenance)
         );
         assert_eq!(held[0].holder, Some(w));
-        assert!(cases(&c).is_empty());
+        assert!(cases!(&c).is_empty());
         tick_all(&c, &p, 60 * MIN).unwrap();
-        let items = cases(&c);
+        let items = cases!(&c);
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].key.asset, "db01");
         assert!(list_held(&c, None, None).unwrap().is_empty());
@@ -877,7 +630,7 @@ mod tests {
 
     #[test]
     fn an_engineer_maps_an_unmapped_signal_by_hand() {
-        let c = open();
+        let c = crate::store::open_in_memory().unwrap();
         let p = Policy::default();
         mark_known(&c, "db01", None, &[], 0).unwrap();
         let out = apply_signal(&c, &sig("db01-ilo", "psu_failed", true, MIN), &p).unwrap();
@@ -891,7 +644,7 @@ mod tests {
             Err(StoreError::NoSuchItem(_))
         ));
         tick_all(&c, &p, 2 * MIN).unwrap();
-        let items = cases(&c);
+        let items = cases!(&c);
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].key.asset, "db01");
         assert!(matches!(map_unmapped(&c, id, "db01"), Err(StoreError::NotUnmapped(_))));
@@ -899,7 +652,7 @@ mod tests {
 
     #[test]
     fn maintenance_suppresses_creation_records_occurrences_and_opens_what_still_fires() {
-        let c = open();
+        let c = crate::store::open_in_memory().unwrap();
         let p = Policy::default();
         for h in ["web1", "web2", "web3"] {
             mark_known(&c, h, None, &[], 0).unwrap();
@@ -915,7 +668,7 @@ mod tests {
             apply_signal(&c, &sig("web3", "disk_failing", true, at), &p).unwrap();
             tick_all(&c, &p, at).unwrap();
         }
-        let items = cases(&c);
+        let items = cases!(&c);
         assert_eq!(items.len(), 1, "only web3's earlier case: {items:?}");
         assert_eq!(items[0].occurrences, 13);
         let held = held_by(&c, Held::Maintenance, w).unwrap();
@@ -928,7 +681,7 @@ mod tests {
         // The window ends: web1 still fires and gets its case at once; web2
         // cleared and opens nothing.
         tick_all(&c, &p, 70 * MIN).unwrap();
-        let items = cases(&c);
+        let items = cases!(&c);
         assert_eq!(items.len(), 2, "{items:?}");
         let web1_case = items.iter().find(|i| i.key.asset == "web1").unwrap();
         assert_eq!(web1_case.opened_at_ms, 70 * MIN);
@@ -944,7 +697,7 @@ mod tests {
 
     #[test]
     fn a_host_window_leaves_other_hosts_alone_and_an_ended_window_is_refused() {
-        let c = open();
+        let c = crate::store::open_in_memory().unwrap();
         let p = Policy::default();
         mark_known(&c, "web1", None, &[], 0).unwrap();
         mark_known(&c, "web2", None, &[], 0).unwrap();
@@ -981,12 +734,12 @@ mod tests {
         end_window(&c, id, 2 * MIN).unwrap();
         assert!(matches!(end_window(&c, id, 3 * MIN), Err(StoreError::WindowEnded(_))));
         tick_all(&c, &p, 3 * MIN).unwrap();
-        assert_eq!(cases(&c).len(), 2);
+        assert_eq!(cases!(&c).len(), 2);
     }
 
     #[test]
     fn a_case_storm_opens_one_major_case_and_attaches_the_rest() {
-        let c = open();
+        let c = crate::store::open_in_memory().unwrap();
         let p = Policy {
             storm_cases: 3,
             storm_window_ms: 10 * MIN,
@@ -1006,7 +759,7 @@ mod tests {
             }
             tick_all(&c, &p, at + 100).unwrap();
         }
-        let items = cases(&c);
+        let items = cases!(&c);
         let storms: Vec<_> = items.iter().filter(|i| i.key.check == STORM_CHECK).collect();
         assert_eq!(storms.len(), 1, "{items:#?}");
         assert_eq!(storms[0].severity, Severity::Major);
@@ -1031,7 +784,67 @@ mod tests {
         let storm = store::get(&c, storm_id).unwrap().unwrap().0;
         assert_eq!(storm.status, Status::Resolved);
         assert!(list_held(&c, None, None).unwrap().is_empty());
-        assert_eq!(cases(&c).len(), 4);
+        assert_eq!(cases!(&c).len(), 4);
+    }
+
+    #[test]
+    fn held_signals_and_windows_follow_the_same_rules_on_either_store() {
+        let db = TestDb::new();
+        let db: &dyn Sql = &*db;
+        let p = Policy::default();
+        let mac = "52:54:00:12:34:56";
+        mark_known(db, "db01", Some("agent-1"), &[mac.to_string(), String::new()], 0).unwrap();
+        assert_eq!(resolve_asset(db, mac).unwrap().as_deref(), Some("db01"));
+        assert_eq!(resolve_asset(db, "db01").unwrap().as_deref(), Some("db01"));
+        assert_eq!(resolve_asset(db, "db01-ilo").unwrap(), None);
+        assert_eq!(
+            gate(db, &sig(mac, "psu", true, MIN), &p).unwrap(),
+            Gate::Rename("db01".into())
+        );
+        assert_eq!(gate(db, &sig("db01", "psu", true, MIN), &p).unwrap(), Gate::Pass);
+
+        let ilo = sig("db01-ilo", "psu", true, MIN);
+        assert_eq!(gate(db, &ilo, &p).unwrap(), Gate::Hold(Held::Unmapped, None));
+        let (id, new) = hold(db, &ilo, Held::Unmapped, None).unwrap();
+        assert!(new);
+        assert_eq!(
+            hold(db, &sig("db01-ilo", "psu", true, 2 * MIN), Held::Unmapped, None).unwrap(),
+            (id, false)
+        );
+        assert_eq!(held_counts(db).unwrap(), vec![(Held::Unmapped, 1)]);
+        assert!(release_due(db, 3 * MIN).unwrap().is_empty());
+        // Mapped by hand, it is due and still fires: it goes through again,
+        // with its evidence as held.
+        map_unmapped(db, id, "db01").unwrap();
+        let due = release_due(db, 3 * MIN).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].0, due[0].1.key.asset.as_str()), (id, "db01-ilo"));
+        assert_eq!(due[0].1.evidence, serde_json::json!({ "at": 2 * MIN }));
+        released_into(db, ItemKind::Case, &ilo.key, None, 3 * MIN).unwrap();
+        assert!(list_held(db, None, None).unwrap().is_empty());
+        assert_eq!(held_one(db, id).unwrap().unwrap().occurrences, 2);
+
+        // A window holds db01's signals; a clear one is released opening nothing.
+        let w = window(db, Some("db01"), 0, 60 * MIN);
+        let fs = sig("db01", "fs_full", true, 4 * MIN);
+        assert_eq!(gate(db, &fs, &p).unwrap(), Gate::Hold(Held::Maintenance, Some(w)));
+        let (fs_id, _) = hold(db, &fs, Held::Maintenance, Some(w)).unwrap();
+        note_clear(db, &sig("db01", "fs_full", false, 5 * MIN)).unwrap();
+        assert!(!held_one(db, fs_id).unwrap().unwrap().firing);
+        assert_eq!(end_window(db, w, 6 * MIN).unwrap().ends_at_ms, 60 * MIN);
+        assert_eq!(windows(db, None, None).unwrap()[0].ends_at_ms, 6 * MIN);
+        assert!(release_due(db, 7 * MIN).unwrap().is_empty());
+        assert_eq!(
+            held_by(db, Held::Maintenance, w).unwrap()[0].released_at_ms,
+            Some(7 * MIN)
+        );
+        // A window not yet started is removed when ended.
+        let later = window(db, None, 100 * MIN, 200 * MIN);
+        end_window(db, later, 8 * MIN).unwrap();
+        assert!(matches!(
+            end_window(db, later, 8 * MIN),
+            Err(StoreError::NoSuchWindow(_))
+        ));
     }
 
     #[test]

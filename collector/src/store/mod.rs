@@ -28,6 +28,7 @@ use crate::fleet::{Fleet, Host};
 use crate::ingest::Encoding;
 
 pub mod disks;
+pub mod holds;
 pub mod postgres;
 mod readers;
 pub mod retired;
@@ -298,7 +299,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
 "#,
         ),
         // Held signals: unmapped, in a maintenance window, attached to a storm.
-        M::up(crate::cases::hold::MIGRATION),
+        M::up(holds::MIGRATION),
         // Spare parts, reservations, replenishment and service reports.
         M::up(crate::spares::MIGRATION),
         // Part replacement recommendations.
