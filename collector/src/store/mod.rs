@@ -31,6 +31,7 @@ pub mod disks;
 pub mod postgres;
 mod readers;
 pub mod retired;
+pub mod sessions;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;
@@ -311,7 +312,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // One row `/healthz` rewrites to learn whether the store can write again.
         M::up(PROBE_MIGRATION),
         // Web sessions (by the hash of their id), so a restart logs nobody out.
-        M::up(crate::sessions::MIGRATION),
+        M::up(sessions::MIGRATION),
         // Agent identity fixed at enrollment; tokens per customer; revocation and rotation.
         M::up(crate::identity::MIGRATION),
         // BMC and RAID parts: recommendation part types for cache backup

@@ -168,3 +168,11 @@ impl super::sql::Sql for TestDb {
         self.db.for_each_row(sql, args, each)
     }
 }
+
+/// How many items (cases and their kin) the store holds, for tests that
+/// check whether a request made one.
+pub fn item_count(db: &dyn super::sql::Sql) -> i64 {
+    use super::sql::SqlExt;
+    db.query_one("SELECT COUNT(*) FROM items", super::sql::args![], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("counting items: {e}"))
+}
