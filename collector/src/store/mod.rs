@@ -28,6 +28,7 @@ use crate::fleet::{Fleet, Host};
 use crate::ingest::Encoding;
 
 pub mod disks;
+pub mod inspection_reports;
 pub mod postgres;
 mod readers;
 pub mod retired;
@@ -305,7 +306,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // Part replacement recommendations.
         M::up(crate::predict::records::MIGRATION),
         // Inspection reports as generated.
-        M::up(crate::report::stored::MIGRATION),
+        M::up(inspection_reports::MIGRATION),
         M::up(crate::queue::MIGRATION),
         // Parts a service report replaced or the inventory lost.
         M::up(retired::MIGRATION),
