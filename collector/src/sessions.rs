@@ -9,35 +9,14 @@
 //! changed, loses access at the next reload. Expiry, a changed password and
 //! logout delete the row; the pruner sweeps expired rows left behind.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use crate::auth::{self, Principal, SESSION_TTL_MS, SessionInfo};
 use crate::contracts::User;
 use crate::http::AppState;
+use crate::store::sessions::WebSessions;
+use crate::store::sql::Sql;
 use crate::store::{self, StoreError};
 
-pub const MIGRATION: &str = r#"
-CREATE TABLE web_sessions (
-    -- SHA-256 (hex) of the cookie's value.
-    id_hash TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    -- SHA-256 of the user's password hash at login: a changed password ends the session.
-    password_fp TEXT NOT NULL,
-    csrf TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL
-);
-CREATE INDEX web_sessions_expiry ON web_sessions(expires_at_ms);
-"#;
-
-/// A stored session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    pub user: String,
-    pub password_fp: String,
-    pub csrf: String,
-    pub expires_at_ms: i64,
-}
+pub use crate::store::sessions::{MIGRATION, StoredSession as Stored};
 
 /// The fingerprint of a password hash kept with a session.
 fn password_fp(phc: &str) -> String {
@@ -45,40 +24,24 @@ fn password_fp(phc: &str) -> String {
 }
 
 /// Stores a session (and sweeps the expired ones).
-pub fn insert(conn: &Connection, id_hash: &str, s: &Stored, now_ms: i64) -> Result<(), StoreError> {
-    prune(conn, now_ms)?;
-    conn.execute(
-        "INSERT INTO web_sessions (id_hash, user, password_fp, csrf, created_at_ms, expires_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id_hash, s.user, s.password_fp, s.csrf, now_ms, s.expires_at_ms],
-    )?;
-    Ok(())
+pub fn insert(db: &dyn Sql, id_hash: &str, s: &Stored, now_ms: i64) -> Result<(), StoreError> {
+    prune(db, now_ms)?;
+    Ok(db.insert_session(id_hash, s, now_ms)?)
 }
 
-pub fn get(conn: &Connection, id_hash: &str) -> Result<Option<Stored>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT user, password_fp, csrf, expires_at_ms FROM web_sessions WHERE id_hash = ?1",
-            params![id_hash],
-            |r| {
-                Ok(Stored {
-                    user: r.get(0)?,
-                    password_fp: r.get(1)?,
-                    csrf: r.get(2)?,
-                    expires_at_ms: r.get(3)?,
-                })
-            },
-        )
-        .optional()?)
+/// The stored session with this id hash, expired or not.
+pub fn get(db: &dyn Sql, id_hash: &str) -> Result<Option<Stored>, StoreError> {
+    Ok(db.session(id_hash)?)
 }
 
-pub fn delete(conn: &Connection, id_hash: &str) -> Result<usize, StoreError> {
-    Ok(conn.execute("DELETE FROM web_sessions WHERE id_hash = ?1", params![id_hash])?)
+/// Deletes the session with this id hash; how many rows went.
+pub fn delete(db: &dyn Sql, id_hash: &str) -> Result<u64, StoreError> {
+    Ok(db.delete_session(id_hash)?)
 }
 
 /// Deletes the sessions expired at `now_ms`; answers how many.
-pub fn prune(conn: &Connection, now_ms: i64) -> Result<usize, StoreError> {
-    Ok(conn.execute("DELETE FROM web_sessions WHERE expires_at_ms <= ?1", params![now_ms])?)
+pub fn prune(db: &dyn Sql, now_ms: i64) -> Result<u64, StoreError> {
+    Ok(db.prune_sessions(now_ms)?)
 }
 
 /// Starts a session for `user`; answers its id (for the cookie).
@@ -160,9 +123,7 @@ mod tests {
     }
 
     fn rows(state: &AppState) -> i64 {
-        let c = state.reader.try_lease().unwrap();
-        c.query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
-            .unwrap()
+        state.reader.try_lease().unwrap().session_count().unwrap()
     }
 
     #[tokio::test]
@@ -182,12 +143,9 @@ mod tests {
         assert!(resolve(&state, "no-such-session", t0).await.unwrap().is_none());
         // Only the id's hash is stored, never the id.
         {
-            let c = state.reader.try_lease().unwrap();
-            let stored: String = c
-                .query_row("SELECT id_hash FROM web_sessions", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(stored, auth::token_hash(&id));
-            assert_ne!(stored, id);
+            let stored = state.reader.try_lease().unwrap().session_id_hashes().unwrap();
+            assert_eq!(stored, [auth::token_hash(&id)]);
+            assert_ne!(stored[0], id);
         }
 
         // A role change applies at once; a changed password ends the session.

@@ -20,9 +20,7 @@ const MOVING: &[&str] = &[
     "export.rs",
     "http/agents.rs",
     "http/assets.rs",
-    "http/csrf.rs",
     "http/error.rs",
-    "http/login.rs",
     "http/mod.rs",
     "http/queue.rs",
     "http/scoping.rs",
@@ -44,7 +42,6 @@ const MOVING: &[&str] = &[
     "report/schedule.rs",
     "report/stored.rs",
     "report/tests.rs",
-    "sessions.rs",
     "spares.rs",
 ];
 

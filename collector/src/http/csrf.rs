@@ -191,8 +191,7 @@ mod tests {
     }
 
     fn cases(s: &AppState) -> i64 {
-        let c = s.reader.try_lease().unwrap();
-        c.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap()
+        crate::store::testing::item_count(&*s.reader.try_lease().unwrap())
     }
 
     /// What a page on `origin` could send: a JSON text in any content type.

@@ -248,9 +248,8 @@ mod tests {
     }
 
     fn session_rows(state: &AppState) -> i64 {
-        let c = state.reader.try_lease().unwrap();
-        c.query_row("SELECT count(*) FROM web_sessions", [], |r| r.get(0))
-            .unwrap()
+        use crate::store::sessions::WebSessions;
+        state.reader.try_lease().unwrap().session_count().unwrap()
     }
 
     fn session_id(r: &Resp) -> String {

@@ -29,9 +29,11 @@ use crate::ingest::Encoding;
 
 pub mod disks;
 pub mod holds;
+pub mod inspection_reports;
 pub mod postgres;
 mod readers;
 pub mod retired;
+pub mod sessions;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;
@@ -305,14 +307,14 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // Part replacement recommendations.
         M::up(crate::predict::records::MIGRATION),
         // Inspection reports as generated.
-        M::up(crate::report::stored::MIGRATION),
+        M::up(inspection_reports::MIGRATION),
         M::up(crate::queue::MIGRATION),
         // Parts a service report replaced or the inventory lost.
         M::up(retired::MIGRATION),
         // One row `/healthz` rewrites to learn whether the store can write again.
         M::up(PROBE_MIGRATION),
         // Web sessions (by the hash of their id), so a restart logs nobody out.
-        M::up(crate::sessions::MIGRATION),
+        M::up(sessions::MIGRATION),
         // Agent identity fixed at enrollment; tokens per customer; revocation and rotation.
         M::up(crate::identity::MIGRATION),
         // BMC and RAID parts: recommendation part types for cache backup

@@ -150,3 +150,11 @@ impl std::ops::Deref for TestDb {
 }
 
 super::sql::delegate_sql!(TestDb, |self| &self.db);
+
+/// How many items (cases and their kin) the store holds, for tests that
+/// check whether a request made one.
+pub fn item_count(db: &dyn super::sql::Sql) -> i64 {
+    use super::sql::SqlExt;
+    db.query_one("SELECT COUNT(*) FROM items", super::sql::args![], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("counting items: {e}"))
+}
