@@ -248,7 +248,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                match store::read_on(&reader, crate::spares::gauges).await {
+                match store::read_on(&reader, |c| crate::spares::gauges(c)).await {
                     Ok(v) => *metrics.spares.lock().unwrap_or_else(|p| p.into_inner()) = v,
                     Err(e) => tracing::warn!(error = %e, "cannot compute the spare gauges"),
                 }

@@ -19,84 +19,15 @@
 //! virtual disk, which is no part), DIMMs, power supplies, RAID controllers
 //! and their cache backup units.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use caretaker_shared::wire::Inventory;
 
 use crate::store::StoreError;
+use crate::store::spares::{ServiceReports, SpareStock, StoredSpareModel};
+use crate::store::sql::Sql;
 
-pub const MIGRATION: &str = r#"
-CREATE TABLE spare_models (
-    model TEXT PRIMARY KEY,
-    part_type TEXT NOT NULL,
-    interface TEXT NOT NULL DEFAULT '',
-    capacity_bytes INTEGER,
-    fits_asset_models TEXT NOT NULL DEFAULT '[]',
-    description TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE spare_stock (
-    model TEXT NOT NULL REFERENCES spare_models(model),
-    location TEXT NOT NULL,
-    quantity INTEGER NOT NULL CHECK (quantity >= 0),
-    min_stock INTEGER NOT NULL DEFAULT 0 CHECK (min_stock >= 0),
-    PRIMARY KEY (model, location)
-);
-CREATE TABLE spare_reservations (
-    id INTEGER PRIMARY KEY,
-    model TEXT NOT NULL,
-    location TEXT NOT NULL,
-    recommendation_id INTEGER,
-    host TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('reserved', 'consumed', 'released')),
-    created_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX spare_reservations_one_per_recommendation ON spare_reservations(recommendation_id)
-    WHERE status = 'reserved' AND recommendation_id IS NOT NULL;
-CREATE TABLE replenishment_requests (
-    id INTEGER PRIMARY KEY,
-    model TEXT NOT NULL,
-    location TEXT NOT NULL,
-    quantity INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('open', 'received', 'cancelled')),
-    created_at_ms INTEGER NOT NULL,
-    closed_at_ms INTEGER
-);
--- One open request per model and location: a second shortfall updates it.
-CREATE UNIQUE INDEX replenishment_one_open ON replenishment_requests(model, location) WHERE status = 'open';
-CREATE TABLE service_reports (
-    id INTEGER PRIMARY KEY,
-    case_id INTEGER,
-    host TEXT NOT NULL,
-    mode TEXT NOT NULL CHECK (mode IN ('on_site', 'remote')),
-    symptom TEXT NOT NULL,
-    work_done TEXT NOT NULL,
-    engineer TEXT NOT NULL,
-    minutes INTEGER NOT NULL CHECK (minutes >= 0),
-    at_ms INTEGER NOT NULL
-);
-CREATE INDEX service_reports_host ON service_reports(host, at_ms);
-CREATE TABLE service_report_parts (
-    report_id INTEGER NOT NULL REFERENCES service_reports(id),
-    idx INTEGER NOT NULL,
-    part_type TEXT NOT NULL,
-    slot TEXT NOT NULL,
-    old_model TEXT NOT NULL,
-    old_serial TEXT NOT NULL,
-    new_model TEXT NOT NULL,
-    new_serial TEXT NOT NULL,
-    location TEXT,
-    reservation_id INTEGER,
-    PRIMARY KEY (report_id, idx)
-);
-"#;
-
-/// Appended to the migrations: spare models that fit by RAID controller
-/// model (a cache backup unit).
-pub const MIGRATION_CONTROLLER_FITS: &str = r#"
-ALTER TABLE spare_models ADD COLUMN fits_controller_models TEXT NOT NULL DEFAULT '[]';
-"#;
+pub use crate::store::spares::{PartReplaced, Replenishment, Reservation, ServiceReport, Stock};
 
 /// A part model kept as a spare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,40 +196,27 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Spares(format!("stored {what} cannot be read: {e}"))
 }
 
-/// A spare model row and its two JSON lists (asset models, controller models).
-fn model_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SpareModel, (String, String))> {
-    Ok((
-        SpareModel {
-            model: r.get(0)?,
-            part_type: r.get(1)?,
-            interface: r.get(2)?,
-            capacity_bytes: r.get::<_, Option<i64>>(3)?.and_then(|c| u64::try_from(c).ok()),
-            fits_asset_models: Vec::new(),
-            fits_controller_models: Vec::new(),
-            description: r.get(5)?,
-        },
-        (r.get(4)?, r.get(6)?),
-    ))
+/// A stored spare model with its lists decoded.
+fn model_from(m: StoredSpareModel) -> Result<SpareModel, StoreError> {
+    Ok(SpareModel {
+        model: m.model,
+        part_type: m.part_type,
+        interface: m.interface,
+        capacity_bytes: m.capacity_bytes.and_then(|c| u64::try_from(c).ok()),
+        fits_asset_models: serde_json::from_str(&m.fits_asset_models).map_err(|e| corrupt("spare model", e))?,
+        fits_controller_models: serde_json::from_str(&m.fits_controller_models)
+            .map_err(|e| corrupt("spare model", e))?,
+        description: m.description,
+    })
 }
 
 /// Every spare model.
-pub fn models(conn: &Connection) -> Result<Vec<SpareModel>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT model, part_type, interface, capacity_bytes, fits_asset_models, description, \
-         fits_controller_models FROM spare_models ORDER BY model",
-    )?;
-    let rows = stmt.query_map([], model_from)?.collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|(mut m, (fits, controllers))| {
-            m.fits_asset_models = serde_json::from_str(&fits).map_err(|e| corrupt("spare model", e))?;
-            m.fits_controller_models = serde_json::from_str(&controllers).map_err(|e| corrupt("spare model", e))?;
-            Ok(m)
-        })
-        .collect()
+pub fn models(db: &dyn Sql) -> Result<Vec<SpareModel>, StoreError> {
+    db.spare_models()?.into_iter().map(model_from).collect()
 }
 
 /// Adds or replaces a spare model.
-pub fn put_model(conn: &Connection, m: &SpareModel) -> Result<(), StoreError> {
+pub fn put_model(db: &dyn Sql, m: &SpareModel) -> Result<(), StoreError> {
     if m.model.trim().is_empty() || m.part_type.trim().is_empty() {
         return Err(StoreError::Spares("model and part_type must not be empty".into()));
     }
@@ -309,69 +227,27 @@ pub fn put_model(conn: &Connection, m: &SpareModel) -> Result<(), StoreError> {
         .map_err(|_| StoreError::Spares(format!("capacity_bytes: larger than {}", i64::MAX)))?;
     let fits = serde_json::to_string(&m.fits_asset_models).map_err(|e| corrupt("spare model", e))?;
     let controllers = serde_json::to_string(&m.fits_controller_models).map_err(|e| corrupt("spare model", e))?;
-    conn.prepare_cached(
-        "INSERT INTO spare_models (model, part_type, interface, capacity_bytes, fits_asset_models, description, \
-         fits_controller_models) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(model) DO UPDATE SET \
-         part_type = excluded.part_type, interface = excluded.interface, capacity_bytes = excluded.capacity_bytes, \
-         fits_asset_models = excluded.fits_asset_models, description = excluded.description, \
-         fits_controller_models = excluded.fits_controller_models",
-    )?
-    .execute(params![
-        m.model,
-        m.part_type,
-        m.interface,
-        capacity,
-        fits,
-        m.description,
-        controllers
-    ])?;
+    db.put_spare_model(&StoredSpareModel {
+        model: m.model.clone(),
+        part_type: m.part_type.clone(),
+        interface: m.interface.clone(),
+        capacity_bytes: capacity,
+        fits_asset_models: fits,
+        fits_controller_models: controllers,
+        description: m.description.clone(),
+    })?;
     Ok(())
 }
 
-/// Stock of one model at one location.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Stock {
-    pub model: String,
-    pub location: String,
-    pub quantity: i64,
-    pub min_stock: i64,
-    /// Held for accepted recommendations.
-    pub reserved: i64,
-    pub available: i64,
-    pub below_minimum: bool,
-}
-
 /// Every stock line, with what is reserved.
-pub fn stock(conn: &Connection) -> Result<Vec<Stock>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT s.model, s.location, s.quantity, s.min_stock, \
-           (SELECT COUNT(*) FROM spare_reservations r WHERE r.model = s.model AND r.location = s.location \
-              AND r.status = 'reserved') \
-         FROM spare_stock s ORDER BY s.model, s.location",
-    )?;
-    let rows = stmt
-        .query_map([], |r| {
-            let quantity: i64 = r.get(2)?;
-            let min_stock: i64 = r.get(3)?;
-            let reserved: i64 = r.get(4)?;
-            Ok(Stock {
-                model: r.get(0)?,
-                location: r.get(1)?,
-                quantity,
-                min_stock,
-                reserved,
-                available: (quantity - reserved).max(0),
-                below_minimum: quantity < min_stock,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+pub fn stock(db: &dyn Sql) -> Result<Vec<Stock>, StoreError> {
+    Ok(db.spare_stock()?)
 }
 
 /// Sets the stock of a model at a location (a count, or parts received).
 /// Stock back at its minimum closes the open replenishment request.
 pub fn set_stock(
-    conn: &Connection,
+    db: &dyn Sql,
     model: &str,
     location: &str,
     quantity: i64,
@@ -384,92 +260,30 @@ pub fn set_stock(
     if location.trim().is_empty() {
         return Err(StoreError::Spares("location must not be empty".into()));
     }
-    let known: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM spare_models WHERE model = ?1)")?
-        .query_row(params![model], |r| r.get(0))?;
-    if !known {
+    if !db.spare_model_known(model)? {
         return Err(StoreError::NoSuchSpareModel(model.to_string()));
     }
-    conn.prepare_cached(
-        "INSERT INTO spare_stock (model, location, quantity, min_stock) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT(model, location) DO UPDATE SET quantity = excluded.quantity, min_stock = excluded.min_stock",
-    )?
-    .execute(params![model, location, quantity, min_stock])?;
-    check_minimum(conn, model, location, now_ms)
+    db.put_spare_stock(model, location, quantity, min_stock)?;
+    check_minimum(db, model, location, now_ms)
 }
 
 /// Opens (or updates) the one replenishment request of a model and location
 /// under its minimum, or closes it once stock is back.
-fn check_minimum(conn: &Connection, model: &str, location: &str, now_ms: i64) -> Result<(), StoreError> {
-    let Some((quantity, min_stock)) = conn
-        .prepare_cached("SELECT quantity, min_stock FROM spare_stock WHERE model = ?1 AND location = ?2")?
-        .query_row(params![model, location], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })
-        .optional()?
-    else {
+fn check_minimum(db: &dyn Sql, model: &str, location: &str, now_ms: i64) -> Result<(), StoreError> {
+    let Some((quantity, min_stock)) = db.stock_level(model, location)? else {
         return Ok(());
     };
     if quantity < min_stock {
-        conn.prepare_cached(
-            "INSERT INTO replenishment_requests (model, location, quantity, status, created_at_ms) \
-             VALUES (?1, ?2, ?3, 'open', ?4) \
-             ON CONFLICT(model, location) WHERE status = 'open' DO UPDATE SET quantity = excluded.quantity",
-        )?
-        .execute(params![model, location, min_stock - quantity, now_ms])?;
+        db.open_replenishment(model, location, min_stock - quantity, now_ms)?;
     } else {
-        conn.prepare_cached(
-            "UPDATE replenishment_requests SET status = 'received', closed_at_ms = ?3 \
-             WHERE model = ?1 AND location = ?2 AND status = 'open'",
-        )?
-        .execute(params![model, location, now_ms])?;
+        db.close_replenishment(model, location, now_ms)?;
     }
     Ok(())
 }
 
-/// A replenishment request: order `quantity` of `model` for `location`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Replenishment {
-    pub id: i64,
-    pub model: String,
-    pub location: String,
-    pub quantity: i64,
-    pub status: String,
-    pub created_at_ms: i64,
-    pub closed_at_ms: Option<i64>,
-}
-
 /// Replenishment requests, open ones only unless `all`.
-pub fn replenishments(conn: &Connection, all: bool) -> Result<Vec<Replenishment>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, model, location, quantity, status, created_at_ms, closed_at_ms FROM replenishment_requests \
-         WHERE ?1 OR status = 'open' ORDER BY id",
-    )?;
-    let rows = stmt
-        .query_map(params![all], |r| {
-            Ok(Replenishment {
-                id: r.get(0)?,
-                model: r.get(1)?,
-                location: r.get(2)?,
-                quantity: r.get(3)?,
-                status: r.get(4)?,
-                created_at_ms: r.get(5)?,
-                closed_at_ms: r.get(6)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
-/// A spare held for a recommendation (or a planned replacement).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reservation {
-    pub id: i64,
-    pub model: String,
-    pub location: String,
-    pub recommendation_id: Option<i64>,
-    pub host: String,
-    pub status: String,
+pub fn replenishments(db: &dyn Sql, all: bool) -> Result<Vec<Replenishment>, StoreError> {
+    Ok(db.replenishments(all)?)
 }
 
 /// Reserves a compatible spare with stock available for `part` of `host`,
@@ -477,7 +291,7 @@ pub struct Reservation {
 /// that fits. `None`: no compatible spare is available. Reserving twice for
 /// the same recommendation returns the existing reservation.
 pub fn reserve(
-    conn: &Connection,
+    db: &dyn Sql,
     part: &PartSpec,
     host: &str,
     site: &str,
@@ -485,12 +299,12 @@ pub fn reserve(
     now_ms: i64,
 ) -> Result<Option<Reservation>, StoreError> {
     if let Some(id) = recommendation_id {
-        if let Some(r) = reservation_for(conn, id)? {
+        if let Some(r) = reservation_for(db, id)? {
             return Ok(Some(r));
         }
     }
-    let fitting: Vec<SpareModel> = models(conn)?.into_iter().filter(|m| fits(m, part)).collect();
-    let mut candidates: Vec<(bool, u64, Stock)> = stock(conn)?
+    let fitting: Vec<SpareModel> = models(db)?.into_iter().filter(|m| fits(m, part)).collect();
+    let mut candidates: Vec<(bool, u64, Stock)> = stock(db)?
         .into_iter()
         .filter(|s| s.available > 0)
         .filter_map(|s| {
@@ -502,13 +316,9 @@ pub fn reserve(
     let Some((_, _, s)) = candidates.into_iter().next() else {
         return Ok(None);
     };
-    conn.prepare_cached(
-        "INSERT INTO spare_reservations (model, location, recommendation_id, host, status, created_at_ms, updated_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, 'reserved', ?5, ?5)",
-    )?
-    .execute(params![s.model, s.location, recommendation_id, host, now_ms])?;
+    let id = db.add_reservation(&s.model, &s.location, recommendation_id, host, now_ms)?;
     Ok(Some(Reservation {
-        id: conn.last_insert_rowid(),
+        id,
         model: s.model,
         location: s.location,
         recommendation_id,
@@ -520,17 +330,20 @@ pub fn reserve(
 /// Reserves a spare for an accepted recommendation: the part on the record,
 /// on the asset's system model, from the asset's site first.
 pub fn reserve_for_recommendation(
-    conn: &Connection,
+    db: &dyn Sql,
     rec: &crate::predict::Recommendation,
     now_ms: i64,
 ) -> Result<Option<Reservation>, StoreError> {
-    let labels: Option<String> = conn
-        .prepare_cached("SELECT labels FROM agents WHERE agent_id = ?1")?
-        .query_row(params![rec.agent_id], |r| r.get(0))
-        .optional()?;
-    let labels: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&labels.unwrap_or_default()).unwrap_or_default();
-    let inv = crate::store::latest_inventory(conn, &rec.agent_id)?;
+    let asset = db.spare_asset(&rec.agent_id)?;
+    let labels: std::collections::BTreeMap<String, String> = asset
+        .as_ref()
+        .and_then(|a| serde_json::from_str(&a.labels).ok())
+        .unwrap_or_default();
+    // An inventory that cannot be read is as good as none: the part is
+    // matched without the system model.
+    let inv: Option<Inventory> = asset
+        .and_then(|a| a.inventory)
+        .and_then(|doc| serde_json::from_str(&doc).ok());
     // A cache backup unit fits by its controller's model: the record names
     // the controller (its slot), the inventory says what model it is.
     let controller_model = match (&inv, rec.part_type.as_str()) {
@@ -553,87 +366,21 @@ pub fn reserve_for_recommendation(
         controller_model,
     };
     let site = labels.get("site").map_or("", String::as_str);
-    reserve(conn, &part, &rec.host, site, Some(rec.id), now_ms)
+    reserve(db, &part, &rec.host, site, Some(rec.id), now_ms)
 }
 
 /// The reservation held for a recommendation, if any.
-pub fn reservation_for(conn: &Connection, recommendation_id: i64) -> Result<Option<Reservation>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, model, location, recommendation_id, host, status FROM spare_reservations \
-             WHERE recommendation_id = ?1 AND status = 'reserved'",
-        )?
-        .query_row(params![recommendation_id], |r| {
-            Ok(Reservation {
-                id: r.get(0)?,
-                model: r.get(1)?,
-                location: r.get(2)?,
-                recommendation_id: r.get(3)?,
-                host: r.get(4)?,
-                status: r.get(5)?,
-            })
-        })
-        .optional()?)
+pub fn reservation_for(db: &dyn Sql, recommendation_id: i64) -> Result<Option<Reservation>, StoreError> {
+    Ok(db.reservation_for_recommendation(recommendation_id)?)
 }
 
 /// Gives a recommendation's reserved spare back (the recommendation was
 /// dismissed).
-pub fn release_for(conn: &Connection, recommendation_id: i64, now_ms: i64) -> Result<bool, StoreError> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE spare_reservations SET status = 'released', updated_at_ms = ?2 \
-             WHERE recommendation_id = ?1 AND status = 'reserved'",
-        )?
-        .execute(params![recommendation_id, now_ms])?;
-    Ok(n > 0)
+pub fn release_for(db: &dyn Sql, recommendation_id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    Ok(db.release_reservation(recommendation_id, now_ms)?)
 }
 
 // --- service reports -----------------------------------------------------------
-
-/// A part replaced during a service: old model and serial → new.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartReplaced {
-    pub part_type: String,
-    /// The disk's device, the DIMM's locator, ...
-    pub slot: String,
-    #[serde(default)]
-    pub old_model: String,
-    #[serde(default)]
-    pub old_serial: String,
-    pub new_model: String,
-    #[serde(default)]
-    pub new_serial: String,
-    /// Where the spare came from; filled from the reservation or the stock
-    /// it was taken from when not given.
-    #[serde(default)]
-    pub location: Option<String>,
-}
-
-/// What an engineer did: on site or remote, the symptom, the work, the parts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceReport {
-    #[serde(default)]
-    pub id: Option<i64>,
-    #[serde(default)]
-    pub case_id: Option<i64>,
-    /// Required when the report is filed alone; resolving a case fills it in.
-    #[serde(default)]
-    pub host: String,
-    /// `on_site` or `remote`.
-    pub mode: String,
-    pub symptom: String,
-    pub work_done: String,
-    /// Required when the report is filed alone; resolving a case fills it in.
-    #[serde(default)]
-    pub engineer: String,
-    pub minutes: u32,
-    #[serde(default)]
-    pub parts: Vec<PartReplaced>,
-    #[serde(default)]
-    pub at_ms: Option<i64>,
-}
 
 impl ServiceReport {
     /// Every problem with the report, each naming its field.
@@ -672,8 +419,12 @@ impl ServiceReport {
 /// else one from stock (the given location, the host's site first, then
 /// any). A stock falling under its minimum opens one replenishment request.
 /// Returns the report's id.
+///
+/// Still on a SQLite connection: closing the recommendation and retiring
+/// the old parts ([`crate::predict::records::act`],
+/// [`crate::predict::on_parts_replaced`]) take one.
 pub fn record_service_report(
-    conn: &Connection,
+    conn: &rusqlite::Connection,
     report: &ServiceReport,
     site: &str,
     now_ms: i64,
@@ -683,77 +434,37 @@ pub fn record_service_report(
         return Err(StoreError::Spares(problems.join("; ")));
     }
     let at = report.at_ms.unwrap_or(now_ms);
-    conn.prepare_cached(
-        "INSERT INTO service_reports (case_id, host, mode, symptom, work_done, engineer, minutes, at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        report.case_id,
-        report.host,
-        report.mode,
-        report.symptom,
-        report.work_done,
-        report.engineer,
-        report.minutes,
-        at
-    ])?;
-    let id = conn.last_insert_rowid();
+    let id = conn.add_service_report(report, at)?;
     for (i, part) in report.parts.iter().enumerate() {
-        let reserved: Option<(i64, String)> = conn
-            .prepare_cached(
-                "SELECT id, location FROM spare_reservations WHERE host = ?1 AND model = ?2 AND status = 'reserved' \
-                 AND (?3 IS NULL OR location = ?3) ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![report.host, part.new_model, part.location], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let (reservation_id, location) = match reserved {
-            Some((rid, loc)) => {
-                conn.prepare_cached(
-                    "UPDATE spare_reservations SET status = 'consumed', updated_at_ms = ?2 WHERE id = ?1",
-                )?
-                .execute(params![rid, now_ms])?;
-                // The replacement the spare was reserved for is done.
-                let rec: Option<i64> = conn
-                    .prepare_cached("SELECT recommendation_id FROM spare_reservations WHERE id = ?1")?
-                    .query_row(params![rid], |r| r.get(0))?;
-                if let Some(rec) = rec {
-                    match crate::predict::records::act(conn, rec, &crate::predict::RecAction::Done, now_ms) {
-                        Ok(_) | Err(StoreError::NoSuchRecommendation(_)) | Err(StoreError::Recommendation(_)) => {}
-                        Err(e) => return Err(e),
+        let (reservation_id, location) =
+            match conn.held_spare(&report.host, &part.new_model, part.location.as_deref())? {
+                Some(held) => {
+                    conn.consume_reservation(held.id, now_ms)?;
+                    // The replacement the spare was reserved for is done.
+                    if let Some(rec) = held.recommendation_id {
+                        match crate::predict::records::act(conn, rec, &crate::predict::RecAction::Done, now_ms) {
+                            Ok(_) | Err(StoreError::NoSuchRecommendation(_)) | Err(StoreError::Recommendation(_)) => {}
+                            Err(e) => return Err(e),
+                        }
                     }
+                    (Some(held.id), Some(held.location))
                 }
-                (Some(rid), Some(loc))
-            }
-            None => (
-                None,
-                take_from_stock(conn, &part.new_model, part.location.as_deref(), site)?,
-            ),
-        };
+                None => (
+                    None,
+                    take_from_stock(conn, &part.new_model, part.location.as_deref(), site)?,
+                ),
+            };
         if let Some(loc) = &location {
-            conn.prepare_cached(
-                "UPDATE spare_stock SET quantity = MAX(quantity - 1, 0) WHERE model = ?1 AND location = ?2",
-            )?
-            .execute(params![part.new_model, loc])?;
+            conn.take_one_spare(&part.new_model, loc)?;
             check_minimum(conn, &part.new_model, loc, now_ms)?;
         }
-        conn.prepare_cached(
-            "INSERT INTO service_report_parts (report_id, idx, part_type, slot, old_model, old_serial, new_model, \
-             new_serial, location, reservation_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?
-        .execute(params![
+        conn.add_service_report_part(
             id,
             i64::try_from(i).unwrap_or(i64::MAX),
-            part.part_type,
-            part.slot,
-            part.old_model,
-            part.old_serial,
-            part.new_model,
-            part.new_serial,
-            location,
-            reservation_id
-        ])?;
+            part,
+            location.as_deref(),
+            reservation_id,
+        )?;
     }
     // The parts taken out are out of service from now on: their readings
     // cannot reopen the case, their findings and recommendations are done.
@@ -766,12 +477,12 @@ pub fn record_service_report(
 /// site's, else any with unreserved stock. `None`: the part did not come
 /// from our stock (nothing to decrement).
 fn take_from_stock(
-    conn: &Connection,
+    db: &dyn Sql,
     model: &str,
     location: Option<&str>,
     site: &str,
 ) -> Result<Option<String>, StoreError> {
-    let lines: Vec<Stock> = stock(conn)?.into_iter().filter(|s| s.model == model).collect();
+    let lines: Vec<Stock> = stock(db)?.into_iter().filter(|s| s.model == model).collect();
     if let Some(loc) = location {
         return Ok(lines.iter().find(|s| s.location == loc).map(|s| s.location.clone()));
     }
@@ -784,47 +495,8 @@ fn take_from_stock(
 }
 
 /// Service reports of a host (all when `None`), newest first.
-pub fn service_reports(conn: &Connection, host: Option<&str>) -> Result<Vec<ServiceReport>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, case_id, host, mode, symptom, work_done, engineer, minutes, at_ms FROM service_reports \
-         WHERE ?1 IS NULL OR host = ?1 ORDER BY at_ms DESC, id DESC",
-    )?;
-    let mut reports = stmt
-        .query_map(params![host], |r| {
-            Ok(ServiceReport {
-                id: r.get(0)?,
-                case_id: r.get(1)?,
-                host: r.get(2)?,
-                mode: r.get(3)?,
-                symptom: r.get(4)?,
-                work_done: r.get(5)?,
-                engineer: r.get(6)?,
-                minutes: r.get(7)?,
-                parts: Vec::new(),
-                at_ms: r.get(8)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut parts = conn.prepare_cached(
-        "SELECT part_type, slot, old_model, old_serial, new_model, new_serial, location FROM service_report_parts \
-         WHERE report_id = ?1 ORDER BY idx",
-    )?;
-    for rep in &mut reports {
-        rep.parts = parts
-            .query_map(params![rep.id], |r| {
-                Ok(PartReplaced {
-                    part_type: r.get(0)?,
-                    slot: r.get(1)?,
-                    old_model: r.get(2)?,
-                    old_serial: r.get(3)?,
-                    new_model: r.get(4)?,
-                    new_serial: r.get(5)?,
-                    location: r.get(6)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-    }
-    Ok(reports)
+pub fn service_reports(db: &dyn Sql, host: Option<&str>) -> Result<Vec<ServiceReport>, StoreError> {
+    Ok(db.service_reports(host)?)
 }
 
 // --- coverage --------------------------------------------------------------------
@@ -849,41 +521,25 @@ pub struct Coverage {
 }
 
 /// The current inventory of every host (of one customer), with its labels.
-pub fn covered_assets(
-    conn: &Connection,
-    customer: Option<&str>,
-) -> Result<Vec<(String, String, Inventory)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT a.host, a.labels, (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1) \
-         FROM agents a ORDER BY a.host",
-    )?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn covered_assets(db: &dyn Sql, customer: Option<&str>) -> Result<Vec<(String, String, Inventory)>, StoreError> {
     let mut out = Vec::new();
-    for (host, labels, doc) in rows {
-        let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap_or_default();
+    for a in db.spare_assets()? {
+        let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&a.labels).unwrap_or_default();
         let cust = labels.get("customer").cloned().unwrap_or_default();
         if customer.is_some_and(|c| c != cust) {
             continue;
         }
-        let Some(doc) = doc else { continue };
+        let Some(doc) = a.inventory else { continue };
         let inv: Inventory = serde_json::from_str(&doc).map_err(|e| corrupt("inventory", e))?;
-        out.push((host, cust, inv));
+        out.push((a.host, cust, inv));
     }
     Ok(out)
 }
 
 /// The spare models with stock available (not reserved).
-fn models_in_stock(conn: &Connection) -> Result<Vec<SpareModel>, StoreError> {
-    let stock = stock(conn)?;
-    Ok(models(conn)?
+fn models_in_stock(db: &dyn Sql) -> Result<Vec<SpareModel>, StoreError> {
+    let stock = stock(db)?;
+    Ok(models(db)?
         .into_iter()
         .filter(|m| stock.iter().any(|s| s.model == m.model && s.available > 0))
         .collect())
@@ -917,28 +573,28 @@ fn coverage_of(in_stock: &[SpareModel], assets: &[&(String, String, Inventory)],
 
 /// For every covered asset and every replaceable part it has: is a
 /// compatible spare available (in stock, not reserved)?
-pub fn coverage(conn: &Connection, customer: Option<&str>) -> Result<Coverage, StoreError> {
-    let assets = covered_assets(conn, customer)?;
-    coverage_of_inventories(conn, customer, &assets)
+pub fn coverage(db: &dyn Sql, customer: Option<&str>) -> Result<Coverage, StoreError> {
+    let assets = covered_assets(db, customer)?;
+    coverage_of_inventories(db, customer, &assets)
 }
 
 /// [`coverage`] of the inventories the caller chose (host, customer,
 /// inventory), e.g. those in force at the end of a report's period, by the
 /// spares available now (the stock keeps no history).
 pub fn coverage_of_inventories(
-    conn: &Connection,
+    db: &dyn Sql,
     customer: Option<&str>,
     assets: &[(String, String, Inventory)],
 ) -> Result<Coverage, StoreError> {
     let assets: Vec<&(String, String, Inventory)> = assets.iter().collect();
-    Ok(coverage_of(&models_in_stock(conn)?, &assets, customer))
+    Ok(coverage_of(&models_in_stock(db)?, &assets, customer))
 }
 
 /// Coverage ratio per customer and how many stock lines are under their
 /// minimum, for /metrics: one pass over the inventories and the stock.
-pub fn gauges(conn: &Connection) -> Result<(Vec<(String, f64)>, u64), StoreError> {
-    let in_stock = models_in_stock(conn)?;
-    let assets = covered_assets(conn, None)?;
+pub fn gauges(db: &dyn Sql) -> Result<(Vec<(String, f64)>, u64), StoreError> {
+    let in_stock = models_in_stock(db)?;
+    let assets = covered_assets(db, None)?;
     let mut by_customer: std::collections::BTreeMap<&str, Vec<&(String, String, Inventory)>> =
         std::collections::BTreeMap::new();
     for a in &assets {
@@ -948,7 +604,7 @@ pub fn gauges(conn: &Connection) -> Result<(Vec<(String, f64)>, u64), StoreError
         .into_iter()
         .map(|(c, list)| (c.to_string(), coverage_of(&in_stock, &list, Some(c)).ratio))
         .collect();
-    let below = stock(conn)?.iter().filter(|s| s.below_minimum).count() as u64;
+    let below = stock(db)?.iter().filter(|s| s.below_minimum).count() as u64;
     Ok((ratios, below))
 }
 
@@ -986,22 +642,9 @@ mod tests {
         }
     }
 
-    fn add_host(c: &Connection, host: &str, customer: &str, inv: &Inventory) {
-        c.execute(
-            "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?3, 0, ?4)",
-            params![
-                format!("agent-{host}"),
-                format!("cred-{host}"),
-                host,
-                serde_json::json!({"customer": customer, "site": "hq"}).to_string()
-            ],
-        )
-        .unwrap();
-        c.execute(
-            "INSERT INTO inventory (agent_id, seq, collected_at_ms, doc) VALUES (?1, 1, 0, ?2)",
-            params![format!("agent-{host}"), serde_json::to_string(inv).unwrap()],
-        )
-        .unwrap();
+    fn add_host(db: &dyn Sql, host: &str, customer: &str, inv: &Inventory) {
+        let labels = serde_json::json!({"customer": customer, "site": "hq"}).to_string();
+        crate::store::spares::testing::add_asset(db, host, &labels, &serde_json::to_string(inv).unwrap());
     }
 
     #[test]
@@ -1050,7 +693,7 @@ mod tests {
             Some(r.clone()),
             "idempotent"
         );
-        let hq = |c: &Connection| stock(c).unwrap().into_iter().find(|s| s.location == "hq").unwrap();
+        let hq = |c: &dyn Sql| stock(c).unwrap().into_iter().find(|s| s.location == "hq").unwrap();
         assert_eq!((hq(&c).quantity, hq(&c).reserved, hq(&c).available), (2, 1, 1));
 
         // The service report that replaces the disk consumes that spare:
@@ -1104,7 +747,7 @@ mod tests {
 
     #[test]
     fn no_compatible_spare_is_said_plainly() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         put_model(&c, &model("ST8000NM", "disk", "sata", 8 * TB, &[])).unwrap();
         set_stock(&c, "ST8000NM", "hq", 1, 0, 0).unwrap();
         assert_eq!(
@@ -1140,7 +783,7 @@ mod tests {
 
     #[test]
     fn coverage_kpi_and_gaps_on_a_fleet() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         let r740 = DmiInfo {
             product_name: "PowerEdge R740".into(),
             ..DmiInfo::default()
@@ -1309,7 +952,7 @@ mod tests {
         psu.fits_asset_models = vec!["ProLiant DL380 Gen9".into()];
         assert!(!fits(&psu, part("psu")));
         // The stored model keeps its controller list.
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         bbu.fits_controller_models = vec!["PERC H730P Mini".into()];
         put_model(&c, &bbu).unwrap();
         assert_eq!(models(&c).unwrap(), [bbu]);
@@ -1317,7 +960,7 @@ mod tests {
 
     #[test]
     fn coverage_counts_psus_controllers_and_cache_backups() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         add_host(&c, "srv1", "acme", &raid_server());
         let cov = coverage(&c, Some("acme")).unwrap();
         assert_eq!((cov.parts, cov.covered), (5, 0));

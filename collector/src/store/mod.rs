@@ -34,6 +34,7 @@ pub mod postgres;
 mod readers;
 pub mod retired;
 pub mod sessions;
+pub mod spares;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;
@@ -303,7 +304,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // Held signals: unmapped, in a maintenance window, attached to a storm.
         M::up(holds::MIGRATION),
         // Spare parts, reservations, replenishment and service reports.
-        M::up(crate::spares::MIGRATION),
+        M::up(spares::MIGRATION),
         // Part replacement recommendations.
         M::up(crate::predict::records::MIGRATION),
         // Inspection reports as generated.
@@ -320,7 +321,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // BMC and RAID parts: recommendation part types for cache backup
         // units and controllers; spare models that fit by controller model.
         M::up(crate::predict::records::MIGRATION_HARDWARE_PARTS),
-        M::up(crate::spares::MIGRATION_CONTROLLER_FITS),
+        M::up(spares::MIGRATION_CONTROLLER_FITS),
         // Each host's detection state, so a restart keeps its windows.
         M::up(checkpoints::MIGRATION),
     ])
