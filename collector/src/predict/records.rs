@@ -393,4 +393,89 @@ mod tests {
         assert!(transition(Dismissed, &dismiss).is_err());
         assert!(transition(Accepted, &RecAction::Accept).is_err());
     }
+
+    fn raise_at(serial: &str, urgency: Urgency, reason: &str, at_ms: i64) -> Raise {
+        Raise {
+            agent_id: "a1".into(),
+            host: "db01".into(),
+            customer: "acme".into(),
+            part_type: PartType::Disk,
+            part: Part {
+                serial: serial.into(),
+                slot: "/dev/sda".into(),
+                ..Part::default()
+            },
+            reason: reason.into(),
+            evidence: serde_json::json!({ "at": at_ms }),
+            risk: "high".into(),
+            urgency,
+            item_id: None,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn raising_refreshes_escalates_and_a_dismissal_silences_only_the_same_evidence() {
+        let db = crate::store::testing::TestDb::new();
+        let db: &dyn Sql = &*db;
+        let watch = raise_at("S1", Urgency::Watch, "slow", 100);
+        assert_eq!(raise(db, &watch).unwrap(), Raised::Nothing);
+        let Raised::Created(id) = raise(db, &raise_at("S1", Urgency::WithinDays(30), "reallocated", 100)).unwrap()
+        else {
+            panic!("not created");
+        };
+        assert_eq!(
+            raise(db, &raise_at("S1", Urgency::WithinDays(60), "reallocated", 200)).unwrap(),
+            Raised::Updated { id, escalated: false }
+        );
+        let rec = get(db, id).unwrap().unwrap();
+        assert_eq!((rec.due_at_ms, rec.updated_at_ms), (Some(100 + 30 * 86_400_000), 200));
+        assert_eq!(
+            raise(db, &raise_at("S1", Urgency::ReplaceNow, "reallocated", 300)).unwrap(),
+            Raised::Updated { id, escalated: true }
+        );
+        assert_eq!(get(db, id).unwrap().unwrap().urgency, "replace_now");
+
+        let dismiss = RecAction::Dismiss {
+            reason: " warranty swap ".into(),
+        };
+        let rec = act(db, id, &dismiss, 400).unwrap();
+        assert_eq!(
+            (rec.status.as_str(), rec.dismissed_reason.as_deref()),
+            ("dismissed", Some("warranty swap"))
+        );
+        assert!(matches!(
+            act(db, id, &RecAction::Accept, 500),
+            Err(StoreError::Recommendation(TransitionError::Invalid { .. }))
+        ));
+        assert_eq!(
+            raise(db, &raise_at("S1", Urgency::ReplaceNow, "reallocated", 600)).unwrap(),
+            Raised::Nothing
+        );
+        let Raised::Created(again) =
+            raise(db, &raise_at("S1", Urgency::ReplaceNow, "reallocated; pending", 700)).unwrap()
+        else {
+            panic!("a new reason raises again");
+        };
+        assert!(again > id);
+        assert!(matches!(
+            act(db, again + 1, &RecAction::Accept, 800),
+            Err(StoreError::NoSuchRecommendation(_))
+        ));
+
+        act(db, again, &RecAction::Accept, 800).unwrap();
+        assert_eq!(finish_replaced(db, "db01", "S1", 900).unwrap(), vec![again]);
+        assert_eq!(get(db, again).unwrap().unwrap().status, "done");
+        assert_eq!(finish_replaced(db, "db01", "S1", 900).unwrap(), Vec::<i64>::new());
+        assert_eq!(open_counts(db).unwrap(), Vec::<(String, u64)>::new());
+        let listed = list(
+            db,
+            &Filter {
+                status: Some(RecStatus::Dismissed),
+                ..Filter::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
+    }
 }
