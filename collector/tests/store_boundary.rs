@@ -32,7 +32,6 @@ const MOVING: &[&str] = &[
     "main.rs",
     "pipeline.rs",
     "predict/mod.rs",
-    "predict/records.rs",
     "predict/tests.rs",
     "queue/deliver/tests.rs",
     "queue/mod.rs",

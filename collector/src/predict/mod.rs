@@ -21,7 +21,7 @@ pub mod records;
 
 use caretaker_shared::disk_health::{Disk, Protocol};
 use caretaker_shared::wire::{Inventory, PsuInfo};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde_json::{Value, json};
 
 pub use assess::{Assessment, Risk, Urgency, assess};
@@ -30,6 +30,7 @@ pub use records::{Filter, Part, PartType, Raise, Raised, RecAction, RecStatus, R
 use crate::cases::store::Outcome;
 use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal};
 use crate::store::StoreError;
+use crate::store::recommendations::Recommendations;
 
 /// The check (and rule) name of the cable/backplane finding of a disk whose
 /// CRC errors rise alone.
@@ -104,19 +105,6 @@ fn interface(p: Protocol) -> &'static str {
     }
 }
 
-/// The active finding or case about `component` on this asset, if any (the
-/// newest), so a recommendation can link to it.
-fn active_item(conn: &Connection, customer: &str, asset: &str, component: &str) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM items WHERE customer = ?1 AND asset = ?2 AND component = ?3
-               AND status NOT IN ('resolved', 'closed', 'cancelled', 'fixed', 'verified')
-             ORDER BY CASE kind WHEN 'case' THEN 0 ELSE 1 END, id DESC LIMIT 1",
-        )?
-        .query_row(params![customer, asset, component], |r| r.get(0))
-        .optional()?)
-}
-
 /// Assesses every current disk of one agent after a scan was recorded (in
 /// the caller's transaction), raising recommendations and opening the
 /// cable/backplane finding of a disk whose CRC errors rise alone.
@@ -127,11 +115,7 @@ pub fn assess_host(
     customer: &str,
     now_ms: i64,
 ) -> Result<HostSummary, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT disk_key, doc FROM disk_latest WHERE agent_id = ?1 ORDER BY disk_key")?;
-    let docs: Vec<(String, String)> = stmt
-        .query_map(params![agent_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let docs = conn.disk_docs_by_key(agent_id)?;
     let mut out = HostSummary::default();
     for (key, doc) in docs {
         let disk: Disk = match serde_json::from_str(&doc) {
@@ -179,7 +163,7 @@ pub fn assess_host(
         if !a.urgency.recommends() {
             continue;
         }
-        let item_id = active_item(conn, customer, host, &key)?;
+        let item_id = conn.active_item_about(customer, host, &key)?;
         let raised = records::raise(
             conn,
             &Raise {
@@ -249,14 +233,7 @@ pub fn on_signal(conn: &Connection, signal: &Signal, outcome: Outcome) -> Result
     if !signal.firing {
         return Ok(Raised::Nothing);
     }
-    let agent_id: String = conn
-        .query_row(
-            "SELECT agent_id FROM agents WHERE host = ?1 ORDER BY enrolled_at_ms DESC LIMIT 1",
-            params![signal.key.asset],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or_default();
+    let agent_id = conn.newest_agent_on_host(&signal.key.asset)?.unwrap_or_default();
     let Some(Wanted {
         part_type,
         part,
@@ -552,32 +529,18 @@ pub fn on_opened_since(conn: &Connection, after: i64) -> Result<Vec<Raised>, Sto
         .chain(CONTROLLER_RULES.iter().map(|(r, _)| *r))
         .collect();
     let checks: Vec<&str> = BMC_PART_CHECKS.iter().map(|(c, _)| *c).collect();
-    let mut stmt = conn.prepare_cached(
-        "SELECT i.id, i.kind, i.customer, i.asset, i.check_name, i.component, i.rule, i.evidence, l.at_ms
-         FROM item_log l JOIN items i ON i.id = l.item_id
-         WHERE l.id > ?1 AND l.from_status IS NULL ORDER BY l.id",
-    )?;
-    let rows = stmt.query_map(params![after], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            IdentityKey {
-                customer: r.get(2)?,
-                asset: r.get(3)?,
-                check: r.get(4)?,
-                component: r.get(5)?,
-            },
-            r.get::<_, String>(6)?,
-            r.get::<_, String>(7)?,
-            r.get::<_, i64>(8)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, kind, key, rule, evidence, at_ms) = row?;
-        if !rules.contains(&rule.as_str()) && !checks.contains(&key.check.as_str()) {
+    for item in conn.items_opened_after(after)? {
+        if !rules.contains(&item.rule.as_str()) && !checks.contains(&item.check.as_str()) {
             continue;
         }
+        let (id, kind, rule, evidence, at_ms) = (item.id, item.kind, item.rule, item.evidence, item.at_ms);
+        let key = IdentityKey {
+            customer: item.customer,
+            asset: item.asset,
+            check: item.check,
+            component: item.component,
+        };
         let evidence: Value = serde_json::from_str(&evidence).unwrap_or(Value::Null);
         let signal = Signal {
             event: crate::cases::EventOrigin::of_evidence(&evidence),
@@ -611,25 +574,12 @@ pub fn on_parts_replaced(
     let mut retired = 0;
     for serial in serials.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let mut components = vec![serial.to_string()];
-        let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT d.disk_key FROM disk_latest d JOIN agents a ON a.agent_id = d.agent_id
-             WHERE a.host = ?1 AND d.serial = ?2 ORDER BY d.disk_key",
-        )?;
-        for key in stmt.query_map(params![host, serial], |r| r.get::<_, String>(0))? {
-            components.push(key?);
-        }
+        components.extend(conn.disk_keys_with_serial(host, serial)?);
         for component in &components {
             if crate::cases::retired::record(conn, host, component, serial, at_ms, why)? {
                 retired += 1;
             }
-            let findings: Vec<i64> = conn
-                .prepare_cached(
-                    "SELECT id FROM items WHERE asset = ?1 AND component = ?2 AND kind = 'finding'
-                       AND status IN ('open', 'planned', 'accepted_risk') ORDER BY id",
-                )?
-                .query_map(params![host, component], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            for id in findings {
+            for id in conn.open_findings_about(host, component)? {
                 crate::cases::store::act_by(
                     conn,
                     id,

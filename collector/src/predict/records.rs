@@ -8,85 +8,18 @@
 //! urgency sooner, never later. Moving it back is an engineer's call
 //! (dismiss, with a reason).
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::assess::Urgency;
 use crate::store::StoreError;
+use crate::store::recommendations::{Escalation, NewRecommendation, RecommendationFilter, Recommendations};
+use crate::store::sql::Sql;
 
-pub const MIGRATION: &str = r#"
-CREATE TABLE recommendations (
-    id INTEGER PRIMARY KEY,
-    agent_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    customer TEXT NOT NULL,
-    part_type TEXT NOT NULL CHECK (part_type IN ('disk', 'dimm', 'fan', 'psu')),
-    part_model TEXT NOT NULL DEFAULT '',
-    part_serial TEXT NOT NULL DEFAULT '',
-    part_slot TEXT NOT NULL DEFAULT '',
-    part_interface TEXT NOT NULL DEFAULT '',
-    part_capacity_bytes INTEGER,
-    part_key TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    evidence TEXT NOT NULL,
-    risk TEXT NOT NULL,
-    urgency TEXT NOT NULL CHECK (urgency IN ('replace_now', 'within_days', 'watch')),
-    due_at_ms INTEGER,
-    status TEXT NOT NULL CHECK (status IN ('open', 'accepted', 'reserved', 'done', 'dismissed')),
-    dismissed_reason TEXT,
-    item_id INTEGER,
-    created_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL
-);
--- Never two active recommendations for the same part.
-CREATE UNIQUE INDEX recommendations_one_active ON recommendations(part_key)
-    WHERE status IN ('open', 'accepted', 'reserved');
-CREATE INDEX recommendations_status ON recommendations(status, id);
-"#;
-
-/// Appended to the migrations: the part types of the BMC and RAID
-/// controllers (a controller's cache backup unit, the controller itself).
-/// SQLite cannot change a CHECK constraint in place, so the table is
-/// rebuilt with the rows and indexes it had.
-pub const MIGRATION_HARDWARE_PARTS: &str = r#"
-CREATE TABLE recommendations_new (
-    id INTEGER PRIMARY KEY,
-    agent_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    customer TEXT NOT NULL,
-    part_type TEXT NOT NULL CHECK (part_type IN ('disk', 'dimm', 'fan', 'psu', 'bbu', 'controller')),
-    part_model TEXT NOT NULL DEFAULT '',
-    part_serial TEXT NOT NULL DEFAULT '',
-    part_slot TEXT NOT NULL DEFAULT '',
-    part_interface TEXT NOT NULL DEFAULT '',
-    part_capacity_bytes INTEGER,
-    part_key TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    evidence TEXT NOT NULL,
-    risk TEXT NOT NULL,
-    urgency TEXT NOT NULL CHECK (urgency IN ('replace_now', 'within_days', 'watch')),
-    due_at_ms INTEGER,
-    status TEXT NOT NULL CHECK (status IN ('open', 'accepted', 'reserved', 'done', 'dismissed')),
-    dismissed_reason TEXT,
-    item_id INTEGER,
-    created_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL
-);
-INSERT INTO recommendations_new SELECT id, agent_id, host, customer, part_type, part_model, part_serial, part_slot,
-    part_interface, part_capacity_bytes, part_key, reason, evidence, risk, urgency, due_at_ms, status,
-    dismissed_reason, item_id, created_at_ms, updated_at_ms FROM recommendations;
-DROP TABLE recommendations;
-ALTER TABLE recommendations_new RENAME TO recommendations;
-CREATE UNIQUE INDEX recommendations_one_active ON recommendations(part_key)
-    WHERE status IN ('open', 'accepted', 'reserved');
-CREATE INDEX recommendations_status ON recommendations(status, id);
-"#;
+pub use crate::store::recommendations::{MIGRATION, MIGRATION_HARDWARE_PARTS, Part, Recommendation};
 
 /// The stored urgencies, in the order /metrics lists them.
 pub const URGENCIES: &[&str] = &["replace_now", "within_days", "watch"];
-
-const ACTIVE: &str = "('open', 'accepted', 'reserved')";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -240,45 +173,6 @@ pub fn transition(from: RecStatus, action: &RecAction) -> Result<RecStatus, Tran
     Ok(to)
 }
 
-/// The part a recommendation is about; kept on the record so the spare-parts
-/// module can match a compatible spare (type, model, interface, capacity).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Part {
-    pub model: String,
-    pub serial: String,
-    /// The disk's device (or its controller and enclosure:slot, `c0 252:3`),
-    /// the DIMM's or fan's label, the power supply's name, the controller
-    /// (`c0`) of a controller or of its cache backup unit.
-    pub slot: String,
-    /// `ata`, `nvme`, `scsi` for disks; empty otherwise.
-    pub interface: String,
-    pub capacity_bytes: Option<u64>,
-}
-
-/// One recommendation as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Recommendation {
-    pub id: i64,
-    pub agent_id: String,
-    pub host: String,
-    pub customer: String,
-    pub part_type: String,
-    pub part: Part,
-    /// Stable identity of the part: `host/type/serial`, or the slot without a serial.
-    pub part_key: String,
-    pub reason: String,
-    pub evidence: Value,
-    pub risk: String,
-    pub urgency: String,
-    pub due_at_ms: Option<i64>,
-    pub status: String,
-    pub dismissed_reason: Option<String>,
-    /// The finding or case behind it, when there is one.
-    pub item_id: Option<i64>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
 /// What an assessment asks to raise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Raise {
@@ -339,75 +233,53 @@ fn urgency_rank(name: &str, due: Option<i64>) -> (u8, i64) {
 
 /// Raises (or refreshes) the recommendation for a part: an idempotent upsert
 /// on the active record of its `part_key`. The urgency only moves sooner.
-pub fn raise(conn: &Connection, r: &Raise) -> Result<Raised, StoreError> {
+pub fn raise(db: &dyn Sql, r: &Raise) -> Result<Raised, StoreError> {
     if !r.urgency.recommends() {
         return Ok(Raised::Nothing);
     }
     let key = r.part_key();
     let evidence = serde_json::to_string(&r.evidence).unwrap_or_else(|_| "{}".into());
     let due = r.due_at_ms();
-    let existing: Option<(i64, String, Option<i64>)> = conn
-        .prepare_cached(&format!(
-            "SELECT id, urgency, due_at_ms FROM recommendations WHERE part_key = ?1 AND status IN {ACTIVE}"
-        ))?
-        .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?;
-    match existing {
-        None if silenced(conn, &key, r)? => Ok(Raised::Nothing),
+    match db.active_recommendation(&key)? {
+        None if silenced(db, &key, r)? => Ok(Raised::Nothing),
         None => {
-            conn.prepare_cached(
-                "INSERT INTO recommendations(agent_id, host, customer, part_type, part_model, part_serial, part_slot,
-                    part_interface, part_capacity_bytes, part_key, reason, evidence, risk, urgency, due_at_ms, status,
-                    item_id, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?17, ?17)",
-            )?
-            .execute(params![
-                r.agent_id,
-                r.host,
-                r.customer,
-                r.part_type.as_str(),
-                r.part.model,
-                r.part.serial,
-                r.part.slot,
-                r.part.interface,
-                r.part.capacity_bytes.and_then(|c| i64::try_from(c).ok()),
-                key,
-                r.reason,
-                evidence,
-                r.risk,
-                r.urgency.name(),
-                due,
-                r.item_id,
-                r.at_ms
-            ])?;
-            let id = conn.last_insert_rowid();
+            let id = db.insert_recommendation(&NewRecommendation {
+                agent_id: &r.agent_id,
+                host: &r.host,
+                customer: &r.customer,
+                part_type: r.part_type.as_str(),
+                part: &r.part,
+                part_key: &key,
+                reason: &r.reason,
+                evidence: &evidence,
+                risk: &r.risk,
+                urgency: r.urgency.name(),
+                due_at_ms: due,
+                item_id: r.item_id,
+                at_ms: r.at_ms,
+            })?;
             tracing::info!(id, part = %key, urgency = r.urgency.name(), "replacement recommended");
             Ok(Raised::Created(id))
         }
-        Some((id, urgency, old_due)) => {
-            let escalated = urgency_rank(r.urgency.name(), due) > urgency_rank(&urgency, old_due);
+        Some(standing) => {
+            let id = standing.id;
+            let escalated = urgency_rank(r.urgency.name(), due) > urgency_rank(&standing.urgency, standing.due_at_ms);
             if escalated {
-                conn.prepare_cached(
-                    "UPDATE recommendations SET urgency = ?2, due_at_ms = ?3, risk = ?4, reason = ?5, evidence = ?6,
-                        item_id = COALESCE(item_id, ?7), updated_at_ms = ?8 WHERE id = ?1",
-                )?
-                .execute(params![
+                db.escalate_recommendation(
                     id,
-                    r.urgency.name(),
-                    due,
-                    r.risk,
-                    r.reason,
-                    evidence,
-                    r.item_id,
-                    r.at_ms
-                ])?;
+                    &Escalation {
+                        urgency: r.urgency.name(),
+                        due_at_ms: due,
+                        risk: &r.risk,
+                        reason: &r.reason,
+                        evidence: &evidence,
+                        item_id: r.item_id,
+                        at_ms: r.at_ms,
+                    },
+                )?;
                 tracing::info!(id, part = %key, urgency = r.urgency.name(), "replacement more urgent");
             } else {
-                conn.prepare_cached(
-                    "UPDATE recommendations SET evidence = ?2, item_id = COALESCE(item_id, ?3), updated_at_ms = ?4
-                     WHERE id = ?1",
-                )?
-                .execute(params![id, evidence, r.item_id, r.at_ms])?;
+                db.refresh_recommendation(id, &evidence, r.item_id, r.at_ms)?;
             }
             Ok(Raised::Updated { id, escalated })
         }
@@ -418,16 +290,11 @@ pub fn raise(conn: &Connection, r: &Raise) -> Result<Raised, StoreError> {
 /// evidence has not worsened since: the urgency is no sooner in kind and no
 /// new reason appeared. A dismissal silences the same evidence; it does not
 /// blind the collector to a drive that gets worse (DISK-HEALTH rule 7).
-fn silenced(conn: &Connection, key: &str, r: &Raise) -> Result<bool, StoreError> {
-    let last: Option<(String, String, String)> = conn
-        .prepare_cached(
-            "SELECT status, urgency, reason FROM recommendations WHERE part_key = ?1 ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?;
-    let Some((status, urgency, reason)) = last else {
+fn silenced(db: &dyn Sql, key: &str, r: &Raise) -> Result<bool, StoreError> {
+    let Some(last) = db.last_recommendation(key)? else {
         return Ok(false);
     };
+    let (status, urgency, reason) = (last.status, last.urgency, last.reason);
     if status != RecStatus::Dismissed.as_str() {
         return Ok(false);
     }
@@ -437,44 +304,9 @@ fn silenced(conn: &Connection, key: &str, r: &Raise) -> Result<bool, StoreError>
     Ok(!sooner && !new_reason)
 }
 
-const COLUMNS: &str = "id, agent_id, host, customer, part_type, part_model, part_serial, part_slot, part_interface,
-    part_capacity_bytes, part_key, reason, evidence, risk, urgency, due_at_ms, status, dismissed_reason, item_id,
-    created_at_ms, updated_at_ms";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Recommendation> {
-    let evidence: String = r.get(12)?;
-    Ok(Recommendation {
-        id: r.get(0)?,
-        agent_id: r.get(1)?,
-        host: r.get(2)?,
-        customer: r.get(3)?,
-        part_type: r.get(4)?,
-        part: Part {
-            model: r.get(5)?,
-            serial: r.get(6)?,
-            slot: r.get(7)?,
-            interface: r.get(8)?,
-            capacity_bytes: r.get::<_, Option<i64>>(9)?.and_then(|c| u64::try_from(c).ok()),
-        },
-        part_key: r.get(10)?,
-        reason: r.get(11)?,
-        evidence: serde_json::from_str(&evidence).unwrap_or(Value::Null),
-        risk: r.get(13)?,
-        urgency: r.get(14)?,
-        due_at_ms: r.get(15)?,
-        status: r.get(16)?,
-        dismissed_reason: r.get(17)?,
-        item_id: r.get(18)?,
-        created_at_ms: r.get(19)?,
-        updated_at_ms: r.get(20)?,
-    })
-}
-
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Recommendation>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM recommendations WHERE id = ?1"))?
-        .query_row(params![id], from_row)
-        .optional()?)
+/// Recommendation `id`, if it exists.
+pub fn get(db: &dyn Sql, id: i64) -> Result<Option<Recommendation>, StoreError> {
+    Ok(db.recommendation(id)?)
 }
 
 /// Which recommendations [`list`] returns; `Default` lists all.
@@ -488,25 +320,19 @@ pub struct Filter {
 }
 
 /// Recommendations, soonest due first, then newest.
-pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Recommendation>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM recommendations
-         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR customer = ?3)
-           AND (?4 IS NULL OR urgency = ?4)
-         ORDER BY CASE urgency WHEN 'replace_now' THEN 0 WHEN 'within_days' THEN 1 ELSE 2 END,
-                  COALESCE(due_at_ms, 9223372036854775807), id DESC"
-    ))?;
-    let rows = stmt.query_map(
-        params![f.status.map(RecStatus::as_str), f.host, f.customer, f.urgency],
-        from_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn list(db: &dyn Sql, f: &Filter) -> Result<Vec<Recommendation>, StoreError> {
+    Ok(db.list_recommendations(&RecommendationFilter {
+        status: f.status.map(RecStatus::as_str),
+        host: f.host.as_deref(),
+        customer: f.customer.as_deref(),
+        urgency: f.urgency.as_deref(),
+    })?)
 }
 
 /// Applies `action` to recommendation `id` at `at_ms`; answers the record as
 /// it now is.
-pub fn act(conn: &Connection, id: i64, action: &RecAction, at_ms: i64) -> Result<Recommendation, StoreError> {
-    let rec = get(conn, id)?.ok_or(StoreError::NoSuchRecommendation(id))?;
+pub fn act(db: &dyn Sql, id: i64, action: &RecAction, at_ms: i64) -> Result<Recommendation, StoreError> {
+    let rec = get(db, id)?.ok_or(StoreError::NoSuchRecommendation(id))?;
     let from = RecStatus::parse(&rec.status).ok_or_else(|| StoreError::CorruptItem {
         id,
         reason: format!("unknown recommendation status {:?}", rec.status),
@@ -516,46 +342,27 @@ pub fn act(conn: &Connection, id: i64, action: &RecAction, at_ms: i64) -> Result
         RecAction::Dismiss { reason } => Some(reason.trim().to_string()),
         _ => None,
     };
-    conn.execute(
-        "UPDATE recommendations SET status = ?2, dismissed_reason = COALESCE(?3, dismissed_reason),
-            updated_at_ms = ?4 WHERE id = ?1",
-        params![id, to.as_str(), reason, at_ms],
-    )?;
+    db.set_recommendation_status(id, to.as_str(), reason.as_deref(), at_ms)?;
     tracing::info!(id, from = from.as_str(), to = to.as_str(), "recommendation changed");
-    get(conn, id)?.ok_or(StoreError::NoSuchRecommendation(id))
+    get(db, id)?.ok_or(StoreError::NoSuchRecommendation(id))
 }
 
 /// Marks done every active recommendation for the part with `serial` on
 /// `host`: the part was replaced (a service report said so, or its serial
 /// left the inventory), whatever state the recommendation had reached.
 /// Answers the ids it finished.
-pub fn finish_replaced(conn: &Connection, host: &str, serial: &str, at_ms: i64) -> Result<Vec<i64>, StoreError> {
-    let ids: Vec<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT id FROM recommendations WHERE host = ?1 AND part_serial = ?2 AND status IN {ACTIVE} ORDER BY id"
-        ))?
-        .query_map(params![host, serial], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+pub fn finish_replaced(db: &dyn Sql, host: &str, serial: &str, at_ms: i64) -> Result<Vec<i64>, StoreError> {
+    let ids = db.active_recommendations_for_serial(host, serial)?;
     for id in &ids {
-        conn.prepare_cached("UPDATE recommendations SET status = 'done', updated_at_ms = ?2 WHERE id = ?1")?
-            .execute(params![id, at_ms])?;
+        db.set_recommendation_status(*id, RecStatus::Done.as_str(), None, at_ms)?;
         tracing::info!(id, host, serial, "recommendation done: the part was replaced");
     }
     Ok(ids)
 }
 
 /// Active recommendations by urgency (for /metrics).
-pub fn open_counts(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT urgency, COUNT(*) FROM recommendations WHERE status IN {ACTIVE} GROUP BY urgency"
-    ))?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (u, n) = row?;
-        out.push((u, u64::try_from(n).unwrap_or(0)));
-    }
-    Ok(out)
+pub fn open_counts(db: &dyn Sql) -> Result<Vec<(String, u64)>, StoreError> {
+    Ok(db.active_recommendation_counts()?)
 }
 
 #[cfg(test)]
@@ -585,5 +392,90 @@ mod tests {
         assert!(transition(Done, &RecAction::Accept).is_err());
         assert!(transition(Dismissed, &dismiss).is_err());
         assert!(transition(Accepted, &RecAction::Accept).is_err());
+    }
+
+    fn raise_at(serial: &str, urgency: Urgency, reason: &str, at_ms: i64) -> Raise {
+        Raise {
+            agent_id: "a1".into(),
+            host: "db01".into(),
+            customer: "acme".into(),
+            part_type: PartType::Disk,
+            part: Part {
+                serial: serial.into(),
+                slot: "/dev/sda".into(),
+                ..Part::default()
+            },
+            reason: reason.into(),
+            evidence: serde_json::json!({ "at": at_ms }),
+            risk: "high".into(),
+            urgency,
+            item_id: None,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn raising_refreshes_escalates_and_a_dismissal_silences_only_the_same_evidence() {
+        let db = crate::store::testing::TestDb::new();
+        let db: &dyn Sql = &*db;
+        let watch = raise_at("S1", Urgency::Watch, "slow", 100);
+        assert_eq!(raise(db, &watch).unwrap(), Raised::Nothing);
+        let Raised::Created(id) = raise(db, &raise_at("S1", Urgency::WithinDays(30), "reallocated", 100)).unwrap()
+        else {
+            panic!("not created");
+        };
+        assert_eq!(
+            raise(db, &raise_at("S1", Urgency::WithinDays(60), "reallocated", 200)).unwrap(),
+            Raised::Updated { id, escalated: false }
+        );
+        let rec = get(db, id).unwrap().unwrap();
+        assert_eq!((rec.due_at_ms, rec.updated_at_ms), (Some(100 + 30 * 86_400_000), 200));
+        assert_eq!(
+            raise(db, &raise_at("S1", Urgency::ReplaceNow, "reallocated", 300)).unwrap(),
+            Raised::Updated { id, escalated: true }
+        );
+        assert_eq!(get(db, id).unwrap().unwrap().urgency, "replace_now");
+
+        let dismiss = RecAction::Dismiss {
+            reason: " warranty swap ".into(),
+        };
+        let rec = act(db, id, &dismiss, 400).unwrap();
+        assert_eq!(
+            (rec.status.as_str(), rec.dismissed_reason.as_deref()),
+            ("dismissed", Some("warranty swap"))
+        );
+        assert!(matches!(
+            act(db, id, &RecAction::Accept, 500),
+            Err(StoreError::Recommendation(TransitionError::Invalid { .. }))
+        ));
+        assert_eq!(
+            raise(db, &raise_at("S1", Urgency::ReplaceNow, "reallocated", 600)).unwrap(),
+            Raised::Nothing
+        );
+        let Raised::Created(again) =
+            raise(db, &raise_at("S1", Urgency::ReplaceNow, "reallocated; pending", 700)).unwrap()
+        else {
+            panic!("a new reason raises again");
+        };
+        assert!(again > id);
+        assert!(matches!(
+            act(db, again + 1, &RecAction::Accept, 800),
+            Err(StoreError::NoSuchRecommendation(_))
+        ));
+
+        act(db, again, &RecAction::Accept, 800).unwrap();
+        assert_eq!(finish_replaced(db, "db01", "S1", 900).unwrap(), vec![again]);
+        assert_eq!(get(db, again).unwrap().unwrap().status, "done");
+        assert_eq!(finish_replaced(db, "db01", "S1", 900).unwrap(), Vec::<i64>::new());
+        assert_eq!(open_counts(db).unwrap(), Vec::<(String, u64)>::new());
+        let listed = list(
+            db,
+            &Filter {
+                status: Some(RecStatus::Dismissed),
+                ..Filter::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
     }
 }

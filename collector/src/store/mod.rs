@@ -32,6 +32,7 @@ pub mod holds;
 pub mod inspection_reports;
 pub mod postgres;
 mod readers;
+pub mod recommendations;
 pub mod retired;
 pub mod sessions;
 pub mod spares;
@@ -306,7 +307,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // Spare parts, reservations, replenishment and service reports.
         M::up(spares::MIGRATION),
         // Part replacement recommendations.
-        M::up(crate::predict::records::MIGRATION),
+        M::up(recommendations::MIGRATION),
         // Inspection reports as generated.
         M::up(inspection_reports::MIGRATION),
         M::up(crate::queue::MIGRATION),
@@ -320,7 +321,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(crate::identity::MIGRATION),
         // BMC and RAID parts: recommendation part types for cache backup
         // units and controllers; spare models that fit by controller model.
-        M::up(crate::predict::records::MIGRATION_HARDWARE_PARTS),
+        M::up(recommendations::MIGRATION_HARDWARE_PARTS),
         M::up(spares::MIGRATION_CONTROLLER_FITS),
         // Each host's detection state, so a restart keeps its windows.
         M::up(checkpoints::MIGRATION),
@@ -415,7 +416,7 @@ pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError>
         let (hash, name) = t?;
         fleet.add_api_token(hash, name);
     }
-    fleet.set_recommendations_open(crate::predict::records::open_counts(conn)?);
+    fleet.set_recommendations_open(recommendations::Recommendations::active_recommendation_counts(conn)?);
     fleet.set_identities(crate::identity::identities(conn)?);
     let mut stmt = conn.prepare(
         "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
@@ -885,7 +886,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
         }
     }
     if recount {
-        match crate::predict::records::open_counts(conn) {
+        match recommendations::Recommendations::active_recommendation_counts(conn) {
             Ok(c) => fleet.set_recommendations_open(c),
             Err(e) => tracing::warn!(error = %e, "cannot count open recommendations"),
         }
