@@ -644,7 +644,7 @@ mod tests {
 
     fn add_host(db: &dyn Sql, host: &str, customer: &str, inv: &Inventory) {
         let labels = serde_json::json!({"customer": customer, "site": "hq"}).to_string();
-        crate::store::spares::testing::add_asset(db, host, &labels, &serde_json::to_string(inv).unwrap());
+        crate::store::testing::add_asset(db, host, &labels, &serde_json::to_string(inv).unwrap());
     }
 
     #[test]

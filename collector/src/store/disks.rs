@@ -154,6 +154,26 @@ pub trait DiskStore: Sql {
         )
     }
 
+    /// The key and document (JSON text) of each current disk of an agent,
+    /// by key: what an assessment reads.
+    fn disk_docs_by_key(&self, agent_id: &str) -> Result<Vec<(String, String)>, SqlError> {
+        self.query(
+            "SELECT disk_key, doc FROM disk_latest WHERE agent_id = ?1 ORDER BY disk_key",
+            args![agent_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// The keys of the current disks with `serial` on `host`.
+    fn disk_keys_with_serial(&self, host: &str, serial: &str) -> Result<Vec<String>, SqlError> {
+        self.query(
+            "SELECT DISTINCT d.disk_key FROM disk_latest d JOIN agents a ON a.agent_id = d.agent_id
+             WHERE a.host = ?1 AND d.serial = ?2 ORDER BY d.disk_key",
+            args![host, serial],
+            |r| r.get(0),
+        )
+    }
+
     /// A disk's newest history row.
     fn last_history_row(&self, agent_id: &str, key: &str) -> Result<Option<HistoryRow>, SqlError> {
         self.query_opt(

@@ -180,7 +180,7 @@ impl StoreError {
             | StoreError::ActiveItemExists { .. }
             | StoreError::Queue(_)
             | StoreError::Recommendation(TransitionError::Invalid { .. }) => ErrorClass::Conflict,
-            StoreError::Sql(e) if cannot_write(e) => ErrorClass::Unavailable,
+            StoreError::Sql(e) if sql::sqlite_cannot_write(e) => ErrorClass::Unavailable,
             StoreError::Db(e) if e.unavailable() => ErrorClass::Unavailable,
             StoreError::WriterGone | StoreError::Unwritable(_) => ErrorClass::Unavailable,
             StoreError::Sql(_)
@@ -192,13 +192,6 @@ impl StoreError {
             | StoreError::Outdated(_) => ErrorClass::Internal,
         }
     }
-}
-
-/// SQLite failures that say the store cannot write now rather than that a
-/// statement is wrong: a full disk, an I/O error, a read-only file, another
-/// process holding the lock.
-pub fn cannot_write(e: &rusqlite::Error) -> bool {
-    sql::sqlite_cannot_write(e)
 }
 
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -769,7 +762,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
 /// could not write is [`StoreError::Unwritable`] (answered 503, retried),
 /// logged once when the store starts failing rather than for every batch.
 fn batch_error(e: &rusqlite::Error, health: &Health, what: &str) -> StoreError {
-    if cannot_write(e) {
+    if sql::sqlite_cannot_write(e) {
         health.set(Some(e.to_string()));
         StoreError::Unwritable(e.to_string())
     } else {

@@ -546,28 +546,6 @@ pub trait ServiceReports: Sql {
 
 impl<S: Sql + ?Sized> ServiceReports for S {}
 
-/// Rows for tests of spare coverage.
-#[cfg(test)]
-pub mod testing {
-    use super::super::sql::{Sql, args};
-
-    /// An enrolled agent `agent-{host}` on `host` with `labels` (a JSON
-    /// object) and one inventory document.
-    pub fn add_asset(db: &dyn Sql, host: &str, labels: &str, inventory: &str) {
-        let agent = format!("agent-{host}");
-        db.execute(
-            "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?3, 0, ?4)",
-            args![&agent, format!("cred-{host}"), host, labels],
-        )
-        .unwrap_or_else(|e| panic!("adding agent {agent}: {e}"));
-        db.execute(
-            "INSERT INTO inventory (agent_id, seq, collected_at_ms, doc) VALUES (?1, 1, 0, ?2)",
-            args![&agent, inventory],
-        )
-        .unwrap_or_else(|e| panic!("adding the inventory of {agent}: {e}"));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -747,7 +725,7 @@ mod tests {
     #[test]
     fn assets_come_with_their_labels_and_newest_inventory() {
         on_both(|db| {
-            testing::add_asset(db, "db01", r#"{"site":"hq"}"#, r#"{"v":1}"#);
+            crate::store::testing::add_asset(db, "db01", r#"{"site":"hq"}"#, r#"{"v":1}"#);
             db.execute(
                 "INSERT INTO inventory (agent_id, seq, collected_at_ms, doc) VALUES ('agent-db01', 2, 5, '{\"v\":2}')",
                 args![],

@@ -494,22 +494,6 @@ impl Db {
             inner: Inner::Postgres(Box::new(RefCell::new(client))),
         }
     }
-
-    /// The SQLite connection underneath, for what only SQLite has (the
-    /// online backup, `PRAGMA`s). `None` on PostgreSQL.
-    pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
-        match &self.inner {
-            Inner::Sqlite(c) => Some(c),
-            Inner::Postgres(_) => None,
-        }
-    }
-
-    pub fn as_sqlite_mut(&mut self) -> Option<&mut rusqlite::Connection> {
-        match &mut self.inner {
-            Inner::Sqlite(c) => Some(c),
-            Inner::Postgres(_) => None,
-        }
-    }
 }
 
 /// A connection, transaction or savepoint statements run on. Store

@@ -158,3 +158,20 @@ pub fn item_count(db: &dyn super::sql::Sql) -> i64 {
     db.query_one("SELECT COUNT(*) FROM items", super::sql::args![], |r| r.get(0))
         .unwrap_or_else(|e| panic!("counting items: {e}"))
 }
+
+/// An enrolled agent `agent-{host}` on `host` with `labels` (a JSON object)
+/// and one inventory document, for tests of what reads assets.
+pub fn add_asset(db: &dyn super::sql::Sql, host: &str, labels: &str, inventory: &str) {
+    let agent = format!("agent-{host}");
+    add_agent(db, &agent, host);
+    for (sql, what) in [
+        ("UPDATE agents SET labels = ?2 WHERE agent_id = ?1", labels),
+        (
+            "INSERT INTO inventory (agent_id, seq, collected_at_ms, doc) VALUES (?1, 1, 0, ?2)",
+            inventory,
+        ),
+    ] {
+        db.execute(sql, super::sql::args![&agent, what])
+            .unwrap_or_else(|e| panic!("adding asset {host}: {e}"));
+    }
+}
