@@ -613,6 +613,65 @@ pub struct StoreConfig {
     /// wait for a free one. WAL mode lets them all read beside the writer.
     #[serde(default = "default_readers")]
     pub readers: usize,
+    /// Where the store lives: `sqlite` (the default, a file in the data
+    /// directory) or `postgresql` (a server named by `url`).
+    #[serde(default)]
+    pub backend: Option<Backend>,
+    /// The PostgreSQL server and database, as a libpq URL or key=value
+    /// string: `postgres://caretaker@db.example:5432/caretaker`. Setting it
+    /// implies `backend = "postgresql"`. The password goes in
+    /// `password_file`, never here.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (its first line), readable by
+    /// the collector's user only.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgresql,
+}
+
+impl StoreConfig {
+    fn problems(&self, p: &mut Vec<String>) {
+        match (self.backend(), &self.url) {
+            (Backend::Sqlite, Some(_)) => {
+                p.push("store.url: names a PostgreSQL server, but store.backend is \"sqlite\"".into())
+            }
+            (Backend::Sqlite, None) if self.password_file.is_some() => {
+                p.push("store.password_file: only used with backend = \"postgresql\"".into())
+            }
+            (Backend::Postgresql, None) => {
+                p.push("store.url: required with backend = \"postgresql\" (postgres://user@host:port/database)".into())
+            }
+            (Backend::Postgresql, Some(url)) => match url.parse::<postgres::Config>() {
+                Err(e) => p.push(format!("store.url: not a PostgreSQL connection string: {e}")),
+                Ok(c) if c.get_password().is_some() => {
+                    p.push("store.url: holds a password; put it in store.password_file instead".into())
+                }
+                Ok(c) if c.get_dbname().is_none() => {
+                    p.push("store.url: names no database (postgres://user@host:port/database)".into())
+                }
+                Ok(_) => {}
+            },
+            (Backend::Sqlite, None) => {}
+        }
+    }
+
+    /// The backend in effect: the one named, else PostgreSQL when a URL is
+    /// given, else SQLite.
+    pub fn backend(&self) -> Backend {
+        match (self.backend, &self.url) {
+            (Some(b), _) => b,
+            (None, Some(_)) => Backend::Postgresql,
+            (None, None) => Backend::Sqlite,
+        }
+    }
 }
 
 fn default_readers() -> usize {
@@ -635,6 +694,9 @@ impl Default for StoreConfig {
             raw_report_retention_hours: default_raw_report_retention_hours(),
             check_interval_secs: default_check_interval_secs(),
             readers: default_readers(),
+            backend: None,
+            url: None,
+            password_file: None,
         }
     }
 }
@@ -749,6 +811,7 @@ impl Checked for Config {
         if !(1..=MAX_READERS).contains(&self.store.readers) {
             p.push(format!("store.readers: must be from 1 to {MAX_READERS}"));
         }
+        self.store.problems(&mut p);
         self.detect.problems(&mut p);
         self.reports.problems(&mut p);
         if self.queue.satisfaction_wait_days == 0 {
@@ -896,6 +959,35 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("unknown field `shedule`")));
+    }
+
+    #[test]
+    fn the_store_backend_comes_from_backend_or_url_and_a_wrong_pair_is_named() {
+        let sqlite = Config::parse("", Path::new("c.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sqlite.store.backend(), Backend::Sqlite);
+        let pg = Config::parse(
+            "[store]\nurl = \"postgres://caretaker@db:5432/caretaker\"\npassword_file = \"/etc/pw\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pg.store.backend(), Backend::Postgresql);
+        let problem = |text: &str| {
+            Config::parse(text, Path::new("c.toml"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(problem("[store]\nbackend = \"postgresql\"\n").contains("store.url: required"));
+        assert!(
+            problem("[store]\nbackend = \"sqlite\"\nurl = \"postgres://u@h/d\"\n")
+                .contains("store.url: names a PostgreSQL server, but store.backend is \"sqlite\"")
+        );
+        assert!(problem("[store]\nurl = \"postgres://u:secret@h/d\"\n").contains("put it in store.password_file"));
+        assert!(problem("[store]\nurl = \"postgres://u@h\"\n").contains("names no database"));
+        assert!(
+            problem("[store]\nurl = \"postgres://u@h:notaport/d\"\n").contains("not a PostgreSQL connection string")
+        );
+        assert!(problem("[store]\nbackend = \"mysql\"\n").contains("line 2"));
     }
 
     #[test]

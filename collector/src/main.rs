@@ -110,6 +110,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
+    /// Copy the SQLite store of DIR into an empty PostgreSQL database (the
+    /// store's schema is created there first), in one transaction, checking
+    /// every table's row count. Stop `serve` first. README: "Moving the
+    /// store to PostgreSQL".
+    MigrateStore {
+        /// The collector data directory whose store is copied.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database: postgres://user@host:port/database.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file holding the PostgreSQL password (its first line).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
     /// Write the raw reports kept in the store as JSON lines for `replay`,
     /// ordered by receive time. Safe to run while `serve` is running.
     ExportReports {
@@ -395,6 +410,28 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 "backed up {} to {} ({bytes} bytes, quick_check ok)",
                 data_dir.display(),
                 to.display()
+            );
+            Ok(())
+        }
+        Command::MigrateStore {
+            from,
+            to,
+            password_file,
+        } => {
+            use caretaker_collector::store::{migrate, postgres, sql::Db};
+            let src = Db::sqlite(open_store(&from)?);
+            let settings = postgres::settings(&to, password_file.as_deref())?;
+            let dst = postgres::connect(&settings)?;
+            let copied = migrate::copy_sqlite_to_postgres(&src, &dst, |table, rows| {
+                eprintln!("{table}: {rows} rows");
+            })
+            .with_context(|| format!("copying {} into {}", from.display(), postgres::describe(&settings)))?;
+            println!(
+                "copied {} rows in {} tables from {} into {}; every count checked",
+                copied.rows(),
+                copied.tables.len(),
+                from.display(),
+                postgres::describe(&settings)
             );
             Ok(())
         }

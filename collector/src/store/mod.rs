@@ -30,6 +30,7 @@ use crate::ingest::Encoding;
 pub mod disks;
 pub mod holds;
 pub mod inspection_reports;
+pub mod migrate;
 pub mod postgres;
 mod readers;
 pub mod recommendations;

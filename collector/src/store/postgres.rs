@@ -5,6 +5,9 @@
 //! Several collectors may start at once against one database: an advisory
 //! lock makes the second wait for the first and then find nothing to do.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use super::sql::{Db, Sql, SqlError, SqlExt, args};
 
 /// Every migration, oldest first: (version, name, SQL).
@@ -33,6 +36,72 @@ pub enum MigrateError {
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Why the store's PostgreSQL database could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("store.url: not a PostgreSQL connection string: {0}")]
+    Url(postgres::Error),
+    #[error("store.password_file {}: {source}", path.display())]
+    PasswordFile { path: PathBuf, source: std::io::Error },
+    #[error("store.password_file {}: the first line is empty", path.display())]
+    EmptyPassword { path: PathBuf },
+    #[error("connecting to PostgreSQL at {target}: {source}")]
+    Connect { target: String, source: SqlError },
+}
+
+/// The connection settings of `url`, with the password read from
+/// `password_file` (its first line).
+pub fn settings(url: &str, password_file: Option<&Path>) -> Result<postgres::Config, ConnectError> {
+    let mut cfg: postgres::Config = url.parse().map_err(ConnectError::Url)?;
+    if let Some(path) = password_file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConnectError::PasswordFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if password.is_empty() {
+            return Err(ConnectError::EmptyPassword { path: path.to_owned() });
+        }
+        cfg.password(password);
+    }
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(10));
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("caretaker-collector");
+    }
+    Ok(cfg)
+}
+
+/// Where `cfg` points, for messages (never the password).
+pub fn describe(cfg: &postgres::Config) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        cfg.get_user().unwrap_or("?"),
+        cfg.get_dbname().unwrap_or("?")
+    )
+}
+
+/// One connection to the database `cfg` names.
+pub fn connect(cfg: &postgres::Config) -> Result<Db, ConnectError> {
+    cfg.connect(postgres::NoTls)
+        .map(Db::postgres)
+        .map_err(|e| ConnectError::Connect {
+            target: describe(cfg),
+            source: e.into(),
+        })
 }
 
 /// Brings the database's schema to [`latest_version`].
