@@ -474,24 +474,86 @@ enum Inner {
     /// while the store passes `&Db` around, as rusqlite allows. Rows are
     /// read whole before a caller sees them, so a caller may run another
     /// statement while it walks them.
-    Postgres(Box<RefCell<postgres::Client>>),
+    Postgres(Box<Pg>),
+}
+
+struct Pg {
+    client: RefCell<postgres::Client>,
+    /// Where to connect again once the server has closed the connection (a
+    /// restart, a failover); `None`: this connection is the only one.
+    settings: Option<postgres::Config>,
 }
 
 /// A connection to the store's database.
 pub struct Db {
     inner: Inner,
+    /// Rows changed through this connection (PostgreSQL; SQLite counts its own).
+    changed: std::cell::Cell<u64>,
 }
 
 impl Db {
     pub fn sqlite(conn: rusqlite::Connection) -> Self {
         Db {
             inner: Inner::Sqlite(conn),
+            changed: Default::default(),
         }
     }
 
     pub fn postgres(client: postgres::Client) -> Self {
         Db {
-            inner: Inner::Postgres(Box::new(RefCell::new(client))),
+            inner: Inner::Postgres(Box::new(Pg {
+                client: RefCell::new(client),
+                settings: None,
+            })),
+            changed: Default::default(),
+        }
+    }
+
+    /// A PostgreSQL connection that connects again by itself, at the next
+    /// transaction or read, after the server closed it.
+    pub fn postgres_reconnecting(settings: postgres::Config) -> Result<Self, SqlError> {
+        let client = settings.connect(postgres::NoTls)?;
+        let mut db = Db::postgres(client);
+        if let Inner::Postgres(pg) = &mut db.inner {
+            pg.settings = Some(settings);
+        }
+        Ok(db)
+    }
+
+    /// Connects again if the server closed this connection and it knows
+    /// where to. Call it between transactions only: a transaction does not
+    /// survive its connection.
+    pub fn revive(&self) -> Result<(), SqlError> {
+        let Inner::Postgres(pg) = &self.inner else {
+            return Ok(());
+        };
+        let Some(settings) = &pg.settings else {
+            return Ok(());
+        };
+        if !pg.client.borrow().is_closed() {
+            return Ok(());
+        }
+        let client = settings.connect(postgres::NoTls)?;
+        *pg.client.borrow_mut() = client;
+        tracing::info!("connected to PostgreSQL again");
+        Ok(())
+    }
+
+    /// Rows inserted, updated or deleted through this connection so far:
+    /// whether a transaction wrote anything.
+    pub fn total_changes(&self) -> u64 {
+        match &self.inner {
+            Inner::Sqlite(c) => c.total_changes(),
+            Inner::Postgres(_) => self.changed.get(),
+        }
+    }
+
+    /// The SQLite connection underneath, for what only SQLite has (the
+    /// online backup, `quick_check`, WAL checkpoints).
+    pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
         }
     }
 }
@@ -658,9 +720,11 @@ impl Sql for Db {
     fn execute(&self, sql: &str, args: &[Value<'_>]) -> Result<u64, SqlError> {
         match &self.inner {
             Inner::Sqlite(c) => Sql::execute(c, sql, args),
-            Inner::Postgres(c) => {
+            Inner::Postgres(pg) => {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
-                Ok(c.borrow_mut().execute(to_postgres(sql).as_ref(), &refs)?)
+                let n = pg.client.borrow_mut().execute(to_postgres(sql).as_ref(), &refs)?;
+                self.changed.set(self.changed.get().saturating_add(n));
+                Ok(n)
             }
         }
     }
@@ -668,7 +732,7 @@ impl Sql for Db {
     fn batch(&self, sql: &str) -> Result<(), SqlError> {
         match &self.inner {
             Inner::Sqlite(c) => Sql::batch(c, sql),
-            Inner::Postgres(c) => Ok(c.borrow_mut().batch_execute(sql)?),
+            Inner::Postgres(pg) => Ok(pg.client.borrow_mut().batch_execute(sql)?),
         }
     }
 
@@ -680,11 +744,11 @@ impl Sql for Db {
     ) -> Result<(), SqlError> {
         match &self.inner {
             Inner::Sqlite(c) => c.for_each_row(sql, args, each),
-            Inner::Postgres(c) => {
+            Inner::Postgres(pg) => {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
                 // Read whole before any row is handed out: the caller may run
                 // another statement while it walks them.
-                let rows = c.borrow_mut().query(to_postgres(sql).as_ref(), &refs)?;
+                let rows = pg.client.borrow_mut().query(to_postgres(sql).as_ref(), &refs)?;
                 for r in &rows {
                     each(&Row::Postgres(r))?;
                 }
@@ -697,6 +761,7 @@ impl Sql for Db {
 impl Db {
     /// Starts a transaction; it rolls back unless committed.
     pub fn transaction(&self) -> Result<Tx<'_>, SqlError> {
+        self.revive()?;
         self.batch("BEGIN")?;
         Ok(Tx {
             db: self,
@@ -884,5 +949,47 @@ mod tests {
             "SELECT $1, '?2' WHERE a = $2"
         );
         assert!(matches!(to_postgres("SELECT 1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_connects_again_at_the_next_transaction() {
+        let Some(addr) = crate::store::testing::postgres_addr() else {
+            return;
+        };
+        let pg = crate::store::testing::PgDatabase::create(&addr).unwrap();
+        let settings = crate::store::postgres::settings(&pg.url(), None).unwrap();
+        let db = Db::postgres_reconnecting(settings).unwrap();
+        db.batch("CREATE TABLE t (id BIGINT PRIMARY KEY)").unwrap();
+        let before = db.total_changes();
+        db.execute("INSERT INTO t VALUES (1)", args![]).unwrap();
+        assert_eq!(db.total_changes(), before + 1);
+        let pid: i32 = db
+            .value("SELECT pg_backend_pid()", args![])
+            .unwrap()
+            .map(|p: i64| p as i32)
+            .unwrap();
+        let admin = pg.connect().unwrap();
+        admin
+            .query_one("SELECT pg_terminate_backend(?1)", args![pid], |_| Ok(()))
+            .unwrap();
+        // The statement that meets the closed connection fails as unavailable…
+        let mut failed = None;
+        for _ in 0..50 {
+            match db.value::<i64>("SELECT COUNT(*) FROM t", args![]) {
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = failed.expect("the terminated connection fails");
+        assert!(e.unavailable(), "{e}");
+        // …and the next transaction runs on a new one.
+        let tx = db.transaction().unwrap();
+        tx.execute("INSERT INTO t VALUES (2)", args![]).unwrap();
+        tx.commit().unwrap();
+        let n: Option<i64> = db.value("SELECT COUNT(*) FROM t", args![]).unwrap();
+        assert_eq!(n, Some(2));
     }
 }
