@@ -479,9 +479,31 @@ enum Inner {
 
 struct Pg {
     client: RefCell<postgres::Client>,
+    /// Statements prepared on this connection, by their SQL text as
+    /// written: each is parsed and planned once, not at every call.
+    prepared: RefCell<std::collections::HashMap<String, postgres::Statement>>,
     /// Where to connect again once the server has closed the connection (a
     /// restart, a failover); `None`: this connection is the only one.
     settings: Option<postgres::Config>,
+}
+
+/// Prepared statements kept per connection; a store has a few hundred, so
+/// this bound is only a guard against SQL built at run time.
+const MAX_PREPARED: usize = 1024;
+
+impl Pg {
+    fn statement(&self, sql: &str) -> Result<postgres::Statement, SqlError> {
+        if let Some(st) = self.prepared.borrow().get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.borrow_mut().prepare(to_postgres(sql).as_ref())?;
+        let mut cache = self.prepared.borrow_mut();
+        if cache.len() >= MAX_PREPARED {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
 }
 
 /// A connection to the store's database.
@@ -503,6 +525,7 @@ impl Db {
         Db {
             inner: Inner::Postgres(Box::new(Pg {
                 client: RefCell::new(client),
+                prepared: RefCell::default(),
                 settings: None,
             })),
             changed: Default::default(),
@@ -535,6 +558,7 @@ impl Db {
         }
         let client = settings.connect(postgres::NoTls)?;
         *pg.client.borrow_mut() = client;
+        pg.prepared.borrow_mut().clear();
         tracing::info!("connected to PostgreSQL again");
         Ok(())
     }
@@ -722,7 +746,8 @@ impl Sql for Db {
             Inner::Sqlite(c) => Sql::execute(c, sql, args),
             Inner::Postgres(pg) => {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
-                let n = pg.client.borrow_mut().execute(to_postgres(sql).as_ref(), &refs)?;
+                let st = pg.statement(sql)?;
+                let n = pg.client.borrow_mut().execute(&st, &refs)?;
                 self.changed.set(self.changed.get().saturating_add(n));
                 Ok(n)
             }
@@ -748,7 +773,8 @@ impl Sql for Db {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
                 // Read whole before any row is handed out: the caller may run
                 // another statement while it walks them.
-                let rows = pg.client.borrow_mut().query(to_postgres(sql).as_ref(), &refs)?;
+                let st = pg.statement(sql)?;
+                let rows = pg.client.borrow_mut().query(&st, &refs)?;
                 for r in &rows {
                     each(&Row::Postgres(r))?;
                 }
