@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 /// Modules whose statements have not moved into `store/` yet.
 const MOVING: &[&str] = &[
     "backup.rs",
-    "cases/store.rs",
-    "cases/tests.rs",
     "detect/replay.rs",
     "export.rs",
     "http/agents.rs",

@@ -1,5 +1,5 @@
 //! Findings (latent risks) and cases (faults): their lifecycle as a pure state
-//! machine ([`lifecycle`]) and its SQLite persistence ([`store`]), the model
+//! machine ([`lifecycle`]) and its persistence ([`store`]), the model
 //! of `shared/CASES.md`. The rule language, the HTTP API and the wiring into
 //! ingest build on these two and live elsewhere.
 

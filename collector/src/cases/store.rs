@@ -4,57 +4,17 @@
 //! and when). Each function loads what [`lifecycle`] needs, asks it, and
 //! writes its decision inside a savepoint, so it is atomic on its own and
 //! also composes with the caller's transaction (the store's writer batch).
-
-use rusqlite::{Connection, ErrorCode, Row, params};
+//! The rows are the store's ([`crate::store::items`]); this module turns
+//! them into [`Item`]s and back.
 
 use super::hold::{self, Gate, Held};
 use super::lifecycle::{self, Action, Decision, IdentityKey, Item, ItemKind, Policy, Severity, Signal, Status};
 use super::retired;
 use crate::store::StoreError;
+use crate::store::items::{ItemFilter, ItemKey, ItemRow, Items, LogRow, NewLog, atomically};
+use crate::store::sql::Sql;
 
-pub const MIGRATION: &str = r#"
-CREATE TABLE items (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('finding', 'case')),
-    customer TEXT NOT NULL,
-    asset TEXT NOT NULL,
-    check_name TEXT NOT NULL,
-    component TEXT NOT NULL DEFAULT '',
-    status TEXT NOT NULL,
-    hold_reason TEXT,
-    severity TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    opened_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL,
-    last_firing_at_ms INTEGER NOT NULL,
-    cleared_at_ms INTEGER,
-    resolved_at_ms INTEGER,
-    occurrences INTEGER NOT NULL,
-    reopen_count INTEGER NOT NULL DEFAULT 0,
-    recurrence_of INTEGER REFERENCES items(id),
-    promoted_from INTEGER REFERENCES items(id),
-    flapping INTEGER NOT NULL DEFAULT 0,
-    touched_by_person INTEGER NOT NULL DEFAULT 0,
-    status_before_recovery TEXT,
-    evidence TEXT NOT NULL,
-    recent_changes TEXT NOT NULL DEFAULT '[]'
-);
--- At most one active item per kind and key: a retried or racing create fails
--- here instead of opening a duplicate ticket.
-CREATE UNIQUE INDEX items_one_active ON items(kind, customer, asset, check_name, component)
-    WHERE status NOT IN ('resolved', 'closed', 'cancelled', 'fixed', 'verified');
-CREATE INDEX items_key ON items(kind, customer, asset, check_name, component, id);
-CREATE TABLE item_log (
-    id INTEGER PRIMARY KEY,
-    item_id INTEGER NOT NULL REFERENCES items(id),
-    at_ms INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    from_status TEXT,
-    to_status TEXT NOT NULL,
-    comment TEXT
-);
-CREATE INDEX item_log_item ON item_log(item_id, id);
-"#;
+pub use crate::store::items::INACTIVE_STATUSES;
 
 /// What [`apply_signal`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,28 +77,15 @@ pub struct OpenCount {
 }
 
 /// Counts the active items by kind, severity and customer.
-pub fn open_counts(conn: &Connection) -> Result<Vec<OpenCount>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT kind, severity, customer, COUNT(*) FROM items WHERE status NOT IN {INACTIVE} \
-         GROUP BY kind, severity, customer"
-    ))?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+pub fn open_counts(db: &dyn Sql) -> Result<Vec<OpenCount>, StoreError> {
     let mut out = Vec::new();
-    for row in rows {
-        let (kind, severity, customer, count) = row?;
-        if let Some(kind) = ItemKind::parse(&kind) {
+    for row in db.open_item_counts()? {
+        if let Some(kind) = ItemKind::parse(&row.kind) {
             out.push(OpenCount {
                 kind,
-                severity,
-                customer,
-                count: u64::try_from(count).unwrap_or(0),
+                severity: row.severity,
+                customer: row.customer,
+                count: u64::try_from(row.count).unwrap_or(0),
             });
         }
     }
@@ -146,21 +93,16 @@ pub fn open_counts(conn: &Connection) -> Result<Vec<OpenCount>, StoreError> {
 }
 
 /// The newest log row's id, so [`transitions_since`] can name what a job did.
-pub fn log_high_water(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM item_log", [], |r| r.get(0))?)
+pub fn log_high_water(db: &dyn Sql) -> Result<i64, StoreError> {
+    Ok(db.log_high_water()?)
 }
 
 /// The transitions logged after row `after`, named by event: `opened`,
 /// `reopened`, `recovered`, `resolved`, or `changed` for any other status
 /// change. Log rows that keep the status (occurrences) are no transition.
-pub fn transitions_since(conn: &Connection, after: i64) -> Result<Vec<&'static str>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT from_status, to_status FROM item_log WHERE id > ?1 ORDER BY id")?;
-    let rows = stmt.query_map(params![after], |r| {
-        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?))
-    })?;
+pub fn transitions_since(db: &dyn Sql, after: i64) -> Result<Vec<&'static str>, StoreError> {
     let mut out = Vec::new();
-    for row in rows {
-        let (from, to) = row?;
+    for (from, to) in db.log_moves_since(after)? {
         let base = |s: &str| s.split(':').next().unwrap_or("").to_string();
         let to_base = base(&to);
         let event = match from.as_deref().map(base) {
@@ -202,30 +144,6 @@ pub struct Filter {
     pub limit: Option<u32>,
 }
 
-const COLUMNS: &str = "id, kind, customer, asset, check_name, component, status, hold_reason, \
-    severity, rule, opened_at_ms, updated_at_ms, last_firing_at_ms, cleared_at_ms, resolved_at_ms, \
-    occurrences, reopen_count, recurrence_of, promoted_from, flapping, touched_by_person, \
-    status_before_recovery, evidence, recent_changes";
-
-const INACTIVE: &str = "('resolved', 'closed', 'cancelled', 'fixed', 'verified')";
-
-/// Runs `f` inside a savepoint: all of it is written or none. Works inside
-/// the caller's transaction as well as on its own.
-fn atomically<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT cases")?;
-    match f() {
-        Ok(v) => {
-            conn.execute_batch("RELEASE cases")?;
-            Ok(v)
-        }
-        Err(e) => {
-            // The original error matters more than a failed rollback.
-            let _ = conn.execute_batch("ROLLBACK TO cases; RELEASE cases");
-            Err(e)
-        }
-    }
-}
-
 fn corrupt(id: i64, reason: impl Into<String>) -> StoreError {
     StoreError::CorruptItem {
         id,
@@ -233,215 +151,118 @@ fn corrupt(id: i64, reason: impl Into<String>) -> StoreError {
     }
 }
 
-/// The raw row, converted to an [`Item`] outside rusqlite's closure so a bad
-/// value becomes a typed error naming the item.
-struct RawItem {
-    id: i64,
-    kind: String,
-    key: IdentityKey,
-    status: String,
-    hold_reason: Option<String>,
-    severity: String,
-    rule: String,
-    opened_at_ms: i64,
-    updated_at_ms: i64,
-    last_firing_at_ms: i64,
-    cleared_at_ms: Option<i64>,
-    resolved_at_ms: Option<i64>,
-    occurrences: i64,
-    reopen_count: i64,
-    recurrence_of: Option<i64>,
-    promoted_from: Option<i64>,
-    flapping: bool,
-    touched_by_person: bool,
-    status_before_recovery: Option<String>,
-    evidence: String,
-    recent_changes: String,
-}
-
-fn raw_item(r: &Row<'_>) -> rusqlite::Result<RawItem> {
-    Ok(RawItem {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        key: IdentityKey {
-            customer: r.get(2)?,
-            asset: r.get(3)?,
-            check: r.get(4)?,
-            component: r.get(5)?,
-        },
-        status: r.get(6)?,
-        hold_reason: r.get(7)?,
-        severity: r.get(8)?,
-        rule: r.get(9)?,
-        opened_at_ms: r.get(10)?,
-        updated_at_ms: r.get(11)?,
-        last_firing_at_ms: r.get(12)?,
-        cleared_at_ms: r.get(13)?,
-        resolved_at_ms: r.get(14)?,
-        occurrences: r.get(15)?,
-        reopen_count: r.get(16)?,
-        recurrence_of: r.get(17)?,
-        promoted_from: r.get(18)?,
-        flapping: r.get(19)?,
-        touched_by_person: r.get(20)?,
-        status_before_recovery: r.get(21)?,
-        evidence: r.get(22)?,
-        recent_changes: r.get(23)?,
+/// The stored row as an [`Item`]; a value that does not decode is a typed
+/// error naming the item.
+fn item_from_row(row: ItemRow) -> Result<Item, StoreError> {
+    let id = row.id;
+    let key = IdentityKey {
+        customer: row.customer,
+        asset: row.asset,
+        check: row.check,
+        component: row.component,
+    };
+    let kind = ItemKind::parse(&row.kind).ok_or_else(|| corrupt(id, "unknown kind"))?;
+    let status = Status::from_parts(&row.status, row.hold_reason.as_deref())
+        .ok_or_else(|| corrupt(id, format!("unknown status {}", row.status)))?;
+    let status_before_recovery = match row.status_before_recovery.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| corrupt(id, format!("unknown status {s}")))?),
+    };
+    Ok(Item {
+        id: Some(id),
+        key,
+        kind,
+        status,
+        severity: Severity::parse(&row.severity).ok_or_else(|| corrupt(id, "unknown severity"))?,
+        rule: row.rule,
+        opened_at_ms: row.opened_at_ms,
+        updated_at_ms: row.updated_at_ms,
+        last_firing_at_ms: row.last_firing_at_ms,
+        cleared_at_ms: row.cleared_at_ms,
+        resolved_at_ms: row.resolved_at_ms,
+        occurrences: u64::try_from(row.occurrences).map_err(|_| corrupt(id, "negative occurrences"))?,
+        reopen_count: u32::try_from(row.reopen_count).map_err(|_| corrupt(id, "bad reopen_count"))?,
+        recurrence_of: row.recurrence_of,
+        promoted_from: row.promoted_from,
+        flapping: row.flapping,
+        touched_by_person: row.touched_by_person,
+        status_before_recovery,
+        evidence: serde_json::from_str(&row.evidence).map_err(|e| corrupt(id, format!("evidence: {e}")))?,
+        recent_changes: serde_json::from_str(&row.recent_changes)
+            .map_err(|e| corrupt(id, format!("recent_changes: {e}")))?,
     })
 }
 
-impl RawItem {
-    fn into_item(self) -> Result<Item, StoreError> {
-        let id = self.id;
-        let kind = ItemKind::parse(&self.kind).ok_or_else(|| corrupt(id, "unknown kind"))?;
-        let status = Status::from_parts(&self.status, self.hold_reason.as_deref())
-            .ok_or_else(|| corrupt(id, format!("unknown status {}", self.status)))?;
-        let status_before_recovery = match self.status_before_recovery.as_deref() {
-            None => None,
-            Some(s) => Some(Status::parse(s).ok_or_else(|| corrupt(id, format!("unknown status {s}")))?),
-        };
-        Ok(Item {
-            id: Some(id),
-            key: self.key,
-            kind,
-            status,
-            severity: Severity::parse(&self.severity).ok_or_else(|| corrupt(id, "unknown severity"))?,
-            rule: self.rule,
-            opened_at_ms: self.opened_at_ms,
-            updated_at_ms: self.updated_at_ms,
-            last_firing_at_ms: self.last_firing_at_ms,
-            cleared_at_ms: self.cleared_at_ms,
-            resolved_at_ms: self.resolved_at_ms,
-            occurrences: u64::try_from(self.occurrences).map_err(|_| corrupt(id, "negative occurrences"))?,
-            reopen_count: u32::try_from(self.reopen_count).map_err(|_| corrupt(id, "bad reopen_count"))?,
-            recurrence_of: self.recurrence_of,
-            promoted_from: self.promoted_from,
-            flapping: self.flapping,
-            touched_by_person: self.touched_by_person,
-            status_before_recovery,
-            evidence: serde_json::from_str(&self.evidence).map_err(|e| corrupt(id, format!("evidence: {e}")))?,
-            recent_changes: serde_json::from_str(&self.recent_changes)
-                .map_err(|e| corrupt(id, format!("recent_changes: {e}")))?,
-        })
+fn item_key<'a>(kind: ItemKind, key: &'a IdentityKey) -> ItemKey<'a> {
+    ItemKey {
+        kind: kind.as_str(),
+        customer: &key.customer,
+        asset: &key.asset,
+        check: &key.check,
+        component: &key.component,
     }
 }
 
-fn query_items(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Item>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let raws = stmt.query_map(params, raw_item)?.collect::<Result<Vec<_>, _>>()?;
-    raws.into_iter().map(RawItem::into_item).collect()
-}
-
-fn load_one(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Option<Item>, StoreError> {
-    Ok(query_items(conn, sql, params)?.into_iter().next())
-}
-
-fn load_active(conn: &Connection, kind: ItemKind, key: &IdentityKey) -> Result<Option<Item>, StoreError> {
-    load_one(
-        conn,
-        &format!(
-            "SELECT {COLUMNS} FROM items WHERE kind = ?1 AND customer = ?2 AND asset = ?3 \
-             AND check_name = ?4 AND component = ?5 AND status NOT IN {INACTIVE}"
-        ),
-        params![kind.as_str(), key.customer, key.asset, key.check, key.component],
-    )
+fn load_active(db: &dyn Sql, kind: ItemKind, key: &IdentityKey) -> Result<Option<Item>, StoreError> {
+    db.active_item(&item_key(kind, key))?.map(item_from_row).transpose()
 }
 
 /// The newest ended item for the key that may be reopened. Cancelled items
 /// are not: a false positive, a duplicate or a merged case was never a fault
 /// of its own to come back.
-fn load_last_ended(conn: &Connection, kind: ItemKind, key: &IdentityKey) -> Result<Option<Item>, StoreError> {
-    load_one(
-        conn,
-        &format!(
-            "SELECT {COLUMNS} FROM items WHERE kind = ?1 AND customer = ?2 AND asset = ?3 \
-             AND check_name = ?4 AND component = ?5 \
-             AND status IN ('resolved', 'closed', 'fixed', 'verified') \
-             ORDER BY COALESCE(resolved_at_ms, updated_at_ms) DESC, id DESC LIMIT 1"
-        ),
-        params![kind.as_str(), key.customer, key.asset, key.check, key.component],
-    )
+fn load_last_ended(db: &dyn Sql, kind: ItemKind, key: &IdentityKey) -> Result<Option<Item>, StoreError> {
+    db.last_ended_item(&item_key(kind, key))?.map(item_from_row).transpose()
 }
 
-fn load_by_id(conn: &Connection, id: i64) -> Result<Option<Item>, StoreError> {
-    load_one(conn, &format!("SELECT {COLUMNS} FROM items WHERE id = ?1"), params![id])
+fn load_by_id(db: &dyn Sql, id: i64) -> Result<Option<Item>, StoreError> {
+    db.load_item(id)?.map(item_from_row).transpose()
 }
 
 fn json_text<T: serde::Serialize>(id: i64, v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| corrupt(id, e.to_string()))
 }
 
-fn insert_item(conn: &Connection, item: &Item) -> Result<i64, StoreError> {
-    let evidence = json_text(0, &item.evidence)?;
-    let changes = json_text(0, &item.recent_changes)?;
-    conn.prepare_cached(
-        "INSERT INTO items (kind, customer, asset, check_name, component, status, hold_reason, \
-         severity, rule, opened_at_ms, updated_at_ms, last_firing_at_ms, cleared_at_ms, \
-         resolved_at_ms, occurrences, reopen_count, recurrence_of, promoted_from, flapping, \
-         touched_by_person, status_before_recovery, evidence, recent_changes) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?20, ?21, ?22, ?23)",
-    )?
-    .execute(params![
-        item.kind.as_str(),
-        item.key.customer,
-        item.key.asset,
-        item.key.check,
-        item.key.component,
-        item.status.name(),
-        item.status.reason(),
-        item.severity.as_str(),
-        item.rule,
-        item.opened_at_ms,
-        item.updated_at_ms,
-        item.last_firing_at_ms,
-        item.cleared_at_ms,
-        item.resolved_at_ms,
-        i64::try_from(item.occurrences).unwrap_or(i64::MAX),
-        item.reopen_count,
-        item.recurrence_of,
-        item.promoted_from,
-        item.flapping,
-        item.touched_by_person,
-        item.status_before_recovery.map(|s| s.to_string()),
-        evidence,
-        changes,
-    ])?;
-    Ok(conn.last_insert_rowid())
-}
-
-fn update_item(conn: &Connection, id: i64, item: &Item) -> Result<(), StoreError> {
-    let evidence = json_text(id, &item.evidence)?;
-    let changes = json_text(id, &item.recent_changes)?;
-    conn.prepare_cached(
-        "UPDATE items SET status = ?2, hold_reason = ?3, severity = ?4, rule = ?5, \
-         updated_at_ms = ?6, last_firing_at_ms = ?7, cleared_at_ms = ?8, resolved_at_ms = ?9, \
-         occurrences = ?10, reopen_count = ?11, flapping = ?12, touched_by_person = ?13, \
-         status_before_recovery = ?14, evidence = ?15, recent_changes = ?16 WHERE id = ?1",
-    )?
-    .execute(params![
+/// `item` as the row to store.
+fn item_row(id: i64, item: &Item) -> Result<ItemRow, StoreError> {
+    Ok(ItemRow {
         id,
-        item.status.name(),
-        item.status.reason(),
-        item.severity.as_str(),
-        item.rule,
-        item.updated_at_ms,
-        item.last_firing_at_ms,
-        item.cleared_at_ms,
-        item.resolved_at_ms,
-        i64::try_from(item.occurrences).unwrap_or(i64::MAX),
-        item.reopen_count,
-        item.flapping,
-        item.touched_by_person,
-        item.status_before_recovery.map(|s| s.to_string()),
-        evidence,
-        changes,
-    ])?;
-    Ok(())
+        kind: item.kind.as_str().to_owned(),
+        customer: item.key.customer.clone(),
+        asset: item.key.asset.clone(),
+        check: item.key.check.clone(),
+        component: item.key.component.clone(),
+        status: item.status.name().to_owned(),
+        hold_reason: item.status.reason().map(str::to_owned),
+        severity: item.severity.as_str().to_owned(),
+        rule: item.rule.clone(),
+        opened_at_ms: item.opened_at_ms,
+        updated_at_ms: item.updated_at_ms,
+        last_firing_at_ms: item.last_firing_at_ms,
+        cleared_at_ms: item.cleared_at_ms,
+        resolved_at_ms: item.resolved_at_ms,
+        occurrences: i64::try_from(item.occurrences).unwrap_or(i64::MAX),
+        reopen_count: i64::from(item.reopen_count),
+        recurrence_of: item.recurrence_of,
+        promoted_from: item.promoted_from,
+        flapping: item.flapping,
+        touched_by_person: item.touched_by_person,
+        status_before_recovery: item.status_before_recovery.map(|s| s.to_string()),
+        evidence: json_text(id, &item.evidence)?,
+        recent_changes: json_text(id, &item.recent_changes)?,
+    })
 }
 
+fn insert_item(db: &dyn Sql, item: &Item) -> Result<i64, StoreError> {
+    Ok(db.insert_item(&item_row(0, item)?)?)
+}
+
+fn update_item(db: &dyn Sql, id: i64, item: &Item) -> Result<(), StoreError> {
+    Ok(db.update_item(id, &item_row(id, item)?)?)
+}
+
+/// Appends to item `item_id`'s log (and, for a case, to the outbox).
 fn log(
-    conn: &Connection,
+    db: &dyn Sql,
     item_id: i64,
     at_ms: i64,
     actor: &str,
@@ -449,33 +270,30 @@ fn log(
     to: Status,
     comment: Option<&str>,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
+    let from = from.map(|s| s.to_string());
+    let to = to.to_string();
+    db.append_log(&NewLog {
         item_id,
         at_ms,
         actor,
-        from.map(|s| s.to_string()),
-        to.to_string(),
-        comment
-    ])?;
+        from_status: from.as_deref(),
+        to_status: &to,
+        comment,
+    })?;
     Ok(())
 }
 
 fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Sql(rusqlite::Error::SqliteFailure(f, _))
-            if f.code == ErrorCode::ConstraintViolation
-    )
+    match e {
+        StoreError::Db(e) => e.is_unique_violation(),
+        _ => false,
+    }
 }
 
 /// Logs a change of the flapping mark, which is not a status change but is
 /// what stops and restarts notifications.
 fn log_flapping(
-    conn: &Connection,
+    conn: &dyn Sql,
     id: i64,
     before: &Item,
     after: &Item,
@@ -490,7 +308,7 @@ fn log_flapping(
 }
 
 /// Applies one signal: the idempotent upsert of the item for its key.
-pub fn apply_signal(conn: &Connection, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
+pub fn apply_signal(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
     // Two tries: if another writer inserted the active item between our read
     // and our insert, the unique index refuses ours and the second try
     // updates theirs.
@@ -500,7 +318,7 @@ pub fn apply_signal(conn: &Connection, signal: &Signal, policy: &Policy) -> Resu
     }
 }
 
-fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
+fn apply_signal_once(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
     // A part taken out of service cannot fire any more: what still arrives
     // about it (an agent's cached reading of the old disk) is a clear.
     let as_clear;
@@ -619,7 +437,7 @@ fn apply_signal_once(conn: &Connection, signal: &Signal, policy: &Policy) -> Res
 /// Holds a signal the gate stopped. A storm hold attaches it to the
 /// customer's one storm case, opening that case first when there is none.
 fn held(
-    conn: &Connection,
+    conn: &dyn Sql,
     signal: &Signal,
     why: Held,
     holder: Option<i64>,
@@ -663,16 +481,13 @@ fn held(
 
 /// Applies the time-driven changes ([`lifecycle::tick`]) to every item that
 /// may have one; returns how many changed.
-pub fn tick_all(conn: &Connection, policy: &Policy, now_ms: i64) -> Result<usize, StoreError> {
+pub fn tick_all(conn: &dyn Sql, policy: &Policy, now_ms: i64) -> Result<usize, StoreError> {
     atomically(conn, || {
-        let candidates = query_items(
-            conn,
-            &format!(
-                "SELECT {COLUMNS} FROM items WHERE status NOT IN {INACTIVE} \
-                 AND (status = 'recovered' OR flapping = 1) ORDER BY id"
-            ),
-            [],
-        )?;
+        let candidates = conn
+            .recovered_or_flapping_items()?
+            .into_iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut changed = 0;
         for before in candidates {
             let Some(Decision::Update { item, transition }) = lifecycle::tick(&before, policy, now_ms) else {
@@ -717,7 +532,7 @@ pub fn tick_all(conn: &Connection, policy: &Policy, now_ms: i64) -> Result<usize
 /// A person's action on item `id`; `actor` is the person's name. Returns the
 /// changed item.
 pub fn person_action(
-    conn: &Connection,
+    conn: &dyn Sql,
     id: i64,
     action: Action,
     actor: &str,
@@ -733,7 +548,7 @@ pub fn person_action(
 /// marks the item touched, so an untouched case still resolves by itself
 /// when its signal clears.
 pub fn act_by(
-    conn: &Connection,
+    conn: &dyn Sql,
     id: i64,
     action: Action,
     actor: &str,
@@ -753,7 +568,7 @@ pub fn act_by(
 /// A log entry that changes no status: a comment, an assignment or an
 /// escalation. `actor` is `person:<name>` or `rule:<what>`; a person's note
 /// marks the item touched.
-pub fn note(conn: &Connection, id: i64, actor: &str, comment: &str, now_ms: i64) -> Result<Item, StoreError> {
+pub fn note(conn: &dyn Sql, id: i64, actor: &str, comment: &str, now_ms: i64) -> Result<Item, StoreError> {
     atomically(conn, || {
         let mut item = load_by_id(conn, id)?.ok_or(StoreError::NoSuchItem(id))?;
         if actor.starts_with("person:") {
@@ -769,7 +584,7 @@ pub fn note(conn: &Connection, id: i64, actor: &str, comment: &str, now_ms: i64)
 /// Opens a case that a person reported (not a rule): no gate, since the
 /// person has seen the fault. Idempotent like [`apply_signal`]: when the key
 /// already has an active case, that case is returned with `false`.
-pub fn open_reported(conn: &Connection, signal: &Signal, actor: &str, now_ms: i64) -> Result<(i64, bool), StoreError> {
+pub fn open_reported(conn: &dyn Sql, signal: &Signal, actor: &str, now_ms: i64) -> Result<(i64, bool), StoreError> {
     atomically(conn, || {
         if let Some(existing) = load_active(conn, signal.kind, &signal.key)? {
             return Ok((existing.id.ok_or_else(|| corrupt(0, "active item without id"))?, false));
@@ -783,17 +598,14 @@ pub fn open_reported(conn: &Connection, signal: &Signal, actor: &str, now_ms: i6
 }
 
 /// One item, without its log.
-pub fn item(conn: &Connection, id: i64) -> Result<Option<Item>, StoreError> {
+pub fn item(conn: &dyn Sql, id: i64) -> Result<Option<Item>, StoreError> {
     load_by_id(conn, id)
 }
-
-/// The SQL list of inactive statuses, for queries joining `items`.
-pub const INACTIVE_STATUSES: &str = INACTIVE;
 
 /// Promotes finding `finding_id` to a new case (logged on both); returns the
 /// case's id. Fails if the key already has an active case.
 pub fn promote_to_case(
-    conn: &Connection,
+    conn: &dyn Sql,
     finding_id: i64,
     actor: &str,
     comment: Option<&str>,
@@ -829,29 +641,22 @@ pub fn promote_to_case(
 }
 
 /// An item and its whole log, oldest entry first.
-pub fn get(conn: &Connection, id: i64) -> Result<Option<(Item, Vec<LogEntry>)>, StoreError> {
+pub fn get(conn: &dyn Sql, id: i64) -> Result<Option<(Item, Vec<LogEntry>)>, StoreError> {
     let Some(item) = load_by_id(conn, id)? else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, item_id, at_ms, actor, from_status, to_status, comment FROM item_log \
-         WHERE item_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt
-        .query_map(params![id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = conn.item_log(id)?;
     let mut log = Vec::with_capacity(rows.len());
-    for (log_id, item_id, at_ms, actor, from, to, comment) in rows {
+    for LogRow {
+        id: log_id,
+        item_id,
+        at_ms,
+        actor,
+        from_status: from,
+        to_status: to,
+        comment,
+    } in rows
+    {
         let from_status = match from {
             None => None,
             Some(s) => Some(Status::parse(&s).ok_or_else(|| corrupt(id, format!("log status {s}")))?),
@@ -871,37 +676,28 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<(Item, Vec<LogEntry>)>, 
 }
 
 /// Items matching `filter`, newest first.
-pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Item>, StoreError> {
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM items WHERE (?1 IS NULL OR kind = ?1) \
-         AND (?2 IS NULL OR customer = ?2) AND (?3 IS NULL OR asset = ?3) \
-         AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR id < ?5)"
-    );
-    if filter.status_active_only {
-        sql.push_str(&format!(" AND status NOT IN {INACTIVE}"));
-    }
-    if let Some(min) = filter.severity_min {
-        // Severity is stored as its name; the order lives in the enum.
-        let names: Vec<String> = [Severity::Info, Severity::Warning, Severity::Major, Severity::Critical]
+pub fn list(db: &dyn Sql, filter: &Filter) -> Result<Vec<Item>, StoreError> {
+    // Severity is stored as its name; the order lives in the enum.
+    let severities = filter.severity_min.map(|min| {
+        [Severity::Info, Severity::Warning, Severity::Major, Severity::Critical]
             .into_iter()
             .filter(|s| *s >= min)
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        sql.push_str(&format!(" AND severity IN ({})", names.join(", ")));
-    }
-    sql.push_str(" ORDER BY id DESC LIMIT ?6");
-    query_items(
-        conn,
-        &sql,
-        params![
-            filter.kind.map(ItemKind::as_str),
-            filter.customer,
-            filter.asset,
-            filter.status_name,
-            filter.before_id,
-            filter.limit.map_or(-1, i64::from)
-        ],
-    )
+            .map(Severity::as_str)
+            .collect()
+    });
+    db.list_items(&ItemFilter {
+        kind: filter.kind.map(ItemKind::as_str),
+        active_only: filter.status_active_only,
+        severities,
+        customer: filter.customer.as_deref(),
+        asset: filter.asset.as_deref(),
+        status: filter.status_name,
+        before_id: filter.before_id,
+        limit: filter.limit,
+    })?
+    .into_iter()
+    .map(item_from_row)
+    .collect()
 }
 
 #[cfg(test)]
@@ -909,14 +705,15 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::cases::{CancelReason, HoldReason};
+    use crate::store::items::ItemRow;
+    use crate::store::testing::{TestDb, on_both, outbox_rows};
 
     const MIN: i64 = 60_000;
 
-    fn open() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let c = crate::store::open(&dir.path().join("s.db"), crate::config::Synchronous::Normal).unwrap();
+    fn open() -> TestDb {
+        let c = TestDb::new();
         hold::mark_known(&c, "srv1", None, &[], 0).unwrap();
-        (dir, c)
+        c
     }
 
     fn sig(kind: ItemKind, firing: bool, at_ms: i64) -> Signal {
@@ -943,16 +740,16 @@ mod tests {
         sig(ItemKind::Case, false, at)
     }
 
-    fn item(c: &Connection, id: i64) -> Item {
+    fn item(c: &dyn Sql, id: i64) -> Item {
         get(c, id).unwrap().unwrap().0
     }
-    fn log_of(c: &Connection, id: i64) -> Vec<LogEntry> {
+    fn log_of(c: &dyn Sql, id: i64) -> Vec<LogEntry> {
         get(c, id).unwrap().unwrap().1
     }
 
     #[test]
     fn create_then_repeat_firing_is_one_item() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(&c, &fire(0), &p).unwrap() else {
             panic!()
@@ -974,7 +771,7 @@ mod tests {
 
     #[test]
     fn duplicate_delivery_is_a_no_op() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(&c, &fire(0), &p).unwrap() else {
             panic!()
@@ -989,7 +786,7 @@ mod tests {
 
     #[test]
     fn recover_refire_and_auto_resolve_with_log() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(&c, &fire(0), &p).unwrap() else {
             panic!()
@@ -1027,7 +824,7 @@ mod tests {
 
     #[test]
     fn touched_case_waits_for_the_engineer() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(&c, &fire(0), &p).unwrap() else {
             panic!()
@@ -1046,7 +843,7 @@ mod tests {
         assert_eq!(log[1].to_status, Status::Assigned);
     }
 
-    fn resolved_case(c: &Connection, at: i64) -> i64 {
+    fn resolved_case(c: &dyn Sql, at: i64) -> i64 {
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(c, &fire(0), &p).unwrap() else {
             panic!()
@@ -1058,7 +855,7 @@ mod tests {
 
     #[test]
     fn recurrence_within_window_reopens() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let id = resolved_case(&c, HOUR_MS);
         assert_eq!(apply_signal(&c, &fire(2 * HOUR_MS), &p).unwrap(), Outcome::Reopened(id));
@@ -1084,7 +881,7 @@ mod tests {
 
     #[test]
     fn recurrence_after_window_is_linked_new_item() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let old = resolved_case(&c, HOUR_MS);
         // Closing does not move the window's start.
@@ -1107,7 +904,7 @@ mod tests {
 
     #[test]
     fn reopen_window_zero_always_new() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy {
             reopen_window_ms: 0,
             ..Policy::default()
@@ -1119,7 +916,7 @@ mod tests {
 
     #[test]
     fn cancelled_case_is_not_reopened() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(&c, &fire(0), &p).unwrap() else {
             panic!()
@@ -1133,7 +930,7 @@ mod tests {
 
     #[test]
     fn flapping_six_hours_is_one_item_then_stable() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let mut firings = 0;
         let mut last = 0;
@@ -1171,7 +968,7 @@ mod tests {
 
     #[test]
     fn severity_change_updates_in_place() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(&c, &fire(0), &p).unwrap() else {
             panic!()
@@ -1193,7 +990,7 @@ mod tests {
 
     #[test]
     fn person_actions_through_the_store() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(id) = apply_signal(&c, &fire(0), &p).unwrap() else {
             panic!()
@@ -1239,7 +1036,7 @@ mod tests {
 
     #[test]
     fn finding_clear_and_promotion_to_case() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         let Outcome::Created(fid) = apply_signal(&c, &sig(ItemKind::Finding, true, 0), &p).unwrap() else {
             panic!()
@@ -1286,27 +1083,74 @@ mod tests {
 
     #[test]
     fn unique_index_rejects_second_active_item_for_a_key() {
-        let (_d, c) = open();
+        let c = open();
         let p = Policy::default();
         apply_signal(&c, &fire(0), &p).unwrap();
-        let insert = "INSERT INTO items (kind, customer, asset, check_name, component, status, \
-             severity, rule, opened_at_ms, updated_at_ms, last_firing_at_ms, occurrences, evidence) \
-             VALUES ('case', 'acme', 'srv1', 'fs_full', '/var', ?1, 'info', 'r', 0, 0, 0, 1, '{}')";
-        let err = c.execute(insert, params!["in_progress"]).unwrap_err();
-        assert_eq!(err.sqlite_error_code(), Some(ErrorCode::ConstraintViolation));
+        let row = |status: &str| ItemRow {
+            status: status.into(),
+            severity: "info".into(),
+            rule: "r".into(),
+            occurrences: 1,
+            evidence: "{}".into(),
+            ..item_row(0, &Item::opened_by(&fire(0))).unwrap()
+        };
+        let err = c.insert_item(&row("in_progress")).unwrap_err();
+        assert!(err.is_unique_violation(), "{err}");
         // Ended items may be many; a finding with the same key is separate.
-        c.execute(insert, params!["resolved"]).unwrap();
-        c.execute(insert, params!["closed"]).unwrap();
-        assert!(is_unique_violation(&StoreError::Sql(err)));
+        c.insert_item(&row("resolved")).unwrap();
+        c.insert_item(&row("closed")).unwrap();
+        c.insert_item(&ItemRow {
+            kind: "finding".into(),
+            ..row("open")
+        })
+        .unwrap();
+        assert!(is_unique_violation(&StoreError::Db(err)));
     }
 
     #[test]
     fn works_inside_the_callers_transaction() {
-        let (_d, mut c) = open();
+        let c = open();
         let p = Policy::default();
         let tx = c.transaction().unwrap();
         apply_signal(&tx, &fire(0), &p).unwrap();
         drop(tx); // rolled back
         assert!(list(&c, &Filter::default()).unwrap().is_empty());
+    }
+
+    /// Every log row of a case reaches the outbox in the same transaction,
+    /// on SQLite and PostgreSQL alike; a finding's rows never do.
+    #[test]
+    fn a_case_change_reaches_the_outbox_on_both_backends() {
+        on_both(|db| {
+            let p = Policy::default();
+            hold::mark_known(db, "srv1", None, &[], 0).unwrap();
+            let Outcome::Created(case) = apply_signal(db, &fire(0), &p).unwrap() else {
+                panic!()
+            };
+            person_action(db, case, Action::Assign, "alice", Some("mine"), MIN).unwrap();
+            note(db, case, "person:alice", "looking", 2 * MIN).unwrap();
+            let smart = |at| {
+                let mut s = sig(ItemKind::Finding, true, at);
+                s.key.check = "smart".into();
+                s.rule = "smart".into();
+                s
+            };
+            let Outcome::Created(finding) = apply_signal(db, &smart(3 * MIN), &p).unwrap() else {
+                panic!()
+            };
+            person_action(db, finding, Action::Plan, "carol", None, 4 * MIN).unwrap();
+            let promoted = promote_to_case(db, finding, "carol", None, 5 * MIN).unwrap();
+            assert_eq!(log_of(db, finding).len(), 3);
+            let expected: Vec<(i64, i64, i64)> = [case, promoted]
+                .into_iter()
+                .flat_map(|id| log_of(db, id))
+                .map(|l| (l.item_id, l.id, l.at_ms))
+                .collect();
+            assert_eq!(
+                expected.iter().map(|e| (e.0, e.2)).collect::<Vec<_>>(),
+                vec![(case, 0), (case, MIN), (case, 2 * MIN), (promoted, 5 * MIN)]
+            );
+            assert_eq!(outbox_rows(db), expected);
+        });
     }
 }

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::items::INACTIVE_STATUSES;
 use super::sql::{Row, Sql, SqlError, SqlExt, args};
 
 /// Schema on SQLite, applied as one migration by [`crate::store`].
@@ -61,9 +62,6 @@ CREATE UNIQUE INDEX held_signals_one ON held_signals(kind, customer, asset, chec
     WHERE released_at_ms IS NULL;
 CREATE INDEX held_signals_holder ON held_signals(reason, holder) WHERE released_at_ms IS NULL;
 "#;
-/// Statuses of an item that no longer holds anything (the storm case is
-/// over), as the held-signal queries test them.
-const ENDED_STATUSES: &str = "'resolved', 'closed', 'cancelled', 'fixed', 'verified'";
 
 // --- known assets ---------------------------------------------------------------
 
@@ -471,7 +469,7 @@ pub trait HeldSignals: Sql {
                    OR (reason = 'maintenance' AND NOT EXISTS (SELECT 1 FROM maintenance_windows w \
                       WHERE w.id = held_signals.holder AND w.starts_at_ms <= ?1 AND w.ends_at_ms > ?1)) \
                    OR (reason = 'storm' AND NOT EXISTS (SELECT 1 FROM items i WHERE i.id = held_signals.holder \
-                      AND i.status NOT IN ({ENDED_STATUSES}))) \
+                      AND i.status NOT IN {INACTIVE_STATUSES})) \
                  ) ORDER BY id"
             ),
             args![now_ms],
@@ -493,7 +491,7 @@ pub trait HeldSignals: Sql {
                 "SELECT h.holder FROM held_signals h JOIN items i ON i.id = h.holder \
                  WHERE h.released_at_ms IS NULL AND h.reason = 'storm' AND h.kind = ?1 AND h.customer = ?2 \
                  AND h.asset = ?3 AND h.check_name = ?4 AND h.component = ?5 \
-                 AND i.status NOT IN ({ENDED_STATUSES})"
+                 AND i.status NOT IN {INACTIVE_STATUSES}"
             ),
             args![key.kind, key.customer, key.asset, key.check, key.component],
         )
@@ -519,7 +517,7 @@ pub trait HeldSignals: Sql {
                    (SELECT COUNT(*) FROM held_signals h WHERE h.released_at_ms IS NULL AND h.reason = 'storm' \
                       AND h.holder = i.id AND h.firing <> 0) \
                  FROM items i WHERE i.kind = 'case' AND i.check_name = ?1 \
-                   AND i.status NOT IN ({ENDED_STATUSES}, 'recovered') ORDER BY i.id"
+                   AND i.status NOT IN {INACTIVE_STATUSES} AND i.status <> 'recovered' ORDER BY i.id"
             ),
             args![storm_check],
             |r| {

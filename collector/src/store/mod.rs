@@ -30,6 +30,7 @@ use crate::ingest::Encoding;
 pub mod disks;
 pub mod holds;
 pub mod inspection_reports;
+pub mod items;
 pub mod migrate;
 pub mod postgres;
 mod readers;
@@ -279,7 +280,7 @@ CREATE INDEX asset_changes_agent_time ON asset_changes(agent_id, at_ms);
 "#,
         ),
         // Findings and cases with their append-only log.
-        M::up(crate::cases::store::MIGRATION),
+        M::up(items::MIGRATION),
         // Raw reports as received (possibly gzip), kept for
         // `store.raw_report_retention_hours` so `export-reports` can feed
         // past traffic to `replay` when trying a new rule.
@@ -319,6 +320,10 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(spares::MIGRATION_CONTROLLER_FITS),
         // Each host's detection state, so a restart keeps its windows.
         M::up(checkpoints::MIGRATION),
+        // The outbox row of a case's change is written with its log row in
+        // code (`items::Items::append_log`), on every backend: the trigger
+        // that wrote it on SQLite goes.
+        M::up(items::MIGRATION_OUTBOX_IN_CODE),
     ])
 }
 

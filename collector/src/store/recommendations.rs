@@ -630,19 +630,43 @@ mod tests {
     }
 
     fn item(db: &dyn Sql, kind: &str, check: &str, component: &str, status: &str) -> i64 {
-        let id: i64 = db
-            .query_one(
-                "INSERT INTO items(kind, customer, asset, check_name, component, status, severity, rule, opened_at_ms,
-                    updated_at_ms, last_firing_at_ms, occurrences, evidence)
-                 VALUES (?1, 'acme', 'db01', ?2, ?3, ?4, 'warning', ?2, 0, 0, 0, 1, '{}') RETURNING id",
-                args![kind, check, component, status],
-                |r| r.get(0),
-            )
+        use crate::store::items::{ItemRow, Items, NewLog};
+        let id = db
+            .insert_item(&ItemRow {
+                id: 0,
+                kind: kind.into(),
+                customer: "acme".into(),
+                asset: "db01".into(),
+                check: check.into(),
+                component: component.into(),
+                status: status.into(),
+                hold_reason: None,
+                severity: "warning".into(),
+                rule: check.into(),
+                opened_at_ms: 0,
+                updated_at_ms: 0,
+                last_firing_at_ms: 0,
+                cleared_at_ms: None,
+                resolved_at_ms: None,
+                occurrences: 1,
+                reopen_count: 0,
+                recurrence_of: None,
+                promoted_from: None,
+                flapping: false,
+                touched_by_person: false,
+                status_before_recovery: None,
+                evidence: "{}".into(),
+                recent_changes: "[]".into(),
+            })
             .unwrap();
-        db.execute(
-            "INSERT INTO item_log(item_id, at_ms, actor, from_status, to_status) VALUES (?1, ?2, 'rule', NULL, ?3)",
-            args![id, id * 10, status],
-        )
+        db.append_log(&NewLog {
+            item_id: id,
+            at_ms: id * 10,
+            actor: "rule",
+            from_status: None,
+            to_status: status,
+            comment: None,
+        })
         .unwrap();
         id
     }

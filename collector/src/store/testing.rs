@@ -175,3 +175,14 @@ pub fn add_asset(db: &dyn super::sql::Sql, host: &str, labels: &str, inventory: 
             .unwrap_or_else(|e| panic!("adding asset {host}: {e}"));
     }
 }
+
+/// The outbox as it stands: (item id, log id, at), oldest first.
+pub fn outbox_rows(db: &dyn super::sql::Sql) -> Vec<(i64, i64, i64)> {
+    use super::sql::SqlExt;
+    db.query(
+        "SELECT item_id, log_id, at_ms FROM outbox ORDER BY id",
+        super::sql::args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap_or_else(|e| panic!("reading the outbox: {e}"))
+}
