@@ -257,7 +257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         initialized(dir.path());
         let conn = crate::store::open(&Paths::new(dir.path()).database, crate::config::Synchronous::Full).unwrap();
-        crate::store::add_api_token(&conn, "hash", "t").unwrap();
+        crate::store::agents::Agents::add_api_token(&conn, "hash", "t", 0).unwrap();
         assert!(check_before_serve(dir.path()).is_ok());
         let to = dir.path().join("backup.db");
         let size = backup(dir.path(), &to).unwrap();

@@ -12,6 +12,7 @@ use crate::fleet::Fleet;
 use crate::http::{AppState, app};
 use crate::metrics::Metrics;
 use crate::pki::{self, Paths};
+use crate::store::agents::Agents;
 use crate::store::{self, Writer};
 
 /// How often the agents' identities are re-read from the store.
@@ -46,7 +47,8 @@ pub fn init(data_dir: &Path, names: &[String], customer: Option<&str>) -> anyhow
         &spec,
         caretaker_shared::now_ms(),
     )?;
-    store::add_api_token(&conn, &pki::hash_secret(&made.api_token), "init")?;
+    conn.add_api_token(&pki::hash_secret(&made.api_token), "init", caretaker_shared::now_ms())
+        .map_err(store::StoreError::from)?;
     Ok(made)
 }
 
@@ -87,7 +89,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     })?;
     let fleet = Arc::new(Fleet::default());
     let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
-    let hosts = store::load_fleet(&conn, &fleet).context("loading hosts from the store")?;
+    let hosts = conn.load_fleet(&fleet).context("loading hosts from the store")?;
     // A broken contracts file refuses the start too (every problem printed
     // as FILE:LINE). Loaded before the writer starts, so no case is settled
     // against an empty set; later edits are reloaded (see below).
@@ -267,7 +269,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(IDENTITY_REFRESH);
             loop {
                 tick.tick().await;
-                match store::read_on(&reader, crate::identity::identities).await {
+                match store::read_on(&reader, |c| crate::identity::identities(c)).await {
                     Ok(rows) => fleet.set_identities(rows),
                     Err(e) => tracing::warn!(error = %e, "cannot refresh the agent identities"),
                 }

@@ -46,7 +46,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 
 use caretaker_shared::wire::Report;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -58,6 +58,7 @@ use crate::contracts::Contracts;
 use crate::ingest::{self, Decoded, Encoding};
 use crate::predict::records;
 use crate::rules::RuleSet;
+use crate::store::agents::{Agents, NewAgent};
 use crate::store::{AssetState, Incoming, StoreError, checkpoints};
 
 /// One change, as printed by `caretaker-collector replay`.
@@ -305,10 +306,16 @@ impl Run {
                 // archive: an agent is enrolled, and its host known, from its
                 // first report on.
                 self.conn
-                    .execute(
-                        "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                        params![agent, format!("replay:{agent}"), report.host, at_ms],
-                    )
+                    .insert_agent(&NewAgent {
+                        agent_id: &agent,
+                        credential_hash: &format!("replay:{agent}"),
+                        host: &report.host,
+                        enrolled_at_ms: at_ms,
+                        customer: None,
+                        site: None,
+                        token_id: None,
+                        labels: "{}",
+                    })
                     .map_err(StoreError::from)?;
                 1
             }

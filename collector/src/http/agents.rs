@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::hosts::authorize;
 use crate::identity::{self, AgentInfo};
 use crate::pki;
+use crate::store::sql::Sql;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,7 +27,7 @@ pub fn router() -> Router<AppState> {
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers).await?.require_staff()?;
-    let agents = super::read(&state, identity::list_agents).await?;
+    let agents = super::read(&state, |c| identity::list_agents(c)).await?;
     Ok(Json(json!({ "agents": agents })))
 }
 
@@ -34,7 +35,7 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<
 async fn change(
     state: &AppState,
     what: &'static str,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<AgentInfo, crate::store::StoreError> + Send + 'static,
+    f: impl FnOnce(&dyn Sql) -> Result<AgentInfo, crate::store::StoreError> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
     let v = state.writer.run(move |c| Ok(json!(f(c)?))).await?;
     let a: AgentInfo = serde_json::from_value(v.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;

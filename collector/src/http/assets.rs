@@ -143,6 +143,7 @@ mod tests {
     use crate::ingest::Encoding;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
+    use crate::store::agents::{Agents, NewAgent};
     use crate::store::{Enrollment, Incoming, Writer};
 
     const API_TOKEN: &str = "api-token-for-tests";
@@ -159,9 +160,11 @@ mod tests {
         let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
         let conn = open();
         let fleet = Arc::new(Fleet::default());
-        let setup = store::add_enrollment_token(&conn, &hash_secret("enroll"))
-            .and_then(|_| store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests"))
-            .and_then(|_| store::load_fleet(&conn, &fleet));
+        let setup = conn
+            .add_enrollment_token(&hash_secret("enroll"), 0)
+            .and_then(|_| conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0))
+            .map_err(store::StoreError::from)
+            .and_then(|_| conn.load_fleet(&fleet));
         assert!(setup.is_ok(), "{setup:?}");
         let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
         let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
@@ -181,10 +184,16 @@ mod tests {
         // belonged to one agent may hold: enrollment refuses it now.
         let a3 = writer
             .run(|c| {
-                c.execute(
-                    "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES ('a3', ?1, 'web01', 0)",
-                    [hash_secret("cred-a3")],
-                )?;
+                c.insert_agent(&NewAgent {
+                    agent_id: "a3",
+                    credential_hash: &hash_secret("cred-a3"),
+                    host: "web01",
+                    enrolled_at_ms: 0,
+                    customer: None,
+                    site: None,
+                    token_id: None,
+                    labels: "{}",
+                })?;
                 Ok(Value::Null)
             })
             .await;
@@ -469,7 +478,7 @@ mod tests {
         swap_a_disk(&h.state).await;
         let conn = store::open(&h.db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
         let fleet = Fleet::default();
-        assert!(store::load_fleet(&conn, &fleet).is_ok());
+        assert!(conn.load_fleet(&fleet).is_ok());
         let host = fleet.get("a1").unwrap_or_else(|| panic!("a1 not loaded"));
         assert_eq!(host.asset_changes, 1);
         assert_eq!(host.inventory_at_ms, Some(1_700_086_400_000));

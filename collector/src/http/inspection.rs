@@ -245,6 +245,7 @@ mod tests {
     use crate::fleet::Fleet;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
+    use crate::store::agents::Agents;
     use crate::store::{self, Writer};
 
     const API_TOKEN: &str = "api-token-for-tests";
@@ -252,10 +253,10 @@ mod tests {
     async fn state(dir: &tempfile::TempDir) -> AppState {
         let db = dir.path().join("store.db");
         let conn = store::open(&db, Synchronous::Normal).unwrap();
-        store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests").unwrap();
+        conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0).unwrap();
         crate::report::tests::fleet(&conn);
         let fleet = Arc::new(Fleet::default());
-        store::load_fleet(&conn, &fleet).unwrap();
+        conn.load_fleet(&fleet).unwrap();
         let reader = store::Readers::open(&db, 2).unwrap();
         let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap();
         let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap());

@@ -198,7 +198,8 @@ mod tests {
 
     use super::*;
     use crate::http::testing::{self, call, get};
-    use crate::{pki, store};
+    use crate::pki;
+    use crate::store::agents::Agents;
 
     const Y2100: i64 = 4_102_444_800_000;
 
@@ -206,7 +207,7 @@ mod tests {
     /// its id and credential.
     async fn enrolled(dir: &tempfile::TempDir) -> (AppState, String, String) {
         let state = testing::state_with(dir, |c| {
-            store::add_enrollment_token(c, &pki::hash_secret("enroll-token")).unwrap();
+            c.add_enrollment_token(&pki::hash_secret("enroll-token"), 0).unwrap();
         })
         .await;
         let (status, v) = call(

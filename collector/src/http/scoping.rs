@@ -7,22 +7,28 @@
 use axum::http::StatusCode;
 use caretaker_shared::disk_health::Disk;
 use caretaker_shared::wire::DiskScan;
-use rusqlite::params;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::testing::{send, set_users, state_with};
 use crate::predict::{Part, PartType, Raise, Urgency};
+use crate::store::agents::{Agents, NewAgent};
 
 /// Two hosts, `db01` of acme and `web01` of globex, each with a disk and a
 /// recommendation; the users of [`set_users`].
 async fn state(dir: &tempfile::TempDir) -> AppState {
     let s = state_with(dir, |conn| {
         for (agent, host, customer) in [("a-acme", "db01", "acme"), ("a-globex", "web01", "globex")] {
-            conn.execute(
-                "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?3, 0, ?4)",
-                params![agent, format!("h-{agent}"), host, json!({"customer": customer, "site": "hq"}).to_string()],
-            )
+            conn.insert_agent(&NewAgent {
+                agent_id: agent,
+                credential_hash: &format!("h-{agent}"),
+                host,
+                enrolled_at_ms: 0,
+                customer: None,
+                site: None,
+                token_id: None,
+                labels: &json!({"customer": customer, "site": "hq"}).to_string(),
+            })
             .unwrap();
             let scan = DiskScan {
                 scanned_at_ms: 1_000,

@@ -16,6 +16,7 @@ use crate::config::{Config, Synchronous};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::pki::hash_secret;
+use crate::store::agents::Agents;
 use crate::store::{self, Writer};
 
 pub const API_TOKEN: &str = "api-token-for-tests";
@@ -31,10 +32,12 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
     let conn = open();
     setup(&conn);
     let fleet = Arc::new(Fleet::default());
-    let setup = store::add_api_token(&conn, &hash_secret(API_TOKEN), "tests")
+    let setup = conn
+        .add_api_token(&hash_secret(API_TOKEN), "tests", 0)
+        .map_err(store::StoreError::from)
         .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
         .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
-        .and_then(|_| store::load_fleet(&conn, &fleet));
+        .and_then(|_| conn.load_fleet(&fleet));
     assert!(setup.is_ok(), "{setup:?}");
     let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
     let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));

@@ -1,13 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::store::{ErrorClass, open_in_memory};
+use crate::store::ErrorClass;
+use crate::store::agents::Agents;
+use crate::store::testing::on_both;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn token(conn: &Connection, hash: &str, customer: Option<&str>, site: Option<&str>) -> TokenInfo {
+fn token(conn: &dyn Sql, hash: &str, customer: Option<&str>, site: Option<&str>) -> TokenInfo {
     let spec = TokenSpec {
         customer: customer.map(String::from),
         site: site.map(String::from),
@@ -28,281 +30,240 @@ fn enrollment(token_hash: &str, agent_id: &str, host: &str, claim: Option<&[(&st
 
 #[test]
 fn a_token_bound_to_a_customer_fixes_the_agents_customer_and_refuses_another_claim() {
-    let conn = open_in_memory().unwrap();
-    token(&conn, "alpha-token", Some("alpha"), Some("hq"));
-    let e = enroll(
-        &conn,
-        &enrollment(
-            "alpha-token",
-            "a1",
-            "alpha-a1",
-            Some(&[("customer", "alpha"), ("site", "hq")]),
-        ),
-        2_000,
-    )
-    .unwrap();
-    assert_eq!(e.identity.customer.as_deref(), Some("alpha"));
-    assert_eq!(e.identity.site.as_deref(), Some("hq"));
-    assert_eq!(e.token_id, token_id("alpha-token"));
+    on_both(|conn| {
+        token(conn, "alpha-token", Some("alpha"), Some("hq"));
+        let e = enroll(
+            conn,
+            &enrollment(
+                "alpha-token",
+                "a1",
+                "alpha-a1",
+                Some(&[("customer", "alpha"), ("site", "hq")]),
+            ),
+            2_000,
+        )
+        .unwrap();
+        assert_eq!(e.identity.customer.as_deref(), Some("alpha"));
+        assert_eq!(e.identity.site.as_deref(), Some("hq"));
+        assert_eq!(e.token_id, token_id("alpha-token"));
 
-    let refused = enroll(
-        &conn,
-        &enrollment(
-            "alpha-token",
-            "a2",
-            "beta-b3",
-            Some(&[("customer", "beta"), ("site", "hq")]),
-        ),
-        2_000,
-    )
-    .unwrap_err();
-    assert_eq!(refused.class(), ErrorClass::Forbidden);
-    assert_eq!(
-        refused.to_string(),
-        "agent claims customer \"beta\"; its enrollment token is bound to customer \"alpha\""
-    );
-    let other_site = enroll(
-        &conn,
-        &enrollment(
-            "alpha-token",
-            "a3",
-            "alpha-a3",
-            Some(&[("customer", "alpha"), ("site", "branch")]),
-        ),
-        2_000,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(&other_site, StoreError::Identity(m) if m.path == "labels.site"),
-        "{other_site}"
-    );
-    // An older agent (no labels) takes the token's customer.
-    let old = enroll(&conn, &enrollment("alpha-token", "a4", "alpha-a4", None), 2_000).unwrap();
-    assert_eq!(old.identity.customer.as_deref(), Some("alpha"));
-    assert_eq!(token_of(&conn, "alpha-token").uses, 2, "refusals use nothing up");
+        let refused = enroll(
+            conn,
+            &enrollment(
+                "alpha-token",
+                "a2",
+                "beta-b3",
+                Some(&[("customer", "beta"), ("site", "hq")]),
+            ),
+            2_000,
+        )
+        .unwrap_err();
+        assert_eq!(refused.class(), ErrorClass::Forbidden);
+        assert_eq!(
+            refused.to_string(),
+            "agent claims customer \"beta\"; its enrollment token is bound to customer \"alpha\""
+        );
+        let other_site = enroll(
+            conn,
+            &enrollment(
+                "alpha-token",
+                "a3",
+                "alpha-a3",
+                Some(&[("customer", "alpha"), ("site", "branch")]),
+            ),
+            2_000,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&other_site, StoreError::Identity(m) if m.path == "labels.site"),
+            "{other_site}"
+        );
+        // An older agent (no labels) takes the token's customer.
+        let old = enroll(conn, &enrollment("alpha-token", "a4", "alpha-a4", None), 2_000).unwrap();
+        assert_eq!(old.identity.customer.as_deref(), Some("alpha"));
+        assert_eq!(token_of(conn, "alpha-token").uses, 2, "refusals use nothing up");
+    });
 }
 
-fn token_of(conn: &Connection, hash: &str) -> TokenInfo {
+fn token_of(conn: &dyn Sql, hash: &str) -> TokenInfo {
     super::token(conn, &token_id(hash)).unwrap()
 }
 
 #[test]
 fn expired_used_up_and_revoked_tokens_are_refused_with_the_reason() {
-    let conn = open_in_memory().unwrap();
-    let spec = TokenSpec {
-        customer: Some("acme".into()),
-        max_uses: Some(1),
-        expires_at_ms: Some(10_000),
-        ..TokenSpec::default()
-    };
-    create_token(&conn, "t", &spec, 1_000).unwrap();
-    enroll(&conn, &enrollment("t", "a1", "h1", None), 2_000).unwrap();
-    let used_up = enroll(&conn, &enrollment("t", "a2", "h2", None), 2_000).unwrap_err();
-    assert_eq!(used_up.class(), ErrorClass::Unauthorized);
-    assert!(used_up.to_string().contains("is used up (1 of 1 uses)"), "{used_up}");
-
-    create_token(
-        &conn,
-        "e",
-        &TokenSpec {
+    on_both(|conn| {
+        let spec = TokenSpec {
+            customer: Some("acme".into()),
+            max_uses: Some(1),
             expires_at_ms: Some(10_000),
             ..TokenSpec::default()
-        },
-        1_000,
-    )
-    .unwrap();
-    let expired = enroll(&conn, &enrollment("e", "a3", "h3", None), 10_000).unwrap_err();
-    assert!(expired.to_string().contains("has expired"), "{expired}");
+        };
+        create_token(conn, "t", &spec, 1_000).unwrap();
+        enroll(conn, &enrollment("t", "a1", "h1", None), 2_000).unwrap();
+        let used_up = enroll(conn, &enrollment("t", "a2", "h2", None), 2_000).unwrap_err();
+        assert_eq!(used_up.class(), ErrorClass::Unauthorized);
+        assert!(used_up.to_string().contains("is used up (1 of 1 uses)"), "{used_up}");
 
-    token(&conn, "r", Some("acme"), None);
-    revoke_token(&conn, &token_id("r"), 3_000).unwrap();
-    let revoked = enroll(&conn, &enrollment("r", "a4", "h4", None), 4_000).unwrap_err();
-    assert!(revoked.to_string().contains("was revoked"), "{revoked}");
-    let unknown = enroll(&conn, &enrollment("nope", "a5", "h5", None), 4_000).unwrap_err();
-    assert_eq!(unknown.to_string(), "unknown enrollment token");
+        create_token(
+            conn,
+            "e",
+            &TokenSpec {
+                expires_at_ms: Some(10_000),
+                ..TokenSpec::default()
+            },
+            1_000,
+        )
+        .unwrap();
+        let expired = enroll(conn, &enrollment("e", "a3", "h3", None), 10_000).unwrap_err();
+        assert!(expired.to_string().contains("has expired"), "{expired}");
 
-    let listed = list_tokens(&conn).unwrap();
-    assert_eq!(listed.len(), 3);
-    assert_eq!(
-        listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
-        ["e", "r", "t"],
-        "oldest first, then by id (the start of the hash)"
-    );
-    assert!(matches!(
-        revoke_token(&conn, "no-such", 1).unwrap_err(),
-        StoreError::NoSuchToken(_)
-    ));
+        token(conn, "r", Some("acme"), None);
+        revoke_token(conn, &token_id("r"), 3_000).unwrap();
+        let revoked = enroll(conn, &enrollment("r", "a4", "h4", None), 4_000).unwrap_err();
+        assert!(revoked.to_string().contains("was revoked"), "{revoked}");
+        let unknown = enroll(conn, &enrollment("nope", "a5", "h5", None), 4_000).unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown enrollment token");
+
+        let listed = list_tokens(conn).unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(
+            listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            ["e", "r", "t"],
+            "oldest first, then by id (the start of the hash)"
+        );
+        assert!(matches!(
+            revoke_token(conn, "no-such", 1).unwrap_err(),
+            StoreError::NoSuchToken(_)
+        ));
+    });
 }
 
 #[test]
 fn one_host_name_belongs_to_one_active_agent() {
-    let conn = open_in_memory().unwrap();
-    token(&conn, "t", None, None);
-    enroll(&conn, &enrollment("t", "a1", "db1", None), 1).unwrap();
-    let taken = enroll(&conn, &enrollment("t", "a2", "db1", None), 2).unwrap_err();
-    assert_eq!(taken.class(), ErrorClass::Conflict);
-    assert!(taken.to_string().contains("held by agent a1"), "{taken}");
-    // Once the operator decommissions it, the name is free again.
-    let d = decommission(&conn, "db1", 3).unwrap();
-    assert_eq!(
-        (d.agent_id.as_str(), d.revoked_at_ms, d.archived_at_ms),
-        ("a1", Some(3), Some(3))
-    );
-    enroll(&conn, &enrollment("t", "a2", "db1", None), 4).unwrap();
-    // By name, the archived one no longer counts.
-    assert_eq!(decommission(&conn, "db1", 5).unwrap().agent_id, "a2");
+    on_both(|conn| {
+        token(conn, "t", None, None);
+        enroll(conn, &enrollment("t", "a1", "db1", None), 1).unwrap();
+        let taken = enroll(conn, &enrollment("t", "a2", "db1", None), 2).unwrap_err();
+        assert_eq!(taken.class(), ErrorClass::Conflict);
+        assert!(taken.to_string().contains("held by agent a1"), "{taken}");
+        // Once the operator decommissions it, the name is free again.
+        let d = decommission(conn, "db1", 3).unwrap();
+        assert_eq!(
+            (d.agent_id.as_str(), d.revoked_at_ms, d.archived_at_ms),
+            ("a1", Some(3), Some(3))
+        );
+        enroll(conn, &enrollment("t", "a2", "db1", None), 4).unwrap();
+        // By name, the archived one no longer counts.
+        assert_eq!(decommission(conn, "db1", 5).unwrap().agent_id, "a2");
+    });
 }
 
 #[test]
 fn a_report_claiming_another_identity_is_refused_naming_the_field() {
-    let conn = open_in_memory().unwrap();
-    token(&conn, "t", Some("alpha"), Some("hq"));
-    enroll(&conn, &enrollment("t", "a1", "alpha-a1", None), 1).unwrap();
-    let ok = labels(&[("customer", "alpha"), ("site", "hq"), ("role", "db")]);
-    let a = admit(&conn, "a1", Some("cred-a1"), "alpha-a1", &ok, 2).unwrap();
-    assert_eq!((a.promoted, a.offer), (None, None));
+    on_both(|conn| {
+        token(conn, "t", Some("alpha"), Some("hq"));
+        enroll(conn, &enrollment("t", "a1", "alpha-a1", None), 1).unwrap();
+        let ok = labels(&[("customer", "alpha"), ("site", "hq"), ("role", "db")]);
+        let a = admit(conn, "a1", Some("cred-a1"), "alpha-a1", &ok, 2).unwrap();
+        assert_eq!((a.promoted, a.offer), (None, None));
 
-    let refuse = |host: &str, l: &[(&str, &str)]| admit(&conn, "a1", Some("cred-a1"), host, &labels(l), 2).unwrap_err();
-    let e = refuse("beta-b3", &[("customer", "alpha"), ("site", "hq")]);
-    assert_eq!(e.class(), ErrorClass::Forbidden);
-    assert_eq!(
-        e.to_string(),
-        "report claims host \"beta-b3\"; this agent is enrolled as \"alpha-a1\""
-    );
-    let e = refuse("alpha-a1", &[("customer", "beta"), ("site", "hq")]);
-    assert!(
-        matches!(&e, StoreError::Identity(m) if m.path == "labels.customer"),
-        "{e}"
-    );
-    let e = refuse("alpha-a1", &[("site", "hq")]);
-    assert!(
-        matches!(&e, StoreError::Identity(m) if m.path == "labels.customer"),
-        "no customer is another customer"
-    );
-    let e = refuse("alpha-a1", &[("customer", "alpha"), ("site", "branch")]);
-    assert!(matches!(&e, StoreError::Identity(m) if m.path == "labels.site"), "{e}");
+        let refuse =
+            |host: &str, l: &[(&str, &str)]| admit(conn, "a1", Some("cred-a1"), host, &labels(l), 2).unwrap_err();
+        let e = refuse("beta-b3", &[("customer", "alpha"), ("site", "hq")]);
+        assert_eq!(e.class(), ErrorClass::Forbidden);
+        assert_eq!(
+            e.to_string(),
+            "report claims host \"beta-b3\"; this agent is enrolled as \"alpha-a1\""
+        );
+        let e = refuse("alpha-a1", &[("customer", "beta"), ("site", "hq")]);
+        assert!(
+            matches!(&e, StoreError::Identity(m) if m.path == "labels.customer"),
+            "{e}"
+        );
+        let e = refuse("alpha-a1", &[("site", "hq")]);
+        assert!(
+            matches!(&e, StoreError::Identity(m) if m.path == "labels.customer"),
+            "no customer is another customer"
+        );
+        let e = refuse("alpha-a1", &[("customer", "alpha"), ("site", "branch")]);
+        assert!(matches!(&e, StoreError::Identity(m) if m.path == "labels.site"), "{e}");
+    });
 }
 
 #[test]
 fn an_unbound_agent_is_fixed_by_its_first_report() {
-    let conn = open_in_memory().unwrap();
-    token(&conn, "t", None, None);
-    let e = enroll(&conn, &enrollment("t", "a1", "h1", None), 1).unwrap();
-    assert_eq!(e.identity.customer, None);
-    let a = admit(&conn, "a1", None, "h1", &labels(&[("customer", "acme")]), 2).unwrap();
-    assert_eq!(a.identity.customer.as_deref(), Some("acme"));
-    let later = admit(&conn, "a1", None, "h1", &labels(&[("customer", "beta")]), 3).unwrap_err();
-    assert_eq!(later.class(), ErrorClass::Forbidden);
-    // A new agent's claim at enrollment fixes it at once, site unbound.
-    let e = enroll(
-        &conn,
-        &enrollment("t", "a2", "h2", Some(&[("customer", "beta"), ("site", "x")])),
-        1,
-    )
-    .unwrap();
-    assert_eq!((e.identity.customer.as_deref(), e.identity.site), (Some("beta"), None));
+    on_both(|conn| {
+        token(conn, "t", None, None);
+        let e = enroll(conn, &enrollment("t", "a1", "h1", None), 1).unwrap();
+        assert_eq!(e.identity.customer, None);
+        let a = admit(conn, "a1", None, "h1", &labels(&[("customer", "acme")]), 2).unwrap();
+        assert_eq!(a.identity.customer.as_deref(), Some("acme"));
+        let later = admit(conn, "a1", None, "h1", &labels(&[("customer", "beta")]), 3).unwrap_err();
+        assert_eq!(later.class(), ErrorClass::Forbidden);
+        // A new agent's claim at enrollment fixes it at once, site unbound.
+        let e = enroll(
+            conn,
+            &enrollment("t", "a2", "h2", Some(&[("customer", "beta"), ("site", "x")])),
+            1,
+        )
+        .unwrap();
+        assert_eq!((e.identity.customer.as_deref(), e.identity.site), (Some("beta"), None));
+    });
 }
 
 #[test]
 fn a_revoked_or_unknown_agent_is_refused_as_unauthorized() {
-    let conn = open_in_memory().unwrap();
-    token(&conn, "t", Some("acme"), None);
-    enroll(&conn, &enrollment("t", "a1", "h1", None), 1).unwrap();
-    let l = labels(&[("customer", "acme")]);
-    revoke_agent(&conn, "a1", 5).unwrap();
-    let e = admit(&conn, "a1", Some("cred-a1"), "h1", &l, 6).unwrap_err();
-    assert!(matches!(e, StoreError::Revoked(_)), "{e}");
-    assert_eq!(e.class(), ErrorClass::Unauthorized);
-    // A deleted row: the agent is unknown, which is the caller's problem, not ours.
-    conn.execute("DELETE FROM agents WHERE agent_id = 'a1'", []).unwrap();
-    let e = admit(&conn, "a1", Some("cred-a1"), "h1", &l, 6).unwrap_err();
-    assert_eq!(e.class(), ErrorClass::Unauthorized, "{e}");
-    assert_eq!(
-        agent_by_credential(&conn, "cred-a1").unwrap(),
-        None,
-        "and its credential is unknown"
-    );
+    on_both(|conn| {
+        token(conn, "t", Some("acme"), None);
+        enroll(conn, &enrollment("t", "a1", "h1", None), 1).unwrap();
+        let l = labels(&[("customer", "acme")]);
+        revoke_agent(conn, "a1", 5).unwrap();
+        let e = admit(conn, "a1", Some("cred-a1"), "h1", &l, 6).unwrap_err();
+        assert!(matches!(e, StoreError::Revoked(_)), "{e}");
+        assert_eq!(e.class(), ErrorClass::Unauthorized);
+        // A deleted row: the agent is unknown, which is the caller's problem, not ours.
+        crate::store::testing::remove_agent(conn, "a1");
+        let e = admit(conn, "a1", Some("cred-a1"), "h1", &l, 6).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Unauthorized, "{e}");
+        assert_eq!(
+            agent_by_credential(conn, "cred-a1").unwrap(),
+            None,
+            "and its credential is unknown"
+        );
+    });
 }
 
 #[test]
 fn a_rotated_credential_is_offered_until_first_used_then_replaces_the_old() {
-    let conn = open_in_memory().unwrap();
-    token(&conn, "t", Some("acme"), None);
-    enroll(&conn, &enrollment("t", "a1", "h1", None), 1).unwrap();
-    let l = labels(&[("customer", "acme")]);
-    let r = rotate_agent(&conn, "a1", "new-secret").unwrap();
-    let new_hash = crate::pki::hash_secret("new-secret");
-    assert!(r.rotation_pending);
-    // The old credential still works, and each answer offers the new one.
-    for _ in 0..2 {
-        let a = admit(&conn, "a1", Some("cred-a1"), "h1", &l, 2).unwrap();
-        assert_eq!(a.offer.as_deref(), Some("new-secret"));
-    }
-    assert_eq!(
-        agent_by_credential(&conn, &new_hash).unwrap().map(|(a, _)| a),
-        Some("a1".into())
-    );
-    // First use of the new one: it replaces the old.
-    let a = admit(&conn, "a1", Some(&new_hash), "h1", &l, 3).unwrap();
-    assert_eq!(a.promoted, Some(("cred-a1".into(), new_hash.clone())));
-    assert_eq!(a.offer, None);
-    let old = admit(&conn, "a1", Some("cred-a1"), "h1", &l, 4).unwrap_err();
-    assert!(matches!(old, StoreError::StaleCredential(_)), "{old}");
-    let info = agent(&conn, "a1").unwrap();
-    assert!(!info.rotation_pending);
-    assert_eq!(info.rotated_at_ms, Some(3));
-    let stored: Option<String> = conn
-        .query_row("SELECT pending_credential FROM agents WHERE agent_id = 'a1'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(stored, None, "no secret stays in clear once taken");
-    // A revoked agent cannot be rotated.
-    revoke_agent(&conn, "a1", 5).unwrap();
-    assert!(rotate_agent(&conn, "a1", "s").is_err());
-}
-
-#[test]
-fn the_migration_fixes_existing_agents_from_their_stored_labels() {
-    // The schema just before this migration: the first version with an
-    // `agents.customer` column is this one.
-    let has_customer = |conn: &Connection| -> bool {
-        conn.prepare("SELECT 1 FROM pragma_table_info('agents') WHERE name = 'customer'")
-            .and_then(|mut s| s.exists([]))
-            .unwrap()
-    };
-    let mine = (1..100)
-        .find(|&v| {
-            let mut c = Connection::open_in_memory().unwrap();
-            crate::store::migrations().to_version(&mut c, v).unwrap();
-            has_customer(&c)
-        })
-        .unwrap();
-    let mut conn = Connection::open_in_memory().unwrap();
-    crate::store::migrations().to_version(&mut conn, mine - 1).unwrap();
-    conn.execute_batch(
-        "INSERT INTO enrollment_tokens(token_hash, created_at_ms) VALUES ('abcdef0123456789abcdef', 1);
-         INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms, labels, reports_applied)
-             VALUES ('a1', 'c1', 'db1', 1, '{\"customer\":\"acme\",\"site\":\"hq\"}', 3),
-                    ('a2', 'c2', 'db2', 1, '{\"role\":\"web\"}', 1),
-                    ('a3', 'c3', 'db3', 1, '{}', 0);",
-    )
-    .unwrap();
-    crate::store::migrations().to_latest(&mut conn).unwrap();
-    let ids: Vec<(String, Option<String>, Option<String>)> = list_agents(&conn)
-        .unwrap()
-        .into_iter()
-        .map(|a| (a.agent_id, a.customer, a.site))
-        .collect();
-    assert_eq!(
-        ids,
-        [
-            ("a1".to_string(), Some("acme".to_string()), Some("hq".to_string())),
-            ("a2".to_string(), Some(String::new()), None),
-            ("a3".to_string(), None, None),
-        ]
-    );
-    let t = list_tokens(&conn).unwrap();
-    assert_eq!(t[0].id, "abcdef012345", "an old token gets an id from its hash");
-    assert_eq!(t[0].customer, None);
+    on_both(|conn| {
+        token(conn, "t", Some("acme"), None);
+        enroll(conn, &enrollment("t", "a1", "h1", None), 1).unwrap();
+        let l = labels(&[("customer", "acme")]);
+        let r = rotate_agent(conn, "a1", "new-secret").unwrap();
+        let new_hash = crate::pki::hash_secret("new-secret");
+        assert!(r.rotation_pending);
+        // The old credential still works, and each answer offers the new one.
+        for _ in 0..2 {
+            let a = admit(conn, "a1", Some("cred-a1"), "h1", &l, 2).unwrap();
+            assert_eq!(a.offer.as_deref(), Some("new-secret"));
+        }
+        assert_eq!(
+            agent_by_credential(conn, &new_hash).unwrap().map(|(a, _)| a),
+            Some("a1".into())
+        );
+        // First use of the new one: it replaces the old.
+        let a = admit(conn, "a1", Some(&new_hash), "h1", &l, 3).unwrap();
+        assert_eq!(a.promoted, Some(("cred-a1".into(), new_hash.clone())));
+        assert_eq!(a.offer, None);
+        let old = admit(conn, "a1", Some("cred-a1"), "h1", &l, 4).unwrap_err();
+        assert!(matches!(old, StoreError::StaleCredential(_)), "{old}");
+        let info = agent(conn, "a1").unwrap();
+        assert!(!info.rotation_pending);
+        assert_eq!(info.rotated_at_ms, Some(3));
+        let stored = conn.agent_credentials("a1").unwrap().unwrap().pending;
+        assert_eq!(stored, None, "no secret stays in clear once taken");
+        // A revoked agent cannot be rotated.
+        revoke_agent(conn, "a1", 5).unwrap();
+        assert!(rotate_agent(conn, "a1", "s").is_err());
+    });
 }

@@ -24,7 +24,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 /// enrolled, and an empty fleet.
 fn enrolled() -> (Connection, Fleet) {
     let conn = crate::store::open_in_memory().unwrap();
-    crate::store::add_enrollment_token(&conn, "t").unwrap();
+    crate::store::agents::Agents::add_enrollment_token(&conn, "t", 0).unwrap();
     let e = Enrollment {
         token_hash: "t".into(),
         agent_id: "a1".into(),

@@ -30,6 +30,7 @@ pub use records::{Filter, Part, PartType, Raise, Raised, RecAction, RecStatus, R
 use crate::cases::store::Outcome;
 use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal};
 use crate::store::StoreError;
+use crate::store::agents::Agents;
 use crate::store::disks::DiskStore;
 use crate::store::recommendations::Recommendations;
 

@@ -12,7 +12,7 @@
 //! pipeline's ([`crate::pipeline`]); the writer batches, commits, answers and
 //! updates the fleet once committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host};
 use crate::ingest::Encoding;
 
+pub mod agents;
 pub mod disks;
 pub mod holds;
 pub mod inspection_reports;
@@ -313,7 +314,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         // Web sessions (by the hash of their id), so a restart logs nobody out.
         M::up(sessions::MIGRATION),
         // Agent identity fixed at enrollment; tokens per customer; revocation and rotation.
-        M::up(crate::identity::MIGRATION),
+        M::up(agents::MIGRATION),
         // BMC and RAID parts: recommendation part types for cache backup
         // units and controllers; spare models that fit by controller model.
         M::up(recommendations::MIGRATION_HARDWARE_PARTS),
@@ -363,26 +364,6 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-pub fn add_enrollment_token(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT OR IGNORE INTO enrollment_tokens(token_hash, id, created_at_ms) VALUES (?1, ?2, ?3)",
-        params![
-            token_hash,
-            crate::identity::token_id(token_hash),
-            caretaker_shared::now_ms()
-        ],
-    )?;
-    Ok(())
-}
-
-pub fn add_api_token(conn: &Connection, token_hash: &str, name: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT OR IGNORE INTO api_tokens(token_hash, name, created_at_ms) VALUES (?1, ?2, ?3)",
-        params![token_hash, name, caretaker_shared::now_ms()],
-    )?;
-    Ok(())
-}
-
 /// The newest inventory agent `agent_id` sent, when it can be read.
 pub fn latest_inventory(conn: &Connection, agent_id: &str) -> Result<Option<Inventory>, StoreError> {
     let doc: Option<String> = conn
@@ -404,66 +385,6 @@ pub fn prune_reports(conn: &Connection, p: &Prune) -> Result<(usize, usize), Sto
         params![p.raw_reports_before_ms],
     )?;
     Ok((log, raw))
-}
-
-/// Rebuilds the fleet from the store at start-up.
-pub fn load_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError> {
-    for t in conn
-        .prepare("SELECT token_hash, name FROM api_tokens")?
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-    {
-        let (hash, name) = t?;
-        fleet.add_api_token(hash, name);
-    }
-    fleet.set_recommendations_open(recommendations::Recommendations::active_recommendation_counts(conn)?);
-    fleet.set_identities(crate::identity::identities(conn)?);
-    let mut stmt = conn.prepare(
-        "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
-                a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
-                (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
-                (SELECT collected_at_ms FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
-                (SELECT COUNT(*) FROM asset_changes c WHERE c.agent_id = a.agent_id)
-         FROM agents a LEFT JOIN host_latest l ON l.agent_id = a.agent_id",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        let agent_id: String = r.get(0)?;
-        let corrupt = |reason: String| StoreError::Corrupt {
-            agent_id: agent_id.clone(),
-            reason,
-        };
-        let labels: BTreeMap<String, String> =
-            serde_json::from_str(&r.get::<_, String>(4)?).map_err(|e| corrupt(e.to_string()))?;
-        let mut samples = Vec::new();
-        if let Some(body) = r.get::<_, Option<Vec<u8>>>(12)? {
-            let enc = Encoding::from_stored(&r.get::<_, String>(11)?);
-            let report = crate::ingest::decode_stored(&body, enc).map_err(|e| corrupt(e.to_string()))?;
-            samples = crate::fleet::catalogue_samples(report.samples);
-        }
-        let inventory: Option<Inventory> = match r.get::<_, Option<String>>(13)? {
-            Some(doc) => Some(serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?),
-            None => None,
-        };
-        fleet.put(Host {
-            agent_id: agent_id.clone(),
-            host: r.get(2)?,
-            labels,
-            enrolled_at_ms: r.get(3)?,
-            interval_secs: r.get(5)?,
-            last_seq: r.get::<_, i64>(6)? as u64,
-            reports_applied: r.get::<_, i64>(7)? as u64,
-            seq_gaps: r.get::<_, i64>(8)? as u64,
-            last_seen_ms: r.get(9)?,
-            last_collected_at_ms: r.get(10)?,
-            samples,
-            inventory,
-            inventory_at_ms: r.get(14)?,
-            asset_changes: r.get::<_, i64>(15)? as u64,
-        });
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// A report that passed authentication and validation.
@@ -1390,7 +1311,7 @@ mod raw_tests {
     fn enrolled() -> (Connection, Fleet) {
         let mut conn = open_in_memory().unwrap();
         let fleet = Fleet::default();
-        add_enrollment_token(&conn, "t").unwrap();
+        agents::Agents::add_enrollment_token(&conn, "t", 0).unwrap();
         let (reply, _rx) = oneshot::channel();
         let e = Enrollment {
             token_hash: "t".into(),

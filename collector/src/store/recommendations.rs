@@ -435,14 +435,6 @@ pub trait Recommendations: Sql {
             },
         )
     }
-
-    /// The agent last enrolled on `host` (`agents`).
-    fn newest_agent_on_host(&self, host: &str) -> Result<Option<String>, SqlError> {
-        self.value(
-            "SELECT agent_id FROM agents WHERE host = ?1 ORDER BY enrolled_at_ms DESC LIMIT 1",
-            args![host],
-        )
-    }
 }
 
 impl<S: Sql + ?Sized> Recommendations for S {}
@@ -451,6 +443,7 @@ impl<S: Sql + ?Sized> Recommendations for S {}
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::store::agents::Agents;
     use crate::store::disks::{DiskReading, DiskStore};
     use crate::store::testing::{add_agent, on_both};
 

@@ -108,6 +108,13 @@ pub fn add_agent(db: &dyn super::sql::Sql, agent_id: &str, host: &str) {
     .unwrap_or_else(|e| panic!("adding agent {agent_id}: {e}"));
 }
 
+/// Deletes agent `agent_id`'s row, as a store edited by hand may have lost
+/// it.
+pub fn remove_agent(db: &dyn super::sql::Sql, agent_id: &str) {
+    db.execute("DELETE FROM agents WHERE agent_id = ?1", super::sql::args![agent_id])
+        .unwrap_or_else(|e| panic!("removing agent {agent_id}: {e}"));
+}
+
 /// A migrated store for a test: SQLite in memory, or, when
 /// `CARETAKER_TEST_STORE=postgresql`, a PostgreSQL database of its own on
 /// the server `CARETAKER_TEST_POSTGRES` names. CI runs the collector's tests
