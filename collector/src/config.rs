@@ -649,16 +649,11 @@ impl StoreConfig {
             (Backend::Postgresql, None) => {
                 p.push("store.url: required with backend = \"postgresql\" (postgres://user@host:port/database)".into())
             }
-            (Backend::Postgresql, Some(url)) => match url.parse::<postgres::Config>() {
-                Err(e) => p.push(format!("store.url: not a PostgreSQL connection string: {e}")),
-                Ok(c) if c.get_password().is_some() => {
-                    p.push("store.url: holds a password; put it in store.password_file instead".into())
+            (Backend::Postgresql, Some(url)) => {
+                if let Some(problem) = crate::store::postgres::url_problem(url) {
+                    p.push(format!("store.url: {problem}"));
                 }
-                Ok(c) if c.get_dbname().is_none() => {
-                    p.push("store.url: names no database (postgres://user@host:port/database)".into())
-                }
-                Ok(_) => {}
-            },
+            }
             (Backend::Sqlite, None) => {}
         }
     }

@@ -209,12 +209,8 @@ async fn outbox(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
     let who = authorize(&state, &headers).await?;
     who.require_staff()?;
     let v = read(&state, |c| {
-        let sinks: Vec<String> = c
-            .prepare("SELECT sink FROM sink_state ORDER BY sink")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
         let mut out = Vec::new();
-        for s in sinks {
+        for s in queue::outbox::sinks(c)? {
             let state = queue::outbox::sink_state(c, &s)?;
             let dead = queue::outbox::set_aside_list(c, &s)?;
             out.push(json!({"state": state, "set_aside": dead}));

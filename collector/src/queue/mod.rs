@@ -16,93 +16,16 @@ pub mod outbox;
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::cases::store::{self as items, INACTIVE_STATUSES, LogEntry};
+use crate::cases::store::{self as items, LogEntry};
 use crate::cases::{Action, IdentityKey, Item, ItemKind, Severity, Signal, Status};
 use crate::contracts::{self, Clock, Contract, Contracts, Level};
 use crate::store::StoreError;
+use crate::store::queue::{CaseMetaRow, CaseQueue, ItemsConn, NewCaseMeta, QueueSelect, SlaClock};
+use crate::store::sql::Sql;
 
-pub const MIGRATION: &str = r#"
-CREATE TABLE case_meta (
-    item_id INTEGER PRIMARY KEY REFERENCES items(id),
-    source TEXT NOT NULL CHECK (source IN ('detection', 'liveness', 'user')),
-    title TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    reported_by TEXT,
-    -- NULL: no contract covers the asset; the case is advisory, with no SLA.
-    contract TEXT,
-    site TEXT NOT NULL DEFAULT '',
-    skill TEXT NOT NULL,
-    assignee TEXT,
-    level TEXT NOT NULL DEFAULT 'L1' CHECK (level IN ('L1', 'L2', 'vendor')),
-    response_due_ms INTEGER,
-    resolution_due_ms INTEGER,
-    response_breached_at_ms INTEGER,
-    resolution_breached_at_ms INTEGER
-);
-CREATE INDEX case_meta_assignee ON case_meta(assignee);
--- Escalations, timed (step = the contract's step index) or by a person
--- (step NULL); a timed step fires once per case.
-CREATE TABLE case_escalations (
-    id INTEGER PRIMARY KEY,
-    item_id INTEGER NOT NULL REFERENCES items(id),
-    step INTEGER,
-    at_ms INTEGER NOT NULL,
-    action TEXT NOT NULL CHECK (action IN ('notify', 'escalate')),
-    target TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    comment TEXT NOT NULL DEFAULT ''
-);
-CREATE UNIQUE INDEX case_escalations_step ON case_escalations(item_id, step) WHERE step IS NOT NULL;
-CREATE TABLE case_satisfaction (
-    item_id INTEGER PRIMARY KEY REFERENCES items(id),
-    score INTEGER CHECK (score BETWEEN 1 AND 5),
-    comment TEXT NOT NULL DEFAULT '',
-    no_answer INTEGER NOT NULL,
-    at_ms INTEGER NOT NULL,
-    recorded_by TEXT NOT NULL
-);
--- Every change of a case, in the transaction that made it: the sinks
--- deliver from here, each from its own cursor.
-CREATE TABLE outbox (
-    id INTEGER PRIMARY KEY,
-    item_id INTEGER NOT NULL,
-    log_id INTEGER NOT NULL UNIQUE,
-    at_ms INTEGER NOT NULL
-);
-CREATE TRIGGER item_log_to_outbox AFTER INSERT ON item_log
-WHEN (SELECT kind FROM items WHERE id = NEW.item_id) = 'case'
-BEGIN
-    INSERT INTO outbox (item_id, log_id, at_ms) VALUES (NEW.item_id, NEW.id, NEW.at_ms);
-END;
-CREATE TABLE sink_state (
-    sink TEXT PRIMARY KEY,
-    delivered_through INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    last_ok_ms INTEGER
-);
--- Changes a sink refused for good (a 4xx other than 429, several times):
--- set aside so the rest still flows, and listed for an engineer.
-CREATE TABLE sink_dead (
-    sink TEXT NOT NULL,
-    outbox_id INTEGER NOT NULL,
-    at_ms INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    PRIMARY KEY (sink, outbox_id)
-);
--- The id of a case's ticket in a sink (Redmine issue, Jira key): later
--- changes update that ticket, a redelivery never opens a second one.
-CREATE TABLE case_external (
-    item_id INTEGER NOT NULL,
-    sink TEXT NOT NULL,
-    external_id TEXT NOT NULL,
-    PRIMARY KEY (item_id, sink)
-);
-"#;
+pub use crate::store::queue::{Escalation, QueueCounts, SatisfactionRecord};
 
 /// Where a case came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,44 +102,36 @@ pub struct CaseMeta {
     pub resolution_breached_at_ms: Option<i64>,
 }
 
-const META_COLUMNS: &str = "item_id, source, title, description, reported_by, contract, site, skill, assignee, \
-     level, response_due_ms, resolution_due_ms, response_breached_at_ms, resolution_breached_at_ms";
-
-fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseMeta> {
-    let contract: Option<String> = r.get(5)?;
-    Ok(CaseMeta {
-        item_id: r.get(0)?,
-        source: Source::parse(&r.get::<_, String>(1)?),
-        title: r.get(2)?,
-        description: r.get(3)?,
-        reported_by: r.get(4)?,
-        out_of_scope: contract.is_none(),
-        contract,
-        site: r.get(6)?,
-        skill: r.get(7)?,
-        assignee: r.get(8)?,
-        level: r.get(9)?,
-        response_due_ms: r.get(10)?,
-        resolution_due_ms: r.get(11)?,
-        response_breached_at_ms: r.get(12)?,
-        resolution_breached_at_ms: r.get(13)?,
-    })
+impl From<CaseMetaRow> for CaseMeta {
+    fn from(r: CaseMetaRow) -> Self {
+        CaseMeta {
+            item_id: r.item_id,
+            source: Source::parse(&r.source),
+            title: r.title,
+            description: r.description,
+            reported_by: r.reported_by,
+            out_of_scope: r.contract.is_none(),
+            contract: r.contract,
+            site: r.site,
+            skill: r.skill,
+            assignee: r.assignee,
+            level: r.level,
+            response_due_ms: r.response_due_ms,
+            resolution_due_ms: r.resolution_due_ms,
+            response_breached_at_ms: r.response_breached_at_ms,
+            resolution_breached_at_ms: r.resolution_breached_at_ms,
+        }
+    }
 }
 
 /// The queue data of case `id`, once it has been settled.
-pub fn meta(conn: &Connection, id: i64) -> Result<Option<CaseMeta>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {META_COLUMNS} FROM case_meta WHERE item_id = ?1"))?
-        .query_row(params![id], meta_row)
-        .optional()?)
+pub fn meta(db: &dyn Sql, id: i64) -> Result<Option<CaseMeta>, StoreError> {
+    Ok(db.case_meta(id)?.map(CaseMeta::from))
 }
 
 /// The labels of the agent reporting as `host` (its `customer`, `site`...).
-pub fn asset_labels(conn: &Connection, host: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    let text: Option<String> = conn
-        .prepare_cached("SELECT labels FROM agents WHERE host = ?1 ORDER BY last_seen_ms DESC LIMIT 1")?
-        .query_row(params![host], |r| r.get(0))
-        .optional()?;
+pub fn asset_labels(db: &dyn Sql, host: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    let text = db.host_labels(host)?;
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
 }
 
@@ -232,7 +147,7 @@ struct Opening<'a> {
 /// stores its queue data and assigns it. Out of scope: marked advisory, no
 /// deadlines, left unassigned (advice is read, not worked).
 fn open_meta(
-    conn: &Connection,
+    conn: &ItemsConn,
     contracts: &Contracts,
     item: &Item,
     opening: Opening<'_>,
@@ -244,22 +159,18 @@ fn open_meta(
     let site = labels.get("site").cloned().unwrap_or_default();
     let skill = skill_for(&item.key.check);
     let due = contract.map(|c| contracts::deadlines(c, item.severity, item.opened_at_ms));
-    conn.prepare_cached(
-        "INSERT INTO case_meta (item_id, source, title, description, reported_by, contract, site, skill, \
-         response_due_ms, resolution_due_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        id,
-        opening.source.as_str(),
-        opening.title,
-        opening.description,
-        opening.reported_by,
-        contract.map(|c| c.name.as_str()),
-        site,
+    conn.add_case_meta(&NewCaseMeta {
+        item_id: id,
+        source: opening.source.as_str(),
+        title: &opening.title,
+        description: &opening.description,
+        reported_by: opening.reported_by,
+        contract: contract.map(|c| c.name.as_str()),
+        site: &site,
         skill,
-        due.and_then(|d| d.response_due_ms),
-        due.and_then(|d| d.resolution_due_ms),
-    ])?;
+        response_due_ms: due.and_then(|d| d.response_due_ms),
+        resolution_due_ms: due.and_then(|d| d.resolution_due_ms),
+    })?;
     match contract {
         None => {
             items::note(
@@ -289,7 +200,7 @@ fn open_meta(
 /// skill; without one, the least-loaded engineer with the skill at the
 /// site. Nobody fits: the case stays new, for a manager to assign.
 fn auto_assign(
-    conn: &Connection,
+    conn: &ItemsConn,
     contracts: &Contracts,
     id: i64,
     status: Status,
@@ -307,12 +218,7 @@ fn auto_assign(
     set_assignee(conn, id, status, &who, "rule:assignment", &why, now_ms)
 }
 
-fn least_loaded(
-    conn: &Connection,
-    contracts: &Contracts,
-    site: &str,
-    skill: &str,
-) -> Result<Option<String>, StoreError> {
+fn least_loaded(db: &dyn Sql, contracts: &Contracts, site: &str, skill: &str) -> Result<Option<String>, StoreError> {
     let mut best: Option<(i64, &str)> = None;
     for e in &contracts.engineers {
         let at_site = e.sites.is_empty() || e.sites.iter().any(|s| s == site);
@@ -320,7 +226,7 @@ fn least_loaded(
         if !(at_site && skilled) {
             continue;
         }
-        let load = load_of(conn, &e.name)?;
+        let load = db.active_cases_of(&e.name)?;
         if best.is_none_or(|(l, n)| (load, e.name.as_str()) < (l, n)) {
             best = Some((load, &e.name));
         }
@@ -328,19 +234,9 @@ fn least_loaded(
     Ok(best.map(|(_, n)| n.to_string()))
 }
 
-/// Active cases assigned to `who`.
-fn load_of(conn: &Connection, who: &str) -> Result<i64, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM case_meta m JOIN items i ON i.id = m.item_id \
-             WHERE m.assignee = ?1 AND i.status NOT IN {INACTIVE_STATUSES}"
-        ))?
-        .query_row(params![who], |r| r.get(0))?)
-}
-
 /// Records `who` as the case's assignee, moving a new case to assigned.
 fn set_assignee(
-    conn: &Connection,
+    conn: &ItemsConn,
     id: i64,
     status: Status,
     who: &str,
@@ -348,8 +244,7 @@ fn set_assignee(
     why: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE case_meta SET assignee = ?2 WHERE item_id = ?1")?
-        .execute(params![id, who])?;
+    conn.set_case_assignee(id, who)?;
     let comment = format!("assigned to {who} ({why})");
     if matches!(status, Status::New) {
         items::act_by(conn, id, Action::Assign, actor, Some(&comment), now_ms)?;
@@ -365,14 +260,8 @@ fn set_assignee(
 /// never shows without. Both lookups are ranges on primary keys, cheap on
 /// the detection path: every case up to the newest one with queue data has
 /// its own (settling goes in id order, and [`report_fault`] settles first).
-pub fn settle(conn: &Connection, contracts: &Contracts, since_log_id: i64, now_ms: i64) -> Result<usize, StoreError> {
-    let fresh: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT i.id FROM items i WHERE i.id > (SELECT coalesce(max(item_id), 0) FROM case_meta) \
-             AND i.kind = 'case' ORDER BY i.id",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+pub fn settle(conn: &ItemsConn, contracts: &Contracts, since_log_id: i64, now_ms: i64) -> Result<usize, StoreError> {
+    let fresh = conn.cases_without_meta()?;
     for &id in &fresh {
         let Some(item) = items::item(conn, id)? else { continue };
         let title = title_of(&item);
@@ -390,15 +279,7 @@ pub fn settle(conn: &Connection, contracts: &Contracts, since_log_id: i64, now_m
         open_meta(conn, contracts, &item, opening, now_ms)?;
     }
     // A reopened case is new again: back to the engineer who had it.
-    let reopened: Vec<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT DISTINCT i.id, m.assignee FROM item_log l JOIN items i ON i.id = l.item_id \
-             JOIN case_meta m ON m.item_id = i.id \
-             WHERE l.id > ?1 AND l.comment = 'reopened' AND i.kind = 'case' AND i.status = 'new' \
-             AND m.assignee IS NOT NULL ORDER BY i.id",
-        )?
-        .query_map(params![since_log_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let reopened = conn.reopened_assigned_cases(since_log_id)?;
     for (id, who) in &reopened {
         items::act_by(
             conn,
@@ -418,17 +299,11 @@ pub fn settle(conn: &Connection, contracts: &Contracts, since_log_id: i64, now_m
 /// asset was added, gets that contract, deadlines counted from its opening
 /// (the same service time its log already shows) and an assignee, as if it
 /// had been matched then. Returns how many cases came into scope.
-pub fn rematch(conn: &Connection, contracts: &Contracts, now_ms: i64) -> Result<usize, StoreError> {
+pub fn rematch(conn: &ItemsConn, contracts: &Contracts, now_ms: i64) -> Result<usize, StoreError> {
     if contracts.contracts.is_empty() {
         return Ok(0);
     }
-    let unmatched: Vec<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id \
-             WHERE i.kind = 'case' AND m.contract IS NULL AND i.status NOT IN {INACTIVE_STATUSES} ORDER BY i.id"
-        ))?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let unmatched = conn.active_cases_without_contract()?;
     let mut matched = 0;
     for id in unmatched {
         let Some(item) = items::item(conn, id)? else { continue };
@@ -437,10 +312,7 @@ pub fn rematch(conn: &Connection, contracts: &Contracts, now_ms: i64) -> Result<
             continue;
         };
         let due = contracts::deadlines(c, item.severity, item.opened_at_ms);
-        conn.prepare_cached(
-            "UPDATE case_meta SET contract = ?2, response_due_ms = ?3, resolution_due_ms = ?4 WHERE item_id = ?1",
-        )?
-        .execute(params![id, c.name, due.response_due_ms, due.resolution_due_ms])?;
+        conn.set_case_contract(id, &c.name, due.response_due_ms, due.resolution_due_ms)?;
         let mut text = format!("contract {} (matched when the contracts changed)", c.name);
         if let Some(d) = due.response_due_ms {
             text.push_str(&format!("; response due {}", format_ms(d)));
@@ -632,25 +504,13 @@ pub fn sla_view(contract: Option<&Contract>, item: &Item, meta: &CaseMeta, log: 
 /// The time-driven part of the queue, run with the lifecycle tick: SLA
 /// breaches and escalation steps fire (each once, recorded), and resolved
 /// cases whose satisfaction survey went unanswered for `wait_ms` close.
-pub fn sweep(conn: &Connection, contracts: &Contracts, wait_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
+pub fn sweep(conn: &ItemsConn, contracts: &Contracts, wait_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
     let mut changed = 0;
-    let active: Vec<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id \
-             WHERE i.kind = 'case' AND m.contract IS NOT NULL AND i.status NOT IN {INACTIVE_STATUSES} ORDER BY i.id"
-        ))?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let active = conn.active_cases_under_contract()?;
     for id in active {
         changed += sweep_case(conn, contracts, id, now_ms)?;
     }
-    let unanswered: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT i.id FROM items i LEFT JOIN case_satisfaction s ON s.item_id = i.id \
-             WHERE i.kind = 'case' AND i.status = 'resolved' AND s.item_id IS NULL AND i.resolved_at_ms <= ?1",
-        )?
-        .query_map(params![now_ms - wait_ms], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let unanswered = conn.resolved_cases_without_satisfaction(now_ms - wait_ms)?;
     for id in unanswered {
         let s = Satisfaction {
             score: None,
@@ -663,7 +523,7 @@ pub fn sweep(conn: &Connection, contracts: &Contracts, wait_ms: i64, now_ms: i64
     Ok(changed)
 }
 
-fn sweep_case(conn: &Connection, contracts: &Contracts, id: i64, now_ms: i64) -> Result<usize, StoreError> {
+fn sweep_case(conn: &ItemsConn, contracts: &Contracts, id: i64, now_ms: i64) -> Result<usize, StoreError> {
     let (Some((item, log)), Some(meta)) = (items::get(conn, id)?, meta(conn, id)?) else {
         return Ok(0);
     };
@@ -674,17 +534,17 @@ fn sweep_case(conn: &Connection, contracts: &Contracts, id: i64, now_ms: i64) ->
     };
     let view = sla_view(Some(contract), &item, &meta, &log, now_ms);
     let mut changed = 0;
-    for (clock, name, column, already) in [
+    for (clock, name, which, already) in [
         (
             &view.response,
             "response",
-            "response_breached_at_ms",
+            SlaClock::Response,
             meta.response_breached_at_ms,
         ),
         (
             &view.resolution,
             "resolution",
-            "resolution_breached_at_ms",
+            SlaClock::Resolution,
             meta.resolution_breached_at_ms,
         ),
     ] {
@@ -693,10 +553,7 @@ fn sweep_case(conn: &Connection, contracts: &Contracts, id: i64, now_ms: i64) ->
             && c.used_ms > c.target_ms
             && already.is_none()
         {
-            conn.execute(
-                &format!("UPDATE case_meta SET {column} = ?2 WHERE item_id = ?1"),
-                params![id, now_ms],
-            )?;
+            conn.set_sla_breached(id, which, now_ms)?;
             items::note(
                 conn,
                 id,
@@ -708,9 +565,9 @@ fn sweep_case(conn: &Connection, contracts: &Contracts, id: i64, now_ms: i64) ->
         }
     }
     let fired: Vec<usize> = conn
-        .prepare_cached("SELECT step FROM case_escalations WHERE item_id = ?1 AND step IS NOT NULL")?
-        .query_map(params![id], |r| r.get::<_, i64>(0))?
-        .filter_map(|r| r.ok().and_then(|s| usize::try_from(s).ok()))
+        .fired_escalation_steps(id)?
+        .into_iter()
+        .filter_map(|s| usize::try_from(s).ok())
         .collect();
     for (clock, of) in [(&view.response, Clock::Response), (&view.resolution, Clock::Resolution)] {
         let Some(c) = clock else { continue };
@@ -737,7 +594,7 @@ fn sweep_case(conn: &Connection, contracts: &Contracts, id: i64, now_ms: i64) ->
 /// case's level. Logged on the case (so the sinks hear of it).
 #[allow(clippy::too_many_arguments)]
 fn record_escalation(
-    conn: &Connection,
+    conn: &ItemsConn,
     id: i64,
     step: Option<usize>,
     action: contracts::Action,
@@ -750,24 +607,21 @@ fn record_escalation(
         contracts::Action::Notify => "notify",
         contracts::Action::Escalate => "escalate",
     };
-    conn.prepare_cached(
-        "INSERT INTO case_escalations (item_id, step, at_ms, action, target, actor, comment) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+    conn.add_escalation(
         id,
-        step.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
-        now_ms,
-        action_name,
-        to,
-        actor,
-        why
-    ])?;
+        &Escalation {
+            step: step.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            at_ms: now_ms,
+            action: action_name.to_string(),
+            target: to.to_string(),
+            actor: actor.to_string(),
+            comment: why.to_string(),
+        },
+    )?;
     let text = match action {
         contracts::Action::Notify => format!("escalation: notify {to} ({why})"),
         contracts::Action::Escalate => {
-            conn.prepare_cached("UPDATE case_meta SET level = ?2 WHERE item_id = ?1")?
-                .execute(params![id, to])?;
+            conn.set_case_level(id, to)?;
             format!("escalated to {to} ({why})")
         }
     };
@@ -775,33 +629,9 @@ fn record_escalation(
     Ok(())
 }
 
-/// One escalation of a case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Escalation {
-    pub step: Option<i64>,
-    pub at_ms: i64,
-    pub action: String,
-    pub target: String,
-    pub actor: String,
-    pub comment: String,
-}
-
-pub fn escalations(conn: &Connection, id: i64) -> Result<Vec<Escalation>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT step, at_ms, action, target, actor, comment FROM case_escalations WHERE item_id = ?1 ORDER BY id",
-        )?
-        .query_map(params![id], |r| {
-            Ok(Escalation {
-                step: r.get(0)?,
-                at_ms: r.get(1)?,
-                action: r.get(2)?,
-                target: r.get(3)?,
-                actor: r.get(4)?,
-                comment: r.get(5)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?)
+/// A case's escalations, oldest first.
+pub fn escalations(db: &dyn Sql, id: i64) -> Result<Vec<Escalation>, StoreError> {
+    Ok(db.case_escalations(id)?)
 }
 
 /// The customer's verdict on a resolved case.
@@ -831,35 +661,13 @@ impl Satisfaction {
     }
 }
 
-/// A recorded satisfaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SatisfactionRecord {
-    pub score: Option<u8>,
-    pub comment: String,
-    pub no_answer: bool,
-    pub at_ms: i64,
-    pub recorded_by: String,
-}
-
-pub fn satisfaction(conn: &Connection, id: i64) -> Result<Option<SatisfactionRecord>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT score, comment, no_answer, at_ms, recorded_by FROM case_satisfaction WHERE item_id = ?1",
-        )?
-        .query_row(params![id], |r| {
-            Ok(SatisfactionRecord {
-                score: r.get(0)?,
-                comment: r.get(1)?,
-                no_answer: r.get(2)?,
-                at_ms: r.get(3)?,
-                recorded_by: r.get(4)?,
-            })
-        })
-        .optional()?)
+/// A case's satisfaction record, once it has one.
+pub fn satisfaction(db: &dyn Sql, id: i64) -> Result<Option<SatisfactionRecord>, StoreError> {
+    Ok(db.case_satisfaction(id)?)
 }
 
 /// Records the satisfaction and closes the resolved case.
-fn close_with(conn: &Connection, id: i64, s: &Satisfaction, actor: &str, now_ms: i64) -> Result<Item, StoreError> {
+fn close_with(conn: &ItemsConn, id: i64, s: &Satisfaction, actor: &str, now_ms: i64) -> Result<Item, StoreError> {
     let problems = s.problems();
     if !problems.is_empty() {
         return Err(StoreError::QueueInput(problems.join("; ")));
@@ -871,11 +679,16 @@ fn close_with(conn: &Connection, id: i64, s: &Satisfaction, actor: &str, now_ms:
             item.status
         )));
     }
-    conn.prepare_cached(
-        "INSERT INTO case_satisfaction (item_id, score, comment, no_answer, at_ms, recorded_by) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![id, s.score, s.comment, s.no_answer, now_ms, actor])?;
+    conn.add_satisfaction(
+        id,
+        &SatisfactionRecord {
+            score: s.score,
+            comment: s.comment.clone(),
+            no_answer: s.no_answer,
+            at_ms: now_ms,
+            recorded_by: actor.to_string(),
+        },
+    )?;
     let comment = match s.score {
         Some(score) if s.comment.is_empty() => format!("satisfaction {score}/5"),
         Some(score) => format!("satisfaction {score}/5: {}", s.comment),
@@ -885,7 +698,7 @@ fn close_with(conn: &Connection, id: i64, s: &Satisfaction, actor: &str, now_ms:
 }
 
 /// A case by id; a finding or a missing id is an error.
-fn case(conn: &Connection, id: i64) -> Result<Item, StoreError> {
+fn case(conn: &ItemsConn, id: i64) -> Result<Item, StoreError> {
     match items::item(conn, id)? {
         Some(i) if i.kind == ItemKind::Case => Ok(i),
         _ => Err(StoreError::NoSuchItem(id)),
@@ -967,7 +780,7 @@ fn non_empty<'a>(field: &str, v: &'a str) -> Result<&'a str, StoreError> {
 /// Applies a person's action to case `id`; everything it changes is in the
 /// caller's transaction (all or nothing). Returns the case afterwards.
 pub fn act(
-    conn: &Connection,
+    conn: &ItemsConn,
     contracts: &Contracts,
     id: i64,
     action: &CaseAction,
@@ -1083,7 +896,7 @@ pub fn act(
 /// Resolves a case with its service report: the report is recorded (parts,
 /// spares, stock) and the case resolved, or neither.
 fn resolve_with(
-    conn: &Connection,
+    conn: &ItemsConn,
     item: &Item,
     report: &crate::spares::ServiceReport,
     person: &str,
@@ -1136,10 +949,8 @@ fn resolve_with(
 
 /// Whether case `id` has a service report: a person may only resolve it
 /// through [`act`] with one.
-pub fn has_service_report(conn: &Connection, id: i64) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM service_reports WHERE case_id = ?1)")?
-        .query_row(params![id], |r| r.get(0))?)
+pub fn has_service_report(db: &dyn Sql, id: i64) -> Result<bool, StoreError> {
+    Ok(db.case_has_service_report(id)?)
 }
 
 /// A fault a person reports (API or web form).
@@ -1183,7 +994,7 @@ impl FaultReport {
 /// case for a reported fault. The asset must be known. Returns the case id
 /// and whether it is new.
 pub fn report_fault(
-    conn: &Connection,
+    conn: &ItemsConn,
     contracts: &Contracts,
     report: &FaultReport,
     person: &str,
@@ -1273,24 +1084,16 @@ pub struct QueueEntry {
 /// The queue: matching cases, the one closest to an SLA breach first (the
 /// breached ones before them), then cases without SLA by severity and age.
 pub fn queue(
-    conn: &Connection,
+    conn: &ItemsConn,
     contracts: &Contracts,
     filter: &QueueFilter,
     now_ms: i64,
 ) -> Result<Vec<QueueEntry>, StoreError> {
-    let mut ids_sql = String::from(
-        "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id WHERE i.kind = 'case' \
-         AND (?1 IS NULL OR i.status = ?1) AND (?2 IS NULL OR i.customer = ?2) \
-         AND (?3 IS NULL OR coalesce(m.assignee, '') = ?3)",
-    );
-    if filter.status.is_none() {
-        ids_sql.push_str(&format!(" AND i.status NOT IN {INACTIVE_STATUSES}"));
-    }
-    ids_sql.push_str(" ORDER BY i.id DESC LIMIT 5000");
-    let ids: Vec<i64> = conn
-        .prepare_cached(&ids_sql)?
-        .query_map(params![filter.status, filter.customer, filter.assignee], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let ids = conn.queue_case_ids(&QueueSelect {
+        status: filter.status.as_deref(),
+        customer: filter.customer.as_deref(),
+        assignee: filter.assignee.as_deref(),
+    })?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let (Some((item, log)), Some(meta)) = (items::get(conn, id)?, meta(conn, id)?) else {
@@ -1331,7 +1134,7 @@ pub struct CaseDetail {
 
 /// The whole of case `id` as of `now_ms`; `None` for no such case.
 pub fn case_detail(
-    conn: &Connection,
+    conn: &ItemsConn,
     contracts: &Contracts,
     id: i64,
     now_ms: i64,
@@ -1393,7 +1196,7 @@ pub struct AssetHistory {
 }
 
 /// `None` when the asset is not known.
-pub fn asset_history(conn: &Connection, host: &str) -> Result<Option<AssetHistory>, StoreError> {
+pub fn asset_history(conn: &ItemsConn, host: &str) -> Result<Option<AssetHistory>, StoreError> {
     if !crate::cases::hold::is_known(conn, host)? {
         return Ok(None);
     }
@@ -1419,29 +1222,14 @@ pub fn asset_history(conn: &Connection, host: &str) -> Result<Option<AssetHistor
     }))
 }
 
-/// Whether the store has the queue's tables (a store written by an older
-/// version and opened read-only has not).
-fn has_queue_tables(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'case_meta')")?
-        .query_row([], |r| r.get(0))?)
-}
-
 /// For the inspection report: the share of the customer's cases under
 /// contract that ended in `[from, to)` with neither SLA clock breached.
 /// `None`: no such case ended in the period.
-pub fn sla_met_pct(conn: &Connection, customer: &str, from_ms: i64, to_ms: i64) -> Result<Option<f64>, StoreError> {
-    if !has_queue_tables(conn)? {
+pub fn sla_met_pct(db: &dyn Sql, customer: &str, from_ms: i64, to_ms: i64) -> Result<Option<f64>, StoreError> {
+    if !db.has_queue_tables()? {
         return Ok(None);
     }
-    let (total, met): (i64, i64) = conn
-        .prepare_cached(
-            "SELECT count(*), coalesce(sum(m.response_breached_at_ms IS NULL AND m.resolution_breached_at_ms IS NULL), 0) \
-             FROM items i JOIN case_meta m ON m.item_id = i.id \
-             WHERE i.kind = 'case' AND i.customer = ?1 AND m.contract IS NOT NULL \
-             AND i.resolved_at_ms >= ?2 AND i.resolved_at_ms < ?3 AND i.status NOT LIKE 'cancelled%'",
-        )?
-        .query_row(params![customer, from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (total, met) = db.sla_outcomes(customer, from_ms, to_ms)?;
     #[allow(clippy::cast_precision_loss)]
     Ok((total > 0).then(|| met as f64 * 100.0 / total as f64))
 }
@@ -1449,23 +1237,19 @@ pub fn sla_met_pct(conn: &Connection, customer: &str, from_ms: i64, to_ms: i64) 
 /// For the inspection report: the satisfaction records of the customer's
 /// cases made in `[from, to)`; `None` when the store predates them.
 pub fn satisfaction_summary(
-    conn: &Connection,
+    db: &dyn Sql,
     customer: &str,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Option<crate::report::Satisfaction>, StoreError> {
-    if !has_queue_tables(conn)? {
+    if !db.has_queue_tables()? {
         return Ok(None);
     }
-    let rows: Vec<(Option<u8>, String, bool)> = conn
-        .prepare_cached(
-            "SELECT s.score, s.comment, s.no_answer FROM case_satisfaction s JOIN items i ON i.id = s.item_id \
-             WHERE i.customer = ?1 AND s.at_ms >= ?2 AND s.at_ms < ?3 ORDER BY s.at_ms",
-        )?
-        .query_map(params![customer, from_ms, to_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(Option<u8>, String, bool)> = db
+        .customer_satisfaction(customer, from_ms, to_ms)?
+        .into_iter()
+        .map(|r| (r.score, r.comment, r.no_answer))
+        .collect();
     let scores: Vec<f64> = rows.iter().filter_map(|(s, _, _)| s.map(f64::from)).collect();
     #[allow(clippy::cast_precision_loss)]
     let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
@@ -1481,33 +1265,10 @@ pub fn satisfaction_summary(
     }))
 }
 
-/// Per customer with active cases under contract: how many have breached
-/// an SLA clock, and how many nobody is assigned to (for /metrics).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueCounts {
-    pub customer: String,
-    pub breached: u64,
-    pub unassigned: u64,
-}
-
-pub fn queue_counts(conn: &Connection) -> Result<Vec<QueueCounts>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT i.customer, \
-             sum(m.response_breached_at_ms IS NOT NULL OR m.resolution_breached_at_ms IS NOT NULL), \
-             sum(m.assignee IS NULL) \
-             FROM items i JOIN case_meta m ON m.item_id = i.id \
-             WHERE i.kind = 'case' AND m.contract IS NOT NULL AND i.status NOT IN {INACTIVE_STATUSES} \
-             GROUP BY i.customer ORDER BY i.customer"
-        ))?
-        .query_map([], |r| {
-            Ok(QueueCounts {
-                customer: r.get(0)?,
-                breached: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
-                unassigned: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-            })
-        })?
-        .collect::<Result<_, _>>()?)
+/// Breached and unassigned active cases under contract, per customer (for
+/// /metrics).
+pub fn queue_counts(db: &dyn Sql) -> Result<Vec<QueueCounts>, StoreError> {
+    Ok(db.queue_counts()?)
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
-
 use super::*;
 use crate::cases::{CancelReason, HoldReason, Policy};
 use crate::config::Synchronous;
@@ -67,18 +65,11 @@ fn at(s: &str) -> i64 {
     s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
 }
 
-fn store(dir: &tempfile::TempDir) -> Connection {
+fn store(dir: &tempfile::TempDir) -> ItemsConn {
     let conn = crate::store::open(&dir.path().join("s.db"), Synchronous::Normal).unwrap();
     for (host, customer) in [("db01", "acme"), ("lab01", "nobody")] {
-        conn.execute(
-            "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
-            params![
-                host,
-                format!("hash-{host}"),
-                serde_json::json!({"customer": customer, "site": "hq"}).to_string()
-            ],
-        )
-        .unwrap();
+        let labels = serde_json::json!({"customer": customer, "site": "hq"}).to_string();
+        crate::store::testing::add_asset(&conn, host, &labels, "{}");
         crate::cases::hold::mark_known(&conn, host, None, &[], 0).unwrap();
     }
     conn
@@ -103,7 +94,7 @@ fn signal(asset: &str, customer: &str, check: &str, severity: Severity, firing: 
 }
 
 /// A rule opens a case, as the writer does: apply, then settle.
-fn open(conn: &Connection, c: &Contracts, asset: &str, customer: &str, severity: Severity, at_ms: i64) -> i64 {
+fn open(conn: &ItemsConn, c: &Contracts, asset: &str, customer: &str, severity: Severity, at_ms: i64) -> i64 {
     let s = signal(asset, customer, "disk_failing", severity, true, at_ms);
     let id = items::apply_signal(conn, &s, &Policy::default())
         .unwrap()
@@ -128,7 +119,7 @@ fn report(parts: Vec<PartReplaced>) -> ServiceReport {
     }
 }
 
-fn log_comments(conn: &Connection, id: i64) -> Vec<String> {
+fn log_comments(conn: &ItemsConn, id: i64) -> Vec<String> {
     items::get(conn, id)
         .unwrap()
         .unwrap()
@@ -557,12 +548,9 @@ fn every_case_change_lands_in_the_outbox_with_it() {
         t0 + M,
     )
     .unwrap();
-    let log_rows: i64 = conn
-        .query_row("SELECT count(*) FROM item_log WHERE item_id = ?1", params![id], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let outbox_rows: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
+    let log_rows = items::get(&conn, id).unwrap().unwrap().1.len();
+    // The sink's cursor was at the start: everything in the outbox is pending.
+    let outbox_rows = outbox::sink_state(&conn, "hook").unwrap().unwrap().pending;
     // Opened, contract note, assigned, comment.
     assert_eq!((log_rows, outbox_rows), (4, 4));
     let mut seen = Vec::new();

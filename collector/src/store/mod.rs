@@ -33,7 +33,9 @@ pub mod holds;
 pub mod inspection_reports;
 pub mod items;
 pub mod migrate;
+pub mod outbox;
 pub mod postgres;
+pub mod queue;
 mod readers;
 pub mod recommendations;
 pub mod retired;
@@ -306,7 +308,7 @@ CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
         M::up(recommendations::MIGRATION),
         // Inspection reports as generated.
         M::up(inspection_reports::MIGRATION),
-        M::up(crate::queue::MIGRATION),
+        M::up(queue::MIGRATION),
         // Parts a service report replaced or the inventory lost.
         M::up(retired::MIGRATION),
         // One row `/healthz` rewrites to learn whether the store can write again.

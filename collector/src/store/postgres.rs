@@ -51,6 +51,16 @@ pub enum ConnectError {
     Connect { target: String, source: SqlError },
 }
 
+/// What is wrong with `url` as the store's database, if anything.
+pub fn url_problem(url: &str) -> Option<String> {
+    match url.parse::<postgres::Config>() {
+        Err(e) => Some(format!("not a PostgreSQL connection string: {e}")),
+        Ok(c) if c.get_password().is_some() => Some("holds a password; put it in store.password_file instead".into()),
+        Ok(c) if c.get_dbname().is_none() => Some("names no database (postgres://user@host:port/database)".into()),
+        Ok(_) => None,
+    }
+}
+
 /// The connection settings of `url`, with the password read from
 /// `password_file` (its first line).
 pub fn settings(url: &str, password_file: Option<&Path>) -> Result<postgres::Config, ConnectError> {

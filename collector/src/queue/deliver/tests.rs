@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use super::*;
@@ -15,6 +14,7 @@ use crate::contracts::Contracts;
 use crate::fleet::Fleet;
 use crate::queue::{CaseAction, FaultReport};
 use crate::sinks::{SinksConfig, WebhookConfig, verify_signature};
+use crate::store::sql::Db;
 
 const SECRET: &str = "webhook-secret";
 
@@ -69,7 +69,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 struct Setup {
     writer: Writer,
-    reader: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Db>>,
     metrics: Arc<Metrics>,
     _dir: tempfile::TempDir,
 }
@@ -78,13 +78,12 @@ async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let conn = crate::store::open(&db, Synchronous::Normal).unwrap();
-    conn.execute(
-        "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES ('db01', 'h', 'db01', 0, ?1)",
-        params![serde_json::json!({"customer": "acme"}).to_string()],
-    )
-    .unwrap();
+    let labels = serde_json::json!({"customer": "acme"}).to_string();
+    crate::store::testing::add_asset(&conn, "db01", &labels, "{}");
     crate::cases::hold::mark_known(&conn, "db01", None, &[], 0).unwrap();
-    let reader = Arc::new(Mutex::new(crate::store::open(&db, Synchronous::Normal).unwrap()));
+    let reader = Arc::new(Mutex::new(Db::sqlite(
+        crate::store::open(&db, Synchronous::Normal).unwrap(),
+    )));
     let fleet = Arc::new(Fleet::default());
     let (writer, _t) = Writer::start(conn, fleet.clone()).unwrap();
     let metrics = Arc::new(Metrics::new(fleet, 3).unwrap());
@@ -120,7 +119,7 @@ async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
     // The sink's cursor exists before the first change.
     let r = s.reader.clone();
     eventually("the sink's cursor", || {
-        outbox::sink_state(&r.lock().unwrap(), "ops").unwrap().is_some()
+        outbox::sink_state(&*r.lock().unwrap(), "ops").unwrap().is_some()
     })
     .await;
     (s, tasks)
@@ -164,9 +163,7 @@ async fn comment(s: &Setup, id: i64, text: &str) {
 }
 
 fn outbox_ids(s: &Setup) -> Vec<i64> {
-    let c = s.reader.lock().unwrap();
-    let mut stmt = c.prepare("SELECT id FROM outbox ORDER BY id").unwrap();
-    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    crate::store::outbox::testing::outbox_ids(&*s.reader.lock().unwrap())
 }
 
 fn delivery_ids(got: &[(HeaderMap, Bytes)]) -> Vec<i64> {
@@ -187,7 +184,7 @@ async fn every_change_reaches_the_webhook_once_in_order_even_across_an_outage() 
     comment(&s, id, "sent while the receiver is down").await;
     let r = s.reader.clone();
     eventually("failed tries", || {
-        let st = outbox::sink_state(&r.lock().unwrap(), "ops").unwrap().unwrap();
+        let st = outbox::sink_state(&*r.lock().unwrap(), "ops").unwrap().unwrap();
         st.attempts >= 3 && st.pending == 1 && st.last_error.as_deref().is_some_and(|e| e.contains("503"))
     })
     .await;
@@ -209,7 +206,7 @@ async fn every_change_reaches_the_webhook_once_in_order_even_across_an_outage() 
     assert_eq!(last["url"], format!("https://caretaker.example/cases/{id}"));
     let third: Value = serde_json::from_slice(&got[2].1).unwrap();
     assert_eq!(third["change"]["comment"], "sent while the receiver is down");
-    let st = outbox::sink_state(&s.reader.lock().unwrap(), "ops").unwrap().unwrap();
+    let st = outbox::sink_state(&*s.reader.lock().unwrap(), "ops").unwrap().unwrap();
     assert_eq!((st.pending, st.attempts, st.dead), (0, 0, 0));
     assert!(*rx.refused.lock().unwrap() >= 3);
     let text = s.metrics.render().unwrap();
@@ -230,13 +227,13 @@ async fn a_change_refused_for_good_is_set_aside_and_the_rest_flows() {
     let r = s.reader.clone();
     // Both opening changes are refused five times each, then set aside.
     eventually("set aside", || {
-        outbox::sink_state(&r.lock().unwrap(), "ops").unwrap().unwrap().dead == 2
+        outbox::sink_state(&*r.lock().unwrap(), "ops").unwrap().unwrap().dead == 2
     })
     .await;
     rx.status.store(200, Ordering::SeqCst);
     comment(&s, id, "later").await;
     eventually("the next change", || rx.accepted().len() == 1).await;
-    let aside = outbox::set_aside_list(&s.reader.lock().unwrap(), "ops").unwrap();
+    let aside = outbox::set_aside_list(&*s.reader.lock().unwrap(), "ops").unwrap();
     assert!(aside.iter().all(|a| a.error.contains("422")), "{aside:?}");
     assert_eq!(*rx.refused.lock().unwrap(), 10);
     tasks.iter().for_each(|t| t.abort());

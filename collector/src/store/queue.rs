@@ -1,0 +1,811 @@
+//! The case queue's rows: what was decided once per case (`case_meta`:
+//! contract, deadlines, assignee, level), its escalations and satisfaction
+//! record, and the queue's reads over cases. Which contract covers a case,
+//! who gets it, when it escalates and what closing needs are the domain's
+//! ([`crate::queue`]); this module keeps the rows. The outbox and the sinks'
+//! cursors are [`super::outbox`]'s.
+
+use serde::Serialize;
+
+use super::sql::{Dialect, Row, Sql, SqlError, SqlExt, args};
+
+/// Schema on SQLite (the queue's tables, the outbox and the sinks'), applied
+/// as one migration by [`crate::store`]; existing stores replay it, so its
+/// text does not change.
+pub const MIGRATION: &str = r#"
+CREATE TABLE case_meta (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id),
+    source TEXT NOT NULL CHECK (source IN ('detection', 'liveness', 'user')),
+    title TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    reported_by TEXT,
+    -- NULL: no contract covers the asset; the case is advisory, with no SLA.
+    contract TEXT,
+    site TEXT NOT NULL DEFAULT '',
+    skill TEXT NOT NULL,
+    assignee TEXT,
+    level TEXT NOT NULL DEFAULT 'L1' CHECK (level IN ('L1', 'L2', 'vendor')),
+    response_due_ms INTEGER,
+    resolution_due_ms INTEGER,
+    response_breached_at_ms INTEGER,
+    resolution_breached_at_ms INTEGER
+);
+CREATE INDEX case_meta_assignee ON case_meta(assignee);
+-- Escalations, timed (step = the contract's step index) or by a person
+-- (step NULL); a timed step fires once per case.
+CREATE TABLE case_escalations (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    step INTEGER,
+    at_ms INTEGER NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('notify', 'escalate')),
+    target TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    comment TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX case_escalations_step ON case_escalations(item_id, step) WHERE step IS NOT NULL;
+CREATE TABLE case_satisfaction (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id),
+    score INTEGER CHECK (score BETWEEN 1 AND 5),
+    comment TEXT NOT NULL DEFAULT '',
+    no_answer INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    recorded_by TEXT NOT NULL
+);
+-- Every change of a case, in the transaction that made it: the sinks
+-- deliver from here, each from its own cursor.
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL,
+    log_id INTEGER NOT NULL UNIQUE,
+    at_ms INTEGER NOT NULL
+);
+CREATE TRIGGER item_log_to_outbox AFTER INSERT ON item_log
+WHEN (SELECT kind FROM items WHERE id = NEW.item_id) = 'case'
+BEGIN
+    INSERT INTO outbox (item_id, log_id, at_ms) VALUES (NEW.item_id, NEW.id, NEW.at_ms);
+END;
+CREATE TABLE sink_state (
+    sink TEXT PRIMARY KEY,
+    delivered_through INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_ok_ms INTEGER
+);
+-- Changes a sink refused for good (a 4xx other than 429, several times):
+-- set aside so the rest still flows, and listed for an engineer.
+CREATE TABLE sink_dead (
+    sink TEXT NOT NULL,
+    outbox_id INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    PRIMARY KEY (sink, outbox_id)
+);
+-- The id of a case's ticket in a sink (Redmine issue, Jira key): later
+-- changes update that ticket, a redelivery never opens a second one.
+CREATE TABLE case_external (
+    item_id INTEGER NOT NULL,
+    sink TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    PRIMARY KEY (item_id, sink)
+);
+"#;
+
+/// The connection the queue's operations that also change or read items
+/// run on: the items store ([`crate::cases::store`]) still takes an SQLite
+/// connection (or a transaction, which derefs to one). Everything the queue
+/// itself stores goes through [`CaseQueue`] and [`super::outbox::Outbox`],
+/// on any [`Sql`].
+pub type ItemsConn = rusqlite::Connection;
+
+/// Statuses of an item no longer worked on: the same list as
+/// [`crate::cases::store::INACTIVE_STATUSES`].
+const INACTIVE: &str = "('resolved', 'closed', 'cancelled', 'fixed', 'verified')";
+
+/// A case's queue data as stored; its source is the domain's to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseMetaRow {
+    pub item_id: i64,
+    pub source: String,
+    pub title: String,
+    pub description: String,
+    pub reported_by: Option<String>,
+    /// `None`: no contract covers the asset (advisory).
+    pub contract: Option<String>,
+    pub site: String,
+    pub skill: String,
+    pub assignee: Option<String>,
+    pub level: String,
+    pub response_due_ms: Option<i64>,
+    pub resolution_due_ms: Option<i64>,
+    pub response_breached_at_ms: Option<i64>,
+    pub resolution_breached_at_ms: Option<i64>,
+}
+
+const META_COLUMNS: &str = "item_id, source, title, description, reported_by, contract, site, skill, assignee, \
+     level, response_due_ms, resolution_due_ms, response_breached_at_ms, resolution_breached_at_ms";
+
+fn meta_row(r: &Row<'_>) -> Result<CaseMetaRow, SqlError> {
+    Ok(CaseMetaRow {
+        item_id: r.get(0)?,
+        source: r.get(1)?,
+        title: r.get(2)?,
+        description: r.get(3)?,
+        reported_by: r.get(4)?,
+        contract: r.get(5)?,
+        site: r.get(6)?,
+        skill: r.get(7)?,
+        assignee: r.get(8)?,
+        level: r.get(9)?,
+        response_due_ms: r.get(10)?,
+        resolution_due_ms: r.get(11)?,
+        response_breached_at_ms: r.get(12)?,
+        resolution_breached_at_ms: r.get(13)?,
+    })
+}
+
+/// The queue data of a case as it opens (level L1, nobody assigned yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewCaseMeta<'a> {
+    pub item_id: i64,
+    pub source: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub reported_by: Option<&'a str>,
+    pub contract: Option<&'a str>,
+    pub site: &'a str,
+    pub skill: &'a str,
+    pub response_due_ms: Option<i64>,
+    pub resolution_due_ms: Option<i64>,
+}
+
+/// One of a case's two SLA clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaClock {
+    Response,
+    Resolution,
+}
+
+/// One escalation of a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Escalation {
+    /// The contract's step index; `None`: by a person.
+    pub step: Option<i64>,
+    pub at_ms: i64,
+    /// `notify` or `escalate`.
+    pub action: String,
+    pub target: String,
+    pub actor: String,
+    pub comment: String,
+}
+
+/// A recorded satisfaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SatisfactionRecord {
+    pub score: Option<u8>,
+    pub comment: String,
+    pub no_answer: bool,
+    pub at_ms: i64,
+    pub recorded_by: String,
+}
+
+/// Which cases the queue lists, as far as the store filters them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSelect<'a> {
+    /// A status; `None`: every active case.
+    pub status: Option<&'a str>,
+    pub customer: Option<&'a str>,
+    /// An assignee; `Some("")`: unassigned only.
+    pub assignee: Option<&'a str>,
+}
+
+/// Per customer with active cases under contract: how many have breached
+/// an SLA clock, and how many nobody is assigned to (for /metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub customer: String,
+    pub breached: u64,
+    pub unassigned: u64,
+}
+
+/// The case queue's rows.
+pub trait CaseQueue: Sql {
+    /// The queue data of case `item_id`, once it has been settled.
+    fn case_meta(&self, item_id: i64) -> Result<Option<CaseMetaRow>, SqlError> {
+        self.query_opt(
+            &format!("SELECT {META_COLUMNS} FROM case_meta WHERE item_id = ?1"),
+            args![item_id],
+            meta_row,
+        )
+    }
+
+    /// The labels (a JSON object) of the agent reporting as `host`, the one
+    /// seen last when several do.
+    fn host_labels(&self, host: &str) -> Result<Option<String>, SqlError> {
+        self.value(
+            "SELECT labels FROM agents WHERE host = ?1 ORDER BY last_seen_ms IS NULL, last_seen_ms DESC LIMIT 1",
+            args![host],
+        )
+    }
+
+    fn add_case_meta(&self, m: &NewCaseMeta<'_>) -> Result<(), SqlError> {
+        self.execute(
+            "INSERT INTO case_meta (item_id, source, title, description, reported_by, contract, site, skill, \
+             response_due_ms, resolution_due_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            args![
+                m.item_id,
+                m.source,
+                m.title,
+                m.description,
+                m.reported_by,
+                m.contract,
+                m.site,
+                m.skill,
+                m.response_due_ms,
+                m.resolution_due_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Active cases assigned to `who`.
+    fn active_cases_of(&self, who: &str) -> Result<i64, SqlError> {
+        self.query_one(
+            &format!(
+                "SELECT count(*) FROM case_meta m JOIN items i ON i.id = m.item_id \
+                 WHERE m.assignee = ?1 AND i.status NOT IN {INACTIVE}"
+            ),
+            args![who],
+            |r| r.get(0),
+        )
+    }
+
+    fn set_case_assignee(&self, item_id: i64, who: &str) -> Result<(), SqlError> {
+        self.execute(
+            "UPDATE case_meta SET assignee = ?2 WHERE item_id = ?1",
+            args![item_id, who],
+        )?;
+        Ok(())
+    }
+
+    /// Cases newer than the newest one with queue data, in id order.
+    fn cases_without_meta(&self) -> Result<Vec<i64>, SqlError> {
+        self.query(
+            "SELECT i.id FROM items i WHERE i.id > (SELECT coalesce(max(item_id), 0) FROM case_meta) \
+             AND i.kind = 'case' ORDER BY i.id",
+            args![],
+            |r| r.get(0),
+        )
+    }
+
+    /// Cases reopened (log rows after `since_log_id`), new again and with an
+    /// assignee: `(case, assignee)` in id order.
+    fn reopened_assigned_cases(&self, since_log_id: i64) -> Result<Vec<(i64, String)>, SqlError> {
+        self.query(
+            "SELECT DISTINCT i.id, m.assignee FROM item_log l JOIN items i ON i.id = l.item_id \
+             JOIN case_meta m ON m.item_id = i.id \
+             WHERE l.id > ?1 AND l.comment = 'reopened' AND i.kind = 'case' AND i.status = 'new' \
+             AND m.assignee IS NOT NULL ORDER BY i.id",
+            args![since_log_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// Active cases no contract covered when they opened, in id order.
+    fn active_cases_without_contract(&self) -> Result<Vec<i64>, SqlError> {
+        self.query(
+            &format!(
+                "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id \
+                 WHERE i.kind = 'case' AND m.contract IS NULL AND i.status NOT IN {INACTIVE} ORDER BY i.id"
+            ),
+            args![],
+            |r| r.get(0),
+        )
+    }
+
+    /// Active cases under a contract, in id order.
+    fn active_cases_under_contract(&self) -> Result<Vec<i64>, SqlError> {
+        self.query(
+            &format!(
+                "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id \
+                 WHERE i.kind = 'case' AND m.contract IS NOT NULL AND i.status NOT IN {INACTIVE} ORDER BY i.id"
+            ),
+            args![],
+            |r| r.get(0),
+        )
+    }
+
+    /// Gives a case its contract and the deadlines fixed by it.
+    fn set_case_contract(
+        &self,
+        item_id: i64,
+        contract: &str,
+        response_due_ms: Option<i64>,
+        resolution_due_ms: Option<i64>,
+    ) -> Result<(), SqlError> {
+        self.execute(
+            "UPDATE case_meta SET contract = ?2, response_due_ms = ?3, resolution_due_ms = ?4 WHERE item_id = ?1",
+            args![item_id, contract, response_due_ms, resolution_due_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Records when a case's SLA clock was found breached.
+    fn set_sla_breached(&self, item_id: i64, clock: SlaClock, at_ms: i64) -> Result<(), SqlError> {
+        let sql = match clock {
+            SlaClock::Response => "UPDATE case_meta SET response_breached_at_ms = ?2 WHERE item_id = ?1",
+            SlaClock::Resolution => "UPDATE case_meta SET resolution_breached_at_ms = ?2 WHERE item_id = ?1",
+        };
+        self.execute(sql, args![item_id, at_ms])?;
+        Ok(())
+    }
+
+    fn set_case_level(&self, item_id: i64, level: &str) -> Result<(), SqlError> {
+        self.execute(
+            "UPDATE case_meta SET level = ?2 WHERE item_id = ?1",
+            args![item_id, level],
+        )?;
+        Ok(())
+    }
+
+    /// Resolved cases without a satisfaction record, resolved at or before
+    /// `resolved_by_ms`.
+    fn resolved_cases_without_satisfaction(&self, resolved_by_ms: i64) -> Result<Vec<i64>, SqlError> {
+        self.query(
+            "SELECT i.id FROM items i LEFT JOIN case_satisfaction s ON s.item_id = i.id \
+             WHERE i.kind = 'case' AND i.status = 'resolved' AND s.item_id IS NULL AND i.resolved_at_ms <= ?1 \
+             ORDER BY i.id",
+            args![resolved_by_ms],
+            |r| r.get(0),
+        )
+    }
+
+    /// The contract's escalation steps that have fired for a case.
+    fn fired_escalation_steps(&self, item_id: i64) -> Result<Vec<i64>, SqlError> {
+        self.query(
+            "SELECT step FROM case_escalations WHERE item_id = ?1 AND step IS NOT NULL",
+            args![item_id],
+            |r| r.get(0),
+        )
+    }
+
+    /// Records an escalation; a timed step (`step` set) a second time is
+    /// refused (unique).
+    fn add_escalation(&self, item_id: i64, e: &Escalation) -> Result<(), SqlError> {
+        self.execute(
+            "INSERT INTO case_escalations (item_id, step, at_ms, action, target, actor, comment) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            args![item_id, e.step, e.at_ms, &e.action, &e.target, &e.actor, &e.comment],
+        )?;
+        Ok(())
+    }
+
+    /// A case's escalations, oldest first.
+    fn case_escalations(&self, item_id: i64) -> Result<Vec<Escalation>, SqlError> {
+        self.query(
+            "SELECT step, at_ms, action, target, actor, comment FROM case_escalations WHERE item_id = ?1 ORDER BY id",
+            args![item_id],
+            |r| {
+                Ok(Escalation {
+                    step: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                    actor: r.get(4)?,
+                    comment: r.get(5)?,
+                })
+            },
+        )
+    }
+
+    /// Records a case's satisfaction; a second record is refused (unique).
+    fn add_satisfaction(&self, item_id: i64, s: &SatisfactionRecord) -> Result<(), SqlError> {
+        self.execute(
+            "INSERT INTO case_satisfaction (item_id, score, comment, no_answer, at_ms, recorded_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            args![item_id, s.score, &s.comment, s.no_answer, s.at_ms, &s.recorded_by],
+        )?;
+        Ok(())
+    }
+
+    fn case_satisfaction(&self, item_id: i64) -> Result<Option<SatisfactionRecord>, SqlError> {
+        self.query_opt(
+            "SELECT score, comment, no_answer, at_ms, recorded_by FROM case_satisfaction WHERE item_id = ?1",
+            args![item_id],
+            |r| {
+                Ok(SatisfactionRecord {
+                    score: r.get(0)?,
+                    comment: r.get(1)?,
+                    no_answer: r.get(2)?,
+                    at_ms: r.get(3)?,
+                    recorded_by: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    /// Whether a service report names case `item_id`.
+    fn case_has_service_report(&self, item_id: i64) -> Result<bool, SqlError> {
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM service_reports WHERE case_id = ?1 LIMIT 1",
+                args![item_id],
+                |_| Ok(()),
+            )?
+            .is_some())
+    }
+
+    /// The cases the queue shows for `s`, newest first (at most 5000).
+    fn queue_case_ids(&self, s: &QueueSelect<'_>) -> Result<Vec<i64>, SqlError> {
+        let mut sql = String::from(
+            "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id WHERE i.kind = 'case' \
+             AND (CAST(?1 AS TEXT) IS NULL OR i.status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR i.customer = ?2) \
+             AND (CAST(?3 AS TEXT) IS NULL OR coalesce(m.assignee, '') = ?3)",
+        );
+        if s.status.is_none() {
+            sql.push_str(&format!(" AND i.status NOT IN {INACTIVE}"));
+        }
+        sql.push_str(" ORDER BY i.id DESC LIMIT 5000");
+        self.query(&sql, args![s.status, s.customer, s.assignee], |r| r.get(0))
+    }
+
+    /// Whether the store has the queue's tables (an SQLite store written by
+    /// an older version and opened read-only has not).
+    fn has_queue_tables(&self) -> Result<bool, SqlError> {
+        match self.dialect() {
+            Dialect::Postgres => Ok(true),
+            Dialect::Sqlite => Ok(self
+                .query_opt(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'case_meta'",
+                    args![],
+                    |_| Ok(()),
+                )?
+                .is_some()),
+        }
+    }
+
+    /// The customer's cases under contract that ended in `[from, to)`
+    /// (cancelled ones aside): `(how many, how many with neither SLA clock
+    /// breached)`.
+    fn sla_outcomes(&self, customer: &str, from_ms: i64, to_ms: i64) -> Result<(i64, i64), SqlError> {
+        self.query_one(
+            "SELECT count(*), CAST(coalesce(sum(CASE WHEN m.response_breached_at_ms IS NULL \
+             AND m.resolution_breached_at_ms IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM items i JOIN case_meta m ON m.item_id = i.id \
+             WHERE i.kind = 'case' AND i.customer = ?1 AND m.contract IS NOT NULL \
+             AND i.resolved_at_ms >= ?2 AND i.resolved_at_ms < ?3 AND i.status NOT LIKE 'cancelled%'",
+            args![customer, from_ms, to_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// The satisfaction records of the customer's cases made in
+    /// `[from, to)`, oldest first.
+    fn customer_satisfaction(
+        &self,
+        customer: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SatisfactionRecord>, SqlError> {
+        self.query(
+            "SELECT s.score, s.comment, s.no_answer, s.at_ms, s.recorded_by \
+             FROM case_satisfaction s JOIN items i ON i.id = s.item_id \
+             WHERE i.customer = ?1 AND s.at_ms >= ?2 AND s.at_ms < ?3 ORDER BY s.at_ms",
+            args![customer, from_ms, to_ms],
+            |r| {
+                Ok(SatisfactionRecord {
+                    score: r.get(0)?,
+                    comment: r.get(1)?,
+                    no_answer: r.get(2)?,
+                    at_ms: r.get(3)?,
+                    recorded_by: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    /// Breached and unassigned active cases under contract per customer.
+    fn queue_counts(&self) -> Result<Vec<QueueCounts>, SqlError> {
+        self.query(
+            &format!(
+                "SELECT i.customer, \
+                 CAST(sum(CASE WHEN m.response_breached_at_ms IS NOT NULL \
+                 OR m.resolution_breached_at_ms IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(sum(CASE WHEN m.assignee IS NULL THEN 1 ELSE 0 END) AS BIGINT) \
+                 FROM items i JOIN case_meta m ON m.item_id = i.id \
+                 WHERE i.kind = 'case' AND m.contract IS NOT NULL AND i.status NOT IN {INACTIVE} \
+                 GROUP BY i.customer ORDER BY i.customer"
+            ),
+            args![],
+            |r| {
+                Ok(QueueCounts {
+                    customer: r.get(0)?,
+                    breached: r.get::<i64>(1)?.try_into().unwrap_or(0),
+                    unassigned: r.get::<i64>(2)?.try_into().unwrap_or(0),
+                })
+            },
+        )
+    }
+}
+
+impl<S: Sql + ?Sized> CaseQueue for S {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::testing::{add_agent, on_both};
+
+    /// A case item of `customer` on `asset` in `status`; its id.
+    fn add_case(db: &dyn Sql, customer: &str, asset: &str, status: &str, resolved_at_ms: Option<i64>) -> i64 {
+        db.query_one(
+            "INSERT INTO items (kind, customer, asset, check_name, component, status, severity, rule, \
+             opened_at_ms, updated_at_ms, last_firing_at_ms, resolved_at_ms, occurrences, evidence) \
+             VALUES ('case', ?1, ?2, 'disk_failing', ?3, ?4, 'major', 'disk_failing', 0, 0, 0, ?5, 1, '{}') \
+             RETURNING id",
+            args![
+                customer,
+                asset,
+                format!("{asset}/{status}/{resolved_at_ms:?}"),
+                status,
+                resolved_at_ms
+            ],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    fn opened(item_id: i64, contract: Option<&str>) -> NewCaseMeta<'_> {
+        NewCaseMeta {
+            item_id,
+            source: "detection",
+            title: "disk failing",
+            description: "",
+            reported_by: None,
+            contract,
+            site: "hq",
+            skill: "hardware",
+            response_due_ms: contract.map(|_| 1_000),
+            resolution_due_ms: contract.map(|_| 9_000),
+        }
+    }
+
+    fn escalation(step: Option<i64>, at_ms: i64, action: &str, target: &str) -> Escalation {
+        Escalation {
+            step,
+            at_ms,
+            action: action.into(),
+            target: target.into(),
+            actor: "rule:sla".into(),
+            comment: "50% of resolution time used".into(),
+        }
+    }
+
+    #[test]
+    fn the_inactive_statuses_are_the_cases_stores() {
+        assert_eq!(INACTIVE, crate::cases::store::INACTIVE_STATUSES);
+    }
+
+    #[test]
+    fn a_case_is_settled_once_then_assigned_escalated_and_breached() {
+        on_both(|db| {
+            assert!(db.has_queue_tables().unwrap());
+            let id = add_case(db, "acme", "db01", "new", None);
+            assert_eq!(db.cases_without_meta().unwrap(), [id]);
+            assert_eq!(db.case_meta(id).unwrap(), None);
+            db.add_case_meta(&opened(id, Some("acme-office"))).unwrap();
+            assert!(db.cases_without_meta().unwrap().is_empty());
+            let m = db.case_meta(id).unwrap().unwrap();
+            assert_eq!(
+                (
+                    m.source.as_str(),
+                    m.contract.as_deref(),
+                    m.level.as_str(),
+                    m.assignee.as_deref()
+                ),
+                ("detection", Some("acme-office"), "L1", None)
+            );
+            assert_eq!((m.response_due_ms, m.resolution_due_ms), (Some(1_000), Some(9_000)));
+            assert_eq!(db.queue_counts().unwrap()[0].unassigned, 1);
+
+            assert_eq!(db.active_cases_of("ana").unwrap(), 0);
+            db.set_case_assignee(id, "ana").unwrap();
+            assert_eq!(db.active_cases_of("ana").unwrap(), 1);
+
+            // A timed step fires once; a person's escalations are not steps.
+            db.add_escalation(id, &escalation(Some(0), 10, "notify", "team-lead"))
+                .unwrap();
+            assert!(
+                db.add_escalation(id, &escalation(Some(0), 11, "notify", "team-lead"))
+                    .unwrap_err()
+                    .is_unique_violation()
+            );
+            db.add_escalation(id, &escalation(None, 12, "escalate", "L2")).unwrap();
+            db.add_escalation(id, &escalation(None, 13, "escalate", "vendor"))
+                .unwrap();
+            db.set_case_level(id, "vendor").unwrap();
+            assert_eq!(db.fired_escalation_steps(id).unwrap(), [0]);
+            let all = db.case_escalations(id).unwrap();
+            assert_eq!(all.iter().map(|e| e.at_ms).collect::<Vec<_>>(), [10, 12, 13]);
+            assert_eq!(all[0], escalation(Some(0), 10, "notify", "team-lead"));
+
+            db.set_sla_breached(id, SlaClock::Resolution, 20).unwrap();
+            let m = db.case_meta(id).unwrap().unwrap();
+            assert_eq!((m.level.as_str(), m.assignee.as_deref()), ("vendor", Some("ana")));
+            assert_eq!(
+                (m.response_breached_at_ms, m.resolution_breached_at_ms),
+                (None, Some(20))
+            );
+            assert_eq!(
+                db.queue_counts().unwrap(),
+                [QueueCounts {
+                    customer: "acme".into(),
+                    breached: 1,
+                    unassigned: 0
+                }]
+            );
+            assert_eq!(db.active_cases_under_contract().unwrap(), [id]);
+            assert!(db.active_cases_without_contract().unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn an_advisory_case_comes_under_contract_when_one_matches() {
+        on_both(|db| {
+            let id = add_case(db, "acme", "db01", "new", None);
+            let done = add_case(db, "acme", "db02", "resolved", Some(5));
+            db.add_case_meta(&opened(id, None)).unwrap();
+            db.add_case_meta(&opened(done, None)).unwrap();
+            assert!(db.case_meta(id).unwrap().unwrap().contract.is_none());
+            // Only active cases are matched again; advice is not counted.
+            assert_eq!(db.active_cases_without_contract().unwrap(), [id]);
+            assert!(db.queue_counts().unwrap().is_empty());
+            db.set_case_contract(id, "acme-office", Some(100), None).unwrap();
+            let m = db.case_meta(id).unwrap().unwrap();
+            assert_eq!(
+                (m.contract.as_deref(), m.response_due_ms, m.resolution_due_ms),
+                (Some("acme-office"), Some(100), None)
+            );
+            assert!(db.active_cases_without_contract().unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_resolved_case_waits_for_one_satisfaction_record() {
+        on_both(|db| {
+            let id = add_case(db, "acme", "db01", "resolved", Some(100));
+            let other = add_case(db, "globex", "web01", "resolved", Some(100));
+            db.add_case_meta(&opened(id, Some("acme-office"))).unwrap();
+            assert_eq!(db.resolved_cases_without_satisfaction(99).unwrap(), Vec::<i64>::new());
+            assert_eq!(db.resolved_cases_without_satisfaction(100).unwrap(), [id, other]);
+            let rec = SatisfactionRecord {
+                score: Some(4),
+                comment: "quick".into(),
+                no_answer: false,
+                at_ms: 150,
+                recorded_by: "person:ana".into(),
+            };
+            db.add_satisfaction(id, &rec).unwrap();
+            assert!(db.add_satisfaction(id, &rec).unwrap_err().is_unique_violation());
+            let silent = SatisfactionRecord {
+                score: None,
+                comment: String::new(),
+                no_answer: true,
+                at_ms: 160,
+                recorded_by: "rule:satisfaction".into(),
+            };
+            db.add_satisfaction(other, &silent).unwrap();
+            assert_eq!(db.case_satisfaction(id).unwrap(), Some(rec.clone()));
+            assert_eq!(db.case_satisfaction(other).unwrap(), Some(silent));
+            assert!(db.resolved_cases_without_satisfaction(1_000).unwrap().is_empty());
+            assert_eq!(db.customer_satisfaction("acme", 100, 200).unwrap(), [rec]);
+            assert!(db.customer_satisfaction("acme", 151, 200).unwrap().is_empty());
+            // Met: resolved in the period under contract, neither clock breached.
+            assert_eq!(db.sla_outcomes("acme", 0, 200).unwrap(), (1, 1));
+            db.set_sla_breached(id, SlaClock::Response, 50).unwrap();
+            assert_eq!(db.sla_outcomes("acme", 0, 200).unwrap(), (1, 0));
+            assert_eq!(db.sla_outcomes("acme", 101, 200).unwrap(), (0, 0));
+            assert_eq!(db.sla_outcomes("globex", 0, 200).unwrap(), (0, 0));
+        });
+    }
+
+    #[test]
+    fn the_queue_selects_by_status_customer_and_assignee() {
+        on_both(|db| {
+            let a = add_case(db, "acme", "db01", "new", None);
+            let b = add_case(db, "acme", "db02", "assigned", None);
+            let c = add_case(db, "globex", "web01", "resolved", Some(5));
+            let unsettled = add_case(db, "acme", "db03", "new", None);
+            for id in [a, b, c] {
+                db.add_case_meta(&opened(id, Some("x"))).unwrap();
+            }
+            db.set_case_assignee(b, "ben").unwrap();
+            let ids = |s: QueueSelect<'_>| db.queue_case_ids(&s).unwrap();
+            assert_eq!(ids(QueueSelect::default()), [b, a]);
+            assert!(!ids(QueueSelect::default()).contains(&unsettled));
+            let resolved = QueueSelect {
+                status: Some("resolved"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(ids(resolved), [c]);
+            let globex = QueueSelect {
+                customer: Some("globex"),
+                ..QueueSelect::default()
+            };
+            assert!(ids(globex).is_empty());
+            let unassigned = QueueSelect {
+                assignee: Some(""),
+                ..QueueSelect::default()
+            };
+            assert_eq!(ids(unassigned), [a]);
+            let bens = QueueSelect {
+                assignee: Some("ben"),
+                customer: Some("acme"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(ids(bens), [b]);
+        });
+    }
+
+    #[test]
+    fn a_reopened_case_is_found_with_its_engineer() {
+        on_both(|db| {
+            let id = add_case(db, "acme", "db01", "new", None);
+            let nobodys = add_case(db, "acme", "db02", "new", None);
+            db.add_case_meta(&opened(id, Some("x"))).unwrap();
+            db.add_case_meta(&opened(nobodys, Some("x"))).unwrap();
+            db.set_case_assignee(id, "ana").unwrap();
+            let log = |item: i64, comment: &str| -> i64 {
+                db.query_one(
+                    "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
+                     VALUES (?1, 0, 'rule:x', 'resolved', 'new', ?2) RETURNING id",
+                    args![item, comment],
+                    |r| r.get(0),
+                )
+                .unwrap()
+            };
+            let first = log(id, "reopened");
+            log(id, "reopened");
+            log(nobodys, "reopened");
+            assert_eq!(
+                db.reopened_assigned_cases(first - 1).unwrap(),
+                [(id, "ana".to_string())]
+            );
+            let last = log(id, "still failing");
+            assert!(db.reopened_assigned_cases(last).unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn an_assets_labels_are_its_latest_agents_and_service_reports_name_cases() {
+        on_both(|db| {
+            assert_eq!(db.host_labels("db01").unwrap(), None);
+            add_agent(db, "old", "db01");
+            add_agent(db, "new", "db01");
+            add_agent(db, "unseen", "db01");
+            for (agent, labels, seen) in [
+                ("old", r#"{"site":"old"}"#, Some(1)),
+                ("new", r#"{"site":"hq"}"#, Some(2)),
+                ("unseen", r#"{"site":"never"}"#, None),
+            ] {
+                db.execute(
+                    "UPDATE agents SET labels = ?2, last_seen_ms = ?3 WHERE agent_id = ?1",
+                    args![agent, labels, seen],
+                )
+                .unwrap();
+            }
+            assert_eq!(db.host_labels("db01").unwrap().as_deref(), Some(r#"{"site":"hq"}"#));
+
+            let id = add_case(db, "acme", "db01", "in_progress", None);
+            assert!(!db.case_has_service_report(id).unwrap());
+            db.execute(
+                "INSERT INTO service_reports (case_id, host, mode, symptom, work_done, engineer, minutes, at_ms) \
+                 VALUES (?1, 'db01', 'remote', 's', 'w', 'ana', 5, 0)",
+                args![id],
+            )
+            .unwrap();
+            assert!(db.case_has_service_report(id).unwrap());
+        });
+    }
+}
