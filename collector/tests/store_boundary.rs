@@ -17,7 +17,6 @@ const MOVING: &[&str] = &[
     "cases/store.rs",
     "cases/tests.rs",
     "detect/replay.rs",
-    "export.rs",
     "http/agents.rs",
     "http/assets.rs",
     "http/error.rs",
@@ -37,9 +36,6 @@ const MOVING: &[&str] = &[
     "queue/mod.rs",
     "queue/outbox.rs",
     "queue/tests.rs",
-    "report/mod.rs",
-    "report/schedule.rs",
-    "report/stored.rs",
     "report/tests.rs",
     "spares.rs",
 ];

@@ -29,9 +29,9 @@ pub use records::{Filter, Part, PartType, Raise, Raised, RecAction, RecStatus, R
 
 use crate::cases::store::Outcome;
 use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal};
-use crate::store::StoreError;
 use crate::store::disks::DiskStore;
 use crate::store::recommendations::Recommendations;
+use crate::store::{Assets, StoreError};
 
 /// The check (and rule) name of the cable/backplane finding of a disk whose
 /// CRC errors rise alone.
@@ -343,7 +343,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         }));
     }
     if BMC_DIMM_RULES.contains(&rule) {
-        let inv = crate::store::latest_inventory(conn, agent_id)?;
+        let inv = conn.latest_inventory(agent_id)?;
         let module = inv.as_ref().and_then(|inv| {
             inv.memory_modules.iter().find(|m| {
                 let l = m.locator.trim();
@@ -377,7 +377,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
             ..Part::default()
         };
         if *part_type == PartType::Psu
-            && let Some(inv) = crate::store::latest_inventory(conn, agent_id)?
+            && let Some(inv) = conn.latest_inventory(agent_id)?
             && let Some(p) = psu_for_sensor(&inv, &component)
         {
             part.model = p.model.trim().to_string();
@@ -436,7 +436,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         } else {
             component.clone()
         };
-        let inv = crate::store::latest_inventory(conn, agent_id)?;
+        let inv = conn.latest_inventory(agent_id)?;
         let disk = inv.as_ref().and_then(|inv| {
             inv.disks
                 .iter()
@@ -474,7 +474,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         }));
     }
     if let Some((_, part_type)) = CONTROLLER_RULES.iter().find(|(r, _)| *r == rule) {
-        let inv = crate::store::latest_inventory(conn, agent_id)?;
+        let inv = conn.latest_inventory(agent_id)?;
         let controller = inv
             .as_ref()
             .and_then(|inv| inv.raid_controllers.iter().find(|c| c.id == component));

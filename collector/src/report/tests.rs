@@ -5,7 +5,7 @@ use caretaker_shared::wire::{DiskScan, Inventory};
 use rusqlite::{Connection, params};
 
 use super::*;
-use crate::cases::store::{apply_signal, person_action};
+use crate::cases::store::{self as items, apply_signal, person_action};
 use crate::cases::{Action, IdentityKey, Policy, Signal, hold};
 use crate::export::parse_time;
 
