@@ -136,12 +136,12 @@ pub trait Inspection: Sql {
     }
 
     /// The agents labelled `customer=<customer>` enrolled before
-    /// `before_ms`, by host name.
+    /// `before_ms`, by host name (then agent id), in byte order on both
+    /// backends.
     fn customer_agents(&self, customer: &str, before_ms: i64) -> Result<Vec<CustomerAgent>, SqlError> {
         let mut out = Vec::new();
         self.query_each(
-            "SELECT agent_id, host, interval_secs, last_seen_ms, labels FROM agents WHERE enrolled_at_ms < ?1
-             ORDER BY host, agent_id",
+            "SELECT agent_id, host, interval_secs, last_seen_ms, labels FROM agents WHERE enrolled_at_ms < ?1",
             args![before_ms],
             |r| {
                 if customer_label(&r.get::<String>(4)?).as_deref() == Some(customer) {
@@ -155,6 +155,7 @@ pub trait Inspection: Sql {
                 Ok(())
             },
         )?;
+        out.sort_by(|a, b| (&a.host, &a.agent_id).cmp(&(&b.host, &b.agent_id)));
         Ok(out)
     }
 

@@ -5,7 +5,7 @@
 //! ([`crate::pipeline`]); this module keeps the rows.
 
 use super::StoreError;
-use super::sql::{Dialect, Sql, SqlError, SqlExt, args};
+use super::sql::{Sql, SqlError, SqlExt, args};
 use crate::ingest::Encoding;
 
 /// Schema of the raw reports on SQLite, applied as one migration by
@@ -215,13 +215,7 @@ pub trait Reports: Sql {
     /// Whether the store has the raw reports table (a store older than it
     /// has not).
     fn has_raw_reports(&self) -> Result<bool, SqlError> {
-        let sql = match self.dialect() {
-            Dialect::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'raw_reports'",
-            Dialect::Postgres => {
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'raw_reports'"
-            }
-        };
-        Ok(self.value::<i64>(sql, args![])?.is_some())
+        super::inspection::has_table(self, "raw_reports")
     }
 
     /// Calls `f` for each raw report received in `[since_ms, until_ms)`
