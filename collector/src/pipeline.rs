@@ -379,8 +379,115 @@ pub fn prune(conn: &Connection, p: &Prune) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use caretaker_shared::wire::{DiskInfo, PsuInfo, RaidControllerInfo};
+
+    fn incoming(seq: u64, at_ms: i64, kernel: Option<&str>) -> Incoming {
+        let mut report = serde_json::json!({
+            "version": 1, "agent_id": "a1", "seq": seq, "collected_at_ms": at_ms, "interval_secs": 60,
+            "host": "db1", "labels": { "customer": "acme" },
+            "events": [{ "at_ms": at_ms, "kind": "oom_kill", "severity": "warning", "message": "m" }],
+        });
+        if let Some(k) = kernel {
+            let inv = Inventory {
+                kernel: k.into(),
+                content_hash: "agent's".into(),
+                ..Inventory::default()
+            };
+            report["inventory"] = serde_json::to_value(inv).unwrap();
+        }
+        let body = serde_json::to_vec(&report).unwrap();
+        Incoming {
+            agent_id: "a1".into(),
+            credential_hash: None,
+            report: serde_json::from_value(report).unwrap(),
+            samples: vec![],
+            sample_count: 3,
+            body,
+            encoding: crate::ingest::Encoding::Identity,
+            received_at_ms: at_ms + 5,
+            clock: None,
+        }
+    }
+
+    /// Stage 2 and the stored half of 3 on both backends: the agent's
+    /// counters, the log, the raw body, a new inventory version with what
+    /// changed, and a duplicate left alone.
+    #[test]
+    fn a_report_is_stored_with_its_inventory_and_what_changed() {
+        crate::store::testing::on_both(|db| {
+            crate::store::testing::add_agent(db, "a1", "db1");
+            let first = store_rows(
+                db,
+                &incoming(1, 1_000, Some("6.1")),
+                vec![],
+                AssetState::default(),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(
+                (first.last_seq, first.reports_applied, first.inventory_at_ms),
+                (1, 1, Some(1_000))
+            );
+            let own = first.inventory.clone().unwrap();
+            assert_ne!(own.content_hash, "agent's", "the collector's own hash is kept");
+            let previous = AssetState::of(&first);
+            // A gap of one report, then a changed kernel.
+            let third = store_rows(db, &incoming(3, 3_000, Some("6.2")), vec![], previous, false)
+                .unwrap()
+                .unwrap();
+            assert_eq!((third.seq_gaps, third.reports_applied, third.asset_changes), (1, 2, 1));
+            assert_eq!(third.labels.get("customer").map(String::as_str), Some("acme"));
+            let changes = db.asset_changes("a1", 10).unwrap();
+            assert_eq!(
+                (changes.len(), changes[0].seq, changes[0].kind.as_str()),
+                (1, 3, "kernel_changed")
+            );
+            assert_eq!(db.inventory_versions("a1").unwrap(), vec![(3, 3_000), (1, 1_000)]);
+            // The same inventory again stores no version.
+            let fourth = store_rows(
+                db,
+                &incoming(4, 4_000, Some("6.2")),
+                vec![],
+                AssetState::of(&third),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(fourth.inventory_at_ms, Some(3_000));
+            assert_eq!(db.inventory_versions("a1").unwrap().len(), 2);
+            assert!(
+                store_rows(db, &incoming(4, 5_000, None), vec![], AssetState::of(&fourth), true)
+                    .unwrap()
+                    .is_none(),
+                "a duplicate"
+            );
+            let log: Vec<(u64, u64)> = db
+                .report_log("a1", 10)
+                .unwrap()
+                .iter()
+                .map(|l| (l.seq, l.samples))
+                .collect();
+            assert_eq!(log, [(4, 3), (3, 3), (1, 3)]);
+            let mut raw = Vec::new();
+            db.for_each_raw_report(None, None, |r| -> Result<(), StoreError> {
+                raw.push(r.seq);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(raw, [1, 4], "report 3 was not kept raw");
+            let unknown = Incoming {
+                agent_id: "a9".into(),
+                ..incoming(1, 1_000, None)
+            };
+            assert!(matches!(
+                store_rows(db, &unknown, vec![], AssetState::default(), true),
+                Err(StoreError::UnknownAgent(a)) if a == "a9"
+            ));
+        });
+    }
 
     #[test]
     fn serials_of_psus_and_controllers_that_left_are_gone_like_disks() {
