@@ -439,8 +439,6 @@ pub fn build(
     build_with(db, customer, Period { from_ms, to_ms }, now_ms, &Options::default())
 }
 
-type AgentRow = CustomerAgent;
-
 /// A finding or case of the customer with its log: the report reads every
 /// status from the log at the moment it reports on, never from the row.
 struct Tracked {
@@ -728,7 +726,7 @@ fn inventory_at(db: &dyn Sql, agent_id: &str, end_ms: i64) -> Result<Option<(i64
 /// `host_unreachable` finding or case was open then, and up if not.
 fn state_at(
     db: &dyn Sql,
-    a: &AgentRow,
+    a: &CustomerAgent,
     all_items: &[Tracked],
     end_ms: i64,
     window_ms: i64,
@@ -784,7 +782,7 @@ fn disk_lines(
 
 fn device_record(
     db: &dyn Sql,
-    a: &AgentRow,
+    a: &CustomerAgent,
     inventory: Option<&(i64, Inventory)>,
     all_items: &[Tracked],
     p: Period,
