@@ -9,7 +9,8 @@
 
 use std::io::Write;
 
-use crate::store::{self, StoreError};
+use crate::store::sql::Sql;
+use crate::store::{Reports, StoreError};
 
 /// Which reports to export.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,35 +35,30 @@ pub enum ExportError {
 
 /// Writes the matching raw reports to `out`, one line each, ordered by
 /// (received_at_ms, agent_id, seq). Returns how many were written.
-pub fn export(conn: &rusqlite::Connection, filter: &ExportFilter, out: &mut impl Write) -> Result<u64, ExportError> {
+pub fn export(db: &dyn Sql, filter: &ExportFilter, out: &mut impl Write) -> Result<u64, ExportError> {
     let mut n = 0;
-    store::for_each_raw_report(
-        conn,
-        filter.since_ms,
-        filter.until_ms,
-        |raw| -> Result<(), ExportError> {
-            let corrupt = |reason: String| ExportError::Corrupt {
-                agent_id: raw.agent_id.clone(),
-                seq: raw.seq,
-                reason,
-            };
-            let json = crate::ingest::decompress(&raw.body, raw.encoding, crate::ingest::MAX_STORED_BYTES)
-                .map_err(|e| corrupt(e.to_string()))?;
-            // A generic value keeps every field the agent sent, including ones
-            // this collector does not know, and re-encodes the report on one line.
-            let report: serde_json::Value = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
-            if let Some(host) = &filter.host {
-                if report.get("host").and_then(serde_json::Value::as_str) != Some(host.as_str()) {
-                    return Ok(());
-                }
+    db.for_each_raw_report(filter.since_ms, filter.until_ms, |raw| -> Result<(), ExportError> {
+        let corrupt = |reason: String| ExportError::Corrupt {
+            agent_id: raw.agent_id.clone(),
+            seq: raw.seq,
+            reason,
+        };
+        let json = crate::ingest::decompress(&raw.body, raw.encoding, crate::ingest::MAX_STORED_BYTES)
+            .map_err(|e| corrupt(e.to_string()))?;
+        // A generic value keeps every field the agent sent, including ones
+        // this collector does not know, and re-encodes the report on one line.
+        let report: serde_json::Value = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+        if let Some(host) = &filter.host {
+            if report.get("host").and_then(serde_json::Value::as_str) != Some(host.as_str()) {
+                return Ok(());
             }
-            let line = serde_json::json!({ "at_ms": raw.received_at_ms, "report": report });
-            serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
-            out.write_all(b"\n")?;
-            n += 1;
-            Ok(())
-        },
-    )?;
+        }
+        let line = serde_json::json!({ "at_ms": raw.received_at_ms, "report": report });
+        serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        n += 1;
+        Ok(())
+    })?;
     Ok(n)
 }
 

@@ -17,7 +17,8 @@
 //!    ([`crate::identity::admit`]: the agent enrolled and not revoked, the
 //!    credential its own or its rotated one, the identity its own);
 //! 2. **store the report**: the agent's row and sequence check, the newest
-//!    report, the report log, the raw body, events ([`crate::store::apply`]);
+//!    report, the report log, the raw body, events ([`store_rows`], through
+//!    [`crate::store::Reports`]);
 //!    the host's `agent_clock_skew` finding opened or cleared (ingest judged
 //!    the clock and dated the report: [`crate::clock`]);
 //! 3. **assets**: a changed inventory is stored with what changed
@@ -67,7 +68,9 @@ use crate::cases::{Policy, Signal};
 use crate::contracts::Contracts;
 use crate::fleet::Host;
 use crate::identity::Admission;
-use crate::store::{AssetState, DetectWrite, Incoming, Prune, StoreError};
+use crate::store::reports::{AgentUpdate, EventRow, LogRow, Received, ReportRetention};
+use crate::store::sql::Sql;
+use crate::store::{AssetState, Assets, DetectWrite, Incoming, Prune, Reports, StoreError};
 
 /// What stages 1–4 did with one report, for the writer to make known once
 /// committed.
@@ -128,7 +131,7 @@ fn store_report(
     previous: AssetState,
     keep_raw_reports: bool,
 ) -> Result<Option<Host>, StoreError> {
-    let Some(host) = crate::store::apply(conn, inc, samples, previous, keep_raw_reports)? else {
+    let Some(host) = store_rows(conn, inc, samples, previous, keep_raw_reports)? else {
         return Ok(None);
     };
     if let Some(clock) = &inc.clock {
@@ -137,6 +140,125 @@ fn store_report(
         crate::cases::store::apply_signal(conn, &signal, &crate::cases::Policy::default())?;
     }
     Ok(Some(host))
+}
+
+/// Stores one report and its inventory (with what changed): stage 2 and
+/// the stored half of stage 3. `None`: already applied (a duplicate).
+fn store_rows(
+    db: &impl Sql,
+    inc: &Incoming,
+    samples: Vec<Sample>,
+    previous: AssetState,
+    keep_raw_reports: bool,
+) -> Result<Option<Host>, StoreError> {
+    let r = &inc.report;
+    let Some(counters) = db.report_counters(&inc.agent_id)? else {
+        return Err(StoreError::UnknownAgent(inc.agent_id.clone()));
+    };
+    if r.seq <= counters.last_seq {
+        return Ok(None);
+    }
+    let gaps = counters.seq_gaps + (r.seq - counters.last_seq - 1);
+    let applied = counters.reports_applied + 1;
+    let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
+    db.update_agent_for_report(
+        &inc.agent_id,
+        &AgentUpdate {
+            host: &r.host,
+            labels: &labels,
+            interval_secs: r.interval_secs,
+            last_seq: r.seq,
+            reports_applied: applied,
+            seq_gaps: gaps,
+            last_seen_ms: inc.received_at_ms,
+            last_collected_at_ms: r.collected_at_ms,
+        },
+    )?;
+    let received = Received {
+        agent_id: &inc.agent_id,
+        seq: r.seq,
+        received_at_ms: inc.received_at_ms,
+        encoding: inc.encoding,
+        body: &inc.body,
+    };
+    db.put_latest_report(&received)?;
+    db.log_report(&LogRow {
+        agent_id: &inc.agent_id,
+        seq: r.seq,
+        // The log keeps what the agent claimed, beside when it arrived; the
+        // archive below is dated by the (normalized) report.
+        collected_at_ms: inc.clock.map_or(r.collected_at_ms, |c| c.claimed_collected_at_ms),
+        received_at_ms: inc.received_at_ms,
+        // The report's samples were moved out at ingest (`inc.samples` keeps
+        // the known ones): the count is of the report as sent.
+        samples: inc.sample_count as u64,
+    })?;
+    if keep_raw_reports {
+        // The body as received: gzip stays gzip, so keeping it costs what the
+        // agent sent and no time re-encoding.
+        db.put_raw_report(&received)?;
+    }
+    for e in &r.events {
+        let severity = serde_json::to_value(e.severity)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let labels = serde_json::to_string(&e.labels).unwrap_or_else(|_| "{}".into());
+        db.add_event(
+            &inc.agent_id,
+            r.seq,
+            &EventRow {
+                at_ms: e.at_ms,
+                kind: &e.kind,
+                severity: &severity,
+                message: &e.message,
+                labels: &labels,
+            },
+        )?;
+    }
+    // The fleet holds the newest inventory; only a changed one is stored again,
+    // with what changed since the version before it.
+    let mut assets = previous;
+    if let Some(sent) = &r.inventory {
+        // The archive holds the collector's own hash of the configuration,
+        // not the agent's word for it (empty stays empty: an older agent).
+        let mut own = sent.clone();
+        if !own.content_hash.is_empty() {
+            own.content_hash = own.configuration_hash();
+        }
+        let inv = &own;
+        if !assets
+            .inventory
+            .as_ref()
+            .is_some_and(|old| crate::assets::same_configuration(old, inv))
+        {
+            let doc = serde_json::to_string(inv).unwrap_or_default();
+            db.add_inventory_version(&inc.agent_id, r.seq, r.collected_at_ms, &doc)?;
+            if let Some(old) = &assets.inventory {
+                let changes = crate::assets::diff(old, inv);
+                db.add_asset_changes(&inc.agent_id, r.collected_at_ms, r.seq, &changes)?;
+                assets.changes += changes.len() as u64;
+            }
+            assets.at_ms = Some(r.collected_at_ms);
+        }
+        assets.inventory = Some(own);
+    }
+    Ok(Some(Host {
+        agent_id: inc.agent_id.clone(),
+        host: r.host.clone(),
+        labels: r.labels.clone(),
+        enrolled_at_ms: counters.enrolled_at_ms,
+        interval_secs: r.interval_secs,
+        last_seq: r.seq,
+        reports_applied: applied,
+        seq_gaps: gaps,
+        last_seen_ms: Some(inc.received_at_ms),
+        last_collected_at_ms: Some(r.collected_at_ms),
+        samples,
+        inventory: assets.inventory,
+        inventory_at_ms: assets.at_ms,
+        asset_changes: assets.changes,
+    }))
 }
 
 /// 3: parts whose serial left the inventory (`before`: the previous one)
@@ -246,7 +368,10 @@ pub fn tick(
 
 /// Retention: rows received before `p`'s times, in the caller's transaction.
 pub fn prune(conn: &Connection, p: &Prune) -> Result<(), StoreError> {
-    let (log, raw) = crate::store::prune_reports(conn, p)?;
+    let (log, raw) = conn.prune_reports(&ReportRetention {
+        report_log_before_ms: p.report_log_before_ms,
+        raw_reports_before_ms: p.raw_reports_before_ms,
+    })?;
     let outbox = crate::queue::outbox::prune(conn, p.outbox_before_ms)?;
     tracing::debug!(report_log = log, raw_reports = raw, outbox, "pruned");
     Ok(())
@@ -254,8 +379,115 @@ pub fn prune(conn: &Connection, p: &Prune) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use caretaker_shared::wire::{DiskInfo, PsuInfo, RaidControllerInfo};
+
+    fn incoming(seq: u64, at_ms: i64, kernel: Option<&str>) -> Incoming {
+        let mut report = serde_json::json!({
+            "version": 1, "agent_id": "a1", "seq": seq, "collected_at_ms": at_ms, "interval_secs": 60,
+            "host": "db1", "labels": { "customer": "acme" },
+            "events": [{ "at_ms": at_ms, "kind": "oom_kill", "severity": "warning", "message": "m" }],
+        });
+        if let Some(k) = kernel {
+            let inv = Inventory {
+                kernel: k.into(),
+                content_hash: "agent's".into(),
+                ..Inventory::default()
+            };
+            report["inventory"] = serde_json::to_value(inv).unwrap();
+        }
+        let body = serde_json::to_vec(&report).unwrap();
+        Incoming {
+            agent_id: "a1".into(),
+            credential_hash: None,
+            report: serde_json::from_value(report).unwrap(),
+            samples: vec![],
+            sample_count: 3,
+            body,
+            encoding: crate::ingest::Encoding::Identity,
+            received_at_ms: at_ms + 5,
+            clock: None,
+        }
+    }
+
+    /// Stage 2 and the stored half of 3 on both backends: the agent's
+    /// counters, the log, the raw body, a new inventory version with what
+    /// changed, and a duplicate left alone.
+    #[test]
+    fn a_report_is_stored_with_its_inventory_and_what_changed() {
+        crate::store::testing::on_both(|db| {
+            crate::store::testing::add_agent(db, "a1", "db1");
+            let first = store_rows(
+                db,
+                &incoming(1, 1_000, Some("6.1")),
+                vec![],
+                AssetState::default(),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(
+                (first.last_seq, first.reports_applied, first.inventory_at_ms),
+                (1, 1, Some(1_000))
+            );
+            let own = first.inventory.clone().unwrap();
+            assert_ne!(own.content_hash, "agent's", "the collector's own hash is kept");
+            let previous = AssetState::of(&first);
+            // A gap of one report, then a changed kernel.
+            let third = store_rows(db, &incoming(3, 3_000, Some("6.2")), vec![], previous, false)
+                .unwrap()
+                .unwrap();
+            assert_eq!((third.seq_gaps, third.reports_applied, third.asset_changes), (1, 2, 1));
+            assert_eq!(third.labels.get("customer").map(String::as_str), Some("acme"));
+            let changes = db.asset_changes("a1", 10).unwrap();
+            assert_eq!(
+                (changes.len(), changes[0].seq, changes[0].kind.as_str()),
+                (1, 3, "kernel_changed")
+            );
+            assert_eq!(db.inventory_versions("a1").unwrap(), vec![(3, 3_000), (1, 1_000)]);
+            // The same inventory again stores no version.
+            let fourth = store_rows(
+                db,
+                &incoming(4, 4_000, Some("6.2")),
+                vec![],
+                AssetState::of(&third),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(fourth.inventory_at_ms, Some(3_000));
+            assert_eq!(db.inventory_versions("a1").unwrap().len(), 2);
+            assert!(
+                store_rows(db, &incoming(4, 5_000, None), vec![], AssetState::of(&fourth), true)
+                    .unwrap()
+                    .is_none(),
+                "a duplicate"
+            );
+            let log: Vec<(u64, u64)> = db
+                .report_log("a1", 10)
+                .unwrap()
+                .iter()
+                .map(|l| (l.seq, l.samples))
+                .collect();
+            assert_eq!(log, [(4, 3), (3, 3), (1, 3)]);
+            let mut raw = Vec::new();
+            db.for_each_raw_report(None, None, |r| -> Result<(), StoreError> {
+                raw.push(r.seq);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(raw, [1, 4], "report 3 was not kept raw");
+            let unknown = Incoming {
+                agent_id: "a9".into(),
+                ..incoming(1, 1_000, None)
+            };
+            assert!(matches!(
+                store_rows(db, &unknown, vec![], AssetState::default(), true),
+                Err(StoreError::UnknownAgent(a)) if a == "a9"
+            ));
+        });
+    }
 
     #[test]
     fn serials_of_psus_and_controllers_that_left_are_gone_like_disks() {

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 const MOVING: &[&str] = &[
     "backup.rs",
     "detect/replay.rs",
-    "export.rs",
     "http/error.rs",
     "http/mod.rs",
     "http/testing.rs",
@@ -25,9 +24,6 @@ const MOVING: &[&str] = &[
     "pipeline.rs",
     "predict/mod.rs",
     "predict/tests.rs",
-    "report/mod.rs",
-    "report/schedule.rs",
-    "report/stored.rs",
     "report/tests.rs",
     "spares.rs",
 ];

@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::hosts::{authorize, may_see_host};
 use crate::auth::Principal;
 use crate::fleet::Host;
-use crate::store;
+use crate::store::Assets;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -106,8 +106,8 @@ async fn one(
     let agent_id = h.agent_id.clone();
     let (changes, versions, disks) = super::read(&state, move |conn| {
         Ok((
-            store::asset_changes(conn, &agent_id, limit)?,
-            store::inventory_versions(conn, &agent_id)?,
+            conn.asset_changes(&agent_id, limit)?,
+            conn.inventory_versions(&agent_id)?,
             crate::disks::list(conn, Some(&agent_id))?,
         ))
     })
@@ -144,7 +144,7 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
     use crate::store::agents::{Agents, NewAgent};
-    use crate::store::{Enrollment, Incoming, Writer};
+    use crate::store::{self, Enrollment, Incoming, Writer};
 
     const API_TOKEN: &str = "api-token-for-tests";
 
@@ -486,9 +486,9 @@ mod tests {
             host.inventory.as_ref().map(|i| i.disks[1].serial.as_str()),
             Some("ZC9X0003")
         );
-        let versions = store::inventory_versions(&conn, "a1").unwrap_or_default();
+        let versions = conn.inventory_versions("a1").unwrap_or_default();
         assert_eq!(versions, [(4, 1_700_086_400_000), (1, 1_700_000_000_000)]);
-        let changes = store::asset_changes(&conn, "a1", 10).unwrap_or_default();
+        let changes = conn.asset_changes("a1", 10).unwrap_or_default();
         assert_eq!(changes.len(), 1);
         assert_eq!((changes[0].seq, changes[0].kind.as_str()), (4, "disk_replaced"));
     }

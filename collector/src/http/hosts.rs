@@ -19,7 +19,8 @@ use super::error::ApiError;
 use super::{AppState, bearer};
 use crate::auth::{self, Principal};
 use crate::fleet::Host;
-use crate::{pki, store};
+use crate::pki;
+use crate::store::Reports;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -135,6 +136,6 @@ async fn reports(
     let principal = authorize(&state, &headers).await?;
     visible_host(&state, &principal, &agent_id)?;
     let limit = super::page_limit(q.limit, 100, 10_000)?;
-    let entries = super::read(&state, move |conn| store::report_log(conn, &agent_id, limit)).await?;
+    let entries = super::read(&state, move |conn| Ok(conn.report_log(&agent_id, limit)?)).await?;
     Ok(Json(json!({ "reports": entries })))
 }

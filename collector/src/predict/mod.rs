@@ -29,10 +29,11 @@ pub use records::{Filter, Part, PartType, Raise, Raised, RecAction, RecStatus, R
 
 use crate::cases::store::Outcome;
 use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal};
-use crate::store::StoreError;
 use crate::store::agents::Agents;
 use crate::store::disks::DiskStore;
 use crate::store::recommendations::Recommendations;
+use crate::store::sql::Sql;
+use crate::store::{Assets, StoreError};
 
 /// The check (and rule) name of the cable/backplane finding of a disk whose
 /// CRC errors rise alone.
@@ -224,7 +225,7 @@ pub fn sensor_part(label: &str) -> Option<PartType> {
 /// event of [`ARRAY_DISK_RULES`], the failed disk it names, whether the event
 /// opened the array's case or joined it. Called by the store writer for each
 /// signal it applied; anything else is ignored.
-pub fn on_signal(conn: &Connection, signal: &Signal, outcome: Outcome) -> Result<Raised, StoreError> {
+pub fn on_signal(conn: &dyn Sql, signal: &Signal, outcome: Outcome) -> Result<Raised, StoreError> {
     let item_id = match outcome {
         Outcome::Created(id) | Outcome::Reopened(id) | Outcome::Recurrence { id, .. } => id,
         // An event that joined an active item names a part of its own (the
@@ -305,7 +306,7 @@ pub fn psu_for_sensor<'a>(inv: &'a Inventory, sensor: &str) -> Option<&'a PsuInf
 }
 
 /// What [`on_signal`] raises for `signal`, if anything.
-fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<Wanted>, StoreError> {
+fn wanted(conn: &dyn Sql, agent_id: &str, signal: &Signal) -> Result<Option<Wanted>, StoreError> {
     let labels = signal.evidence.get("labels").cloned().unwrap_or(Value::Null);
     let label = |k: &str| labels.get(k).and_then(Value::as_str).unwrap_or("").trim().to_string();
     let rule = signal.rule.as_str();
@@ -344,7 +345,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         }));
     }
     if BMC_DIMM_RULES.contains(&rule) {
-        let inv = crate::store::latest_inventory(conn, agent_id)?;
+        let inv = conn.latest_inventory(agent_id)?;
         let module = inv.as_ref().and_then(|inv| {
             inv.memory_modules.iter().find(|m| {
                 let l = m.locator.trim();
@@ -378,7 +379,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
             ..Part::default()
         };
         if *part_type == PartType::Psu
-            && let Some(inv) = crate::store::latest_inventory(conn, agent_id)?
+            && let Some(inv) = conn.latest_inventory(agent_id)?
             && let Some(p) = psu_for_sensor(&inv, &component)
         {
             part.model = p.model.trim().to_string();
@@ -437,7 +438,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         } else {
             component.clone()
         };
-        let inv = crate::store::latest_inventory(conn, agent_id)?;
+        let inv = conn.latest_inventory(agent_id)?;
         let disk = inv.as_ref().and_then(|inv| {
             inv.disks
                 .iter()
@@ -475,7 +476,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
         }));
     }
     if let Some((_, part_type)) = CONTROLLER_RULES.iter().find(|(r, _)| *r == rule) {
-        let inv = crate::store::latest_inventory(conn, agent_id)?;
+        let inv = conn.latest_inventory(agent_id)?;
         let controller = inv
             .as_ref()
             .and_then(|inv| inv.raid_controllers.iter().find(|c| c.id == component));
@@ -520,7 +521,7 @@ fn wanted(conn: &Connection, agent_id: &str, signal: &Signal) -> Result<Option<W
 /// open (a signal released from a maintenance window or the unmapped list)
 /// never pass through the writer's signal job. Raising is idempotent, so an
 /// item already seen there only refreshes its recommendation.
-pub fn on_opened_since(conn: &Connection, after: i64) -> Result<Vec<Raised>, StoreError> {
+pub fn on_opened_since(conn: &dyn Sql, after: i64) -> Result<Vec<Raised>, StoreError> {
     let rules: Vec<&str> = DIMM_RULES
         .iter()
         .chain(SENSOR_RULES)
@@ -603,7 +604,7 @@ pub fn on_parts_replaced(
 /// compatible spare is reserved ([`crate::spares`]) and the recommendation
 /// moves to `reserved`. Answers the reservation, or `None` when no
 /// compatible spare is available (the recommendation stays accepted).
-pub fn on_accept(conn: &Connection, rec: &Recommendation) -> Result<Option<Value>, StoreError> {
+pub fn on_accept(conn: &dyn Sql, rec: &Recommendation) -> Result<Option<Value>, StoreError> {
     let Some(r) = crate::spares::reserve_for_recommendation(conn, rec, rec.updated_at_ms)? else {
         return Ok(None);
     };
@@ -613,7 +614,7 @@ pub fn on_accept(conn: &Connection, rec: &Recommendation) -> Result<Option<Value
 
 /// Called when a recommendation is dismissed: its reserved spare goes back
 /// on the shelf.
-pub fn on_dismiss(conn: &Connection, rec: &Recommendation) -> Result<(), StoreError> {
+pub fn on_dismiss(conn: &dyn Sql, rec: &Recommendation) -> Result<(), StoreError> {
     crate::spares::release_for(conn, rec.id, rec.updated_at_ms)?;
     Ok(())
 }

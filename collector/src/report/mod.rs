@@ -27,12 +27,13 @@ pub mod stored;
 use std::collections::BTreeMap;
 
 use caretaker_shared::wire::Inventory;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::cases::store::{self as items, Filter, LogEntry};
-use crate::cases::{Item, ItemKind, Severity, Status};
-use crate::store::StoreError;
+use crate::cases::store::LogEntry;
+use crate::cases::{IdentityKey, Item, ItemKind, Severity, Status};
+use crate::store::inspection::{CustomerAgent, Inspection, ItemLogRow, ItemRow};
+use crate::store::sql::Sql;
+use crate::store::{Assets, Reports, StoreError};
 
 const DAY_MS: i64 = 24 * 3_600_000;
 
@@ -329,7 +330,7 @@ pub fn requested_period(from_ms: Option<i64>, to_ms: Option<i64>, now_ms: i64) -
 /// customers, the configured report customers). A name known nowhere is a
 /// typo far more often than a customer without systems, and an empty report
 /// under a wrong name would pass for a clean one.
-pub fn requested_customer(conn: &Connection, customer: &str, also_known: &[String]) -> Result<String, ReportError> {
+pub fn requested_customer(db: &dyn Sql, customer: &str, also_known: &[String]) -> Result<String, ReportError> {
     let customer = customer.trim();
     if customer.is_empty() {
         return Err(ReportError::bad(&["customer"], "must not be empty"));
@@ -337,7 +338,7 @@ pub fn requested_customer(conn: &Connection, customer: &str, also_known: &[Strin
     if also_known.iter().any(|k| k == customer) {
         return Ok(customer.to_string());
     }
-    if named_in_store(conn, customer)? {
+    if db.customer_named(customer).map_err(StoreError::from)? {
         Ok(customer.to_string())
     } else {
         Err(ReportError::bad(
@@ -350,25 +351,15 @@ pub fn requested_customer(conn: &Connection, customer: &str, also_known: &[Strin
     }
 }
 
-/// Whether an agent's `customer` label or a finding or case names `customer`.
-fn named_in_store(conn: &Connection, customer: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM agents WHERE json_valid(labels) AND json_extract(labels, '$.customer') = ?1)
-                 OR EXISTS (SELECT 1 FROM items WHERE customer = ?1)",
-        )?
-        .query_row(params![customer], |r| r.get(0))?)
-}
-
 /// The customer's replacement recommendations in force at `end_ms`, most
 /// urgent first: raised before it and not done or dismissed by then. The
 /// store keeps a recommendation's creation and last change, not the history
 /// of its status and urgency: those are shown as they are now.
-fn recommendation_lines(conn: &Connection, customer: &str, end_ms: i64) -> Result<Vec<RecommendationLine>, StoreError> {
+fn recommendation_lines(db: &dyn Sql, customer: &str, end_ms: i64) -> Result<Vec<RecommendationLine>, StoreError> {
     use crate::predict::records::RecStatus;
     let active = |s: &str| RecStatus::parse(s).is_some_and(RecStatus::is_active);
     let recs = crate::predict::records::list(
-        conn,
+        db,
         &crate::predict::records::Filter {
             customer: Some(customer.to_string()),
             ..Default::default()
@@ -409,12 +400,12 @@ fn recommendation_lines(conn: &Connection, customer: &str, end_ms: i64) -> Resul
 /// Spare coverage of the inventories in force at the end of the period
 /// (host, customer, inventory), against the stock as it is now.
 fn spare_coverage(
-    conn: &Connection,
+    db: &dyn Sql,
     customer: &str,
     assets: &[(String, String, Inventory)],
     now_ms: i64,
 ) -> Result<Coverage, StoreError> {
-    let cov = crate::spares::coverage_of_inventories(conn, Some(customer), assets)?;
+    let cov = crate::spares::coverage_of_inventories(db, Some(customer), assets)?;
     Ok(Coverage {
         covered_pct: cov.ratio * 100.0,
         parts: cov.parts,
@@ -439,20 +430,13 @@ fn spare_coverage(
 
 /// Builds the report of `customer` for `[from_ms, to_ms)` with the default options.
 pub fn build(
-    conn: &Connection,
+    db: &dyn Sql,
     customer: &str,
     from_ms: i64,
     to_ms: i64,
     now_ms: i64,
 ) -> Result<InspectionReport, StoreError> {
-    build_with(conn, customer, Period { from_ms, to_ms }, now_ms, &Options::default())
-}
-
-struct AgentRow {
-    agent_id: String,
-    host: String,
-    interval_secs: u32,
-    last_seen_ms: Option<i64>,
+    build_with(db, customer, Period { from_ms, to_ms }, now_ms, &Options::default())
 }
 
 /// A finding or case of the customer with its log: the report reads every
@@ -525,30 +509,125 @@ impl Tracked {
 /// The customer's findings and cases that can matter to `p`, with their
 /// logs: those opened before its end, except those that had ended and were
 /// left alone since before it began.
-fn tracked(conn: &Connection, customer: &str, p: Period) -> Result<Vec<Tracked>, StoreError> {
-    let all = items::list(
-        conn,
-        &Filter {
-            customer: Some(customer.to_string()),
-            ..Filter::default()
-        },
-    )?;
+fn tracked(db: &dyn Sql, customer: &str, p: Period) -> Result<Vec<Tracked>, StoreError> {
     let mut out = Vec::new();
-    for item in all {
+    for row in db.customer_items(customer)? {
+        let item = item_of(row)?;
         if item.opened_at_ms >= p.to_ms || (!item.status.is_active() && item.updated_at_ms < p.from_ms) {
             continue;
         }
         let Some(id) = item.id else { continue };
-        let log = items::get(conn, id)?.map(|(_, l)| l).unwrap_or_default();
+        let log = db
+            .item_log_rows(id)?
+            .into_iter()
+            .map(|l| log_entry_of(id, l))
+            .collect::<Result<_, _>>()?;
         out.push(Tracked { item, log });
     }
     Ok(out)
 }
 
+fn corrupt_item(id: i64, reason: impl Into<String>) -> StoreError {
+    StoreError::CorruptItem {
+        id,
+        reason: reason.into(),
+    }
+}
+
+/// An item as its row stores it; a value this version cannot read is a
+/// corrupt item.
+fn item_of(r: ItemRow) -> Result<Item, StoreError> {
+    let id = r.id;
+    let status = Status::from_parts(&r.status, r.hold_reason.as_deref())
+        .ok_or_else(|| corrupt_item(id, format!("unknown status {}", r.status)))?;
+    let status_before_recovery = match r.status_before_recovery.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| corrupt_item(id, format!("unknown status {s}")))?),
+    };
+    Ok(Item {
+        id: Some(id),
+        key: IdentityKey {
+            customer: r.customer,
+            asset: r.asset,
+            check: r.check,
+            component: r.component,
+        },
+        kind: ItemKind::parse(&r.kind).ok_or_else(|| corrupt_item(id, "unknown kind"))?,
+        status,
+        severity: Severity::parse(&r.severity).ok_or_else(|| corrupt_item(id, "unknown severity"))?,
+        rule: r.rule,
+        opened_at_ms: r.opened_at_ms,
+        updated_at_ms: r.updated_at_ms,
+        last_firing_at_ms: r.last_firing_at_ms,
+        cleared_at_ms: r.cleared_at_ms,
+        resolved_at_ms: r.resolved_at_ms,
+        occurrences: u64::try_from(r.occurrences).map_err(|_| corrupt_item(id, "negative occurrences"))?,
+        reopen_count: u32::try_from(r.reopen_count).map_err(|_| corrupt_item(id, "bad reopen_count"))?,
+        recurrence_of: r.recurrence_of,
+        promoted_from: r.promoted_from,
+        flapping: r.flapping,
+        touched_by_person: r.touched_by_person,
+        status_before_recovery,
+        evidence: serde_json::from_str(&r.evidence).map_err(|e| corrupt_item(id, format!("evidence: {e}")))?,
+        recent_changes: serde_json::from_str(&r.recent_changes)
+            .map_err(|e| corrupt_item(id, format!("recent_changes: {e}")))?,
+    })
+}
+
+fn log_entry_of(id: i64, l: ItemLogRow) -> Result<LogEntry, StoreError> {
+    let from_status = match l.from_status {
+        None => None,
+        Some(s) => Some(Status::parse(&s).ok_or_else(|| corrupt_item(id, format!("log status {s}")))?),
+    };
+    let to_status =
+        Status::parse(&l.to_status).ok_or_else(|| corrupt_item(id, format!("log status {}", l.to_status)))?;
+    Ok(LogEntry {
+        id: l.id,
+        item_id: l.item_id,
+        at_ms: l.at_ms,
+        actor: l.actor,
+        from_status,
+        to_status,
+        comment: l.comment,
+    })
+}
+
+/// The share of the customer's cases under contract that ended in the
+/// period with neither SLA clock breached; `None`: no such case.
+fn sla_met_pct(db: &dyn Sql, customer: &str, p: Period) -> Result<Option<f64>, StoreError> {
+    let Some((total, met)) = db.sla_counts(customer, p.from_ms, p.to_ms)? else {
+        return Ok(None);
+    };
+    #[allow(clippy::cast_precision_loss)]
+    Ok((total > 0).then(|| met as f64 * 100.0 / total as f64))
+}
+
+/// The satisfaction records of the customer's cases made in the period;
+/// `None` when the store predates them.
+fn satisfaction_summary(db: &dyn Sql, customer: &str, p: Period) -> Result<Option<Satisfaction>, StoreError> {
+    let Some(rows) = db.satisfaction_rows(customer, p.from_ms, p.to_ms)? else {
+        return Ok(None);
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let scores: Vec<f64> = rows.iter().filter_map(|r| r.score.map(|s| s as f64)).collect();
+    #[allow(clippy::cast_precision_loss)]
+    let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
+    Ok(Some(Satisfaction {
+        answers: scores.len() as u64,
+        mean_score,
+        no_answer: rows.iter().filter(|r| r.no_answer).count() as u64,
+        comments: rows
+            .into_iter()
+            .map(|r| r.comment.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+    }))
+}
+
 /// Builds the report of `customer` for `period`, as of the period's end
 /// (or of `now_ms`, should the period not have ended).
 pub fn build_with(
-    conn: &Connection,
+    db: &dyn Sql,
     customer: &str,
     period: Period,
     now_ms: i64,
@@ -560,13 +639,13 @@ pub fn build_with(
         from_ms: period.from_ms,
         to_ms: end_ms,
     };
-    let agents = customer_agents(conn, customer, end_ms)?;
-    let all_items = tracked(conn, customer, seen)?;
+    let agents = db.customer_agents(customer, end_ms)?;
+    let all_items = tracked(db, customer, seen)?;
     let mut systems = Vec::with_capacity(agents.len());
     let mut inventories = Vec::new();
     for a in &agents {
-        let inventory = inventory_at(conn, &a.agent_id, end_ms)?;
-        systems.push(device_record(conn, a, inventory.as_ref(), &all_items, seen, options)?);
+        let inventory = inventory_at(db, &a.agent_id, end_ms)?;
+        systems.push(device_record(db, a, inventory.as_ref(), &all_items, seen, options)?);
         if let Some((_, inv)) = inventory {
             inventories.push((a.host.clone(), customer.to_string(), inv));
         }
@@ -594,7 +673,7 @@ pub fn build_with(
     let mut cases = case_figures(&all_items, seen);
     cases.sla_met_pct = match options.extras.sla_met_pct {
         Some(p) => Some(p),
-        None => crate::queue::sla_met_pct(conn, customer, period.from_ms, period.to_ms)?,
+        None => sla_met_pct(db, customer, period)?,
     };
     let mut report = InspectionReport {
         customer: customer.to_string(),
@@ -605,15 +684,15 @@ pub fn build_with(
         cases,
         recommendations: match &options.extras.recommendations {
             Some(r) => Some(r.clone()),
-            None => Some(recommendation_lines(conn, customer, end_ms)?),
+            None => Some(recommendation_lines(db, customer, end_ms)?),
         },
         spare_coverage: match &options.extras.spare_coverage {
             Some(c) => Some(c.clone()),
-            None => Some(spare_coverage(conn, customer, &inventories, now_ms)?),
+            None => Some(spare_coverage(db, customer, &inventories, now_ms)?),
         },
         satisfaction: match &options.extras.satisfaction {
             Some(s) => Some(s.clone()),
-            None => crate::queue::satisfaction_summary(conn, customer, period.from_ms, period.to_ms)?,
+            None => satisfaction_summary(db, customer, period)?,
         },
         advice: Vec::new(),
     };
@@ -622,51 +701,21 @@ pub fn build_with(
 }
 
 /// Every customer named in an agent's `customer` label, sorted.
-pub fn customers(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT json_extract(labels, '$.customer') AS c FROM agents
-         WHERE json_valid(labels) AND c IS NOT NULL AND c != '' ORDER BY c",
-    )?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn customer_agents(conn: &Connection, customer: &str, before_ms: i64) -> Result<Vec<AgentRow>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT agent_id, host, interval_secs, last_seen_ms FROM agents
-         WHERE json_valid(labels) AND json_extract(labels, '$.customer') = ?1 AND enrolled_at_ms < ?2
-         ORDER BY host, agent_id",
-    )?;
-    let rows = stmt.query_map(params![customer, before_ms], |r| {
-        Ok(AgentRow {
-            agent_id: r.get(0)?,
-            host: r.get(1)?,
-            interval_secs: r.get(2)?,
-            last_seen_ms: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn customers(db: &dyn Sql) -> Result<Vec<String>, StoreError> {
+    Ok(db.labelled_customers()?)
 }
 
 /// The inventory in force at `end_ms`: the newest version collected before
 /// it; `None` when the host had sent none by then.
-fn inventory_at(conn: &Connection, agent_id: &str, end_ms: i64) -> Result<Option<(i64, Inventory)>, StoreError> {
-    let row: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT collected_at_ms, doc FROM inventory WHERE agent_id = ?1 AND collected_at_ms < ?2
-             ORDER BY seq DESC LIMIT 1",
-            params![agent_id, end_ms],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    match row {
+fn inventory_at(db: &dyn Sql, agent_id: &str, end_ms: i64) -> Result<Option<(i64, Inventory)>, StoreError> {
+    match db.inventory_before(agent_id, end_ms)? {
         None => Ok(None),
-        Some((at, doc)) => {
-            let inv = serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
+        Some(v) => {
+            let inv = serde_json::from_str(&v.doc).map_err(|e| StoreError::Corrupt {
                 agent_id: agent_id.to_string(),
                 reason: format!("stored inventory: {e}"),
             })?;
-            Ok(Some((at, inv)))
+            Ok(Some((v.collected_at_ms, inv)))
         }
     }
 }
@@ -676,8 +725,8 @@ fn inventory_at(conn: &Connection, agent_id: &str, end_ms: i64) -> Result<Option
 /// day) still covers it; otherwise the host was down then if its
 /// `host_unreachable` finding or case was open then, and up if not.
 fn state_at(
-    conn: &Connection,
-    a: &AgentRow,
+    db: &dyn Sql,
+    a: &CustomerAgent,
     all_items: &[Tracked],
     end_ms: i64,
     window_ms: i64,
@@ -686,9 +735,7 @@ fn state_at(
     let last_seen = match a.last_seen_ms {
         None => return Ok(("never_reported", None)),
         Some(t) if t < end_ms => Some(t),
-        Some(_) => conn
-            .prepare_cached("SELECT max(received_at_ms) FROM report_log WHERE agent_id = ?1 AND received_at_ms < ?2")?
-            .query_row(params![a.agent_id, end_ms], |r| r.get::<_, Option<i64>>(0))?,
+        Some(_) => db.last_report_before(&a.agent_id, end_ms)?,
     };
     if let Some(t) = last_seen {
         return Ok((by_window(t), Some(t)));
@@ -702,13 +749,13 @@ fn state_at(
 /// The disks of a host as read in the period, named from their latest
 /// reading or, for a disk gone since, from the inventory in force then.
 fn disk_lines(
-    conn: &Connection,
+    db: &dyn Sql,
     agent_id: &str,
     inventory: Option<&Inventory>,
     p: Period,
 ) -> Result<Vec<DiskLine>, StoreError> {
     use caretaker_shared::disk_health::disk_key;
-    Ok(crate::disks::read_in(conn, agent_id, p.from_ms, p.to_ms)?
+    Ok(crate::disks::read_in(db, agent_id, p.from_ms, p.to_ms)?
         .into_iter()
         .map(|d| {
             let listed = inventory
@@ -734,15 +781,15 @@ fn disk_lines(
 }
 
 fn device_record(
-    conn: &Connection,
-    a: &AgentRow,
+    db: &dyn Sql,
+    a: &CustomerAgent,
     inventory: Option<&(i64, Inventory)>,
     all_items: &[Tracked],
     p: Period,
     options: &Options,
 ) -> Result<DeviceRecord, StoreError> {
     let window = i64::from(a.interval_secs.max(1)) * 1000 * i64::from(options.down_after_intervals);
-    let (state, last_seen_ms) = state_at(conn, a, all_items, p.to_ms, window)?;
+    let (state, last_seen_ms) = state_at(db, a, all_items, p.to_ms, window)?;
     let (model, serial, os, kernel, inventory_at_ms) = match inventory {
         Some((at, inv)) => (
             join_nonempty(&[&inv.dmi.sys_vendor, &inv.dmi.product_name]),
@@ -753,7 +800,7 @@ fn device_record(
         ),
         None => Default::default(),
     };
-    let disks = disk_lines(conn, &a.agent_id, inventory.map(|(_, inv)| inv), p)?;
+    let disks = disk_lines(db, &a.agent_id, inventory.map(|(_, inv)| inv), p)?;
     let mut problems = Vec::new();
     for t in all_items
         .iter()
@@ -786,19 +833,15 @@ fn device_record(
         });
     }
     problems.sort_by_key(|p| (p.opened_at_ms, p.id));
-    let mut stmt = conn.prepare_cached(
-        "SELECT at_ms, kind, summary FROM asset_changes WHERE agent_id = ?1 AND at_ms >= ?2 AND at_ms < ?3
-         ORDER BY seq, idx",
-    )?;
-    let changes = stmt
-        .query_map(params![a.agent_id, p.from_ms, p.to_ms], |r| {
-            Ok(ChangeLine {
-                at_ms: r.get(0)?,
-                kind: r.get(1)?,
-                summary: r.get(2)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let changes = db
+        .asset_changes_in(&a.agent_id, p.from_ms, p.to_ms)?
+        .into_iter()
+        .map(|c| ChangeLine {
+            at_ms: c.at_ms,
+            kind: c.kind,
+            summary: c.summary,
+        })
+        .collect();
     Ok(DeviceRecord {
         agent_id: a.agent_id.clone(),
         host: a.host.clone(),

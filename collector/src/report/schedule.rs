@@ -58,32 +58,25 @@ pub fn due(now_ms: i64, customers: &[String], done: &BTreeSet<String>) -> Vec<(S
 /// `None`; returns (customer, report id) of each one made. Meant for the
 /// writer's transaction; running it again makes nothing new.
 pub fn run_due(
-    conn: &rusqlite::Connection,
+    db: &dyn crate::store::sql::Sql,
     now_ms: i64,
     customers: Option<&[String]>,
     options: &super::Options,
 ) -> Result<Vec<(String, i64)>, crate::store::StoreError> {
     let customers = match customers {
         Some(c) => c.to_vec(),
-        None => super::customers(conn)?,
+        None => super::customers(db)?,
     };
     let period = previous_month(now_ms);
     let mut done = BTreeSet::new();
     for c in &customers {
-        if super::stored::exists(conn, c, period, super::stored::Trigger::Schedule)? {
+        if super::stored::exists(db, c, period, super::stored::Trigger::Schedule)? {
             done.insert(c.clone());
         }
     }
     let mut made = Vec::new();
     for (customer, period) in due(now_ms, &customers, &done) {
-        let id = super::stored::generate(
-            conn,
-            &customer,
-            period,
-            now_ms,
-            super::stored::Trigger::Schedule,
-            options,
-        )?;
+        let id = super::stored::generate(db, &customer, period, now_ms, super::stored::Trigger::Schedule, options)?;
         made.push((customer, id));
     }
     Ok(made)

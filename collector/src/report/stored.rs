@@ -10,19 +10,17 @@ use crate::store::sql::Sql;
 pub use crate::store::inspection_reports::{MIGRATION, StoredReport as Stored, Summary, Trigger};
 
 /// Builds, renders and stores the report of `customer` for `period`;
-/// returns its id. Meant for the writer's transaction. Takes the SQLite
-/// connection because building the report still reads through one
-/// ([`super::build_with`]); storing it is the store's operation.
+/// returns its id. Meant for the writer's transaction.
 pub fn generate(
-    conn: &rusqlite::Connection,
+    db: &dyn Sql,
     customer: &str,
     period: Period,
     now_ms: i64,
     trigger: Trigger,
     options: &Options,
 ) -> Result<i64, StoreError> {
-    let report = super::build_with(conn, customer, period, now_ms, options)?;
-    save(conn, &report, trigger)
+    let report = super::build_with(db, customer, period, now_ms, options)?;
+    save(db, &report, trigger)
 }
 
 /// Stores a built report with its renderings; returns its id.

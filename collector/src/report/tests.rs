@@ -5,9 +5,10 @@ use caretaker_shared::wire::{DiskScan, Inventory};
 use rusqlite::{Connection, params};
 
 use super::*;
-use crate::cases::store::{apply_signal, person_action};
+use crate::cases::store::{self as items, apply_signal, person_action};
 use crate::cases::{Action, IdentityKey, Policy, Signal, hold};
 use crate::export::parse_time;
+use crate::store::reports::{LogRow, ReportRetention};
 
 const HOUR: i64 = 3_600_000;
 
@@ -44,7 +45,7 @@ fn agent(c: &Connection, id: &str, host: &str, customer: &str, last_seen_ms: i64
     hold::mark_known(c, host, Some(id), &[], 0).unwrap();
 }
 
-fn inventory(c: &Connection, id: &str, seq: i64, at: i64, kernel: &str) {
+fn inventory(c: &Connection, id: &str, seq: u64, at: i64, kernel: &str) {
     let mut inv = Inventory {
         hostname: id.into(),
         os_name: "Debian GNU/Linux".into(),
@@ -66,20 +67,19 @@ fn inventory(c: &Connection, id: &str, seq: i64, at: i64, kernel: &str) {
             ..Default::default()
         });
     }
-    c.execute(
-        "INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES (?1, ?2, ?3, ?4)",
-        params![id, seq, at, serde_json::to_string(&inv).unwrap()],
-    )
-    .unwrap();
+    c.add_inventory_version(id, seq, at, &serde_json::to_string(&inv).unwrap())
+        .unwrap();
 }
 
-fn change(c: &Connection, id: &str, seq: i64, at: i64, kind: &str, summary: &str) {
-    c.execute(
-        "INSERT INTO asset_changes(agent_id, at_ms, seq, idx, kind, subject, old, new, summary)
-         VALUES (?1, ?2, ?3, 0, ?4, 'x', 'a', 'b', ?5)",
-        params![id, at, seq, kind, summary],
-    )
-    .unwrap();
+fn change(c: &Connection, id: &str, seq: u64, at: i64, kind: &str, summary: &str) {
+    let change = crate::assets::Change {
+        kind: kind.into(),
+        subject: "x".into(),
+        old: "a".into(),
+        new: "b".into(),
+        summary: summary.into(),
+    };
+    c.add_asset_changes(id, at, seq, &[change]).unwrap();
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -135,10 +135,13 @@ pub(crate) fn fleet(c: &Connection) -> Fleet {
     inventory(c, "b1", 1, t("2026-10-20T00:00:00Z"), "6.1.0-18-amd64");
     // db01's last report before the end of the period, and one after it.
     for (seq, at) in [(20, t("2026-11-30T23:59:30Z")), (21, now() - 30_000)] {
-        c.execute(
-            "INSERT INTO report_log(agent_id, seq, collected_at_ms, received_at_ms, samples) VALUES ('a1', ?1, ?2, ?2, 10)",
-            params![seq, at],
-        )
+        c.log_report(&LogRow {
+            agent_id: "a1",
+            seq,
+            collected_at_ms: at,
+            received_at_ms: at,
+            samples: 10,
+        })
         .unwrap();
     }
     change(
@@ -895,9 +898,11 @@ fn a_period_before_the_customers_hosts_came_shows_nothing_of_later() {
         interface: "sata".into(),
         ..Default::default()
     });
-    c.execute(
-        "INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES ('n1', 1, ?1, ?2)",
-        params![t("2026-12-02T00:00:00Z"), serde_json::to_string(&inv).unwrap()],
+    c.add_inventory_version(
+        "n1",
+        1,
+        t("2026-12-02T00:00:00Z"),
+        &serde_json::to_string(&inv).unwrap(),
     )
     .unwrap();
     crate::disks::record_scan(
@@ -1089,7 +1094,11 @@ fn host_state_at_the_end_of_an_old_period_comes_from_its_unreachable_case() {
     let c = crate::store::open_in_memory().unwrap();
     fleet(&c);
     let later = t("2027-01-10T00:00:00Z");
-    c.execute("DELETE FROM report_log", []).unwrap();
+    c.prune_reports(&ReportRetention {
+        report_log_before_ms: i64::MAX,
+        raw_reports_before_ms: i64::MIN,
+    })
+    .unwrap();
     c.execute("UPDATE agents SET last_seen_ms = ?1", params![later - 30_000])
         .unwrap();
     let p = november();

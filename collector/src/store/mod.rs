@@ -18,18 +18,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caretaker_shared::wire::{self, Inventory, Report};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::assets;
 use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host};
 use crate::ingest::Encoding;
 
 pub mod agents;
+pub mod assets;
 pub mod disks;
 pub mod holds;
+pub mod inspection;
 pub mod inspection_reports;
 pub mod items;
 pub mod migrate;
@@ -38,13 +39,16 @@ pub mod postgres;
 pub mod queue;
 mod readers;
 pub mod recommendations;
+pub mod reports;
 pub mod retired;
 pub mod sessions;
 pub mod spares;
 pub mod sql;
 #[cfg(test)]
 pub mod testing;
+pub use assets::{AssetChange, Assets};
 pub use readers::{Lease, Readers, read_on};
+pub use reports::{LogEntry, RawReport, Reports};
 
 pub mod checkpoints;
 
@@ -263,43 +267,12 @@ CREATE TABLE inventory (
 "#,
         ),
         M::up(disks::MIGRATION),
-        // The asset archive: what changed between two inventory versions, one
-        // row per change, dated by the report that brought the new version.
-        M::up(
-            r#"
-CREATE TABLE asset_changes (
-    agent_id TEXT NOT NULL REFERENCES agents(agent_id) ON DELETE CASCADE,
-    at_ms INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    old TEXT NOT NULL,
-    new TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    PRIMARY KEY (agent_id, seq, idx)
-) WITHOUT ROWID;
-CREATE INDEX asset_changes_agent_time ON asset_changes(agent_id, at_ms);
-"#,
-        ),
+        // The asset archive: what changed between two inventory versions.
+        M::up(assets::CHANGES_MIGRATION),
         // Findings and cases with their append-only log.
         M::up(items::MIGRATION),
-        // Raw reports as received (possibly gzip), kept for
-        // `store.raw_report_retention_hours` so `export-reports` can feed
-        // past traffic to `replay` when trying a new rule.
-        M::up(
-            r#"
-CREATE TABLE raw_reports (
-    agent_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    encoding TEXT NOT NULL CHECK (encoding IN ('identity', 'gzip')),
-    body BLOB NOT NULL,
-    PRIMARY KEY (agent_id, seq)
-);
-CREATE INDEX raw_reports_received ON raw_reports(received_at_ms);
-"#,
-        ),
+        // Raw reports as received, kept for `export-reports`.
+        M::up(reports::RAW_REPORTS_MIGRATION),
         // Held signals: unmapped, in a maintenance window, attached to a storm.
         M::up(holds::MIGRATION),
         // Spare parts, reservations, replenishment and service reports.
@@ -364,29 +337,6 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
-}
-
-/// The newest inventory agent `agent_id` sent, when it can be read.
-pub fn latest_inventory(conn: &Connection, agent_id: &str) -> Result<Option<Inventory>, StoreError> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM inventory WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row(params![agent_id], |r| r.get(0))
-        .optional()?;
-    Ok(doc.and_then(|d| serde_json::from_str(&d).ok()))
-}
-
-/// Deletes report log rows and raw reports received before `p`'s times;
-/// how many of each.
-pub fn prune_reports(conn: &Connection, p: &Prune) -> Result<(usize, usize), StoreError> {
-    let log = conn.execute(
-        "DELETE FROM report_log WHERE received_at_ms < ?1",
-        params![p.report_log_before_ms],
-    )?;
-    let raw = conn.execute(
-        "DELETE FROM raw_reports WHERE received_at_ms < ?1",
-        params![p.raw_reports_before_ms],
-    )?;
-    Ok((log, raw))
 }
 
 /// A report that passed authentication and validation.
@@ -944,291 +894,6 @@ impl AssetState {
     }
 }
 
-/// Stores one report and its inventory (with what changed) inside the
-/// batch's transaction: stage 2 and the stored half of stage 3 of
-/// [`crate::pipeline::report`]. `None`: already applied (a duplicate).
-pub fn apply(
-    conn: &Connection,
-    inc: &Incoming,
-    samples: Vec<wire::Sample>,
-    previous: AssetState,
-    keep_raw_reports: bool,
-) -> Result<Option<Host>, StoreError> {
-    let r = &inc.report;
-    let row = conn
-        .query_row(
-            "SELECT last_seq, reports_applied, seq_gaps, enrolled_at_ms FROM agents WHERE agent_id = ?1",
-            params![inc.agent_id],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)? as u64,
-                    row.get::<_, i64>(1)? as u64,
-                    row.get::<_, i64>(2)? as u64,
-                    row.get::<_, i64>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((last_seq, applied, gaps, enrolled_at_ms)) = row else {
-        return Err(StoreError::UnknownAgent(inc.agent_id.clone()));
-    };
-    if r.seq <= last_seq {
-        return Ok(None);
-    }
-    let gaps = gaps + (r.seq - last_seq - 1);
-    let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
-    conn.prepare_cached(
-        "UPDATE agents SET host = ?2, labels = ?3, interval_secs = ?4, last_seq = ?5, reports_applied = ?6,
-                seq_gaps = ?7, last_seen_ms = ?8, last_collected_at_ms = ?9 WHERE agent_id = ?1",
-    )?
-    .execute(params![
-        inc.agent_id,
-        r.host,
-        labels,
-        r.interval_secs,
-        r.seq as i64,
-        (applied + 1) as i64,
-        gaps as i64,
-        inc.received_at_ms,
-        r.collected_at_ms
-    ])?;
-    conn.prepare_cached(
-        "INSERT INTO host_latest(agent_id, seq, encoding, body) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(agent_id) DO UPDATE SET seq = excluded.seq, encoding = excluded.encoding, body = excluded.body",
-    )?
-    .execute(params![inc.agent_id, r.seq as i64, inc.encoding.as_str(), inc.body])?;
-    conn.prepare_cached(
-        "INSERT INTO report_log(agent_id, seq, collected_at_ms, received_at_ms, samples) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        inc.agent_id,
-        r.seq as i64,
-        // The log keeps what the agent claimed, beside when it arrived; the
-        // archive below is dated by the (normalized) report.
-        inc.clock.map_or(r.collected_at_ms, |c| c.claimed_collected_at_ms),
-        inc.received_at_ms,
-        // The report's samples were moved out at ingest (`inc.samples` keeps
-        // the known ones): the count is of the report as sent.
-        inc.sample_count as i64
-    ])?;
-    if keep_raw_reports {
-        // The body as received: gzip stays gzip, so keeping it costs what the
-        // agent sent and no time re-encoding.
-        conn.prepare_cached(
-            "INSERT INTO raw_reports(agent_id, seq, received_at_ms, encoding, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            inc.agent_id,
-            r.seq as i64,
-            inc.received_at_ms,
-            inc.encoding.as_str(),
-            inc.body
-        ])?;
-    }
-    if !r.events.is_empty() {
-        let mut ins = conn.prepare_cached(
-            "INSERT INTO events(agent_id, seq, at_ms, kind, severity, message, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for e in &r.events {
-            let severity = serde_json::to_value(e.severity)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            let labels = serde_json::to_string(&e.labels).unwrap_or_else(|_| "{}".into());
-            ins.execute(params![
-                inc.agent_id,
-                r.seq as i64,
-                e.at_ms,
-                e.kind,
-                severity,
-                e.message,
-                labels
-            ])?;
-        }
-    }
-    // The fleet holds the newest inventory; only a changed one is stored again,
-    // with what changed since the version before it.
-    let mut assets = previous;
-    if let Some(sent) = &r.inventory {
-        // The archive holds the collector's own hash of the configuration,
-        // not the agent's word for it (empty stays empty: an older agent).
-        let mut own = sent.clone();
-        if !own.content_hash.is_empty() {
-            own.content_hash = own.configuration_hash();
-        }
-        let inv = &own;
-        if !assets
-            .inventory
-            .as_ref()
-            .is_some_and(|old| assets::same_configuration(old, inv))
-        {
-            let doc = serde_json::to_string(inv).unwrap_or_default();
-            conn.prepare_cached("INSERT INTO inventory(agent_id, seq, collected_at_ms, doc) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![inc.agent_id, r.seq as i64, r.collected_at_ms, doc])?;
-            if let Some(old) = &assets.inventory {
-                let changes = assets::diff(old, inv);
-                let mut ins = conn.prepare_cached(
-                    "INSERT INTO asset_changes(agent_id, at_ms, seq, idx, kind, subject, old, new, summary)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?;
-                for (i, c) in changes.iter().enumerate() {
-                    ins.execute(params![
-                        inc.agent_id,
-                        r.collected_at_ms,
-                        r.seq as i64,
-                        i as i64,
-                        c.kind,
-                        c.subject,
-                        c.old,
-                        c.new,
-                        c.summary
-                    ])?;
-                }
-                assets.changes += changes.len() as u64;
-            }
-            assets.at_ms = Some(r.collected_at_ms);
-        }
-        assets.inventory = Some(own);
-    }
-    Ok(Some(Host {
-        agent_id: inc.agent_id.clone(),
-        host: r.host.clone(),
-        labels: r.labels.clone(),
-        enrolled_at_ms,
-        interval_secs: r.interval_secs,
-        last_seq: r.seq,
-        reports_applied: applied + 1,
-        seq_gaps: gaps,
-        last_seen_ms: Some(inc.received_at_ms),
-        last_collected_at_ms: Some(r.collected_at_ms),
-        samples,
-        inventory: assets.inventory,
-        inventory_at_ms: assets.at_ms,
-        asset_changes: assets.changes,
-    }))
-}
-
-/// Recent report log entries of one agent, newest first (for the API).
-#[derive(Debug, serde::Serialize)]
-pub struct LogEntry {
-    pub seq: u64,
-    pub collected_at_ms: i64,
-    pub received_at_ms: i64,
-    pub samples: u64,
-}
-
-pub fn report_log(conn: &Connection, agent_id: &str, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, collected_at_ms, received_at_ms, samples FROM report_log WHERE agent_id = ?1 ORDER BY seq DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![agent_id, limit], |r| {
-        Ok(LogEntry {
-            seq: r.get::<_, i64>(0)? as u64,
-            collected_at_ms: r.get(1)?,
-            received_at_ms: r.get(2)?,
-            samples: r.get::<_, i64>(3)? as u64,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// One stored asset change (for the API).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AssetChange {
-    pub at_ms: i64,
-    /// Sequence number of the report that brought the new inventory.
-    pub seq: u64,
-    pub kind: String,
-    pub subject: String,
-    pub old: String,
-    pub new: String,
-    pub summary: String,
-}
-
-/// The asset changes of one agent, newest first (in a report, in diff order).
-pub fn asset_changes(conn: &Connection, agent_id: &str, limit: u32) -> Result<Vec<AssetChange>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at_ms, seq, kind, subject, old, new, summary FROM asset_changes WHERE agent_id = ?1
-         ORDER BY seq DESC, idx ASC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![agent_id, limit], |r| {
-        Ok(AssetChange {
-            at_ms: r.get(0)?,
-            seq: r.get::<_, i64>(1)? as u64,
-            kind: r.get(2)?,
-            subject: r.get(3)?,
-            old: r.get(4)?,
-            new: r.get(5)?,
-            summary: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Stored inventory versions of one agent: (seq, collected_at_ms), newest first.
-pub fn inventory_versions(conn: &Connection, agent_id: &str) -> Result<Vec<(u64, i64)>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT seq, collected_at_ms FROM inventory WHERE agent_id = ?1 ORDER BY seq DESC")?;
-    let rows = stmt.query_map(params![agent_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// One stored raw report, its body as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawReport {
-    pub agent_id: String,
-    pub seq: u64,
-    pub received_at_ms: i64,
-    pub encoding: Encoding,
-    pub body: Vec<u8>,
-}
-
-/// Calls `f` for each raw report received in `[since_ms, until_ms)` (either
-/// end open when `None`), ordered by (received_at_ms, agent_id, seq), one row
-/// at a time so a week of reports never sits in memory at once.
-pub fn for_each_raw_report<E: From<StoreError>>(
-    conn: &Connection,
-    since_ms: Option<i64>,
-    until_ms: Option<i64>,
-    mut f: impl FnMut(RawReport) -> Result<(), E>,
-) -> Result<(), E> {
-    let present: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'raw_reports'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(StoreError::from)?;
-    if present.is_none() {
-        return Err(StoreError::Outdated("raw_reports").into());
-    }
-    let mut stmt = conn
-        .prepare(
-            "SELECT agent_id, seq, received_at_ms, encoding, body FROM raw_reports
-             WHERE received_at_ms >= ?1 AND received_at_ms < ?2
-             ORDER BY received_at_ms, agent_id, seq",
-        )
-        .map_err(StoreError::from)?;
-    let mut rows = stmt
-        .query(params![since_ms.unwrap_or(i64::MIN), until_ms.unwrap_or(i64::MAX)])
-        .map_err(StoreError::from)?;
-    while let Some(r) = rows.next().map_err(StoreError::from)? {
-        let raw = (|| -> rusqlite::Result<RawReport> {
-            Ok(RawReport {
-                agent_id: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                received_at_ms: r.get(2)?,
-                encoding: Encoding::from_stored(&r.get::<_, String>(3)?),
-                body: r.get(4)?,
-            })
-        })()
-        .map_err(StoreError::from)?;
-        f(raw)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1357,7 +1022,7 @@ mod raw_tests {
 
     fn raw(conn: &Connection) -> Vec<RawReport> {
         let mut all = Vec::new();
-        for_each_raw_report(conn, None, None, |r| -> Result<(), StoreError> {
+        conn.for_each_raw_report(None, None, |r| -> Result<(), StoreError> {
             all.push(r);
             Ok(())
         })
@@ -1380,7 +1045,7 @@ mod raw_tests {
         assert_eq!(all[1].body, report_json(2, 2_000));
 
         let mut window = Vec::new();
-        for_each_raw_report(&conn, Some(2_000), Some(3_000), |r| -> Result<(), StoreError> {
+        conn.for_each_raw_report(Some(2_000), Some(3_000), |r| -> Result<(), StoreError> {
             window.push(r.seq);
             Ok(())
         })
@@ -1412,13 +1077,6 @@ mod raw_tests {
         assert!(raw(&conn).is_empty());
         let latest: i64 = conn.query_row("SELECT seq FROM host_latest", [], |r| r.get(0)).unwrap();
         assert_eq!(latest, 2, "the rest of the report is still applied");
-    }
-
-    #[test]
-    fn an_old_store_is_named_outdated() {
-        let conn = Connection::open_in_memory().unwrap();
-        let r = for_each_raw_report(&conn, None, None, |_| -> Result<(), StoreError> { Ok(()) });
-        assert!(matches!(r, Err(StoreError::Outdated("raw_reports"))));
     }
 }
 
