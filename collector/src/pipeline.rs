@@ -62,7 +62,6 @@
 use std::collections::BTreeSet;
 
 use caretaker_shared::wire::{Inventory, Sample};
-use rusqlite::Connection;
 
 use crate::cases::{Policy, Signal};
 use crate::contracts::Contracts;
@@ -87,7 +86,7 @@ pub struct Reported {
 /// host's asset state before this report; `samples` its catalogue samples
 /// (moved out of `inc` by the writer, which hands them to the fleet).
 pub fn report(
-    conn: &Connection,
+    conn: &dyn Sql,
     inc: &Incoming,
     samples: Vec<Sample>,
     previous: AssetState,
@@ -110,7 +109,7 @@ pub fn report(
 /// 1: who may send this report is decided here, in the transaction that
 /// applies it: the store is the authority (the CLI or another replica may
 /// have revoked the agent since ingest looked).
-fn admit(conn: &Connection, inc: &Incoming) -> Result<Admission, StoreError> {
+fn admit(conn: &dyn Sql, inc: &Incoming) -> Result<Admission, StoreError> {
     crate::identity::admit(
         conn,
         &inc.agent_id,
@@ -125,7 +124,7 @@ fn admit(conn: &Connection, inc: &Incoming) -> Result<Admission, StoreError> {
 /// with what changed), then the agent's clock finding, open while its clock
 /// is off. `None`: a duplicate.
 fn store_report(
-    conn: &Connection,
+    conn: &dyn Sql,
     inc: &Incoming,
     samples: Vec<Sample>,
     previous: AssetState,
@@ -145,7 +144,7 @@ fn store_report(
 /// Stores one report and its inventory (with what changed): stage 2 and
 /// the stored half of stage 3. `None`: already applied (a duplicate).
 fn store_rows(
-    db: &impl Sql,
+    db: &(impl Sql + ?Sized),
     inc: &Incoming,
     samples: Vec<Sample>,
     previous: AssetState,
@@ -263,7 +262,7 @@ fn store_rows(
 
 /// 3: parts whose serial left the inventory (`before`: the previous one)
 /// are out of service; the host is known to the holds.
-fn assets(conn: &Connection, inc: &Incoming, before: Option<&Inventory>) -> Result<(), StoreError> {
+fn assets(conn: &dyn Sql, inc: &Incoming, before: Option<&Inventory>) -> Result<(), StoreError> {
     let r = &inc.report;
     let Some(inv) = &r.inventory else {
         return Ok(());
@@ -288,7 +287,7 @@ fn assets(conn: &Connection, inc: &Incoming, before: Option<&Inventory>) -> Resu
 }
 
 /// 4: the disk scan's readings, then every disk assessed.
-fn disks(conn: &Connection, inc: &Incoming) -> Result<(), StoreError> {
+fn disks(conn: &dyn Sql, inc: &Incoming) -> Result<(), StoreError> {
     if let Some(scan) = &inc.report.disks {
         crate::disks::record_scan(conn, &inc.agent_id, scan)?;
         crate::predict::assess_host(conn, &inc.agent_id, &inc.report.host, customer(inc), scan.scanned_at_ms)?;
@@ -321,7 +320,7 @@ fn serials_gone<'a>(old: &'a Inventory, new: &Inventory) -> Vec<&'a str> {
 
 /// Stages 6–8 for a batch of signals, in the caller's transaction.
 pub fn signals(
-    conn: &Connection,
+    conn: &dyn Sql,
     signals: &[Signal],
     policy: &Policy,
     contracts: &Contracts,
@@ -343,7 +342,7 @@ pub fn signals(
 /// signals, stage 9, go through [`signals`] first). `rematch`: the contracts
 /// changed since the last tick.
 pub fn tick(
-    conn: &Connection,
+    conn: &dyn Sql,
     policy: &Policy,
     contracts: &Contracts,
     rematch: bool,
@@ -367,7 +366,7 @@ pub fn tick(
 }
 
 /// Retention: rows received before `p`'s times, in the caller's transaction.
-pub fn prune(conn: &Connection, p: &Prune) -> Result<(), StoreError> {
+pub fn prune(conn: &dyn Sql, p: &Prune) -> Result<(), StoreError> {
     let (log, raw) = conn.prune_reports(&ReportRetention {
         report_log_before_ms: p.report_log_before_ms,
         raw_reports_before_ms: p.raw_reports_before_ms,

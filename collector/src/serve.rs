@@ -121,8 +121,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot read the detection checkpoints; detection starts empty");
         Vec::new()
     });
-    let (writer, writer_thread) =
-        Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
+    let (writer, writer_thread) = Writer::start_with(store::sql::Db::sqlite(conn), fleet.clone(), options)
+        .context("starting the store writer")?;
     let metrics =
         Arc::new(Metrics::new(fleet.clone(), cfg.hosts.down_after_intervals).map_err(|e| anyhow::anyhow!(e))?);
     // Opened after the writer has migrated the store; they only read.

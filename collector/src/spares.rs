@@ -424,7 +424,7 @@ impl ServiceReport {
 /// the old parts ([`crate::predict::records::act`],
 /// [`crate::predict::on_parts_replaced`]) take one.
 pub fn record_service_report(
-    conn: &rusqlite::Connection,
+    conn: &dyn Sql,
     report: &ServiceReport,
     site: &str,
     now_ms: i64,

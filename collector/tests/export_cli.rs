@@ -46,7 +46,11 @@ async fn populate_open(dir: &Path) -> (Vec<(i64, Report)>, Writer, std::thread::
         caretaker_collector::config::Synchronous::Normal,
     )
     .unwrap();
-    let (writer, thread) = Writer::start(conn, Arc::new(Fleet::default())).unwrap();
+    let (writer, thread) = Writer::start(
+        caretaker_collector::store::sql::Db::sqlite(conn),
+        Arc::new(Fleet::default()),
+    )
+    .unwrap();
     for (agent, host) in [("a1", "db1"), ("a2", "web1")] {
         let ok = writer
             .enroll(Enrollment {

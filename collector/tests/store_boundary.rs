@@ -16,16 +16,12 @@ const MOVING: &[&str] = &[
     "backup.rs",
     "detect/replay.rs",
     "http/error.rs",
-    "http/mod.rs",
     "http/testing.rs",
     "http/tests.rs",
     "ingest/tests.rs",
     "main.rs",
-    "pipeline.rs",
-    "predict/mod.rs",
     "predict/tests.rs",
     "report/tests.rs",
-    "spares.rs",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

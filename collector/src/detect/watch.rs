@@ -113,7 +113,7 @@ mod tests {
         std::fs::create_dir(&rules_dir).unwrap();
         let conn = crate::store::open(&dir.path().join("s.db"), crate::config::Synchronous::Normal).unwrap();
         let fleet = Arc::new(Fleet::default());
-        let (writer, _t) = Writer::start(conn, fleet.clone()).unwrap();
+        let (writer, _t) = Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap();
         let metrics = Arc::new(Metrics::new(fleet, 3).unwrap());
         let current = rules::load(Some(&rules_dir)).unwrap();
         let (detect, _task) = super::super::live::start(

@@ -167,7 +167,8 @@ mod tests {
             .and_then(|_| conn.load_fleet(&fleet));
         assert!(setup.is_ok(), "{setup:?}");
         let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
-        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let (writer, _thread) =
+            Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
         for (id, host) in [("a1", "db01"), ("a2", "web01")] {
             let ok = writer
                 .enroll(Enrollment {

@@ -91,7 +91,7 @@ async fn generate(
     // storing it takes the writer.
     let c = customer.clone();
     let built = read(&state, move |conn| {
-        let snapshot = conn.unchecked_transaction()?;
+        let snapshot = conn.snapshot()?;
         report::build_with(&snapshot, &c, period, now, &options)
     })
     .await?;
@@ -258,7 +258,7 @@ mod tests {
         let fleet = Arc::new(Fleet::default());
         conn.load_fleet(&fleet).unwrap();
         let reader = store::Readers::open(&db, 2).unwrap();
-        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap();
+        let (writer, _thread) = Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap();
         let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap());
         AppState {
             fleet,

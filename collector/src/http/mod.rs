@@ -172,7 +172,7 @@ pub(crate) fn id_error(what: &str, id: &str, e: &std::num::ParseIntError, hint: 
 /// (SQLite reads block).
 pub(crate) async fn read<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+    f: impl FnOnce(&crate::store::sql::Db) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     Ok(crate::store::read_on(&state.reader, f).await?)
 }

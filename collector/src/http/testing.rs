@@ -40,7 +40,8 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
         .and_then(|_| conn.load_fleet(&fleet));
     assert!(setup.is_ok(), "{setup:?}");
     let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
-    let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let (writer, _thread) =
+        Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
     AppState {
         fleet,

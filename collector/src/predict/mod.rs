@@ -21,7 +21,6 @@ pub mod records;
 
 use caretaker_shared::disk_health::{Disk, Protocol};
 use caretaker_shared::wire::{Inventory, PsuInfo};
-use rusqlite::Connection;
 use serde_json::{Value, json};
 
 pub use assess::{Assessment, Risk, Urgency, assess};
@@ -112,7 +111,7 @@ fn interface(p: Protocol) -> &'static str {
 /// the caller's transaction), raising recommendations and opening the
 /// cable/backplane finding of a disk whose CRC errors rise alone.
 pub fn assess_host(
-    conn: &Connection,
+    conn: &dyn Sql,
     agent_id: &str,
     host: &str,
     customer: &str,
@@ -568,7 +567,7 @@ pub fn on_opened_since(conn: &dyn Sql, after: i64) -> Result<Vec<Raised>, StoreE
 /// recommendations are done (a spare still reserved for one goes back on
 /// the shelf). Answers how many components were newly retired.
 pub fn on_parts_replaced(
-    conn: &Connection,
+    conn: &dyn Sql,
     host: &str,
     serials: &[&str],
     at_ms: i64,

@@ -323,7 +323,7 @@ fn dimm_signal(at_ms: i64) -> crate::cases::Signal {
 async fn a_dimm_with_rising_corrected_errors_is_recommended_through_the_writer() {
     let c = conn(&["a1"]);
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = crate::store::Writer::start(c, fleet.clone()).unwrap();
+    let (writer, _t) = crate::store::Writer::start(crate::store::sql::Db::sqlite(c), fleet.clone()).unwrap();
     let policy = crate::cases::Policy::default();
     writer.signals(vec![dimm_signal(T0)], policy).await.unwrap();
     // The same finding firing again refreshes nothing new.
@@ -423,7 +423,7 @@ fn a_dismissal_holds_until_the_evidence_worsens() {
 async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
     let c = conn(&["a1"]);
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = crate::store::Writer::start(c, fleet.clone()).unwrap();
+    let (writer, _t) = crate::store::Writer::start(crate::store::sql::Db::sqlite(c), fleet.clone()).unwrap();
     let mut d = fixture("ata/seagate-st18000nm000j-healthy.json");
     for (seq, (day, pending, realloc)) in [(0, 0, 0), (1, 1, 0), (2, 3, 2)].into_iter().enumerate() {
         set_attr(&mut d, 197, pending);

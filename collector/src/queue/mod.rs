@@ -22,7 +22,7 @@ use crate::cases::store::{self as items, LogEntry};
 use crate::cases::{Action, IdentityKey, Item, ItemKind, Severity, Signal, Status};
 use crate::contracts::{self, Clock, Contract, Contracts, Level};
 use crate::store::StoreError;
-use crate::store::queue::{CaseMetaRow, CaseQueue, ItemsConn, NewCaseMeta, QueueSelect, SlaClock};
+use crate::store::queue::{CaseMetaRow, CaseQueue, NewCaseMeta, QueueSelect, SlaClock};
 use crate::store::sql::Sql;
 
 pub use crate::store::queue::{Escalation, QueueCounts, SatisfactionRecord};
@@ -147,7 +147,7 @@ struct Opening<'a> {
 /// stores its queue data and assigns it. Out of scope: marked advisory, no
 /// deadlines, left unassigned (advice is read, not worked).
 fn open_meta(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     contracts: &Contracts,
     item: &Item,
     opening: Opening<'_>,
@@ -200,7 +200,7 @@ fn open_meta(
 /// skill; without one, the least-loaded engineer with the skill at the
 /// site. Nobody fits: the case stays new, for a manager to assign.
 fn auto_assign(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     contracts: &Contracts,
     id: i64,
     status: Status,
@@ -236,7 +236,7 @@ fn least_loaded(db: &dyn Sql, contracts: &Contracts, site: &str, skill: &str) ->
 
 /// Records `who` as the case's assignee, moving a new case to assigned.
 fn set_assignee(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     id: i64,
     status: Status,
     who: &str,
@@ -260,7 +260,7 @@ fn set_assignee(
 /// never shows without. Both lookups are ranges on primary keys, cheap on
 /// the detection path: every case up to the newest one with queue data has
 /// its own (settling goes in id order, and [`report_fault`] settles first).
-pub fn settle(conn: &ItemsConn, contracts: &Contracts, since_log_id: i64, now_ms: i64) -> Result<usize, StoreError> {
+pub fn settle(conn: &dyn Sql, contracts: &Contracts, since_log_id: i64, now_ms: i64) -> Result<usize, StoreError> {
     let fresh = conn.cases_without_meta()?;
     for &id in &fresh {
         let Some(item) = items::item(conn, id)? else { continue };
@@ -299,7 +299,7 @@ pub fn settle(conn: &ItemsConn, contracts: &Contracts, since_log_id: i64, now_ms
 /// asset was added, gets that contract, deadlines counted from its opening
 /// (the same service time its log already shows) and an assignee, as if it
 /// had been matched then. Returns how many cases came into scope.
-pub fn rematch(conn: &ItemsConn, contracts: &Contracts, now_ms: i64) -> Result<usize, StoreError> {
+pub fn rematch(conn: &dyn Sql, contracts: &Contracts, now_ms: i64) -> Result<usize, StoreError> {
     if contracts.contracts.is_empty() {
         return Ok(0);
     }
@@ -504,7 +504,7 @@ pub fn sla_view(contract: Option<&Contract>, item: &Item, meta: &CaseMeta, log: 
 /// The time-driven part of the queue, run with the lifecycle tick: SLA
 /// breaches and escalation steps fire (each once, recorded), and resolved
 /// cases whose satisfaction survey went unanswered for `wait_ms` close.
-pub fn sweep(conn: &ItemsConn, contracts: &Contracts, wait_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
+pub fn sweep(conn: &dyn Sql, contracts: &Contracts, wait_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
     let mut changed = 0;
     let active = conn.active_cases_under_contract()?;
     for id in active {
@@ -523,7 +523,7 @@ pub fn sweep(conn: &ItemsConn, contracts: &Contracts, wait_ms: i64, now_ms: i64)
     Ok(changed)
 }
 
-fn sweep_case(conn: &ItemsConn, contracts: &Contracts, id: i64, now_ms: i64) -> Result<usize, StoreError> {
+fn sweep_case(conn: &dyn Sql, contracts: &Contracts, id: i64, now_ms: i64) -> Result<usize, StoreError> {
     let (Some((item, log)), Some(meta)) = (items::get(conn, id)?, meta(conn, id)?) else {
         return Ok(0);
     };
@@ -594,7 +594,7 @@ fn sweep_case(conn: &ItemsConn, contracts: &Contracts, id: i64, now_ms: i64) -> 
 /// case's level. Logged on the case (so the sinks hear of it).
 #[allow(clippy::too_many_arguments)]
 fn record_escalation(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     id: i64,
     step: Option<usize>,
     action: contracts::Action,
@@ -667,7 +667,7 @@ pub fn satisfaction(db: &dyn Sql, id: i64) -> Result<Option<SatisfactionRecord>,
 }
 
 /// Records the satisfaction and closes the resolved case.
-fn close_with(conn: &ItemsConn, id: i64, s: &Satisfaction, actor: &str, now_ms: i64) -> Result<Item, StoreError> {
+fn close_with(conn: &dyn Sql, id: i64, s: &Satisfaction, actor: &str, now_ms: i64) -> Result<Item, StoreError> {
     let problems = s.problems();
     if !problems.is_empty() {
         return Err(StoreError::QueueInput(problems.join("; ")));
@@ -698,7 +698,7 @@ fn close_with(conn: &ItemsConn, id: i64, s: &Satisfaction, actor: &str, now_ms: 
 }
 
 /// A case by id; a finding or a missing id is an error.
-fn case(conn: &ItemsConn, id: i64) -> Result<Item, StoreError> {
+fn case(conn: &dyn Sql, id: i64) -> Result<Item, StoreError> {
     match items::item(conn, id)? {
         Some(i) if i.kind == ItemKind::Case => Ok(i),
         _ => Err(StoreError::NoSuchItem(id)),
@@ -780,7 +780,7 @@ fn non_empty<'a>(field: &str, v: &'a str) -> Result<&'a str, StoreError> {
 /// Applies a person's action to case `id`; everything it changes is in the
 /// caller's transaction (all or nothing). Returns the case afterwards.
 pub fn act(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     contracts: &Contracts,
     id: i64,
     action: &CaseAction,
@@ -896,7 +896,7 @@ pub fn act(
 /// Resolves a case with its service report: the report is recorded (parts,
 /// spares, stock) and the case resolved, or neither.
 fn resolve_with(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     item: &Item,
     report: &crate::spares::ServiceReport,
     person: &str,
@@ -994,7 +994,7 @@ impl FaultReport {
 /// case for a reported fault. The asset must be known. Returns the case id
 /// and whether it is new.
 pub fn report_fault(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     contracts: &Contracts,
     report: &FaultReport,
     person: &str,
@@ -1084,7 +1084,7 @@ pub struct QueueEntry {
 /// The queue: matching cases, the one closest to an SLA breach first (the
 /// breached ones before them), then cases without SLA by severity and age.
 pub fn queue(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     contracts: &Contracts,
     filter: &QueueFilter,
     now_ms: i64,
@@ -1134,7 +1134,7 @@ pub struct CaseDetail {
 
 /// The whole of case `id` as of `now_ms`; `None` for no such case.
 pub fn case_detail(
-    conn: &ItemsConn,
+    conn: &dyn Sql,
     contracts: &Contracts,
     id: i64,
     now_ms: i64,
@@ -1196,7 +1196,7 @@ pub struct AssetHistory {
 }
 
 /// `None` when the asset is not known.
-pub fn asset_history(conn: &ItemsConn, host: &str) -> Result<Option<AssetHistory>, StoreError> {
+pub fn asset_history(conn: &dyn Sql, host: &str) -> Result<Option<AssetHistory>, StoreError> {
     if !crate::cases::hold::is_known(conn, host)? {
         return Ok(None);
     }

@@ -11,7 +11,6 @@ use crate::cases::store::{self as items, LogEntry};
 use crate::cases::{Item, Status};
 use crate::store::StoreError;
 use crate::store::outbox::Outbox;
-use crate::store::queue::ItemsConn;
 use crate::store::sql::Sql;
 
 pub use crate::store::outbox::{SetAside, SinkState};
@@ -46,7 +45,7 @@ pub struct Pending {
 }
 
 /// The next change for `sink` after its cursor, if any.
-pub fn next_pending(conn: &ItemsConn, sink: &str) -> Result<Option<Pending>, StoreError> {
+pub fn next_pending(conn: &dyn Sql, sink: &str) -> Result<Option<Pending>, StoreError> {
     let Some(row) = conn.next_for_sink(sink)? else {
         return Ok(None);
     };

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use super::*;
 use crate::cases::{CancelReason, HoldReason, Policy};
-use crate::config::Synchronous;
 use crate::spares::{PartReplaced, ServiceReport};
 
 const H: i64 = 3_600_000;
@@ -65,8 +64,10 @@ fn at(s: &str) -> i64 {
     s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
 }
 
-fn store(dir: &tempfile::TempDir) -> ItemsConn {
-    let conn = crate::store::open(&dir.path().join("s.db"), Synchronous::Normal).unwrap();
+/// The test store (SQLite, or PostgreSQL with CARETAKER_TEST_STORE), with
+/// two known hosts. `_dir` keeps the tests' shape: nothing is kept there.
+fn store(_dir: &tempfile::TempDir) -> crate::store::testing::TestDb {
+    let conn = crate::store::testing::TestDb::new();
     for (host, customer) in [("db01", "acme"), ("lab01", "nobody")] {
         let labels = serde_json::json!({"customer": customer, "site": "hq"}).to_string();
         crate::store::testing::add_asset(&conn, host, &labels, "{}");
@@ -94,7 +95,7 @@ fn signal(asset: &str, customer: &str, check: &str, severity: Severity, firing: 
 }
 
 /// A rule opens a case, as the writer does: apply, then settle.
-fn open(conn: &ItemsConn, c: &Contracts, asset: &str, customer: &str, severity: Severity, at_ms: i64) -> i64 {
+fn open(conn: &dyn Sql, c: &Contracts, asset: &str, customer: &str, severity: Severity, at_ms: i64) -> i64 {
     let s = signal(asset, customer, "disk_failing", severity, true, at_ms);
     let id = items::apply_signal(conn, &s, &Policy::default())
         .unwrap()
@@ -119,7 +120,7 @@ fn report(parts: Vec<PartReplaced>) -> ServiceReport {
     }
 }
 
-fn log_comments(conn: &ItemsConn, id: i64) -> Vec<String> {
+fn log_comments(conn: &dyn Sql, id: i64) -> Vec<String> {
     items::get(conn, id)
         .unwrap()
         .unwrap()

@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caretaker_shared::wire::{self, Inventory, Report};
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Synchronous;
 use crate::fleet::{Fleet, Host};
 use crate::ingest::Encoding;
+use sql::{Db, SqlError};
 
 pub mod agents;
 pub mod assets;
@@ -398,14 +399,14 @@ enum Job {
 }
 
 /// A write for [`Writer::run`].
-pub type RunFn = Box<dyn FnOnce(&Connection) -> Result<Answer, StoreError> + Send>;
+pub type RunFn = Box<dyn FnOnce(&Db) -> Result<Answer, StoreError> + Send>;
 
 /// What a [`Writer::run`] job answers, typed again by `run` before its
 /// caller sees it.
 pub type Answer = Box<dyn std::any::Any + Send>;
 
 /// A writer job answering a `T`.
-pub fn job<T: Send + 'static>(f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> RunFn {
+pub fn job<T: Send + 'static>(f: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static) -> RunFn {
     Box::new(move |c| f(c).map(|v| Box::new(v) as Answer))
 }
 
@@ -502,13 +503,13 @@ const MAX_BATCH: usize = 512;
 
 impl Writer {
     /// Starts the writer thread on `conn`; it ends when every handle is dropped.
-    pub fn start(conn: Connection, fleet: Arc<Fleet>) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
-        Self::start_with(conn, fleet, WriterOptions::default())
+    pub fn start(db: Db, fleet: Arc<Fleet>) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        Self::start_with(db, fleet, WriterOptions::default())
     }
 
     /// [`Writer::start`] with explicit options.
     pub fn start_with(
-        conn: Connection,
+        db: Db,
         fleet: Arc<Fleet>,
         options: WriterOptions,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
@@ -516,7 +517,7 @@ impl Writer {
         let health = options.health.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, fleet, options))?;
+            .spawn(move || writer_loop(db, rx, fleet, options))?;
         Ok((Self { tx, health }, handle))
     }
 
@@ -533,9 +534,10 @@ impl Writer {
     /// [`Writer::failing`] like any other write.
     pub async fn probe(&self) -> Result<(), StoreError> {
         self.run(|c| {
-            c.execute(
+            sql::Sql::execute(
+                c,
                 "INSERT INTO store_probe(id, at_ms) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
-                params![caretaker_shared::now_ms()],
+                sql::args![caretaker_shared::now_ms()],
             )?;
             Ok(())
         })
@@ -588,7 +590,7 @@ impl Writer {
     /// returns its answer once committed.
     pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -616,7 +618,7 @@ enum Effect {
     Value(Answer),
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>, options: WriterOptions) {
+fn writer_loop(db: Db, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fleet>, options: WriterOptions) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -627,7 +629,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
         }
         let started = Instant::now();
         let n = batch.len();
-        run_batch(&mut conn, batch, &fleet, &options);
+        run_batch(&db, batch, &fleet, &options);
         tracing::trace!(
             jobs = n,
             micros = started.elapsed().as_micros() as u64,
@@ -640,8 +642,8 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, fleet: Arc<Fle
 /// The error every job of a failed batch is answered with: one the store
 /// could not write is [`StoreError::Unwritable`] (answered 503, retried),
 /// logged once when the store starts failing rather than for every batch.
-fn batch_error(e: &rusqlite::Error, health: &Health, what: &str) -> StoreError {
-    if sql::sqlite_cannot_write(e) {
+fn batch_error(e: &SqlError, health: &Health, what: &str) -> StoreError {
+    if e.unavailable() {
         health.set(Some(e.to_string()));
         StoreError::Unwritable(e.to_string())
     } else {
@@ -650,10 +652,10 @@ fn batch_error(e: &rusqlite::Error, health: &Health, what: &str) -> StoreError {
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &WriterOptions) {
+fn run_batch(db: &Db, batch: Vec<Job>, fleet: &Fleet, options: &WriterOptions) {
     let health = &*options.health;
-    let changes_before = conn.total_changes();
-    let mut tx = match conn.transaction() {
+    let changes_before = db.total_changes();
+    let tx = match db.transaction() {
         Ok(t) => t,
         Err(e) => {
             let err = batch_error(&e, health, "cannot begin a transaction");
@@ -673,7 +675,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
     let mut batch = batch.into_iter();
     while let Some(mut job) = batch.next() {
         let r = (|| -> Result<Option<Effect>, StoreError> {
-            let sp = tx.savepoint()?;
+            let sp = tx.savepoint("job")?;
             let effect = match &mut job {
                 Job::Apply(inc, _) => {
                     let previous = match inventories.get(&inc.agent_id) {
@@ -745,20 +747,20 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
     }
     // A batch that wrote shows the store can write; one that only read
     // shows nothing.
-    if conn.total_changes() != changes_before {
+    if db.total_changes() != changes_before {
         health.set(None);
     }
     // An enrollment may follow a change the CLI or another replica made
     // (a host decommissioned to free its name): show every agent's identity
     // as the store has it now.
     if done.iter().any(|(j, r)| matches!(j, Job::Enroll(..)) && r.is_ok()) {
-        match crate::identity::identities(conn) {
+        match crate::identity::identities(db) {
             Ok(rows) => fleet.set_identities(rows),
             Err(e) => tracing::warn!(error = %e, "cannot refresh the agent identities"),
         }
     }
     if recount {
-        match recommendations::Recommendations::active_recommendation_counts(conn) {
+        match recommendations::Recommendations::active_recommendation_counts(db) {
             Ok(c) => fleet.set_recommendations_open(c),
             Err(e) => tracing::warn!(error = %e, "cannot count open recommendations"),
         }
@@ -836,7 +838,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>, fleet: &Fleet, options: &Wr
 }
 
 /// What a detection job changed since log row `mark` (see [`DetectWrite`]).
-pub fn detect_write(conn: &Connection, mark: i64, tick: bool) -> Result<DetectWrite, StoreError> {
+pub fn detect_write(conn: &dyn sql::Sql, mark: i64, tick: bool) -> Result<DetectWrite, StoreError> {
     Ok(DetectWrite {
         transitions: crate::cases::store::transitions_since(conn, mark)?,
         open: crate::cases::store::open_counts(conn)?,
@@ -960,6 +962,7 @@ mod raw_tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::store::sql::{SqlExt, args};
 
     fn report_json(seq: u64, at_ms: i64) -> Vec<u8> {
         format!(
@@ -975,8 +978,8 @@ mod raw_tests {
         enc.finish().unwrap()
     }
 
-    fn enrolled() -> (Connection, Fleet) {
-        let mut conn = open_in_memory().unwrap();
+    fn enrolled() -> (Db, Fleet) {
+        let conn = Db::sqlite(open_in_memory().unwrap());
         let fleet = Fleet::default();
         agents::Agents::add_enrollment_token(&conn, "t", 0).unwrap();
         let (reply, _rx) = oneshot::channel();
@@ -987,16 +990,11 @@ mod raw_tests {
             host: "db1".into(),
             labels: None,
         };
-        run_batch(
-            &mut conn,
-            vec![Job::Enroll(e, reply)],
-            &fleet,
-            &WriterOptions::default(),
-        );
+        run_batch(&conn, vec![Job::Enroll(e, reply)], &fleet, &WriterOptions::default());
         (conn, fleet)
     }
 
-    fn apply_one(conn: &mut Connection, fleet: &Fleet, seq: u64, at_ms: i64, gz: bool, options: &WriterOptions) {
+    fn apply_one(conn: &Db, fleet: &Fleet, seq: u64, at_ms: i64, gz: bool, options: &WriterOptions) {
         let json = report_json(seq, at_ms);
         let (body, encoding) = if gz {
             (gzip(&json), Encoding::Gzip)
@@ -1020,7 +1018,7 @@ mod raw_tests {
         assert!(matches!(rx.try_recv(), Ok(Ok(Applied::Applied { .. }))));
     }
 
-    fn raw(conn: &Connection) -> Vec<RawReport> {
+    fn raw(conn: &Db) -> Vec<RawReport> {
         let mut all = Vec::new();
         conn.for_each_raw_report(None, None, |r| -> Result<(), StoreError> {
             all.push(r);
@@ -1032,11 +1030,11 @@ mod raw_tests {
 
     #[test]
     fn raw_reports_are_kept_as_received_and_pruned() {
-        let (mut conn, fleet) = enrolled();
+        let (conn, fleet) = enrolled();
         let keep = WriterOptions::default();
-        apply_one(&mut conn, &fleet, 1, 1_000, true, &keep);
-        apply_one(&mut conn, &fleet, 2, 2_000, false, &keep);
-        apply_one(&mut conn, &fleet, 3, 3_000, true, &keep);
+        apply_one(&conn, &fleet, 1, 1_000, true, &keep);
+        apply_one(&conn, &fleet, 2, 2_000, false, &keep);
+        apply_one(&conn, &fleet, 3, 3_000, true, &keep);
         let all = raw(&conn);
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(all[0].encoding, Encoding::Gzip, "gzip stays gzip");
@@ -1057,25 +1055,23 @@ mod raw_tests {
             raw_reports_before_ms: 2_500,
             outbox_before_ms: 0,
         };
-        run_batch(&mut conn, vec![Job::Prune(prune)], &fleet, &keep);
+        run_batch(&conn, vec![Job::Prune(prune)], &fleet, &keep);
         assert_eq!(raw(&conn).iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
-        let log: i64 = conn
-            .query_row("SELECT COUNT(*) FROM report_log", [], |r| r.get(0))
-            .unwrap();
+        let log: i64 = conn.value("SELECT COUNT(*) FROM report_log", args![]).unwrap().unwrap();
         assert_eq!(log, 3, "the report log has its own retention");
     }
 
     #[test]
     fn zero_retention_keeps_none() {
-        let (mut conn, fleet) = enrolled();
+        let (conn, fleet) = enrolled();
         let none = WriterOptions {
             keep_raw_reports: false,
             ..WriterOptions::default()
         };
-        apply_one(&mut conn, &fleet, 1, 1_000, true, &none);
-        apply_one(&mut conn, &fleet, 2, 2_000, false, &none);
+        apply_one(&conn, &fleet, 1, 1_000, true, &none);
+        apply_one(&conn, &fleet, 2, 2_000, false, &none);
         assert!(raw(&conn).is_empty());
-        let latest: i64 = conn.query_row("SELECT seq FROM host_latest", [], |r| r.get(0)).unwrap();
+        let latest: i64 = conn.value("SELECT seq FROM host_latest", args![]).unwrap().unwrap();
         assert_eq!(latest, 2, "the rest of the report is still applied");
     }
 }
@@ -1087,6 +1083,7 @@ mod log_tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::store::sql::{Sql, SqlExt, args};
 
     /// Everything the writer logs, as text.
     #[derive(Clone, Default)]
@@ -1106,7 +1103,7 @@ mod log_tests {
     /// Runs `f` as a writer job on a fresh store knowing asset db01, and
     /// returns its answer and what the writer logged meanwhile.
     fn run_logged(f: RunFn) -> (Result<Answer, StoreError>, String) {
-        let mut conn = open_in_memory().unwrap();
+        let conn = Db::sqlite(open_in_memory().unwrap());
         crate::cases::hold::mark_known(&conn, "db01", None, &[], 0).unwrap();
         let captured = Captured::default();
         let sink = captured.clone();
@@ -1118,7 +1115,7 @@ mod log_tests {
         let (reply, mut rx) = oneshot::channel();
         tracing::subscriber::with_default(subscriber, || {
             run_batch(
-                &mut conn,
+                &conn,
                 vec![Job::Run(Some(f), reply)],
                 &Fleet::default(),
                 &WriterOptions::default(),
@@ -1154,7 +1151,7 @@ mod log_tests {
     #[test]
     fn an_internal_failure_is_still_logged_as_an_error() {
         let (answer, log) = run_logged(job(|c| {
-            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            c.execute("INSERT INTO no_such_table VALUES (1)", args![])?;
             Ok(serde_json::Value::Null)
         }));
         assert_eq!(answer.unwrap_err().class(), ErrorClass::Internal);
@@ -1166,11 +1163,7 @@ mod log_tests {
     }
 
     /// Runs each of `jobs` as one batch on `conn`; their answers.
-    fn run_batch_of(
-        conn: &mut Connection,
-        options: &WriterOptions,
-        jobs: Vec<RunFn>,
-    ) -> Vec<Result<Answer, StoreError>> {
+    fn run_batch_of(conn: &Db, options: &WriterOptions, jobs: Vec<RunFn>) -> Vec<Result<Answer, StoreError>> {
         let (jobs, answers): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|f| {
@@ -1182,8 +1175,9 @@ mod log_tests {
         answers.into_iter().map(|mut rx| rx.try_recv().unwrap()).collect()
     }
 
-    fn probe_rows(conn: &Connection) -> i64 {
-        conn.query_row("SELECT count(*) FROM store_probe", [], |r| r.get(0))
+    fn probe_rows(conn: &Db) -> i64 {
+        conn.value("SELECT count(*) FROM store_probe", args![])
+            .unwrap()
             .unwrap()
     }
 
@@ -1192,21 +1186,22 @@ mod log_tests {
     /// before the failure were answered as applied though nothing was.
     #[test]
     fn a_full_store_fails_the_whole_batch_as_unwritable_and_recovers() {
-        let mut conn = open_in_memory().unwrap();
-        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let conn = Db::sqlite(open_in_memory().unwrap());
+        let sqlite = conn.as_sqlite().unwrap();
+        let pages: i64 = sqlite.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         // No page past the ones there are: SQLite answers SQLITE_FULL, as on a full disk.
-        conn.pragma_update(None, "max_page_count", pages).unwrap();
+        sqlite.pragma_update(None, "max_page_count", pages).unwrap();
         let options = WriterOptions::default();
         let health = &options.health;
         let fits = job(|c| {
-            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 1)", [])?;
+            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 1)", args![])?;
             Ok(serde_json::Value::Null)
         });
         let too_big = job(|c| {
-            c.execute_batch("CREATE TABLE filler(x); INSERT INTO filler VALUES (zeroblob(1000000));")?;
+            c.batch("CREATE TABLE filler(x); INSERT INTO filler VALUES (zeroblob(1000000));")?;
             Ok(serde_json::Value::Null)
         });
-        let answers = run_batch_of(&mut conn, &options, vec![fits, too_big]);
+        let answers = run_batch_of(&conn, &options, vec![fits, too_big]);
         for a in &answers {
             let e = a.as_ref().unwrap_err();
             assert!(matches!(e, StoreError::Unwritable(_)), "{e}");
@@ -1221,15 +1216,15 @@ mod log_tests {
 
         // A batch that only reads says nothing about writing.
         let read = job(|c| Ok(serde_json::json!(probe_rows(c))));
-        assert!(run_batch_of(&mut conn, &options, vec![read])[0].is_ok());
+        assert!(run_batch_of(&conn, &options, vec![read])[0].is_ok());
         assert!(health.failing().is_some());
 
-        conn.pragma_update(None, "max_page_count", pages + 1000).unwrap();
+        sqlite.pragma_update(None, "max_page_count", pages + 1000).unwrap();
         let fits = job(|c| {
-            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 2)", [])?;
+            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 2)", args![])?;
             Ok(serde_json::Value::Null)
         });
-        assert!(run_batch_of(&mut conn, &options, vec![fits])[0].is_ok());
+        assert!(run_batch_of(&conn, &options, vec![fits])[0].is_ok());
         assert_eq!(probe_rows(&conn), 1);
         assert_eq!(health.failing(), None, "a write that committed clears it");
     }

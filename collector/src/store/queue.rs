@@ -92,13 +92,6 @@ CREATE TABLE case_external (
 );
 "#;
 
-/// The connection the queue's operations that also change or read items
-/// run on: the items store ([`crate::cases::store`]) still takes an SQLite
-/// connection (or a transaction, which derefs to one). Everything the queue
-/// itself stores goes through [`CaseQueue`] and [`super::outbox::Outbox`],
-/// on any [`Sql`].
-pub type ItemsConn = rusqlite::Connection;
-
 /// Statuses of an item no longer worked on: the same list as
 /// [`crate::cases::store::INACTIVE_STATUSES`].
 const INACTIVE: &str = "('resolved', 'closed', 'cancelled', 'fixed', 'verified')";

@@ -12,16 +12,17 @@
 //! Written here rather than taken from r2d2: r2d2's `get` blocks a thread
 //! while it waits (here the wait is an `await`), it runs a reaper thread and
 //! health checks a local file does not need, and the whole pool is the few
-//! lines below. The PostgreSQL store will bring its own pool.
+//! lines below. On PostgreSQL the same pool holds server connections, each
+//! read-only, each connecting again by itself after a server restart.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::gauge::Gauge;
-use rusqlite::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::StoreError;
+use super::sql::Db;
 
 /// A pool of read-only connections to one store file; cheap to clone.
 #[derive(Clone)]
@@ -33,7 +34,7 @@ struct Inner {
     /// One permit per connection: holding a permit means one connection in
     /// `idle` is yours to take.
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Db>>,
     size: usize,
     /// Reads running now, and reads waiting for a connection.
     in_use: Gauge,
@@ -53,10 +54,29 @@ impl Readers {
             .map(|_| {
                 let conn = super::open_read_only(path)?;
                 conn.pragma_update(None, "query_only", true)?;
-                Ok(conn)
+                Ok(Db::sqlite(conn))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Self {
+        Ok(Self::of(conns))
+    }
+
+    /// `size` read-only connections (at least one) to the PostgreSQL store
+    /// `settings` names.
+    pub fn postgres(settings: &postgres::Config, size: usize) -> Result<Self, StoreError> {
+        use super::sql::Sql;
+        let conns = (0..size.max(1))
+            .map(|_| {
+                let db = Db::postgres_reconnecting(settings.clone())?;
+                db.batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+                Ok(db)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Self::of(conns))
+    }
+
+    fn of(conns: Vec<Db>) -> Self {
+        let size = conns.len();
+        Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(size)),
                 idle: Mutex::new(conns),
@@ -64,7 +84,7 @@ impl Readers {
                 in_use: Gauge::default(),
                 waiting: Gauge::default(),
             }),
-        })
+        }
     }
 
     /// The same pool, counting into these gauges (the collector's
@@ -114,7 +134,7 @@ impl Readers {
 /// One connection of the pool, handed back when dropped.
 pub struct Lease {
     /// Always `Some` until dropped: a permit guarantees an idle connection.
-    conn: Option<Connection>,
+    conn: Option<Db>,
     inner: Arc<Inner>,
     // Released after `drop` has put the connection back (fields drop after
     // `Drop::drop`), so the next holder of a permit finds it there.
@@ -122,18 +142,24 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn conn(&self) -> Result<&Connection, StoreError> {
-        self.conn
+    fn conn(&self) -> Result<&Db, StoreError> {
+        let db = self
+            .conn
             .as_ref()
-            .ok_or_else(|| StoreError::Transaction("no idle read connection behind a permit".into()))
+            .ok_or_else(|| StoreError::Transaction("no idle read connection behind a permit".into()))?;
+        // A server restart closed it: connect again (and stay read-only).
+        if db.revive_read_only()? {
+            tracing::debug!("read connection to PostgreSQL made again");
+        }
+        Ok(db)
     }
 }
 
 impl std::ops::Deref for Lease {
-    type Target = Connection;
+    type Target = Db;
 
     #[allow(clippy::expect_used)]
-    fn deref(&self) -> &Connection {
+    fn deref(&self) -> &Db {
         // Invariant of the pool (one idle connection per free permit), not
         // anything from outside the process.
         self.conn.as_ref().expect("a lease holds a connection")
@@ -154,7 +180,7 @@ impl Drop for Lease {
 /// it on the others.
 pub async fn read_on<T: Send + 'static>(
     readers: &Readers,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let lease = readers.lease().await?;
     tokio::task::spawn_blocking(move || f(lease.conn()?))
@@ -171,8 +197,9 @@ mod tests {
 
     use super::*;
     use crate::config::Synchronous;
+    use crate::store::sql::{Sql, SqlExt, args};
 
-    fn store(dir: &tempfile::TempDir) -> (Connection, std::path::PathBuf) {
+    fn store(dir: &tempfile::TempDir) -> (rusqlite::Connection, std::path::PathBuf) {
         let db = dir.path().join("store.db");
         let conn = super::super::open(&db, Synchronous::Normal).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1);")
@@ -194,7 +221,7 @@ mod tests {
             let readers = readers.clone();
             async move {
                 read_on(&readers, move |c| {
-                    let v: i64 = c.query_row("SELECT v FROM t", [], |r| r.get(0))?;
+                    let v: i64 = c.value::<i64>("SELECT v FROM t", args![])?.unwrap_or(0);
                     held_tx.send(()).unwrap();
                     // Bounded, so a broken pool fails the test instead of hanging it.
                     release_rx
@@ -212,7 +239,7 @@ mod tests {
         let second = tokio::time::timeout(
             Duration::from_secs(30),
             read_on(&readers, |c| {
-                Ok(c.query_row("SELECT v + 1 FROM t", [], |r| r.get::<_, i64>(0))?)
+                Ok(c.value::<i64>("SELECT v + 1 FROM t", args![])?.unwrap_or(0))
             }),
         )
         .await
@@ -230,14 +257,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_writer, db) = store(&dir);
         let readers = Readers::open(&db, 1).unwrap();
-        let e = read_on(&readers, |c| Ok(c.execute("INSERT INTO t VALUES (2)", [])?))
+        let e = read_on(&readers, |c| Ok(c.execute("INSERT INTO t VALUES (2)", args![])?))
             .await
             .unwrap_err();
         assert!(
             e.to_string().contains("readonly") || e.to_string().contains("read-only"),
             "{e}"
         );
-        let e = read_on(&readers, |c| Ok(c.execute_batch("CREATE TEMP TABLE scratch (v)")?))
+        let e = read_on(&readers, |c| Ok(c.batch("CREATE TEMP TABLE scratch (v)")?))
             .await
             .unwrap_err();
         assert!(
@@ -245,7 +272,7 @@ mod tests {
             "{e}"
         );
         let n = read_on(&readers, |c| {
-            Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?)
+            Ok(c.value::<i64>("SELECT count(*) FROM t", args![])?.unwrap_or(0))
         })
         .await
         .unwrap();
@@ -263,7 +290,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("panic"), "{e}");
         let v = read_on(&readers, |c| {
-            Ok(c.query_row("SELECT v FROM t", [], |r| r.get::<_, i64>(0))?)
+            Ok(c.value::<i64>("SELECT v FROM t", args![])?.unwrap_or(0))
         })
         .await
         .unwrap();
@@ -277,10 +304,56 @@ mod tests {
         let readers = Readers::open(&db, 2).unwrap();
         writer.execute("INSERT INTO t VALUES (5)", []).unwrap();
         let sum = read_on(&readers, |c| {
-            Ok(c.query_row("SELECT sum(v) FROM t", [], |r| r.get::<_, i64>(0))?)
+            Ok(c.value::<i64>("SELECT sum(v) FROM t", args![])?.unwrap_or(0))
         })
         .await
         .unwrap();
         assert_eq!(sum, 6);
+    }
+
+    #[tokio::test]
+    async fn postgres_reads_cannot_write_and_connect_again_after_the_server_closed_them() {
+        let Some(addr) = crate::store::testing::postgres_addr() else {
+            return;
+        };
+        let pg = crate::store::testing::PgDatabase::create(&addr).unwrap();
+        let w = pg.connect().unwrap();
+        w.batch("CREATE TABLE t (v BIGINT); INSERT INTO t VALUES (1)").unwrap();
+        let settings = crate::store::postgres::settings(&pg.url(), None).unwrap();
+        let readers = Readers::postgres(&settings, 1).unwrap();
+        let e = read_on(&readers, |c| Ok(c.execute("INSERT INTO t VALUES (2)", args![])?))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("read-only"), "{e}");
+        let pid = read_on(&readers, |c| Ok(c.value::<i64>("SELECT pg_backend_pid()", args![])?))
+            .await
+            .unwrap()
+            .unwrap();
+        w.query_one("SELECT pg_terminate_backend(?1)", args![pid], |_| Ok(()))
+            .unwrap();
+        // The read that meets the closed connection fails as unavailable (a
+        // 503 to its caller); the next one runs on a new connection.
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(
+                read_on(&readers, |c| Ok(c.value::<i64>("SELECT v FROM t", args![])?))
+                    .await
+                    .map_err(|e| e.class()),
+            );
+        }
+        assert!(answers.iter().any(|a| a == &Ok(Some(1))), "{answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| matches!(a, Ok(Some(1)) | Err(crate::store::ErrorClass::Unavailable))),
+            "{answers:?}"
+        );
+        let e = read_on(&readers, |c| Ok(c.execute("INSERT INTO t VALUES (2)", args![])?))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("read-only"),
+            "the new connection is read-only too: {e}"
+        );
     }
 }

@@ -546,21 +546,30 @@ impl Db {
     /// Connects again if the server closed this connection and it knows
     /// where to. Call it between transactions only: a transaction does not
     /// survive its connection.
-    pub fn revive(&self) -> Result<(), SqlError> {
+    pub fn revive(&self) -> Result<bool, SqlError> {
         let Inner::Postgres(pg) = &self.inner else {
-            return Ok(());
+            return Ok(false);
         };
         let Some(settings) = &pg.settings else {
-            return Ok(());
+            return Ok(false);
         };
         if !pg.client.borrow().is_closed() {
-            return Ok(());
+            return Ok(false);
         }
         let client = settings.connect(postgres::NoTls)?;
         *pg.client.borrow_mut() = client;
         pg.prepared.borrow_mut().clear();
         tracing::info!("connected to PostgreSQL again");
-        Ok(())
+        Ok(true)
+    }
+
+    /// [`Db::revive`] for a read connection: a new one is read-only too.
+    pub fn revive_read_only(&self) -> Result<bool, SqlError> {
+        let again = self.revive()?;
+        if again {
+            self.batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+        }
+        Ok(again)
     }
 
     /// Rows inserted, updated or deleted through this connection so far:
@@ -789,6 +798,24 @@ impl Db {
     pub fn transaction(&self) -> Result<Tx<'_>, SqlError> {
         self.revive()?;
         self.batch("BEGIN")?;
+        Ok(Tx {
+            db: self,
+            savepoint: None,
+            done: false,
+        })
+    }
+}
+
+impl Db {
+    /// A read transaction whose every statement sees the same committed
+    /// state (PostgreSQL's `REPEATABLE READ`; an SQLite transaction always
+    /// does): for a report built from many queries.
+    pub fn snapshot(&self) -> Result<Tx<'_>, SqlError> {
+        self.revive()?;
+        self.batch(match self.dialect() {
+            Dialect::Sqlite => "BEGIN",
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        })?;
         Ok(Tx {
             db: self,
             savepoint: None,

@@ -85,7 +85,7 @@ async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
         crate::store::open(&db, Synchronous::Normal).unwrap(),
     )));
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = Writer::start(conn, fleet.clone()).unwrap();
+    let (writer, _t) = Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap();
     let metrics = Arc::new(Metrics::new(fleet, 3).unwrap());
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
