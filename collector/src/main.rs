@@ -19,6 +19,8 @@ use caretaker_collector::pki::Paths;
 use caretaker_collector::report;
 use caretaker_collector::rules::{self, RulesInvalid};
 use caretaker_collector::serve;
+use caretaker_collector::store::place::Place;
+use caretaker_collector::store::sql::Db;
 use clap::{Parser, Subcommand};
 
 // Ingest allocates many small strings per report on several threads; mimalloc
@@ -43,6 +45,8 @@ enum Command {
     Init {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// DNS names and IP addresses the server certificate is valid for
         /// (repeatable). Default: localhost, 127.0.0.1, ::1 and this host's name.
         #[arg(long = "san")]
@@ -130,6 +134,8 @@ enum Command {
     ExportReports {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Reports received at or after TIME: RFC 3339 or ms since the epoch.
         #[arg(long, value_name = "TIME", value_parser = export::parse_time)]
         since: Option<i64>,
@@ -149,6 +155,8 @@ enum Command {
     Report {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// The customer, as in the agents' `customer` label; a name no agent
         /// label, finding, case or `--contracts` file knows is refused.
         #[arg(long)]
@@ -188,12 +196,24 @@ enum Command {
     HashToken,
 }
 
+/// Which store a command works on.
+#[derive(clap::Args, Clone, Default)]
+struct StoreArg {
+    /// The collector's config: the store its `[store]` section names (a
+    /// PostgreSQL database). Without it, the SQLite store in the data
+    /// directory.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum TokensCommand {
     /// Make a token and print it (shown only this once; only its hash is kept).
     Create {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// The customer every agent enrolled with this token belongs to.
         #[arg(long)]
         customer: String,
@@ -211,11 +231,15 @@ enum TokensCommand {
     List {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Revoke a token by its id: no more enrollments with it.
     Revoke {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         id: String,
     },
 }
@@ -226,11 +250,15 @@ enum AgentsCommand {
     List {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Revoke an agent's credential: its reports get 401 from now on.
     Revoke {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         agent_id: String,
     },
     /// Give an agent a new credential: handed over with its next report; the
@@ -238,6 +266,8 @@ enum AgentsCommand {
     Rotate {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         agent_id: String,
     },
     /// Revoke the agent of a host and archive its asset (history kept; the
@@ -245,6 +275,8 @@ enum AgentsCommand {
     Decommission {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Host name (or agent id).
         host: String,
     },
@@ -312,6 +344,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Agents { command } => agents(command),
         Command::Init {
             data_dir,
+            store,
             mut sans,
             customer,
         } => {
@@ -324,7 +357,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             if customer.as_deref().is_some_and(str::is_empty) {
                 return Err(BadInput("--customer: must not be empty".into()).into());
             }
-            let made = serve::init(&data_dir, &sans, customer.as_deref())?;
+            let place = store_place(&data_dir, &store)?;
+            let made = serve::init(&data_dir, &sans, customer.as_deref(), &place)?;
             let p = Paths::new(&data_dir);
             println!("initialized {}", data_dir.display());
             println!("  CA certificate (give to agents): {}", p.ca_cert.display());
@@ -437,12 +471,13 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::ExportReports {
             data_dir,
+            store,
             since,
             until,
             host,
             output,
         } => {
-            let conn = open_store_read_only(&data_dir)?;
+            let conn = open_db_read_only(&data_dir, &store)?;
             let filter = export::ExportFilter {
                 since_ms: since,
                 until_ms: until,
@@ -468,6 +503,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Report {
             data_dir,
+            store,
             customer,
             from,
             to,
@@ -487,7 +523,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 Some(file) => load_contracts(file)?.customer_names(),
                 None => Vec::new(),
             };
-            let conn = open_store_read_only(&data_dir)?;
+            let conn = open_db_read_only(&data_dir, &store)?;
             let customer = report::requested_customer(&conn, &customer, &known).map_err(bad)?;
             let r = report::build_with(&conn, &customer, period, now, &report::Options::default())
                 .context("building the report")?;
@@ -579,6 +615,32 @@ fn open_store(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection
         .with_context(|| format!("opening {}", database.display()))
 }
 
+/// The store a command works on: `[store]` of `--config`, else the data
+/// directory's SQLite file.
+fn store_place(data_dir: &std::path::Path, store: &StoreArg) -> anyhow::Result<Place> {
+    let cfg = match &store.config {
+        Some(file) => Config::load(file)?.store,
+        None => Default::default(),
+    };
+    Ok(Place::of(&cfg, data_dir)?)
+}
+
+/// The store of `data_dir` (or `--config`'s) to change.
+fn open_db(data_dir: &std::path::Path, store: &StoreArg) -> anyhow::Result<Db> {
+    match store_place(data_dir, store)? {
+        Place::Sqlite { .. } => Ok(Db::sqlite(open_store(data_dir)?)),
+        place => Ok(place.open()?),
+    }
+}
+
+/// The store of `data_dir` (or `--config`'s) to read, beside a running `serve`.
+fn open_db_read_only(data_dir: &std::path::Path, store: &StoreArg) -> anyhow::Result<Db> {
+    match store_place(data_dir, store)? {
+        Place::Sqlite { .. } => Ok(Db::sqlite(open_store_read_only(data_dir)?)),
+        place => Ok(place.open()?),
+    }
+}
+
 /// A store refusal the operator caused (no such id): exit 2.
 fn operator_error(e: caretaker_collector::store::StoreError) -> anyhow::Error {
     if e.class().is_client() {
@@ -597,6 +659,7 @@ fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
     match cmd {
         TokensCommand::Create {
             data_dir,
+            store,
             customer,
             site,
             expires,
@@ -605,7 +668,7 @@ fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
             if customer.is_empty() || site.as_deref().is_some_and(str::is_empty) {
                 return Err(BadInput("--customer and --site must not be empty".into()).into());
             }
-            let conn = open_store(&data_dir)?;
+            let conn = open_db(&data_dir, &store)?;
             let secret = caretaker_collector::pki::new_secret()?;
             let spec = identity::TokenSpec {
                 customer: Some(customer),
@@ -625,8 +688,8 @@ fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        TokensCommand::List { data_dir } => {
-            let conn = open_store(&data_dir)?;
+        TokensCommand::List { data_dir, store } => {
+            let conn = open_db(&data_dir, &store)?;
             println!("ID            CUSTOMER      SITE      CREATED               EXPIRES               USES    STATE");
             for t in identity::list_tokens(&conn)? {
                 let state = if t.revoked_at_ms.is_some() {
@@ -650,8 +713,8 @@ fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TokensCommand::Revoke { data_dir, id } => {
-            let conn = open_store(&data_dir)?;
+        TokensCommand::Revoke { data_dir, store, id } => {
+            let conn = open_db(&data_dir, &store)?;
             let t = identity::revoke_token(&conn, &id, now).map_err(operator_error)?;
             println!("enrollment token {} revoked", t.id);
             Ok(())
@@ -662,8 +725,8 @@ fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
 fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
     let now = caretaker_shared::now_ms();
     match cmd {
-        AgentsCommand::List { data_dir } => {
-            let conn = open_store(&data_dir)?;
+        AgentsCommand::List { data_dir, store } => {
+            let conn = open_db(&data_dir, &store)?;
             println!(
                 "AGENT             HOST                  CUSTOMER      SITE      TOKEN         LAST SEEN             STATE"
             );
@@ -690,8 +753,12 @@ fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AgentsCommand::Revoke { data_dir, agent_id } => {
-            let conn = open_store(&data_dir)?;
+        AgentsCommand::Revoke {
+            data_dir,
+            store,
+            agent_id,
+        } => {
+            let conn = open_db(&data_dir, &store)?;
             let a = identity::revoke_agent(&conn, &agent_id, now).map_err(operator_error)?;
             println!(
                 "agent {} ({}) revoked: its reports are refused from now on",
@@ -699,8 +766,12 @@ fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        AgentsCommand::Rotate { data_dir, agent_id } => {
-            let conn = open_store(&data_dir)?;
+        AgentsCommand::Rotate {
+            data_dir,
+            store,
+            agent_id,
+        } => {
+            let conn = open_db(&data_dir, &store)?;
             let secret = caretaker_collector::pki::new_secret()?;
             let a = identity::rotate_agent(&conn, &agent_id, &secret).map_err(operator_error)?;
             println!(
@@ -709,8 +780,8 @@ fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        AgentsCommand::Decommission { data_dir, host } => {
-            let conn = open_store(&data_dir)?;
+        AgentsCommand::Decommission { data_dir, store, host } => {
+            let conn = open_db(&data_dir, &store)?;
             let a = identity::decommission(&conn, &host, now).map_err(operator_error)?;
             println!(
                 "host {} decommissioned: agent {} revoked, asset archived",

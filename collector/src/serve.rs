@@ -26,7 +26,12 @@ pub fn install_crypto_provider() {
 /// Creates a data directory: CA, server certificate, tokens, and the store
 /// holding the tokens' hashes. Returns the tokens. With `customer`, the
 /// enrollment token is bound to that customer.
-pub fn init(data_dir: &Path, names: &[String], customer: Option<&str>) -> anyhow::Result<pki::Initialized> {
+pub fn init(
+    data_dir: &Path,
+    names: &[String],
+    customer: Option<&str>,
+    place: &store::place::Place,
+) -> anyhow::Result<pki::Initialized> {
     let paths = Paths::new(data_dir);
     if paths.ca_key.exists() {
         anyhow::bail!(
@@ -36,7 +41,9 @@ pub fn init(data_dir: &Path, names: &[String], customer: Option<&str>) -> anyhow
         );
     }
     let made = pki::init(data_dir, names)?;
-    let conn = store::open(&paths.database, crate::config::Synchronous::Full)?;
+    let conn = place
+        .open()
+        .with_context(|| format!("opening the store at {}", place.describe()))?;
     let spec = crate::identity::TokenSpec {
         customer: customer.map(String::from),
         ..Default::default()
@@ -58,9 +65,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // A damaged, empty or missing store refuses the start: serving on it
     // would accept reports into a broken file, or into a new empty store
     // that no agent's credential is in.
-    crate::backup::check_before_serve(&cfg.data_dir)
-        .inspect_err(|e| tracing::error!(error = %e, "store check failed"))?;
-    for f in [&paths.server_cert, &paths.server_key, &paths.database] {
+    let place = store::place::Place::of(&cfg.store, &cfg.data_dir)?;
+    if place.is_sqlite() {
+        crate::backup::check_before_serve(&cfg.data_dir)
+            .inspect_err(|e| tracing::error!(error = %e, "store check failed"))?;
+    }
+    let files = [&paths.server_cert, &paths.server_key, &paths.database];
+    for f in &files[..if place.is_sqlite() { 3 } else { 2 }] {
         if !f.exists() {
             anyhow::bail!(
                 "{} is missing: run `caretaker-collector init --data-dir {}` first",
@@ -88,8 +99,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         crate::rules::RulesInvalid(errors.len())
     })?;
     let fleet = Arc::new(Fleet::default());
-    let conn = store::open(&paths.database, cfg.store.synchronous).context("opening the store")?;
-    let hosts = conn.load_fleet(&fleet).context("loading hosts from the store")?;
+    // The store's connections block (SQLite files, the synchronous
+    // PostgreSQL client): opened and first read off the async workers.
+    let conn = blocking(|| place.open()).with_context(|| format!("opening the store at {}", place.describe()))?;
+    tracing::info!(store = %place.describe(), "store open");
+    let hosts = blocking(|| conn.load_fleet(&fleet)).context("loading hosts from the store")?;
     // A broken contracts file refuses the start too (every problem printed
     // as FILE:LINE). Loaded before the writer starts, so no case is settled
     // against an empty set; later edits are reloaded (see below).
@@ -117,23 +131,24 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         health: Default::default(),
     };
     // Detection's saved state, read before the writer takes the connection.
-    let checkpoints = store::checkpoints::load_all(&conn).unwrap_or_else(|e| {
+    let checkpoints = blocking(|| store::checkpoints::load_all(&conn)).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read the detection checkpoints; detection starts empty");
         Vec::new()
     });
-    let (writer, writer_thread) = Writer::start_with(store::sql::Db::sqlite(conn), fleet.clone(), options)
-        .context("starting the store writer")?;
+    let (writer, writer_thread) =
+        Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
     let metrics =
         Arc::new(Metrics::new(fleet.clone(), cfg.hosts.down_after_intervals).map_err(|e| anyhow::anyhow!(e))?);
     // Opened after the writer has migrated the store; they only read.
-    let reader = store::Readers::open(&paths.database, cfg.store.readers)
+    let reader = blocking(|| place.readers(cfg.store.readers))
         .context("opening the store's read connections")?
         .observed(metrics.store_reads_in_use.clone(), metrics.store_reads_waiting.clone());
     // Passed at start (above); checked again on a schedule.
     metrics.store_check_ok.set(1);
     metrics.store_checked_at.set(caretaker_shared::now_ms() / 1000);
+    // `quick_check` is SQLite's; a PostgreSQL server checks its own pages.
     let store_checker = tokio::spawn(check_store(
-        paths.database.clone(),
+        place.is_sqlite().then(|| paths.database.clone()),
         Duration::from_secs(cfg.store.check_interval_secs),
         metrics.clone(),
     ));
@@ -180,7 +195,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let deliverers = crate::queue::deliver::start(
         sinks,
         // Its own connection: delivery keeps going while every API reader is busy.
-        store::Readers::open(&paths.database, 1).context("opening the store for the outbox")?,
+        blocking(|| place.readers(1)).context("opening the store for the outbox")?,
         writer.clone(),
         metrics.clone(),
         cfg.queue.public_url.clone(),
@@ -358,7 +373,14 @@ fn edge(
 /// and publishes the outcome. Damage found while serving is logged as an
 /// error: the collector goes on serving what it can, and the next start
 /// refuses until the store is restored.
-async fn check_store(database: std::path::PathBuf, every: Duration, metrics: Arc<Metrics>) {
+/// Runs `f`, which blocks (store connections), without holding up the async
+/// workers: `serve` runs on the multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+async fn check_store(database: Option<std::path::PathBuf>, every: Duration, metrics: Arc<Metrics>) {
+    let Some(database) = database else { return };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -40,7 +40,8 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 /// healthy web1, half the bodies gzip. Returns the reports with their receive
 /// times, in the order export writes them, and the still running writer.
 async fn populate_open(dir: &Path) -> (Vec<(i64, Report)>, Writer, std::thread::JoinHandle<()>) {
-    let made = caretaker_collector::serve::init(dir, &["localhost".into()], None).unwrap();
+    let place = caretaker_collector::store::place::Place::of(&Default::default(), dir).unwrap();
+    let made = caretaker_collector::serve::init(dir, &["localhost".into()], None, &place).unwrap();
     let conn = store::open(
         &Paths::new(dir).database,
         caretaker_collector::config::Synchronous::Normal,

@@ -30,7 +30,8 @@ fn run(args: &[&str]) -> Output {
 /// A data directory with db01 (acme) and other01 (globex): a kernel change
 /// and a resolved case of db01 in November 2026.
 fn populate(dir: &Path) {
-    caretaker_collector::serve::init(dir, &["localhost".into()], None).unwrap();
+    let place = caretaker_collector::store::place::Place::of(&Default::default(), dir).unwrap();
+    caretaker_collector::serve::init(dir, &["localhost".into()], None, &place).unwrap();
     let c = store::open(
         &Paths::new(dir).database,
         caretaker_collector::config::Synchronous::Normal,

@@ -36,6 +36,7 @@ pub mod inspection_reports;
 pub mod items;
 pub mod migrate;
 pub mod outbox;
+pub mod place;
 pub mod postgres;
 pub mod queue;
 mod readers;

@@ -316,11 +316,17 @@ mod tests {
         let Some(addr) = crate::store::testing::postgres_addr() else {
             return;
         };
-        let pg = crate::store::testing::PgDatabase::create(&addr).unwrap();
-        let w = pg.connect().unwrap();
-        w.batch("CREATE TABLE t (v BIGINT); INSERT INTO t VALUES (1)").unwrap();
-        let settings = crate::store::postgres::settings(&pg.url(), None).unwrap();
-        let readers = Readers::postgres(&settings, 1).unwrap();
+        // The synchronous client connects off the async workers, as `serve` does.
+        let (pg, w, readers) = tokio::task::spawn_blocking(move || {
+            let pg = crate::store::testing::PgDatabase::create(&addr).unwrap();
+            let w = pg.connect().unwrap();
+            w.batch("CREATE TABLE t (v BIGINT); INSERT INTO t VALUES (1)").unwrap();
+            let settings = crate::store::postgres::settings(&pg.url(), None).unwrap();
+            let readers = Readers::postgres(&settings, 1).unwrap();
+            (pg, w, readers)
+        })
+        .await
+        .unwrap();
         let e = read_on(&readers, |c| Ok(c.execute("INSERT INTO t VALUES (2)", args![])?))
             .await
             .unwrap_err();
@@ -329,8 +335,13 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        w.query_one("SELECT pg_terminate_backend(?1)", args![pid], |_| Ok(()))
-            .unwrap();
+        let (pg, w) = tokio::task::spawn_blocking(move || {
+            w.query_one("SELECT pg_terminate_backend(?1)", args![pid], |_| Ok(()))
+                .unwrap();
+            (pg, w)
+        })
+        .await
+        .unwrap();
         // The read that meets the closed connection fails as unavailable (a
         // 503 to its caller); the next one runs on a new connection.
         let mut answers = Vec::new();
@@ -355,5 +366,7 @@ mod tests {
             e.to_string().contains("read-only"),
             "the new connection is read-only too: {e}"
         );
+        drop(readers);
+        tokio::task::spawn_blocking(move || drop((w, pg))).await.unwrap();
     }
 }

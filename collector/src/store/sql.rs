@@ -37,7 +37,7 @@ pub enum Dialect {
 pub enum SqlError {
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("{0}")]
+    #[error("{}", pg_message(.0))]
     Postgres(#[from] postgres::Error),
     #[error("column {column}: expected {expected}, found {found}")]
     Type {
@@ -47,6 +47,24 @@ pub enum SqlError {
     },
     #[error("a query expected one row and found none")]
     NoRow,
+    #[error("the connection to the database is closed")]
+    Closed,
+    /// Connecting (again) failed: the server is down, refuses us, or is
+    /// not reachable.
+    #[error("cannot connect to PostgreSQL: {}", pg_message(.0))]
+    Connect(postgres::Error),
+}
+
+/// The server's own words for an error it sent (the driver's `Display`
+/// says only "db error"), else the driver's.
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({}): {detail}", db.message(), db.code().code()),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        },
+        None => e.to_string(),
+    }
 }
 
 impl SqlError {
@@ -89,6 +107,7 @@ impl SqlError {
                     }
                 }
             }
+            SqlError::Closed | SqlError::Connect(_) => true,
             _ => false,
         }
     }
@@ -478,7 +497,8 @@ enum Inner {
 }
 
 struct Pg {
-    client: RefCell<postgres::Client>,
+    /// Always `Some` until dropped (see `Drop for Pg`).
+    client: RefCell<Option<postgres::Client>>,
     /// Statements prepared on this connection, by their SQL text as
     /// written: each is parsed and planned once, not at every call.
     prepared: RefCell<std::collections::HashMap<String, postgres::Statement>>,
@@ -487,16 +507,42 @@ struct Pg {
     settings: Option<postgres::Config>,
 }
 
+/// The postgres client runs a small runtime of its own, which must not be
+/// dropped on an async worker thread (tokio refuses): a client let go there
+/// is closed on a thread of its own.
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let Some(client) = self.client.get_mut().take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return drop(client);
+        }
+        if let Err(e) = std::thread::Builder::new()
+            .name("pg-close".into())
+            .spawn(move || drop(client))
+        {
+            tracing::warn!(error = %e, "cannot close a PostgreSQL connection apart");
+        }
+    }
+}
+
 /// Prepared statements kept per connection; a store has a few hundred, so
 /// this bound is only a guard against SQL built at run time.
 const MAX_PREPARED: usize = 1024;
 
 impl Pg {
+    fn with<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>) -> Result<T, SqlError> {
+        let mut client = self.client.borrow_mut();
+        let c = client.as_mut().ok_or(SqlError::Closed)?;
+        Ok(f(c)?)
+    }
+
     fn statement(&self, sql: &str) -> Result<postgres::Statement, SqlError> {
         if let Some(st) = self.prepared.borrow().get(sql) {
             return Ok(st.clone());
         }
-        let st = self.client.borrow_mut().prepare(to_postgres(sql).as_ref())?;
+        let st = self.with(|c| c.prepare(to_postgres(sql).as_ref()))?;
         let mut cache = self.prepared.borrow_mut();
         if cache.len() >= MAX_PREPARED {
             cache.clear();
@@ -524,7 +570,7 @@ impl Db {
     pub fn postgres(client: postgres::Client) -> Self {
         Db {
             inner: Inner::Postgres(Box::new(Pg {
-                client: RefCell::new(client),
+                client: RefCell::new(Some(client)),
                 prepared: RefCell::default(),
                 settings: None,
             })),
@@ -535,7 +581,7 @@ impl Db {
     /// A PostgreSQL connection that connects again by itself, at the next
     /// transaction or read, after the server closed it.
     pub fn postgres_reconnecting(settings: postgres::Config) -> Result<Self, SqlError> {
-        let client = settings.connect(postgres::NoTls)?;
+        let client = settings.connect(postgres::NoTls).map_err(SqlError::Connect)?;
         let mut db = Db::postgres(client);
         if let Inner::Postgres(pg) = &mut db.inner {
             pg.settings = Some(settings);
@@ -553,11 +599,11 @@ impl Db {
         let Some(settings) = &pg.settings else {
             return Ok(false);
         };
-        if !pg.client.borrow().is_closed() {
+        if !pg.client.borrow().as_ref().is_none_or(|c| c.is_closed()) {
             return Ok(false);
         }
-        let client = settings.connect(postgres::NoTls)?;
-        *pg.client.borrow_mut() = client;
+        let client = settings.connect(postgres::NoTls).map_err(SqlError::Connect)?;
+        *pg.client.borrow_mut() = Some(client);
         pg.prepared.borrow_mut().clear();
         tracing::info!("connected to PostgreSQL again");
         Ok(true)
@@ -756,7 +802,7 @@ impl Sql for Db {
             Inner::Postgres(pg) => {
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|v| v as _).collect();
                 let st = pg.statement(sql)?;
-                let n = pg.client.borrow_mut().execute(&st, &refs)?;
+                let n = pg.with(|c| c.execute(&st, &refs))?;
                 self.changed.set(self.changed.get().saturating_add(n));
                 Ok(n)
             }
@@ -766,7 +812,7 @@ impl Sql for Db {
     fn batch(&self, sql: &str) -> Result<(), SqlError> {
         match &self.inner {
             Inner::Sqlite(c) => Sql::batch(c, sql),
-            Inner::Postgres(pg) => Ok(pg.client.borrow_mut().batch_execute(sql)?),
+            Inner::Postgres(pg) => pg.with(|c| c.batch_execute(sql)),
         }
     }
 
@@ -783,7 +829,7 @@ impl Sql for Db {
                 // Read whole before any row is handed out: the caller may run
                 // another statement while it walks them.
                 let st = pg.statement(sql)?;
-                let rows = pg.client.borrow_mut().query(&st, &refs)?;
+                let rows = pg.with(|c| c.query(&st, &refs))?;
                 for r in &rows {
                     each(&Row::Postgres(r))?;
                 }

@@ -21,6 +21,7 @@ mod hostile;
 mod ingest;
 mod inspection_report;
 mod packaging;
+mod postgres;
 mod prometheus;
 mod spool;
 mod store_full;

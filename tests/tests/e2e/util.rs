@@ -108,6 +108,51 @@ impl Collector {
         c
     }
 
+    /// `init` and `serve` both with the config `toml` (whose `[store]` may
+    /// name a PostgreSQL database: `init` puts the tokens there).
+    pub async fn start_on(dir: &Path, toml: &str) -> Collector {
+        let file = dir.join("collector.toml");
+        std::fs::write(&file, toml).unwrap_or_else(|e| panic!("config: {e}"));
+        let out = Command::new(bin("caretaker-collector"))
+            .args(["init", "--data-dir"])
+            .arg(dir.join("data"))
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("init: {e}"));
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Collector::open_with(dir, Some(file)).await
+    }
+
+    /// [`Collector::open`] serving with the config file `config`.
+    pub async fn open_with(dir: &Path, config: Option<PathBuf>) -> Collector {
+        let data = dir.join("data");
+        let read = |f: &str| {
+            std::fs::read_to_string(data.join(f))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let client = caretaker_tests::client(&data.join("ca.pem")).unwrap_or_else(|e| panic!("client: {e}"));
+        let mut c = Collector {
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            child: None,
+            enrollment_token: read("enrollment-token"),
+            api_token: read("api-token"),
+            metrics_token: read("metrics-token"),
+            client,
+            config,
+            log: dir.join("collector.log"),
+        };
+        c.spawn().await;
+        c
+    }
+
     /// Like [`Collector::start`], serving with the config `toml`.
     pub async fn start_with_config(dir: &Path, toml: &str) -> Collector {
         let file = dir.join("collector.toml");
