@@ -6,10 +6,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 AGENTS=${1:-32}; PER=${2:-1000}; SAMPLES=${3:-200}
 cargo build --release --quiet -p caretaker-collector -p caretaker-tests
-W=$(mktemp -d); trap 'kill $PID 2>/dev/null || true; rm -rf "$W"' EXIT
+W=$(mktemp -d); PID=
+# STORE=postgresql: the store on the PostgreSQL server CARETAKER_TEST_POSTGRES
+# names (default 127.0.0.1:5432, trust), in a database made for this run.
+STORE=${STORE:-sqlite}; PGADDR=${CARETAKER_TEST_POSTGRES:-127.0.0.1:5432}; DB=caretaker_bench_$$
+pg() { psql -h "${PGADDR%:*}" -p "${PGADDR##*:}" -U postgres -d postgres -qc "$1" >/dev/null; }
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+  [ "$STORE" = postgresql ] && pg "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
 PORT=18555
-target/release/caretaker-collector init --data-dir "$W/data" >/dev/null
-printf "[store]\nsynchronous = \"${SYNC:-full}\"\n" > "$W/collector.toml"
+if [ "$STORE" = postgresql ]; then
+  pg "CREATE DATABASE $DB"
+  printf "[store]\nurl = \"postgres://postgres@$PGADDR/$DB\"\n" > "$W/collector.toml"
+else
+  printf "[store]\nsynchronous = \"${SYNC:-full}\"\n" > "$W/collector.toml"
+fi
+target/release/caretaker-collector init --data-dir "$W/data" --config "$W/collector.toml" >/dev/null
+echo "store: $STORE"
 CARETAKER_LOG=warn target/release/caretaker-collector serve --config "$W/collector.toml" --data-dir "$W/data" --listen 127.0.0.1:$PORT 2>"$W/collector.log" &
 PID=$!
 until curl -fs --cacert "$W/data/ca.pem" https://127.0.0.1:$PORT/healthz >/dev/null; do sleep 0.1; done

@@ -267,3 +267,95 @@ async fn migrate_store_moves_a_running_fleet_to_postgresql_with_the_same_answers
     assert!(status.is_success(), "{status} {next}");
     assert!(next["id"].as_i64().unwrap_or(0) > id, "{next}");
 }
+
+/// The collector is killed (SIGKILL) while an agent sends and an engineer
+/// comments on a case: after the restart every acknowledged report and
+/// comment is there once, and the case is still one case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_killed_mid_ingest_and_mid_case_actions_loses_nothing_acknowledged() {
+    let Some(db) = PgDb::create("sigkill") else { return };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut collector = Collector::start_on(dir.path(), &store_config(&db)).await;
+    let agent = Agent::start(dir.path(), &collector, 1, "");
+    let agent_id = wait_for_host(&collector, &agent).await;
+    let (status, case) = collector
+        .api_post(
+            "/api/v1/cases",
+            &json!({"asset": "e2e-host", "title": "Backup job fails", "severity": "major"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {case}");
+    let id = case["id"].as_i64().unwrap_or_else(|| panic!("{case}"));
+
+    // Comments as fast as they are answered, until the collector dies.
+    let mut acknowledged = Vec::new();
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        n += 1;
+        let (status, _) = collector
+            .api_post(
+                &format!("/api/v1/cases/{id}/actions"),
+                &json!({"action": "comment", "comment": format!("note {n}")}),
+            )
+            .await;
+        if status.is_success() {
+            acknowledged.push(format!("note {n}"));
+        }
+    }
+    // One more in flight as the process dies.
+    let client = collector.client.clone();
+    let url = format!("{}/api/v1/cases/{id}/actions", collector.url());
+    let token = collector.api_token.clone();
+    let last = format!("note {}", n + 1);
+    let in_flight = tokio::spawn({
+        let last = last.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"action": "comment", "comment": last}))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        }
+    });
+    collector.kill();
+    if in_flight.await.unwrap_or(false) {
+        acknowledged.push(last);
+    }
+    assert!(acknowledged.len() > 5, "{acknowledged:?}");
+
+    collector.spawn().await;
+    eventually(
+        "the spool drained after the restart",
+        Duration::from_secs(60),
+        || async { (agent.spool_depth() == 0).then_some(()) },
+    )
+    .await;
+    let comments = db.query(&format!(
+        "SELECT comment FROM item_log WHERE item_id = {id} AND comment LIKE 'note %' ORDER BY id"
+    ));
+    let comments: Vec<&str> = comments.lines().collect();
+    for a in &acknowledged {
+        assert_eq!(
+            comments.iter().filter(|c| *c == a).count(),
+            1,
+            "{a} acknowledged, so stored once: {comments:?}"
+        );
+    }
+    assert_eq!(
+        db.query("SELECT COUNT(*) FROM items WHERE kind = 'case' AND asset = 'e2e-host'"),
+        "1",
+        "still one case"
+    );
+    let (count, distinct, low, high) = report_log(&db, &agent_id);
+    assert_eq!((count, low), (distinct, 1), "no report stored twice");
+    assert_eq!(count, high - low + 1, "no report lost");
+    // Every change of the case reached the outbox with it.
+    assert_eq!(
+        db.query(&format!("SELECT COUNT(*) FROM item_log WHERE item_id = {id}")),
+        db.query(&format!("SELECT COUNT(*) FROM outbox WHERE item_id = {id}")),
+    );
+}
