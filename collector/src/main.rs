@@ -452,20 +452,20 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             to,
             password_file,
         } => {
-            use caretaker_collector::store::{migrate, postgres, sql::Db};
-            let src = Db::sqlite(open_store(&from)?);
-            let settings = postgres::settings(&to, password_file.as_deref())?;
-            let dst = postgres::connect(&settings)?;
+            use caretaker_collector::store::{self, migrate};
+            let src = Place::of(&Default::default(), &from)?.open_existing(false)?;
+            let settings = store::postgres::settings(&to, password_file.as_deref())?;
+            let target = store::postgres::describe(&settings);
+            let dst = store::postgres::connect(&settings)?;
             let copied = migrate::copy_sqlite_to_postgres(&src, &dst, |table, rows| {
                 eprintln!("{table}: {rows} rows");
             })
-            .with_context(|| format!("copying {} into {}", from.display(), postgres::describe(&settings)))?;
+            .with_context(|| format!("copying {} into {target}", from.display()))?;
             println!(
-                "copied {} rows in {} tables from {} into {}; every count checked",
+                "copied {} rows in {} tables from {} into {target}; every count checked",
                 copied.rows(),
                 copied.tables.len(),
                 from.display(),
-                postgres::describe(&settings)
             );
             Ok(())
         }
@@ -600,21 +600,6 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The store of a collector data directory, to change (safe beside `serve`:
-/// SQLite serialises the writes, and `serve` reads what changed).
-fn open_store(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
-    let database = Paths::new(data_dir).database;
-    if !database.exists() {
-        anyhow::bail!(
-            "{} does not exist: is {} a collector data directory?",
-            database.display(),
-            data_dir.display()
-        );
-    }
-    caretaker_collector::store::open(&database, caretaker_collector::config::Synchronous::Full)
-        .with_context(|| format!("opening {}", database.display()))
-}
-
 /// The store a command works on: `[store]` of `--config`, else the data
 /// directory's SQLite file.
 fn store_place(data_dir: &std::path::Path, store: &StoreArg) -> anyhow::Result<Place> {
@@ -627,18 +612,12 @@ fn store_place(data_dir: &std::path::Path, store: &StoreArg) -> anyhow::Result<P
 
 /// The store of `data_dir` (or `--config`'s) to change.
 fn open_db(data_dir: &std::path::Path, store: &StoreArg) -> anyhow::Result<Db> {
-    match store_place(data_dir, store)? {
-        Place::Sqlite { .. } => Ok(Db::sqlite(open_store(data_dir)?)),
-        place => Ok(place.open()?),
-    }
+    Ok(store_place(data_dir, store)?.open_existing(false)?)
 }
 
 /// The store of `data_dir` (or `--config`'s) to read, beside a running `serve`.
 fn open_db_read_only(data_dir: &std::path::Path, store: &StoreArg) -> anyhow::Result<Db> {
-    match store_place(data_dir, store)? {
-        Place::Sqlite { .. } => Ok(Db::sqlite(open_store_read_only(data_dir)?)),
-        place => Ok(place.open()?),
-    }
+    Ok(store_place(data_dir, store)?.open_existing(true)?)
 }
 
 /// A store refusal the operator caused (no such id): exit 2.
@@ -821,19 +800,6 @@ fn check_contracts(file: &std::path::Path) -> anyhow::Result<()> {
 
 /// Loads the rules, printing every problem on its own line: an operator fixes
 /// them all in one go, and editors can jump to `FILE:LINE`.
-/// The store of a collector data directory, read-only (safe beside `serve`).
-fn open_store_read_only(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
-    let database = Paths::new(data_dir).database;
-    if !database.exists() {
-        anyhow::bail!(
-            "{} does not exist: is {} a collector data directory?",
-            database.display(),
-            data_dir.display()
-        );
-    }
-    caretaker_collector::store::open_read_only(&database).with_context(|| format!("opening {}", database.display()))
-}
-
 fn load_rules(dir: Option<&std::path::Path>) -> anyhow::Result<rules::RuleSet> {
     rules::load(dir).map_err(|errors| {
         for e in &errors {

@@ -18,6 +18,8 @@ pub enum PlaceError {
     Migrate { target: String, source: MigrateError },
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{} does not exist: is {} a collector data directory?", file.display(), data_dir.display())]
+    Missing { file: PathBuf, data_dir: PathBuf },
 }
 
 /// The store a collector uses.
@@ -73,6 +75,30 @@ impl Place {
                 })?;
                 Ok(db)
             }
+        }
+    }
+
+    /// The store of an existing collector, for a command beside `serve`:
+    /// an SQLite file must be there already (a command never starts an
+    /// empty store by mistake); `read_only` opens it without migrating.
+    pub fn open_existing(&self, read_only: bool) -> Result<Db, PlaceError> {
+        match self {
+            Place::Sqlite { file, .. } => {
+                if !file.exists() {
+                    return Err(PlaceError::Missing {
+                        file: file.clone(),
+                        data_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    });
+                }
+                let conn = if read_only {
+                    super::open_read_only(file)?
+                } else {
+                    // Writes wait for `serve`'s: SQLite serialises them.
+                    super::open(file, Synchronous::Full)?
+                };
+                Ok(Db::sqlite(conn))
+            }
+            Place::Postgres(_) => self.open(),
         }
     }
 
