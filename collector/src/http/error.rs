@@ -257,10 +257,7 @@ mod tests {
                 ErrorClass::Unavailable,
             ),
             (
-                StoreError::Sql(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-                    None,
-                )),
+                crate::store::testing::sqlite_disk_full(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorClass::Unavailable,
             ),

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use rusqlite::Connection;
+use crate::store::sql::Db;
 
 use super::*;
 use crate::config::IngestConfig;
@@ -22,8 +22,8 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 
 /// A store in memory with agent `a1` (host db01, credential `secret`)
 /// enrolled, and an empty fleet.
-fn enrolled() -> (Connection, Fleet) {
-    let conn = crate::store::open_in_memory().unwrap();
+fn enrolled() -> (Db, Fleet) {
+    let conn = Db::sqlite(crate::store::open_in_memory().unwrap());
     crate::store::agents::Agents::add_enrollment_token(&conn, "t", 0).unwrap();
     let e = Enrollment {
         token_hash: "t".into(),
@@ -37,7 +37,7 @@ fn enrolled() -> (Connection, Fleet) {
 }
 
 /// Authenticates `secret` against the store of [`enrolled`].
-async fn authenticate_on(conn: &Connection, fleet: &Fleet, secret: Option<&str>) -> Result<Authenticated, Refused> {
+async fn authenticate_on(conn: &Db, fleet: &Fleet, secret: Option<&str>) -> Result<Authenticated, Refused> {
     authenticate(fleet, secret, |hash| async move {
         crate::identity::agent_by_credential(conn, &hash)
     })

@@ -193,3 +193,11 @@ pub fn outbox_rows(db: &dyn super::sql::Sql) -> Vec<(i64, i64, i64)> {
     )
     .unwrap_or_else(|e| panic!("reading the outbox: {e}"))
 }
+
+/// The error SQLite gives on a full disk, as the writer sees it.
+pub fn sqlite_disk_full() -> super::StoreError {
+    super::StoreError::Sql(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        None,
+    ))
+}
