@@ -8,6 +8,31 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Numbers the test databases of this process.
+static NEXT_DB: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Whether the collectors of these tests keep their store on PostgreSQL
+/// (`CARETAKER_TEST_STORE=postgresql`, on the server `CARETAKER_TEST_POSTGRES`
+/// names), each in a database of its own.
+pub fn store_on_postgres() -> bool {
+    std::env::var("CARETAKER_TEST_STORE").is_ok_and(|s| s == "postgresql")
+}
+
+/// `toml` with `[store] url = "url"` added (in its `[store]` table if it has one).
+pub fn with_store_url(toml: &str, url: &str) -> String {
+    let line = format!("url = \"{url}\"");
+    if toml.lines().any(|l| l.trim() == "[store]") {
+        toml.lines()
+            .map(|l| if l.trim() == "[store]" { format!("{l}\n{line}") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    } else {
+        format!("{toml}\n[store]\n{line}\n")
+    }
+}
+
+
 /// `target/<profile>/<name>`, next to the test binary's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
@@ -63,11 +88,17 @@ pub struct Collector {
     /// A config file passed to `serve --config`, when set before [`Collector::spawn`].
     pub config: Option<PathBuf>,
     log: PathBuf,
+    /// The test's own PostgreSQL database, when the store is there (dropped
+    /// after the collector is killed).
+    pub pg: Option<PgDb>,
 }
 
 impl Collector {
     /// `init` + `serve` in `dir`.
     pub async fn start(dir: &Path) -> Collector {
+        if store_on_postgres() {
+            return Collector::start_on(dir, "").await;
+        }
         let data = dir.join("data");
         let out = Command::new(bin("caretaker-collector"))
             .args(["init", "--data-dir"])
@@ -103,6 +134,7 @@ impl Collector {
             client,
             config: None,
             log: dir.join("collector.log"),
+            pg: None,
         };
         c.spawn().await;
         c
@@ -112,6 +144,15 @@ impl Collector {
     /// name a PostgreSQL database: `init` puts the tokens there).
     pub async fn start_on(dir: &Path, toml: &str) -> Collector {
         let file = dir.join("collector.toml");
+        // The store on PostgreSQL for every collector of the run, unless the
+        // test names its own database.
+        let pg = (store_on_postgres() && !toml.contains("url =")).then(|| {
+            PgDb::create("t").unwrap_or_else(|| panic!("CARETAKER_TEST_STORE=postgresql needs CARETAKER_TEST_POSTGRES"))
+        });
+        let toml = match &pg {
+            Some(db) => with_store_url(toml, &db.url()),
+            None => toml.to_string(),
+        };
         std::fs::write(&file, toml).unwrap_or_else(|e| panic!("config: {e}"));
         let out = Command::new(bin("caretaker-collector"))
             .args(["init", "--data-dir"])
@@ -125,7 +166,9 @@ impl Collector {
             "init failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Collector::open_with(dir, Some(file)).await
+        let mut c = Collector::open_with(dir, Some(file)).await;
+        c.pg = pg;
+        c
     }
 
     /// [`Collector::open`] serving with the config file `config`.
@@ -148,6 +191,7 @@ impl Collector {
             client,
             config,
             log: dir.join("collector.log"),
+            pg: None,
         };
         c.spawn().await;
         c
@@ -155,6 +199,9 @@ impl Collector {
 
     /// Like [`Collector::start`], serving with the config `toml`.
     pub async fn start_with_config(dir: &Path, toml: &str) -> Collector {
+        if store_on_postgres() {
+            return Collector::start_on(dir, toml).await;
+        }
         let file = dir.join("collector.toml");
         std::fs::write(&file, toml).unwrap_or_else(|e| panic!("config: {e}"));
         // Start once without it to init, then restart with it: init needs no config.
@@ -622,4 +669,85 @@ pub fn db_up_report(
         disks: None,
     };
     caretaker_tests::gzip(&serde_json::to_vec(&report).unwrap_or_default())
+}
+
+/// A database of its own for one test, dropped when this goes.
+pub struct PgDb {
+    host: String,
+    port: String,
+    pub name: String,
+}
+
+impl PgDb {
+    pub fn create(tag: &str) -> Option<PgDb> {
+        let addr = std::env::var("CARETAKER_TEST_POSTGRES")
+            .ok()
+            .filter(|a| !a.is_empty())?;
+        let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, "5432"));
+        let db = PgDb {
+            host: host.to_owned(),
+            port: port.to_owned(),
+            name: format!(
+                "caretaker_e2e_{tag}_{}_{}",
+                std::process::id(),
+                NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        };
+        db.admin(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
+        db.admin(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@{}:{}/{}", self.host, self.port, self.name)
+    }
+
+    /// Runs `sql` on the server's `postgres` database; its output.
+    pub fn admin(&self, sql: &str) -> String {
+        self.psql("postgres", sql)
+    }
+
+    /// Runs `sql` in this database; its output (unaligned, no headers).
+    pub fn query(&self, sql: &str) -> String {
+        self.psql(&self.name, sql)
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-h", &self.host, "-p", &self.port, "-U", "postgres", "-d", db])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .unwrap_or_else(|e| panic!("psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The database refuses new connections and drops the ones it has, as a
+    /// server that went down does to the collector.
+    pub fn go_down(&self) {
+        self.admin(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", self.name));
+        self.admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            self.name
+        ));
+    }
+
+    pub fn come_back(&self) {
+        self.admin(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name));
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-h", &self.host, "-p", &self.port, "-U", "postgres", "-d", "postgres", "-c",
+            ])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .output();
+    }
 }
