@@ -92,7 +92,7 @@ async fn migrate_store_moves_a_running_fleet_to_postgresql_with_the_same_answers
     let Some(db) = PgDb::create("migrate") else { return };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
 
-    let mut collector = Collector::start(dir.path()).await;
+    let mut collector = Collector::start_sqlite(dir.path()).await;
     let mut agent = Agent::start(dir.path(), &collector, 1, "");
     let agent_id = wait_for_host(&collector, &agent).await;
     // A case an engineer opened and worked, with its log.

@@ -99,6 +99,12 @@ impl Collector {
         if store_on_postgres() {
             return Collector::start_on(dir, "").await;
         }
+        Collector::start_sqlite(dir).await
+    }
+
+    /// `init` + `serve` in `dir`, the store in the data directory's SQLite
+    /// file whatever `CARETAKER_TEST_STORE` says.
+    pub async fn start_sqlite(dir: &Path) -> Collector {
         let data = dir.join("data");
         let out = Command::new(bin("caretaker-collector"))
             .args(["init", "--data-dir"])
@@ -337,10 +343,16 @@ impl Collector {
     /// Runs `caretaker-collector ARGS --data-dir DATA` (beside `serve`):
     /// whether it succeeded, its stdout and stderr.
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(bin("caretaker-collector"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data_dir())
+        let mut cmd = Command::new(bin("caretaker-collector"));
+        cmd.args(args).arg("--data-dir").arg(self.data_dir());
+        // The commands that work on the store find it through the config
+        // `serve` runs with (PostgreSQL, when it names one).
+        if let Some(config) = &self.config
+            && matches!(args.first(), Some(&("tokens" | "agents" | "report" | "export-reports")))
+        {
+            cmd.arg("--config").arg(config);
+        }
+        let out = cmd
             .output()
             .unwrap_or_else(|e| panic!("caretaker-collector {args:?}: {e}"));
         (
