@@ -111,6 +111,17 @@ pub struct ItemRow {
     pub recent_changes: String,
 }
 
+/// What an item is now, cheaply: enough to see that it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemGlance {
+    pub id: i64,
+    pub status: String,
+    pub hold_reason: Option<String>,
+    pub flapping: bool,
+    pub reopen_count: i64,
+    pub cleared_at_ms: Option<i64>,
+}
+
 /// An `item_log` row as stored; statuses as text (`on_hold:awaiting_vendor`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRow {
@@ -325,6 +336,25 @@ pub trait Items: Sql {
             ),
             args![key.kind, key.customer, key.asset, key.check, key.component],
             item_from,
+        )
+    }
+
+    /// Every item's status, hold reason, flapping mark, reopen count and
+    /// clear time, by id.
+    fn item_glances(&self) -> Result<Vec<ItemGlance>, SqlError> {
+        self.query(
+            "SELECT id, status, hold_reason, flapping, reopen_count, cleared_at_ms FROM items ORDER BY id",
+            args![],
+            |r| {
+                Ok(ItemGlance {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    hold_reason: r.get(2)?,
+                    flapping: r.get(3)?,
+                    reopen_count: r.get(4)?,
+                    cleared_at_ms: r.get(5)?,
+                })
+            },
         )
     }
 

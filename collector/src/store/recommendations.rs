@@ -151,6 +151,15 @@ pub struct Escalation<'a> {
     pub at_ms: i64,
 }
 
+/// What a recommendation is now, cheaply: enough to see that it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecommendationGlance {
+    pub id: i64,
+    pub status: String,
+    pub urgency: String,
+    pub due_at_ms: Option<i64>,
+}
+
 /// The urgency an active recommendation stands at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -334,6 +343,22 @@ pub trait Recommendations: Sql {
             &format!("SELECT {COLUMNS} FROM recommendations WHERE id = ?1"),
             args![id],
             from_row,
+        )
+    }
+
+    /// Every recommendation's status, urgency and due date, by id.
+    fn recommendation_glances(&self) -> Result<Vec<RecommendationGlance>, SqlError> {
+        self.query(
+            "SELECT id, status, urgency, due_at_ms FROM recommendations ORDER BY id",
+            args![],
+            |r| {
+                Ok(RecommendationGlance {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    urgency: r.get(2)?,
+                    due_at_ms: r.get(3)?,
+                })
+            },
         )
     }
 
