@@ -171,6 +171,12 @@ pub fn item_count(db: &dyn super::sql::Sql) -> i64 {
 pub fn add_asset(db: &dyn super::sql::Sql, host: &str, labels: &str, inventory: &str) {
     let agent = format!("agent-{host}");
     add_agent(db, &agent, host);
+    set_labels_and_inventory(db, &agent, labels, inventory);
+}
+
+/// Agent `agent_id`'s `labels` (a JSON object) and its first inventory
+/// document.
+pub fn set_labels_and_inventory(db: &dyn super::sql::Sql, agent_id: &str, labels: &str, inventory: &str) {
     for (sql, what) in [
         ("UPDATE agents SET labels = ?2 WHERE agent_id = ?1", labels),
         (
@@ -178,9 +184,20 @@ pub fn add_asset(db: &dyn super::sql::Sql, host: &str, labels: &str, inventory: 
             inventory,
         ),
     ] {
-        db.execute(sql, super::sql::args![&agent, what])
-            .unwrap_or_else(|e| panic!("adding asset {host}: {e}"));
+        db.execute(sql, super::sql::args![agent_id, what])
+            .unwrap_or_else(|e| panic!("setting the labels and inventory of {agent_id}: {e}"));
     }
+}
+
+/// The level of agent `agent_id`'s latest disk reading.
+pub fn disk_level(db: &dyn super::sql::Sql, agent_id: &str) -> String {
+    use super::sql::SqlExt;
+    db.query_one(
+        "SELECT level FROM disk_latest WHERE agent_id = ?1",
+        super::sql::args![agent_id],
+        |r| r.get(0),
+    )
+    .unwrap_or_else(|e| panic!("reading the disk level of {agent_id}: {e}"))
 }
 
 /// The outbox as it stands: (item id, log id, at), oldest first.
