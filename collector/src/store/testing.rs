@@ -189,6 +189,42 @@ pub fn set_labels_and_inventory(db: &dyn super::sql::Sql, agent_id: &str, labels
     }
 }
 
+/// Agent `agent_id`'s enrolment time, as a test arranges it.
+pub fn set_agent_enrolled_at(db: &dyn super::sql::Sql, agent_id: &str, at_ms: i64) {
+    db.execute(
+        "UPDATE agents SET enrolled_at_ms = ?2 WHERE agent_id = ?1",
+        super::sql::args![agent_id, at_ms],
+    )
+    .unwrap_or_else(|e| panic!("setting when {agent_id} enrolled: {e}"));
+}
+
+/// When agent `agent_id` (every agent: `None`) was last seen.
+pub fn set_agent_last_seen(db: &dyn super::sql::Sql, agent_id: Option<&str>, at_ms: i64) {
+    db.execute(
+        "UPDATE agents SET last_seen_ms = ?2 WHERE CAST(?1 AS TEXT) IS NULL OR agent_id = ?1",
+        super::sql::args![agent_id, at_ms],
+    )
+    .unwrap_or_else(|e| panic!("setting when {agent_id:?} was last seen: {e}"));
+}
+
+/// Agent `agent_id`'s report interval.
+pub fn set_agent_interval(db: &dyn super::sql::Sql, agent_id: &str, secs: i64) {
+    db.execute(
+        "UPDATE agents SET interval_secs = ?2 WHERE agent_id = ?1",
+        super::sql::args![agent_id, secs],
+    )
+    .unwrap_or_else(|e| panic!("setting the interval of {agent_id}: {e}"));
+}
+
+/// Agent `agent_id`'s labels (a JSON object).
+pub fn set_agent_labels(db: &dyn super::sql::Sql, agent_id: &str, labels: &str) {
+    db.execute(
+        "UPDATE agents SET labels = ?2 WHERE agent_id = ?1",
+        super::sql::args![agent_id, labels],
+    )
+    .unwrap_or_else(|e| panic!("setting the labels of {agent_id}: {e}"));
+}
+
 /// The level of agent `agent_id`'s latest disk reading.
 pub fn disk_level(db: &dyn super::sql::Sql, agent_id: &str) -> String {
     use super::sql::SqlExt;
