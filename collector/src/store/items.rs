@@ -565,6 +565,41 @@ mod tests {
     }
 
     #[test]
+    fn item_glances_show_every_items_state_by_id() {
+        on_both(|db| {
+            assert_eq!(db.item_glances().unwrap(), []);
+            let first = open(db, &row("finding", "fs_full", "open", "warning", 10));
+            let mut held = row("case", "disk_failing", "on_hold", "critical", 20);
+            held.hold_reason = Some("awaiting_vendor".into());
+            held.flapping = true;
+            held.reopen_count = 2;
+            held.cleared_at_ms = Some(25);
+            let second = open(db, &held);
+            assert_eq!(
+                db.item_glances().unwrap(),
+                [
+                    ItemGlance {
+                        id: first,
+                        status: "open".into(),
+                        hold_reason: None,
+                        flapping: false,
+                        reopen_count: 0,
+                        cleared_at_ms: None,
+                    },
+                    ItemGlance {
+                        id: second,
+                        status: "on_hold".into(),
+                        hold_reason: Some("awaiting_vendor".into()),
+                        flapping: true,
+                        reopen_count: 2,
+                        cleared_at_ms: Some(25),
+                    },
+                ]
+            );
+        });
+    }
+
+    #[test]
     fn items_open_change_log_and_list_the_same_on_both_backends() {
         on_both(|db| {
             let case = open(db, &row("case", "fs_full", "new", "warning", 10));

@@ -501,6 +501,33 @@ mod tests {
     }
 
     #[test]
+    fn recommendation_glances_show_each_status_urgency_and_due_date_by_id() {
+        on_both(|db| {
+            assert_eq!(db.recommendation_glances().unwrap(), []);
+            let (p1, p2) = (part("S1", None), part("S2", None));
+            let first = db
+                .insert_recommendation(&new(&p1, "db01/disk/S1", "within_days", Some(500), 100))
+                .unwrap();
+            let second = db
+                .insert_recommendation(&new(&p2, "db01/disk/S2", "replace_now", None, 200))
+                .unwrap();
+            let glance = |id, urgency: &str, due_at_ms| RecommendationGlance {
+                id,
+                status: "open".into(),
+                urgency: urgency.into(),
+                due_at_ms,
+            };
+            assert_eq!(
+                db.recommendation_glances().unwrap(),
+                [
+                    glance(first, "within_days", Some(500)),
+                    glance(second, "replace_now", None)
+                ]
+            );
+        });
+    }
+
+    #[test]
     fn one_active_recommendation_per_part_and_its_fields_read_back() {
         on_both(|db| {
             let p = part("S1", Some(4_000_787_030_016));
