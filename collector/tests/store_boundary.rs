@@ -12,13 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Modules whose statements have not moved into `store/` yet.
-const MOVING: &[&str] = &[
-    "backup.rs",
-    "detect/replay.rs",
-    "http/testing.rs",
-    "predict/tests.rs",
-    "report/tests.rs",
-];
+const MOVING: &[&str] = &[];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };

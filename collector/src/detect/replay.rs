@@ -46,7 +46,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 
 use caretaker_shared::wire::Report;
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -59,6 +58,9 @@ use crate::ingest::{self, Decoded, Encoding};
 use crate::predict::records;
 use crate::rules::RuleSet;
 use crate::store::agents::{Agents, NewAgent};
+use crate::store::items::Items;
+use crate::store::recommendations::Recommendations;
+use crate::store::sql::Db;
 use crate::store::{AssetState, Incoming, StoreError, checkpoints};
 
 /// One change, as printed by `caretaker-collector replay`.
@@ -204,16 +206,16 @@ pub fn replay_full(
     rules: RuleSet,
     options: &ReplayOptions,
 ) -> Result<Vec<ReplayEvent>, ReplayError> {
-    let conn = crate::store::open_in_memory()?;
+    let db = Db::sqlite(crate::store::open_in_memory()?);
     for w in &options.windows {
         // Virtual time: a window in the past of the wall clock still counts.
-        hold::add_window(&conn, w, i64::MIN)?;
+        hold::add_window(&db, w, i64::MIN)?;
     }
     let mut restarts = options.restarts.clone();
     restarts.sort_unstable();
     let mut restarts = restarts.into_iter().peekable();
     let mut run = Run {
-        conn,
+        db,
         options: options.clone(),
         engine: Engine::new(rules).forget_gone_after(2 * options.policy.min_hold_ms),
         assets: HashMap::new(),
@@ -244,7 +246,7 @@ pub fn replay_full(
 type ItemState = (Status, bool, u32, Option<i64>);
 
 struct Run {
-    conn: Connection,
+    db: Db,
     options: ReplayOptions,
     engine: Engine,
     /// Each agent's asset state, as the writer keeps it between reports.
@@ -282,12 +284,12 @@ impl Run {
     /// into the store, and a fresh engine restored from it.
     fn restart(&mut self, at_ms: i64) -> Result<(), ReplayError> {
         let states = self.engine.checkpoint_changed();
-        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        let tx = self.db.transaction().map_err(StoreError::from)?;
         checkpoints::save(&tx, &self.engine.rules_fingerprint(), at_ms, &states)?;
         tx.commit().map_err(StoreError::from)?;
         let rules = self.engine.rules.clone();
         self.engine = Engine::new(rules).forget_gone_after(2 * self.options.policy.min_hold_ms);
-        for c in checkpoints::load_all(&self.conn)? {
+        for c in checkpoints::load_all(&self.db)? {
             if let Err(e) = self.engine.restore_host(&c.host, &c.body, at_ms) {
                 // As `serve`: the host starts afresh.
                 tracing::warn!(host = %c.host, error = %e, "detection checkpoint not restored");
@@ -305,7 +307,7 @@ impl Run {
                 // The stream stands for the enrolled fleet and its asset
                 // archive: an agent is enrolled, and its host known, from its
                 // first report on.
-                self.conn
+                self.db
                     .insert_agent(&NewAgent {
                         agent_id: &agent,
                         credential_hash: &format!("replay:{agent}"),
@@ -321,8 +323,8 @@ impl Run {
             }
         };
         self.seq.insert(agent.clone(), seq);
-        if !hold::is_known(&self.conn, &report.host)? {
-            hold::mark_known(&self.conn, &report.host, None, &[], at_ms)?;
+        if !hold::is_known(&self.db, &report.host)? {
+            hold::mark_known(&self.db, &report.host, None, &[], at_ms)?;
         }
         let mut r = report.clone();
         r.seq = seq;
@@ -343,7 +345,7 @@ impl Run {
             clock: None,
         };
         let previous = self.assets.get(&agent).cloned().unwrap_or_default();
-        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        let tx = self.db.transaction().map_err(StoreError::from)?;
         let done = match crate::pipeline::report(&tx, &inc, Vec::new(), previous, false) {
             Err(e @ (StoreError::Identity(_) | StoreError::Revoked(_))) => {
                 return Err(ReplayError::Refused {
@@ -372,7 +374,7 @@ impl Run {
         if signals.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        let tx = self.db.transaction().map_err(StoreError::from)?;
         crate::pipeline::signals(&tx, signals, &self.options.policy, &self.options.contracts)?;
         tx.commit().map_err(StoreError::from)?;
         self.diff(at_ms)
@@ -386,7 +388,7 @@ impl Run {
         }
         let signals = self.engine.tick(now_ms);
         self.signals(&signals, now_ms)?;
-        let tx = self.conn.transaction().map_err(StoreError::from)?;
+        let tx = self.db.transaction().map_err(StoreError::from)?;
         let o = &self.options;
         crate::pipeline::tick(&tx, &o.policy, &o.contracts, false, o.satisfaction_wait_ms, now_ms)?;
         tx.commit().map_err(StoreError::from)?;
@@ -400,47 +402,23 @@ impl Run {
     fn diff(&mut self, at_ms: i64) -> Result<(), ReplayError> {
         // A cheap look at what each item is now; the whole item is read
         // only when it changed.
-        let now: Vec<(i64, ItemState)> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT id, status, hold_reason, flapping, reopen_count, cleared_at_ms FROM items ORDER BY id",
-                )
-                .map_err(StoreError::from)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    let status: String = r.get(1)?;
-                    let reason: Option<String> = r.get(2)?;
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        status,
-                        reason,
-                        r.get::<_, bool>(3)?,
-                        r.get::<_, u32>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                    ))
-                })
-                .map_err(StoreError::from)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, status, reason, flapping, reopens, cleared) = row.map_err(StoreError::from)?;
-                let status = Status::from_parts(&status, reason.as_deref()).ok_or(StoreError::CorruptItem {
-                    id,
-                    reason: format!("unknown status {status}"),
-                })?;
-                out.push((id, (status, flapping, reopens, cleared)));
-            }
-            out
-        };
+        let mut now: Vec<(i64, ItemState)> = Vec::new();
+        for g in self.db.item_glances().map_err(StoreError::from)? {
+            let corrupt = |reason: String| StoreError::CorruptItem { id: g.id, reason };
+            let status = Status::from_parts(&g.status, g.hold_reason.as_deref())
+                .ok_or_else(|| corrupt(format!("unknown status {}", g.status)))?;
+            let reopens = u32::try_from(g.reopen_count).map_err(|_| corrupt("bad reopen_count".to_string()))?;
+            now.push((g.id, (status, g.flapping, reopens, g.cleared_at_ms)));
+        }
         for (id, state) in now {
             if self.items.get(&id) == Some(&state) {
                 continue;
             }
-            if let Some(item) = store::item(&self.conn, id)? {
+            if let Some(item) = store::item(&self.db, id)? {
                 self.diff_item(&item, at_ms);
             }
         }
-        let mut held: Vec<HeldSignal> = hold::list_held(&self.conn, None, None)?;
+        let mut held: Vec<HeldSignal> = hold::list_held(&self.db, None, None)?;
         held.retain(|h| !self.held.contains(&h.id));
         held.sort_by_key(|h| h.id);
         for h in held {
@@ -457,34 +435,16 @@ impl Run {
                 detail: Value::Null,
             });
         }
-        let changed: Vec<i64> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT id, status, urgency, due_at_ms FROM recommendations ORDER BY id")
-                .map_err(StoreError::from)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        (
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, Option<i64>>(3)?,
-                        ),
-                    ))
-                })
-                .map_err(StoreError::from)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, state) = row.map_err(StoreError::from)?;
-                if self.recs.get(&id) != Some(&state) {
-                    out.push(id);
-                }
-            }
-            out
-        };
+        let changed: Vec<i64> = self
+            .db
+            .recommendation_glances()
+            .map_err(StoreError::from)?
+            .into_iter()
+            .filter(|g| self.recs.get(&g.id) != Some(&(g.status.clone(), g.urgency.clone(), g.due_at_ms)))
+            .map(|g| g.id)
+            .collect();
         for id in changed {
-            if let Some(r) = records::get(&self.conn, id)? {
+            if let Some(r) = records::get(&self.db, id)? {
                 self.diff_rec(&r, at_ms);
             }
         }

@@ -16,7 +16,8 @@ use crate::config::{Config, Synchronous};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::pki::hash_secret;
-use crate::store::agents::Agents;
+use crate::store::agents::{Agents, NewAgent};
+use crate::store::sql::Sql;
 use crate::store::{self, Writer};
 
 pub const API_TOKEN: &str = "api-token-for-tests";
@@ -26,7 +27,7 @@ pub async fn state(dir: &tempfile::TempDir) -> AppState {
 }
 
 /// [`state`] with `setup` run on the store before the writer starts.
-pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::Connection)) -> AppState {
+pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&dyn Sql)) -> AppState {
     let db = dir.path().join("store.db");
     let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
     let conn = open();
@@ -220,14 +221,16 @@ tokens = ["{}"]
 pub async fn queue_state(dir: &tempfile::TempDir, phc: &str) -> AppState {
     let s = state_with(dir, |conn| {
         for (host, customer) in [("db01", "acme"), ("web01", "globex")] {
-            conn.execute(
-                "INSERT INTO agents (agent_id, credential_hash, host, enrolled_at_ms, labels) VALUES (?1, ?2, ?1, 0, ?3)",
-                rusqlite::params![
-                    host,
-                    format!("h-{host}"),
-                    serde_json::json!({"customer": customer, "site": "hq"}).to_string()
-                ],
-            )
+            conn.insert_agent(&NewAgent {
+                agent_id: host,
+                credential_hash: &format!("h-{host}"),
+                host,
+                enrolled_at_ms: 0,
+                customer: None,
+                site: None,
+                token_id: None,
+                labels: &serde_json::json!({"customer": customer, "site": "hq"}).to_string(),
+            })
             .unwrap();
         }
     })

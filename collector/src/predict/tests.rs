@@ -10,12 +10,14 @@ use std::sync::Arc;
 use caretaker_shared::disk_health::{Disk, Level};
 use caretaker_shared::smartctl;
 use caretaker_shared::wire::DiskScan;
-use rusqlite::{Connection, params};
 use serde_json::json;
 
 use super::*;
 use crate::cases::store::Outcome;
 use crate::fleet::Fleet;
+use crate::store::items::{ItemFilter, Items};
+use crate::store::sql::Sql;
+use crate::store::testing::{TestDb, add_agent, disk_level, item_count, set_labels_and_inventory};
 
 const DAY: i64 = 86_400_000;
 const T0: i64 = 1_700_000_000_000;
@@ -30,16 +32,25 @@ fn fixture(rel: &str) -> Disk {
 }
 
 /// A store with one enrolled, known host per agent id.
-fn conn(agents: &[&str]) -> Connection {
-    let c = crate::store::open_in_memory().unwrap();
+fn conn(agents: &[&str]) -> TestDb {
+    let c = TestDb::new();
+    enroll(&c, agents);
+    c
+}
+
+/// One enrolled, known host per agent id.
+fn enroll(c: &dyn Sql, agents: &[&str]) {
     for a in agents {
-        c.execute(
-            "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms) VALUES (?1, ?2, ?3, 0)",
-            params![a, format!("h-{a}"), format!("host-{a}")],
-        )
-        .unwrap();
-        crate::cases::hold::mark_known(&c, &format!("host-{a}"), Some(a), &[], 0).unwrap();
+        add_agent(c, a, &format!("host-{a}"));
+        crate::cases::hold::mark_known(c, &format!("host-{a}"), Some(a), &[], 0).unwrap();
     }
+}
+
+/// [`conn`] on SQLite, for a store writer started inside the tests' async
+/// runtime (where the synchronous PostgreSQL client cannot be opened).
+fn writer_store(agents: &[&str]) -> crate::store::sql::Db {
+    let c = crate::store::sql::Db::sqlite(crate::store::open_in_memory().unwrap());
+    enroll(&c, agents);
     c
 }
 
@@ -58,7 +69,7 @@ fn set_attr(d: &mut Disk, id: u8, v: u64) {
 }
 
 /// One scan of one disk, recorded and assessed as the writer does.
-fn scan(c: &Connection, agent: &str, at: i64, disk: &Disk) -> HostSummary {
+fn scan(c: &dyn Sql, agent: &str, at: i64, disk: &Disk) -> HostSummary {
     let s = DiskScan {
         scanned_at_ms: at,
         disks: vec![disk.clone()],
@@ -68,17 +79,12 @@ fn scan(c: &Connection, agent: &str, at: i64, disk: &Disk) -> HostSummary {
     assess_host(c, agent, &format!("host-{agent}"), "acme", at).unwrap()
 }
 
-fn recs(c: &Connection) -> Vec<Recommendation> {
+fn recs(c: &dyn Sql) -> Vec<Recommendation> {
     records::list(c, &Filter::default()).unwrap()
 }
 
-fn level(c: &Connection, agent: &str) -> String {
-    c.query_row(
-        "SELECT level FROM disk_latest WHERE agent_id = ?1",
-        params![agent],
-        |r| r.get(0),
-    )
-    .unwrap()
+fn level(c: &dyn Sql, agent: &str) -> String {
+    disk_level(c, agent)
 }
 
 #[test]
@@ -166,13 +172,12 @@ fn crc_errors_alone_open_a_cable_finding_not_a_disk_replacement() {
     let s = scan(&c, "a1", T0 + 2 * DAY, &d);
     assert!(matches!(s.cable_findings.as_slice(), [Outcome::Updated(_)]), "{s:?}");
     assert!(recs(&c).is_empty());
-    let (kind, check, component): (String, String, String) = c
-        .query_row("SELECT kind, check_name, component FROM items", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
-    assert_eq!((kind.as_str(), check.as_str()), ("finding", CABLE_CHECK));
-    assert_eq!(component, d.key);
+    let items = c.list_items(&ItemFilter::default()).unwrap();
+    let [item] = items.as_slice() else {
+        panic!("one item: {items:?}")
+    };
+    assert_eq!((item.kind.as_str(), item.check.as_str()), ("finding", CABLE_CHECK));
+    assert_eq!(item.component, d.key);
     let a = assess(&d, &crate::disks::history(&c, "a1", &d.key, 100).unwrap(), T0 + 2 * DAY);
     assert!(a.cable_suspect);
     assert!(!a.urgency.recommends());
@@ -199,12 +204,11 @@ fn rising_crc_alone_is_a_cable_finding_not_disk_wear() {
     assert!(recs(&c).is_empty());
     // The one item is the cable finding.
     let checks: Vec<String> = c
-        .prepare("SELECT check_name FROM items")
+        .list_items(&ItemFilter::default())
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .into_iter()
+        .map(|i| i.check)
+        .collect();
     assert_eq!(checks, [CABLE_CHECK]);
 }
 
@@ -297,8 +301,7 @@ fn healthy_fixtures_never_get_a_recommendation() {
         assert!(!a.urgency.recommends() && !a.cable_suspect, "{rel}: {a:?}");
     }
     assert!(recs(&c).is_empty());
-    let items: i64 = c.query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0)).unwrap();
-    assert_eq!(items, 0);
+    assert_eq!(item_count(&c), 0);
 }
 
 fn dimm_signal(at_ms: i64) -> crate::cases::Signal {
@@ -321,9 +324,9 @@ fn dimm_signal(at_ms: i64) -> crate::cases::Signal {
 
 #[tokio::test]
 async fn a_dimm_with_rising_corrected_errors_is_recommended_through_the_writer() {
-    let c = conn(&["a1"]);
+    let db = writer_store(&["a1"]);
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = crate::store::Writer::start(crate::store::sql::Db::sqlite(c), fleet.clone()).unwrap();
+    let (writer, _t) = crate::store::Writer::start(db, fleet.clone()).unwrap();
     let policy = crate::cases::Policy::default();
     writer.signals(vec![dimm_signal(T0)], policy).await.unwrap();
     // The same finding firing again refreshes nothing new.
@@ -421,9 +424,9 @@ fn a_dismissal_holds_until_the_evidence_worsens() {
 /// Reports carrying disk scans, applied by the store writer: the path ingest takes.
 #[tokio::test]
 async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
-    let c = conn(&["a1"]);
+    let db = writer_store(&["a1"]);
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = crate::store::Writer::start(crate::store::sql::Db::sqlite(c), fleet.clone()).unwrap();
+    let (writer, _t) = crate::store::Writer::start(db, fleet.clone()).unwrap();
     let mut d = fixture("ata/seagate-st18000nm000j-healthy.json");
     for (seq, (day, pending, realloc)) in [(0, 0, 0), (1, 1, 0), (2, 3, 2)].into_iter().enumerate() {
         set_attr(&mut d, 197, pending);
@@ -663,18 +666,14 @@ mod hardware {
     }
 
     /// The store of `conn(["a1"])` with the host's inventory and site.
-    fn store() -> Connection {
+    fn store() -> TestDb {
         let c = conn(&["a1"]);
-        c.execute(
-            "UPDATE agents SET labels = ?1 WHERE agent_id = 'a1'",
-            params![json!({"customer": "acme", "site": "hq"}).to_string()],
-        )
-        .unwrap();
-        c.execute(
-            "INSERT INTO inventory (agent_id, seq, collected_at_ms, doc) VALUES ('a1', 1, 0, ?1)",
-            params![serde_json::to_string(&inventory()).unwrap()],
-        )
-        .unwrap();
+        set_labels_and_inventory(
+            &c,
+            "a1",
+            &json!({"customer": "acme", "site": "hq"}).to_string(),
+            &serde_json::to_string(&inventory()).unwrap(),
+        );
         c
     }
 
@@ -704,7 +703,7 @@ mod hardware {
 
     /// The signals of `r` through the store and the recommendation hook, as
     /// the writer's signal job does.
-    fn apply(c: &Connection, engine: &mut Engine, r: &Report) -> Vec<(Signal, Outcome)> {
+    fn apply(c: &dyn Sql, engine: &mut Engine, r: &Report) -> Vec<(Signal, Outcome)> {
         let mut out = Vec::new();
         for s in engine.observe(r, r.collected_at_ms) {
             let o = crate::cases::store::apply_signal(c, &s, &crate::cases::Policy::default()).unwrap();
@@ -741,7 +740,7 @@ mod hardware {
     }
 
     fn add_spare(
-        c: &Connection,
+        c: &dyn Sql,
         model: &str,
         part_type: &str,
         interface: &str,
@@ -764,7 +763,7 @@ mod hardware {
         crate::spares::set_stock(c, model, "hq", 1, 0, 0).unwrap();
     }
 
-    fn accept(c: &Connection, id: i64) -> Option<Value> {
+    fn accept(c: &dyn Sql, id: i64) -> Option<Value> {
         let rec = records::act(c, id, &RecAction::Accept, T0 + 3_600_000).unwrap();
         on_accept(c, &rec).unwrap()
     }

@@ -2,13 +2,16 @@
 
 use caretaker_shared::disk_health::Disk;
 use caretaker_shared::wire::{DiskScan, Inventory};
-use rusqlite::{Connection, params};
 
 use super::*;
 use crate::cases::store::{self as items, apply_signal, person_action};
 use crate::cases::{Action, IdentityKey, Policy, Signal, hold};
 use crate::export::parse_time;
+use crate::store::agents::{Agents, NewAgent};
+use crate::store::queue::{CaseQueue, NewCaseMeta, SatisfactionRecord, SlaClock};
 use crate::store::reports::{LogRow, ReportRetention};
+use crate::store::sql::Sql;
+use crate::store::testing::{TestDb, set_agent_enrolled_at, set_agent_interval, set_agent_labels, set_agent_last_seen};
 
 const HOUR: i64 = 3_600_000;
 
@@ -28,24 +31,24 @@ pub(crate) fn now() -> i64 {
     t("2026-12-01T00:05:00Z")
 }
 
-fn agent(c: &Connection, id: &str, host: &str, customer: &str, last_seen_ms: i64) {
-    c.execute(
-        "INSERT INTO agents(agent_id, credential_hash, host, enrolled_at_ms, labels, interval_secs, last_seen_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, 60, ?6)",
-        params![
-            id,
-            format!("cred-{id}"),
-            host,
-            t("2026-09-01T00:00:00Z"),
-            serde_json::json!({ "customer": customer, "site": "hq" }).to_string(),
-            last_seen_ms
-        ],
-    )
+fn agent(c: &dyn Sql, id: &str, host: &str, customer: &str, last_seen_ms: i64) {
+    c.insert_agent(&NewAgent {
+        agent_id: id,
+        credential_hash: &format!("cred-{id}"),
+        host,
+        enrolled_at_ms: t("2026-09-01T00:00:00Z"),
+        customer: None,
+        site: None,
+        token_id: None,
+        labels: &serde_json::json!({ "customer": customer, "site": "hq" }).to_string(),
+    })
     .unwrap();
+    set_agent_interval(c, id, 60);
+    set_agent_last_seen(c, Some(id), last_seen_ms);
     hold::mark_known(c, host, Some(id), &[], 0).unwrap();
 }
 
-fn inventory(c: &Connection, id: &str, seq: u64, at: i64, kernel: &str) {
+fn inventory(c: &dyn Sql, id: &str, seq: u64, at: i64, kernel: &str) {
     let mut inv = Inventory {
         hostname: id.into(),
         os_name: "Debian GNU/Linux".into(),
@@ -71,7 +74,7 @@ fn inventory(c: &Connection, id: &str, seq: u64, at: i64, kernel: &str) {
         .unwrap();
 }
 
-fn change(c: &Connection, id: &str, seq: u64, at: i64, kind: &str, summary: &str) {
+fn change(c: &dyn Sql, id: &str, seq: u64, at: i64, kind: &str, summary: &str) {
     let change = crate::assets::Change {
         kind: kind.into(),
         subject: "x".into(),
@@ -124,7 +127,7 @@ pub(crate) struct Fleet {
 /// resolved case and a forecast finding in November, a case of October) and
 /// web01 (down, an open critical case, a finding open since September);
 /// globex: other01 with a case in November.
-pub(crate) fn fleet(c: &Connection) -> Fleet {
+pub(crate) fn fleet(c: &dyn Sql) -> Fleet {
     let p = Policy::default();
     agent(c, "a1", "db01", "acme", now() - 30_000);
     agent(c, "a2", "web01", "acme", t("2026-11-20T00:00:00Z"));
@@ -330,14 +333,14 @@ pub(crate) fn fleet(c: &Connection) -> Fleet {
     }
 }
 
-fn acme(c: &Connection) -> InspectionReport {
+fn acme(c: &dyn Sql) -> InspectionReport {
     let p = november();
     build(c, "acme", p.from_ms, p.to_ms, now()).unwrap()
 }
 
 #[test]
 fn report_covers_the_customers_devices_only() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let r = acme(&c);
     let hosts: Vec<&str> = r.systems.iter().map(|d| d.host.as_str()).collect();
@@ -364,7 +367,7 @@ fn report_covers_the_customers_devices_only() {
 
 #[test]
 fn changes_are_those_of_the_period() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let r = acme(&c);
     let summaries: Vec<&str> = r.systems[0].changes.iter().map(|c| c.summary.as_str()).collect();
@@ -374,7 +377,7 @@ fn changes_are_those_of_the_period() {
 
 #[test]
 fn problems_risks_and_case_figures() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     let f = fleet(&c);
     let r = acme(&c);
     let db = &r.systems[0];
@@ -444,20 +447,33 @@ fn problems_risks_and_case_figures() {
 
 #[test]
 fn sla_and_satisfaction_figures_come_from_the_queue() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     let f = fleet(&c);
     let p = november();
     // The resolved case was under contract and met both clocks; a second
     // one breached its resolution; the customer answered on the first.
-    c.execute(
-        "INSERT INTO case_meta (item_id, source, title, contract, skill) VALUES (?1, 'detection', 't', 'acme-24', 'hardware')",
-        rusqlite::params![f.resolved_case],
-    )
+    c.add_case_meta(&NewCaseMeta {
+        item_id: f.resolved_case,
+        source: "detection",
+        title: "t",
+        description: "",
+        reported_by: None,
+        contract: Some("acme-24"),
+        site: "",
+        skill: "hardware",
+        response_due_ms: None,
+        resolution_due_ms: None,
+    })
     .unwrap();
-    c.execute(
-        "INSERT INTO case_satisfaction (item_id, score, comment, no_answer, at_ms, recorded_by) \
-         VALUES (?1, 4, 'quick and clean', 0, ?2, 'person:ana')",
-        rusqlite::params![f.resolved_case, p.from_ms + 86_400_000],
+    c.add_satisfaction(
+        f.resolved_case,
+        &SatisfactionRecord {
+            score: Some(4),
+            comment: "quick and clean".into(),
+            no_answer: false,
+            at_ms: p.from_ms + 86_400_000,
+            recorded_by: "person:ana".into(),
+        },
     )
     .unwrap();
     let r = build(&c, "acme", p.from_ms, p.to_ms, now()).unwrap();
@@ -465,11 +481,7 @@ fn sla_and_satisfaction_figures_come_from_the_queue() {
     let s = r.satisfaction.clone().unwrap();
     assert_eq!((s.answers, s.mean_score, s.no_answer), (1, Some(4.0), 0));
     assert_eq!(s.comments, ["quick and clean"]);
-    c.execute(
-        "UPDATE case_meta SET resolution_breached_at_ms = 1 WHERE item_id = ?1",
-        rusqlite::params![f.resolved_case],
-    )
-    .unwrap();
+    c.set_sla_breached(f.resolved_case, SlaClock::Resolution, 1).unwrap();
     let r = build(&c, "acme", p.from_ms, p.to_ms, now()).unwrap();
     assert_eq!(r.cases.sla_met_pct, Some(0.0));
     assert!(html::render(&r).contains("0.0 %"));
@@ -478,7 +490,7 @@ fn sla_and_satisfaction_figures_come_from_the_queue() {
 
 #[test]
 fn advice_is_drawn_from_the_data() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     let f = fleet(&c);
     let a = acme(&c).advice.join("\n");
     for want in [
@@ -499,7 +511,7 @@ fn advice_is_drawn_from_the_data() {
 
 #[test]
 fn a_customer_without_hosts_still_gets_a_report() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let p = november();
     let r = build(&c, "initech", p.from_ms, p.to_ms, now()).unwrap();
@@ -510,7 +522,7 @@ fn a_customer_without_hosts_still_gets_a_report() {
 
 #[test]
 fn renderings_carry_the_figures_and_the_not_tracked_notes() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let r = acme(&c);
     let h = html::render(&r);
@@ -560,7 +572,7 @@ fn renderings_carry_the_figures_and_the_not_tracked_notes() {
 
 #[test]
 fn extras_fill_the_sections_they_name() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let options = Options {
         extras: Extras {
@@ -596,7 +608,7 @@ fn extras_fill_the_sections_they_name() {
 
 #[test]
 fn hostile_text_is_escaped_in_html_and_markdown() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     let evil = "<script>alert(1)</script>";
     agent(&c, "x1", &format!("db{evil}"), "acme", now());
     inventory(
@@ -655,7 +667,7 @@ fn markdown_escape() {
 
 #[test]
 fn stored_reports_round_trip_and_one_schedule_report_per_period() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let p = november();
     assert!(!stored::exists(&c, "acme", p, stored::Trigger::Schedule).unwrap());
@@ -684,7 +696,7 @@ fn stored_reports_round_trip_and_one_schedule_report_per_period() {
 /// `UPDATE_GOLDEN=1 cargo test -p caretaker-collector --lib report::` rewrites them.
 #[test]
 fn golden_renderings() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let r = acme(&c);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/inspection");
@@ -712,7 +724,7 @@ fn golden_renderings() {
 
 #[test]
 fn a_case_no_person_touched_has_no_response_time() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     agent(&c, "a1", "db01", "acme", now());
     let p = Policy::default();
     let at = t("2026-11-10T00:00:00Z");
@@ -744,7 +756,7 @@ fn a_case_no_person_touched_has_no_response_time() {
 #[test]
 fn recommendations_and_spare_coverage_come_from_the_store() {
     use crate::predict::{Part, PartType, Raise, Urgency, records};
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let raise = |customer: &str, serial: &str| Raise {
         agent_id: "a1".into(),
@@ -834,7 +846,7 @@ start = "2026-10-05T00:00:00Z"
 #[test]
 fn response_figures_count_a_persons_first_action_after_the_rotation_assigned_the_case() {
     use crate::queue::{self, CaseAction};
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     agent(&c, "a1", "db01", "acme", now());
     let contracts = crate::contracts::parse_file(ROTATION, std::path::Path::new("contracts.toml")).unwrap();
     let opened = t("2026-11-10T14:00:00Z");
@@ -878,14 +890,10 @@ fn response_figures_count_a_persons_first_action_after_the_rotation_assigned_the
 #[test]
 fn a_period_before_the_customers_hosts_came_shows_nothing_of_later() {
     use crate::predict::{Part, PartType, Raise, Urgency, records};
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     let later = t("2026-12-10T00:00:00Z");
     agent(&c, "n1", "new01", "acme", later - 60_000);
-    c.execute(
-        "UPDATE agents SET enrolled_at_ms = ?1 WHERE agent_id = 'n1'",
-        params![t("2026-12-02T00:00:00Z")],
-    )
-    .unwrap();
+    set_agent_enrolled_at(&c, "n1", t("2026-12-02T00:00:00Z"));
     let mut inv = Inventory {
         hostname: "new01".into(),
         ..Inventory::default()
@@ -997,7 +1005,7 @@ fn a_period_before_the_customers_hosts_came_shows_nothing_of_later() {
 #[test]
 fn a_report_made_later_says_what_the_report_made_at_the_end_said() {
     use crate::predict::{Part, PartType, Raise, Urgency, records};
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     let f = fleet(&c);
     let then = acme(&c);
     let dec = |d: u32| t(&format!("2026-12-{d:02}T00:00:00Z"));
@@ -1067,16 +1075,8 @@ fn a_report_made_later_says_what_the_report_made_at_the_end_said() {
     )
     .unwrap();
     agent(&c, "a3", "db02", "acme", dec(9));
-    c.execute(
-        "UPDATE agents SET enrolled_at_ms = ?1 WHERE agent_id = 'a3'",
-        params![dec(6)],
-    )
-    .unwrap();
-    c.execute(
-        "UPDATE agents SET last_seen_ms = ?1 WHERE agent_id = 'a1'",
-        params![dec(9)],
-    )
-    .unwrap();
+    set_agent_enrolled_at(&c, "a3", dec(6));
+    set_agent_last_seen(&c, Some("a1"), dec(9));
 
     let p = november();
     let mut later = build(&c, "acme", p.from_ms, p.to_ms, dec(10)).unwrap();
@@ -1091,7 +1091,7 @@ fn a_report_made_later_says_what_the_report_made_at_the_end_said() {
 /// day) is gone, so its `host_unreachable` case says whether it was down.
 #[test]
 fn host_state_at_the_end_of_an_old_period_comes_from_its_unreachable_case() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let later = t("2027-01-10T00:00:00Z");
     c.prune_reports(&ReportRetention {
@@ -1099,8 +1099,7 @@ fn host_state_at_the_end_of_an_old_period_comes_from_its_unreachable_case() {
         raw_reports_before_ms: i64::MIN,
     })
     .unwrap();
-    c.execute("UPDATE agents SET last_seen_ms = ?1", params![later - 30_000])
-        .unwrap();
+    set_agent_last_seen(&c, None, later - 30_000);
     let p = november();
     let r = build(&c, "acme", p.from_ms, p.to_ms, later).unwrap();
     let states: Vec<(&str, &str, Option<i64>)> = r
@@ -1121,7 +1120,7 @@ fn host_state_at_the_end_of_an_old_period_comes_from_its_unreachable_case() {
 
 #[test]
 fn a_future_end_or_an_unknown_customer_is_refused() {
-    let c = crate::store::open_in_memory().unwrap();
+    let c = TestDb::new();
     fleet(&c);
     let p = november();
     let msg = |e: ReportError| (e.to_string(), e.for_flags());
@@ -1158,7 +1157,6 @@ fn a_future_end_or_an_unknown_customer_is_refused() {
         "initech"
     );
     // Known from its cases, though no agent carries its label any more.
-    c.execute("UPDATE agents SET labels = '{}' WHERE agent_id = 'b1'", [])
-        .unwrap();
+    set_agent_labels(&c, "b1", "{}");
     assert_eq!(requested_customer(&c, "globex", &[]).unwrap(), "globex");
 }

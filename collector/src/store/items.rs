@@ -111,6 +111,17 @@ pub struct ItemRow {
     pub recent_changes: String,
 }
 
+/// What an item is now, cheaply: enough to see that it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemGlance {
+    pub id: i64,
+    pub status: String,
+    pub hold_reason: Option<String>,
+    pub flapping: bool,
+    pub reopen_count: i64,
+    pub cleared_at_ms: Option<i64>,
+}
+
 /// An `item_log` row as stored; statuses as text (`on_hold:awaiting_vendor`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRow {
@@ -328,6 +339,25 @@ pub trait Items: Sql {
         )
     }
 
+    /// Every item's status, hold reason, flapping mark, reopen count and
+    /// clear time, by id.
+    fn item_glances(&self) -> Result<Vec<ItemGlance>, SqlError> {
+        self.query(
+            "SELECT id, status, hold_reason, flapping, reopen_count, cleared_at_ms FROM items ORDER BY id",
+            args![],
+            |r| {
+                Ok(ItemGlance {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    hold_reason: r.get(2)?,
+                    flapping: r.get(3)?,
+                    reopen_count: r.get(4)?,
+                    cleared_at_ms: r.get(5)?,
+                })
+            },
+        )
+    }
+
     /// The active items that are recovered or flapping (the ones time may
     /// change), oldest first.
     fn recovered_or_flapping_items(&self) -> Result<Vec<ItemRow>, SqlError> {
@@ -532,6 +562,41 @@ mod tests {
         })
         .unwrap();
         id
+    }
+
+    #[test]
+    fn item_glances_show_every_items_state_by_id() {
+        on_both(|db| {
+            assert_eq!(db.item_glances().unwrap(), []);
+            let first = open(db, &row("finding", "fs_full", "open", "warning", 10));
+            let mut held = row("case", "disk_failing", "on_hold", "critical", 20);
+            held.hold_reason = Some("awaiting_vendor".into());
+            held.flapping = true;
+            held.reopen_count = 2;
+            held.cleared_at_ms = Some(25);
+            let second = open(db, &held);
+            assert_eq!(
+                db.item_glances().unwrap(),
+                [
+                    ItemGlance {
+                        id: first,
+                        status: "open".into(),
+                        hold_reason: None,
+                        flapping: false,
+                        reopen_count: 0,
+                        cleared_at_ms: None,
+                    },
+                    ItemGlance {
+                        id: second,
+                        status: "on_hold".into(),
+                        hold_reason: Some("awaiting_vendor".into()),
+                        flapping: true,
+                        reopen_count: 2,
+                        cleared_at_ms: Some(25),
+                    },
+                ]
+            );
+        });
     }
 
     #[test]

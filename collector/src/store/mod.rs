@@ -29,6 +29,7 @@ use sql::{Db, SqlError};
 
 pub mod agents;
 pub mod assets;
+pub mod backup;
 pub mod disks;
 pub mod holds;
 pub mod inspection;

@@ -151,6 +151,15 @@ pub struct Escalation<'a> {
     pub at_ms: i64,
 }
 
+/// What a recommendation is now, cheaply: enough to see that it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecommendationGlance {
+    pub id: i64,
+    pub status: String,
+    pub urgency: String,
+    pub due_at_ms: Option<i64>,
+}
+
 /// The urgency an active recommendation stands at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -337,6 +346,22 @@ pub trait Recommendations: Sql {
         )
     }
 
+    /// Every recommendation's status, urgency and due date, by id.
+    fn recommendation_glances(&self) -> Result<Vec<RecommendationGlance>, SqlError> {
+        self.query(
+            "SELECT id, status, urgency, due_at_ms FROM recommendations ORDER BY id",
+            args![],
+            |r| {
+                Ok(RecommendationGlance {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    urgency: r.get(2)?,
+                    due_at_ms: r.get(3)?,
+                })
+            },
+        )
+    }
+
     /// Recommendations matching `f`, most urgent and soonest due first, then newest.
     fn list_recommendations(&self, f: &RecommendationFilter<'_>) -> Result<Vec<Recommendation>, SqlError> {
         self.query(
@@ -473,6 +498,33 @@ mod tests {
             item_id: None,
             at_ms,
         }
+    }
+
+    #[test]
+    fn recommendation_glances_show_each_status_urgency_and_due_date_by_id() {
+        on_both(|db| {
+            assert_eq!(db.recommendation_glances().unwrap(), []);
+            let (p1, p2) = (part("S1", None), part("S2", None));
+            let first = db
+                .insert_recommendation(&new(&p1, "db01/disk/S1", "within_days", Some(500), 100))
+                .unwrap();
+            let second = db
+                .insert_recommendation(&new(&p2, "db01/disk/S2", "replace_now", None, 200))
+                .unwrap();
+            let glance = |id, urgency: &str, due_at_ms| RecommendationGlance {
+                id,
+                status: "open".into(),
+                urgency: urgency.into(),
+                due_at_ms,
+            };
+            assert_eq!(
+                db.recommendation_glances().unwrap(),
+                [
+                    glance(first, "within_days", Some(500)),
+                    glance(second, "replace_now", None)
+                ]
+            );
+        });
     }
 
     #[test]

@@ -171,6 +171,12 @@ pub fn item_count(db: &dyn super::sql::Sql) -> i64 {
 pub fn add_asset(db: &dyn super::sql::Sql, host: &str, labels: &str, inventory: &str) {
     let agent = format!("agent-{host}");
     add_agent(db, &agent, host);
+    set_labels_and_inventory(db, &agent, labels, inventory);
+}
+
+/// Agent `agent_id`'s `labels` (a JSON object) and its first inventory
+/// document.
+pub fn set_labels_and_inventory(db: &dyn super::sql::Sql, agent_id: &str, labels: &str, inventory: &str) {
     for (sql, what) in [
         ("UPDATE agents SET labels = ?2 WHERE agent_id = ?1", labels),
         (
@@ -178,9 +184,56 @@ pub fn add_asset(db: &dyn super::sql::Sql, host: &str, labels: &str, inventory: 
             inventory,
         ),
     ] {
-        db.execute(sql, super::sql::args![&agent, what])
-            .unwrap_or_else(|e| panic!("adding asset {host}: {e}"));
+        db.execute(sql, super::sql::args![agent_id, what])
+            .unwrap_or_else(|e| panic!("setting the labels and inventory of {agent_id}: {e}"));
     }
+}
+
+/// Agent `agent_id`'s enrolment time, as a test arranges it.
+pub fn set_agent_enrolled_at(db: &dyn super::sql::Sql, agent_id: &str, at_ms: i64) {
+    db.execute(
+        "UPDATE agents SET enrolled_at_ms = ?2 WHERE agent_id = ?1",
+        super::sql::args![agent_id, at_ms],
+    )
+    .unwrap_or_else(|e| panic!("setting when {agent_id} enrolled: {e}"));
+}
+
+/// When agent `agent_id` (every agent: `None`) was last seen.
+pub fn set_agent_last_seen(db: &dyn super::sql::Sql, agent_id: Option<&str>, at_ms: i64) {
+    db.execute(
+        "UPDATE agents SET last_seen_ms = ?2 WHERE CAST(?1 AS TEXT) IS NULL OR agent_id = ?1",
+        super::sql::args![agent_id, at_ms],
+    )
+    .unwrap_or_else(|e| panic!("setting when {agent_id:?} was last seen: {e}"));
+}
+
+/// Agent `agent_id`'s report interval.
+pub fn set_agent_interval(db: &dyn super::sql::Sql, agent_id: &str, secs: i64) {
+    db.execute(
+        "UPDATE agents SET interval_secs = ?2 WHERE agent_id = ?1",
+        super::sql::args![agent_id, secs],
+    )
+    .unwrap_or_else(|e| panic!("setting the interval of {agent_id}: {e}"));
+}
+
+/// Agent `agent_id`'s labels (a JSON object).
+pub fn set_agent_labels(db: &dyn super::sql::Sql, agent_id: &str, labels: &str) {
+    db.execute(
+        "UPDATE agents SET labels = ?2 WHERE agent_id = ?1",
+        super::sql::args![agent_id, labels],
+    )
+    .unwrap_or_else(|e| panic!("setting the labels of {agent_id}: {e}"));
+}
+
+/// The level of agent `agent_id`'s latest disk reading.
+pub fn disk_level(db: &dyn super::sql::Sql, agent_id: &str) -> String {
+    use super::sql::SqlExt;
+    db.query_one(
+        "SELECT level FROM disk_latest WHERE agent_id = ?1",
+        super::sql::args![agent_id],
+        |r| r.get(0),
+    )
+    .unwrap_or_else(|e| panic!("reading the disk level of {agent_id}: {e}"))
 }
 
 /// The outbox as it stands: (item id, log id, at), oldest first.
