@@ -143,8 +143,9 @@ mod tests {
     use crate::ingest::Encoding;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
+    use crate::store;
     use crate::store::agents::{Agents, NewAgent};
-    use crate::store::{self, Enrollment, Incoming, Writer};
+    use crate::writer::{Enrollment, Incoming, Writer};
 
     const API_TOKEN: &str = "api-token-for-tests";
 

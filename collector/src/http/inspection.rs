@@ -245,8 +245,9 @@ mod tests {
     use crate::fleet::Fleet;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
+    use crate::store;
     use crate::store::agents::Agents;
-    use crate::store::{self, Writer};
+    use crate::writer::Writer;
 
     const API_TOKEN: &str = "api-token-for-tests";
 

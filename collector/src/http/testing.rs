@@ -16,8 +16,9 @@ use crate::config::{Config, Synchronous};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::pki::hash_secret;
+use crate::store;
 use crate::store::agents::Agents;
-use crate::store::{self, Writer};
+use crate::writer::Writer;
 
 pub const API_TOKEN: &str = "api-token-for-tests";
 
