@@ -104,7 +104,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // PostgreSQL client): opened and first read off the async workers.
     let conn = blocking(|| place.open()).with_context(|| format!("opening the store at {}", place.describe()))?;
     tracing::info!(store = %place.describe(), "store open");
-    let hosts = blocking(|| conn.load_fleet(&fleet)).context("loading hosts from the store")?;
+    let hosts = blocking(|| crate::fleet::load_fleet(&conn, &fleet)).context("loading hosts from the store")?;
     // A broken contracts file refuses the start too (every problem printed
     // as FILE:LINE). Loaded before the writer starts, so no case is settled
     // against an empty set; later edits are reloaded (see below).

@@ -38,7 +38,7 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&rusqlite::C
         .map_err(store::StoreError::from)
         .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
         .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
-        .and_then(|_| conn.load_fleet(&fleet));
+        .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
     assert!(setup.is_ok(), "{setup:?}");
     let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
     let (writer, _thread) =

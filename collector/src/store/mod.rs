@@ -64,8 +64,9 @@ pub enum StoreError {
     NoSuchItem(i64),
     #[error("{key} already has an active item ({id})")]
     ActiveItemExists { key: String, id: i64 },
-    #[error(transparent)]
-    Lifecycle(#[from] crate::cases::LifecycleError),
+    /// A move the item's lifecycle does not allow, in the lifecycle's words.
+    #[error("{0}")]
+    Lifecycle(String),
     #[error("held signal {0} is not on the unmapped list")]
     NotUnmapped(i64),
     #[error("no known asset named {0:?}")]
@@ -85,7 +86,7 @@ pub enum StoreError {
     #[error("no recommendation {0}")]
     NoSuchRecommendation(i64),
     #[error(transparent)]
-    Recommendation(#[from] crate::predict::TransitionError),
+    Recommendation(#[from] recommendations::TransitionError),
     /// A queue request the case's state does not allow (resolving without a
     /// service report, closing without a satisfaction record...).
     #[error("{0}")]
@@ -109,7 +110,7 @@ pub enum StoreError {
     TokenRefused(String),
     /// A report or an enrollment claiming another identity than the agent's.
     #[error(transparent)]
-    Identity(#[from] crate::identity::Mismatch),
+    Identity(#[from] agents::Mismatch),
     #[error("host name {host:?} is held by agent {agent_id}; revoke or decommission it first")]
     HostTaken { host: String, agent_id: String },
     #[error("agent {0}'s credential was revoked by the operator; enroll the host again")]
@@ -153,7 +154,7 @@ impl StoreError {
     /// Whose fault this is. Exhaustive on purpose: a new variant must be
     /// classified.
     pub fn class(&self) -> ErrorClass {
-        use crate::predict::TransitionError;
+        use recommendations::TransitionError;
         match self {
             StoreError::NoSuchItem(_)
             | StoreError::NoSuchWindow(_)
@@ -333,6 +334,15 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
 const PROBE_MIGRATION: &str =
     "CREATE TABLE store_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);";
 
+/// Writes the one probe row: whether the store can write now.
+pub fn write_probe(db: &(impl sql::Sql + ?Sized), at_ms: i64) -> Result<(), sql::SqlError> {
+    db.execute(
+        "INSERT INTO store_probe(id, at_ms) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
+        sql::args![at_ms],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,7 +399,9 @@ mod tests {
             )
             .is_err()
         );
-        let models = crate::spares::models(&conn).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(models[0].fits_controller_models, Vec::<String>::new());
+        let models = spares::SpareStock::spare_models(&conn).unwrap_or_else(|e| panic!("{e}"));
+        let fits: Vec<String> =
+            serde_json::from_str(&models[0].fits_controller_models).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fits, Vec::<String>::new());
     }
 }

@@ -216,11 +216,7 @@ impl Writer {
     /// [`Writer::failing`] like any other write.
     pub async fn probe(&self) -> Result<(), StoreError> {
         self.run(|c| {
-            sql::Sql::execute(
-                c,
-                "INSERT INTO store_probe(id, at_ms) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
-                sql::args![caretaker_shared::now_ms()],
-            )?;
+            crate::store::write_probe(c, caretaker_shared::now_ms())?;
             Ok(())
         })
         .await

@@ -4,7 +4,6 @@ mod raw_tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::super::*;
-    use crate::store::sql::{SqlExt, args};
     use crate::store::*;
 
     fn report_json(seq: u64, at_ms: i64) -> Vec<u8> {
@@ -100,7 +99,7 @@ mod raw_tests {
         };
         run_batch(&conn, vec![Job::Prune(prune)], &fleet, &keep);
         assert_eq!(raw(&conn).iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
-        let log: i64 = conn.value("SELECT COUNT(*) FROM report_log", args![]).unwrap().unwrap();
+        let log: i64 = testing::row_count(&conn, "report_log");
         assert_eq!(log, 3, "the report log has its own retention");
     }
 
@@ -114,7 +113,7 @@ mod raw_tests {
         apply_one(&conn, &fleet, 1, 1_000, true, &none);
         apply_one(&conn, &fleet, 2, 2_000, false, &none);
         assert!(raw(&conn).is_empty());
-        let latest: i64 = conn.value("SELECT seq FROM host_latest", args![]).unwrap().unwrap();
+        let latest: i64 = testing::latest_seq(&conn);
         assert_eq!(latest, 2, "the rest of the report is still applied");
     }
 }
@@ -125,7 +124,6 @@ mod log_tests {
     use std::sync::Mutex;
 
     use super::super::*;
-    use crate::store::sql::{Sql, SqlExt, args};
     use crate::store::*;
 
     /// Everything the writer logs, as text.
@@ -194,7 +192,7 @@ mod log_tests {
     #[test]
     fn an_internal_failure_is_still_logged_as_an_error() {
         let (answer, log) = run_logged(job(|c| {
-            c.execute("INSERT INTO no_such_table VALUES (1)", args![])?;
+            testing::write_to_a_missing_table(c)?;
             Ok(serde_json::Value::Null)
         }));
         assert_eq!(answer.unwrap_err().class(), ErrorClass::Internal);
@@ -219,9 +217,7 @@ mod log_tests {
     }
 
     fn probe_rows(conn: &Db) -> i64 {
-        conn.value("SELECT count(*) FROM store_probe", args![])
-            .unwrap()
-            .unwrap()
+        testing::row_count(conn, "store_probe")
     }
 
     /// A full disk answered 500 and left the batch half applied: SQLite may
@@ -231,17 +227,17 @@ mod log_tests {
     fn a_full_store_fails_the_whole_batch_as_unwritable_and_recovers() {
         let conn = Db::sqlite(open_in_memory().unwrap());
         let sqlite = conn.as_sqlite().unwrap();
-        let pages: i64 = sqlite.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let pages: i64 = testing::sqlite_page_count(sqlite);
         // No page past the ones there are: SQLite answers SQLITE_FULL, as on a full disk.
         sqlite.pragma_update(None, "max_page_count", pages).unwrap();
         let options = WriterOptions::default();
         let health = &options.health;
         let fits = job(|c| {
-            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 1)", args![])?;
+            testing::put_probe_row(c, 1)?;
             Ok(serde_json::Value::Null)
         });
         let too_big = job(|c| {
-            c.batch("CREATE TABLE filler(x); INSERT INTO filler VALUES (zeroblob(1000000));")?;
+            testing::write_a_megabyte(c)?;
             Ok(serde_json::Value::Null)
         });
         let answers = run_batch_of(&conn, &options, vec![fits, too_big]);
@@ -264,7 +260,7 @@ mod log_tests {
 
         sqlite.pragma_update(None, "max_page_count", pages + 1000).unwrap();
         let fits = job(|c| {
-            c.execute("INSERT INTO store_probe(id, at_ms) VALUES (1, 2)", args![])?;
+            testing::put_probe_row(c, 2)?;
             Ok(serde_json::Value::Null)
         });
         assert!(run_batch_of(&conn, &options, vec![fits])[0].is_ok());
