@@ -2,8 +2,8 @@
 //! enrollment and their credential hashes (current and rotated), enrollment
 //! tokens, API tokens. Which token may enroll whom, what a report may claim
 //! and when a rotated credential replaces the old are the domain's
-//! (`identity`); this module keeps the rows, and rebuilds the
-//! fleet from them at start ([`Agents::fleet_rows`]).
+//! (`identity`); this module keeps the rows, and reads the ones the fleet
+//! is rebuilt from at start ([`Agents::fleet_rows`]).
 
 use serde::Serialize;
 
@@ -11,7 +11,7 @@ use super::reports::Encoding;
 use super::sql::{Row, Sql, SqlError, SqlExt, args};
 
 /// A report (or an enrolling agent) claiming another identity than the
-/// agent's.
+/// agent's: plain data the identity rules fill in (re-exported there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
     /// The field: `host`, `labels.customer`, `labels.site`.
