@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use caretaker_shared::wire::{
     BmcInfo, DatabaseServer, DiskInfo, Inventory, MemoryModule, NicInfo, PsuInfo, RaidControllerInfo, VirtualDiskInfo,
 };
-use serde::Serialize;
 
 /// Whether two inventories describe the same configuration: their
 /// canonical forms (state such as a NIC's link left out, lists in one order)
@@ -28,20 +27,7 @@ pub fn same_configuration(old: &Inventory, new: &Inventory) -> bool {
     old.canonical() == new.canonical()
 }
 
-/// One change between two inventory versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
-    /// Machine-readable kind: `disk_replaced`, `kernel_changed`, ...
-    pub kind: String,
-    /// What changed: a disk or NIC name, a DIMM slot, `kernel`, ...
-    pub subject: String,
-    /// The value before, "" for an addition.
-    pub old: String,
-    /// The value after, "" for a removal.
-    pub new: String,
-    /// One line for a person.
-    pub summary: String,
-}
+pub use crate::store::assets::Change;
 
 impl Change {
     fn new(kind: &str, subject: &str, old: impl Into<String>, new: impl Into<String>, summary: String) -> Self {

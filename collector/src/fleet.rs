@@ -10,6 +10,10 @@ use caretaker_shared::wire::{Inventory, Sample};
 use serde::Serialize;
 
 use crate::identity::Identity;
+use crate::store::StoreError;
+use crate::store::agents::{Agents, FleetRow};
+use crate::store::recommendations::Recommendations;
+use crate::store::sql::Sql;
 
 /// One host (one enrolled agent) as last reported.
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +184,118 @@ impl Fleet {
             .collect();
         v.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| a.agent_id.cmp(&b.agent_id)));
         v
+    }
+}
+
+/// Rebuilds the fleet from the store at start-up: API tokens, open
+/// recommendations, identities, and every agent with its newest report,
+/// inventory and count of asset changes. How many agents.
+pub fn load_fleet<S: Sql + ?Sized>(db: &S, fleet: &Fleet) -> Result<usize, StoreError> {
+    for (hash, name) in db.api_tokens()? {
+        fleet.add_api_token(hash, name);
+    }
+    fleet.set_recommendations_open(db.active_recommendation_counts()?);
+    fleet.set_identities(db.identities()?);
+    // A row whose labels, report or inventory cannot be read fails the
+    // load: the first such error is kept and the rows after it skipped.
+    let mut failed: Option<StoreError> = None;
+    let mut n = 0;
+    db.fleet_rows(&mut |row| match host_of(row) {
+        Ok(host) => {
+            fleet.put(host);
+            n += 1;
+            true
+        }
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
+
+/// One stored agent as a host; an error when its labels, newest report or
+/// inventory cannot be read.
+fn host_of(r: FleetRow) -> Result<Host, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        agent_id: r.agent_id.clone(),
+        reason,
+    };
+    let labels: BTreeMap<String, String> = serde_json::from_str(&r.labels).map_err(|e| corrupt(e.to_string()))?;
+    let mut samples = Vec::new();
+    if let Some((body, enc)) = &r.latest {
+        match crate::ingest::decode_stored(body, *enc) {
+            Ok(report) => samples = catalogue_samples(report.samples),
+            Err(e) => return Err(corrupt(e.to_string())),
+        }
+    }
+    let inventory: Option<Inventory> = match &r.inventory {
+        Some(doc) => Some(serde_json::from_str(doc).map_err(|e| corrupt(e.to_string()))?),
+        None => None,
+    };
+    Ok(Host {
+        agent_id: r.agent_id.clone(),
+        host: r.host,
+        labels,
+        enrolled_at_ms: r.enrolled_at_ms,
+        interval_secs: r.interval_secs,
+        last_seq: r.last_seq as u64,
+        reports_applied: r.reports_applied as u64,
+        seq_gaps: r.seq_gaps as u64,
+        last_seen_ms: r.last_seen_ms,
+        last_collected_at_ms: r.last_collected_at_ms,
+        samples,
+        inventory,
+        inventory_at_ms: r.inventory_at_ms,
+        asset_changes: r.asset_changes as u64,
+    })
+}
+
+#[cfg(test)]
+mod load_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::store::agents::NewAgent;
+    use crate::store::testing::on_both;
+
+    #[test]
+    fn the_fleet_is_loaded_from_agents_and_api_tokens() {
+        on_both(|db| {
+            db.add_api_token("api-hash", "ops", 1).unwrap();
+            let inventory = Inventory {
+                hostname: "db01".into(),
+                ..Inventory::default()
+            };
+            let doc = serde_json::to_string(&inventory).unwrap();
+            crate::store::testing::add_asset(db, "db01", r#"{"customer":"acme"}"#, &doc);
+            db.insert_agent(&NewAgent {
+                agent_id: "a2",
+                credential_hash: "c2",
+                host: "web01",
+                enrolled_at_ms: 7,
+                customer: Some("acme"),
+                site: None,
+                token_id: None,
+                labels: "{}",
+            })
+            .unwrap();
+            let fleet = Fleet::default();
+            assert_eq!(load_fleet(db, &fleet).unwrap(), 2);
+            let h = fleet.get("agent-db01").unwrap();
+            assert_eq!(h.labels.get("customer").map(String::as_str), Some("acme"));
+            assert_eq!(h.inventory.as_ref(), Some(&inventory));
+            assert_eq!(h.inventory_at_ms, Some(0));
+            assert_eq!(fleet.get("a2").unwrap().enrolled_at_ms, 7);
+
+            crate::store::testing::set_agent_labels(db, "a2", "not json");
+            assert!(matches!(
+                load_fleet(db, &Fleet::default()),
+                Err(StoreError::Corrupt { agent_id, .. }) if agent_id == "a2"
+            ));
+        });
     }
 }
 

@@ -20,44 +20,7 @@ use crate::store::StoreError;
 use crate::store::agents::{Agents, NewAgent};
 use crate::store::sql::Sql;
 
-pub use crate::store::agents::{AgentInfo, Identity, TokenInfo, TokenSpec, token_id};
-
-/// A report (or an enrolling agent) claiming another identity than the
-/// agent's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mismatch {
-    /// The field: `host`, `labels.customer`, `labels.site`.
-    pub path: &'static str,
-    pub claimed: String,
-    pub enrolled: String,
-    /// Refused at enrollment: the token is bound to `enrolled`.
-    pub by_token: bool,
-}
-
-impl std::fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = self.path.trim_start_matches("labels.");
-        let (claimed, enrolled) = (&self.claimed, &self.enrolled);
-        if self.by_token {
-            return write!(
-                f,
-                "agent claims {what} {claimed:?}; its enrollment token is bound to {what} {enrolled:?}"
-            );
-        }
-        match self.path {
-            "host" => write!(
-                f,
-                "report claims host {claimed:?}; this agent is enrolled as {enrolled:?}"
-            ),
-            _ => write!(
-                f,
-                "report claims {what} {claimed:?}; this agent is enrolled for {what} {enrolled:?}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Mismatch {}
+pub use crate::store::agents::{AgentInfo, Identity, Mismatch, TokenInfo, TokenSpec, token_id};
 
 fn mismatch(path: &'static str, claimed: &str, enrolled: &str) -> Mismatch {
     Mismatch {

@@ -29,3 +29,4 @@ pub mod sessions;
 pub mod sinks;
 pub mod spares;
 pub mod store;
+pub mod writer;

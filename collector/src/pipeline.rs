@@ -3,7 +3,7 @@
 //! that lists them; each stage is a function below, called in this order by
 //! [`report`], [`signals`] and [`tick`]. `serve` runs these functions through
 //! the store writer (jobs committed in batches, one savepoint each:
-//! [`crate::store::Writer`], which only batches, commits and answers) and the
+//! [`crate::writer::Writer`], which only batches, commits and answers) and the
 //! detection task ([`crate::detect::live`]); `replay` runs the very same
 //! functions on an in-memory store in virtual time
 //! ([`crate::detect::replay`]).
@@ -69,7 +69,8 @@ use crate::fleet::Host;
 use crate::identity::Admission;
 use crate::store::reports::{AgentUpdate, EventRow, LogRow, Received, ReportRetention};
 use crate::store::sql::Sql;
-use crate::store::{AssetState, Assets, DetectWrite, Incoming, Prune, Reports, StoreError};
+use crate::store::{Assets, Reports, StoreError};
+use crate::writer::{AssetState, DetectWrite, Incoming, Prune};
 
 /// What stages 1–4 did with one report, for the writer to make known once
 /// committed.
@@ -335,7 +336,7 @@ pub fn signals(
     // 8
     let now = signals.iter().map(|s| s.at_ms).max().unwrap_or(0);
     crate::queue::settle(conn, contracts, mark, now)?;
-    crate::store::detect_write(conn, mark, false)
+    crate::writer::detect_write(conn, mark, false)
 }
 
 /// Stage 10 at `now_ms`, in the caller's transaction (the engine's absence
@@ -362,7 +363,7 @@ pub fn tick(
     crate::queue::settle(conn, contracts, mark, now_ms)?;
     crate::queue::sweep(conn, contracts, satisfaction_wait_ms, now_ms)?;
     crate::predict::on_opened_since(conn, mark)?;
-    crate::store::detect_write(conn, mark, true)
+    crate::writer::detect_write(conn, mark, true)
 }
 
 /// Retention: rows received before `p`'s times, in the caller's transaction.

@@ -12,8 +12,9 @@ use crate::fleet::Fleet;
 use crate::http::{AppState, app};
 use crate::metrics::Metrics;
 use crate::pki::{self, Paths};
+use crate::store;
 use crate::store::agents::Agents;
-use crate::store::{self, Writer};
+use crate::writer::Writer;
 
 /// How often the agents' identities are re-read from the store.
 const IDENTITY_REFRESH: Duration = Duration::from_secs(5);
@@ -103,7 +104,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // PostgreSQL client): opened and first read off the async workers.
     let conn = blocking(|| place.open()).with_context(|| format!("opening the store at {}", place.describe()))?;
     tracing::info!(store = %place.describe(), "store open");
-    let hosts = blocking(|| conn.load_fleet(&fleet)).context("loading hosts from the store")?;
+    let hosts = blocking(|| crate::fleet::load_fleet(&conn, &fleet)).context("loading hosts from the store")?;
     // A broken contracts file refuses the start too (every problem printed
     // as FILE:LINE). Loaded before the writer starts, so no case is settled
     // against an empty set; later edits are reloaded (see below).
@@ -124,7 +125,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         contracts.set(loaded);
     }
-    let options = store::WriterOptions {
+    let options = crate::writer::WriterOptions {
         keep_raw_reports: cfg.store.raw_report_retention_hours > 0,
         contracts: contracts.clone(),
         satisfaction_wait_ms: i64::from(cfg.queue.satisfaction_wait_days) * 86_400_000,
@@ -232,7 +233,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 // With a retention of 0 this also clears raw reports kept
                 // under an earlier, longer setting.
                 writer
-                    .prune(store::Prune {
+                    .prune(crate::writer::Prune {
                         report_log_before_ms: now - keep_log_ms,
                         raw_reports_before_ms: now - keep_raw_ms,
                         outbox_before_ms: now - crate::queue::outbox::KEEP_DELIVERED_MS,

@@ -14,7 +14,8 @@ use caretaker_collector::detect;
 use caretaker_collector::fleet::Fleet;
 use caretaker_collector::ingest::Encoding;
 use caretaker_collector::pki::{self, Paths};
-use caretaker_collector::store::{self, Applied, Enrollment, Incoming, Writer};
+use caretaker_collector::store;
+use caretaker_collector::writer::{Applied, Enrollment, Incoming, Writer};
 use caretaker_shared::wire::{self, Report};
 
 const T0: i64 = 1_800_000_000_000;

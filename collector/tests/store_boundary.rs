@@ -88,3 +88,82 @@ fn the_check_sees_sql_and_drivers_and_not_prose() {
     assert!(offence("    /// How often `PRAGMA quick_check` runs").is_none());
     assert!(offence("/// Stores the report (the store decides).").is_none());
 }
+
+/// Top-level modules of `src/` the store may use: itself and the
+/// infrastructure it runs on (settings, the clock, paths).
+const STORE_MAY_USE: &[&str] = &["store", "config", "clock", "pki"];
+
+/// Every top-level module of the crate the store may not name: the domain.
+fn domain_modules(src: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir(src).unwrap().flatten() {
+        let p = e.path();
+        let name = if p.is_dir() {
+            p.file_name().map(|n| n.to_string_lossy().into_owned())
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            p.file_stem().map(|n| n.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        if let Some(n) = name
+            && n != "lib"
+            && n != "main"
+            && !STORE_MAY_USE.contains(&n.as_str())
+        {
+            out.insert(n);
+        }
+    }
+    out
+}
+
+/// Where `text` names a domain module: the first such line, if any. Doc
+/// comments count too: the store names no domain path at all.
+fn domain_use(text: &str, domain: &BTreeSet<String>) -> Option<(usize, String)> {
+    let names = domain.iter().map(String::as_str).collect::<Vec<_>>().join("|");
+    let path = regex::Regex::new(&format!(r"\b(crate|super::super)::({names})\b")).ok()?;
+    let group = regex::Regex::new(r"\bcrate::\{([^}]*)\}").ok()?;
+    text.lines().enumerate().find_map(|(i, line)| {
+        let grouped = group.captures_iter(line).any(|c| {
+            c[1].split(',')
+                .filter_map(|p| p.trim().split("::").next())
+                .any(|first| domain.contains(first.trim()))
+        });
+        (path.is_match(line) || grouped).then(|| (i + 1, line.trim().to_owned()))
+    })
+}
+
+#[test]
+fn the_store_imports_no_domain_module() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let domain = domain_modules(&src);
+    assert!(domain.contains("cases") && domain.contains("writer"), "{domain:?}");
+    let mut files = Vec::new();
+    sources(&src.join("store"), &mut files);
+    assert!(!files.is_empty(), "no sources under src/store/");
+    let mut wrong = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap_or(f).to_string_lossy().replace('\\', "/");
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        if let Some((line, what)) = domain_use(&text, &domain) {
+            wrong.push(format!("src/{rel}:{line}: {what}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "src/store/ names a domain module (give the store its own row types; map them in the domain):\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_domain_check_sees_paths_groups_and_not_infrastructure() {
+    let domain: BTreeSet<String> = ["cases", "identity"].iter().map(|s| s.to_string()).collect();
+    assert!(domain_use("use crate::cases::Status;", &domain).is_some());
+    assert!(domain_use("    let x = crate::identity::admit(db);", &domain).is_some());
+    assert!(domain_use("//! ([`crate::cases::hold`])", &domain).is_some());
+    assert!(domain_use("use crate::{config, cases::Status};", &domain).is_some());
+    assert!(domain_use("use super::super::identity;", &domain).is_some());
+    assert!(domain_use("use crate::store::sql::Sql;\nuse crate::config::Synchronous;", &domain).is_none());
+    assert!(domain_use("use crate::casesx::Y;", &domain).is_none());
+    assert!(domain_use("// the cases module decides", &domain).is_none());
+}

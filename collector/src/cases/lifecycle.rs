@@ -739,6 +739,12 @@ pub enum LifecycleError {
     },
 }
 
+impl From<LifecycleError> for crate::store::StoreError {
+    fn from(e: LifecycleError) -> Self {
+        crate::store::StoreError::Lifecycle(e.to_string())
+    }
+}
+
 /// What a person can do to an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action", content = "reason")]

@@ -39,7 +39,7 @@ use crate::cases::{Policy, Signal};
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::store::checkpoints::{self, Checkpoint};
-use crate::store::{DetectWrite, Writer};
+use crate::writer::{DetectWrite, Writer};
 
 /// Reports waiting for evaluation at most, all hosts together.
 pub const QUEUE: usize = 4096;

@@ -61,7 +61,8 @@ use crate::store::agents::{Agents, NewAgent};
 use crate::store::items::Items;
 use crate::store::recommendations::Recommendations;
 use crate::store::sql::Db;
-use crate::store::{AssetState, Incoming, StoreError, checkpoints};
+use crate::store::{StoreError, checkpoints};
+use crate::writer::{AssetState, Incoming};
 
 /// One change, as printed by `caretaker-collector replay`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -123,7 +124,7 @@ impl Default for ReplayOptions {
             policy: Policy::default(),
             windows: Vec::new(),
             contracts: Contracts::default(),
-            satisfaction_wait_ms: crate::store::WriterOptions::default().satisfaction_wait_ms,
+            satisfaction_wait_ms: crate::writer::WriterOptions::default().satisfaction_wait_ms,
             restarts: Vec::new(),
         }
     }

@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     use crate::fleet::Fleet;
     use crate::metrics::Metrics;
-    use crate::store::Writer;
+    use crate::writer::Writer;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_bad_rules_edit_is_counted_once_not_per_problem_or_reload() {

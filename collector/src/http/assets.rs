@@ -143,8 +143,9 @@ mod tests {
     use crate::ingest::Encoding;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
+    use crate::store;
     use crate::store::agents::{Agents, NewAgent};
-    use crate::store::{self, Enrollment, Incoming, Writer};
+    use crate::writer::{Enrollment, Incoming, Writer};
 
     const API_TOKEN: &str = "api-token-for-tests";
 
@@ -164,7 +165,7 @@ mod tests {
             .add_enrollment_token(&hash_secret("enroll"), 0)
             .and_then(|_| conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0))
             .map_err(store::StoreError::from)
-            .and_then(|_| conn.load_fleet(&fleet));
+            .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
         assert!(setup.is_ok(), "{setup:?}");
         let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
         let (writer, _thread) =
@@ -479,7 +480,7 @@ mod tests {
         swap_a_disk(&h.state).await;
         let conn = store::open(&h.db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
         let fleet = Fleet::default();
-        assert!(conn.load_fleet(&fleet).is_ok());
+        assert!(crate::fleet::load_fleet(&conn, &fleet).is_ok());
         let host = fleet.get("a1").unwrap_or_else(|| panic!("a1 not loaded"));
         assert_eq!(host.asset_changes, 1);
         assert_eq!(host.inventory_at_ms, Some(1_700_086_400_000));

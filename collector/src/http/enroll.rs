@@ -21,7 +21,8 @@ use super::AppState;
 use super::error::ApiError;
 use crate::config::EnrollConfig;
 use crate::pki;
-use crate::store::{Enrollment, StoreError};
+use crate::store::StoreError;
+use crate::writer::Enrollment;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

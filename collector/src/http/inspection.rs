@@ -245,8 +245,9 @@ mod tests {
     use crate::fleet::Fleet;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
+    use crate::store;
     use crate::store::agents::Agents;
-    use crate::store::{self, Writer};
+    use crate::writer::Writer;
 
     const API_TOKEN: &str = "api-token-for-tests";
 
@@ -256,7 +257,7 @@ mod tests {
         conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0).unwrap();
         crate::report::tests::fleet(&conn);
         let fleet = Arc::new(Fleet::default());
-        conn.load_fleet(&fleet).unwrap();
+        crate::fleet::load_fleet(&conn, &fleet).unwrap();
         let reader = store::Readers::open(&db, 2).unwrap();
         let (writer, _thread) = Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap();
         let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap());

@@ -11,7 +11,7 @@ use axum::routing::get;
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::store::Writer;
+use crate::writer::Writer;
 
 pub mod agents;
 pub mod assets;

@@ -33,7 +33,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::{AppState, bearer};
 use crate::ingest::{self, Received};
-use crate::store::{Applied, StoreError};
+use crate::store::StoreError;
+use crate::writer::Applied;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/reports", post(receive))

@@ -16,9 +16,10 @@ use crate::config::{Config, Synchronous};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::pki::hash_secret;
+use crate::store;
 use crate::store::agents::{Agents, NewAgent};
 use crate::store::sql::Sql;
-use crate::store::{self, Writer};
+use crate::writer::Writer;
 
 pub const API_TOKEN: &str = "api-token-for-tests";
 
@@ -38,7 +39,7 @@ pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&dyn Sql)) -
         .map_err(store::StoreError::from)
         .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
         .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
-        .and_then(|_| conn.load_fleet(&fleet));
+        .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
     assert!(setup.is_ok(), "{setup:?}");
     let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
     let (writer, _thread) =

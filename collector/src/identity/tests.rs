@@ -267,3 +267,169 @@ fn a_rotated_credential_is_offered_until_first_used_then_replaces_the_old() {
         assert!(rotate_agent(conn, "a1", "s").is_err());
     });
 }
+
+/// The identity lifecycle through the agents store, on both databases.
+mod through_the_store {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use crate::identity::{self, Enrollment, TokenInfo, TokenSpec};
+    use crate::store::StoreError;
+    use crate::store::agents::Agents;
+    use crate::store::testing::on_both;
+
+    fn enrollment(token_hash: &str, agent_id: &str, host: &str) -> Enrollment {
+        Enrollment {
+            token_hash: token_hash.into(),
+            agent_id: agent_id.into(),
+            credential_hash: format!("cred-{agent_id}"),
+            host: host.into(),
+            labels: Some([("customer".to_string(), "acme".to_string())].into()),
+        }
+    }
+
+    #[test]
+    fn tokens_are_created_listed_and_revoked() {
+        on_both(|db| {
+            let spec = TokenSpec {
+                customer: Some("acme".into()),
+                site: Some("hq".into()),
+                expires_at_ms: Some(9_000),
+                max_uses: Some(2),
+            };
+            let t = identity::create_token(db, "bbbbbbbbbbbbbbbb", &spec, 1_000).unwrap();
+            assert_eq!(
+                t,
+                TokenInfo {
+                    id: "bbbbbbbbbbbb".into(),
+                    customer: Some("acme".into()),
+                    site: Some("hq".into()),
+                    created_at_ms: 1_000,
+                    expires_at_ms: Some(9_000),
+                    max_uses: Some(2),
+                    uses: 0,
+                    revoked_at_ms: None,
+                }
+            );
+            // An older `init`'s token: bound to nothing, stored once.
+            db.add_enrollment_token("aaaaaaaaaaaaaaaa", 2_000).unwrap();
+            db.add_enrollment_token("aaaaaaaaaaaaaaaa", 3_000).unwrap();
+            let listed = identity::list_tokens(db).unwrap();
+            assert_eq!(
+                listed
+                    .iter()
+                    .map(|t| (t.id.as_str(), t.created_at_ms))
+                    .collect::<Vec<_>>(),
+                [("bbbbbbbbbbbb", 1_000), ("aaaaaaaaaaaa", 2_000)]
+            );
+            assert_eq!(listed[1].customer, None);
+            assert_eq!(
+                db.token_by_hash("aaaaaaaaaaaaaaaa").unwrap().unwrap().id,
+                "aaaaaaaaaaaa"
+            );
+            assert_eq!(db.token_by_hash("nope").unwrap(), None);
+
+            let r = identity::revoke_token(db, "bbbbbbbbbbbb", 4_000).unwrap();
+            assert_eq!(r.revoked_at_ms, Some(4_000));
+            let again = identity::revoke_token(db, "bbbbbbbbbbbb", 5_000).unwrap();
+            assert_eq!(again.revoked_at_ms, Some(4_000), "revoked once");
+            assert!(matches!(
+                identity::revoke_token(db, "no-such", 1),
+                Err(StoreError::NoSuchToken(_))
+            ));
+
+            db.add_api_token("api-hash", "ops", 1).unwrap();
+            db.add_api_token("api-hash", "other", 2).unwrap();
+            assert_eq!(db.api_tokens().unwrap(), [("api-hash".to_string(), "ops".to_string())]);
+        });
+    }
+
+    #[test]
+    fn agents_enroll_report_rotate_revoke_and_decommission() {
+        on_both(|db| {
+            let spec = TokenSpec {
+                customer: Some("acme".into()),
+                ..TokenSpec::default()
+            };
+            identity::create_token(db, "token-hash-1", &spec, 1).unwrap();
+            let e = identity::enroll(db, &enrollment("token-hash-1", "a1", "db01"), 10).unwrap();
+            assert_eq!(e.token_id, "token-hash-1");
+            assert_eq!(e.identity.customer.as_deref(), Some("acme"));
+            assert_eq!(identity::token(db, "token-hash-1").unwrap().uses, 1);
+            assert!(matches!(
+                identity::enroll(db, &enrollment("token-hash-1", "a2", "db01"), 11),
+                Err(StoreError::HostTaken { .. })
+            ));
+            identity::enroll(db, &enrollment("token-hash-1", "a2", "web01"), 12).unwrap();
+
+            let info = identity::agent(db, "a1").unwrap();
+            assert_eq!(
+                (info.host.as_str(), info.token_id.as_deref(), info.enrolled_at_ms),
+                ("db01", Some("token-hash-1"), 10)
+            );
+            assert_eq!(
+                (info.last_seq, info.last_seen_ms, info.rotation_pending),
+                (0, None, false)
+            );
+            let labels = [("customer".to_string(), "acme".to_string())].into();
+            let a = identity::admit(db, "a1", Some("cred-a1"), "db01", &labels, 20).unwrap();
+            assert_eq!((a.promoted, a.offer), (None, None));
+
+            // Rotation: offered until first used, then the only credential.
+            let r = identity::rotate_agent(db, "a1", "fresh").unwrap();
+            assert!(r.rotation_pending);
+            let fresh = crate::pki::hash_secret("fresh");
+            let a = identity::admit(db, "a1", Some("cred-a1"), "db01", &labels, 21).unwrap();
+            assert_eq!(a.offer.as_deref(), Some("fresh"));
+            assert_eq!(db.agent_with_credential(&fresh).unwrap().as_deref(), Some("a1"));
+            let a = identity::admit(db, "a1", Some(&fresh), "db01", &labels, 22).unwrap();
+            assert_eq!(a.promoted, Some(("cred-a1".to_string(), fresh.clone())));
+            let creds = db.agent_credentials("a1").unwrap().unwrap();
+            assert_eq!(
+                (creds.credential_hash.as_str(), creds.pending_hash, creds.pending),
+                (fresh.as_str(), None, None)
+            );
+            assert_eq!(identity::agent(db, "a1").unwrap().rotated_at_ms, Some(22));
+            assert!(identity::agent_by_credential(db, "cred-a1").unwrap().is_none());
+
+            // Revocation: refused from then on, its row kept.
+            let r = identity::revoke_agent(db, "a2", 30).unwrap();
+            assert_eq!(r.revoked_at_ms, Some(30));
+            assert!(matches!(
+                identity::admit(db, "a2", Some("cred-a2"), "web01", &labels, 31),
+                Err(StoreError::Revoked(_))
+            ));
+            assert!(identity::rotate_agent(db, "a2", "x").is_err());
+
+            // Decommission by host name: revoked, archived, the name free.
+            let d = identity::decommission(db, "db01", 40).unwrap();
+            assert_eq!(
+                (d.agent_id.as_str(), d.revoked_at_ms, d.archived_at_ms),
+                ("a1", Some(40), Some(40))
+            );
+            assert_eq!(db.unarchived_agents_on_host("db01").unwrap(), Vec::<String>::new());
+            assert_eq!(db.active_agent_on_host("db01").unwrap(), None);
+            identity::enroll(db, &enrollment("token-hash-1", "a3", "db01"), 50).unwrap();
+            assert_eq!(db.newest_agent_on_host("db01").unwrap().as_deref(), Some("a3"));
+
+            let listed: Vec<_> = identity::list_agents(db)
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.agent_id, a.revoked_at_ms.is_some(), a.archived_at_ms.is_some()))
+                .collect();
+            assert_eq!(
+                listed,
+                [
+                    ("a1".to_string(), true, true),
+                    ("a3".to_string(), false, false),
+                    ("a2".to_string(), true, false)
+                ]
+            );
+            let ids = identity::identities(db).unwrap();
+            let a1 = ids.iter().find(|(id, _, _)| id == "a1").unwrap();
+            assert_eq!(
+                (a1.1.as_str(), a1.2.revoked, a1.2.archived),
+                (fresh.as_str(), true, true)
+            );
+            assert!(matches!(identity::agent(db, "zz"), Err(StoreError::NoSuchAgent(_))));
+        });
+    }
+}

@@ -4,30 +4,7 @@
 
 use std::io::Read;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Identity,
-    Gzip,
-}
-
-impl Encoding {
-    /// The name in `Content-Encoding` and in the store's `encoding` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Encoding::Identity => "identity",
-            Encoding::Gzip => "gzip",
-        }
-    }
-
-    /// The encoding of a stored body; the schema allows only the two names.
-    pub fn from_stored(s: &str) -> Self {
-        if s == "gzip" {
-            Encoding::Gzip
-        } else {
-            Encoding::Identity
-        }
-    }
-}
+pub use crate::store::reports::Encoding;
 
 /// Decompresses a stored or received body, refusing more than `limit` bytes.
 pub fn decompress(body: &[u8], encoding: Encoding, limit: usize) -> Result<Vec<u8>, DecompressError> {

@@ -31,7 +31,8 @@ pub use self::body::{DecompressError, Encoding, decompress};
 use crate::config::IngestConfig;
 use crate::fleet::{Fleet, catalogue_samples};
 use crate::identity::Identity;
-use crate::store::{Incoming, StoreError};
+use crate::store::StoreError;
+use crate::writer::Incoming;
 
 /// Why a report was refused, by the step that refused it. Each maps to one
 /// HTTP answer (see `http/reports.rs`).

@@ -16,6 +16,8 @@ use crate::store::StoreError;
 use crate::store::recommendations::{Escalation, NewRecommendation, RecommendationFilter, Recommendations};
 use crate::store::sql::Sql;
 
+pub use crate::store::recommendations::TransitionError;
+
 pub use crate::store::recommendations::{MIGRATION, MIGRATION_HARDWARE_PARTS, Part, Recommendation};
 
 /// The stored urgencies, in the order /metrics lists them.
@@ -137,14 +139,6 @@ impl RecAction {
             RecAction::Dismiss { .. } => "dismissed",
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransitionError {
-    #[error("a recommendation that is {from} cannot be {action}")]
-    Invalid { action: &'static str, from: &'static str },
-    #[error("dismissing needs a reason")]
-    ReasonRequired,
 }
 
 /// The lifecycle as a pure function: the status `action` moves `from` to.

@@ -326,7 +326,7 @@ fn dimm_signal(at_ms: i64) -> crate::cases::Signal {
 async fn a_dimm_with_rising_corrected_errors_is_recommended_through_the_writer() {
     let db = writer_store(&["a1"]);
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = crate::store::Writer::start(db, fleet.clone()).unwrap();
+    let (writer, _t) = crate::writer::Writer::start(db, fleet.clone()).unwrap();
     let policy = crate::cases::Policy::default();
     writer.signals(vec![dimm_signal(T0)], policy).await.unwrap();
     // The same finding firing again refreshes nothing new.
@@ -426,7 +426,7 @@ fn a_dismissal_holds_until_the_evidence_worsens() {
 async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
     let db = writer_store(&["a1"]);
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = crate::store::Writer::start(db, fleet.clone()).unwrap();
+    let (writer, _t) = crate::writer::Writer::start(db, fleet.clone()).unwrap();
     let mut d = fixture("ata/seagate-st18000nm000j-healthy.json");
     for (seq, (day, pending, realloc)) in [(0, 0, 0), (1, 1, 0), (2, 3, 2)].into_iter().enumerate() {
         set_attr(&mut d, 197, pending);
@@ -451,7 +451,7 @@ async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
         };
         let body = serde_json::to_vec(&report).unwrap();
         let applied = writer
-            .apply(crate::store::Incoming {
+            .apply(crate::writer::Incoming {
                 credential_hash: None,
                 agent_id: "a1".into(),
                 report,
@@ -464,7 +464,7 @@ async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
             })
             .await
             .unwrap();
-        assert!(matches!(applied, crate::store::Applied::Applied { .. }));
+        assert!(matches!(applied, crate::writer::Applied::Applied { .. }));
     }
     let list = writer
         .run(|c| Ok(serde_json::to_value(records::list(c, &Filter::default())?).unwrap_or_default()))

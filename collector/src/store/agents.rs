@@ -2,19 +2,50 @@
 //! enrollment and their credential hashes (current and rotated), enrollment
 //! tokens, API tokens. Which token may enroll whom, what a report may claim
 //! and when a rotated credential replaces the old are the domain's
-//! ([`crate::identity`]); this module keeps the rows, and rebuilds the
-//! fleet from them at start ([`Agents::load_fleet`]).
+//! (`identity`); this module keeps the rows, and reads the ones the fleet
+//! is rebuilt from at start ([`Agents::fleet_rows`]).
 
-use std::collections::BTreeMap;
-
-use caretaker_shared::wire::Inventory;
 use serde::Serialize;
 
-use super::StoreError;
-use super::recommendations::Recommendations;
+use super::reports::Encoding;
 use super::sql::{Row, Sql, SqlError, SqlExt, args};
-use crate::fleet::{Fleet, Host};
-use crate::ingest::Encoding;
+
+/// A report (or an enrolling agent) claiming another identity than the
+/// agent's: plain data the identity rules fill in (re-exported there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The field: `host`, `labels.customer`, `labels.site`.
+    pub path: &'static str,
+    pub claimed: String,
+    pub enrolled: String,
+    /// Refused at enrollment: the token is bound to `enrolled`.
+    pub by_token: bool,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = self.path.trim_start_matches("labels.");
+        let (claimed, enrolled) = (&self.claimed, &self.enrolled);
+        if self.by_token {
+            return write!(
+                f,
+                "agent claims {what} {claimed:?}; its enrollment token is bound to {what} {enrolled:?}"
+            );
+        }
+        match self.path {
+            "host" => write!(
+                f,
+                "report claims host {claimed:?}; this agent is enrolled as {enrolled:?}"
+            ),
+            _ => write!(
+                f,
+                "report claims {what} {claimed:?}; this agent is enrolled for {what} {enrolled:?}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Mismatch {}
 
 /// Columns added to `enrollment_tokens` and `agents` (SQLite; the first
 /// schema in [`crate::store`] has the tables). Agents enrolled before have
@@ -434,19 +465,11 @@ pub trait Agents: Sql {
 
     // -- The fleet at start
 
-    /// Rebuilds the fleet from the store at start-up: API tokens, open
-    /// recommendations, identities, and every agent with its newest report,
-    /// inventory and count of asset changes. How many agents.
-    fn load_fleet(&self, fleet: &Fleet) -> Result<usize, StoreError> {
-        for (hash, name) in self.api_tokens()? {
-            fleet.add_api_token(hash, name);
-        }
-        fleet.set_recommendations_open(self.active_recommendation_counts()?);
-        fleet.set_identities(self.identities()?);
-        // A row whose labels, report or inventory cannot be read fails the
-        // load: the first such error is kept and the rows after it skipped.
-        let mut failed: Option<StoreError> = None;
-        let mut n = 0;
+    /// Every agent as the fleet is rebuilt from at start-up, to `each` in
+    /// turn: its row, newest report body and newest inventory as stored.
+    /// `each` answering false skips the rows after it unread.
+    fn fleet_rows(&self, each: &mut dyn FnMut(FleetRow) -> bool) -> Result<(), SqlError> {
+        let mut more = true;
         self.query_each(
             "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
                     a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
@@ -456,274 +479,66 @@ pub trait Agents: Sql {
              FROM agents a LEFT JOIN host_latest l ON l.agent_id = a.agent_id",
             args![],
             |r| {
-                if failed.is_some() {
-                    return Ok(());
-                }
-                match fleet_host(r)? {
-                    Ok(host) => {
-                        fleet.put(host);
-                        n += 1;
-                    }
-                    Err(e) => failed = Some(e),
+                if more {
+                    more = each(fleet_row(r)?);
                 }
                 Ok(())
             },
-        )?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(n),
-        }
+        )
     }
 }
 
 impl<S: Sql + ?Sized> Agents for S {}
 
-/// One row of [`Agents::load_fleet`]'s statement as a host; the inner error
-/// when the row's labels, newest report or inventory cannot be read.
-fn fleet_host(r: &Row<'_>) -> Result<Result<Host, StoreError>, SqlError> {
-    let agent_id: String = r.get(0)?;
-    let corrupt = |reason: String| StoreError::Corrupt {
-        agent_id: agent_id.clone(),
-        reason,
-    };
-    let labels: BTreeMap<String, String> = match serde_json::from_str(&r.get::<String>(4)?) {
-        Ok(l) => l,
-        Err(e) => return Ok(Err(corrupt(e.to_string()))),
-    };
-    let mut samples = Vec::new();
-    if let Some(body) = r.get::<Option<Vec<u8>>>(12)? {
-        let enc = Encoding::from_stored(&r.get::<String>(11)?);
-        match crate::ingest::decode_stored(&body, enc) {
-            Ok(report) => samples = crate::fleet::catalogue_samples(report.samples),
-            Err(e) => return Ok(Err(corrupt(e.to_string()))),
-        }
-    }
-    let inventory: Option<Inventory> = match r.get::<Option<String>>(13)? {
-        Some(doc) => match serde_json::from_str(&doc) {
-            Ok(i) => Some(i),
-            Err(e) => return Ok(Err(corrupt(e.to_string()))),
-        },
+/// One agent as [`Agents::fleet_rows`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRow {
+    pub agent_id: String,
+    pub host: String,
+    /// The labels as stored (a JSON object).
+    pub labels: String,
+    pub enrolled_at_ms: i64,
+    pub interval_secs: u32,
+    pub last_seq: i64,
+    pub reports_applied: i64,
+    pub seq_gaps: i64,
+    pub last_seen_ms: Option<i64>,
+    pub last_collected_at_ms: Option<i64>,
+    /// The newest report's body as received and its encoding, if any.
+    pub latest: Option<(Vec<u8>, Encoding)>,
+    /// The newest inventory document (JSON), if any.
+    pub inventory: Option<String>,
+    pub inventory_at_ms: Option<i64>,
+    pub asset_changes: i64,
+}
+
+fn fleet_row(r: &Row<'_>) -> Result<FleetRow, SqlError> {
+    let latest = match r.get::<Option<Vec<u8>>>(12)? {
+        Some(body) => Some((body, Encoding::from_stored(&r.get::<String>(11)?))),
         None => None,
     };
-    Ok(Ok(Host {
-        agent_id: agent_id.clone(),
+    Ok(FleetRow {
+        agent_id: r.get(0)?,
         host: r.get(2)?,
-        labels,
+        labels: r.get(4)?,
         enrolled_at_ms: r.get(3)?,
         interval_secs: r.get(5)?,
-        last_seq: r.get::<i64>(6)? as u64,
-        reports_applied: r.get::<i64>(7)? as u64,
-        seq_gaps: r.get::<i64>(8)? as u64,
+        last_seq: r.get(6)?,
+        reports_applied: r.get(7)?,
+        seq_gaps: r.get(8)?,
         last_seen_ms: r.get(9)?,
         last_collected_at_ms: r.get(10)?,
-        samples,
-        inventory,
+        latest,
+        inventory: r.get(13)?,
         inventory_at_ms: r.get(14)?,
-        asset_changes: r.get::<i64>(15)? as u64,
-    }))
+        asset_changes: r.get(15)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::identity::{self, Enrollment};
-    use crate::store::testing::on_both;
-
-    fn enrollment(token_hash: &str, agent_id: &str, host: &str) -> Enrollment {
-        Enrollment {
-            token_hash: token_hash.into(),
-            agent_id: agent_id.into(),
-            credential_hash: format!("cred-{agent_id}"),
-            host: host.into(),
-            labels: Some([("customer".to_string(), "acme".to_string())].into()),
-        }
-    }
-
-    #[test]
-    fn tokens_are_created_listed_and_revoked() {
-        on_both(|db| {
-            let spec = TokenSpec {
-                customer: Some("acme".into()),
-                site: Some("hq".into()),
-                expires_at_ms: Some(9_000),
-                max_uses: Some(2),
-            };
-            let t = identity::create_token(db, "bbbbbbbbbbbbbbbb", &spec, 1_000).unwrap();
-            assert_eq!(
-                t,
-                TokenInfo {
-                    id: "bbbbbbbbbbbb".into(),
-                    customer: Some("acme".into()),
-                    site: Some("hq".into()),
-                    created_at_ms: 1_000,
-                    expires_at_ms: Some(9_000),
-                    max_uses: Some(2),
-                    uses: 0,
-                    revoked_at_ms: None,
-                }
-            );
-            // An older `init`'s token: bound to nothing, stored once.
-            db.add_enrollment_token("aaaaaaaaaaaaaaaa", 2_000).unwrap();
-            db.add_enrollment_token("aaaaaaaaaaaaaaaa", 3_000).unwrap();
-            let listed = identity::list_tokens(db).unwrap();
-            assert_eq!(
-                listed
-                    .iter()
-                    .map(|t| (t.id.as_str(), t.created_at_ms))
-                    .collect::<Vec<_>>(),
-                [("bbbbbbbbbbbb", 1_000), ("aaaaaaaaaaaa", 2_000)]
-            );
-            assert_eq!(listed[1].customer, None);
-            assert_eq!(
-                db.token_by_hash("aaaaaaaaaaaaaaaa").unwrap().unwrap().id,
-                "aaaaaaaaaaaa"
-            );
-            assert_eq!(db.token_by_hash("nope").unwrap(), None);
-
-            let r = identity::revoke_token(db, "bbbbbbbbbbbb", 4_000).unwrap();
-            assert_eq!(r.revoked_at_ms, Some(4_000));
-            let again = identity::revoke_token(db, "bbbbbbbbbbbb", 5_000).unwrap();
-            assert_eq!(again.revoked_at_ms, Some(4_000), "revoked once");
-            assert!(matches!(
-                identity::revoke_token(db, "no-such", 1),
-                Err(StoreError::NoSuchToken(_))
-            ));
-
-            db.add_api_token("api-hash", "ops", 1).unwrap();
-            db.add_api_token("api-hash", "other", 2).unwrap();
-            assert_eq!(db.api_tokens().unwrap(), [("api-hash".to_string(), "ops".to_string())]);
-        });
-    }
-
-    #[test]
-    fn agents_enroll_report_rotate_revoke_and_decommission() {
-        on_both(|db| {
-            let spec = TokenSpec {
-                customer: Some("acme".into()),
-                ..TokenSpec::default()
-            };
-            identity::create_token(db, "token-hash-1", &spec, 1).unwrap();
-            let e = identity::enroll(db, &enrollment("token-hash-1", "a1", "db01"), 10).unwrap();
-            assert_eq!(e.token_id, "token-hash-1");
-            assert_eq!(e.identity.customer.as_deref(), Some("acme"));
-            assert_eq!(identity::token(db, "token-hash-1").unwrap().uses, 1);
-            assert!(matches!(
-                identity::enroll(db, &enrollment("token-hash-1", "a2", "db01"), 11),
-                Err(StoreError::HostTaken { .. })
-            ));
-            identity::enroll(db, &enrollment("token-hash-1", "a2", "web01"), 12).unwrap();
-
-            let info = identity::agent(db, "a1").unwrap();
-            assert_eq!(
-                (info.host.as_str(), info.token_id.as_deref(), info.enrolled_at_ms),
-                ("db01", Some("token-hash-1"), 10)
-            );
-            assert_eq!(
-                (info.last_seq, info.last_seen_ms, info.rotation_pending),
-                (0, None, false)
-            );
-            let labels = [("customer".to_string(), "acme".to_string())].into();
-            let a = identity::admit(db, "a1", Some("cred-a1"), "db01", &labels, 20).unwrap();
-            assert_eq!((a.promoted, a.offer), (None, None));
-
-            // Rotation: offered until first used, then the only credential.
-            let r = identity::rotate_agent(db, "a1", "fresh").unwrap();
-            assert!(r.rotation_pending);
-            let fresh = crate::pki::hash_secret("fresh");
-            let a = identity::admit(db, "a1", Some("cred-a1"), "db01", &labels, 21).unwrap();
-            assert_eq!(a.offer.as_deref(), Some("fresh"));
-            assert_eq!(db.agent_with_credential(&fresh).unwrap().as_deref(), Some("a1"));
-            let a = identity::admit(db, "a1", Some(&fresh), "db01", &labels, 22).unwrap();
-            assert_eq!(a.promoted, Some(("cred-a1".to_string(), fresh.clone())));
-            let creds = db.agent_credentials("a1").unwrap().unwrap();
-            assert_eq!(
-                (creds.credential_hash.as_str(), creds.pending_hash, creds.pending),
-                (fresh.as_str(), None, None)
-            );
-            assert_eq!(identity::agent(db, "a1").unwrap().rotated_at_ms, Some(22));
-            assert!(identity::agent_by_credential(db, "cred-a1").unwrap().is_none());
-
-            // Revocation: refused from then on, its row kept.
-            let r = identity::revoke_agent(db, "a2", 30).unwrap();
-            assert_eq!(r.revoked_at_ms, Some(30));
-            assert!(matches!(
-                identity::admit(db, "a2", Some("cred-a2"), "web01", &labels, 31),
-                Err(StoreError::Revoked(_))
-            ));
-            assert!(identity::rotate_agent(db, "a2", "x").is_err());
-
-            // Decommission by host name: revoked, archived, the name free.
-            let d = identity::decommission(db, "db01", 40).unwrap();
-            assert_eq!(
-                (d.agent_id.as_str(), d.revoked_at_ms, d.archived_at_ms),
-                ("a1", Some(40), Some(40))
-            );
-            assert_eq!(db.unarchived_agents_on_host("db01").unwrap(), Vec::<String>::new());
-            assert_eq!(db.active_agent_on_host("db01").unwrap(), None);
-            identity::enroll(db, &enrollment("token-hash-1", "a3", "db01"), 50).unwrap();
-            assert_eq!(db.newest_agent_on_host("db01").unwrap().as_deref(), Some("a3"));
-
-            let listed: Vec<_> = identity::list_agents(db)
-                .unwrap()
-                .into_iter()
-                .map(|a| (a.agent_id, a.revoked_at_ms.is_some(), a.archived_at_ms.is_some()))
-                .collect();
-            assert_eq!(
-                listed,
-                [
-                    ("a1".to_string(), true, true),
-                    ("a3".to_string(), false, false),
-                    ("a2".to_string(), true, false)
-                ]
-            );
-            let ids = identity::identities(db).unwrap();
-            let a1 = ids.iter().find(|(id, _, _)| id == "a1").unwrap();
-            assert_eq!(
-                (a1.1.as_str(), a1.2.revoked, a1.2.archived),
-                (fresh.as_str(), true, true)
-            );
-            assert!(matches!(identity::agent(db, "zz"), Err(StoreError::NoSuchAgent(_))));
-        });
-    }
-
-    #[test]
-    fn the_fleet_is_loaded_from_agents_and_api_tokens() {
-        on_both(|db| {
-            db.add_api_token("api-hash", "ops", 1).unwrap();
-            let inventory = Inventory {
-                hostname: "db01".into(),
-                ..Inventory::default()
-            };
-            let doc = serde_json::to_string(&inventory).unwrap();
-            crate::store::testing::add_asset(db, "db01", r#"{"customer":"acme"}"#, &doc);
-            db.insert_agent(&NewAgent {
-                agent_id: "a2",
-                credential_hash: "c2",
-                host: "web01",
-                enrolled_at_ms: 7,
-                customer: Some("acme"),
-                site: None,
-                token_id: None,
-                labels: "{}",
-            })
-            .unwrap();
-            let fleet = Fleet::default();
-            assert_eq!(db.load_fleet(&fleet).unwrap(), 2);
-            let h = fleet.get("agent-db01").unwrap();
-            assert_eq!(h.labels.get("customer").map(String::as_str), Some("acme"));
-            assert_eq!(h.inventory.as_ref(), Some(&inventory));
-            assert_eq!(h.inventory_at_ms, Some(0));
-            assert_eq!(fleet.get("a2").unwrap().enrolled_at_ms, 7);
-
-            db.execute("UPDATE agents SET labels = 'not json' WHERE agent_id = 'a2'", args![])
-                .unwrap();
-            assert!(matches!(
-                db.load_fleet(&Fleet::default()),
-                Err(StoreError::Corrupt { agent_id, .. }) if agent_id == "a2"
-            ));
-        });
-    }
 
     #[test]
     fn the_migration_fixes_existing_agents_from_their_stored_labels() {

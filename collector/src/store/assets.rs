@@ -1,11 +1,27 @@
 //! The asset archive: each agent's inventory versions (`inventory`, the
 //! document as JSON) and the dated changes between two versions
-//! (`asset_changes`). What changed is [`crate::assets`]'s to decide; this
+//! (`asset_changes`). What changed is the `assets` module's to decide; this
 //! module keeps the rows.
 
 use caretaker_shared::wire::Inventory;
 
 use super::sql::{Row, Sql, SqlError, SqlExt, args};
+
+/// One change between two inventory versions, as stored (what changed is
+/// the domain's to find).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// Machine-readable kind: `disk_replaced`, `kernel_changed`, ...
+    pub kind: String,
+    /// What changed: a disk or NIC name, a DIMM slot, `kernel`, ...
+    pub subject: String,
+    /// The value before, "" for an addition.
+    pub old: String,
+    /// The value after, "" for a removal.
+    pub new: String,
+    /// One line for a person.
+    pub summary: String,
+}
 
 /// Schema of the asset changes on SQLite, applied as one migration by
 /// [`crate::store`]: what changed between two inventory versions, one row
@@ -79,13 +95,7 @@ pub trait Assets: Sql {
 
     /// Stores what changed with the inventory version report `seq` brought,
     /// in diff order, dated `at_ms`.
-    fn add_asset_changes(
-        &self,
-        agent_id: &str,
-        at_ms: i64,
-        seq: u64,
-        changes: &[crate::assets::Change],
-    ) -> Result<(), SqlError> {
+    fn add_asset_changes(&self, agent_id: &str, at_ms: i64, seq: u64, changes: &[Change]) -> Result<(), SqlError> {
         for (i, c) in changes.iter().enumerate() {
             self.execute(
                 "INSERT INTO asset_changes(agent_id, at_ms, seq, idx, kind, subject, old, new, summary)
@@ -183,7 +193,7 @@ mod tests {
                 let doc = serde_json::to_string(&inv(kernel)).unwrap();
                 db.add_inventory_version("a1", seq, at, &doc).unwrap();
             }
-            let k = |c: &str| crate::assets::Change {
+            let k = |c: &str| Change {
                 kind: "kernel_changed".into(),
                 subject: "kernel".into(),
                 old: "a".into(),

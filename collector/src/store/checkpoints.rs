@@ -1,5 +1,5 @@
 //! Detection checkpoints: each host's rule-engine state as one blob
-//! ([`crate::detect::Engine::checkpoint_host`]), so a restart, or another
+//! (`detect::Engine::checkpoint_host`), so a restart, or another
 //! collector, carries its windows on. Only this file knows the table; the
 //! engine knows only the blobs.
 //!
@@ -11,7 +11,7 @@
 //!
 //! A checkpoint is kept only for a host with an agent in service: a
 //! decommissioned host's row is deleted with it ([`delete_host`], from
-//! [`crate::identity::decommission`]), and a later checkpoint of the state
+//! `identity::decommission`), and a later checkpoint of the state
 //! the running engine still holds for it is not written ([`save`]), so it
 //! does not come back at the next start.
 

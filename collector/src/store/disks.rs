@@ -1,7 +1,7 @@
 //! Disk health rows: each disk's latest reading (`disk_latest`, the whole
 //! reading as a JSON document) and its compact history of key counters
 //! (`smart_history`). What a reading means and when a history row is worth
-//! writing is [`crate::disks`]'s to decide; this module keeps the rows.
+//! writing is `disks`'s to decide; this module keeps the rows.
 
 use super::sql::{Row, Sql, SqlError, SqlExt, args};
 

@@ -1,7 +1,7 @@
 //! Held-signal rows: the assets signals may open items on (`known_assets`),
 //! maintenance windows (`maintenance_windows`) and the signals held back
 //! (`held_signals`). When a signal is held, what a storm is and when a held
-//! signal is let through are [`crate::cases::hold`]'s to decide; this module
+//! signal is let through are `cases::hold`'s to decide; this module
 //! keeps the rows.
 
 use serde::Serialize;

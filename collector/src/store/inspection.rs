@@ -1,4 +1,4 @@
-//! What an inspection report ([`crate::report`]) reads beyond the report
+//! What an inspection report (`report`) reads beyond the report
 //! and asset tables: the customers the agents' labels name, a customer's
 //! agents, findings and cases with their logs, and the queue's SLA and
 //! satisfaction records. Rows as stored; what they mean is the report's.

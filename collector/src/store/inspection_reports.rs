@@ -1,7 +1,7 @@
 //! Stored inspection reports (`inspection_reports`): each generated report
 //! as it was handed out (JSON, HTML and Markdown), with its customer,
 //! period, when and why it was generated. Building and rendering a report
-//! is [`crate::report`]'s; this module keeps the rows.
+//! is `report`'s; this module keeps the rows.
 //!
 //! One scheduled report per customer and period (a partial unique index),
 //! however often the schedule runs; on-demand reports are not limited.

@@ -6,7 +6,7 @@
 //! transaction that made it commits.
 //!
 //! The lifecycle (what a signal or an action does to an item) is
-//! [`crate::cases`]'s; this module keeps the rows, with statuses, kinds,
+//! `cases`'s; this module keeps the rows, with statuses, kinds,
 //! severities and JSON documents as text for the domain to decode.
 
 use super::sql::{Row, Sql, SqlError, SqlExt, Value, args};

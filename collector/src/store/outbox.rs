@@ -3,7 +3,7 @@
 //! (`sink_state.delivered_through`), the changes it refused for good
 //! (`sink_dead`) and the ticket id it gave each case (`case_external`). When
 //! to retry and what to set aside are the domain's
-//! ([`crate::queue::outbox`], [`crate::queue::deliver`]); this module keeps
+//! (`queue::outbox`, `queue::deliver`); this module keeps
 //! the rows. Their schema is in [`super::queue::MIGRATION`].
 
 use serde::Serialize;

@@ -2,7 +2,7 @@
 //! contract, deadlines, assignee, level), its escalations and satisfaction
 //! record, and the queue's reads over cases. Which contract covers a case,
 //! who gets it, when it escalates and what closing needs are the domain's
-//! ([`crate::queue`]); this module keeps the rows. The outbox and the sinks'
+//! (`queue`); this module keeps the rows. The outbox and the sinks'
 //! cursors are [`super::outbox`]'s.
 
 use serde::Serialize;
@@ -93,7 +93,7 @@ CREATE TABLE case_external (
 "#;
 
 /// Statuses of an item no longer worked on: the same list as
-/// [`crate::cases::store::INACTIVE_STATUSES`].
+/// [`super::items::INACTIVE_STATUSES`] (the cases store's).
 const INACTIVE: &str = "('resolved', 'closed', 'cancelled', 'fixed', 'verified')";
 
 /// A case's queue data as stored; its source is the domain's to read.
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn the_inactive_statuses_are_the_cases_stores() {
-        assert_eq!(INACTIVE, crate::cases::store::INACTIVE_STATUSES);
+        assert_eq!(INACTIVE, crate::store::items::INACTIVE_STATUSES);
     }
 
     #[test]

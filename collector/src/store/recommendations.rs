@@ -1,13 +1,23 @@
 //! Part replacement recommendations (`recommendations`): one row per
 //! recommendation, at most one active (open, accepted or reserved) per part
 //! key. The lifecycle and the urgency rules are the domain's
-//! ([`crate::predict`]); this module keeps the rows, and the few reads of
+//! (`predict`); this module keeps the rows, and the few reads of
 //! other tables (items, disks, agents) predict needs to raise them.
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::sql::{Row, Sql, SqlError, SqlExt, args};
+
+/// A recommendation move its lifecycle does not allow (the rules are
+/// the domain's; the error is plain data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("a recommendation that is {from} cannot be {action}")]
+    Invalid { action: &'static str, from: &'static str },
+    #[error("dismissing needs a reason")]
+    ReasonRequired,
+}
 
 /// Schema on SQLite, applied as one migration by [`crate::store`].
 pub const MIGRATION: &str = r#"

@@ -2,11 +2,36 @@
 //! (`agents`), its newest report as received (`host_latest`), the report
 //! log, the raw reports kept for `export-reports`, the events reports carry,
 //! and their retention. What a report means is the pipeline's
-//! ([`crate::pipeline`]); this module keeps the rows.
+//! (the `pipeline` module's); this module keeps the rows.
 
 use super::StoreError;
 use super::sql::{Sql, SqlError, SqlExt, args};
-use crate::ingest::Encoding;
+
+/// How a stored (and received) report body is encoded: identity or gzip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+impl Encoding {
+    /// The name in `Content-Encoding` and in the store's `encoding` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The encoding of a stored body; the schema allows only the two names.
+    pub fn from_stored(s: &str) -> Self {
+        if s == "gzip" {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        }
+    }
+}
 
 /// Schema of the raw reports on SQLite, applied as one migration by
 /// [`crate::store`]. Raw reports as received (possibly gzip), kept for

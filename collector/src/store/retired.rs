@@ -1,7 +1,7 @@
 //! Parts taken out of service (`retired_parts`): by asset and component,
 //! with the serial and why, from the time of the retirement on. The rule
 //! that a retired part no longer fires is the lifecycle's
-//! ([`crate::cases::retired`]); this module keeps the rows.
+//! (`cases::retired`); this module keeps the rows.
 
 use super::sql::{Sql, SqlError, SqlExt, args};
 

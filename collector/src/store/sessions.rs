@@ -2,7 +2,7 @@
 //! the SHA-256 of its cookie's value, with the user it names, the
 //! fingerprint of that user's password hash at login, its CSRF token and
 //! its expiry. What a session lets through is the web layer's
-//! ([`crate::sessions`]); this module keeps the rows.
+//! (`sessions`); this module keeps the rows.
 //!
 //! The column `user` is a reserved word on PostgreSQL, so statements write
 //! it `"user"` (which SQLite reads as the same column).

@@ -1,7 +1,7 @@
 //! Spare parts rows: the catalogue of spare models, stock per location,
 //! reservations, replenishment requests, and service reports with the
 //! parts they replaced. What fits which part, which spare to reserve and
-//! when stock needs replenishing are the domain's ([`crate::spares`]); this
+//! when stock needs replenishing are the domain's (`spares`); this
 //! module keeps the rows.
 
 use serde::{Deserialize, Serialize};

@@ -216,7 +216,7 @@ pub fn set_agent_interval(db: &dyn super::sql::Sql, agent_id: &str, secs: i64) {
     .unwrap_or_else(|e| panic!("setting the interval of {agent_id}: {e}"));
 }
 
-/// Agent `agent_id`'s labels (a JSON object).
+/// Sets agent `agent_id`'s stored labels as given (a JSON object, or not JSON at all).
 pub fn set_agent_labels(db: &dyn super::sql::Sql, agent_id: &str, labels: &str) {
     db.execute(
         "UPDATE agents SET labels = ?2 WHERE agent_id = ?1",
@@ -253,4 +253,46 @@ pub fn sqlite_disk_full() -> super::StoreError {
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
         None,
     ))
+}
+
+/// How many rows `table` holds.
+pub fn row_count(db: &dyn super::sql::Sql, table: &str) -> i64 {
+    use super::sql::SqlExt;
+    db.query_one(&format!("SELECT COUNT(*) FROM {table}"), super::sql::args![], |r| {
+        r.get(0)
+    })
+    .unwrap_or_else(|e| panic!("counting {table}: {e}"))
+}
+
+/// The seq of the newest report stored (of the one agent there is).
+pub fn latest_seq(db: &dyn super::sql::Sql) -> i64 {
+    use super::sql::SqlExt;
+    db.query_one("SELECT seq FROM host_latest", super::sql::args![], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("reading host_latest: {e}"))
+}
+
+/// A statement that fails inside the database (a table that is not there).
+pub fn write_to_a_missing_table(db: &dyn super::sql::Sql) -> Result<(), SqlError> {
+    db.execute("INSERT INTO no_such_table VALUES (1)", super::sql::args![])
+        .map(|_| ())
+}
+
+/// Writes the probe row plainly (at `at_ms`), as a small write would.
+pub fn put_probe_row(db: &dyn super::sql::Sql, at_ms: i64) -> Result<(), SqlError> {
+    db.execute(
+        "INSERT INTO store_probe(id, at_ms) VALUES (1, ?1)",
+        super::sql::args![at_ms],
+    )
+    .map(|_| ())
+}
+
+/// Writes a megabyte: more than a store near its size limit can take.
+pub fn write_a_megabyte(db: &dyn super::sql::Sql) -> Result<(), SqlError> {
+    db.batch("CREATE TABLE filler(x); INSERT INTO filler VALUES (zeroblob(1000000));")
+}
+
+/// How many pages an SQLite store has.
+pub fn sqlite_page_count(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("reading page_count: {e}"))
 }

@@ -23,7 +23,13 @@ pub fn with_store_url(toml: &str, url: &str) -> String {
     let line = format!("url = \"{url}\"");
     if toml.lines().any(|l| l.trim() == "[store]") {
         toml.lines()
-            .map(|l| if l.trim() == "[store]" { format!("{l}\n{line}") } else { l.to_string() })
+            .map(|l| {
+                if l.trim() == "[store]" {
+                    format!("{l}\n{line}")
+                } else {
+                    l.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
             + "\n"
@@ -31,7 +37,6 @@ pub fn with_store_url(toml: &str, url: &str) -> String {
         format!("{toml}\n[store]\n{line}\n")
     }
 }
-
 
 /// `target/<profile>/<name>`, next to the test binary's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {

@@ -12,7 +12,8 @@ use std::time::Duration;
 use super::outbox::{self, Pending};
 use crate::metrics::Metrics;
 use crate::sinks::{CaseEvent, Change, Sink, SinkError};
-use crate::store::{StoreError, Writer};
+use crate::store::StoreError;
+use crate::writer::Writer;
 
 /// How often an idle sink looks for new changes.
 const POLL: Duration = Duration::from_millis(300);
