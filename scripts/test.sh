@@ -36,7 +36,11 @@ if [ -z "${CARETAKER_SMARTCTL_FIXTURES:-}" ] && [ -f ../shared/fixtures/smartctl
 fi
 cargo test --workspace "$@"
 # The collector's tests once more with their stores on PostgreSQL (each test
-# on a database of its own, dropped afterwards), when a server is named.
+# on a database of its own, dropped afterwards), when a server is named...
 if [ -n "${CARETAKER_TEST_POSTGRES:-}" ]; then
   CARETAKER_TEST_STORE=postgresql cargo test -p caretaker-collector --lib "$@"
+  # ...and the end-to-end tests, each collector serving from a PostgreSQL
+  # database of its own (tests of SQLite's own file handling still use
+  # SQLite; packaging installs the packages and touches no store).
+  CARETAKER_TEST_STORE=postgresql cargo test -p caretaker-tests --test e2e -- --skip packaging::
 fi

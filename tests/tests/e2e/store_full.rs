@@ -45,7 +45,7 @@ async fn a_full_store_answers_503_with_retry_after_and_recovers() {
     let Some(_mounted) = crate::util::mount_tmpfs(&dir.path().join("data"), "8m") else {
         return;
     };
-    let c = Collector::start(dir.path()).await;
+    let c = Collector::start_sqlite(dir.path()).await;
     let agent = Agent::start(dir.path(), &c, 1, "");
     let agent_id = wait_for_host(&c, &agent).await;
     let other = enroll(&c.client, &c.url(), &c.enrollment_token, "other")

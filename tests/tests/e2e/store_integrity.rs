@@ -41,7 +41,7 @@ fn serve_until_exit(data: &Path, limit: Duration) -> Output {
 
 /// A collector whose store holds a few hosts' worth of reports, stopped.
 async fn stopped_store(dir: &Path) -> std::path::PathBuf {
-    let mut c = Collector::start(dir).await;
+    let mut c = Collector::start_sqlite(dir).await;
     let url = c.url();
     for i in 0..4 {
         let host = format!("store-{i}");
@@ -152,7 +152,7 @@ async fn host_ids(c: &Collector) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_serving_passes_quick_check_and_serves_the_same_hosts() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let c = Collector::start(dir.path()).await;
+    let c = Collector::start_sqlite(dir.path()).await;
     let agent = Agent::start(dir.path(), &c, 1, "");
     let id = wait_for_host(&c, &agent).await;
     let hosts = host_ids(&c).await;
