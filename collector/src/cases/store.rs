@@ -153,7 +153,7 @@ fn corrupt(id: i64, reason: impl Into<String>) -> StoreError {
 
 /// The stored row as an [`Item`]; a value that does not decode is a typed
 /// error naming the item.
-fn item_from_row(row: ItemRow) -> Result<Item, StoreError> {
+pub(crate) fn item_from_row(row: ItemRow) -> Result<Item, StoreError> {
     let id = row.id;
     let key = IdentityKey {
         customer: row.customer,
@@ -640,38 +640,37 @@ pub fn promote_to_case(
     })
 }
 
+/// A log row as a [`LogEntry`]; a status this version cannot read makes
+/// its item corrupt.
+pub(crate) fn log_entry_from_row(row: LogRow) -> Result<LogEntry, StoreError> {
+    let id = row.item_id;
+    let from_status = match row.from_status {
+        None => None,
+        Some(s) => Some(Status::parse(&s).ok_or_else(|| corrupt(id, format!("log status {s}")))?),
+    };
+    let to_status =
+        Status::parse(&row.to_status).ok_or_else(|| corrupt(id, format!("log status {}", row.to_status)))?;
+    Ok(LogEntry {
+        id: row.id,
+        item_id: row.item_id,
+        at_ms: row.at_ms,
+        actor: row.actor,
+        from_status,
+        to_status,
+        comment: row.comment,
+    })
+}
+
 /// An item and its whole log, oldest entry first.
 pub fn get(conn: &dyn Sql, id: i64) -> Result<Option<(Item, Vec<LogEntry>)>, StoreError> {
     let Some(item) = load_by_id(conn, id)? else {
         return Ok(None);
     };
-    let rows = conn.item_log(id)?;
-    let mut log = Vec::with_capacity(rows.len());
-    for LogRow {
-        id: log_id,
-        item_id,
-        at_ms,
-        actor,
-        from_status: from,
-        to_status: to,
-        comment,
-    } in rows
-    {
-        let from_status = match from {
-            None => None,
-            Some(s) => Some(Status::parse(&s).ok_or_else(|| corrupt(id, format!("log status {s}")))?),
-        };
-        let to_status = Status::parse(&to).ok_or_else(|| corrupt(id, format!("log status {to}")))?;
-        log.push(LogEntry {
-            id: log_id,
-            item_id,
-            at_ms,
-            actor,
-            from_status,
-            to_status,
-            comment,
-        });
-    }
+    let log = conn
+        .item_log(id)?
+        .into_iter()
+        .map(log_entry_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some((item, log)))
 }
 

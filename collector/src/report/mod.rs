@@ -30,8 +30,9 @@ use caretaker_shared::wire::Inventory;
 use serde::Serialize;
 
 use crate::cases::store::LogEntry;
-use crate::cases::{IdentityKey, Item, ItemKind, Severity, Status};
-use crate::store::inspection::{CustomerAgent, Inspection, ItemLogRow, ItemRow};
+use crate::cases::{Item, ItemKind, Severity, Status};
+use crate::store::inspection::{CustomerAgent, Inspection};
+use crate::store::items::Items;
 use crate::store::sql::Sql;
 use crate::store::{Assets, Reports, StoreError};
 
@@ -512,84 +513,19 @@ impl Tracked {
 fn tracked(db: &dyn Sql, customer: &str, p: Period) -> Result<Vec<Tracked>, StoreError> {
     let mut out = Vec::new();
     for row in db.customer_items(customer)? {
-        let item = item_of(row)?;
+        let item = crate::cases::store::item_from_row(row)?;
         if item.opened_at_ms >= p.to_ms || (!item.status.is_active() && item.updated_at_ms < p.from_ms) {
             continue;
         }
         let Some(id) = item.id else { continue };
         let log = db
-            .item_log_rows(id)?
+            .item_log(id)?
             .into_iter()
-            .map(|l| log_entry_of(id, l))
+            .map(crate::cases::store::log_entry_from_row)
             .collect::<Result<_, _>>()?;
         out.push(Tracked { item, log });
     }
     Ok(out)
-}
-
-fn corrupt_item(id: i64, reason: impl Into<String>) -> StoreError {
-    StoreError::CorruptItem {
-        id,
-        reason: reason.into(),
-    }
-}
-
-/// An item as its row stores it; a value this version cannot read is a
-/// corrupt item.
-fn item_of(r: ItemRow) -> Result<Item, StoreError> {
-    let id = r.id;
-    let status = Status::from_parts(&r.status, r.hold_reason.as_deref())
-        .ok_or_else(|| corrupt_item(id, format!("unknown status {}", r.status)))?;
-    let status_before_recovery = match r.status_before_recovery.as_deref() {
-        None => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| corrupt_item(id, format!("unknown status {s}")))?),
-    };
-    Ok(Item {
-        id: Some(id),
-        key: IdentityKey {
-            customer: r.customer,
-            asset: r.asset,
-            check: r.check,
-            component: r.component,
-        },
-        kind: ItemKind::parse(&r.kind).ok_or_else(|| corrupt_item(id, "unknown kind"))?,
-        status,
-        severity: Severity::parse(&r.severity).ok_or_else(|| corrupt_item(id, "unknown severity"))?,
-        rule: r.rule,
-        opened_at_ms: r.opened_at_ms,
-        updated_at_ms: r.updated_at_ms,
-        last_firing_at_ms: r.last_firing_at_ms,
-        cleared_at_ms: r.cleared_at_ms,
-        resolved_at_ms: r.resolved_at_ms,
-        occurrences: u64::try_from(r.occurrences).map_err(|_| corrupt_item(id, "negative occurrences"))?,
-        reopen_count: u32::try_from(r.reopen_count).map_err(|_| corrupt_item(id, "bad reopen_count"))?,
-        recurrence_of: r.recurrence_of,
-        promoted_from: r.promoted_from,
-        flapping: r.flapping,
-        touched_by_person: r.touched_by_person,
-        status_before_recovery,
-        evidence: serde_json::from_str(&r.evidence).map_err(|e| corrupt_item(id, format!("evidence: {e}")))?,
-        recent_changes: serde_json::from_str(&r.recent_changes)
-            .map_err(|e| corrupt_item(id, format!("recent_changes: {e}")))?,
-    })
-}
-
-fn log_entry_of(id: i64, l: ItemLogRow) -> Result<LogEntry, StoreError> {
-    let from_status = match l.from_status {
-        None => None,
-        Some(s) => Some(Status::parse(&s).ok_or_else(|| corrupt_item(id, format!("log status {s}")))?),
-    };
-    let to_status =
-        Status::parse(&l.to_status).ok_or_else(|| corrupt_item(id, format!("log status {}", l.to_status)))?;
-    Ok(LogEntry {
-        id: l.id,
-        item_id: l.item_id,
-        at_ms: l.at_ms,
-        actor: l.actor,
-        from_status,
-        to_status,
-        comment: l.comment,
-    })
 }
 
 /// The share of the customer's cases under contract that ended in the

@@ -3,7 +3,8 @@
 //! agents, findings and cases with their logs, and the queue's SLA and
 //! satisfaction records. Rows as stored; what they mean is the report's.
 
-use super::sql::{Dialect, Row, Sql, SqlError, SqlExt, args};
+use super::items::{COLUMNS as ITEM_COLUMNS, ItemRow, item_from};
+use super::sql::{Dialect, Sql, SqlError, SqlExt, args};
 
 /// An agent labelled with a customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,82 +15,12 @@ pub struct CustomerAgent {
     pub last_seen_ms: Option<i64>,
 }
 
-/// A finding or case row as stored (statuses and kinds by name, JSON as text).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemRow {
-    pub id: i64,
-    pub kind: String,
-    pub customer: String,
-    pub asset: String,
-    pub check: String,
-    pub component: String,
-    pub status: String,
-    pub hold_reason: Option<String>,
-    pub severity: String,
-    pub rule: String,
-    pub opened_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub last_firing_at_ms: i64,
-    pub cleared_at_ms: Option<i64>,
-    pub resolved_at_ms: Option<i64>,
-    pub occurrences: i64,
-    pub reopen_count: i64,
-    pub recurrence_of: Option<i64>,
-    pub promoted_from: Option<i64>,
-    pub flapping: bool,
-    pub touched_by_person: bool,
-    pub status_before_recovery: Option<String>,
-    pub evidence: String,
-    pub recent_changes: String,
-}
-
-/// One row of an item's log as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemLogRow {
-    pub id: i64,
-    pub item_id: i64,
-    pub at_ms: i64,
-    pub actor: String,
-    pub from_status: Option<String>,
-    pub to_status: String,
-    pub comment: Option<String>,
-}
-
 /// A satisfaction record of a case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SatisfactionRow {
     pub score: Option<i64>,
     pub comment: String,
     pub no_answer: bool,
-}
-
-fn item_row(r: &Row<'_>) -> Result<ItemRow, SqlError> {
-    Ok(ItemRow {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        customer: r.get(2)?,
-        asset: r.get(3)?,
-        check: r.get(4)?,
-        component: r.get(5)?,
-        status: r.get(6)?,
-        hold_reason: r.get(7)?,
-        severity: r.get(8)?,
-        rule: r.get(9)?,
-        opened_at_ms: r.get(10)?,
-        updated_at_ms: r.get(11)?,
-        last_firing_at_ms: r.get(12)?,
-        cleared_at_ms: r.get(13)?,
-        resolved_at_ms: r.get(14)?,
-        occurrences: r.get(15)?,
-        reopen_count: r.get(16)?,
-        recurrence_of: r.get(17)?,
-        promoted_from: r.get(18)?,
-        flapping: r.get(19)?,
-        touched_by_person: r.get(20)?,
-        status_before_recovery: r.get(21)?,
-        evidence: r.get(22)?,
-        recent_changes: r.get(23)?,
-    })
 }
 
 /// The `customer` label of an agent's labels (a JSON object), if it has one.
@@ -162,33 +93,9 @@ pub trait Inspection: Sql {
     /// The findings and cases of `customer`, newest first.
     fn customer_items(&self, customer: &str) -> Result<Vec<ItemRow>, SqlError> {
         self.query(
-            "SELECT id, kind, customer, asset, check_name, component, status, hold_reason, severity, rule,
-                    opened_at_ms, updated_at_ms, last_firing_at_ms, cleared_at_ms, resolved_at_ms, occurrences,
-                    reopen_count, recurrence_of, promoted_from, flapping, touched_by_person,
-                    status_before_recovery, evidence, recent_changes
-             FROM items WHERE customer = ?1 ORDER BY id DESC",
+            &format!("SELECT {ITEM_COLUMNS} FROM items WHERE customer = ?1 ORDER BY id DESC"),
             args![customer],
-            item_row,
-        )
-    }
-
-    /// The log of item `id`, oldest entry first.
-    fn item_log_rows(&self, id: i64) -> Result<Vec<ItemLogRow>, SqlError> {
-        self.query(
-            "SELECT id, item_id, at_ms, actor, from_status, to_status, comment FROM item_log
-             WHERE item_id = ?1 ORDER BY id",
-            args![id],
-            |r| {
-                Ok(ItemLogRow {
-                    id: r.get(0)?,
-                    item_id: r.get(1)?,
-                    at_ms: r.get(2)?,
-                    actor: r.get(3)?,
-                    from_status: r.get(4)?,
-                    to_status: r.get(5)?,
-                    comment: r.get(6)?,
-                })
-            },
+            item_from,
         )
     }
 
@@ -300,7 +207,7 @@ mod tests {
                 (items[0].status.as_str(), items[0].flapping, items[0].resolved_at_ms),
                 ("resolved", false, None)
             );
-            let log = db.item_log_rows(id).unwrap();
+            let log = super::super::items::Items::item_log(db, id).unwrap();
             assert_eq!(
                 log.iter().map(|l| (l.at_ms, l.to_status.as_str())).collect::<Vec<_>>(),
                 [(1, "open"), (5, "resolved")]

@@ -175,12 +175,12 @@ pub struct OpenItemCount {
     pub count: i64,
 }
 
-const COLUMNS: &str = "id, kind, customer, asset, check_name, component, status, hold_reason, \
+pub(super) const COLUMNS: &str = "id, kind, customer, asset, check_name, component, status, hold_reason, \
     severity, rule, opened_at_ms, updated_at_ms, last_firing_at_ms, cleared_at_ms, resolved_at_ms, \
     occurrences, reopen_count, recurrence_of, promoted_from, flapping, touched_by_person, \
     status_before_recovery, evidence, recent_changes";
 
-fn item_from(r: &Row<'_>) -> Result<ItemRow, SqlError> {
+pub(super) fn item_from(r: &Row<'_>) -> Result<ItemRow, SqlError> {
     Ok(ItemRow {
         id: r.get(0)?,
         kind: r.get(1)?,

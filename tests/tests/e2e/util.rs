@@ -127,28 +127,7 @@ impl Collector {
     /// `serve` on the data directory `dir/data` made earlier (no `init`):
     /// its tokens are read from the files `init` left there.
     pub async fn open(dir: &Path) -> Collector {
-        let data = dir.join("data");
-        let read = |f: &str| {
-            std::fs::read_to_string(data.join(f))
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        };
-        let client = caretaker_tests::client(&data.join("ca.pem")).unwrap_or_else(|e| panic!("client: {e}"));
-        let mut c = Collector {
-            dir: dir.to_path_buf(),
-            port: free_port(),
-            child: None,
-            enrollment_token: read("enrollment-token"),
-            api_token: read("api-token"),
-            metrics_token: read("metrics-token"),
-            client,
-            config: None,
-            log: dir.join("collector.log"),
-            pg: None,
-        };
-        c.spawn().await;
-        c
+        Collector::open_with(dir, None).await
     }
 
     /// `init` and `serve` both with the config `toml` (whose `[store]` may
