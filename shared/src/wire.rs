@@ -430,6 +430,40 @@ pub fn is_label_name(s: &str) -> bool {
     !s.starts_with("__") && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Why text with a NUL character is refused: PostgreSQL cannot keep it in a
+/// text column, and no name, label or message needs one.
+pub const NUL_REASON: &str = "holds a NUL character (\\u0000): text may not contain one";
+
+/// The path of the first string (or object key) in the JSON document
+/// `json` that holds a NUL character, as `a.b[2].c` (`.` for the document).
+/// JSON can carry one only as the escape `\u0000`, so a document without
+/// that sequence is passed over without parsing it again.
+pub fn nul_in_text(json: &[u8]) -> Option<String> {
+    const ESCAPE: &[u8] = b"\\u0000";
+    if !json.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+        return None;
+    }
+    let doc: serde_json::Value = serde_json::from_slice(json).ok()?;
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => {
+                Some(if path.is_empty() { ".".into() } else { path.into() })
+            }
+            serde_json::Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(m) => m.iter().find_map(|(k, v)| {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') { Some(here) } else { walk(v, &here) }
+            }),
+            _ => None,
+        }
+    }
+    walk(&doc, "")
+}
+
 impl Report {
     /// Checks everything serde cannot: version, bounds, label names, values.
     /// Returns every problem at once, each with its path. Samples of metrics the
@@ -685,6 +719,22 @@ mod tests {
         v["from_the_future"] = serde_json::json!({"x": 1});
         let bytes = serde_json::to_vec(&v).unwrap_or_default();
         assert!(decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn a_nul_character_in_any_text_is_found_by_its_path() {
+        assert_eq!(nul_in_text(br#"{"a":"x"}"#), None);
+        assert_eq!(
+            nul_in_text(br#"{"a":"a\\u0000b"}"#),
+            None,
+            "an escaped backslash is text"
+        );
+        assert_eq!(
+            nul_in_text(br#"{"a":{"b":[1,"ok","x\u0000"]}}"#).as_deref(),
+            Some("a.b[2]")
+        );
+        assert_eq!(nul_in_text(br#"{"k\u0000":1}"#).as_deref(), Some("k\u{0}"));
+        assert_eq!(nul_in_text(br#""\u0000""#).as_deref(), Some("."));
     }
 
     #[test]

@@ -147,10 +147,18 @@ pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u
 /// Parses a JSON body, naming the field that is wrong.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| ApiError::Malformed {
+    let value = serde_path_to_error::deserialize(de).map_err(|e| ApiError::Malformed {
         path: e.path().to_string(),
         reason: e.inner().to_string(),
-    })
+    })?;
+    // Refused on every store alike: PostgreSQL cannot keep a NUL in text.
+    if let Some(path) = caretaker_shared::wire::nul_in_text(body) {
+        return Err(ApiError::Malformed {
+            path,
+            reason: caretaker_shared::wire::NUL_REASON.into(),
+        });
+    }
+    Ok(value)
 }
 
 /// A numeric id from the path.

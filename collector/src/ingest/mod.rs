@@ -164,6 +164,12 @@ pub fn parse(json: &[u8]) -> Result<Report, Refused> {
 /// [`Report::validate`] finds.
 pub fn decode(json: &[u8]) -> Result<Report, Refused> {
     let report = parse(json)?;
+    if let Some(path) = wire::nul_in_text(json) {
+        return Err(Refused::Invalid(vec![wire::WireError {
+            path,
+            reason: wire::NUL_REASON.into(),
+        }]));
+    }
     report.validate().map_err(Refused::Invalid)?;
     Ok(report)
 }

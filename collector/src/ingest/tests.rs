@@ -254,3 +254,17 @@ async fn a_clock_far_ahead_is_dated_at_receipt() {
     assert_eq!(clock.claimed_collected_at_ms, 1_800_000_000_000);
     assert_eq!(inc.report.collected_at_ms, inc.received_at_ms);
 }
+
+/// A report whose host name holds a NUL is refused whole, naming the field:
+/// PostgreSQL cannot store it, and an agent told 500 would resend it forever.
+#[test]
+fn a_nul_character_in_a_report_is_refused_by_its_path() {
+    let json = report_json("a1", "db\\u000001");
+    let Err(Refused::Invalid(problems)) = decode(json.as_bytes()) else {
+        panic!("a NUL in the host name must be refused");
+    };
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].path, "host");
+    assert!(problems[0].reason.contains("NUL"), "{}", problems[0].reason);
+    assert!(decode(report_json("a1", "db01").as_bytes()).is_ok());
+}
