@@ -369,17 +369,18 @@ fn edge(
         .acceptor(crate::http::conns::LimitAcceptor::new(limits, metrics))
 }
 
-/// Runs `PRAGMA quick_check` on the store every `every`, on a connection of
-/// its own (the check reads the whole file; the API's reader stays free),
-/// and publishes the outcome. Damage found while serving is logged as an
-/// error: the collector goes on serving what it can, and the next start
-/// refuses until the store is restored.
 /// Runs `f`, which blocks (store connections), without holding up the async
 /// workers: `serve` runs on the multi-threaded runtime.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
+/// Runs `PRAGMA quick_check` on the store every `every`, on a connection of
+/// its own (the check reads the whole file; the API's reader stays free),
+/// and publishes the outcome. Damage found while serving is logged as an
+/// error: the collector goes on serving what it can, and the next start
+/// refuses until the store is restored. `None` (a PostgreSQL store): no
+/// check, the server keeps its own pages.
 async fn check_store(database: Option<std::path::PathBuf>, every: Duration, metrics: Arc<Metrics>) {
     let Some(database) = database else { return };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
