@@ -187,7 +187,16 @@ fn check_csrf(session: &auth::SessionInfo, fields: &Fields) -> Result<(), PageEr
 /// The form's fields, or 400 naming what could not be read.
 fn form_fields(form: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<Fields, PageError> {
     match form {
-        Ok(Form(pairs)) => Ok(Fields::new(pairs)),
+        Ok(Form(pairs)) => {
+            // As in API bodies: no store keeps a NUL in text (PostgreSQL cannot).
+            if let Some((name, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+                return Err(PageError::Status(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name}: {}", caretaker_shared::wire::NUL_REASON),
+                ));
+            }
+            Ok(Fields::new(pairs))
+        }
         Err(e) => Err(PageError::Status(
             StatusCode::BAD_REQUEST,
             format!("the form could not be read: {}", e.body_text()),

@@ -139,6 +139,12 @@ async fn an_engineer_works_a_case_through_the_pages() {
     let r = ana.post(&s, "/faults", &[("asset", "db01"), ("title", " ")]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("title: must not be empty"), "{}", r.body);
+    // A NUL in a field is refused by name, on every store (PostgreSQL text cannot hold one).
+    let r = ana
+        .post(&s, "/faults", &[("asset", "db01"), ("title", "Mail\u{0}down")])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("title: holds a NUL character"), "{}", r.body);
     let r = ana.get(&s, "/queue").await;
     assert!(r.body.contains("No cases."), "{}", r.body);
 
