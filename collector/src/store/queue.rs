@@ -92,9 +92,8 @@ CREATE TABLE case_external (
 );
 "#;
 
-/// Statuses of an item no longer worked on: the same list as
-/// [`super::items::INACTIVE_STATUSES`] (the cases store's).
-const INACTIVE: &str = "('resolved', 'closed', 'cancelled', 'fixed', 'verified')";
+// Statuses of an item no longer worked on: the items group's one list.
+use super::items::INACTIVE_STATUSES as INACTIVE;
 
 /// A case's queue data as stored; its source is the domain's to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
