@@ -42,7 +42,8 @@
 //!    recommendation ([`crate::predict::on_signal`]);
 //! 8. **queue**: new and reopened cases get their contract, deadlines and
 //!    assignee ([`crate::queue::settle`]); every case change is written to the
-//!    outbox in the same transaction (a trigger on the case log).
+//!    outbox in the same transaction as its log row
+//!    ([`crate::store::items::Items::append_log`]).
 //!
 //! The tick (every `detect.tick_secs`; in a replay, every report interval of
 //! virtual time):
@@ -327,9 +328,14 @@ pub fn signals(
     contracts: &Contracts,
 ) -> Result<DetectWrite, StoreError> {
     let mark = crate::cases::store::log_high_water(conn)?;
+    let mut live = crate::cases::store::LiveKeys::default();
     for s in signals {
-        // 6
+        // 6 (a clear of a key with nothing active or held changes nothing)
+        if live.passes_over(conn, s)? {
+            continue;
+        }
         let outcome = crate::cases::store::apply_signal(conn, s, policy)?;
+        live.applied(s);
         // 7
         crate::predict::on_signal(conn, s, outcome)?;
     }
@@ -521,5 +527,67 @@ mod tests {
         };
         assert_eq!(serials_gone(&old, &new), ["Z1Z3ABCD", "CN1798", "SK01"]);
         assert!(serials_gone(&old, &old).is_empty());
+    }
+    /// Stage 6 passes over a clear only when its key has nothing to clear:
+    /// a clear after a firing of the same batch, of an item opened by an
+    /// earlier batch, or of a held signal each still lands.
+    #[test]
+    fn a_clear_is_passed_over_only_when_its_key_has_nothing_active_or_held() {
+        use crate::cases::{IdentityKey, ItemKind, Severity, Status};
+        const MIN: i64 = 60_000;
+        let sig = |asset: &str, check: &str, firing: bool, at_ms: i64| Signal {
+            event: None,
+            key: IdentityKey {
+                customer: "acme".into(),
+                asset: asset.into(),
+                check: check.into(),
+                component: "/var".into(),
+            },
+            kind: ItemKind::Case,
+            severity: Severity::Warning,
+            rule: check.into(),
+            firing,
+            at_ms,
+            evidence: serde_json::json!({}),
+        };
+        crate::store::testing::on_both(|db| {
+            crate::cases::hold::mark_known(db, "srv1", None, &[], 0).unwrap();
+            let (p, c) = (Policy::default(), Contracts::default());
+            let case = |check: &str| {
+                let filter = crate::cases::store::Filter {
+                    asset: Some("srv1".into()),
+                    ..Default::default()
+                };
+                let all = crate::cases::store::list(db, &filter).unwrap();
+                all.into_iter().filter(|i| i.key.check == check).collect::<Vec<_>>()
+            };
+            // A clear of a key that never fired, beside a firing and its
+            // clear in one batch.
+            // The first clear reads which keys of the host are live, before
+            // the firing opens its item.
+            let batch = [
+                sig("srv1", "load", false, MIN),
+                sig("srv1", "fs_full", true, MIN),
+                sig("srv1", "fs_full", false, 60 * MIN),
+            ];
+            signals(db, &batch, &p, &c).unwrap();
+            let fs = case("fs_full");
+            assert_eq!(fs.len(), 1);
+            assert_eq!(fs[0].status, Status::Recovered);
+            assert!(case("load").is_empty());
+            // An item opened by one batch is cleared by the next.
+            signals(db, &[sig("srv1", "load", true, 61 * MIN)], &p, &c).unwrap();
+            signals(db, &[sig("srv1", "load", false, 120 * MIN)], &p, &c).unwrap();
+            assert_eq!(case("load")[0].status, Status::Recovered);
+            // A signal about an unknown asset is held; its clear is noted.
+            signals(db, &[sig("ghost", "fs_full", true, MIN)], &p, &c).unwrap();
+            let held = |db: &dyn Sql| crate::cases::hold::list_held(db, None, None).unwrap();
+            assert!(held(db)[0].firing);
+            signals(db, &[sig("ghost", "fs_full", false, 2 * MIN)], &p, &c).unwrap();
+            let h = held(db);
+            assert_eq!(h.len(), 1);
+            assert!(!h[0].firing, "the clear is noted on the held row");
+            assert_eq!(h[0].last_at_ms, 2 * MIN);
+        });
     }
 }

@@ -7,9 +7,12 @@
 //! The rows are the store's ([`crate::store::items`]); this module turns
 //! them into [`Item`]s and back.
 
+use std::collections::HashSet;
+
 use super::hold::{self, Gate, Held};
 use super::lifecycle::{self, Action, Decision, IdentityKey, Item, ItemKind, Policy, Severity, Signal, Status};
 use super::retired;
+use crate::store::holds::HeldSignals;
 use crate::store::StoreError;
 use crate::store::items::{ItemFilter, ItemKey, ItemRow, Items, LogRow, NewLog, atomically};
 use crate::store::sql::Sql;
@@ -305,6 +308,64 @@ fn log_flapping(
         log(conn, id, at_ms, actor, Some(after.status), after.status, Some(comment))?;
     }
     Ok(())
+}
+
+/// What a batch of signals can change, read once per host: the keys with an
+/// active item or a held row. A clear of any other key changes nothing (no
+/// item to clear, nothing held to note a clear on), so [`LiveKeys::passes_over`]
+/// lets the caller skip it without a statement: most of a report's signals
+/// are such clears, one per rule that is not firing.
+#[derive(Debug, Default)]
+pub struct LiveKeys {
+    /// Hosts (customer, asset) whose keys are loaded.
+    loaded: HashSet<(String, String)>,
+    /// The loaded keys that have an active item or a held row.
+    live: HashSet<(ItemKind, IdentityKey)>,
+    /// Keys a signal of this batch went through the lifecycle for, under any
+    /// asset name (a held identifier may have been renamed to its asset):
+    /// what they did is not in `live`, so they are never passed over.
+    touched: HashSet<(ItemKind, String, String, String)>,
+}
+
+impl LiveKeys {
+    /// Whether `signal` changes nothing and may be skipped: a clear of a key
+    /// that has no active item and nothing held.
+    pub fn passes_over(&mut self, db: &dyn Sql, signal: &Signal) -> Result<bool, StoreError> {
+        let key = &signal.key;
+        if signal.firing || self.touched.contains(&Self::loose(signal.kind, key)) {
+            return Ok(false);
+        }
+        let host = (key.customer.clone(), key.asset.clone());
+        if !self.loaded.contains(&host) {
+            let rows = db.active_keys_on(&key.customer, &key.asset)?.into_iter();
+            for (kind, check, component) in rows.chain(db.held_keys_on(&key.customer, &key.asset)?) {
+                if let Some(kind) = ItemKind::parse(&kind) {
+                    let key = IdentityKey {
+                        customer: key.customer.clone(),
+                        asset: key.asset.clone(),
+                        check,
+                        component,
+                    };
+                    self.live.insert((kind, key));
+                }
+            }
+            self.loaded.insert(host);
+        }
+        Ok(!self.live.contains(&(signal.kind, key.clone())))
+    }
+
+    /// `signal` went through [`apply_signal`] (and may have opened an item or
+    /// held itself, under its own asset or the one its identifier names, or
+    /// a storm case of its customer).
+    pub fn applied(&mut self, signal: &Signal) {
+        self.touched.insert(Self::loose(signal.kind, &signal.key));
+        let storm = hold::storm_key(&signal.key.customer);
+        self.touched.insert(Self::loose(ItemKind::Case, &storm));
+    }
+
+    fn loose(kind: ItemKind, key: &IdentityKey) -> (ItemKind, String, String, String) {
+        (kind, key.customer.clone(), key.check.clone(), key.component.clone())
+    }
 }
 
 /// Applies one signal: the idempotent upsert of the item for its key.

@@ -337,6 +337,17 @@ pub trait HeldSignals: Sql {
         )
     }
 
+    /// The keys held now on `asset` of `customer`, as (kind, check,
+    /// component).
+    fn held_keys_on(&self, customer: &str, asset: &str) -> Result<Vec<(String, String, String)>, SqlError> {
+        self.query(
+            "SELECT kind, check_name, component FROM held_signals WHERE released_at_ms IS NULL \
+             AND kind IN ('finding', 'case') AND customer = ?1 AND asset = ?2",
+            args![customer, asset],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+
     /// Holds `key` from this first evaluation; the new row's id. A key held
     /// already is refused (a unique violation).
     fn insert_held(&self, key: &HeldKey<'_>, e: &HeldEvaluation<'_>) -> Result<i64, SqlError> {

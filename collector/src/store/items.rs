@@ -324,6 +324,20 @@ pub trait Items: Sql {
         )
     }
 
+    /// The keys with an active item on `asset` of `customer`, as (kind,
+    /// check, component): one statement for every key a report's signals
+    /// name (the index's leading kind is given).
+    fn active_keys_on(&self, customer: &str, asset: &str) -> Result<Vec<(String, String, String)>, SqlError> {
+        self.query(
+            &format!(
+                "SELECT kind, check_name, component FROM items WHERE kind IN ('finding', 'case') \
+                 AND customer = ?1 AND asset = ?2 AND status NOT IN {INACTIVE_STATUSES}"
+            ),
+            args![customer, asset],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+
     /// The newest ended item of `key` that was not cancelled (resolved,
     /// closed, fixed or verified), by when it ended.
     fn last_ended_item(&self, key: &ItemKey<'_>) -> Result<Option<ItemRow>, SqlError> {
