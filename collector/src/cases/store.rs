@@ -7,13 +7,13 @@
 //! The rows are the store's ([`crate::store::items`]); this module turns
 //! them into [`Item`]s and back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::hold::{self, Gate, Held};
 use super::lifecycle::{self, Action, Decision, IdentityKey, Item, ItemKind, Policy, Severity, Signal, Status};
 use super::retired;
-use crate::store::holds::HeldSignals;
 use crate::store::StoreError;
+use crate::store::holds::HeldSignals;
 use crate::store::items::{ItemFilter, ItemKey, ItemRow, Items, LogRow, NewLog, atomically};
 use crate::store::sql::Sql;
 
@@ -317,14 +317,16 @@ fn log_flapping(
 /// are such clears, one per rule that is not firing.
 #[derive(Debug, Default)]
 pub struct LiveKeys {
-    /// Hosts (customer, asset) whose keys are loaded.
-    loaded: HashSet<(String, String)>,
-    /// The loaded keys that have an active item or a held row.
-    live: HashSet<(ItemKind, IdentityKey)>,
+    /// Assets, by customer, whose keys are loaded.
+    loaded: HashMap<String, HashSet<String>>,
+    /// The loaded keys that have an active item or a held row, by kind.
+    live: HashMap<ItemKind, HashSet<IdentityKey>>,
     /// Keys a signal of this batch went through the lifecycle for, under any
-    /// asset name (a held identifier may have been renamed to its asset):
-    /// what they did is not in `live`, so they are never passed over.
-    touched: HashSet<(ItemKind, String, String, String)>,
+    /// asset name (a held identifier may have been renamed to its asset), as
+    /// (kind, customer, check, component): what they did is not in `live`,
+    /// so they are never passed over. A report's few such keys are searched
+    /// in order.
+    touched: Vec<(ItemKind, String, String, String)>,
 }
 
 impl LiveKeys {
@@ -332,11 +334,10 @@ impl LiveKeys {
     /// that has no active item and nothing held.
     pub fn passes_over(&mut self, db: &dyn Sql, signal: &Signal) -> Result<bool, StoreError> {
         let key = &signal.key;
-        if signal.firing || self.touched.contains(&Self::loose(signal.kind, key)) {
+        if signal.firing || self.touched(signal.kind, key) {
             return Ok(false);
         }
-        let host = (key.customer.clone(), key.asset.clone());
-        if !self.loaded.contains(&host) {
+        if !self.loaded.get(&key.customer).is_some_and(|a| a.contains(&key.asset)) {
             let rows = db.active_keys_on(&key.customer, &key.asset)?.into_iter();
             for (kind, check, component) in rows.chain(db.held_keys_on(&key.customer, &key.asset)?) {
                 if let Some(kind) = ItemKind::parse(&kind) {
@@ -346,25 +347,34 @@ impl LiveKeys {
                         check,
                         component,
                     };
-                    self.live.insert((kind, key));
+                    self.live.entry(kind).or_default().insert(key);
                 }
             }
-            self.loaded.insert(host);
+            self.loaded
+                .entry(key.customer.clone())
+                .or_default()
+                .insert(key.asset.clone());
         }
-        Ok(!self.live.contains(&(signal.kind, key.clone())))
+        Ok(!self.live.get(&signal.kind).is_some_and(|keys| keys.contains(key)))
     }
 
     /// `signal` went through [`apply_signal`] (and may have opened an item or
     /// held itself, under its own asset or the one its identifier names, or
     /// a storm case of its customer).
     pub fn applied(&mut self, signal: &Signal) {
-        self.touched.insert(Self::loose(signal.kind, &signal.key));
         let storm = hold::storm_key(&signal.key.customer);
-        self.touched.insert(Self::loose(ItemKind::Case, &storm));
+        for (kind, key) in [(signal.kind, &signal.key), (ItemKind::Case, &storm)] {
+            if !self.touched(kind, key) {
+                let loose = (kind, key.customer.clone(), key.check.clone(), key.component.clone());
+                self.touched.push(loose);
+            }
+        }
     }
 
-    fn loose(kind: ItemKind, key: &IdentityKey) -> (ItemKind, String, String, String) {
-        (kind, key.customer.clone(), key.check.clone(), key.component.clone())
+    fn touched(&self, kind: ItemKind, key: &IdentityKey) -> bool {
+        self.touched.iter().any(|(k, customer, check, component)| {
+            *k == kind && *customer == key.customer && *check == key.check && *component == key.component
+        })
     }
 }
 

@@ -527,8 +527,9 @@ impl Drop for Pg {
     }
 }
 
-/// Prepared statements kept per connection; a store has a few hundred, so
-/// this bound is only a guard against SQL built at run time.
+/// Prepared statements kept per connection (on either backend); a store has
+/// a few hundred, so this bound is only a guard against SQL built at run
+/// time.
 const MAX_PREPARED: usize = 1024;
 
 impl Pg {
@@ -561,6 +562,10 @@ pub struct Db {
 
 impl Db {
     pub fn sqlite(conn: rusqlite::Connection) -> Self {
+        // Every statement is prepared through the connection's cache, which
+        // keeps 16 by default: fewer than one report's path runs in turn, so
+        // each was parsed again at every use.
+        conn.set_prepared_statement_cache_capacity(MAX_PREPARED);
         Db {
             inner: Inner::Sqlite(conn),
             changed: Default::default(),
@@ -734,6 +739,12 @@ impl Sql for rusqlite::Connection {
     }
 
     fn batch(&self, sql: &str) -> Result<(), SqlError> {
+        // Transaction control runs for every job of a batch: one statement
+        // is prepared once (`execute_batch` parses its text at every call).
+        if is_one_transaction_statement(sql) {
+            self.prepare_cached(sql)?.execute([])?;
+            return Ok(());
+        }
         Ok(self.execute_batch(sql)?)
     }
 
@@ -750,6 +761,13 @@ impl Sql for rusqlite::Connection {
         }
         Ok(())
     }
+}
+
+/// Whether `sql` is one transaction-control statement (`BEGIN`, `COMMIT`,
+/// `SAVEPOINT x`, `RELEASE SAVEPOINT x`, `ROLLBACK`), not a script.
+fn is_one_transaction_statement(sql: &str) -> bool {
+    const CONTROL: [&str; 5] = ["BEGIN", "COMMIT", "SAVEPOINT ", "RELEASE ", "ROLLBACK"];
+    !sql.contains(';') && CONTROL.iter().any(|c| sql.starts_with(c))
 }
 
 /// `Sql` for a type that runs its statements on another `Sql` it holds:
