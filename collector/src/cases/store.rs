@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use super::hold::{self, Gate, Held};
 use super::lifecycle::{self, Action, Decision, IdentityKey, Item, ItemKind, Policy, Severity, Signal, Status};
 use super::retired;
-use crate::store::holds::HeldSignals;
 use crate::store::StoreError;
+use crate::store::holds::HeldSignals;
 use crate::store::items::{ItemFilter, ItemKey, ItemRow, Items, LogRow, NewLog, atomically};
 use crate::store::sql::Sql;
 
