@@ -123,7 +123,7 @@ mod tests {
     }
 
     fn rows(state: &AppState) -> i64 {
-        state.reader.try_lease().unwrap().session_count().unwrap()
+        testing::read(state, |c| c.session_count().unwrap())
     }
 
     #[tokio::test]
@@ -143,7 +143,7 @@ mod tests {
         assert!(resolve(&state, "no-such-session", t0).await.unwrap().is_none());
         // Only the id's hash is stored, never the id.
         {
-            let stored = state.reader.try_lease().unwrap().session_id_hashes().unwrap();
+            let stored = testing::read(&state, |c| c.session_id_hashes().unwrap());
             assert_eq!(stored, [auth::token_hash(&id)]);
             assert_ne!(stored[0], id);
         }

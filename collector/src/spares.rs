@@ -678,7 +678,7 @@ mod tests {
 
     #[test]
     fn spare_flow_reserve_consume_replenish_once() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         put_model(&c, &model("ST8000NM", "disk", "sata", 8 * TB, &[])).unwrap();
         set_stock(&c, "ST8000NM", "hq", 2, 2, 0).unwrap();
         set_stock(&c, "ST8000NM", "branch", 1, 0, 0).unwrap();
@@ -1005,7 +1005,7 @@ mod tests {
         for field in ["host", "work_done", "mode", "parts[0].slot"] {
             assert!(p.contains(field), "{field}: {p}");
         }
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         assert!(matches!(
             record_service_report(&c, &r, "", 0),
             Err(StoreError::Spares(_))

@@ -563,7 +563,7 @@ mod tests {
 
     #[test]
     fn unmapped_signal_waits_then_lands_on_the_asset_found_by_mac() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         let p = Policy::default();
         let mac = "52:54:00:12:34:56";
         let out = apply_signal(&c, &sig(mac, "raid_degraded", true, MIN), &p).unwrap();
@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn a_mapped_signal_inside_a_window_moves_to_the_window() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         let p = Policy::default();
         let mac = "52:54:00:aa:bb:cc";
         apply_signal(&c, &sig(mac, "raid_degraded", true, MIN), &p).unwrap();
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn an_engineer_maps_an_unmapped_signal_by_hand() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         let p = Policy::default();
         mark_known(&c, "db01", None, &[], 0).unwrap();
         let out = apply_signal(&c, &sig("db01-ilo", "psu_failed", true, MIN), &p).unwrap();
@@ -652,7 +652,7 @@ mod tests {
 
     #[test]
     fn maintenance_suppresses_creation_records_occurrences_and_opens_what_still_fires() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         let p = Policy::default();
         for h in ["web1", "web2", "web3"] {
             mark_known(&c, h, None, &[], 0).unwrap();
@@ -697,7 +697,7 @@ mod tests {
 
     #[test]
     fn a_host_window_leaves_other_hosts_alone_and_an_ended_window_is_refused() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         let p = Policy::default();
         mark_known(&c, "web1", None, &[], 0).unwrap();
         mark_known(&c, "web2", None, &[], 0).unwrap();
@@ -739,7 +739,7 @@ mod tests {
 
     #[test]
     fn a_case_storm_opens_one_major_case_and_attaches_the_rest() {
-        let c = crate::store::open_in_memory().unwrap();
+        let c = crate::store::testing::TestDb::new();
         let p = Policy {
             storm_cases: 3,
             storm_window_ms: 10 * MIN,

@@ -111,9 +111,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rules_dir = dir.path().join("rules");
         std::fs::create_dir(&rules_dir).unwrap();
-        let conn = crate::store::open(&dir.path().join("s.db"), crate::config::Synchronous::Normal).unwrap();
+        let store = crate::store::testing::TestStore::new(dir.path());
         let fleet = Arc::new(Fleet::default());
-        let (writer, _t) = Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap();
+        let (writer, _t) = Writer::start(store.open(), fleet.clone()).unwrap();
         let metrics = Arc::new(Metrics::new(fleet, 3).unwrap());
         let current = rules::load(Some(&rules_dir)).unwrap();
         let (detect, _task) = super::super::live::start(

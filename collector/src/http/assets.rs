@@ -138,38 +138,41 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::config::{Config, Synchronous};
+    use crate::config::Config;
     use crate::fleet::Fleet;
     use crate::ingest::Encoding;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
     use crate::store;
     use crate::store::agents::{Agents, NewAgent};
+    use crate::store::testing::{TestStore, apart};
     use crate::writer::{Enrollment, Incoming, Writer};
 
     const API_TOKEN: &str = "api-token-for-tests";
 
     struct Harness {
+        // Dropped before its store.
         state: AppState,
-        db: std::path::PathBuf,
+        store: TestStore,
         _dir: tempfile::TempDir,
     }
 
     async fn harness() -> Harness {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let db = dir.path().join("store.db");
-        let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
-        let conn = open();
+        let store = TestStore::new(dir.path());
+        let conn = store.open();
         let fleet = Arc::new(Fleet::default());
-        let setup = conn
-            .add_enrollment_token(&hash_secret("enroll"), 0)
-            .and_then(|_| conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0))
-            .map_err(store::StoreError::from)
-            .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
+        let (conn, setup) = apart(|| {
+            let setup = conn
+                .add_enrollment_token(&hash_secret("enroll"), 0)
+                .and_then(|_| conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0))
+                .map_err(store::StoreError::from)
+                .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
+            (conn, setup)
+        });
         assert!(setup.is_ok(), "{setup:?}");
-        let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
-        let (writer, _thread) =
-            Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let reader = store.readers(2);
+        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
         for (id, host) in [("a1", "db01"), ("a2", "web01")] {
             let ok = writer
                 .enroll(Enrollment {
@@ -211,7 +214,11 @@ mod tests {
             contracts: crate::contracts::Shared::default(),
             login: Default::default(),
         };
-        Harness { state, db, _dir: dir }
+        Harness {
+            state,
+            store,
+            _dir: dir,
+        }
     }
 
     fn disk(name: &str, serial: &str) -> DiskInfo {
@@ -478,9 +485,14 @@ mod tests {
     async fn the_archive_survives_a_restart() {
         let h = harness().await;
         swap_a_disk(&h.state).await;
-        let conn = store::open(&h.db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
-        let fleet = Fleet::default();
-        assert!(crate::fleet::load_fleet(&conn, &fleet).is_ok());
+        let (fleet, versions, changes) = apart(|| {
+            let conn = h.store.open();
+            let fleet = Fleet::default();
+            assert!(crate::fleet::load_fleet(&conn, &fleet).is_ok());
+            let versions = conn.inventory_versions("a1").unwrap_or_default();
+            let changes = conn.asset_changes("a1", 10).unwrap_or_default();
+            (fleet, versions, changes)
+        });
         let host = fleet.get("a1").unwrap_or_else(|| panic!("a1 not loaded"));
         assert_eq!(host.asset_changes, 1);
         assert_eq!(host.inventory_at_ms, Some(1_700_086_400_000));
@@ -488,9 +500,7 @@ mod tests {
             host.inventory.as_ref().map(|i| i.disks[1].serial.as_str()),
             Some("ZC9X0003")
         );
-        let versions = conn.inventory_versions("a1").unwrap_or_default();
         assert_eq!(versions, [(4, 1_700_086_400_000), (1, 1_700_000_000_000)]);
-        let changes = conn.asset_changes("a1", 10).unwrap_or_default();
         assert_eq!(changes.len(), 1);
         assert_eq!((changes[0].seq, changes[0].kind.as_str()), (4, "disk_replaced"));
     }

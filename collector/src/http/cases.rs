@@ -518,7 +518,7 @@ mod tests {
         let req = Request::get("/api/v1/cases")
             .body(Body::empty())
             .unwrap_or_else(|e| panic!("{e}"));
-        let resp = super::super::app(state)
+        let resp = super::super::app(state.clone())
             .oneshot(req)
             .await
             .unwrap_or_else(|e| panic!("{e}"));

@@ -177,7 +177,7 @@ mod tests {
     }
 
     /// A state with ana's live session: the state, her cookie and her CSRF token.
-    async fn logged_in(dir: &tempfile::TempDir) -> (AppState, String, String) {
+    async fn logged_in(dir: &tempfile::TempDir) -> (crate::http::testing::TestState, String, String) {
         let s = queue_state(dir, NO_LOGIN).await;
         let ana = s.contracts.get().user("ana").cloned().unwrap();
         let id = crate::sessions::create(&s, &ana, caretaker_shared::now_ms())
@@ -191,7 +191,7 @@ mod tests {
     }
 
     fn cases(s: &AppState) -> i64 {
-        crate::store::testing::item_count(&*s.reader.try_lease().unwrap())
+        crate::http::testing::read(s, crate::store::testing::item_count)
     }
 
     /// What a page on `origin` could send: a JSON text in any content type.

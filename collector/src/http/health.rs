@@ -36,7 +36,8 @@ mod tests {
     #[tokio::test]
     async fn healthz_answers_ok_while_the_store_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let app = super::super::app(super::super::testing::state(&dir).await);
+        let s = super::super::testing::state(&dir).await;
+        let app = super::super::app(s.clone());
         let resp = app
             .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
             .await

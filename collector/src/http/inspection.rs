@@ -241,35 +241,41 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::config::{Config, Synchronous};
+    use crate::config::Config;
     use crate::fleet::Fleet;
     use crate::metrics::Metrics;
     use crate::pki::hash_secret;
-    use crate::store;
     use crate::store::agents::Agents;
+    use crate::store::testing::{TestStore, apart};
     use crate::writer::Writer;
 
     const API_TOKEN: &str = "api-token-for-tests";
 
-    async fn state(dir: &tempfile::TempDir) -> AppState {
-        let db = dir.path().join("store.db");
-        let conn = store::open(&db, Synchronous::Normal).unwrap();
-        conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0).unwrap();
-        crate::report::tests::fleet(&conn);
+    async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
+        let store = TestStore::new(dir.path());
+        let conn = store.open();
         let fleet = Arc::new(Fleet::default());
-        crate::fleet::load_fleet(&conn, &fleet).unwrap();
-        let reader = store::Readers::open(&db, 2).unwrap();
-        let (writer, _thread) = Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap();
+        let conn = apart(|| {
+            conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0).unwrap();
+            crate::report::tests::fleet(&conn);
+            crate::fleet::load_fleet(&conn, &fleet).unwrap();
+            conn
+        });
+        let reader = store.readers(2);
+        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap();
         let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap());
-        AppState {
-            fleet,
-            writer,
-            metrics,
-            config: Arc::new(Config::default()),
-            reader,
-            detect: None,
-            contracts: crate::contracts::Shared::default(),
-            login: Default::default(),
+        crate::http::testing::TestState {
+            state: AppState {
+                fleet,
+                writer,
+                metrics,
+                config: Arc::new(Config::default()),
+                reader,
+                detect: None,
+                contracts: crate::contracts::Shared::default(),
+                login: Default::default(),
+            },
+            _store: store,
         }
     }
 
@@ -425,7 +431,7 @@ mod tests {
             .uri("/api/v1/reports")
             .body(Body::empty())
             .unwrap();
-        let resp = crate::http::app(s).oneshot(req).await.unwrap();
+        let resp = crate::http::app(s.clone()).oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
 }

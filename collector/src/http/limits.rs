@@ -347,7 +347,7 @@ mod tests {
         }
     }
 
-    async fn state(cfg: Config) -> (tempfile::TempDir, crate::http::AppState) {
+    async fn state(cfg: Config) -> (tempfile::TempDir, crate::http::testing::TestState) {
         let dir = tempfile::tempdir().unwrap();
         let mut state = crate::http::testing::state(&dir).await;
         state.config = Arc::new(cfg);

@@ -249,7 +249,7 @@ mod tests {
 
     fn session_rows(state: &AppState) -> i64 {
         use crate::store::sessions::WebSessions;
-        state.reader.try_lease().unwrap().session_count().unwrap()
+        crate::http::testing::read(state, |c| c.session_count().unwrap())
     }
 
     fn session_id(r: &Resp) -> String {
@@ -536,14 +536,12 @@ mod tests {
     async fn a_session_outlives_a_restart_from_the_same_store() {
         let dir = tempfile::tempdir().unwrap();
         let contracts = users("pw");
-        let cookie = {
-            let state = testing::state(&dir).await;
-            state.contracts.set(contracts.clone());
-            let r = send(&state, "POST", "/login", &[FORM], "user=mia&password=pw").await;
-            format!("caretaker_session={}", session_id(&r))
-        };
-        // A new collector state on the same store file: nothing in memory survives.
         let state = testing::state(&dir).await;
+        state.contracts.set(contracts.clone());
+        let r = send(&state, "POST", "/login", &[FORM], "user=mia&password=pw").await;
+        let cookie = format!("caretaker_session={}", session_id(&r));
+        // A new collector state on the same store: nothing in memory survives.
+        let state = testing::restarted(state).await;
         state.contracts.set(contracts);
         let r = send(&state, "GET", "/api/v1/assets", &[("cookie", &cookie)], "").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);

@@ -61,7 +61,7 @@ mod tests {
     use crate::http::testing::{self, send};
 
     /// A state whose data directory holds `metrics-token` = `token`.
-    async fn state(dir: &tempfile::TempDir, auth: MetricsAuth, token: &str) -> AppState {
+    async fn state(dir: &tempfile::TempDir, auth: MetricsAuth, token: &str) -> crate::http::testing::TestState {
         let mut s = testing::state(dir).await;
         s.config = Arc::new(Config {
             data_dir: dir.path().to_path_buf(),

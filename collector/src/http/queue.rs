@@ -235,7 +235,7 @@ mod tests {
     const NO_LOGIN: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3M9P3xy4m9nE6tW3J0Wz0b1W6ts6xh3I8kzqE9c9cUo";
 
-    async fn state(dir: &tempfile::TempDir) -> AppState {
+    async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
         queue_state(dir, NO_LOGIN).await
     }
 

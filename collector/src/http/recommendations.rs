@@ -169,7 +169,7 @@ mod tests {
     use crate::http::testing::{call_raw as call, state_with};
     use crate::predict::{Part, PartType, Raise, Urgency};
 
-    async fn state(dir: &tempfile::TempDir) -> AppState {
+    async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
         state_with(dir, |conn| {
             for (serial, urgency, customer) in [
                 ("S1", Urgency::WithinDays(7), "acme"),
@@ -438,7 +438,7 @@ mod tests {
             .uri("/api/v1/recommendations")
             .body(Body::empty())
             .unwrap();
-        let resp = super::super::app(s).oneshot(req).await.unwrap();
+        let resp = super::super::app(s.clone()).oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
 }

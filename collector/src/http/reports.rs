@@ -206,7 +206,7 @@ mod tests {
 
     /// A collector with one enrolled agent for host `db01` of customer acme:
     /// its id and credential.
-    async fn enrolled(dir: &tempfile::TempDir) -> (AppState, String, String) {
+    async fn enrolled(dir: &tempfile::TempDir) -> (crate::http::testing::TestState, String, String) {
         let state = testing::state_with(dir, |c| {
             c.add_enrollment_token(&pki::hash_secret("enroll-token"), 0).unwrap();
         })

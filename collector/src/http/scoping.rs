@@ -16,7 +16,7 @@ use crate::store::agents::{Agents, NewAgent};
 
 /// Two hosts, `db01` of acme and `web01` of globex, each with a disk and a
 /// recommendation; the users of [`set_users`].
-async fn state(dir: &tempfile::TempDir) -> AppState {
+async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
     let s = state_with(dir, |conn| {
         for (agent, host, customer) in [("a-acme", "db01", "acme"), ("a-globex", "web01", "globex")] {
             conn.insert_agent(&NewAgent {

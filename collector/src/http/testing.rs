@@ -12,49 +12,99 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::AppState;
-use crate::config::{Config, Synchronous};
+use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::pki::hash_secret;
 use crate::store;
 use crate::store::agents::{Agents, NewAgent};
 use crate::store::sql::Sql;
+use crate::store::testing::{TestStore, apart};
 use crate::writer::Writer;
 
 pub const API_TOKEN: &str = "api-token-for-tests";
 
-pub async fn state(dir: &tempfile::TempDir) -> AppState {
+/// A collector state for a test, on the store the tests run on
+/// ([`TestStore`]), which lives as long as it. It stands for its
+/// [`AppState`].
+pub struct TestState {
+    // Dropped first: the writer and the readers let go of the store before
+    // a PostgreSQL database of its own is dropped.
+    pub state: AppState,
+    pub _store: TestStore,
+}
+
+impl std::ops::Deref for TestState {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for TestState {
+    fn deref_mut(&mut self) -> &mut AppState {
+        &mut self.state
+    }
+}
+
+pub async fn state(dir: &tempfile::TempDir) -> TestState {
     state_with(dir, |_| {}).await
 }
 
 /// [`state`] with `setup` run on the store before the writer starts.
-pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&dyn Sql)) -> AppState {
-    let db = dir.path().join("store.db");
-    let open = || store::open(&db, Synchronous::Normal).unwrap_or_else(|e| panic!("{e}"));
-    let conn = open();
-    setup(&conn);
+pub async fn state_with(dir: &tempfile::TempDir, setup: impl FnOnce(&dyn Sql) + Send) -> TestState {
+    state_on(TestStore::new(dir.path()), setup)
+}
+
+/// A new collector state on the store of `previous`, which ends first:
+/// what a restart keeps is what the store holds.
+pub async fn restarted(previous: TestState) -> TestState {
+    let TestState { state, _store: store } = previous;
+    drop(state);
+    state_on(store, |_| {})
+}
+
+fn state_on(store: TestStore, setup: impl FnOnce(&dyn Sql) + Send) -> TestState {
+    let conn = store.open();
     let fleet = Arc::new(Fleet::default());
-    let setup = conn
-        .add_api_token(&hash_secret(API_TOKEN), "tests", 0)
-        .map_err(store::StoreError::from)
-        .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
-        .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
-        .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
+    let (conn, setup) = apart(|| {
+        setup(&conn);
+        let done = conn
+            .add_api_token(&hash_secret(API_TOKEN), "tests", 0)
+            .map_err(store::StoreError::from)
+            .and_then(|_| crate::cases::hold::mark_known(&conn, "db01", None, &[], 0))
+            .and_then(|_| crate::cases::hold::mark_known(&conn, "web01", None, &[], 0))
+            .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
+        (conn, done)
+    });
     assert!(setup.is_ok(), "{setup:?}");
-    let reader = store::Readers::open(&db, 2).unwrap_or_else(|e| panic!("{e}"));
-    let (writer, _thread) =
-        Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let reader = store.readers(2);
+    let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
-    AppState {
-        fleet,
-        writer,
-        metrics,
-        config: Arc::new(Config::default()),
-        reader,
-        detect: None,
-        contracts: crate::contracts::Shared::default(),
-        login: Default::default(),
+    TestState {
+        state: AppState {
+            fleet,
+            writer,
+            metrics,
+            config: Arc::new(Config::default()),
+            reader,
+            detect: None,
+            contracts: crate::contracts::Shared::default(),
+            login: Default::default(),
+        },
+        _store: store,
     }
+}
+
+/// `f` on a connection of `state`'s read pool, apart from the async runtime
+/// (see [`apart`]): for a test that looks into the store itself.
+pub fn read<T: Send>(state: &AppState, f: impl FnOnce(&dyn Sql) -> T + Send) -> T {
+    apart(|| {
+        f(&*state
+            .reader
+            .try_lease()
+            .unwrap_or_else(|| panic!("no free read connection")))
+    })
 }
 
 pub async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
@@ -219,7 +269,7 @@ tokens = ["{}"]
 
 /// A state with hosts `db01` (customer acme) and `web01` (customer globex),
 /// both at site hq, and the [`queue_contracts`] in force.
-pub async fn queue_state(dir: &tempfile::TempDir, phc: &str) -> AppState {
+pub async fn queue_state(dir: &tempfile::TempDir, phc: &str) -> TestState {
     let s = state_with(dir, |conn| {
         for (host, customer) in [("db01", "acme"), ("web01", "globex")] {
             conn.insert_agent(&NewAgent {

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::store::sql::Db;
+use crate::store::testing::SharedTestDb;
 
 use super::*;
 use crate::config::IngestConfig;
@@ -22,24 +22,26 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 
 /// A store in memory with agent `a1` (host db01, credential `secret`)
 /// enrolled, and an empty fleet.
-fn enrolled() -> (Db, Fleet) {
-    let conn = Db::sqlite(crate::store::open_in_memory().unwrap());
-    crate::store::agents::Agents::add_enrollment_token(&conn, "t", 0).unwrap();
-    let e = Enrollment {
-        token_hash: "t".into(),
-        agent_id: "a1".into(),
-        credential_hash: crate::pki::hash_secret("secret"),
-        host: "db01".into(),
-        labels: None,
-    };
-    crate::identity::enroll(&conn, &e, 1).unwrap();
+fn enrolled() -> (SharedTestDb, Fleet) {
+    let conn = SharedTestDb::new();
+    conn.with(|c| {
+        crate::store::agents::Agents::add_enrollment_token(c, "t", 0).unwrap();
+        let e = Enrollment {
+            token_hash: "t".into(),
+            agent_id: "a1".into(),
+            credential_hash: crate::pki::hash_secret("secret"),
+            host: "db01".into(),
+            labels: None,
+        };
+        crate::identity::enroll(c, &e, 1).unwrap();
+    });
     (conn, Fleet::default())
 }
 
 /// Authenticates `secret` against the store of [`enrolled`].
-async fn authenticate_on(conn: &Db, fleet: &Fleet, secret: Option<&str>) -> Result<Authenticated, Refused> {
+async fn authenticate_on(conn: &SharedTestDb, fleet: &Fleet, secret: Option<&str>) -> Result<Authenticated, Refused> {
     authenticate(fleet, secret, |hash| async move {
-        crate::identity::agent_by_credential(conn, &hash)
+        conn.with(|c| crate::identity::agent_by_credential(c, &hash))
     })
     .await
 }
@@ -72,7 +74,7 @@ async fn a_credential_names_its_agent_and_an_unknown_one_is_refused() {
 async fn a_revoked_agent_is_told_so_whether_cached_or_not() {
     let (conn, fleet) = enrolled();
     authenticate_on(&conn, &fleet, Some("secret")).await.unwrap();
-    crate::identity::revoke_agent(&conn, "a1", 2).unwrap();
+    conn.with(|c| crate::identity::revoke_agent(c, "a1", 2)).unwrap();
     // The fleet learns of the revocation, and its cache drops the credential.
     let mut identity = fleet.identity("a1").unwrap();
     identity.revoked = true;

@@ -46,12 +46,15 @@ fn enroll(c: &dyn Sql, agents: &[&str]) {
     }
 }
 
-/// [`conn`] on SQLite, for a store writer started inside the tests' async
-/// runtime (where the synchronous PostgreSQL client cannot be opened).
-fn writer_store(agents: &[&str]) -> crate::store::sql::Db {
-    let c = crate::store::sql::Db::sqlite(crate::store::open_in_memory().unwrap());
-    enroll(&c, agents);
-    c
+/// [`conn`] for a store writer started inside the tests' async runtime
+/// (made apart from it: see [`apart`](crate::store::testing::apart)), and
+/// what keeps its PostgreSQL database until the test ends.
+fn writer_store(agents: &[&str]) -> (crate::store::sql::Db, Option<crate::store::testing::PgDatabase>) {
+    crate::store::testing::apart(|| {
+        let c = crate::store::testing::TestDb::new();
+        enroll(&c, agents);
+        c.into_parts()
+    })
 }
 
 fn set_attr(d: &mut Disk, id: u8, v: u64) {
@@ -324,7 +327,7 @@ fn dimm_signal(at_ms: i64) -> crate::cases::Signal {
 
 #[tokio::test]
 async fn a_dimm_with_rising_corrected_errors_is_recommended_through_the_writer() {
-    let db = writer_store(&["a1"]);
+    let (db, _pg) = writer_store(&["a1"]);
     let fleet = Arc::new(Fleet::default());
     let (writer, _t) = crate::writer::Writer::start(db, fleet.clone()).unwrap();
     let policy = crate::cases::Policy::default();
@@ -424,7 +427,7 @@ fn a_dismissal_holds_until_the_evidence_worsens() {
 /// Reports carrying disk scans, applied by the store writer: the path ingest takes.
 #[tokio::test]
 async fn reports_with_disk_scans_raise_recommendations_in_the_writer() {
-    let db = writer_store(&["a1"]);
+    let (db, _pg) = writer_store(&["a1"]);
     let fleet = Arc::new(Fleet::default());
     let (writer, _t) = crate::writer::Writer::start(db, fleet.clone()).unwrap();
     let mut d = fixture("ata/seagate-st18000nm000j-healthy.json");

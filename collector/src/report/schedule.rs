@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn run_due_makes_each_report_once() {
-        let conn = crate::store::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        let conn = crate::store::testing::TestDb::new();
         crate::report::tests::fleet(&conn);
         let now = t("2026-12-01T00:05:00Z");
         let options = crate::report::Options::default();

@@ -76,15 +76,82 @@ impl PgDatabase {
 }
 
 impl Drop for PgDatabase {
+    // Dropped inside an async test too: the synchronous client works apart.
     fn drop(&mut self) {
-        match connect(&self.addr, "postgres") {
+        let (addr, name) = (&self.addr, &self.name);
+        apart(|| match connect(addr, "postgres") {
             Ok(mut admin) => {
-                if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
-                    eprintln!("cannot drop test database {}: {e}", self.name);
+                if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")) {
+                    eprintln!("cannot drop test database {name}: {e}");
                 }
             }
-            Err(e) => eprintln!("cannot drop test database {}: {e}", self.name),
+            Err(e) => eprintln!("cannot drop test database {name}: {e}"),
+        });
+    }
+}
+
+/// Runs `f` and returns its answer: on this thread, or, inside an async
+/// runtime (where the synchronous PostgreSQL client cannot be created, used
+/// or dropped), on a thread of its own, waiting for it. A panic in `f` goes
+/// on here.
+pub fn apart<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Whether the tests run on PostgreSQL (`CARETAKER_TEST_STORE=postgresql`).
+pub fn on_postgres() -> bool {
+    std::env::var("CARETAKER_TEST_STORE").is_ok_and(|s| s == "postgresql")
+}
+
+/// A store as the collector itself opens one, for tests that start a writer
+/// and a read pool on it: an SQLite file in a directory of the test's, or,
+/// when `CARETAKER_TEST_STORE=postgresql`, a PostgreSQL database of its own,
+/// dropped with this value. Every method may be called inside an async
+/// test; the connections it returns are used there through the writer, the
+/// read pool or [`apart`].
+pub struct TestStore {
+    place: super::place::Place,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestStore {
+    /// A store to open, in `dir` when it is an SQLite file.
+    pub fn new(dir: &std::path::Path) -> Self {
+        if on_postgres() {
+            let addr = postgres_addr()
+                .unwrap_or_else(|| panic!("CARETAKER_TEST_STORE=postgresql needs CARETAKER_TEST_POSTGRES"));
+            let pg = apart(|| PgDatabase::create(&addr)).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+            let settings = super::postgres::settings(&pg.url(), None).unwrap_or_else(|e| panic!("{e}"));
+            return TestStore {
+                place: super::place::Place::Postgres(Box::new(settings)),
+                _pg: Some(pg),
+            };
         }
+        TestStore {
+            place: super::place::Place::Sqlite {
+                file: dir.join("store.db"),
+                synchronous: crate::config::Synchronous::Normal,
+            },
+            _pg: None,
+        }
+    }
+
+    /// Where the store is.
+    pub fn place(&self) -> &super::place::Place {
+        &self.place
+    }
+
+    /// A writer's connection, the schema brought up to date first.
+    pub fn open(&self) -> Db {
+        apart(|| self.place.open()).unwrap_or_else(|e| panic!("opening {}: {e}", self.place.describe()))
+    }
+
+    /// A read pool of `size` connections (open the store first).
+    pub fn readers(&self, size: usize) -> super::Readers {
+        apart(|| self.place.readers(size)).unwrap_or_else(|e| panic!("reading {}: {e}", self.place.describe()))
     }
 }
 
@@ -127,7 +194,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new() -> Self {
-        if std::env::var("CARETAKER_TEST_STORE").is_ok_and(|s| s == "postgresql") {
+        if on_postgres() {
             let addr = postgres_addr()
                 .unwrap_or_else(|| panic!("CARETAKER_TEST_STORE=postgresql needs CARETAKER_TEST_POSTGRES"));
             let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
@@ -140,6 +207,35 @@ impl TestDb {
             db: Db::sqlite(conn),
             _pg: None,
         }
+    }
+}
+
+impl TestDb {
+    /// The connection, for a store writer to own, and what keeps its
+    /// PostgreSQL database: keep that until the writer is done with it.
+    pub fn into_parts(self) -> (Db, Option<PgDatabase>) {
+        (self.db, self._pg)
+    }
+}
+
+/// A [`TestDb`] for async tests: made, used and dropped apart from the
+/// runtime (see [`apart`]).
+pub struct SharedTestDb(std::sync::Mutex<TestDb>);
+
+impl SharedTestDb {
+    pub fn new() -> Self {
+        SharedTestDb(std::sync::Mutex::new(apart(TestDb::new)))
+    }
+
+    /// `f` on the store, apart from the runtime.
+    pub fn with<T: Send>(&self, f: impl FnOnce(&Db) -> T + Send) -> T {
+        apart(|| f(&self.0.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+}
+
+impl Default for SharedTestDb {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -20,8 +20,8 @@ mod raw_tests {
         enc.finish().unwrap()
     }
 
-    fn enrolled() -> (Db, Fleet) {
-        let conn = Db::sqlite(open_in_memory().unwrap());
+    fn enrolled() -> (testing::TestDb, Fleet) {
+        let conn = testing::TestDb::new();
         let fleet = Fleet::default();
         agents::Agents::add_enrollment_token(&conn, "t", 0).unwrap();
         let (reply, _rx) = oneshot::channel();
@@ -144,7 +144,7 @@ mod log_tests {
     /// Runs `f` as a writer job on a fresh store knowing asset db01, and
     /// returns its answer and what the writer logged meanwhile.
     fn run_logged(f: RunFn) -> (Result<Answer, StoreError>, String) {
-        let conn = Db::sqlite(open_in_memory().unwrap());
+        let conn = testing::TestDb::new();
         crate::cases::hold::mark_known(&conn, "db01", None, &[], 0).unwrap();
         let captured = Captured::default();
         let sink = captured.clone();

@@ -9,7 +9,7 @@ use crate::http::testing::{Resp, queue_state, send};
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
-async fn state(dir: &tempfile::TempDir) -> AppState {
+async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
     queue_state(dir, &hash_password("pw").unwrap()).await
 }
 

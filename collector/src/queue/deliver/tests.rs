@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use super::*;
-use crate::config::Synchronous;
 use crate::contracts::Contracts;
 use crate::fleet::Fleet;
 use crate::queue::{CaseAction, FaultReport};
 use crate::sinks::{SinksConfig, WebhookConfig, verify_signature};
 use crate::store::sql::Db;
+use crate::store::testing::{TestStore, apart};
 
 const SECRET: &str = "webhook-secret";
 
@@ -71,21 +71,28 @@ struct Setup {
     writer: Writer,
     reader: Arc<Mutex<Db>>,
     metrics: Arc<Metrics>,
+    _store: TestStore,
     _dir: tempfile::TempDir,
+}
+
+/// `f` on the test's own read connection, apart from the runtime.
+fn on<T: Send>(reader: &Mutex<Db>, f: impl FnOnce(&Db) -> T + Send) -> T {
+    apart(|| f(&reader.lock().unwrap()))
 }
 
 async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
-    let conn = crate::store::open(&db, Synchronous::Normal).unwrap();
-    let labels = serde_json::json!({"customer": "acme"}).to_string();
-    crate::store::testing::add_asset(&conn, "db01", &labels, "{}");
-    crate::cases::hold::mark_known(&conn, "db01", None, &[], 0).unwrap();
-    let reader = Arc::new(Mutex::new(Db::sqlite(
-        crate::store::open(&db, Synchronous::Normal).unwrap(),
-    )));
+    let store = TestStore::new(dir.path());
+    let conn = apart(|| {
+        let conn = store.open();
+        let labels = serde_json::json!({"customer": "acme"}).to_string();
+        crate::store::testing::add_asset(&conn, "db01", &labels, "{}");
+        crate::cases::hold::mark_known(&conn, "db01", None, &[], 0).unwrap();
+        conn
+    });
+    let reader = Arc::new(Mutex::new(store.open()));
     let fleet = Arc::new(Fleet::default());
-    let (writer, _t) = Writer::start(crate::store::sql::Db::sqlite(conn), fleet.clone()).unwrap();
+    let (writer, _t) = Writer::start(conn, fleet.clone()).unwrap();
     let metrics = Arc::new(Metrics::new(fleet, 3).unwrap());
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
@@ -104,7 +111,7 @@ async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
     };
     let tasks = start(
         sinks,
-        crate::store::Readers::open(&db, 1).unwrap(),
+        store.readers(1),
         writer.clone(),
         metrics.clone(),
         Some("https://caretaker.example".into()),
@@ -114,12 +121,13 @@ async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
         writer,
         reader,
         metrics,
+        _store: store,
         _dir: dir,
     };
     // The sink's cursor exists before the first change.
     let r = s.reader.clone();
     eventually("the sink's cursor", || {
-        outbox::sink_state(&*r.lock().unwrap(), "ops").unwrap().is_some()
+        on(&r, |c| outbox::sink_state(c, "ops")).unwrap().is_some()
     })
     .await;
     (s, tasks)
@@ -163,7 +171,7 @@ async fn comment(s: &Setup, id: i64, text: &str) {
 }
 
 fn outbox_ids(s: &Setup) -> Vec<i64> {
-    crate::store::outbox::testing::outbox_ids(&*s.reader.lock().unwrap())
+    on(&s.reader, |c| crate::store::outbox::testing::outbox_ids(c))
 }
 
 fn delivery_ids(got: &[(HeaderMap, Bytes)]) -> Vec<i64> {
@@ -184,7 +192,7 @@ async fn every_change_reaches_the_webhook_once_in_order_even_across_an_outage() 
     comment(&s, id, "sent while the receiver is down").await;
     let r = s.reader.clone();
     eventually("failed tries", || {
-        let st = outbox::sink_state(&*r.lock().unwrap(), "ops").unwrap().unwrap();
+        let st = on(&r, |c| outbox::sink_state(c, "ops")).unwrap().unwrap();
         st.attempts >= 3 && st.pending == 1 && st.last_error.as_deref().is_some_and(|e| e.contains("503"))
     })
     .await;
@@ -206,7 +214,7 @@ async fn every_change_reaches_the_webhook_once_in_order_even_across_an_outage() 
     assert_eq!(last["url"], format!("https://caretaker.example/cases/{id}"));
     let third: Value = serde_json::from_slice(&got[2].1).unwrap();
     assert_eq!(third["change"]["comment"], "sent while the receiver is down");
-    let st = outbox::sink_state(&*s.reader.lock().unwrap(), "ops").unwrap().unwrap();
+    let st = on(&s.reader, |c| outbox::sink_state(c, "ops")).unwrap().unwrap();
     assert_eq!((st.pending, st.attempts, st.dead), (0, 0, 0));
     assert!(*rx.refused.lock().unwrap() >= 3);
     let text = s.metrics.render().unwrap();
@@ -227,13 +235,13 @@ async fn a_change_refused_for_good_is_set_aside_and_the_rest_flows() {
     let r = s.reader.clone();
     // Both opening changes are refused five times each, then set aside.
     eventually("set aside", || {
-        outbox::sink_state(&*r.lock().unwrap(), "ops").unwrap().unwrap().dead == 2
+        on(&r, |c| outbox::sink_state(c, "ops")).unwrap().unwrap().dead == 2
     })
     .await;
     rx.status.store(200, Ordering::SeqCst);
     comment(&s, id, "later").await;
     eventually("the next change", || rx.accepted().len() == 1).await;
-    let aside = outbox::set_aside_list(&*s.reader.lock().unwrap(), "ops").unwrap();
+    let aside = on(&s.reader, |c| outbox::set_aside_list(c, "ops")).unwrap();
     assert!(aside.iter().all(|a| a.error.contains("422")), "{aside:?}");
     assert_eq!(*rx.refused.lock().unwrap(), 10);
     tasks.iter().for_each(|t| t.abort());
