@@ -65,22 +65,26 @@ CREATE INDEX held_signals_holder ON held_signals(reason, holder) WHERE released_
 
 // --- known assets ---------------------------------------------------------------
 
-/// `s` as a `LIKE` pattern matching any text that contains it, with `!` as
-/// the escape character.
-fn like_containing(s: &str) -> String {
+/// `s` escaped for a `LIKE` pattern, with `!` as the escape character.
+fn like_escaped(s: &str) -> String {
     let mut p = String::with_capacity(s.len() + 2);
-    p.push('%');
     for c in s.chars() {
         if matches!(c, '!' | '%' | '_') {
             p.push('!');
         }
         p.push(c);
     }
-    p.push('%');
     p
 }
 
-/// Assets signals may open items on, on any connection or transaction.
+/// The known assets whose identifiers' text contains `?1` (escaped by
+/// [`like_escaped`]). The pattern is an expression, not the bare parameter:
+/// SQLite prepares a statement again at each new value bound as a `LIKE`
+/// pattern (the value may change its plan), and this runs for every held
+/// signal.
+const KNOWN_BY_IDENTIFIER: &str = "SELECT name, identifiers FROM known_assets \
+     WHERE identifiers LIKE ('%' || ?1 || '%') ESCAPE '!' ORDER BY name";
+
 pub trait KnownAssets: Sql {
     /// Whether an asset is known by exactly this name.
     fn is_known_asset(&self, name: &str) -> Result<bool, SqlError> {
@@ -99,11 +103,9 @@ pub trait KnownAssets: Sql {
         // rows whose text holds the name as one JSON string (SQLite's LIKE is
         // wider, ignoring ASCII case), and the decoded array decides.
         let quoted = serde_json::to_string(name).unwrap_or_default();
-        let rows = self.query(
-            "SELECT name, identifiers FROM known_assets WHERE identifiers LIKE ?1 ESCAPE '!' ORDER BY name",
-            args![like_containing(&quoted)],
-            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
-        )?;
+        let rows = self.query(KNOWN_BY_IDENTIFIER, args![like_escaped(&quoted)], |r| {
+            Ok((r.get::<String>(0)?, r.get::<String>(1)?))
+        })?;
         Ok(rows.into_iter().find_map(|(asset, ids)| {
             let ids: Vec<String> = serde_json::from_str(&ids).unwrap_or_default();
             ids.iter().any(|i| i == name).then_some(asset)
@@ -606,6 +608,21 @@ mod tests {
             created_by: "ops".into(),
             created_at_ms: 0,
         }
+    }
+
+    /// A held signal looks its asset up by identifier at every report: the
+    /// statement is prepared once, not again for each name it is given.
+    #[test]
+    fn a_lookup_by_identifier_is_not_prepared_again_for_each_name() {
+        let db = Db::sqlite(crate::store::open_in_memory().unwrap());
+        db.upsert_known_asset("db01", None, r#"["52:54:00:12:34:56"]"#, 0)
+            .unwrap();
+        for name in ["52:54:00:12:34:56", "nowhere", "ILO1", "52:54:00:12:34:56"] {
+            db.find_known_asset(name).unwrap();
+        }
+        let conn = db.as_sqlite().unwrap();
+        let st = conn.prepare_cached(KNOWN_BY_IDENTIFIER).unwrap();
+        assert_eq!(st.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     #[test]
