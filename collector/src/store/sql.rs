@@ -505,6 +505,32 @@ struct Pg {
     /// Where to connect again once the server has closed the connection (a
     /// restart, a failover); `None`: this connection is the only one.
     settings: Option<postgres::Config>,
+    /// A statement failed in a way that means the server is gone from this
+    /// connection (it terminated the session, the socket broke), even if
+    /// the driver has not marked the client closed yet: the next
+    /// transaction connects again rather than meet the dead socket.
+    lost: std::cell::Cell<bool>,
+}
+
+/// Whether a PostgreSQL error leaves the connection unusable: the client is
+/// closed, the socket failed, the server reported a connection exception
+/// (class 08) or ended the session (admin or crash shutdown, not accepting
+/// connections now). The server sends its FATAL message before it closes
+/// the socket, so a caller can see it while `is_closed` is still false.
+fn ends_connection(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    if std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    e.code().is_some_and(|c| {
+        c.code().starts_with("08")
+            || *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW
+    })
 }
 
 /// The postgres client runs a small runtime of its own, which must not be
@@ -536,7 +562,12 @@ impl Pg {
     fn with<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>) -> Result<T, SqlError> {
         let mut client = self.client.borrow_mut();
         let c = client.as_mut().ok_or(SqlError::Closed)?;
-        Ok(f(c)?)
+        f(c).map_err(|e| {
+            if ends_connection(&e) {
+                self.lost.set(true);
+            }
+            SqlError::Postgres(e)
+        })
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement, SqlError> {
@@ -578,6 +609,7 @@ impl Db {
                 client: RefCell::new(Some(client)),
                 prepared: RefCell::default(),
                 settings: None,
+                lost: Default::default(),
             })),
             changed: Default::default(),
         }
@@ -604,12 +636,13 @@ impl Db {
         let Some(settings) = &pg.settings else {
             return Ok(false);
         };
-        if !pg.client.borrow().as_ref().is_none_or(|c| c.is_closed()) {
+        if !pg.lost.get() && !pg.client.borrow().as_ref().is_none_or(|c| c.is_closed()) {
             return Ok(false);
         }
         let client = settings.connect(postgres::NoTls).map_err(SqlError::Connect)?;
         *pg.client.borrow_mut() = Some(client);
         pg.prepared.borrow_mut().clear();
+        pg.lost.set(false);
         tracing::info!("connected to PostgreSQL again");
         Ok(true)
     }
@@ -1069,7 +1102,7 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_the_server_closed_connects_again_at_the_next_transaction() {
+    fn a_connection_the_server_ended_connects_again_even_before_the_driver_sees_it_closed() {
         let Some(addr) = crate::store::testing::postgres_addr() else {
             return;
         };
@@ -1102,7 +1135,11 @@ mod tests {
         }
         let e = failed.expect("the terminated connection fails");
         assert!(e.unavailable(), "{e}");
-        // …and the next transaction runs on a new one.
+        // …and the connection is replaced at once, whether the failure was
+        // the server's last word (57P01, socket not yet seen closed) or the
+        // broken socket itself…
+        assert!(db.revive().unwrap(), "the ended connection is replaced after {e}");
+        // …so the next transaction runs on the new one.
         let tx = db.transaction().unwrap();
         tx.execute("INSERT INTO t VALUES (2)", args![]).unwrap();
         tx.commit().unwrap();
