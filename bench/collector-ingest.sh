@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 AGENTS=${1:-32}; PER=${2:-1000}; SAMPLES=${3:-200}
 cargo build --release --quiet -p caretaker-collector -p caretaker-tests
 W=$(mktemp -d); PID=
+# KNOWN=1: each agent's first report brings an inventory (its host is a known
+# asset, as with a real agent), so what fires opens cases instead of being held.
 # STORE=postgresql: the store on the PostgreSQL server CARETAKER_TEST_POSTGRES
 # names (default 127.0.0.1:5432, trust), in a database made for this run.
 STORE=${STORE:-sqlite}; PGADDR=${CARETAKER_TEST_POSTGRES:-127.0.0.1:5432}; DB=caretaker_bench_$$
@@ -30,7 +32,8 @@ CARETAKER_LOG=warn target/release/caretaker-collector serve --config "$W/collect
 PID=$!
 until curl -fs --cacert "$W/data/ca.pem" https://127.0.0.1:$PORT/healthz >/dev/null; do sleep 0.1; done
 target/release/caretaker-loadgen --url https://127.0.0.1:$PORT --ca "$W/data/ca.pem" \
-  --token "$(cat "$W/data/enrollment-token")" --agents "$AGENTS" --reports-per-agent "$PER" --samples "$SAMPLES"
+  --token "$(cat "$W/data/enrollment-token")" --agents "$AGENTS" --reports-per-agent "$PER" --samples "$SAMPLES" \
+  ${KNOWN:+--known}
 # The collector's own view: accepted count and the latency histogram.
 curl -fs --cacert "$W/data/ca.pem" -H "Authorization: Bearer $(cat "$W/data/metrics-token")" https://127.0.0.1:$PORT/metrics |
   grep -E '^caretaker_ingest_(reports_accepted_total|latency_seconds_(count|sum))' || true

@@ -194,7 +194,10 @@ pub fn hold(db: &dyn Sql, signal: &Signal, why: Held, holder: Option<i64>) -> Re
         db.update_held(id, &evaluation)?;
         return Ok((id, was != why || was_holder != holder));
     }
-    let id = db.insert_held(&held_key(signal.kind, &signal.key), &evaluation)?;
+    // In a savepoint of its own: another writer's row for the key refuses
+    // this one, which is undone alone (see `store::apply_signal`).
+    let key = held_key(signal.kind, &signal.key);
+    let id = crate::store::items::atomically(db, || db.insert_held(&key, &evaluation))?;
     Ok((id, true))
 }
 

@@ -2,8 +2,9 @@
 //! at most one active per kind and identity key, enforced by a unique partial
 //! index) and the append-only `item_log` (who moved what from where to where,
 //! and when). Each function loads what [`lifecycle`] needs, asks it, and
-//! writes its decision inside a savepoint, so it is atomic on its own and
-//! also composes with the caller's transaction (the store's writer batch).
+//! writes its decision in the caller's transaction (the store's writer
+//! batch); a person's action runs inside a savepoint, so it is atomic on its
+//! own, and a signal's inserts each run in one (see [`apply_signal`]).
 //! The rows are the store's ([`crate::store::items`]); this module turns
 //! them into [`Item`]s and back.
 
@@ -255,8 +256,12 @@ fn item_row(id: i64, item: &Item) -> Result<ItemRow, StoreError> {
     })
 }
 
+/// Inserts `item`, in a savepoint of its own: a unique violation (another
+/// writer's active item for the key) is undone alone, for the caller to try
+/// again.
 fn insert_item(db: &dyn Sql, item: &Item) -> Result<i64, StoreError> {
-    Ok(db.insert_item(&item_row(0, item)?)?)
+    let row = item_row(0, item)?;
+    Ok(atomically(db, || db.insert_item(&row))?)
 }
 
 fn update_item(db: &dyn Sql, id: i64, item: &Item) -> Result<(), StoreError> {
@@ -380,11 +385,14 @@ impl LiveKeys {
 
 /// Applies one signal: the idempotent upsert of the item for its key.
 pub fn apply_signal(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
-    // Two tries: if another writer inserted the active item between our read
-    // and our insert, the unique index refuses ours and the second try
-    // updates theirs.
-    match atomically(conn, || apply_signal_once(conn, signal, policy)) {
-        Err(e) if is_unique_violation(&e) => atomically(conn, || apply_signal_once(conn, signal, policy)),
+    // Two tries: if another writer inserted the active item (or held row)
+    // between our read and our insert, the unique index refuses ours and the
+    // second try updates theirs. Only an insert can be refused so, and each
+    // runs in a savepoint of its own ([`insert_item`], [`hold::hold`]): a
+    // signal that updates its item (most do) costs no savepoint, and on
+    // PostgreSQL the refusal does not abort the caller's transaction.
+    match apply_signal_once(conn, signal, policy) {
+        Err(e) if is_unique_violation(&e) => apply_signal_once(conn, signal, policy),
         other => other,
     }
 }
@@ -1149,6 +1157,54 @@ mod tests {
             ..Filter::default()
         };
         assert!(list(&c, &other).unwrap().is_empty());
+    }
+
+    /// Two writers on one PostgreSQL store (replicas) see the same firing
+    /// at once: the second one's insert waits on the first's uncommitted
+    /// item, is refused when that commits, and its second try updates that
+    /// item. One case, and the second writer's transaction still commits.
+    #[test]
+    fn a_signal_that_loses_the_race_to_open_updates_the_winners_item() {
+        use crate::store::testing::{PgDatabase, postgres_addr};
+        let Some(addr) = postgres_addr() else { return };
+        let pg = PgDatabase::create(&addr).unwrap();
+        let first = pg.connect().unwrap();
+        // Outside any transaction: the server's view of its sessions is
+        // taken once per transaction.
+        let watch = pg.connect().unwrap();
+        crate::store::postgres::migrate(&first).unwrap();
+        hold::mark_known(&first, "srv1", None, &[], 0).unwrap();
+        let p = Policy::default();
+        let tx = first.transaction().unwrap();
+        let Outcome::Created(id) = apply_signal(&tx, &fire(0), &p).unwrap() else {
+            panic!("the first writer opens the item")
+        };
+        let second = std::thread::spawn(move || {
+            let db = pg.connect().unwrap();
+            let tx = db.transaction().unwrap();
+            let out = apply_signal(&tx, &fire(MIN), &p).unwrap();
+            tx.commit().unwrap();
+            (out, pg)
+        });
+        // Once the second writer's insert waits on the first's item, the
+        // first commits.
+        let waiting = || {
+            use crate::store::sql::SqlExt;
+            let sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                       AND datname = current_database()";
+            watch.value::<i64>(sql, crate::store::sql::args![]).unwrap() == Some(1)
+        };
+        let since = std::time::Instant::now();
+        while !waiting() {
+            assert!(since.elapsed().as_secs() < 30, "the second writer never waited");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        tx.commit().unwrap();
+        let (out, _pg) = second.join().unwrap();
+        assert_eq!(out, Outcome::Updated(id));
+        let items = list(&first, &Filter::default()).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].occurrences, 2);
     }
 
     #[test]

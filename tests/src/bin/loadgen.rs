@@ -33,6 +33,12 @@ struct Args {
     /// Samples per report.
     #[arg(long, default_value_t = 200)]
     samples: usize,
+    /// Each agent's first report brings an inventory, as a real agent's
+    /// does: its host is a known asset, so the rules that fire on it open
+    /// cases. Without it every host stays unknown and its firing signals
+    /// are held (the heavier path through the store).
+    #[arg(long)]
+    known: bool,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -62,11 +68,17 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .enumerate()
             .map(|(i, ag)| {
-                let (samples, n) = (a.samples, a.reports_per_agent);
+                let (samples, n, known) = (a.samples, a.reports_per_agent, a.known);
                 s.spawn(move || {
                     (1..=n)
                         .map(|seq| {
-                            let r = synthetic_report(&ag.agent_id, &format!("load-{i}"), seq, samples);
+                            let mut r = synthetic_report(&ag.agent_id, &format!("load-{i}"), seq, samples);
+                            if known && seq == 1 {
+                                r.inventory = Some(caretaker_shared::wire::Inventory {
+                                    machine_id: format!("machine-{i}"),
+                                    ..Default::default()
+                                });
+                            }
                             gzip(&serde_json::to_vec(&r).unwrap_or_default())
                         })
                         .collect::<Vec<_>>()
