@@ -138,10 +138,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::config::Config;
     use crate::fleet::Fleet;
     use crate::ingest::Encoding;
-    use crate::metrics::Metrics;
     use crate::pki::hash_secret;
     use crate::store;
     use crate::store::agents::{Agents, NewAgent};
@@ -203,17 +201,7 @@ mod tests {
             })
             .await;
         assert!(a3.is_ok(), "{a3:?}");
-        let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
-        let state = AppState {
-            fleet,
-            writer,
-            metrics,
-            config: Arc::new(Config::default()),
-            reader,
-            detect: None,
-            contracts: crate::contracts::Shared::default(),
-            login: Default::default(),
-        };
+        let state = crate::http::testing::app_state(fleet, writer, reader);
         Harness {
             state,
             store,

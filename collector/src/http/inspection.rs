@@ -241,9 +241,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::config::Config;
     use crate::fleet::Fleet;
-    use crate::metrics::Metrics;
     use crate::pki::hash_secret;
     use crate::store::agents::Agents;
     use crate::store::testing::{TestStore, apart};
@@ -263,18 +261,8 @@ mod tests {
         });
         let reader = store.readers(2);
         let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap();
-        let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap());
         crate::http::testing::TestState {
-            state: AppState {
-                fleet,
-                writer,
-                metrics,
-                config: Arc::new(Config::default()),
-                reader,
-                detect: None,
-                contracts: crate::contracts::Shared::default(),
-                login: Default::default(),
-            },
+            state: crate::http::testing::app_state(fleet, writer, reader),
             _store: store,
         }
     }

@@ -80,19 +80,25 @@ fn state_on(store: TestStore, setup: impl FnOnce(&dyn Sql) + Send) -> TestState 
     assert!(setup.is_ok(), "{setup:?}");
     let reader = store.readers(2);
     let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
     TestState {
-        state: AppState {
-            fleet,
-            writer,
-            metrics,
-            config: Arc::new(Config::default()),
-            reader,
-            detect: None,
-            contracts: crate::contracts::Shared::default(),
-            login: Default::default(),
-        },
+        state: app_state(fleet, writer, reader),
         _store: store,
+    }
+}
+
+/// A collector state around a started writer and a read pool, with the
+/// default configuration and no detection engine.
+pub fn app_state(fleet: Arc<Fleet>, writer: Writer, reader: store::Readers) -> AppState {
+    let metrics = Arc::new(Metrics::new(fleet.clone(), 3).unwrap_or_else(|e| panic!("{e}")));
+    AppState {
+        fleet,
+        writer,
+        metrics,
+        config: Arc::new(Config::default()),
+        reader,
+        detect: None,
+        contracts: crate::contracts::Shared::default(),
+        login: Default::default(),
     }
 }
 
