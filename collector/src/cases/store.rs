@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::hold::{self, Gate, Held};
 use super::lifecycle::{self, Action, Decision, IdentityKey, Item, ItemKind, Policy, Severity, Signal, Status};
-use super::retired;
+use super::retired::Retired;
 use crate::store::StoreError;
 use crate::store::holds::HeldSignals;
 use crate::store::items::{ItemFilter, ItemKey, ItemRow, Items, LogRow, NewLog, atomically};
@@ -385,24 +385,39 @@ impl LiveKeys {
 
 /// Applies one signal: the idempotent upsert of the item for its key.
 pub fn apply_signal(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
+    apply_signal_in(conn, signal, policy, &mut Retired::default())
+}
+
+/// [`apply_signal`] as one of a batch that shares `retired`: each asset's
+/// retired parts are read once for the batch.
+pub fn apply_signal_in(
+    conn: &dyn Sql,
+    signal: &Signal,
+    policy: &Policy,
+    retired: &mut Retired,
+) -> Result<Outcome, StoreError> {
     // Two tries: if another writer inserted the active item (or held row)
     // between our read and our insert, the unique index refuses ours and the
     // second try updates theirs. Only an insert can be refused so, and each
     // runs in a savepoint of its own ([`insert_item`], [`hold::hold`]): a
     // signal that updates its item (most do) costs no savepoint, and on
     // PostgreSQL the refusal does not abort the caller's transaction.
-    match apply_signal_once(conn, signal, policy) {
-        Err(e) if is_unique_violation(&e) => apply_signal_once(conn, signal, policy),
+    match apply_signal_once(conn, signal, policy, retired) {
+        Err(e) if is_unique_violation(&e) => apply_signal_once(conn, signal, policy, retired),
         other => other,
     }
 }
 
-fn apply_signal_once(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
+fn apply_signal_once(
+    conn: &dyn Sql,
+    signal: &Signal,
+    policy: &Policy,
+    retired: &mut Retired,
+) -> Result<Outcome, StoreError> {
     // A part taken out of service cannot fire any more: what still arrives
     // about it (an agent's cached reading of the old disk) is a clear.
     let as_clear;
-    let signal = if signal.firing && retired::is_retired(conn, &signal.key.asset, &signal.key.component, signal.at_ms)?
-    {
+    let signal = if signal.firing && retired.is_retired(conn, &signal.key.asset, &signal.key.component, signal.at_ms)? {
         as_clear = Signal {
             firing: false,
             ..signal.clone()
@@ -431,11 +446,11 @@ fn apply_signal_once(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result
                     // Whatever becomes of it under the asset's name (an item,
                     // or held there for another reason), the row held under
                     // the other identifier is done.
-                    let out = apply_signal_once(conn, &renamed, policy)?;
+                    let out = apply_signal_once(conn, &renamed, policy, retired)?;
                     hold::released_into(conn, signal.kind, &signal.key, out.item_id(), signal.at_ms)?;
                     return Ok(out);
                 }
-                Gate::Hold(why, holder) => return held(conn, signal, why, holder, policy),
+                Gate::Hold(why, holder) => return held(conn, signal, why, holder, policy, retired),
             }
         }
         Decision::Nothing if !signal.firing && active.is_none() => hold::note_clear(conn, signal)?,
@@ -521,6 +536,7 @@ fn held(
     why: Held,
     holder: Option<i64>,
     policy: &Policy,
+    retired: &mut Retired,
 ) -> Result<Outcome, StoreError> {
     if why == Held::Storm && signal.firing {
         // Attach to the customer's storm case, opening it first when there
@@ -530,7 +546,7 @@ fn held(
             Some(id) => id,
             None => {
                 let open = hold::storm_signal(customer, true, signal.at_ms, 1, policy);
-                apply_signal_once(conn, &open, policy)?
+                apply_signal_once(conn, &open, policy, retired)?
                     .item_id()
                     .ok_or_else(|| corrupt(0, "a storm case that did not open"))?
             }
@@ -541,6 +557,7 @@ fn held(
             conn,
             &hold::storm_signal(customer, true, signal.at_ms, attached, policy),
             policy,
+            retired,
         )?;
         return Ok(Outcome::Held {
             id,
@@ -568,6 +585,7 @@ pub fn tick_all(conn: &dyn Sql, policy: &Policy, now_ms: i64) -> Result<usize, S
             .map(item_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let mut changed = 0;
+        let mut retired = Retired::default();
         for before in candidates {
             let Some(Decision::Update { item, transition }) = lifecycle::tick(&before, policy, now_ms) else {
                 continue;
@@ -587,14 +605,17 @@ pub fn tick_all(conn: &dyn Sql, policy: &Policy, now_ms: i64) -> Result<usize, S
             if firing_attached == 0 && now_ms.saturating_sub(last_firing_ms) >= policy.storm_window_ms {
                 let attached = hold::attached_count(conn, id)?;
                 let clear = hold::storm_signal(&customer, false, now_ms, attached, policy);
-                if !matches!(apply_signal_once(conn, &clear, policy)?, Outcome::Nothing(_)) {
+                if !matches!(
+                    apply_signal_once(conn, &clear, policy, &mut retired)?,
+                    Outcome::Nothing(_)
+                ) {
                     changed += 1;
                 }
             }
         }
         // Held signals whose reason has gone take the normal path again.
         for (held_id, signal) in hold::release_due(conn, now_ms)? {
-            match apply_signal_once(conn, &signal, policy)? {
+            match apply_signal_once(conn, &signal, policy, &mut retired)? {
                 Outcome::Held { .. } => {}
                 out => {
                     if out.item_id().is_none() {

@@ -37,6 +37,15 @@ pub trait RetiredParts: Sql {
             args![asset, component],
         )
     }
+
+    /// Every retired component of `asset`, with when it was retired.
+    fn parts_retired_on(&self, asset: &str) -> Result<Vec<(String, i64)>, SqlError> {
+        self.query(
+            "SELECT component, retired_at_ms FROM retired_parts WHERE asset = ?1",
+            args![asset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
 }
 
 impl<S: Sql + ?Sized> RetiredParts for S {}
@@ -60,6 +69,14 @@ mod tests {
             );
             assert_eq!(db.part_retired_at("db01", "wwn-1").ok(), Some(Some(100)));
             assert_eq!(db.part_retired_at("db02", "wwn-1").ok(), Some(None));
+            assert_eq!(
+                db.retire_part("db01", "wwn-2", "S2", 300, "left the inventory").ok(),
+                Some(true)
+            );
+            let mut all = db.parts_retired_on("db01").unwrap_or_default();
+            all.sort();
+            assert_eq!(all, [("wwn-1".to_string(), 100), ("wwn-2".to_string(), 300)]);
+            assert_eq!(db.parts_retired_on("db02").ok(), Some(vec![]));
         });
     }
 }
