@@ -328,16 +328,16 @@ pub fn signals(
     contracts: &Contracts,
 ) -> Result<DetectWrite, StoreError> {
     let mark = crate::cases::store::log_high_water(conn)?;
-    // What the batch reads once per host: the keys that can change, and the
-    // parts taken out of service (no signal retires one).
+    // What the batch reads once per host: the keys that can change, the
+    // parts taken out of service and the known asset a name stands for.
     let mut live = crate::cases::store::LiveKeys::default();
-    let mut retired = crate::cases::retired::Retired::default();
+    let mut lookups = crate::cases::store::Lookups::default();
     for s in signals {
         // 6 (a clear of a key with nothing active or held changes nothing)
         if live.passes_over(conn, s)? {
             continue;
         }
-        let outcome = crate::cases::store::apply_signal_in(conn, s, policy, &mut retired)?;
+        let outcome = crate::cases::store::apply_signal_in(conn, s, policy, &mut lookups)?;
         live.applied(s);
         // 7
         crate::predict::on_signal(conn, s, outcome)?;

@@ -80,12 +80,12 @@ fn held_key(kind: ItemKind, key: &IdentityKey) -> HeldKey<'_> {
 
 /// Decides whether a signal that would open or reopen an item may. The
 /// storm case itself always passes.
-pub fn gate(db: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Gate, StoreError> {
+pub fn gate(db: &dyn Sql, signal: &Signal, policy: &Policy, names: &mut KnownNames) -> Result<Gate, StoreError> {
     let key = &signal.key;
     if key.check == STORM_CHECK {
         return Ok(Gate::Pass);
     }
-    match resolve_asset(db, &key.asset)? {
+    match names.resolve(db, &key.asset)? {
         None => return Ok(Gate::Hold(Held::Unmapped, None)),
         Some(name) if name != key.asset => return Ok(Gate::Rename(name)),
         Some(_) => {}
@@ -141,6 +141,26 @@ pub fn storm_signal(customer: &str, firing: bool, at_ms: i64, attached: i64, pol
 /// The known asset a name, MAC or machine id stands for.
 pub fn resolve_asset(db: &dyn Sql, name: &str) -> Result<Option<String>, StoreError> {
     Ok(db.find_known_asset(name)?)
+}
+
+/// [`resolve_asset`] for a batch of signals: each name is looked up once.
+/// Only for work that makes no asset known meanwhile (a signals job, a
+/// tick): an inventory or an engineer's mapping does, in jobs of their own.
+#[derive(Debug, Default)]
+pub struct KnownNames {
+    resolved: std::collections::HashMap<String, Option<String>>,
+}
+
+impl KnownNames {
+    /// The known asset `name` stands for.
+    pub fn resolve(&mut self, db: &dyn Sql, name: &str) -> Result<Option<String>, StoreError> {
+        if let Some(asset) = self.resolved.get(name) {
+            return Ok(asset.clone());
+        }
+        let asset = resolve_asset(db, name)?;
+        self.resolved.insert(name.to_string(), asset.clone());
+        Ok(asset)
+    }
 }
 
 /// Records that `name` is a known asset (its inventory arrived), with the
@@ -790,6 +810,23 @@ mod tests {
         assert_eq!(cases!(&c).len(), 4);
     }
 
+    /// A batch's names answer as the store does; an asset that becomes
+    /// known later (its inventory, in a job of its own) is seen by the
+    /// next batch.
+    #[test]
+    fn a_batch_resolves_names_as_the_store_does_and_the_next_batch_sees_a_new_asset() {
+        crate::store::testing::on_both(|db| {
+            let mut batch = KnownNames::default();
+            assert_eq!(batch.resolve(db, "mac-1").unwrap(), None);
+            mark_known(db, "db01", None, &["mac-1".to_string()], 0).unwrap();
+            let mut next = KnownNames::default();
+            for name in ["mac-1", "db01", "mac-1"] {
+                assert_eq!(next.resolve(db, name).unwrap().as_deref(), Some("db01"), "{name}");
+            }
+            assert_eq!(next.resolve(db, "db01-ilo").unwrap(), None);
+        });
+    }
+
     #[test]
     fn held_signals_and_windows_follow_the_same_rules_on_either_store() {
         let db = TestDb::new();
@@ -801,13 +838,19 @@ mod tests {
         assert_eq!(resolve_asset(db, "db01").unwrap().as_deref(), Some("db01"));
         assert_eq!(resolve_asset(db, "db01-ilo").unwrap(), None);
         assert_eq!(
-            gate(db, &sig(mac, "psu", true, MIN), &p).unwrap(),
+            gate(db, &sig(mac, "psu", true, MIN), &p, &mut KnownNames::default()).unwrap(),
             Gate::Rename("db01".into())
         );
-        assert_eq!(gate(db, &sig("db01", "psu", true, MIN), &p).unwrap(), Gate::Pass);
+        assert_eq!(
+            gate(db, &sig("db01", "psu", true, MIN), &p, &mut KnownNames::default()).unwrap(),
+            Gate::Pass
+        );
 
         let ilo = sig("db01-ilo", "psu", true, MIN);
-        assert_eq!(gate(db, &ilo, &p).unwrap(), Gate::Hold(Held::Unmapped, None));
+        assert_eq!(
+            gate(db, &ilo, &p, &mut KnownNames::default()).unwrap(),
+            Gate::Hold(Held::Unmapped, None)
+        );
         let (id, new) = hold(db, &ilo, Held::Unmapped, None).unwrap();
         assert!(new);
         assert_eq!(
@@ -830,7 +873,10 @@ mod tests {
         // A window holds db01's signals; a clear one is released opening nothing.
         let w = window(db, Some("db01"), 0, 60 * MIN);
         let fs = sig("db01", "fs_full", true, 4 * MIN);
-        assert_eq!(gate(db, &fs, &p).unwrap(), Gate::Hold(Held::Maintenance, Some(w)));
+        assert_eq!(
+            gate(db, &fs, &p, &mut KnownNames::default()).unwrap(),
+            Gate::Hold(Held::Maintenance, Some(w))
+        );
         let (fs_id, _) = hold(db, &fs, Held::Maintenance, Some(w)).unwrap();
         note_clear(db, &sig("db01", "fs_full", false, 5 * MIN)).unwrap();
         assert!(!held_one(db, fs_id).unwrap().unwrap().firing);

@@ -383,18 +383,28 @@ impl LiveKeys {
     }
 }
 
-/// Applies one signal: the idempotent upsert of the item for its key.
-pub fn apply_signal(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
-    apply_signal_in(conn, signal, policy, &mut Retired::default())
+/// What a batch of signals (a signals job, a tick) reads once per asset
+/// rather than once per signal: the parts taken out of service and the
+/// known asset a name stands for. Neither changes inside such a batch: parts
+/// are retired and assets become known by reports and people, in jobs of
+/// their own.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    retired: Retired,
+    names: hold::KnownNames,
 }
 
-/// [`apply_signal`] as one of a batch that shares `retired`: each asset's
-/// retired parts are read once for the batch.
+/// Applies one signal: the idempotent upsert of the item for its key.
+pub fn apply_signal(conn: &dyn Sql, signal: &Signal, policy: &Policy) -> Result<Outcome, StoreError> {
+    apply_signal_in(conn, signal, policy, &mut Lookups::default())
+}
+
+/// [`apply_signal`] as one of a batch that shares `lookups`.
 pub fn apply_signal_in(
     conn: &dyn Sql,
     signal: &Signal,
     policy: &Policy,
-    retired: &mut Retired,
+    lookups: &mut Lookups,
 ) -> Result<Outcome, StoreError> {
     // Two tries: if another writer inserted the active item (or held row)
     // between our read and our insert, the unique index refuses ours and the
@@ -402,8 +412,8 @@ pub fn apply_signal_in(
     // runs in a savepoint of its own ([`insert_item`], [`hold::hold`]): a
     // signal that updates its item (most do) costs no savepoint, and on
     // PostgreSQL the refusal does not abort the caller's transaction.
-    match apply_signal_once(conn, signal, policy, retired) {
-        Err(e) if is_unique_violation(&e) => apply_signal_once(conn, signal, policy, retired),
+    match apply_signal_once(conn, signal, policy, lookups) {
+        Err(e) if is_unique_violation(&e) => apply_signal_once(conn, signal, policy, lookups),
         other => other,
     }
 }
@@ -412,12 +422,16 @@ fn apply_signal_once(
     conn: &dyn Sql,
     signal: &Signal,
     policy: &Policy,
-    retired: &mut Retired,
+    lookups: &mut Lookups,
 ) -> Result<Outcome, StoreError> {
     // A part taken out of service cannot fire any more: what still arrives
     // about it (an agent's cached reading of the old disk) is a clear.
     let as_clear;
-    let signal = if signal.firing && retired.is_retired(conn, &signal.key.asset, &signal.key.component, signal.at_ms)? {
+    let signal = if signal.firing
+        && lookups
+            .retired
+            .is_retired(conn, &signal.key.asset, &signal.key.component, signal.at_ms)?
+    {
         as_clear = Signal {
             firing: false,
             ..signal.clone()
@@ -438,7 +452,7 @@ fn apply_signal_once(
     match &decision {
         // Opening or reopening an item passes the gate first.
         Decision::Create(_) | Decision::CreateRecurrence(_) | Decision::Reopen { .. } => {
-            match hold::gate(conn, signal, policy)? {
+            match hold::gate(conn, signal, policy, &mut lookups.names)? {
                 Gate::Pass => {}
                 Gate::Rename(name) => {
                     let mut renamed = signal.clone();
@@ -446,11 +460,11 @@ fn apply_signal_once(
                     // Whatever becomes of it under the asset's name (an item,
                     // or held there for another reason), the row held under
                     // the other identifier is done.
-                    let out = apply_signal_once(conn, &renamed, policy, retired)?;
+                    let out = apply_signal_once(conn, &renamed, policy, lookups)?;
                     hold::released_into(conn, signal.kind, &signal.key, out.item_id(), signal.at_ms)?;
                     return Ok(out);
                 }
-                Gate::Hold(why, holder) => return held(conn, signal, why, holder, policy, retired),
+                Gate::Hold(why, holder) => return held(conn, signal, why, holder, policy, lookups),
             }
         }
         Decision::Nothing if !signal.firing && active.is_none() => hold::note_clear(conn, signal)?,
@@ -536,7 +550,7 @@ fn held(
     why: Held,
     holder: Option<i64>,
     policy: &Policy,
-    retired: &mut Retired,
+    lookups: &mut Lookups,
 ) -> Result<Outcome, StoreError> {
     if why == Held::Storm && signal.firing {
         // Attach to the customer's storm case, opening it first when there
@@ -546,7 +560,7 @@ fn held(
             Some(id) => id,
             None => {
                 let open = hold::storm_signal(customer, true, signal.at_ms, 1, policy);
-                apply_signal_once(conn, &open, policy, retired)?
+                apply_signal_once(conn, &open, policy, lookups)?
                     .item_id()
                     .ok_or_else(|| corrupt(0, "a storm case that did not open"))?
             }
@@ -557,7 +571,7 @@ fn held(
             conn,
             &hold::storm_signal(customer, true, signal.at_ms, attached, policy),
             policy,
-            retired,
+            lookups,
         )?;
         return Ok(Outcome::Held {
             id,
@@ -585,7 +599,7 @@ pub fn tick_all(conn: &dyn Sql, policy: &Policy, now_ms: i64) -> Result<usize, S
             .map(item_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let mut changed = 0;
-        let mut retired = Retired::default();
+        let mut lookups = Lookups::default();
         for before in candidates {
             let Some(Decision::Update { item, transition }) = lifecycle::tick(&before, policy, now_ms) else {
                 continue;
@@ -606,7 +620,7 @@ pub fn tick_all(conn: &dyn Sql, policy: &Policy, now_ms: i64) -> Result<usize, S
                 let attached = hold::attached_count(conn, id)?;
                 let clear = hold::storm_signal(&customer, false, now_ms, attached, policy);
                 if !matches!(
-                    apply_signal_once(conn, &clear, policy, &mut retired)?,
+                    apply_signal_once(conn, &clear, policy, &mut lookups)?,
                     Outcome::Nothing(_)
                 ) {
                     changed += 1;
@@ -615,7 +629,7 @@ pub fn tick_all(conn: &dyn Sql, policy: &Policy, now_ms: i64) -> Result<usize, S
         }
         // Held signals whose reason has gone take the normal path again.
         for (held_id, signal) in hold::release_due(conn, now_ms)? {
-            match apply_signal_once(conn, &signal, policy, &mut retired)? {
+            match apply_signal_once(conn, &signal, policy, &mut lookups)? {
                 Outcome::Held { .. } => {}
                 out => {
                     if out.item_id().is_none() {
