@@ -81,6 +81,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::api_writes))
+        .layer(axum::middleware::from_fn(no_nul_in_uri))
         .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
         .with_state(state)
 }
@@ -134,6 +135,32 @@ where
     }
 }
 
+/// Refuses a request whose path or query holds a NUL character, naming
+/// where: PostgreSQL cannot keep one in text, and no name, id or filter of
+/// ours has one (as for bodies, see [`json_body`]). A URI carries a NUL only
+/// percent-encoded, as `%00`.
+async fn no_nul_in_uri(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    const NUL: &str = "%00";
+    let uri = req.uri();
+    let place = if uri.path().contains(NUL) {
+        Some("path".to_string())
+    } else {
+        uri.query().and_then(|q| {
+            q.split('&').find(|pair| pair.contains(NUL)).map(|pair| {
+                match pair.split_once('=').map(|(name, _)| name).filter(|n| !n.contains(NUL)) {
+                    Some(name) => format!("query parameter {name}"),
+                    None => "query parameter name".to_string(),
+                }
+            })
+        })
+    };
+    match place {
+        Some(place) => ApiError::BadRequest(format!("{place}: {}", caretaker_shared::wire::NUL_REASON)).into_response(),
+        None => next.run(req).await,
+    }
+}
+
 /// A page size from the query: `default` when absent; refused when it is 0 or
 /// above `max` (the document states both).
 pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
@@ -183,4 +210,34 @@ pub(crate) async fn read<T: Send + 'static>(
     f: impl FnOnce(&crate::store::sql::Db) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     Ok(crate::store::read_on(&state.reader, f).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{get, state};
+    use axum::http::StatusCode;
+
+    /// A NUL character in a path or a query parameter is the client's
+    /// mistake on every store: refused with 400 naming where it was, never
+    /// sent to a database that cannot keep one in text.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nul_character_in_a_path_or_query_parameter_is_refused_by_where_it_is() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = state(&dir).await;
+        for (uri, named) in [
+            ("/api/v1/assets/db%0001", "path"),
+            ("/api/v1/assets/db%0001/history", "path"),
+            ("/api/v1/cases?host=db%0001", "query parameter host"),
+            ("/api/v1/queue?status=open&customer=%00", "query parameter customer"),
+            ("/api/v1/findings?%00=x", "query parameter"),
+        ] {
+            let (status, body) = get(&s, uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            let text = body.to_string();
+            assert!(text.contains(named) && text.contains("NUL"), "{uri}: {text}");
+        }
+        // The same requests without it are answered as usual.
+        assert_eq!(get(&s, "/api/v1/cases?host=db01").await.0, StatusCode::OK);
+        assert_eq!(get(&s, "/api/v1/assets/db01/history").await.0, StatusCode::OK);
+    }
 }
