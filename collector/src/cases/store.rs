@@ -1223,12 +1223,7 @@ mod tests {
         });
         // Once the second writer's insert waits on the first's item, the
         // first commits.
-        let waiting = || {
-            use crate::store::sql::SqlExt;
-            let sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                       AND datname = current_database()";
-            watch.value::<i64>(sql, crate::store::sql::args![]).unwrap() == Some(1)
-        };
+        let waiting = || crate::store::testing::sessions_waiting_on_a_lock(&watch) == 1;
         let since = std::time::Instant::now();
         while !waiting() {
             assert!(since.elapsed().as_secs() < 30, "the second writer never waited");

@@ -254,6 +254,19 @@ impl std::ops::Deref for TestDb {
 
 super::sql::delegate_sql!(TestDb, |self| &self.db);
 
+/// Sessions of `db`'s PostgreSQL database waiting on a lock now. Call it on
+/// a connection outside any transaction: the server's view of its sessions
+/// is taken once per transaction.
+pub fn sessions_waiting_on_a_lock(db: &dyn super::sql::Sql) -> i64 {
+    use super::sql::{SqlExt, args};
+    db.value::<i64>(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        args![],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or(0)
+}
+
 /// How many items (cases and their kin) the store holds, for tests that
 /// check whether a request made one.
 pub fn item_count(db: &dyn super::sql::Sql) -> i64 {
