@@ -32,7 +32,15 @@ pub fn is_retired(db: &dyn Sql, asset: &str, component: &str, at_ms: i64) -> Res
     if component.is_empty() {
         return Ok(false);
     }
-    Ok(db.part_retired_at(asset, component)?.is_some_and(|t| t <= at_ms))
+    Ok(db
+        .part_retired_at(asset, component)?
+        .is_some_and(|t| out_of_service(t, at_ms)))
+}
+
+/// Whether a part retired at `retired_at_ms` was out of service at `at_ms`:
+/// from its retirement on.
+fn out_of_service(retired_at_ms: i64, at_ms: i64) -> bool {
+    retired_at_ms <= at_ms
 }
 
 /// [`is_retired`] for a batch of signals: each asset's retired parts are
@@ -58,7 +66,7 @@ impl Retired {
                 .entry(asset.to_string())
                 .or_insert(db.parts_retired_on(asset)?),
         };
-        Ok(parts.iter().any(|(c, t)| c == component && *t <= at_ms))
+        Ok(parts.iter().any(|(c, t)| c == component && out_of_service(*t, at_ms)))
     }
 }
 

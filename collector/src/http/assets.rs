@@ -129,7 +129,6 @@ async fn one(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
@@ -139,38 +138,27 @@ mod tests {
 
     use super::*;
     use crate::fleet::Fleet;
+    use crate::http::testing::API_TOKEN;
     use crate::ingest::Encoding;
     use crate::pki::hash_secret;
-    use crate::store;
     use crate::store::agents::{Agents, NewAgent};
-    use crate::store::testing::{TestStore, apart};
-    use crate::writer::{Enrollment, Incoming, Writer};
-
-    const API_TOKEN: &str = "api-token-for-tests";
+    use crate::store::testing::apart;
+    use crate::writer::{Enrollment, Incoming};
 
     struct Harness {
-        // Dropped before its store.
-        state: AppState,
-        store: TestStore,
+        // Dropped before its directory.
+        state: crate::http::testing::TestState,
         _dir: tempfile::TempDir,
     }
 
     async fn harness() -> Harness {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = TestStore::new(dir.path());
-        let conn = store.open();
-        let fleet = Arc::new(Fleet::default());
-        let (conn, setup) = apart(|| {
-            let setup = conn
-                .add_enrollment_token(&hash_secret("enroll"), 0)
-                .and_then(|_| conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0))
-                .map_err(store::StoreError::from)
-                .and_then(|_| crate::fleet::load_fleet(&conn, &fleet));
-            (conn, setup)
-        });
-        assert!(setup.is_ok(), "{setup:?}");
-        let reader = store.readers(2);
-        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let state = crate::http::testing::state_with(&dir, |c| {
+            let token = c.add_enrollment_token(&hash_secret("enroll"), 0);
+            assert!(token.is_ok(), "{token:?}");
+        })
+        .await;
+        let writer = &state.writer;
         for (id, host) in [("a1", "db01"), ("a2", "web01")] {
             let ok = writer
                 .enroll(Enrollment {
@@ -201,12 +189,7 @@ mod tests {
             })
             .await;
         assert!(a3.is_ok(), "{a3:?}");
-        let state = crate::http::testing::app_state(fleet, writer, reader);
-        Harness {
-            state,
-            store,
-            _dir: dir,
-        }
+        Harness { state, _dir: dir }
     }
 
     fn disk(name: &str, serial: &str) -> DiskInfo {
@@ -474,7 +457,7 @@ mod tests {
         let h = harness().await;
         swap_a_disk(&h.state).await;
         let (fleet, versions, changes) = apart(|| {
-            let conn = h.store.open();
+            let conn = h.state._store.open();
             let fleet = Fleet::default();
             assert!(crate::fleet::load_fleet(&conn, &fleet).is_ok());
             let versions = conn.inventory_versions("a1").unwrap_or_default();

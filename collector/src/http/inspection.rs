@@ -233,38 +233,19 @@ async fn one(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<S
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::sync::Arc;
-
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     use super::*;
-    use crate::fleet::Fleet;
-    use crate::pki::hash_secret;
-    use crate::store::agents::Agents;
-    use crate::store::testing::{TestStore, apart};
-    use crate::writer::Writer;
-
-    const API_TOKEN: &str = "api-token-for-tests";
+    use crate::http::testing::API_TOKEN;
 
     async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
-        let store = TestStore::new(dir.path());
-        let conn = store.open();
-        let fleet = Arc::new(Fleet::default());
-        let conn = apart(|| {
-            conn.add_api_token(&hash_secret(API_TOKEN), "tests", 0).unwrap();
-            crate::report::tests::fleet(&conn);
-            crate::fleet::load_fleet(&conn, &fleet).unwrap();
-            conn
-        });
-        let reader = store.readers(2);
-        let (writer, _thread) = Writer::start(conn, fleet.clone()).unwrap();
-        crate::http::testing::TestState {
-            state: crate::http::testing::app_state(fleet, writer, reader),
-            _store: store,
-        }
+        crate::http::testing::state_with(dir, |c| {
+            crate::report::tests::fleet(c);
+        })
+        .await
     }
 
     async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, HeaderMap, String) {

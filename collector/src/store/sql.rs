@@ -89,7 +89,7 @@ impl SqlError {
                 )
             }
             SqlError::Postgres(e) => {
-                if e.is_closed() {
+                if ends_connection(e) {
                     return true;
                 }
                 match e.code() {

@@ -16,11 +16,23 @@ pub fn on_both(f: impl Fn(&Db)) {
     let sqlite = super::open_in_memory().unwrap_or_else(|e| panic!("SQLite: {e}"));
     f(&Db::sqlite(sqlite));
     if let Some(addr) = postgres_addr() {
-        let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
-        let db = pg.connect().unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
-        super::postgres::migrate(&db).unwrap_or_else(|e| panic!("migrating PostgreSQL: {e}"));
+        let (_pg, db) = migrated_postgres(&addr);
         f(&db);
     }
+}
+
+/// A migrated PostgreSQL database of its own, and its connection.
+fn migrated_postgres(addr: &str) -> (PgDatabase, Db) {
+    let pg = PgDatabase::create(addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+    let db = pg.connect().unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
+    super::postgres::migrate(&db).unwrap_or_else(|e| panic!("migrating PostgreSQL: {e}"));
+    (pg, db)
+}
+
+/// The server `CARETAKER_TEST_STORE=postgresql` runs the tests on: the one
+/// `CARETAKER_TEST_POSTGRES` names, which must then be set.
+fn selected_postgres() -> String {
+    postgres_addr().unwrap_or_else(|| panic!("CARETAKER_TEST_STORE=postgresql needs CARETAKER_TEST_POSTGRES"))
 }
 
 /// [`on_both`] on empty databases, without the store's schema.
@@ -121,8 +133,7 @@ impl TestStore {
     /// A store to open, in `dir` when it is an SQLite file.
     pub fn new(dir: &std::path::Path) -> Self {
         if on_postgres() {
-            let addr = postgres_addr()
-                .unwrap_or_else(|| panic!("CARETAKER_TEST_STORE=postgresql needs CARETAKER_TEST_POSTGRES"));
+            let addr = selected_postgres();
             let pg = apart(|| PgDatabase::create(&addr)).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
             let settings = super::postgres::settings(&pg.url(), None).unwrap_or_else(|e| panic!("{e}"));
             return TestStore {
@@ -195,11 +206,7 @@ pub struct TestDb {
 impl TestDb {
     pub fn new() -> Self {
         if on_postgres() {
-            let addr = postgres_addr()
-                .unwrap_or_else(|| panic!("CARETAKER_TEST_STORE=postgresql needs CARETAKER_TEST_POSTGRES"));
-            let pg = PgDatabase::create(&addr).unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
-            let db = pg.connect().unwrap_or_else(|e| panic!("PostgreSQL at {addr}: {e}"));
-            super::postgres::migrate(&db).unwrap_or_else(|e| panic!("migrating PostgreSQL: {e}"));
+            let (pg, db) = migrated_postgres(&selected_postgres());
             return TestDb { db, _pg: Some(pg) };
         }
         let conn = super::open_in_memory().unwrap_or_else(|e| panic!("SQLite: {e}"));
