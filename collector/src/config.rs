@@ -39,6 +39,55 @@ pub struct Config {
     pub login: LoginConfig,
     #[serde(default)]
     pub enroll: EnrollConfig,
+    #[serde(default)]
+    pub replicas: ReplicasConfig,
+}
+
+/// Several collectors sharing one PostgreSQL store: how each names itself
+/// and how long the work it holds (a host's detection, a fleet-wide job)
+/// stays its own without a renewal. A single collector needs none of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicasConfig {
+    /// This replica's name: the `replica` label on `/metrics` and the lease
+    /// holder in the store. Unique per replica; by default the machine's
+    /// host name and the listening port.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How long a lease lasts unrenewed: a dead replica's hosts and jobs
+    /// are taken over within about this long. Renewed every third of it.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    15
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            lease_secs: default_lease_secs(),
+        }
+    }
+}
+
+impl ReplicasConfig {
+    /// The configured name, or `HOST:PORT` of this machine and `listen`.
+    pub fn name_for(&self, listen: SocketAddr) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "collector".into());
+                format!("{host}:{}", listen.port())
+            }
+        }
+    }
 }
 
 /// Limits at the HTTPS edge for everything but agent ingest (which has its
@@ -752,6 +801,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             login: LoginConfig::default(),
             enroll: EnrollConfig::default(),
+            replicas: ReplicasConfig::default(),
         }
     }
 }
@@ -820,6 +870,19 @@ impl Checked for Config {
         self.sinks.problems(&mut p);
         self.http.problems(&mut p);
         self.login.problems(&mut p);
+        if !(3..=MAX_DURATION_SECS).contains(&self.replicas.lease_secs) {
+            p.push(format!(
+                "replicas.lease_secs: must be between 3 and {MAX_DURATION_SECS}"
+            ));
+        }
+        if self
+            .replicas
+            .name
+            .as_ref()
+            .is_some_and(|n| n.trim().is_empty() || n.contains('/'))
+        {
+            p.push("replicas.name: must not be empty or contain '/'".into());
+        }
         for (key, v) in [
             ("enroll.per_source_per_minute", self.enroll.per_source_per_minute),
             ("enroll.per_source_burst", self.enroll.per_source_burst),

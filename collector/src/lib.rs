@@ -22,6 +22,7 @@ pub mod pki;
 pub mod predict;
 pub mod queue;
 pub mod reload;
+pub mod replicas;
 pub mod report;
 pub mod rules;
 pub mod serve;

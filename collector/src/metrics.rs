@@ -4,6 +4,7 @@
 //! at scrape time from a snapshot of the fleet (a `Collector` impl), so there
 //! is no second copy of the samples to keep in sync.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -79,6 +80,43 @@ pub struct Metrics {
     pub spares: Arc<Mutex<SpareGauges>>,
     /// Edge limits that cut a connection or request short (and their log).
     pub http_limited: crate::http::limits::Recorder,
+    /// This replica among its peers, as its last round found it.
+    replica: Arc<Mutex<ReplicaView>>,
+}
+
+/// What `/metrics` shows of this replica and what it may show for the fleet.
+#[derive(Debug, Clone)]
+struct ReplicaView {
+    name: String,
+    id: String,
+    live: usize,
+    hosts: usize,
+    jobs: Vec<(String, bool)>,
+    /// The rule set's and the contracts file's fingerprints, by file.
+    files: BTreeMap<&'static str, String>,
+    mismatch: BTreeMap<&'static str, bool>,
+    /// Whether the fleet-wide gauges (open items, queue, spares,
+    /// recommendations) are this replica's to show: it holds the lifecycle
+    /// job, so a Prometheus scraping every replica counts them once.
+    fleet_wide: bool,
+    /// Hosts another replica holds: their series are that one's to show.
+    elsewhere: Arc<HashSet<String>>,
+}
+
+impl Default for ReplicaView {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            id: String::new(),
+            live: 1,
+            hosts: 0,
+            jobs: Vec::new(),
+            files: [("rules", "none".to_string()), ("contracts", "none".to_string())].into(),
+            mismatch: [("rules", false), ("contracts", false)].into(),
+            fleet_wide: true,
+            elsewhere: Arc::default(),
+        }
+    }
 }
 
 fn unit(u: Unit) -> Option<registry::Unit> {
@@ -122,6 +160,73 @@ impl Metrics {
             .set(pending);
     }
 
+    fn view(&self) -> std::sync::MutexGuard<'_, ReplicaView> {
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the fingerprint of the rule set (`rules`) or the contracts
+    /// file (`contracts`) in force, at start and after each reload.
+    pub fn set_config_fingerprint(&self, file: &str, fingerprint: &str) {
+        let key = if file == "rules" { "rules" } else { "contracts" };
+        self.view().files.insert(key, fingerprint.to_string());
+    }
+
+    /// The rule set's and the contracts file's fingerprints in force.
+    pub fn config_fingerprints(&self) -> (String, String) {
+        let v = self.view();
+        (
+            v.files.get("rules").cloned().unwrap_or_default(),
+            v.files.get("contracts").cloned().unwrap_or_default(),
+        )
+    }
+
+    /// Whether this replica shows the fleet-wide gauges.
+    pub fn fleet_wide(&self) -> bool {
+        self.view().fleet_wide
+    }
+
+    /// What a round of [`crate::replicas`] found: the jobs held, the host
+    /// leases held, the live peers (a peer on other files is a mismatch,
+    /// logged when it appears) and the hosts held elsewhere.
+    pub fn set_replica_view(
+        &self,
+        me: &crate::replicas::Replica,
+        jobs: &[(String, bool)],
+        hosts: usize,
+        live: &[crate::store::leases::Replica],
+        elsewhere: Arc<HashSet<String>>,
+    ) {
+        let mut v = self.view();
+        v.name = me.name.clone();
+        v.id = me.id.clone();
+        v.live = live.len().max(1);
+        v.hosts = hosts;
+        v.jobs = jobs.to_vec();
+        v.fleet_wide = jobs.iter().any(|(j, ok)| *ok && j == crate::replicas::LIFECYCLE);
+        v.elsewhere = elsewhere;
+        for file in ["rules", "contracts"] {
+            let mine = v.files.get(file).cloned().unwrap_or_default();
+            let other = live.iter().filter(|r| r.id != me.id).find(|r| {
+                let theirs = if file == "rules" {
+                    &r.rules_fingerprint
+                } else {
+                    &r.contracts_fingerprint
+                };
+                *theirs != mine
+            });
+            let was = v.mismatch.get(file).copied().unwrap_or(false);
+            if let (Some(r), false) = (other, was) {
+                tracing::warn!(
+                    file,
+                    replica = %me.name,
+                    peer = %r.name,
+                    "a replica sharing this store runs another {file} file; replicas must run the same files"
+                );
+            }
+            v.mismatch.insert(file, other.is_some());
+        }
+    }
+
     pub fn new(fleet: Arc<Fleet>, down_after_intervals: u32) -> Result<Self, String> {
         let mut registry = Registry::default();
         let m = Self {
@@ -156,6 +261,7 @@ impl Metrics {
             queue: Arc::new(Mutex::new(Vec::new())),
             spares: Arc::new(Mutex::new((Vec::new(), 0))),
             http_limited: Default::default(),
+            replica: Arc::default(),
             registry: Registry::default(),
         };
         register(&mut registry, "caretaker_http_limited", m.http_limited.family())?;
@@ -223,6 +329,10 @@ impl Metrics {
             held: m.held.clone(),
             queue: m.queue.clone(),
             spares: m.spares.clone(),
+            replica: m.replica.clone(),
+        }));
+        registry.register_collector(Box::new(ReplicaSeries {
+            replica: m.replica.clone(),
         }));
         register(&mut registry, "caretaker_ingest_reports_accepted", m.accepted.clone())?;
         register(&mut registry, "caretaker_ingest_reports_duplicate", m.duplicate.clone())?;
@@ -239,6 +349,7 @@ impl Metrics {
         registry.register_collector(Box::new(HostSeries {
             fleet,
             down_after_intervals,
+            replica: m.replica.clone(),
         }));
         Ok(Self { registry, ..m })
     }
@@ -272,11 +383,14 @@ struct OpenItems {
     held: Arc<Mutex<Vec<(Held, u64)>>>,
     queue: Arc<Mutex<Vec<crate::queue::QueueCounts>>>,
     spares: Arc<Mutex<SpareGauges>>,
+    replica: Arc<Mutex<ReplicaView>>,
 }
 
 impl Collector for OpenItems {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Another replica shows the fleet's counts: the families stay, empty.
+        let mine = self.replica.lock().unwrap_or_else(|p| p.into_inner()).fleet_wide;
+        let open: Vec<OpenCount> = if_mine(mine, &self.open);
         for (name, kind) in [
             ("caretaker_findings_open", ItemKind::Finding),
             ("caretaker_cases_open", ItemKind::Case),
@@ -290,16 +404,19 @@ impl Collector for OpenItems {
                     .encode_gauge(&i64::try_from(c.count).unwrap_or(i64::MAX))?;
             }
         }
-        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let held: Vec<(Held, u64)> = if_mine(mine, &self.held);
         let d = catalogue::lookup("caretaker_signals_held").ok_or(std::fmt::Error)?;
         let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
-        for reason in [Held::Unmapped, Held::Maintenance, Held::Storm] {
+        for reason in [Held::Unmapped, Held::Maintenance, Held::Storm]
+            .into_iter()
+            .filter(|_| mine)
+        {
             let n = held.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n);
             family
                 .encode_family(&[("reason", reason.as_str())])?
                 .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
         }
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let queue: Vec<crate::queue::QueueCounts> = if_mine(mine, &self.queue);
         for name in ["caretaker_cases_sla_breached", "caretaker_cases_unassigned"] {
             let d = catalogue::lookup(name).ok_or(std::fmt::Error)?;
             let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
@@ -314,7 +431,11 @@ impl Collector for OpenItems {
                     .encode_gauge(&i64::try_from(n).unwrap_or(i64::MAX))?;
             }
         }
-        let (coverage, below) = self.spares.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (coverage, below) = if mine {
+            self.spares.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        } else {
+            (Vec::new(), 0)
+        };
         let d = catalogue::lookup("caretaker_spare_coverage_ratio").ok_or(std::fmt::Error)?;
         let u = unit(d.unit);
         let mut family = encoder.encode_descriptor(d.base_name(), d.help, u.as_ref(), MetricType::Gauge)?;
@@ -324,9 +445,72 @@ impl Collector for OpenItems {
                 .encode_gauge(ratio)?;
         }
         let d = catalogue::lookup("caretaker_spare_stock_below_minimum").ok_or(std::fmt::Error)?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        if mine {
+            family.encode_gauge(&i64::try_from(below).unwrap_or(i64::MAX))?;
+        }
+        Ok(())
+    }
+}
+
+/// A copy of `v` when this replica shows the fleet-wide gauges, else none.
+fn if_mine<T: Clone>(mine: bool, v: &Mutex<Vec<T>>) -> Vec<T> {
+    if mine {
+        v.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Encodes this replica's place among its peers.
+#[derive(Debug)]
+struct ReplicaSeries {
+    replica: Arc<Mutex<ReplicaView>>,
+}
+
+impl Collector for ReplicaSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let v = self.replica.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let gauge = |name: &str| catalogue::lookup(name).ok_or(std::fmt::Error);
+        let d = gauge("caretaker_replica_info")?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        if !v.id.is_empty() {
+            family
+                .encode_family(&[("replica", v.name.as_str()), ("id", v.id.as_str())])?
+                .encode_gauge(&1i64)?;
+        }
+        let d = gauge("caretaker_replicas_live")?;
         encoder
             .encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?
-            .encode_gauge(&i64::try_from(below).unwrap_or(i64::MAX))?;
+            .encode_gauge(&i64::try_from(v.live).unwrap_or(i64::MAX))?;
+        let d = gauge("caretaker_replica_hosts")?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        if !v.id.is_empty() {
+            family
+                .encode_family(&[("replica", v.name.as_str())])?
+                .encode_gauge(&i64::try_from(v.hosts).unwrap_or(i64::MAX))?;
+        }
+        let d = gauge("caretaker_replica_job_held")?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        for (job, held) in &v.jobs {
+            family
+                .encode_family(&[("replica", v.name.as_str()), ("job", job.as_str())])?
+                .encode_gauge(&i64::from(*held))?;
+        }
+        let d = gauge("caretaker_config_file_info")?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        for (file, fp) in &v.files {
+            family
+                .encode_family(&[("file", *file), ("fingerprint", fp.as_str())])?
+                .encode_gauge(&1i64)?;
+        }
+        let d = gauge("caretaker_config_mismatch")?;
+        let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
+        for (file, bad) in &v.mismatch {
+            family
+                .encode_family(&[("file", *file)])?
+                .encode_gauge(&i64::from(*bad))?;
+        }
         Ok(())
     }
 }
@@ -336,6 +520,7 @@ impl Collector for OpenItems {
 struct HostSeries {
     fleet: Arc<Fleet>,
     down_after_intervals: u32,
+    replica: Arc<Mutex<ReplicaView>>,
 }
 
 fn metric_type(k: Kind) -> MetricType {
@@ -348,7 +533,13 @@ fn metric_type(k: Kind) -> MetricType {
 
 impl Collector for HostSeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let hosts = self.fleet.snapshot();
+        let (elsewhere, fleet_wide) = {
+            let v = self.replica.lock().unwrap_or_else(|p| p.into_inner());
+            (v.elsewhere.clone(), v.fleet_wide)
+        };
+        // The hosts another replica holds are that replica's to show.
+        let mut hosts = self.fleet.snapshot();
+        hosts.retain(|h| !elsewhere.contains(&h.host));
         let now = caretaker_shared::now_ms();
         for d in CATALOGUE.iter().filter(|d| d.source == Source::Agent) {
             let u = unit(d.unit);
@@ -439,10 +630,14 @@ impl Collector for HostSeries {
             let family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
             g.encode(family)?;
         }
-        let recs = self.fleet.recommendations_open();
+        let recs = if fleet_wide {
+            self.fleet.recommendations_open()
+        } else {
+            Vec::new()
+        };
         let d = catalogue::lookup("caretaker_recommendations_open").ok_or(std::fmt::Error)?;
         let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
-        for urgency in crate::predict::records::URGENCIES {
+        for urgency in crate::predict::records::URGENCIES.iter().filter(|_| fleet_wide) {
             let n = recs.iter().find(|(u, _)| u == urgency).map_or(0, |(_, n)| *n);
             family
                 .encode_family(&[("urgency", *urgency)])?

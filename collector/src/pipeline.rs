@@ -143,6 +143,25 @@ fn store_report(
     Ok(Some(host))
 }
 
+/// A host's asset state as the store holds it after report `last_seq`.
+fn stored_assets(db: &(impl Sql + ?Sized), agent_id: &str, last_seq: u64) -> Result<AssetState, StoreError> {
+    use crate::store::agents::Agents;
+    let (doc, at_ms, changes) = db.asset_row(agent_id)?;
+    let inventory = match doc {
+        Some(d) => Some(serde_json::from_str(&d).map_err(|e| StoreError::Corrupt {
+            agent_id: agent_id.to_string(),
+            reason: format!("its stored inventory: {e}"),
+        })?),
+        None => None,
+    };
+    Ok(AssetState {
+        inventory,
+        at_ms,
+        changes: u64::try_from(changes).unwrap_or(0),
+        last_seq,
+    })
+}
+
 /// Stores one report and its inventory (with what changed): stage 2 and
 /// the stored half of stage 3. `None`: already applied (a duplicate).
 fn store_rows(
@@ -159,6 +178,14 @@ fn store_rows(
     if r.seq <= counters.last_seq {
         return Ok(None);
     }
+    // This replica's copy of the host is behind the store (another replica
+    // applied reports since): the stored inventory is what changes are
+    // measured against.
+    let previous = if previous.last_seq == counters.last_seq {
+        previous
+    } else {
+        stored_assets(db, &inc.agent_id, counters.last_seq)?
+    };
     let gaps = counters.seq_gaps + (r.seq - counters.last_seq - 1);
     let applied = counters.reports_applied + 1;
     let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());

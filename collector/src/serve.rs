@@ -12,6 +12,7 @@ use crate::fleet::Fleet;
 use crate::http::{AppState, app};
 use crate::metrics::Metrics;
 use crate::pki::{self, Paths};
+use crate::replicas::{self, Replica};
 use crate::store;
 use crate::store::agents::Agents;
 use crate::writer::Writer;
@@ -131,15 +132,35 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         satisfaction_wait_ms: i64::from(cfg.queue.satisfaction_wait_days) * 86_400_000,
         health: Default::default(),
     };
-    // Detection's saved state, read before the writer takes the connection.
-    let checkpoints = blocking(|| store::checkpoints::load_all(&conn)).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "cannot read the detection checkpoints; detection starts empty");
-        Vec::new()
-    });
     let (writer, writer_thread) =
         Writer::start_with(conn, fleet.clone(), options).context("starting the store writer")?;
     let metrics =
         Arc::new(Metrics::new(fleet.clone(), cfg.hosts.down_after_intervals).map_err(|e| anyhow::anyhow!(e))?);
+    metrics.set_config_fingerprint("rules", &crate::detect::rule_set_fingerprint(&rules));
+    if let Some(file) = &cfg.queue.contracts_file {
+        metrics.set_config_fingerprint("contracts", &crate::replicas::file_fingerprint(file));
+    }
+    // This collector among the replicas sharing its store: the fleet-wide
+    // jobs it runs and the hosts it evaluates are leases in the store.
+    let replica = Replica::new(
+        &cfg.replicas.name_for(cfg.listen),
+        Duration::from_secs(cfg.replicas.lease_secs),
+    );
+    let sinks = crate::sinks::build(&cfg.sinks)
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("configuring the ticket sinks")?;
+    let mut jobs = vec![replicas::LIFECYCLE.to_string(), replicas::RETENTION.to_string()];
+    if cfg.reports.schedule == crate::config::ReportSchedule::Monthly {
+        jobs.push(replicas::REPORTS.to_string());
+    }
+    jobs.extend(sinks.iter().map(|s| replicas::deliver_job(&s.name)));
+    // The first round before any job starts: a lone collector holds every
+    // job from the first moment.
+    if let Err(e) = replicas::round(&replica, &writer, &metrics, &jobs).await {
+        tracing::warn!(error = %e, "cannot register this replica in the store yet; retried every {:?}", replica.round());
+    }
+    tracing::info!(replica = %replica.name, id = %replica.id, "replica registered");
+    let coordinator = replicas::start(replica.clone(), writer.clone(), metrics.clone(), jobs);
     // Opened after the writer has migrated the store; they only read.
     let reader = blocking(|| place.readers(cfg.store.readers))
         .context("opening the store's read connections")?
@@ -171,7 +192,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.detect.max_series_per_host,
         crate::detect::live::Checkpointing {
             every: Duration::from_secs(cfg.detect.checkpoint_secs),
-            restore: checkpoints,
+            replica: replica.clone(),
         },
     );
     // Kept alive for as long as we serve: dropping it stops the watching.
@@ -189,11 +210,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    // Ticket sinks deliver the outbox, each from its own cursor.
-    let sinks = crate::sinks::build(&cfg.sinks)
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("configuring the ticket sinks")?;
+    // Ticket sinks deliver the outbox, each from its own cursor, each in
+    // the one replica holding its job.
     let deliverers = crate::queue::deliver::start(
+        replica.clone(),
         sinks,
         // Its own connection: delivery keeps going while every API reader is busy.
         blocking(|| place.readers(1)).context("opening the store for the outbox")?,
@@ -223,12 +243,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     let pruner = {
         let writer = writer.clone();
+        let replica = replica.clone();
         let keep_log_ms = i64::from(cfg.store.report_log_retention_hours) * 3_600_000;
         let keep_raw_ms = i64::from(cfg.store.raw_report_retention_hours) * 3_600_000;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                if !replica.holds(replicas::RETENTION) {
+                    continue;
+                }
                 let now = caretaker_shared::now_ms();
                 // With a retention of 0 this also clears raw reports kept
                 // under an earlier, longer setting.
@@ -255,17 +279,24 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             down_after_intervals: cfg.hosts.down_after_intervals,
             ..crate::report::Options::default()
         };
-        tokio::spawn(scheduled_reports(writer, customers, options))
+        tokio::spawn(scheduled_reports(writer, customers, options, replica.clone()))
     });
+    // Kept to give this replica's leases up when it stops.
+    let leaving = writer.clone();
     drop(writer);
     // Spare coverage and stock gauges: a few queries a minute on the readers.
     let gauges = {
         let reader = state.reader.clone();
         let metrics = state.metrics.clone();
+        let replica = replica.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                // Fleet-wide: shown by the replica running the lifecycle.
+                if !replica.holds(replicas::LIFECYCLE) {
+                    continue;
+                }
                 match store::read_on(&reader, |c| crate::spares::gauges(c)).await {
                     Ok(v) => *metrics.spares.lock().unwrap_or_else(|p| p.into_inner()) = v,
                     Err(e) => tracing::warn!(error = %e, "cannot compute the spare gauges"),
@@ -333,6 +364,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // The detection task holds a writer handle: stop it so the writer can
     // end. It stops between two reports, whatever its backlog.
     detector.stop(DETECT_STOP).await;
+    // Its checkpoints are saved: the peers may take its hosts over now.
+    coordinator.abort();
+    let _ = coordinator.await;
+    replicas::leave(&replica, &leaving).await;
+    drop(leaving);
     // The router (and with it the last writer handle) is gone: the writer
     // drains what it has and stops. Waited for on a plain thread, not a
     // blocking task: the runtime would wait for that one past our bound.
@@ -425,10 +461,26 @@ const WRITER_STOP: Duration = Duration::from_secs(10);
 /// Makes the scheduled inspection reports that are due, at start and then
 /// hourly: a collector that was down on the 1st catches up, and a report
 /// already made is never made twice (see [`crate::report::schedule`]).
-async fn scheduled_reports(writer: Writer, customers: Option<Vec<String>>, options: crate::report::Options) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+async fn scheduled_reports(
+    writer: Writer,
+    customers: Option<Vec<String>>,
+    options: crate::report::Options,
+    replica: Arc<Replica>,
+) {
+    // Looked at every round: the replica holding the job makes what is due
+    // when it takes the job on and then hourly.
+    let mut tick = tokio::time::interval(replica.round());
+    let mut last: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
+        if !replica.holds(replicas::REPORTS) {
+            last = None;
+            continue;
+        }
+        if last.is_some_and(|l| l.elapsed() < Duration::from_secs(3600)) {
+            continue;
+        }
+        last = Some(tokio::time::Instant::now());
         let (customers, options) = (customers.clone(), options.clone());
         let now = caretaker_shared::now_ms();
         let made = writer

@@ -1614,6 +1614,54 @@ pub static CATALOGUE: &[MetricDef] = &[
         "Store reads waiting for a free read connection; staying above 0 means store.readers is too small for the load."
     ),
     m!(
+        "caretaker_replica_info",
+        Gauge,
+        None,
+        Collector,
+        ["replica", "id"],
+        "1 for this collector replica: its name ([replicas] name) and the id it holds leases by in the store."
+    ),
+    m!(
+        "caretaker_replicas_live",
+        Gauge,
+        None,
+        Collector,
+        [],
+        "Collector replicas sharing this store whose heartbeat is younger than one lease, this one included."
+    ),
+    m!(
+        "caretaker_replica_hosts",
+        Gauge,
+        None,
+        Collector,
+        ["replica"],
+        "Hosts whose detection this replica holds the lease of (where their reports arrive, or adopted from a replica that died)."
+    ),
+    m!(
+        "caretaker_replica_job_held",
+        Gauge,
+        None,
+        Collector,
+        ["replica", "job"],
+        "1 while this replica holds a fleet-wide job (lifecycle, retention, reports, deliver:SINK); exactly one live replica holds each."
+    ),
+    m!(
+        "caretaker_config_file_info",
+        Gauge,
+        None,
+        Collector,
+        ["file", "fingerprint"],
+        "1 for the rule set and the contracts file this replica runs on, with their fingerprint; replicas sharing a store must show the same."
+    ),
+    m!(
+        "caretaker_config_mismatch",
+        Gauge,
+        None,
+        Collector,
+        ["file"],
+        "1 when a live replica sharing this store runs another rule set or contracts file than this one."
+    ),
+    m!(
         "caretaker_cases_sla_breached",
         Gauge,
         None,

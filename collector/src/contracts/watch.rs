@@ -127,6 +127,7 @@ fn apply(
                 users = c.users.len(),
                 "contracts file reloaded"
             );
+            metrics.set_config_fingerprint("contracts", &crate::replicas::file_fingerprint(file));
             shared.set(c);
         }
         Err((errors, version)) => {

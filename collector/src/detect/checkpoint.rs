@@ -149,6 +149,12 @@ pub(super) fn set_fingerprint(rules: &[String]) -> String {
     hex::encode(&h.finalize()[..12])
 }
 
+/// A whole rule set's fingerprint, as its checkpoints carry it and
+/// `/metrics` shows it (`caretaker_config_file_info{file="rules"}`).
+pub fn rule_set_fingerprint(rules: &crate::rules::RuleSet) -> String {
+    set_fingerprint(&rules.rules.iter().map(fingerprint).collect::<Vec<_>>())
+}
+
 /// A label set's pairs, as a [`Key`] holds them.
 type Pairs = [(Arc<str>, Arc<str>)];
 
@@ -345,6 +351,17 @@ impl Engine {
         }
         self.hosts.insert(host.to_string(), h);
         Ok(restored)
+    }
+
+    /// Forgets `host`'s state (another replica evaluates it now); whether
+    /// there was any.
+    pub fn drop_host(&mut self, host: &str) -> bool {
+        self.hosts.remove(host).is_some()
+    }
+
+    /// Whether the engine holds state for `host`.
+    pub fn knows_host(&self, host: &str) -> bool {
+        self.hosts.contains_key(host)
     }
 
     /// The hosts whose state changed since their last checkpoint (or since

@@ -27,7 +27,7 @@
 //! store job (and all of them once more at shutdown). See
 //! [`crate::store::checkpoints`] and the engine's `checkpoint.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,10 @@ use tokio::sync::{mpsc, watch};
 use super::Engine;
 use crate::cases::{Policy, Signal};
 use crate::metrics::Metrics;
+use crate::replicas::Replica;
 use crate::rules::RuleSet;
 use crate::store::checkpoints::{self, Checkpoint};
+use crate::store::leases::{self, Kind};
 use crate::writer::{DetectWrite, Writer};
 
 /// Reports waiting for evaluation at most, all hosts together.
@@ -112,15 +114,30 @@ impl Detector {
     }
 }
 
-/// How the engine's state is kept across restarts.
-#[derive(Debug, Default)]
+/// How the engine's state is kept across restarts, and shared with the
+/// other replicas on the store.
+#[derive(Debug)]
 pub struct Checkpointing {
     /// How often the hosts whose state changed are checkpointed (`[detect]
     /// checkpoint_secs`); zero: only at shutdown.
     pub every: Duration,
-    /// The stored checkpoints, restored before the first report.
-    pub restore: Vec<Checkpoint>,
+    /// This replica: the hosts it evaluates are those whose lease it holds
+    /// (see [`crate::replicas`]). Their checkpoints are restored when it
+    /// takes them (at start: those it held before, those nobody holds).
+    pub replica: Arc<Replica>,
 }
+
+impl Default for Checkpointing {
+    fn default() -> Self {
+        Self {
+            every: Duration::ZERO,
+            replica: Replica::alone(),
+        }
+    }
+}
+
+/// Hosts adopted in one round at most (the rest at the next rounds).
+const ADOPT: usize = 2_000;
 
 /// Starts the detection task; `max_series` bounds the series kept per host
 /// (see [`Engine::max_series_per_host`]).
@@ -146,9 +163,10 @@ pub fn start(
             metrics: metrics.clone(),
             policy,
             max_series,
+            replica: checkpointing.replica.clone(),
         },
         tick,
-        checkpointing,
+        checkpointing.every,
         stopped,
     ));
     (DetectHandle { tx, metrics }, Detector { stop, task })
@@ -160,6 +178,7 @@ struct Tasks {
     metrics: Arc<Metrics>,
     policy: Policy,
     max_series: usize,
+    replica: Arc<Replica>,
 }
 
 async fn run(
@@ -167,19 +186,24 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     t: Tasks,
     tick: Duration,
-    checkpointing: Checkpointing,
+    every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    restore_checkpoints(&mut engine, checkpointing.restore);
+    // The hosts this replica held before its start, and those nobody
+    // holds, restored from their checkpoints before the first report.
+    let mut owned = Owned::default();
+    owned.round(&mut engine, &t).await;
+    let mut leases = tokio::time::interval_at(tokio::time::Instant::now() + t.replica.round(), t.replica.round());
+    leases.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut timer = tokio::time::interval(tick);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first checkpoint one period after the start: what was just
     // restored is saved already.
-    let every = if checkpointing.every.is_zero() {
+    let every = if every.is_zero() {
         // Only at shutdown: a period no run reaches.
         Duration::from_secs(100 * 365 * 86_400)
     } else {
-        checkpointing.every
+        every
     };
     let mut saver = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     saver.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,6 +235,7 @@ async fn run(
                 },
                 _ = timer.tick() => tick_all(&mut engine, &t).await,
                 _ = saver.tick() => sweep.start(&engine),
+                _ = leases.tick() => owned.round(&mut engine, &t).await,
             }
             continue;
         }
@@ -222,13 +247,14 @@ async fn run(
             biased;
             _ = timer.tick() => tick_all(&mut engine, &t).await,
             _ = saver.tick() => sweep.start(&engine),
+            _ = leases.tick() => owned.round(&mut engine, &t).await,
             () = std::future::ready(()) => {}
         }
         // A slice of a checkpoint in progress, between two rounds.
         sweep.slice(&mut engine, &t).await;
         // One round: hosts in turn, one report each, bounded in work; the
         // signals go to the store in one job.
-        let (mut signals, mut samples) = (Vec::new(), 0usize);
+        let (mut batch, mut samples) = (Vec::new(), 0usize);
         for _ in 0..BATCH {
             if *stop.borrow() || samples >= BATCH_SAMPLES {
                 break;
@@ -237,7 +263,15 @@ async fn run(
                 break;
             };
             samples += report.samples.len();
-            signals.extend(observe(&mut engine, &t, &report, at_ms));
+            batch.push((report, at_ms));
+        }
+        // Hosts new to this replica are taken (and restored) first.
+        owned
+            .take(&mut engine, &t, batch.iter().map(|(r, _)| r.host.as_str()))
+            .await;
+        let mut signals = Vec::new();
+        for (report, at_ms) in &batch {
+            signals.extend(observe(&mut engine, &t, report, *at_ms));
         }
         write(&t, signals).await;
     }
@@ -340,9 +374,10 @@ impl Sweep {
         let bytes: usize = states.iter().map(|(_, b)| b.len()).sum();
         let rules = engine.rules_fingerprint();
         let now = caretaker_shared::now_ms();
+        let owner = t.replica.id.clone();
         let saved = t
             .writer
-            .run(move |c| checkpoints::save(c, &rules, now, &states).map(serde_json::Value::from))
+            .run(move |c| checkpoints::save(c, &rules, now, &states, Some(&owner)).map(serde_json::Value::from))
             .await;
         match saved {
             Ok(_) => {
@@ -403,9 +438,119 @@ async fn tick_all(engine: &mut Engine, t: &Tasks) {
     let signals = engine.tick(now);
     t.metrics.evaluation.observe(started.elapsed().as_secs_f64());
     write(t, signals).await;
+    // The lifecycle is fleet-wide: one replica runs it.
+    if !t.replica.holds(crate::replicas::LIFECYCLE) {
+        return;
+    }
     match t.writer.tick_cases(now, t.policy).await {
         Ok(w) => record(&t.metrics, w),
         Err(e) => tracing::error!(error = %e, "lifecycle tick failed"),
+    }
+}
+
+/// The hosts this replica evaluates: those whose detection lease it holds.
+#[derive(Default)]
+struct Owned {
+    hosts: HashSet<String>,
+}
+
+impl Owned {
+    /// Takes the hosts of reports about to be evaluated that this replica
+    /// does not hold yet: a host's detection goes where its reports arrive.
+    /// A host that came from another replica (or from this one's earlier
+    /// start) gets its checkpoint restored first, so its windows carry on.
+    async fn take<'a>(&mut self, engine: &mut Engine, t: &Tasks, hosts: impl Iterator<Item = &'a str>) {
+        let new: Vec<String> = hosts
+            .filter(|h| !self.hosts.contains(*h))
+            .map(String::from)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let (id, until) = (t.replica.id.clone(), caretaker_shared::now_ms() + t.replica.lease_ms());
+        let taken = t
+            .writer
+            .run(move |c| {
+                let mut out = Vec::with_capacity(new.len());
+                for host in new {
+                    let before = leases::take(c, Kind::Host, &host, &id, until)?;
+                    let saved = match &before {
+                        Some(b) if *b == id => None,
+                        _ => checkpoints::load(c, &host)?,
+                    };
+                    out.push((host, before, saved));
+                }
+                Ok(out)
+            })
+            .await;
+        let taken = match taken {
+            Ok(t) => t,
+            Err(e) => {
+                // Evaluated anyway; taken again with the next report.
+                tracing::warn!(error = %e, "cannot take the detection lease of new hosts");
+                return;
+            }
+        };
+        let mut restore = Vec::new();
+        for (host, before, saved) in taken {
+            match before.as_deref() {
+                Some(b) if b == t.replica.id => {}
+                Some(b) => {
+                    tracing::info!(%host, from = %b, replica = %t.replica.name, "host's detection taken over");
+                    engine.drop_host(&host);
+                    restore.extend(saved);
+                }
+                None => {
+                    if !engine.knows_host(&host) {
+                        restore.extend(saved);
+                    }
+                }
+            }
+            self.hosts.insert(host);
+        }
+        restore_checkpoints(engine, restore);
+    }
+
+    /// Renews the leases held, lets go of the hosts another replica took
+    /// (their state there is the one that counts), and adopts the hosts
+    /// nobody holds any more, from their checkpoints.
+    async fn round(&mut self, engine: &mut Engine, t: &Tasks) {
+        let (id, earlier, lease_ms) = (t.replica.id.clone(), t.replica.earlier_self(), t.replica.lease_ms());
+        let found = t
+            .writer
+            .run(move |c| {
+                let now = caretaker_shared::now_ms();
+                let kept = leases::renew(c, Kind::Host, &id, now + lease_ms)?;
+                let adopted = leases::adopt_orphans(c, &id, &earlier, now, now + lease_ms, ADOPT)?;
+                let mut saved = Vec::with_capacity(adopted.len());
+                for host in &adopted {
+                    saved.extend(checkpoints::load(c, host)?);
+                }
+                Ok((kept, adopted, saved))
+            })
+            .await;
+        let (kept, adopted, saved) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the hosts' detection leases");
+                return;
+            }
+        };
+        let now_held: HashSet<String> = kept.into_iter().chain(adopted.iter().cloned()).collect();
+        for gone in self.hosts.difference(&now_held) {
+            tracing::info!(host = %gone, replica = %t.replica.name, "host's detection moved to another replica");
+            engine.drop_host(gone);
+        }
+        for host in &adopted {
+            engine.drop_host(host);
+        }
+        if !adopted.is_empty() {
+            tracing::info!(hosts = adopted.len(), replica = %t.replica.name, "hosts adopted from their checkpoints");
+        }
+        self.hosts = now_held;
+        restore_checkpoints(engine, saved);
     }
 }
 

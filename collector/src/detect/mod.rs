@@ -102,7 +102,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-pub use checkpoint::{CheckpointError, FORMAT as CHECKPOINT_FORMAT, Restored};
+pub use checkpoint::{CheckpointError, FORMAT as CHECKPOINT_FORMAT, Restored, rule_set_fingerprint};
 use labels::{ByLabels, Key, Labels, Strings};
 
 use caretaker_shared::wire::{Event, Report};

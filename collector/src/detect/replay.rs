@@ -286,7 +286,7 @@ impl Run {
     fn restart(&mut self, at_ms: i64) -> Result<(), ReplayError> {
         let states = self.engine.checkpoint_changed();
         let tx = self.db.transaction().map_err(StoreError::from)?;
-        checkpoints::save(&tx, &self.engine.rules_fingerprint(), at_ms, &states)?;
+        checkpoints::save(&tx, &self.engine.rules_fingerprint(), at_ms, &states, None)?;
         tx.commit().map_err(StoreError::from)?;
         let rules = self.engine.rules.clone();
         self.engine = Engine::new(rules).forget_gone_after(2 * self.options.policy.min_hold_ms);

@@ -81,6 +81,9 @@ impl Reloader {
         if errors.is_empty() {
             self.rejections.accepted();
             self.current = set.clone();
+            self.detect
+                .metrics
+                .set_config_fingerprint("rules", &super::rule_set_fingerprint(&set));
             self.detect.set_rules(set).await;
             return;
         }

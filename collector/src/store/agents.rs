@@ -463,6 +463,20 @@ pub trait Agents: Sql {
         )
     }
 
+    /// An agent's newest inventory document and when it was collected,
+    /// with its count of asset changes, as stored: what a replica reads when
+    /// its own copy is older than the store's (another replica applied
+    /// the reports in between).
+    fn asset_row(&self, agent_id: &str) -> Result<(Option<String>, Option<i64>, i64), SqlError> {
+        self.query_one(
+            "SELECT (SELECT doc FROM inventory i WHERE i.agent_id = ?1 ORDER BY seq DESC LIMIT 1),
+                    (SELECT collected_at_ms FROM inventory i WHERE i.agent_id = ?1 ORDER BY seq DESC LIMIT 1),
+                    (SELECT COUNT(*) FROM asset_changes c WHERE c.agent_id = ?1)",
+            args![agent_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+
     // -- The fleet at start
 
     /// Every agent as the fleet is rebuilt from at start-up, to `each` in

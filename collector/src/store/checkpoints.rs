@@ -37,16 +37,23 @@ pub struct Checkpoint {
 }
 
 /// Stores the checkpoints of `states` (`(host, blob)`), replacing each
-/// host's previous one; a host without an agent in service is skipped.
-/// Returns how many were stored.
+/// host's previous one; a host without an agent in service is skipped, and
+/// with `owner`, so is a host whose lease another replica holds (its state
+/// there is newer than this one's). Returns how many were stored.
 pub fn save(
     db: &dyn Sql,
     rules_fingerprint: &str,
     saved_at_ms: i64,
     states: &[(String, Vec<u8>)],
+    owner: Option<&str>,
 ) -> Result<usize, StoreError> {
     let mut n = 0;
     for (host, body) in states {
+        if let Some(owner) = owner
+            && !super::leases::may_write(db, super::leases::Kind::Host, host, owner)?
+        {
+            continue;
+        }
         let in_service = db
             .value::<i64>(
                 "SELECT 1 FROM agents WHERE host = ?1 AND archived_at_ms IS NULL LIMIT 1",
@@ -112,8 +119,8 @@ mod tests {
             add_agent(db, "a1", "web1");
             add_agent(db, "a2", "db1");
             let states = vec![("web1".to_string(), vec![1, 2, 3]), ("db1".to_string(), vec![4])];
-            assert_eq!(save(db, "r1", 10, &states).unwrap(), 2);
-            assert_eq!(save(db, "r2", 20, &[("web1".to_string(), vec![9])]).unwrap(), 1);
+            assert_eq!(save(db, "r1", 10, &states, None).unwrap(), 2);
+            assert_eq!(save(db, "r2", 20, &[("web1".to_string(), vec![9])], None).unwrap(), 1);
             let all = load_all(db).unwrap();
             assert_eq!(all.iter().map(|c| c.host.as_str()).collect::<Vec<_>>(), ["db1", "web1"]);
             let web1 = load(db, "web1").unwrap().unwrap();
@@ -134,12 +141,12 @@ mod tests {
     fn a_decommissioned_host_gets_no_checkpoint_back() {
         on_both(|db| {
             add_agent(db, "a1", "web1");
-            save(db, "r", 10, &[("web1".to_string(), vec![1])]).unwrap();
+            save(db, "r", 10, &[("web1".to_string(), vec![1])], None).unwrap();
             // What decommissioning does to the agent and its checkpoint.
             db.execute("UPDATE agents SET archived_at_ms = 20 WHERE agent_id = 'a1'", args![])
                 .unwrap();
             delete_host(db, "web1").unwrap();
-            assert_eq!(save(db, "r", 30, &[("web1".to_string(), vec![2])]).unwrap(), 0);
+            assert_eq!(save(db, "r", 30, &[("web1".to_string(), vec![2])], None).unwrap(), 0);
             assert!(load_all(db).unwrap().is_empty());
         });
     }

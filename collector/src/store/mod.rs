@@ -23,6 +23,7 @@ pub mod holds;
 pub mod inspection;
 pub mod inspection_reports;
 pub mod items;
+pub mod leases;
 pub mod migrate;
 pub mod outbox;
 pub mod place;
@@ -292,6 +293,8 @@ CREATE TABLE inventory (
         // code (`items::Items::append_log`), on every backend: the trigger
         // that wrote it on SQLite goes.
         M::up(items::MIGRATION_OUTBOX_IN_CODE),
+        // Leases and the replica register: replicas sharing a store divide the work.
+        M::up(leases::MIGRATION),
     ])
 }
 

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "detect checkpoints",
         include_str!("postgres/0002_detect_checkpoints.sql"),
     ),
+    (3, "replicas", include_str!("postgres/0003_replicas.sql")),
 ];
 
 /// The advisory lock key migrations hold (any constant the collector alone uses).

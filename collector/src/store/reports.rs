@@ -139,18 +139,26 @@ fn seq(v: i64) -> u64 {
 pub trait Reports: Sql {
     /// The counters of agent `agent_id`; `None`: not enrolled.
     fn report_counters(&self, agent_id: &str) -> Result<Option<ReportCounters>, SqlError> {
-        self.query_opt(
-            "SELECT last_seq, reports_applied, seq_gaps, enrolled_at_ms FROM agents WHERE agent_id = ?1",
-            args![agent_id],
-            |r| {
-                Ok(ReportCounters {
-                    last_seq: seq(r.get(0)?),
-                    reports_applied: seq(r.get(1)?),
-                    seq_gaps: seq(r.get(2)?),
-                    enrolled_at_ms: r.get(3)?,
-                })
-            },
-        )
+        // On PostgreSQL the row is locked until the commit: a report resent
+        // to another replica while the first still applies it waits, then
+        // reads the new sequence number and is a duplicate (SQLite has one
+        // writer at a time anyway).
+        let sql = match self.dialect() {
+            super::sql::Dialect::Postgres => {
+                "SELECT last_seq, reports_applied, seq_gaps, enrolled_at_ms FROM agents WHERE agent_id = ?1 FOR UPDATE"
+            }
+            super::sql::Dialect::Sqlite => {
+                "SELECT last_seq, reports_applied, seq_gaps, enrolled_at_ms FROM agents WHERE agent_id = ?1"
+            }
+        };
+        self.query_opt(sql, args![agent_id], |r| {
+            Ok(ReportCounters {
+                last_seq: seq(r.get(0)?),
+                reports_applied: seq(r.get(1)?),
+                seq_gaps: seq(r.get(2)?),
+                enrolled_at_ms: r.get(3)?,
+            })
+        })
     }
 
     /// Writes what an applied report changes on its agent's row.

@@ -562,6 +562,10 @@ pub struct AssetState {
     pub inventory: Option<Inventory>,
     pub at_ms: Option<i64>,
     pub changes: u64,
+    /// The sequence number of the report this copy is as of: when the
+    /// store's is another, another replica applied reports since and the
+    /// stored state is read instead.
+    pub last_seq: u64,
 }
 
 impl AssetState {
@@ -570,6 +574,7 @@ impl AssetState {
             inventory: h.inventory.clone(),
             at_ms: h.inventory_at_ms,
             changes: h.asset_changes,
+            last_seq: h.last_seq,
         }
     }
 }

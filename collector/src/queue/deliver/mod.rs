@@ -78,6 +78,7 @@ pub fn event(p: &Pending, public_url: Option<&str>) -> CaseEvent {
 
 /// Starts one delivery task per sink; they run until aborted.
 pub fn start(
+    replica: Arc<crate::replicas::Replica>,
     sinks: Vec<Sink>,
     reader: crate::store::Readers,
     writer: Writer,
@@ -89,12 +90,14 @@ pub fn start(
         .into_iter()
         .map(|sink| {
             let (reader, writer, metrics, url) = (reader.clone(), writer.clone(), metrics.clone(), public_url.clone());
-            tokio::spawn(async move { run(sink, reader, writer, metrics, url, backoff).await })
+            let replica = replica.clone();
+            tokio::spawn(async move { run(replica, sink, reader, writer, metrics, url, backoff).await })
         })
         .collect()
 }
 
 async fn run(
+    replica: Arc<crate::replicas::Replica>,
     sink: Sink,
     reader: crate::store::Readers,
     writer: Writer,
@@ -114,7 +117,13 @@ async fn run(
         }
     }
     tracing::info!(sink = %name, kind = ?sink.kind(), "delivering case changes");
+    // One replica delivers to a sink, in order: the one holding its job.
+    let job = crate::replicas::deliver_job(&name);
     loop {
+        if !replica.holds(&job) {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         match step(&sink, &reader, &writer, &metrics, url.as_deref(), backoff).await {
             Ok(Some(wait)) => tokio::time::sleep(wait).await,
             Ok(None) => {}

@@ -110,6 +110,7 @@ async fn setup(url: &str) -> (Setup, Vec<tokio::task::JoinHandle<()>>) {
         max_ms: 200,
     };
     let tasks = start(
+        crate::replicas::Replica::alone(),
         sinks,
         store.readers(1),
         writer.clone(),
