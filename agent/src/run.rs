@@ -26,15 +26,18 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::push::{self, Delivery};
+use crate::replicas::{Next, Replicas};
 use crate::report::{AgentStatus, Reporter, encode_gzip, renumber_gzip};
 use crate::spool::Spool;
 use crate::state::{Counters, Credential, StateError};
 
 /// Loads the credential, or enrolls with the configured token (retrying while
-/// the collector is unreachable).
+/// the collector is unreachable, failing over between its replicas the way
+/// delivery does: see [`crate::replicas`]).
 async fn credential(
     cfg: &Config,
     client: &reqwest::Client,
+    replicas: &mut Replicas,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Credential> {
     if let Some(c) = Credential::load(&cfg.state_dir)? {
@@ -48,19 +51,30 @@ async fn credential(
     };
     let mut backoff = backoff(cfg);
     loop {
-        match push::enroll(client, &cfg.collector_url, token, &cfg.host(), Some(&cfg.labels)).await {
+        let url = replicas.current().to_owned();
+        match push::enroll(client, &url, token, &cfg.host(), Some(&cfg.labels)).await {
             Ok(r) => {
+                replicas.on_answer();
                 let c = Credential {
                     agent_id: r.agent_id,
                     secret: r.credential,
-                    collector_url: cfg.collector_url.clone(),
+                    // The replica that enrolled it, for the operator's information.
+                    collector_url: url,
                 };
                 c.save(&cfg.state_dir)?;
-                tracing::info!(agent_id = %c.agent_id, "enrolled");
+                tracing::info!(agent_id = %c.agent_id, collector = %c.collector_url, "enrolled");
                 return Ok(c);
             }
             Err(e @ push::PushError::Refused { .. }) => return Err(e.into()),
             Err(e) => {
+                let next = match e.failure() {
+                    Some(f) => replicas.on_failure(f),
+                    None => Next::Backoff,
+                };
+                log_move(&url, replicas, &e.to_string());
+                if next == Next::TryNow {
+                    continue;
+                }
                 let mut wait = backoff.next().unwrap_or(Duration::from_secs(60));
                 if let push::PushError::Busy {
                     retry_after: Some(after),
@@ -69,13 +83,21 @@ async fn credential(
                 {
                     wait = wait.max(*after);
                 }
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "enrollment failed");
+                tracing::warn!(error = %e, collector = %url, retry_in_ms = wait.as_millis() as u64, "enrollment failed");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => anyhow::bail!("stopped before enrollment"),
                 }
             }
         }
+    }
+}
+
+/// Says so when a failure moved the agent from replica `from` to another.
+fn log_move(from: &str, replicas: &Replicas, reason: &str) {
+    let to = replicas.current();
+    if to != from {
+        tracing::warn!(from, to, %reason, "collector replica failed; moving to the next one");
     }
 }
 
@@ -228,12 +250,20 @@ fn stale_shift(
 
 pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let client = push::client(&cfg.ca_file, Duration::from_secs(cfg.push.timeout_secs))?;
-    let cred = credential(&cfg, &client, shutdown.clone()).await?;
+    let mut replicas = Replicas::new(cfg.collector_urls());
+    let cred = credential(&cfg, &client, &mut replicas, shutdown.clone()).await?;
     let spool = Spool::open(&cfg.state_dir.join("spool"), cfg.spool.max_reports, cfg.spool.max_bytes)?;
     let mut counters = Counters::load(&cfg.state_dir)?;
     // Never reuse a sequence number, even if the counters file is older than the spool.
     counters.next_seq = counters.next_seq.max(spool.last_seq().map_or(1, |s| s + 1));
-    tracing::info!(agent_id = %cred.agent_id, next_seq = counters.next_seq, spooled = spool.depth(), "agent started");
+    tracing::info!(
+        agent_id = %cred.agent_id,
+        next_seq = counters.next_seq,
+        spooled = spool.depth(),
+        collector = replicas.current(),
+        replicas = replicas.len(),
+        "agent started"
+    );
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
             spool,
@@ -249,6 +279,7 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result
     let sender = tokio::spawn(deliver(
         cfg.clone(),
         client,
+        replicas,
         cred.clone(),
         shared.clone(),
         shutdown.clone(),
@@ -405,9 +436,13 @@ fn take_rotated(cfg: &Config, cred: &mut Credential, secret: String) {
     }
 }
 
+/// Offers the spool's reports in order, one at a time, to the current
+/// replica; a report that fails goes, unchanged (same number, same body),
+/// to the next replica when the failure is the replica's.
 async fn deliver(
     cfg: Config,
     client: reqwest::Client,
+    mut replicas: Replicas,
     mut cred: Credential,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -439,7 +474,12 @@ async fn deliver(
                 continue;
             }
         };
-        match push::send_report(&client, &cfg.collector_url, &cred.secret, body).await {
+        let url = replicas.current().to_owned();
+        let delivery = push::send_report(&client, &url, &cred.secret, body).await;
+        if !matches!(delivery, Delivery::Retry { .. }) {
+            replicas.on_answer();
+        }
+        match delivery {
             Delivery::Delivered { credential } => {
                 if refused.take().is_some() {
                     tracing::info!(
@@ -531,14 +571,22 @@ async fn deliver(
                     _ = shutdown.changed() => return,
                 }
             }
-            Delivery::Retry { reason, after } => {
+            Delivery::Retry { reason, after, failure } => {
+                // The replica may have applied it before failing: its 409,
+                // from whichever replica, is believed.
                 lock(&shared.inner).unknown_outcome = Some(seq);
+                let next = replicas.on_failure(failure);
+                log_move(&url, &replicas, &reason);
+                if next == Next::TryNow {
+                    // The same report, to a replica not tried in this round, now.
+                    continue;
+                }
                 let longest = Duration::from_secs(cfg.push.max_backoff_secs);
                 let wait = backoff.next().unwrap_or(longest);
                 // The collector's Retry-After (a full store, a full request
                 // budget), within the longest backoff configured.
                 let wait = after.map_or(wait, |a| wait.max(a.min(longest)));
-                tracing::warn!(seq, %reason, retry_in_ms = wait.as_millis() as u64, "delivery failed; report stays spooled");
+                tracing::warn!(seq, collector = %url, %reason, retry_in_ms = wait.as_millis() as u64, "delivery failed; report stays spooled");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return,
