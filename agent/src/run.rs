@@ -15,6 +15,12 @@
 //! 409 names the highest number it applied, and the agent then moves its
 //! queued reports and its counter past it ([`stale_shift`]) rather than
 //! losing new reports as duplicates.
+//!
+//! Reports go to one of the collector's replicas at a time; when it fails
+//! (unreachable, 5xx) the report at the head of the queue goes, as it is, to
+//! the next one ([`crate::replicas`]). The replicas share one store, so a
+//! report the failing replica applied before its answer was lost comes back
+//! as a 409 from the next, and is treated like any answer lost in transit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
