@@ -13,7 +13,14 @@ use crate::collectors;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Base URL of the collector, e.g. `https://collector.example:8443`. Must be https.
-    pub collector_url: String,
+    /// Give this or `collector_urls`, not both; read them through [`Config::collector_urls`].
+    #[serde(default)]
+    pub collector_url: Option<String>,
+    /// Base URLs of the collector's replicas, in the order the agent tries
+    /// them: it stays with one and moves to the next when it cannot be
+    /// reached or answers 5xx (see [`crate::replicas`]).
+    #[serde(default)]
+    pub collector_urls: Option<Vec<String>>,
     /// The collector's CA certificate (PEM). Only servers signed by it are trusted.
     pub ca_file: PathBuf,
     /// Where the agent keeps its credential, sequence state and spool.
@@ -208,6 +215,16 @@ impl Config {
         caretaker_shared::config::parse(text, file)
     }
 
+    /// The collector's URLs, in order: `collector_urls`, or `collector_url`
+    /// as a list of one. Empty only for a config that failed its check.
+    pub fn collector_urls(&self) -> &[String] {
+        match (&self.collector_urls, &self.collector_url) {
+            (Some(list), _) => list,
+            (None, Some(one)) => std::slice::from_ref(one),
+            (None, None) => &[],
+        }
+    }
+
     /// The `host` label value.
     pub fn host(&self) -> String {
         self.host_name
@@ -220,13 +237,29 @@ impl Config {
 impl Checked for Config {
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        match reqwest::Url::parse(&self.collector_url) {
-            Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
-            Ok(_) => p.push(format!(
-                "collector_url: {:?} must be an https:// URL with a host",
-                self.collector_url
-            )),
-            Err(e) => p.push(format!("collector_url: {:?} is not a URL: {e}", self.collector_url)),
+        match (&self.collector_url, &self.collector_urls) {
+            (Some(_), Some(_)) => p.push(
+                "collector_urls: give either collector_url (one collector) or collector_urls (its replicas), not both"
+                    .into(),
+            ),
+            (None, None) => p.push(
+                "collector_url: missing; give collector_url (one collector) or collector_urls (its replicas)".into(),
+            ),
+            (Some(url), None) => p.extend(url_problem("collector_url", url)),
+            (None, Some(urls)) if urls.is_empty() => {
+                p.push("collector_urls: must list at least one URL".into());
+            }
+            (None, Some(urls)) => {
+                for (i, url) in urls.iter().enumerate() {
+                    let key = format!("collector_urls[{i}]");
+                    if let Some(problem) = url_problem(&key, url) {
+                        p.push(problem);
+                    } else if urls[..i].iter().any(|o| same_url(o, url)) {
+                        // The same replica twice would be tried twice in a round.
+                        p.push(format!("{key}: {url:?} is listed twice"));
+                    }
+                }
+            }
         }
         if !(1..=86_400).contains(&self.interval_secs) {
             p.push(format!("interval_secs: {} is outside 1..=86400", self.interval_secs));
@@ -280,6 +313,23 @@ impl Checked for Config {
             }
         }
         p
+    }
+}
+
+/// What is wrong with a collector URL under `key`, if anything.
+fn url_problem(key: &str, url: &str) -> Option<String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => None,
+        Ok(_) => Some(format!("{key}: {url:?} must be an https:// URL with a host")),
+        Err(e) => Some(format!("{key}: {url:?} is not a URL: {e}")),
+    }
+}
+
+/// Whether two collector URLs name the same place: `https://a:443/` is `https://a`.
+fn same_url(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -396,5 +446,71 @@ mod tests {
         ));
         let shown = format!("{:?}", c.map(|c| c.databases));
         assert!(shown.contains("***") && !shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn collector_urls_lists_the_replicas_in_order() {
+        let c = parse("collector_urls = [\"https://a:8443\", \"https://b:8443\"]\nca_file = \"/c\"\n");
+        let c = c.map_err(|e| panic!("{e}")).unwrap_or_else(|_| unreachable!());
+        assert_eq!(c.collector_urls(), ["https://a:8443", "https://b:8443"]);
+    }
+
+    #[test]
+    fn a_single_collector_url_is_a_list_of_one() {
+        let c = parse("collector_url = \"https://a:8443\"\nca_file = \"/c\"\n");
+        let c = c.map_err(|e| panic!("{e}")).unwrap_or_else(|_| unreachable!());
+        assert_eq!(c.collector_urls(), ["https://a:8443"]);
+    }
+
+    #[test]
+    fn collector_url_and_collector_urls_together_are_refused() {
+        let e = parse("collector_url = \"https://a\"\ncollector_urls = [\"https://b\"]\nca_file = \"/c\"\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "agent.toml: 1 problem(s):\n  collector_urls: give either collector_url (one collector) or collector_urls (its replicas), not both"
+        );
+    }
+
+    #[test]
+    fn a_config_without_a_collector_is_refused_naming_the_key() {
+        let e = parse("ca_file = \"/c\"\ninterval_secs = 0\n").err().unwrap_or_default();
+        assert_eq!(
+            e,
+            "agent.toml: 2 problem(s):\n  collector_url: missing; give collector_url (one collector) or collector_urls (its replicas)\n  interval_secs: 0 is outside 1..=86400"
+        );
+    }
+
+    #[test]
+    fn a_bad_url_in_collector_urls_names_its_index() {
+        let e = parse("collector_urls = [\"https://a\", \"http://b\", \"not a url\"]\nca_file = \"/c\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("agent.toml: 2 problem(s):\n"), "{e}");
+        assert!(
+            e.contains("\n  collector_urls[1]: \"http://b\" must be an https:// URL with a host"),
+            "{e}"
+        );
+        assert!(e.contains("\n  collector_urls[2]: \"not a url\" is not a URL: "), "{e}");
+    }
+
+    #[test]
+    fn an_empty_or_repeated_collector_urls_is_refused() {
+        let e = parse("collector_urls = []\nca_file = \"/c\"\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "agent.toml: 1 problem(s):\n  collector_urls: must list at least one URL"
+        );
+        // The same place written twice, once with its default port.
+        let e = parse("collector_urls = [\"https://a\", \"https://b\", \"https://a:443/\"]\nca_file = \"/c\"\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "agent.toml: 1 problem(s):\n  collector_urls[2]: \"https://a:443/\" is listed twice"
+        );
     }
 }

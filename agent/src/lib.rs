@@ -10,6 +10,7 @@ pub mod ipmi;
 pub mod periodic;
 pub mod push;
 pub mod raid;
+pub mod replicas;
 pub mod report;
 pub mod run;
 pub mod smart;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use caretaker_agent::config::{Config, ConfigError};
+use caretaker_agent::replicas::{Next, Replicas};
 use caretaker_agent::report::{AgentStatus, Reporter};
 use caretaker_agent::state::Credential;
 use caretaker_agent::{push, run};
@@ -34,9 +35,10 @@ enum Command {
     },
     /// Enroll with a collector once, storing this agent's credential in the state dir.
     Enroll {
-        /// Collector base URL (https://HOST:PORT).
-        #[arg(long)]
-        collector: String,
+        /// Collector base URL (https://HOST:PORT). Repeat it for a collector's
+        /// replicas: the next is asked when one cannot be reached or answers 5xx.
+        #[arg(long, required = true)]
+        collector: Vec<String>,
         /// Enrollment token printed by `caretaker-collector init`.
         #[arg(long)]
         token: String,
@@ -213,14 +215,28 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "unknown".into());
             runtime()?.block_on(async {
                 let client = push::client(&ca, Duration::from_secs(10))?;
-                let r = push::enroll(
-                    &client,
-                    &collector,
-                    &token,
-                    &host,
-                    (!labels.is_empty()).then_some(&labels),
-                )
-                .await?;
+                let mut replicas = Replicas::new(&collector);
+                // One pass over the replicas, no backoff: this is run by hand.
+                let (r, collector) = loop {
+                    let url = replicas.current().to_owned();
+                    match push::enroll(
+                        &client,
+                        &url,
+                        &token,
+                        &host,
+                        (!labels.is_empty()).then_some(&labels),
+                    )
+                    .await
+                    {
+                        Ok(r) => break (r, url),
+                        Err(e) => {
+                            if e.failure().map(|f| replicas.on_failure(f)) != Some(Next::TryNow) {
+                                return Err(e.into());
+                            }
+                            tracing::warn!(from = %url, to = replicas.current(), error = %e, "collector replica failed; trying the next one");
+                        }
+                    }
+                };
                 let cred = Credential {
                     agent_id: r.agent_id,
                     secret: r.credential,

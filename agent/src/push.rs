@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::replicas::Failure;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("cannot read the CA file {path}: {source}")]
@@ -31,6 +33,19 @@ pub enum PushError {
         /// The collector's `Retry-After`, when it gave one.
         retry_after: Option<Duration>,
     },
+}
+
+impl PushError {
+    /// What an enrollment failure says about the replica asked (for
+    /// failing over), or `None` when it is final or not about the collector.
+    pub fn failure(&self) -> Option<Failure> {
+        match self {
+            PushError::Unreachable(_) => Some(Failure::Unreachable),
+            PushError::Busy { status, .. } => Some(Failure::of_status(*status)),
+            PushError::Refused { status, .. } => Some(Failure::of_status(*status)),
+            PushError::Ca { .. } | PushError::BadCa { .. } | PushError::Client(_) => None,
+        }
+    }
 }
 
 /// Builds the HTTPS client, trusting only the given CA.
@@ -150,8 +165,13 @@ pub enum Delivery {
     /// the operator revoked it). The report stays spooled.
     Unauthorized { revoked: bool, reason: String },
     /// Try again later (network, 408, 429, 5xx); `after`: the wait the
-    /// collector asked for (`Retry-After`), if any.
-    Retry { reason: String, after: Option<Duration> },
+    /// collector asked for (`Retry-After`), if any; `failure`: whether
+    /// another replica might take it now (see [`crate::replicas`]).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+        failure: Failure,
+    },
 }
 
 /// `Retry-After` in seconds (the collector sends no dates).
@@ -196,6 +216,7 @@ pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: 
             return Delivery::Retry {
                 reason: format!("collector unreachable: {e}"),
                 after: None,
+                failure: Failure::Unreachable,
             };
         }
     };
@@ -242,6 +263,7 @@ pub async fn send_report(client: &reqwest::Client, collector_url: &str, secret: 
             Delivery::Retry {
                 reason: format!("collector answered {s}: {}", reason(resp).await),
                 after,
+                failure: Failure::of_status(s),
             }
         }
     }

@@ -15,6 +15,12 @@
 //! 409 names the highest number it applied, and the agent then moves its
 //! queued reports and its counter past it ([`stale_shift`]) rather than
 //! losing new reports as duplicates.
+//!
+//! Reports go to one of the collector's replicas at a time; when it fails
+//! (unreachable, 5xx) the report at the head of the queue goes, as it is, to
+//! the next one ([`crate::replicas`]). The replicas share one store, so a
+//! report the failing replica applied before its answer was lost comes back
+//! as a 409 from the next, and is treated like any answer lost in transit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,15 +32,18 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::push::{self, Delivery};
+use crate::replicas::{Next, Replicas};
 use crate::report::{AgentStatus, Reporter, encode_gzip, renumber_gzip};
 use crate::spool::Spool;
 use crate::state::{Counters, Credential, StateError};
 
 /// Loads the credential, or enrolls with the configured token (retrying while
-/// the collector is unreachable).
+/// the collector is unreachable, failing over between its replicas the way
+/// delivery does: see [`crate::replicas`]).
 async fn credential(
     cfg: &Config,
     client: &reqwest::Client,
+    replicas: &mut Replicas,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Credential> {
     if let Some(c) = Credential::load(&cfg.state_dir)? {
@@ -48,19 +57,30 @@ async fn credential(
     };
     let mut backoff = backoff(cfg);
     loop {
-        match push::enroll(client, &cfg.collector_url, token, &cfg.host(), Some(&cfg.labels)).await {
+        let url = replicas.current().to_owned();
+        match push::enroll(client, &url, token, &cfg.host(), Some(&cfg.labels)).await {
             Ok(r) => {
+                replicas.on_answer();
                 let c = Credential {
                     agent_id: r.agent_id,
                     secret: r.credential,
-                    collector_url: cfg.collector_url.clone(),
+                    // The replica that enrolled it, for the operator's information.
+                    collector_url: url,
                 };
                 c.save(&cfg.state_dir)?;
-                tracing::info!(agent_id = %c.agent_id, "enrolled");
+                tracing::info!(agent_id = %c.agent_id, collector = %c.collector_url, "enrolled");
                 return Ok(c);
             }
             Err(e @ push::PushError::Refused { .. }) => return Err(e.into()),
             Err(e) => {
+                let next = match e.failure() {
+                    Some(f) => replicas.on_failure(f),
+                    None => Next::Backoff,
+                };
+                log_move(&url, replicas, &e.to_string());
+                if next == Next::TryNow {
+                    continue;
+                }
                 let mut wait = backoff.next().unwrap_or(Duration::from_secs(60));
                 if let push::PushError::Busy {
                     retry_after: Some(after),
@@ -69,13 +89,21 @@ async fn credential(
                 {
                     wait = wait.max(*after);
                 }
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "enrollment failed");
+                tracing::warn!(error = %e, collector = %url, retry_in_ms = wait.as_millis() as u64, "enrollment failed");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => anyhow::bail!("stopped before enrollment"),
                 }
             }
         }
+    }
+}
+
+/// Says so when a failure moved the agent from replica `from` to another.
+fn log_move(from: &str, replicas: &Replicas, reason: &str) {
+    let to = replicas.current();
+    if to != from {
+        tracing::warn!(from, to, %reason, "collector replica failed; moving to the next one");
     }
 }
 
@@ -228,12 +256,20 @@ fn stale_shift(
 
 pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let client = push::client(&cfg.ca_file, Duration::from_secs(cfg.push.timeout_secs))?;
-    let cred = credential(&cfg, &client, shutdown.clone()).await?;
+    let mut replicas = Replicas::new(cfg.collector_urls());
+    let cred = credential(&cfg, &client, &mut replicas, shutdown.clone()).await?;
     let spool = Spool::open(&cfg.state_dir.join("spool"), cfg.spool.max_reports, cfg.spool.max_bytes)?;
     let mut counters = Counters::load(&cfg.state_dir)?;
     // Never reuse a sequence number, even if the counters file is older than the spool.
     counters.next_seq = counters.next_seq.max(spool.last_seq().map_or(1, |s| s + 1));
-    tracing::info!(agent_id = %cred.agent_id, next_seq = counters.next_seq, spooled = spool.depth(), "agent started");
+    tracing::info!(
+        agent_id = %cred.agent_id,
+        next_seq = counters.next_seq,
+        spooled = spool.depth(),
+        collector = replicas.current(),
+        replicas = replicas.len(),
+        "agent started"
+    );
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
             spool,
@@ -249,6 +285,7 @@ pub async fn run(cfg: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result
     let sender = tokio::spawn(deliver(
         cfg.clone(),
         client,
+        replicas,
         cred.clone(),
         shared.clone(),
         shutdown.clone(),
@@ -405,9 +442,13 @@ fn take_rotated(cfg: &Config, cred: &mut Credential, secret: String) {
     }
 }
 
+/// Offers the spool's reports in order, one at a time, to the current
+/// replica; a report that fails goes, unchanged (same number, same body),
+/// to the next replica when the failure is the replica's.
 async fn deliver(
     cfg: Config,
     client: reqwest::Client,
+    mut replicas: Replicas,
     mut cred: Credential,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -439,7 +480,12 @@ async fn deliver(
                 continue;
             }
         };
-        match push::send_report(&client, &cfg.collector_url, &cred.secret, body).await {
+        let url = replicas.current().to_owned();
+        let delivery = push::send_report(&client, &url, &cred.secret, body).await;
+        if !matches!(delivery, Delivery::Retry { .. }) {
+            replicas.on_answer();
+        }
+        match delivery {
             Delivery::Delivered { credential } => {
                 if refused.take().is_some() {
                     tracing::info!(
@@ -531,14 +577,22 @@ async fn deliver(
                     _ = shutdown.changed() => return,
                 }
             }
-            Delivery::Retry { reason, after } => {
+            Delivery::Retry { reason, after, failure } => {
+                // The replica may have applied it before failing: its 409,
+                // from whichever replica, is believed.
                 lock(&shared.inner).unknown_outcome = Some(seq);
+                let next = replicas.on_failure(failure);
+                log_move(&url, &replicas, &reason);
+                if next == Next::TryNow {
+                    // The same report, to a replica not tried in this round, now.
+                    continue;
+                }
                 let longest = Duration::from_secs(cfg.push.max_backoff_secs);
                 let wait = backoff.next().unwrap_or(longest);
                 // The collector's Retry-After (a full store, a full request
                 // budget), within the longest backoff configured.
                 let wait = after.map_or(wait, |a| wait.max(a.min(longest)));
-                tracing::warn!(seq, %reason, retry_in_ms = wait.as_millis() as u64, "delivery failed; report stays spooled");
+                tracing::warn!(seq, collector = %url, %reason, retry_in_ms = wait.as_millis() as u64, "delivery failed; report stays spooled");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return,
@@ -592,5 +646,260 @@ mod tests {
         let ev = h.record(StateWrite::Spool, None, dir);
         assert_eq!(ev.map(|e| e.kind), Some("agent_state_write_recovered".to_string()));
         assert!(!h.failing());
+    }
+
+    /// A stand-in for one collector replica on 127.0.0.1, over plain HTTP
+    /// (the agent's client is what decides TLS; delivery only needs a URL):
+    /// answers every request with `status` and `answer`, and keeps each
+    /// request's path and body.
+    struct Replica {
+        url: String,
+        seen: Arc<Mutex<Vec<Request>>>,
+    }
+
+    /// A request's path and body.
+    type Request = (String, Vec<u8>);
+
+    impl Replica {
+        async fn start(status: u16, answer: &'static str) -> Replica {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let kept = seen.clone();
+            tokio::spawn(async move {
+                while let Ok((mut conn, _)) = listener.accept().await {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers, then as much body as Content-Length says.
+                    let request = loop {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break None,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                            break Some((path, buf[end + 4..end + 4 + len].to_vec()));
+                        }
+                    };
+                    let Some(request) = request else { continue };
+                    lock(&kept).push(request);
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nretry-after: 0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                }
+            });
+            Replica { url, seen }
+        }
+
+        /// The bodies of the reports it was offered, in order.
+        fn reports(&self) -> Vec<Vec<u8>> {
+            lock(&self.seen)
+                .iter()
+                .filter(|(path, _)| path == "/api/v1/reports")
+                .map(|(_, body)| body.clone())
+                .collect()
+        }
+    }
+
+    /// A URL nothing listens on: a port taken and given back.
+    fn refusing_url() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = l.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+        drop(l);
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// A config delivering to `urls` (plain HTTP, past the config's check),
+    /// whose backoff is `min_backoff_ms` at least.
+    fn config_for(dir: &std::path::Path, urls: &[&str], min_backoff_ms: u64) -> Config {
+        let mut cfg = Config::parse(
+            &format!(
+                "collector_url = \"https://x\"\nca_file = \"/c\"\nstate_dir = \"{}\"\n[push]\ntimeout_secs = 5\nmin_backoff_ms = {min_backoff_ms}\nmax_backoff_secs = 60\n",
+                dir.display()
+            ),
+            std::path::Path::new("agent.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        cfg.collector_url = None;
+        cfg.collector_urls = Some(urls.iter().map(|u| u.to_string()).collect());
+        cfg
+    }
+
+    /// Runs the delivery loop over a spool holding `reports` (seq, body)
+    /// until `done` holds or `within` passes; says whether `done` held, and
+    /// how many reports are left in the spool.
+    async fn deliver_until(
+        cfg: &Config,
+        reports: &[(u64, &[u8])],
+        within: Duration,
+        done: impl Fn(&Shared) -> bool,
+    ) -> (bool, usize) {
+        let mut spool = Spool::open(&cfg.state_dir.join("spool"), 100, 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+        for (seq, body) in reports {
+            spool.push(*seq, body);
+        }
+        let next_seq = reports.iter().map(|(s, _)| s + 1).max().unwrap_or(1);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                spool,
+                counters: Counters {
+                    next_seq,
+                    ..Counters::default()
+                },
+                health: Health::default(),
+                shift: 0,
+                first_seq_of_run: 1,
+                unknown_outcome: None,
+            }),
+            wake: Notify::new(),
+        });
+        let cred = Credential {
+            agent_id: "a1".into(),
+            secret: "s".into(),
+            collector_url: String::new(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let sender = tokio::spawn(deliver(
+            cfg.clone(),
+            reqwest::Client::new(),
+            Replicas::new(cfg.collector_urls()),
+            cred,
+            shared.clone(),
+            stopped,
+        ));
+        let start = std::time::Instant::now();
+        let mut held = false;
+        while start.elapsed() < within {
+            if done(&shared) {
+                held = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(true);
+        shared.wake.notify_one();
+        let _ = sender.await;
+        let left = lock(&shared.inner).spool.depth();
+        (held, left)
+    }
+
+    #[tokio::test]
+    async fn a_report_goes_to_the_next_replica_at_once_when_the_first_refuses_connections() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let live = Replica::start(200, "{}").await;
+        let dead = refusing_url();
+        // A backoff far longer than the test waits: only failing over at once delivers in time.
+        let cfg = config_for(dir.path(), &[&dead, &live.url], 60_000);
+        let (drained, left) = deliver_until(
+            &cfg,
+            &[(7, b"report seven"), (8, b"report eight")],
+            Duration::from_secs(10),
+            |s| lock(&s.inner).spool.depth() == 0,
+        )
+        .await;
+        assert!(drained && left == 0, "spool left: {left}");
+        assert_eq!(
+            live.reports(),
+            [b"report seven".to_vec(), b"report eight".to_vec()],
+            "each report once, in order"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_503_moves_the_same_report_to_the_next_replica_and_the_agent_stays_there() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let draining = Replica::start(503, "{\"error\":\"unavailable\",\"reason\":\"draining\"}").await;
+        let live = Replica::start(200, "{}").await;
+        let cfg = config_for(dir.path(), &[&draining.url, &live.url], 60_000);
+        let (drained, left) = deliver_until(
+            &cfg,
+            &[(3, b"report three"), (4, b"report four")],
+            Duration::from_secs(10),
+            |s| lock(&s.inner).spool.depth() == 0,
+        )
+        .await;
+        assert!(drained && left == 0, "spool left: {left}");
+        // The first report was offered to the draining replica, then, unchanged, to the next;
+        // the second went straight to the replica that answers.
+        assert_eq!(draining.reports(), [b"report three".to_vec()]);
+        assert_eq!(live.reports(), [b"report three".to_vec(), b"report four".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_429_keeps_the_agent_on_its_replica() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let busy = Replica::start(429, "{\"error\":\"rate_limited\",\"reason\":\"slow down\"}").await;
+        let other = Replica::start(200, "{}").await;
+        let cfg = config_for(dir.path(), &[&busy.url, &other.url], 20);
+        let (_, left) = deliver_until(&cfg, &[(1, b"report one")], Duration::from_millis(800), |_| false).await;
+        assert_eq!(left, 1, "the report stays spooled");
+        assert!(
+            busy.reports().len() >= 2,
+            "retried on the same replica: {}",
+            busy.reports().len()
+        );
+        assert!(other.reports().is_empty(), "never moved");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_report_does_not_move_the_agent() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let refusing = Replica::start(400, "{\"error\":\"bad_report\",\"reason\":\"no\"}").await;
+        let other = Replica::start(200, "{}").await;
+        let cfg = config_for(dir.path(), &[&refusing.url, &other.url], 60_000);
+        let (dropped, _) = deliver_until(
+            &cfg,
+            &[(1, b"report one"), (2, b"report two")],
+            Duration::from_secs(10),
+            |s| lock(&s.inner).counters.rejected_total == 2,
+        )
+        .await;
+        assert!(dropped);
+        assert_eq!(refusing.reports().len(), 2);
+        assert!(other.reports().is_empty());
+    }
+
+    #[tokio::test]
+    async fn enrollment_fails_over_and_the_credential_names_the_replica_that_enrolled_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let broken = Replica::start(500, "{\"error\":\"internal\",\"reason\":\"oops\"}").await;
+        let live = Replica::start(200, "{\"agent_id\":\"agent-1\",\"credential\":\"secret\"}").await;
+        let dead = refusing_url();
+        let mut cfg = config_for(dir.path(), &[&dead, &broken.url, &live.url], 60_000);
+        cfg.enrollment_token = Some("token".into());
+        let mut replicas = Replicas::new(cfg.collector_urls());
+        let (_stop, stopped) = watch::channel(false);
+        let enrolled = tokio::time::timeout(
+            Duration::from_secs(10),
+            credential(&cfg, &reqwest::Client::new(), &mut replicas, stopped),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("enrollment waited for the backoff"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(enrolled.agent_id, "agent-1");
+        assert_eq!(enrolled.collector_url, live.url);
+        assert_eq!(
+            replicas.current(),
+            live.url,
+            "delivery starts where enrollment succeeded"
+        );
+        let saved = Credential::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(saved.map(|c| c.collector_url), Some(live.url.clone()));
+        assert_eq!(lock(&broken.seen).len(), 1);
     }
 }

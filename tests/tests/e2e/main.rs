@@ -16,6 +16,7 @@ mod detection;
 mod disk_health;
 mod edge;
 mod end_to_end;
+mod failover;
 mod hardware;
 mod hostile;
 mod ingest;

@@ -406,11 +406,37 @@ impl Agent {
     /// Like [`Agent::start`], enrolling with `who.token` as host `who.host`
     /// of `who.customer` at `who.site`.
     pub fn start_as(dir: &Path, collector: &Collector, interval_secs: u32, who: &Who<'_>, extra: &str) -> Agent {
+        let url = format!("collector_url = \"{}\"", collector.url());
+        Agent::start_with(dir, collector, &url, interval_secs, who, extra)
+    }
+
+    /// Like [`Agent::start`], given the collector's replicas as `urls`
+    /// (`collector_urls`), in this order.
+    pub fn start_with_replicas(dir: &Path, collector: &Collector, urls: &[String], interval_secs: u32) -> Agent {
+        let who = Who {
+            token: &collector.enrollment_token,
+            host: "e2e-host",
+            customer: "acme",
+            site: "hq",
+        };
+        let urls = format!("collector_urls = {urls:?}");
+        Agent::start_with(dir, collector, &urls, interval_secs, &who, "")
+    }
+
+    /// Writes the config, whose first line (`collector_url` or
+    /// `collector_urls`) is `urls`, and starts `run`.
+    fn start_with(
+        dir: &Path,
+        collector: &Collector,
+        urls: &str,
+        interval_secs: u32,
+        who: &Who<'_>,
+        extra: &str,
+    ) -> Agent {
         let state_dir = dir.join("agent-state");
         let config = dir.join("agent.toml");
         let text = format!(
-            "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nenrollment_token = \"{}\"\ninterval_secs = {interval_secs}\nhost_name = \"{}\"\n{extra}\n[labels]\ncustomer = \"{}\"\nsite = \"{}\"\nrole = \"db\"\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
-            collector.url(),
+            "{urls}\nca_file = \"{}\"\nstate_dir = \"{}\"\nenrollment_token = \"{}\"\ninterval_secs = {interval_secs}\nhost_name = \"{}\"\n{extra}\n[labels]\ncustomer = \"{}\"\nsite = \"{}\"\nrole = \"db\"\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
             collector.data_dir().join("ca.pem").display(),
             state_dir.display(),
             who.token,
