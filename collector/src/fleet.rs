@@ -217,6 +217,31 @@ pub fn load_fleet<S: Sql + ?Sized>(db: &S, fleet: &Fleet) -> Result<usize, Store
     }
 }
 
+/// Brings this replica's copy of the fleet up to the store: the hosts whose
+/// newest applied report is not the one held here (applied by another
+/// replica, or new) are read again. Answers how many. A host that cannot be
+/// read is logged and skipped (it is read again next time).
+pub fn refresh_from_store<S: Sql + ?Sized>(db: &S, fleet: &Fleet) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (agent_id, last_seq) in db.agent_seqs()? {
+        let held = fleet.get(&agent_id).map(|h| h.last_seq);
+        if held == Some(u64::try_from(last_seq).unwrap_or(0)) {
+            continue;
+        }
+        let Some(row) = db.fleet_row(&agent_id)? else { continue };
+        match host_of(row) {
+            // Unless this replica applied a newer one meanwhile.
+            Ok(host) if fleet.get(&agent_id).is_none_or(|h| h.last_seq < host.last_seq) => {
+                fleet.put(host);
+                n += 1;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(agent_id = %agent_id, error = %e, "cannot read a host another replica updated"),
+        }
+    }
+    Ok(n)
+}
+
 /// One stored agent as a host; an error when its labels, newest report or
 /// inventory cannot be read.
 fn host_of(r: FleetRow) -> Result<Host, StoreError> {

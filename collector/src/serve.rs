@@ -307,7 +307,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     // Agent identities and credentials as the store has them: revocations,
     // rotations and decommissions made by the CLI (or another replica) show
-    // in the lists within seconds. The store writer refuses a revoked agent
+    // in the lists within seconds; so do the hosts other replicas serve. The store writer refuses a revoked agent
     // at once either way.
     let identities = {
         let reader = state.reader.clone();
@@ -319,6 +319,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 match store::read_on(&reader, |c| crate::identity::identities(c)).await {
                     Ok(rows) => fleet.set_identities(rows),
                     Err(e) => tracing::warn!(error = %e, "cannot refresh the agent identities"),
+                }
+                // Hosts whose reports another replica applied.
+                let f = fleet.clone();
+                if let Err(e) = store::read_on(&reader, move |c| crate::fleet::refresh_from_store(c, &f)).await {
+                    tracing::warn!(error = %e, "cannot refresh the hosts from the store");
                 }
             }
         })

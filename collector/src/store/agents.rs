@@ -485,12 +485,7 @@ pub trait Agents: Sql {
     fn fleet_rows(&self, each: &mut dyn FnMut(FleetRow) -> bool) -> Result<(), SqlError> {
         let mut more = true;
         self.query_each(
-            "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
-                    a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
-                    (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
-                    (SELECT collected_at_ms FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
-                    (SELECT COUNT(*) FROM asset_changes c WHERE c.agent_id = a.agent_id)
-             FROM agents a LEFT JOIN host_latest l ON l.agent_id = a.agent_id",
+            &format!("{FLEET_ROW} FROM agents a LEFT JOIN host_latest l ON l.agent_id = a.agent_id"),
             args![],
             |r| {
                 if more {
@@ -500,7 +495,34 @@ pub trait Agents: Sql {
             },
         )
     }
+
+    /// Every agent's id with the sequence number of its newest applied
+    /// report: what a replica compares its own copy of the fleet with.
+    fn agent_seqs(&self) -> Result<Vec<(String, i64)>, SqlError> {
+        self.query("SELECT agent_id, last_seq FROM agents", args![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    }
+
+    /// One agent as [`Agents::fleet_rows`] reads it.
+    fn fleet_row(&self, agent_id: &str) -> Result<Option<FleetRow>, SqlError> {
+        self.query_opt(
+            &format!(
+                "{FLEET_ROW} FROM agents a LEFT JOIN host_latest l ON l.agent_id = a.agent_id WHERE a.agent_id = ?1"
+            ),
+            args![agent_id],
+            fleet_row,
+        )
+    }
 }
+
+/// The columns of one agent as the fleet is built from them.
+const FLEET_ROW: &str =
+    "SELECT a.agent_id, a.credential_hash, a.host, a.enrolled_at_ms, a.labels, a.interval_secs, a.last_seq,
+        a.reports_applied, a.seq_gaps, a.last_seen_ms, a.last_collected_at_ms, l.encoding, l.body,
+        (SELECT doc FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
+        (SELECT collected_at_ms FROM inventory i WHERE i.agent_id = a.agent_id ORDER BY seq DESC LIMIT 1),
+        (SELECT COUNT(*) FROM asset_changes c WHERE c.agent_id = a.agent_id)";
 
 impl<S: Sql + ?Sized> Agents for S {}
 

@@ -24,6 +24,7 @@ mod inspection_report;
 mod packaging;
 mod postgres;
 mod prometheus;
+mod replicas;
 mod spool;
 mod store_full;
 mod store_integrity;

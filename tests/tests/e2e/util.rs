@@ -455,6 +455,23 @@ impl Agent {
         a
     }
 
+    /// Starts `run` with the agent config `text` (its state directory
+    /// `dir/agent-state`, whatever `text` says of it).
+    pub fn start_with_config(dir: &Path, text: &str) -> Agent {
+        let state_dir = dir.join("agent-state");
+        let config = dir.join("agent.toml");
+        let text = format!("state_dir = \"{}\"\n{text}", state_dir.display());
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("config: {e}"));
+        let mut a = Agent {
+            state_dir,
+            config,
+            child: None,
+            log: dir.join("agent.log"),
+        };
+        a.spawn();
+        a
+    }
+
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)

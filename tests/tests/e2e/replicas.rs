@@ -1,0 +1,361 @@
+//! Several collector replicas on one PostgreSQL database: agents listing
+//! every replica fail over when theirs is killed, and the fleet carries on
+//! as if one collector had served it — every report applied once, one case
+//! per fault, each case change delivered to the webhook in order, a
+//! logged-in engineer still logged in on the next replica. Replicas started
+//! on different rule files say so on `/metrics`.
+//!
+//! These tests need `CARETAKER_TEST_POSTGRES` (they do nothing without it;
+//! with it set, an unreachable server fails them).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::util::{Agent, Collector, PgDb, eventually, free_port};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The filesystem rule, with a short `for` so the test takes seconds.
+const RULES: &str = r#"
+[[rule]]
+name = "filesystem_almost_full"
+kind = "threshold"
+metric = "caretaker_filesystem_avail_bytes"
+divide_by = "caretaker_filesystem_size_bytes"
+op = "<"
+value = 0.3
+clear = 0.4
+for = "2s"
+component = "mountpoint"
+outcome = "case"
+severity = "major"
+summary = "Filesystem {component} on {host} is almost full ({value} available)"
+"#;
+
+/// A contracts file with customer acme and the engineer `ana`, who logs in.
+fn contracts() -> String {
+    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    format!(
+        "[[customer]]\nname = \"acme\"\nsites = [\"hq\"]\n\n[[engineer]]\nname = \"ana\"\nskills = [\"hardware\"]\nsites = [\"hq\"]\nlevel = \"L1\"\n\n[[user]]\nname = \"ana\"\nrole = \"engineer\"\npassword = \"{phc}\"\n"
+    )
+}
+
+/// One change as the webhook receiver saw it: delivery id, case, status.
+type Seen = (i64, i64, String);
+
+/// A webhook receiver on loopback recording every delivery in arrival order.
+async fn receiver() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let port = free_port();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let seen = seen.clone();
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let id = headers
+                        .get(caretaker_collector::sinks::DELIVERY_HEADER)
+                        .and_then(|h| h.to_str().ok()?.parse().ok())
+                        .unwrap_or(-1);
+                    let case = v["case_id"].as_i64().unwrap_or(-1);
+                    let status = v["change"]["to_status"].as_str().unwrap_or_default().to_string();
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).push((id, case, status));
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("receiver: {e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://127.0.0.1:{port}/hook"), seen)
+}
+
+/// `n` replicas of one store: the first is `init`ed with `config(name)`,
+/// the others serve copies of its data directory (the same CA, server
+/// certificate and tokens) with their own config.
+async fn replicas(dir: &Path, n: usize, config: impl Fn(&str) -> String) -> Vec<Collector> {
+    let first = dir.join("r0");
+    std::fs::create_dir_all(&first).unwrap_or_else(|e| panic!("{e}"));
+    let mut all = vec![Collector::start_on(&first, &config("r0")).await];
+    for i in 1..n {
+        let name = format!("r{i}");
+        let home = dir.join(&name);
+        copy_dir(&first.join("data"), &home.join("data"));
+        let file = home.join("collector.toml");
+        std::fs::write(&file, config(&name)).unwrap_or_else(|e| panic!("{e}"));
+        all.push(Collector::open_with(&home, Some(file)).await);
+    }
+    all
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+/// An agent of host `host` listing every replica, its own first.
+fn agent(dir: &Path, host: &str, urls: &[String], ca: &Path, token: &str) -> Agent {
+    let list = urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+    Agent::start_with_config(
+        dir,
+        &format!(
+            "collector_urls = [{list}]\nca_file = \"{}\"\nenrollment_token = \"{token}\"\ninterval_secs = 1\nhost_name = \"{host}\"\n[labels]\ncustomer = \"acme\"\nsite = \"hq\"\n[inventory]\nprobe_versions = false\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
+            ca.display()
+        ),
+    )
+}
+
+/// `POST /login` on `c`: the session cookie (`name=value`).
+async fn login(c: &Collector) -> String {
+    let client = browserless(c);
+    let resp = client
+        .post(format!("{}/login", c.url()))
+        .form(&[("user", "ana"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST /login: {e}"));
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    resp.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(String::from)
+        .unwrap_or_else(|| panic!("no session cookie"))
+}
+
+fn browserless(c: &Collector) -> reqwest::Client {
+    let pem = std::fs::read(c.data_dir().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
+    let ca = reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn next_seq(agent: &Agent) -> i64 {
+    let text = std::fs::read_to_string(agent.state_dir.join("counters.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["next_seq"].as_i64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() {
+    let Some(db) = PgDb::create("replicas") else { return };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let Some(_mounted) = crate::util::mount_tmpfs(&dir.path().join("fill"), "8m") else {
+        return;
+    };
+    let mnt = dir.path().join("fill");
+    // The config files in a directory of their own (their watchers look at
+    // the directory; the agents write beside them otherwise).
+    let rules = dir.path().join("conf/rules");
+    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rules.join("fill.toml"), RULES).unwrap_or_else(|e| panic!("{e}"));
+    let contracts_file = dir.path().join("conf/contracts.toml");
+    std::fs::write(&contracts_file, contracts()).unwrap_or_else(|e| panic!("{e}"));
+    let secret = dir.path().join("conf/hook.key");
+    std::fs::write(&secret, "hook-secret").unwrap_or_else(|e| panic!("{e}"));
+    let (hook, seen) = receiver().await;
+    let url = db.url();
+    // Storm grouping off: one fault on twenty hosts of one customer at once
+    // is a storm (one case, the rest attached); here each host's case counts.
+    let mut rs = replicas(dir.path(), 3, |name| {
+        format!(
+            "[store]\nurl = \"{url}\"\n[replicas]\nname = \"{name}\"\nlease_secs = 3\n[detect]\nrules_dir = \"{}\"\ntick_secs = 1\nstorm_window_secs = 0\n[queue]\ncontracts_file = \"{}\"\n[[sinks.webhook]]\nname = \"hook\"\nurl = \"{hook}\"\nsecret_file = \"{}\"\n",
+            rules.display(),
+            contracts_file.display(),
+            secret.display()
+        )
+    })
+    .await;
+    let urls: Vec<String> = rs.iter().map(Collector::url).collect();
+    let ca = rs[0].data_dir().join("ca.pem");
+    let token = rs[0].enrollment_token.clone();
+    // Twenty agents, spread over the replicas: each lists all three, its own first.
+    let agents: Vec<Agent> = (0..20)
+        .map(|i| {
+            let home = dir.path().join(format!("agent{i:02}"));
+            std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+            let mut mine = urls.clone();
+            mine.rotate_left(i % 3);
+            agent(&home, &format!("node{i:02}"), &mine, &ca, &token)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    loop {
+        let v = rs[2].api("/api/v1/hosts").await;
+        let n = v["hosts"].as_array().map_or(0, Vec::len);
+        if n == 20 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let log = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+            let tail = |t: String| t.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            panic!(
+                "{n} hosts of 20 after 90 s\nagent00:\n{}\nr0:\n{}",
+                tail(log(dir.path().join("agent00/agent.log"))),
+                tail(log(dir.path().join("r0/collector.log")))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Each replica shows the hosts whose reports it receives.
+    let served = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("caretaker_replica_hosts{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    eventually("every host held by one replica", Duration::from_secs(30), || async {
+        let mut total = 0.0;
+        for r in &rs {
+            total += served(&r.metrics().await);
+        }
+        (total == 20.0).then_some(())
+    })
+    .await;
+    let cookie = login(&rs[0]).await;
+
+    // The first replica dies mid-load; then the fault; then the second.
+    rs[0].kill();
+    std::fs::write(mnt.join("ballast"), vec![7u8; 7 * 1024 * 1024]).unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    rs[1].kill();
+    let last = &rs[2];
+
+    // The engineer logged in on the first replica works on the last one.
+    let page = browserless(last)
+        .get(format!("{}/queue", last.url()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status(), StatusCode::OK, "the session is lost on another replica");
+
+    // One case per host for the one fault.
+    let mp = mnt.display().to_string();
+    let cases_sql = format!(
+        "SELECT COUNT(*), COUNT(DISTINCT asset) FROM items WHERE kind = 'case' AND check_name = 'filesystem_almost_full' AND component = '{mp}'"
+    );
+    let started = std::time::Instant::now();
+    while db.query(&cases_sql) != "20|20" {
+        if started.elapsed() > Duration::from_secs(90) {
+            panic!(
+                "cases {}; items {}; held {}",
+                db.query(&cases_sql),
+                db.query("SELECT kind, check_name, component, status, COUNT(*) FROM items GROUP BY 1, 2, 3, 4"),
+                db.query("SELECT reason, COUNT(*) FROM held_signals GROUP BY 1")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The agents go on a little, then stop; what they spooled drains.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut agents = agents;
+    for a in &mut agents {
+        a.stop();
+    }
+    for a in &mut agents {
+        a.spawn();
+    }
+    eventually("every spool drained", Duration::from_secs(90), || async {
+        agents.iter().all(|a| a.spool_depth() == 0).then_some(())
+    })
+    .await;
+    for a in &mut agents {
+        a.stop();
+    }
+    // Every report each agent produced is applied exactly once (those it
+    // made while stopping wait in its spool for its next start).
+    for a in &agents {
+        let id = a.agent_id().unwrap_or_else(|| panic!("no agent id"));
+        let produced = next_seq(a) - 1;
+        let applied = produced - i64::try_from(a.spool_depth()).unwrap_or(0);
+        let row = db.query(&format!(
+            "SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM report_log WHERE agent_id = '{id}'"
+        ));
+        assert_eq!(row, format!("{applied}|{applied}|1|{applied}"), "agent {id}");
+    }
+    let gap = db.query(
+        "SELECT MAX(gap) FROM (SELECT received_at_ms - LAG(received_at_ms) OVER (PARTITION BY agent_id ORDER BY seq) AS gap FROM report_log) g",
+    );
+    eprintln!("longest gap between two reports of one agent across the kills: {gap} ms");
+    assert_eq!(db.query(&cases_sql), "20|20", "still one case per host");
+
+    // Every case change reached the webhook, in order, once per delivery id.
+    let outbox = db.query("SELECT id FROM outbox ORDER BY id");
+    let outbox: Vec<i64> = outbox.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(outbox.len() >= 20, "{outbox:?}");
+    let got = eventually("every change delivered", Duration::from_secs(60), || async {
+        let got = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let ids: std::collections::BTreeSet<i64> = got.iter().map(|s| s.0).collect();
+        outbox.iter().all(|id| ids.contains(id)).then_some(got)
+    })
+    .await;
+    let mut first_seen: Vec<i64> = Vec::new();
+    for (id, _, _) in &got {
+        if !first_seen.contains(id) {
+            first_seen.push(*id);
+        }
+    }
+    assert!(
+        first_seen.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {first_seen:?}"
+    );
+    // A delivery cut by a kill may be sent again with its id; nothing else.
+    let repeats = got.len() - first_seen.len();
+    assert!(repeats <= 2, "{repeats} repeated deliveries: {got:?}");
+    drop(rs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_started_with_different_rule_files_show_the_mismatch() {
+    let Some(db) = PgDb::create("mismatch") else { return };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = db.url();
+    let rules_of = |name: &str| -> PathBuf {
+        let d = dir.path().join(format!("rules-{name}"));
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        if name == "r1" {
+            std::fs::write(d.join("fill.toml"), RULES).unwrap_or_else(|e| panic!("{e}"));
+        }
+        d
+    };
+    let rs = replicas(dir.path(), 2, |name| {
+        format!(
+            "[store]\nurl = \"{url}\"\n[replicas]\nname = \"{name}\"\nlease_secs = 3\n[detect]\nrules_dir = \"{}\"\n",
+            rules_of(name).display()
+        )
+    })
+    .await;
+    for r in &rs {
+        eventually("the mismatch on /metrics", Duration::from_secs(20), || async {
+            r.metrics()
+                .await
+                .contains("caretaker_config_mismatch{file=\"rules\"} 1")
+                .then_some(())
+        })
+        .await;
+        assert!(r.metrics().await.contains("caretaker_replicas_live 2"));
+    }
+    let log = std::fs::read_to_string(dir.path().join("r1/collector.log")).unwrap_or_default();
+    assert!(log.contains("runs another rules file"), "{log}");
+}
