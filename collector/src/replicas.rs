@@ -28,7 +28,7 @@
 //!   logged and shown on `/metrics` (`caretaker_config_mismatch`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
@@ -62,8 +62,6 @@ pub struct Replica {
     started_at_ms: i64,
     /// The jobs held, each until when (this process's clock).
     jobs: Mutex<HashMap<String, Instant>>,
-    /// Hosts another live replica holds: not shown on this one's `/metrics`.
-    elsewhere: RwLock<Arc<HashSet<String>>>,
     /// Alone by construction (tests, a replay): holds every job.
     alone: bool,
 }
@@ -78,7 +76,6 @@ impl Replica {
             lease,
             started_at_ms,
             jobs: Mutex::default(),
-            elsewhere: RwLock::default(),
             alone: false,
         })
     }
@@ -101,16 +98,6 @@ impl Replica {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(job)
                 .is_some_and(|until| *until > Instant::now())
-    }
-
-    /// Whether this replica shows `host` (no live peer holds it).
-    pub fn serves(&self, host: &str) -> bool {
-        !self.elsewhere.read().unwrap_or_else(|p| p.into_inner()).contains(host)
-    }
-
-    /// The hosts other replicas hold, for `/metrics` to leave out.
-    pub fn served_elsewhere(&self) -> Arc<HashSet<String>> {
-        self.elsewhere.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn lease_ms(&self) -> i64 {
@@ -197,9 +184,13 @@ pub async fn round(
             }
         }
     }
-    let elsewhere = Arc::new(found.elsewhere);
-    *replica.elsewhere.write().unwrap_or_else(|p| p.into_inner()) = elsewhere.clone();
-    metrics.set_replica_view(replica, &found.held, found.hosts, &found.live, elsewhere);
+    metrics.set_replica_view(
+        replica,
+        &found.held,
+        found.hosts,
+        &found.live,
+        Arc::new(found.elsewhere),
+    );
     Ok(())
 }
 
