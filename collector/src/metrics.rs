@@ -494,7 +494,7 @@ impl Collector for ReplicaSeries {
         let mut family = encoder.encode_descriptor(d.base_name(), d.help, None, MetricType::Gauge)?;
         for (job, held) in &v.jobs {
             family
-                .encode_family(&[("replica", v.name.as_str()), ("job", job.as_str())])?
+                .encode_family(&[("replica", v.name.as_str()), ("task", job.as_str())])?
                 .encode_gauge(&i64::from(*held))?;
         }
         let d = gauge("caretaker_config_file_info")?;

@@ -1642,8 +1642,8 @@ pub static CATALOGUE: &[MetricDef] = &[
         Gauge,
         None,
         Collector,
-        ["replica", "job"],
-        "1 while this replica holds a fleet-wide job (lifecycle, retention, reports, deliver:SINK); exactly one live replica holds each."
+        ["replica", "task"],
+        "1 while this replica holds a fleet-wide job (label task) (lifecycle, retention, reports, deliver:SINK); exactly one live replica holds each."
     ),
     m!(
         "caretaker_config_file_info",
@@ -1823,6 +1823,22 @@ mod tests {
                 for l in m.labels {
                     assert!(!HOST_LABELS.contains(l), "{} uses reserved label {l}", m.name);
                 }
+            }
+        }
+    }
+
+    /// Prometheus gives every scraped series the labels `job` and `instance`
+    /// of its target and renames a series' own to `exported_job` /
+    /// `exported_instance`: a query grouping by them would group by target.
+    #[test]
+    fn no_metric_uses_a_label_prometheus_sets_on_the_target() {
+        for m in CATALOGUE {
+            for l in m.labels {
+                assert!(
+                    !["job", "instance"].contains(l),
+                    "{} uses label {l}, which Prometheus sets itself",
+                    m.name
+                );
             }
         }
     }
