@@ -2,7 +2,8 @@
 //! every replica fail over when theirs is killed, and the fleet carries on
 //! as if one collector had served it — every report applied once, one case
 //! per fault, each case change delivered to the webhook in order, a
-//! logged-in engineer still logged in on the next replica. Replicas started
+//! logged-in engineer still logged in on the next replica, each SLA breach
+//! and escalation recorded once. Replicas started
 //! on different rule files say so on `/metrics`.
 //!
 //! These tests need `CARETAKER_TEST_POSTGRES` (they do nothing without it;
@@ -35,11 +36,17 @@ severity = "major"
 summary = "Filesystem {component} on {host} is almost full ({value} available)"
 "#;
 
-/// A contracts file with customer acme and the engineer `ana`, who logs in.
+/// A contracts file with customer acme, a 7×24 contract on its site with
+/// deadlines of seconds (so breaches and escalations fall during the
+/// kills), and the engineer `ana`, who logs in.
 fn contracts() -> String {
     let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
     format!(
-        "[[customer]]\nname = \"acme\"\nsites = [\"hq\"]\n\n[[engineer]]\nname = \"ana\"\nskills = [\"hardware\"]\nsites = [\"hq\"]\nlevel = \"L1\"\n\n[[user]]\nname = \"ana\"\nrole = \"engineer\"\npassword = \"{phc}\"\n"
+        "[[customer]]\nname = \"acme\"\nsites = [\"hq\"]\n\n\
+         [[contract]]\nname = \"acme-724\"\ncustomer = \"acme\"\ncovers = {{ labels = {{ site = \"hq\" }} }}\n\
+         hours = \"7x24\"\ntime_zone = \"UTC\"\nresponse = {{ major = \"3s\" }}\nresolution = {{ major = \"8s\" }}\n\
+         escalation = [\n  {{ at = \"50%\", of = \"resolution\", action = \"notify\", to = \"L1\" }},\n  {{ at = \"100%\", of = \"resolution\", action = \"escalate\", to = \"L2\" }},\n]\n\n\
+         [[engineer]]\nname = \"ana\"\nskills = [\"hardware\"]\nsites = [\"hq\"]\nlevel = \"L1\"\n\n[[user]]\nname = \"ana\"\nrole = \"engineer\"\npassword = \"{phc}\"\n"
     )
 }
 
@@ -267,6 +274,37 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // Each case's SLA clocks run out while replicas die: both breaches and
+    // both escalation steps are recorded, each once.
+    let cases_of = format!(
+        "SELECT id FROM items WHERE kind = 'case' AND check_name = 'filesystem_almost_full' AND component = '{mp}'"
+    );
+    let sla_sql = format!(
+        "SELECT (SELECT COUNT(*) FROM case_meta WHERE item_id IN ({cases_of}) AND response_breached_at_ms IS NOT NULL AND resolution_breached_at_ms IS NOT NULL), (SELECT COUNT(*) FROM case_escalations WHERE item_id IN ({cases_of}) AND step IS NOT NULL)"
+    );
+    let started = std::time::Instant::now();
+    while db.query(&sla_sql) != "20|40" {
+        if started.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "breached cases | timed escalations: {}; SLA notes: {}",
+                db.query(&sla_sql),
+                db.query("SELECT comment, COUNT(*) FROM item_log WHERE actor = 'rule:sla' GROUP BY 1")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let sla_notes = format!(
+        "SELECT COUNT(*), COUNT(DISTINCT (item_id, comment)) FROM item_log WHERE actor = 'rule:sla' AND item_id IN ({cases_of})"
+    );
+    assert_eq!(
+        db.query(&sla_notes),
+        "80|80",
+        "two breaches and two escalations per case, none twice: {}",
+        db.query("SELECT comment, COUNT(*) FROM item_log WHERE actor = 'rule:sla' GROUP BY 1")
+    );
+    let escalated = format!("SELECT COUNT(*) FROM case_meta WHERE item_id IN ({cases_of}) AND level = 'L2'");
+    assert_eq!(db.query(&escalated), "20", "every case escalated to L2");
+
     // The agents go on a little, then stop; what they spooled drains.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut agents = agents;
@@ -299,6 +337,7 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
     );
     eprintln!("longest gap between two reports of one agent across the kills: {gap} ms");
     assert_eq!(db.query(&cases_sql), "20|20", "still one case per host");
+    assert_eq!(db.query(&sla_notes), "80|80", "still each breach and escalation once");
 
     // Every case change reached the webhook, in order, once per delivery id.
     let outbox = db.query("SELECT id FROM outbox ORDER BY id");
@@ -358,4 +397,321 @@ async fn replicas_started_with_different_rule_files_show_the_mismatch() {
     }
     let log = std::fs::read_to_string(dir.path().join("r1/collector.log")).unwrap_or_default();
     assert!(log.contains("runs another rules file"), "{log}");
+}
+
+/// The forecast rule alone, over a two-minute window: it can speak once its
+/// points span a quarter of it (30 s) and the fill held across its halves.
+const FORECAST: &str = r#"
+[[rule]]
+name = "filesystem_fills_within_7d"
+kind = "forecast"
+metric = "caretaker_filesystem_avail_bytes"
+divide_by = "caretaker_filesystem_size_bytes"
+window = "120s"
+reaches = 0
+within = "7d"
+component = "mountpoint"
+outcome = "finding"
+severity = "warning"
+summary = "Filesystem {component} on {host} will fill within 7 days at the current rate"
+"#;
+
+/// The number a replica's `/metrics` gives for the hosts it holds.
+fn hosts_held(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("caretaker_replica_hosts{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_owner_dies_is_taken_over_and_its_due_forecast_fires_on_time() {
+    const LEASE_SECS: u64 = 3;
+    /// When the forecast can first speak: its points span 30 s.
+    const SPEAKS_AFTER: Duration = Duration::from_secs(30);
+    let Some(db) = PgDb::create("takeover") else { return };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let Some(_mounted) = crate::util::mount_tmpfs(&dir.path().join("fill"), "8m") else {
+        return;
+    };
+    let mnt = dir.path().join("fill");
+    let rules = dir.path().join("conf/rules");
+    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rules.join("forecast.toml"), FORECAST).unwrap_or_else(|e| panic!("{e}"));
+    let url = db.url();
+    let mut rs = replicas(dir.path(), 2, |name| {
+        format!(
+            "[store]\nurl = \"{url}\"\n[replicas]\nname = \"{name}\"\nlease_secs = {LEASE_SECS}\n[detect]\nrules_dir = \"{}\"\ntick_secs = 1\ncheckpoint_secs = 1\n",
+            rules.display()
+        )
+    })
+    .await;
+    let urls: Vec<String> = rs.iter().map(Collector::url).collect();
+    let home = dir.path().join("agent");
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+    let ca = rs[0].data_dir().join("ca.pem");
+    let mut agent = agent(&home, "node", &urls, &ca, &rs[0].enrollment_token.clone());
+    let first_report = std::time::Instant::now();
+    eventually(
+        "the host held by the first replica",
+        Duration::from_secs(60),
+        || async { (hosts_held(&rs[0].metrics().await) == 1.0).then_some(()) },
+    )
+    .await;
+
+    // The volume fills steadily from now on (128 KiB a second of 8 MiB).
+    let fill_started = std::time::Instant::now();
+    let fill_started_ms = caretaker_shared::now_ms();
+    let filler = tokio::spawn({
+        let mnt = mnt.clone();
+        async move {
+            let chunk = vec![0u8; 128 * 1024];
+            for i in 0..55 {
+                let _ = std::fs::write(mnt.join(format!("f{i}")), &chunk);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let flat = fill_started.duration_since(first_report);
+    assert!(
+        flat < Duration::from_secs(8),
+        "{flat:?} of flat history before the fill"
+    );
+    let forecast_sql = format!(
+        "SELECT opened_at_ms FROM items WHERE check_name = 'filesystem_fills_within_7d' AND component = '{}'",
+        mnt.display()
+    );
+    // Twenty seconds in, the forecast is due in about ten more: its owner dies.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(db.query(&forecast_sql), "", "the forecast fired before the owner died");
+    rs[0].kill();
+    let killed = std::time::Instant::now();
+
+    // The next replica holds the host within a lease period...
+    eventually(
+        "the host taken over by the second replica",
+        Duration::from_secs(LEASE_SECS + 2),
+        || async { (hosts_held(&rs[1].metrics().await) == 1.0).then_some(()) },
+    )
+    .await;
+    eprintln!("host taken over {:?} after the kill", killed.elapsed());
+    let log = std::fs::read_to_string(dir.path().join("r1/collector.log")).unwrap_or_default();
+    assert!(log.contains("host's detection taken over"), "{log}");
+
+    // ...and the forecast fires when it was due, from the history the dead
+    // owner checkpointed: a blank history could not speak before the kill
+    // plus 30 s.
+    let opened: i64 = eventually("the forecast finding", Duration::from_secs(60), || async {
+        db.query(&forecast_sql).parse::<i64>().ok()
+    })
+    .await;
+    let after_fill = Duration::from_millis(u64::try_from(opened - fill_started_ms).unwrap_or(0));
+    let blank_earliest = killed.duration_since(fill_started) + SPEAKS_AFTER;
+    eprintln!("forecast fired {after_fill:?} after the fill began (a blank history: not before {blank_earliest:?})");
+    // Slack: the lease, the checkpoint interval and one 5 s point of the window.
+    let due = SPEAKS_AFTER + Duration::from_secs(LEASE_SECS + 7);
+    assert!(
+        after_fill < due,
+        "the forecast fired {after_fill:?} after the fill began, later than {due:?}"
+    );
+    assert!(after_fill < blank_earliest);
+    assert_eq!(
+        db.query(&format!("SELECT COUNT(*) FROM ({forecast_sql}) f")),
+        "1",
+        "one finding"
+    );
+    filler.abort();
+    agent.stop();
+    drop(rs);
+}
+
+/// One number from a real Prometheus: the value of `q`'s single series
+/// (`None` while it has none or several).
+async fn prom_value(base: &str, q: &str) -> Option<f64> {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    match v["data"]["result"].as_array()?.as_slice() {
+        [one] => one["value"][1].as_str()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The whole answer of a real Prometheus to `q`, for a failure message.
+async fn prom_result(base: &str, q: &str) -> String {
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await;
+    match answer {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The expressions of collector health's "Replicas" row, as Grafana sends
+/// them with every variable at "All".
+fn replica_panel_queries() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/collector-health.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let panels = d["panels"].as_array().cloned().unwrap_or_default();
+    let row = panels
+        .iter()
+        .position(|p| p["type"] == "row" && p["title"] == "Replicas")
+        .unwrap_or_else(|| panic!("no Replicas row in {}", path.display()));
+    panels[row + 1..]
+        .iter()
+        .take_while(|p| p["type"] != "row")
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(|e| e.replace("$__rate_interval", "1m")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scraping_two_replicas_counts_each_host_and_case_once() {
+    let prometheus = match std::env::var("CARETAKER_TEST_PROMETHEUS") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            eprintln!("CARETAKER_TEST_PROMETHEUS is not set: skipping two replicas under Prometheus");
+            return;
+        }
+    };
+    let Some(db) = PgDb::create("scraped") else { return };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = db.url();
+    let mut rs = replicas(dir.path(), 2, |name| {
+        format!("[store]\nurl = \"{url}\"\n[replicas]\nname = \"{name}\"\nlease_secs = 3\n")
+    })
+    .await;
+    let urls: Vec<String> = rs.iter().map(Collector::url).collect();
+    let ca = rs[0].data_dir().join("ca.pem");
+    let token = rs[0].enrollment_token.clone();
+    // One agent on each replica, each listing both.
+    let _agents: Vec<Agent> = (0..2)
+        .map(|i| {
+            let home = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+            let mut mine = urls.clone();
+            mine.rotate_left(i);
+            agent(&home, &format!("node{i}"), &mine, &ca, &token)
+        })
+        .collect();
+    for r in &rs {
+        eventually("one host held by each replica", Duration::from_secs(60), || async {
+            (hosts_held(&r.metrics().await) == 1.0).then_some(())
+        })
+        .await;
+    }
+    // One case in the queue, whichever replica is asked.
+    let (status, body) = rs[1]
+        .api_post(
+            "/api/v1/cases",
+            &serde_json::json!({"asset": "node0", "title": "Fan rattles", "severity": "warning"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let auth = format!(
+        "authorization: {{credentials_file: '{}'}}",
+        rs[0].data_dir().join("metrics-token").display()
+    );
+    let ports: Vec<u16> = rs.iter().map(|r| r.port).collect();
+    let (_prom, base) = crate::util::start_prometheus_on(dir.path(), &ca, &auth, &ports, &prometheus);
+
+    // Each host once, the fleet-wide counts from one replica only.
+    let expect = [
+        ("count(up == 1)", 2.0),
+        ("max(caretaker_replicas_live)", 2.0),
+        ("count(caretaker_host_up)", 2.0),
+        ("max(count by (host) (caretaker_host_up))", 1.0),
+        ("sum(caretaker_hosts_known)", 2.0),
+        ("sum(caretaker_cases_open)", 1.0),
+        ("count(count by (instance) (caretaker_cases_open))", 1.0),
+        ("count(count by (instance) (caretaker_signals_held))", 1.0),
+        ("max(sum by (task) (caretaker_replica_job_held))", 1.0),
+        ("min(sum by (task) (caretaker_replica_job_held))", 1.0),
+        ("max(caretaker_config_mismatch)", 0.0),
+        ("count(sum by (replica) (caretaker_replica_hosts) == 1)", 2.0),
+    ];
+    for (q, want) in expect {
+        let started = std::time::Instant::now();
+        while prom_value(&base, q).await != Some(want) {
+            if started.elapsed() > Duration::from_secs(30) {
+                let detail = prom_result(&base, &q.replace("max(", "(").replace("min(", "(")).await;
+                panic!("{q} is not {want}: {detail}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // Every panel of the Replicas row has data.
+    let panels = replica_panel_queries();
+    assert!(panels.len() >= 5, "{panels:?}");
+    for q in &panels {
+        eventually(&format!("data for {q}"), Duration::from_secs(30), || async {
+            let v: serde_json::Value = reqwest::Client::new()
+                .get(format!("{base}/api/v1/query"))
+                .query(&[("query", q.as_str())])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+                .then_some(())
+        })
+        .await;
+    }
+    // Reports per replica: one series for each.
+    let per_replica = "count(sum by (replica) (rate(caretaker_ingest_reports_accepted_total[1m]) * on (instance) group_left (replica) caretaker_replica_info) > 0)";
+    eventually("reports shown per replica", Duration::from_secs(30), || async {
+        (prom_value(&base, per_replica).await == Some(2.0)).then_some(())
+    })
+    .await;
+
+    // The replica showing the fleet dies: the other shows it, still once,
+    // and both hosts (the dead one's agent moved over).
+    let holder = {
+        let mut found = None;
+        for (i, r) in rs.iter().enumerate() {
+            if r.metrics().await.contains("caretaker_cases_open{") {
+                found = Some(i);
+            }
+        }
+        found.unwrap_or_else(|| panic!("no replica shows the open cases"))
+    };
+    rs[holder].kill();
+    let survivor = format!("127.0.0.1:{}", rs[1 - holder].port);
+    for (q, want) in [
+        ("count(up == 1)", 1.0),
+        ("sum(caretaker_cases_open)", 1.0),
+        ("count(caretaker_host_up)", 2.0),
+        ("max(caretaker_replicas_live)", 1.0),
+    ] {
+        eventually(
+            &format!("after the kill: {q} = {want}"),
+            Duration::from_secs(30),
+            || async { (prom_value(&base, q).await == Some(want)).then_some(()) },
+        )
+        .await;
+    }
+    let q = format!("count(caretaker_cases_open{{instance=\"{survivor}\"}})");
+    eventually(
+        "the open cases shown by the survivor",
+        Duration::from_secs(30),
+        || async { prom_value(&base, &q).await.filter(|n| *n >= 1.0) },
+    )
+    .await;
+    drop(rs);
 }

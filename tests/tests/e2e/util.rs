@@ -610,14 +610,30 @@ pub fn start_prometheus(dir: &Path, collector: &Collector, binary: &str) -> (Pro
 /// [`start_prometheus`] with `auth` as the scrape job's authorization line
 /// (empty: none).
 pub fn start_prometheus_with(dir: &Path, collector: &Collector, binary: &str, auth: &str) -> (Prometheus, String) {
+    start_prometheus_on(
+        dir,
+        &collector.data_dir().join("ca.pem"),
+        auth,
+        &[collector.port],
+        binary,
+    )
+}
+
+/// A Prometheus scraping every second, in one job, the collectors (replicas)
+/// listening on `ports` whose certificates `ca` signed; its base URL.
+pub fn start_prometheus_on(dir: &Path, ca: &Path, auth: &str, ports: &[u16], binary: &str) -> (Prometheus, String) {
     let port = free_port();
     let config = dir.join("prometheus.yml");
+    let targets = ports
+        .iter()
+        .map(|p| format!("'127.0.0.1:{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     std::fs::write(
         &config,
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: caretaker\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    {auth}\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
-            collector.data_dir().join("ca.pem").display(),
-            collector.port
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: caretaker\n    scheme: https\n    tls_config: {{ca_file: '{}'}}\n    {auth}\n    static_configs: [{{targets: [{targets}]}}]\n",
+            ca.display()
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
