@@ -39,6 +39,19 @@ struct Args {
     /// are held (the heavier path through the store).
     #[arg(long)]
     known: bool,
+    /// Prefix of the simulated hosts' names (`PREFIX-0`, `PREFIX-1`, ...):
+    /// load generators sharing one store need different ones.
+    #[arg(long, default_value = "load")]
+    prefix: String,
+    /// The customer the simulated hosts report under (their `customer`
+    /// label). A rule firing on many hosts of one customer at once is a
+    /// storm: one case that each of their reports updates.
+    #[arg(long, default_value = "loadtest")]
+    customer: String,
+    /// Split the hosts into customers of this many hosts each
+    /// (`CUSTOMER-PREFIX-0`, ...); 0: all hosts are `--customer`'s.
+    #[arg(long, default_value_t = 0)]
+    hosts_per_customer: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -56,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let mut agents = Vec::new();
     for i in 0..a.agents {
         agents.push(
-            enroll(&http, &a.url, &a.token, &format!("load-{i}"))
+            enroll(&http, &a.url, &a.token, &format!("{}-{i}", a.prefix))
                 .await
                 .context("enrolling")?,
         );
@@ -68,14 +81,19 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .enumerate()
             .map(|(i, ag)| {
-                let (samples, n, known) = (a.samples, a.reports_per_agent, a.known);
+                let (samples, n, known, prefix) = (a.samples, a.reports_per_agent, a.known, a.prefix.as_str());
+                let customer = match a.hosts_per_customer {
+                    0 => a.customer.clone(),
+                    k => format!("{}-{prefix}-{}", a.customer, i / k),
+                };
                 s.spawn(move || {
                     (1..=n)
                         .map(|seq| {
-                            let mut r = synthetic_report(&ag.agent_id, &format!("load-{i}"), seq, samples);
+                            let mut r = synthetic_report(&ag.agent_id, &format!("{prefix}-{i}"), seq, samples);
+                            r.labels.insert("customer".into(), customer.clone());
                             if known && seq == 1 {
                                 r.inventory = Some(caretaker_shared::wire::Inventory {
-                                    machine_id: format!("machine-{i}"),
+                                    machine_id: format!("{prefix}-machine-{i}"),
                                     ..Default::default()
                                 });
                             }

@@ -241,9 +241,11 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
     let cookie = login(&rs[0]).await;
 
     // The first replica dies mid-load; then the fault; then the second.
+    let kills = [caretaker_shared::now_ms(), 0];
     rs[0].kill();
     std::fs::write(mnt.join("ballast"), vec![7u8; 7 * 1024 * 1024]).unwrap_or_else(|e| panic!("{e}"));
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let kills = [kills[0], caretaker_shared::now_ms()];
     rs[1].kill();
     let last = &rs[2];
 
@@ -336,6 +338,26 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
         "SELECT MAX(gap) FROM (SELECT received_at_ms - LAG(received_at_ms) OVER (PARTITION BY agent_id ORDER BY seq) AS gap FROM report_log) g",
     );
     eprintln!("longest gap between two reports of one agent across the kills: {gap} ms");
+    // Failover: each agent's last report before a kill and its first after
+    // it (at one report a second; the worst is an agent of the dead replica).
+    for (k, at) in kills.iter().enumerate() {
+        let mut worst = (0, 0);
+        for a in &agents {
+            let id = a.agent_id().unwrap_or_default();
+            let row = db.query(&format!(
+                "SELECT MAX(received_at_ms) FILTER (WHERE received_at_ms < {at}), MIN(received_at_ms) FILTER (WHERE received_at_ms >= {at}) FROM report_log WHERE agent_id = '{id}'"
+            ));
+            if let Some((before, after)) = row.split_once('|')
+                && let (Ok(before), Ok(after)) = (before.parse::<i64>(), after.parse::<i64>())
+            {
+                worst = (worst.0.max(after - before), worst.1.max(after - at));
+            }
+        }
+        eprintln!(
+            "replica r{k} killed: longest last report before → first after, of any agent: {} ms, first-after at most {} ms after the kill",
+            worst.0, worst.1
+        );
+    }
     assert_eq!(db.query(&cases_sql), "20|20", "still one case per host");
     assert_eq!(db.query(&sla_notes), "80|80", "still each breach and escalation once");
 
