@@ -15,34 +15,10 @@ fn mount_tmpfs(dir: &Path) -> Option<Mounted> {
     util::mount_tmpfs(dir, "8m")
 }
 
-const OVERRIDES: &str = r#"
-[[rule]]
-name = "filesystem_fills_within_7d"
-kind = "forecast"
-metric = "caretaker_filesystem_avail_bytes"
-divide_by = "caretaker_filesystem_size_bytes"
-window = "20s"
-reaches = 0
-within = "7d"
-component = "mountpoint"
-outcome = "finding"
-severity = "warning"
-summary = "Filesystem {component} on {host} will fill within 7 days at the current rate"
-
-[[rule]]
-name = "filesystem_almost_full"
-kind = "threshold"
-metric = "caretaker_filesystem_avail_bytes"
-divide_by = "caretaker_filesystem_size_bytes"
-op = "<"
-value = 0.3
-clear = 0.4
-for = "2s"
-component = "mountpoint"
-outcome = "case"
-severity = "major"
-summary = "Filesystem {component} on {host} is almost full ({value} available)"
-"#;
+/// The built-in filesystem rules with short windows.
+fn overrides() -> String {
+    format!("{}{}", util::fill_forecast_rule("20s"), util::FILL_CASE_RULE)
+}
 
 fn config(rules: &Path) -> String {
     format!("[detect]\nrules_dir = \"{}\"\ntick_secs = 1\n", rules.display())
@@ -67,7 +43,7 @@ async fn fs_rig(dir: &Path, name: &str) -> Option<FsRig> {
     let mounted = mount_tmpfs(&mnt)?;
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(rules.join("overrides.toml"), OVERRIDES).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(rules.join("overrides.toml"), overrides()).unwrap_or_else(|e| panic!("{e}"));
     let collector = Collector::start_with_config(dir, &config(&rules)).await;
     let agent = Agent::start(dir, &collector, 1, "");
     wait_for_host(&collector, &agent).await;

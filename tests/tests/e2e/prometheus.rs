@@ -10,7 +10,7 @@ use std::time::Duration;
 use caretaker_shared::catalogue::{CATALOGUE, Kind};
 use serde_json::Value;
 
-use crate::util::{Agent, Collector, eventually, start_prometheus, start_prometheus_with, wait_for_host};
+use crate::util::{Agent, Collector, eventually, prom_query, start_prometheus, start_prometheus_with, wait_for_host};
 
 fn tool(var: &str) -> Option<String> {
     match std::env::var(var) {
@@ -20,17 +20,6 @@ fn tool(var: &str) -> Option<String> {
             None
         }
     }
-}
-
-async fn query(client: &reqwest::Client, base: &str, q: &str) -> Option<Vec<Value>> {
-    let resp = client
-        .get(format!("{base}/api/v1/query"))
-        .query(&[("query", q)])
-        .send()
-        .await
-        .ok()?;
-    let v: Value = resp.json().await.ok()?;
-    (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,10 +70,9 @@ async fn prometheus_scrapes_the_collector() {
     let (_prom, base) = start_prometheus(dir.path(), &collector, &prometheus);
     let client = reqwest::Client::new();
     eventually("up == 1", Duration::from_secs(60), || {
-        let client = client.clone();
         let base = base.clone();
         async move {
-            query(&client, &base, "up{job=\"caretaker\"} == 1")
+            prom_query(&base, "up{job=\"caretaker\"} == 1")
                 .await
                 .filter(|r| r.len() == 1)
                 .map(|_| ())
@@ -124,9 +112,8 @@ async fn prometheus_scrapes_the_collector() {
         ("caretaker_ingest_reports_accepted_total", None),
     ] {
         let result = eventually(q, Duration::from_secs(30), || {
-            let client = client.clone();
             let base = base.clone();
-            async move { query(&client, &base, q).await.filter(|r| !r.is_empty()) }
+            async move { prom_query(&base, q).await.filter(|r| !r.is_empty()) }
         })
         .await;
         let value: f64 = result[0]["value"][1]
@@ -139,13 +126,9 @@ async fn prometheus_scrapes_the_collector() {
         }
     }
     // Scrape health from Prometheus's own series.
-    let fails = query(
-        &client,
-        &base,
-        "scrape_samples_post_metric_relabeling{job=\"caretaker\"} > 0",
-    )
-    .await
-    .unwrap_or_default();
+    let fails = prom_query(&base, "scrape_samples_post_metric_relabeling{job=\"caretaker\"} > 0")
+        .await
+        .unwrap_or_default();
     assert_eq!(fails.len(), 1);
 }
 
@@ -179,6 +162,6 @@ async fn prometheus_without_the_metrics_token_is_refused() {
     .await;
     let error = target["lastError"].as_str().unwrap_or_default();
     assert!(error.contains("401"), "{target}");
-    let series = query(&client, &base, "caretaker_hosts_known").await.unwrap_or_default();
+    let series = prom_query(&base, "caretaker_hosts_known").await.unwrap_or_default();
     assert!(series.is_empty(), "{series:?}");
 }

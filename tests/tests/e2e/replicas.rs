@@ -15,26 +15,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::util::{Agent, Collector, PgDb, eventually, free_port};
+use crate::util::{Agent, Collector, FILL_CASE_RULE, PgDb, eventually, fill_forecast_rule, free_port, prom_query};
 
 const PASSWORD: &str = "correct horse battery";
-
-/// The filesystem rule, with a short `for` so the test takes seconds.
-const RULES: &str = r#"
-[[rule]]
-name = "filesystem_almost_full"
-kind = "threshold"
-metric = "caretaker_filesystem_avail_bytes"
-divide_by = "caretaker_filesystem_size_bytes"
-op = "<"
-value = 0.3
-clear = 0.4
-for = "2s"
-component = "mountpoint"
-outcome = "case"
-severity = "major"
-summary = "Filesystem {component} on {host} is almost full ({value} available)"
-"#;
 
 /// A contracts file with customer acme, a 7×24 contract on its site with
 /// deadlines of seconds (so breaches and escalations fall during the
@@ -125,6 +108,53 @@ fn agent(dir: &Path, host: &str, urls: &[String], ca: &Path, token: &str) -> Age
     )
 }
 
+/// `n` agents (hosts `node00`, `node01`, ...) spread over the replicas
+/// `rs`: each lists every replica, starting with its own.
+fn spread_agents(dir: &Path, n: usize, rs: &[Collector]) -> Vec<Agent> {
+    let urls: Vec<String> = rs.iter().map(Collector::url).collect();
+    let ca = rs[0].data_dir().join("ca.pem");
+    (0..n)
+        .map(|i| {
+            let home = dir.join(format!("agent{i:02}"));
+            std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+            let mut mine = urls.clone();
+            mine.rotate_left(i % urls.len());
+            agent(&home, &format!("node{i:02}"), &mine, &ca, &rs[0].enrollment_token)
+        })
+        .collect()
+}
+
+/// A database `name` on the test PostgreSQL, a directory, an 8 MiB tmpfs at
+/// `fill` in it to fill, and `conf/rules` holding `rules` (the config files
+/// in a directory of their own: their watchers look at the directory);
+/// `None` (test skipped) without PostgreSQL or a tmpfs.
+fn fill_rig(name: &str, rules: &str) -> Option<(PgDb, tempfile::TempDir, crate::util::Mounted, PathBuf)> {
+    let db = PgDb::create(name)?;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mounted = crate::util::mount_tmpfs(&dir.path().join("fill"), "8m")?;
+    let conf = dir.path().join("conf/rules");
+    std::fs::create_dir_all(&conf).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(conf.join("rules.toml"), rules).unwrap_or_else(|e| panic!("{e}"));
+    Some((db, dir, mounted, conf))
+}
+
+/// Waits until `sql` answers `want` on the store; past `within`, fails
+/// with its answer and those of the `context` queries.
+async fn until_rows(db: &PgDb, sql: &str, want: &str, within: Duration, context: &[&str]) {
+    let started = std::time::Instant::now();
+    while db.query(sql) != want {
+        if started.elapsed() > within {
+            let context: Vec<String> = context.iter().map(|q| format!("{q}:\n{}", db.query(q))).collect();
+            panic!(
+                "{sql}: {} after {within:?}, not {want}\n{}",
+                db.query(sql),
+                context.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// `POST /login` on `c`: the session cookie (`name=value`).
 async fn login(c: &Collector) -> String {
     let client = browserless(c);
@@ -164,17 +194,10 @@ fn next_seq(agent: &Agent) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() {
-    let Some(db) = PgDb::create("replicas") else { return };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let Some(_mounted) = crate::util::mount_tmpfs(&dir.path().join("fill"), "8m") else {
+    let Some((db, dir, _mounted, rules)) = fill_rig("replicas", FILL_CASE_RULE) else {
         return;
     };
     let mnt = dir.path().join("fill");
-    // The config files in a directory of their own (their watchers look at
-    // the directory; the agents write beside them otherwise).
-    let rules = dir.path().join("conf/rules");
-    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(rules.join("fill.toml"), RULES).unwrap_or_else(|e| panic!("{e}"));
     let contracts_file = dir.path().join("conf/contracts.toml");
     std::fs::write(&contracts_file, contracts()).unwrap_or_else(|e| panic!("{e}"));
     let secret = dir.path().join("conf/hook.key");
@@ -192,19 +215,8 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
         )
     })
     .await;
-    let urls: Vec<String> = rs.iter().map(Collector::url).collect();
-    let ca = rs[0].data_dir().join("ca.pem");
-    let token = rs[0].enrollment_token.clone();
-    // Twenty agents, spread over the replicas: each lists all three, its own first.
-    let agents: Vec<Agent> = (0..20)
-        .map(|i| {
-            let home = dir.path().join(format!("agent{i:02}"));
-            std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
-            let mut mine = urls.clone();
-            mine.rotate_left(i % 3);
-            agent(&home, &format!("node{i:02}"), &mine, &ca, &token)
-        })
-        .collect();
+    // Twenty agents, spread over the replicas.
+    let agents = spread_agents(dir.path(), 20, &rs);
     let started = std::time::Instant::now();
     loop {
         let v = rs[2].api("/api/v1/hosts").await;
@@ -263,18 +275,17 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
     let cases_sql = format!(
         "SELECT COUNT(*), COUNT(DISTINCT asset) FROM items WHERE kind = 'case' AND check_name = 'filesystem_almost_full' AND component = '{mp}'"
     );
-    let started = std::time::Instant::now();
-    while db.query(&cases_sql) != "20|20" {
-        if started.elapsed() > Duration::from_secs(90) {
-            panic!(
-                "cases {}; items {}; held {}",
-                db.query(&cases_sql),
-                db.query("SELECT kind, check_name, component, status, COUNT(*) FROM items GROUP BY 1, 2, 3, 4"),
-                db.query("SELECT reason, COUNT(*) FROM held_signals GROUP BY 1")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until_rows(
+        &db,
+        &cases_sql,
+        "20|20",
+        Duration::from_secs(90),
+        &[
+            "SELECT kind, check_name, component, status, COUNT(*) FROM items GROUP BY 1, 2, 3, 4",
+            "SELECT reason, COUNT(*) FROM held_signals GROUP BY 1",
+        ],
+    )
+    .await;
 
     // Each case's SLA clocks run out while replicas die: both breaches and
     // both escalation steps are recorded, each once.
@@ -284,17 +295,14 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
     let sla_sql = format!(
         "SELECT (SELECT COUNT(*) FROM case_meta WHERE item_id IN ({cases_of}) AND response_breached_at_ms IS NOT NULL AND resolution_breached_at_ms IS NOT NULL), (SELECT COUNT(*) FROM case_escalations WHERE item_id IN ({cases_of}) AND step IS NOT NULL)"
     );
-    let started = std::time::Instant::now();
-    while db.query(&sla_sql) != "20|40" {
-        if started.elapsed() > Duration::from_secs(60) {
-            panic!(
-                "breached cases | timed escalations: {}; SLA notes: {}",
-                db.query(&sla_sql),
-                db.query("SELECT comment, COUNT(*) FROM item_log WHERE actor = 'rule:sla' GROUP BY 1")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until_rows(
+        &db,
+        &sla_sql,
+        "20|40",
+        Duration::from_secs(60),
+        &["SELECT comment, COUNT(*) FROM item_log WHERE actor = 'rule:sla' GROUP BY 1"],
+    )
+    .await;
     let sla_notes = format!(
         "SELECT COUNT(*), COUNT(DISTINCT (item_id, comment)) FROM item_log WHERE actor = 'rule:sla' AND item_id IN ({cases_of})"
     );
@@ -396,7 +404,7 @@ async fn replicas_started_with_different_rule_files_show_the_mismatch() {
         let d = dir.path().join(format!("rules-{name}"));
         std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
         if name == "r1" {
-            std::fs::write(d.join("fill.toml"), RULES).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(d.join("fill.toml"), FILL_CASE_RULE).unwrap_or_else(|e| panic!("{e}"));
         }
         d
     };
@@ -421,23 +429,6 @@ async fn replicas_started_with_different_rule_files_show_the_mismatch() {
     assert!(log.contains("runs another rules file"), "{log}");
 }
 
-/// The forecast rule alone, over a two-minute window: it can speak once its
-/// points span a quarter of it (30 s) and the fill held across its halves.
-const FORECAST: &str = r#"
-[[rule]]
-name = "filesystem_fills_within_7d"
-kind = "forecast"
-metric = "caretaker_filesystem_avail_bytes"
-divide_by = "caretaker_filesystem_size_bytes"
-window = "120s"
-reaches = 0
-within = "7d"
-component = "mountpoint"
-outcome = "finding"
-severity = "warning"
-summary = "Filesystem {component} on {host} will fill within 7 days at the current rate"
-"#;
-
 /// The number a replica's `/metrics` gives for the hosts it holds.
 fn hosts_held(metrics: &str) -> f64 {
     metrics
@@ -452,15 +443,10 @@ async fn a_host_whose_owner_dies_is_taken_over_and_its_due_forecast_fires_on_tim
     const LEASE_SECS: u64 = 3;
     /// When the forecast can first speak: its points span 30 s.
     const SPEAKS_AFTER: Duration = Duration::from_secs(30);
-    let Some(db) = PgDb::create("takeover") else { return };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let Some(_mounted) = crate::util::mount_tmpfs(&dir.path().join("fill"), "8m") else {
+    let Some((db, dir, _mounted, rules)) = fill_rig("takeover", &fill_forecast_rule("120s")) else {
         return;
     };
     let mnt = dir.path().join("fill");
-    let rules = dir.path().join("conf/rules");
-    std::fs::create_dir_all(&rules).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(rules.join("forecast.toml"), FORECAST).unwrap_or_else(|e| panic!("{e}"));
     let url = db.url();
     let mut rs = replicas(dir.path(), 2, |name| {
         format!(
@@ -469,11 +455,8 @@ async fn a_host_whose_owner_dies_is_taken_over_and_its_due_forecast_fires_on_tim
         )
     })
     .await;
-    let urls: Vec<String> = rs.iter().map(Collector::url).collect();
-    let home = dir.path().join("agent");
-    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
-    let ca = rs[0].data_dir().join("ca.pem");
-    let mut agent = agent(&home, "node", &urls, &ca, &rs[0].enrollment_token.clone());
+    // One agent, on the first replica.
+    let mut agents = spread_agents(dir.path(), 1, &rs);
     let first_report = std::time::Instant::now();
     eventually(
         "the host held by the first replica",
@@ -544,23 +527,16 @@ async fn a_host_whose_owner_dies_is_taken_over_and_its_due_forecast_fires_on_tim
         "one finding"
     );
     filler.abort();
-    agent.stop();
+    for a in &mut agents {
+        a.stop();
+    }
     drop(rs);
 }
 
 /// One number from a real Prometheus: the value of `q`'s single series
 /// (`None` while it has none or several).
 async fn prom_value(base: &str, q: &str) -> Option<f64> {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/api/v1/query"))
-        .query(&[("query", q)])
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    match v["data"]["result"].as_array()?.as_slice() {
+    match prom_query(base, q).await?.as_slice() {
         [one] => one["value"][1].as_str()?.parse().ok(),
         _ => None,
     }
@@ -614,19 +590,9 @@ async fn prometheus_scraping_two_replicas_counts_each_host_and_case_once() {
         format!("[store]\nurl = \"{url}\"\n[replicas]\nname = \"{name}\"\nlease_secs = 3\n")
     })
     .await;
-    let urls: Vec<String> = rs.iter().map(Collector::url).collect();
     let ca = rs[0].data_dir().join("ca.pem");
-    let token = rs[0].enrollment_token.clone();
-    // One agent on each replica, each listing both.
-    let _agents: Vec<Agent> = (0..2)
-        .map(|i| {
-            let home = dir.path().join(format!("agent{i}"));
-            std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
-            let mut mine = urls.clone();
-            mine.rotate_left(i);
-            agent(&home, &format!("node{i}"), &mine, &ca, &token)
-        })
-        .collect();
+    // One agent on each replica.
+    let _agents = spread_agents(dir.path(), 2, &rs);
     for r in &rs {
         eventually("one host held by each replica", Duration::from_secs(60), || async {
             (hosts_held(&r.metrics().await) == 1.0).then_some(())
@@ -637,7 +603,7 @@ async fn prometheus_scraping_two_replicas_counts_each_host_and_case_once() {
     let (status, body) = rs[1]
         .api_post(
             "/api/v1/cases",
-            &serde_json::json!({"asset": "node0", "title": "Fan rattles", "severity": "warning"}),
+            &serde_json::json!({"asset": "node00", "title": "Fan rattles", "severity": "warning"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -679,19 +645,7 @@ async fn prometheus_scraping_two_replicas_counts_each_host_and_case_once() {
     assert!(panels.len() >= 5, "{panels:?}");
     for q in &panels {
         eventually(&format!("data for {q}"), Duration::from_secs(30), || async {
-            let v: serde_json::Value = reqwest::Client::new()
-                .get(format!("{base}/api/v1/query"))
-                .query(&[("query", q.as_str())])
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["data"]["result"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty())
-                .then_some(())
+            prom_query(&base, q).await.filter(|r| !r.is_empty()).map(|_| ())
         })
         .await;
     }

@@ -806,3 +806,57 @@ impl Drop for PgDb {
             .output();
     }
 }
+
+/// The built-in "will fill" forecast on filesystems, over `window`: it can
+/// speak once its points span a quarter of the window.
+pub fn fill_forecast_rule(window: &str) -> String {
+    format!(
+        r#"
+[[rule]]
+name = "filesystem_fills_within_7d"
+kind = "forecast"
+metric = "caretaker_filesystem_avail_bytes"
+divide_by = "caretaker_filesystem_size_bytes"
+window = "{window}"
+reaches = 0
+within = "7d"
+component = "mountpoint"
+outcome = "finding"
+severity = "warning"
+summary = "Filesystem {{component}} on {{host}} will fill within 7 days at the current rate"
+"#
+    )
+}
+
+/// The built-in "almost full" threshold on filesystems, with a 2 s `for` so
+/// a test takes seconds: a case once under 30 % is free.
+pub const FILL_CASE_RULE: &str = r#"
+[[rule]]
+name = "filesystem_almost_full"
+kind = "threshold"
+metric = "caretaker_filesystem_avail_bytes"
+divide_by = "caretaker_filesystem_size_bytes"
+op = "<"
+value = 0.3
+clear = 0.4
+for = "2s"
+component = "mountpoint"
+outcome = "case"
+severity = "major"
+summary = "Filesystem {component} on {host} is almost full ({value} available)"
+"#;
+
+/// A real Prometheus's answer to the instant query `q` (its result vector);
+/// `None` when it cannot be asked or refuses the query.
+pub async fn prom_query(base: &str, q: &str) -> Option<Vec<Value>> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
