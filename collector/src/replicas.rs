@@ -20,7 +20,9 @@
 //!   memory where they arrive: handing each report to another process
 //!   would read every report back from the store. A host whose owner died
 //!   and that does not report (its absence is what must be detected) is
-//!   adopted by another replica once its lease expired. For a moment two
+//!   adopted by another replica once the owner's heartbeat is older than a
+//!   lease (a host's lease stands on its owner's heartbeat, so thousands
+//!   of hosts are renewed by one row). For a moment two
 //!   replicas may both evaluate a host; the unique index on open items
 //!   keeps that to one case.
 //! - **The register** holds each replica's heartbeat with the fingerprints
@@ -150,10 +152,12 @@ pub async fn round(
             leases::heartbeat(c, &me)?;
             let mut held = Vec::with_capacity(wanted.len());
             for job in wanted {
-                let ok = leases::claim(c, Kind::Job, &job, &id, now, now + lease_ms)?;
+                let ok = leases::claim(c, &job, &id, now, now + lease_ms)?;
                 held.push((job, ok));
             }
-            let elsewhere = leases::held_elsewhere(c, Kind::Host, &id, now)?.into_iter().collect();
+            let elsewhere = leases::hosts_held_elsewhere(c, &id, now - lease_ms)?
+                .into_iter()
+                .collect();
             let live = leases::live_replicas(c, now - lease_ms, now - FORGET_PEERS_MS)?;
             let hosts = leases::count_held(c, Kind::Host, &id)?;
             Ok(Round {

@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::replicas::Replica;
 use crate::rules::RuleSet;
 use crate::store::checkpoints::{self, Checkpoint};
-use crate::store::leases::{self, Kind};
+use crate::store::leases;
 use crate::writer::{DetectWrite, Writer};
 
 /// Reports waiting for evaluation at most, all hosts together.
@@ -469,13 +469,13 @@ impl Owned {
         if new.is_empty() {
             return;
         }
-        let (id, until) = (t.replica.id.clone(), caretaker_shared::now_ms() + t.replica.lease_ms());
+        let id = t.replica.id.clone();
         let taken = t
             .writer
             .run(move |c| {
                 let mut out = Vec::with_capacity(new.len());
                 for host in new {
-                    let before = leases::take(c, Kind::Host, &host, &id, until)?;
+                    let before = leases::take(c, &host, &id)?;
                     let saved = match &before {
                         Some(b) if *b == id => None,
                         _ => checkpoints::load(c, &host)?,
@@ -513,7 +513,7 @@ impl Owned {
         restore_checkpoints(engine, restore);
     }
 
-    /// Renews the leases held, lets go of the hosts another replica took
+    /// Reads the leases held, lets go of the hosts another replica took
     /// (their state there is the one that counts), and adopts the hosts
     /// nobody holds any more, from their checkpoints.
     async fn round(&mut self, engine: &mut Engine, t: &Tasks) {
@@ -521,9 +521,11 @@ impl Owned {
         let found = t
             .writer
             .run(move |c| {
-                let now = caretaker_shared::now_ms();
-                let kept = leases::renew(c, Kind::Host, &id, now + lease_ms)?;
-                let adopted = leases::adopt_orphans(c, &id, &earlier, now, now + lease_ms, ADOPT)?;
+                // The hosts' leases stand on this replica's heartbeat (the
+                // coordinator's round): nothing to renew here.
+                let live_since = caretaker_shared::now_ms() - lease_ms;
+                let kept = leases::hosts_held(c, &id)?;
+                let adopted = leases::adopt_orphans(c, &id, &earlier, live_since, ADOPT)?;
                 let mut saved = Vec::with_capacity(adopted.len());
                 for host in &adopted {
                     saved.extend(checkpoints::load(c, host)?);

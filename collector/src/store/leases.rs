@@ -3,12 +3,18 @@
 //!
 //! A lease (`leases`) names a piece of work — a host's detection (`kind`
 //! `host`, `name` the host) or a fleet-wide job (`kind` `job`: the lifecycle
-//! sweep, one sink's delivery, retention, the monthly reports) — the replica
-//! that holds it and until when. A holder renews its leases well before
-//! they run out; a replica that dies stops renewing, and another takes the
-//! lease once it has expired. Every change is one conditional statement, so
-//! two replicas racing for a lease cannot both win it: the row's primary key
-//! and the `WHERE` of the upsert decide.
+//! sweep, one sink's delivery, retention, the monthly reports) — and the
+//! replica that holds it. Every change is one conditional statement, so two
+//! replicas racing for a lease cannot both win it: the row's primary key and
+//! the `WHERE` of the upsert decide.
+//!
+//! - A job's lease runs until its `expires_at_ms`: the holder renews it well
+//!   before; a replica that dies stops renewing, and another claims the job
+//!   once it has expired.
+//! - A host's lease lasts as long as its holder's heartbeat in the register
+//!   is fresh (its `expires_at_ms` is not read): a replica holding thousands
+//!   of hosts renews them all by writing one row, and a replica that dies
+//!   leaves them all to be adopted once its heartbeat is older than a lease.
 //!
 //! The register (`replicas`) is each replica's heartbeat with the
 //! fingerprints of the rule and contracts files it runs on, so a replica
@@ -54,98 +60,111 @@ impl Kind {
     }
 }
 
-/// Takes or renews the lease `kind`/`name` for `owner` until `until_ms`
-/// when it is free, expired at `now_ms`, or already `owner`'s. Whether
-/// `owner` holds it now.
-pub fn claim(
-    db: &dyn Sql,
-    kind: Kind,
-    name: &str,
-    owner: &str,
-    now_ms: i64,
-    until_ms: i64,
-) -> Result<bool, StoreError> {
+/// Takes or renews the job lease `name` for `owner` until `until_ms` when
+/// it is free, expired at `now_ms`, or already `owner`'s. Whether `owner`
+/// holds it now.
+pub fn claim(db: &dyn Sql, name: &str, owner: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
     let changed = db.execute(
         "INSERT INTO leases (kind, name, owner, expires_at_ms) VALUES (?1, ?2, ?3, ?5)
          ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
          WHERE leases.owner = excluded.owner OR leases.expires_at_ms <= ?4",
-        args![kind.as_str(), name, owner, now_ms, until_ms],
+        args![Kind::Job.as_str(), name, owner, now_ms, until_ms],
     )?;
     Ok(changed > 0)
 }
 
-/// Takes the lease `kind`/`name` for `owner` until `until_ms` whoever holds
-/// it: ownership of a host follows its reports. Answers the previous holder
-/// (`None`: there was no lease).
-pub fn take(db: &dyn Sql, kind: Kind, name: &str, owner: &str, until_ms: i64) -> Result<Option<String>, StoreError> {
+/// Takes the lease of host `host` for `owner` whoever holds it: ownership of
+/// a host follows its reports. Answers the previous holder (`None`: there
+/// was no lease).
+pub fn take(db: &dyn Sql, host: &str, owner: &str) -> Result<Option<String>, StoreError> {
     let before: Option<String> = db.value(
         "SELECT owner FROM leases WHERE kind = ?1 AND name = ?2",
-        args![kind.as_str(), name],
+        args![Kind::Host.as_str(), host],
     )?;
     db.execute(
-        "INSERT INTO leases (kind, name, owner, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms",
-        args![kind.as_str(), name, owner, until_ms],
+        "INSERT INTO leases (kind, name, owner, expires_at_ms) VALUES (?1, ?2, ?3, 0)
+         ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner",
+        args![Kind::Host.as_str(), host, owner],
     )?;
     Ok(before)
 }
 
-/// Renews every lease of `kind` that `owner` still holds, until `until_ms`;
-/// answers their names (a name missing from the answer was taken over).
-pub fn renew(db: &dyn Sql, kind: Kind, owner: &str, until_ms: i64) -> Result<Vec<String>, StoreError> {
-    db.execute(
-        "UPDATE leases SET expires_at_ms = ?3 WHERE kind = ?1 AND owner = ?2",
-        args![kind.as_str(), owner, until_ms],
-    )?;
+/// The hosts whose lease `owner` holds (a host missing from the answer was
+/// taken over).
+pub fn hosts_held(db: &dyn Sql, owner: &str) -> Result<Vec<String>, StoreError> {
     Ok(db.query(
         "SELECT name FROM leases WHERE kind = ?1 AND owner = ?2 ORDER BY name",
-        args![kind.as_str(), owner],
+        args![Kind::Host.as_str(), owner],
         |r| r.get(0),
     )?)
 }
 
-/// Takes for `owner` the host leases that expired at `now_ms` (their holder
-/// died or stopped), those an earlier start of the same replica held (ids
-/// beginning with `earlier_self`), and leases for every host with a
-/// detection checkpoint and no lease at all (saved before leases existed),
-/// at most `limit`. Answers the hosts taken.
+/// SQL: whether the holder of a `leases` row has a heartbeat later than the
+/// statement's parameter `since` (its number): whether a host's lease
+/// still stands.
+fn owner_live(since: usize) -> String {
+    format!("EXISTS (SELECT 1 FROM replicas r WHERE r.id = leases.owner AND r.seen_at_ms > ?{since})")
+}
+
+/// Takes for `owner` the host leases whose holder has no heartbeat later
+/// than `live_since_ms` (it died or stopped), those an earlier start of
+/// the same replica held (ids beginning with `earlier_self`), and leases for
+/// every host with a detection checkpoint and no lease at all (saved before
+/// leases existed), at most `limit`. Answers the hosts taken.
 pub fn adopt_orphans(
     db: &dyn Sql,
     owner: &str,
     earlier_self: &str,
-    now_ms: i64,
-    until_ms: i64,
+    live_since_ms: i64,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let orphans: Vec<(String, Option<String>)> = db.query(
-        "SELECT c.host, l.owner FROM detect_checkpoints c
-         LEFT JOIN leases l ON l.kind = 'host' AND l.name = c.host
-         WHERE l.name IS NULL OR l.expires_at_ms <= ?1
-            OR (substr(l.owner, 1, length(?3)) = ?3 AND l.owner <> ?4)
-         ORDER BY c.host LIMIT ?2",
-        args![now_ms, limit, earlier_self, owner],
+        &format!(
+            "SELECT c.host, leases.owner FROM detect_checkpoints c
+             LEFT JOIN leases ON leases.kind = 'host' AND leases.name = c.host
+             WHERE leases.name IS NULL
+                OR (leases.owner <> ?4 AND (NOT {} OR substr(leases.owner, 1, length(?3)) = ?3))
+             ORDER BY c.host LIMIT ?2",
+            owner_live(1)
+        ),
+        args![live_since_ms, limit, earlier_self, owner],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut taken = Vec::with_capacity(orphans.len());
     for (host, holder) in orphans {
         let mine_before = holder.is_some_and(|h| h.starts_with(earlier_self));
-        // Conditional again: another replica may adopt the same host now.
         if mine_before {
-            take(db, Kind::Host, &host, owner, until_ms)?;
+            take(db, &host, owner)?;
             taken.push(host);
-        } else if claim(db, Kind::Host, &host, owner, now_ms, until_ms)? {
+            continue;
+        }
+        // Conditional again: another replica may adopt the same host now.
+        let changed = db.execute(
+            &format!(
+                "INSERT INTO leases (kind, name, owner, expires_at_ms) VALUES ('host', ?1, ?2, 0)
+                 ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner
+                 WHERE leases.owner = excluded.owner OR NOT {}",
+                owner_live(3)
+            ),
+            args![&host, owner, live_since_ms],
+        )?;
+        if changed > 0 {
             taken.push(host);
         }
     }
     Ok(taken)
 }
 
-/// The names of `kind` that another owner than `owner` holds at `now_ms`.
-pub fn held_elsewhere(db: &dyn Sql, kind: Kind, owner: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
+/// The hosts another replica than `owner` holds, with a heartbeat later
+/// than `live_since_ms`.
+pub fn hosts_held_elsewhere(db: &dyn Sql, owner: &str, live_since_ms: i64) -> Result<Vec<String>, StoreError> {
     Ok(db.query(
-        "SELECT name FROM leases WHERE kind = ?1 AND owner <> ?2 AND expires_at_ms > ?3 ORDER BY name",
-        args![kind.as_str(), owner, now_ms],
+        &format!(
+            "SELECT name FROM leases WHERE kind = 'host' AND owner <> ?1 AND {} ORDER BY name",
+            owner_live(2)
+        ),
+        args![owner, live_since_ms],
         |r| r.get(0),
     )?)
 }
@@ -242,36 +261,55 @@ mod tests {
     #[test]
     fn a_lease_goes_to_one_claimant_until_it_expires_and_then_to_the_next() {
         on_both(|db| {
-            assert!(claim(db, Kind::Job, "lifecycle", "r1", 1_000, 2_000).unwrap());
-            assert!(!claim(db, Kind::Job, "lifecycle", "r2", 1_500, 2_500).unwrap());
+            assert!(claim(db, "lifecycle", "r1", 1_000, 2_000).unwrap());
+            assert!(!claim(db, "lifecycle", "r2", 1_500, 2_500).unwrap());
             // The holder renews.
-            assert!(claim(db, Kind::Job, "lifecycle", "r1", 1_900, 3_000).unwrap());
-            assert!(!claim(db, Kind::Job, "lifecycle", "r2", 2_999, 4_000).unwrap());
+            assert!(claim(db, "lifecycle", "r1", 1_900, 3_000).unwrap());
+            assert!(!claim(db, "lifecycle", "r2", 2_999, 4_000).unwrap());
             // Expired: the next claimant has it, and the old holder no longer.
-            assert!(claim(db, Kind::Job, "lifecycle", "r2", 3_000, 4_000).unwrap());
-            assert!(!claim(db, Kind::Job, "lifecycle", "r1", 3_100, 4_100).unwrap());
-            assert_eq!(held_elsewhere(db, Kind::Job, "r1", 3_100).unwrap(), ["lifecycle"]);
-            assert!(held_elsewhere(db, Kind::Host, "r1", 3_100).unwrap().is_empty());
+            assert!(claim(db, "lifecycle", "r2", 3_000, 4_000).unwrap());
+            assert!(!claim(db, "lifecycle", "r1", 3_100, 4_100).unwrap());
+            // Jobs are no hosts.
+            assert!(hosts_held_elsewhere(db, "r1", 0).unwrap().is_empty());
         });
     }
 
+    /// A replica in the register, seen at `seen`.
+    fn seen(db: &dyn Sql, id: &str, seen: i64) {
+        heartbeat(
+            db,
+            &Replica {
+                id: id.into(),
+                name: id.split('/').next().unwrap_or(id).into(),
+                started_at_ms: 1,
+                seen_at_ms: seen,
+                rules_fingerprint: String::new(),
+                contracts_fingerprint: String::new(),
+            },
+        )
+        .unwrap();
+    }
+
     #[test]
-    fn a_host_taken_by_another_replica_is_missing_from_the_old_owners_renewal() {
+    fn a_host_taken_by_another_replica_is_missing_from_the_old_owners_list() {
         on_both(|db| {
-            assert_eq!(take(db, Kind::Host, "web1", "r1", 10_000).unwrap(), None);
-            assert_eq!(take(db, Kind::Host, "db1", "r1", 10_000).unwrap(), None);
-            assert_eq!(renew(db, Kind::Host, "r1", 20_000).unwrap(), ["db1", "web1"]);
+            seen(db, "r1", 10_000);
+            seen(db, "r2", 10_000);
+            assert_eq!(take(db, "web1", "r1").unwrap(), None);
+            assert_eq!(take(db, "db1", "r1").unwrap(), None);
+            assert_eq!(hosts_held(db, "r1").unwrap(), ["db1", "web1"]);
             // The host's reports now arrive at r2: it takes the host at once.
-            assert_eq!(
-                take(db, Kind::Host, "web1", "r2", 12_000).unwrap().as_deref(),
-                Some("r1")
-            );
-            assert_eq!(renew(db, Kind::Host, "r1", 30_000).unwrap(), ["db1"]);
+            assert_eq!(take(db, "web1", "r2").unwrap().as_deref(), Some("r1"));
+            assert_eq!(hosts_held(db, "r1").unwrap(), ["db1"]);
+            assert_eq!(hosts_held_elsewhere(db, "r1", 5_000).unwrap(), ["web1"]);
+            assert_eq!(hosts_held_elsewhere(db, "r2", 5_000).unwrap(), ["db1"]);
+            // r1's heartbeat is older than a lease: its hosts are no one's.
+            assert!(hosts_held_elsewhere(db, "r2", 10_000).unwrap().is_empty());
             assert!(!may_write(db, Kind::Host, "web1", "r1").unwrap());
             assert!(may_write(db, Kind::Host, "web1", "r2").unwrap());
             assert!(may_write(db, Kind::Host, "new", "r1").unwrap());
             assert_eq!(release_all(db, "r1").unwrap(), 1);
-            assert_eq!(renew(db, Kind::Host, "r1", 30_000).unwrap(), Vec::<String>::new());
+            assert_eq!(hosts_held(db, "r1").unwrap(), Vec::<String>::new());
         });
     }
 
@@ -286,24 +324,36 @@ mod tests {
                 .map(|h| (h.to_string(), vec![1]))
                 .collect();
             crate::store::checkpoints::save(db, "r", 1, &states, None).unwrap();
-            // db1 is alive on r1; web1's owner stopped renewing; mail1 never had one.
-            take(db, Kind::Host, "db1", "r1", 50_000).unwrap();
-            take(db, Kind::Host, "web1", "r0", 5_000).unwrap();
+            // db1 is on r1, alive; web1's owner r0 stopped beating; mail1 never had one.
+            seen(db, "r1/1", 50_000);
+            seen(db, "r0/1", 5_000);
+            seen(db, "r2/2", 10_000);
+            seen(db, "r3/1", 10_000);
+            take(db, "db1", "r1/1").unwrap();
+            take(db, "web1", "r0/1").unwrap();
+            let live_since = 10_000 - 3_000;
             assert_eq!(
-                adopt_orphans(db, "r2/2", "r2/", 10_000, 20_000, 100).unwrap(),
+                adopt_orphans(db, "r2/2", "r2/", live_since, 100).unwrap(),
                 ["mail1", "web1"]
             );
             assert_eq!(
-                adopt_orphans(db, "r3/1", "r3/", 10_000, 20_000, 100).unwrap(),
+                adopt_orphans(db, "r3/1", "r3/", live_since, 100).unwrap(),
                 Vec::<String>::new()
             );
-            assert_eq!(renew(db, Kind::Host, "r2/2", 25_000).unwrap(), ["mail1", "web1"]);
-            // r2 restarted: its new start takes what the old one held at once.
+            assert_eq!(hosts_held(db, "r2/2").unwrap(), ["mail1", "web1"]);
+            // A replica whose own heartbeat is late does not adopt its own
+            // hosts again (that would drop their state).
             assert_eq!(
-                adopt_orphans(db, "r2/3", "r2/", 11_000, 30_000, 100).unwrap(),
+                adopt_orphans(db, "r2/2", "r2/", 20_000, 100).unwrap(),
+                Vec::<String>::new()
+            );
+            // r2 restarted: its new start takes what the old one held at once.
+            seen(db, "r2/3", 11_000);
+            assert_eq!(
+                adopt_orphans(db, "r2/3", "r2/", live_since, 100).unwrap(),
                 ["mail1", "web1"]
             );
-            assert_eq!(renew(db, Kind::Host, "r2/2", 25_000).unwrap(), Vec::<String>::new());
+            assert_eq!(hosts_held(db, "r2/2").unwrap(), Vec::<String>::new());
         });
     }
 
