@@ -137,25 +137,34 @@ pub async fn round(
 ) -> Result<(), StoreError> {
     let began = Instant::now();
     let (rules, contracts) = metrics.config_fingerprints();
-    let me = leases::Replica {
+    let mut me = leases::Replica {
         id: replica.id.clone(),
         name: replica.name.clone(),
         started_at_ms: replica.started_at_ms,
-        seen_at_ms: caretaker_shared::now_ms(),
+        seen_at_ms: 0,
         rules_fingerprint: rules,
         contracts_fingerprint: contracts,
     };
-    let (id, lease_ms, wanted) = (replica.id.clone(), replica.lease_ms(), jobs.to_vec());
+    let (id, earlier, lease_ms, wanted) = (
+        replica.id.clone(),
+        replica.earlier_self(),
+        replica.lease_ms(),
+        jobs.to_vec(),
+    );
     let found = writer
         .run(move |c| {
-            let now = me.seen_at_ms;
+            // The time of the write, not of the queueing: the heartbeat is
+            // what this replica's hosts' leases stand on, and a wait behind
+            // a busy writer must not eat into them.
+            let now = caretaker_shared::now_ms();
+            me.seen_at_ms = now;
             leases::heartbeat(c, &me)?;
             let mut held = Vec::with_capacity(wanted.len());
             for job in wanted {
                 let ok = leases::claim(c, &job, &id, now, now + lease_ms)?;
                 held.push((job, ok));
             }
-            let elsewhere = leases::hosts_held_elsewhere(c, &id, now - lease_ms)?
+            let elsewhere = leases::hosts_held_elsewhere(c, &id, &earlier, now - lease_ms)?
                 .into_iter()
                 .collect();
             let live = leases::live_replicas(c, now - lease_ms, now - FORGET_PEERS_MS)?;

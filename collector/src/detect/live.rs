@@ -521,9 +521,12 @@ impl Owned {
         let found = t
             .writer
             .run(move |c| {
-                // The hosts' leases stand on this replica's heartbeat (the
-                // coordinator's round): nothing to renew here.
-                let live_since = caretaker_shared::now_ms() - lease_ms;
+                // The hosts' leases stand on this replica's heartbeat:
+                // refreshed here too, so they stand on the task evaluating
+                // them, whatever the coordinator is doing.
+                let now = caretaker_shared::now_ms();
+                leases::touch(c, &id, now)?;
+                let live_since = now - lease_ms;
                 let kept = leases::hosts_held(c, &id)?;
                 let adopted = leases::adopt_orphans(c, &id, &earlier, live_since, ADOPT)?;
                 let mut saved = Vec::with_capacity(adopted.len());

@@ -99,11 +99,38 @@ pub fn hosts_held(db: &dyn Sql, owner: &str) -> Result<Vec<String>, StoreError> 
     )?)
 }
 
-/// SQL: whether the holder of a `leases` row has a heartbeat later than the
-/// statement's parameter `since` (its number): whether a host's lease
+/// SQL: whether the holder of a `leases` row has a heartbeat at or after
+/// the statement's parameter `since` (its number): whether a host's lease
 /// still stands.
 fn owner_live(since: usize) -> String {
-    format!("EXISTS (SELECT 1 FROM replicas r WHERE r.id = leases.owner AND r.seen_at_ms > ?{since})")
+    format!("EXISTS (SELECT 1 FROM replicas r WHERE r.id = leases.owner AND r.seen_at_ms >= ?{since})")
+}
+
+/// Refreshes `id`'s heartbeat to `now_ms` (the detection task's round: the
+/// hosts it evaluates stand on it, whatever the coordinator is doing).
+/// Whether `id` is in the register (a replica that left is not put back).
+pub fn touch(db: &dyn Sql, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    Ok(db.execute(
+        "UPDATE replicas SET seen_at_ms = ?2 WHERE id = ?1 AND seen_at_ms < ?2",
+        args![id, now_ms],
+    )? > 0)
+}
+
+/// Takes host `host` for `owner` if nobody holds it, `owner` already does,
+/// or its holder has no heartbeat since `live_since_ms`. One conditional
+/// statement: of two replicas adopting the same host, one wins. Whether
+/// `owner` holds it now.
+pub fn claim_host(db: &dyn Sql, host: &str, owner: &str, live_since_ms: i64) -> Result<bool, StoreError> {
+    let changed = db.execute(
+        &format!(
+            "INSERT INTO leases (kind, name, owner, expires_at_ms) VALUES ('host', ?1, ?2, 0)
+             ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner
+             WHERE leases.owner = excluded.owner OR NOT {}",
+            owner_live(3)
+        ),
+        args![host, owner, live_since_ms],
+    )?;
+    Ok(changed > 0)
 }
 
 /// Takes for `owner` the host leases whose holder has no heartbeat later
@@ -140,31 +167,30 @@ pub fn adopt_orphans(
             continue;
         }
         // Conditional again: another replica may adopt the same host now.
-        let changed = db.execute(
-            &format!(
-                "INSERT INTO leases (kind, name, owner, expires_at_ms) VALUES ('host', ?1, ?2, 0)
-                 ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner
-                 WHERE leases.owner = excluded.owner OR NOT {}",
-                owner_live(3)
-            ),
-            args![&host, owner, live_since_ms],
-        )?;
-        if changed > 0 {
+        if claim_host(db, &host, owner, live_since_ms)? {
             taken.push(host);
         }
     }
     Ok(taken)
 }
 
-/// The hosts another replica than `owner` holds, with a heartbeat later
-/// than `live_since_ms`.
-pub fn hosts_held_elsewhere(db: &dyn Sql, owner: &str, live_since_ms: i64) -> Result<Vec<String>, StoreError> {
+/// The hosts another live replica than `owner` holds (a heartbeat since
+/// `live_since_ms`). An earlier start of the same replica (ids beginning
+/// with `earlier_self`) is no other replica: its hosts are this one's to
+/// adopt, and to show meanwhile.
+pub fn hosts_held_elsewhere(
+    db: &dyn Sql,
+    owner: &str,
+    earlier_self: &str,
+    live_since_ms: i64,
+) -> Result<Vec<String>, StoreError> {
     Ok(db.query(
         &format!(
-            "SELECT name FROM leases WHERE kind = 'host' AND owner <> ?1 AND {} ORDER BY name",
+            "SELECT name FROM leases WHERE kind = 'host' AND owner <> ?1
+               AND substr(owner, 1, length(?3)) <> ?3 AND {} ORDER BY name",
             owner_live(2)
         ),
-        args![owner, live_since_ms],
+        args![owner, live_since_ms, earlier_self],
         |r| r.get(0),
     )?)
 }
@@ -270,7 +296,7 @@ mod tests {
             assert!(claim(db, "lifecycle", "r2", 3_000, 4_000).unwrap());
             assert!(!claim(db, "lifecycle", "r1", 3_100, 4_100).unwrap());
             // Jobs are no hosts.
-            assert!(hosts_held_elsewhere(db, "r1", 0).unwrap().is_empty());
+            assert!(hosts_held_elsewhere(db, "r1", "r1/", 0).unwrap().is_empty());
         });
     }
 
@@ -301,15 +327,26 @@ mod tests {
             // The host's reports now arrive at r2: it takes the host at once.
             assert_eq!(take(db, "web1", "r2").unwrap().as_deref(), Some("r1"));
             assert_eq!(hosts_held(db, "r1").unwrap(), ["db1"]);
-            assert_eq!(hosts_held_elsewhere(db, "r1", 5_000).unwrap(), ["web1"]);
-            assert_eq!(hosts_held_elsewhere(db, "r2", 5_000).unwrap(), ["db1"]);
-            // r1's heartbeat is older than a lease: its hosts are no one's.
-            assert!(hosts_held_elsewhere(db, "r2", 10_000).unwrap().is_empty());
+            assert_eq!(hosts_held_elsewhere(db, "r1", "x/", 5_000).unwrap(), ["web1"]);
+            assert_eq!(hosts_held_elsewhere(db, "r2", "x/", 5_000).unwrap(), ["db1"]);
             assert!(!may_write(db, Kind::Host, "web1", "r1").unwrap());
             assert!(may_write(db, Kind::Host, "web1", "r2").unwrap());
             assert!(may_write(db, Kind::Host, "new", "r1").unwrap());
-            assert_eq!(release_all(db, "r1").unwrap(), 1);
-            assert_eq!(hosts_held(db, "r1").unwrap(), Vec::<String>::new());
+            // A live holder keeps its host against an adopter; the holder
+            // keeps it whatever its own heartbeat.
+            assert!(!claim_host(db, "db1", "r2", 10_000).unwrap());
+            assert!(claim_host(db, "db1", "r1", 99_000).unwrap());
+            // r1's heartbeat is older than a lease: its hosts are no one's,
+            // and an adopter gets them.
+            assert!(hosts_held_elsewhere(db, "r2", "x/", 10_001).unwrap().is_empty());
+            assert!(claim_host(db, "db1", "r2", 10_001).unwrap());
+            assert_eq!(hosts_held(db, "r2").unwrap(), ["db1", "web1"]);
+            // A heartbeat moves forward only, and only for a registered replica.
+            assert!(touch(db, "r1", 20_000).unwrap());
+            assert!(!touch(db, "r1", 15_000).unwrap());
+            assert!(!touch(db, "gone", 20_000).unwrap());
+            assert_eq!(release_all(db, "r2").unwrap(), 2);
+            assert_eq!(hosts_held(db, "r2").unwrap(), Vec::<String>::new());
         });
     }
 
