@@ -10,7 +10,9 @@ use std::time::Duration;
 use caretaker_shared::catalogue::{CATALOGUE, Kind};
 use serde_json::Value;
 
-use crate::util::{Agent, Collector, eventually, prom_query, start_prometheus, start_prometheus_with, wait_for_host};
+use crate::util::{
+    Agent, Collector, eventually, prom_api, prom_query, start_prometheus, start_prometheus_with, wait_for_host,
+};
 
 fn tool(var: &str) -> Option<String> {
     match std::env::var(var) {
@@ -142,20 +144,10 @@ async fn prometheus_without_the_metrics_token_is_refused() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let collector = Collector::start(dir.path()).await;
     let (_prom, base) = start_prometheus_with(dir.path(), &collector, &prometheus, "");
-    let client = reqwest::Client::new();
     let target = eventually("a failed scrape", Duration::from_secs(60), || {
-        let client = client.clone();
         let base = base.clone();
         async move {
-            let v: Value = client
-                .get(format!("{base}/api/v1/targets"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let t = v["data"]["activeTargets"][0].clone();
+            let t = prom_api(&base, "targets", &[]).await?["activeTargets"][0].clone();
             (t["health"] == "down").then_some(t)
         }
     })

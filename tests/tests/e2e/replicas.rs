@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::util::{Agent, Collector, FILL_CASE_RULE, PgDb, eventually, fill_forecast_rule, free_port, prom_query};
+use crate::util::{
+    Agent, Collector, FILL_CASE_RULE, PgDb, browserless, eventually, fill_forecast_rule, free_port, login, prom_query,
+};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -155,37 +157,6 @@ async fn until_rows(db: &PgDb, sql: &str, want: &str, within: Duration, context:
     }
 }
 
-/// `POST /login` on `c`: the session cookie (`name=value`).
-async fn login(c: &Collector) -> String {
-    let client = browserless(c);
-    let resp = client
-        .post(format!("{}/login", c.url()))
-        .form(&[("user", "ana"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST /login: {e}"));
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    resp.headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(String::from)
-        .unwrap_or_else(|| panic!("no session cookie"))
-}
-
-fn browserless(c: &Collector) -> reqwest::Client {
-    let pem = std::fs::read(c.data_dir().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
-    let ca = reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn next_seq(agent: &Agent) -> i64 {
     let text = std::fs::read_to_string(agent.state_dir.join("counters.json")).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -250,7 +221,9 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
         (total == 20.0).then_some(())
     })
     .await;
-    let cookie = login(&rs[0]).await;
+    let (status, _, cookie) = login(&browserless(&rs[0]), &rs[0], "ana", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap_or_else(|| panic!("no session cookie"));
 
     // The first replica dies mid-load; then the fault; then the second.
     let kills = [caretaker_shared::now_ms(), 0];
@@ -542,19 +515,6 @@ async fn prom_value(base: &str, q: &str) -> Option<f64> {
     }
 }
 
-/// The whole answer of a real Prometheus to `q`, for a failure message.
-async fn prom_result(base: &str, q: &str) -> String {
-    let answer = reqwest::Client::new()
-        .get(format!("{base}/api/v1/query"))
-        .query(&[("query", q)])
-        .send()
-        .await;
-    match answer {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(e) => e.to_string(),
-    }
-}
-
 /// The expressions of collector health's "Replicas" row, as Grafana sends
 /// them with every variable at "All".
 fn replica_panel_queries() -> Vec<String> {
@@ -634,8 +594,8 @@ async fn prometheus_scraping_two_replicas_counts_each_host_and_case_once() {
         let started = std::time::Instant::now();
         while prom_value(&base, q).await != Some(want) {
             if started.elapsed() > Duration::from_secs(30) {
-                let detail = prom_result(&base, &q.replace("max(", "(").replace("min(", "(")).await;
-                panic!("{q} is not {want}: {detail}");
+                let detail = prom_query(&base, &q.replace("max(", "(").replace("min(", "(")).await;
+                panic!("{q} is not {want}: {detail:?}");
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

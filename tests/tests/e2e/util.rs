@@ -433,26 +433,15 @@ impl Agent {
         who: &Who<'_>,
         extra: &str,
     ) -> Agent {
-        let state_dir = dir.join("agent-state");
-        let config = dir.join("agent.toml");
         let text = format!(
-            "{urls}\nca_file = \"{}\"\nstate_dir = \"{}\"\nenrollment_token = \"{}\"\ninterval_secs = {interval_secs}\nhost_name = \"{}\"\n{extra}\n[labels]\ncustomer = \"{}\"\nsite = \"{}\"\nrole = \"db\"\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
+            "{urls}\nca_file = \"{}\"\nenrollment_token = \"{}\"\ninterval_secs = {interval_secs}\nhost_name = \"{}\"\n{extra}\n[labels]\ncustomer = \"{}\"\nsite = \"{}\"\nrole = \"db\"\n[push]\nmin_backoff_ms = 100\nmax_backoff_secs = 1\n",
             collector.data_dir().join("ca.pem").display(),
-            state_dir.display(),
             who.token,
             who.host,
             who.customer,
             who.site,
         );
-        std::fs::write(&config, text).unwrap_or_else(|e| panic!("config: {e}"));
-        let mut a = Agent {
-            state_dir,
-            config,
-            child: None,
-            log: dir.join("agent.log"),
-        };
-        a.spawn();
-        a
+        Agent::start_with_config(dir, &text)
     }
 
     /// Starts `run` with the agent config `text` (its state directory
@@ -846,17 +835,65 @@ severity = "major"
 summary = "Filesystem {component} on {host} is almost full ({value} available)"
 "#;
 
-/// A real Prometheus's answer to the instant query `q` (its result vector);
-/// `None` when it cannot be asked or refuses the query.
-pub async fn prom_query(base: &str, q: &str) -> Option<Vec<Value>> {
+/// The `data` of a real Prometheus's answer to `GET /api/v1/{path}` with
+/// `params`; `None` when it cannot be asked or refuses.
+pub async fn prom_api(base: &str, path: &str, params: &[(&str, &str)]) -> Option<Value> {
     let v: Value = reqwest::Client::new()
-        .get(format!("{base}/api/v1/query"))
-        .query(&[("query", q)])
+        .get(format!("{base}/api/v1/{path}"))
+        .query(params)
         .send()
         .await
         .ok()?
         .json()
         .await
         .ok()?;
-    (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
+    (v["status"] == "success").then(|| v["data"].clone())
+}
+
+/// A real Prometheus's answer to the instant query `q` (its result vector).
+pub async fn prom_query(base: &str, q: &str) -> Option<Vec<Value>> {
+    let data = prom_api(base, "query", &[("query", q)]).await?;
+    Some(data["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// A client trusting the collector's CA that does not follow redirects (to
+/// see the login's 303 and its cookie).
+pub fn browserless(c: &Collector) -> reqwest::Client {
+    let pem = std::fs::read(c.data_dir().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
+    let ca = reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `POST /login`: the status, `Retry-After` and the session cookie (`name=value`).
+pub async fn login(
+    client: &reqwest::Client,
+    c: &Collector,
+    user: &str,
+    password: &str,
+) -> (reqwest::StatusCode, Option<u64>, Option<String>) {
+    let resp = client
+        .post(format!("{}/login", c.url()))
+        .form(&[("user", user), ("password", password)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST /login: {e}"));
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .filter(|v| v.starts_with("caretaker_session=") && v.len() > "caretaker_session=".len())
+        .map(String::from);
+    (resp.status(), retry, cookie)
 }

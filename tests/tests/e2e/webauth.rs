@@ -8,10 +8,9 @@
 use std::path::Path;
 
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
-use crate::util::Collector;
+use crate::util::{Collector, browserless, login};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -44,48 +43,6 @@ async fn collector(dir: &Path, extra: &str) -> Collector {
     std::fs::write(&file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
     let config = format!("[queue]\ncontracts_file = \"{}\"\n{extra}", file.display());
     Collector::start_with_config(dir, &config).await
-}
-
-/// A client trusting the collector's CA that does not follow redirects (to
-/// see the login's 303 and its cookie).
-fn browserless(c: &Collector) -> reqwest::Client {
-    let pem = std::fs::read(c.data_dir().join("ca.pem")).unwrap_or_else(|e| panic!("{e}"));
-    let ca = reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}"));
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .redirect(Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `POST /login`: the status, `Retry-After` and the session cookie (`name=value`).
-async fn login(
-    client: &reqwest::Client,
-    c: &Collector,
-    user: &str,
-    password: &str,
-) -> (StatusCode, Option<u64>, Option<String>) {
-    let resp = client
-        .post(format!("{}/login", c.url()))
-        .form(&[("user", user), ("password", password)])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST /login: {e}"));
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    let cookie = resp
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .filter(|v| v.starts_with("caretaker_session=") && v.len() > "caretaker_session=".len())
-        .map(String::from);
-    (resp.status(), retry, cookie)
 }
 
 fn log(dir: &Path) -> String {
