@@ -54,15 +54,27 @@ struct LogoutForm {
 }
 
 fn page(next: &str, user: &str, error: Option<&str>) -> Html<String> {
-    Html(form_markup(next, user, error).into_string())
+    Html(form_markup(next, user, error, false).into_string())
 }
 
-fn form_markup(next: &str, user: &str, error: Option<&str>) -> Markup {
+fn form_markup(next: &str, user: &str, error: Option<&str>, no_users: bool) -> Markup {
     let content = html! {
         div.narrow {
             h1 { "Caretaker" }
             @if let Some(e) = error {
                 p.error role="alert" { (e) }
+            }
+            @if no_users {
+                div.notice role="status" {
+                    p { strong { "No one can log in yet: no users are configured." } }
+                    p {
+                        "Add a " code { "[[user]]" } " to the contracts file named by "
+                        code { "[queue] contracts_file" } " in the collector's config, with a password hash from "
+                        code { "echo 'the password' | caretaker-collector hash-password" }
+                        " (README, \"Contracts and SLA\"). A running collector picks up changes to that file; "
+                        "naming the file for the first time needs a restart."
+                    }
+                }
             }
             form method="post" action="/login" {
                 input type="hidden" name="next" value=(next);
@@ -77,8 +89,9 @@ fn form_markup(next: &str, user: &str, error: Option<&str>) -> Markup {
     super::pages::layout("log in", None, content)
 }
 
-async fn form(Query(q): Query<NextQuery>) -> Html<String> {
-    page(auth::safe_next(q.next.as_deref()), "", None)
+async fn form(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Html<String> {
+    let no_users = state.contracts.get().users.is_empty();
+    Html(form_markup(auth::safe_next(q.next.as_deref()), "", None, no_users).into_string())
 }
 
 /// Some hash to verify against when the user is unknown, so an unknown user
@@ -160,7 +173,9 @@ async fn login(State(state): State<AppState>, ext: Extensions, Form(f): Form<Log
                     "login locked after repeated failures"
                 );
             }
-            return (StatusCode::UNAUTHORIZED, page(&next, &f.user, Some(FAILED))).into_response();
+            let no_users = contracts.users.is_empty();
+            let form = form_markup(&next, &f.user, Some(FAILED), no_users);
+            return (StatusCode::UNAUTHORIZED, Html(form.into_string())).into_response();
         }
     };
     guard.succeeded(&user.name);
@@ -261,6 +276,28 @@ mod tests {
             .next()
             .unwrap()
             .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_login_page_says_when_no_users_are_configured_and_how_to_add_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = testing::state(&dir).await;
+        let notice = "No one can log in yet: no users are configured.";
+
+        let r = send(&state, "GET", "/login", &[], "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body.contains(notice), "{}", r.body);
+        assert!(r.body.contains("[queue] contracts_file") && r.body.contains("hash-password"));
+        let r = send(&state, "POST", "/login", &[FORM], "user=anyone&password=x").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.body.contains(notice), "{}", r.body);
+
+        state.contracts.set(users("s3cret pass"));
+        let r = send(&state, "GET", "/login", &[], "").await;
+        assert!(!r.body.contains(notice), "{}", r.body);
+        let r = send(&state, "POST", "/login", &[FORM], "user=mia&password=wrong").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(!r.body.contains(notice), "{}", r.body);
     }
 
     #[tokio::test]

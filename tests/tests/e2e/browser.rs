@@ -21,13 +21,13 @@ use crate::util::{Agent, Collector, eventually, free_port, wait_for_host};
 const PASSWORD: &str = "correct horse battery";
 
 /// `chromedriver`, killed when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     port: u16,
 }
 
 impl Driver {
-    fn start(binary: &str, dir: &Path) -> Driver {
+    pub(crate) fn start(binary: &str, dir: &Path) -> Driver {
         let port = free_port();
         let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap_or_else(|e| panic!("log: {e}"));
         let child = Command::new(binary)
@@ -79,7 +79,7 @@ password = "{phc}"
 
 /// The browser session through chromedriver, with Chromium's binary and
 /// flags (headless; the collector's own CA is not known to it).
-async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -108,7 +108,7 @@ async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> Client {
 }
 
 /// Waits until the page's source contains `want`, and answers it.
-async fn page_with(c: &Client, want: &str) -> String {
+pub(crate) async fn page_with(c: &Client, want: &str) -> String {
     let mut source = String::new();
     for _ in 0..100 {
         source = c.source().await.unwrap_or_else(|e| panic!("page source: {e}"));
@@ -120,7 +120,7 @@ async fn page_with(c: &Client, want: &str) -> String {
     panic!("the page never showed {want:?}: {source}");
 }
 
-async fn fill(c: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(c: &Client, css: &str, text: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
@@ -129,7 +129,7 @@ async fn fill(c: &Client, css: &str, text: &str) {
         .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
 }
 
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))

@@ -24,6 +24,7 @@ mod inspection_report;
 mod packaging;
 mod postgres;
 mod prometheus;
+mod quickstart;
 mod replicas;
 mod spool;
 mod store_full;

@@ -897,3 +897,20 @@ pub async fn login(
         .map(String::from);
     (resp.status(), retry, cookie)
 }
+
+/// Where a test leaves a file for a reviewer to look at (a page's
+/// screenshot): `$CARETAKER_TEST_ARTEFACTS/<test>/<name>`, by default under
+/// `target/test-artefacts/`. The folder is made; a file there is replaced.
+pub fn artefact(test: &str, name: &str) -> PathBuf {
+    let root = std::env::var_os("CARETAKER_TEST_ARTEFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap_or_default();
+            // target/<profile>/deps/<test binary>
+            let target = exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_default();
+            target.join("test-artefacts")
+        });
+    let dir = root.join(test);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir.join(name)
+}
