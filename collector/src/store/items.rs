@@ -166,6 +166,15 @@ pub struct ItemFilter<'a> {
     pub limit: Option<u32>,
 }
 
+/// Active items of one kind on one asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetOpenCount {
+    pub customer: String,
+    pub asset: String,
+    pub kind: String,
+    pub count: i64,
+}
+
 /// Active items of one kind, severity and customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenItemCount {
@@ -453,6 +462,26 @@ pub trait Items: Sql {
                     kind: r.get(0)?,
                     severity: r.get(1)?,
                     customer: r.get(2)?,
+                    count: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    /// The active items counted by customer, asset and kind (the hosts
+    /// page's "open cases" and "open findings").
+    fn open_items_by_asset(&self) -> Result<Vec<AssetOpenCount>, SqlError> {
+        self.query(
+            &format!(
+                "SELECT customer, asset, kind, COUNT(*) FROM items WHERE status NOT IN {INACTIVE_STATUSES} \
+                 GROUP BY customer, asset, kind"
+            ),
+            args![],
+            |r| {
+                Ok(AssetOpenCount {
+                    customer: r.get(0)?,
+                    asset: r.get(1)?,
+                    kind: r.get(2)?,
                     count: r.get(3)?,
                 })
             },
@@ -767,6 +796,19 @@ mod tests {
                         customer: "acme".into(),
                         count: 1
                     },
+                ]
+            );
+            let mut by_asset = db.open_items_by_asset().unwrap();
+            by_asset.sort_by(|a, b| a.kind.cmp(&b.kind));
+            let by_asset: Vec<(String, String, String, i64)> = by_asset
+                .into_iter()
+                .map(|c| (c.customer, c.asset, c.kind, c.count))
+                .collect();
+            assert_eq!(
+                by_asset,
+                vec![
+                    ("acme".into(), "db01".into(), "case".into(), 1),
+                    ("acme".into(), "db01".into(), "finding".into(), 1),
                 ]
             );
 

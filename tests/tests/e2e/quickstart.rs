@@ -1,7 +1,8 @@
 //! The newcomer's path: `scripts/quickstart.sh` as the README gives it
 //! (with the debug binaries, its own state folder and port), then the web
 //! address and the two logins it prints, used in a real browser: the
-//! engineer lands on the queue, the customer's admin on its own view. A
+//! engineer lands on the queue and finds this host's agent, up, on the
+//! hosts page; the customer's admin sees it too. A
 //! second start keeps the logins and prints no password again.
 //!
 //! Needs `CARETAKER_TEST_CHROMEDRIVER` and `CARETAKER_TEST_CHROMIUM`, as the
@@ -105,6 +106,20 @@ async fn log_out(c: &Client) {
     page_with(c, "name=\"password\"").await;
 }
 
+/// The hosts page once it lists a host that is up (reloaded until then).
+async fn up_on_hosts_page(c: &Client, base: &str) -> String {
+    let mut source = String::new();
+    for _ in 0..60 {
+        c.goto(&format!("{base}/hosts")).await.unwrap_or_else(|e| panic!("{e}"));
+        source = c.source().await.unwrap_or_else(|e| panic!("page source: {e}"));
+        if source.contains("class=\"state-up\">up</td>") {
+            return source;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the agent's host never showed up on /hosts: {source}");
+}
+
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap_or_else(|e| panic!("screenshot: {e}"));
     let path = artefact("quickstart", name);
@@ -152,11 +167,16 @@ async fn the_quickstart_prints_a_web_address_and_two_logins_that_work_in_a_brows
     assert!(queue.contains("<strong>engineer</strong> (engineer)"), "{queue}");
     assert!(queue.contains("<h1>Queue</h1>"), "{queue}");
     screenshot(&c, "engineer-queue.png").await;
+    // The agent on this host reports at its start: the host is listed, up.
+    let hosts = up_on_hosts_page(&c, &base).await;
+    assert!(hosts.contains("<td>demo</td><td>local</td>"), "{hosts}");
+    screenshot(&c, "engineer-hosts.png").await;
     log_out(&c).await;
 
     let own = log_in(&c, &base, "demo-admin", &customer_pw).await;
     assert!(own.contains("<strong>demo-admin</strong> (customer), demo"), "{own}");
     screenshot(&c, "customer-home.png").await;
+    up_on_hosts_page(&c, &base).await;
     log_out(&c).await;
 
     // A wrong password is refused.

@@ -5,6 +5,7 @@
 //! - `GET /cases/{id}`, `POST /cases/{id}`: a case with its SLA, timeline
 //!   and paperwork; staff act on it through small forms (field `action`).
 //! - `GET /assets/{host}`: an asset's cases, findings and parts replaced.
+//! - `GET /hosts`: every host, the way to one that has no case.
 //! - `GET /faults/new`, `POST /faults`: report a fault.
 //!
 //! Every page needs a session (else 303 to the login page). A customer's
@@ -16,6 +17,7 @@
 //! nothing.
 
 mod forms;
+mod hosts;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -43,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/queue", get(queue_page))
         .route("/cases/{id}", get(case_page).post(case_post))
         .route("/assets/{host}", get(asset_page))
+        .route("/hosts", get(hosts::hosts_page))
         .route("/faults/new", get(fault_page))
         .route("/faults", post(fault_post))
 }
@@ -85,6 +88,7 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                     header {
                         strong { "Caretaker" }
                         a href="/queue" { "Queue" }
+                        a href="/hosts" { "Hosts" }
                         @if v.who.can_act() {
                             a href="/faults/new" { "Report a fault" }
                         }

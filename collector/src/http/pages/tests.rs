@@ -9,17 +9,17 @@ use crate::http::testing::{Resp, queue_state, send};
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
-async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
+pub(super) async fn state(dir: &tempfile::TempDir) -> crate::http::testing::TestState {
     queue_state(dir, &hash_password("pw").unwrap()).await
 }
 
 /// A logged-in browser: its cookie and the CSRF token its pages carry.
-struct Browser {
+pub(super) struct Browser {
     cookie: String,
     csrf: String,
 }
 
-async fn login(s: &AppState, user: &str) -> Browser {
+pub(super) async fn login(s: &AppState, user: &str) -> Browser {
     let r = send(s, "POST", "/login", &[FORM], &format!("user={user}&password=pw")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let set = r.headers["set-cookie"].to_str().unwrap();
@@ -45,7 +45,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 impl Browser {
-    async fn get(&self, s: &AppState, uri: &str) -> Resp {
+    pub(super) async fn get(&self, s: &AppState, uri: &str) -> Resp {
         send(s, "GET", uri, &[("cookie", &self.cookie)], "").await
     }
 
@@ -57,7 +57,7 @@ impl Browser {
     }
 }
 
-async fn report(s: &AppState, b: &Browser, asset: &str, title: &str) -> i64 {
+pub(super) async fn report(s: &AppState, b: &Browser, asset: &str, title: &str) -> i64 {
     let r = b
         .post(
             s,
