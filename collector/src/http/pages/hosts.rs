@@ -16,6 +16,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::paging::{self, Paged, given, page_number};
 use super::render::duration;
 use super::{PageError, Viewer, html_page, layout};
 use crate::auth::{self, percent_encode};
@@ -24,8 +25,6 @@ use crate::http::AppState;
 use crate::http::hosts::{customer_of, may_see_host};
 use crate::queue::format_ms;
 use crate::store::items::Items;
-
-const PER_PAGE: usize = 50;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,27 +75,13 @@ struct Wanted {
     page: usize,
 }
 
-fn given(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-}
-
 impl HostsQuery {
     fn wanted(&self) -> Result<Wanted, String> {
         let state = match given(&self.state) {
             None => None,
             Some(s) => Some(HostState::parse(&s).ok_or_else(|| format!("state: {s:?} is not up, down or revoked"))?),
         };
-        let page = match given(&self.page) {
-            None => 1,
-            Some(p) => p
-                .parse::<usize>()
-                .ok()
-                .filter(|p| *p >= 1)
-                .ok_or_else(|| format!("page: {p:?} is not a page number (1, 2, ...)"))?,
-        };
+        let page = page_number(&self.page)?;
         let words = given(&self.q)
             .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
             .unwrap_or_default();
@@ -151,20 +136,13 @@ pub(super) async fn hosts_page(
         Ok(Query(q)) => match q.wanted() {
             Ok(w) => (q, w),
             Err(message) => {
-                let page = render(&viewer, &customers, &q, &[], 0, 1, Some(&message));
+                let page = render(&viewer, &customers, &q, &Paged::none(), Some(&message));
                 return Ok(html_page(StatusCode::BAD_REQUEST, page));
             }
         },
         Err(e) => {
-            let page = render(
-                &viewer,
-                &customers,
-                &HostsQuery::default(),
-                &[],
-                0,
-                1,
-                Some(&e.body_text()),
-            );
+            let none = Paged::none();
+            let page = render(&viewer, &customers, &HostsQuery::default(), &none, Some(&e.body_text()));
             return Ok(html_page(StatusCode::BAD_REQUEST, page));
         }
     };
@@ -220,34 +198,17 @@ pub(super) async fn hosts_page(
             .then_with(|| a.host.host.cmp(&b.host.host))
             .then_with(|| a.host.agent_id.cmp(&b.host.agent_id))
     });
-    let total = lines.len();
-    let shown: Vec<Line> = lines
-        .into_iter()
-        .skip((wanted.page - 1) * PER_PAGE)
-        .take(PER_PAGE)
-        .collect();
-    Ok(html_page(
-        StatusCode::OK,
-        render(&viewer, &customers, &q, &shown, total, wanted.page, None),
-    ))
+    let shown = Paged::of(lines, wanted.page);
+    Ok(html_page(StatusCode::OK, render(&viewer, &customers, &q, &shown, None)))
 }
 
 /// `/hosts` with the query's filters and page `page`.
 fn href(q: &HostsQuery, page: usize) -> String {
-    let mut parts = Vec::new();
-    for (name, v) in [("customer", &q.customer), ("state", &q.state), ("q", &q.q)] {
-        if let Some(v) = given(v) {
-            parts.push(format!("{name}={}", percent_encode(&v)));
-        }
-    }
-    if page > 1 {
-        parts.push(format!("page={page}"));
-    }
-    if parts.is_empty() {
-        "/hosts".into()
-    } else {
-        format!("/hosts?{}", parts.join("&"))
-    }
+    paging::href(
+        "/hosts",
+        &[("customer", &q.customer), ("state", &q.state), ("q", &q.q)],
+        page,
+    )
 }
 
 fn model(h: &Host) -> String {
@@ -277,29 +238,15 @@ fn os(h: &Host) -> String {
     text.trim_start_matches(", ").trim().to_string()
 }
 
-/// "1 host", "7 hosts", "51–100 of 120 hosts".
-fn counted(first: usize, last: usize, total: usize) -> String {
-    let noun = if total == 1 { "host" } else { "hosts" };
-    if first == 1 && last == total {
-        format!("{total} {noun}")
-    } else {
-        format!("{first}–{last} of {total} {noun}")
-    }
-}
-
 fn render(
     viewer: &Viewer<'_>,
     customers: &[String],
     q: &HostsQuery,
-    lines: &[Line],
-    total: usize,
-    page: usize,
+    shown: &Paged<Line>,
     error: Option<&str>,
 ) -> Markup {
     let chosen = |v: &Option<String>| given(v).unwrap_or_default();
     let now = caretaker_shared::now_ms();
-    let first = (page - 1) * PER_PAGE + 1;
-    let last = first + lines.len().saturating_sub(1);
     let content = html! {
         h1 { "Hosts" }
         @if let Some(e) = error {
@@ -333,12 +280,10 @@ fn render(
                 div { button type="submit" { "Filter" } }
             }
         }
-        @if lines.is_empty() && total > 0 {
-            p { "Nothing on page " (page) "; " (total) " hosts match. " a href=(href(q, 1)) { "First page" } }
-        } @else if lines.is_empty() {
-            p { "No hosts." }
+        @if shown.rows.is_empty() {
+            (shown.empty("hosts", &href(q, 1)))
         } @else {
-            p #hosts-count { (counted(first, last, total)) }
+            p #hosts-count { (shown.counted("host", "hosts")) }
             div.scroll {
                 table #hosts {
                     thead { tr {
@@ -347,7 +292,7 @@ fn render(
                         th scope="col" { "OS" } th scope="col" { "Open cases" } th scope="col" { "Open findings" }
                     } }
                     tbody {
-                        @for l in lines {
+                        @for l in &shown.rows {
                             tr {
                                 td { a href=(format!("/assets/{}", percent_encode(&l.host.host))) { (l.host.host) } }
                                 td class=(format!("state-{}", l.state.as_str())) { (l.state.as_str()) }
@@ -368,14 +313,7 @@ fn render(
                     }
                 }
             }
-            nav.pager aria-label="pages" {
-                @if page > 1 {
-                    a rel="prev" href=(href(q, page - 1)) { "← previous" }
-                }
-                @if last < total {
-                    a rel="next" href=(href(q, page + 1)) { "next →" }
-                }
-            }
+            (shown.nav(|n| href(q, n)))
         }
     };
     layout("hosts", Some(viewer), content)

@@ -18,6 +18,7 @@
 
 mod forms;
 mod hosts;
+mod paging;
 mod render;
 #[cfg(test)]
 mod tests;
