@@ -340,7 +340,7 @@ pub fn rematch(conn: &dyn Sql, contracts: &Contracts, now_ms: i64) -> Result<usi
 }
 
 /// A case's title: the rule's summary when the evidence has one.
-fn title_of(item: &Item) -> String {
+pub(crate) fn title_of(item: &Item) -> String {
     item.evidence
         .get("summary")
         .and_then(|s| s.as_str())

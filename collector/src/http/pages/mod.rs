@@ -6,6 +6,8 @@
 //!   and paperwork; staff act on it through small forms (field `action`).
 //! - `GET /assets/{host}`: an asset's cases, findings and parts replaced.
 //! - `GET /hosts`: every host, the way to one that has no case.
+//! - `GET /findings`, `POST /findings/{id}`: the inspection's risks and
+//!   the decisions on them (plan, accept the risk, fixed, verified).
 //! - `GET /faults/new`, `POST /faults`: report a fault.
 //!
 //! Every page needs a session (else 303 to the login page). A customer's
@@ -16,6 +18,7 @@
 //! field, with the refused form filled in as it was posted, and changes
 //! nothing.
 
+mod findings;
 mod forms;
 mod hosts;
 mod paging;
@@ -47,6 +50,8 @@ pub fn router() -> Router<AppState> {
         .route("/cases/{id}", get(case_page).post(case_post))
         .route("/assets/{host}", get(asset_page))
         .route("/hosts", get(hosts::hosts_page))
+        .route("/findings", get(findings::findings_page))
+        .route("/findings/{id}", post(findings::finding_post))
         .route("/faults/new", get(fault_page))
         .route("/faults", post(fault_post))
 }
@@ -90,6 +95,7 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                         strong { "Caretaker" }
                         a href="/queue" { "Queue" }
                         a href="/hosts" { "Hosts" }
+                        a href="/findings" { "Findings" }
                         @if v.who.can_act() {
                             a href="/faults/new" { "Report a fault" }
                         }

@@ -15,7 +15,7 @@ pub(super) async fn state(dir: &tempfile::TempDir) -> crate::http::testing::Test
 
 /// A logged-in browser: its cookie and the CSRF token its pages carry.
 pub(super) struct Browser {
-    cookie: String,
+    pub(super) cookie: String,
     csrf: String,
 }
 
@@ -50,7 +50,7 @@ impl Browser {
     }
 
     /// Posts the form with the session's CSRF token.
-    async fn post(&self, s: &AppState, uri: &str, pairs: &[(&str, &str)]) -> Resp {
+    pub(super) async fn post(&self, s: &AppState, uri: &str, pairs: &[(&str, &str)]) -> Resp {
         let mut all = vec![("csrf", self.csrf.as_str())];
         all.extend_from_slice(pairs);
         send(s, "POST", uri, &[FORM, ("cookie", &self.cookie)], &form(&all)).await
