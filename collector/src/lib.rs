@@ -30,4 +30,5 @@ pub mod sessions;
 pub mod sinks;
 pub mod spares;
 pub mod store;
+pub mod words;
 pub mod writer;

@@ -93,7 +93,7 @@ async fn one(
 }
 
 /// Applies an action in the writer; accepting also calls the spare hook.
-async fn act(state: &AppState, id: i64, action: RecAction) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn act(state: &AppState, id: i64, action: RecAction) -> Result<Json<Value>, ApiError> {
     let now = caretaker_shared::now_ms();
     let v = state
         .writer

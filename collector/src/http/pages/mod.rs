@@ -8,6 +8,8 @@
 //! - `GET /hosts`: every host, the way to one that has no case.
 //! - `GET /findings`, `POST /findings/{id}`: the inspection's risks and
 //!   the decisions on them (plan, accept the risk, fixed, verified).
+//! - `GET /recommendations`, `POST /recommendations/{id}`: parts to replace
+//!   before they fail (accept, dismiss, done).
 //! - `GET /faults/new`, `POST /faults`: report a fault.
 //!
 //! Every page needs a session (else 303 to the login page). A customer's
@@ -22,6 +24,7 @@ mod findings;
 mod forms;
 mod hosts;
 mod paging;
+mod recommendations;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -52,6 +55,8 @@ pub fn router() -> Router<AppState> {
         .route("/hosts", get(hosts::hosts_page))
         .route("/findings", get(findings::findings_page))
         .route("/findings/{id}", post(findings::finding_post))
+        .route("/recommendations", get(recommendations::recommendations_page))
+        .route("/recommendations/{id}", post(recommendations::recommendation_post))
         .route("/faults/new", get(fault_page))
         .route("/faults", post(fault_post))
 }
@@ -96,6 +101,7 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                         a href="/queue" { "Queue" }
                         a href="/hosts" { "Hosts" }
                         a href="/findings" { "Findings" }
+                        a href="/recommendations" { "Replacements" }
                         @if v.who.can_act() {
                             a href="/faults/new" { "Report a fault" }
                         }
