@@ -130,7 +130,7 @@ pub(super) async fn findings_page(
         who: &who,
         csrf: &session.csrf,
     };
-    let customers: Vec<String> = state.contracts.get().customers.iter().map(|c| c.name.clone()).collect();
+    let customers = super::customer_choices(&state);
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => {
@@ -210,7 +210,7 @@ pub(super) async fn finding_post(
         who: &who,
         csrf: &session.csrf,
     };
-    let customers: Vec<String> = state.contracts.get().customers.iter().map(|c| c.name.clone()).collect();
+    let customers = super::customer_choices(&state);
     let q = FindingsQuery::default();
     let shown = listed(&state, &q, who.scope()).await?;
     Ok(html_page(code, render(&viewer, &customers, &q, &shown, Some(&message))))

@@ -131,7 +131,7 @@ pub(super) async fn hosts_page(
         who: &who,
         csrf: &session.csrf,
     };
-    let customers: Vec<String> = state.contracts.get().customers.iter().map(|c| c.name.clone()).collect();
+    let customers = super::customer_choices(&state);
     let (q, wanted) = match query {
         Ok(Query(q)) => match q.wanted() {
             Ok(w) => (q, w),

@@ -10,6 +10,7 @@
 //!   the decisions on them (plan, accept the risk, fixed, verified).
 //! - `GET /recommendations`, `POST /recommendations/{id}`: parts to replace
 //!   before they fail (accept, dismiss, done).
+//! - `GET /reports`, `POST /reports`: the inspection reports, and making one.
 //! - `GET /faults/new`, `POST /faults`: report a fault.
 //!
 //! Every page needs a session (else 303 to the login page). A customer's
@@ -26,6 +27,7 @@ mod hosts;
 mod paging;
 mod recommendations;
 mod render;
+mod reports;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/findings/{id}", post(findings::finding_post))
         .route("/recommendations", get(recommendations::recommendations_page))
         .route("/recommendations/{id}", post(recommendations::recommendation_post))
+        .route("/reports", get(reports::reports_page).post(reports::reports_post))
         .route("/faults/new", get(fault_page))
         .route("/faults", post(fault_post))
 }
@@ -102,6 +105,7 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                         a href="/hosts" { "Hosts" }
                         a href="/findings" { "Findings" }
                         a href="/recommendations" { "Replacements" }
+                        a href="/reports" { "Reports" }
                         @if v.who.can_act() {
                             a href="/faults/new" { "Report a fault" }
                         }
@@ -119,6 +123,22 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
             }
         }
     }
+}
+
+/// The customers a filter or form offers: those of the contracts, the
+/// report settings and the hosts' `customer` labels, sorted, once each.
+fn customer_choices(state: &AppState) -> Vec<String> {
+    let mut names: std::collections::BTreeSet<String> = state.contracts.get().customer_names().into_iter().collect();
+    names.extend(state.config.reports.customers.iter().flatten().cloned());
+    names.extend(
+        state
+            .fleet
+            .snapshot()
+            .iter()
+            .map(|h| super::hosts::customer_of(h).to_string())
+            .filter(|c| !c.is_empty()),
+    );
+    names.into_iter().collect()
 }
 
 /// Why a page is not shown: the login page, or an error page.

@@ -133,7 +133,7 @@ pub(super) async fn recommendations_page(
         who: &who,
         csrf: &session.csrf,
     };
-    let customers: Vec<String> = state.contracts.get().customers.iter().map(|c| c.name.clone()).collect();
+    let customers = super::customer_choices(&state);
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => {
@@ -206,7 +206,7 @@ pub(super) async fn recommendation_post(
         who: &who,
         csrf: &session.csrf,
     };
-    let customers: Vec<String> = state.contracts.get().customers.iter().map(|c| c.name.clone()).collect();
+    let customers = super::customer_choices(&state);
     let q = RecommendationsQuery::default();
     let shown = listed(&state, &q, who.scope()).await?;
     Ok(html_page(code, render(&viewer, &customers, &q, &shown, Some(&message))))
