@@ -11,6 +11,7 @@
 //! - `GET /recommendations`, `POST /recommendations/{id}`: parts to replace
 //!   before they fail (accept, dismiss, done).
 //! - `GET /reports`, `POST /reports`: the inspection reports, and making one.
+//! - `GET /spares`, `POST /spares`: spare coverage, stock and replenishment.
 //! - `GET /faults/new`, `POST /faults`: report a fault.
 //!
 //! Every page needs a session (else 303 to the login page). A customer's
@@ -28,6 +29,7 @@ mod paging;
 mod recommendations;
 mod render;
 mod reports;
+mod spares;
 #[cfg(test)]
 mod tests;
 
@@ -60,6 +62,7 @@ pub fn router() -> Router<AppState> {
         .route("/recommendations", get(recommendations::recommendations_page))
         .route("/recommendations/{id}", post(recommendations::recommendation_post))
         .route("/reports", get(reports::reports_page).post(reports::reports_post))
+        .route("/spares", get(spares::spares_page).post(spares::spares_post))
         .route("/faults/new", get(fault_page))
         .route("/faults", post(fault_post))
 }
@@ -105,6 +108,7 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                         a href="/hosts" { "Hosts" }
                         a href="/findings" { "Findings" }
                         a href="/recommendations" { "Replacements" }
+                        a href="/spares" { "Spares" }
                         a href="/reports" { "Reports" }
                         @if v.who.can_act() {
                             a href="/faults/new" { "Report a fault" }
