@@ -86,17 +86,26 @@ async fn add(
     let who = authorize(&state, &headers).await?;
     who.require_staff()?;
     let spec: WindowSpec = json_body(&body)?;
-    // Recorded as who made it: the user, or the API token's name.
-    let window = spec.window(&who.name).map_err(ApiError::BadRequest)?;
+    let v = add_window(&state, &spec, &who.name).await?;
+    Ok((StatusCode::CREATED, Json(json!(v))))
+}
+
+/// Adds the window `spec` describes, made by `who` (a user, or the API
+/// token's name): the API's and the maintenance page's one way to do it.
+pub(crate) async fn add_window(
+    state: &AppState,
+    spec: &WindowSpec,
+    who: &str,
+) -> Result<Option<crate::store::holds::Window>, ApiError> {
+    let window = spec.window(who).map_err(ApiError::BadRequest)?;
     let now = caretaker_shared::now_ms();
-    let v = state
+    Ok(state
         .writer
         .run(move |c| {
             let id = hold::add_window(c, &window, now)?;
-            Ok(json!(hold::window(c, id)?))
+            hold::window(c, id)
         })
-        .await?;
-    Ok((StatusCode::CREATED, Json(v)))
+        .await?)
 }
 
 async fn end(

@@ -12,6 +12,8 @@
 //!   before they fail (accept, dismiss, done).
 //! - `GET /reports`, `POST /reports`: the inspection reports, and making one.
 //! - `GET /spares`, `POST /spares`: spare coverage, stock and replenishment.
+//! - `GET /maintenance`, `GET /unmapped` and their forms: what holds
+//!   signals back from the queue.
 //! - `GET /faults/new`, `POST /faults`: report a fault.
 //!
 //! Every page needs a session (else 303 to the login page). A customer's
@@ -24,6 +26,7 @@
 
 mod findings;
 mod forms;
+mod holds;
 mod hosts;
 mod paging;
 mod recommendations;
@@ -63,6 +66,13 @@ pub fn router() -> Router<AppState> {
         .route("/recommendations/{id}", post(recommendations::recommendation_post))
         .route("/reports", get(reports::reports_page).post(reports::reports_post))
         .route("/spares", get(spares::spares_page).post(spares::spares_post))
+        .route(
+            "/maintenance",
+            get(holds::maintenance_page).post(holds::maintenance_post),
+        )
+        .route("/maintenance/{id}/end", post(holds::maintenance_end))
+        .route("/unmapped", get(holds::unmapped_page))
+        .route("/unmapped/{id}", post(holds::unmapped_post))
         .route("/faults/new", get(fault_page))
         .route("/faults", post(fault_post))
 }
@@ -110,6 +120,10 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                         a href="/recommendations" { "Replacements" }
                         a href="/spares" { "Spares" }
                         a href="/reports" { "Reports" }
+                        a href="/maintenance" { "Maintenance" }
+                        @if v.who.can_act() {
+                            a href="/unmapped" { "Unmapped" }
+                        }
                         @if v.who.can_act() {
                             a href="/faults/new" { "Report a fault" }
                         }
