@@ -41,6 +41,8 @@ pub struct Config {
     pub enroll: EnrollConfig,
     #[serde(default)]
     pub replicas: ReplicasConfig,
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 /// Several collectors sharing one PostgreSQL store: how each names itself
@@ -166,6 +168,30 @@ impl Default for EnrollConfig {
 /// Who may scrape `/metrics`: it names every customer, host, serial and
 /// kernel, so by default only a Prometheus holding the data directory's
 /// `metrics-token`.
+/// The web pages.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Grafana's address (`https://grafana.example`): an asset's page links
+    /// to its Host detail dashboard there (`dashboards/host-detail.json`,
+    /// uid `caretaker-host`). Unset: no link.
+    #[serde(default)]
+    pub grafana_url: Option<String>,
+}
+
+impl WebConfig {
+    /// The Host detail dashboard of `host` (of `customer`), when Grafana's
+    /// address is set.
+    pub fn grafana_host_link(&self, customer: &str, host: &str) -> Option<String> {
+        let base = self.grafana_url.as_deref()?.trim_end_matches('/');
+        Some(format!(
+            "{base}/d/caretaker-host/?var-customer={}&var-host={}",
+            crate::auth::percent_encode(customer),
+            crate::auth::percent_encode(host)
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -802,6 +828,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             enroll: EnrollConfig::default(),
             replicas: ReplicasConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -866,6 +893,11 @@ impl Checked for Config {
             && !(u.starts_with("https://") || u.starts_with("http://"))
         {
             p.push(format!("queue.public_url: {u:?} is not an http(s) URL"));
+        }
+        if let Some(u) = &self.web.grafana_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            p.push(format!("web.grafana_url: {u:?} is not an http(s) URL"));
         }
         self.sinks.problems(&mut p);
         self.http.problems(&mut p);
@@ -948,6 +980,21 @@ mod tests {
                 .is_some_and(|e| e.contains("queue.satisfaction_wait_days: must be at least 1")
                     && e.contains("queue.public_url: \"caretaker.example\" is not an http(s) URL")),
             "{e:?}"
+        );
+        let e = Config::parse("[web]\ngrafana_url = \"grafana:3000\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("web.grafana_url: \"grafana:3000\" is not an http(s) URL")),
+            "{e:?}"
+        );
+        let c = Config::parse("[web]\ngrafana_url = \"https://g.example/\"\n", Path::new("c.toml"));
+        assert_eq!(
+            c.ok()
+                .and_then(|c| c.web.grafana_host_link("acme corp", "db01"))
+                .as_deref(),
+            Some("https://g.example/d/caretaker-host/?var-customer=acme%20corp&var-host=db01")
         );
         let e = Config::parse("[store]\nsynchronous = \"sometimes\"\n", Path::new("c.toml"))
             .err()

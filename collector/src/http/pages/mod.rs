@@ -4,7 +4,8 @@
 //! - `GET /queue`: the queue, nearest SLA breach first, with its filters.
 //! - `GET /cases/{id}`, `POST /cases/{id}`: a case with its SLA, timeline
 //!   and paperwork; staff act on it through small forms (field `action`).
-//! - `GET /assets/{host}`: an asset's cases, findings and parts replaced.
+//! - `GET /assets/{host}`: the device archive: configuration, disk health
+//!   over time, configuration changes, cases, findings and parts replaced.
 //! - `GET /hosts`: every host, the way to one that has no case.
 //! - `GET /findings`, `POST /findings/{id}`: the inspection's risks and
 //!   the decisions on them (plan, accept the risk, fixed, verified).
@@ -24,6 +25,7 @@
 //! field, with the refused form filled in as it was posted, and changes
 //! nothing.
 
+mod asset;
 mod findings;
 mod forms;
 mod holds;
@@ -58,7 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/queue") }))
         .route("/queue", get(queue_page))
         .route("/cases/{id}", get(case_page).post(case_post))
-        .route("/assets/{host}", get(asset_page))
+        .route("/assets/{host}", get(asset::asset_page))
         .route("/hosts", get(hosts::hosts_page))
         .route("/findings", get(findings::findings_page))
         .route("/findings/{id}", post(findings::finding_post))
@@ -403,27 +405,6 @@ async fn case_post(
         code,
         render::case(&viewer, &contracts, &view, Some(&refused)),
     ))
-}
-
-async fn asset_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(host): Path<String>,
-) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let h = super::read(&state, move |c| queue::asset_history(c, &host)).await?;
-    match h {
-        // As for hosts: an unlabelled asset belongs to no customer.
-        Some(h) if who.may_see(h.customer.as_deref().unwrap_or_default()) => {
-            let viewer = Viewer {
-                who: &who,
-                csrf: &session.csrf,
-            };
-            Ok(html_page(StatusCode::OK, render::asset(&viewer, &h)))
-        }
-        _ => Err(not_found("asset")),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -423,16 +423,9 @@ fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64, 
     }
 }
 
-pub fn asset(viewer: &Viewer<'_>, h: &AssetHistory) -> Markup {
-    let content = html! {
-        h1 { "Asset " (h.host) }
-        @if viewer.who.can_act() {
-            p { a href=(format!("/faults/new?asset={}", percent_encode(&h.host))) { "Report a fault on " (h.host) } }
-        }
-        h2 { "Labels" }
-        @if h.labels.is_empty() { p { "None." } } @else {
-            dl { @for (k, v) in &h.labels { dt { (k) } dd { (v) } } }
-        }
+/// An asset's cases, findings and service reports (its archive's record).
+pub fn asset_items(h: &AssetHistory) -> Markup {
+    html! {
         h2 { "Cases" }
         (items_table(&h.cases, describe))
         h2 { "Findings" }
@@ -443,8 +436,7 @@ pub fn asset(viewer: &Viewer<'_>, h: &AssetHistory) -> Markup {
         }
         h2 { "Service reports" }
         (reports_list(&h.service_reports))
-    };
-    layout(&format!("asset {}", h.host), Some(viewer), content)
+    }
 }
 
 pub fn fault_form(viewer: &Viewer<'_>, f: &Fields, error: Option<&str>) -> Markup {
