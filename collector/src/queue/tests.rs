@@ -474,6 +474,7 @@ fn people_assign_escalate_comment_and_cancel_with_a_record_of_each() {
         id,
         &CaseAction::Comment {
             comment: "vendor case 4711".into(),
+            visibility: None,
         },
         "cy",
         t0 + 5 * M,
@@ -484,7 +485,10 @@ fn people_assign_escalate_comment_and_cancel_with_a_record_of_each() {
             &conn,
             &c,
             id,
-            &CaseAction::Comment { comment: "".into() },
+            &CaseAction::Comment {
+                comment: "".into(),
+                visibility: None
+            },
             "cy",
             t0 + 5 * M
         )
@@ -514,7 +518,17 @@ fn people_assign_escalate_comment_and_cancel_with_a_record_of_each() {
     }
     // A finding is not a case.
     assert!(matches!(
-        act(&conn, &c, 999, &CaseAction::Comment { comment: "x".into() }, "cy", t0),
+        act(
+            &conn,
+            &c,
+            999,
+            &CaseAction::Comment {
+                comment: "x".into(),
+                visibility: None
+            },
+            "cy",
+            t0
+        ),
         Err(StoreError::NoSuchItem(999))
     ));
 }
@@ -544,6 +558,7 @@ fn every_case_change_lands_in_the_outbox_with_it() {
         id,
         &CaseAction::Comment {
             comment: "looking".into(),
+            visibility: None,
         },
         "ana",
         t0 + M,
@@ -575,6 +590,7 @@ fn every_case_change_lands_in_the_outbox_with_it() {
         id,
         &CaseAction::Comment {
             comment: "undelivered".into(),
+            visibility: None,
         },
         "ana",
         t0 + 2 * M,
