@@ -44,9 +44,20 @@ pub(super) fn own_assets(state: &AppState, who: &Principal) -> Option<Vec<String
     Some(hosts)
 }
 
+/// A case's title as its rule or reporter gave it, else its check.
+fn summary(i: &Item) -> String {
+    i.evidence
+        .get("summary")
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.trim().is_empty())
+        .map_or_else(|| describe(i), str::to_string)
+}
+
 /// What the portal's home shows.
 struct Home {
     cases: Vec<QueueEntry>,
+    /// Resolved cases whose survey waits for the customer's answer.
+    to_rate: Vec<Item>,
     risks: Vec<Item>,
     reports: Vec<Summary>,
 }
@@ -79,8 +90,31 @@ pub(super) async fn portal_page(
                 ..Filter::default()
             },
         )?;
+        let mut to_rate = Vec::new();
+        let resolved = cases_store::list(
+            c,
+            &Filter {
+                kind: Some(ItemKind::Case),
+                customer: Some(customer.clone()),
+                status_name: Some("resolved"),
+                limit: Some(200),
+                ..Filter::default()
+            },
+        )?;
+        for i in resolved {
+            if let Some(id) = i.id
+                && queue::satisfaction(c, id)?.is_none()
+            {
+                to_rate.push(i);
+            }
+        }
         let reports = stored::list(c, Some(&customer))?;
-        Ok(Home { cases, risks, reports })
+        Ok(Home {
+            cases,
+            to_rate,
+            risks,
+            reports,
+        })
     })
     .await?;
     let viewer = Viewer {
@@ -110,6 +144,17 @@ fn home_markup(viewer: &Viewer<'_>, h: &Home, assets: &[String]) -> Markup {
                             td { (status_words(e.item.status)) }
                             td { (format_ms(e.item.opened_at_ms)) }
                         }
+                    }
+                }
+            }
+        }
+        @if !h.to_rate.is_empty() {
+            h2 { "Resolved: how did we do?" }
+            ul #to-rate {
+                @for i in &h.to_rate {
+                    li {
+                        a href=(case_href(i.id)) { "Case #" (i.id.unwrap_or_default()) ": " (summary(i)) }
+                        " on " (i.key.asset) ", resolved — answer its short survey"
                     }
                 }
             }

@@ -893,6 +893,15 @@ async fn the_survey_shows_once_the_case_is_resolved_and_takes_one_answer() {
         let r = ana.post(&s, &uri, &pairs).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{pairs:?}: {}", r.body);
     }
+    // The portal points to the survey waiting for her.
+    let r = carol.get(&s, "/portal").await;
+    assert!(r.body.contains("id=\"to-rate\""), "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("href=\"/cases/{id}\">Case #{id}: Mail down</a>")),
+        "{}",
+        r.body
+    );
     let r = carol.get(&s, &uri).await;
     let form = form_of(&r.body, "survey");
     for want in [
@@ -936,6 +945,8 @@ async fn the_survey_shows_once_the_case_is_resolved_and_takes_one_answer() {
     let r = carol.get(&s, &uri).await;
     assert!(!r.body.contains("survey-form"), "{}", r.body);
     assert!(r.body.contains("4/5: quick fix"), "{}", r.body);
+    let r = carol.get(&s, "/portal").await;
+    assert!(!r.body.contains("to-rate"), "{}", r.body);
     // A second answer: 409 with the reason, nothing changed.
     let r = carol.post(&s, &uri, &answer).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
