@@ -10,6 +10,11 @@
 //! the assignee and the escalation level; every decision also goes to the
 //! case's log, and from there (a trigger, in the same transaction) to the
 //! outbox the sinks deliver from.
+//!
+//! Staff act on every case; a customer's user ([`Actor::Customer`]) reports
+//! faults on its own assets, comments publicly on its own cases and answers
+//! their satisfaction survey, and sees them as [`customer_view`] has it.
+//! Comments are internal (staff only) unless made public.
 
 pub mod customer_view;
 pub mod deliver;
