@@ -358,12 +358,12 @@ async fn case_post(
     let id = case_id(&id)?;
     // The case must exist (and be visible) before anything is read from the form.
     load_case(&state, &who, id).await?;
+    // A customer's user posting a staff form: 403 before its fields are
+    // read (the queue refuses it too), so a form it may not use is no 400.
+    if !who.can_act() && !forms::CUSTOMER_ACTIONS.contains(&fields.get("action").trim()) {
+        return Err(forbidden(&who));
+    }
     let outcome = match forms::case_action(&fields) {
-        // A customer's user posting a staff form: 403 (the queue says it
-        // too, but this way a bad field in a form it may not use is no 400).
-        Ok(action) if !who.can_act() && !action.open_to_customers() => {
-            return Err(forbidden(&who));
-        }
         Ok(action) => {
             let name = action.name();
             match run_action(&state, id, action, &who).await {

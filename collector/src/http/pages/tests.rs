@@ -811,6 +811,9 @@ async fn a_customer_comments_publicly_and_cannot_act() {
         vec![("action", "assign"), ("to", "bo")],
         vec![("action", "hold"), ("reason", "awaiting_vendor")],
         vec![("action", "resolve"), ("minutes", "3")],
+        vec![("action", "resolve")],
+        vec![("action", "hold"), ("reason", "lunch")],
+        vec![("action", "teleport")],
         vec![("action", "close"), ("score", "5")],
         vec![("action", "cancel"), ("reason", "duplicate")],
     ] {
