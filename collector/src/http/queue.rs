@@ -169,6 +169,18 @@ async fn action(
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&state, &headers).await?;
     let id = path_id("case", &id)?;
+    if !who.can_act() {
+        // A staff action from a customer's user: 403 whatever its fields
+        // (the queue refuses it too, once the body reads).
+        let tag = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("action")?.as_str().map(str::to_string));
+        if let Some(tag) = tag
+            && !CaseAction::OPEN_TO_CUSTOMERS.contains(&tag.as_str())
+        {
+            return Err(ApiError::Forbidden(CaseAction::not_for_customers(&tag)));
+        }
+    }
     let action: CaseAction = json_body(&body)?;
     let v = run_action(&state, id, action, &who).await?;
     Ok(Json(v))
@@ -440,6 +452,14 @@ mod tests {
             let (code, v) = as_user(&s, "carol", "POST", &uri, Some(body.clone())).await;
             assert_eq!(code, StatusCode::FORBIDDEN, "{body}: {v}");
             assert!(v["reason"].as_str().unwrap().starts_with("action: "), "{v}");
+        }
+        // Whatever their fields.
+        for body in [
+            json!({"action": "resolve"}),
+            json!({"action": "hold", "reason": "lunch"}),
+        ] {
+            let (code, v) = as_user(&s, "carol", "POST", &uri, Some(body.clone())).await;
+            assert_eq!(code, StatusCode::FORBIDDEN, "{body}: {v}");
         }
         // She cannot make a comment internal.
         let (code, v) = as_user(

@@ -794,10 +794,18 @@ impl CaseAction {
         }
     }
 
-    /// Whether a customer's user may take this action on its own case: it
+    /// The actions (by name) a customer's user may take on its own case: it
     /// comments (publicly) and answers the survey; the rest is staff work.
+    pub const OPEN_TO_CUSTOMERS: [&'static str; 2] = ["comment", "survey"];
+
+    /// Whether a customer's user may take this action on its own case.
     pub fn open_to_customers(&self) -> bool {
-        matches!(self, CaseAction::Comment { .. } | CaseAction::Survey { .. })
+        Self::OPEN_TO_CUSTOMERS.contains(&self.name())
+    }
+
+    /// Why a customer's user may not take action `name`.
+    pub fn not_for_customers(name: &str) -> String {
+        format!("action: {name} is for engineers and managers; a customer's user comments and answers the survey")
     }
 }
 
@@ -880,10 +888,7 @@ pub fn act_as(
             return Err(StoreError::NoSuchItem(id));
         }
         if !action.open_to_customers() {
-            return Err(StoreError::QueueForbidden(format!(
-                "action: {} is for engineers and managers; a customer's user comments and answers the survey",
-                action.name()
-            )));
+            return Err(StoreError::QueueForbidden(CaseAction::not_for_customers(action.name())));
         }
         if let CaseAction::Comment {
             visibility: Some(Visibility::Internal),

@@ -38,10 +38,6 @@ impl Fields {
     }
 }
 
-/// The actions a customer's user may post (see
-/// [`crate::queue::CaseAction::open_to_customers`]).
-pub const CUSTOMER_ACTIONS: [&str; 2] = ["comment", "survey"];
-
 /// The case action a form posts (field `action` and its own fields).
 pub fn case_action(f: &Fields) -> Result<CaseAction, String> {
     let action = f.text("action");
@@ -215,11 +211,10 @@ mod tests {
     #[test]
     fn the_customers_forms_are_the_actions_the_queue_opens_to_customers() {
         for (name, extra) in [("comment", ("comment", "hi")), ("survey", ("score", "5"))] {
-            assert!(CUSTOMER_ACTIONS.contains(&name));
+            assert!(CaseAction::OPEN_TO_CUSTOMERS.contains(&name));
             let a = case_action(&fields(&[("action", name), extra])).unwrap();
             assert!(a.open_to_customers(), "{name}");
         }
-        assert_eq!(CUSTOMER_ACTIONS.len(), 2);
         let ack = case_action(&fields(&[("action", "acknowledge")])).unwrap();
         assert!(!ack.open_to_customers());
     }

@@ -360,7 +360,7 @@ async fn case_post(
     load_case(&state, &who, id).await?;
     // A customer's user posting a staff form: 403 before its fields are
     // read (the queue refuses it too), so a form it may not use is no 400.
-    if !who.can_act() && !forms::CUSTOMER_ACTIONS.contains(&fields.get("action").trim()) {
+    if !who.can_act() && !queue::CaseAction::OPEN_TO_CUSTOMERS.contains(&fields.get("action").trim()) {
         return Err(forbidden(&who));
     }
     let outcome = match forms::case_action(&fields) {
