@@ -3,7 +3,8 @@
 //! user of the contracts file by one of their API tokens, or a user logged in
 //! to the web pages with a session cookie. Staff (engineers, managers) see
 //! every customer and may change things; a customer's user sees only that
-//! customer and only reads.
+//! customer, reports faults on its assets, comments publicly on its cases
+//! and answers their satisfaction survey ([`crate::queue::act_as`] decides).
 //!
 //! Sessions live in the store ([`crate::sessions`]): a restart logs nobody
 //! out. A session names a user and is resolved against the contracts in
@@ -100,7 +101,21 @@ impl Principal {
         }
     }
 
-    /// Whether this principal may change things (staff); customers only read.
+    /// Who this principal is to the queue: staff, or a customer's user
+    /// bound to its customer.
+    pub fn actor(&self) -> crate::queue::Actor<'_> {
+        match self.role {
+            Role::Customer => crate::queue::Actor::Customer {
+                name: &self.name,
+                // As for `scope`: no customer matches nothing.
+                customer: self.customer.as_deref().unwrap_or(""),
+            },
+            Role::Engineer | Role::Manager => crate::queue::Actor::Staff(&self.name),
+        }
+    }
+
+    /// Whether this principal is staff, who may do everything; a customer's
+    /// user only reports, comments and answers surveys (see [`Self::actor`]).
     pub fn can_act(&self) -> bool {
         matches!(self.role, Role::Engineer | Role::Manager)
     }
@@ -111,7 +126,7 @@ impl Principal {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "user {:?} has role {} and may only read; changes need an engineer or a manager",
+                "user {:?} has role {}: this needs an engineer or a manager",
                 self.name,
                 self.role.as_str()
             )))

@@ -57,18 +57,52 @@ impl Outcome {
     }
 }
 
+/// Who may read a log row. Staff read every row; a customer's user reads
+/// only the public comments (and the plain status changes, see
+/// [`crate::queue::customer_view`]). Everything but a comment a person made
+/// public is internal, and so is every row written before rows had a
+/// visibility.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Staff only: the safe default.
+    #[default]
+    Internal,
+    /// The case's customer sees it too.
+    Public,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Internal => "internal",
+            Visibility::Public => "public",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Visibility> {
+        match s {
+            "internal" => Some(Visibility::Internal),
+            "public" => Some(Visibility::Public),
+            _ => None,
+        }
+    }
+}
+
 /// One row of an item's log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogEntry {
     pub id: i64,
     pub item_id: i64,
     pub at_ms: i64,
-    /// `rule:<name>` or `person:<name>`.
+    /// `rule:<name>`, `person:<name>` (staff) or `customer:<name>` (a
+    /// customer's user).
     pub actor: String,
     /// `None` for the row that opened the item.
     pub from_status: Option<Status>,
     pub to_status: Status,
     pub comment: Option<String>,
+    pub visibility: Visibility,
 }
 
 /// Active items of one kind, severity and customer (for /metrics).
@@ -278,6 +312,21 @@ fn log(
     to: Status,
     comment: Option<&str>,
 ) -> Result<(), StoreError> {
+    log_as(db, item_id, at_ms, actor, from, to, comment, Visibility::Internal)
+}
+
+/// [`log`] with a visibility other than internal.
+#[allow(clippy::too_many_arguments)]
+fn log_as(
+    db: &dyn Sql,
+    item_id: i64,
+    at_ms: i64,
+    actor: &str,
+    from: Option<Status>,
+    to: Status,
+    comment: Option<&str>,
+    visibility: Visibility,
+) -> Result<(), StoreError> {
     let from = from.map(|s| s.to_string());
     let to = to.to_string();
     db.append_log(&NewLog {
@@ -287,6 +336,7 @@ fn log(
         from_status: from.as_deref(),
         to_status: &to,
         comment,
+        visibility: visibility.as_str(),
     })?;
     Ok(())
 }
@@ -683,6 +733,21 @@ pub fn act_by(
 /// escalation. `actor` is `person:<name>` or `rule:<what>`; a person's note
 /// marks the item touched.
 pub fn note(conn: &dyn Sql, id: i64, actor: &str, comment: &str, now_ms: i64) -> Result<Item, StoreError> {
+    comment_as(conn, id, actor, comment, Visibility::Internal, now_ms)
+}
+
+/// A note with a visibility: a comment a person made public (or kept
+/// internal). Only staff (`person:<name>`) mark the item touched; a
+/// customer's comment (`customer:<name>`) does not, so it never stands for
+/// the engineers' response.
+pub fn comment_as(
+    conn: &dyn Sql,
+    id: i64,
+    actor: &str,
+    comment: &str,
+    visibility: Visibility,
+    now_ms: i64,
+) -> Result<Item, StoreError> {
     atomically(conn, || {
         let mut item = load_by_id(conn, id)?.ok_or(StoreError::NoSuchItem(id))?;
         if actor.starts_with("person:") {
@@ -690,7 +755,16 @@ pub fn note(conn: &dyn Sql, id: i64, actor: &str, comment: &str, now_ms: i64) ->
         }
         item.updated_at_ms = now_ms;
         update_item(conn, id, &item)?;
-        log(conn, id, now_ms, actor, Some(item.status), item.status, Some(comment))?;
+        log_as(
+            conn,
+            id,
+            now_ms,
+            actor,
+            Some(item.status),
+            item.status,
+            Some(comment),
+            visibility,
+        )?;
         Ok(item)
     })
 }
@@ -764,6 +838,8 @@ pub(crate) fn log_entry_from_row(row: LogRow) -> Result<LogEntry, StoreError> {
     };
     let to_status =
         Status::parse(&row.to_status).ok_or_else(|| corrupt(id, format!("log status {}", row.to_status)))?;
+    let visibility =
+        Visibility::parse(&row.visibility).ok_or_else(|| corrupt(id, format!("log visibility {}", row.visibility)))?;
     Ok(LogEntry {
         id: row.id,
         item_id: row.item_id,
@@ -772,6 +848,7 @@ pub(crate) fn log_entry_from_row(row: LogRow) -> Result<LogEntry, StoreError> {
         from_status,
         to_status,
         comment: row.comment,
+        visibility,
     })
 }
 

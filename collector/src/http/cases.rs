@@ -2,7 +2,13 @@
 //! what live detection found. Lists take the filters `status` (`active`, the
 //! default, `all`, or a status name such as `recovered`), `severity` (the
 //! minimum), `host` and `customer`; one item comes with its evidence and its
-//! log (every occurrence and transition). Needs the API token.
+//! log (every occurrence and transition, each row with its `visibility`).
+//! Needs the API token or a session.
+//!
+//! A customer's user sees only its own customer's items, and of one item
+//! not the log but its `timeline` and `status_words` in plain words (see
+//! [`crate::queue::customer_view`]): no internal comment, rule, assignment
+//! or escalation row, and none of the contract's internals.
 
 use axum::extract::{Path, State};
 
@@ -20,6 +26,7 @@ use super::{path_id, read};
 use crate::cases::hold::{self, Held};
 use crate::cases::store::{self as cases_store, Filter, LogEntry};
 use crate::cases::{Item, ItemKind, Severity, Status};
+use crate::queue::customer_view;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -110,6 +117,7 @@ fn log_json(e: &LogEntry) -> Value {
         "from_status": e.from_status.map(|s| s.to_string()),
         "to_status": e.to_status.to_string(),
         "comment": e.comment,
+        "visibility": e.visibility,
     })
 }
 
@@ -174,6 +182,16 @@ async fn one(state: AppState, headers: HeaderMap, kind: ItemKind, id: String) ->
         // Another customer's item is answered like a missing one.
         Some(((item, log), attached, detail)) if item.kind == kind && who.may_see(&item.key.customer) => {
             let mut v = item_json(&item);
+            if !who.can_act() {
+                // A customer's user: its timeline in plain words, public
+                // comments only, and no contract internals.
+                v["timeline"] = json!(customer_view::timeline(&log));
+                v["status_words"] = json!(customer_view::status_words(item.status));
+                if let Some(d) = detail {
+                    v["queue"] = super::queue::customer_detail_json(&d);
+                }
+                return Ok(Json(v));
+            }
             v["log"] = json!(log.iter().map(log_json).collect::<Vec<_>>());
             if let Some(a) = attached {
                 v["attached"] = json!(a);

@@ -192,7 +192,7 @@ mod tests {
         ] {
             let r = send(&state, method, uri, &[carol, json], body).await;
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {uri}: {}", r.body);
-            assert!(r.body.contains("may only read"), "{}", r.body);
+            assert!(r.body.contains("needs an engineer or a manager"), "{}", r.body);
         }
 
         // Staff may; a bad token may not.

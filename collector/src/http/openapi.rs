@@ -491,7 +491,7 @@ mod tests {
         let action = schema(&doc, "CaseAction");
         let branches = action["oneOf"].as_array().unwrap();
         let mapping = action["discriminator"]["mapping"].as_object().unwrap();
-        assert_eq!(branches.len(), 9);
+        assert_eq!(branches.len(), 10);
         assert_eq!(mapping.len(), branches.len());
         for (tag, target) in mapping {
             let branch = json!({ "$ref": target });

@@ -5,13 +5,19 @@
 //! - `POST /api/v1/cases`: report a fault (`asset`, `title`, `description`,
 //!   `severity`, `component`).
 //! - `POST /api/v1/cases/{id}/actions`: acknowledge, assign, escalate,
-//!   comment, hold, resume, cancel, resolve (with the service report), close
-//!   (with the satisfaction record).
+//!   comment (`visibility` internal, the staff's default, or public), hold,
+//!   resume, cancel, resolve (with the service report), close (with the
+//!   satisfaction record), survey (the customer's own answer).
 //! - `GET /api/v1/assets/{host}/history`: the asset's cases, findings and
 //!   service reports with parts.
 //! - `GET /api/v1/outbox`: each sink's backlog and what it refused.
 //!
-//! Engineers and managers act; a customer reads its own cases only.
+//! Engineers and managers do everything. A customer's user sees its own
+//! customer's cases without the contract's internals (no contract, level,
+//! assignee or SLA: see [`crate::queue::customer_view`]), reports faults on
+//! its own assets (another customer's asset is refused like an unknown
+//! one), comments publicly on its cases and answers their survey; every
+//! other action is a 403.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -27,6 +33,7 @@ use super::cases::{StatusFilter, item_json};
 use super::error::ApiError;
 use super::hosts::authorize;
 use super::{AppState, json_body, path_id, read};
+use crate::auth::Principal;
 use crate::cases::Severity;
 use crate::queue::{self, CaseAction, FaultReport, QueueFilter};
 
@@ -92,12 +99,27 @@ impl QueueQuery {
     }
 }
 
-fn entry_json(e: &queue::QueueEntry) -> Value {
+fn entry_json(e: &queue::QueueEntry, who: &Principal) -> Value {
     let mut v = item_json(&e.item);
-    v["queue"] = json!(e.meta);
-    v["sla"] = json!(e.sla);
-    v["next_breach_ms"] = json!(e.sla.next_breach_ms());
+    if who.can_act() {
+        v["queue"] = json!(e.meta);
+        v["sla"] = json!(e.sla);
+        v["next_breach_ms"] = json!(e.sla.next_breach_ms());
+    } else {
+        v["queue"] = customer_meta_json(&e.meta);
+    }
     v
+}
+
+/// What a customer's user sees of a case's queue data: how it is
+/// described, none of the contract's internals.
+fn customer_meta_json(m: &queue::CaseMeta) -> Value {
+    json!({
+        "title": m.title,
+        "description": m.description,
+        "reported_by": m.reported_by,
+        "source": m.source,
+    })
 }
 
 async fn list(
@@ -111,7 +133,7 @@ async fn list(
     let now = caretaker_shared::now_ms();
     let entries = read(&state, move |c| queue::queue(c, &contracts, &filter, now)).await?;
     Ok(Json(
-        json!({ "cases": entries.iter().map(entry_json).collect::<Vec<_>>() }),
+        json!({ "cases": entries.iter().map(|e| entry_json(e, &who)).collect::<Vec<_>>() }),
     ))
 }
 
@@ -128,6 +150,17 @@ pub(crate) fn detail_json(d: &queue::CaseDetail) -> Value {
     })
 }
 
+/// The queue part of `GET /api/v1/cases/{id}` for a customer's user: no
+/// contract, level, assignee, SLA, escalations or external tickets.
+pub(crate) fn customer_detail_json(d: &queue::CaseDetail) -> Value {
+    json!({
+        "meta": d.meta.as_ref().map(customer_meta_json),
+        "satisfaction": d.satisfaction,
+        "service_reports": d.service_reports,
+        "earlier_cases": d.earlier.iter().map(item_json).collect::<Vec<_>>(),
+    })
+}
+
 async fn action(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -135,22 +168,39 @@ async fn action(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&state, &headers).await?;
-    who.require_staff()?;
     let id = path_id("case", &id)?;
+    if !who.can_act() {
+        // A staff action from a customer's user: 403 whatever its fields
+        // (the queue refuses it too, once the body reads).
+        let tag = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("action")?.as_str().map(str::to_string));
+        if let Some(tag) = tag
+            && !CaseAction::OPEN_TO_CUSTOMERS.contains(&tag.as_str())
+        {
+            return Err(ApiError::Forbidden(CaseAction::not_for_customers(&tag)));
+        }
+    }
     let action: CaseAction = json_body(&body)?;
-    let v = run_action(&state, id, action, &who.name).await?;
+    let v = run_action(&state, id, action, &who).await?;
     Ok(Json(v))
 }
 
-/// Applies a person's action through the store writer; the answer is the
-/// case afterwards. Shared by the API and the case page's forms.
-pub(crate) async fn run_action(state: &AppState, id: i64, action: CaseAction, person: &str) -> Result<Value, ApiError> {
+/// Applies `who`'s action through the store writer; the answer is the case
+/// afterwards. Shared by the API and the case page's forms. The queue
+/// decides what a customer's user may do, in the same transaction.
+pub(crate) async fn run_action(
+    state: &AppState,
+    id: i64,
+    action: CaseAction,
+    who: &Principal,
+) -> Result<Value, ApiError> {
     let contracts = state.contracts.get();
-    let person = person.to_string();
+    let who = who.clone();
     Ok(state
         .writer
         .run(move |conn| {
-            let item = queue::act(conn, &contracts, id, &action, &person, caretaker_shared::now_ms())?;
+            let item = queue::act_as(conn, &contracts, id, &action, who.actor(), caretaker_shared::now_ms())?;
             Ok(item_json(&item))
         })
         .await?)
@@ -162,9 +212,8 @@ async fn report_fault(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let who = authorize(&state, &headers).await?;
-    who.require_staff()?;
     let report: FaultReport = json_body(&body)?;
-    let v = file_fault(&state, report, &who.name).await?;
+    let v = file_fault(&state, report, &who).await?;
     let code = if v["created"] == json!(true) {
         StatusCode::CREATED
     } else {
@@ -173,14 +222,16 @@ async fn report_fault(
     Ok((code, Json(v)))
 }
 
-/// Files a reported fault through the writer: `{"id", "created"}`.
-pub(crate) async fn file_fault(state: &AppState, report: FaultReport, person: &str) -> Result<Value, ApiError> {
+/// Files a reported fault through the writer: `{"id", "created"}`. A
+/// customer's user reports on its own customer's assets only.
+pub(crate) async fn file_fault(state: &AppState, report: FaultReport, who: &Principal) -> Result<Value, ApiError> {
     let contracts = state.contracts.get();
-    let person = person.to_string();
+    let who = who.clone();
     Ok(state
         .writer
         .run(move |conn| {
-            let (id, created) = queue::report_fault(conn, &contracts, &report, &person, caretaker_shared::now_ms())?;
+            let (id, created) =
+                queue::report_fault_as(conn, &contracts, &report, who.actor(), caretaker_shared::now_ms())?;
             Ok(json!({"id": id, "created": created}))
         })
         .await?)
@@ -350,7 +401,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_customer_reads_only_its_own_cases_and_changes_nothing() {
+    async fn a_customer_reads_only_its_own_cases_and_does_no_staff_work() {
         let dir = tempfile::tempdir().unwrap();
         let s = state(&dir).await;
         let (_, acme) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
@@ -381,27 +432,301 @@ mod tests {
         assert_eq!(code, StatusCode::NOT_FOUND);
         let (code, _) = as_user(&s, "gus", "GET", &format!("/api/v1/cases/{acme}"), None).await;
         assert_eq!(code, StatusCode::NOT_FOUND);
-        // Read-only: no action, no report, no outbox.
+        let (code, _) = as_user(&s, "carol", "GET", "/api/v1/outbox", None).await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        // No staff action on her own case: 403 naming the action, nothing changed.
+        let before = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{acme}"), None)
+            .await
+            .1;
         let uri = format!("/api/v1/cases/{acme}/actions");
-        let (code, _) = as_user(
+        for body in [
+            json!({"action": "acknowledge"}),
+            json!({"action": "assign", "to": "ana"}),
+            json!({"action": "escalate", "comment": "faster"}),
+            json!({"action": "hold", "reason": "awaiting_vendor"}),
+            json!({"action": "cancel", "reason": "duplicate"}),
+            json!({"action": "resolve", "report": {"host": "", "mode": "remote", "symptom": "x",
+                "work_done": "x", "engineer": "", "minutes": 1}}),
+            json!({"action": "close", "satisfaction": {"no_answer": true}}),
+        ] {
+            let (code, v) = as_user(&s, "carol", "POST", &uri, Some(body.clone())).await;
+            assert_eq!(code, StatusCode::FORBIDDEN, "{body}: {v}");
+            assert!(v["reason"].as_str().unwrap().starts_with("action: "), "{v}");
+        }
+        // Whatever their fields.
+        for body in [
+            json!({"action": "resolve"}),
+            json!({"action": "hold", "reason": "lunch"}),
+        ] {
+            let (code, v) = as_user(&s, "carol", "POST", &uri, Some(body.clone())).await;
+            assert_eq!(code, StatusCode::FORBIDDEN, "{body}: {v}");
+        }
+        // She cannot make a comment internal.
+        let (code, v) = as_user(
             &s,
             "carol",
             "POST",
             &uri,
-            Some(json!({"action": "comment", "comment": "hi"})),
+            Some(json!({"action": "comment", "comment": "psst", "visibility": "internal"})),
         )
         .await;
-        assert_eq!(code, StatusCode::FORBIDDEN);
-        let (code, _) = as_user(&s, "carol", "POST", "/api/v1/cases", Some(fault("db01", "x"))).await;
-        assert_eq!(code, StatusCode::FORBIDDEN);
-        let (code, _) = as_user(&s, "carol", "GET", "/api/v1/outbox", None).await;
-        assert_eq!(code, StatusCode::FORBIDDEN);
-        // Nothing changed.
-        let (_, v) = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{acme}"), None).await;
-        assert!(v["log"].as_array().unwrap().iter().all(|e| e["comment"] != "hi"));
+        assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
+        assert!(v["reason"].as_str().unwrap().starts_with("visibility: "), "{v}");
+        // Nor act on another customer's case: it is not found.
+        let (code, _) = as_user(
+            &s,
+            "gus",
+            "POST",
+            &uri,
+            Some(json!({"action": "comment", "comment": "hello"})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        let (_, after) = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{acme}"), None).await;
+        assert_eq!(after["log"], before["log"]);
+        assert_eq!(after["status"], before["status"]);
         // No token at all.
         let r = send(&s, "GET", "/api/v1/queue", &[], "").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    /// Every API answer a customer gets, as text, for what must not be in it.
+    async fn customer_answers(s: &AppState, who: &str, id: i64) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for uri in [
+            format!("/api/v1/cases/{id}"),
+            "/api/v1/queue".to_string(),
+            "/api/v1/cases?status=all".to_string(),
+            "/api/v1/assets/db01/history".to_string(),
+        ] {
+            let (code, v) = as_user(s, who, "GET", &uri, None).await;
+            assert_eq!(code, StatusCode::OK, "{uri}: {v}");
+            out.push((uri, v.to_string()));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn comments_are_internal_unless_made_public_and_a_customer_sees_only_public_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (_, v) = as_user(&s, "ana", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
+        let id = v["id"].as_i64().unwrap();
+        let uri = format!("/api/v1/cases/{id}/actions");
+        for body in [
+            json!({"action": "acknowledge", "comment": "taking it, ACK-NOTE"}),
+            json!({"action": "comment", "comment": "vendor is slow INTERNAL-DEFAULT"}),
+            json!({"action": "comment", "comment": "margin is thin INTERNAL-CHOSEN", "visibility": "internal"}),
+            json!({"action": "comment", "comment": "a new disk arrives tomorrow", "visibility": "public"}),
+            json!({"action": "escalate", "to": "L2", "comment": "needs ESCALATION-NOTE"}),
+            json!({"action": "hold", "reason": "awaiting_parts", "comment": "HOLD-NOTE"}),
+        ] {
+            let (code, v) = as_user(&s, "ana", "POST", &uri, Some(body.clone())).await;
+            assert_eq!(code, StatusCode::OK, "{body}: {v}");
+        }
+        let (code, v) = as_user(
+            &s,
+            "ana",
+            "POST",
+            &uri,
+            Some(json!({"action": "comment", "comment": "x", "visibility": "everyone"})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("visibility"), "{v}");
+        // The customer comments: public, and no response of the engineers.
+        let (code, v) = as_user(
+            &s,
+            "carol",
+            "POST",
+            &uri,
+            Some(json!({"action": "comment", "comment": "thanks, the mail waits"})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+
+        // Staff see every row with its visibility.
+        let (_, staff) = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{id}"), None).await;
+        let rows: Vec<(String, String, String)> = staff["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["from_status"] == e["to_status"] && e["actor"] != "rule:contract")
+            .map(|e| {
+                (
+                    e["actor"].as_str().unwrap().to_string(),
+                    e["comment"].as_str().unwrap_or("").to_string(),
+                    e["visibility"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let vis = |text: &str| {
+            rows.iter()
+                .find(|r| r.1.contains(text))
+                .map(|r| r.2.as_str())
+                .unwrap_or_else(|| panic!("{text}: {rows:?}"))
+        };
+        assert_eq!(vis("INTERNAL-DEFAULT"), "internal");
+        assert_eq!(vis("INTERNAL-CHOSEN"), "internal");
+        assert_eq!(vis("a new disk arrives tomorrow"), "public");
+        assert_eq!(vis("ESCALATION-NOTE"), "internal");
+        assert_eq!(vis("thanks, the mail waits"), "public");
+        assert!(rows.iter().any(|r| r.0 == "customer:carol"), "{rows:?}");
+        assert!(
+            staff["log"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["visibility"].is_string())
+        );
+
+        // The customer: never an internal comment, a rule, an assignment or
+        // an escalation, nor the contract's internals, in any answer.
+        for (uri, text) in customer_answers(&s, "carol", id).await {
+            for secret in [
+                "INTERNAL-DEFAULT",
+                "INTERNAL-CHOSEN",
+                "ACK-NOTE",
+                "ESCALATION-NOTE",
+                "HOLD-NOTE",
+                "rule:",
+                "acme-24",
+                "\"level\"",
+                "\"assignee\"",
+                "escalat",
+                "\"sla\"",
+                "assigned to",
+            ] {
+                assert!(!text.contains(secret), "{uri} shows {secret}: {text}");
+            }
+        }
+        let (_, mine) = as_user(&s, "carol", "GET", &format!("/api/v1/cases/{id}"), None).await;
+        let timeline: Vec<(String, String, String)> = mine["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["who"].as_str().unwrap().to_string(),
+                    e["what"].as_str().unwrap().to_string(),
+                    e["comment"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want = [
+            ("ana", "opened", ""),
+            ("ana", "acknowledged", ""),
+            ("ana", "comment", "a new disk arrives tomorrow"),
+            ("ana", "on hold, awaiting parts", ""),
+            ("carol", "comment", "thanks, the mail waits"),
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+        assert_eq!(timeline, want);
+        assert_eq!(mine["status_words"], "on hold, awaiting parts");
+        assert_eq!(mine["queue"]["meta"]["title"], "Mail down");
+        assert!(mine.get("log").is_none(), "{mine}");
+        // A customer's comment is no response of the engineers'... but
+        // ana's acknowledgement was, and stays the first.
+        let met = staff["queue"]["sla"]["response"]["met_at_ms"].as_i64();
+        let ack_at = staff["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["to_status"] == "in_progress")
+            .and_then(|e| e["at_ms"].as_i64());
+        assert_eq!(met, ack_at);
+    }
+
+    #[tokio::test]
+    async fn a_customers_comment_is_not_the_engineers_response() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (_, v) = as_user(&s, "carol", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
+        let id = v["id"].as_i64().unwrap();
+        let uri = format!("/api/v1/cases/{id}/actions");
+        let (code, v) = as_user(
+            &s,
+            "carol",
+            "POST",
+            &uri,
+            Some(json!({"action": "comment", "comment": "urgent"})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        let (_, staff) = as_user(&s, "ana", "GET", &format!("/api/v1/cases/{id}"), None).await;
+        assert_eq!(staff["queue"]["sla"]["response"]["met_at_ms"], Value::Null, "{staff}");
+        assert_eq!(staff["queue"]["meta"]["reported_by"], "carol");
+        assert_eq!(staff["log"][0]["actor"], "customer:carol");
+    }
+
+    #[tokio::test]
+    async fn a_customer_reports_faults_on_its_own_assets_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (code, v) = as_user(&s, "carol", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
+        assert_eq!(code, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        let (code, v) = as_user(&s, "carol", "GET", &format!("/api/v1/cases/{id}"), None).await;
+        assert_eq!((code, v["customer"].as_str()), (StatusCode::OK, Some("acme")), "{v}");
+        // Another customer's asset is refused exactly like an unknown one.
+        let (other, other_v) = as_user(&s, "carol", "POST", "/api/v1/cases", Some(fault("web01", "x"))).await;
+        let (unknown, unknown_v) = as_user(&s, "carol", "POST", "/api/v1/cases", Some(fault("nowhere01", "x"))).await;
+        assert_eq!((other, unknown), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+        assert_eq!(
+            other_v["reason"].as_str().unwrap().replace("web01", "H"),
+            unknown_v["reason"].as_str().unwrap().replace("nowhere01", "H"),
+        );
+        assert_eq!(other_v["error"], unknown_v["error"]);
+        let (_, q) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
+        assert_eq!(q["cases"].as_array().map(Vec::len), Some(1), "{q}");
+    }
+
+    #[tokio::test]
+    async fn the_customer_answers_the_survey_of_a_resolved_case_once_and_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let (_, v) = as_user(&s, "carol", "POST", "/api/v1/cases", Some(fault("db01", "Mail down"))).await;
+        let id = v["id"].as_i64().unwrap();
+        let uri = format!("/api/v1/cases/{id}/actions");
+        let survey = |score: u8| json!({"action": "survey", "score": score, "comment": "fixed fast"});
+        // Not before it is resolved.
+        let (code, v) = as_user(&s, "carol", "POST", &uri, Some(survey(5))).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("once it is resolved"), "{v}");
+        let resolve = json!({"action": "resolve", "report": {"host": "", "mode": "remote", "symptom": "mail stuck",
+            "work_done": "restarted postfix", "engineer": "", "minutes": 20}});
+        let (code, v) = as_user(&s, "ana", "POST", &uri, Some(json!({"action": "acknowledge"}))).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        let (code, v) = as_user(&s, "ana", "POST", &uri, Some(resolve)).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        // A score out of range is named.
+        let (code, v) = as_user(&s, "carol", "POST", &uri, Some(survey(9))).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["reason"].as_str().unwrap().starts_with("score"), "{v}");
+        // Answering confirms the repair: the case closes.
+        let (code, v) = as_user(&s, "carol", "POST", &uri, Some(survey(4))).await;
+        assert_eq!((code, v["status"].as_str()), (StatusCode::OK, Some("closed")), "{v}");
+        let (_, v) = as_user(&s, "carol", "GET", &format!("/api/v1/cases/{id}"), None).await;
+        let sat = &v["queue"]["satisfaction"];
+        assert_eq!(
+            (sat["score"].as_i64(), sat["comment"].as_str()),
+            (Some(4), Some("fixed fast"))
+        );
+        assert_eq!(sat["recorded_by"], "customer:carol");
+        // Once only, by anyone.
+        let (code, v) = as_user(&s, "carol", "POST", &uri, Some(survey(1))).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("already answered"), "{v}");
+        let (code, v) = as_user(
+            &s,
+            "ana",
+            "POST",
+            &uri,
+            Some(json!({"action": "close", "satisfaction": {"score": 2}})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CONFLICT, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("already answered"), "{v}");
     }
 
     #[tokio::test]

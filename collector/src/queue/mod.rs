@@ -10,7 +10,13 @@
 //! the assignee and the escalation level; every decision also goes to the
 //! case's log, and from there (a trigger, in the same transaction) to the
 //! outbox the sinks deliver from.
+//!
+//! Staff act on every case; a customer's user ([`Actor::Customer`]) reports
+//! faults on its own assets, comments publicly on its own cases and answers
+//! their satisfaction survey, and sees them as [`customer_view`] has it.
+//! Comments are internal (staff only) unless made public.
 
+pub mod customer_view;
 pub mod deliver;
 pub mod outbox;
 
@@ -18,7 +24,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cases::store::{self as items, LogEntry};
+use crate::cases::store::{self as items, LogEntry, Visibility};
 use crate::cases::{Action, IdentityKey, Item, ItemKind, Severity, Signal, Status};
 use crate::contracts::{self, Clock, Contract, Contracts, Level};
 use crate::store::StoreError;
@@ -672,6 +678,13 @@ fn close_with(conn: &dyn Sql, id: i64, s: &Satisfaction, actor: &str, now_ms: i6
     if !problems.is_empty() {
         return Err(StoreError::QueueInput(problems.join("; ")));
     }
+    if let Some(done) = satisfaction(conn, id)? {
+        return Err(StoreError::Queue(format!(
+            "case {id}'s satisfaction survey was already answered ({}, {})",
+            done.recorded_by,
+            format_ms(done.at_ms)
+        )));
+    }
     let item = case(conn, id)?;
     if item.status != Status::Resolved {
         return Err(StoreError::Queue(format!(
@@ -726,8 +739,13 @@ pub enum CaseAction {
         to: Option<String>,
         comment: String,
     },
+    /// A comment, `internal` (staff only) or `public` (the customer sees
+    /// it). Left out: internal for staff, public for a customer's user, who
+    /// cannot choose internal.
     Comment {
         comment: String,
+        #[serde(default, deserialize_with = "visibility_field")]
+        visibility: Option<Visibility>,
     },
     Hold {
         reason: crate::cases::HoldReason,
@@ -744,12 +762,19 @@ pub enum CaseAction {
         comment: Option<String>,
     },
     /// Resolve with the service report (required).
-    Resolve {
-        report: crate::spares::ServiceReport,
-    },
-    /// Close with the satisfaction record (required).
-    Close {
-        satisfaction: Satisfaction,
+    Resolve { report: crate::spares::ServiceReport },
+    /// Close with the satisfaction record (required): staff recording the
+    /// customer's answer (by phone, or that there was none).
+    Close { satisfaction: Satisfaction },
+    /// The customer's own answer to the satisfaction survey of a resolved
+    /// case: a score from 1 to 5 and a comment. Answering confirms the
+    /// repair, so it closes the case, as in ITSM practice (a customer who is
+    /// not satisfied says so in the score and the comment; the case stays
+    /// on record and a recurrence reopens or links it). Once only.
+    Survey {
+        score: u8,
+        #[serde(default)]
+        comment: String,
     },
 }
 
@@ -765,8 +790,63 @@ impl CaseAction {
             CaseAction::Cancel { .. } => "cancel",
             CaseAction::Resolve { .. } => "resolve",
             CaseAction::Close { .. } => "close",
+            CaseAction::Survey { .. } => "survey",
         }
     }
+
+    /// The actions (by name) a customer's user may take on its own case: it
+    /// comments (publicly) and answers the survey; the rest is staff work.
+    pub const OPEN_TO_CUSTOMERS: [&'static str; 2] = ["comment", "survey"];
+
+    /// Whether a customer's user may take this action on its own case.
+    pub fn open_to_customers(&self) -> bool {
+        Self::OPEN_TO_CUSTOMERS.contains(&self.name())
+    }
+
+    /// Why a customer's user may not take action `name`.
+    pub fn not_for_customers(name: &str) -> String {
+        format!("action: {name} is for engineers and managers; a customer's user comments and answers the survey")
+    }
+}
+
+/// Who acts on a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor<'a> {
+    /// An engineer, a manager or the machine API token, by name.
+    Staff(&'a str),
+    /// A customer's user, by name, with its customer: it acts on that
+    /// customer's cases and assets only.
+    Customer { name: &'a str, customer: &'a str },
+}
+
+impl Actor<'_> {
+    /// The actor as the case log names it: `person:<name>` for staff,
+    /// `customer:<name>` for a customer's user (which is never the
+    /// engineers' response, see [`first_response_ms`]).
+    pub fn log_name(&self) -> String {
+        match self {
+            Actor::Staff(n) => format!("person:{n}"),
+            Actor::Customer { name, .. } => format!("customer:{name}"),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Actor::Staff(n) | Actor::Customer { name: n, .. } => n,
+        }
+    }
+}
+
+/// A comment's `visibility`, refused by name: inside the action's tagged
+/// enum a plain enum's error would not say which field was wrong.
+fn visibility_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Visibility>, D::Error> {
+    let given: Option<String> = Option::deserialize(d)?;
+    given
+        .map(|v| {
+            Visibility::parse(&v)
+                .ok_or_else(|| serde::de::Error::custom(format!("visibility: {v:?} is not internal or public")))
+        })
+        .transpose()
 }
 
 fn non_empty<'a>(field: &str, v: &'a str) -> Result<&'a str, StoreError> {
@@ -777,8 +857,7 @@ fn non_empty<'a>(field: &str, v: &'a str) -> Result<&'a str, StoreError> {
     Ok(t)
 }
 
-/// Applies a person's action to case `id`; everything it changes is in the
-/// caller's transaction (all or nothing). Returns the case afterwards.
+/// Applies staff member `person`'s action to case `id` (see [`act_as`]).
 pub fn act(
     conn: &dyn Sql,
     contracts: &Contracts,
@@ -787,7 +866,42 @@ pub fn act(
     person: &str,
     now_ms: i64,
 ) -> Result<Item, StoreError> {
+    act_as(conn, contracts, id, action, Actor::Staff(person), now_ms)
+}
+
+/// Applies `who`'s action to case `id`; everything it changes is in the
+/// caller's transaction (all or nothing). Returns the case afterwards. A
+/// customer's user may only comment (publicly) and answer the survey, on
+/// its own customer's cases: another customer's case is refused like a
+/// missing one.
+pub fn act_as(
+    conn: &dyn Sql,
+    contracts: &Contracts,
+    id: i64,
+    action: &CaseAction,
+    who: Actor<'_>,
+    now_ms: i64,
+) -> Result<Item, StoreError> {
     let item = case(conn, id)?;
+    if let Actor::Customer { customer, .. } = who {
+        if item.key.customer != customer {
+            return Err(StoreError::NoSuchItem(id));
+        }
+        if !action.open_to_customers() {
+            return Err(StoreError::QueueForbidden(CaseAction::not_for_customers(action.name())));
+        }
+        if let CaseAction::Comment {
+            visibility: Some(Visibility::Internal),
+            ..
+        } = action
+        {
+            return Err(StoreError::QueueForbidden(
+                "visibility: a customer's comments are always public".into(),
+            ));
+        }
+    }
+    let person = who.name();
+    let actor = who.log_name();
     let meta = meta(conn, id)?.ok_or_else(|| StoreError::Queue(format!("case {id} is not in the queue yet")))?;
     let comment = |c: &Option<String>| {
         c.as_deref()
@@ -798,15 +912,7 @@ pub fn act(
     match action {
         CaseAction::Acknowledge { comment: c } => {
             if meta.assignee.is_none() {
-                set_assignee(
-                    conn,
-                    id,
-                    item.status,
-                    person,
-                    &format!("person:{person}"),
-                    "took it",
-                    now_ms,
-                )?;
+                set_assignee(conn, id, item.status, person, &actor, "took it", now_ms)?;
             }
             items::person_action(
                 conn,
@@ -832,7 +938,7 @@ pub fn act(
                 )));
             }
             let why = comment(c).unwrap_or_else(|| format!("by {person}"));
-            set_assignee(conn, id, item.status, to, &format!("person:{person}"), &why, now_ms)?;
+            set_assignee(conn, id, item.status, to, &actor, &why, now_ms)?;
         }
         CaseAction::Escalate { to, comment: c } => {
             let c = non_empty("comment", c)?;
@@ -859,20 +965,15 @@ pub fn act(
                 Level::L2 => "L2",
                 Level::Vendor => "vendor",
             };
-            record_escalation(
-                conn,
-                id,
-                None,
-                contracts::Action::Escalate,
-                name,
-                &format!("person:{person}"),
-                c,
-                now_ms,
-            )?;
+            record_escalation(conn, id, None, contracts::Action::Escalate, name, &actor, c, now_ms)?;
         }
-        CaseAction::Comment { comment: c } => {
+        CaseAction::Comment { comment: c, visibility } => {
             let c = non_empty("comment", c)?;
-            items::note(conn, id, &format!("person:{person}"), c, now_ms)?;
+            let visibility = match who {
+                Actor::Staff(_) => visibility.unwrap_or(Visibility::Internal),
+                Actor::Customer { .. } => Visibility::Public,
+            };
+            items::comment_as(conn, id, &actor, c, visibility, now_ms)?;
         }
         CaseAction::Hold { reason, comment: c } => {
             items::person_action(conn, id, Action::Hold(*reason), person, comment(c).as_deref(), now_ms)?;
@@ -887,7 +988,23 @@ pub fn act(
             resolve_with(conn, &item, report, person, now_ms)?;
         }
         CaseAction::Close { satisfaction } => {
-            close_with(conn, id, satisfaction, &format!("person:{person}"), now_ms)?;
+            close_with(conn, id, satisfaction, &actor, now_ms)?;
+        }
+        CaseAction::Survey { score, comment } => {
+            // Said before "only a resolved case can be closed": the survey
+            // is what opens at resolution.
+            if item.status != Status::Resolved && satisfaction(conn, id)?.is_none() {
+                return Err(StoreError::Queue(format!(
+                    "case {id} is {}: its satisfaction survey opens once it is resolved",
+                    item.status
+                )));
+            }
+            let s = Satisfaction {
+                score: Some(*score),
+                comment: comment.trim().to_string(),
+                no_answer: false,
+            };
+            close_with(conn, id, &s, &actor, now_ms)?;
         }
     }
     case(conn, id)
@@ -990,14 +1107,27 @@ impl FaultReport {
     }
 }
 
-/// Opens (or finds: the same title on the same asset is the same fault) a
-/// case for a reported fault. The asset must be known. Returns the case id
-/// and whether it is new.
+/// Staff member `person` reports a fault (see [`report_fault_as`]).
 pub fn report_fault(
     conn: &dyn Sql,
     contracts: &Contracts,
     report: &FaultReport,
     person: &str,
+    now_ms: i64,
+) -> Result<(i64, bool), StoreError> {
+    report_fault_as(conn, contracts, report, Actor::Staff(person), now_ms)
+}
+
+/// Opens (or finds: the same title on the same asset is the same fault) a
+/// case for a reported fault. The asset must be known, and for a customer's
+/// user one of its own customer's: another customer's asset is refused
+/// exactly like an unknown one, so its existence does not leak. Returns the
+/// case id and whether it is new.
+pub fn report_fault_as(
+    conn: &dyn Sql,
+    contracts: &Contracts,
+    report: &FaultReport,
+    who: Actor<'_>,
     now_ms: i64,
 ) -> Result<(i64, bool), StoreError> {
     let problems = report.problems();
@@ -1010,6 +1140,12 @@ pub fn report_fault(
     }
     let labels = asset_labels(conn, asset)?;
     let customer = labels.get("customer").cloned().unwrap_or_default();
+    if let Actor::Customer { customer: own, .. } = who
+        && customer != own
+    {
+        return Err(StoreError::UnknownAsset(asset.to_string()));
+    }
+    let person = who.name();
     let component = if report.component.trim().is_empty() {
         slug(&report.title)
     } else {
@@ -1037,7 +1173,7 @@ pub fn report_fault(
     // Cases opened elsewhere since the last settling get theirs first, so
     // this one's queue data does not pass over them.
     settle(conn, contracts, items::log_high_water(conn)?, now_ms)?;
-    let (id, created) = items::open_reported(conn, &signal, &format!("person:{person}"), now_ms)?;
+    let (id, created) = items::open_reported(conn, &signal, &who.log_name(), now_ms)?;
     if created {
         let item = case(conn, id)?;
         let opening = Opening {

@@ -474,6 +474,7 @@ fn people_assign_escalate_comment_and_cancel_with_a_record_of_each() {
         id,
         &CaseAction::Comment {
             comment: "vendor case 4711".into(),
+            visibility: None,
         },
         "cy",
         t0 + 5 * M,
@@ -484,7 +485,10 @@ fn people_assign_escalate_comment_and_cancel_with_a_record_of_each() {
             &conn,
             &c,
             id,
-            &CaseAction::Comment { comment: "".into() },
+            &CaseAction::Comment {
+                comment: "".into(),
+                visibility: None
+            },
             "cy",
             t0 + 5 * M
         )
@@ -514,7 +518,17 @@ fn people_assign_escalate_comment_and_cancel_with_a_record_of_each() {
     }
     // A finding is not a case.
     assert!(matches!(
-        act(&conn, &c, 999, &CaseAction::Comment { comment: "x".into() }, "cy", t0),
+        act(
+            &conn,
+            &c,
+            999,
+            &CaseAction::Comment {
+                comment: "x".into(),
+                visibility: None
+            },
+            "cy",
+            t0
+        ),
         Err(StoreError::NoSuchItem(999))
     ));
 }
@@ -544,6 +558,7 @@ fn every_case_change_lands_in_the_outbox_with_it() {
         id,
         &CaseAction::Comment {
             comment: "looking".into(),
+            visibility: None,
         },
         "ana",
         t0 + M,
@@ -575,6 +590,7 @@ fn every_case_change_lands_in_the_outbox_with_it() {
         id,
         &CaseAction::Comment {
             comment: "undelivered".into(),
+            visibility: None,
         },
         "ana",
         t0 + 2 * M,
@@ -624,6 +640,76 @@ fn a_reported_fault_opens_one_case_on_a_known_asset() {
     let item = items::item(&conn, id).unwrap().unwrap();
     assert_eq!(item.key.customer, "acme");
     assert!(item.touched_by_person);
+}
+
+#[test]
+fn a_customer_reports_on_its_own_assets_comments_publicly_and_does_no_staff_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let carol = Actor::Customer {
+        name: "carol",
+        customer: "acme",
+    };
+    let fault = |asset: &str| FaultReport {
+        asset: asset.into(),
+        title: "App down".into(),
+        description: String::new(),
+        severity: Severity::Major,
+        component: String::new(),
+    };
+    // Another customer's asset is refused exactly like an unknown one.
+    let other = report_fault_as(&conn, &c, &fault("lab01"), carol, t0).unwrap_err();
+    let unknown = report_fault_as(&conn, &c, &fault("ghost01"), carol, t0).unwrap_err();
+    assert!(matches!(other, StoreError::UnknownAsset(_)), "{other}");
+    assert_eq!(
+        other.to_string().replace("lab01", "H"),
+        unknown.to_string().replace("ghost01", "H")
+    );
+    let (id, _) = report_fault_as(&conn, &c, &fault("db01"), carol, t0).unwrap();
+    assert_eq!(meta(&conn, id).unwrap().unwrap().reported_by.as_deref(), Some("carol"));
+    let comment = |visibility| CaseAction::Comment {
+        comment: "still down".into(),
+        visibility,
+    };
+    // Staff work and an internal comment: refused, naming the field.
+    for (action, field) in [
+        (CaseAction::Acknowledge { comment: None }, "action"),
+        (CaseAction::Resume { comment: None }, "action"),
+        (comment(Some(Visibility::Internal)), "visibility"),
+    ] {
+        match act_as(&conn, &c, id, &action, carol, t0 + M) {
+            Err(StoreError::QueueForbidden(m)) => assert!(m.starts_with(field), "{m}"),
+            other => panic!("{action:?}: {other:?}"),
+        }
+    }
+    // Another customer's case is not found.
+    let gus = Actor::Customer {
+        name: "gus",
+        customer: "nobody",
+    };
+    assert!(matches!(
+        act_as(&conn, &c, id, &comment(None), gus, t0 + M),
+        Err(StoreError::NoSuchItem(_))
+    ));
+    act_as(&conn, &c, id, &comment(None), carol, t0 + M).unwrap();
+    act(&conn, &c, id, &comment(None), "ana", t0 + 2 * M).unwrap();
+    let (_, log) = items::get(&conn, id).unwrap().unwrap();
+    let comments: Vec<(&str, Visibility)> = log
+        .iter()
+        .filter(|e| e.comment.as_deref() == Some("still down"))
+        .map(|e| (e.actor.as_str(), e.visibility))
+        .collect();
+    assert_eq!(
+        comments,
+        [
+            ("customer:carol", Visibility::Public),
+            ("person:ana", Visibility::Internal)
+        ]
+    );
+    // Her comment is no response; the engineer's is.
+    assert_eq!(first_response_ms(&log), Some(t0 + 2 * M));
 }
 
 #[test]

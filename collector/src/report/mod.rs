@@ -136,7 +136,9 @@ pub struct Problem {
     pub resolved_at_ms: Option<i64>,
     /// One line: how it ended, or that it was still open.
     pub outcome: String,
-    /// Its log up to the end of the period.
+    /// Its log up to the end of the period, as the customer may read it:
+    /// every status change, and of the notes only the public comments (no
+    /// internal comment, assignment, escalation, contract or SLA note).
     pub log: Vec<LogLine>,
 }
 
@@ -758,6 +760,11 @@ fn device_record(
                 .log
                 .iter()
                 .filter(|l| l.at_ms < p.to_ms)
+                // The report goes to the customer: its notes (comments,
+                // assignment, escalation, contract rows) only when public.
+                .filter(|l| {
+                    l.from_status != Some(l.to_status) || l.visibility == crate::cases::store::Visibility::Public
+                })
                 .map(|l| LogLine {
                     at_ms: l.at_ms,
                     actor: l.actor.clone(),

@@ -884,6 +884,58 @@ fn response_figures_count_a_persons_first_action_after_the_rotation_assigned_the
     assert_eq!(queue::first_response_ms(&log), Some(acked));
 }
 
+#[test]
+fn the_report_shows_a_cases_status_changes_and_public_comments_never_internal_notes() {
+    use crate::cases::store::Visibility;
+    use crate::queue::{self, CaseAction};
+    let c = TestDb::new();
+    agent(&c, "a1", "db01", "acme", now());
+    let contracts = crate::contracts::parse_file(ROTATION, std::path::Path::new("contracts.toml")).unwrap();
+    let opened = t("2026-11-10T14:00:00Z");
+    let s = signal(
+        "acme",
+        "db01",
+        "disk_failing",
+        "/dev/sdb",
+        ItemKind::Case,
+        Severity::Major,
+        opened,
+        serde_json::json!({}),
+    );
+    let id = apply_signal(&c, &s, &Policy::default()).unwrap().item_id().unwrap();
+    queue::settle(&c, &contracts, 0, opened).unwrap();
+    let comment = |text: &str, visibility| CaseAction::Comment {
+        comment: text.into(),
+        visibility: Some(visibility),
+    };
+    for (i, action) in [
+        CaseAction::Acknowledge { comment: None },
+        comment("INTERNAL: the vendor is slow", Visibility::Internal),
+        comment("A new disk arrives tomorrow", Visibility::Public),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let at = opened + (i as i64 + 1) * 60_000;
+        queue::act(&c, &contracts, id, action, "ana", at).unwrap();
+    }
+    let r = acme(&c);
+    let problem = r.systems[0].problems.iter().find(|p| p.id == id).unwrap();
+    let comments: Vec<&str> = problem.log.iter().filter_map(|l| l.comment.as_deref()).collect();
+    assert!(comments.contains(&"A new disk arrives tomorrow"), "{comments:?}");
+    assert!(
+        !comments
+            .iter()
+            .any(|c| c.contains("INTERNAL") || c.contains("contract")),
+        "{comments:?}"
+    );
+    assert!(problem.log.iter().any(|l| l.to == "in_progress"), "{:?}", problem.log);
+    for text in [markdown::render(&r), html::render(&r)] {
+        assert!(!text.contains("INTERNAL"), "{text}");
+        assert!(text.contains("A new disk arrives tomorrow"), "{text}");
+    }
+}
+
 /// The bug report: a November report of a customer whose only host came in
 /// December showed December's open risks, today's recommendations, today's
 /// spare coverage and "a reboot is required".

@@ -61,6 +61,12 @@ CREATE TABLE item_log (
 CREATE INDEX item_log_item ON item_log(item_id, id);
 "#;
 
+/// Who may read a log row: `internal` (staff only; every row written before
+/// comments had a visibility) or `public` (the case's customer too). Only a
+/// comment is ever public.
+pub const MIGRATION_LOG_VISIBILITY: &str = "ALTER TABLE item_log ADD COLUMN visibility TEXT NOT NULL \
+    DEFAULT 'internal' CHECK (visibility IN ('internal', 'public'));";
+
 /// Drops the SQLite trigger that filled the outbox from `item_log`: the
 /// outbox row is now written by [`Items::append_log`] on every backend.
 pub const MIGRATION_OUTBOX_IN_CODE: &str = "DROP TRIGGER IF EXISTS item_log_to_outbox;";
@@ -134,6 +140,8 @@ pub struct LogRow {
     pub from_status: Option<String>,
     pub to_status: String,
     pub comment: Option<String>,
+    /// `internal` or `public`.
+    pub visibility: String,
 }
 
 /// A log row to append.
@@ -145,6 +153,8 @@ pub struct NewLog<'a> {
     pub from_status: Option<&'a str>,
     pub to_status: &'a str,
     pub comment: Option<&'a str>,
+    /// `internal` or `public`.
+    pub visibility: &'a str,
 }
 
 /// Which items [`Items::list_items`] returns; every field narrows,
@@ -292,15 +302,16 @@ pub trait Items: Sql {
     /// caller's transaction), so no change of a case misses the sinks.
     fn append_log(&self, entry: &NewLog<'_>) -> Result<i64, SqlError> {
         let log_id: i64 = self.query_one(
-            "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment, visibility) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
             args![
                 entry.item_id,
                 entry.at_ms,
                 entry.actor,
                 entry.from_status,
                 entry.to_status,
-                entry.comment
+                entry.comment,
+                entry.visibility
             ],
             |r| r.get(0),
         )?;
@@ -432,7 +443,7 @@ pub trait Items: Sql {
     /// Item `id`'s log, oldest row first.
     fn item_log(&self, id: i64) -> Result<Vec<LogRow>, SqlError> {
         self.query(
-            "SELECT id, item_id, at_ms, actor, from_status, to_status, comment FROM item_log \
+            "SELECT id, item_id, at_ms, actor, from_status, to_status, comment, visibility FROM item_log \
              WHERE item_id = ?1 ORDER BY id",
             args![id],
             |r| {
@@ -444,6 +455,7 @@ pub trait Items: Sql {
                     from_status: r.get(4)?,
                     to_status: r.get(5)?,
                     comment: r.get(6)?,
+                    visibility: r.get(7)?,
                 })
             },
         )
@@ -602,9 +614,42 @@ mod tests {
             from_status: None,
             to_status: &r.status,
             comment: None,
+            visibility: "internal",
         })
         .unwrap();
         id
+    }
+
+    #[test]
+    fn log_rows_are_internal_unless_written_public() {
+        on_both(|db| {
+            let case = open(db, &row("case", "fs_full", "new", "warning", 10));
+            // A row written as before the column existed counts as internal.
+            db.execute(
+                "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
+                 VALUES (?1, 20, 'person:bob', 'new', 'new', 'old note')",
+                args![case],
+            )
+            .unwrap();
+            let public = NewLog {
+                item_id: case,
+                at_ms: 30,
+                actor: "person:bob",
+                from_status: Some("new"),
+                to_status: "new",
+                comment: Some("we are on it"),
+                visibility: "public",
+            };
+            db.append_log(&public).unwrap();
+            let seen: Vec<String> = db.item_log(case).unwrap().into_iter().map(|r| r.visibility).collect();
+            assert_eq!(seen, ["internal", "internal", "public"]);
+            // Nothing but the two values is kept.
+            let bad = NewLog {
+                visibility: "secret",
+                ..public
+            };
+            assert!(db.append_log(&bad).is_err());
+        });
     }
 
     #[test]
@@ -688,6 +733,7 @@ mod tests {
                     from_status: Some("new"),
                     to_status: "on_hold:awaiting_vendor",
                     comment: Some("waiting"),
+                    visibility: "public",
                 })
                 .unwrap();
             let log = db.item_log(case).unwrap();
@@ -702,6 +748,7 @@ mod tests {
                     from_status: Some("new".into()),
                     to_status: "on_hold:awaiting_vendor".into(),
                     comment: Some("waiting".into()),
+                    visibility: "public".into(),
                 }
             );
             assert_eq!(log[0].from_status, None);
@@ -866,6 +913,7 @@ mod tests {
             from_status: None,
             to_status: "new",
             comment: None,
+            visibility: "internal",
         })
         .unwrap();
     }

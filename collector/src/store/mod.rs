@@ -96,6 +96,10 @@ pub enum StoreError {
     /// A queue request with bad input, naming the field.
     #[error("{0}")]
     QueueInput(String),
+    /// A queue request the requester may not make (a customer's user
+    /// asking for a staff action), naming the field.
+    #[error("{0}")]
+    QueueForbidden(String),
     #[error("the store has no {0} table: run `caretaker-collector serve` of this version once to upgrade it")]
     Outdated(&'static str),
     /// The store cannot write now (disk full, I/O error, read-only, locked
@@ -171,7 +175,7 @@ impl StoreError {
             | StoreError::TokenRefused(_)
             | StoreError::Revoked(_)
             | StoreError::StaleCredential(_) => ErrorClass::Unauthorized,
-            StoreError::Identity(_) => ErrorClass::Forbidden,
+            StoreError::Identity(_) | StoreError::QueueForbidden(_) => ErrorClass::Forbidden,
             StoreError::HostTaken { .. } => ErrorClass::Conflict,
             StoreError::BadWindow(_)
             | StoreError::Spares(_)
@@ -295,6 +299,8 @@ CREATE TABLE inventory (
         M::up(items::MIGRATION_OUTBOX_IN_CODE),
         // Leases and the replica register: replicas sharing a store divide the work.
         M::up(leases::MIGRATION),
+        // Comments are internal (staff only) or public (the customer's too).
+        M::up(items::MIGRATION_LOG_VISIBILITY),
     ])
 }
 

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("postgres/0002_detect_checkpoints.sql"),
     ),
     (3, "replicas", include_str!("postgres/0003_replicas.sql")),
+    (4, "log visibility", include_str!("postgres/0004_log_visibility.sql")),
 ];
 
 /// The advisory lock key migrations hold (any constant the collector alone uses).

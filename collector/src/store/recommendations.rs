@@ -721,6 +721,7 @@ mod tests {
             from_status: None,
             to_status: status,
             comment: None,
+            visibility: "internal",
         })
         .unwrap();
         id

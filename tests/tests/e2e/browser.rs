@@ -4,6 +4,12 @@
 //! it, resolves it with a service report naming the replaced disk, and finds
 //! the new disk on the asset's page.
 //!
+//! A customer's user reports a fault on its asset through the portal and
+//! comments; the engineer comments internally and publicly and resolves it;
+//! the customer sees the public comment, never the internal one, and answers
+//! the satisfaction survey. Each page the customer sees is saved as a
+//! screenshot under `target/test-artefacts/customer-portal/`.
+//!
 //! Needs `CARETAKER_TEST_CHROMEDRIVER` and `CARETAKER_TEST_CHROMIUM` (`.ci/run`
 //! and `scripts/test.sh` set them): unset, the test is skipped with a note;
 //! set, a browser that cannot start fails it.
@@ -87,7 +93,8 @@ pub(crate) async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> 
             "binary": chromium,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--ignore-certificate-errors", format!("--user-data-dir={}", profile.display())],
+                "--ignore-certificate-errors", "--window-size=1280,1400",
+                format!("--user-data-dir={}", profile.display())],
         }),
     );
     // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
@@ -252,6 +259,192 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     assert_eq!(report["parts"][0]["old_serial"], old_serial.as_str(), "{v}");
     assert_eq!(report["parts"][0]["new_serial"], "WD-NEW-4711", "{v}");
     eprintln!("browser test took {:?}", started.elapsed());
+}
+
+/// The contracts of [`contracts`] with `carol`, a user of customer acme.
+fn contracts_with_customer(phc: &str) -> String {
+    format!(
+        r#"{}
+[[user]]
+name = "carol"
+role = "customer"
+customer = "acme"
+password = "{phc}"
+"#,
+        contracts(phc)
+    )
+}
+
+/// Where the screenshots of a test go: `target/test-artefacts/<test>/`
+/// in the workspace, emptied first.
+fn artefacts(test: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-artefacts")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// Saves what the browser shows as `<dir>/<name>.png`.
+async fn screenshot(c: &Client, dir: &Path, name: &str) {
+    let png = c
+        .screenshot()
+        .await
+        .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+async fn log_in(c: &Client, base: &str, user: &str) -> String {
+    c.goto(&format!("{base}/login")).await.unwrap_or_else(|e| panic!("{e}"));
+    page_with(c, "name=\"password\"").await;
+    fill(c, "#user", user).await;
+    fill(c, "#password", PASSWORD).await;
+    click(c, "form[action='/login'] button[type=submit]").await;
+    page_with(c, &format!("Logged in as <strong>{user}</strong>")).await
+}
+
+async fn log_out(c: &Client) {
+    click(c, "form[action='/logout'] button[type=submit]").await;
+    page_with(c, "name=\"password\"").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(chromedriver), Some(chromium)) = (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM"))
+    else {
+        eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the browser test");
+        return;
+    };
+    let shots = artefacts("customer-portal");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    let contracts_file = dir.path().join("contracts.toml");
+    std::fs::write(&contracts_file, contracts_with_customer(&phc)).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!("[queue]\ncontracts_file = \"{}\"\n", contracts_file.display());
+    let collector = Collector::start_with_config(dir.path(), &config).await;
+    // A real agent makes `e2e-host` an asset of acme.
+    let mut agent = Agent::start(dir.path(), &collector, 1, "");
+    wait_for_host(&collector, &agent).await;
+    agent.stop();
+    let base = collector.url();
+    let driver = Driver::start(&chromedriver, dir.path());
+    let c = browser(&driver, &chromium, &dir.path().join("chromium-profile")).await;
+
+    // The customer lands on its portal and reports a fault on its asset.
+    log_in(&c, &base, "carol").await;
+    page_with(&c, "Your cases and assets").await;
+    page_with(&c, "href=\"/assets/e2e-host\"").await;
+    page_with(&c, "Inspection reports").await;
+    screenshot(&c, &shots, "01-portal").await;
+    click(&c, "header a[href='/faults/new']").await;
+    page_with(&c, "<option value=\"e2e-host\"").await;
+    fill(&c, "#title", "Mail server does not answer").await;
+    fill(&c, "#description", "Nobody receives mail since 9:00.").await;
+    screenshot(&c, &shots, "02-report-a-fault").await;
+    click(&c, "form[action='/faults'] button[type=submit]").await;
+    let case = page_with(&c, "Case #").await;
+    let id: i64 = case
+        .split("Case #")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no case id: {case}"));
+    fill(&c, "#comment-text", "It is our only mail server.").await;
+    click(&c, "#comment-form button[type=submit]").await;
+    page_with(&c, "It is our only mail server.").await;
+    screenshot(&c, &shots, "03-case-with-my-comment").await;
+    log_out(&c).await;
+
+    // The engineer: an internal comment (the default), a public one, resolved.
+    log_in(&c, &base, "ana").await;
+    c.goto(&format!("{base}/cases/{id}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    page_with(&c, &format!("Case #{id}:")).await;
+    click(&c, "#acknowledge-form button[type=submit]").await;
+    page_with(&c, "<dd id=\"status\">in_progress</dd>").await;
+    fill(
+        &c,
+        "#comment-form textarea[name=comment]",
+        "INTERNAL: the RAID controller is flaky again",
+    )
+    .await;
+    click(&c, "#comment-form button[type=submit]").await;
+    page_with(&c, "INTERNAL: the RAID controller is flaky again").await;
+    fill(
+        &c,
+        "#comment-form textarea[name=comment]",
+        "We restarted the mail service; watching it.",
+    )
+    .await;
+    click(&c, "#comment-form input[name=visibility][value=public]").await;
+    click(&c, "#comment-form button[type=submit]").await;
+    page_with(&c, "We restarted the mail service; watching it.").await;
+    for (field, text) in [
+        ("symptom", "mail service hung"),
+        ("work_done", "restarted postfix, cleared the queue"),
+        ("minutes", "25"),
+    ] {
+        fill(&c, &format!("#resolve-form [name={field}]"), text).await;
+    }
+    c.find(Locator::Css("#resolve-form select[name=mode]"))
+        .await
+        .unwrap_or_else(|e| panic!("mode: {e}"))
+        .select_by_value("remote")
+        .await
+        .unwrap_or_else(|e| panic!("mode: {e}"));
+    click(&c, "#resolve-form button[type=submit]").await;
+    page_with(&c, "<dd id=\"status\">resolved</dd>").await;
+    log_out(&c).await;
+
+    // The customer: the public comment and never the internal one; the survey.
+    // (Each wait names what the page must show: a page still loading after
+    // the login's redirects may show its header before the rest.)
+    log_in(&c, &base, "carol").await;
+    page_with(&c, "No open cases.").await;
+    page_with(&c, "Mail server does not answer</a>").await;
+    screenshot(&c, &shots, "04-portal-case-resolved").await;
+    click(&c, &format!("#to-rate a[href='/cases/{id}']")).await;
+    page_with(&c, "How satisfied are you").await;
+    page_with(&c, "We restarted the mail service; watching it.").await;
+    // The page's last part: everything before it is there.
+    let page = page_with(&c, "restarted postfix, cleared the queue").await;
+    assert!(page.contains("<dd id=\"status\">resolved</dd>"), "{page}");
+    for secret in ["RAID controller", "acme-gold", "rule:", "Assignee", "Level"] {
+        assert!(!page.contains(secret), "the customer sees {secret:?}: {page}");
+    }
+    screenshot(&c, &shots, "05-resolved-case-with-survey").await;
+    click(&c, "#score-5").await;
+    fill(&c, "#survey-comment", "Quick and clear, thank you.").await;
+    click(&c, "#survey-form button[type=submit]").await;
+    page_with(&c, "<dd id=\"status\">closed</dd>").await;
+    let page = page_with(&c, "5/5: Quick and clear, thank you.").await;
+    assert!(!page.contains("survey-form"), "{page}");
+    assert!(!page.contains("RAID controller"), "{page}");
+    screenshot(&c, &shots, "06-survey-answered").await;
+    c.goto(&format!("{base}/portal"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    page_with(&c, "Inspection reports").await;
+    screenshot(&c, &shots, "07-portal-afterwards").await;
+    let _ = c.close().await;
+
+    let v = collector.api(&format!("/api/v1/cases/{id}")).await;
+    assert_eq!(v["status"], "closed", "{v}");
+    assert_eq!(v["queue"]["satisfaction"]["score"], 5, "{v}");
+    assert_eq!(v["queue"]["satisfaction"]["recorded_by"], "customer:carol", "{v}");
+    let log = v["log"].as_array().cloned().unwrap_or_default();
+    let visibility = |text: &str| {
+        log.iter()
+            .find(|e| e["comment"].as_str().is_some_and(|c| c.contains(text)))
+            .map(|e| e["visibility"].clone())
+    };
+    assert_eq!(visibility("RAID controller"), Some(json!("internal")), "{v}");
+    assert_eq!(visibility("We restarted"), Some(json!("public")), "{v}");
+    assert_eq!(visibility("only mail server"), Some(json!("public")), "{v}");
 }
 
 /// The forger's page: on load a `fetch` posts a critical fault to the

@@ -350,10 +350,8 @@ fn render(viewer: &Viewer<'_>, a: &Archive, grafana: Option<&str>, down_after: u
     let content = html! {
         h1 { "Asset " (h.host) }
         p {
-            @if viewer.who.can_act() {
-                a href=(format!("/faults/new?asset={}", percent_encode(&h.host))) { "Report a fault on " (h.host) } " · "
-            }
-            @if let Some(g) = grafana { a href=(g) { "Grafana dashboard" } }
+            a href=(format!("/faults/new?asset={}", percent_encode(&h.host))) { "Report a fault on " (h.host) }
+            @if let Some(g) = grafana { " · " a href=(g) { "Grafana dashboard" } }
         }
         dl #state {
             @if let Some(c) = &h.customer { dt { "Customer" } dd { (c) } }

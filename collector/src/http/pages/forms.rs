@@ -1,6 +1,7 @@
 //! What the pages' forms post, read into the queue's actions. Problems name
 //! the form field; the queue checks the rest (and names its fields too).
 
+use crate::cases::store::Visibility;
 use crate::cases::{CancelReason, HoldReason, Severity};
 use crate::queue::{CaseAction, FaultReport, Satisfaction};
 use crate::spares::{PartReplaced, ServiceReport};
@@ -54,6 +55,12 @@ pub fn case_action(f: &Fields) -> Result<CaseAction, String> {
         },
         "comment" => CaseAction::Comment {
             comment: f.text("comment"),
+            visibility: match f.opt("visibility") {
+                None => None,
+                Some(v) => {
+                    Some(Visibility::parse(&v).ok_or_else(|| format!("visibility: {v:?} is not internal or public"))?)
+                }
+            },
         },
         "hold" => {
             let r = f.text("reason");
@@ -78,6 +85,18 @@ pub fn case_action(f: &Fields) -> Result<CaseAction, String> {
         "close" => CaseAction::Close {
             satisfaction: satisfaction(f)?,
         },
+        "survey" => {
+            let score = match f.opt("score") {
+                None => return Err("score: required, from 1 (unsatisfied) to 5 (very satisfied)".into()),
+                Some(s) => s
+                    .parse::<u8>()
+                    .map_err(|_| format!("score: {s:?} is not a number from 1 to 5"))?,
+            };
+            CaseAction::Survey {
+                score,
+                comment: f.text("comment"),
+            }
+        }
         "" => return Err("action: missing".into()),
         other => return Err(format!("action: {other:?} is not a case action")),
     })
@@ -175,6 +194,9 @@ mod tests {
             (vec![("action", "close"), ("score", "five")], "score"),
             (vec![("action", "hold"), ("reason", "lunch")], "reason"),
             (vec![("action", "cancel"), ("reason", "")], "reason"),
+            (vec![("action", "comment"), ("visibility", "secret")], "visibility"),
+            (vec![("action", "survey")], "score"),
+            (vec![("action", "survey"), ("score", "great")], "score"),
             (vec![("action", "teleport")], "action"),
             (vec![], "action"),
         ];
@@ -184,6 +206,17 @@ mod tests {
         }
         let e = fault_report(&fields(&[("severity", "apocalyptic")])).unwrap_err();
         assert!(e.starts_with("severity:"), "{e}");
+    }
+
+    #[test]
+    fn the_customers_forms_are_the_actions_the_queue_opens_to_customers() {
+        for (name, extra) in [("comment", ("comment", "hi")), ("survey", ("score", "5"))] {
+            assert!(CaseAction::OPEN_TO_CUSTOMERS.contains(&name));
+            let a = case_action(&fields(&[("action", name), extra])).unwrap();
+            assert!(a.open_to_customers(), "{name}");
+        }
+        let ack = case_action(&fields(&[("action", "acknowledge")])).unwrap();
+        assert!(!ack.open_to_customers());
     }
 
     #[test]

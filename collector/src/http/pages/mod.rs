@@ -1,9 +1,12 @@
-//! The engineers' web pages, rendered on the server (plain forms, no
-//! scripts):
-//! - `GET /` → `/queue`.
-//! - `GET /queue`: the queue, nearest SLA breach first, with its filters.
+//! The web pages, rendered on the server (plain forms, no scripts):
+//! - `GET /` → `/queue` for staff, `/portal` for a customer's user.
+//! - `GET /queue`: the queue, nearest SLA breach first, with its filters
+//!   (staff; a customer's user is sent to `/portal`).
+//! - `GET /portal`: a customer's home (see [`portal`]): its open cases, its
+//!   assets, its open risks and its inspection reports.
 //! - `GET /cases/{id}`, `POST /cases/{id}`: a case with its SLA, timeline
-//!   and paperwork; staff act on it through small forms (field `action`).
+//!   and paperwork; staff act on it through small forms (field `action`),
+//!   comments internal by default or public by choice.
 //! - `GET /assets/{host}`: the device archive: configuration, disk health
 //!   over time, configuration changes, cases, findings and parts replaced.
 //! - `GET /hosts`: every host, the way to one that has no case.
@@ -18,12 +21,14 @@
 //! - `GET /faults/new`, `POST /faults`: report a fault.
 //!
 //! Every page needs a session (else 303 to the login page). A customer's
-//! user sees only its own customer's cases and assets (others answer 404)
-//! and gets no forms; its POSTs answer 403. Every POST carries the session's
-//! CSRF token in field `csrf`. A POST that worked answers 303 back to the
-//! case; bad input re-renders the page with 400 and the problem, naming the
-//! field, with the refused form filled in as it was posted, and changes
-//! nothing.
+//! user sees only its own customer's cases and assets (others answer 404),
+//! and of a case only what [`crate::queue::customer_view`] lets it: it
+//! reports faults on its own assets, comments publicly and answers the
+//! survey of a resolved case; the staff's forms are not shown to it and
+//! posting them answers 403. Every POST carries the session's CSRF token in
+//! field `csrf`. A POST that worked answers 303 back to the case; bad input
+//! re-renders the page with 400 and the problem, naming the field, with the
+//! refused form filled in as it was posted, and changes nothing.
 
 mod asset;
 mod findings;
@@ -31,6 +36,7 @@ mod forms;
 mod holds;
 mod hosts;
 mod paging;
+mod portal;
 mod recommendations;
 mod render;
 mod reports;
@@ -50,15 +56,16 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::queue::{QueueQuery, file_fault, run_action};
-use crate::auth::{self, Principal};
+use crate::auth::{self, Principal, Role};
 use crate::queue;
 
 use forms::Fields;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/queue") }))
-        .route("/queue", get(queue_page))
+        .route("/", get(home))
+        .route("/queue", get(queue_or_portal))
+        .route("/portal", get(portal::portal_page))
         .route("/cases/{id}", get(case_page).post(case_post))
         .route("/assets/{host}", get(asset::asset_page))
         .route("/hosts", get(hosts::hosts_page))
@@ -116,7 +123,11 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                 @if let Some(v) = viewer {
                     header {
                         strong { "Caretaker" }
-                        a href="/queue" { "Queue" }
+                        @if v.who.can_act() {
+                            a href="/queue" { "Queue" }
+                        } @else {
+                            a href="/portal" { "Home" }
+                        }
                         a href="/hosts" { "Hosts" }
                         a href="/findings" { "Findings" }
                         a href="/recommendations" { "Replacements" }
@@ -126,9 +137,7 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                         @if v.who.can_act() {
                             a href="/unmapped" { "Unmapped" }
                         }
-                        @if v.who.can_act() {
-                            a href="/faults/new" { "Report a fault" }
-                        }
+                        a href="/faults/new" { "Report a fault" }
                         span.who {
                             "Logged in as " strong { (v.who.name) } " (" (v.who.role.as_str()) ")"
                             @if let Some(c) = &v.who.customer { ", " (c) }
@@ -265,6 +274,35 @@ fn html_page(code: StatusCode, page: Markup) -> Response {
     (code, Html(page.into_string())).into_response()
 }
 
+/// Where a user lands: staff on the queue, a customer's user on its portal.
+fn home_of(who: &Principal) -> &'static str {
+    match who.role {
+        Role::Customer => "/portal",
+        Role::Engineer | Role::Manager => "/queue",
+    }
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Redirect, PageError> {
+    let (who, _) = auth::page_principal(&state, &headers, &uri).await?;
+    Ok(Redirect::to(home_of(&who)))
+}
+
+/// The queue is the staff's page (the login lands there by default): a
+/// customer's user goes to its portal instead, which shows its cases
+/// without the contract's internals the queue lists.
+async fn queue_or_portal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Result<Query<QueueQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let (who, _) = auth::page_principal(&state, &headers, &uri).await?;
+    if who.role == Role::Customer {
+        return Ok(Redirect::to("/portal").into_response());
+    }
+    queue_page(State(state), headers, uri, query).await
+}
+
 async fn queue_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -351,10 +389,21 @@ async fn case_page(
         who: &who,
         csrf: &session.csrf,
     };
-    Ok(html_page(
-        StatusCode::OK,
-        render::case(&viewer, &contracts, &view, None),
-    ))
+    Ok(html_page(StatusCode::OK, case_markup(&viewer, &contracts, &view, None)))
+}
+
+/// The case page as `viewer` may see it: the staff's, or the customer's.
+fn case_markup(
+    viewer: &Viewer<'_>,
+    contracts: &crate::contracts::Contracts,
+    view: &render::CaseView,
+    refused: Option<&render::Refused<'_>>,
+) -> Markup {
+    if viewer.who.can_act() {
+        render::case(viewer, contracts, view, refused)
+    } else {
+        portal::case(viewer, view, refused)
+    }
 }
 
 async fn case_post(
@@ -367,16 +416,18 @@ async fn case_post(
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let fields = form_fields(form)?;
     check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
     let id = case_id(&id)?;
     // The case must exist (and be visible) before anything is read from the form.
     load_case(&state, &who, id).await?;
+    // A customer's user posting a staff form: 403 before its fields are
+    // read (the queue refuses it too), so a form it may not use is no 400.
+    if !who.can_act() && !queue::CaseAction::OPEN_TO_CUSTOMERS.contains(&fields.get("action").trim()) {
+        return Err(forbidden(&who));
+    }
     let outcome = match forms::case_action(&fields) {
         Ok(action) => {
             let name = action.name();
-            match run_action(&state, id, action, &who.name).await {
+            match run_action(&state, id, action, &who).await {
                 Ok(_) => {
                     tracing::info!(case = id, action = name, user = %who.name, "case action from the web");
                     return Ok(Redirect::to(&format!("/cases/{id}")).into_response());
@@ -401,10 +452,7 @@ async fn case_post(
         message: &message,
         posted: &fields,
     };
-    Ok(html_page(
-        code,
-        render::case(&viewer, &contracts, &view, Some(&refused)),
-    ))
+    Ok(html_page(code, case_markup(&viewer, &contracts, &view, Some(&refused))))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -419,16 +467,17 @@ async fn fault_page(
     query: Result<Query<FaultQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
     let asset = query.ok().and_then(|Query(q)| q.asset).unwrap_or_default();
     let viewer = Viewer {
         who: &who,
         csrf: &session.csrf,
     };
     let fields = Fields::new(vec![("asset".into(), asset), ("severity".into(), "major".into())]);
-    Ok(html_page(StatusCode::OK, render::fault_form(&viewer, &fields, None)))
+    let assets = portal::own_assets(&state, &who);
+    Ok(html_page(
+        StatusCode::OK,
+        render::fault_form(&viewer, &fields, assets.as_deref(), None),
+    ))
 }
 
 async fn fault_post(
@@ -440,11 +489,8 @@ async fn fault_post(
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let fields = form_fields(form)?;
     check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
     let (code, message) = match forms::fault_report(&fields) {
-        Ok(report) => match file_fault(&state, report, &who.name).await {
+        Ok(report) => match file_fault(&state, report, &who).await {
             Ok(v) => match v["id"].as_i64() {
                 Some(id) => {
                     tracing::info!(case = id, user = %who.name, "fault reported from the web");
@@ -463,5 +509,9 @@ async fn fault_post(
         who: &who,
         csrf: &session.csrf,
     };
-    Ok(html_page(code, render::fault_form(&viewer, &fields, Some(&message))))
+    let assets = portal::own_assets(&state, &who);
+    Ok(html_page(
+        code,
+        render::fault_form(&viewer, &fields, assets.as_deref(), Some(&message)),
+    ))
 }

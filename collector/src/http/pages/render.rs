@@ -4,6 +4,7 @@ use maud::{Markup, html};
 
 use super::{Fields, Viewer, layout};
 use crate::auth::percent_encode;
+use crate::cases::store::Visibility;
 use crate::cases::{Item, Status};
 use crate::contracts::Contracts;
 use crate::http::queue::QueueQuery;
@@ -44,11 +45,11 @@ const HOLD_REASONS: [&str; 4] = [
 ];
 const CANCEL_REASONS: [&str; 3] = ["duplicate", "false_positive", "merged"];
 
-fn asset_href(host: &str) -> String {
+pub(super) fn asset_href(host: &str) -> String {
     format!("/assets/{}", percent_encode(host))
 }
 
-fn case_href(id: Option<i64>) -> String {
+pub(super) fn case_href(id: Option<i64>) -> String {
     format!("/cases/{}", id.unwrap_or_default())
 }
 
@@ -92,7 +93,7 @@ fn part_text(p: &PartReplaced) -> String {
     format!("{} {} {} → {}", p.part_type, p.slot, old, new)
 }
 
-fn error_box(error: Option<&str>) -> Markup {
+pub(super) fn error_box(error: Option<&str>) -> Markup {
     html! {
         @if let Some(e) = error {
             p.error role="alert" { (e) }
@@ -100,7 +101,7 @@ fn error_box(error: Option<&str>) -> Markup {
     }
 }
 
-fn select(name: &str, id: &str, options: &[(&str, &str)], chosen: &str) -> Markup {
+pub(super) fn select(name: &str, id: &str, options: &[(&str, &str)], chosen: &str) -> Markup {
     html! {
         select name=(name) id=(id) {
             @for (value, label) in options {
@@ -200,7 +201,7 @@ fn clock(name: &str, c: &Option<ClockView>, now: i64) -> Markup {
     }
 }
 
-fn reports_list(reports: &[ServiceReport]) -> Markup {
+pub(super) fn reports_list(reports: &[ServiceReport]) -> Markup {
     html! {
         @if reports.is_empty() {
             p { "None." }
@@ -244,7 +245,7 @@ fn items_table(items: &[Item], title_of: impl Fn(&Item) -> String) -> Markup {
     }
 }
 
-fn describe(i: &Item) -> String {
+pub(super) fn describe(i: &Item) -> String {
     if i.key.component.is_empty() {
         i.key.check.clone()
     } else {
@@ -288,7 +289,7 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
         }
         h2 { "Timeline" }
         table #timeline {
-            thead { tr { th { "Time" } th { "Who" } th { "Change" } th { "Comment" } } }
+            thead { tr { th { "Time" } th { "Who" } th { "Change" } th { "Comment" } th { "Seen by" } } }
             tbody {
                 @for e in &d.log {
                     tr {
@@ -299,6 +300,12 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
                             (e.to_status.to_string())
                         }
                         td { (e.comment.as_deref().unwrap_or("")) }
+                        td {
+                            @match e.visibility {
+                                Visibility::Public => strong { "customer too (public)" },
+                                Visibility::Internal => "staff (internal)",
+                            }
+                        }
                     }
                 }
             }
@@ -418,6 +425,12 @@ fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64, 
             }
             (action_form(viewer, id, "comment", "Comment", posted, |f| html! {
                 label for="comment-text" { "Comment" } textarea name="comment" id="comment-text" required { (f.get("comment")) }
+                // Internal unless the public choice is made: the safe default.
+                fieldset {
+                    legend { "Who sees it" }
+                    label { input type="radio" name="visibility" value="internal" checked[f.get("visibility") != "public"]; " Internal: staff only" }
+                    label { input type="radio" name="visibility" value="public" checked[f.get("visibility") == "public"]; " Public: the customer sees it too" }
+                }
             }))
         }
     }
@@ -439,14 +452,23 @@ pub fn asset_items(h: &AssetHistory) -> Markup {
     }
 }
 
-pub fn fault_form(viewer: &Viewer<'_>, f: &Fields, error: Option<&str>) -> Markup {
+/// The fault form; `assets`: the customer's own assets to choose from (a
+/// customer's user), or `None` for a host typed in (staff).
+pub fn fault_form(viewer: &Viewer<'_>, f: &Fields, assets: Option<&[String]>, error: Option<&str>) -> Markup {
     let severities: Vec<(&str, &str)> = SEVERITIES.iter().map(|s| (*s, *s)).collect();
     let content = html! {
         h1 { "Report a fault" }
         (error_box(error))
         form method="post" action="/faults" {
             input type="hidden" name="csrf" value=(viewer.csrf);
-            label for="asset" { "Asset (host)" } input type="text" name="asset" id="asset" required value=(f.get("asset"));
+            label for="asset" { "Asset (host)" }
+            @match assets {
+                Some(own) => {
+                    @let options: Vec<(&str, &str)> = own.iter().map(|a| (a.as_str(), a.as_str())).collect();
+                    (select("asset", "asset", &options, f.get("asset")))
+                }
+                None => { input type="text" name="asset" id="asset" required value=(f.get("asset")); }
+            }
             label for="title" { "Title" } input type="text" name="title" id="title" required value=(f.get("title"));
             label for="component" { "Component (optional)" } input type="text" name="component" id="component" value=(f.get("component"));
             label for="description" { "Description" } textarea name="description" id="description" { (f.get("description")) }

@@ -24,7 +24,11 @@ pub(super) async fn login(s: &AppState, user: &str) -> Browser {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let set = r.headers["set-cookie"].to_str().unwrap();
     let cookie = set.split(';').next().unwrap().to_string();
-    let r = send(s, "GET", "/queue", &[("cookie", &cookie)], "").await;
+    // Home: the queue for staff, the portal for a customer's user.
+    let r = send(s, "GET", "/", &[("cookie", &cookie)], "").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let home = r.headers["location"].to_str().unwrap().to_string();
+    let r = send(s, "GET", &home, &[("cookie", &cookie)], "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let csrf = r
         .body
@@ -93,12 +97,9 @@ async fn api_case(s: &AppState, id: i64) -> Value {
 async fn without_a_session_pages_send_to_the_login() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(&dir).await;
-    let r = send(&s, "GET", "/", &[], "").await;
-    assert_eq!(
-        (r.status, r.headers["location"].to_str().unwrap()),
-        (StatusCode::SEE_OTHER, "/queue")
-    );
     for (method, uri, want) in [
+        ("GET", "/", "/login?next=/"),
+        ("GET", "/portal", "/login?next=/portal"),
         ("GET", "/queue?status=new", "/login?next=/queue%3Fstatus%3Dnew"),
         ("GET", "/cases/1", "/login?next=/cases/1"),
         ("GET", "/assets/db01", "/login?next=/assets/db01"),
@@ -537,54 +538,455 @@ async fn forms_without_the_session_csrf_token_are_refused() {
 }
 
 #[tokio::test]
-async fn a_customer_sees_its_own_cases_and_no_forms() {
+async fn a_customer_lands_on_its_portal_and_staff_on_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let own = report(&s, &ana, "db01", "Mail down").await;
+    let other = report(&s, &ana, "web01", "Shop slow").await;
+    // A risk on each customer's asset.
+    let finding = |asset: &str, customer: &str| crate::cases::Signal {
+        event: None,
+        key: crate::cases::IdentityKey {
+            customer: customer.into(),
+            asset: asset.into(),
+            check: "filesystem_fills_within_7d".into(),
+            component: format!("/srv-{asset}"),
+        },
+        kind: crate::cases::ItemKind::Finding,
+        severity: crate::cases::Severity::Warning,
+        rule: "filesystem_fills_within_7d".into(),
+        firing: true,
+        at_ms: caretaker_shared::now_ms(),
+        evidence: json!({}),
+    };
+    let out = s
+        .writer
+        .signals(
+            vec![finding("db01", "acme"), finding("web01", "globex")],
+            crate::cases::Policy::default(),
+        )
+        .await;
+    assert!(out.is_ok(), "{out:?}");
+    // An inspection report for each customer.
+    let mut reports = Vec::new();
+    for customer in ["acme", "globex"] {
+        let body = json!({"customer": customer, "from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"});
+        let r = send(
+            &s,
+            "POST",
+            "/api/v1/reports/inspection",
+            &[
+                ("authorization", "Bearer ana-token"),
+                ("content-type", "application/json"),
+            ],
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        reports.push(v["id"].as_i64().unwrap());
+    }
+
+    let carol = login(&s, "carol").await;
+    for uri in ["/", "/queue", "/queue?customer=globex"] {
+        let r = carol.get(&s, uri).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(r.headers["location"].to_str().unwrap(), "/portal", "{uri}");
+    }
+    let r = carol.get(&s, "/portal").await;
+    assert_eq!(r.status, StatusCode::OK);
+    for want in [
+        format!("href=\"/cases/{own}\""),
+        "Mail down".to_string(),
+        "<td>open</td>".to_string(),
+        "href=\"/assets/db01\"".to_string(),
+        "/srv-db01".to_string(),
+        format!("href=\"/api/v1/reports/inspection/{}.html\"", reports[0]),
+        format!("href=\"/api/v1/reports/inspection/{}.md\"", reports[0]),
+        "href=\"/faults/new\"".to_string(),
+        "Report a fault".to_string(),
+    ] {
+        assert!(r.body.contains(&want), "{want}: {}", r.body);
+    }
+    for unwanted in [
+        "Shop slow".to_string(),
+        format!("/cases/{other}\""),
+        "/assets/web01".to_string(),
+        "/srv-web01".to_string(),
+        format!("/api/v1/reports/inspection/{}.", reports[1]),
+        "acme-24".to_string(),
+    ] {
+        assert!(!r.body.contains(&unwanted), "{unwanted}: {}", r.body);
+    }
+    // The download links work with her session, for her own report only.
+    let r = carol
+        .get(&s, &format!("/api/v1/reports/inspection/{}.html", reports[0]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = carol
+        .get(&s, &format!("/api/v1/reports/inspection/{}.html", reports[1]))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Her asset's page; another customer's is not found.
+    let r = carol.get(&s, "/assets/db01").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("href=\"/faults/new?asset=db01\""), "{}", r.body);
+    let r = carol.get(&s, "/assets/web01").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = carol.get(&s, &format!("/cases/{other}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!r.body.contains("Shop slow"));
+
+    // Staff have the queue, and no portal.
+    let r = ana.get(&s, "/portal").await;
+    assert_eq!(
+        (r.status, r.headers["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/queue")
+    );
+}
+
+#[tokio::test]
+async fn a_customer_reports_a_fault_on_its_own_assets_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let carol = login(&s, "carol").await;
+    let r = carol.get(&s, "/faults/new?asset=db01").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Her own assets to choose from, and no other.
+    assert!(r.body.contains("<option value=\"db01\" selected>"), "{}", r.body);
+    assert!(!r.body.contains("web01"), "{}", r.body);
+    assert!(r.body.contains("<label for=\"asset\">"), "{}", r.body);
+    let id = report(&s, &carol, "db01", "Printer on fire").await;
+    let v = api_case(&s, id).await;
+    assert_eq!(v["customer"], "acme");
+    assert_eq!(v["queue"]["meta"]["reported_by"], "carol");
+    // Another customer's asset is refused exactly like an unknown one.
+    let mut answers = Vec::new();
+    for asset in ["web01", "nowhere01"] {
+        let r = carol
+            .post(&s, "/faults", &[("asset", asset), ("title", "Shop slow")])
+            .await;
+        answers.push((r.status, r.body.replace(asset, "HOST")));
+    }
+    assert_eq!(answers[0].0, StatusCode::NOT_FOUND);
+    assert_eq!(answers[0], answers[1]);
+    let r = send(&s, "GET", "/api/v1/queue", &[("authorization", "Bearer ana-token")], "").await;
+    assert!(!r.body.contains("Shop slow"), "{}", r.body);
+}
+
+/// A case on db01 an engineer worked: acknowledged, commented on both
+/// ways, escalated, held for parts.
+async fn worked_case(s: &AppState, ana: &Browser) -> i64 {
+    let id = report(s, ana, "db01", "Mail down").await;
+    let uri = format!("/cases/{id}");
+    for pairs in [
+        vec![("action", "acknowledge"), ("comment", "ACK-NOTE")],
+        vec![("action", "comment"), ("comment", "vendor is slow INTERNAL-DEFAULT")],
+        vec![
+            ("action", "comment"),
+            ("comment", "margin is thin INTERNAL-CHOSEN"),
+            ("visibility", "internal"),
+        ],
+        vec![
+            ("action", "comment"),
+            ("comment", "a new disk arrives tomorrow"),
+            ("visibility", "public"),
+        ],
+        vec![("action", "escalate"), ("to", "L2"), ("comment", "ESCALATION-NOTE")],
+        vec![("action", "hold"), ("reason", "awaiting_parts")],
+    ] {
+        let r = ana.post(s, &uri, &pairs).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{pairs:?}: {}", r.body);
+    }
+    id
+}
+
+#[tokio::test]
+async fn staff_comment_internal_by_default_and_public_by_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = worked_case(&s, &ana).await;
+    let r = ana.get(&s, &format!("/cases/{id}")).await;
+    // The choice is on the form, internal checked.
+    let form = form_of(&r.body, "comment");
+    assert!(form.contains("<legend>Who sees it</legend>"), "{form}");
+    assert!(
+        form.contains("name=\"visibility\" value=\"internal\" checked"),
+        "{form}"
+    );
+    assert!(!form.contains("value=\"public\" checked"), "{form}");
+    // Staff see every comment, each with who sees it.
+    for want in [
+        "INTERNAL-DEFAULT",
+        "INTERNAL-CHOSEN",
+        "a new disk arrives tomorrow",
+        "customer too (public)",
+    ] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    let log = api_case(&s, id).await["log"].clone();
+    let vis = |text: &str| {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["comment"].as_str().is_some_and(|c| c.contains(text)))
+            .map(|e| e["visibility"].clone())
+    };
+    assert_eq!(vis("INTERNAL-DEFAULT"), Some(json!("internal")));
+    assert_eq!(vis("INTERNAL-CHOSEN"), Some(json!("internal")));
+    assert_eq!(vis("a new disk"), Some(json!("public")));
+    // A visibility that is neither is named, and nothing is added.
+    let r = ana
+        .post(
+            &s,
+            &format!("/cases/{id}"),
+            &[("action", "comment"), ("comment", "x"), ("visibility", "world")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("visibility: &quot;world&quot;"), "{}", r.body);
+    assert_eq!(api_case(&s, id).await["log"], log);
+}
+
+#[tokio::test]
+async fn a_customer_never_sees_internal_rows_or_contract_internals_on_its_case_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = worked_case(&s, &ana).await;
+    let carol = login(&s, "carol").await;
+    let r = carol.get(&s, &format!("/cases/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for want in [
+        "Mail down",
+        "a new disk arrives tomorrow",
+        "<dd id=\"status\">on hold, awaiting parts</dd>",
+        "<td>acknowledged</td>",
+        "<td>opened</td>",
+    ] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    for secret in [
+        "INTERNAL-DEFAULT",
+        "INTERNAL-CHOSEN",
+        "ACK-NOTE",
+        "ESCALATION-NOTE",
+        "rule:",
+        "acme-24",
+        "Level",
+        "Assignee",
+        "Escalat",
+        "assigned to",
+        "SLA",
+        "name=\"visibility\"",
+        "acknowledge-form",
+        "resolve-form",
+        "survey-form",
+    ] {
+        assert!(!r.body.contains(secret), "{secret}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn a_customer_comments_publicly_and_cannot_act() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(&dir).await;
     let ana = login(&s, "ana").await;
     let own = report(&s, &ana, "db01", "Mail down").await;
     let other = report(&s, &ana, "web01", "Shop slow").await;
     let carol = login(&s, "carol").await;
-    for uri in ["/queue", "/queue?customer=globex"] {
-        let r = carol.get(&s, uri).await;
-        assert_eq!(r.status, StatusCode::OK);
-        assert!(
-            r.body.contains("Mail down") && !r.body.contains("Shop slow"),
-            "{}",
-            r.body
-        );
-        assert!(!r.body.contains("Report a fault"), "{}", r.body);
-    }
-    let r = carol.get(&s, &format!("/cases/{own}")).await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert!(r.body.contains("Mail down"), "{}", r.body);
-    assert!(!r.body.contains("name=\"action\""), "no action forms: {}", r.body);
-    let r = carol.get(&s, &format!("/cases/{other}")).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(!r.body.contains("Shop slow"));
-    let r = carol.get(&s, "/assets/web01").await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = carol.get(&s, "/assets/db01").await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert!(!r.body.contains("/faults/new"), "{}", r.body);
-    let r = carol.get(&s, "/faults/new").await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-
+    let uri = format!("/cases/{own}");
+    let r = carol.get(&s, &uri).await;
+    assert!(
+        form_of(&r.body, "comment").contains("<label for=\"comment-text\">"),
+        "{}",
+        r.body
+    );
     let before = api_case(&s, own).await;
-    for id in [own, other] {
-        let r = carol
-            .post(
-                &s,
-                &format!("/cases/{id}"),
-                &[("action", "comment"), ("comment", "hello")],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // Staff forms: 403, whatever their fields.
+    for pairs in [
+        vec![("action", "acknowledge")],
+        vec![("action", "assign"), ("to", "bo")],
+        vec![("action", "hold"), ("reason", "awaiting_vendor")],
+        vec![("action", "resolve"), ("minutes", "3")],
+        vec![("action", "resolve")],
+        vec![("action", "hold"), ("reason", "lunch")],
+        vec![("action", "teleport")],
+        vec![("action", "close"), ("score", "5")],
+        vec![("action", "cancel"), ("reason", "duplicate")],
+    ] {
+        let r = carol.post(&s, &uri, &pairs).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{pairs:?}: {}", r.body);
     }
+    // She cannot choose internal.
     let r = carol
-        .post(&s, "/faults", &[("asset", "db01"), ("title", "Printer")])
+        .post(
+            &s,
+            &uri,
+            &[("action", "comment"), ("comment", "psst"), ("visibility", "internal")],
+        )
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(api_case(&s, own).await["log"], before["log"]);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("always public"), "{}", r.body);
+    // Another customer's case: not found.
+    let r = carol
+        .post(
+            &s,
+            &format!("/cases/{other}"),
+            &[("action", "comment"), ("comment", "hi")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let after = api_case(&s, own).await;
+    assert_eq!(after["log"], before["log"]);
+    assert_eq!(after["status"], before["status"]);
+
+    // Her comment: public, and in her timeline with her name.
+    let r = carol
+        .post(&s, &uri, &[("action", "comment"), ("comment", "the mail still waits")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let v = api_case(&s, own).await;
+    let last = v["log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["actor"].as_str(), last["visibility"].as_str()),
+        (Some("customer:carol"), Some("public"))
+    );
+    let r = carol.get(&s, &uri).await;
+    assert!(
+        r.body
+            .contains("<td>carol</td><td>comment</td><td>the mail still waits</td>"),
+        "{}",
+        r.body
+    );
+    // A blank one is named.
+    let r = carol.post(&s, &uri, &[("action", "comment"), ("comment", " ")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("comment: must not be empty"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_survey_shows_once_the_case_is_resolved_and_takes_one_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let carol = login(&s, "carol").await;
+    let id = report(&s, &carol, "db01", "Mail down").await;
+    let uri = format!("/cases/{id}");
+    let answer = [("action", "survey"), ("score", "4"), ("comment", "quick fix")];
+    // No survey before it is resolved, and answering is refused.
+    let r = carol.get(&s, &uri).await;
+    assert!(!r.body.contains("survey-form"), "{}", r.body);
+    let r = carol.post(&s, &uri, &answer).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("once it is resolved"), "{}", r.body);
+
+    let ana = login(&s, "ana").await;
+    for pairs in [
+        vec![("action", "acknowledge")],
+        vec![
+            ("action", "resolve"),
+            ("mode", "remote"),
+            ("symptom", "mail stuck"),
+            ("work_done", "restarted postfix"),
+            ("minutes", "20"),
+        ],
+    ] {
+        let r = ana.post(&s, &uri, &pairs).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{pairs:?}: {}", r.body);
+    }
+    // The portal points to the survey waiting for her.
+    let r = carol.get(&s, "/portal").await;
+    assert!(r.body.contains("id=\"to-rate\""), "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("href=\"/cases/{id}\">Case #{id}: Mail down</a>")),
+        "{}",
+        r.body
+    );
+    let r = carol.get(&s, &uri).await;
+    let form = form_of(&r.body, "survey");
+    for want in [
+        "<legend>How satisfied are you with how this fault was handled?</legend>",
+        "type=\"radio\" name=\"score\" id=\"score-1\" value=\"1\" required",
+        "<label for=\"score-5\"",
+        "5 — very satisfied",
+        "<label for=\"survey-comment\">Comment (optional)</label>",
+    ] {
+        assert!(form.contains(want), "{want}: {form}");
+    }
+    assert!(r.body.contains("<dd id=\"status\">resolved</dd>"), "{}", r.body);
+    // No score: named, and the comment comes back as typed.
+    let r = carol
+        .post(&s, &uri, &[("action", "survey"), ("comment", "quick fix")])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("score: required"), "{}", r.body);
+    assert!(
+        form_of(&r.body, "survey").contains(">quick fix</textarea>"),
+        "{}",
+        r.body
+    );
+
+    let r = carol.post(&s, &uri, &answer).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let v = api_case(&s, id).await;
+    assert_eq!(
+        v["status"], "closed",
+        "answering confirms the repair and closes the case"
+    );
+    let sat = &v["queue"]["satisfaction"];
+    assert_eq!(
+        (
+            sat["score"].as_i64(),
+            sat["comment"].as_str(),
+            sat["recorded_by"].as_str()
+        ),
+        (Some(4), Some("quick fix"), Some("customer:carol"))
+    );
+    let r = carol.get(&s, &uri).await;
+    assert!(!r.body.contains("survey-form"), "{}", r.body);
+    assert!(r.body.contains("4/5: quick fix"), "{}", r.body);
+    let r = carol.get(&s, "/portal").await;
+    assert!(!r.body.contains("to-rate"), "{}", r.body);
+    // A second answer: 409 with the reason, nothing changed.
+    let r = carol.post(&s, &uri, &answer).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("already answered"), "{}", r.body);
+    assert_eq!(api_case(&s, id).await["log"], v["log"]);
+}
+
+#[tokio::test]
+async fn staff_still_record_a_phone_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let carol = login(&s, "carol").await;
+    let id = report(&s, &carol, "db01", "Mail down").await;
+    let uri = format!("/cases/{id}");
+    let ana = login(&s, "ana").await;
+    for pairs in [
+        vec![("action", "acknowledge")],
+        vec![
+            ("action", "resolve"),
+            ("mode", "remote"),
+            ("symptom", "mail stuck"),
+            ("work_done", "restarted postfix"),
+            ("minutes", "20"),
+        ],
+        vec![("action", "close"), ("score", "3"), ("comment", "by phone")],
+    ] {
+        let r = ana.post(&s, &uri, &pairs).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{pairs:?}: {}", r.body);
+    }
+    assert_eq!(
+        api_case(&s, id).await["queue"]["satisfaction"]["recorded_by"],
+        "person:ana"
+    );
+    // The customer can no longer answer.
+    let r = carol.post(&s, &uri, &[("action", "survey"), ("score", "5")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("already answered"), "{}", r.body);
 }
 
 #[tokio::test]

@@ -161,7 +161,10 @@ async fn comment(s: &Setup, id: i64, text: &str) {
                 c,
                 &Contracts::default(),
                 id,
-                &CaseAction::Comment { comment: text },
+                &CaseAction::Comment {
+                    comment: text,
+                    visibility: None,
+                },
                 "ana",
                 2_000,
             )?;
