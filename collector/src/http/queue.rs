@@ -1,7 +1,11 @@
 //! The engineers' queue over the API:
 //! - `GET /api/v1/queue`: active cases, nearest SLA breach first; filters
 //!   `status`, `severity` (minimum), `customer`, `assignee` (`-` for
-//!   unassigned).
+//!   unassigned), `q` (search: title, asset, component, disk serial, case
+//!   number `#123`); order `sort` (`breach`, `severity`, `age`, `case`,
+//!   `asset`, `status`, `customer`, `assignee`) and `dir` (`asc`, `desc`);
+//!   pages `page` (from 1) of `per_page` (1 to 200, default 50). The answer
+//!   holds the page's `cases`, the `total` matching and `page`, `per_page`.
 //! - `POST /api/v1/cases`: report a fault (`asset`, `title`, `description`,
 //!   `severity`, `component`).
 //! - `POST /api/v1/cases/{id}/actions`: acknowledge, assign, escalate,
@@ -28,7 +32,7 @@ use super::error::ApiError;
 use super::hosts::authorize;
 use super::{AppState, json_body, path_id, read};
 use crate::cases::Severity;
-use crate::queue::{self, CaseAction, FaultReport, QueueFilter};
+use crate::queue::{self, CaseAction, FaultReport, PER_PAGE_DEFAULT, PER_PAGE_MAX, Paging, QueueFilter, SortBy};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,25 +43,39 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/outbox", get(outbox))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct QueueQuery {
     pub status: Option<String>,
     pub severity: Option<String>,
     pub customer: Option<String>,
     pub assignee: Option<String>,
+    /// Search text.
+    pub q: Option<String>,
+    pub sort: Option<String>,
+    pub dir: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+    /// The web page only: `on` reloads it every minute.
+    pub refresh: Option<String>,
+}
+
+/// The longest search text taken.
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// A query value as given, `None` when missing or blank (an untouched form
+/// field).
+fn given(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 impl QueueQuery {
     /// The store filter, or what is wrong with the query; empty values
     /// (an untouched form field) mean no filter.
     pub(crate) fn filter(&self, scope: Option<&str>) -> Result<QueueFilter, ApiError> {
-        let given = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
         let status = match given(&self.status) {
             None => None,
             Some(s) => match super::cases::parse_status(crate::cases::ItemKind::Case, Some(&s))? {
@@ -83,12 +101,54 @@ impl QueueQuery {
             None => given(&self.customer),
         };
         let assignee = given(&self.assignee).map(|a| if a == "-" { String::new() } else { a });
+        let search = given(&self.q);
+        if search.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(ApiError::BadRequest(format!(
+                "q: at most {MAX_SEARCH_CHARS} characters"
+            )));
+        }
         Ok(QueueFilter {
             status,
             severity_min,
             customer,
             assignee,
+            search,
         })
+    }
+
+    /// The order and the page asked for, or what is wrong with them.
+    pub(crate) fn paging(&self) -> Result<Paging, ApiError> {
+        let sort = match given(&self.sort) {
+            None => SortBy::default(),
+            Some(s) => SortBy::parse(&s).ok_or_else(|| {
+                let names: Vec<&str> = SortBy::ALL.iter().map(|b| b.as_str()).collect();
+                ApiError::BadRequest(format!("sort: {s:?} is not one of {}", names.join(", ")))
+            })?,
+        };
+        let descending = match given(&self.dir).as_deref() {
+            None => sort.first_descending(),
+            Some("asc") => false,
+            Some("desc") => true,
+            Some(d) => return Err(ApiError::BadRequest(format!("dir: {d:?} is not asc or desc"))),
+        };
+        let number =
+            |name: &str, v: &Option<String>, default: u64, max: u64| match given(v) {
+                None => Ok(default),
+                Some(t) => t.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{name}: {t:?} is not a whole number from 1 to {max}"))
+                }),
+            };
+        Ok(Paging {
+            sort,
+            descending,
+            page: number("page", &self.page, 1, 1_000_000_000)?,
+            per_page: number("per_page", &self.per_page, PER_PAGE_DEFAULT, PER_PAGE_MAX)?,
+        })
+    }
+
+    /// Whether the web page reloads itself.
+    pub(crate) fn refreshing(&self) -> bool {
+        matches!(given(&self.refresh).as_deref(), Some("on" | "1" | "true"))
     }
 }
 
@@ -97,6 +157,7 @@ fn entry_json(e: &queue::QueueEntry) -> Value {
     v["queue"] = json!(e.meta);
     v["sla"] = json!(e.sla);
     v["next_breach_ms"] = json!(e.sla.next_breach_ms());
+    v["next_clock"] = json!(e.sla.next_clock().map(|(name, _)| name));
     v
 }
 
@@ -107,12 +168,16 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&state, &headers).await?;
     let filter = q.filter(who.scope())?;
+    let paging = q.paging()?;
     let contracts = state.contracts.get();
     let now = caretaker_shared::now_ms();
-    let entries = read(&state, move |c| queue::queue(c, &contracts, &filter, now)).await?;
-    Ok(Json(
-        json!({ "cases": entries.iter().map(entry_json).collect::<Vec<_>>() }),
-    ))
+    let page = read(&state, move |c| queue::queue_page(c, &contracts, &filter, &paging, now)).await?;
+    Ok(Json(json!({
+        "cases": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "total": page.total,
+        "page": page.page,
+        "per_page": page.per_page,
+    })))
 }
 
 /// The queue part of `GET /api/v1/cases/{id}`.

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::sql::{Dialect, Row, Sql, SqlError, SqlExt, args};
+use super::sql::{Dialect, Row, Sql, SqlError, SqlExt, Value, args};
 
 /// Schema on SQLite (the queue's tables, the outbox and the sinks'), applied
 /// as one migration by [`crate::store`]; existing stores replay it, so its
@@ -182,7 +182,8 @@ pub struct SatisfactionRecord {
     pub recorded_by: String,
 }
 
-/// Which cases the queue lists, as far as the store filters them.
+/// Which cases the queue lists: every filter is applied by the store, so
+/// counting, ordering and paging see every matching case.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueSelect<'a> {
     /// A status; `None`: every active case.
@@ -190,6 +191,103 @@ pub struct QueueSelect<'a> {
     pub customer: Option<&'a str>,
     /// An assignee; `Some("")`: unassigned only.
     pub assignee: Option<&'a str>,
+    /// The least severity (`major`: major and critical).
+    pub severity_min: Option<&'a str>,
+    /// Text looked for, case-insensitively, in the title, the asset, the
+    /// component and a disk serial the case's evidence names.
+    pub search: Option<&'a str>,
+    /// A case number the search names (`#123` or `123`): that case matches
+    /// too.
+    pub case_id: Option<i64>,
+}
+
+/// A column the store orders the queue by (the SLA order needs the logs:
+/// it is the domain's, from [`QueueSlaRow`]s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueColumn {
+    /// Least to most severe.
+    Severity,
+    /// Opened earliest first.
+    Opened,
+    /// Case number.
+    Id,
+    Asset,
+    /// In lifecycle order (new, assigned, in progress, on hold...).
+    Status,
+    Customer,
+    /// By name; unassigned cases last either way.
+    Assignee,
+}
+
+/// What the store knows of a case's SLA without its log, but for whether
+/// a person has responded: enough for the domain to bound where the case
+/// stands (see `queue::list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSlaRow {
+    pub id: i64,
+    pub status: String,
+    pub hold_reason: Option<String>,
+    pub severity: String,
+    pub opened_at_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+    pub contract: Option<String>,
+    pub response_due_ms: Option<i64>,
+    pub resolution_due_ms: Option<i64>,
+    pub response_breached_at_ms: Option<i64>,
+    pub resolution_breached_at_ms: Option<i64>,
+    /// A person acted on the case after it opened (the first response; the
+    /// same test as `queue::first_response_ms`). Only asked of cases with a
+    /// response deadline.
+    pub responded: bool,
+}
+
+/// `CASE` ranking a severity (column or parameter) 0 (info) to 3 (critical).
+fn severity_rank(x: &str) -> String {
+    format!("CASE {x} WHEN 'critical' THEN 3 WHEN 'major' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END")
+}
+
+/// `CASE` ranking a case's status in lifecycle order.
+const STATUS_RANK: &str = "CASE i.status WHEN 'new' THEN 0 WHEN 'assigned' THEN 1 WHEN 'in_progress' THEN 2 \
+     WHEN 'on_hold' THEN 3 WHEN 'recovered' THEN 4 WHEN 'resolved' THEN 5 WHEN 'closed' THEN 6 \
+     WHEN 'cancelled' THEN 7 ELSE 8 END";
+
+/// The queue's `FROM` and `WHERE`, parameters `?1` to `?6` from
+/// [`select_args`]. The search patterns are expressions, not bare
+/// parameters (see `holds::KNOWN_BY_IDENTIFIER`); `!` escapes in them. A
+/// serial is found from its start in the evidence's labels (`"serial":"…`,
+/// as the evidence is stored, compact).
+fn queue_from(s: &QueueSelect<'_>) -> String {
+    let mut sql = format!(
+        "FROM items i JOIN case_meta m ON m.item_id = i.id WHERE i.kind = 'case' \
+         AND (CAST(?1 AS TEXT) IS NULL OR i.status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR i.customer = ?2) \
+         AND (CAST(?3 AS TEXT) IS NULL OR coalesce(m.assignee, '') = ?3) \
+         AND (CAST(?4 AS TEXT) IS NULL OR {} >= {}) \
+         AND (CAST(?5 AS TEXT) IS NULL OR lower(m.title) LIKE ('%' || ?5 || '%') ESCAPE '!' \
+         OR lower(i.asset) LIKE ('%' || ?5 || '%') ESCAPE '!' OR lower(i.component) LIKE ('%' || ?5 || '%') ESCAPE '!' \
+         OR lower(i.evidence) LIKE ('%\"serial\":\"' || ?5 || '%') ESCAPE '!' OR i.id = CAST(?6 AS BIGINT))",
+        severity_rank("i.severity"),
+        severity_rank("?4")
+    );
+    if s.status.is_none() {
+        sql.push_str(&format!(" AND i.status NOT IN {INACTIVE}"));
+    }
+    sql
+}
+
+fn select_args<'a>(s: &QueueSelect<'a>) -> Vec<Value<'a>> {
+    let search = s
+        .search
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| super::holds::like_escaped(&t.to_lowercase()));
+    vec![
+        Value::from(s.status),
+        Value::from(s.customer),
+        Value::from(s.assignee),
+        Value::from(s.severity_min),
+        Value::from(search),
+        Value::from(s.case_id),
+    ]
 }
 
 /// Per customer with active cases under contract: how many have breached
@@ -428,18 +526,65 @@ pub trait CaseQueue: Sql {
             .is_some())
     }
 
-    /// The cases the queue shows for `s`, newest first (at most 5000).
-    fn queue_case_ids(&self, s: &QueueSelect<'_>) -> Result<Vec<i64>, SqlError> {
-        let mut sql = String::from(
-            "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id WHERE i.kind = 'case' \
-             AND (CAST(?1 AS TEXT) IS NULL OR i.status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR i.customer = ?2) \
-             AND (CAST(?3 AS TEXT) IS NULL OR coalesce(m.assignee, '') = ?3)",
+    /// How many cases the queue shows for `s`.
+    fn queue_count(&self, s: &QueueSelect<'_>) -> Result<i64, SqlError> {
+        let sql = format!("SELECT count(*) {}", queue_from(s));
+        self.query_one(&sql, &select_args(s), |r| r.get(0))
+    }
+
+    /// One page of the cases the queue shows for `s`, ordered by `by`
+    /// (then by case number), `limit` cases after the first `offset`.
+    fn queue_page_ids(
+        &self,
+        s: &QueueSelect<'_>,
+        by: QueueColumn,
+        descending: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<i64>, SqlError> {
+        let dir = if descending { "DESC" } else { "ASC" };
+        let order = match by {
+            QueueColumn::Severity => format!("{} {dir}, i.opened_at_ms ASC, i.id ASC", severity_rank("i.severity")),
+            QueueColumn::Opened => format!("i.opened_at_ms {dir}, i.id {dir}"),
+            QueueColumn::Id => format!("i.id {dir}"),
+            QueueColumn::Asset => format!("i.asset {dir}, i.id ASC"),
+            QueueColumn::Status => format!("{STATUS_RANK} {dir}, i.id ASC"),
+            QueueColumn::Customer => format!("i.customer {dir}, i.id ASC"),
+            QueueColumn::Assignee => {
+                format!("CASE WHEN m.assignee IS NULL THEN 1 ELSE 0 END, m.assignee {dir}, i.id ASC")
+            }
+        };
+        let sql = format!("SELECT i.id {} ORDER BY {order} LIMIT ?7 OFFSET ?8", queue_from(s));
+        let mut a = select_args(s);
+        a.extend([Value::from(limit), Value::from(offset)]);
+        self.query(&sql, &a, |r| r.get(0))
+    }
+
+    /// The SLA facts of every case the queue shows for `s`, in no order.
+    fn queue_sla_rows(&self, s: &QueueSelect<'_>) -> Result<Vec<QueueSlaRow>, SqlError> {
+        let sql = format!(
+            "SELECT i.id, i.status, i.hold_reason, i.severity, i.opened_at_ms, i.resolved_at_ms, m.contract, \
+             m.response_due_ms, m.resolution_due_ms, m.response_breached_at_ms, m.resolution_breached_at_ms, \
+             CASE WHEN m.response_due_ms IS NOT NULL AND EXISTS (SELECT 1 FROM item_log l WHERE l.item_id = i.id \
+             AND l.actor LIKE 'person:%' AND l.from_status IS NOT NULL) THEN 1 ELSE 0 END {}",
+            queue_from(s)
         );
-        if s.status.is_none() {
-            sql.push_str(&format!(" AND i.status NOT IN {INACTIVE}"));
-        }
-        sql.push_str(" ORDER BY i.id DESC LIMIT 5000");
-        self.query(&sql, args![s.status, s.customer, s.assignee], |r| r.get(0))
+        self.query(&sql, &select_args(s), |r| {
+            Ok(QueueSlaRow {
+                id: r.get(0)?,
+                status: r.get(1)?,
+                hold_reason: r.get(2)?,
+                severity: r.get(3)?,
+                opened_at_ms: r.get(4)?,
+                resolved_at_ms: r.get(5)?,
+                contract: r.get(6)?,
+                response_due_ms: r.get(7)?,
+                resolution_due_ms: r.get(8)?,
+                response_breached_at_ms: r.get(9)?,
+                resolution_breached_at_ms: r.get(10)?,
+                responded: r.get::<i64>(11)? != 0,
+            })
+        })
     }
 
     /// Whether the store has the queue's tables (an SQLite store written by
@@ -713,7 +858,7 @@ mod tests {
                 db.add_case_meta(&opened(id, Some("x"))).unwrap();
             }
             db.set_case_assignee(b, "ben").unwrap();
-            let ids = |s: QueueSelect<'_>| db.queue_case_ids(&s).unwrap();
+            let ids = |s: QueueSelect<'_>| db.queue_page_ids(&s, QueueColumn::Id, true, 100, 0).unwrap();
             assert_eq!(ids(QueueSelect::default()), [b, a]);
             assert!(!ids(QueueSelect::default()).contains(&unsettled));
             let resolved = QueueSelect {
