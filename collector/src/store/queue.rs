@@ -885,6 +885,225 @@ mod tests {
         });
     }
 
+    /// A case for the listing tests: severity, opening time, status and
+    /// evidence as given; its queue data titled `title`.
+    #[allow(clippy::too_many_arguments)]
+    fn listed_case(
+        db: &dyn Sql,
+        customer: &str,
+        asset: &str,
+        severity: &str,
+        status: &str,
+        opened_at_ms: i64,
+        title: &str,
+        evidence: &str,
+    ) -> i64 {
+        let id: i64 = db
+            .query_one(
+                "INSERT INTO items (kind, customer, asset, check_name, component, status, severity, rule, \
+                 opened_at_ms, updated_at_ms, last_firing_at_ms, occurrences, evidence) \
+                 VALUES ('case', ?1, ?2, 'disk_failing', ?3, ?4, ?5, 'disk_failing', ?6, ?6, ?6, 1, ?7) \
+                 RETURNING id",
+                args![customer, asset, title, status, severity, opened_at_ms, evidence],
+                |r| r.get(0),
+            )
+            .unwrap();
+        db.add_case_meta(&NewCaseMeta {
+            title,
+            ..opened(id, Some("x"))
+        })
+        .unwrap();
+        id
+    }
+
+    /// Regression: the queue read at most 5,000 cases, newest first, and
+    /// filtered and ordered those; now the store counts, orders and pages
+    /// every matching case.
+    #[test]
+    fn the_queue_counts_orders_and_pages_every_matching_case() {
+        on_both(|db| {
+            let severities = ["info", "warning", "major", "critical"];
+            let statuses = ["new", "assigned", "in_progress", "on_hold"];
+            let mut all = Vec::new();
+            for n in 0..120_i64 {
+                let (customer, asset) = if n % 3 == 0 {
+                    ("globex", "web01")
+                } else {
+                    ("acme", "db01")
+                };
+                let evidence = if n == 7 {
+                    r#"{"labels":{"device":"/dev/sdb","serial":"WD-WCC4E1234567"}}"#
+                } else {
+                    "{}"
+                };
+                let title = format!("Fault {n:03}");
+                let id = listed_case(
+                    db,
+                    customer,
+                    asset,
+                    severities[(n % 4) as usize],
+                    statuses[(n % 4) as usize],
+                    1_000 + (n * 37) % 120,
+                    &title,
+                    evidence,
+                );
+                if n % 5 == 0 {
+                    db.set_case_assignee(id, if n % 2 == 0 { "ana" } else { "bo" }).unwrap();
+                }
+                all.push(id);
+            }
+            let ended = listed_case(db, "acme", "db01", "critical", "resolved", 0, "Fault done", "{}");
+            let every = QueueSelect::default();
+            assert_eq!(db.queue_count(&every).unwrap(), 120);
+            // Three pages of 50 hold every case once.
+            let mut paged = Vec::new();
+            for (offset, len) in [(0, 50), (50, 50), (100, 20)] {
+                let page = db.queue_page_ids(&every, QueueColumn::Id, false, 50, offset).unwrap();
+                assert_eq!(page.len(), len, "offset {offset}");
+                paged.extend(page);
+            }
+            assert_eq!(paged, all);
+            assert!(
+                db.queue_page_ids(&every, QueueColumn::Id, false, 50, 150)
+                    .unwrap()
+                    .is_empty()
+            );
+            let resolved = QueueSelect {
+                status: Some("resolved"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(
+                db.queue_page_ids(&resolved, QueueColumn::Id, false, 50, 0).unwrap(),
+                [ended]
+            );
+
+            // Each column orders every case, either way.
+            let rows = db.queue_sla_rows(&every).unwrap();
+            assert_eq!(rows.len(), 120);
+            let meta: std::collections::HashMap<i64, CaseMetaRow> = all
+                .iter()
+                .map(|id| (*id, db.case_meta(*id).unwrap().unwrap()))
+                .collect();
+            let rank = |s: &str| severities.iter().position(|x| *x == s).unwrap();
+            let status_rank = |s: &str| statuses.iter().position(|x| *x == s).unwrap();
+            let by_id: std::collections::HashMap<i64, &QueueSlaRow> = rows.iter().map(|r| (r.id, r)).collect();
+            let customer_of = |id: i64| {
+                if all.iter().position(|x| *x == id).unwrap() % 3 == 0 {
+                    "globex"
+                } else {
+                    "acme"
+                }
+            };
+            for (column, descending) in [
+                (QueueColumn::Severity, false),
+                (QueueColumn::Severity, true),
+                (QueueColumn::Opened, false),
+                (QueueColumn::Opened, true),
+                (QueueColumn::Id, true),
+                (QueueColumn::Asset, false),
+                (QueueColumn::Asset, true),
+                (QueueColumn::Status, false),
+                (QueueColumn::Status, true),
+                (QueueColumn::Customer, false),
+                (QueueColumn::Customer, true),
+                (QueueColumn::Assignee, false),
+                (QueueColumn::Assignee, true),
+            ] {
+                let ids = db.queue_page_ids(&every, column, descending, 200, 0).unwrap();
+                assert_eq!(ids.len(), 120, "{column:?}");
+                let mut want = all.clone();
+                want.sort_by(|a, b| {
+                    let (ra, rb) = (by_id[a], by_id[b]);
+                    let way = |o: std::cmp::Ordering| if descending { o.reverse() } else { o };
+                    match column {
+                        QueueColumn::Severity => way(rank(&ra.severity).cmp(&rank(&rb.severity)))
+                            .then(ra.opened_at_ms.cmp(&rb.opened_at_ms))
+                            .then(a.cmp(b)),
+                        QueueColumn::Opened => way(ra.opened_at_ms.cmp(&rb.opened_at_ms).then(a.cmp(b))),
+                        QueueColumn::Id => way(a.cmp(b)),
+                        QueueColumn::Asset => {
+                            let asset = |id: i64| if customer_of(id) == "globex" { "web01" } else { "db01" };
+                            way(asset(*a).cmp(asset(*b))).then(a.cmp(b))
+                        }
+                        QueueColumn::Status => {
+                            way(status_rank(&ra.status).cmp(&status_rank(&rb.status))).then(a.cmp(b))
+                        }
+                        QueueColumn::Customer => way(customer_of(*a).cmp(customer_of(*b))).then(a.cmp(b)),
+                        QueueColumn::Assignee => {
+                            let (ma, mb) = (&meta[a].assignee, &meta[b].assignee);
+                            ma.is_none().cmp(&mb.is_none()).then(way(ma.cmp(mb))).then(a.cmp(b))
+                        }
+                    }
+                });
+                assert_eq!(ids, want, "{column:?} descending {descending}");
+            }
+
+            // Filters and the search narrow the count and the pages alike.
+            let count = |s: QueueSelect<'_>| db.queue_count(&s).unwrap();
+            let ids = |s: QueueSelect<'_>| db.queue_page_ids(&s, QueueColumn::Id, false, 200, 0).unwrap();
+            let search = |text: &'static str| QueueSelect {
+                search: Some(text),
+                ..QueueSelect::default()
+            };
+            assert_eq!(ids(search("fault 007")), [all[7]]);
+            assert_eq!(ids(search("FAULT 00")).len(), 10);
+            assert_eq!(count(search("WEB01")), 40);
+            assert_eq!(ids(search("wd-wcc4e12")), [all[7]], "a disk serial, from its start");
+            assert!(ids(search("cc4e12")).is_empty(), "a serial is matched from its start");
+            assert!(ids(search("100%")).is_empty(), "LIKE wildcards are text");
+            let number = QueueSelect {
+                search: Some("no such words"),
+                case_id: Some(all[42]),
+                ..QueueSelect::default()
+            };
+            assert_eq!(ids(number), [all[42]]);
+            let critical = QueueSelect {
+                severity_min: Some("critical"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(count(critical), 30);
+            let major_up = QueueSelect {
+                severity_min: Some("major"),
+                customer: Some("acme"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(count(major_up), ids(major_up).len() as i64);
+            assert_eq!(db.queue_sla_rows(&major_up).unwrap().len() as i64, count(major_up));
+            let unassigned = QueueSelect {
+                assignee: Some(""),
+                ..QueueSelect::default()
+            };
+            assert_eq!(count(unassigned), 96);
+        });
+    }
+
+    #[test]
+    fn the_sla_rows_say_whether_a_person_responded() {
+        on_both(|db| {
+            let quiet = listed_case(db, "acme", "db01", "major", "assigned", 5, "quiet", "{}");
+            let answered = listed_case(db, "acme", "db01", "major", "in_progress", 5, "answered", "{}");
+            for (item, actor, from) in [
+                (quiet, "person:ana", None),
+                (quiet, "rule:assignment", Some("new")),
+                (answered, "person:ana", Some("assigned")),
+            ] {
+                db.execute(
+                    "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
+                     VALUES (?1, 10, ?2, ?3, 'assigned', NULL)",
+                    args![item, actor, from],
+                )
+                .unwrap();
+            }
+            let rows = db.queue_sla_rows(&QueueSelect::default()).unwrap();
+            let responded: Vec<(i64, bool)> = rows.iter().map(|r| (r.id, r.responded)).collect();
+            assert!(
+                responded.contains(&(quiet, false)) && responded.contains(&(answered, true)),
+                "{responded:?}"
+            );
+            assert_eq!(rows[0].response_due_ms, Some(1_000));
+        });
+    }
+
     #[test]
     fn a_reopened_case_is_found_with_its_engineer() {
         on_both(|db| {
