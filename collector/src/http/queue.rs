@@ -512,4 +512,184 @@ mod tests {
         let (_, q) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
         assert_eq!(q["cases"], json!([]));
     }
+
+    /// `n` reported faults, two in three on db01 (acme), the rest on web01
+    /// (globex), severities in turn (critical, major, warning, info); their
+    /// ids in order.
+    async fn many_faults(s: &AppState, n: usize) -> Vec<i64> {
+        let severities = ["critical", "major", "warning", "info"];
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let asset = if i % 3 == 2 { "web01" } else { "db01" };
+            let body = json!({"asset": asset, "title": format!("Fault {i:03}"), "severity": severities[i % 4]});
+            let (code, v) = as_user(s, "ana", "POST", "/api/v1/cases", Some(body)).await;
+            assert_eq!(code, StatusCode::CREATED, "{v}");
+            ids.push(v["id"].as_i64().unwrap());
+        }
+        ids
+    }
+
+    fn ids_of(v: &Value) -> Vec<i64> {
+        v["cases"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no cases: {v}"))
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    /// Regression: the queue silently stopped at 5,000 cases. Now it pages
+    /// through every one, and says how many there are.
+    #[tokio::test]
+    async fn the_queue_pages_through_every_case_with_its_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let all = many_faults(&s, 120).await;
+        let mut seen = Vec::new();
+        for (page, len) in [(1, 50), (2, 50), (3, 20)] {
+            let (code, v) = as_user(
+                &s,
+                "ana",
+                "GET",
+                &format!("/api/v1/queue?per_page=50&page={page}"),
+                None,
+            )
+            .await;
+            assert_eq!(code, StatusCode::OK, "{v}");
+            assert_eq!(
+                (v["total"].as_u64(), v["page"].as_u64(), v["per_page"].as_u64()),
+                (Some(120), Some(page), Some(50))
+            );
+            let ids = ids_of(&v);
+            assert_eq!(ids.len(), len, "page {page}");
+            seen.extend(ids);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, all, "every case once");
+        let (_, v) = as_user(&s, "ana", "GET", "/api/v1/queue?page=4&per_page=50", None).await;
+        assert_eq!((ids_of(&v).len(), v["total"].as_u64()), (0, Some(120)));
+        // Fifty a page unless asked; the old fields are all there.
+        let (_, v) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
+        assert_eq!(
+            (ids_of(&v).len(), v["per_page"].as_u64(), v["page"].as_u64()),
+            (50, Some(50), Some(1))
+        );
+        let first = &v["cases"][0];
+        for field in ["queue", "sla", "next_breach_ms", "next_clock", "status", "severity"] {
+            assert!(first.get(field).is_some(), "{field}: {first}");
+        }
+        assert_eq!(first["next_clock"], "response", "{first}");
+        // Filters count too: the critical ones on db01 (acme).
+        let (_, v) = as_user(
+            &s,
+            "ana",
+            "GET",
+            "/api/v1/queue?severity=critical&customer=acme&per_page=7",
+            None,
+        )
+        .await;
+        let want = (0..120).filter(|i| i % 4 == 0 && i % 3 != 2).count() as u64;
+        assert_eq!(v["total"].as_u64(), Some(want));
+        assert_eq!(ids_of(&v).len(), 7);
+    }
+
+    #[tokio::test]
+    async fn the_queue_sorts_by_each_column_searches_and_names_bad_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let all = many_faults(&s, 9).await;
+        let get = |query: &str| {
+            let s = s.clone();
+            let uri = format!("/api/v1/queue?{query}");
+            async move {
+                let (code, v) = as_user(&s, "ana", "GET", &uri, None).await;
+                assert_eq!(code, StatusCode::OK, "{uri}: {v}");
+                v
+            }
+        };
+        // Two cases taken (in progress), one given to bo.
+        for id in [all[1], all[4]] {
+            let uri = format!("/api/v1/cases/{id}/actions");
+            let (code, v) = as_user(&s, "ana", "POST", &uri, Some(json!({"action": "acknowledge"}))).await;
+            assert_eq!(code, StatusCode::OK, "{v}");
+        }
+        let uri = format!("/api/v1/cases/{}/actions", all[6]);
+        let (code, v) = as_user(&s, "ana", "POST", &uri, Some(json!({"action": "assign", "to": "bo"}))).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        let reversed: Vec<i64> = all.iter().rev().copied().collect();
+        assert_eq!(ids_of(&get("sort=case").await), all);
+        assert_eq!(ids_of(&get("sort=case&dir=desc").await), reversed);
+        // Oldest first unless asked the other way (ties by number).
+        assert_eq!(ids_of(&get("sort=age").await), all);
+        assert_eq!(ids_of(&get("sort=age&dir=asc").await), reversed);
+        let field = |v: &Value, f: &str| -> Vec<String> {
+            v["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c[f].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let assets = field(&get("sort=asset").await, "host");
+        assert!(assets.windows(2).all(|w| w[0] <= w[1]), "{assets:?}");
+        let assets = field(&get("sort=asset&dir=desc").await, "host");
+        assert_eq!(assets.first().map(String::as_str), Some("web01"), "{assets:?}");
+        let customers = field(&get("sort=customer&dir=desc").await, "customer");
+        assert_eq!(customers.first().map(String::as_str), Some("globex"), "{customers:?}");
+        let severities = field(&get("sort=severity").await, "severity");
+        assert_eq!(
+            severities[..3],
+            ["critical", "critical", "critical"],
+            "most severe first"
+        );
+        let severities = field(&get("sort=severity&dir=asc").await, "severity");
+        assert_eq!(severities[..2], ["info", "info"]);
+        let statuses = field(&get("sort=status&dir=desc").await, "status");
+        assert_eq!(statuses[..2], ["in_progress", "in_progress"], "{statuses:?}");
+        let v = get("sort=assignee").await;
+        assert_eq!(ids_of(&v).last(), Some(&all[6]), "ana before bo");
+        let v = get("sort=assignee&dir=desc").await;
+        assert_eq!(ids_of(&v).first(), Some(&all[6]));
+        // Nearest breach first by default.
+        let v = get("").await;
+        let breaches: Vec<i64> = v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["next_breach_ms"].as_i64())
+            .collect();
+        assert!(breaches.windows(2).all(|w| w[0] <= w[1]), "{breaches:?}");
+
+        // Search: title, host, number, case-insensitively.
+        assert_eq!(ids_of(&get("q=fault%20003").await), [all[3]]);
+        assert_eq!(get("q=WEB01").await["total"].as_u64(), Some(3));
+        assert_eq!(ids_of(&get("q=WEB01&sort=case").await), [all[2], all[5], all[8]]);
+        assert_eq!(ids_of(&get(&format!("q=%23{}", all[7])).await), [all[7]]);
+        // A bare number finds the case, and the titles holding it.
+        let v = get(&format!("q={}&sort=case", all[7])).await;
+        assert_eq!(ids_of(&v).first(), Some(&all[7]), "{v}");
+        // Mine and unassigned.
+        assert_eq!(ids_of(&get("assignee=bo").await), [all[6]]);
+        assert_eq!(get("assignee=ana").await["total"].as_u64(), Some(8));
+        assert_eq!(get("assignee=-").await["total"].as_u64(), Some(0));
+        // A customer's search stays within its own cases.
+        let (_, v) = as_user(&s, "carol", "GET", "/api/v1/queue?q=web01", None).await;
+        assert_eq!(v["total"].as_u64(), Some(0), "{v}");
+
+        let long = format!("q={}", "x".repeat(201));
+        for (query, named) in [
+            ("sort=urgency", "sort"),
+            ("dir=up", "dir"),
+            ("page=0", "page"),
+            ("page=two", "page"),
+            ("per_page=201", "per_page"),
+            ("per_page=-5", "per_page"),
+            (long.as_str(), "q"),
+        ] {
+            let (code, v) = as_user(&s, "ana", "GET", &format!("/api/v1/queue?{query}"), None).await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{query}: {v}");
+            let reason = v["reason"].as_str().unwrap_or_default();
+            assert!(reason.starts_with(&format!("{named}:")), "{query}: {v}");
+        }
+    }
 }
