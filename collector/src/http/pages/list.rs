@@ -1,6 +1,7 @@
 //! The queue page's markup: the filters and the search, the one-click views
 //! (all, mine, unassigned), the table with its sortable headers, and the
-//! pages. Every link keeps every filter: they are all in the URL, built by
+//! pages. The columns a glance needs come first (case, severity, the next
+//! breach, age), so a phone shows them before its table scrolls. Every link keeps every filter: they are all in the URL, built by
 //! [`Link`].
 
 use maud::{Markup, html};
@@ -237,36 +238,36 @@ pub fn queue(
                         thead { tr {
                             (sort_header(q, SortBy::Case, "Case", paging.sort, paging.descending))
                             (sort_header(q, SortBy::Severity, "Severity", paging.sort, paging.descending))
-                            (sort_header(q, SortBy::Status, "Status", paging.sort, paging.descending))
+                            (sort_header(q, SortBy::Breach, "Next breach", paging.sort, paging.descending))
+                            (sort_header(q, SortBy::Age, "Age", paging.sort, paging.descending))
                             th scope="col" { "Title" }
                             (sort_header(q, SortBy::Asset, "Asset", paging.sort, paging.descending))
-                            (sort_header(q, SortBy::Customer, "Customer", paging.sort, paging.descending))
+                            (sort_header(q, SortBy::Status, "Status", paging.sort, paging.descending))
                             (sort_header(q, SortBy::Assignee, "Assignee", paging.sort, paging.descending))
+                            (sort_header(q, SortBy::Customer, "Customer", paging.sort, paging.descending))
                             @if staff {
                                 th scope="col" { "Level" }
                                 th scope="col" { "Contract" }
                             }
-                            (sort_header(q, SortBy::Age, "Age", paging.sort, paging.descending))
-                            (sort_header(q, SortBy::Breach, "Next breach", paging.sort, paging.descending))
                         } }
                         tbody {
                             @for e in &p.entries {
                                 tr {
                                     td { a href=(case_href(e.item.id)) { "#" (e.item.id.unwrap_or_default()) } }
                                     td { (severity_badge(e.item.severity)) }
-                                    td { (e.item.status.to_string()) }
+                                    td { (next_breach(e, contracts, now)) }
+                                    td title=(format!("opened {}", format_ms_in(e.item.opened_at_ms, zone_of(e, contracts)))) {
+                                        (duration(now - e.item.opened_at_ms))
+                                    }
                                     td { a href=(case_href(e.item.id)) { (e.meta.title) } }
                                     td { a href=(asset_href(&e.item.key.asset)) { (e.item.key.asset) } }
-                                    td { (e.item.key.customer) }
+                                    td { (e.item.status.to_string()) }
                                     td { (e.meta.assignee.as_deref().unwrap_or("unassigned")) }
+                                    td { (e.item.key.customer) }
                                     @if staff {
                                         td { (e.meta.level) }
                                         td { (e.meta.contract.as_deref().unwrap_or("advisory")) }
                                     }
-                                    td title=(format!("opened {}", format_ms_in(e.item.opened_at_ms, zone_of(e, contracts)))) {
-                                        (duration(now - e.item.opened_at_ms))
-                                    }
-                                    td { (next_breach(e, contracts, now)) }
                                 }
                             }
                         }

@@ -70,7 +70,7 @@ const STYLE: &str = concat!(
     "header .who{margin-left:auto}header form{display:inline;margin:0}header button{margin:0}",
     "main{padding:0 1rem 2rem}.narrow{max-width:22rem;margin:4rem auto}",
     "table{border-collapse:collapse;margin:.5rem 0}th,td{border-bottom:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}",
-    ".table-wrap{overflow-x:auto;max-width:100%}.table-wrap table{margin:0}",
+    ".table-wrap{overflow-x:auto;max-width:100%}.table-wrap table{margin:0}th{white-space:nowrap}",
     ".visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
     "label{display:block;margin:.5rem 0 .1rem}input,select,textarea{padding:.3rem;box-sizing:border-box;max-width:100%}",
     ".narrow input{width:100%}textarea{width:100%;max-width:40rem;min-height:3rem}",
