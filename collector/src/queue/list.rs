@@ -222,6 +222,22 @@ fn entry(conn: &dyn Sql, contracts: &Contracts, id: i64, now_ms: i64) -> Result<
     Ok(Some(QueueEntry { item, meta, sla }))
 }
 
+/// The store's column and direction for an order; `None` for the SLA
+/// order, which is the domain's.
+fn column(sort: SortBy, descending: bool) -> Option<(QueueColumn, bool)> {
+    Some(match sort {
+        SortBy::Breach => return None,
+        SortBy::Severity => (QueueColumn::Severity, descending),
+        // Youngest first is the latest opened first.
+        SortBy::Age => (QueueColumn::Opened, !descending),
+        SortBy::Case => (QueueColumn::Id, descending),
+        SortBy::Asset => (QueueColumn::Asset, descending),
+        SortBy::Status => (QueueColumn::Status, descending),
+        SortBy::Customer => (QueueColumn::Customer, descending),
+        SortBy::Assignee => (QueueColumn::Assignee, descending),
+    })
+}
+
 /// One page of the queue. Counting, filtering and ordering are over every
 /// matching case; only the cases on the page (and, in the SLA order, those
 /// whose bound does not rule them out) are read whole.
@@ -235,19 +251,9 @@ pub fn queue_page(
     let select = filter.select();
     let per_page = paging.per_page.clamp(1, PER_PAGE_MAX);
     let paging = Paging { per_page, ..*paging };
-    let (entries, total) = match paging.sort {
-        SortBy::Breach => by_breach(conn, contracts, &select, &paging, now_ms)?,
-        column => {
-            let (by, descending) = match column {
-                SortBy::Severity => (QueueColumn::Severity, paging.descending),
-                // Youngest first is the latest opened first.
-                SortBy::Age => (QueueColumn::Opened, !paging.descending),
-                SortBy::Case => (QueueColumn::Id, paging.descending),
-                SortBy::Asset => (QueueColumn::Asset, paging.descending),
-                SortBy::Status => (QueueColumn::Status, paging.descending),
-                SortBy::Customer => (QueueColumn::Customer, paging.descending),
-                SortBy::Assignee | SortBy::Breach => (QueueColumn::Assignee, paging.descending),
-            };
+    let (entries, total) = match column(paging.sort, paging.descending) {
+        None => by_breach(conn, contracts, &select, &paging, now_ms)?,
+        Some((by, descending)) => {
             let total = u64::try_from(conn.queue_count(&select)?).unwrap_or_default();
             let limit = i64::try_from(per_page).unwrap_or(i64::MAX);
             let offset = i64::try_from(paging.offset()).unwrap_or(i64::MAX);
