@@ -101,8 +101,8 @@ impl QueueQuery {
             None => given(&self.customer),
         };
         let assignee = given(&self.assignee).map(|a| if a == "-" { String::new() } else { a });
-        let search = given(&self.q);
-        if search.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+        // Counted as sent, blanks too: the document's maxLength.
+        if self.q.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
             return Err(ApiError::BadRequest(format!(
                 "q: at most {MAX_SEARCH_CHARS} characters"
             )));
@@ -112,7 +112,7 @@ impl QueueQuery {
             severity_min,
             customer,
             assignee,
-            search,
+            search: given(&self.q),
         })
     }
 
@@ -677,6 +677,7 @@ mod tests {
         assert_eq!(v["total"].as_u64(), Some(0), "{v}");
 
         let long = format!("q={}", "x".repeat(201));
+        let blanks = format!("q={}", "%20".repeat(201));
         for (query, named) in [
             ("sort=urgency", "sort"),
             ("dir=up", "dir"),
@@ -685,6 +686,7 @@ mod tests {
             ("per_page=201", "per_page"),
             ("per_page=-5", "per_page"),
             (long.as_str(), "q"),
+            (blanks.as_str(), "q"),
         ] {
             let (code, v) = as_user(&s, "ana", "GET", &format!("/api/v1/queue?{query}"), None).await;
             assert_eq!(code, StatusCode::BAD_REQUEST, "{query}: {v}");
