@@ -1,9 +1,12 @@
 //! The case queue's rows: what was decided once per case (`case_meta`:
 //! contract, deadlines, assignee, level), its escalations and satisfaction
-//! record, and the queue's reads over cases. Which contract covers a case,
-//! who gets it, when it escalates and what closing needs are the domain's
-//! (`queue`); this module keeps the rows. The outbox and the sinks'
-//! cursors are [`super::outbox`]'s.
+//! record, and the queue's reads over cases: filtered (status, customer,
+//! assignee, severity, a search), counted, ordered by a column and cut into
+//! pages here, over every matching case; the SLA order needs the logs and is
+//! the domain's, from the facts [`CaseQueue::queue_sla_rows`] gives. Which
+//! contract covers a case, who gets it, when it escalates and what closing
+//! needs are the domain's (`queue`); this module keeps the rows. The outbox
+//! and the sinks' cursors are [`super::outbox`]'s.
 
 use serde::Serialize;
 
