@@ -910,3 +910,39 @@ fn paging_in_the_sla_order_gives_the_order_of_the_whole_queue() {
     let p = queue_page(&conn, &c, &by_number, &Paging::default(), now).unwrap();
     assert_eq!((ids(&p.entries), p.total), (vec![opened[3]], 1));
 }
+
+/// How long a page of the queue takes on a big store (50,000 active cases,
+/// 500,000 log rows), on the test store. A figure to read, not a check:
+/// `cargo test --release -p caretaker-collector --lib -- --ignored
+/// queue_pages_on_a_big_store --nocapture`.
+#[test]
+#[ignore = "a timing to read, not a check"]
+fn queue_pages_on_a_big_store() {
+    let conn = crate::store::testing::TestDb::new();
+    let c = contracts();
+    let now: i64 = 1_800_000_000_000;
+    crate::store::testing::fill_big_queue(&conn, 50_000, now);
+    let time = |what: &str, paging: Paging, filter: &QueueFilter| {
+        let start = std::time::Instant::now();
+        let page = queue_page(&conn, &c, filter, &paging, now).unwrap();
+        eprintln!(
+            "{what}: {} of {} in {:?}",
+            page.entries.len(),
+            page.total,
+            start.elapsed()
+        );
+    };
+    let every = QueueFilter::default();
+    let p = Paging::default();
+    time("nearest breach, page 1", p, &every);
+    time("nearest breach, page 2", Paging { page: 2, ..p }, &every);
+    time("nearest breach, page 100", Paging { page: 100, ..p }, &every);
+    for sort in [SortBy::Age, SortBy::Severity, SortBy::Asset, SortBy::Assignee] {
+        time(sort.as_str(), Paging { sort, ..p }, &every);
+    }
+    let search = QueueFilter {
+        search: Some("host12".into()),
+        ..QueueFilter::default()
+    };
+    time("search host12", p, &search);
+}

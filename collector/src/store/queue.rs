@@ -675,7 +675,6 @@ impl<S: Sql + ?Sized> CaseQueue for S {}
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::sql::Db;
     use crate::store::testing::{add_agent, on_both};
 
     /// A case item of `customer` on `asset` in `status`; its id.
@@ -1106,86 +1105,6 @@ mod tests {
             );
             assert_eq!(rows[0].response_due_ms, Some(1_000));
         });
-    }
-
-    /// How long a page of the queue takes on a big store (50,000 active
-    /// cases, 500,000 log rows) on SQLite. A figure to read, not a check:
-    /// `cargo test --release -p caretaker-collector --lib -- --ignored
-    /// queue_pages_on_a_big_store --nocapture`.
-    #[test]
-    #[ignore = "a timing to read, not a check"]
-    fn queue_pages_on_a_big_store() {
-        let db = Db::sqlite(crate::store::open_in_memory().unwrap());
-        let cases = 50_000;
-        let now: i64 = 1_800_000_000_000;
-        db.execute(
-            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
-             INSERT INTO items (kind, customer, asset, check_name, component, status, hold_reason, severity, rule, \
-             opened_at_ms, updated_at_ms, last_firing_at_ms, occurrences, evidence) \
-             SELECT 'case', 'acme', 'host' || (x % 5000), 'disk_failing', 'c' || x, \
-             CASE x % 5 WHEN 0 THEN 'on_hold' WHEN 1 THEN 'in_progress' ELSE 'assigned' END, \
-             CASE x % 5 WHEN 0 THEN 'awaiting_customer' ELSE NULL END, \
-             CASE x % 4 WHEN 0 THEN 'critical' WHEN 1 THEN 'major' WHEN 2 THEN 'warning' ELSE 'info' END, \
-             'disk_failing', ?2 - x * 60000, ?2, ?2, 1, '{}' FROM n",
-            args![cases, now],
-        )
-        .unwrap();
-        db.execute(
-            "INSERT INTO case_meta (item_id, source, title, contract, skill, assignee, response_due_ms, resolution_due_ms) \
-             SELECT id, 'detection', 'Disk failing on ' || asset, 'acme-office', 'hardware', \
-             CASE id % 7 WHEN 0 THEN NULL ELSE 'ana' END, opened_at_ms + 14400000, opened_at_ms + 172800000 FROM items",
-            args![],
-        )
-        .unwrap();
-        db.execute(
-            "WITH RECURSIVE k(y) AS (SELECT 1 UNION ALL SELECT y + 1 FROM k WHERE y < 10) \
-             INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
-             SELECT i.id, i.opened_at_ms + k.y * 1000, CASE WHEN k.y = 3 AND i.id % 2 = 0 THEN 'person:ana' ELSE 'rule:x' END, \
-             CASE k.y WHEN 1 THEN NULL ELSE 'assigned' END, 'assigned', 'note' FROM items i, k",
-            args![],
-        )
-        .unwrap();
-        let contracts = crate::contracts::parse_file(
-            "[[customer]]\nname = \"acme\"\n\n[[contract]]\nname = \"acme-office\"\ncustomer = \"acme\"\ncovers = { hosts = [\"host1\"] }\n\
-             hours = \"5x8\"\ntime_zone = \"Europe/Berlin\"\nresponse = { critical = \"1h\", major = \"4h\" }\n\
-             resolution = { critical = \"8h\", major = \"2d\" }\npausing_holds = [\"awaiting_customer\"]\n",
-            std::path::Path::new("c.toml"),
-        )
-        .unwrap();
-        let time = |what: &str, paging: crate::queue::Paging, filter: &crate::queue::QueueFilter| {
-            let start = std::time::Instant::now();
-            let page = crate::queue::queue_page(&db, &contracts, filter, &paging, now).unwrap();
-            eprintln!(
-                "{what}: {} of {} in {:?}",
-                page.entries.len(),
-                page.total,
-                start.elapsed()
-            );
-        };
-        let start = std::time::Instant::now();
-        let rows = db.queue_sla_rows(&QueueSelect::default()).unwrap();
-        eprintln!("store: SLA facts of {} cases in {:?}", rows.len(), start.elapsed());
-        let start = std::time::Instant::now();
-        let n = db.queue_count(&QueueSelect::default()).unwrap();
-        eprintln!("store: count {n} in {:?}", start.elapsed());
-        let every = crate::queue::QueueFilter::default();
-        let p = crate::queue::Paging::default();
-        time("nearest breach, page 1", p, &every);
-        time("nearest breach, page 2", crate::queue::Paging { page: 2, ..p }, &every);
-        time(
-            "nearest breach, page 100",
-            crate::queue::Paging { page: 100, ..p },
-            &every,
-        );
-        let by = |sort| crate::queue::Paging { sort, ..p };
-        time("age", by(crate::queue::SortBy::Age), &every);
-        time("severity", by(crate::queue::SortBy::Severity), &every);
-        time("asset", by(crate::queue::SortBy::Asset), &every);
-        let search = crate::queue::QueueFilter {
-            search: Some("host12".into()),
-            ..crate::queue::QueueFilter::default()
-        };
-        time("search host12", p, &search);
     }
 
     #[test]
