@@ -15,7 +15,8 @@
 //!   service reports with parts.
 //! - `GET /api/v1/outbox`: each sink's backlog and what it refused.
 //!
-//! Engineers and managers act; a customer reads its own cases only.
+//! Engineers and managers act; a customer reads its own cases only, and
+//! in the queue without the internal level and contract.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -172,8 +173,19 @@ async fn list(
     let contracts = state.contracts.get();
     let now = caretaker_shared::now_ms();
     let page = read(&state, move |c| queue::queue_page(c, &contracts, &filter, &paging, now)).await?;
+    let mut cases: Vec<Value> = page.entries.iter().map(entry_json).collect();
+    if who.scope().is_some() {
+        // A customer's user sees no internal routing: the level and the
+        // contract, as on the page.
+        for c in &mut cases {
+            if let Some(q) = c["queue"].as_object_mut() {
+                q.remove("level");
+                q.remove("contract");
+            }
+        }
+    }
     Ok(Json(json!({
-        "cases": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "cases": cases,
         "total": page.total,
         "page": page.page,
         "per_page": page.per_page,
@@ -437,6 +449,13 @@ mod tests {
                 .collect();
             assert!(ids.iter().all(|i| *i == acme), "{uri}: {ids:?}");
         }
+        // The queue hides the internal level and contract from her, not from staff.
+        let (_, v) = as_user(&s, "carol", "GET", "/api/v1/queue", None).await;
+        let q = &v["cases"][0]["queue"];
+        assert!(q.get("level").is_none() && q.get("contract").is_none(), "{v}");
+        assert_eq!(q["assignee"], "ana", "{v}");
+        let (_, v) = as_user(&s, "ana", "GET", "/api/v1/queue?customer=acme", None).await;
+        assert_eq!(v["cases"][0]["queue"]["contract"], "acme-24", "{v}");
         let (code, _) = as_user(&s, "carol", "GET", &format!("/api/v1/cases/{acme}"), None).await;
         assert_eq!(code, StatusCode::OK);
         // Another customer's case and asset are not found, as if missing.
