@@ -58,6 +58,12 @@ impl Calendar {
         &self.tz_name
     }
 
+    /// Every day, all day, no holidays: service time is wall-clock time.
+    /// Otherwise (`5x8`...) a duration of service time must say so.
+    pub fn is_round_the_clock(&self) -> bool {
+        self.days == [true; 7] && self.from_min == 0 && self.to_min >= 1440 && self.holidays.is_empty()
+    }
+
     pub fn holidays(&self) -> &BTreeSet<Date> {
         &self.holidays
     }

@@ -1,7 +1,11 @@
 //! The engineers' queue over the API:
 //! - `GET /api/v1/queue`: active cases, nearest SLA breach first; filters
 //!   `status`, `severity` (minimum), `customer`, `assignee` (`-` for
-//!   unassigned).
+//!   unassigned), `q` (search: title, asset, component, disk serial, case
+//!   number `#123`); order `sort` (`breach`, `severity`, `age`, `case`,
+//!   `asset`, `status`, `customer`, `assignee`) and `dir` (`asc`, `desc`);
+//!   pages `page` (from 1) of `per_page` (1 to 200, default 50). The answer
+//!   holds the page's `cases`, the `total` matching and `page`, `per_page`.
 //! - `POST /api/v1/cases`: report a fault (`asset`, `title`, `description`,
 //!   `severity`, `component`).
 //! - `POST /api/v1/cases/{id}/actions`: acknowledge, assign, escalate,
@@ -35,7 +39,7 @@ use super::hosts::authorize;
 use super::{AppState, json_body, path_id, read};
 use crate::auth::Principal;
 use crate::cases::Severity;
-use crate::queue::{self, CaseAction, FaultReport, QueueFilter};
+use crate::queue::{self, CaseAction, FaultReport, PER_PAGE_DEFAULT, PER_PAGE_MAX, Paging, QueueFilter, SortBy};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -46,25 +50,39 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/outbox", get(outbox))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct QueueQuery {
     pub status: Option<String>,
     pub severity: Option<String>,
     pub customer: Option<String>,
     pub assignee: Option<String>,
+    /// Search text.
+    pub q: Option<String>,
+    pub sort: Option<String>,
+    pub dir: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+    /// The web page only: `on` reloads it every minute.
+    pub refresh: Option<String>,
+}
+
+/// The longest search text taken.
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// A query value as given, `None` when missing or blank (an untouched form
+/// field).
+fn given(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 impl QueueQuery {
     /// The store filter, or what is wrong with the query; empty values
     /// (an untouched form field) mean no filter.
     pub(crate) fn filter(&self, scope: Option<&str>) -> Result<QueueFilter, ApiError> {
-        let given = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
         let status = match given(&self.status) {
             None => None,
             Some(s) => match super::cases::parse_status(crate::cases::ItemKind::Case, Some(&s))? {
@@ -90,12 +108,54 @@ impl QueueQuery {
             None => given(&self.customer),
         };
         let assignee = given(&self.assignee).map(|a| if a == "-" { String::new() } else { a });
+        // Counted as sent, blanks too: the document's maxLength.
+        if self.q.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(ApiError::BadRequest(format!(
+                "q: at most {MAX_SEARCH_CHARS} characters"
+            )));
+        }
         Ok(QueueFilter {
             status,
             severity_min,
             customer,
             assignee,
+            search: given(&self.q),
         })
+    }
+
+    /// The order and the page asked for, or what is wrong with them.
+    pub(crate) fn paging(&self) -> Result<Paging, ApiError> {
+        let sort = match given(&self.sort) {
+            None => SortBy::default(),
+            Some(s) => SortBy::parse(&s).ok_or_else(|| {
+                let names: Vec<&str> = SortBy::ALL.iter().map(|b| b.as_str()).collect();
+                ApiError::BadRequest(format!("sort: {s:?} is not one of {}", names.join(", ")))
+            })?,
+        };
+        let descending = match given(&self.dir).as_deref() {
+            None => sort.first_descending(),
+            Some("asc") => false,
+            Some("desc") => true,
+            Some(d) => return Err(ApiError::BadRequest(format!("dir: {d:?} is not asc or desc"))),
+        };
+        let number =
+            |name: &str, v: &Option<String>, default: u64, max: u64| match given(v) {
+                None => Ok(default),
+                Some(t) => t.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{name}: {t:?} is not a whole number from 1 to {max}"))
+                }),
+            };
+        Ok(Paging {
+            sort,
+            descending,
+            page: number("page", &self.page, 1, 1_000_000_000)?,
+            per_page: number("per_page", &self.per_page, PER_PAGE_DEFAULT, PER_PAGE_MAX)?,
+        })
+    }
+
+    /// Whether the web page reloads itself.
+    pub(crate) fn refreshing(&self) -> bool {
+        matches!(given(&self.refresh).as_deref(), Some("on" | "1" | "true"))
     }
 }
 
@@ -105,6 +165,7 @@ fn entry_json(e: &queue::QueueEntry, who: &Principal) -> Value {
         v["queue"] = json!(e.meta);
         v["sla"] = json!(e.sla);
         v["next_breach_ms"] = json!(e.sla.next_breach_ms());
+        v["next_clock"] = json!(e.sla.next_clock().map(|(name, _)| name));
     } else {
         v["queue"] = customer_meta_json(&e.meta);
     }
@@ -129,12 +190,17 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&state, &headers).await?;
     let filter = q.filter(who.scope())?;
+    let paging = q.paging()?;
     let contracts = state.contracts.get();
     let now = caretaker_shared::now_ms();
-    let entries = read(&state, move |c| queue::queue(c, &contracts, &filter, now)).await?;
-    Ok(Json(
-        json!({ "cases": entries.iter().map(|e| entry_json(e, &who)).collect::<Vec<_>>() }),
-    ))
+    let page = read(&state, move |c| queue::queue_page(c, &contracts, &filter, &paging, now)).await?;
+    let cases: Vec<Value> = page.entries.iter().map(|e| entry_json(e, &who)).collect();
+    Ok(Json(json!({
+        "cases": cases,
+        "total": page.total,
+        "page": page.page,
+        "per_page": page.per_page,
+    })))
 }
 
 /// The queue part of `GET /api/v1/cases/{id}`.
@@ -423,6 +489,14 @@ mod tests {
                 .collect();
             assert!(ids.iter().all(|i| *i == acme), "{uri}: {ids:?}");
         }
+        // The queue hides the internal level, contract and assignee from
+        // her, not from staff.
+        let (_, v) = as_user(&s, "carol", "GET", "/api/v1/queue", None).await;
+        let q = &v["cases"][0]["queue"];
+        assert!(q.get("level").is_none() && q.get("contract").is_none(), "{v}");
+        assert!(q.get("assignee").is_none() && v["cases"][0].get("sla").is_none(), "{v}");
+        let (_, v) = as_user(&s, "ana", "GET", "/api/v1/queue?customer=acme", None).await;
+        assert_eq!(v["cases"][0]["queue"]["contract"], "acme-24", "{v}");
         let (code, _) = as_user(&s, "carol", "GET", &format!("/api/v1/cases/{acme}"), None).await;
         assert_eq!(code, StatusCode::OK);
         // Another customer's case and asset are not found, as if missing.
@@ -771,5 +845,187 @@ mod tests {
         assert!(v["reason"].as_str().unwrap().contains("title"), "{v}");
         let (_, q) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
         assert_eq!(q["cases"], json!([]));
+    }
+
+    /// `n` reported faults, two in three on db01 (acme), the rest on web01
+    /// (globex), severities in turn (critical, major, warning, info); their
+    /// ids in order.
+    async fn many_faults(s: &AppState, n: usize) -> Vec<i64> {
+        let severities = ["critical", "major", "warning", "info"];
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let asset = if i % 3 == 2 { "web01" } else { "db01" };
+            let body = json!({"asset": asset, "title": format!("Fault {i:03}"), "severity": severities[i % 4]});
+            let (code, v) = as_user(s, "ana", "POST", "/api/v1/cases", Some(body)).await;
+            assert_eq!(code, StatusCode::CREATED, "{v}");
+            ids.push(v["id"].as_i64().unwrap());
+        }
+        ids
+    }
+
+    fn ids_of(v: &Value) -> Vec<i64> {
+        v["cases"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no cases: {v}"))
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    /// Regression: the queue silently stopped at 5,000 cases. Now it pages
+    /// through every one, and says how many there are.
+    #[tokio::test]
+    async fn the_queue_pages_through_every_case_with_its_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let all = many_faults(&s, 120).await;
+        let mut seen = Vec::new();
+        for (page, len) in [(1, 50), (2, 50), (3, 20)] {
+            let (code, v) = as_user(
+                &s,
+                "ana",
+                "GET",
+                &format!("/api/v1/queue?per_page=50&page={page}"),
+                None,
+            )
+            .await;
+            assert_eq!(code, StatusCode::OK, "{v}");
+            assert_eq!(
+                (v["total"].as_u64(), v["page"].as_u64(), v["per_page"].as_u64()),
+                (Some(120), Some(page), Some(50))
+            );
+            let ids = ids_of(&v);
+            assert_eq!(ids.len(), len, "page {page}");
+            seen.extend(ids);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, all, "every case once");
+        let (_, v) = as_user(&s, "ana", "GET", "/api/v1/queue?page=4&per_page=50", None).await;
+        assert_eq!((ids_of(&v).len(), v["total"].as_u64()), (0, Some(120)));
+        // Fifty a page unless asked; the old fields are all there.
+        let (_, v) = as_user(&s, "ana", "GET", "/api/v1/queue", None).await;
+        assert_eq!(
+            (ids_of(&v).len(), v["per_page"].as_u64(), v["page"].as_u64()),
+            (50, Some(50), Some(1))
+        );
+        let first = &v["cases"][0];
+        for field in ["queue", "sla", "next_breach_ms", "next_clock", "status", "severity"] {
+            assert!(first.get(field).is_some(), "{field}: {first}");
+        }
+        assert_eq!(first["next_clock"], "response", "{first}");
+        // Filters count too: the critical ones on db01 (acme).
+        let (_, v) = as_user(
+            &s,
+            "ana",
+            "GET",
+            "/api/v1/queue?severity=critical&customer=acme&per_page=7",
+            None,
+        )
+        .await;
+        let want = (0..120).filter(|i| i % 4 == 0 && i % 3 != 2).count() as u64;
+        assert_eq!(v["total"].as_u64(), Some(want));
+        assert_eq!(ids_of(&v).len(), 7);
+    }
+
+    #[tokio::test]
+    async fn the_queue_sorts_by_each_column_searches_and_names_bad_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let all = many_faults(&s, 9).await;
+        let get = |query: &str| {
+            let s = s.clone();
+            let uri = format!("/api/v1/queue?{query}");
+            async move {
+                let (code, v) = as_user(&s, "ana", "GET", &uri, None).await;
+                assert_eq!(code, StatusCode::OK, "{uri}: {v}");
+                v
+            }
+        };
+        // Two cases taken (in progress), one given to bo.
+        for id in [all[1], all[4]] {
+            let uri = format!("/api/v1/cases/{id}/actions");
+            let (code, v) = as_user(&s, "ana", "POST", &uri, Some(json!({"action": "acknowledge"}))).await;
+            assert_eq!(code, StatusCode::OK, "{v}");
+        }
+        let uri = format!("/api/v1/cases/{}/actions", all[6]);
+        let (code, v) = as_user(&s, "ana", "POST", &uri, Some(json!({"action": "assign", "to": "bo"}))).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        let reversed: Vec<i64> = all.iter().rev().copied().collect();
+        assert_eq!(ids_of(&get("sort=case").await), all);
+        assert_eq!(ids_of(&get("sort=case&dir=desc").await), reversed);
+        // Oldest first unless asked the other way (ties by number).
+        assert_eq!(ids_of(&get("sort=age").await), all);
+        assert_eq!(ids_of(&get("sort=age&dir=asc").await), reversed);
+        let field = |v: &Value, f: &str| -> Vec<String> {
+            v["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c[f].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let assets = field(&get("sort=asset").await, "host");
+        assert!(assets.windows(2).all(|w| w[0] <= w[1]), "{assets:?}");
+        let assets = field(&get("sort=asset&dir=desc").await, "host");
+        assert_eq!(assets.first().map(String::as_str), Some("web01"), "{assets:?}");
+        let customers = field(&get("sort=customer&dir=desc").await, "customer");
+        assert_eq!(customers.first().map(String::as_str), Some("globex"), "{customers:?}");
+        let severities = field(&get("sort=severity").await, "severity");
+        assert_eq!(
+            severities[..3],
+            ["critical", "critical", "critical"],
+            "most severe first"
+        );
+        let severities = field(&get("sort=severity&dir=asc").await, "severity");
+        assert_eq!(severities[..2], ["info", "info"]);
+        let statuses = field(&get("sort=status&dir=desc").await, "status");
+        assert_eq!(statuses[..2], ["in_progress", "in_progress"], "{statuses:?}");
+        let v = get("sort=assignee").await;
+        assert_eq!(ids_of(&v).last(), Some(&all[6]), "ana before bo");
+        let v = get("sort=assignee&dir=desc").await;
+        assert_eq!(ids_of(&v).first(), Some(&all[6]));
+        // Nearest breach first by default.
+        let v = get("").await;
+        let breaches: Vec<i64> = v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["next_breach_ms"].as_i64())
+            .collect();
+        assert!(breaches.windows(2).all(|w| w[0] <= w[1]), "{breaches:?}");
+
+        // Search: title, host, number, case-insensitively.
+        assert_eq!(ids_of(&get("q=fault%20003").await), [all[3]]);
+        assert_eq!(get("q=WEB01").await["total"].as_u64(), Some(3));
+        assert_eq!(ids_of(&get("q=WEB01&sort=case").await), [all[2], all[5], all[8]]);
+        assert_eq!(ids_of(&get(&format!("q=%23{}", all[7])).await), [all[7]]);
+        // A bare number finds the case, and the titles holding it.
+        let v = get(&format!("q={}&sort=case", all[7])).await;
+        assert_eq!(ids_of(&v).first(), Some(&all[7]), "{v}");
+        // Mine and unassigned.
+        assert_eq!(ids_of(&get("assignee=bo").await), [all[6]]);
+        assert_eq!(get("assignee=ana").await["total"].as_u64(), Some(8));
+        assert_eq!(get("assignee=-").await["total"].as_u64(), Some(0));
+        // A customer's search stays within its own cases.
+        let (_, v) = as_user(&s, "carol", "GET", "/api/v1/queue?q=web01", None).await;
+        assert_eq!(v["total"].as_u64(), Some(0), "{v}");
+
+        let long = format!("q={}", "x".repeat(201));
+        let blanks = format!("q={}", "%20".repeat(201));
+        for (query, named) in [
+            ("sort=urgency", "sort"),
+            ("dir=up", "dir"),
+            ("page=0", "page"),
+            ("page=two", "page"),
+            ("per_page=201", "per_page"),
+            ("per_page=-5", "per_page"),
+            (long.as_str(), "q"),
+            (blanks.as_str(), "q"),
+        ] {
+            let (code, v) = as_user(&s, "ana", "GET", &format!("/api/v1/queue?{query}"), None).await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{query}: {v}");
+            let reason = v["reason"].as_str().unwrap_or_default();
+            assert!(reason.starts_with(&format!("{named}:")), "{query}: {v}");
+        }
     }
 }

@@ -15,9 +15,12 @@
 //! faults on its own assets, comments publicly on its own cases and answers
 //! their satisfaction survey, and sees them as [`customer_view`] has it.
 //! Comments are internal (staff only) unless made public.
+//!
+//! The queue as a list (filters, search, order, pages) is `list`'s.
 
 pub mod customer_view;
 pub mod deliver;
+mod list;
 pub mod outbox;
 
 use std::collections::BTreeMap;
@@ -28,10 +31,11 @@ use crate::cases::store::{self as items, LogEntry, Visibility};
 use crate::cases::{Action, IdentityKey, Item, ItemKind, Severity, Signal, Status};
 use crate::contracts::{self, Clock, Contract, Contracts, Level};
 use crate::store::StoreError;
-use crate::store::queue::{CaseMetaRow, CaseQueue, NewCaseMeta, QueueSelect, SlaClock};
+use crate::store::queue::{CaseMetaRow, CaseQueue, NewCaseMeta, SlaClock};
 use crate::store::sql::Sql;
 
 pub use crate::store::queue::{Escalation, QueueCounts, SatisfactionRecord};
+pub use list::{PER_PAGE_DEFAULT, PER_PAGE_MAX, Paging, QueueEntry, QueueFilter, QueuePage, SortBy, queue, queue_page};
 
 /// Where a case came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +372,17 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
+/// "2026-11-27 15:00 Europe/Berlin": an instant on the wall clock of time
+/// zone `tz`, the zone named (as [`format_ms`] in UTC for a zone unknown).
+pub fn format_ms_in(ms: i64, tz: &str) -> String {
+    let Ok(zone) = jiff::tz::TimeZone::get(tz) else {
+        return format_ms(ms);
+    };
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{} {tz}", t.to_zoned(zone).strftime("%Y-%m-%d %H:%M")))
+        .unwrap_or_else(|_| ms.to_string())
+}
+
 /// One SLA clock of a case, as of now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClockView {
@@ -419,6 +434,32 @@ impl SlaView {
     /// deadline then, and none is made up.
     pub fn next_breach_ms(&self) -> Option<i64> {
         self.unmet().filter_map(|c| c.breach_at_ms).min()
+    }
+
+    /// The clock the case's standing comes from, by name (`response`,
+    /// `resolution`): a breached one not met, else the running one that
+    /// runs out first, else one a hold pauses; `None`: nothing to watch
+    /// (met, or no target). A critical case whose response was met shows
+    /// its resolution clock.
+    pub fn next_clock(&self) -> Option<(&'static str, &ClockView)> {
+        let unmet = [
+            ("response", self.response.as_ref()),
+            ("resolution", self.resolution.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(n, c)| c.map(|c| (n, c)))
+        .filter(|(_, c)| c.met_at_ms.is_none());
+        if let Some(b) = unmet.clone().find(|(_, c)| c.breached) {
+            return Some(b);
+        }
+        if let Some(r) = unmet
+            .clone()
+            .filter(|(_, c)| c.breach_at_ms.is_some())
+            .min_by_key(|(_, c)| c.breach_at_ms)
+        {
+            return Some(r);
+        }
+        unmet.clone().find(|(_, c)| c.paused)
     }
 
     /// Whether an unmet clock is paused by a hold.
@@ -1196,60 +1237,6 @@ fn slug(title: &str) -> String {
         .collect();
     let words: Vec<&str> = s.split_whitespace().collect();
     words.join("-").chars().take(64).collect()
-}
-
-/// Which cases [`queue`] lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueFilter {
-    /// Status name (`on_hold` for every reason); `None`: every active case.
-    pub status: Option<String>,
-    pub severity_min: Option<Severity>,
-    pub customer: Option<String>,
-    /// An engineer's name; `Some("")`: unassigned only.
-    pub assignee: Option<String>,
-}
-
-/// One line of the queue.
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueEntry {
-    pub item: Item,
-    pub meta: CaseMeta,
-    pub sla: SlaView,
-}
-
-/// The queue: matching cases, the one closest to an SLA breach first (the
-/// breached ones before them), then cases without SLA by severity and age.
-pub fn queue(
-    conn: &dyn Sql,
-    contracts: &Contracts,
-    filter: &QueueFilter,
-    now_ms: i64,
-) -> Result<Vec<QueueEntry>, StoreError> {
-    let ids = conn.queue_case_ids(&QueueSelect {
-        status: filter.status.as_deref(),
-        customer: filter.customer.as_deref(),
-        assignee: filter.assignee.as_deref(),
-    })?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let (Some((item, log)), Some(meta)) = (items::get(conn, id)?, meta(conn, id)?) else {
-            continue;
-        };
-        if filter.severity_min.is_some_and(|m| item.severity < m) {
-            continue;
-        }
-        let contract = meta.contract.as_deref().and_then(|n| contracts.named(n));
-        let sla = sla_view(contract, &item, &meta, &log, now_ms);
-        out.push(QueueEntry { item, meta, sla });
-    }
-    out.sort_by(|a, b| {
-        a.sla
-            .standing()
-            .cmp(&b.sla.standing())
-            .then(b.item.severity.cmp(&a.item.severity))
-            .then(a.item.opened_at_ms.cmp(&b.item.opened_at_ms))
-    });
-    Ok(out)
 }
 
 /// Everything about one case, for its page and its API answer.

@@ -66,7 +66,7 @@ CREATE INDEX held_signals_holder ON held_signals(reason, holder) WHERE released_
 // --- known assets ---------------------------------------------------------------
 
 /// `s` escaped for a `LIKE` pattern, with `!` as the escape character.
-fn like_escaped(s: &str) -> String {
+pub(super) fn like_escaped(s: &str) -> String {
     let mut p = String::with_capacity(s.len() + 2);
     for c in s.chars() {
         if matches!(c, '!' | '%' | '_') {

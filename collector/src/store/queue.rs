@@ -1,13 +1,16 @@
 //! The case queue's rows: what was decided once per case (`case_meta`:
 //! contract, deadlines, assignee, level), its escalations and satisfaction
-//! record, and the queue's reads over cases. Which contract covers a case,
-//! who gets it, when it escalates and what closing needs are the domain's
-//! (`queue`); this module keeps the rows. The outbox and the sinks'
-//! cursors are [`super::outbox`]'s.
+//! record, and the queue's reads over cases: filtered (status, customer,
+//! assignee, severity, a search), counted, ordered by a column and cut into
+//! pages here, over every matching case; the SLA order needs the logs and is
+//! the domain's, from the facts [`CaseQueue::queue_sla_rows`] gives. Which
+//! contract covers a case, who gets it, when it escalates and what closing
+//! needs are the domain's (`queue`); this module keeps the rows. The outbox
+//! and the sinks' cursors are [`super::outbox`]'s.
 
 use serde::Serialize;
 
-use super::sql::{Dialect, Row, Sql, SqlError, SqlExt, args};
+use super::sql::{Dialect, Row, Sql, SqlError, SqlExt, Value, args};
 
 /// Schema on SQLite (the queue's tables, the outbox and the sinks'), applied
 /// as one migration by [`crate::store`]; existing stores replay it, so its
@@ -182,7 +185,8 @@ pub struct SatisfactionRecord {
     pub recorded_by: String,
 }
 
-/// Which cases the queue lists, as far as the store filters them.
+/// Which cases the queue lists: every filter is applied by the store, so
+/// counting, ordering and paging see every matching case.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueSelect<'a> {
     /// A status; `None`: every active case.
@@ -190,6 +194,103 @@ pub struct QueueSelect<'a> {
     pub customer: Option<&'a str>,
     /// An assignee; `Some("")`: unassigned only.
     pub assignee: Option<&'a str>,
+    /// The least severity (`major`: major and critical).
+    pub severity_min: Option<&'a str>,
+    /// Text looked for, case-insensitively, in the title, the asset, the
+    /// component and a disk serial the case's evidence names.
+    pub search: Option<&'a str>,
+    /// A case number the search names (`#123` or `123`): that case matches
+    /// too.
+    pub case_id: Option<i64>,
+}
+
+/// A column the store orders the queue by (the SLA order needs the logs:
+/// it is the domain's, from [`QueueSlaRow`]s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueColumn {
+    /// Least to most severe.
+    Severity,
+    /// Opened earliest first.
+    Opened,
+    /// Case number.
+    Id,
+    Asset,
+    /// In lifecycle order (new, assigned, in progress, on hold...).
+    Status,
+    Customer,
+    /// By name; unassigned cases last either way.
+    Assignee,
+}
+
+/// What the store knows of a case's SLA without its log, but for whether
+/// a person has responded: enough for the domain to bound where the case
+/// stands (see `queue::list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSlaRow {
+    pub id: i64,
+    pub status: String,
+    pub hold_reason: Option<String>,
+    pub severity: String,
+    pub opened_at_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+    pub contract: Option<String>,
+    pub response_due_ms: Option<i64>,
+    pub resolution_due_ms: Option<i64>,
+    pub response_breached_at_ms: Option<i64>,
+    pub resolution_breached_at_ms: Option<i64>,
+    /// A person acted on the case after it opened (the first response; the
+    /// same test as `queue::first_response_ms`). Only asked of cases with a
+    /// response deadline.
+    pub responded: bool,
+}
+
+/// `CASE` ranking a severity (column or parameter) 0 (info) to 3 (critical).
+fn severity_rank(x: &str) -> String {
+    format!("CASE {x} WHEN 'critical' THEN 3 WHEN 'major' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END")
+}
+
+/// `CASE` ranking a case's status in lifecycle order.
+const STATUS_RANK: &str = "CASE i.status WHEN 'new' THEN 0 WHEN 'assigned' THEN 1 WHEN 'in_progress' THEN 2 \
+     WHEN 'on_hold' THEN 3 WHEN 'recovered' THEN 4 WHEN 'resolved' THEN 5 WHEN 'closed' THEN 6 \
+     WHEN 'cancelled' THEN 7 ELSE 8 END";
+
+/// The queue's `FROM` and `WHERE`, parameters `?1` to `?6` from
+/// [`select_args`]. The search patterns are expressions, not bare
+/// parameters (see `holds::KNOWN_BY_IDENTIFIER`); `!` escapes in them. A
+/// serial is found from its start in the evidence's labels (`"serial":"…`,
+/// as the evidence is stored, compact).
+fn queue_from(s: &QueueSelect<'_>) -> String {
+    let mut sql = format!(
+        "FROM items i JOIN case_meta m ON m.item_id = i.id WHERE i.kind = 'case' \
+         AND (CAST(?1 AS TEXT) IS NULL OR i.status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR i.customer = ?2) \
+         AND (CAST(?3 AS TEXT) IS NULL OR coalesce(m.assignee, '') = ?3) \
+         AND (CAST(?4 AS TEXT) IS NULL OR {} >= {}) \
+         AND (CAST(?5 AS TEXT) IS NULL OR lower(m.title) LIKE ('%' || ?5 || '%') ESCAPE '!' \
+         OR lower(i.asset) LIKE ('%' || ?5 || '%') ESCAPE '!' OR lower(i.component) LIKE ('%' || ?5 || '%') ESCAPE '!' \
+         OR lower(i.evidence) LIKE ('%\"serial\":\"' || ?5 || '%') ESCAPE '!' OR i.id = CAST(?6 AS BIGINT))",
+        severity_rank("i.severity"),
+        severity_rank("?4")
+    );
+    if s.status.is_none() {
+        sql.push_str(&format!(" AND i.status NOT IN {INACTIVE}"));
+    }
+    sql
+}
+
+fn select_args<'a>(s: &QueueSelect<'a>) -> Vec<Value<'a>> {
+    let search = s
+        .search
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| super::holds::like_escaped(&t.to_lowercase()));
+    vec![
+        Value::from(s.status),
+        Value::from(s.customer),
+        Value::from(s.assignee),
+        Value::from(s.severity_min),
+        Value::from(search),
+        Value::from(s.case_id),
+    ]
 }
 
 /// Per customer with active cases under contract: how many have breached
@@ -428,18 +529,65 @@ pub trait CaseQueue: Sql {
             .is_some())
     }
 
-    /// The cases the queue shows for `s`, newest first (at most 5000).
-    fn queue_case_ids(&self, s: &QueueSelect<'_>) -> Result<Vec<i64>, SqlError> {
-        let mut sql = String::from(
-            "SELECT i.id FROM items i JOIN case_meta m ON m.item_id = i.id WHERE i.kind = 'case' \
-             AND (CAST(?1 AS TEXT) IS NULL OR i.status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR i.customer = ?2) \
-             AND (CAST(?3 AS TEXT) IS NULL OR coalesce(m.assignee, '') = ?3)",
+    /// How many cases the queue shows for `s`.
+    fn queue_count(&self, s: &QueueSelect<'_>) -> Result<i64, SqlError> {
+        let sql = format!("SELECT count(*) {}", queue_from(s));
+        self.query_one(&sql, &select_args(s), |r| r.get(0))
+    }
+
+    /// One page of the cases the queue shows for `s`, ordered by `by`
+    /// (then by case number), `limit` cases after the first `offset`.
+    fn queue_page_ids(
+        &self,
+        s: &QueueSelect<'_>,
+        by: QueueColumn,
+        descending: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<i64>, SqlError> {
+        let dir = if descending { "DESC" } else { "ASC" };
+        let order = match by {
+            QueueColumn::Severity => format!("{} {dir}, i.opened_at_ms ASC, i.id ASC", severity_rank("i.severity")),
+            QueueColumn::Opened => format!("i.opened_at_ms {dir}, i.id {dir}"),
+            QueueColumn::Id => format!("i.id {dir}"),
+            QueueColumn::Asset => format!("i.asset {dir}, i.id ASC"),
+            QueueColumn::Status => format!("{STATUS_RANK} {dir}, i.id ASC"),
+            QueueColumn::Customer => format!("i.customer {dir}, i.id ASC"),
+            QueueColumn::Assignee => {
+                format!("CASE WHEN m.assignee IS NULL THEN 1 ELSE 0 END, m.assignee {dir}, i.id ASC")
+            }
+        };
+        let sql = format!("SELECT i.id {} ORDER BY {order} LIMIT ?7 OFFSET ?8", queue_from(s));
+        let mut a = select_args(s);
+        a.extend([Value::from(limit), Value::from(offset)]);
+        self.query(&sql, &a, |r| r.get(0))
+    }
+
+    /// The SLA facts of every case the queue shows for `s`, in no order.
+    fn queue_sla_rows(&self, s: &QueueSelect<'_>) -> Result<Vec<QueueSlaRow>, SqlError> {
+        let sql = format!(
+            "SELECT i.id, i.status, i.hold_reason, i.severity, i.opened_at_ms, i.resolved_at_ms, m.contract, \
+             m.response_due_ms, m.resolution_due_ms, m.response_breached_at_ms, m.resolution_breached_at_ms, \
+             CASE WHEN m.response_due_ms IS NOT NULL AND EXISTS (SELECT 1 FROM item_log l WHERE l.item_id = i.id \
+             AND l.actor LIKE 'person:%' AND l.from_status IS NOT NULL) THEN 1 ELSE 0 END {}",
+            queue_from(s)
         );
-        if s.status.is_none() {
-            sql.push_str(&format!(" AND i.status NOT IN {INACTIVE}"));
-        }
-        sql.push_str(" ORDER BY i.id DESC LIMIT 5000");
-        self.query(&sql, args![s.status, s.customer, s.assignee], |r| r.get(0))
+        self.query(&sql, &select_args(s), |r| {
+            Ok(QueueSlaRow {
+                id: r.get(0)?,
+                status: r.get(1)?,
+                hold_reason: r.get(2)?,
+                severity: r.get(3)?,
+                opened_at_ms: r.get(4)?,
+                resolved_at_ms: r.get(5)?,
+                contract: r.get(6)?,
+                response_due_ms: r.get(7)?,
+                resolution_due_ms: r.get(8)?,
+                response_breached_at_ms: r.get(9)?,
+                resolution_breached_at_ms: r.get(10)?,
+                responded: r.get::<i64>(11)? != 0,
+            })
+        })
     }
 
     /// Whether the store has the queue's tables (an SQLite store written by
@@ -713,7 +861,7 @@ mod tests {
                 db.add_case_meta(&opened(id, Some("x"))).unwrap();
             }
             db.set_case_assignee(b, "ben").unwrap();
-            let ids = |s: QueueSelect<'_>| db.queue_case_ids(&s).unwrap();
+            let ids = |s: QueueSelect<'_>| db.queue_page_ids(&s, QueueColumn::Id, true, 100, 0).unwrap();
             assert_eq!(ids(QueueSelect::default()), [b, a]);
             assert!(!ids(QueueSelect::default()).contains(&unsettled));
             let resolved = QueueSelect {
@@ -737,6 +885,225 @@ mod tests {
                 ..QueueSelect::default()
             };
             assert_eq!(ids(bens), [b]);
+        });
+    }
+
+    /// A case for the listing tests: severity, opening time, status and
+    /// evidence as given; its queue data titled `title`.
+    #[allow(clippy::too_many_arguments)]
+    fn listed_case(
+        db: &dyn Sql,
+        customer: &str,
+        asset: &str,
+        severity: &str,
+        status: &str,
+        opened_at_ms: i64,
+        title: &str,
+        evidence: &str,
+    ) -> i64 {
+        let id: i64 = db
+            .query_one(
+                "INSERT INTO items (kind, customer, asset, check_name, component, status, severity, rule, \
+                 opened_at_ms, updated_at_ms, last_firing_at_ms, occurrences, evidence) \
+                 VALUES ('case', ?1, ?2, 'disk_failing', ?3, ?4, ?5, 'disk_failing', ?6, ?6, ?6, 1, ?7) \
+                 RETURNING id",
+                args![customer, asset, title, status, severity, opened_at_ms, evidence],
+                |r| r.get(0),
+            )
+            .unwrap();
+        db.add_case_meta(&NewCaseMeta {
+            title,
+            ..opened(id, Some("x"))
+        })
+        .unwrap();
+        id
+    }
+
+    /// Regression: the queue read at most 5,000 cases, newest first, and
+    /// filtered and ordered those; now the store counts, orders and pages
+    /// every matching case.
+    #[test]
+    fn the_queue_counts_orders_and_pages_every_matching_case() {
+        on_both(|db| {
+            let severities = ["info", "warning", "major", "critical"];
+            let statuses = ["new", "assigned", "in_progress", "on_hold"];
+            let mut all = Vec::new();
+            for n in 0..120_i64 {
+                let (customer, asset) = if n % 3 == 0 {
+                    ("globex", "web01")
+                } else {
+                    ("acme", "db01")
+                };
+                let evidence = if n == 7 {
+                    r#"{"labels":{"device":"/dev/sdb","serial":"WD-WCC4E1234567"}}"#
+                } else {
+                    "{}"
+                };
+                let title = format!("Fault {n:03}");
+                let id = listed_case(
+                    db,
+                    customer,
+                    asset,
+                    severities[(n % 4) as usize],
+                    statuses[(n % 4) as usize],
+                    1_000 + (n * 37) % 120,
+                    &title,
+                    evidence,
+                );
+                if n % 5 == 0 {
+                    db.set_case_assignee(id, if n % 2 == 0 { "ana" } else { "bo" }).unwrap();
+                }
+                all.push(id);
+            }
+            let ended = listed_case(db, "acme", "db01", "critical", "resolved", 0, "Fault done", "{}");
+            let every = QueueSelect::default();
+            assert_eq!(db.queue_count(&every).unwrap(), 120);
+            // Three pages of 50 hold every case once.
+            let mut paged = Vec::new();
+            for (offset, len) in [(0, 50), (50, 50), (100, 20)] {
+                let page = db.queue_page_ids(&every, QueueColumn::Id, false, 50, offset).unwrap();
+                assert_eq!(page.len(), len, "offset {offset}");
+                paged.extend(page);
+            }
+            assert_eq!(paged, all);
+            assert!(
+                db.queue_page_ids(&every, QueueColumn::Id, false, 50, 150)
+                    .unwrap()
+                    .is_empty()
+            );
+            let resolved = QueueSelect {
+                status: Some("resolved"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(
+                db.queue_page_ids(&resolved, QueueColumn::Id, false, 50, 0).unwrap(),
+                [ended]
+            );
+
+            // Each column orders every case, either way.
+            let rows = db.queue_sla_rows(&every).unwrap();
+            assert_eq!(rows.len(), 120);
+            let meta: std::collections::HashMap<i64, CaseMetaRow> = all
+                .iter()
+                .map(|id| (*id, db.case_meta(*id).unwrap().unwrap()))
+                .collect();
+            let rank = |s: &str| severities.iter().position(|x| *x == s).unwrap();
+            let status_rank = |s: &str| statuses.iter().position(|x| *x == s).unwrap();
+            let by_id: std::collections::HashMap<i64, &QueueSlaRow> = rows.iter().map(|r| (r.id, r)).collect();
+            let customer_of = |id: i64| {
+                if all.iter().position(|x| *x == id).unwrap() % 3 == 0 {
+                    "globex"
+                } else {
+                    "acme"
+                }
+            };
+            for (column, descending) in [
+                (QueueColumn::Severity, false),
+                (QueueColumn::Severity, true),
+                (QueueColumn::Opened, false),
+                (QueueColumn::Opened, true),
+                (QueueColumn::Id, true),
+                (QueueColumn::Asset, false),
+                (QueueColumn::Asset, true),
+                (QueueColumn::Status, false),
+                (QueueColumn::Status, true),
+                (QueueColumn::Customer, false),
+                (QueueColumn::Customer, true),
+                (QueueColumn::Assignee, false),
+                (QueueColumn::Assignee, true),
+            ] {
+                let ids = db.queue_page_ids(&every, column, descending, 200, 0).unwrap();
+                assert_eq!(ids.len(), 120, "{column:?}");
+                let mut want = all.clone();
+                want.sort_by(|a, b| {
+                    let (ra, rb) = (by_id[a], by_id[b]);
+                    let way = |o: std::cmp::Ordering| if descending { o.reverse() } else { o };
+                    match column {
+                        QueueColumn::Severity => way(rank(&ra.severity).cmp(&rank(&rb.severity)))
+                            .then(ra.opened_at_ms.cmp(&rb.opened_at_ms))
+                            .then(a.cmp(b)),
+                        QueueColumn::Opened => way(ra.opened_at_ms.cmp(&rb.opened_at_ms).then(a.cmp(b))),
+                        QueueColumn::Id => way(a.cmp(b)),
+                        QueueColumn::Asset => {
+                            let asset = |id: i64| if customer_of(id) == "globex" { "web01" } else { "db01" };
+                            way(asset(*a).cmp(asset(*b))).then(a.cmp(b))
+                        }
+                        QueueColumn::Status => {
+                            way(status_rank(&ra.status).cmp(&status_rank(&rb.status))).then(a.cmp(b))
+                        }
+                        QueueColumn::Customer => way(customer_of(*a).cmp(customer_of(*b))).then(a.cmp(b)),
+                        QueueColumn::Assignee => {
+                            let (ma, mb) = (&meta[a].assignee, &meta[b].assignee);
+                            ma.is_none().cmp(&mb.is_none()).then(way(ma.cmp(mb))).then(a.cmp(b))
+                        }
+                    }
+                });
+                assert_eq!(ids, want, "{column:?} descending {descending}");
+            }
+
+            // Filters and the search narrow the count and the pages alike.
+            let count = |s: QueueSelect<'_>| db.queue_count(&s).unwrap();
+            let ids = |s: QueueSelect<'_>| db.queue_page_ids(&s, QueueColumn::Id, false, 200, 0).unwrap();
+            let search = |text: &'static str| QueueSelect {
+                search: Some(text),
+                ..QueueSelect::default()
+            };
+            assert_eq!(ids(search("fault 007")), [all[7]]);
+            assert_eq!(ids(search("FAULT 00")).len(), 10);
+            assert_eq!(count(search("WEB01")), 40);
+            assert_eq!(ids(search("wd-wcc4e12")), [all[7]], "a disk serial, from its start");
+            assert!(ids(search("cc4e12")).is_empty(), "a serial is matched from its start");
+            assert!(ids(search("100%")).is_empty(), "LIKE wildcards are text");
+            let number = QueueSelect {
+                search: Some("no such words"),
+                case_id: Some(all[42]),
+                ..QueueSelect::default()
+            };
+            assert_eq!(ids(number), [all[42]]);
+            let critical = QueueSelect {
+                severity_min: Some("critical"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(count(critical), 30);
+            let major_up = QueueSelect {
+                severity_min: Some("major"),
+                customer: Some("acme"),
+                ..QueueSelect::default()
+            };
+            assert_eq!(count(major_up), ids(major_up).len() as i64);
+            assert_eq!(db.queue_sla_rows(&major_up).unwrap().len() as i64, count(major_up));
+            let unassigned = QueueSelect {
+                assignee: Some(""),
+                ..QueueSelect::default()
+            };
+            assert_eq!(count(unassigned), 96);
+        });
+    }
+
+    #[test]
+    fn the_sla_rows_say_whether_a_person_responded() {
+        on_both(|db| {
+            let quiet = listed_case(db, "acme", "db01", "major", "assigned", 5, "quiet", "{}");
+            let answered = listed_case(db, "acme", "db01", "major", "in_progress", 5, "answered", "{}");
+            for (item, actor, from) in [
+                (quiet, "person:ana", None),
+                (quiet, "rule:assignment", Some("new")),
+                (answered, "person:ana", Some("assigned")),
+            ] {
+                db.execute(
+                    "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
+                     VALUES (?1, 10, ?2, ?3, 'assigned', NULL)",
+                    args![item, actor, from],
+                )
+                .unwrap();
+            }
+            let rows = db.queue_sla_rows(&QueueSelect::default()).unwrap();
+            let responded: Vec<(i64, bool)> = rows.iter().map(|r| (r.id, r.responded)).collect();
+            assert!(
+                responded.contains(&(quiet, false)) && responded.contains(&(answered, true)),
+                "{responded:?}"
+            );
+            assert_eq!(rows[0].response_due_ms, Some(1_000));
         });
     }
 

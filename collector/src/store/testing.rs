@@ -412,3 +412,39 @@ pub fn sqlite_page_count(conn: &rusqlite::Connection) -> i64 {
     conn.query_row("PRAGMA page_count", [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("reading page_count: {e}"))
 }
+
+/// A big queue for timings: `cases` active cases of customer `acme` on
+/// 5,000 hosts, opened a minute apart before `now_ms`, under contract
+/// `acme-office` (response due 4h, resolution 2d after opening), every
+/// fifth on hold awaiting the customer, every seventh unassigned, each with
+/// ten log rows (half of them with a person's response).
+pub fn fill_big_queue(db: &dyn super::sql::Sql, cases: i64, now_ms: i64) {
+    use super::sql::args;
+    db.execute(
+        "WITH RECURSIVE n(x) AS (SELECT CAST(1 AS BIGINT) UNION ALL SELECT x + 1 FROM n WHERE x < CAST(?1 AS BIGINT)) \
+             INSERT INTO items (kind, customer, asset, check_name, component, status, hold_reason, severity, rule, \
+             opened_at_ms, updated_at_ms, last_firing_at_ms, occurrences, evidence) \
+             SELECT 'case', 'acme', 'host' || (x % 5000), 'disk_failing', 'c' || x, \
+             CASE x % 5 WHEN 0 THEN 'on_hold' WHEN 1 THEN 'in_progress' ELSE 'assigned' END, \
+             CASE x % 5 WHEN 0 THEN 'awaiting_customer' ELSE NULL END, \
+             CASE x % 4 WHEN 0 THEN 'critical' WHEN 1 THEN 'major' WHEN 2 THEN 'warning' ELSE 'info' END, \
+             'disk_failing', CAST(?2 AS BIGINT) - x * 60000, CAST(?2 AS BIGINT), CAST(?2 AS BIGINT), 1, '{}' FROM n",
+        args![cases, now_ms],
+    )
+    .unwrap_or_else(|e| panic!("filling the queue: {e}"));
+    db.execute(
+        "INSERT INTO case_meta (item_id, source, title, contract, skill, assignee, response_due_ms, resolution_due_ms) \
+             SELECT id, 'detection', 'Disk failing on ' || asset, 'acme-office', 'hardware', \
+             CASE id % 7 WHEN 0 THEN NULL ELSE 'ana' END, opened_at_ms + 14400000, opened_at_ms + 172800000 FROM items",
+        args![],
+    )
+    .unwrap_or_else(|e| panic!("filling the queue: {e}"));
+    db.execute(
+            "WITH RECURSIVE k(y) AS (SELECT 1 UNION ALL SELECT y + 1 FROM k WHERE y < 10) \
+             INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
+             SELECT i.id, i.opened_at_ms + k.y * 1000, CASE WHEN k.y = 3 AND i.id % 2 = 0 THEN 'person:ana' ELSE 'rule:x' END, \
+             CASE k.y WHEN 1 THEN NULL ELSE 'assigned' END, 'assigned', 'note' FROM items i, k",
+        args![],
+    )
+    .unwrap_or_else(|e| panic!("filling the queue: {e}"));
+}

@@ -2,7 +2,9 @@
 //! on the collector; an engineer logs in with headless Chromium (driven over
 //! WebDriver by `chromedriver`), finds the case in the queue, acknowledges
 //! it, resolves it with a service report naming the replaced disk, and finds
-//! the new disk on the asset's page.
+//! the new disk on the asset's page. On the way, the queue at a phone's
+//! width (390 px) must not scroll sideways and must keep "Log out" in
+//! sight; screenshots go to `target/test-artefacts/`.
 //!
 //! A customer's user reports a fault on its asset through the portal and
 //! comments; the engineer comments internally and publicly and resolves it;
@@ -145,6 +147,73 @@ pub(crate) async fn click(c: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
 
+/// Where the browser tests leave what a person may want to look at
+/// (screenshots): `target/test-artefacts/`.
+fn artefacts() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new("target"))
+        .join("test-artefacts");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// The queue on a phone (390 px wide): the page itself does not scroll
+/// sideways (a wide table scrolls in its own box) and "Log out" is in
+/// sight. Screenshots of it, narrow and wide, go to [`artefacts`].
+async fn on_a_phone(c: &Client) {
+    let shot = |name: &'static str| async move {
+        let png = c.screenshot().await.unwrap_or_else(|e| panic!("screenshot: {e}"));
+        let path = artefacts().join(name);
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        eprintln!("screenshot: {}", path.display());
+    };
+    c.set_window_size(1280, 900)
+        .await
+        .unwrap_or_else(|e| panic!("window size: {e}"));
+    shot("queue-1280.png").await;
+    c.set_window_size(390, 844)
+        .await
+        .unwrap_or_else(|e| panic!("window size: {e}"));
+    c.refresh().await.unwrap_or_else(|e| panic!("reload: {e}"));
+    page_with(c, "Logged in as").await;
+    let v = c
+        .execute(
+            r#"const out = document.querySelector("header form[action='/logout'] button").getBoundingClientRect();
+return {viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+  logout: {left: out.left, right: out.right, top: out.top, width: out.width, height: out.height},
+  table: document.querySelector('#queue') ? document.querySelector('#queue').scrollWidth : 0};"#,
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("measuring the page: {e}"));
+    shot("queue-390.png").await;
+    let viewport = v["viewport"].as_f64().unwrap_or_default();
+    assert!(
+        viewport <= 390.0 && viewport > 300.0,
+        "the window is not phone-sized: {v}"
+    );
+    let page = v["page"].as_f64().unwrap_or(f64::MAX);
+    assert!(page <= 390.0, "the page scrolls sideways at 390 px: {v}");
+    let logout = &v["logout"];
+    let right = logout["right"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        logout["width"].as_f64().unwrap_or_default() > 0.0
+            && logout["left"].as_f64().unwrap_or(-1.0) >= 0.0
+            && right <= viewport,
+        "\"Log out\" is not in sight: {v}"
+    );
+    let button = c
+        .find(Locator::Css("header form[action='/logout'] button"))
+        .await
+        .unwrap_or_else(|e| panic!("Log out: {e}"));
+    assert!(button.is_displayed().await.unwrap_or(false), "\"Log out\" is hidden");
+    assert_eq!(button.text().await.unwrap_or_default(), "Log out");
+    c.set_window_size(1280, 900)
+        .await
+        .unwrap_or_else(|e| panic!("window size: {e}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -211,6 +280,7 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     let link = format!("href=\"/cases/{id}\"");
     assert!(queue.contains(&link), "the case is not on the queue: {queue}");
     assert!(queue.contains("acme-gold"), "{queue}");
+    on_a_phone(&c).await;
 
     click(&c, &format!("#queue a[href='/cases/{id}']")).await;
     page_with(&c, &format!("Case #{id}:")).await;

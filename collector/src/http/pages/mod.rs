@@ -1,7 +1,10 @@
 //! The web pages, rendered on the server (plain forms, no scripts):
 //! - `GET /` → `/queue` for staff, `/portal` for a customer's user.
-//! - `GET /queue`: the queue, nearest SLA breach first, with its filters
-//!   (staff; a customer's user is sent to `/portal`).
+//! - `GET /queue`: the queue, nearest SLA breach first, with its filters,
+//!   search (`q`), views (all, mine, unassigned), sortable columns (`sort`,
+//!   `dir`), pages (`page`, `per_page`) and an opt-in auto-refresh
+//!   (`refresh=on`); the same parameters as `GET /api/v1/queue` (staff; a
+//!   customer's user is sent to `/portal`).
 //! - `GET /portal`: a customer's home (see [`portal`]): its open cases, its
 //!   assets, its open risks and its inspection reports.
 //! - `GET /cases/{id}`, `POST /cases/{id}`: a case with its SLA, timeline
@@ -35,6 +38,7 @@ mod findings;
 mod forms;
 mod holds;
 mod hosts;
+mod list;
 mod paging;
 mod portal;
 mod recommendations;
@@ -92,30 +96,65 @@ pub(crate) struct Viewer<'a> {
     pub csrf: &'a str,
 }
 
+/// The one stylesheet. It works from a phone's width (390 px) up: the
+/// header wraps, a wide table scrolls inside its own box, never the page.
+/// Dark mode follows the system's; colours keep at least WCAG AA contrast
+/// in both.
 const STYLE: &str = concat!(
+    ":root{color-scheme:light dark}",
     "body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fff}",
-    "header{display:flex;gap:1rem;align-items:center;padding:.5rem 1rem;background:#234;color:#fff}",
-    "header a{color:#fff}header .who{margin-left:auto}header form{display:inline;margin:0}",
+    "header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;padding:.5rem 1rem;background:#234;color:#fff}",
+    "header a{color:#fff}header nav{display:flex;flex-wrap:wrap;gap:.5rem 1rem}",
+    "header .who{margin-left:auto}header form{display:inline;margin:0}header button{margin:0}",
     "main{padding:0 1rem 2rem}.narrow{max-width:22rem;margin:4rem auto}",
     "table{border-collapse:collapse;margin:.5rem 0}th,td{border-bottom:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}",
-    "label{display:block;margin:.5rem 0 .1rem}input,select,textarea{padding:.3rem;box-sizing:border-box}",
+    ".table-wrap{overflow-x:auto;max-width:100%}.table-wrap table{margin:0}th{white-space:nowrap}",
+    ".visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
+    "label{display:block;margin:.5rem 0 .1rem}input,select,textarea{padding:.3rem;box-sizing:border-box;max-width:100%}",
     ".narrow input{width:100%}textarea{width:100%;max-width:40rem;min-height:3rem}",
     "button{margin-top:.5rem;padding:.3rem 1rem}.error{color:#a00;border:1px solid #a00;padding:.5rem}",
     ".actions{display:flex;flex-wrap:wrap;gap:1rem}.actions form{border:1px solid #ccc;padding:.5rem 1rem;min-width:14rem}",
-    ".filters form{display:flex;gap:1rem;align-items:end;flex-wrap:wrap}.filters label{margin:0}",
+    ".filters form{display:flex;gap:.5rem 1rem;align-items:end;flex-wrap:wrap}.filters label{margin:0}",
+    ".views,.pager{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:.5rem 0}",
+    ".views a[aria-current]{font-weight:bold;text-decoration:none}th a{color:inherit}",
+    ".sev{display:inline-block;padding:0 .4rem;border-radius:.25rem;font-weight:600;white-space:nowrap}",
+    ".sev-critical{background:#b00020;color:#fff}.sev-major{background:#a63c00;color:#fff}",
+    ".sev-warning{background:#ffe08a;color:#3b2a00}.sev-info{background:#dbeafe;color:#12326b}",
     ".breached{color:#a00;font-weight:bold}pre{background:#f4f4f4;padding:.5rem;overflow:auto;max-width:60rem}",
-    "dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}",
+    "dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0;overflow-wrap:anywhere}",
+    "@media (max-width:40rem){header{padding:.5rem}header .who{margin-left:0}main{padding:0 .5rem 2rem}",
+    "dl{grid-template-columns:auto}dt{font-weight:bold}}",
+    "@media (prefers-color-scheme:dark){body{color:#e8e8e8;background:#121417}a{color:#9cc3ff}a:visited{color:#c8a8ff}",
+    "header{background:#0b1a2a}header a{color:#fff}th,td{border-bottom-color:#444}",
+    "input,select,textarea,button{background:#1f2327;color:#e8e8e8;border:1px solid #777}",
+    ".actions form{border-color:#444}.error{color:#ff9a8f;border-color:#ff9a8f}.breached{color:#ff9a8f}",
+    "pre{background:#1f2327}.sev-critical{background:#ff9a8f;color:#2a0000}.sev-major{background:#ffb36b;color:#2a1200}",
+    ".sev-warning{background:#ffe08a;color:#2a1f00}.sev-info{background:#a8c7fa;color:#0b1d3a}}",
 );
 
 /// The one layout of every page: a header with who is logged in (when
 /// someone is) and the content.
 pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) -> Markup {
+    page_layout(title, viewer, None, content)
+}
+
+/// [`layout`], reloading itself every `refresh_secs` when given (the same
+/// URL, so with every filter it carries).
+pub(crate) fn page_layout(
+    title: &str,
+    viewer: Option<&Viewer<'_>>,
+    refresh_secs: Option<u32>,
+    content: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh_secs {
+                    meta http-equiv="refresh" content=(secs);
+                }
                 title { "Caretaker: " (title) }
                 style { (STYLE) }
             }
@@ -123,21 +162,23 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer<'_>>, content: Markup) 
                 @if let Some(v) = viewer {
                     header {
                         strong { "Caretaker" }
-                        @if v.who.can_act() {
-                            a href="/queue" { "Queue" }
-                        } @else {
-                            a href="/portal" { "Home" }
+                        nav aria-label="Main" {
+                            @if v.who.can_act() {
+                                a href="/queue" { "Queue" }
+                            } @else {
+                                a href="/portal" { "Home" }
+                            }
+                            a href="/hosts" { "Hosts" }
+                            a href="/findings" { "Findings" }
+                            a href="/recommendations" { "Replacements" }
+                            a href="/spares" { "Spares" }
+                            a href="/reports" { "Reports" }
+                            a href="/maintenance" { "Maintenance" }
+                            @if v.who.can_act() {
+                                a href="/unmapped" { "Unmapped" }
+                            }
+                            a href="/faults/new" { "Report a fault" }
                         }
-                        a href="/hosts" { "Hosts" }
-                        a href="/findings" { "Findings" }
-                        a href="/recommendations" { "Replacements" }
-                        a href="/spares" { "Spares" }
-                        a href="/reports" { "Reports" }
-                        a href="/maintenance" { "Maintenance" }
-                        @if v.who.can_act() {
-                            a href="/unmapped" { "Unmapped" }
-                        }
-                        a href="/faults/new" { "Report a fault" }
                         span.who {
                             "Logged in as " strong { (v.who.name) } " (" (v.who.role.as_str()) ")"
                             @if let Some(c) = &v.who.customer { ", " (c) }
@@ -318,33 +359,34 @@ async fn queue_page(
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => {
-            let page = render::queue(
+            let page = list::queue(
                 &viewer,
                 &contracts,
                 &QueueQuery::default(),
-                &[],
+                None,
                 Some(&e.body_text()),
                 0,
             );
             return Ok(html_page(StatusCode::BAD_REQUEST, page));
         }
     };
-    let filter = match q.filter(who.scope()) {
-        Ok(f) => f,
+    let asked = q.filter(who.scope()).and_then(|f| Ok((f, q.paging()?)));
+    let (filter, paging) = match asked {
+        Ok(asked) => asked,
         Err(e) => {
             let (code, message) = problem(e);
             return Ok(html_page(
                 code,
-                render::queue(&viewer, &contracts, &q, &[], Some(&message), 0),
+                list::queue(&viewer, &contracts, &q, None, Some(&message), 0),
             ));
         }
     };
     let now = caretaker_shared::now_ms();
     let c = contracts.clone();
-    let entries = super::read(&state, move |conn| queue::queue(conn, &c, &filter, now)).await?;
+    let page = super::read(&state, move |conn| queue::queue_page(conn, &c, &filter, &paging, now)).await?;
     Ok(html_page(
         StatusCode::OK,
-        render::queue(&viewer, &contracts, &q, &entries, None, now),
+        list::queue(&viewer, &contracts, &q, Some(&page), None, now),
     ))
 }
 

@@ -7,8 +7,7 @@ use crate::auth::percent_encode;
 use crate::cases::store::Visibility;
 use crate::cases::{Item, Status};
 use crate::contracts::Contracts;
-use crate::http::queue::QueueQuery;
-use crate::queue::{AssetHistory, CaseDetail, ClockView, QueueEntry, SlaStanding, SlaView, format_ms};
+use crate::queue::{AssetHistory, CaseDetail, ClockView, format_ms};
 use crate::spares::{PartReplaced, ServiceReport};
 
 /// A form the case page shows again after it was refused: the problem, and
@@ -26,7 +25,7 @@ pub struct CaseView {
     pub now: i64,
 }
 
-const STATUSES: [&str; 8] = [
+pub(super) const STATUSES: [&str; 8] = [
     "new",
     "assigned",
     "in_progress",
@@ -36,7 +35,7 @@ const STATUSES: [&str; 8] = [
     "closed",
     "cancelled",
 ];
-const SEVERITIES: [&str; 4] = ["info", "warning", "major", "critical"];
+pub(super) const SEVERITIES: [&str; 4] = ["info", "warning", "major", "critical"];
 const HOLD_REASONS: [&str; 4] = [
     "awaiting_customer",
     "awaiting_parts",
@@ -62,17 +61,6 @@ pub fn duration(ms: i64) -> String {
         (0, 0, m) => format!("{m}m"),
         (0, h, m) => format!("{h}h {m}m"),
         (d, h, _) => format!("{d}d {h}h"),
-    }
-}
-
-/// The queue's "time to breach": "in 3h 20m", "BREACHED", "paused", "—".
-pub fn time_to_breach(sla: &SlaView, now: i64) -> String {
-    match sla.standing() {
-        SlaStanding::Breached => "BREACHED".into(),
-        SlaStanding::RunsOutAt(t) if t <= now => "BREACHED".into(),
-        SlaStanding::RunsOutAt(t) => format!("in {}", duration(t - now)),
-        SlaStanding::NotRunning if sla.paused() => "paused".into(),
-        SlaStanding::NotRunning => "—".into(),
     }
 }
 
@@ -109,68 +97,6 @@ pub(super) fn select(name: &str, id: &str, options: &[(&str, &str)], chosen: &st
             }
         }
     }
-}
-
-pub fn queue(
-    viewer: &Viewer<'_>,
-    contracts: &Contracts,
-    q: &QueueQuery,
-    entries: &[QueueEntry],
-    error: Option<&str>,
-    now: i64,
-) -> Markup {
-    let chosen = |v: &Option<String>| v.clone().unwrap_or_default();
-    let mut statuses = vec![("", "active")];
-    statuses.extend(STATUSES.iter().map(|s| (*s, *s)));
-    let mut severities = vec![("", "any")];
-    severities.extend(SEVERITIES.iter().map(|s| (*s, *s)));
-    let mut customers = vec![("", "any")];
-    customers.extend(contracts.customers.iter().map(|c| (c.name.as_str(), c.name.as_str())));
-    let mut assignees = vec![("", "anyone"), ("-", "unassigned")];
-    assignees.extend(contracts.engineers.iter().map(|e| (e.name.as_str(), e.name.as_str())));
-    let content = html! {
-        h1 { "Queue" }
-        (error_box(error))
-        div.filters {
-            form method="get" action="/queue" {
-                div { label for="status" { "Status" } (select("status", "status", &statuses, &chosen(&q.status))) }
-                div { label for="severity" { "Severity at least" } (select("severity", "severity", &severities, &chosen(&q.severity))) }
-                @if viewer.who.scope().is_none() {
-                    div { label for="customer" { "Customer" } (select("customer", "customer", &customers, &chosen(&q.customer))) }
-                }
-                div { label for="assignee" { "Assignee" } (select("assignee", "assignee", &assignees, &chosen(&q.assignee))) }
-                div { button type="submit" { "Filter" } }
-            }
-        }
-        @if entries.is_empty() {
-            p { "No cases." }
-        } @else {
-            table #queue {
-                thead { tr {
-                    th { "Case" } th { "Severity" } th { "Status" } th { "Title" } th { "Asset" }
-                    th { "Customer" } th { "Assignee" } th { "Level" } th { "Contract" } th { "Time to breach" }
-                } }
-                tbody {
-                    @for e in entries {
-                        @let breach = time_to_breach(&e.sla, now);
-                        tr {
-                            td { a href=(case_href(e.item.id)) { "#" (e.item.id.unwrap_or_default()) } }
-                            td { (e.item.severity.as_str()) }
-                            td { (e.item.status.to_string()) }
-                            td { a href=(case_href(e.item.id)) { (e.meta.title) } }
-                            td { a href=(asset_href(&e.item.key.asset)) { (e.item.key.asset) } }
-                            td { (e.item.key.customer) }
-                            td { (e.meta.assignee.as_deref().unwrap_or("unassigned")) }
-                            td { (e.meta.level) }
-                            td { (e.meta.contract.as_deref().unwrap_or("advisory")) }
-                            td class=[(breach == "BREACHED").then_some("breached")] { (breach) }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    layout("queue", Some(viewer), content)
 }
 
 fn clock(name: &str, c: &Option<ClockView>, now: i64) -> Markup {

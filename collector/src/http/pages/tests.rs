@@ -269,8 +269,16 @@ async fn paused_sla_clock_shows_paused_not_a_huge_duration() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let r = ana.get(&s, "/queue").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.body.contains("<td>paused</td>"), "{}", r.body);
-    assert!(!r.body.contains("<td>in "), "no made-up deadline: {}", r.body);
+    assert!(
+        r.body.contains("<td>paused<small> (resolution)</small></td>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        !r.body.contains("response in ") && !r.body.contains("resolution in "),
+        "no made-up deadline: {}",
+        r.body
+    );
     let r = ana.get(&s, &format!("/cases/{id}")).await;
     assert!(r.body.contains("paused"), "{}", r.body);
 }
@@ -1002,4 +1010,311 @@ async fn case_titles_are_escaped() {
     }
     let r = ana.get(&s, &format!("/cases/{id}")).await;
     assert!(r.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", r.body);
+}
+
+/// Faults reported through the form with a severity; their ids.
+async fn report_with(s: &AppState, b: &Browser, asset: &str, title: &str, severity: &str) -> i64 {
+    let r = b
+        .post(
+            s,
+            "/faults",
+            &[("asset", asset), ("title", title), ("severity", severity)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let location = r.headers["location"].to_str().unwrap();
+    location
+        .strip_prefix("/cases/")
+        .unwrap_or_else(|| panic!("{location}"))
+        .parse()
+        .unwrap()
+}
+
+/// The rows of the queue's table.
+fn rows(body: &str) -> usize {
+    body.split("<tbody>")
+        .nth(1)
+        .map_or(0, |t| t.split("</tbody>").next().unwrap_or("").matches("<tr>").count())
+}
+
+#[tokio::test]
+async fn the_queue_pages_with_every_filter_kept_in_its_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    for n in 0..120 {
+        let asset = if n % 2 == 0 { "db01" } else { "web01" };
+        report_with(&s, &ana, asset, &format!("Fault {n:03}"), "major").await;
+    }
+    report_with(&s, &ana, "db01", "Printer jam", "info").await;
+    let base = "/queue?severity=major&amp;q=fault&amp;per_page=50";
+    let sorted = |by: &str, dir: &str| {
+        format!("href=\"/queue?severity=major&amp;q=fault&amp;sort={by}&amp;dir={dir}&amp;per_page=50\"")
+    };
+    let r = ana.get(&s, "/queue?severity=major&q=fault&per_page=50").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("1–50 of 120"), "{}", r.body);
+    assert_eq!(rows(&r.body), 50);
+    assert!(
+        r.body.contains(&format!("<a rel=\"next\" href=\"{base}&amp;page=2\">")),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("rel=\"prev\""), "{}", r.body);
+    // The headers sort, keeping the filters, from the first page.
+    assert!(r.body.contains(&sorted("age", "desc")), "{}", r.body);
+    assert!(
+        r.body.contains("<th scope=\"col\" aria-sort=\"ascending\">"),
+        "{}",
+        r.body
+    );
+    // The filter form keeps the page size.
+    assert!(r.body.contains("name=\"per_page\" value=\"50\""), "{}", r.body);
+    assert!(!r.body.contains("Printer jam"), "{}", r.body);
+
+    let r = ana.get(&s, "/queue?severity=major&q=fault&per_page=50&page=2").await;
+    assert!(r.body.contains("51–100 of 120"), "{}", r.body);
+    assert_eq!(rows(&r.body), 50);
+    assert!(
+        r.body.contains(&format!("<a rel=\"prev\" href=\"{base}&amp;page=1\">")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(&format!("<a rel=\"next\" href=\"{base}&amp;page=3\">")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(&sorted("case", "asc")),
+        "sorting goes back to the first page: {}",
+        r.body
+    );
+    let r = ana.get(&s, "/queue?severity=major&q=fault&per_page=50&page=3").await;
+    assert!(r.body.contains("101–120 of 120"), "{}", r.body);
+    assert_eq!(rows(&r.body), 20);
+    assert!(!r.body.contains("rel=\"next\""), "{}", r.body);
+    // Sorted by case number, descending: the last one reported first.
+    let r = ana.get(&s, "/queue?q=fault&sort=case&dir=desc&per_page=5").await;
+    let first = r.body.split("<tbody>").nth(1).unwrap();
+    assert!(
+        first.find("Fault 119").unwrap() < first.find("Fault 118").unwrap(),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<th scope=\"col\" aria-sort=\"descending\"><a href=\"/queue?q=fault&amp;sort=case&amp;dir=asc&amp;per_page=5\">Case"), "{}", r.body);
+    // Fifty a page unless asked; a bad page size or order is named.
+    let r = ana.get(&s, "/queue").await;
+    assert!(r.body.contains("1–50 of 121"), "{}", r.body);
+    for (uri, want) in [
+        ("/queue?per_page=1000", "per_page: &quot;1000&quot;"),
+        ("/queue?sort=urgency", "sort: &quot;urgency&quot;"),
+        ("/queue?page=0", "page: &quot;0&quot;"),
+    ] {
+        let r = ana.get(&s, uri).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(r.body.contains(want), "{uri}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn the_queue_shows_severity_age_and_which_clock_breaches_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report_with(&s, &ana, "db01", "Array degraded", "critical").await;
+    let r = ana.get(&s, "/queue").await;
+    for want in [
+        // Colour, shape and name.
+        "<span class=\"sev sev-critical\"><span class=\"icon\" aria-hidden=\"true\">■</span> critical</span>",
+        "<td>response in 59m<br><small>due ",
+        " UTC</small>",
+        "under a minute",
+    ] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    // Answered: the critical case goes by its resolution clock (8h).
+    let r = ana
+        .post(&s, &format!("/cases/{id}"), &[("action", "acknowledge")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ana.get(&s, "/queue").await;
+    assert!(r.body.contains("<td>resolution in 7h 59m<br>"), "{}", r.body);
+    // On a 5x8 contract durations are service hours, times on its zone's clock.
+    let file = crate::http::testing::queue_contracts(&hash_password("pw").unwrap()).replacen(
+        "hours = \"7x24\"\ntime_zone = \"UTC\"",
+        "hours = \"5x8\"\ntime_zone = \"Europe/Berlin\"",
+        1,
+    );
+    s.contracts
+        .set(crate::contracts::parse_file(&file, std::path::Path::new("c.toml")).unwrap());
+    // A new password hash ends the session: log in again.
+    let ana = login(&s, "ana").await;
+    report_with(&s, &ana, "db01", "Backup failed", "major").await;
+    let r = ana.get(&s, "/queue?q=backup").await;
+    assert!(r.body.contains(" service hours<br><small>due "), "{}", r.body);
+    assert!(r.body.contains(" Europe/Berlin</small>"), "{}", r.body);
+}
+
+/// A case on db01 whose check needs a skill nobody has: nobody gets it.
+async fn unassigned_case(s: &AppState) -> i64 {
+    use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal, store as items};
+    let contracts = s.contracts.get();
+    let now = caretaker_shared::now_ms();
+    let signal = Signal {
+        event: None,
+        key: IdentityKey {
+            customer: "acme".into(),
+            asset: "db01".into(),
+            check: "pg_replication_lag".into(),
+            component: "main".into(),
+        },
+        kind: ItemKind::Case,
+        severity: Severity::Warning,
+        rule: "pg_replication_lag".into(),
+        firing: true,
+        at_ms: now,
+        evidence: json!({"summary": "Replica lagging on db01"}),
+    };
+    let v = s
+        .writer
+        .run(move |conn| {
+            let mark = items::log_high_water(conn)?;
+            let id = items::apply_signal(conn, &signal, &Policy::default())?.item_id();
+            crate::queue::settle(conn, &contracts, mark, now)?;
+            Ok(json!(id))
+        })
+        .await
+        .unwrap();
+    v.as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn views_mine_and_unassigned_and_no_internal_columns_for_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    report(&s, &ana, "db01", "Mail down").await;
+    unassigned_case(&s).await;
+    let r = ana.get(&s, "/queue?severity=warning").await;
+    for want in [
+        "<nav class=\"views\" aria-label=\"Views\"><a href=\"/queue?severity=warning\" aria-current=\"page\">All</a>",
+        "<a href=\"/queue?severity=warning&amp;assignee=ana\">Mine</a>",
+        "<a href=\"/queue?severity=warning&amp;assignee=-\">Unassigned</a>",
+        "Mail down",
+        "Replica lagging on db01",
+        "<th scope=\"col\">Level</th><th scope=\"col\">Contract</th>",
+        "acme-24",
+    ] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    let r = ana.get(&s, "/queue?assignee=ana").await;
+    assert!(
+        r.body.contains("Mail down") && !r.body.contains("Replica lagging"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("<a href=\"/queue?assignee=ana\" aria-current=\"page\">Mine</a>"),
+        "{}",
+        r.body
+    );
+    let r = ana.get(&s, "/queue?assignee=-").await;
+    assert!(
+        !r.body.contains("Mail down") && r.body.contains("Replica lagging"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("<a href=\"/queue?assignee=-\" aria-current=\"page\">Unassigned</a>"),
+        "{}",
+        r.body
+    );
+
+    // A customer's user is sent to its portal, which shows its cases
+    // without the level and contract, and no views.
+    let carol = login(&s, "carol").await;
+    let r = carol.get(&s, "/queue").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/portal");
+    let r = carol.get(&s, "/portal").await;
+    assert!(r.body.contains("Mail down"), "{}", r.body);
+    for hidden in [
+        ">Level</th>",
+        ">Contract</th>",
+        "acme-24",
+        "<td>L1</td>",
+        "aria-label=\"Views\"",
+    ] {
+        assert!(!r.body.contains(hidden), "{hidden}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn auto_refresh_is_asked_for_keeps_the_filters_and_shows_no_search_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    report(&s, &ana, "db01", "Mail down").await;
+    let r = ana.get(&s, "/queue?q=mail&sort=age").await;
+    assert!(!r.body.contains("http-equiv=\"refresh\""), "{}", r.body);
+    assert!(r.body.contains("name=\"q\""), "{}", r.body);
+    assert!(
+        r.body.contains("href=\"/queue?q=mail&amp;sort=age&amp;refresh=on\""),
+        "{}",
+        r.body
+    );
+    let r = ana.get(&s, "/queue?q=mail&sort=age&refresh=on").await;
+    assert!(
+        r.body.contains("<meta http-equiv=\"refresh\" content=\"60\">"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Mail down"), "{}", r.body);
+    assert!(
+        !r.body.contains("name=\"q\""),
+        "no box to type into while it reloads: {}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("<a href=\"/queue?q=mail&amp;sort=age\">Stop auto-refresh</a>"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn the_layout_has_landmarks_and_every_queue_input_a_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    report(&s, &ana, "db01", "Mail down").await;
+    let r = ana.get(&s, "/queue").await;
+    for want in [
+        "<header>",
+        "<nav aria-label=\"Main\">",
+        "<main>",
+        "@media (prefers-color-scheme:dark)",
+        "<div class=\"table-wrap\" role=\"region\" aria-label=\"Cases\" tabindex=\"0\">",
+        "<caption class=\"visually-hidden\">",
+        "<nav class=\"pager\" aria-label=\"Pages\">",
+    ] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    // Every field of the filter form has its label.
+    let form = r
+        .body
+        .split("role=\"search\"")
+        .nth(1)
+        .unwrap()
+        .split("</form>")
+        .next()
+        .unwrap();
+    for id in form.split(" id=\"").skip(1).map(|rest| rest.split('"').next().unwrap()) {
+        assert!(form.contains(&format!("<label for=\"{id}\">")), "{id}: {form}");
+    }
+    assert!(!r.body.contains("<th>"), "every header cell has its scope: {}", r.body);
 }
