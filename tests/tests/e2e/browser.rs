@@ -24,14 +24,14 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 use crate::disk_health::{show, smart_config, stand_in};
-use crate::util::{Agent, Collector, eventually, free_port, wait_for_host};
+use crate::util::{Agent, Collector, artefact, eventually, free_port, wait_for_host};
 
 const PASSWORD: &str = "correct horse battery";
 
 /// `chromedriver`, killed when dropped.
 pub(crate) struct Driver {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Driver {
@@ -147,31 +147,15 @@ pub(crate) async fn click(c: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
 
-/// Where the browser tests leave what a person may want to look at
-/// (screenshots): `target/test-artefacts/`.
-fn artefacts() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap_or_else(|| Path::new("target"))
-        .join("test-artefacts");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    dir
-}
-
 /// The queue on a phone (390 px wide): the page itself does not scroll
 /// sideways (a wide table scrolls in its own box) and "Log out" is in
-/// sight. Screenshots of it, narrow and wide, go to [`artefacts`].
+/// sight. Screenshots of it, narrow and wide, go to the test artefacts.
 async fn on_a_phone(c: &Client) {
-    let shot = |name: &'static str| async move {
-        let png = c.screenshot().await.unwrap_or_else(|e| panic!("screenshot: {e}"));
-        let path = artefacts().join(name);
-        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        eprintln!("screenshot: {}", path.display());
-    };
+    let shot = |name: &'static str| screenshot(c, "queue", name);
     c.set_window_size(1280, 900)
         .await
         .unwrap_or_else(|e| panic!("window size: {e}"));
-    shot("queue-1280.png").await;
+    shot("queue-1280").await;
     c.set_window_size(390, 844)
         .await
         .unwrap_or_else(|e| panic!("window size: {e}"));
@@ -187,7 +171,7 @@ return {viewport: window.innerWidth, page: document.documentElement.scrollWidth,
         )
         .await
         .unwrap_or_else(|e| panic!("measuring the page: {e}"));
-    shot("queue-390.png").await;
+    shot("queue-390").await;
     let viewport = v["viewport"].as_f64().unwrap_or_default();
     assert!(
         viewport <= 390.0 && viewport > 300.0,
@@ -345,32 +329,23 @@ password = "{phc}"
     )
 }
 
-/// Where the screenshots of a test go: `target/test-artefacts/<test>/`
-/// in the workspace, emptied first.
-fn artefacts(test: &str) -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/test-artefacts")
-        .join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    dir
-}
-
-/// Saves what the browser shows as `<dir>/<name>.png`.
-async fn screenshot(c: &Client, dir: &Path, name: &str) {
+/// Saves what the browser shows as `<name>.png` in the test artefacts of
+/// `test` ([`artefact`]).
+pub(crate) async fn screenshot(c: &Client, test: &str, name: &str) {
     let png = c
         .screenshot()
         .await
         .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
-    let path = dir.join(format!("{name}.png"));
+    let path = artefact(test, &format!("{name}.png"));
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
-async fn log_in(c: &Client, base: &str, user: &str) -> String {
+/// Logs `user` in through the login form; answers the page it lands on.
+pub(crate) async fn log_in(c: &Client, base: &str, user: &str, password: &str) -> String {
     c.goto(&format!("{base}/login")).await.unwrap_or_else(|e| panic!("{e}"));
     page_with(c, "name=\"password\"").await;
     fill(c, "#user", user).await;
-    fill(c, "#password", PASSWORD).await;
+    fill(c, "#password", password).await;
     click(c, "form[action='/login'] button[type=submit]").await;
     page_with(c, &format!("Logged in as <strong>{user}</strong>")).await
 }
@@ -388,7 +363,6 @@ async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
         eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the browser test");
         return;
     };
-    let shots = artefacts("customer-portal");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
     let contracts_file = dir.path().join("contracts.toml");
@@ -404,16 +378,16 @@ async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
     let c = browser(&driver, &chromium, &dir.path().join("chromium-profile")).await;
 
     // The customer lands on its portal and reports a fault on its asset.
-    log_in(&c, &base, "carol").await;
+    log_in(&c, &base, "carol", PASSWORD).await;
     page_with(&c, "Your cases and assets").await;
     page_with(&c, "href=\"/assets/e2e-host\"").await;
     page_with(&c, "Inspection reports").await;
-    screenshot(&c, &shots, "01-portal").await;
+    screenshot(&c, "customer-portal", "01-portal").await;
     click(&c, "header a[href='/faults/new']").await;
     page_with(&c, "<option value=\"e2e-host\"").await;
     fill(&c, "#title", "Mail server does not answer").await;
     fill(&c, "#description", "Nobody receives mail since 9:00.").await;
-    screenshot(&c, &shots, "02-report-a-fault").await;
+    screenshot(&c, "customer-portal", "02-report-a-fault").await;
     click(&c, "form[action='/faults'] button[type=submit]").await;
     let case = page_with(&c, "Case #").await;
     let id: i64 = case
@@ -425,11 +399,11 @@ async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
     fill(&c, "#comment-text", "It is our only mail server.").await;
     click(&c, "#comment-form button[type=submit]").await;
     page_with(&c, "It is our only mail server.").await;
-    screenshot(&c, &shots, "03-case-with-my-comment").await;
+    screenshot(&c, "customer-portal", "03-case-with-my-comment").await;
     log_out(&c).await;
 
     // The engineer: an internal comment (the default), a public one, resolved.
-    log_in(&c, &base, "ana").await;
+    log_in(&c, &base, "ana", PASSWORD).await;
     c.goto(&format!("{base}/cases/{id}"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -473,10 +447,10 @@ async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
     // The customer: the public comment and never the internal one; the survey.
     // (Each wait names what the page must show: a page still loading after
     // the login's redirects may show its header before the rest.)
-    log_in(&c, &base, "carol").await;
+    log_in(&c, &base, "carol", PASSWORD).await;
     page_with(&c, "No open cases.").await;
     page_with(&c, "Mail server does not answer</a>").await;
-    screenshot(&c, &shots, "04-portal-case-resolved").await;
+    screenshot(&c, "customer-portal", "04-portal-case-resolved").await;
     click(&c, &format!("#to-rate a[href='/cases/{id}']")).await;
     page_with(&c, "How satisfied are you").await;
     page_with(&c, "We restarted the mail service; watching it.").await;
@@ -486,7 +460,7 @@ async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
     for secret in ["RAID controller", "acme-gold", "rule:", "Assignee", "Level"] {
         assert!(!page.contains(secret), "the customer sees {secret:?}: {page}");
     }
-    screenshot(&c, &shots, "05-resolved-case-with-survey").await;
+    screenshot(&c, "customer-portal", "05-resolved-case-with-survey").await;
     click(&c, "#score-5").await;
     fill(&c, "#survey-comment", "Quick and clear, thank you.").await;
     click(&c, "#survey-form button[type=submit]").await;
@@ -494,12 +468,12 @@ async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
     let page = page_with(&c, "5/5: Quick and clear, thank you.").await;
     assert!(!page.contains("survey-form"), "{page}");
     assert!(!page.contains("RAID controller"), "{page}");
-    screenshot(&c, &shots, "06-survey-answered").await;
+    screenshot(&c, "customer-portal", "06-survey-answered").await;
     c.goto(&format!("{base}/portal"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     page_with(&c, "Inspection reports").await;
-    screenshot(&c, &shots, "07-portal-afterwards").await;
+    screenshot(&c, "customer-portal", "07-portal-afterwards").await;
     let _ = c.close().await;
 
     let v = collector.api(&format!("/api/v1/cases/{id}")).await;

@@ -22,6 +22,7 @@ mod hostile;
 mod ingest;
 mod inspection_report;
 mod packaging;
+mod pages;
 mod postgres;
 mod prometheus;
 mod quickstart;

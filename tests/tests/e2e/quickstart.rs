@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use fantoccini::Client;
 
-use crate::browser::{Driver, browser, click, fill, page_with};
-use crate::util::{artefact, bin, free_port};
+use crate::browser::{Driver, browser, click, fill, log_in, page_with, screenshot};
+use crate::util::{bin, free_port};
 
 /// The running quickstart; stopped as Ctrl-C would (SIGINT to the script,
 /// whose trap stops the collector and the agent) when dropped.
@@ -92,15 +92,6 @@ impl Drop for Quickstart {
     }
 }
 
-async fn log_in(c: &Client, base: &str, user: &str, password: &str) -> String {
-    c.goto(&format!("{base}/")).await.unwrap_or_else(|e| panic!("{e}"));
-    page_with(c, "name=\"password\"").await;
-    fill(c, "#user", user).await;
-    fill(c, "#password", password).await;
-    click(c, "form[action='/login'] button[type=submit]").await;
-    page_with(c, "Logged in as").await
-}
-
 async fn log_out(c: &Client) {
     click(c, "form[action='/logout'] button[type=submit]").await;
     page_with(c, "name=\"password\"").await;
@@ -118,12 +109,6 @@ async fn up_on_hosts_page(c: &Client, base: &str) -> String {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("the agent's host never showed up on /hosts: {source}");
-}
-
-async fn screenshot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap_or_else(|e| panic!("screenshot: {e}"));
-    let path = artefact("quickstart", name);
-    std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,21 +146,21 @@ async fn the_quickstart_prints_a_web_address_and_two_logins_that_work_in_a_brows
     c.goto(&format!("{base}/")).await.unwrap_or_else(|e| panic!("{e}"));
     let login = page_with(&c, "name=\"password\"").await;
     assert!(!login.contains("no users are configured"), "{login}");
-    screenshot(&c, "login.png").await;
+    screenshot(&c, "quickstart", "login").await;
 
     let queue = log_in(&c, &base, "engineer", &engineer_pw).await;
     assert!(queue.contains("<strong>engineer</strong> (engineer)"), "{queue}");
     assert!(queue.contains("<h1>Queue</h1>"), "{queue}");
-    screenshot(&c, "engineer-queue.png").await;
+    screenshot(&c, "quickstart", "engineer-queue").await;
     // The agent on this host reports at its start: the host is listed, up.
     let hosts = up_on_hosts_page(&c, &base).await;
     assert!(hosts.contains("<td>demo</td><td>local</td>"), "{hosts}");
-    screenshot(&c, "engineer-hosts.png").await;
+    screenshot(&c, "quickstart", "engineer-hosts").await;
     log_out(&c).await;
 
     let own = log_in(&c, &base, "demo-admin", &customer_pw).await;
     assert!(own.contains("<strong>demo-admin</strong> (customer), demo"), "{own}");
-    screenshot(&c, "customer-home.png").await;
+    screenshot(&c, "quickstart", "customer-home").await;
     up_on_hosts_page(&c, &base).await;
     log_out(&c).await;
 

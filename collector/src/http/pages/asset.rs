@@ -146,7 +146,7 @@ fn configuration(inv: &Inventory, disks: &[DiskView]) -> Markup {
             dt { "Kernel" } dd { (inv.kernel) " (" (inv.arch) ")" }
         }
         @if !inv.memory_modules.is_empty() {
-            div.scroll {
+            div.table-wrap role="region" aria-label="Memory modules" tabindex="0" {
                 table #dimms {
                     caption { "Memory modules" }
                     thead { tr { th scope="col" { "Slot" } th scope="col" { "Size" } th scope="col" { "Type" } th scope="col" { "Maker" } th scope="col" { "Part" } th scope="col" { "Serial" } } }
@@ -159,7 +159,7 @@ fn configuration(inv: &Inventory, disks: &[DiskView]) -> Markup {
             }
         }
         @if !inv.disks.is_empty() {
-            div.scroll {
+            div.table-wrap role="region" aria-label="Disks" tabindex="0" {
                 table #disks {
                     caption { "Disks" }
                     thead { tr {
@@ -180,7 +180,7 @@ fn configuration(inv: &Inventory, disks: &[DiskView]) -> Markup {
             }
         }
         @if !inv.nics.is_empty() {
-            div.scroll {
+            div.table-wrap role="region" aria-label="Network interfaces" tabindex="0" {
                 table #nics {
                     caption { "Network interfaces" }
                     thead { tr { th scope="col" { "Name" } th scope="col" { "MAC" } th scope="col" { "Speed" } th scope="col" { "Driver" } th scope="col" { "State" } } }
@@ -197,7 +197,7 @@ fn configuration(inv: &Inventory, disks: &[DiskView]) -> Markup {
             }
         }
         @if !inv.databases.is_empty() {
-            div.scroll {
+            div.table-wrap role="region" aria-label="Database servers" tabindex="0" {
                 table #databases {
                     caption { "Database servers" }
                     thead { tr { th scope="col" { "Kind" } th scope="col" { "Version" } th scope="col" { "Port" } } }
@@ -382,7 +382,7 @@ fn render(viewer: &Viewer<'_>, a: &Archive, grafana: Option<&str>, down_after: u
         @if a.changes.is_empty() {
             p { "None recorded." }
         } @else {
-            div.scroll {
+            div.table-wrap role="region" aria-label="Configuration changes" tabindex="0" {
                 table #changes {
                     thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Before" } th scope="col" { "After" } } }
                     tbody {

@@ -282,7 +282,7 @@ fn render(
             (shown.empty("findings", &q.href(1)))
         } @else {
             p #findings-count { (shown.counted("finding", "findings")) }
-            div.scroll {
+            div.table-wrap role="region" aria-label="Findings" tabindex="0" {
                 table #findings {
                     thead { tr {
                         th scope="col" { "Severity" } th scope="col" { "Finding" } th scope="col" { "Host" }

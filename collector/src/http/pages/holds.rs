@@ -242,7 +242,7 @@ fn render_windows(
         @if list.is_empty() {
             p { "No maintenance windows." }
         } @else {
-            div.scroll {
+            div.table-wrap role="region" aria-label="Maintenance windows" tabindex="0" {
                 table #windows {
                     thead { tr {
                         th scope="col" { "State" } th scope="col" { "Customer" } th scope="col" { "Hosts" }
@@ -413,7 +413,7 @@ fn render_unmapped(
         @if held.is_empty() {
             p { "No unmapped signals." }
         } @else {
-            div.scroll {
+            div.table-wrap role="region" aria-label="Unmapped signals" tabindex="0" {
                 table #unmapped {
                     thead { tr {
                         th scope="col" { "Named" } th scope="col" { "Customer" } th scope="col" { "Check" }

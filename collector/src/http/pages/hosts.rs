@@ -284,7 +284,7 @@ fn render(
             (shown.empty("hosts", &href(q, 1)))
         } @else {
             p #hosts-count { (shown.counted("host", "hosts")) }
-            div.scroll {
+            div.table-wrap role="region" aria-label="Hosts" tabindex="0" {
                 table #hosts {
                     thead { tr {
                         th scope="col" { "Host" } th scope="col" { "State" } th scope="col" { "Customer" }

@@ -228,10 +228,10 @@ pub fn queue(
             None => {}
             Some(p) if p.entries.is_empty() => {
                 p { @if p.total == 0 { "No cases." } @else { "No cases on this page (" (thousands(p.total)) " in all)." } }
-                (pager(q, p))
+                (pager(q, p, "Pages"))
             }
             Some(p) => {
-                (pager(q, p))
+                (pager(q, p, "Pages, above the cases"))
                 div.table-wrap role="region" aria-label="Cases" tabindex="0" {
                     table #queue {
                         caption.visually-hidden { "Cases, " (paging_caption(paging.sort, paging.descending)) }
@@ -273,7 +273,7 @@ pub fn queue(
                         }
                     }
                 }
-                (pager(q, p))
+                (pager(q, p, "Pages, below the cases"))
             }
         }
     };
@@ -291,24 +291,18 @@ fn paging_caption(by: SortBy, descending: bool) -> String {
 
 /// "1–50 of 1,234" and the links to the pages before and after, keeping
 /// every filter.
-fn pager(q: &QueueQuery, p: &QueuePage) -> Markup {
+fn pager(q: &QueueQuery, p: &QueuePage, label: &str) -> Markup {
     let first = p.page.saturating_sub(1).saturating_mul(p.per_page);
     let last = first.saturating_add(p.entries.len() as u64);
-    let more = last < p.total;
     let link = |n: u64| Link::new(q).with("page", Some(&n.to_string())).href();
-    html! {
-        nav.pager aria-label="Pages" {
-            @if p.page > 1 {
-                a rel="prev" href=(link(p.page - 1)) { "← Previous" }
-            }
-            @if !p.entries.is_empty() {
-                span.count { (thousands(first + 1)) "–" (thousands(last)) " of " (thousands(p.total)) }
-            }
-            @if more {
-                a rel="next" href=(link(p.page + 1)) { "Next →" }
-            }
-        }
-    }
+    let count = (!p.entries.is_empty())
+        .then(|| format!("{}–{} of {}", thousands(first + 1), thousands(last), thousands(p.total)));
+    super::paging::pager(
+        label,
+        count,
+        (p.page > 1).then(|| link(p.page - 1)),
+        (last < p.total).then(|| link(p.page + 1)),
+    )
 }
 
 #[cfg(test)]

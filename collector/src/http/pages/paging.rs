@@ -102,14 +102,26 @@ impl<T> Paged<T> {
 
     /// Previous and next links; `href(n)` is page n's address.
     pub fn nav(&self, href: impl Fn(usize) -> String) -> Markup {
-        html! {
-            nav.pager aria-label="pages" {
-                @if self.page > 1 {
-                    a rel="prev" href=(href(self.page - 1)) { "← previous" }
-                }
-                @if self.last() < self.total {
-                    a rel="next" href=(href(self.page + 1)) { "next →" }
-                }
+        let prev = (self.page > 1).then(|| href(self.page - 1));
+        let next = (self.last() < self.total).then(|| href(self.page + 1));
+        pager("Pages", None, prev, next)
+    }
+}
+
+/// The pages' navigation of every list: the previous page's link, what
+/// this page shows, the next page's link. `label` names it for screen
+/// readers, and must differ between two on one page.
+pub fn pager(label: &str, count: Option<String>, prev: Option<String>, next: Option<String>) -> Markup {
+    html! {
+        nav.pager aria-label=(label) {
+            @if let Some(p) = prev {
+                a rel="prev" href=(p) { "← Previous" }
+            }
+            @if let Some(c) = count {
+                span.count { (c) }
+            }
+            @if let Some(n) = next {
+                a rel="next" href=(n) { "Next →" }
             }
         }
     }

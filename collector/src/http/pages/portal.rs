@@ -133,16 +133,18 @@ fn home_markup(viewer: &Viewer<'_>, h: &Home, assets: &[String]) -> Markup {
         @if h.cases.is_empty() {
             p { "No open cases." }
         } @else {
-            table aria-labelledby="open-cases" #cases {
-                thead { tr { th { "Case" } th { "Title" } th { "Asset" } th { "Status" } th { "Opened" } } }
-                tbody {
-                    @for e in &h.cases {
-                        tr {
-                            td { a href=(case_href(e.item.id)) { "#" (e.item.id.unwrap_or_default()) } }
-                            td { a href=(case_href(e.item.id)) { (e.meta.title) } }
-                            td { a href=(asset_href(&e.item.key.asset)) { (e.item.key.asset) } }
-                            td { (status_words(e.item.status)) }
-                            td { (format_ms(e.item.opened_at_ms)) }
+            div.table-wrap role="region" aria-label="Open cases" tabindex="0" {
+                table aria-labelledby="open-cases" #cases {
+                    thead { tr { th { "Case" } th { "Title" } th { "Asset" } th { "Status" } th { "Opened" } } }
+                    tbody {
+                        @for e in &h.cases {
+                            tr {
+                                td { a href=(case_href(e.item.id)) { "#" (e.item.id.unwrap_or_default()) } }
+                                td { a href=(case_href(e.item.id)) { (e.meta.title) } }
+                                td { a href=(asset_href(&e.item.key.asset)) { (e.item.key.asset) } }
+                                td { (status_words(e.item.status)) }
+                                td { (format_ms(e.item.opened_at_ms)) }
+                            }
                         }
                     }
                 }
@@ -169,16 +171,18 @@ fn home_markup(viewer: &Viewer<'_>, h: &Home, assets: &[String]) -> Markup {
         @if h.risks.is_empty() {
             p { "No open risks." }
         } @else {
-            table aria-labelledby="open-risks" #risks {
-                thead { tr { th { "Asset" } th { "Risk" } th { "Severity" } th { "Status" } th { "Found" } } }
-                tbody {
-                    @for f in &h.risks {
-                        tr {
-                            td { a href=(asset_href(&f.key.asset)) { (f.key.asset) } }
-                            td { (describe(f)) }
-                            td { (f.severity.as_str()) }
-                            td { (status_words(f.status)) }
-                            td { (format_ms(f.opened_at_ms)) }
+            div.table-wrap role="region" aria-label="Open risks" tabindex="0" {
+                table aria-labelledby="open-risks" #risks {
+                    thead { tr { th { "Asset" } th { "Risk" } th { "Severity" } th { "Status" } th { "Found" } } }
+                    tbody {
+                        @for f in &h.risks {
+                            tr {
+                                td { a href=(asset_href(&f.key.asset)) { (f.key.asset) } }
+                                td { (describe(f)) }
+                                td { (f.severity.as_str()) }
+                                td { (status_words(f.status)) }
+                                td { (format_ms(f.opened_at_ms)) }
+                            }
                         }
                     }
                 }
@@ -188,18 +192,20 @@ fn home_markup(viewer: &Viewer<'_>, h: &Home, assets: &[String]) -> Markup {
         @if h.reports.is_empty() {
             p { "None yet." }
         } @else {
-            table aria-labelledby="inspection-reports" #reports {
-                thead { tr { th { "Period" } th { "Made" } th { "Download" } } }
-                tbody {
-                    @for r in &h.reports {
-                        @let base = format!("/api/v1/reports/inspection/{}", r.id);
-                        tr {
-                            td { (format_ms(r.from_ms)) " – " (format_ms(r.to_ms)) }
-                            td { (format_ms(r.generated_at_ms)) }
-                            td {
-                                a href=(format!("{base}.html")) { "web page" } " · "
-                                a href=(format!("{base}.md")) { "Markdown" } " · "
-                                a href=(format!("{base}.json")) { "JSON" }
+            div.table-wrap role="region" aria-label="Inspection reports" tabindex="0" {
+                table aria-labelledby="inspection-reports" #reports {
+                    thead { tr { th { "Period" } th { "Made" } th { "Download" } } }
+                    tbody {
+                        @for r in &h.reports {
+                            @let base = format!("/api/v1/reports/inspection/{}", r.id);
+                            tr {
+                                td { (format_ms(r.from_ms)) " – " (format_ms(r.to_ms)) }
+                                td { (format_ms(r.generated_at_ms)) }
+                                td {
+                                    a href=(format!("{base}.html")) { "web page" } " · "
+                                    a href=(format!("{base}.md")) { "Markdown" } " · "
+                                    a href=(format!("{base}.json")) { "JSON" }
+                                }
                             }
                         }
                     }
@@ -245,15 +251,17 @@ pub(super) fn case(viewer: &Viewer<'_>, v: &CaseView, refused: Option<&Refused<'
             (survey_form(viewer, id, posted("survey")))
         }
         h2 #timeline-title { "Timeline" }
-        table #timeline aria-labelledby="timeline-title" {
-            thead { tr { th { "Time" } th { "Who" } th { "What" } th { "Comment" } } }
-            tbody {
-                @for e in timeline(&d.log) {
-                    tr {
-                        td { (format_ms(e.at_ms)) }
-                        td { (e.who) }
-                        td { (e.what) }
-                        td { (e.comment.as_deref().unwrap_or("")) }
+        div.table-wrap role="region" aria-label="Timeline" tabindex="0" {
+            table #timeline aria-labelledby="timeline-title" {
+                thead { tr { th { "Time" } th { "Who" } th { "What" } th { "Comment" } } }
+                tbody {
+                    @for e in timeline(&d.log) {
+                        tr {
+                            td { (format_ms(e.at_ms)) }
+                            td { (e.who) }
+                            td { (e.what) }
+                            td { (e.comment.as_deref().unwrap_or("")) }
+                        }
                     }
                 }
             }

@@ -272,7 +272,7 @@ fn render(
             (shown.empty("recommendations", &q.href(1)))
         } @else {
             p #recommendations-count { (shown.counted("recommendation", "recommendations")) }
-            div.scroll {
+            div.table-wrap role="region" aria-label="Recommendations" tabindex="0" {
                 table #recommendations {
                     thead { tr {
                         th scope="col" { "Urgency" } th scope="col" { "Part" } th scope="col" { "Host" }

@@ -153,16 +153,18 @@ fn items_table(items: &[Item], title_of: impl Fn(&Item) -> String) -> Markup {
         @if items.is_empty() {
             p { "None." }
         } @else {
-            table {
-                thead { tr { th { "Id" } th { "Opened" } th { "Severity" } th { "Status" } th { "What" } } }
-                tbody {
-                    @for i in items {
-                        tr {
-                            td { a href=(case_href(i.id)) { "#" (i.id.unwrap_or_default()) } }
-                            td { (format_ms(i.opened_at_ms)) }
-                            td { (i.severity.as_str()) }
-                            td { (i.status.to_string()) }
-                            td { (title_of(i)) }
+            div.table-wrap role="region" aria-label="Cases and findings" tabindex="0" {
+                table {
+                    thead { tr { th { "Id" } th { "Opened" } th { "Severity" } th { "Status" } th { "What" } } }
+                    tbody {
+                        @for i in items {
+                            tr {
+                                td { a href=(case_href(i.id)) { "#" (i.id.unwrap_or_default()) } }
+                                td { (format_ms(i.opened_at_ms)) }
+                                td { (i.severity.as_str()) }
+                                td { (i.status.to_string()) }
+                                td { (title_of(i)) }
+                            }
                         }
                     }
                 }
@@ -214,22 +216,24 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
             (actions(viewer, contracts, item.status, id, refused.map(|r| r.posted)))
         }
         h2 { "Timeline" }
-        table #timeline {
-            thead { tr { th { "Time" } th { "Who" } th { "Change" } th { "Comment" } th { "Seen by" } } }
-            tbody {
-                @for e in &d.log {
-                    tr {
-                        td { (format_ms(e.at_ms)) }
-                        td { (e.actor) }
-                        td {
-                            @if let Some(from) = e.from_status { (from.to_string()) " → " }
-                            (e.to_status.to_string())
-                        }
-                        td { (e.comment.as_deref().unwrap_or("")) }
-                        td {
-                            @match e.visibility {
-                                Visibility::Public => strong { "customer too (public)" },
-                                Visibility::Internal => "staff (internal)",
+        div.table-wrap role="region" aria-label="Timeline" tabindex="0" {
+            table #timeline {
+                thead { tr { th { "Time" } th { "Who" } th { "Change" } th { "Comment" } th { "Seen by" } } }
+                tbody {
+                    @for e in &d.log {
+                        tr {
+                            td { (format_ms(e.at_ms)) }
+                            td { (e.actor) }
+                            td {
+                                @if let Some(from) = e.from_status { (from.to_string()) " → " }
+                                (e.to_status.to_string())
+                            }
+                            td { (e.comment.as_deref().unwrap_or("")) }
+                            td {
+                                @match e.visibility {
+                                    Visibility::Public => strong { "customer too (public)" },
+                                    Visibility::Internal => "staff (internal)",
+                                }
                             }
                         }
                     }
@@ -264,7 +268,7 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
             ul { @for p in parts { li { (part_text(p)) } } }
         }
         h2 { "Evidence" }
-        pre { (evidence) }
+        pre tabindex="0" aria-label="the rule's evidence" { (evidence) }
     };
     layout(&format!("case {id}"), Some(viewer), content)
 }

@@ -223,7 +223,7 @@ fn render(
             (shown.empty("reports", &href(1)))
         } @else {
             p #reports-count { (shown.counted("report", "reports")) }
-            div.scroll {
+            div.table-wrap role="region" aria-label="Inspection reports" tabindex="0" {
                 table #reports {
                     thead { tr {
                         th scope="col" { "Customer" } th scope="col" { "Period" } th scope="col" { "Made" }

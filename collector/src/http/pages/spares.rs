@@ -192,7 +192,7 @@ fn render(
                 (format!("{:.0}", cov.ratio * 100.0)) " %)."
             }
             @if !cov.gaps.is_empty() {
-                div.scroll {
+                div.table-wrap role="region" aria-label="Parts no spare covers" tabindex="0" {
                     table #gaps {
                         caption { "Parts no spare covers" }
                         thead { tr {
@@ -220,7 +220,7 @@ fn render(
                 @if stock.is_empty() {
                     p { "No stock recorded yet." }
                 } @else {
-                    div.scroll {
+                    div.table-wrap role="region" aria-label="Stock" tabindex="0" {
                         table #stock {
                             thead { tr {
                                 th scope="col" { "Model" } th scope="col" { "Location" } th scope="col" { "In stock" }
@@ -268,7 +268,7 @@ fn render(
                 @if requests.is_empty() {
                     p { "None open: every stock line is at its minimum." }
                 } @else {
-                    div.scroll {
+                    div.table-wrap role="region" aria-label="Replenishment requests" tabindex="0" {
                         table #requests {
                             thead { tr { th scope="col" { "Order" } th scope="col" { "Model" } th scope="col" { "For" } th scope="col" { "Since" } } }
                             tbody {
