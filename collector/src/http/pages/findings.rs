@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::paging::{self, Paged, given, page_number};
 use super::render::duration;
-use super::{PageError, Viewer, check_csrf, forbidden, form_fields, html_page, layout, not_found, problem};
+use super::{PageError, Viewer, html_page, layout, not_found, problem};
 use crate::auth::{self, percent_encode};
 use crate::cases::store::{self as items, Filter};
 use crate::cases::{Action, Item, ItemKind, Severity};
@@ -161,18 +161,10 @@ pub(super) async fn finding_post(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let fields = form_fields(form)?;
-    check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
+    let (who, session, fields) = super::staff_form(&state, &headers, &uri, form).await?;
     let id: i64 = id.parse().map_err(|_| not_found("finding"))?;
     // Back to the list as it was filtered; never to another site.
-    let back = Some(fields.get("back"))
-        .filter(|b| *b == "/findings" || b.starts_with("/findings?"))
-        .unwrap_or("/findings")
-        .to_string();
+    let back = super::back_to(&fields, "/findings");
     let outcome = match action_of(fields.get("action").trim()) {
         Err(message) => Err((StatusCode::BAD_REQUEST, message)),
         Ok(action) => {
@@ -250,30 +242,11 @@ fn render(
         }
         div.filters {
             form method="get" action="/findings" {
-                div {
-                    label for="q" { "Search" }
-                    input #q type="search" name="q" value=(chosen(&q.q)) placeholder="title or host";
-                }
-                div {
-                    label for="status" { "Status" }
-                    select #status name="status" {
-                        @for (v, label) in statuses { option value=(v) selected[chosen(&q.status) == v] { (label) } }
-                    }
-                }
-                div {
-                    label for="severity" { "Severity at least" }
-                    select #severity name="severity" {
-                        @for (v, label) in severities { option value=(v) selected[chosen(&q.severity) == v] { (label) } }
-                    }
-                }
+                (super::search_box(&chosen(&q.q), "title or host"))
+                (super::choice("status", "Status", &statuses, &chosen(&q.status)))
+                (super::choice("severity", "Severity at least", &severities, &chosen(&q.severity)))
                 @if viewer.who.scope().is_none() {
-                    div {
-                        label for="customer" { "Customer" }
-                        select #customer name="customer" {
-                            option value="" { "any" }
-                            @for c in customers { option value=(c) selected[chosen(&q.customer) == *c] { (c) } }
-                        }
-                    }
+                    (super::customer_choice("Customer", "any", customers, &chosen(&q.customer)))
                 }
                 div { button type="submit" { "Filter" } }
             }

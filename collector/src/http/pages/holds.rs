@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use super::forms::Fields;
 use super::paging::given;
-use super::{PageError, Viewer, check_csrf, forbidden, form_fields, html_page, layout, not_found, problem};
+use super::{PageError, Viewer, forbidden, html_page, layout, not_found, problem};
 use crate::auth::{self, percent_encode};
 use crate::cases::hold::{self, Held, HeldSignal, TimeArg, WindowSpec};
 use crate::http::AppState;
@@ -122,12 +122,7 @@ pub(super) async fn maintenance_post(
     uri: Uri,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let fields = form_fields(form)?;
-    check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
+    let (who, session, fields) = super::staff_form(&state, &headers, &uri, form).await?;
     let viewer = Viewer {
         who: &who,
         csrf: &session.csrf,
@@ -165,12 +160,7 @@ pub(super) async fn maintenance_end(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let fields = form_fields(form)?;
-    check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
+    let (who, session, _fields) = super::staff_form(&state, &headers, &uri, form).await?;
     let id: i64 = id.parse().map_err(|_| not_found("maintenance window"))?;
     let now = caretaker_shared::now_ms();
     match state.writer.run(move |c| hold::end_window(c, id, now)).await {
@@ -224,13 +214,7 @@ fn render_windows(
         div.filters {
             form method="get" action="/maintenance" {
                 @if staff {
-                    div {
-                        label for="customer" { "Customer" }
-                        select #customer name="customer" {
-                            option value="" { "any" }
-                            @for c in customers { option value=(c) selected[chosen == *c] { (c) } }
-                        }
-                    }
+                    (super::customer_choice("Customer", "any", customers, &chosen))
                 }
                 div {
                     label for="all" { "Ended ones too" }
@@ -356,12 +340,7 @@ pub(super) async fn unmapped_post(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let fields = form_fields(form)?;
-    check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
+    let (who, session, fields) = super::staff_form(&state, &headers, &uri, form).await?;
     let id: i64 = id.parse().map_err(|_| not_found("unmapped signal"))?;
     let host = fields.get("host").trim().to_string();
     let outcome = if host.is_empty() {

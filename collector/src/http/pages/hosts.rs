@@ -254,28 +254,10 @@ fn render(
         }
         div.filters {
             form method="get" action="/hosts" {
-                div {
-                    label for="q" { "Search" }
-                    input #q type="search" name="q" value=(chosen(&q.q)) placeholder="name, model, serial, OS";
-                }
-                div {
-                    label for="state" { "State" }
-                    select #state name="state" {
-                        @for (v, label) in [("", "any"), ("up", "up"), ("down", "down"), ("revoked", "revoked")] {
-                            option value=(v) selected[chosen(&q.state) == v] { (label) }
-                        }
-                    }
-                }
+                (super::search_box(&chosen(&q.q), "name, model, serial, OS"))
+                (super::choice("state", "State", &[("", "any"), ("up", "up"), ("down", "down"), ("revoked", "revoked")], &chosen(&q.state)))
                 @if viewer.who.scope().is_none() {
-                    div {
-                        label for="customer" { "Customer" }
-                        select #customer name="customer" {
-                            option value="" { "any" }
-                            @for c in customers {
-                                option value=(c) selected[chosen(&q.customer) == *c] { (c) }
-                            }
-                        }
-                    }
+                    (super::customer_choice("Customer", "any", customers, &chosen(&q.customer)))
                 }
                 div { button type="submit" { "Filter" } }
             }

@@ -196,6 +196,61 @@ pub(crate) fn page_layout(
     }
 }
 
+/// A staff form posted to a page: who posted it, their session and the
+/// fields, once the session's CSRF token is checked; a customer's user is
+/// refused (403) before any field is read.
+async fn staff_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<(Principal, auth::SessionInfo, Fields), PageError> {
+    let (who, session) = auth::page_principal(state, headers, uri).await?;
+    let fields = form_fields(form)?;
+    check_csrf(&session, &fields)?;
+    if !who.can_act() {
+        return Err(forbidden(&who));
+    }
+    Ok((who, session, fields))
+}
+
+/// Where a form goes back to: its `back` field when it is an address of
+/// the list at `path` (with its filters), else the list; never another site.
+fn back_to(fields: &Fields, path: &str) -> String {
+    let back = fields.get("back");
+    let of_list = back == path || back.strip_prefix(path).is_some_and(|rest| rest.starts_with('?'));
+    if of_list { back.to_string() } else { path.to_string() }
+}
+
+/// A labelled search box of a list's filters (`q`).
+fn search_box(value: &str, placeholder: &str) -> Markup {
+    html! {
+        div {
+            label for="q" { "Search" }
+            input #q type="search" name="q" value=(value) placeholder=(placeholder);
+        }
+    }
+}
+
+/// A labelled choice of a list's filters: `options` as (value, label).
+fn choice(name: &str, label: &str, options: &[(&str, &str)], chosen: &str) -> Markup {
+    html! {
+        div {
+            label for=(name) { (label) }
+            select id=(name) name=(name) {
+                @for (v, l) in options { option value=(v) selected[chosen == *v] { (l) } }
+            }
+        }
+    }
+}
+
+/// The customer filter, for staff: `any` and every customer known.
+fn customer_choice(label: &str, any: &str, customers: &[String], chosen: &str) -> Markup {
+    let mut options = vec![("", any)];
+    options.extend(customers.iter().map(|c| (c.as_str(), c.as_str())));
+    choice("customer", label, &options, chosen)
+}
+
 /// The customers a filter or form offers: those of the contracts, the
 /// report settings and the hosts' `customer` labels, sorted, once each.
 fn customer_choices(state: &AppState) -> Vec<String> {

@@ -20,7 +20,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::paging::{self, Paged, given, page_number};
-use super::{PageError, Viewer, check_csrf, forbidden, form_fields, html_page, layout, not_found, problem};
+use super::{PageError, Viewer, html_page, layout, not_found, problem};
 use crate::auth::{self, percent_encode};
 use crate::predict::records::{self, Filter, RecAction, RecStatus, Recommendation, URGENCIES};
 use crate::queue::format_ms;
@@ -165,17 +165,9 @@ pub(super) async fn recommendation_post(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let fields = form_fields(form)?;
-    check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
+    let (who, session, fields) = super::staff_form(&state, &headers, &uri, form).await?;
     let id: i64 = id.parse().map_err(|_| not_found("recommendation"))?;
-    let back = Some(fields.get("back"))
-        .filter(|b| *b == "/recommendations" || b.starts_with("/recommendations?"))
-        .unwrap_or("/recommendations")
-        .to_string();
+    let back = super::back_to(&fields, "/recommendations");
     let action = match fields.get("action").trim() {
         "accept" => Ok(RecAction::Accept),
         "done" => Ok(RecAction::Done),
@@ -239,16 +231,8 @@ fn render(
         }
         div.filters {
             form method="get" action="/recommendations" {
-                div {
-                    label for="q" { "Search" }
-                    input #q type="search" name="q" value=(chosen(&q.q)) placeholder="host, part, serial, reason";
-                }
-                div {
-                    label for="status" { "Status" }
-                    select #status name="status" {
-                        @for (v, label) in statuses { option value=(v) selected[chosen(&q.status) == v] { (label) } }
-                    }
-                }
+                (super::search_box(&chosen(&q.q), "host, part, serial, reason"))
+                (super::choice("status", "Status", &statuses, &chosen(&q.status)))
                 div {
                     label for="urgency" { "Urgency" }
                     select #urgency name="urgency" {
@@ -257,13 +241,7 @@ fn render(
                     }
                 }
                 @if staff {
-                    div {
-                        label for="customer" { "Customer" }
-                        select #customer name="customer" {
-                            option value="" { "any" }
-                            @for c in customers { option value=(c) selected[chosen(&q.customer) == *c] { (c) } }
-                        }
-                    }
+                    (super::customer_choice("Customer", "any", customers, &chosen(&q.customer)))
                 }
                 div { button type="submit" { "Filter" } }
             }

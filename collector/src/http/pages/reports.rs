@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::forms::Fields;
 use super::paging::{self, Paged, given, page_number};
-use super::{PageError, Viewer, check_csrf, forbidden, form_fields, html_page, layout, problem};
+use super::{PageError, Viewer, html_page, layout, problem};
 use crate::auth::{self, percent_encode};
 use crate::http::AppState;
 use crate::queue::format_ms;
@@ -123,12 +123,7 @@ pub(super) async fn reports_post(
     uri: Uri,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let fields = form_fields(form)?;
-    check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
+    let (who, session, fields) = super::staff_form(&state, &headers, &uri, form).await?;
     let now = caretaker_shared::now_ms();
     let customer = fields.get("customer").trim().to_string();
     let outcome = if customer.is_empty() {
@@ -208,13 +203,7 @@ fn render(
         @if staff {
             div.filters {
                 form method="get" action="/reports" {
-                    div {
-                        label for="customer" { "Customer" }
-                        select #customer name="customer" {
-                            option value="" { "any" }
-                            @for c in customers { option value=(c) selected[chosen == *c] { (c) } }
-                        }
-                    }
+                    (super::customer_choice("Customer", "any", customers, &chosen))
                     div { button type="submit" { "Filter" } }
                 }
             }

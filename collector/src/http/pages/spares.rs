@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::forms::Fields;
 use super::paging::given;
-use super::{PageError, Viewer, check_csrf, forbidden, form_fields, html_page, layout, problem};
+use super::{PageError, Viewer, html_page, layout, problem};
 use crate::auth::{self, percent_encode};
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -102,12 +102,7 @@ pub(super) async fn spares_post(
     uri: Uri,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let fields = form_fields(form)?;
-    check_csrf(&session, &fields)?;
-    if !who.can_act() {
-        return Err(forbidden(&who));
-    }
+    let (who, session, fields) = super::staff_form(&state, &headers, &uri, form).await?;
     let model = fields.get("model").trim().to_string();
     let location = fields.get("location").trim().to_string();
     let parsed = if model.is_empty() {
@@ -174,13 +169,7 @@ fn render(
         @if staff {
             div.filters {
                 form method="get" action="/spares" {
-                    div {
-                        label for="customer" { "Coverage of" }
-                        select #customer name="customer" {
-                            option value="" { "every customer" }
-                            @for c in customers { option value=(c) selected[chosen == *c] { (c) } }
-                        }
-                    }
+                    (super::customer_choice("Coverage of", "every customer", customers, &chosen))
                     div { button type="submit" { "Show" } }
                 }
             }

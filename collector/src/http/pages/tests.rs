@@ -1300,7 +1300,7 @@ async fn the_layout_has_landmarks_and_every_queue_input_a_label() {
         "@media (prefers-color-scheme:dark)",
         "<div class=\"table-wrap\" role=\"region\" aria-label=\"Cases\" tabindex=\"0\">",
         "<caption class=\"visually-hidden\">",
-        "<nav class=\"pager\" aria-label=\"Pages\">",
+        "<nav class=\"pager\" aria-label=\"Pages, above the cases\">",
     ] {
         assert!(r.body.contains(want), "{want}: {}", r.body);
     }
