@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::disk_health::{show, smart_config, stand_in};
 use crate::util::{Agent, Collector, artefact, eventually, free_port, wait_for_host};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// `chromedriver`, killed when dropped.
 pub(crate) struct Driver {
@@ -85,20 +85,57 @@ password = "{phc}"
     )
 }
 
+/// chromedriver's and Chromium's paths from `CARETAKER_TEST_CHROMEDRIVER`
+/// and `CARETAKER_TEST_CHROMIUM`; `None` (and a note that `what` is
+/// skipped) when either is unset.
+pub(crate) fn browser_tools(what: &str) -> Option<(String, String)> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM")) {
+        (Some(driver), Some(chromium)) => Some((driver, chromium)),
+        _ => {
+            eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping {what}");
+            None
+        }
+    }
+}
+
+/// A collector serving the contracts `contracts(phc)` (users' password
+/// [`PASSWORD`]) as `[queue] contracts_file`, with `more` config after it.
+pub(crate) async fn collector_with_contracts(dir: &Path, contracts: fn(&str) -> String, more: &str) -> Collector {
+    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("contracts.toml");
+    std::fs::write(&file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
+    let config = format!("[queue]\ncontracts_file = \"{}\"\n{more}", file.display());
+    Collector::start_with_config(dir, &config).await
+}
+
 /// The browser session through chromedriver, with Chromium's binary and
 /// flags (headless; the collector's own CA is not known to it).
 pub(crate) async fn browser(driver: &Driver, chromium: &str, profile: &Path) -> Client {
+    browser_with(driver, chromium, profile, &[]).await
+}
+
+/// [`browser`] with more Chromium flags (`--force-dark-mode`...).
+pub(crate) async fn browser_with(driver: &Driver, chromium: &str, profile: &Path, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--ignore-certificate-errors",
+        "--window-size=1280,1400",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--ignore-certificate-errors", "--window-size=1280,1400",
-                format!("--user-data-dir={}", profile.display())],
-        }),
-    );
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
     // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
     let url = format!("http://127.0.0.1:{}", driver.port);
     eventually(&format!("chromedriver on {url}"), Duration::from_secs(20), || async {
@@ -200,19 +237,12 @@ return {viewport: window.innerWidth, page: document.documentElement.scrollWidth,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(chromedriver), Some(chromium)) = (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM"))
-    else {
-        eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the browser test");
+    let Some((chromedriver, chromium)) = browser_tools("the browser test") else {
         return;
     };
     let started = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
-    let contracts_file = dir.path().join("contracts.toml");
-    std::fs::write(&contracts_file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
-    let config = format!("[queue]\ncontracts_file = \"{}\"\n", contracts_file.display());
-    let collector = Collector::start_with_config(dir.path(), &config).await;
+    let collector = collector_with_contracts(dir.path(), contracts, "").await;
 
     // The agent's smartctl shows a failing disk: the built-in `disk_failing`
     // rule opens a case.
@@ -350,29 +380,22 @@ pub(crate) async fn log_in(c: &Client, base: &str, user: &str, password: &str) -
     page_with(c, &format!("Logged in as <strong>{user}</strong>")).await
 }
 
-async fn log_out(c: &Client) {
+/// Logs out through the header's form, back at the login page.
+pub(crate) async fn log_out(c: &Client) {
     click(c, "form[action='/logout'] button[type=submit]").await;
     page_with(c, "name=\"password\"").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_reports_follows_and_rates_a_case_in_the_portal() {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(chromedriver), Some(chromium)) = (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM"))
-    else {
-        eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the browser test");
+    let Some((chromedriver, chromium)) = browser_tools("the browser test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
-    let contracts_file = dir.path().join("contracts.toml");
-    std::fs::write(&contracts_file, contracts_with_customer(&phc)).unwrap_or_else(|e| panic!("{e}"));
-    let config = format!("[queue]\ncontracts_file = \"{}\"\n", contracts_file.display());
-    let collector = Collector::start_with_config(dir.path(), &config).await;
-    // A real agent makes `e2e-host` an asset of acme.
-    let mut agent = Agent::start(dir.path(), &collector, 1, "");
+    let collector = collector_with_contracts(dir.path(), contracts_with_customer, "").await;
+    // A real agent, reporting throughout, makes `e2e-host` an asset of acme.
+    let agent = Agent::start(dir.path(), &collector, 1, "");
     wait_for_host(&collector, &agent).await;
-    agent.stop();
     let base = collector.url();
     let driver = Driver::start(&chromedriver, dir.path());
     let c = browser(&driver, &chromium, &dir.path().join("chromium-profile")).await;
@@ -541,18 +564,11 @@ async fn serve_forger(collector: &Collector, page: String) -> (String, axum_serv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_origin_cannot_post_to_the_api_with_the_login_cookie() {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(chromedriver), Some(chromium)) = (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM"))
-    else {
-        eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the browser test");
+    let Some((chromedriver, chromium)) = browser_tools("the browser test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
-    let contracts_file = dir.path().join("contracts.toml");
-    std::fs::write(&contracts_file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
-    let config = format!("[queue]\ncontracts_file = \"{}\"\n", contracts_file.display());
-    let collector = Collector::start_with_config(dir.path(), &config).await;
+    let collector = collector_with_contracts(dir.path(), contracts, "").await;
     // A real agent makes `e2e-host` a known asset faults can be filed on.
     let mut agent = Agent::start(dir.path(), &collector, 1, "");
     wait_for_host(&collector, &agent).await;

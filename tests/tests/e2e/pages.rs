@@ -19,14 +19,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::Client;
 use serde_json::{Value, json};
 
-use crate::browser::{Driver, click, log_in, page_with, screenshot};
+use crate::browser::{
+    Driver, PASSWORD, browser_tools, browser_with, click, collector_with_contracts, log_in, page_with, screenshot,
+};
 use crate::disk_health::{show, smart_config, stand_in};
-use crate::util::{Agent, Collector, eventually, wait_for_host};
-
-const PASSWORD: &str = "correct horse battery";
+use crate::util::{Agent, eventually, wait_for_host};
 
 fn contracts(phc: &str) -> String {
     format!(
@@ -62,41 +62,6 @@ customer = "acme"
 password = "{phc}"
 "#
     )
-}
-
-/// A browser session; `dark` starts Chromium with the dark colour scheme.
-async fn session(driver: &Driver, chromium: &str, profile: &Path, dark: bool) -> Client {
-    let mut args = vec![
-        "--headless".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--ignore-certificate-errors".into(),
-        format!("--user-data-dir={}", profile.display()),
-    ];
-    if dark {
-        args.push("--force-dark-mode".into());
-        args.push("--blink-settings=preferredColorScheme=0".into());
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
-    let url = format!("http://127.0.0.1:{}", driver.port);
-    eventually(&format!("chromedriver on {url}"), Duration::from_secs(20), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", driver.port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("no browser session through chromedriver on {url}: {e}"))
 }
 
 /// The page's axe-core violations, one line each (rule, impact, help, the
@@ -187,27 +152,17 @@ async fn tour(c: &Client, base: &str, axe: &str, who: &str, paths: &[&str], widt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_is_accessible_fits_a_phone_and_has_a_dark_mode() {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(chromedriver), Some(chromium), Some(axe)) = (
-        env("CARETAKER_TEST_CHROMEDRIVER"),
-        env("CARETAKER_TEST_CHROMIUM"),
-        env("CARETAKER_TEST_AXE"),
-    ) else {
-        eprintln!(
-            "CARETAKER_TEST_CHROMEDRIVER, CARETAKER_TEST_CHROMIUM or CARETAKER_TEST_AXE is not set: skipping the page tour"
-        );
+    let Some((chromedriver, chromium)) = browser_tools("the page tour") else {
+        return;
+    };
+    let Some(axe) = std::env::var("CARETAKER_TEST_AXE").ok().filter(|v| !v.is_empty()) else {
+        eprintln!("CARETAKER_TEST_AXE is not set: skipping the page tour");
         return;
     };
     let axe = std::fs::read_to_string(&axe).unwrap_or_else(|e| panic!("CARETAKER_TEST_AXE={axe}: {e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let phc = caretaker_collector::auth::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
-    let contracts_file = dir.path().join("contracts.toml");
-    std::fs::write(&contracts_file, contracts(&phc)).unwrap_or_else(|e| panic!("{e}"));
-    let config = format!(
-        "[queue]\ncontracts_file = \"{}\"\n[web]\ngrafana_url = \"https://grafana.example\"\n",
-        contracts_file.display()
-    );
-    let collector = Collector::start_with_config(dir.path(), &config).await;
+    let grafana = "[web]\ngrafana_url = \"https://grafana.example\"\n";
+    let collector = collector_with_contracts(dir.path(), contracts, grafana).await;
 
     // A real agent whose smartctl shows a failing disk: a case, and a
     // replacement recommendation.
@@ -264,7 +219,13 @@ async fn every_page_is_accessible_fits_a_phone_and_has_a_dark_mode() {
     let mut problems = Vec::new();
     for dark in [false, true] {
         let mode = if dark { "dark" } else { "light" };
-        let c = session(&driver, &chromium, &dir.path().join(format!("profile-{mode}")), dark).await;
+        // Chromium takes the dark colour scheme with these flags.
+        let flags: &[&str] = if dark {
+            &["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]
+        } else {
+            &[]
+        };
+        let c = browser_with(&driver, &chromium, &dir.path().join(format!("profile-{mode}")), flags).await;
         if dark {
             c.goto(&format!("{base}/login")).await.unwrap_or_else(|e| panic!("{e}"));
             let v = c

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use fantoccini::Client;
 
-use crate::browser::{Driver, browser, click, fill, log_in, page_with, screenshot};
+use crate::browser::{Driver, browser, browser_tools, click, fill, log_in, log_out, page_with, screenshot};
 use crate::util::{bin, free_port};
 
 /// The running quickstart; stopped as Ctrl-C would (SIGINT to the script,
@@ -92,11 +92,6 @@ impl Drop for Quickstart {
     }
 }
 
-async fn log_out(c: &Client) {
-    click(c, "form[action='/logout'] button[type=submit]").await;
-    page_with(c, "name=\"password\"").await;
-}
-
 /// The hosts page once it lists a host that is up (reloaded until then).
 async fn up_on_hosts_page(c: &Client, base: &str) -> String {
     let mut source = String::new();
@@ -113,10 +108,7 @@ async fn up_on_hosts_page(c: &Client, base: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quickstart_prints_a_web_address_and_two_logins_that_work_in_a_browser() {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(chromedriver), Some(chromium)) = (env("CARETAKER_TEST_CHROMEDRIVER"), env("CARETAKER_TEST_CHROMIUM"))
-    else {
-        eprintln!("CARETAKER_TEST_CHROMEDRIVER or CARETAKER_TEST_CHROMIUM is not set: skipping the quickstart test");
+    let Some((chromedriver, chromium)) = browser_tools("the quickstart test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
