@@ -88,12 +88,17 @@ pub(crate) fn may_see_host_name(state: &AppState, p: &Principal, name: &str) -> 
     !named.is_empty() && named.iter().all(|h| may_see_host(p, h))
 }
 
+/// Whether the host's agent is revoked: its host stays listed (down) until
+/// it is decommissioned.
+pub(crate) fn revoked(state: &AppState, h: &Host) -> bool {
+    state.fleet.identity(&h.agent_id).is_some_and(|i| i.revoked)
+}
+
 fn summary(h: &Host, state: &AppState, now: i64) -> Value {
     let mut v = serde_json::to_value(h).unwrap_or_else(|_| json!({}));
     v["up"] = json!(h.is_up(now, state.config.hosts.down_after_intervals));
     v["samples"] = json!(h.samples.len());
-    // A revoked agent's host stays listed (it is down) until decommissioned.
-    v["revoked"] = json!(state.fleet.identity(&h.agent_id).is_some_and(|i| i.revoked));
+    v["revoked"] = json!(revoked(state, h));
     v
 }
 

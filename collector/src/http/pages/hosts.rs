@@ -22,7 +22,7 @@ use super::{PageError, Viewer, html_page, layout};
 use crate::auth::{self, percent_encode};
 use crate::fleet::Host;
 use crate::http::AppState;
-use crate::http::hosts::{customer_of, may_see_host};
+use crate::http::hosts::{customer_of, may_see_host, revoked};
 use crate::queue::format_ms;
 use crate::store::items::Items;
 
@@ -166,12 +166,14 @@ pub(super) async fn hosts_page(
         .filter(|h| may_see_host(&who, h))
         .filter(|h| customer.as_deref().is_none_or(|c| customer_of(h) == c))
         .filter(|h| {
-            let text = haystack(h);
-            wanted.words.iter().all(|w| text.contains(w.as_str()))
+            // The haystack is built only when there is something to look for.
+            wanted.words.is_empty() || {
+                let text = haystack(h);
+                wanted.words.iter().all(|w| text.contains(w.as_str()))
+            }
         })
         .map(|h| {
-            let revoked = state.fleet.identity(&h.agent_id).is_some_and(|i| i.revoked);
-            let state = if revoked {
+            let state = if revoked(&state, &h) {
                 HostState::Revoked
             } else if h.is_up(now, down_after) {
                 HostState::Up
