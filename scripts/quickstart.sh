@@ -80,6 +80,7 @@ start = "2026-01-05T08:00:00Z"
 name = "engineer"
 role = "engineer"
 password = "$(hash "$ENGINEER_PW")"
+time_zone = "$ZONE"
 
 [[user]]
 name = "demo-admin"

@@ -263,6 +263,7 @@ mod tests {
             customer: customer.map(Into::into),
             password: password.into(),
             tokens: Vec::new(),
+            time_zone: None,
         }
     }
 

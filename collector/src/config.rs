@@ -177,6 +177,11 @@ pub struct WebConfig {
     /// uid `caretaker-host`). Unset: no link.
     #[serde(default)]
     pub grafana_url: Option<String>,
+    /// The IANA zone the pages show staff their times in (a user's own
+    /// `time_zone` in the contracts file comes first; a customer's user
+    /// sees their contract's zone). Unset: UTC.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 impl WebConfig {
@@ -899,6 +904,13 @@ impl Checked for Config {
         {
             p.push(format!("web.grafana_url: {u:?} is not an http(s) URL"));
         }
+        if let Some(tz) = &self.web.time_zone
+            && let Err(e) = jiff::tz::TimeZone::get(tz)
+        {
+            p.push(format!(
+                "web.time_zone: {tz:?} is not a known time zone ({e}); use an IANA name like Europe/Berlin"
+            ));
+        }
         self.sinks.problems(&mut p);
         self.http.problems(&mut p);
         self.login.problems(&mut p);
@@ -987,6 +999,14 @@ mod tests {
         assert!(
             e.as_deref()
                 .is_some_and(|e| e.contains("web.grafana_url: \"grafana:3000\" is not an http(s) URL")),
+            "{e:?}"
+        );
+        let e = Config::parse("[web]\ntime_zone = \"Mars/Olympus\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("web.time_zone: \"Mars/Olympus\" is not a known time zone")),
             "{e:?}"
         );
         let c = Config::parse("[web]\ngrafana_url = \"https://g.example/\"\n", Path::new("c.toml"));

@@ -119,6 +119,7 @@ mod tests {
             customer: None,
             password: password.into(),
             tokens: Vec::new(),
+            time_zone: None,
         }
     }
 

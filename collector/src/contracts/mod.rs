@@ -142,6 +142,19 @@ impl Contracts {
         names
     }
 
+    /// The zone `user`'s pages show times in: the user's own `time_zone`,
+    /// else (a customer's user) the zone of the customer's first contract,
+    /// else `fallback`.
+    pub fn time_zone_of<'a>(&'a self, user: &str, customer: Option<&str>, fallback: &'a str) -> &'a str {
+        let own = self.user(user).and_then(|u| u.time_zone.as_deref());
+        let contract = || {
+            let customer = customer?;
+            let c = self.contracts.iter().find(|c| c.customer == customer)?;
+            Some(c.calendar.time_zone())
+        };
+        own.or_else(contract).unwrap_or(fallback)
+    }
+
     /// The contract called `name` (the one a case was matched to).
     pub fn named(&self, name: &str) -> Option<&Contract> {
         self.contracts.iter().find(|c| c.name == name)
@@ -319,6 +332,8 @@ pub struct User {
     pub password: String,
     /// SHA-256 (lowercase hex) of the user's API tokens.
     pub tokens: Vec<String>,
+    /// The IANA zone the pages show this user's times in, when set.
+    pub time_zone: Option<String>,
 }
 
 /// An on-call rotation: members take turns of `shift_ms` from `start_ms`.

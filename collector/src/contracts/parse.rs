@@ -128,6 +128,8 @@ struct RawUser {
     password: String,
     #[serde(default)]
     tokens: Vec<String>,
+    /// IANA name; the pages show this user's times in it.
+    time_zone: Option<String>,
 }
 
 /// Problems for one file, each about one subject.
@@ -660,6 +662,16 @@ fn users(
                 format!("is not an argon2id PHC string ({e}); make one with `caretaker-collector hash-password`"),
             ),
         }
+        if let Some(tz) = &u.time_zone
+            && let Err(e) = jiff::tz::TimeZone::get(tz)
+        {
+            p.push_at(
+                line,
+                &s,
+                "time_zone",
+                format!("{tz:?} is not a known time zone ({e}); use an IANA name like Europe/Berlin"),
+            );
+        }
         let mut tokens = Vec::new();
         for (i, t) in u.tokens.iter().enumerate() {
             let field = format!("tokens[{i}]");
@@ -695,6 +707,7 @@ fn users(
                 customer: u.customer,
                 password: u.password,
                 tokens,
+                time_zone: u.time_zone,
             });
         }
     }
@@ -904,6 +917,43 @@ password = "PHC"
         let carol = c.user("carol").unwrap();
         assert_eq!((carol.role, carol.customer.as_deref()), (Role::Customer, Some("acme")));
         assert_eq!(c.user("mia").unwrap().password, PHC);
+    }
+
+    #[test]
+    fn a_users_pages_are_in_its_own_zone_else_its_contracts_else_the_default() {
+        let text = with_users(
+            r#"
+[[user]]
+name = "mia"
+role = "manager"
+password = "PHC"
+time_zone = "America/New_York"
+
+[[user]]
+name = "ana"
+role = "engineer"
+password = "PHC"
+
+[[user]]
+name = "carol"
+role = "customer"
+customer = "acme"
+password = "PHC"
+"#,
+        );
+        let c = parse_file(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.time_zone_of("mia", None, "UTC"), "America/New_York");
+        assert_eq!(c.time_zone_of("ana", None, "Asia/Tokyo"), "Asia/Tokyo");
+        assert_eq!(c.time_zone_of("carol", Some("acme"), "UTC"), "Europe/Berlin");
+        assert_eq!(c.time_zone_of("nobody", Some("globex"), "UTC"), "UTC");
+        let e = errors(&with_users(
+            "\n[[user]]\nname = \"x\"\nrole = \"manager\"\npassword = \"PHC\"\ntime_zone = \"Europe/Berlín\"\n",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("c.toml:32: user \"x\": time_zone: \"Europe/Berlín\" is not a known time zone"),
+            "{e:?}"
+        );
     }
 
     #[test]

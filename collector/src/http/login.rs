@@ -249,6 +249,7 @@ mod tests {
                     customer: None,
                     password: phc.clone(),
                     tokens: vec![],
+                    time_zone: None,
                 },
                 User {
                     name: "carol".into(),
@@ -256,6 +257,7 @@ mod tests {
                     customer: Some("acme".into()),
                     password: phc,
                     tokens: vec![],
+                    time_zone: None,
                 },
             ],
             ..Contracts::default()

@@ -183,6 +183,7 @@ pub fn set_users(state: &AppState) {
         customer: customer.map(Into::into),
         password: "no password".into(),
         tokens: vec![token_hash(&format!("{name}-token"))],
+        time_zone: None,
     };
     let customer = |name: &str| Customer {
         name: name.into(),

@@ -273,7 +273,15 @@ async fn three_replicas_lose_two_and_every_report_case_and_change_counts_once() 
         &sla_sql,
         "20|40",
         Duration::from_secs(60),
-        &["SELECT comment, COUNT(*) FROM item_log WHERE actor = 'rule:sla' GROUP BY 1"],
+        &[
+            "SELECT comment, COUNT(*) FROM item_log WHERE actor = 'rule:sla' GROUP BY 1",
+            &format!(
+                "SELECT i.id, i.asset, i.status, m.contract, m.response_due_ms, m.resolution_due_ms, m.response_breached_at_ms, m.resolution_breached_at_ms FROM items i JOIN case_meta m ON m.item_id = i.id WHERE i.id IN ({cases_of}) AND (m.response_breached_at_ms IS NULL OR m.resolution_breached_at_ms IS NULL)"
+            ),
+            &format!(
+                "SELECT item_id, at_ms, actor, from_status, to_status, comment FROM item_log WHERE item_id IN (SELECT item_id FROM case_meta WHERE item_id IN ({cases_of}) AND (response_breached_at_ms IS NULL OR resolution_breached_at_ms IS NULL)) ORDER BY id"
+            ),
+        ],
     )
     .await;
     let sla_notes = format!(

@@ -19,7 +19,7 @@ use crate::auth::{self, percent_encode};
 use crate::disks::{self, DiskRow, HistoryPoint};
 use crate::fleet::Host;
 use crate::http::AppState;
-use crate::queue::{self, AssetHistory, format_ms};
+use crate::queue::{self, AssetHistory};
 use crate::store::assets::{AssetChange, Assets};
 
 /// How many configuration changes and history points the page reads.
@@ -77,10 +77,7 @@ pub(super) async fn asset_page(
     match found {
         // As for hosts: an unlabelled asset belongs to no customer.
         Some((history, changes, disks)) if who.may_see(history.customer.as_deref().unwrap_or_default()) => {
-            let viewer = Viewer {
-                who: &who,
-                csrf: &session.csrf,
-            };
+            let viewer = Viewer::new(&state, &who, &session.csrf);
             let archive = Archive {
                 history,
                 host,
@@ -312,7 +309,7 @@ fn chart(title: &str, lines: &[(String, Vec<(i64, i64)>)]) -> Option<String> {
     ))
 }
 
-fn disk_health(d: &DiskView) -> Markup {
+fn disk_health(viewer: &Viewer<'_>, d: &DiskView) -> Markup {
     let name = format!("{} {} (serial {})", d.row.device, d.row.model, d.row.serial);
     let errors = series(&d.history, |k| !NOT_ERRORS.contains(&k));
     let errors: Vec<_> = errors
@@ -327,7 +324,7 @@ fn disk_health(d: &DiskView) -> Markup {
                 p { (d.row.reasons.join("; ")) }
             }
             p {
-                "In this host since " (format_ms(d.row.first_seen_ms))
+                "In this host since " (viewer.time(d.row.first_seen_ms))
                 @if let Some(h) = d.row.power_on_hours { "; " (h) " hours powered on" }
                 @if let Some(t) = d.row.temperature_c { "; " (t) " °C now" }
                 "."
@@ -360,11 +357,11 @@ fn render(viewer: &Viewer<'_>, a: &Archive, grafana: Option<&str>, down_after: u
                 dt { "State" } dd { @if host.is_up(now, down_after) { "up" } @else { "down" } }
                 dt { "Last report" } dd {
                     @match host.last_seen_ms {
-                        Some(t) => { (duration(now - t)) " ago (" (format_ms(t)) ")" }
+                        Some(t) => { (duration(now - t)) " ago (" (viewer.time(t)) ")" }
                         None => { "never" }
                     }
                 }
-                @if let Some(t) = host.inventory_at_ms { dt { "Configuration as of" } dd { (format_ms(t)) } }
+                @if let Some(t) = host.inventory_at_ms { dt { "Configuration as of" } dd { (viewer.time(t)) } }
             }
         }
         h2 { "Configuration" }
@@ -376,7 +373,7 @@ fn render(viewer: &Viewer<'_>, a: &Archive, grafana: Option<&str>, down_after: u
         @if a.disks.is_empty() {
             p { "No disk health read on this host (smartctl missing or not allowed)." }
         } @else {
-            @for d in &a.disks { (disk_health(d)) }
+            @for d in &a.disks { (disk_health(viewer, d)) }
         }
         h2 { "Configuration changes" }
         @if a.changes.is_empty() {
@@ -387,13 +384,13 @@ fn render(viewer: &Viewer<'_>, a: &Archive, grafana: Option<&str>, down_after: u
                     thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Before" } th scope="col" { "After" } } }
                     tbody {
                         @for c in &a.changes {
-                            tr { td { (format_ms(c.at_ms)) } td { (c.summary) } td { (c.old) } td { (c.new) } }
+                            tr { td { (viewer.time(c.at_ms)) } td { (c.summary) } td { (c.old) } td { (c.new) } }
                         }
                     }
                 }
             }
         }
-        (asset_items(h))
+        (asset_items(h, &viewer.zone))
     };
     layout(&format!("asset {}", h.host), Some(viewer), content)
 }

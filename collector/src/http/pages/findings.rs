@@ -27,7 +27,7 @@ use crate::cases::{Action, Item, ItemKind, Severity};
 use crate::http::AppState;
 use crate::http::cases::{StatusFilter, parse_status};
 use crate::http::error::ApiError;
-use crate::queue::{format_ms, title_of};
+use crate::queue::title_of;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,10 +126,7 @@ pub(super) async fn findings_page(
     query: Result<Query<FindingsQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let q = match query {
         Ok(Query(q)) => q,
@@ -198,10 +195,7 @@ pub(super) async fn finding_post(
         return Err(PageError::Status(code, message));
     }
     tracing::debug!(finding = id, user = %who.name, %message, "finding action from the web refused");
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let q = FindingsQuery::default();
     let shown = listed(&state, &q, who.scope()).await?;
@@ -272,8 +266,8 @@ fn render(
                                 td { a href=(format!("/assets/{}", percent_encode(&f.key.asset))) { (f.key.asset) } }
                                 @if viewer.who.scope().is_none() { td { (f.key.customer) } }
                                 td { (f.status.to_string().replace('_', " ")) }
-                                td { (duration(now - f.opened_at_ms)) " ago" br; small { (format_ms(f.opened_at_ms)) } }
-                                td { (format_ms(f.last_firing_at_ms)) }
+                                td { (duration(now - f.opened_at_ms)) " ago" br; small { (viewer.time(f.opened_at_ms)) } }
+                                td { (viewer.time(f.last_firing_at_ms)) }
                                 @if viewer.who.can_act() {
                                     td {
                                         @let next = next_actions(f);

@@ -3,8 +3,8 @@
 //!   (`all=true`: ended ones too; `customer`, staff only), with their
 //!   state; a customer's user sees its own. Staff add one with the form
 //!   (`POST /maintenance`: `customer`, `host` (empty: every host of the
-//!   customer), `starts_at`, `ends_at` as `YYYY-MM-DDTHH:MM` in UTC, the
-//!   browser's date-time field, and `reason`) the way
+//!   customer), `starts_at`, `ends_at` as `YYYY-MM-DDTHH:MM` on the viewer's
+//!   wall clock (the zone the page names), the browser's date-time field, and `reason`) the way
 //!   `POST /api/v1/maintenance` does, and end one now
 //!   (`POST /maintenance/{id}/end`).
 //! - `GET /unmapped` (staff): signals that named no known asset, each with
@@ -29,7 +29,6 @@ use crate::auth::{self, percent_encode};
 use crate::cases::hold::{self, Held, HeldSignal, TimeArg, WindowSpec};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::queue::format_ms;
 use crate::store::holds::Window;
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,17 +36,6 @@ use crate::store::holds::Window;
 pub(super) struct WindowsQuery {
     customer: Option<String>,
     all: Option<String>,
-}
-
-/// `YYYY-MM-DDTHH:MM` (a date-time field's value; seconds allowed) in UTC,
-/// as ms, or what is wrong with field `name`.
-fn utc_field(fields: &Fields, name: &str) -> Result<i64, String> {
-    let v = fields.get(name).trim();
-    v.parse::<jiff::civil::DateTime>()
-        .ok()
-        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| z.timestamp().as_millisecond())
-        .ok_or_else(|| format!("{name}: {v:?} is not a date and time as YYYY-MM-DDTHH:MM"))
 }
 
 /// "in progress", "to come", "ended".
@@ -75,10 +63,7 @@ pub(super) async fn maintenance_page(
     query: Result<Query<WindowsQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let (q, error) = match query {
         Ok(Query(q)) => (q, None),
         Err(e) => (WindowsQuery::default(), Some(e.body_text())),
@@ -123,12 +108,9 @@ pub(super) async fn maintenance_post(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
     let (who, session, fields) = super::staff_form(&state, &headers, &uri, form).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
-    let spec = utc_field(&fields, "starts_at").and_then(|s| {
-        utc_field(&fields, "ends_at").map(|e| WindowSpec {
+    let viewer = Viewer::new(&state, &who, &session.csrf);
+    let spec = viewer.time_field(&fields, "starts_at").and_then(|s| {
+        viewer.time_field(&fields, "ends_at").map(|e| WindowSpec {
             customer: fields.get("customer").trim().to_string(),
             host: fields.opt("host"),
             starts_at: TimeArg::Ms(s),
@@ -173,20 +155,10 @@ pub(super) async fn maintenance_end(
             if code == StatusCode::NOT_FOUND {
                 return Err(PageError::Status(code, message));
             }
-            let viewer = Viewer {
-                who: &who,
-                csrf: &session.csrf,
-            };
+            let viewer = Viewer::new(&state, &who, &session.csrf);
             refused_windows(&state, &viewer, code, &Fields::new(vec![]), &message).await
         }
     }
-}
-
-/// `ms` as a date-time field's value (UTC).
-fn field_time(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M").to_string())
-        .unwrap_or_default()
 }
 
 fn render_windows(
@@ -230,7 +202,7 @@ fn render_windows(
                 table #windows {
                     thead { tr {
                         th scope="col" { "State" } th scope="col" { "Customer" } th scope="col" { "Hosts" }
-                        th scope="col" { "From (UTC)" } th scope="col" { "To (UTC)" } th scope="col" { "Why" }
+                        th scope="col" { "From" } th scope="col" { "To" } th scope="col" { "Why" }
                         th scope="col" { "By" }
                         @if viewer.who.can_act() { th scope="col" { "End" } }
                     } }
@@ -245,8 +217,8 @@ fn render_windows(
                                         None => { "every host" }
                                     }
                                 }
-                                td { (format_ms(w.starts_at_ms)) }
-                                td { (format_ms(w.ends_at_ms)) }
+                                td { (viewer.time(w.starts_at_ms)) }
+                                td { (viewer.time(w.ends_at_ms)) }
                                 td { (w.reason) }
                                 td { (w.created_by) }
                                 @if viewer.who.can_act() {
@@ -279,8 +251,8 @@ fn render_windows(
                             }
                         }
                         div { label for="w-host" { "Host (empty: every host)" } input #w-host name="host" value=(posted.get("host")); }
-                        div { label for="w-starts" { "From (UTC)" } input #w-starts type="datetime-local" name="starts_at" required value=(value("starts_at", field_time(now))); }
-                        div { label for="w-ends" { "To (UTC)" } input #w-ends type="datetime-local" name="ends_at" required value=(value("ends_at", field_time(now + 2 * 3_600_000))); }
+                        div { label for="w-starts" { "From (" (viewer.zone) ")" } input #w-starts type="datetime-local" name="starts_at" required value=(value("starts_at", viewer.field_time(now))); }
+                        div { label for="w-ends" { "To (" (viewer.zone) ")" } input #w-ends type="datetime-local" name="ends_at" required value=(value("ends_at", viewer.field_time(now + 2 * 3_600_000))); }
                         div { label for="w-reason" { "Why" } input #w-reason name="reason" required value=(posted.get("reason")); }
                         div { button type="submit" { "Add" } }
                     }
@@ -301,10 +273,7 @@ pub(super) async fn unmapped_page(
     if !who.can_act() {
         return Err(forbidden(&who));
     }
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let held = unmapped(&state).await?;
     Ok(html_page(
         StatusCode::OK,
@@ -366,10 +335,7 @@ pub(super) async fn unmapped_post(
     if code.is_server_error() {
         return Err(PageError::Status(code, message));
     }
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let held = unmapped(&state).await?;
     Ok(html_page(
         code,
@@ -406,8 +372,8 @@ fn render_unmapped(
                                 td { (h.key.customer) }
                                 td { (h.rule) @if !h.key.component.is_empty() { " (" (h.key.component) ")" } }
                                 td { (h.severity) }
-                                td { (format_ms(h.first_at_ms)) }
-                                td { (format_ms(h.last_at_ms)) }
+                                td { (viewer.time(h.first_at_ms)) }
+                                td { (viewer.time(h.last_at_ms)) }
                                 td { (h.occurrences) }
                                 td {
                                     @if let Some(to) = mapped {
@@ -441,9 +407,76 @@ mod tests {
     use axum::http::StatusCode;
     use serde_json::json;
 
-    use super::field_time;
     use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal};
     use crate::http::pages::tests::{login, state};
+
+    /// `ms` as a date-time field's value in UTC (the zone of the test's users).
+    fn field_time(ms: i64) -> String {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_window_is_typed_and_shown_on_the_viewers_wall_clock_with_the_zone_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let text = crate::http::testing::queue_contracts(&crate::auth::hash_password("pw").unwrap()).replacen(
+            "name = \"ana\"\nrole = \"engineer\"\n",
+            "name = \"ana\"\nrole = \"engineer\"\ntime_zone = \"Asia/Tokyo\"\n",
+            1,
+        );
+        s.contracts
+            .set(crate::contracts::parse_file(&text, std::path::Path::new("c.toml")).unwrap());
+        let ana = login(&s, "ana").await;
+        let r = ana.get(&s, "/maintenance").await;
+        assert!(
+            r.body.contains("From (Asia/Tokyo)") && r.body.contains("Times in Asia/Tokyo"),
+            "{}",
+            r.body
+        );
+        let r = ana
+            .post(
+                &s,
+                "/maintenance",
+                &[
+                    ("customer", "acme"),
+                    ("host", "db01"),
+                    ("starts_at", "2031-01-01T09:00"),
+                    ("ends_at", "2031-01-01T11:30"),
+                    ("reason", "firmware"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        // 09:00 in Tokyo is midnight UTC.
+        let api = crate::http::testing::send(
+            &s,
+            "GET",
+            "/api/v1/maintenance?customer=acme",
+            &[("authorization", "Bearer ana-token")],
+            "",
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+        let starts = jiff::Timestamp::from_millisecond(v["windows"][0]["starts_at_ms"].as_i64().unwrap()).unwrap();
+        assert_eq!(starts.to_string(), "2031-01-01T00:00:00Z", "{v}");
+        let r = ana.get(&s, "/maintenance").await;
+        assert!(
+            r.body.contains("2031-01-01 09:00 Asia/Tokyo") && r.body.contains("2031-01-01 11:30 Asia/Tokyo"),
+            "{}",
+            r.body
+        );
+        // The customer's admin reads it on its contract's clock (UTC).
+        let carol = login(&s, "carol").await;
+        let r = carol.get(&s, "/maintenance").await;
+        assert!(
+            r.body.contains("2031-01-01 00:00 UTC") && r.body.contains("Times in UTC"),
+            "{}",
+            r.body
+        );
+    }
 
     #[tokio::test]
     async fn staff_add_and_end_maintenance_windows_and_a_customer_reads_its_own() {

@@ -23,7 +23,6 @@ use crate::auth::{self, percent_encode};
 use crate::fleet::Host;
 use crate::http::AppState;
 use crate::http::hosts::{customer_of, may_see_host, revoked};
-use crate::queue::format_ms;
 use crate::store::items::Items;
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,10 +126,7 @@ pub(super) async fn hosts_page(
     query: Result<Query<HostsQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let (q, wanted) = match query {
         Ok(Query(q)) => match q.wanted() {
@@ -284,7 +280,7 @@ fn render(
                                 td { (l.host.label("site")) }
                                 td {
                                     @match l.host.last_seen_ms {
-                                        Some(t) => { (duration(now - t)) " ago" br; small { (format_ms(t)) } }
+                                        Some(t) => { (duration(now - t)) " ago" br; small { (viewer.time(t)) } }
                                         None => { "never" }
                                     }
                                 }

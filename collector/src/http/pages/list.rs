@@ -101,9 +101,9 @@ fn severity_badge(s: Severity) -> Markup {
 /// how long until it is, and when it runs out on the contract's wall clock
 /// with the zone named. A contract not kept round the clock counts service
 /// hours: its durations say so.
-fn next_breach(e: &QueueEntry, contracts: &Contracts, now: i64) -> Markup {
+fn next_breach(e: &QueueEntry, contracts: &Contracts, viewer_zone: &str, now: i64) -> Markup {
     let contract = e.meta.contract.as_deref().and_then(|n| contracts.named(n));
-    let zone = zone_of(e, contracts);
+    let zone = zone_of(e, contracts, viewer_zone);
     let round_the_clock = contract.is_none_or(|c| c.calendar.is_round_the_clock());
     let left = |c: &ClockView, t: i64| {
         if round_the_clock {
@@ -129,13 +129,14 @@ fn next_breach(e: &QueueEntry, contracts: &Contracts, now: i64) -> Markup {
     }
 }
 
-/// The time zone a case's times are shown in: its contract's, else UTC.
-fn zone_of<'a>(e: &QueueEntry, contracts: &'a Contracts) -> &'a str {
+/// The time zone a case's times are shown in: its contract's, else the
+/// viewer's.
+fn zone_of<'a>(e: &QueueEntry, contracts: &'a Contracts, viewer_zone: &'a str) -> &'a str {
     e.meta
         .contract
         .as_deref()
         .and_then(|n| contracts.named(n))
-        .map_or("UTC", |c| c.calendar.time_zone())
+        .map_or(viewer_zone, |c| c.calendar.time_zone())
 }
 
 /// A sortable column's header: a link to sort by it (the other way when it
@@ -255,8 +256,8 @@ pub fn queue(
                                 tr {
                                     td { a href=(case_href(e.item.id)) { "#" (e.item.id.unwrap_or_default()) } }
                                     td { (severity_badge(e.item.severity)) }
-                                    td { (next_breach(e, contracts, now)) }
-                                    td title=(format!("opened {}", format_ms_in(e.item.opened_at_ms, zone_of(e, contracts)))) {
+                                    td { (next_breach(e, contracts, &viewer.zone, now)) }
+                                    td title=(format!("opened {}", format_ms_in(e.item.opened_at_ms, zone_of(e, contracts, &viewer.zone)))) {
                                         (duration(now - e.item.opened_at_ms))
                                     }
                                     td { a href=(case_href(e.item.id)) { (e.meta.title) } }

@@ -90,10 +90,55 @@ pub fn router() -> Router<AppState> {
         .route("/faults", post(fault_post))
 }
 
-/// Who is looking at a page, for its header and its forms.
+/// Who is looking at a page, for its header and its forms, and the time
+/// zone the page shows their times in.
 pub(crate) struct Viewer<'a> {
     pub who: &'a Principal,
     pub csrf: &'a str,
+    pub zone: String,
+}
+
+impl<'a> Viewer<'a> {
+    /// `who`'s zone: their own (contracts file), their contract's (a
+    /// customer's user), `[web] time_zone`, else UTC.
+    pub fn new(state: &AppState, who: &'a Principal, csrf: &'a str) -> Viewer<'a> {
+        let contracts = state.contracts.get();
+        let fallback = state.config.web.time_zone.as_deref().unwrap_or("UTC");
+        let zone = contracts
+            .time_zone_of(&who.name, who.customer.as_deref(), fallback)
+            .to_string();
+        Viewer { who, csrf, zone }
+    }
+
+    /// An instant on the viewer's wall clock, the zone named.
+    pub fn time(&self, ms: i64) -> String {
+        crate::queue::format_ms_in(ms, &self.zone)
+    }
+
+    fn tz(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.zone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
+    /// `ms` as a date-time field's value (`YYYY-MM-DDTHH:MM`) on the
+    /// viewer's wall clock.
+    pub fn field_time(&self, ms: i64) -> String {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_zoned(self.tz()).strftime("%Y-%m-%dT%H:%M").to_string())
+            .unwrap_or_default()
+    }
+
+    /// Field `name`, a date-time field's value (seconds allowed) on the
+    /// viewer's wall clock, as ms; or what is wrong with it. A wall time a
+    /// DST change skips or repeats takes the instant after the gap or the
+    /// earlier of the two.
+    pub fn time_field(&self, fields: &Fields, name: &str) -> Result<i64, String> {
+        let v = fields.get(name).trim();
+        v.parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|d| self.tz().to_ambiguous_timestamp(d).compatible().ok())
+            .map(|t| t.as_millisecond())
+            .ok_or_else(|| format!("{name}: {v:?} is not a date and time as YYYY-MM-DDTHH:MM"))
+    }
 }
 
 /// The one stylesheet. It works from a phone's width (390 px) up: the
@@ -106,7 +151,7 @@ const STYLE: &str = concat!(
     "header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;padding:.5rem 1rem;background:#234;color:#fff}",
     "header a{color:#fff}header nav{display:flex;flex-wrap:wrap;gap:.5rem 1rem}",
     "header .who{margin-left:auto}header form{display:inline;margin:0}header button{margin:0}",
-    "main{padding:0 1rem 2rem}.narrow{max-width:22rem;margin:4rem auto}h1,h2,h3{overflow-wrap:anywhere}",
+    "main{padding:0 1rem 2rem}footer{padding:0 1rem 1rem}.narrow{max-width:22rem;margin:4rem auto}h1,h2,h3{overflow-wrap:anywhere}",
     "figure{margin:.5rem 0}figure svg{background:#fff;border-radius:.25rem}.notice{border:1px solid #888;padding:.5rem}",
     "table{border-collapse:collapse;margin:.5rem 0}th,td{border-bottom:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}",
     ".table-wrap{overflow-x:auto;max-width:100%}.table-wrap table{margin:0}th{white-space:nowrap}",
@@ -191,6 +236,9 @@ pub(crate) fn page_layout(
                     }
                 }
                 main { (content) }
+                @if let Some(v) = viewer {
+                    footer { small { "Times in " (v.zone) " unless a case's contract names another zone." } }
+                }
             }
         }
     }
@@ -407,10 +455,7 @@ async fn queue_page(
     query: Result<Query<QueueQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let contracts = state.contracts.get();
     let q = match query {
         Ok(Query(q)) => q,
@@ -483,10 +528,7 @@ async fn case_page(
     let id = case_id(&id)?;
     let view = load_case(&state, &who, id).await?;
     let contracts = state.contracts.get();
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     Ok(html_page(StatusCode::OK, case_markup(&viewer, &contracts, &view, None)))
 }
 
@@ -542,10 +584,7 @@ async fn case_post(
     tracing::debug!(case = id, user = %who.name, %message, "case action from the web refused");
     let view = load_case(&state, &who, id).await?;
     let contracts = state.contracts.get();
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let refused = render::Refused {
         message: &message,
         posted: &fields,
@@ -566,10 +605,7 @@ async fn fault_page(
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let asset = query.ok().and_then(|Query(q)| q.asset).unwrap_or_default();
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let fields = Fields::new(vec![("asset".into(), asset), ("severity".into(), "major".into())]);
     let assets = portal::own_assets(&state, &who);
     Ok(html_page(
@@ -603,10 +639,7 @@ async fn fault_post(
     if code.is_server_error() || code == StatusCode::FORBIDDEN {
         return Err(PageError::Status(code, message));
     }
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let assets = portal::own_assets(&state, &who);
     Ok(html_page(
         code,

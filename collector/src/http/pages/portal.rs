@@ -25,7 +25,7 @@ use crate::cases::{Item, ItemKind, Status};
 use crate::http::AppState;
 use crate::http::hosts::may_see_host;
 use crate::queue::customer_view::{status_words, timeline};
-use crate::queue::{self, QueueEntry, QueueFilter, format_ms};
+use crate::queue::{self, QueueEntry, QueueFilter};
 use crate::report::stored::{self, Summary};
 
 /// The assets a customer's user may report a fault on (its customer's
@@ -117,10 +117,7 @@ pub(super) async fn portal_page(
         })
     })
     .await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     Ok(html_page(StatusCode::OK, home_markup(&viewer, &home, &assets)))
 }
 
@@ -143,7 +140,7 @@ fn home_markup(viewer: &Viewer<'_>, h: &Home, assets: &[String]) -> Markup {
                                 td { a href=(case_href(e.item.id)) { (e.meta.title) } }
                                 td { a href=(asset_href(&e.item.key.asset)) { (e.item.key.asset) } }
                                 td { (status_words(e.item.status)) }
-                                td { (format_ms(e.item.opened_at_ms)) }
+                                td { (viewer.time(e.item.opened_at_ms)) }
                             }
                         }
                     }
@@ -181,7 +178,7 @@ fn home_markup(viewer: &Viewer<'_>, h: &Home, assets: &[String]) -> Markup {
                                 td { (describe(f)) }
                                 td { (f.severity.as_str()) }
                                 td { (status_words(f.status)) }
-                                td { (format_ms(f.opened_at_ms)) }
+                                td { (viewer.time(f.opened_at_ms)) }
                             }
                         }
                     }
@@ -199,8 +196,8 @@ fn home_markup(viewer: &Viewer<'_>, h: &Home, assets: &[String]) -> Markup {
                         @for r in &h.reports {
                             @let base = format!("/api/v1/reports/inspection/{}", r.id);
                             tr {
-                                td { (format_ms(r.from_ms)) " – " (format_ms(r.to_ms)) }
-                                td { (format_ms(r.generated_at_ms)) }
+                                td { (viewer.time(r.from_ms)) " – " (viewer.time(r.to_ms)) }
+                                td { (viewer.time(r.generated_at_ms)) }
                                 td {
                                     a href=(format!("{base}.html")) { "web page" } " · "
                                     a href=(format!("{base}.md")) { "Markdown" } " · "
@@ -241,7 +238,7 @@ pub(super) fn case(viewer: &Viewer<'_>, v: &CaseView, refused: Option<&Refused<'
             dt { "Status" } dd #status { (status_words(item.status)) }
             dt { "Severity" } dd { (item.severity.as_str()) }
             dt { "Asset" } dd { a href=(asset_href(&item.key.asset)) { (item.key.asset) } }
-            dt { "Opened" } dd { (format_ms(item.opened_at_ms)) }
+            dt { "Opened" } dd { (viewer.time(item.opened_at_ms)) }
             @if let Some(m) = &d.meta {
                 @if let Some(by) = &m.reported_by { dt { "Reported by" } dd { (by) } }
                 @if !m.description.is_empty() { dt { "Description" } dd { (m.description) } }
@@ -257,7 +254,7 @@ pub(super) fn case(viewer: &Viewer<'_>, v: &CaseView, refused: Option<&Refused<'
                 tbody {
                     @for e in timeline(&d.log) {
                         tr {
-                            td { (format_ms(e.at_ms)) }
+                            td { (viewer.time(e.at_ms)) }
                             td { (e.who) }
                             td { (e.what) }
                             td { (e.comment.as_deref().unwrap_or("")) }
@@ -277,13 +274,13 @@ pub(super) fn case(viewer: &Viewer<'_>, v: &CaseView, refused: Option<&Refused<'
             }
         }
         h2 { "Service reports" }
-        (reports_list(&d.service_reports))
+        (reports_list(&d.service_reports, &viewer.zone))
         @if let Some(s) = &d.satisfaction {
             h2 { "Satisfaction" }
             p #satisfaction {
                 @if let Some(score) = s.score { (score) "/5" } @else { "no answer" }
                 @if !s.comment.is_empty() { ": " (s.comment) }
-                " (" (format_ms(s.at_ms)) ")"
+                " (" (viewer.time(s.at_ms)) ")"
             }
         }
     };

@@ -23,7 +23,6 @@ use super::paging::{self, Paged, given, page_number};
 use super::{PageError, Viewer, html_page, layout, not_found, problem};
 use crate::auth::{self, percent_encode};
 use crate::predict::records::{self, Filter, RecAction, RecStatus, Recommendation, URGENCIES};
-use crate::queue::format_ms;
 use crate::words::plain;
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,10 +128,7 @@ pub(super) async fn recommendations_page(
     query: Result<Query<RecommendationsQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let q = match query {
         Ok(Query(q)) => q,
@@ -194,10 +190,7 @@ pub(super) async fn recommendation_post(
         return Err(PageError::Status(code, message));
     }
     tracing::debug!(recommendation = id, user = %who.name, %message, "recommendation action from the web refused");
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let q = RecommendationsQuery::default();
     let shown = listed(&state, &q, who.scope()).await?;
@@ -263,7 +256,7 @@ fn render(
                             tr id=(format!("recommendation-{}", r.id)) {
                                 td class=(format!("urgency-{}", r.urgency)) {
                                     (plain(&r.urgency))
-                                    @if let Some(due) = r.due_at_ms { br; small { "by " (format_ms(due)) } }
+                                    @if let Some(due) = r.due_at_ms { br; small { "by " (viewer.time(due)) } }
                                 }
                                 td { (part(r)) }
                                 td { a href=(format!("/assets/{}", percent_encode(&r.host))) { (r.host) } }

@@ -7,7 +7,7 @@ use crate::auth::percent_encode;
 use crate::cases::store::Visibility;
 use crate::cases::{Item, Status};
 use crate::contracts::Contracts;
-use crate::queue::{AssetHistory, CaseDetail, ClockView, format_ms};
+use crate::queue::{AssetHistory, CaseDetail, ClockView, format_ms, format_ms_in};
 use crate::spares::{PartReplaced, ServiceReport};
 
 /// A form the case page shows again after it was refused: the problem, and
@@ -127,7 +127,7 @@ fn clock(name: &str, c: &Option<ClockView>, now: i64) -> Markup {
     }
 }
 
-pub(super) fn reports_list(reports: &[ServiceReport]) -> Markup {
+pub(super) fn reports_list(reports: &[ServiceReport], zone: &str) -> Markup {
     html! {
         @if reports.is_empty() {
             p { "None." }
@@ -135,7 +135,7 @@ pub(super) fn reports_list(reports: &[ServiceReport]) -> Markup {
             ul.reports {
                 @for r in reports {
                     li {
-                        (r.at_ms.map(format_ms).unwrap_or_default()) ", " (r.engineer) " (" (r.mode) ", " (r.minutes) " min)"
+                        (r.at_ms.map(|t| format_ms_in(t, zone)).unwrap_or_default()) ", " (r.engineer) " (" (r.mode) ", " (r.minutes) " min)"
                         @if let Some(c) = r.case_id { ", case " a href=(case_href(Some(c))) { "#" (c) } }
                         ": " (r.symptom) " — " (r.work_done)
                         @if !r.parts.is_empty() {
@@ -148,7 +148,7 @@ pub(super) fn reports_list(reports: &[ServiceReport]) -> Markup {
     }
 }
 
-fn items_table(items: &[Item], title_of: impl Fn(&Item) -> String) -> Markup {
+fn items_table(items: &[Item], zone: &str, title_of: impl Fn(&Item) -> String) -> Markup {
     html! {
         @if items.is_empty() {
             p { "None." }
@@ -160,7 +160,7 @@ fn items_table(items: &[Item], title_of: impl Fn(&Item) -> String) -> Markup {
                         @for i in items {
                             tr {
                                 td { a href=(case_href(i.id)) { "#" (i.id.unwrap_or_default()) } }
-                                td { (format_ms(i.opened_at_ms)) }
+                                td { (format_ms_in(i.opened_at_ms, zone)) }
                                 td { (i.severity.as_str()) }
                                 td { (i.status.to_string()) }
                                 td { (title_of(i)) }
@@ -247,7 +247,7 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
             } }
         }
         h2 { "Service reports" }
-        (reports_list(&d.service_reports))
+        (reports_list(&d.service_reports, &viewer.zone))
         h2 { "Satisfaction" }
         @match &d.satisfaction {
             None => p { "Not recorded." },
@@ -262,7 +262,7 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
             ul { @for (sink, x) in &d.external { li { (sink) ": " (x) } } }
         }
         h2 { "Earlier cases on " (item.key.asset) }
-        (items_table(&d.earlier, describe))
+        (items_table(&d.earlier, &viewer.zone, describe))
         h2 { "Parts replaced on " (item.key.asset) }
         @if parts.is_empty() { p { "None." } } @else {
             ul { @for p in parts { li { (part_text(p)) } } }
@@ -367,18 +367,18 @@ fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64, 
 }
 
 /// An asset's cases, findings and service reports (its archive's record).
-pub fn asset_items(h: &AssetHistory) -> Markup {
+pub fn asset_items(h: &AssetHistory, zone: &str) -> Markup {
     html! {
         h2 { "Cases" }
-        (items_table(&h.cases, describe))
+        (items_table(&h.cases, zone, describe))
         h2 { "Findings" }
         @if h.findings.is_empty() { p { "None." } } @else {
             ul { @for f in &h.findings {
-                li { (format_ms(f.opened_at_ms)) " " (f.severity.as_str()) " " (f.status.to_string()) ": " (describe(f)) }
+                li { (format_ms_in(f.opened_at_ms, zone)) " " (f.severity.as_str()) " " (f.status.to_string()) ": " (describe(f)) }
             } }
         }
         h2 { "Service reports" }
-        (reports_list(&h.service_reports))
+        (reports_list(&h.service_reports, zone))
     }
 }
 

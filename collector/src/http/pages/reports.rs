@@ -22,7 +22,6 @@ use super::paging::{self, Paged, given, page_number};
 use super::{PageError, Viewer, html_page, layout, problem};
 use crate::auth::{self, percent_encode};
 use crate::http::AppState;
-use crate::queue::format_ms;
 use crate::report::format_date;
 use crate::report::stored::{self, Summary};
 
@@ -78,10 +77,7 @@ pub(super) async fn reports_page(
     query: Result<Query<ReportsQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let now = caretaker_shared::now_ms();
     let customers = super::customer_choices(&state);
     let blank = Fields::new(vec![("month".into(), last_month(now))]);
@@ -147,10 +143,7 @@ pub(super) async fn reports_post(
     if code.is_server_error() {
         return Err(PageError::Status(code, message));
     }
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let q = ReportsQuery::default();
     let shown = listed(&state, None, 1).await?;
@@ -224,7 +217,7 @@ fn render(
                                 td { (r.customer) }
                                 // The period's end is exclusive: shown as its last day.
                                 td { (format_date(r.from_ms)) " – " (format_date(r.to_ms - 1)) }
-                                td { (format_ms(r.generated_at_ms)) }
+                                td { (viewer.time(r.generated_at_ms)) }
                                 td { @if r.trigger == "schedule" { "scheduled" } @else { "on demand" } }
                                 td {
                                     a href=(format!("{API}/{}.html", r.id)) { "HTML" } " · "

@@ -23,7 +23,6 @@ use super::{PageError, Viewer, html_page, layout, problem};
 use crate::auth::{self, percent_encode};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::queue::format_ms;
 use crate::spares::{self, Coverage, SpareModel};
 use crate::store::spares::{Replenishment, Stock};
 
@@ -59,10 +58,7 @@ pub(super) async fn spares_page(
     query: Result<Query<SparesQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let staff = who.scope().is_none();
     let (q, error) = match query {
@@ -131,10 +127,7 @@ pub(super) async fn spares_post(
     if code.is_server_error() {
         return Err(PageError::Status(code, message));
     }
-    let viewer = Viewer {
-        who: &who,
-        csrf: &session.csrf,
-    };
+    let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let shown = load(&state, None, true).await?;
     Ok(html_page(
@@ -262,7 +255,7 @@ fn render(
                             thead { tr { th scope="col" { "Order" } th scope="col" { "Model" } th scope="col" { "For" } th scope="col" { "Since" } } }
                             tbody {
                                 @for r in requests {
-                                    tr { td { (r.quantity) } td { (r.model) } td { (r.location) } td { (format_ms(r.created_at_ms)) } }
+                                    tr { td { (r.quantity) } td { (r.model) } td { (r.location) } td { (viewer.time(r.created_at_ms)) } }
                                 }
                             }
                         }
