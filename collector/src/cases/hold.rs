@@ -98,7 +98,11 @@ pub fn gate(db: &dyn Sql, signal: &Signal, policy: &Policy, names: &mut KnownNam
     if let Some(storm) = db.storm_holding(&held_key(signal.kind, key))? {
         return Ok(Gate::Hold(Held::Storm, Some(storm)));
     }
-    if signal.kind == ItemKind::Case && policy.storm_cases > 0 {
+    // A window of 0 turns grouping off: counting the cases opened "within
+    // no time" of a signal would count every case opened at or after it,
+    // and a signal dated earlier (a report spooled while its collector was
+    // down) would see them all.
+    if signal.kind == ItemKind::Case && policy.storm_cases > 0 && policy.storm_window_ms > 0 {
         let since = signal.at_ms.saturating_sub(policy.storm_window_ms);
         let recent = db.cases_opened_after(&key.customer, STORM_CHECK, since)?;
         if recent >= i64::from(policy.storm_cases) {
@@ -808,6 +812,33 @@ mod tests {
         assert_eq!(storm.status, Status::Resolved);
         assert!(list_held(&c, None, None).unwrap().is_empty());
         assert_eq!(cases!(&c).len(), 4);
+    }
+
+    #[test]
+    fn a_storm_window_of_zero_never_holds_a_case() {
+        let c = crate::store::testing::TestDb::new();
+        let p = Policy {
+            storm_cases: 3,
+            storm_window_ms: 0,
+            ..Policy::default()
+        };
+        let hosts: Vec<String> = (0..8).map(|i| format!("web{i}")).collect();
+        for h in &hosts {
+            mark_known(&c, h, None, &[], 0).unwrap();
+        }
+        // Six cases open at one instant; two signals dated a minute before
+        // it (reports spooled while their collector was down) come after.
+        for h in &hosts[..6] {
+            apply_signal(&c, &sig(h, "disk_failing", true, 2 * MIN), &p).unwrap();
+        }
+        for h in &hosts[6..] {
+            apply_signal(&c, &sig(h, "disk_failing", true, MIN), &p).unwrap();
+        }
+        tick_all(&c, &p, 2 * MIN + 100).unwrap();
+        let items = cases!(&c);
+        assert_eq!(items.len(), 8, "a case per host, no storm case: {items:#?}");
+        assert!(items.iter().all(|i| i.key.check != STORM_CHECK), "{items:#?}");
+        assert!(list_held(&c, None, None).unwrap().is_empty());
     }
 
     /// A batch's names answer as the store does; an asset that becomes

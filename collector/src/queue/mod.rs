@@ -267,11 +267,13 @@ fn set_assignee(
 /// Gives every case that has no queue data yet its contract, deadlines and
 /// assignee, and sends a case reopened since log row `since_log_id` back to
 /// its engineer. Runs in the transaction that applied the signals, so a case
-/// never shows without. Both lookups are ranges on primary keys, cheap on
-/// the detection path: every case up to the newest one with queue data has
-/// its own (settling goes in id order, and [`report_fault`] settles first).
+/// never shows without. The lookups are ranges on primary keys, cheap on
+/// the detection path: cases newer than the newest one with queue data, and
+/// the cases logged since `since_log_id` (the transaction's own, which on
+/// PostgreSQL may have lower ids than a case another replica committed
+/// meanwhile).
 pub fn settle(conn: &dyn Sql, contracts: &Contracts, since_log_id: i64, now_ms: i64) -> Result<usize, StoreError> {
-    let fresh = conn.cases_without_meta()?;
+    let fresh = conn.cases_without_meta(since_log_id)?;
     for &id in &fresh {
         let Some(item) = items::item(conn, id)? else { continue };
         let title = title_of(&item);

@@ -9,7 +9,11 @@
 //! `cases`'s; this module keeps the rows, with statuses, kinds,
 //! severities and JSON documents as text for the domain to decode.
 
-use super::sql::{Row, Sql, SqlError, SqlExt, Value, args};
+use super::sql::{Dialect, Row, Sql, SqlError, SqlExt, Value, args};
+
+/// The PostgreSQL advisory lock a transaction holds from its first outbox
+/// row to its end (any constant the collector alone uses).
+const OUTBOX_ORDER_LOCK: i64 = 0x6361_7265_6f75_7462;
 
 /// The statuses of an item that has ended (no longer active: the unique
 /// index lets a key have many of these), as an SQL list for `status NOT IN`
@@ -315,6 +319,14 @@ pub trait Items: Sql {
             ],
             |r| r.get(0),
         )?;
+        // The sinks read the outbox by id past a cursor, so its ids must be
+        // taken in commit order. SQLite has one writer; on PostgreSQL
+        // several writers (replicas) run at once, and a lower id committed
+        // after a higher one would be passed over: the id is taken under a
+        // lock held to the end of the transaction.
+        if self.dialect() == Dialect::Postgres {
+            self.query_one("SELECT pg_advisory_xact_lock(?1)", args![OUTBOX_ORDER_LOCK], |_| Ok(()))?;
+        }
         self.execute(
             "INSERT INTO outbox (item_id, log_id, at_ms) \
              SELECT id, CAST(?2 AS BIGINT), CAST(?3 AS BIGINT) FROM items WHERE id = ?1 AND kind = 'case'",

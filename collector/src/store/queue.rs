@@ -362,12 +362,20 @@ pub trait CaseQueue: Sql {
         Ok(())
     }
 
-    /// Cases newer than the newest one with queue data, in id order.
-    fn cases_without_meta(&self) -> Result<Vec<i64>, SqlError> {
+    /// Cases without queue data, in id order: those newer than the newest
+    /// one with it, and those with log rows after `since_log_id` (the
+    /// caller's transaction's own: on PostgreSQL another replica's
+    /// transaction may commit a newer case with its queue data first).
+    fn cases_without_meta(&self, since_log_id: i64) -> Result<Vec<i64>, SqlError> {
         self.query(
             "SELECT i.id FROM items i WHERE i.id > (SELECT coalesce(max(item_id), 0) FROM case_meta) \
-             AND i.kind = 'case' ORDER BY i.id",
-            args![],
+             AND i.kind = 'case' \
+             UNION \
+             SELECT DISTINCT l.item_id FROM item_log l JOIN items i ON i.id = l.item_id \
+             WHERE l.id > ?1 AND i.kind = 'case' \
+             AND NOT EXISTS (SELECT 1 FROM case_meta m WHERE m.item_id = l.item_id) \
+             ORDER BY 1",
+            args![since_log_id],
             |r| r.get(0),
         )
     }
@@ -732,10 +740,10 @@ mod tests {
         on_both(|db| {
             assert!(db.has_queue_tables().unwrap());
             let id = add_case(db, "acme", "db01", "new", None);
-            assert_eq!(db.cases_without_meta().unwrap(), [id]);
+            assert_eq!(db.cases_without_meta(0).unwrap(), [id]);
             assert_eq!(db.case_meta(id).unwrap(), None);
             db.add_case_meta(&opened(id, Some("acme-office"))).unwrap();
-            assert!(db.cases_without_meta().unwrap().is_empty());
+            assert!(db.cases_without_meta(0).unwrap().is_empty());
             let m = db.case_meta(id).unwrap().unwrap();
             assert_eq!(
                 (
@@ -1166,5 +1174,104 @@ mod tests {
             .unwrap();
             assert!(db.case_has_service_report(id).unwrap());
         });
+    }
+
+    /// A log row of case `id`, as the case's opening.
+    fn opening_log(db: &dyn Sql, id: i64) -> i64 {
+        use crate::store::items::{Items, NewLog};
+        db.append_log(&NewLog {
+            item_id: id,
+            at_ms: 0,
+            actor: "rule:test",
+            from_status: None,
+            to_status: "new",
+            comment: None,
+            visibility: "internal",
+        })
+        .unwrap()
+    }
+
+    /// Two replicas' transactions on PostgreSQL: the first takes a case id,
+    /// the second a higher one and commits it with its queue data before
+    /// the first logs and settles its own. The first still finds its case
+    /// (before, only cases above the newest with queue data were looked at,
+    /// and this one never got its contract or SLA clocks).
+    #[test]
+    fn a_case_committed_after_a_newer_one_from_another_replica_still_gets_its_queue_data() {
+        use crate::store::items::Items;
+        let Some(addr) = crate::store::testing::postgres_addr() else {
+            return;
+        };
+        let pg = crate::store::testing::PgDatabase::create(&addr).unwrap();
+        let (a, b) = (pg.connect().unwrap(), pg.connect().unwrap());
+        crate::store::postgres::migrate(&a).unwrap();
+        let ta = a.transaction().unwrap();
+        let mark = ta.log_high_water().unwrap();
+        let first = add_case(&ta, "acme", "db01", "new", None);
+        let tb = b.transaction().unwrap();
+        let second = add_case(&tb, "acme", "web01", "new", None);
+        opening_log(&tb, second);
+        tb.add_case_meta(&opened(second, Some("acme-office"))).unwrap();
+        tb.commit().unwrap();
+        assert!(first < second);
+        opening_log(&ta, first);
+        assert_eq!(ta.cases_without_meta(mark).unwrap(), [first]);
+        ta.commit().unwrap();
+    }
+
+    /// The sinks read the outbox past a cursor: on PostgreSQL a second
+    /// writer's outbox row waits until the first writer's transaction ends,
+    /// so no lower id can commit after a higher one was read.
+    #[test]
+    fn outbox_rows_take_their_ids_in_commit_order_across_writers() {
+        use crate::store::outbox::Outbox;
+        let Some(addr) = crate::store::testing::postgres_addr() else {
+            return;
+        };
+        let pg = crate::store::testing::PgDatabase::create(&addr).unwrap();
+        let (a, watcher) = (pg.connect().unwrap(), pg.connect().unwrap());
+        crate::store::postgres::migrate(&a).unwrap();
+        let (x, y) = (
+            add_case(&a, "acme", "db01", "new", None),
+            add_case(&a, "acme", "web01", "new", None),
+        );
+        watcher.ensure_sink_cursor("hook").unwrap();
+        let ta = a.transaction().unwrap();
+        opening_log(&ta, x);
+        std::thread::scope(|scope| {
+            let second = scope.spawn(|| {
+                let b = pg.connect().unwrap();
+                let tb = b.transaction().unwrap();
+                opening_log(&tb, y);
+                tb.commit().unwrap();
+            });
+            // The second writer waits for the first's transaction...
+            let started = std::time::Instant::now();
+            loop {
+                let waiting: i64 = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                        args![],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                if waiting == 1 {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(20),
+                    "the second writer was never made to wait"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            // ...so a sink sees nothing yet, not the second's change alone.
+            assert!(watcher.next_for_sink("hook").unwrap().is_none());
+            ta.commit().unwrap();
+            second.join().unwrap();
+        });
+        let first = watcher.next_for_sink("hook").unwrap().unwrap();
+        assert_eq!(first.item_id, x);
+        watcher.sink_delivered("hook", first.id, 1).unwrap();
+        assert_eq!(watcher.next_for_sink("hook").unwrap().unwrap().item_id, y);
     }
 }
