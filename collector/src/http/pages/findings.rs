@@ -63,9 +63,7 @@ impl FindingsQuery {
             status_name,
             ..Filter::default()
         };
-        let words = given(&self.q)
-            .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
-            .unwrap_or_default();
+        let words = paging::search_words(&self.q);
         Ok((filter, words, page_number(&self.page)?))
     }
 
@@ -112,7 +110,7 @@ async fn listed(state: &AppState, q: &FindingsQuery, scope: Option<&str>) -> Res
     let mut found = crate::http::read(state, move |c| items::list(c, &filter)).await?;
     found.retain(|i| {
         let text = format!("{} {}", title_of(i), i.key.asset).to_lowercase();
-        words.iter().all(|w| text.contains(w.as_str()))
+        paging::has_words(&words, &text)
     });
     // Most severe first, then newest (the store lists newest first).
     found.sort_by_key(|f| std::cmp::Reverse(f.severity));

@@ -23,7 +23,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::forms::Fields;
-use super::paging::given;
+use super::paging::{self, Paged, given, page_number};
 use super::{PageError, Viewer, forbidden, html_page, layout, not_found, problem};
 use crate::auth::{self, percent_encode};
 use crate::cases::hold::{self, Held, HeldSignal, TimeArg, WindowSpec};
@@ -36,6 +36,12 @@ use crate::store::holds::Window;
 pub(super) struct WindowsQuery {
     customer: Option<String>,
     all: Option<String>,
+    page: Option<String>,
+}
+
+/// `/maintenance` with the query's filters and page `page`.
+fn windows_href(q: &WindowsQuery, page: usize) -> String {
+    paging::href("/maintenance", &[("customer", &q.customer), ("all", &q.all)], page)
 }
 
 /// "in progress", "to come", "ended".
@@ -64,15 +70,15 @@ pub(super) async fn maintenance_page(
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let viewer = Viewer::new(&state, &who, &session.csrf);
-    let (q, error) = match query {
-        Ok(Query(q)) => (q, None),
-        Err(e) => (WindowsQuery::default(), Some(e.body_text())),
-    };
-    let list = windows(&state, &q, who.scope()).await?;
-    let code = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    let checked = query
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| page_number(&q.page).map(|p| (q, p)));
+    let (q, list, code, error) = match checked {
+        Ok((q, page)) => {
+            let list = Paged::of(windows(&state, &q, who.scope()).await?, page);
+            (q, list, StatusCode::OK, None)
+        }
+        Err(e) => (WindowsQuery::default(), Paged::none(), StatusCode::BAD_REQUEST, Some(e)),
     };
     let customers = super::customer_choices(&state);
     let blank = Fields::new(vec![]);
@@ -93,7 +99,7 @@ async fn refused_windows(
         return Err(PageError::Status(code, message.to_string()));
     }
     let q = WindowsQuery::default();
-    let list = windows(state, &q, viewer.who.scope()).await?;
+    let list = Paged::of(windows(state, &q, viewer.who.scope()).await?, 1);
     let customers = super::customer_choices(state);
     Ok(html_page(
         code,
@@ -165,7 +171,7 @@ fn render_windows(
     viewer: &Viewer<'_>,
     customers: &[String],
     q: &WindowsQuery,
-    list: &[Window],
+    list: &Paged<Window>,
     posted: &Fields,
     error: Option<&str>,
 ) -> Markup {
@@ -195,9 +201,10 @@ fn render_windows(
                 div { button type="submit" { "Show" } }
             }
         }
-        @if list.is_empty() {
-            p { "No maintenance windows." }
+        @if list.rows.is_empty() {
+            (list.empty("maintenance windows", &windows_href(q, 1)))
         } @else {
+            p #windows-count { (list.counted("maintenance window", "maintenance windows")) }
             div.table-wrap role="region" aria-label="Maintenance windows" tabindex="0" {
                 table #windows {
                     thead { tr {
@@ -207,7 +214,7 @@ fn render_windows(
                         @if viewer.who.can_act() { th scope="col" { "End" } }
                     } }
                     tbody {
-                        @for w in list {
+                        @for w in &list.rows {
                             tr id=(format!("window-{}", w.id)) {
                                 td { (window_state(w, now)) }
                                 td { (w.customer) }
@@ -237,6 +244,7 @@ fn render_windows(
                 }
             }
         }
+        (list.nav(|n| windows_href(q, n)))
         @if viewer.who.can_act() {
             section aria-labelledby="add-heading" {
                 h2 #add-heading { "Add a window" }
@@ -263,10 +271,24 @@ fn render_windows(
     layout("maintenance", Some(viewer), content)
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UnmappedQuery {
+    customer: Option<String>,
+    q: Option<String>,
+    page: Option<String>,
+}
+
+/// `/unmapped` with the query's filters and page `page`.
+fn unmapped_href(q: &UnmappedQuery, page: usize) -> String {
+    paging::href("/unmapped", &[("customer", &q.customer), ("q", &q.q)], page)
+}
+
 pub(super) async fn unmapped_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
+    query: Result<Query<UnmappedQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     // Unmapped signals name no known asset, so no customer of their own.
@@ -274,26 +296,63 @@ pub(super) async fn unmapped_page(
         return Err(forbidden(&who));
     }
     let viewer = Viewer::new(&state, &who, &session.csrf);
-    let held = unmapped(&state).await?;
+    let checked = query
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| page_number(&q.page).map(|p| (q, p)));
+    let (q, held, code, error) = match checked {
+        Ok((q, page)) => {
+            let held = unmapped(&state, &q, page).await?;
+            (q, held, StatusCode::OK, None)
+        }
+        Err(e) => (
+            UnmappedQuery::default(),
+            Paged::none(),
+            StatusCode::BAD_REQUEST,
+            Some(e),
+        ),
+    };
     Ok(html_page(
-        StatusCode::OK,
-        render_unmapped(&viewer, &hosts(&state), &held, None),
+        code,
+        render_unmapped(&viewer, &state, &q, &held, error.as_deref()),
     ))
 }
 
-/// The unmapped signals, each with the host its name stands for by now
-/// (mapped: it opens there at the next detection tick).
-async fn unmapped(state: &AppState) -> Result<Vec<(HeldSignal, Option<String>)>, PageError> {
-    Ok(crate::http::read(state, |c| {
-        let held = hold::list_held(c, Some(Held::Unmapped), None)?;
-        held.into_iter()
+/// Page `page` of the unmapped signals `q` asks for (newest first), each
+/// with the host its name stands for by now (mapped: it opens there at the
+/// next detection tick).
+async fn unmapped(
+    state: &AppState,
+    q: &UnmappedQuery,
+    page: usize,
+) -> Result<Paged<(HeldSignal, Option<String>)>, PageError> {
+    let customer = given(&q.customer);
+    let words = paging::search_words(&q.q);
+    let held = crate::http::read(state, move |c| {
+        let mut held = hold::list_held(c, Some(Held::Unmapped), None)?;
+        held.retain(|h| {
+            if customer.as_deref().is_some_and(|c| h.key.customer != c) {
+                return false;
+            }
+            let text = format!("{} {} {} {}", h.key.asset, h.key.customer, h.rule, h.key.component).to_lowercase();
+            paging::has_words(&words, &text)
+        });
+        let shown = Paged::of(held, page);
+        let rows = shown
+            .rows
+            .into_iter()
             .map(|h| {
                 let mapped = hold::resolve_asset(c, &h.key.asset)?;
                 Ok((h, mapped))
             })
-            .collect()
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
+        Ok(Paged {
+            rows,
+            page: shown.page,
+            total: shown.total,
+        })
     })
-    .await?)
+    .await?;
+    Ok(held)
 }
 
 /// Every known host name, sorted, once each.
@@ -336,28 +395,42 @@ pub(super) async fn unmapped_post(
         return Err(PageError::Status(code, message));
     }
     let viewer = Viewer::new(&state, &who, &session.csrf);
-    let held = unmapped(&state).await?;
+    let q = UnmappedQuery::default();
+    let held = unmapped(&state, &q, 1).await?;
     Ok(html_page(
         code,
-        render_unmapped(&viewer, &hosts(&state), &held, Some(&message)),
+        render_unmapped(&viewer, &state, &q, &held, Some(&message)),
     ))
 }
 
 fn render_unmapped(
     viewer: &Viewer<'_>,
-    hosts: &[String],
-    held: &[(HeldSignal, Option<String>)],
+    state: &AppState,
+    q: &UnmappedQuery,
+    held: &Paged<(HeldSignal, Option<String>)>,
     error: Option<&str>,
 ) -> Markup {
+    let customers = super::customer_choices(state);
+    let chosen = given(&q.customer).unwrap_or_default();
     let content = html! {
         h1 { "Unmapped signals" }
         p { "Signals that named no host the collector knows (a renamed server, a BMC reporting under its own name). Map each to its host: later signals of that name follow." }
         @if let Some(e) = error {
             p.error role="alert" { (e) }
         }
-        @if held.is_empty() {
-            p { "No unmapped signals." }
+        div.filters {
+            form method="get" action="/unmapped" {
+                (super::customer_choice("Customer", "any", &customers, &chosen))
+                (super::search_box(&given(&q.q).unwrap_or_default(), "name, check"))
+                div { button type="submit" { "Show" } }
+            }
+        }
+        @if held.rows.is_empty() {
+            (held.empty("unmapped signals", &unmapped_href(q, 1)))
         } @else {
+            p #unmapped-count { (held.counted("unmapped signal", "unmapped signals")) }
+            // One list of the known hosts for every row's field.
+            datalist #known-hosts { @for n in hosts(state) { option value=(n) {} } }
             div.table-wrap role="region" aria-label="Unmapped signals" tabindex="0" {
                 table #unmapped {
                     thead { tr {
@@ -366,7 +439,7 @@ fn render_unmapped(
                         th scope="col" { "Times" } th scope="col" { "Map to" }
                     } }
                     tbody {
-                        @for (h, mapped) in held {
+                        @for (h, mapped) in &held.rows {
                             tr id=(format!("unmapped-{}", h.id)) {
                                 td { (h.key.asset) }
                                 td { (h.key.customer) }
@@ -382,10 +455,7 @@ fn render_unmapped(
                                     form method="post" action=(format!("/unmapped/{}", h.id)) {
                                         input type="hidden" name="csrf" value=(viewer.csrf);
                                         label for=(format!("host-{}", h.id)) { "Host" }
-                                        select id=(format!("host-{}", h.id)) name="host" required {
-                                            option value="" { "choose" }
-                                            @for n in hosts { option value=(n) { (n) } }
-                                        }
+                                        input id=(format!("host-{}", h.id)) name="host" list="known-hosts" required autocomplete="off";
                                         button type="submit" { "Map" }
                                     }
                                     }
@@ -396,6 +466,7 @@ fn render_unmapped(
                 }
             }
         }
+        (held.nav(|n| unmapped_href(q, n)))
     };
     layout("unmapped", Some(viewer), content)
 }
@@ -599,7 +670,11 @@ mod tests {
         let r = ana.get(&s, "/unmapped").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert!(r.body.contains("<td>old-db</td>"), "{}", r.body);
-        assert!(r.body.contains("<option value=\"db01\">") && r.body.contains("<option value=\"web01\">"));
+        assert!(
+            r.body.contains("<option value=\"db01\"></option>") && r.body.contains("<option value=\"web01\"></option>"),
+            "{}",
+            r.body
+        );
         let id: i64 = r
             .body
             .split("<tr id=\"unmapped-")
@@ -631,5 +706,78 @@ mod tests {
         let carol = login(&s, "carol").await;
         assert_eq!(carol.get(&s, "/unmapped").await.status, StatusCode::FORBIDDEN);
         assert!(!carol.get(&s, "/queue").await.body.contains("href=\"/unmapped\""));
+    }
+
+    #[tokio::test]
+    async fn unmapped_signals_and_windows_are_paged_and_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        let now = caretaker_shared::now_ms();
+        let signals: Vec<Signal> = (0..60)
+            .map(|i| Signal {
+                event: None,
+                key: IdentityKey {
+                    customer: if i < 55 { "acme" } else { "globex" }.into(),
+                    asset: format!("ghost{i:02}"),
+                    check: "raid_degraded".into(),
+                    component: "md0".into(),
+                },
+                kind: ItemKind::Case,
+                severity: Severity::Critical,
+                rule: "raid_degraded".into(),
+                firing: true,
+                at_ms: now + i,
+                evidence: json!({}),
+            })
+            .collect();
+        s.writer.signals(signals, Policy::default()).await.unwrap();
+        let ana = login(&s, "ana").await;
+        let rows = |body: &str| body.matches("<tr id=\"unmapped-").count();
+        let r = ana.get(&s, "/unmapped").await;
+        assert_eq!(rows(&r.body), 50, "{}", r.body);
+        assert!(r.body.contains("1–50 of 60 unmapped signals"), "{}", r.body);
+        // The known hosts are listed once for every row's field.
+        assert_eq!(r.body.matches("<option value=\"db01\">").count(), 1, "{}", r.body);
+        assert!(r.body.contains("href=\"/unmapped?page=2\""), "{}", r.body);
+        let r = ana.get(&s, "/unmapped?page=2").await;
+        assert_eq!(rows(&r.body), 10, "{}", r.body);
+        let r = ana.get(&s, "/unmapped?customer=globex").await;
+        assert_eq!(rows(&r.body), 5, "{}", r.body);
+        let r = ana.get(&s, "/unmapped?q=GHOST0").await;
+        assert_eq!(rows(&r.body), 10, "{}", r.body);
+        let r = ana.get(&s, "/unmapped?page=0").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(
+            r.body.contains("page: &quot;0&quot; is not a page number"),
+            "{}",
+            r.body
+        );
+
+        for i in 0..55 {
+            let from = field_time(now + (i + 1) * 3_600_000);
+            let to = field_time(now + (i + 2) * 3_600_000);
+            let r = ana
+                .post(
+                    &s,
+                    "/maintenance",
+                    &[
+                        ("customer", "acme"),
+                        ("host", ""),
+                        ("starts_at", &from),
+                        ("ends_at", &to),
+                        ("reason", &format!("patch {i}")),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        }
+        let windows = |body: &str| body.matches("<tr id=\"window-").count();
+        let r = ana.get(&s, "/maintenance").await;
+        assert_eq!(windows(&r.body), 50, "{}", r.body);
+        assert!(r.body.contains("1–50 of 55 maintenance windows"), "{}", r.body);
+        let r = ana.get(&s, "/maintenance?customer=acme&page=2").await;
+        assert_eq!(windows(&r.body), 5, "{}", r.body);
+        assert!(r.body.contains("href=\"/maintenance?customer=acme\""), "{}", r.body);
+        assert_eq!(windows(&ana.get(&s, "/maintenance?customer=globex").await.body), 0);
     }
 }

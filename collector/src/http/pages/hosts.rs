@@ -81,9 +81,7 @@ impl HostsQuery {
             Some(s) => Some(HostState::parse(&s).ok_or_else(|| format!("state: {s:?} is not up, down or revoked"))?),
         };
         let page = page_number(&self.page)?;
-        let words = given(&self.q)
-            .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
-            .unwrap_or_default();
+        let words = paging::search_words(&self.q);
         Ok(Wanted {
             customer: given(&self.customer),
             state,
@@ -165,7 +163,7 @@ pub(super) async fn hosts_page(
             // The haystack is built only when there is something to look for.
             wanted.words.is_empty() || {
                 let text = haystack(h);
-                wanted.words.iter().all(|w| text.contains(w.as_str()))
+                paging::has_words(&wanted.words, &text)
             }
         })
         .map(|h| {

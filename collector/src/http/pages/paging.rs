@@ -17,6 +17,19 @@ pub fn given(v: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A search's words (`q`), lower-cased; none when not given.
+pub fn search_words(q: &Option<String>) -> Vec<String> {
+    given(q)
+        .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
+        .unwrap_or_default()
+}
+
+/// Whether every word is in `text` (lower-cased by the caller); true
+/// without words.
+pub fn has_words(words: &[String], text: &str) -> bool {
+    words.iter().all(|w| text.contains(w.as_str()))
+}
+
 /// The page asked for (1 when none), or what is wrong with it.
 pub fn page_number(v: &Option<String>) -> Result<usize, String> {
     match given(v) {

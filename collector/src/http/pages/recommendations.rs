@@ -80,9 +80,7 @@ impl RecommendationsQuery {
             customer: scope.map(str::to_string).or_else(|| given(&self.customer)),
             urgency,
         };
-        let words = given(&self.q)
-            .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
-            .unwrap_or_default();
+        let words = paging::search_words(&self.q);
         Ok((filter, shown, words, page_number(&self.page)?))
     }
 }
@@ -116,7 +114,7 @@ async fn listed(
     found.retain(|r| {
         let active = RecStatus::parse(&r.status).is_some_and(RecStatus::is_active);
         let text = format!("{} {} {}", r.host, part(r), why(r)).to_lowercase();
-        !matches!(shown, Shown::Active if !active) && words.iter().all(|w| text.contains(w.as_str()))
+        !matches!(shown, Shown::Active if !active) && paging::has_words(&words, &text)
     });
     Ok(Paged::of(found, page))
 }

@@ -18,35 +18,65 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::forms::Fields;
-use super::paging::given;
+use super::paging::{self, Paged, given, page_number};
 use super::{PageError, Viewer, html_page, layout, problem};
 use crate::auth::{self, percent_encode};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::spares::{self, Coverage, SpareModel};
+use crate::spares::{self, Coverage, Gap, SpareModel};
 use crate::store::spares::{Replenishment, Stock};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SparesQuery {
     customer: Option<String>,
+    q: Option<String>,
+    page: Option<String>,
 }
 
-/// What the page shows; the stock parts only for staff.
+/// `/spares` with the query's filters and page `page`.
+fn href(q: &SparesQuery, page: usize) -> String {
+    paging::href("/spares", &[("customer", &q.customer), ("q", &q.q)], page)
+}
+
+/// What the page shows: the coverage, a page of its gaps, and the stock
+/// parts only for staff (the stock lines and requests are one per model
+/// and location, a short list: searched, not paged).
 struct Shown {
     coverage: Coverage,
+    gaps: Paged<Gap>,
     stock: Option<(Vec<SpareModel>, Vec<Stock>, Vec<Replenishment>)>,
 }
 
-async fn load(state: &AppState, customer: Option<String>, staff: bool) -> Result<Shown, PageError> {
+async fn load(
+    state: &AppState,
+    customer: Option<String>,
+    staff: bool,
+    words: Vec<String>,
+    page: usize,
+) -> Result<Shown, PageError> {
     Ok(crate::http::read(state, move |c| {
-        let coverage = spares::coverage(c, customer.as_deref())?;
+        let mut coverage = spares::coverage(c, customer.as_deref())?;
+        let mut gaps = std::mem::take(&mut coverage.gaps);
+        gaps.retain(|g| {
+            let p = &g.part;
+            let text = format!("{} {} {} {} {}", g.host, p.part_type, p.slot, p.model, p.serial).to_lowercase();
+            paging::has_words(&words, &text)
+        });
         let stock = if staff {
-            Some((spares::models(c)?, spares::stock(c)?, spares::replenishments(c, false)?))
+            let mut lines = spares::stock(c)?;
+            lines.retain(|s| paging::has_words(&words, &format!("{} {}", s.model, s.location).to_lowercase()));
+            let mut requests = spares::replenishments(c, false)?;
+            requests.retain(|r| paging::has_words(&words, &format!("{} {}", r.model, r.location).to_lowercase()));
+            Some((spares::models(c)?, lines, requests))
         } else {
             None
         };
-        Ok(Shown { coverage, stock })
+        Ok(Shown {
+            coverage,
+            gaps: Paged::of(gaps, page),
+            stock,
+        })
     })
     .await?)
 }
@@ -61,18 +91,16 @@ pub(super) async fn spares_page(
     let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let staff = who.scope().is_none();
-    let (q, error) = match query {
-        Ok(Query(q)) => (q, None),
-        Err(e) => (SparesQuery::default(), Some(e.body_text())),
+    let checked = query
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| page_number(&q.page).map(|p| (q, p)));
+    let (q, page, code, error) = match checked {
+        Ok((q, page)) => (q, page, StatusCode::OK, None),
+        Err(e) => (SparesQuery::default(), 1, StatusCode::BAD_REQUEST, Some(e)),
     };
     // A customer's user sees its own coverage whatever it asks for.
     let customer = who.scope().map(str::to_string).or_else(|| given(&q.customer));
-    let shown = load(&state, customer, staff).await?;
-    let code = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let shown = load(&state, customer, staff, paging::search_words(&q.q), page).await?;
     let blank = Fields::new(vec![]);
     Ok(html_page(
         code,
@@ -129,7 +157,7 @@ pub(super) async fn spares_post(
     }
     let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
-    let shown = load(&state, None, true).await?;
+    let shown = load(&state, None, true, Vec::new(), 1).await?;
     Ok(html_page(
         code,
         render(
@@ -163,6 +191,7 @@ fn render(
             div.filters {
                 form method="get" action="/spares" {
                     (super::customer_choice("Coverage of", "every customer", customers, &chosen))
+                    (super::search_box(&given(&q.q).unwrap_or_default(), "host, model, serial, location"))
                     div { button type="submit" { "Show" } }
                 }
             }
@@ -170,10 +199,13 @@ fn render(
         section aria-labelledby="coverage-heading" {
             h2 #coverage-heading { "Coverage" }
             p #coverage {
-                (cov.covered) " of " (cov.parts) " parts on " (cov.assets) " assets have a compatible spare in stock ("
+                (cov.covered) " of " (cov.parts) " parts on " (cov.assets) @if cov.assets == 1 { " asset" } @else { " assets" } " have a compatible spare in stock ("
                 (format!("{:.0}", cov.ratio * 100.0)) " %)."
             }
-            @if !cov.gaps.is_empty() {
+            @if shown.gaps.total > 0 && shown.gaps.rows.is_empty() {
+                (shown.gaps.empty("parts no spare covers", &href(q, 1)))
+            } @else if shown.gaps.total > 0 {
+                p #gaps-count { (shown.gaps.counted("part no spare covers", "parts no spare covers")) }
                 div.table-wrap role="region" aria-label="Parts no spare covers" tabindex="0" {
                     table #gaps {
                         caption { "Parts no spare covers" }
@@ -182,7 +214,7 @@ fn render(
                             th scope="col" { "Model" } th scope="col" { "Serial" }
                         } }
                         tbody {
-                            @for g in &cov.gaps {
+                            @for g in &shown.gaps.rows {
                                 tr {
                                     td { a href=(format!("/assets/{}", percent_encode(&g.host))) { (g.host) } }
                                     td { (g.part.part_type) }
@@ -194,6 +226,7 @@ fn render(
                         }
                     }
                 }
+                (shown.gaps.nav(|n| href(q, n)))
             }
         }
         @if let Some((models, stock, requests)) = &shown.stock {
@@ -378,5 +411,87 @@ mod tests {
         assert!(!r.body.contains("Replenishment"), "{}", r.body);
         let r = carol.post(&s, "/spares", &set("9", "0")).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+
+    /// Host db01 (customer acme) reports an inventory of 60 disks of a
+    /// model no spare is kept for.
+    async fn sixty_uncovered_disks(s: &crate::http::AppState) {
+        use caretaker_shared::wire::{DiskInfo, Inventory, PROTOCOL_VERSION, Report};
+        let disks = (0..60)
+            .map(|i| DiskInfo {
+                name: format!("sd{i:02}"),
+                model: "ST4000NM0035-1V4".into(),
+                serial: format!("ZC{i:06}"),
+                capacity_bytes: 4_000_787_030_016,
+                rotational: Some(true),
+                interface: "sata".into(),
+                ..DiskInfo::default()
+            })
+            .collect();
+        let inventory = Inventory {
+            hostname: "db01".into(),
+            disks,
+            content_hash: "sixty".into(),
+            ..Inventory::default()
+        };
+        let report = Report {
+            version: PROTOCOL_VERSION,
+            agent_id: "db01".into(),
+            seq: 1,
+            collected_at_ms: caretaker_shared::now_ms(),
+            interval_secs: 15,
+            host: "db01".into(),
+            labels: [
+                ("customer".to_string(), "acme".to_string()),
+                ("site".into(), "hq".into()),
+            ]
+            .into(),
+            samples: vec![],
+            events: vec![],
+            inventory: Some(inventory),
+            disks: None,
+        };
+        let body = serde_json::to_vec(&report).unwrap();
+        s.writer
+            .apply(crate::writer::Incoming {
+                credential_hash: None,
+                agent_id: "db01".into(),
+                report,
+                samples: vec![],
+                sample_count: 0,
+                body,
+                encoding: crate::ingest::Encoding::Identity,
+                received_at_ms: caretaker_shared::now_ms(),
+                clock: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_parts_no_spare_covers_are_paged_and_searched() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(&dir).await;
+        sixty_uncovered_disks(&s).await;
+        let ana = login(&s, "ana").await;
+        let gaps = |body: &str| {
+            body.split("id=\"gaps\"")
+                .nth(1)
+                .map_or(0, |t| t.matches("<tr><td>").count())
+        };
+        let r = ana.get(&s, "/spares").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body.contains("0 of 60 parts on 1 asset have"), "{}", r.body);
+        assert!(r.body.contains("1–50 of 60 parts no spare covers"), "{}", r.body);
+        assert_eq!(gaps(&r.body), 50, "{}", r.body);
+        assert!(r.body.contains("href=\"/spares?page=2\""), "{}", r.body);
+        let r = ana.get(&s, "/spares?page=2").await;
+        assert_eq!(gaps(&r.body), 10, "{}", r.body);
+        let r = ana.get(&s, "/spares?q=zc00005").await;
+        assert_eq!(gaps(&r.body), 10, "{}", r.body);
+        let r = ana.get(&s, "/spares?page=9").await;
+        assert!(r.body.contains("Nothing on page 9"), "{}", r.body);
+        let r = ana.get(&s, "/spares?page=x").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
 }
