@@ -34,6 +34,7 @@
 //! refused form filled in as it was posted, and changes nothing.
 
 mod asset;
+mod evidence;
 mod findings;
 mod forms;
 mod holds;
@@ -446,27 +447,72 @@ async fn queue_page(
     ))
 }
 
-/// A case and the asset's service reports, if `who` may see it.
+/// A case, the asset's service reports and what the collector holds about
+/// the part the case is about, if `who` may see it.
 async fn load_case(state: &AppState, who: &Principal, id: i64) -> Result<render::CaseView, PageError> {
     let contracts = state.contracts.get();
     let now = caretaker_shared::now_ms();
+    let fleet = state.fleet.clone();
     let found = super::read(state, move |conn| {
         let Some(detail) = queue::case_detail(conn, &contracts, id, now)? else {
             return Ok(None);
         };
         let asset_reports = crate::spares::service_reports(conn, Some(&detail.item.key.asset))?;
-        Ok(Some((detail, asset_reports)))
+        let part = part_of(conn, &fleet, &detail.item)?;
+        Ok(Some((detail, asset_reports, part)))
     })
     .await?;
     match found {
         // Another customer's case is answered like a missing one.
-        Some((detail, asset_reports)) if who.may_see(&detail.item.key.customer) => Ok(render::CaseView {
+        Some((detail, asset_reports, part)) if who.may_see(&detail.item.key.customer) => Ok(render::CaseView {
             detail,
             asset_reports,
+            part,
             now,
         }),
         _ => Err(not_found("case")),
     }
+}
+
+/// The part case `item` is about, as the collector holds it: the disk of
+/// its host its component names (by the disk rules' key, serial or device),
+/// the filesystem's bytes as last reported.
+fn part_of(
+    conn: &crate::store::sql::Db,
+    fleet: &crate::fleet::Fleet,
+    item: &crate::cases::Item,
+) -> Result<evidence::Part, crate::store::StoreError> {
+    let component = item.key.component.as_str();
+    let mut part = evidence::Part::default();
+    if component.is_empty() {
+        return Ok(part);
+    }
+    let hosts: Vec<_> = fleet
+        .snapshot()
+        .into_iter()
+        .filter(|h| h.host == item.key.asset)
+        .collect();
+    for h in &hosts {
+        if part.disk.is_none() {
+            let disks = crate::disks::list(conn, Some(&h.agent_id))?;
+            part.disk = evidence::disk_named(&disks, component).cloned();
+        }
+        if part.filesystem.is_none() {
+            let of = |metric: &str| {
+                h.samples_of(metric)
+                    .iter()
+                    .find(|s| s.labels.get("mountpoint").is_some_and(|m| m == component))
+                    .map(|s| s.value)
+            };
+            if let (Some(avail), Some(size)) = (
+                of("caretaker_filesystem_avail_bytes"),
+                of("caretaker_filesystem_size_bytes"),
+            ) {
+                part.filesystem = Some(evidence::FsBytes { avail, size });
+            }
+        }
+    }
+    Ok(part)
 }
 
 fn case_id(id: &str) -> Result<i64, PageError> {

@@ -277,7 +277,7 @@ pub(super) fn case(viewer: &Viewer<'_>, v: &CaseView, refused: Option<&Refused<'
             }
         }
         h2 { "Service reports" }
-        (reports_list(&d.service_reports))
+        (reports_list(&d.service_reports, "UTC"))
         @if let Some(s) = &d.satisfaction {
             h2 { "Satisfaction" }
             p #satisfaction {
