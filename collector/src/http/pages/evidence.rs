@@ -85,9 +85,9 @@ pub fn about(secs: f64) -> String {
 
 /// A number as read: whole numbers with thousands separated, others with
 /// at most two decimals.
+#[allow(clippy::cast_possible_truncation)]
 fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        #[allow(clippy::cast_possible_truncation)]
         thousands(v as i64)
     } else {
         let s = format!("{v:.2}");
@@ -229,4 +229,77 @@ pub fn lines(item: &Item, title: &str, part: &Part, zone: &str) -> Vec<String> {
         out.push(summary.to_string());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn numbers_sizes_and_spans_read_as_words() {
+        assert_eq!(thousands(1975), "1,975");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(-42), "-42");
+        assert_eq!(bytes(440_320.0), "430 KiB");
+        assert_eq!(bytes(20.0 * 1024.0 * 1024.0), "20 MiB");
+        assert_eq!(bytes(1.2 * 1024.0 * 1024.0), "1.2 MiB");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(about(6.0 * 3_600.0), "~6 h");
+        assert_eq!(about(600.0), "~10 min");
+        assert_eq!(about(5.0 * 86_400.0), "~5 days");
+        assert_eq!(reason_words("reallocated_sectors=1975"), "1,975 reallocated sectors");
+        assert_eq!(reason_words("pending_sectors=8"), "8 pending sectors");
+    }
+
+    #[test]
+    fn a_filesystem_reads_free_space_rate_and_time_to_full() {
+        let size = 20.0 * 1024.0 * 1024.0;
+        let fs = FsBytes { avail: 440_320.0, size };
+        // Falling 1.2 MiB an hour, as a share of the size per second.
+        let slope = -(1.2 * 1024.0 * 1024.0 / size) / 3_600.0;
+        let ev = json!({"value": 0.021, "slope_per_sec": slope, "eta_secs": 21_600.0});
+        assert_eq!(
+            filesystem_line("/srv", &ev, Some(fs)).unwrap(),
+            "/srv 2.1 % free — 430 KiB of 20 MiB, falling 1.2 MiB/h; full in ~6 h"
+        );
+        // Without the sizes, the rule's ratio alone.
+        assert_eq!(
+            filesystem_line("/srv", &json!({"value": 0.021}), None).unwrap(),
+            "/srv 2.1 % free"
+        );
+        assert!(filesystem_line("/srv", &json!({}), None).is_none());
+    }
+
+    #[test]
+    fn a_disk_reads_device_model_serial_reasons_and_verdict() {
+        let d = DiskRow {
+            agent_id: "a".into(),
+            host: "db01".into(),
+            key: "wwn-0x50014ee".into(),
+            device: "/dev/sdb".into(),
+            model: "WDC WD2003FYYS".into(),
+            serial: "WD-WMAY0001".into(),
+            verdict: "failing".into(),
+            reasons: vec!["reallocated_sectors=1975".into(), "pending_sectors=8".into()],
+            link: vec![],
+            state: "ok".into(),
+            scanned_at_ms: 0,
+            first_seen_ms: 0,
+            temperature_c: None,
+            power_on_hours: None,
+        };
+        assert_eq!(
+            disk_line(&d),
+            "disk /dev/sdb WDC WD2003FYYS serial WD-WMAY0001: 1,975 reallocated sectors, 8 pending sectors, verdict failing"
+        );
+        // Named by the disk rules' key, by serial or by device.
+        let disks = [d];
+        for name in ["wwn-0x50014ee", "WD-WMAY0001", "/dev/sdb"] {
+            assert!(disk_named(&disks, name).is_some(), "{name}");
+        }
+        assert!(disk_named(&disks, "/dev/sda").is_none());
+        assert!(disk_named(&disks, "").is_none());
+    }
 }

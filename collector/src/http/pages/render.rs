@@ -244,10 +244,12 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
             dt { "Times" } dd { (zone) }
         }
         h2 { "SLA" }
-        table { tbody {
-            (clock("Response", &d.sla.response, v.now, zone))
-            (clock("Resolution", &d.sla.resolution, v.now, zone))
-        } }
+        div.table-wrap role="region" aria-label="SLA clocks" tabindex="0" {
+            table #sla { tbody {
+                (clock("Response", &d.sla.response, v.now, zone))
+                (clock("Resolution", &d.sla.resolution, v.now, zone))
+            } }
+        }
         h2 { "Timeline" }
         div.table-wrap role="region" aria-label="Timeline" tabindex="0" {
             table #timeline {
