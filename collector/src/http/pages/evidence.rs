@@ -233,6 +233,8 @@ pub fn lines(item: &Item, title: &str, part: &Part, zone: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use serde_json::json;
 
     use super::*;
