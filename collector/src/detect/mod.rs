@@ -501,12 +501,16 @@ impl Engine {
                     .unwrap_or_default();
                 let evidence = match detail {
                     Some(serde_json::Value::Object(d)) => {
+                        let summary = rule
+                            .summary
+                            .render(&report.host, &component, &value_text(rule, value, &d));
                         let mut e = json!({
                             "rule": rule.name,
                             "metric": src.as_ref(),
                             "labels": labels,
                             "value": value,
                             "at_ms": at_ms,
+                            "summary": summary,
                         });
                         if let Some(e) = e.as_object_mut() {
                             e.extend(d);
@@ -640,6 +644,31 @@ static NO_HISTORY: Series = Series {
     points: VecDeque::new(),
     newest_samples: 0,
 };
+
+/// `{value}` in a metric rule's summary: what the rule found, as a person
+/// reads it. An increase rule's increase; a ratio (`divide_by`) as a
+/// percentage; else the value as read, whole numbers without decimals.
+fn value_text(rule: &Rule, value: f64, detail: &serde_json::Map<String, serde_json::Value>) -> String {
+    if let Some(increase) = detail.get("increase").and_then(serde_json::Value::as_f64) {
+        return number_text(increase);
+    }
+    match &rule.condition {
+        Condition::Threshold { divide_by: Some(_), .. } | Condition::Forecast { divide_by: Some(_), .. } => {
+            format!("{:.1} %", value * 100.0)
+        }
+        _ => number_text(value),
+    }
+}
+
+/// "8", "0.25", "1234567".
+fn number_text(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
 
 /// The firing of an `event` rule on one event: dated by the event, never
 /// later than the report that brought it. `None` when the event lacks the

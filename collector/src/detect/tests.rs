@@ -560,6 +560,9 @@ fn engine_emits_clears_for_every_covered_series() {
     assert!(signals[1].firing && signals[1].key.component == "b");
     assert_eq!(signals[1].evidence["value"], 0.0);
     assert_eq!(signals[1].evidence["at_ms"], T0);
+    // A state rule's evidence carries its summary: the case's title.
+    assert_eq!(signals[1].evidence["summary"], "Database b on h is down");
+    assert!(signals[0].evidence.is_null(), "a clear carries no evidence");
     // The engine is pure: a tick long after marks the host unreachable.
     let t = engine.tick(T0 + 10 * MIN);
     assert!(t.iter().any(|s| s.rule == "host_unreachable" && s.firing));
@@ -1717,4 +1720,43 @@ fn the_collectors_downtime_neither_silences_hosts_nor_completes_a_pending_for() 
     let s = restored.observe(&report("web1", 60, at, fs(0.03)), at);
     let almost = s.iter().find(|s| s.rule == "filesystem_almost_full").unwrap();
     assert!(almost.firing);
+}
+
+#[test]
+fn metric_rules_put_their_summary_with_the_value_in_words_into_the_evidence() {
+    let mut engine = super::Engine::new(rules::load(None).unwrap());
+    let fs = |at, avail: f64, grown: f64| {
+        report(
+            "db01",
+            60,
+            at,
+            vec![
+                sample("caretaker_filesystem_avail_bytes", &[("mountpoint", "/srv")], avail),
+                sample("caretaker_filesystem_size_bytes", &[("mountpoint", "/srv")], 1000.0),
+                sample(
+                    "caretaker_disk_ata_attribute_raw",
+                    &[("disk", "wwn-1"), ("attribute", "reallocated_sectors")],
+                    grown,
+                ),
+            ],
+        )
+    };
+    engine.observe(&fs(T0, 21.0, 0.0), T0);
+    let fired = engine.observe(&fs(T0 + 10 * MIN, 21.0, 8.0), T0 + 10 * MIN);
+    let summary = |rule: &str| {
+        fired
+            .iter()
+            .find(|s| s.rule == rule && s.firing)
+            .map(|s| s.evidence["summary"].clone())
+            .unwrap_or_else(|| panic!("{rule} did not fire: {fired:?}"))
+    };
+    // A ratio (`divide_by`) as a percentage; an increase as the increase.
+    assert_eq!(
+        summary("filesystem_almost_full"),
+        "Filesystem /srv on db01 is almost full (2.1 % available)"
+    );
+    assert_eq!(
+        summary("disk_reallocated_sectors_grew"),
+        "Disk wwn-1 on db01 reallocated 8 more sectors in 24h"
+    );
 }

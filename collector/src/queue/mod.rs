@@ -954,7 +954,16 @@ pub fn act_as(
     };
     match action {
         CaseAction::Acknowledge { comment: c } => {
-            if meta.assignee.is_none() {
+            // Acknowledging is taking the case: an engineer of the contracts
+            // becomes its assignee (from whoever had it); anyone else (a
+            // manager, the API token) takes it only when nobody has it.
+            let engineer = contracts.engineers.iter().any(|e| e.name == person);
+            let takes = if engineer {
+                meta.assignee.as_deref() != Some(person)
+            } else {
+                meta.assignee.is_none()
+            };
+            if takes {
                 set_assignee(conn, id, item.status, person, &actor, "took it", now_ms)?;
             }
             items::person_action(

@@ -1032,3 +1032,31 @@ fn queue_pages_on_a_big_store() {
     };
     time("search host12", p, &search);
 }
+
+#[test]
+fn acknowledging_takes_the_case_for_the_engineer_who_does_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = store(&dir);
+    let c = contracts();
+    let t0 = at("2026-11-25T09:00:00+01:00");
+    let ack = CaseAction::Acknowledge { comment: None };
+    // The rotation gave it to ana; cy, an engineer, acknowledges: cy has it.
+    let id = open(&conn, &c, "db01", "acme", Severity::Major, t0);
+    assert_eq!(meta(&conn, id).unwrap().unwrap().assignee.as_deref(), Some("ana"));
+    act(&conn, &c, id, &ack, "cy", t0 + M).unwrap();
+    assert_eq!(meta(&conn, id).unwrap().unwrap().assignee.as_deref(), Some("cy"));
+    assert_eq!(items::item(&conn, id).unwrap().unwrap().status, Status::InProgress);
+    assert!(
+        log_comments(&conn, id)
+            .iter()
+            .any(|l| l.contains("assigned to cy (took it)")),
+        "{:?}",
+        log_comments(&conn, id)
+    );
+    // Someone the contracts do not name as an engineer (a manager, the API
+    // token) acknowledges without taking it from its engineer.
+    let other = open_check(&conn, &c, "edac_errors", Severity::Major, t0);
+    act(&conn, &c, other, &ack, "duty-manager", t0 + M).unwrap();
+    assert_eq!(meta(&conn, other).unwrap().unwrap().assignee.as_deref(), Some("ana"));
+    assert_eq!(items::item(&conn, other).unwrap().unwrap().status, Status::InProgress);
+}

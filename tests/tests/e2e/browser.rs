@@ -1,8 +1,11 @@
 //! The web pages in a real browser: a real agent's failing disk opens a case
 //! on the collector; an engineer logs in with headless Chromium (driven over
-//! WebDriver by `chromedriver`), finds the case in the queue, acknowledges
-//! it, resolves it with a service report naming the replaced disk, and finds
-//! the new disk on the asset's page. On the way, the queue at a phone's
+//! WebDriver by `chromedriver`), finds the case in the queue, reads the disk
+//! in words on the case's page, acknowledges it (taking it from the engineer
+//! who had it), resolves it with the replaced disk filled in by the page,
+//! and finds the new disk on the asset's page; the agent, still reporting
+//! the old disk failing, opens nothing again. Screenshots of the case page
+//! go to `target/test-artefacts/case-page/`. On the way, the queue at a phone's
 //! width (390 px) must not scroll sideways and must keep "Log out" in
 //! sight; screenshots go to `target/test-artefacts/`.
 //!
@@ -235,6 +238,31 @@ return {viewport: window.innerWidth, page: document.documentElement.scrollWidth,
         .unwrap_or_else(|e| panic!("window size: {e}"));
 }
 
+/// The contracts of [`contracts`] with a second engineer, `bo`.
+fn contracts_with_bo(phc: &str) -> String {
+    format!(
+        r#"{}
+[[engineer]]
+name = "bo"
+skills = ["hardware"]
+sites = ["hq"]
+level = "L1"
+"#,
+        contracts(phc)
+    )
+}
+
+/// The value a form field was given by the page (its `value` attribute).
+async fn field_value(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .attr("value")
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     let Some((chromedriver, chromium)) = browser_tools("the browser test") else {
@@ -242,10 +270,10 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     };
     let started = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let collector = collector_with_contracts(dir.path(), contracts, "").await;
+    let collector = collector_with_contracts(dir.path(), contracts_with_bo, "").await;
 
     // The agent's smartctl shows a failing disk: the built-in `disk_failing`
-    // rule opens a case.
+    // rule opens a case. The agent keeps reporting it throughout.
     let smart = dir.path().join("smart");
     let script = stand_in(&smart);
     let failing = std::fs::read_to_string(
@@ -257,8 +285,8 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     let old_serial = failing["serial_number"].as_str().unwrap_or_default().to_string();
     let old_model = failing["model_name"].as_str().unwrap_or_default().to_string();
     show(&smart, &failing);
-    let mut agent = Agent::start(dir.path(), &collector, 1, &smart_config(&script));
-    wait_for_host(&collector, &agent).await;
+    let agent = Agent::start(dir.path(), &collector, 1, &smart_config(&script));
+    let agent_id = wait_for_host(&collector, &agent).await;
     let case = eventually("a disk_failing case", Duration::from_secs(60), || async {
         let v = collector.api("/api/v1/cases?host=e2e-host").await;
         v["cases"]
@@ -269,8 +297,6 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     })
     .await;
     let id = case["id"].as_i64().unwrap_or_else(|| panic!("case without id: {case}"));
-    // The disk keeps failing until it is swapped; the agent has done its part.
-    agent.stop();
     let log = || std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default();
     let v = collector.api(&format!("/api/v1/cases/{id}")).await;
     assert_eq!(
@@ -279,6 +305,20 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
         "{v}\ncollector log:\n{}",
         log()
     );
+    // The rule's summary is the case's title, not its check and key.
+    let title = v["queue"]["meta"]["title"].as_str().unwrap_or_default().to_string();
+    assert!(
+        title.starts_with("Disk ") && title.ends_with(" on e2e-host is failing"),
+        "{v}"
+    );
+    // The case is bo's until ana takes it.
+    let (status, answer) = collector
+        .api_post(
+            &format!("/api/v1/cases/{id}/actions"),
+            &json!({"action": "assign", "to": "bo"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {answer}");
 
     let driver = Driver::start(&chromedriver, dir.path());
     let c = browser(&driver, &chromium, &dir.path().join("chromium-profile")).await;
@@ -294,13 +334,45 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
     let link = format!("href=\"/cases/{id}\"");
     assert!(queue.contains(&link), "the case is not on the queue: {queue}");
     assert!(queue.contains("acme-gold"), "{queue}");
+    assert!(queue.contains(&title), "the queue shows the rule's summary: {queue}");
     on_a_phone(&c).await;
 
+    // The case: the summary first, the disk in words, the raw evidence folded.
     click(&c, &format!("#queue a[href='/cases/{id}']")).await;
-    page_with(&c, &format!("Case #{id}:")).await;
-    click(&c, "#acknowledge-form button[type=submit]").await;
-    page_with(&c, "<dd id=\"status\">in_progress</dd>").await;
+    let page = page_with(&c, &format!("Case #{id}: {title}")).await;
+    assert!(page.contains("<dd id=\"assignee\">bo</dd>"), "{page}");
+    let words = format!("{old_model} serial {old_serial}: ");
+    assert!(page.contains(&words), "the disk in words ({words}): {page}");
+    assert!(page.contains("verdict failing"), "{page}");
+    assert!(page.contains("<summary>Details</summary>"), "{page}");
+    screenshot(&c, "case-page", "01-disk-case").await;
+    c.set_window_size(390, 844)
+        .await
+        .unwrap_or_else(|e| panic!("window size: {e}"));
+    screenshot(&c, "case-page", "02-disk-case-390").await;
+    c.set_window_size(1280, 1400)
+        .await
+        .unwrap_or_else(|e| panic!("window size: {e}"));
 
+    // Acknowledging takes the case: ana is its assignee.
+    click(&c, "#acknowledge-form button[type=submit]").await;
+    let page = page_with(&c, "<dd id=\"status\">in_progress</dd>").await;
+    assert!(page.contains("<dd id=\"assignee\">ana</dd>"), "{page}");
+    assert!(!page.contains("id=\"acknowledge-form\""), "{page}");
+
+    // Resolve names the disk: type, slot, model and serial are filled in,
+    // the new disk is left to type.
+    for (field, want) in [
+        ("part_type", "disk"),
+        ("slot", "/dev/sda"),
+        ("old_model", old_model.as_str()),
+        ("old_serial", old_serial.as_str()),
+        ("new_model", ""),
+        ("new_serial", ""),
+    ] {
+        let got = field_value(&c, &format!("#resolve-form [name={field}]")).await;
+        assert_eq!(got, want, "{field} is not filled in with the case's disk");
+    }
     c.find(Locator::Css("#resolve-form select[name=mode]"))
         .await
         .unwrap_or_else(|e| panic!("mode: {e}"))
@@ -311,17 +383,15 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
         ("symptom", "disk /dev/sda failing SMART"),
         ("work_done", "replaced the disk, rebuilt the array"),
         ("minutes", "55"),
-        ("part_type", "disk"),
-        ("slot", "/dev/sda"),
-        ("old_model", old_model.as_str()),
-        ("old_serial", old_serial.as_str()),
         ("new_model", "WDC WD40EFRX"),
         ("new_serial", "WD-NEW-4711"),
     ] {
         fill(&c, &format!("#resolve-form [name={field}]"), text).await;
     }
+    screenshot(&c, "case-page", "03-resolve-filled-in").await;
     click(&c, "#resolve-form button[type=submit]").await;
     page_with(&c, "<dd id=\"status\">resolved</dd>").await;
+    screenshot(&c, "case-page", "04-resolved").await;
 
     c.goto(&format!("{base}/assets/e2e-host"))
         .await
@@ -333,15 +403,39 @@ async fn an_engineer_resolves_a_failing_disk_in_the_browser() {
         )),
         "{asset}"
     );
+    screenshot(&c, "case-page", "05-asset-part-replaced").await;
     let _ = c.close().await;
 
     let v = collector.api(&format!("/api/v1/cases/{id}")).await;
     assert_eq!(v["status"], "resolved", "{v}");
+    assert_eq!(v["queue"]["meta"]["assignee"], "ana", "{v}");
     let report = &v["queue"]["service_reports"][0];
     assert_eq!(report["engineer"], "ana", "{v}");
     assert_eq!(report["minutes"], 55, "{v}");
     assert_eq!(report["parts"][0]["old_serial"], old_serial.as_str(), "{v}");
+    assert_eq!(report["parts"][0]["old_model"], old_model.as_str(), "{v}");
     assert_eq!(report["parts"][0]["new_serial"], "WD-NEW-4711", "{v}");
+    // The agent still reports the old disk failing (its smartctl has not
+    // changed): the replaced disk opens nothing again.
+    let seq = collector.host(&agent_id).await["last_seq"].as_u64().unwrap_or_default();
+    eventually("three more reports", Duration::from_secs(30), || async {
+        let now = collector.host(&agent_id).await["last_seq"].as_u64().unwrap_or_default();
+        (now >= seq + 3).then_some(())
+    })
+    .await;
+    let v = collector.api(&format!("/api/v1/cases/{id}")).await;
+    assert_eq!(v["status"], "resolved", "{v}");
+    let v = collector.api("/api/v1/cases?host=e2e-host").await;
+    let active = v["cases"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c["rule"] == "disk_failing" && c["active"] == true)
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(active, 0, "{v}");
+    drop(agent);
     eprintln!("browser test took {:?}", started.elapsed());
 }
 

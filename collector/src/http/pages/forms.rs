@@ -38,6 +38,9 @@ impl Fields {
     }
 }
 
+/// Why a cancel without its confirmation is refused.
+pub const CONFIRM_CANCEL: &str = "confirm: tick \"Yes, cancel this case\" to cancel it; nothing was changed";
+
 /// The case action a form posts (field `action` and its own fields).
 pub fn case_action(f: &Fields) -> Result<CaseAction, String> {
     let action = f.text("action");
@@ -73,6 +76,11 @@ pub fn case_action(f: &Fields) -> Result<CaseAction, String> {
             comment: f.opt("comment"),
         },
         "cancel" => {
+            // The page asks to confirm (a required checkbox): cancelling
+            // takes the case off the queue, so a slipped click must not.
+            if !f.checked("confirm") {
+                return Err(CONFIRM_CANCEL.into());
+            }
             let r = f.text("reason");
             CaseAction::Cancel {
                 reason: CancelReason::parse(&r).ok_or_else(|| format!("reason: {r:?} is not a cancel reason"))?,
@@ -193,7 +201,8 @@ mod tests {
             (vec![("action", "resolve")], "minutes"),
             (vec![("action", "close"), ("score", "five")], "score"),
             (vec![("action", "hold"), ("reason", "lunch")], "reason"),
-            (vec![("action", "cancel"), ("reason", "")], "reason"),
+            (vec![("action", "cancel"), ("confirm", "yes"), ("reason", "")], "reason"),
+            (vec![("action", "cancel"), ("reason", "duplicate")], "confirm"),
             (vec![("action", "comment"), ("visibility", "secret")], "visibility"),
             (vec![("action", "survey")], "score"),
             (vec![("action", "survey"), ("score", "great")], "score"),

@@ -12,7 +12,7 @@ use crate::auth::percent_encode;
 use crate::cases::Severity;
 use crate::contracts::Contracts;
 use crate::http::queue::QueueQuery;
-use crate::queue::{ClockView, QueueEntry, QueuePage, SortBy, format_ms_in};
+use crate::queue::{ClockView, QueueEntry, QueuePage, SlaView, SortBy, format_ms_in};
 
 /// How often the page reloads itself once asked to (`refresh=on`).
 pub const REFRESH_SECS: u32 = 60;
@@ -102,9 +102,23 @@ fn severity_badge(s: Severity) -> Markup {
 /// with the zone named. A contract not kept round the clock counts service
 /// hours: its durations say so.
 fn next_breach(e: &QueueEntry, contracts: &Contracts, viewer_zone: &str, now: i64) -> Markup {
-    let contract = e.meta.contract.as_deref().and_then(|n| contracts.named(n));
-    let zone = zone_of(e, contracts, viewer_zone);
-    let round_the_clock = contract.is_none_or(|c| c.calendar.is_round_the_clock());
+    next_clock(&e.sla, e.meta.contract.as_deref(), contracts, viewer_zone, now)
+}
+
+/// The next clock of a case's SLA (see [`next_breach`]) under contract
+/// `contract` (by name; `None`: advisory, its times in `viewer_zone`), as
+/// of `now`. The queue's column and the case page's summary.
+pub(super) fn next_clock(
+    sla: &SlaView,
+    contract: Option<&str>,
+    contracts: &Contracts,
+    viewer_zone: &str,
+    now: i64,
+) -> Markup {
+    let zone = zone_named(contract, contracts, viewer_zone);
+    let round_the_clock = contract
+        .and_then(|n| contracts.named(n))
+        .is_none_or(|c| c.calendar.is_round_the_clock());
     let left = |c: &ClockView, t: i64| {
         if round_the_clock {
             duration(t - now)
@@ -112,7 +126,7 @@ fn next_breach(e: &QueueEntry, contracts: &Contracts, viewer_zone: &str, now: i6
             format!("{} service hours", duration(c.target_ms - c.used_ms))
         }
     };
-    match e.sla.next_clock() {
+    match sla.next_clock() {
         None => html! { "—" },
         Some((name, c)) => match c.breach_at_ms {
             _ if c.breached => html! {
@@ -132,11 +146,15 @@ fn next_breach(e: &QueueEntry, contracts: &Contracts, viewer_zone: &str, now: i6
 /// The time zone a case's times are shown in: its contract's, else the
 /// viewer's.
 fn zone_of<'a>(e: &QueueEntry, contracts: &'a Contracts, viewer_zone: &'a str) -> &'a str {
-    e.meta
-        .contract
-        .as_deref()
+    zone_named(e.meta.contract.as_deref(), contracts, viewer_zone)
+}
+
+/// The time zone of contract `contract` (by name), else `fallback`: where
+/// a case's times are read, on the queue and on the case's page.
+pub(super) fn zone_named<'a>(contract: Option<&str>, contracts: &'a Contracts, fallback: &'a str) -> &'a str {
+    contract
         .and_then(|n| contracts.named(n))
-        .map_or(viewer_zone, |c| c.calendar.time_zone())
+        .map_or(fallback, |c| c.calendar.time_zone())
 }
 
 /// A sortable column's header: a link to sort by it (the other way when it

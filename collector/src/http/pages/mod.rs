@@ -34,6 +34,7 @@
 //! refused form filled in as it was posted, and changes nothing.
 
 mod asset;
+mod evidence;
 mod findings;
 mod forms;
 mod holds;
@@ -159,7 +160,9 @@ const STYLE: &str = concat!(
     "label{display:block;margin:.5rem 0 .1rem}input,select,textarea{padding:.3rem;box-sizing:border-box;max-width:100%}",
     ".narrow input{width:100%}textarea{width:100%;max-width:40rem;min-height:3rem}",
     "button{margin-top:.5rem;padding:.3rem 1rem}.error{color:#a00;border:1px solid #a00;padding:.5rem}",
-    ".actions{display:flex;flex-wrap:wrap;gap:1rem}.actions form{border:1px solid #ccc;padding:.5rem 1rem;min-width:14rem}",
+    ".actions{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}",
+    ".actions form,.actions details{border:1px solid #ccc;padding:.5rem 1rem;min-width:14rem}",
+    ".actions details form{border:0;padding:0}summary{cursor:pointer;font-weight:bold}#found li{margin:.2rem 0}",
     ".filters form{display:flex;gap:.5rem 1rem;align-items:end;flex-wrap:wrap}.filters label{margin:0}",
     ".views,.pager{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:.5rem 0}",
     ".views a[aria-current]{font-weight:bold;text-decoration:none}th a{color:inherit}",
@@ -173,7 +176,7 @@ const STYLE: &str = concat!(
     "@media (prefers-color-scheme:dark){body{color:#e8e8e8;background:#121417}a{color:#9cc3ff}a:visited{color:#c8a8ff}",
     "header{background:#0b1a2a}header a{color:#fff}th,td{border-bottom-color:#444}",
     "input,select,textarea,button{background:#1f2327;color:#e8e8e8;border:1px solid #777}",
-    ".actions form{border-color:#444}.error{color:#ff9a8f;border-color:#ff9a8f}.breached{color:#ff9a8f}",
+    ".actions form,.actions details{border-color:#444}.actions details form{border:0}.error{color:#ff9a8f;border-color:#ff9a8f}.breached{color:#ff9a8f}",
     "pre{background:#1f2327}.sev-critical{background:#ff9a8f;color:#2a0000}.sev-major{background:#ffb36b;color:#2a1200}",
     ".sev-warning{background:#ffe08a;color:#2a1f00}.sev-info{background:#a8c7fa;color:#0b1d3a}}",
 );
@@ -491,27 +494,72 @@ async fn queue_page(
     ))
 }
 
-/// A case and the asset's service reports, if `who` may see it.
+/// A case, the asset's service reports and what the collector holds about
+/// the part the case is about, if `who` may see it.
 async fn load_case(state: &AppState, who: &Principal, id: i64) -> Result<render::CaseView, PageError> {
     let contracts = state.contracts.get();
     let now = caretaker_shared::now_ms();
+    let fleet = state.fleet.clone();
     let found = super::read(state, move |conn| {
         let Some(detail) = queue::case_detail(conn, &contracts, id, now)? else {
             return Ok(None);
         };
         let asset_reports = crate::spares::service_reports(conn, Some(&detail.item.key.asset))?;
-        Ok(Some((detail, asset_reports)))
+        let part = part_of(conn, &fleet, &detail.item)?;
+        Ok(Some((detail, asset_reports, part)))
     })
     .await?;
     match found {
         // Another customer's case is answered like a missing one.
-        Some((detail, asset_reports)) if who.may_see(&detail.item.key.customer) => Ok(render::CaseView {
+        Some((detail, asset_reports, part)) if who.may_see(&detail.item.key.customer) => Ok(render::CaseView {
             detail,
             asset_reports,
+            part,
             now,
         }),
         _ => Err(not_found("case")),
     }
+}
+
+/// The part case `item` is about, as the collector holds it: the disk of
+/// its host its component names (by the disk rules' key, serial or device),
+/// the filesystem's bytes as last reported.
+fn part_of(
+    conn: &crate::store::sql::Db,
+    fleet: &crate::fleet::Fleet,
+    item: &crate::cases::Item,
+) -> Result<evidence::Part, crate::store::StoreError> {
+    let component = item.key.component.as_str();
+    let mut part = evidence::Part::default();
+    if component.is_empty() {
+        return Ok(part);
+    }
+    let hosts: Vec<_> = fleet
+        .snapshot()
+        .into_iter()
+        .filter(|h| h.host == item.key.asset)
+        .collect();
+    for h in &hosts {
+        if part.disk.is_none() {
+            let disks = crate::disks::list(conn, Some(&h.agent_id))?;
+            part.disk = evidence::disk_named(&disks, component).cloned();
+        }
+        if part.filesystem.is_none() {
+            let of = |metric: &str| {
+                h.samples_of(metric)
+                    .iter()
+                    .find(|s| s.labels.get("mountpoint").is_some_and(|m| m == component))
+                    .map(|s| s.value)
+            };
+            if let (Some(avail), Some(size)) = (
+                of("caretaker_filesystem_avail_bytes"),
+                of("caretaker_filesystem_size_bytes"),
+            ) {
+                part.filesystem = Some(evidence::FsBytes { avail, size });
+            }
+        }
+    }
+    Ok(part)
 }
 
 fn case_id(id: &str) -> Result<i64, PageError> {

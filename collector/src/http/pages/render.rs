@@ -2,12 +2,14 @@
 
 use maud::{Markup, html};
 
+use super::evidence::{self, Part};
+use super::list::{next_clock, zone_named};
 use super::{Fields, Viewer, layout};
 use crate::auth::percent_encode;
 use crate::cases::store::Visibility;
 use crate::cases::{Item, Status};
 use crate::contracts::Contracts;
-use crate::queue::{AssetHistory, CaseDetail, ClockView, format_ms, format_ms_in};
+use crate::queue::{AssetHistory, CaseDetail, ClockView, format_ms_in};
 use crate::spares::{PartReplaced, ServiceReport};
 
 /// A form the case page shows again after it was refused: the problem, and
@@ -22,6 +24,8 @@ pub struct CaseView {
     pub detail: CaseDetail,
     /// Every service report on the case's asset (the parts replaced there).
     pub asset_reports: Vec<ServiceReport>,
+    /// What the collector holds about the part the case is about.
+    pub part: Part,
     pub now: i64,
 }
 
@@ -99,20 +103,20 @@ pub(super) fn select(name: &str, id: &str, options: &[(&str, &str)], chosen: &st
     }
 }
 
-fn clock(name: &str, c: &Option<ClockView>, now: i64) -> Markup {
+fn clock(name: &str, c: &Option<ClockView>, now: i64, zone: &str) -> Markup {
     html! {
         tr {
             th { (name) }
             @match c {
                 None => { td colspan="3" { "no target" } }
                 Some(c) => {
-                    td { "due " (format_ms(c.due_ms)) }
+                    td { "due " (format_ms_in(c.due_ms, zone)) }
                     td { "used " (duration(c.used_ms)) " of " (duration(c.target_ms)) }
                     td {
                         @if c.breached {
                             span.breached { "breached" }
-                        } @else if c.met_at_ms.is_some() {
-                            "met " (c.met_at_ms.map(format_ms).unwrap_or_default())
+                        } @else if let Some(t) = c.met_at_ms {
+                            "met " (format_ms_in(t, zone))
                         } @else if c.paused {
                             "paused"
                         } @else if let Some(t) = c.breach_at_ms {
@@ -127,6 +131,7 @@ fn clock(name: &str, c: &Option<ClockView>, now: i64) -> Markup {
     }
 }
 
+/// The service reports, their times in time zone `zone`.
 pub(super) fn reports_list(reports: &[ServiceReport], zone: &str) -> Markup {
     html! {
         @if reports.is_empty() {
@@ -181,39 +186,69 @@ pub(super) fn describe(i: &Item) -> String {
     }
 }
 
+/// The severity as colour, icon and word, as the queue shows it.
+fn severity_badge(s: crate::cases::Severity) -> Markup {
+    html! { span class=(format!("sev sev-{}", s.as_str())) { (s.as_str()) } }
+}
+
+/// The case's page for staff: the summary (what, how bad, where, whose,
+/// the next clock), the evidence in words, the actions that come next,
+/// then the record. Times are the contract's, its zone named.
 pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: Option<&Refused<'_>>) -> Markup {
     let d = &v.detail;
     let item = &d.item;
     let id = item.id.unwrap_or_default();
     let title = d.meta.as_ref().map_or_else(|| describe(item), |m| m.title.clone());
-    let evidence = serde_json::to_string_pretty(&item.evidence).unwrap_or_default();
+    let contract = d.meta.as_ref().and_then(|m| m.contract.as_deref());
+    let zone = zone_named(contract, contracts, &viewer.zone);
+    let found = evidence::lines(item, &title, &v.part, zone);
+    let raw = serde_json::to_string_pretty(&item.evidence).unwrap_or_default();
     let parts: Vec<&PartReplaced> = v.asset_reports.iter().flat_map(|r| r.parts.iter()).collect();
+    let prefill = resolve_prefill(&v.part);
     let content = html! {
         h1 { "Case #" (id) ": " (title) }
         (error_box(refused.map(|r| r.message)))
-        dl {
+        dl #summary {
             dt { "Status" } dd #status { (item.status.to_string()) }
-            dt { "Severity" } dd { (item.severity.as_str()) }
+            dt { "Severity" } dd { (severity_badge(item.severity)) }
             dt { "Asset" } dd { a href=(asset_href(&item.key.asset)) { (item.key.asset) } }
             dt { "Customer" } dd { (item.key.customer) }
-            dt { "Check" } dd { (describe(item)) }
-            dt { "Opened" } dd { (format_ms(item.opened_at_ms)) }
             @if let Some(m) = &d.meta {
-                dt { "Contract" } dd { (m.contract.as_deref().unwrap_or("advisory")) }
                 dt { "Assignee" } dd #assignee { (m.assignee.as_deref().unwrap_or("unassigned")) }
-                dt { "Level" } dd { (m.level) }
-                @if let Some(by) = &m.reported_by { dt { "Reported by" } dd { (by) } }
-                @if !m.description.is_empty() { dt { "Description" } dd { (m.description) } }
             }
+            dt { "Next clock" } dd #next-clock { (next_clock(&d.sla, contract, contracts, &viewer.zone, v.now)) }
         }
-        h2 { "SLA" }
-        table { tbody {
-            (clock("Response", &d.sla.response, v.now))
-            (clock("Resolution", &d.sla.resolution, v.now))
-        } }
+        h2 { "What was found" }
+        @if found.is_empty() {
+            p { "The rule recorded no details." }
+        } @else {
+            ul #found { @for line in &found { li { (line) } } }
+        }
+        details #evidence {
+            summary { "Details" }
+            pre tabindex="0" aria-label="the rule's evidence" { (raw) }
+        }
         @if viewer.who.can_act() {
             h2 { "Actions" }
-            (actions(viewer, contracts, item.status, id, refused.map(|r| r.posted)))
+            (actions(viewer, contracts, item.status, id, refused.map(|r| r.posted), &prefill))
+        }
+        h2 { "About the case" }
+        dl {
+            dt { "Check" } dd { (describe(item)) }
+            dt { "Opened" } dd { (format_ms_in(item.opened_at_ms, zone)) }
+            @if let Some(m) = &d.meta {
+                dt { "Contract" } dd { (m.contract.as_deref().unwrap_or("advisory")) }
+                dt { "Level" } dd { (m.level) }
+                @if let Some(by) = &m.reported_by { dt { "Reported by" } dd { (by) } }
+            }
+            dt { "Times" } dd { (zone) }
+        }
+        h2 { "SLA" }
+        div.table-wrap role="region" aria-label="SLA clocks" tabindex="0" {
+            table #sla { tbody {
+                (clock("Response", &d.sla.response, v.now, zone))
+                (clock("Resolution", &d.sla.resolution, v.now, zone))
+            } }
         }
         h2 { "Timeline" }
         div.table-wrap role="region" aria-label="Timeline" tabindex="0" {
@@ -222,7 +257,7 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
                 tbody {
                     @for e in &d.log {
                         tr {
-                            td { (format_ms(e.at_ms)) }
+                            td { (format_ms_in(e.at_ms, zone)) }
                             td { (e.actor) }
                             td {
                                 @if let Some(from) = e.from_status { (from.to_string()) " → " }
@@ -243,18 +278,18 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
         h2 { "Escalations" }
         @if d.escalations.is_empty() { p { "None." } } @else {
             ul { @for e in &d.escalations {
-                li { (format_ms(e.at_ms)) ": " (e.action) " to " (e.target) " by " (e.actor) @if !e.comment.is_empty() { " — " (e.comment) } }
+                li { (format_ms_in(e.at_ms, zone)) ": " (e.action) " to " (e.target) " by " (e.actor) @if !e.comment.is_empty() { " — " (e.comment) } }
             } }
         }
         h2 { "Service reports" }
-        (reports_list(&d.service_reports, &viewer.zone))
+        (reports_list(&d.service_reports, zone))
         h2 { "Satisfaction" }
         @match &d.satisfaction {
             None => p { "Not recorded." },
             Some(s) => p {
                 @if let Some(score) = s.score { (score) "/5" } @else { "no answer" }
                 @if !s.comment.is_empty() { ": " (s.comment) }
-                " (" (s.recorded_by) ", " (format_ms(s.at_ms)) ")"
+                " (" (s.recorded_by) ", " (format_ms_in(s.at_ms, zone)) ")"
             },
         }
         @if !d.external.is_empty() {
@@ -262,42 +297,101 @@ pub fn case(viewer: &Viewer<'_>, contracts: &Contracts, v: &CaseView, refused: O
             ul { @for (sink, x) in &d.external { li { (sink) ": " (x) } } }
         }
         h2 { "Earlier cases on " (item.key.asset) }
-        (items_table(&d.earlier, &viewer.zone, describe))
+        (items_table(&d.earlier, zone, describe))
         h2 { "Parts replaced on " (item.key.asset) }
         @if parts.is_empty() { p { "None." } } @else {
             ul { @for p in parts { li { (part_text(p)) } } }
         }
-        h2 { "Evidence" }
-        pre tabindex="0" aria-label="the rule's evidence" { (evidence) }
     };
     layout(&format!("case {id}"), Some(viewer), content)
 }
 
+/// The resolve form's part fields, filled in with the part the case is
+/// about: its disk (type, slot, model, serial; the new part is left to be
+/// typed), or nothing.
+pub fn resolve_prefill(part: &Part) -> Fields {
+    match &part.disk {
+        Some(d) => Fields::new(vec![
+            ("part_type".into(), "disk".into()),
+            ("slot".into(), d.device.clone()),
+            ("old_model".into(), d.model.clone()),
+            ("old_serial".into(), d.serial.clone()),
+        ]),
+        None => Fields::default(),
+    }
+}
+
+/// The actions a case in `status` offers, what comes next first: taking it
+/// (acknowledge, or resume from a hold), resolving, a comment, holding,
+/// giving it to someone, escalating, and cancelling last.
+pub fn action_order(status: Status) -> Vec<&'static str> {
+    match status {
+        Status::New | Status::Assigned | Status::Recovered => {
+            vec![
+                "acknowledge",
+                "resolve",
+                "comment",
+                "hold",
+                "assign",
+                "escalate",
+                "cancel",
+            ]
+        }
+        Status::OnHold(_) => vec!["resume", "resolve", "comment", "assign", "escalate", "cancel"],
+        Status::Resolved => vec!["close", "comment"],
+        s if s.is_active() => vec!["resolve", "comment", "hold", "assign", "escalate", "cancel"],
+        _ => vec!["comment"],
+    }
+}
+
+/// Actions folded away behind their name until opened (the less usual
+/// ones), unless their form was just refused.
+const FOLDED: [&str; 4] = ["hold", "assign", "escalate", "cancel"];
+
 /// One action's form. `fields` draws its inputs from the values they show:
-/// what was posted to this very form when it was refused, else nothing, so
-/// a refused form comes back filled and the others stay blank.
+/// what was posted to this very form when it was refused, else `defaults`,
+/// so a refused form comes back filled and the others as they were.
+#[allow(clippy::too_many_arguments)]
 fn action_form(
     viewer: &Viewer<'_>,
     id: i64,
     action: &str,
     label: &str,
     posted: Option<&Fields>,
+    defaults: &Fields,
     fields: impl FnOnce(&Fields) -> Markup,
 ) -> Markup {
-    let blank = Fields::default();
-    let values = posted.filter(|p| p.get("action") == action).unwrap_or(&blank);
-    html! {
+    let refused = posted.filter(|p| p.get("action") == action);
+    let values = refused.unwrap_or(defaults);
+    let form = html! {
         form method="post" action=(format!("/cases/{id}")) id=(format!("{action}-form")) {
             input type="hidden" name="csrf" value=(viewer.csrf);
             input type="hidden" name="action" value=(action);
-            strong { (label) }
+            @if !FOLDED.contains(&action) { strong { (label) } }
             (fields(values))
             button type="submit" { (label) }
         }
+    };
+    if FOLDED.contains(&action) {
+        html! {
+            details.action open[refused.is_some()] {
+                summary { (label) }
+                (form)
+            }
+        }
+    } else {
+        form
     }
 }
 
-fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64, posted: Option<&Fields>) -> Markup {
+fn actions(
+    viewer: &Viewer<'_>,
+    contracts: &Contracts,
+    status: Status,
+    id: i64,
+    posted: Option<&Fields>,
+    prefill: &Fields,
+) -> Markup {
     let engineers: Vec<(&str, &str)> = contracts
         .engineers
         .iter()
@@ -305,33 +399,44 @@ fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64, 
         .collect();
     let holds: Vec<(&str, &str)> = HOLD_REASONS.iter().map(|r| (*r, *r)).collect();
     let cancels: Vec<(&str, &str)> = CANCEL_REASONS.iter().map(|r| (*r, *r)).collect();
-    let active = status.is_active() && status != Status::Resolved;
-    html! {
-        div.actions {
-            @if matches!(status, Status::New | Status::Assigned | Status::Recovered) {
-                (action_form(viewer, id, "acknowledge", "Acknowledge", posted, |_| html! {}))
-            }
-            @if active {
-                (action_form(viewer, id, "assign", "Assign", posted, |f| html! {
+    let blank = Fields::default();
+    let form = |action: &str| -> Markup {
+        match action {
+            "acknowledge" => action_form(viewer, id, "acknowledge", "Acknowledge", posted, &blank, |_| {
+                html! {
+                    small { " (you take the case)" }
+                }
+            }),
+            "resume" => action_form(viewer, id, "resume", "Resume", posted, &blank, |_| html! {}),
+            "assign" => action_form(viewer, id, "assign", "Assign", posted, &blank, |f| {
+                html! {
                     label for="assign-to" { "To" } (select("to", "assign-to", &engineers, f.get("to")))
-                }))
-                (action_form(viewer, id, "escalate", "Escalate", posted, |f| html! {
+                }
+            }),
+            "escalate" => action_form(viewer, id, "escalate", "Escalate", posted, &blank, |f| {
+                html! {
                     label for="escalate-to" { "Level" }
                     (select("to", "escalate-to", &[("", "next level"), ("L2", "L2"), ("vendor", "vendor")], f.get("to")))
                     label for="escalate-comment" { "Comment" }
                     textarea name="comment" id="escalate-comment" required { (f.get("comment")) }
-                }))
-                @if matches!(status, Status::OnHold(_)) {
-                    (action_form(viewer, id, "resume", "Resume", posted, |_| html! {}))
-                } @else {
-                    (action_form(viewer, id, "hold", "Hold", posted, |f| html! {
-                        label for="hold-reason" { "Reason" } (select("reason", "hold-reason", &holds, f.get("reason")))
-                    }))
                 }
-                (action_form(viewer, id, "cancel", "Cancel", posted, |f| html! {
+            }),
+            "hold" => action_form(viewer, id, "hold", "Hold", posted, &blank, |f| {
+                html! {
+                    label for="hold-reason" { "Reason" } (select("reason", "hold-reason", &holds, f.get("reason")))
+                }
+            }),
+            "cancel" => action_form(viewer, id, "cancel", "Cancel", posted, &blank, |f| {
+                html! {
                     label for="cancel-reason" { "Reason" } (select("reason", "cancel-reason", &cancels, f.get("reason")))
-                }))
-                (action_form(viewer, id, "resolve", "Resolve", posted, |f| html! {
+                    label for="cancel-confirm" {
+                        input type="checkbox" name="confirm" value="yes" id="cancel-confirm" required checked[f.checked("confirm")];
+                        " Yes, cancel this case"
+                    }
+                }
+            }),
+            "resolve" => action_form(viewer, id, "resolve", "Resolve", posted, prefill, |f| {
+                html! {
                     label for="mode" { "Mode" } (select("mode", "mode", &[("on_site", "on site"), ("remote", "remote")], f.get("mode")))
                     label for="symptom" { "Symptom" } input type="text" name="symptom" id="symptom" value=(f.get("symptom"));
                     label for="work_done" { "Work done" } textarea name="work_done" id="work_done" { (f.get("work_done")) }
@@ -343,25 +448,32 @@ fn actions(viewer: &Viewer<'_>, contracts: &Contracts, status: Status, id: i64, 
                             label for=(name) { (label) } input type="text" name=(name) id=(name) value=(f.get(name));
                         }
                     }
-                }))
-            }
-            @if status == Status::Resolved {
-                (action_form(viewer, id, "close", "Close", posted, |f| html! {
+                }
+            }),
+            "close" => action_form(viewer, id, "close", "Close", posted, &blank, |f| {
+                html! {
                     label for="score" { "Satisfaction" }
                     (select("score", "score", &[("", "—"), ("1", "1"), ("2", "2"), ("3", "3"), ("4", "4"), ("5", "5")], f.get("score")))
                     label { input type="checkbox" name="no_answer" value="on" checked[f.checked("no_answer")]; " no answer" }
                     label for="close-comment" { "Comment" } textarea name="comment" id="close-comment" { (f.get("comment")) }
-                }))
-            }
-            (action_form(viewer, id, "comment", "Comment", posted, |f| html! {
-                label for="comment-text" { "Comment" } textarea name="comment" id="comment-text" required { (f.get("comment")) }
-                // Internal unless the public choice is made: the safe default.
-                fieldset {
-                    legend { "Who sees it" }
-                    label { input type="radio" name="visibility" value="internal" checked[f.get("visibility") != "public"]; " Internal: staff only" }
-                    label { input type="radio" name="visibility" value="public" checked[f.get("visibility") == "public"]; " Public: the customer sees it too" }
                 }
-            }))
+            }),
+            _ => action_form(viewer, id, "comment", "Comment", posted, &blank, |f| {
+                html! {
+                    label for="comment-text" { "Comment" } textarea name="comment" id="comment-text" required { (f.get("comment")) }
+                    // Internal unless the public choice is made: the safe default.
+                    fieldset {
+                        legend { "Who sees it" }
+                        label { input type="radio" name="visibility" value="internal" checked[f.get("visibility") != "public"]; " Internal: staff only" }
+                        label { input type="radio" name="visibility" value="public" checked[f.get("visibility") == "public"]; " Public: the customer sees it too" }
+                    }
+                }
+            }),
+        }
+    };
+    html! {
+        div.actions #actions {
+            @for action in action_order(status) { (form(action)) }
         }
     }
 }

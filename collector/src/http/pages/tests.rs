@@ -1318,3 +1318,307 @@ async fn the_layout_has_landmarks_and_every_queue_input_a_label() {
     }
     assert!(!r.body.contains("<th>"), "every header cell has its scope: {}", r.body);
 }
+
+/// Where each action's form starts on a page (`None`: not there).
+fn form_at(body: &str, action: &str) -> Option<usize> {
+    body.find(&format!("id=\"{action}-form\""))
+}
+
+#[test]
+fn actions_come_in_the_order_of_what_is_next_for_the_status() {
+    use super::render::action_order;
+    use crate::cases::{HoldReason, Status};
+    let taking = [
+        "acknowledge",
+        "resolve",
+        "comment",
+        "hold",
+        "assign",
+        "escalate",
+        "cancel",
+    ];
+    for status in [Status::New, Status::Assigned, Status::Recovered] {
+        assert_eq!(action_order(status), taking, "{status}");
+    }
+    assert_eq!(
+        action_order(Status::InProgress),
+        ["resolve", "comment", "hold", "assign", "escalate", "cancel"]
+    );
+    assert_eq!(
+        action_order(Status::OnHold(HoldReason::AwaitingParts)),
+        ["resume", "resolve", "comment", "assign", "escalate", "cancel"]
+    );
+    assert_eq!(action_order(Status::Resolved), ["close", "comment"]);
+    assert_eq!(action_order(Status::Closed), ["comment"]);
+    // Cancel is always last where it is offered.
+    for status in [
+        Status::New,
+        Status::InProgress,
+        Status::OnHold(HoldReason::AwaitingVendor),
+    ] {
+        assert_eq!(action_order(status).last(), Some(&"cancel"), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn the_case_page_puts_the_summary_first_and_the_actions_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Mail down").await;
+    let uri = format!("/cases/{id}");
+    let r = ana.get(&s, &uri).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = &r.body;
+    // The summary, then what was found, the raw evidence folded, then the actions.
+    let at = |what: &str| body.find(what).unwrap_or_else(|| panic!("{what}: {body}"));
+    assert!(at("id=\"summary\"") < at("What was found"));
+    assert!(at("What was found") < at("<details id=\"evidence\"><summary>Details</summary>"));
+    assert!(at("id=\"evidence\"") < at("id=\"actions\""));
+    assert!(at("id=\"next-clock\"") < at("What was found"));
+    assert!(body.contains("<dd id=\"next-clock\">response in 3h 59m"), "{body}");
+    assert!(
+        body.contains("<li>from the test</li>"),
+        "the description in words: {body}"
+    );
+    let order: Vec<usize> = [
+        "acknowledge",
+        "resolve",
+        "comment",
+        "hold",
+        "assign",
+        "escalate",
+        "cancel",
+    ]
+    .iter()
+    .map(|a| form_at(body, a).unwrap_or_else(|| panic!("no {a} form: {body}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    // Acknowledged: resolve comes first, acknowledge is gone.
+    ana.post(&s, &uri, &[("action", "acknowledge")]).await;
+    let r = ana.get(&s, &uri).await;
+    assert!(form_at(&r.body, "acknowledge").is_none(), "{}", r.body);
+    assert!(form_at(&r.body, "resolve") < form_at(&r.body, "comment"));
+    // On hold: resume first.
+    ana.post(&s, &uri, &[("action", "hold"), ("reason", "awaiting_parts")])
+        .await;
+    let r = ana.get(&s, &uri).await;
+    assert!(form_at(&r.body, "resume") < form_at(&r.body, "resolve"), "{}", r.body);
+    assert!(form_at(&r.body, "hold").is_none());
+}
+
+#[tokio::test]
+async fn cancelling_asks_to_confirm_and_is_refused_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Mail down").await;
+    let uri = format!("/cases/{id}");
+    let r = ana.get(&s, &uri).await;
+    let form = form_of(&r.body, "cancel");
+    assert!(
+        form.contains("type=\"checkbox\" name=\"confirm\" value=\"yes\" id=\"cancel-confirm\" required"),
+        "{form}"
+    );
+    let before = api_case(&s, id).await;
+    let r = ana
+        .post(&s, &uri, &[("action", "cancel"), ("reason", "duplicate")])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body
+            .contains("confirm: tick &quot;Yes, cancel this case&quot; to cancel it"),
+        "{}",
+        r.body
+    );
+    // The refused form comes back open, its reason as chosen.
+    assert!(
+        r.body
+            .contains("<details class=\"action\" open><summary>Cancel</summary>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        form_of(&r.body, "cancel").contains("<option value=\"duplicate\" selected>"),
+        "{}",
+        r.body
+    );
+    assert_eq!(api_case(&s, id).await["log"], before["log"], "nothing changed");
+    let r = ana
+        .post(
+            &s,
+            &uri,
+            &[("action", "cancel"), ("reason", "duplicate"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(api_case(&s, id).await["status"], "cancelled:duplicate");
+}
+
+#[tokio::test]
+async fn acknowledging_on_the_page_makes_the_engineer_the_assignee() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Mail down").await;
+    let uri = format!("/cases/{id}");
+    let r = ana.post(&s, &uri, &[("action", "assign"), ("to", "bo")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(ana.get(&s, &uri).await.body.contains("<dd id=\"assignee\">bo</dd>"));
+    let r = ana.post(&s, &uri, &[("action", "acknowledge")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ana.get(&s, &uri).await;
+    assert!(r.body.contains("<dd id=\"assignee\">ana</dd>"), "{}", r.body);
+    assert!(r.body.contains("<dd id=\"status\">in_progress</dd>"), "{}", r.body);
+    let v = api_case(&s, id).await;
+    assert_eq!(v["queue"]["meta"]["assignee"], "ana", "{v}");
+}
+
+/// A disk case on db01: its disk (from a real smartctl reading, failing
+/// with reallocated sectors) recorded for the host, and a `disk_failing`
+/// case opened by the rule on the disk's key.
+async fn disk_case(s: &AppState) -> (i64, caretaker_shared::disk_health::Disk) {
+    use caretaker_shared::wire::DiskScan;
+
+    use crate::cases::{IdentityKey, ItemKind, Policy, Severity, Signal, store as items};
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/smartctl/ata/hitachi-hds721050dle630-usbjmicron-reallocated-failing.json");
+    let text = std::fs::read_to_string(fixture).unwrap();
+    let disk = caretaker_shared::smartctl::parse(&text).unwrap();
+    let contracts = s.contracts.get();
+    let now = caretaker_shared::now_ms();
+    let d = disk.clone();
+    let v = s
+        .writer
+        .run(move |conn| {
+            let scan = DiskScan {
+                scanned_at_ms: now,
+                disks: vec![d.clone()],
+                error: None,
+            };
+            crate::disks::record_scan(conn, "db01", &scan)?;
+            let signal = Signal {
+                event: None,
+                key: IdentityKey {
+                    customer: "acme".into(),
+                    asset: "db01".into(),
+                    check: "disk_failing".into(),
+                    component: d.key.clone(),
+                },
+                kind: ItemKind::Case,
+                severity: Severity::Critical,
+                rule: "disk_failing".into(),
+                firing: true,
+                at_ms: now,
+                evidence: json!({
+                    "rule": "disk_failing",
+                    "metric": "caretaker_disk_health_verdict",
+                    "labels": {"disk": d.key, "verdict": "failing"},
+                    "value": 1.0,
+                    "equals": 1.0,
+                    "at_ms": now,
+                    "summary": format!("Disk {} on db01 is failing", d.key),
+                }),
+            };
+            let mark = items::log_high_water(conn)?;
+            let id = items::apply_signal(conn, &signal, &Policy::default())?.item_id();
+            crate::queue::settle(conn, &contracts, mark, now)?;
+            Ok(json!(id))
+        })
+        .await
+        .unwrap();
+    (v.as_i64().unwrap(), disk)
+}
+
+#[tokio::test]
+async fn a_disk_case_reads_in_words_and_its_resolve_form_names_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let ana = login(&s, "ana").await;
+    let (id, disk) = disk_case(&s).await;
+    assert!(!disk.model.is_empty() && !disk.serial.is_empty(), "{disk:?}");
+    let uri = format!("/cases/{id}");
+    let r = ana.get(&s, &uri).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The title is the rule's summary; the disk in words, then its verdict.
+    assert!(
+        r.body
+            .contains(&format!("Case #{id}: Disk {} on db01 is failing", disk.key)),
+        "{}",
+        r.body
+    );
+    let words = format!("disk {} {} serial {}: ", disk.device, disk.model, disk.serial);
+    let line = r
+        .body
+        .split("<li>")
+        .find(|l| l.starts_with(&words))
+        .unwrap_or_else(|| panic!("{words}: {}", r.body));
+    assert!(
+        line.contains("reallocated sectors") && line.contains("verdict failing"),
+        "{line}"
+    );
+    // The resolve form: the part is the disk; the new one is left to type.
+    let form = form_of(&r.body, "resolve");
+    for want in [
+        "id=\"part_type\" value=\"disk\"".to_string(),
+        format!("id=\"slot\" value=\"{}\"", disk.device),
+        format!("id=\"old_model\" value=\"{}\"", disk.model),
+        format!("id=\"old_serial\" value=\"{}\"", disk.serial),
+        "id=\"new_model\" value=\"\"".to_string(),
+        "id=\"new_serial\" value=\"\"".to_string(),
+    ] {
+        assert!(form.contains(&want), "{want}: {form}");
+    }
+    // A case about no part leaves the part empty.
+    let other = report(&s, &ana, "db01", "Mail down").await;
+    let r = ana.get(&s, &format!("/cases/{other}")).await;
+    let form = form_of(&r.body, "resolve");
+    for field in ["part_type", "slot", "old_model", "old_serial"] {
+        assert!(form.contains(&format!("id=\"{field}\" value=\"\"")), "{field}: {form}");
+    }
+}
+
+#[tokio::test]
+async fn case_times_are_in_the_contracts_time_zone_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir).await;
+    let berlin = crate::http::testing::queue_contracts(&hash_password("pw").unwrap()).replacen(
+        "time_zone = \"UTC\"",
+        "time_zone = \"Europe/Berlin\"",
+        1,
+    );
+    s.contracts
+        .set(crate::contracts::parse_file(&berlin, std::path::Path::new("c.toml")).unwrap());
+    let ana = login(&s, "ana").await;
+    let id = report(&s, &ana, "db01", "Mail down").await;
+    let r = ana.get(&s, &format!("/cases/{id}")).await;
+    let opened = api_case(&s, id).await["opened_at_ms"].as_i64().unwrap();
+    let want = crate::queue::format_ms_in(opened, "Europe/Berlin");
+    assert!(want.ends_with(" Europe/Berlin"), "{want}");
+    assert!(
+        r.body.contains(&format!("<dt>Opened</dt><dd>{want}</dd>")),
+        "{want}: {}",
+        r.body
+    );
+    assert!(r.body.contains("<dt>Times</dt><dd>Europe/Berlin</dd>"), "{}", r.body);
+    // The timeline and the clocks too (a comment keeps what it says).
+    let times: Vec<&str> = r
+        .body
+        .split("<tr><td>")
+        .skip(1)
+        .filter_map(|row| row.split("</td>").next())
+        .filter(|cell| cell.starts_with("20"))
+        .collect();
+    assert!(!times.is_empty(), "{}", r.body);
+    assert!(times.iter().all(|t| t.ends_with(" Europe/Berlin")), "{times:?}");
+    assert!(
+        r.body.contains("Europe/Berlin</td><td>used "),
+        "the clocks' due times: {}",
+        r.body
+    );
+    assert!(
+        r.body.contains("Europe/Berlin</small>"),
+        "the next clock's due time: {}",
+        r.body
+    );
+}
