@@ -220,7 +220,7 @@ fn render(
                                 td { (viewer.time(r.generated_at_ms)) }
                                 td { @if r.trigger == "schedule" { "scheduled" } @else { "on demand" } }
                                 td {
-                                    a href=(format!("{API}/{}.html", r.id)) { "HTML" } " · "
+                                    a href=(format!("{API}/{}.html", r.id)) { "HTML" } " (print-ready) · "
                                     a href=(format!("{API}/{}.md", r.id)) { "Markdown" } " · "
                                     a href=(format!("{API}/{}.json", r.id)) { "JSON" }
                                 }
