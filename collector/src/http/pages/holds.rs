@@ -23,7 +23,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::forms::Fields;
-use super::paging::{self, Paged, given, page_number};
+use super::paging::{self, Paged, given};
 use super::{PageError, Viewer, forbidden, html_page, layout, not_found, problem};
 use crate::auth::{self, percent_encode};
 use crate::cases::hold::{self, Held, HeldSignal, TimeArg, WindowSpec};
@@ -70,9 +70,7 @@ pub(super) async fn maintenance_page(
 ) -> Result<Response, PageError> {
     let (who, session) = auth::page_principal(&state, &headers, &uri).await?;
     let viewer = Viewer::new(&state, &who, &session.csrf);
-    let checked = query
-        .map_err(|e| e.body_text())
-        .and_then(|Query(q)| page_number(&q.page).map(|p| (q, p)));
+    let checked = paging::checked(query, |q| &q.page);
     let (q, list, code, error) = match checked {
         Ok((q, page)) => {
             let list = Paged::of(windows(&state, &q, who.scope()).await?, page);
@@ -296,9 +294,7 @@ pub(super) async fn unmapped_page(
         return Err(forbidden(&who));
     }
     let viewer = Viewer::new(&state, &who, &session.csrf);
-    let checked = query
-        .map_err(|e| e.body_text())
-        .and_then(|Query(q)| page_number(&q.page).map(|p| (q, p)));
+    let checked = paging::checked(query, |q| &q.page);
     let (q, held, code, error) = match checked {
         Ok((q, page)) => {
             let held = unmapped(&state, &q, page).await?;

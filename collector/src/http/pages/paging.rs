@@ -42,6 +42,17 @@ pub fn page_number(v: &Option<String>) -> Result<usize, String> {
     }
 }
 
+/// A list page's query and the page it asks for, or what is wrong with
+/// either (the page answers 400 with it, its first page empty).
+pub fn checked<Q>(
+    query: Result<axum::extract::Query<Q>, axum::extract::rejection::QueryRejection>,
+    page_of: impl Fn(&Q) -> &Option<String>,
+) -> Result<(Q, usize), String> {
+    let axum::extract::Query(q) = query.map_err(|e| e.body_text())?;
+    let page = page_number(page_of(&q))?;
+    Ok((q, page))
+}
+
 /// `path` with the filters that are given and the page (when past the first).
 pub fn href(path: &str, filters: &[(&str, &Option<String>)], page: usize) -> String {
     let mut parts: Vec<String> = filters

@@ -18,7 +18,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::forms::Fields;
-use super::paging::{self, Paged, given, page_number};
+use super::paging::{self, Paged, given};
 use super::{PageError, Viewer, html_page, layout, problem};
 use crate::auth::{self, percent_encode};
 use crate::http::AppState;
@@ -91,9 +91,7 @@ pub(super) async fn spares_page(
     let viewer = Viewer::new(&state, &who, &session.csrf);
     let customers = super::customer_choices(&state);
     let staff = who.scope().is_none();
-    let checked = query
-        .map_err(|e| e.body_text())
-        .and_then(|Query(q)| page_number(&q.page).map(|p| (q, p)));
+    let checked = paging::checked(query, |q| &q.page);
     let (q, page, code, error) = match checked {
         Ok((q, page)) => (q, page, StatusCode::OK, None),
         Err(e) => (SparesQuery::default(), 1, StatusCode::BAD_REQUEST, Some(e)),
