@@ -6,18 +6,24 @@
 # PROFILE is "release" (default) or "debug". STORE=postgresql puts the store
 # on the PostgreSQL server CARETAKER_TEST_POSTGRES (default 127.0.0.1:5432,
 # user postgres, trust) in a database made for the run and dropped after it.
-# REQUESTS sets the requests per page (default 200).
+# REQUESTS sets the requests per page (default 200; fewer for a page that
+# takes more than 90 s in all). CARETAKER_BIN: a directory with the binaries
+# built already (nothing is built then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${1:-10000}; CASES=${2:-50000}; LOGROWS=${3:-500000}; PROFILE=${4:-release}
 STORE=${STORE:-sqlite}; PGADDR=${CARETAKER_TEST_POSTGRES:-127.0.0.1:5432}; DB=caretaker_pages_$$
 REQUESTS=${REQUESTS:-200}
-if [ "$PROFILE" = release ]; then
-  cargo build --release --quiet -p caretaker-collector -p caretaker-tests --bin caretaker-collector --bin caretaker-page-latency
+if [ -n "${CARETAKER_BIN:-}" ]; then
+  BIN=$CARETAKER_BIN   # binaries built already (caretaker-collector, caretaker-page-latency)
 else
-  cargo build --quiet -p caretaker-collector -p caretaker-tests --bin caretaker-collector --bin caretaker-page-latency
+  if [ "$PROFILE" = release ]; then
+    cargo build --release --quiet -p caretaker-collector -p caretaker-tests --bin caretaker-collector --bin caretaker-page-latency
+  else
+    cargo build --quiet -p caretaker-collector -p caretaker-tests --bin caretaker-collector --bin caretaker-page-latency
+  fi
+  BIN=${CARGO_TARGET_DIR:-target}/$PROFILE
 fi
-BIN=${CARGO_TARGET_DIR:-target}/$PROFILE
 pg() { psql -h "${PGADDR%:*}" -p "${PGADDR##*:}" -U postgres -d postgres -qc "$1" >/dev/null; }
 W=$(mktemp -d); PID=
 cleanup() {

@@ -69,6 +69,9 @@ enum Command {
         /// Requests per page (after a few not counted).
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Fewer requests for a page that takes longer than this in all.
+        #[arg(long, default_value_t = 90)]
+        max_secs_per_page: u64,
     },
 }
 
@@ -356,6 +359,7 @@ async fn measure(
     hosts: i64,
     cases: i64,
     requests: usize,
+    max_per_page: std::time::Duration,
 ) -> anyhow::Result<()> {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).with_context(|| format!("{}", ca.display()))?)?;
     let http = reqwest::Client::builder()
@@ -402,7 +406,8 @@ async fn measure(
             get(&http, &url, &cookie, &path(&mut rng)).await?;
         }
         let mut ms = Vec::with_capacity(requests);
-        for _ in 0..requests {
+        let started = Instant::now();
+        while ms.len() < requests && started.elapsed() < max_per_page {
             ms.push(get(&http, &url, &cookie, &path(&mut rng)).await?);
         }
         ms.sort_by(f64::total_cmp);
@@ -449,9 +454,19 @@ fn main() -> anyhow::Result<()> {
             hosts,
             cases,
             requests,
+            max_secs_per_page,
         } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(measure(url, ca, user, password, hosts, cases, requests)),
+            .block_on(measure(
+                url,
+                ca,
+                user,
+                password,
+                hosts,
+                cases,
+                requests,
+                std::time::Duration::from_secs(max_secs_per_page),
+            )),
     }
 }
