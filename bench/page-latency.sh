@@ -8,7 +8,8 @@
 # user postgres, trust) in a database made for the run and dropped after it.
 # REQUESTS sets the requests per page (default 200; fewer for a page that
 # takes more than 90 s in all). CARETAKER_BIN: a directory with the binaries
-# built already (nothing is built then).
+# built already (nothing is built then). PAGES: only the pages whose name
+# contains it (e.g. "page 100").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${1:-10000}; CASES=${2:-50000}; LOGROWS=${3:-500000}; PROFILE=${4:-release}
@@ -56,6 +57,6 @@ until curl -fs --cacert "$W/data/ca.pem" https://127.0.0.1:$PORT/healthz >/dev/n
 done
 echo "== $STORE, $HOSTS hosts, $CASES cases, $LOGROWS log rows, $PROFILE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BIN/caretaker-page-latency" measure --url https://127.0.0.1:$PORT --ca "$W/data/ca.pem" --password "$PASSWORD" \
-  --hosts "$HOSTS" --cases "$CASES" --requests "$REQUESTS"
+  --hosts "$HOSTS" --cases "$CASES" --requests "$REQUESTS" ${PAGES:+--only "$PAGES"}
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if grep -qiE 'error|panic' "$W/collector.log"; then echo "== collector log:"; grep -iE 'error|panic' "$W/collector.log" | head -5; fi

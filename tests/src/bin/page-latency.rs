@@ -72,6 +72,9 @@ enum Command {
         /// Fewer requests for a page that takes longer than this in all.
         #[arg(long, default_value_t = 90)]
         max_secs_per_page: u64,
+        /// Only the pages whose name contains this ("queue", "page 100"...).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -360,6 +363,7 @@ async fn measure(
     cases: i64,
     requests: usize,
     max_per_page: std::time::Duration,
+    only: Option<String>,
 ) -> anyhow::Result<()> {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).with_context(|| format!("{}", ca.display()))?)?;
     let http = reqwest::Client::builder()
@@ -402,6 +406,9 @@ async fn measure(
     println!("| page | requests | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");
     for (name, path) in &pages {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         for _ in 0..3 {
             get(&http, &url, &cookie, &path(&mut rng)).await?;
         }
@@ -455,6 +462,7 @@ fn main() -> anyhow::Result<()> {
             cases,
             requests,
             max_secs_per_page,
+            only,
         } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -467,6 +475,7 @@ fn main() -> anyhow::Result<()> {
                 cases,
                 requests,
                 std::time::Duration::from_secs(max_secs_per_page),
+                only,
             )),
     }
 }
