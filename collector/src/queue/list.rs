@@ -9,11 +9,14 @@
 //! when the contract was matched, breaches recorded, whether a person has
 //! responded, whether a hold pauses the clock now) give each case a bound
 //! no later than where it really stands: a hold only ever pushes a breach
-//! later. Cases are then read whole in the order of their bounds, and only
-//! until no unread case can come before the end of the page.
+//! later, and a case whose log never paused a clock of its contract stands
+//! exactly at its bound. Cases are taken in the order of their bounds, only
+//! until no case left can come before the end of the page; of those, the
+//! ones whose log paused a clock are read whole to be placed, and then the
+//! cases on the page.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use serde::Serialize;
 
@@ -22,8 +25,11 @@ use crate::cases::store as items;
 use crate::cases::{Item, Severity, Status};
 use crate::contracts::Contracts;
 use crate::store::StoreError;
-use crate::store::queue::{CaseQueue, QueueColumn, QueueSelect, QueueSlaRow};
+use crate::store::queue::{CaseQueue, PAUSE_HOLDS, PAUSED_OTHERWISE, QueueColumn, QueueSelect, QueueSlaRow};
 use crate::store::sql::Sql;
+
+/// The fewest cases whose pauses are asked for at once (more when the page needs more).
+const PAUSES_ASKED_MIN: usize = 100;
 
 /// The page size when none is asked for.
 pub const PER_PAGE_DEFAULT: u64 = 50;
@@ -212,6 +218,26 @@ fn bound(r: &QueueSlaRow, contracts: &Contracts, now_ms: i64) -> Key {
     }
 }
 
+/// Whether no stretch of the case's log (`pauses`, as
+/// `CaseQueue::queue_pauses` gives them) paused a clock of its contract:
+/// its clocks then ran from the opening on, so its [`bound`] is where it
+/// stands. A case without a (known) contract has no clock.
+fn never_paused(r: &QueueSlaRow, pauses: i64, contracts: &Contracts) -> bool {
+    let Some(contract) = r.contract.as_deref().and_then(|n| contracts.named(n)) else {
+        return true;
+    };
+    if pauses & PAUSED_OTHERWISE != 0 {
+        return false;
+    }
+    contract.pausing.iter().all(|reason| {
+        match PAUSE_HOLDS.iter().position(|h| *h == reason.as_str()) {
+            Some(bit) => pauses & (1 << bit) == 0,
+            // Not told apart: such a hold counts in `PAUSED_OTHERWISE`.
+            None => true,
+        }
+    })
+}
+
 /// Case `id` as the queue shows it, with its SLA as of `now_ms`.
 fn entry(conn: &dyn Sql, contracts: &Contracts, id: i64, now_ms: i64) -> Result<Option<QueueEntry>, StoreError> {
     let (Some((item, log)), Some(meta)) = (items::get(conn, id)?, meta(conn, id)?) else {
@@ -302,23 +328,50 @@ fn by_breach(
         return Ok((page, total));
     }
     let need = offset.saturating_add(per_page);
-    // The `need` smallest keys read so far; its top is the last place.
+    let by_id: HashMap<i64, &QueueSlaRow> = rows.iter().map(|r| (r.id, r)).collect();
+    // The `need` smallest keys placed so far; its top is the last place.
     let mut smallest: BinaryHeap<Key> = BinaryHeap::with_capacity(need.min(bounds.len()) + 1);
-    let mut read = Vec::new();
-    for b in &bounds {
+    // Each case placed, with the entry when it was read to place it.
+    let mut placed: Vec<(Key, Option<QueueEntry>)> = Vec::new();
+    // The pauses of the cases from `bounds[asked..]` on are not known yet.
+    let mut pauses: HashMap<i64, i64> = HashMap::new();
+    let mut asked = 0;
+    for (i, b) in bounds.iter().enumerate() {
         if smallest.len() >= need && smallest.peek().is_some_and(|last| last <= b) {
             break;
         }
-        if let Some(e) = entry(conn, contracts, b.3, now_ms)? {
-            smallest.push(key(&e));
-            if smallest.len() > need {
-                smallest.pop();
+        let Some(row) = by_id.get(&b.3) else { continue };
+        if i >= asked {
+            // As many as the page could still need, the last place aside.
+            let more = need.saturating_sub(smallest.len()).max(PAUSES_ASKED_MIN);
+            let next = i.saturating_add(more).min(bounds.len());
+            let ids: Vec<i64> = bounds[i..next].iter().map(|k| k.3).collect();
+            pauses.extend(conn.queue_pauses(&ids)?);
+            asked = next;
+        }
+        let (k, e) = if never_paused(row, pauses.get(&b.3).copied().unwrap_or(0), contracts) {
+            (*b, None)
+        } else {
+            match entry(conn, contracts, b.3, now_ms)? {
+                Some(e) => (key(&e), Some(e)),
+                None => continue,
             }
-            read.push(e);
+        };
+        smallest.push(k);
+        if smallest.len() > need {
+            smallest.pop();
+        }
+        placed.push((k, e));
+    }
+    placed.sort_unstable_by_key(|(k, _)| *k);
+    let mut page = Vec::with_capacity(per_page.min(placed.len()));
+    for (k, e) in placed.into_iter().skip(offset).take(per_page) {
+        match e {
+            Some(e) => page.push(e),
+            None => page.extend(entry(conn, contracts, k.3, now_ms)?),
         }
     }
-    read.sort_by_key(key);
-    Ok((read.into_iter().skip(offset).take(per_page).collect(), total))
+    Ok((page, total))
 }
 
 /// Every matching case, the one closest to an SLA breach first (the

@@ -244,6 +244,21 @@ pub struct QueueSlaRow {
     pub responded: bool,
 }
 
+/// The hold reasons [`CaseQueue::queue_pauses`] tells apart: bit `i` for
+/// on hold for `PAUSE_HOLDS[i]`.
+pub const PAUSE_HOLDS: [&str; 4] = [
+    "awaiting_customer",
+    "awaiting_parts",
+    "awaiting_vendor",
+    "awaiting_window",
+];
+/// [`CaseQueue::queue_pauses`]'s bit for every other stretch that may pause
+/// a clock: resolved, closed or cancelled (and reopened since), or on hold
+/// for a reason not in [`PAUSE_HOLDS`].
+pub const PAUSED_OTHERWISE: i64 = 1 << PAUSE_HOLDS.len();
+/// Cases [`CaseQueue::queue_pauses`] asks about in one statement.
+const PAUSES_AT_ONCE: usize = 100;
+
 /// `CASE` ranking a severity (column or parameter) 0 (info) to 3 (critical).
 fn severity_rank(x: &str) -> String {
     format!("CASE {x} WHEN 'critical' THEN 3 WHEN 'major' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END")
@@ -598,6 +613,34 @@ pub trait CaseQueue: Sql {
         })
     }
 
+    /// Of the cases `ids`, those whose log has a stretch that may have
+    /// paused an SLA clock, each with those stretches as bits
+    /// ([`PAUSE_HOLDS`], [`PAUSED_OTHERWISE`]); a case not answered never
+    /// left its running statuses.
+    fn queue_pauses(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>, SqlError> {
+        let bits: String = PAUSE_HOLDS
+            .iter()
+            .enumerate()
+            .map(|(n, r)| format!("WHEN 'on_hold:{r}' THEN {} ", 1_i64 << n))
+            .collect();
+        let params: Vec<String> = (1..=PAUSES_AT_ONCE).map(|n| format!("?{n}")).collect();
+        // One statement text whatever the number of cases (the last batch
+        // is filled up with an id no case has), so it is prepared once.
+        let sql = format!(
+            "SELECT l.item_id, sum(DISTINCT CASE l.to_status {bits}ELSE {PAUSED_OTHERWISE} END) FROM item_log l \
+             WHERE l.item_id IN ({}) AND l.to_status NOT IN ('new', 'assigned', 'in_progress', 'recovered') \
+             GROUP BY l.item_id",
+            params.join(", ")
+        );
+        let mut out = Vec::new();
+        for batch in ids.chunks(PAUSES_AT_ONCE) {
+            let mut a: Vec<Value<'_>> = batch.iter().map(|id| Value::from(*id)).collect();
+            a.resize_with(PAUSES_AT_ONCE, || Value::from(-1_i64));
+            out.extend(self.query(&sql, &a, |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)))?);
+        }
+        Ok(out)
+    }
+
     /// Whether the store has the queue's tables (an SQLite store written by
     /// an older version and opened read-only has not).
     fn has_queue_tables(&self) -> Result<bool, SqlError> {
@@ -728,6 +771,56 @@ mod tests {
             actor: "rule:sla".into(),
             comment: "50% of resolution time used".into(),
         }
+    }
+
+    #[test]
+    fn the_pauses_of_a_case_are_its_holds_by_reason_and_its_ends() {
+        on_both(|db| {
+            use crate::store::items::{Items, NewLog};
+            let log = |item_id, from: Option<&str>, to| {
+                db.append_log(&NewLog {
+                    item_id,
+                    at_ms: 1,
+                    actor: "person:ana",
+                    from_status: from,
+                    to_status: to,
+                    comment: None,
+                    visibility: "internal",
+                })
+                .unwrap();
+            };
+            let ids: Vec<i64> = (0..5)
+                .map(|n| add_case(db, "acme", &format!("db{n}"), "in_progress", None))
+                .collect();
+            for id in &ids {
+                log(*id, None, "new");
+                log(*id, Some("new"), "in_progress");
+            }
+            // Held for parts, then for the customer; resolved and reopened;
+            // held for a reason this build does not tell apart.
+            log(ids[1], Some("in_progress"), "on_hold:awaiting_parts");
+            log(ids[1], Some("on_hold:awaiting_parts"), "on_hold:awaiting_customer");
+            log(ids[1], Some("on_hold:awaiting_customer"), "on_hold:awaiting_parts");
+            log(ids[2], Some("in_progress"), "resolved");
+            log(ids[2], Some("resolved"), "new");
+            log(ids[3], Some("in_progress"), "on_hold:awaiting_godot");
+            // More cases than one statement asks about, and ids no case has.
+            let mut asked: Vec<i64> = (1_000..1_150).collect();
+            asked.extend(&ids);
+            let mut got = db.queue_pauses(&asked).unwrap();
+            got.sort_unstable();
+            let customer = 1 << PAUSE_HOLDS.iter().position(|h| *h == "awaiting_customer").unwrap();
+            let parts = 1 << PAUSE_HOLDS.iter().position(|h| *h == "awaiting_parts").unwrap();
+            assert_eq!(
+                got,
+                [
+                    (ids[1], customer | parts),
+                    (ids[2], PAUSED_OTHERWISE),
+                    (ids[3], PAUSED_OTHERWISE)
+                ]
+            );
+            assert!(db.queue_pauses(&[]).unwrap().is_empty());
+        });
     }
 
     #[test]
