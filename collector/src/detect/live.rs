@@ -419,16 +419,22 @@ fn take(engine: &mut Engine, backlog: &mut Backlog, metrics: &Metrics, msg: Msg)
             tracing::info!(rules = set.rules.len(), "rules reloaded");
             engine.replace_rules(set);
         }
-        Msg::Report(report, at_ms) => match backlog.push(report, at_ms) {
-            Pushed::Queued => {}
-            Pushed::Coalesced => {
-                metrics.coalesced.inc();
+        Msg::Report(report, at_ms) => {
+            // Heard from, whether or not its report is evaluated soon: a
+            // tick between two rounds of a long backlog must not find the
+            // host silent.
+            engine.heard_from(&report.host, at_ms);
+            match backlog.push(report, at_ms) {
+                Pushed::Queued => {}
+                Pushed::Coalesced => {
+                    metrics.coalesced.inc();
+                }
+                Pushed::Dropped(host) => {
+                    metrics.dropped.inc();
+                    tracing::warn!(%host, "detection queue full; report not evaluated");
+                }
             }
-            Pushed::Dropped(host) => {
-                metrics.dropped.inc();
-                tracing::warn!(%host, "detection queue full; report not evaluated");
-            }
-        },
+        }
     }
 }
 
@@ -711,6 +717,52 @@ mod tests {
             inventory: None,
             disks: None,
         })
+    }
+
+    /// A tick between two rounds of a long backlog (a busy collector, or
+    /// replicas' agents all failing over to one) found hosts silent whose
+    /// reports were waiting, and opened a host_unreachable case on each.
+    #[test]
+    fn a_host_whose_report_waits_in_the_backlog_is_not_unreachable() {
+        #![allow(clippy::unwrap_used)]
+        let mut engine = Engine::new(crate::rules::load(None).unwrap());
+        let metrics = Metrics::new(Arc::new(crate::fleet::Fleet::default()), 3).unwrap();
+        let mut backlog = Backlog::default();
+        let unreachable =
+            |signals: &[crate::cases::Signal]| signals.iter().any(|s| s.rule == "host_unreachable" && s.firing);
+        let t0 = 1_700_000_000_000;
+        // Every 15 s; unreachable after 3 intervals (45 s) of silence.
+        engine.observe(&report("busy", 1), t0);
+        // Received 40 s later, still waiting to be evaluated 60 s after the
+        // first: heard from 20 s ago, so not silent.
+        take(
+            &mut engine,
+            &mut backlog,
+            &metrics,
+            Msg::Report(report("busy", 2), t0 + 40_000),
+        );
+        assert!(!unreachable(&engine.tick(t0 + 60_000)));
+        // Silent since, it is unreachable...
+        let silent = t0 + 40_000 + 10 * 60_000;
+        assert!(unreachable(&engine.tick(silent)));
+        // ...and only its report, evaluated, brings it back.
+        take(
+            &mut engine,
+            &mut backlog,
+            &metrics,
+            Msg::Report(report("busy", 3), silent + 1),
+        );
+        assert!(unreachable(&engine.tick(silent + 2)));
+        engine.observe(&report("busy", 3), silent + 3);
+        assert!(!unreachable(&engine.tick(silent + 4)));
+        // A host this replica does not hold is left to the one that does.
+        take(
+            &mut engine,
+            &mut backlog,
+            &metrics,
+            Msg::Report(report("elsewhere", 1), silent),
+        );
+        assert!(engine.tick(silent + 5).iter().all(|s| s.key.asset != "elsewhere"));
     }
 
     fn order(b: &mut Backlog) -> Vec<(String, u64)> {

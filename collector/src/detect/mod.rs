@@ -55,6 +55,8 @@
 //! - `state`: value == `equals`.
 //! - `absence` on `host`: [`Engine::tick`] fires when the host's last report is
 //!   older than `after_intervals` × its interval, and clears after it reports.
+//!   A report received but still waiting to be evaluated counts as heard
+//!   from ([`Engine::heard_from`]): a backlog is not a silence.
 //! - `event`: each of the report's events of the rule's kind whose labels
 //!   match fires once, after the metric rules of the same report (so an
 //!   event sharing a check with a state rule lands on the item that rule has
@@ -374,6 +376,21 @@ impl Engine {
         self.hosts = hosts;
         self.strings = strings;
         self.work = work;
+    }
+
+    /// Host `host` was heard from at `at_ms`: a report of it was received
+    /// and waits to be evaluated. Its absence counts from then, so a busy
+    /// collector's backlog does not make a reporting host unreachable. A
+    /// host this engine does not hold is left alone, and so is one already
+    /// unreachable: only its report, evaluated, brings it back (so the gap
+    /// cannot complete a pending `for`).
+    pub fn heard_from(&mut self, host: &str, at_ms: i64) {
+        if let Some(h) = self.hosts.get_mut(host)
+            && !h.unreachable
+            && at_ms > h.absent_from_ms
+        {
+            h.absent_from_ms = at_ms;
+        }
     }
 
     /// Takes one report received at `at_ms` and returns the signals of every
