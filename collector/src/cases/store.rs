@@ -865,6 +865,23 @@ pub fn get(conn: &dyn Sql, id: i64) -> Result<Option<(Item, Vec<LogEntry>)>, Sto
     Ok(Some((item, log)))
 }
 
+/// Those of the items `ids` there are, each with its log, in the order of
+/// `ids`: a few statements for any number of items.
+pub fn get_many(conn: &dyn Sql, ids: &[i64]) -> Result<Vec<(Item, Vec<LogEntry>)>, StoreError> {
+    let mut logs: HashMap<i64, Vec<LogEntry>> = HashMap::new();
+    for row in conn.item_logs(ids)? {
+        logs.entry(row.item_id).or_default().push(log_entry_from_row(row)?);
+    }
+    let mut items: HashMap<i64, Item> = HashMap::new();
+    for row in conn.load_items(ids)? {
+        items.insert(row.id, item_from_row(row)?);
+    }
+    Ok(ids
+        .iter()
+        .filter_map(|id| Some((items.remove(id)?, logs.remove(id).unwrap_or_default())))
+        .collect())
+}
+
 /// Items matching `filter`, newest first.
 pub fn list(db: &dyn Sql, filter: &Filter) -> Result<Vec<Item>, StoreError> {
     // Severity is stored as its name; the order lives in the enum.

@@ -6,21 +6,22 @@
 //! case and answers one page. The default order, nearest SLA breach first,
 //! needs each case's clocks, and those come from its log; rather than read
 //! the log of every matching case, the store's own facts (deadlines fixed
-//! when the contract was matched, breaches recorded, whether a person has
-//! responded, whether a hold pauses the clock now) give each case a bound
-//! no later than where it really stands: a hold only ever pushes a breach
-//! later, and a case whose log never paused a clock of its contract stands
-//! exactly at its bound. Cases are taken in the order of their bounds, only
+//! when the contract was matched, breaches recorded, and, kept on the
+//! case's queue row as its log is written, whether a person has responded
+//! and which stretches of the log may have paused a clock) give each case a
+//! bound no later than where it really stands: a hold only ever pushes a
+//! breach later, and a case whose log never paused a clock of its contract
+//! stands exactly at its bound. Cases are taken in the order of their bounds, only
 //! until no case left can come before the end of the page; of those, the
-//! ones whose log paused a clock are read whole to be placed, and then the
-//! cases on the page.
+//! ones whose log paused a clock are read whole to be placed, a batch at a
+//! time, and then the cases on the page.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::{CaseMeta, SlaStanding, SlaView, meta, sla_view};
+use super::{CaseMeta, SlaStanding, SlaView, sla_view};
 use crate::cases::store as items;
 use crate::cases::{Item, Severity, Status};
 use crate::contracts::Contracts;
@@ -28,8 +29,9 @@ use crate::store::StoreError;
 use crate::store::queue::{CaseQueue, PAUSE_HOLDS, PAUSED_OTHERWISE, QueueColumn, QueueSelect, QueueSlaRow};
 use crate::store::sql::Sql;
 
-/// The fewest cases whose pauses are asked for at once (more when the page needs more).
-const PAUSES_ASKED_MIN: usize = 100;
+/// The fewest cases looked at for those to read whole at once (more when
+/// the page needs more).
+const READ_AT_ONCE_MIN: usize = 100;
 
 /// The page size when none is asked for.
 pub const PER_PAGE_DEFAULT: u64 = 50;
@@ -218,34 +220,44 @@ fn bound(r: &QueueSlaRow, contracts: &Contracts, now_ms: i64) -> Key {
     }
 }
 
-/// Whether no stretch of the case's log (`pauses`, as
-/// `CaseQueue::queue_pauses` gives them) paused a clock of its contract:
-/// its clocks then ran from the opening on, so its [`bound`] is where it
-/// stands. A case without a (known) contract has no clock.
-fn never_paused(r: &QueueSlaRow, pauses: i64, contracts: &Contracts) -> bool {
+/// Whether no stretch of the case's log (its `pauses`) paused a clock of
+/// its contract: its clocks then ran from the opening on, so its [`bound`]
+/// is where it stands. A case without a (known) contract has no clock.
+fn never_paused(r: &QueueSlaRow, contracts: &Contracts) -> bool {
     let Some(contract) = r.contract.as_deref().and_then(|n| contracts.named(n)) else {
         return true;
     };
-    if pauses & PAUSED_OTHERWISE != 0 {
+    if r.pauses & PAUSED_OTHERWISE != 0 {
         return false;
     }
     contract.pausing.iter().all(|reason| {
         match PAUSE_HOLDS.iter().position(|h| *h == reason.as_str()) {
-            Some(bit) => pauses & (1 << bit) == 0,
+            Some(bit) => r.pauses & (1 << bit) == 0,
             // Not told apart: such a hold counts in `PAUSED_OTHERWISE`.
             None => true,
         }
     })
 }
 
-/// Case `id` as the queue shows it, with its SLA as of `now_ms`.
-fn entry(conn: &dyn Sql, contracts: &Contracts, id: i64, now_ms: i64) -> Result<Option<QueueEntry>, StoreError> {
-    let (Some((item, log)), Some(meta)) = (items::get(conn, id)?, meta(conn, id)?) else {
-        return Ok(None);
-    };
-    let contract = meta.contract.as_deref().and_then(|n| contracts.named(n));
-    let sla = sla_view(contract, &item, &meta, &log, now_ms);
-    Ok(Some(QueueEntry { item, meta, sla }))
+/// The cases `ids` as the queue shows them, with their SLA as of `now_ms`,
+/// in the order of `ids` (one gone, or without its queue data yet, is left
+/// out): a few statements for any number of cases.
+fn entries(conn: &dyn Sql, contracts: &Contracts, ids: &[i64], now_ms: i64) -> Result<Vec<QueueEntry>, StoreError> {
+    let mut metas: HashMap<i64, CaseMeta> = conn
+        .case_metas(ids)?
+        .into_iter()
+        .map(|m| (m.item_id, CaseMeta::from(m)))
+        .collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for (item, log) in items::get_many(conn, ids)? {
+        let Some(meta) = item.id.and_then(|id| metas.remove(&id)) else {
+            continue;
+        };
+        let contract = meta.contract.as_deref().and_then(|n| contracts.named(n));
+        let sla = sla_view(contract, &item, &meta, &log, now_ms);
+        out.push(QueueEntry { item, meta, sla });
+    }
+    Ok(out)
 }
 
 /// The store's column and direction for an order; `None` for the SLA
@@ -283,11 +295,8 @@ pub fn queue_page(
             let total = u64::try_from(conn.queue_count(&select)?).unwrap_or_default();
             let limit = i64::try_from(per_page).unwrap_or(i64::MAX);
             let offset = i64::try_from(paging.offset()).unwrap_or(i64::MAX);
-            let mut entries = Vec::new();
-            for id in conn.queue_page_ids(&select, by, descending, limit, offset)? {
-                entries.extend(entry(conn, contracts, id, now_ms)?);
-            }
-            (entries, total)
+            let ids = conn.queue_page_ids(&select, by, descending, limit, offset)?;
+            (entries(conn, contracts, &ids, now_ms)?, total)
         }
     };
     Ok(QueuePage {
@@ -320,10 +329,8 @@ fn by_breach(
         return Ok((Vec::new(), total));
     }
     if paging.descending {
-        let mut page = Vec::with_capacity(per_page);
-        for b in bounds.iter().rev().skip(offset).take(per_page) {
-            page.extend(entry(conn, contracts, b.3, now_ms)?);
-        }
+        let ids: Vec<i64> = bounds.iter().rev().skip(offset).take(per_page).map(|b| b.3).collect();
+        let mut page = entries(conn, contracts, &ids, now_ms)?;
         page.sort_by_key(|e| Reverse(key(e)));
         return Ok((page, total));
     }
@@ -333,26 +340,35 @@ fn by_breach(
     let mut smallest: BinaryHeap<Key> = BinaryHeap::with_capacity(need.min(bounds.len()) + 1);
     // Each case placed, with the entry when it was read to place it.
     let mut placed: Vec<(Key, Option<QueueEntry>)> = Vec::new();
-    // The pauses of the cases from `bounds[asked..]` on are not known yet.
-    let mut pauses: HashMap<i64, i64> = HashMap::new();
-    let mut asked = 0;
+    // The cases whose log paused a clock, read whole ahead of their turn
+    // (or found gone since the rows were read: those have no place).
+    let mut read: HashMap<i64, QueueEntry> = HashMap::new();
+    let mut gone: HashSet<i64> = HashSet::new();
+    let paused = |id: &i64| by_id.get(id).is_some_and(|r| !never_paused(r, contracts));
     for (i, b) in bounds.iter().enumerate() {
         if smallest.len() >= need && smallest.peek().is_some_and(|last| last <= b) {
             break;
         }
-        let Some(row) = by_id.get(&b.3) else { continue };
-        if i >= asked {
-            // As many as the page could still need, the last place aside.
-            let more = need.saturating_sub(smallest.len()).max(PAUSES_ASKED_MIN);
-            let next = i.saturating_add(more).min(bounds.len());
-            let ids: Vec<i64> = bounds[i..next].iter().map(|k| k.3).collect();
-            pauses.extend(conn.queue_pauses(&ids)?);
-            asked = next;
-        }
-        let (k, e) = if never_paused(row, pauses.get(&b.3).copied().unwrap_or(0), contracts) {
+        let (k, e) = if !paused(&b.3) {
             (*b, None)
         } else {
-            match entry(conn, contracts, b.3, now_ms)? {
+            if !read.contains_key(&b.3) && !gone.contains(&b.3) {
+                // This one and those of the next the page could still need
+                // (the last place aside), at once.
+                let more = need.saturating_sub(smallest.len()).max(READ_AT_ONCE_MIN);
+                let ids: Vec<i64> = bounds[i..i.saturating_add(more).min(bounds.len())]
+                    .iter()
+                    .map(|k| k.3)
+                    .filter(|id| paused(id) && !read.contains_key(id) && !gone.contains(id))
+                    .collect();
+                read.extend(
+                    entries(conn, contracts, &ids, now_ms)?
+                        .into_iter()
+                        .map(|e| (e.meta.item_id, e)),
+                );
+                gone.extend(ids.into_iter().filter(|id| !read.contains_key(id)));
+            }
+            match read.remove(&b.3) {
                 Some(e) => (key(&e), Some(e)),
                 None => continue,
             }
@@ -364,14 +380,19 @@ fn by_breach(
         placed.push((k, e));
     }
     placed.sort_unstable_by_key(|(k, _)| *k);
-    let mut page = Vec::with_capacity(per_page.min(placed.len()));
-    for (k, e) in placed.into_iter().skip(offset).take(per_page) {
-        match e {
-            Some(e) => page.push(e),
-            None => page.extend(entry(conn, contracts, k.3, now_ms)?),
-        }
-    }
-    Ok((page, total))
+    let chosen: Vec<(Key, Option<QueueEntry>)> = placed.into_iter().skip(offset).take(per_page).collect();
+    let unread: Vec<i64> = chosen.iter().filter(|(_, e)| e.is_none()).map(|(k, _)| k.3).collect();
+    let mut fetched: HashMap<i64, QueueEntry> = entries(conn, contracts, &unread, now_ms)?
+        .into_iter()
+        .map(|e| (e.meta.item_id, e))
+        .collect();
+    Ok((
+        chosen
+            .into_iter()
+            .filter_map(|(k, e)| e.or_else(|| fetched.remove(&k.3)))
+            .collect(),
+        total,
+    ))
 }
 
 /// Every matching case, the one closest to an SLA breach first (the

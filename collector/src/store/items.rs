@@ -148,6 +148,21 @@ pub struct LogRow {
     pub visibility: String,
 }
 
+const LOG_COLUMNS: &str = "id, item_id, at_ms, actor, from_status, to_status, comment, visibility";
+
+fn log_from(r: &Row<'_>) -> Result<LogRow, SqlError> {
+    Ok(LogRow {
+        id: r.get(0)?,
+        item_id: r.get(1)?,
+        at_ms: r.get(2)?,
+        actor: r.get(3)?,
+        from_status: r.get(4)?,
+        to_status: r.get(5)?,
+        comment: r.get(6)?,
+        visibility: r.get(7)?,
+    })
+}
+
 /// A log row to append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewLog<'a> {
@@ -332,6 +347,24 @@ pub trait Items: Sql {
              SELECT id, CAST(?2 AS BIGINT), CAST(?3 AS BIGINT) FROM items WHERE id = ?1 AND kind = 'case'",
             args![entry.item_id, log_id, entry.at_ms],
         )?;
+        // A case's first response is kept on its queue row (the domain's
+        // `queue::first_response_ms`: a person changed the status), so the
+        // queue's SLA order need not read the logs. A case without a queue
+        // row yet gets it from its log when the row is made.
+        if entry.actor.starts_with("person:") && entry.from_status.is_some() {
+            self.execute(
+                "UPDATE case_meta SET responded_at_ms = ?2 WHERE item_id = ?1 AND responded_at_ms IS NULL",
+                args![entry.item_id, entry.at_ms],
+            )?;
+        }
+        // So are the stretches that may have paused an SLA clock.
+        let paused = super::queue::pause_bits(entry.to_status);
+        if paused != 0 {
+            self.execute(
+                "UPDATE case_meta SET paused = paused | ?2 WHERE item_id = ?1",
+                args![entry.item_id, paused],
+            )?;
+        }
         Ok(log_id)
     }
 
@@ -455,21 +488,27 @@ pub trait Items: Sql {
     /// Item `id`'s log, oldest row first.
     fn item_log(&self, id: i64) -> Result<Vec<LogRow>, SqlError> {
         self.query(
-            "SELECT id, item_id, at_ms, actor, from_status, to_status, comment, visibility FROM item_log \
-             WHERE item_id = ?1 ORDER BY id",
+            &format!("SELECT {LOG_COLUMNS} FROM item_log WHERE item_id = ?1 ORDER BY id"),
             args![id],
-            |r| {
-                Ok(LogRow {
-                    id: r.get(0)?,
-                    item_id: r.get(1)?,
-                    at_ms: r.get(2)?,
-                    actor: r.get(3)?,
-                    from_status: r.get(4)?,
-                    to_status: r.get(5)?,
-                    comment: r.get(6)?,
-                    visibility: r.get(7)?,
-                })
-            },
+            log_from,
+        )
+    }
+
+    /// Those of the items `ids` there are, in no order.
+    fn load_items(&self, ids: &[i64]) -> Result<Vec<ItemRow>, SqlError> {
+        self.query_ids(
+            &format!("SELECT {COLUMNS} FROM items WHERE id IN ({{ids}})"),
+            ids,
+            item_from,
+        )
+    }
+
+    /// The logs of the items `ids`, each item's oldest row first.
+    fn item_logs(&self, ids: &[i64]) -> Result<Vec<LogRow>, SqlError> {
+        self.query_ids(
+            &format!("SELECT {LOG_COLUMNS} FROM item_log WHERE item_id IN ({{ids}}) ORDER BY item_id, id"),
+            ids,
+            log_from,
         )
     }
 

@@ -301,6 +301,8 @@ CREATE TABLE inventory (
         M::up(leases::MIGRATION),
         // Comments are internal (staff only) or public (the customer's too).
         M::up(items::MIGRATION_LOG_VISIBILITY),
+        // A case's first response and pauses on its queue row.
+        M::up(queue::MIGRATION_FROM_LOGS),
     ])
 }
 

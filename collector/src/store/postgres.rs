@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (3, "replicas", include_str!("postgres/0003_replicas.sql")),
     (4, "log visibility", include_str!("postgres/0004_log_visibility.sql")),
+    (
+        5,
+        "queue facts from the logs",
+        include_str!("postgres/0005_queue_from_logs.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold (any constant the collector alone uses).

@@ -95,6 +95,71 @@ CREATE TABLE case_external (
 );
 "#;
 
+/// What the queue's SLA order needs from a case's log, kept on its queue
+/// row so the queue need not read the logs (SQLite): when a person first
+/// changed the status (`responded_at_ms`, `queue::first_response_ms`), and
+/// the stretches that may have paused a clock (`paused`, bits as
+/// [`pause_bits`] gives them). Filled in for the cases there are.
+pub const MIGRATION_FROM_LOGS: &str = "ALTER TABLE case_meta ADD COLUMN responded_at_ms INTEGER; \
+     ALTER TABLE case_meta ADD COLUMN paused INTEGER NOT NULL DEFAULT 0; \
+     UPDATE case_meta SET responded_at_ms = (SELECT l.at_ms FROM item_log l WHERE l.item_id = case_meta.item_id \
+     AND l.actor LIKE 'person:%' AND l.from_status IS NOT NULL ORDER BY l.id LIMIT 1), \
+     paused = coalesce((SELECT sum(DISTINCT CASE l.to_status WHEN 'on_hold:awaiting_customer' THEN 1 \
+     WHEN 'on_hold:awaiting_parts' THEN 2 WHEN 'on_hold:awaiting_vendor' THEN 4 WHEN 'on_hold:awaiting_window' THEN 8 \
+     ELSE 16 END) FROM item_log l WHERE l.item_id = case_meta.item_id \
+     AND l.to_status NOT IN ('new', 'assigned', 'in_progress', 'recovered')), 0);";
+
+/// Whether a log row is a first response's kind: a person changed the
+/// status. SQL over `item_log l`.
+const RESPONSE_ROW: &str = "l.actor LIKE 'person:%' AND l.from_status IS NOT NULL";
+
+/// The statuses in which every SLA clock runs: a log row into any other
+/// may have paused one.
+const RUNNING: [&str; 4] = ["new", "assigned", "in_progress", "recovered"];
+
+/// The pause bits of a log row into status `to_status` (as the log writes
+/// it, `on_hold:<reason>`): 0 for a status in which the clocks run, bit `i`
+/// for on hold for [`PAUSE_HOLDS`]`[i]`, [`PAUSED_OTHERWISE`] for any other.
+pub fn pause_bits(to_status: &str) -> i64 {
+    if RUNNING.contains(&to_status) {
+        return 0;
+    }
+    to_status
+        .strip_prefix("on_hold:")
+        .and_then(|reason| PAUSE_HOLDS.iter().position(|h| *h == reason))
+        .map_or(PAUSED_OTHERWISE, |bit| 1 << bit)
+}
+
+/// SQL for what [`MIGRATION_FROM_LOGS`] fills in, from the log of the case
+/// `item` (an SQL expression) names: `(responded_at_ms, paused)`.
+fn from_log_sql(item: &str) -> (String, String) {
+    let bits: String = PAUSE_HOLDS
+        .iter()
+        .enumerate()
+        .map(|(n, r)| format!("WHEN 'on_hold:{r}' THEN {} ", 1_i64 << n))
+        .collect();
+    let running = RUNNING.map(|s| format!("'{s}'")).join(", ");
+    (
+        format!("(SELECT l.at_ms FROM item_log l WHERE l.item_id = {item} AND {RESPONSE_ROW} ORDER BY l.id LIMIT 1)"),
+        format!(
+            "coalesce((SELECT sum(DISTINCT CASE l.to_status {bits}ELSE {PAUSED_OTHERWISE} END) FROM item_log l \
+             WHERE l.item_id = {item} AND l.to_status NOT IN ({running})), 0)"
+        ),
+    )
+}
+
+/// Sets what the SQLite migration [`MIGRATION_FROM_LOGS`] fills in on
+/// every queue row from the logs: for stores filled by SQL (benchmarks,
+/// timings), not by the collector.
+pub fn refill_from_logs(db: &dyn Sql) -> Result<(), SqlError> {
+    let (responded, paused) = from_log_sql("case_meta.item_id");
+    db.execute(
+        &format!("UPDATE case_meta SET responded_at_ms = {responded}, paused = {paused}"),
+        args![],
+    )?;
+    Ok(())
+}
+
 // Statuses of an item no longer worked on: the items group's one list.
 use super::items::INACTIVE_STATUSES as INACTIVE;
 
@@ -222,9 +287,9 @@ pub enum QueueColumn {
     Assignee,
 }
 
-/// What the store knows of a case's SLA without its log, but for whether
-/// a person has responded: enough for the domain to bound where the case
-/// stands (see `queue::list`).
+/// What the store knows of a case's SLA without reading its log: enough
+/// for the domain to bound where the case stands, and to tell the cases
+/// whose bound is where they stand (see `queue::list`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSlaRow {
     pub id: i64,
@@ -238,13 +303,15 @@ pub struct QueueSlaRow {
     pub resolution_due_ms: Option<i64>,
     pub response_breached_at_ms: Option<i64>,
     pub resolution_breached_at_ms: Option<i64>,
-    /// A person acted on the case after it opened (the first response; the
-    /// same test as `queue::first_response_ms`). Only asked of cases with a
-    /// response deadline.
+    /// A person changed the status (the first response; the same test as
+    /// `queue::first_response_ms`).
     pub responded: bool,
+    /// The stretches of its log that may have paused a clock, as bits
+    /// ([`pause_bits`]); 0 if it never left the statuses the clocks run in.
+    pub pauses: i64,
 }
 
-/// The hold reasons [`CaseQueue::queue_pauses`] tells apart: bit `i` for
+/// The hold reasons [`pause_bits`] tells apart: bit `i` for
 /// on hold for `PAUSE_HOLDS[i]`.
 pub const PAUSE_HOLDS: [&str; 4] = [
     "awaiting_customer",
@@ -252,13 +319,10 @@ pub const PAUSE_HOLDS: [&str; 4] = [
     "awaiting_vendor",
     "awaiting_window",
 ];
-/// [`CaseQueue::queue_pauses`]'s bit for every other stretch that may pause
+/// [`pause_bits`]' bit for every other stretch that may pause
 /// a clock: resolved, closed or cancelled (and reopened since), or on hold
 /// for a reason not in [`PAUSE_HOLDS`].
 pub const PAUSED_OTHERWISE: i64 = 1 << PAUSE_HOLDS.len();
-/// Cases [`CaseQueue::queue_pauses`] asks about in one statement.
-const PAUSES_AT_ONCE: usize = 100;
-
 /// `CASE` ranking a severity (column or parameter) 0 (info) to 3 (critical).
 fn severity_rank(x: &str) -> String {
     format!("CASE {x} WHEN 'critical' THEN 3 WHEN 'major' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END")
@@ -339,8 +403,16 @@ pub trait CaseQueue: Sql {
 
     fn add_case_meta(&self, m: &NewCaseMeta<'_>) -> Result<(), SqlError> {
         self.execute(
-            "INSERT INTO case_meta (item_id, source, title, description, reported_by, contract, site, skill, \
-             response_due_ms, resolution_due_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &{
+                // A case's log may be ahead of its queue row (a replica
+                // settles the row after the case was worked on).
+                let (responded, paused) = from_log_sql("?1");
+                format!(
+                    "INSERT INTO case_meta (item_id, source, title, description, reported_by, contract, site, skill, \
+                     response_due_ms, resolution_due_ms, responded_at_ms, paused) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, {responded}, {paused})"
+                )
+            },
             args![
                 m.item_id,
                 m.source,
@@ -591,8 +663,7 @@ pub trait CaseQueue: Sql {
         let sql = format!(
             "SELECT i.id, i.status, i.hold_reason, i.severity, i.opened_at_ms, i.resolved_at_ms, m.contract, \
              m.response_due_ms, m.resolution_due_ms, m.response_breached_at_ms, m.resolution_breached_at_ms, \
-             CASE WHEN m.response_due_ms IS NOT NULL AND EXISTS (SELECT 1 FROM item_log l WHERE l.item_id = i.id \
-             AND l.actor LIKE 'person:%' AND l.from_status IS NOT NULL) THEN 1 ELSE 0 END {}",
+             m.responded_at_ms, m.paused {}",
             queue_from(s)
         );
         self.query(&sql, &select_args(s), |r| {
@@ -608,37 +679,19 @@ pub trait CaseQueue: Sql {
                 resolution_due_ms: r.get(8)?,
                 response_breached_at_ms: r.get(9)?,
                 resolution_breached_at_ms: r.get(10)?,
-                responded: r.get::<i64>(11)? != 0,
+                responded: r.get::<Option<i64>>(11)?.is_some(),
+                pauses: r.get(12)?,
             })
         })
     }
 
-    /// Of the cases `ids`, those whose log has a stretch that may have
-    /// paused an SLA clock, each with those stretches as bits
-    /// ([`PAUSE_HOLDS`], [`PAUSED_OTHERWISE`]); a case not answered never
-    /// left its running statuses.
-    fn queue_pauses(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>, SqlError> {
-        let bits: String = PAUSE_HOLDS
-            .iter()
-            .enumerate()
-            .map(|(n, r)| format!("WHEN 'on_hold:{r}' THEN {} ", 1_i64 << n))
-            .collect();
-        let params: Vec<String> = (1..=PAUSES_AT_ONCE).map(|n| format!("?{n}")).collect();
-        // One statement text whatever the number of cases (the last batch
-        // is filled up with an id no case has), so it is prepared once.
-        let sql = format!(
-            "SELECT l.item_id, sum(DISTINCT CASE l.to_status {bits}ELSE {PAUSED_OTHERWISE} END) FROM item_log l \
-             WHERE l.item_id IN ({}) AND l.to_status NOT IN ('new', 'assigned', 'in_progress', 'recovered') \
-             GROUP BY l.item_id",
-            params.join(", ")
-        );
-        let mut out = Vec::new();
-        for batch in ids.chunks(PAUSES_AT_ONCE) {
-            let mut a: Vec<Value<'_>> = batch.iter().map(|id| Value::from(*id)).collect();
-            a.resize_with(PAUSES_AT_ONCE, || Value::from(-1_i64));
-            out.extend(self.query(&sql, &a, |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)))?);
-        }
-        Ok(out)
+    /// The queue data of those of the cases `ids` that have it, in no order.
+    fn case_metas(&self, ids: &[i64]) -> Result<Vec<CaseMetaRow>, SqlError> {
+        self.query_ids(
+            &format!("SELECT {META_COLUMNS} FROM case_meta WHERE item_id IN ({{ids}})"),
+            ids,
+            meta_row,
+        )
     }
 
     /// Whether the store has the queue's tables (an SQLite store written by
@@ -792,6 +845,10 @@ mod tests {
             let ids: Vec<i64> = (0..5)
                 .map(|n| add_case(db, "acme", &format!("db{n}"), "in_progress", None))
                 .collect();
+            // Three get their queue row first, two after their log.
+            for id in &ids[..3] {
+                db.add_case_meta(&opened(*id, Some("x"))).unwrap();
+            }
             for id in &ids {
                 log(*id, None, "new");
                 log(*id, Some("new"), "in_progress");
@@ -804,23 +861,42 @@ mod tests {
             log(ids[2], Some("in_progress"), "resolved");
             log(ids[2], Some("resolved"), "new");
             log(ids[3], Some("in_progress"), "on_hold:awaiting_godot");
-            // More cases than one statement asks about, and ids no case has.
-            let mut asked: Vec<i64> = (1_000..1_150).collect();
-            asked.extend(&ids);
-            let mut got = db.queue_pauses(&asked).unwrap();
-            got.sort_unstable();
+            for id in &ids[3..] {
+                db.add_case_meta(&opened(*id, Some("x"))).unwrap();
+            }
             let customer = 1 << PAUSE_HOLDS.iter().position(|h| *h == "awaiting_customer").unwrap();
             let parts = 1 << PAUSE_HOLDS.iter().position(|h| *h == "awaiting_parts").unwrap();
-            assert_eq!(
-                got,
-                [
-                    (ids[1], customer | parts),
-                    (ids[2], PAUSED_OTHERWISE),
-                    (ids[3], PAUSED_OTHERWISE)
-                ]
-            );
-            assert!(db.queue_pauses(&[]).unwrap().is_empty());
+            let want = vec![
+                (ids[0], 0),
+                (ids[1], customer | parts),
+                (ids[2], PAUSED_OTHERWISE),
+                (ids[3], PAUSED_OTHERWISE),
+                (ids[4], 0),
+            ];
+            let pauses = || {
+                let mut got: Vec<(i64, i64)> = db
+                    .queue_sla_rows(&QueueSelect::default())
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.id, r.pauses))
+                    .collect();
+                got.sort_unstable();
+                got
+            };
+            assert_eq!(pauses(), want, "as the log was written");
+            refill_from_logs(db).unwrap();
+            assert_eq!(pauses(), want, "from the logs");
         });
+    }
+
+    #[test]
+    fn a_log_rows_pause_bits_are_its_hold_or_any_other_stop() {
+        assert_eq!(pause_bits("in_progress"), 0);
+        assert_eq!(pause_bits("recovered"), 0);
+        assert_eq!(pause_bits("on_hold:awaiting_customer"), 1);
+        assert_eq!(pause_bits("on_hold:awaiting_window"), 8);
+        assert_eq!(pause_bits("on_hold:awaiting_godot"), PAUSED_OTHERWISE);
+        assert_eq!(pause_bits("resolved"), PAUSED_OTHERWISE);
     }
 
     #[test]
@@ -1181,31 +1257,93 @@ mod tests {
         });
     }
 
+    /// The first response is kept on the queue row as the log is written:
+    /// by a person changing the status, not by a rule or a person's comment,
+    /// and for a case whose queue row is made after its log.
     #[test]
     fn the_sla_rows_say_whether_a_person_responded() {
+        use crate::store::items::{Items, NewLog};
         on_both(|db| {
             let quiet = listed_case(db, "acme", "db01", "major", "assigned", 5, "quiet", "{}");
             let answered = listed_case(db, "acme", "db01", "major", "in_progress", 5, "answered", "{}");
-            for (item, actor, from) in [
-                (quiet, "person:ana", None),
-                (quiet, "rule:assignment", Some("new")),
-                (answered, "person:ana", Some("assigned")),
+            let late = add_case(db, "acme", "db02", "in_progress", None);
+            for (item, at_ms, actor, from) in [
+                (quiet, 10, "person:ana", None),
+                (quiet, 11, "rule:assignment", Some("new")),
+                (answered, 12, "person:ana", Some("assigned")),
+                (answered, 13, "person:ben", Some("in_progress")),
+                (late, 14, "person:cy", Some("assigned")),
             ] {
-                db.execute(
-                    "INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status, comment) \
-                     VALUES (?1, 10, ?2, ?3, 'assigned', NULL)",
-                    args![item, actor, from],
-                )
+                db.append_log(&NewLog {
+                    item_id: item,
+                    at_ms,
+                    actor,
+                    from_status: from,
+                    to_status: "assigned",
+                    comment: None,
+                    visibility: "internal",
+                })
                 .unwrap();
             }
+            db.add_case_meta(&opened(late, Some("x"))).unwrap();
             let rows = db.queue_sla_rows(&QueueSelect::default()).unwrap();
             let responded: Vec<(i64, bool)> = rows.iter().map(|r| (r.id, r.responded)).collect();
-            assert!(
-                responded.contains(&(quiet, false)) && responded.contains(&(answered, true)),
-                "{responded:?}"
-            );
+            for want in [(quiet, false), (answered, true), (late, true)] {
+                assert!(responded.contains(&want), "{want:?} in {responded:?}");
+            }
             assert_eq!(rows[0].response_due_ms, Some(1_000));
+            let first = |id| {
+                db.query_one(
+                    "SELECT responded_at_ms FROM case_meta WHERE item_id = ?1",
+                    args![id],
+                    |r| r.get::<Option<i64>>(0),
+                )
+                .unwrap()
+            };
+            assert_eq!((first(quiet), first(answered), first(late)), (None, Some(12), Some(14)));
         });
+    }
+
+    /// A store written before the queue rows kept the first response and
+    /// the pauses gets them from the logs when migrated.
+    #[test]
+    fn a_store_from_before_the_queue_rows_kept_their_log_facts_gets_them_from_the_logs() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let all = crate::store::migrations();
+        all.to_latest(&mut conn).unwrap();
+        let latest: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        all.to_version(&mut conn, latest - 1).unwrap();
+        let id = add_case(&conn, "acme", "db01", "in_progress", None);
+        conn.execute_batch(&format!(
+            "INSERT INTO case_meta (item_id, source, title, skill) VALUES ({id}, 'user', 't', 'server'); \
+             INSERT INTO item_log (item_id, at_ms, actor, from_status, to_status) VALUES \
+             ({id}, 1, 'system', NULL, 'new'), ({id}, 7, 'person:ana', 'new', 'assigned'), \
+             ({id}, 9, 'person:ben', 'assigned', 'in_progress'), \
+             ({id}, 11, 'person:ben', 'in_progress', 'on_hold:awaiting_parts'), \
+             ({id}, 12, 'person:ben', 'on_hold:awaiting_parts', 'resolved'), \
+             ({id}, 13, 'system', 'resolved', 'in_progress');"
+        ))
+        .unwrap();
+        all.to_latest(&mut conn).unwrap();
+        let got: (Option<i64>, i64) = conn
+            .query_row(
+                "SELECT responded_at_ms, paused FROM case_meta WHERE item_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(got, (Some(7), 2 | PAUSED_OTHERWISE));
+        // What the code fills in is what the migration did.
+        refill_from_logs(&conn).unwrap();
+        let again: (Option<i64>, i64) = conn
+            .query_row(
+                "SELECT responded_at_ms, paused FROM case_meta WHERE item_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(again, got);
     }
 
     #[test]

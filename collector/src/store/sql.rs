@@ -756,7 +756,38 @@ pub trait SqlExt: Sql {
     fn value<T: FromCell>(&self, sql: &str, args: &[Value<'_>]) -> Result<Option<T>, SqlError> {
         self.query_opt(sql, args, |r| r.get(0))
     }
+
+    /// Every row of `sql` for the ids `ids`, each turned into a `T` by `f`:
+    /// `sql` names them as `{ids}` (in `… IN ({ids})`), and is run over
+    /// [`IDS_AT_ONCE`] of them at a time, the last batch filled up with an
+    /// id no row has, so the statement is prepared once whatever the count.
+    /// Rows come batch after batch, each batch in `sql`'s order.
+    fn query_ids<T>(
+        &self,
+        sql: &str,
+        ids: &[i64],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, SqlError>,
+    ) -> Result<Vec<T>, SqlError> {
+        let params: Vec<String> = (1..=IDS_AT_ONCE).map(|n| format!("?{n}")).collect();
+        let sql = sql.replace("{ids}", &params.join(", "));
+        let mut out = Vec::new();
+        for batch in ids.chunks(IDS_AT_ONCE) {
+            let mut a: Vec<Value<'_>> = batch.iter().map(|id| Value::from(*id)).collect();
+            a.resize_with(IDS_AT_ONCE, || Value::from(NO_ID));
+            self.for_each_row(&sql, &a, &mut |r| {
+                out.push(f(r)?);
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
 }
+
+/// How many ids [`SqlExt::query_ids`] asks for in one statement.
+pub const IDS_AT_ONCE: usize = 100;
+
+/// An id no row has (every table's ids count up from 1).
+const NO_ID: i64 = -1;
 
 impl<S: Sql + ?Sized> SqlExt for S {}
 

@@ -447,4 +447,5 @@ pub fn fill_big_queue(db: &dyn super::sql::Sql, cases: i64, now_ms: i64) {
         args![],
     )
     .unwrap_or_else(|e| panic!("filling the queue: {e}"));
+    super::queue::refill_from_logs(db).unwrap_or_else(|e| panic!("filling the queue: {e}"));
 }

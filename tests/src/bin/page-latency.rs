@@ -288,6 +288,8 @@ fn seed(
     let now = caretaker_shared::now_ms();
     db.batch(&seed_sql(hosts, cases, per_case, customers, now))
         .context("seeding")?;
+    // The queue rows' facts from the logs, as the collector keeps them.
+    caretaker_collector::store::queue::refill_from_logs(&db).context("seeding the queue rows")?;
     if store_url.is_some() {
         // Explicit ids leave the identity sequences behind: move them past.
         db.batch(
