@@ -518,9 +518,11 @@ impl Engine {
                     .unwrap_or_default();
                 let evidence = match detail {
                     Some(serde_json::Value::Object(d)) => {
-                        let summary = rule
-                            .summary
-                            .render(&report.host, &component, &value_text(rule, value, &d));
+                        let summary = rule.summary.render(
+                            &report.host,
+                            &component_words(rule, report, &component),
+                            &value_text(rule, value, &d),
+                        );
                         let mut e = json!({
                             "rule": rule.name,
                             "metric": src.as_ref(),
@@ -857,6 +859,32 @@ impl Series {
 /// fires and, when it does, the kind-specific evidence (a clear carries none:
 /// building it for the many clear evaluations of every report would cost
 /// more than all the rest of the evaluation).
+/// The component as a summary names it: a disk (named by the disk rules'
+/// key, `wwn-…`) as a person finds it, "/dev/sdb (WDC WD2003FYYS, serial
+/// WD-X)", from the report's `caretaker_disk_info`; anything else, or a
+/// disk the report does not describe, as labelled.
+fn component_words(rule: &Rule, report: &Report, component: &str) -> String {
+    if rule.component.as_deref() != Some("disk") || component.is_empty() {
+        return component.to_string();
+    }
+    let Some(info) = report
+        .samples
+        .iter()
+        .find(|s| s.metric == "caretaker_disk_info" && s.labels.get("disk").is_some_and(|d| d == component))
+    else {
+        return component.to_string();
+    };
+    let label = |k: &str| info.labels.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let mut about: Vec<String> = label("model").map(str::to_string).into_iter().collect();
+    about.extend(label("serial").map(|s| format!("serial {s}")));
+    let name = label("device").unwrap_or(component);
+    if about.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({})", about.join(", "))
+    }
+}
+
 fn evaluate(
     rule: &Rule,
     series: &Series,

@@ -1760,3 +1760,55 @@ fn metric_rules_put_their_summary_with_the_value_in_words_into_the_evidence() {
         "Disk wwn-1 on db01 reallocated 8 more sectors in 24h"
     );
 }
+
+/// Regression: a disk case's title (its rule's summary) named the disk by
+/// the disk rules' key, "Disk wwn-0x50014ee2b5a1c3d4 on db01 is failing";
+/// it names it as a person finds it, from the report's disk info.
+#[test]
+fn a_disk_rules_summary_names_the_disk_by_device_model_and_serial() {
+    let mut engine = super::Engine::new(rules::load(None).unwrap());
+    let key = "wwn-0x50014ee2b5a1c3d4";
+    let info = |labels: &[(&str, &str)]| {
+        let mut l = vec![("disk", key)];
+        l.extend_from_slice(labels);
+        sample("caretaker_disk_info", &l, 1.0)
+    };
+    let verdict = sample(
+        "caretaker_disk_health_verdict",
+        &[("disk", key), ("verdict", "failing")],
+        1.0,
+    );
+    let summary = |engine: &mut super::Engine, at: i64, host: &str, samples: Vec<Sample>| {
+        engine
+            .observe(&report(host, 60, at, samples), at)
+            .into_iter()
+            .find(|s| s.rule == "disk_failing" && s.firing)
+            .map(|s| s.evidence["summary"].clone())
+            .unwrap_or_else(|| panic!("disk_failing did not fire"))
+    };
+    let described = vec![
+        verdict.clone(),
+        info(&[
+            ("device", "/dev/sdb"),
+            ("model", "WDC WD2003FYYS-02W0B1"),
+            ("serial", "WD-WMAY04123456"),
+        ]),
+    ];
+    assert_eq!(
+        summary(&mut engine, T0, "db01", described),
+        "Disk /dev/sdb (WDC WD2003FYYS-02W0B1, serial WD-WMAY04123456) on db01 is failing"
+    );
+    // Without a model or serial, the device; without disk info, the key.
+    let bare = vec![
+        verdict.clone(),
+        info(&[("device", "/dev/sdc"), ("model", ""), ("serial", " ")]),
+    ];
+    assert_eq!(
+        summary(&mut engine, T0, "db02", bare),
+        "Disk /dev/sdc on db02 is failing"
+    );
+    assert_eq!(
+        summary(&mut engine, T0, "db03", vec![verdict]),
+        format!("Disk {key} on db03 is failing")
+    );
+}

@@ -299,7 +299,11 @@ fn seed(
     }
     // Statistics for the planner; on PostgreSQL the tables vacuumed too, so
     // autovacuum does not take them up while the pages are being timed.
-    db.batch(if store_url.is_some() { "VACUUM ANALYZE" } else { "ANALYZE" })?;
+    db.batch(if store_url.is_some() {
+        "VACUUM ANALYZE"
+    } else {
+        "ANALYZE"
+    })?;
     let hash = caretaker_collector::auth::hash_password(password)?;
     std::fs::write(contracts, contracts_file(customers, user, &hash))
         .with_context(|| format!("writing {}", contracts.display()))?;
