@@ -320,8 +320,36 @@ pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreEr
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    unicode_lower(&conn)?;
     migrations().to_latest(&mut conn)?;
     Ok(conn)
+}
+
+/// Makes SQL `lower()` lower every letter, as PostgreSQL's does, not only
+/// A to Z (SQLite's own): a search for "überhitzung" finds "Überhitzung".
+/// ASCII text takes the short way. No index is built on `lower()`, so
+/// replacing it changes no stored order.
+pub(crate) fn unicode_lower(conn: &Connection) -> Result<(), rusqlite::Error> {
+    use rusqlite::functions::FunctionFlags;
+    use rusqlite::types::ValueRef;
+    conn.create_scalar_function(
+        "lower",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text = match ctx.get_raw(0) {
+                ValueRef::Null => return Ok(None),
+                ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                ValueRef::Integer(n) => n.to_string(),
+                ValueRef::Real(x) => x.to_string(),
+            };
+            Ok(Some(if text.is_ascii() {
+                text.to_ascii_lowercase()
+            } else {
+                text.to_lowercase()
+            }))
+        },
+    )
 }
 
 /// A migrated store in memory, for replays and tests: nothing outlives the
@@ -329,6 +357,7 @@ pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreEr
 pub fn open_in_memory() -> Result<Connection, StoreError> {
     let mut conn = Connection::open_in_memory()?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    unicode_lower(&conn)?;
     migrations().to_latest(&mut conn)?;
     Ok(conn)
 }
@@ -339,6 +368,7 @@ pub fn open_in_memory() -> Result<Connection, StoreError> {
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    unicode_lower(&conn)?;
     Ok(conn)
 }
 

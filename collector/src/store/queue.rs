@@ -1257,6 +1257,27 @@ mod tests {
         });
     }
 
+    /// Regression: on SQLite the search lowered only A to Z, so a title
+    /// with an upper-case umlaut was not found by its lower-case words.
+    #[test]
+    fn the_search_finds_a_title_whatever_the_case_of_its_letters() {
+        on_both(|db| {
+            let hot = listed_case(db, "acme", "db01", "major", "new", 5, "Überhitzung im Rack Ä3", "{}");
+            listed_case(db, "acme", "db01", "major", "new", 5, "Lüfter defekt", "{}");
+            for words in ["überhitzung", "ÜBERHITZUNG", "rack ä3"] {
+                let s = QueueSelect {
+                    search: Some(words),
+                    ..QueueSelect::default()
+                };
+                assert_eq!(
+                    db.queue_page_ids(&s, QueueColumn::Id, false, 10, 0).unwrap(),
+                    [hot],
+                    "{words}"
+                );
+            }
+        });
+    }
+
     /// The first response is kept on the queue row as the log is written:
     /// by a person changing the status, not by a rule or a person's comment,
     /// and for a case whose queue row is made after its log.
