@@ -112,7 +112,21 @@ fn change(at_ms: i64, actor: &str, from: Option<&str>, to: &str, comment: Option
         from_status: from.map(Into::into),
         to_status: to.into(),
         comment: comment.map(Into::into),
+        visibility: "internal".into(),
     }
+}
+
+/// Each journal note with whether Redmine keeps it private.
+fn journal_privacy(issue: &Value) -> Vec<(String, bool)> {
+    issue["journals"]
+        .as_array()
+        .map(|j| {
+            j.iter()
+                .filter_map(|j| Some((j["notes"].as_str()?.to_string(), j["private_notes"].as_bool()?)))
+                .filter(|(n, _)| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn journal_notes(issue: &Value) -> Vec<String> {
@@ -215,6 +229,40 @@ async fn sinks_redmine_one_issue_per_case_with_notes_and_status() {
     assert_eq!(issue["priority"]["id"], 5);
     assert_eq!(issue["status"]["name"], "In Progress");
     assert_eq!(journal_notes(&issue).len(), 2);
+
+    // A comment made public on the case is a public note; the rest private.
+    let public = event(
+        case_id,
+        30,
+        "critical",
+        Change {
+            visibility: "public".into(),
+            ..change(
+                t + 2,
+                "person:ann",
+                Some("in_progress"),
+                "in_progress",
+                Some("a new disk arrives tomorrow"),
+            )
+        },
+    );
+    redmine.deliver(&public, Some(&id)).await.unwrap();
+    let issue = server.issue(&id).await;
+    assert_eq!(
+        journal_privacy(&issue),
+        [
+            ("person:ann: new → in_progress: on site at 10".to_string(), true),
+            (
+                "rule:escalate: in_progress → in_progress: now critical".to_string(),
+                true
+            ),
+            (
+                "person:ann: in_progress → in_progress: a new disk arrives tomorrow".to_string(),
+                false
+            ),
+        ],
+        "{issue}"
+    );
 
     // Resolution closes the issue; closing the case adds its note.
     let resolved = event(

@@ -58,9 +58,18 @@ pub struct Change {
     pub from_status: Option<String>,
     pub to_status: String,
     pub comment: Option<String>,
+    /// `internal` (staff only: every change but a comment made public) or
+    /// `public` (the case's customer reads it too). Sinks that can keep a
+    /// note from the customer do: Redmine's private notes.
+    pub visibility: String,
 }
 
 impl Change {
+    /// Whether the case's customer may read the change.
+    pub fn public(&self) -> bool {
+        self.visibility == "public"
+    }
+
     /// The change that opened the case.
     pub fn opened(&self) -> bool {
         self.from_status.is_none()

@@ -5,7 +5,8 @@
 //! one, so a crash between creating the issue and storing its id does not
 //! file the case twice. Later changes are journal notes (`PUT
 //! /issues/N.json`, answered 204) that also move the issue's status and
-//! priority with the case.
+//! priority with the case; a note is private unless the change was made
+//! public on the case.
 //!
 //! Redmine answers a wrong API key with 200 and empty lists on list
 //! endpoints: the key is checked once with `GET /users/current.json` first.
@@ -120,11 +121,14 @@ impl Redmine {
             .map(|s| json!({ "issue": { "status_id": s } }))
     }
 
-    /// `PUT /issues/N.json`: the change as a note; priority and status
-    /// follow the case.
+    /// `PUT /issues/N.json`: the change as a note, private unless it is
+    /// public on the case (a customer who reads the project in Redmine
+    /// reads there what the portal shows them, no more); priority and
+    /// status follow the case.
     pub(crate) fn update_body(&self, ev: &CaseEvent) -> Value {
         let mut issue = json!({
             "notes": text::note(&ev.change),
+            "private_notes": !ev.change.public(),
             "priority_id": priority_id(&ev.severity),
         });
         if let Some(s) = self.status_id(&ev.change) {

@@ -21,6 +21,7 @@ fn change(actor: &str, from: Option<&str>, to: &str, comment: Option<&str>) -> C
         from_status: from.map(Into::into),
         to_status: to.into(),
         comment: comment.map(Into::into),
+        visibility: "internal".into(),
     }
 }
 
@@ -717,10 +718,22 @@ fn redmine_bodies() {
         r.update_body(&ev),
         json!({"issue": {
             "notes": "person:ann: new → in_progress: on it",
+            "private_notes": true,
             "priority_id": 4,
             "status_id": 2,
         }})
     );
+    // A comment made public on the case is a public note.
+    let public = with_change(Change {
+        visibility: "public".into(),
+        ..change(
+            "person:ann",
+            Some("in_progress"),
+            "in_progress",
+            Some("a new disk arrives tomorrow"),
+        )
+    });
+    assert_eq!(r.update_body(&public)["issue"]["private_notes"], json!(false));
     let mut note = with_change(change(
         "rule:esc",
         Some("in_progress"),
@@ -730,7 +743,7 @@ fn redmine_bodies() {
     note.severity = "critical".into();
     assert_eq!(
         r.update_body(&note),
-        json!({"issue": {"notes": "rule:esc: in_progress → in_progress: escalated", "priority_id": 5}})
+        json!({"issue": {"notes": "rule:esc: in_progress → in_progress: escalated", "private_notes": true, "priority_id": 5}})
     );
     for (sev, id) in [("critical", 5), ("major", 4), ("warning", 3), ("info", 2)] {
         assert_eq!(redmine::priority_id(sev), id);

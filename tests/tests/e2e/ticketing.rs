@@ -137,6 +137,15 @@ fn notes_with(issue: &Value, text: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether Redmine keeps private the journal note that contains `text`.
+fn private_notes_with(issue: &Value, text: &str) -> Option<bool> {
+    issue["issue"]["journals"]
+        .as_array()?
+        .iter()
+        .find(|n| n["notes"].as_str().is_some_and(|s| s.contains(text)))?["private_notes"]
+        .as_bool()
+}
+
 #[tokio::test]
 async fn cases_reach_a_real_redmine_once_even_when_it_was_down() {
     let Some(redmine) = Redmine::from_env() else {
@@ -233,12 +242,27 @@ level = "L1"
             assert_eq!(code, reqwest::StatusCode::OK, "{body} → {v}");
         }
     };
-    // A comment becomes a note.
+    // A comment becomes a note: private when internal (the staff's
+    // default), public when made public on the case.
     act(json!({"action": "comment", "comment": "checked the backup server"})).await;
-    eventually("the note", Duration::from_secs(30), || async {
-        (notes_with(&redmine.issue(issue_id).await, "checked the backup server") == 1).then_some(())
+    act(json!({"action": "comment", "comment": "a new disk arrives tomorrow", "visibility": "public"})).await;
+    eventually("the notes", Duration::from_secs(30), || async {
+        let i = redmine.issue(issue_id).await;
+        (notes_with(&i, "checked the backup server") == 1 && notes_with(&i, "a new disk arrives tomorrow") == 1)
+            .then_some(())
     })
     .await;
+    let issue = redmine.issue(issue_id).await;
+    assert_eq!(
+        private_notes_with(&issue, "checked the backup server"),
+        Some(true),
+        "{issue}"
+    );
+    assert_eq!(
+        private_notes_with(&issue, "a new disk arrives tomorrow"),
+        Some(false),
+        "{issue}"
+    );
     // Redmine goes down; the next change waits in the outbox.
     redmine.stop();
     eventually("Redmine down", Duration::from_secs(30), || async {

@@ -71,6 +71,7 @@ pub fn event(p: &Pending, public_url: Option<&str>) -> CaseEvent {
             from_status: p.change.from_status.map(|s| s.to_string()),
             to_status: p.change.to_status.to_string(),
             comment: p.change.comment.clone(),
+            visibility: p.change.visibility.as_str().to_string(),
         },
         url: public_url.map(|u| format!("{}/cases/{id}", u.trim_end_matches('/'))),
     }
