@@ -868,12 +868,16 @@ pub fn get(conn: &dyn Sql, id: i64) -> Result<Option<(Item, Vec<LogEntry>)>, Sto
 /// Those of the items `ids` there are, each with its log, in the order of
 /// `ids`: a few statements for any number of items.
 pub fn get_many(conn: &dyn Sql, ids: &[i64]) -> Result<Vec<(Item, Vec<LogEntry>)>, StoreError> {
+    // Each asked for once, so each log is read once and stays in order.
+    let mut once = ids.to_vec();
+    once.sort_unstable();
+    once.dedup();
     let mut logs: HashMap<i64, Vec<LogEntry>> = HashMap::new();
-    for row in conn.item_logs(ids)? {
+    for row in conn.item_logs(&once)? {
         logs.entry(row.item_id).or_default().push(log_entry_from_row(row)?);
     }
     let mut items: HashMap<i64, Item> = HashMap::new();
-    for row in conn.load_items(ids)? {
+    for row in conn.load_items(&once)? {
         items.insert(row.id, item_from_row(row)?);
     }
     Ok(ids

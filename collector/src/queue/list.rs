@@ -11,10 +11,10 @@
 //! and which stretches of the log may have paused a clock) give each case a
 //! bound no later than where it really stands: a hold only ever pushes a
 //! breach later, and a case whose log never paused a clock of its contract
-//! stands exactly at its bound. Cases are taken in the order of their bounds, only
-//! until no case left can come before the end of the page; of those, the
-//! ones whose log paused a clock are read whole to be placed, a batch at a
-//! time, and then the cases on the page.
+//! stands exactly at its bound. Cases are taken in the order of their
+//! bounds, only until no case left can come before the end of the page; of
+//! those, the ones whose log paused a clock are read whole to be placed, a
+//! batch at a time, and then the cases on the page.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};

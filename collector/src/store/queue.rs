@@ -889,6 +889,48 @@ mod tests {
         });
     }
 
+    /// Cases read many at once (the queue's pages): past one statement's
+    /// worth of ids, with ids no case has and one asked twice, each case
+    /// comes once, in the order asked, with its whole log in order.
+    #[test]
+    fn many_cases_are_read_at_once_each_with_its_queue_row_and_log() {
+        use crate::store::items::{Items, NewLog};
+        on_both(|db| {
+            let ids: Vec<i64> = (0..130)
+                .map(|n| add_case(db, "acme", &format!("db{n}"), "in_progress", None))
+                .collect();
+            for (n, id) in ids.iter().enumerate() {
+                db.add_case_meta(&opened(*id, Some("x"))).unwrap();
+                for at_ms in 0..(n % 3) as i64 + 1 {
+                    db.append_log(&NewLog {
+                        item_id: *id,
+                        at_ms,
+                        actor: "person:ana",
+                        from_status: Some("new"),
+                        to_status: "in_progress",
+                        comment: None,
+                        visibility: "internal",
+                    })
+                    .unwrap();
+                }
+            }
+            let mut asked: Vec<i64> = ids.iter().rev().copied().collect();
+            asked.extend([ids[5], 1_000_000, -7]);
+            let got = crate::cases::store::get_many(db, &asked).unwrap();
+            let got_ids: Vec<i64> = got.iter().filter_map(|(item, _)| item.id).collect();
+            let want: Vec<i64> = ids.iter().rev().copied().collect();
+            assert_eq!(got_ids, want);
+            for (item, log) in &got {
+                let n = ids.iter().position(|i| Some(*i) == item.id).unwrap();
+                let times: Vec<i64> = log.iter().map(|e| e.at_ms).collect();
+                assert_eq!(times, (0..(n % 3) as i64 + 1).collect::<Vec<_>>(), "case {n}");
+            }
+            let mut metas: Vec<i64> = db.case_metas(&asked).unwrap().into_iter().map(|m| m.item_id).collect();
+            metas.sort_unstable();
+            assert_eq!(metas, ids);
+        });
+    }
+
     #[test]
     fn a_log_rows_pause_bits_are_its_hold_or_any_other_stop() {
         assert_eq!(pause_bits("in_progress"), 0);
@@ -1347,24 +1389,18 @@ mod tests {
         ))
         .unwrap();
         all.to_latest(&mut conn).unwrap();
-        let got: (Option<i64>, i64) = conn
-            .query_row(
+        let facts = |conn: &rusqlite::Connection| -> (Option<i64>, i64) {
+            conn.query_row(
                 "SELECT responded_at_ms, paused FROM case_meta WHERE item_id = ?1",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .unwrap();
-        assert_eq!(got, (Some(7), 2 | PAUSED_OTHERWISE));
+            .unwrap()
+        };
+        assert_eq!(facts(&conn), (Some(7), 2 | PAUSED_OTHERWISE));
         // What the code fills in is what the migration did.
         refill_from_logs(&conn).unwrap();
-        let again: (Option<i64>, i64) = conn
-            .query_row(
-                "SELECT responded_at_ms, paused FROM case_meta WHERE item_id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(again, got);
+        assert_eq!(facts(&conn), (Some(7), 2 | PAUSED_OTHERWISE));
     }
 
     #[test]
