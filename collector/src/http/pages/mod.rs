@@ -151,7 +151,8 @@ const STYLE: &str = concat!(
     "body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fff}",
     "header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;padding:.5rem 1rem;background:#234;color:#fff}",
     "header a{color:#fff}header nav{display:flex;flex-wrap:wrap;gap:.5rem 1rem}",
-    "header .who{margin-left:auto}header form{display:inline;margin:0}header button{margin:0}",
+    "header .user{margin-left:auto;display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center}",
+    "header form{display:inline;margin:0}header button{margin:0}",
     "main{padding:0 1rem 2rem}footer{padding:0 1rem 1rem}.narrow{max-width:22rem;margin:4rem auto}h1,h2,h3{overflow-wrap:anywhere}",
     "figure{margin:.5rem 0}figure svg{background:#fff;border-radius:.25rem}.notice{border:1px solid #888;padding:.5rem}",
     "table{border-collapse:collapse;margin:.5rem 0}th,td{border-bottom:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}",
@@ -171,7 +172,7 @@ const STYLE: &str = concat!(
     ".sev-warning{background:#ffe08a;color:#3b2a00}.sev-info{background:#dbeafe;color:#12326b}",
     ".breached{color:#a00;font-weight:bold}pre{background:#f4f4f4;padding:.5rem;overflow:auto;max-width:60rem}",
     "dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0;overflow-wrap:anywhere}",
-    "@media (max-width:40rem){header{padding:.5rem}header .who{margin-left:0}main{padding:0 .5rem 2rem}",
+    "@media (max-width:40rem){header{padding:.5rem}header .user{margin-left:0}main{padding:0 .5rem 2rem}",
     "dl{grid-template-columns:auto}dt{font-weight:bold}}",
     "@media (prefers-color-scheme:dark){body{color:#e8e8e8;background:#121417}a{color:#9cc3ff}a:visited{color:#c8a8ff}",
     "header{background:#0b1a2a}header a{color:#fff}th,td{border-bottom-color:#444}",
@@ -228,13 +229,15 @@ pub(crate) fn page_layout(
                             }
                             a href="/faults/new" { "Report a fault" }
                         }
-                        span.who {
-                            "Logged in as " strong { (v.who.name) } " (" (v.who.role.as_str()) ")"
-                            @if let Some(c) = &v.who.customer { ", " (c) }
-                        }
-                        form method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(v.csrf);
-                            button type="submit" { "Log out" }
+                        div.user {
+                            span.who {
+                                "Logged in as " strong { (v.who.name) } " (" (v.who.role.as_str()) ")"
+                                @if let Some(c) = &v.who.customer { ", " (c) }
+                            }
+                            form method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(v.csrf);
+                                button type="submit" { "Log out" }
+                            }
                         }
                     }
                 }
