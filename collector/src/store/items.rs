@@ -338,9 +338,15 @@ pub trait Items: Sql {
         // taken in commit order. SQLite has one writer; on PostgreSQL
         // several writers (replicas) run at once, and a lower id committed
         // after a higher one would be passed over: the id is taken under a
-        // lock held to the end of the transaction.
+        // lock held to the end of the transaction. Only a case's rows go to
+        // the outbox, so only they take it: a finding's do not hold up the
+        // other writers.
         if self.dialect() == Dialect::Postgres {
-            self.query_one("SELECT pg_advisory_xact_lock(?1)", args![OUTBOX_ORDER_LOCK], |_| Ok(()))?;
+            self.query(
+                "SELECT pg_advisory_xact_lock(?1) FROM items WHERE id = ?2 AND kind = 'case'",
+                args![OUTBOX_ORDER_LOCK, entry.item_id],
+                |_| Ok(()),
+            )?;
         }
         self.execute(
             "INSERT INTO outbox (item_id, log_id, at_ms) \

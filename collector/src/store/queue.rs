@@ -1562,4 +1562,45 @@ mod tests {
         watcher.sink_delivered("hook", first.id, 1).unwrap();
         assert_eq!(watcher.next_for_sink("hook").unwrap().unwrap().item_id, y);
     }
+
+    /// Only a case's log rows go to the outbox: a finding's are written
+    /// while another writer holds the outbox's order, without waiting.
+    #[test]
+    fn a_findings_log_row_does_not_wait_for_the_outbox_order() {
+        let Some(addr) = crate::store::testing::postgres_addr() else {
+            return;
+        };
+        let pg = crate::store::testing::PgDatabase::create(&addr).unwrap();
+        let a = pg.connect().unwrap();
+        crate::store::postgres::migrate(&a).unwrap();
+        let case = add_case(&a, "acme", "db01", "new", None);
+        let finding: i64 = a
+            .query_one(
+                "INSERT INTO items (kind, customer, asset, check_name, component, status, severity, rule, \
+                 opened_at_ms, updated_at_ms, last_firing_at_ms, occurrences, evidence) \
+                 VALUES ('finding', 'acme', 'db01', 'reboot_required', '', 'new', 'warning', 'reboot_required', \
+                 0, 0, 0, 1, '{}') RETURNING id",
+                args![],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let ta = a.transaction().unwrap();
+        opening_log(&ta, case);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let b = pg.connect().unwrap();
+                let tb = b.transaction().unwrap();
+                opening_log(&tb, finding);
+                tb.commit().unwrap();
+                let _ = done.send(());
+            });
+            let waited = finished.recv_timeout(std::time::Duration::from_secs(20));
+            ta.commit().unwrap();
+            assert!(
+                waited.is_ok(),
+                "the finding's log row waited for the case's transaction"
+            );
+        });
+    }
 }
