@@ -309,6 +309,7 @@ fn webhook_body_is_the_event() {
                 "from_status": null,
                 "to_status": "new",
                 "comment": "12 → 40 sectors",
+                "visibility": "internal",
             },
             "url": "https://caretaker.example/cases/42",
         })
