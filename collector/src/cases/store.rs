@@ -1373,6 +1373,41 @@ mod tests {
 
     /// Every log row of a case reaches the outbox in the same transaction,
     /// on SQLite and PostgreSQL alike; a finding's rows never do.
+    /// Regression: an id asked for twice, far enough apart to fall in two
+    /// statements, had its log read twice (each row pushed twice); each
+    /// item now comes once, in the order first asked, its log once and in
+    /// order.
+    #[test]
+    fn items_read_at_once_come_once_in_the_order_asked() {
+        on_both(|db| {
+            let p = Policy::default();
+            hold::mark_known(db, "srv1", None, &[], 0).unwrap();
+            let opened: Vec<i64> = ["/var", "/srv", "/home"]
+                .into_iter()
+                .map(|fs| {
+                    let mut s = fire(0);
+                    s.key.component = fs.into();
+                    let Outcome::Created(id) = apply_signal(db, &s, &p).unwrap() else {
+                        panic!("{fs} opened no case")
+                    };
+                    note(db, id, "person:alice", "looking", MIN).unwrap();
+                    id
+                })
+                .collect();
+            // The second asking a statement's worth of ids after the first.
+            let mut asked = vec![opened[2], opened[0]];
+            asked.extend(1_000_000..1_000_000 + crate::store::sql::IDS_AT_ONCE as i64);
+            asked.push(opened[2]);
+            let got = get_many(db, &asked).unwrap();
+            let ids: Vec<Option<i64>> = got.iter().map(|(i, _)| i.id).collect();
+            assert_eq!(ids, [Some(opened[2]), Some(opened[0])]);
+            for (item, log) in &got {
+                assert_eq!(log, &log_of(db, item.id.unwrap()));
+                assert_eq!(log.len(), 2, "{log:?}");
+            }
+        });
+    }
+
     #[test]
     fn a_case_change_reaches_the_outbox_on_both_backends() {
         on_both(|db| {
