@@ -855,10 +855,6 @@ impl Series {
     }
 }
 
-/// Evaluates one rule on one series after its newest point; returns whether it
-/// fires and, when it does, the kind-specific evidence (a clear carries none:
-/// building it for the many clear evaluations of every report would cost
-/// more than all the rest of the evaluation).
 /// The component as a summary names it: a disk (named by the disk rules'
 /// key, `wwn-…`) as a person finds it, "/dev/sdb (WDC WD2003FYYS, serial
 /// WD-X)", from the report's `caretaker_disk_info`; anything else, or a
@@ -885,6 +881,10 @@ fn component_words(rule: &Rule, report: &Report, component: &str) -> String {
     }
 }
 
+/// Evaluates one rule on one series after its newest point; returns whether it
+/// fires and, when it does, the kind-specific evidence (a clear carries none:
+/// building it for the many clear evaluations of every report would cost
+/// more than all the rest of the evaluation).
 fn evaluate(
     rule: &Rule,
     series: &Series,
